@@ -1,0 +1,64 @@
+// The sku actor: the one owner of one SKU's stock and holds on this node. It
+// serializes every reservation in its mailbox; no other code changes an SKU.
+//
+// Every change goes to the store as one write batch per handled message; the reply is
+// held back until the store reports that batch durable, so an acknowledged hold
+// survives kill -9. Replies leave in the order their messages arrived. One timer is
+// armed for the earliest hold deadline. Spawned by the sku directory; loads its state
+// from LMDB when it starts and quits only when the directory passivates it with no
+// write in flight.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <unordered_map>
+
+#include "actors/clock.hpp"
+#include "persistence/store.hpp"
+
+namespace holdfast {
+
+using sku_actor = caf::typed_actor<
+  caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
+  caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
+  caf::reacts_to<durable_atom, uint64_t>,
+  caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
+  caf::reacts_to<expire_atom>,
+  // -> (quit?, earliest active deadline or 0)
+  caf::replies_to<passivate_atom>::with<bool, int64_t>>;
+
+// What an sku actor needs from its node; the simulator passes its own.
+struct sku_context {
+  std::shared_ptr<const lmdb_env> env;  // reads
+  store_actor store;                    // writes
+  std::shared_ptr<const wall_clock> clock;
+  int64_t timer_slack_ms = 0;  // extra delay on the expiry timer (0: fire at the deadline)
+};
+
+struct sku_state {
+  sku_context ctx;
+  bool exists = false;
+  sku_record record;
+  std::unordered_map<std::string, hold_record> active;
+  std::set<std::pair<int64_t, std::string>> deadlines;  // active holds by deadline
+  // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
+  std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing;
+  uint64_t epoch = 0;
+  uint64_t next_seq = 1;
+  uint64_t durable_seq = 0;
+  struct pending_reply {
+    uint64_t seq;
+    std::function<void(const store_status*)> deliver;  // null: durable; else why not
+  };
+  std::deque<pending_reply> replies;
+  int64_t timer_armed_ms = 0;  // deadline the pending timer message is for, 0 if none
+  static inline const char* name = "holdfast.sku";
+};
+
+sku_actor::behavior_type sku_behavior(sku_actor::stateful_pointer<sku_state> self,
+                                      std::string sku, sku_context ctx);
+
+}  // namespace holdfast

@@ -1,0 +1,66 @@
+// The sku directory: the node's entry point for inventory operations. It validates
+// requests, resolves a hold id to its SKU, spawns an sku actor on first use, routes
+// each SKU's share of a batch to it, and passivates idle sku actors.
+//
+// It is the only sender of operations to sku actors, which is what makes passivation
+// safe: once it asks an actor to passivate it forwards nothing more to it, holding
+// new operations for that SKU until the actor has quit (then a fresh actor loads the
+// committed state) or declined (it had a write in flight). A passivated SKU with active
+// holds is woken at its earliest deadline, so every hold ends even when nobody asks.
+#pragma once
+
+#include <functional>
+
+#include "actors/sku.hpp"
+
+namespace holdfast {
+
+struct directory_stats {
+  int64_t active_actors = 0;
+  int64_t scheduled_wakeups = 0;
+  int64_t passivations = 0;
+  int64_t spawns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, directory_stats& x) {
+  return f(x.active_actors, x.scheduled_wakeups, x.passivations, x.spawns);
+}
+
+using directory_actor = caf::typed_actor<
+  caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
+  caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
+  // Ends holds that expired while the node was down; replies with how many SKUs had some.
+  caf::replies_to<recover_atom>::with<int64_t>,
+  caf::reacts_to<idle_check_atom>,
+  caf::reacts_to<wake_atom>,
+  caf::replies_to<stats_atom>::with<directory_stats>>;
+
+struct directory_config {
+  request_limits limits;
+  int64_t idle_ms = 30'000;                // an sku actor idle this long is passivated
+  int64_t idle_check_interval_ms = 1'000;  // how often idleness is checked
+};
+
+struct directory_state {
+  struct entry {
+    sku_actor actor;
+    int64_t last_used_ms = 0;
+    bool passivating = false;
+    std::vector<std::function<void()>> deferred;  // arrived while passivating
+  };
+  sku_context ctx;
+  directory_config config;
+  std::unordered_map<std::string, entry> actors;
+  std::unordered_map<caf::actor_id, std::string> sku_of;
+  std::set<std::pair<int64_t, std::string>> wakeups;
+  int64_t wake_armed_ms = 0;
+  directory_stats stats;
+  static inline const char* name = "holdfast.directory";
+};
+
+directory_actor::behavior_type
+directory_behavior(directory_actor::stateful_pointer<directory_state> self, sku_context ctx,
+                   directory_config config);
+
+}  // namespace holdfast

@@ -1,0 +1,98 @@
+#include "persistence/records.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include "protocol/storage.capnp.h"
+
+namespace holdfast {
+namespace {
+
+std::string to_bytes(capnp::MallocMessageBuilder& message) {
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// LMDB values are 8-byte aligned only by luck; copy when they are not.
+template <class F>
+bool with_reader(const void* data, size_t size, F&& f) {
+  if (size % sizeof(capnp::word) != 0 || size == 0) return false;
+  kj::Array<capnp::word> copy;
+  kj::ArrayPtr<const capnp::word> words(static_cast<const capnp::word*>(data),
+                                        size / sizeof(capnp::word));
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) {
+    copy = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+    memcpy(copy.begin(), data, size);
+    words = copy;
+  }
+  try {
+    capnp::FlatArrayMessageReader reader(words);
+    f(reader);
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string encode(const sku_record& r) {
+  capnp::MallocMessageBuilder message(16);
+  auto b = message.initRoot<stored::SkuRecord>();
+  b.setSku(r.sku.sku);
+  b.setOnHand(r.sku.on_hand);
+  b.setReserved(r.sku.reserved);
+  b.setPriceCents(r.sku.price_cents);
+  b.setSold(r.sku.sold);
+  b.setStocked(r.sku.stocked);
+  b.setActiveHolds(r.sku.active_holds);
+  b.setEarliestDeadlineMs(r.earliest_deadline_ms);
+  return to_bytes(message);
+}
+
+bool decode(const void* data, size_t size, sku_record& out) {
+  return with_reader(data, size, [&](capnp::MessageReader& reader) {
+    auto s = reader.getRoot<stored::SkuRecord>();
+    out.sku.sku = str(s.getSku());
+    out.sku.on_hand = s.getOnHand();
+    out.sku.reserved = s.getReserved();
+    out.sku.price_cents = s.getPriceCents();
+    out.sku.sold = s.getSold();
+    out.sku.stocked = s.getStocked();
+    out.sku.active_holds = s.getActiveHolds();
+    out.earliest_deadline_ms = s.getEarliestDeadlineMs();
+  });
+}
+
+std::string encode(const hold_record& r) {
+  capnp::MallocMessageBuilder message(16);
+  auto b = message.initRoot<stored::HoldRecord>();
+  b.setHoldId(r.hold.hold_id);
+  b.setSku(r.hold.sku);
+  b.setQty(r.hold.qty);
+  b.setTtlMs(r.ttl_ms);
+  b.setDeadlineMs(r.hold.deadline_ms);
+  b.setState(static_cast<stored::HoldState>(r.hold.state));
+  return to_bytes(message);
+}
+
+bool decode(const void* data, size_t size, hold_record& out) {
+  bool state_ok = true;
+  bool ok = with_reader(data, size, [&](capnp::MessageReader& reader) {
+    auto h = reader.getRoot<stored::HoldRecord>();
+    out.hold.hold_id = str(h.getHoldId());
+    out.hold.sku = str(h.getSku());
+    out.hold.qty = h.getQty();
+    out.ttl_ms = h.getTtlMs();
+    out.hold.deadline_ms = h.getDeadlineMs();
+    auto state = static_cast<uint16_t>(h.getState());
+    state_ok = state <= static_cast<uint16_t>(hold_state::expired);
+    out.hold.state = static_cast<hold_state>(state);
+  });
+  return ok && state_ok;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,199 @@
+#include "protocol/codec.hpp"
+
+namespace holdfast::codec {
+namespace {
+
+std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+wire::HoldState to_wire(hold_state s) { return static_cast<wire::HoldState>(s); }
+
+hold_state from_wire(wire::HoldState s) {
+  auto v = static_cast<uint16_t>(s);
+  // An unknown enumerant from a newer peer cannot be an active hold we know of.
+  return v <= static_cast<uint16_t>(hold_state::expired) ? static_cast<hold_state>(v)
+                                                          : hold_state::released;
+}
+
+}  // namespace
+
+void write(wire::HoldInfo::Builder out, const hold_info& in) {
+  out.setHoldId(in.hold_id);
+  out.setSku(in.sku);
+  out.setQty(in.qty);
+  out.setState(to_wire(in.state));
+  out.setDeadlineMs(in.deadline_ms);
+}
+
+hold_info read(wire::HoldInfo::Reader in) {
+  return {str(in.getHoldId()), str(in.getSku()), in.getQty(), from_wire(in.getState()),
+          in.getDeadlineMs()};
+}
+
+void write(wire::SkuInfo::Builder out, const sku_info& in) {
+  out.setSku(in.sku);
+  out.setOnHand(in.on_hand);
+  out.setReserved(in.reserved);
+  out.setPriceCents(in.price_cents);
+  out.setSold(in.sold);
+  out.setStocked(in.stocked);
+  out.setActiveHolds(in.active_holds);
+}
+
+sku_info read(wire::SkuInfo::Reader in) {
+  sku_info s;
+  s.sku = str(in.getSku());
+  s.on_hand = in.getOnHand();
+  s.reserved = in.getReserved();
+  s.price_cents = in.getPriceCents();
+  s.sold = in.getSold();
+  s.stocked = in.getStocked();
+  s.active_holds = in.getActiveHolds();
+  return s;
+}
+
+void write(wire::HoldResult::Builder out, const hold_result& in) {
+  switch (in.status) {
+    case code::ok: write(out.initHold(), in.hold); return;
+    case code::out_of_stock: out.setOutOfStock(in.available); return;
+    case code::unknown_sku: out.setUnknownSku(); return;
+    case code::unknown_hold: out.setUnknownHold(); return;
+    case code::hold_expired: write(out.initHoldExpired(), in.hold); return;
+    case code::hold_conflict: write(out.initHoldConflict(), in.hold); return;
+    case code::wrong_state: write(out.initWrongState(), in.hold); return;
+    case code::unavailable: out.setUnavailable(in.message); return;
+    case code::storage_full: out.setStorageFull(in.message); return;
+    case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
+    case code::invalid:
+    case code::sku_exists:
+    case code::insufficient:
+      break;
+  }
+  out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
+}
+
+hold_result read(wire::HoldResult::Reader in) {
+  hold_result r;
+  switch (in.which()) {
+    case wire::HoldResult::HOLD: r.hold = read(in.getHold()); break;
+    case wire::HoldResult::OUT_OF_STOCK:
+      r.status = code::out_of_stock;
+      r.available = in.getOutOfStock();
+      break;
+    case wire::HoldResult::UNKNOWN_SKU: r.status = code::unknown_sku; break;
+    case wire::HoldResult::UNKNOWN_HOLD: r.status = code::unknown_hold; break;
+    case wire::HoldResult::HOLD_EXPIRED:
+      r.status = code::hold_expired;
+      r.hold = read(in.getHoldExpired());
+      break;
+    case wire::HoldResult::HOLD_CONFLICT:
+      r.status = code::hold_conflict;
+      r.hold = read(in.getHoldConflict());
+      break;
+    case wire::HoldResult::WRONG_STATE:
+      r.status = code::wrong_state;
+      r.hold = read(in.getWrongState());
+      break;
+    case wire::HoldResult::INVALID:
+      r.status = code::invalid;
+      r.message = str(in.getInvalid());
+      break;
+    case wire::HoldResult::UNAVAILABLE:
+      r.status = code::unavailable;
+      r.message = str(in.getUnavailable());
+      break;
+    case wire::HoldResult::STORAGE_FULL:
+      r.status = code::storage_full;
+      r.message = str(in.getStorageFull());
+      break;
+    case wire::HoldResult::OUTCOME_UNKNOWN:
+      r.status = code::outcome_unknown;
+      r.message = str(in.getOutcomeUnknown());
+      break;
+    default:
+      r.status = code::invalid;
+      r.message = "result kind unknown to this client";
+  }
+  return r;
+}
+
+void write(wire::SkuResult::Builder out, const sku_result& in) {
+  switch (in.status) {
+    case code::ok: write(out.initSku(), in.sku); return;
+    case code::unknown_sku: out.setUnknownSku(); return;
+    case code::sku_exists: write(out.initSkuExists(), in.sku); return;
+    case code::insufficient: write(out.initInsufficient(), in.sku); return;
+    case code::unavailable: out.setUnavailable(in.message); return;
+    case code::storage_full: out.setStorageFull(in.message); return;
+    case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
+    default: break;
+  }
+  out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
+}
+
+sku_result read(wire::SkuResult::Reader in) {
+  sku_result r;
+  switch (in.which()) {
+    case wire::SkuResult::SKU: r.sku = read(in.getSku()); break;
+    case wire::SkuResult::UNKNOWN_SKU: r.status = code::unknown_sku; break;
+    case wire::SkuResult::SKU_EXISTS:
+      r.status = code::sku_exists;
+      r.sku = read(in.getSkuExists());
+      break;
+    case wire::SkuResult::INSUFFICIENT:
+      r.status = code::insufficient;
+      r.sku = read(in.getInsufficient());
+      break;
+    case wire::SkuResult::INVALID:
+      r.status = code::invalid;
+      r.message = str(in.getInvalid());
+      break;
+    case wire::SkuResult::UNAVAILABLE:
+      r.status = code::unavailable;
+      r.message = str(in.getUnavailable());
+      break;
+    case wire::SkuResult::STORAGE_FULL:
+      r.status = code::storage_full;
+      r.message = str(in.getStorageFull());
+      break;
+    case wire::SkuResult::OUTCOME_UNKNOWN:
+      r.status = code::outcome_unknown;
+      r.message = str(in.getOutcomeUnknown());
+      break;
+    default:
+      r.status = code::invalid;
+      r.message = "result kind unknown to this client";
+  }
+  return r;
+}
+
+void write(wire::ReserveRequest::Builder out, const hold_op& in) {
+  out.setSku(in.sku);
+  out.setQty(in.qty);
+  out.setHoldId(in.hold_id);
+  out.setTtlMs(in.ttl_ms);
+}
+
+hold_op read_reserve(wire::ReserveRequest::Reader in) {
+  hold_op op;
+  op.kind = hold_op_kind::reserve;
+  op.sku = str(in.getSku());
+  op.qty = in.getQty();
+  op.hold_id = str(in.getHoldId());
+  op.ttl_ms = in.getTtlMs();
+  return op;
+}
+
+void write(wire::HoldRef::Builder out, const hold_op& in) {
+  out.setHoldId(in.hold_id);
+  out.setSku(in.sku);
+}
+
+hold_op read_ref(wire::HoldRef::Reader in, hold_op_kind kind) {
+  hold_op op;
+  op.kind = kind;
+  op.hold_id = str(in.getHoldId());
+  op.sku = str(in.getSku());
+  return op;
+}
+
+}  // namespace holdfast::codec

@@ -1,0 +1,29 @@
+// Wire <-> domain conversion for protocol/inventory.capnp. The only code outside
+// generated files that names wire types; round-trip tests in tests/unit/codec_test.cpp
+// are the contract.
+#pragma once
+
+#include "protocol/domain.hpp"
+#include "protocol/inventory.capnp.h"
+
+namespace holdfast::codec {
+
+void write(wire::HoldInfo::Builder out, const hold_info& in);
+hold_info read(wire::HoldInfo::Reader in);
+
+void write(wire::SkuInfo::Builder out, const sku_info& in);
+sku_info read(wire::SkuInfo::Reader in);
+
+void write(wire::HoldResult::Builder out, const hold_result& in);
+hold_result read(wire::HoldResult::Reader in);
+
+void write(wire::SkuResult::Builder out, const sku_result& in);
+sku_result read(wire::SkuResult::Reader in);
+
+void write(wire::ReserveRequest::Builder out, const hold_op& in);
+hold_op read_reserve(wire::ReserveRequest::Reader in);
+
+void write(wire::HoldRef::Builder out, const hold_op& in);
+hold_op read_ref(wire::HoldRef::Reader in, hold_op_kind kind);
+
+}  // namespace holdfast::codec

@@ -1,0 +1,97 @@
+#include "protocol/domain.hpp"
+
+namespace holdfast {
+
+const char* to_string(code c) {
+  switch (c) {
+    case code::ok: return "ok";
+    case code::out_of_stock: return "out_of_stock";
+    case code::unknown_sku: return "unknown_sku";
+    case code::unknown_hold: return "unknown_hold";
+    case code::hold_expired: return "hold_expired";
+    case code::hold_conflict: return "hold_conflict";
+    case code::wrong_state: return "wrong_state";
+    case code::sku_exists: return "sku_exists";
+    case code::insufficient: return "insufficient";
+    case code::invalid: return "invalid";
+    case code::unavailable: return "unavailable";
+    case code::storage_full: return "storage_full";
+    case code::outcome_unknown: return "outcome_unknown";
+  }
+  return "?";
+}
+
+const char* to_string(hold_state s) {
+  switch (s) {
+    case hold_state::active: return "active";
+    case hold_state::confirmed: return "confirmed";
+    case hold_state::released: return "released";
+    case hold_state::expired: return "expired";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string validate_name(const std::string& what, const std::string& value, size_t max) {
+  if (value.empty()) return what + " must not be empty";
+  if (value.size() > max) return what + " longer than " + std::to_string(max) + " bytes";
+  for (unsigned char ch : value)
+    if (ch < 0x21 || ch == 0x7f) return what + " contains whitespace or control characters";
+  return {};
+}
+
+}  // namespace
+
+std::string validate(const hold_op& op, const request_limits& limits) {
+  if (op.kind == hold_op_kind::reserve || !op.sku.empty())
+    if (auto e = validate_name("sku", op.sku, limits.sku_length_max); !e.empty()) return e;
+  if (auto e = validate_name("hold id", op.hold_id, limits.hold_id_length_max); !e.empty())
+    return e;
+  if (op.kind != hold_op_kind::reserve) return {};
+  if (op.qty <= 0) return "qty must be positive";
+  if (op.qty > limits.qty_max) return "qty above " + std::to_string(limits.qty_max);
+  if (op.ttl_ms < limits.hold_ttl_min_ms || op.ttl_ms > limits.hold_ttl_max_ms)
+    return "ttl must be within " + std::to_string(limits.hold_ttl_min_ms) + ".." +
+           std::to_string(limits.hold_ttl_max_ms) + " ms";
+  return {};
+}
+
+std::string validate(const sku_op& op, const request_limits& limits) {
+  if (auto e = validate_name("sku", op.sku, limits.sku_length_max); !e.empty()) return e;
+  switch (op.kind) {
+    case sku_op_kind::create:
+      if (op.amount < 0 || op.amount > limits.qty_max)
+        return "stock must be within 0.." + std::to_string(limits.qty_max);
+      if (op.price_cents < 0 || op.price_cents > limits.price_cents_max)
+        return "price must be within 0.." + std::to_string(limits.price_cents_max) + " cents";
+      return {};
+    case sku_op_kind::restock:
+      if (op.amount <= 0 || op.amount > limits.qty_max)
+        return "restock qty must be within 1.." + std::to_string(limits.qty_max);
+      return {};
+    case sku_op_kind::adjust:
+      if (op.amount < 0 || op.amount > limits.qty_max)
+        return "on_hand must be within 0.." + std::to_string(limits.qty_max);
+      return {};
+    case sku_op_kind::query:
+      return {};
+  }
+  return "unknown operation";
+}
+
+hold_result make_hold_error(code status, std::string message) {
+  hold_result r;
+  r.status = status;
+  r.message = std::move(message);
+  return r;
+}
+
+sku_result make_sku_error(code status, std::string message) {
+  sku_result r;
+  r.status = status;
+  r.message = std::move(message);
+  return r;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,131 @@
+// Domain messages exchanged inside a node: plain structs, no CAF, no Cap'n Proto.
+// protocol/codec.hpp converts them to and from the wire; persistence/ to and from LMDB.
+// The free inspect() functions let CAF carry them in messages (actors/messages.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace holdfast {
+
+// Outcomes a caller reacts to differently. Values, never exceptions.
+enum class code : uint8_t {
+  ok = 0,
+  out_of_stock,
+  unknown_sku,
+  unknown_hold,
+  hold_expired,
+  hold_conflict,
+  wrong_state,
+  sku_exists,
+  insufficient,
+  invalid,
+  unavailable,
+  storage_full,
+  outcome_unknown,
+};
+
+const char* to_string(code c);
+
+enum class hold_state : uint8_t { active = 0, confirmed, released, expired };
+
+const char* to_string(hold_state s);
+
+struct hold_info {
+  std::string hold_id;
+  std::string sku;
+  int64_t qty = 0;
+  hold_state state = hold_state::active;
+  int64_t deadline_ms = 0;  // absolute, Unix wall-clock milliseconds
+};
+
+struct hold_result {
+  code status = code::ok;
+  hold_info hold;          // set for ok, hold_expired, hold_conflict, wrong_state
+  int64_t available = 0;   // set for out_of_stock
+  std::string message;     // set for invalid, unavailable, storage_full, outcome_unknown
+};
+
+struct sku_info {
+  std::string sku;
+  int64_t on_hand = 0;
+  int64_t reserved = 0;
+  int64_t price_cents = 0;
+  int64_t sold = 0;
+  int64_t stocked = 0;
+  int64_t active_holds = 0;
+  int64_t available() const { return on_hand - reserved; }
+};
+
+struct sku_result {
+  code status = code::ok;
+  sku_info sku;  // set for ok, sku_exists, insufficient
+  std::string message;
+};
+
+enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query };
+
+// One operation on one hold. For confirm/release/query only hold_id (and sku, if
+// known) matter.
+struct hold_op {
+  hold_op_kind kind = hold_op_kind::reserve;
+  std::string sku;
+  std::string hold_id;
+  int64_t qty = 0;
+  int64_t ttl_ms = 0;
+};
+
+enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust };
+
+struct sku_op {
+  sku_op_kind kind = sku_op_kind::query;
+  std::string sku;
+  int64_t amount = 0;       // stock (create), qty (restock), on_hand (adjust)
+  int64_t price_cents = 0;  // create only
+};
+
+// Limits every entry point enforces before anything reaches an actor.
+struct request_limits {
+  size_t batch_size_max = 4096;
+  size_t sku_length_max = 256;
+  size_t hold_id_length_max = 256;
+  int64_t qty_max = 1'000'000'000;
+  int64_t hold_ttl_min_ms = 1;
+  int64_t hold_ttl_max_ms = 7LL * 24 * 3600 * 1000;
+  int64_t price_cents_max = 1'000'000'000'000LL;
+};
+
+// Returns an empty string when the operation is well-formed, else why not.
+std::string validate(const hold_op& op, const request_limits& limits);
+std::string validate(const sku_op& op, const request_limits& limits);
+
+hold_result make_hold_error(code status, std::string message = {});
+sku_result make_sku_error(code status, std::string message = {});
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hold_info& x) {
+  return f(x.hold_id, x.sku, x.qty, x.state, x.deadline_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hold_result& x) {
+  return f(x.status, x.hold, x.available, x.message);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_info& x) {
+  return f(x.sku, x.on_hand, x.reserved, x.price_cents, x.sold, x.stocked, x.active_holds);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_result& x) {
+  return f(x.status, x.sku, x.message);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, hold_op& x) {
+  return f(x.kind, x.sku, x.hold_id, x.qty, x.ttl_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_op& x) {
+  return f(x.kind, x.sku, x.amount, x.price_cents);
+}
+
+}  // namespace holdfast

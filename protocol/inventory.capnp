@@ -1,0 +1,88 @@
+@0xb7e1c3f2a4d50901;
+# Client <-> node contract for inventory. Schemas only grow: new ordinals, never
+# renumbered or retyped (tests/unit/schema_growth_test.cpp checks this).
+
+$import "/capnp/c++.capnp".namespace("holdfast::wire");
+
+enum HoldState {
+  active @0;
+  confirmed @1;
+  released @2;
+  expired @3;
+}
+
+struct HoldInfo {
+  holdId @0 :Text;
+  sku @1 :Text;
+  qty @2 :Int64;
+  state @3 :HoldState;
+  deadlineMs @4 :Int64;   # absolute wall-clock deadline, Unix milliseconds
+}
+
+struct SkuInfo {
+  sku @0 :Text;
+  onHand @1 :Int64;
+  reserved @2 :Int64;
+  priceCents @3 :Int64;
+  sold @4 :Int64;          # units ever confirmed
+  stocked @5 :Int64;       # units ever added (create + restock + positive adjust)
+  activeHolds @6 :Int64;
+}
+
+struct ReserveRequest {
+  sku @0 :Text;
+  qty @1 :Int64;
+  holdId @2 :Text;
+  ttlMs @3 :Int64;
+}
+
+struct HoldRef {
+  holdId @0 :Text;
+  sku @1 :Text;            # optional: empty means "look the hold up on the node"
+}
+
+# Domain outcomes are values, not exceptions. RPC exceptions mean transport trouble.
+struct HoldResult {
+  union {
+    hold @0 :HoldInfo;             # the operation took effect (or had already)
+    outOfStock @1 :Int64;          # units available when refused
+    unknownSku @2 :Void;
+    unknownHold @3 :Void;
+    holdExpired @4 :HoldInfo;      # confirm of a hold whose deadline passed
+    holdConflict @5 :HoldInfo;     # same hold id, other arguments: the existing hold
+    wrongState @6 :HoldInfo;       # the hold already ended otherwise (e.g. release after confirm)
+    invalid @7 :Text;
+    unavailable @8 :Text;
+    storageFull @9 :Text;
+    outcomeUnknown @10 :Text;      # timed out inside the node: retry with the same hold id
+  }
+}
+
+struct SkuResult {
+  union {
+    sku @0 :SkuInfo;
+    unknownSku @1 :Void;
+    skuExists @2 :SkuInfo;
+    insufficient @3 :SkuInfo;      # adjust below what is reserved
+    invalid @4 :Text;
+    unavailable @5 :Text;
+    storageFull @6 :Text;
+    outcomeUnknown @7 :Text;
+  }
+}
+
+interface Inventory {
+  createSku @0 (sku :Text, stock :Int64, priceCents :Int64) -> (result :SkuResult);
+  querySku @1 (sku :Text) -> (result :SkuResult);
+  restock @2 (sku :Text, qty :Int64) -> (result :SkuResult);
+  adjust @3 (sku :Text, onHand :Int64) -> (result :SkuResult);
+
+  reserve @4 (request :ReserveRequest) -> (result :HoldResult);
+  confirm @5 (hold :HoldRef) -> (result :HoldResult);
+  release @6 (hold :HoldRef) -> (result :HoldResult);
+  queryHold @7 (hold :HoldRef) -> (result :HoldResult);
+
+  reserveBatch @8 (requests :List(ReserveRequest)) -> (results :List(HoldResult));
+  confirmBatch @9 (holds :List(HoldRef)) -> (results :List(HoldResult));
+  releaseBatch @10 (holds :List(HoldRef)) -> (results :List(HoldResult));
+}

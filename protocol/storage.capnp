@@ -1,0 +1,31 @@
+@0xd2f5a8c61e3b7402;
+# LMDB records. Stored data evolves like the wire does: fields are only added.
+
+$import "/capnp/c++.capnp".namespace("holdfast::stored");
+
+struct SkuRecord {
+  sku @0 :Text;
+  onHand @1 :Int64;
+  reserved @2 :Int64;
+  priceCents @3 :Int64;
+  sold @4 :Int64;
+  stocked @5 :Int64;
+  activeHolds @6 :Int64;
+  earliestDeadlineMs @7 :Int64;   # 0 when no hold is active; lets recovery wake only SKUs with holds
+}
+
+enum HoldState {
+  active @0;
+  confirmed @1;
+  released @2;
+  expired @3;
+}
+
+struct HoldRecord {
+  holdId @0 :Text;
+  sku @1 :Text;
+  qty @2 :Int64;
+  ttlMs @3 :Int64;
+  deadlineMs @4 :Int64;
+  state @5 :HoldState;
+}

@@ -1,0 +1,159 @@
+// A whole node's actors on CAF's deterministic scheduler, over a real LMDB
+// environment in a temporary directory. No threads, no sleeps: time moves only when a
+// test advances it, and the wall clock the sku actors read moves with it.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <filesystem>
+#include <random>
+
+#include "actors/sku_directory.hpp"
+
+namespace holdfast::testing {
+
+class temp_dir {
+public:
+  temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "holdfast-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~temp_dir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+private:
+  std::string path_;
+};
+
+class coordinator_clock final : public wall_clock {
+public:
+  explicit coordinator_clock(caf::scheduler::test_coordinator& sched)
+    : sched_(sched), start_(sched.clock().now()) {}
+  int64_t now_ms() const override {
+    auto elapsed = sched_.clock().now() - start_;
+    return base_ms + std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+  }
+  static constexpr int64_t base_ms = 1'800'000'000'000;
+
+private:
+  caf::scheduler::test_coordinator& sched_;
+  caf::actor_clock::time_point start_;
+};
+
+struct node_config {
+  lmdb_options storage;
+  directory_config directory;
+};
+
+class node_fixture : public ::testing::Test {
+protected:
+  node_fixture() {
+    cfg_.set("scheduler.policy", caf::atom("testing"));
+    cfg_.set("logger.verbosity", caf::atom("quiet"));
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    sched_ = &dynamic_cast<caf::scheduler::test_coordinator&>(sys_->scheduler());
+    clock_ = std::make_shared<coordinator_clock>(*sched_);
+    config_.storage.path = dir_.path() + "/data";
+    config_.storage.map_size_bytes = size_t{64} << 20;
+  }
+
+  ~node_fixture() override { stop(); }
+
+  // Opens the environment and spawns store and directory, as a node does on start.
+  void start() {
+    std::string error;
+    env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
+    ASSERT_TRUE(env_) << error;
+    store_ = sys_->spawn(store_behavior, env_, store_config{});
+    sku_context ctx{env_, store_, clock_};
+    directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
+    sched_->run();
+  }
+
+  // A crash: every actor and all memory gone; only what LMDB committed remains.
+  void stop() {
+    if (!directory_) return;
+    caf::anon_send_exit(directory_, caf::exit_reason::kill);
+    caf::anon_send_exit(store_, caf::exit_reason::kill);
+    sched_->run();
+    directory_ = nullptr;
+    store_ = nullptr;
+    env_.reset();
+  }
+
+  void restart() {
+    stop();
+    start();
+    ASSERT_GE(call<int64_t>(recover_atom_v), 0);
+  }
+
+  template <class T, class... Ts>
+  T call(Ts... xs) {
+    caf::scoped_actor self{*sys_};
+    auto handle = self->request(directory_, caf::infinite, xs...);
+    sched_->run();
+    T out{};
+    bool answered = false;
+    handle.receive([&](T& r) { out = std::move(r), answered = true; },
+                   [&](caf::error& e) { ADD_FAILURE() << "error: " << sys_->render(e); });
+    EXPECT_TRUE(answered);
+    return out;
+  }
+
+  std::vector<hold_result> ops(std::vector<hold_op> xs) {
+    return call<std::vector<hold_result>>(hold_ops_atom_v, std::move(xs));
+  }
+  hold_result op(hold_op x) { return ops({std::move(x)}).at(0); }
+
+  static hold_op reserve(std::string sku, std::string hold, int64_t qty, int64_t ttl_ms) {
+    return {hold_op_kind::reserve, std::move(sku), std::move(hold), qty, ttl_ms};
+  }
+  static hold_op confirm(std::string hold, std::string sku = {}) {
+    return {hold_op_kind::confirm, std::move(sku), std::move(hold), 0, 0};
+  }
+  static hold_op release(std::string hold, std::string sku = {}) {
+    return {hold_op_kind::release, std::move(sku), std::move(hold), 0, 0};
+  }
+  static hold_op query(std::string hold) {
+    return {hold_op_kind::query, {}, std::move(hold), 0, 0};
+  }
+
+  sku_result sku(sku_op_kind kind, std::string name, int64_t amount = 0, int64_t price = 0) {
+    return call<sku_result>(sku_op_atom_v, sku_op{kind, std::move(name), amount, price});
+  }
+  sku_info show(const std::string& name) { return sku(sku_op_kind::query, name).sku; }
+  void create(const std::string& name, int64_t stock, int64_t price = 1000) {
+    ASSERT_EQ(sku(sku_op_kind::create, name, stock, price).status, code::ok);
+  }
+
+  void advance_ms(int64_t ms) {
+    sched_->advance_time(std::chrono::milliseconds(ms));
+    sched_->run();
+  }
+
+  store_stats stats() {
+    caf::scoped_actor self{*sys_};
+    auto handle = self->request(store_, caf::infinite, stats_atom_v);
+    sched_->run();
+    store_stats out;
+    handle.receive([&](store_stats& s) { out = s; }, [&](caf::error&) { ADD_FAILURE(); });
+    return out;
+  }
+
+  temp_dir dir_;
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  caf::scheduler::test_coordinator* sched_;
+  std::shared_ptr<coordinator_clock> clock_;
+  node_config config_;
+  std::shared_ptr<lmdb_env> env_;
+  store_actor store_;
+  directory_actor directory_;
+};
+
+}  // namespace holdfast::testing
