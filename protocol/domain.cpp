@@ -95,3 +95,20 @@ sku_result make_sku_error(code status, std::string message) {
 }
 
 }  // namespace holdfast
+
+namespace holdfast {
+
+int64_t parse_duration_ms(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  if (digits == 0 || digits > 12) return -1;
+  int64_t n = std::stoll(text.substr(0, digits));
+  auto unit = text.substr(digits);
+  if (unit == "ms") return n;
+  if (unit == "s") return n * 1000;
+  if (unit == "m") return n * 60'000;
+  if (unit == "h") return n * 3'600'000;
+  return -1;
+}
+
+}  // namespace holdfast

@@ -129,3 +129,8 @@ typename Inspector::result_type inspect(Inspector& f, sku_op& x) {
 }
 
 }  // namespace holdfast
+
+namespace holdfast {
+// "500ms", "30s", "15m", "2h" -> milliseconds; -1 when malformed.
+int64_t parse_duration_ms(const std::string& text);
+}  // namespace holdfast

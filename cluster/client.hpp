@@ -1,0 +1,65 @@
+// The C++ client library. `client` is one connection to a node on the calling
+// thread's KJ event loop; calls return promises, so one thread can keep thousands in
+// flight. `blocking_client` owns an event loop and waits for each answer: the CLI and
+// tests use it. Domain outcomes come back as values; a kj::Exception means transport
+// trouble (node unreachable, connection lost, OVERLOADED).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <kj/async-io.h>
+
+#include "protocol/domain.hpp"
+
+namespace holdfast {
+
+class client {
+public:
+  static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address);
+  explicit client(kj::Own<kj::AsyncIoStream> stream);
+  ~client();
+
+  kj::Promise<hold_result> reserve(const hold_op& op);
+  kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
+  kj::Promise<hold_result> release(const std::string& hold_id, const std::string& sku = {});
+  kj::Promise<hold_result> query_hold(const std::string& hold_id, const std::string& sku = {});
+  // Batches: ops of one kind; the kind is the method's.
+  kj::Promise<std::vector<hold_result>> reserve_batch(const std::vector<hold_op>& ops);
+  kj::Promise<std::vector<hold_result>> confirm_batch(const std::vector<hold_op>& ops);
+  kj::Promise<std::vector<hold_result>> release_batch(const std::vector<hold_op>& ops);
+  kj::Promise<sku_result> sku(const sku_op& op);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+class blocking_client {
+public:
+  // Throws std::runtime_error when the node cannot be reached.
+  explicit blocking_client(const std::string& address);
+  ~blocking_client();
+
+  hold_result reserve(const std::string& sku, int64_t qty, const std::string& hold_id,
+                      int64_t ttl_ms);
+  hold_result confirm(const std::string& hold_id, const std::string& sku = {});
+  hold_result release(const std::string& hold_id, const std::string& sku = {});
+  hold_result query_hold(const std::string& hold_id, const std::string& sku = {});
+  sku_result create_sku(const std::string& sku, int64_t stock, int64_t price_cents);
+  sku_result query_sku(const std::string& sku);
+  sku_result restock(const std::string& sku, int64_t qty);
+  sku_result adjust(const std::string& sku, int64_t on_hand);
+
+  client& async();
+  kj::AsyncIoContext& io();
+
+private:
+  template <class T>
+  T wait(kj::Promise<T>&& p);
+  kj::AsyncIoContext io_;
+  kj::Own<client> client_;
+};
+
+}  // namespace holdfast

@@ -1,0 +1,22 @@
+// Node assembly: opens the LMDB environment, spawns the store (detached: its fsync
+// must not block a CAF worker), the sku directory and the RPC bridge, recovers holds,
+// then serves Cap'n Proto RPC until SIGINT or SIGTERM.
+#pragma once
+
+#include <string>
+
+#include "cluster/rpc_server.hpp"
+
+namespace holdfast {
+
+struct node_options {
+  std::string data_dir;
+  size_t map_size_mb = 8192;         // LMDB map: the most the data file may grow to
+  int64_t idle_ms = 30'000;          // passivate sku actors idle this long
+  server_options server;
+};
+
+// Runs a node in this process; returns the process exit status.
+int run_node(const node_options& options);
+
+}  // namespace holdfast

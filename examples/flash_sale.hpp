@@ -1,0 +1,26 @@
+// The flash-sale demo (`holdfast demo`): one node, one hot SKU, thousands of buyers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace holdfast {
+
+struct demo_options {
+  int64_t stock = 100;
+  int64_t buyers = 10'000;
+  int64_t hold_ttl_ms = 1'500;
+  int attempts_max = 40;          // per buyer, with backoff between attempts
+  int connections = 16;
+  double confirm_share = 0.8;     // of buyers who get a hold; the rest release or abandon
+  double release_share = 0.1;
+  uint64_t seed = 42;
+  std::string data_dir;           // empty: a temporary directory, removed afterwards
+  std::string node_address;       // empty: start a node; else use this running node
+  bool json = false;
+};
+
+// Runs the demo and prints progress and a report; returns 0 when nothing was oversold.
+int run_demo(const demo_options& options);
+
+}  // namespace holdfast
