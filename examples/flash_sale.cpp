@@ -82,7 +82,9 @@ struct sale {
         ++buyers_done;
         return kj::READY_NOW;
       }
-      auto backoff = (50 + rng() % 150) * kj::MILLISECONDS;
+      // Exponential backoff with jitter, as a well-behaved client would do.
+      auto base_ms = uint64_t{50} << std::min(attempt, 5);
+      auto backoff = (base_ms + rng() % base_ms) * kj::MILLISECONDS;
       return timer.afterDelay(backoff).then([this, i, attempt] { return buyer(i, attempt + 1); });
     });
   }

@@ -10,7 +10,7 @@ struct demo_options {
   int64_t stock = 100;
   int64_t buyers = 10'000;
   int64_t hold_ttl_ms = 1'500;
-  int attempts_max = 40;          // per buyer, with backoff between attempts
+  int attempts_max = 12;          // per buyer, with backoff between attempts
   int connections = 16;
   double confirm_share = 0.8;     // of buyers who get a hold; the rest release or abandon
   double release_share = 0.1;

@@ -1,0 +1,87 @@
+// Wire codec round trips: the contract between clients and nodes.
+#include <gtest/gtest.h>
+
+#include <capnp/message.h>
+
+#include "protocol/codec.hpp"
+
+namespace holdfast {
+namespace {
+
+hold_result round_trip(const hold_result& in) {
+  capnp::MallocMessageBuilder m;
+  codec::write(m.initRoot<wire::HoldResult>(), in);
+  return codec::read(m.getRoot<wire::HoldResult>().asReader());
+}
+
+sku_result round_trip(const sku_result& in) {
+  capnp::MallocMessageBuilder m;
+  codec::write(m.initRoot<wire::SkuResult>(), in);
+  return codec::read(m.getRoot<wire::SkuResult>().asReader());
+}
+
+TEST(codec, hold_results_round_trip_every_outcome) {
+  hold_info h{"h-1", "tee", 3, hold_state::expired, 1'800'000'000'123};
+  for (auto c : {code::ok, code::hold_expired, code::hold_conflict, code::wrong_state}) {
+    hold_result in;
+    in.status = c;
+    in.hold = h;
+    auto out = round_trip(in);
+    EXPECT_EQ(out.status, c);
+    EXPECT_EQ(out.hold.hold_id, "h-1");
+    EXPECT_EQ(out.hold.sku, "tee");
+    EXPECT_EQ(out.hold.qty, 3);
+    EXPECT_EQ(out.hold.state, hold_state::expired);
+    EXPECT_EQ(out.hold.deadline_ms, 1'800'000'000'123);
+  }
+  hold_result oos;
+  oos.status = code::out_of_stock;
+  oos.available = 7;
+  EXPECT_EQ(round_trip(oos).available, 7);
+  for (auto c : {code::invalid, code::unavailable, code::storage_full, code::outcome_unknown}) {
+    auto out = round_trip(make_hold_error(c, "why"));
+    EXPECT_EQ(out.status, c);
+    EXPECT_EQ(out.message, "why");
+  }
+  EXPECT_EQ(round_trip(make_hold_error(code::unknown_sku)).status, code::unknown_sku);
+  EXPECT_EQ(round_trip(make_hold_error(code::unknown_hold)).status, code::unknown_hold);
+}
+
+TEST(codec, sku_results_and_requests_round_trip) {
+  sku_result in;
+  in.sku = {"mug", 10, 4, 1250, 6, 16, 2};
+  for (auto c : {code::ok, code::sku_exists, code::insufficient}) {
+    in.status = c;
+    auto out = round_trip(in);
+    EXPECT_EQ(out.status, c);
+    EXPECT_EQ(out.sku.sku, "mug");
+    EXPECT_EQ(out.sku.on_hand, 10);
+    EXPECT_EQ(out.sku.reserved, 4);
+    EXPECT_EQ(out.sku.price_cents, 1250);
+    EXPECT_EQ(out.sku.sold, 6);
+    EXPECT_EQ(out.sku.stocked, 16);
+    EXPECT_EQ(out.sku.active_holds, 2);
+  }
+  capnp::MallocMessageBuilder m;
+  hold_op op{hold_op_kind::reserve, "mug", "h", 2, 500};
+  codec::write(m.initRoot<wire::ReserveRequest>(), op);
+  auto back = codec::read_reserve(m.getRoot<wire::ReserveRequest>().asReader());
+  EXPECT_EQ(back.sku, "mug");
+  EXPECT_EQ(back.hold_id, "h");
+  EXPECT_EQ(back.qty, 2);
+  EXPECT_EQ(back.ttl_ms, 500);
+}
+
+TEST(codec, durations_parse_with_units_only) {
+  EXPECT_EQ(parse_duration_ms("500ms"), 500);
+  EXPECT_EQ(parse_duration_ms("30s"), 30'000);
+  EXPECT_EQ(parse_duration_ms("15m"), 900'000);
+  EXPECT_EQ(parse_duration_ms("2h"), 7'200'000);
+  EXPECT_EQ(parse_duration_ms("30"), -1);
+  EXPECT_EQ(parse_duration_ms("-5s"), -1);
+  EXPECT_EQ(parse_duration_ms("s"), -1);
+  EXPECT_EQ(parse_duration_ms("99999999999999s"), -1);
+}
+
+}  // namespace
+}  // namespace holdfast

@@ -1,0 +1,73 @@
+// Group commit, recovery from the committed state, and a full map.
+#include "test_support.hpp"
+
+namespace holdfast::testing {
+namespace {
+
+class store_test : public node_fixture {};
+
+TEST_F(store_test, writes_of_many_skus_share_one_commit) {
+  start();
+  std::vector<hold_op> batch;
+  for (int i = 0; i < 50; ++i) {
+    create("sku-" + std::to_string(i), 10);
+    batch.push_back(reserve("sku-" + std::to_string(i), "h" + std::to_string(i), 1, 60'000));
+  }
+  auto before = stats();
+  for (auto& r : ops(batch)) ASSERT_EQ(r.status, code::ok);
+  auto after = stats();
+  EXPECT_EQ(after.batches - before.batches, 50u);
+  EXPECT_EQ(after.commits - before.commits, 1u) << "50 writers, one fsync";
+  EXPECT_GE(after.largest_commit_batches, 50u);
+}
+
+TEST_F(store_test, recovery_restores_exactly_the_committed_state) {
+  start();
+  create("r", 100, 250);
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(op(reserve("r", "h" + std::to_string(i), 2, 60'000)).status, code::ok);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(op(confirm("h" + std::to_string(i))).status, code::ok);
+  for (int i = 5; i < 8; ++i) ASSERT_EQ(op(release("h" + std::to_string(i))).status, code::ok);
+  auto expected = show("r");
+  restart();
+  auto s = show("r");
+  EXPECT_EQ(s.on_hand, expected.on_hand);
+  EXPECT_EQ(s.reserved, expected.reserved);
+  EXPECT_EQ(s.sold, 10);
+  EXPECT_EQ(s.active_holds, 12);
+  EXPECT_EQ(op(query("h0")).hold.state, hold_state::confirmed);
+  EXPECT_EQ(op(query("h6")).hold.state, hold_state::released);
+  EXPECT_EQ(op(query("h19")).hold.state, hold_state::active);
+}
+
+TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
+  config_.storage.map_size_bytes = size_t{1} << 20;
+  start();
+  create("f", 1'000'000);
+  std::string pad(200, 'x');
+  int64_t granted = 0;
+  bool full = false;
+  for (int round = 0; round < 50 && !full; ++round) {
+    std::vector<hold_op> batch;
+    for (int i = 0; i < 200; ++i)
+      batch.push_back(reserve("f", pad + std::to_string(round * 1000 + i), 1, 60'000));
+    for (auto& r : ops(batch)) {
+      if (r.status == code::ok) ++granted;
+      else if (r.status == code::storage_full) full = true;
+      else FAIL() << to_string(r.status);
+    }
+  }
+  ASSERT_TRUE(full) << "the map never filled up";
+  // Nothing half-applied: the SKU shows only what was acknowledged, and reads still work.
+  auto s = show("f");
+  EXPECT_EQ(s.reserved, granted);
+  // The SKU keeps serving: a small write may still fit where the big batch did not.
+  auto more = op(reserve("f", "more", 1, 60'000));
+  ASSERT_TRUE(more.status == code::ok || more.status == code::storage_full);
+  granted += more.status == code::ok;
+  EXPECT_EQ(show("f").reserved, granted);
+  restart();
+  EXPECT_EQ(show("f").reserved, granted);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
