@@ -42,6 +42,7 @@ bool load(self_ptr self, const std::string& sku) {
   st.active.clear();
   st.deadlines.clear();
   st.finishing.clear();
+  st.finishing_order.clear();
   auto status = st.ctx.env->read_sku(sku, st.record);
   if (status == store_status::not_found) return true;
   if (status != store_status::ok) return false;
@@ -82,6 +83,7 @@ hold_record finish(self_ptr self, const std::string& hold_id, hold_state to, cha
   c.mutations.push_back(mutation{mutation::put_hold, {}, rec});
   c.dirty = true;
   st.finishing[hold_id] = {c.seq, rec};
+  st.finishing_order.emplace_back(c.seq, hold_id);
   return rec;
 }
 
@@ -266,8 +268,12 @@ void on_durable(self_ptr self, uint64_t seq) {
     st.replies.front().deliver(nullptr);
     st.replies.pop_front();
   }
-  for (auto it = st.finishing.begin(); it != st.finishing.end();)
-    it = it->second.first <= st.durable_seq ? st.finishing.erase(it) : std::next(it);
+  // Only durable entries leave; LMDB answers for them from now on.
+  while (!st.finishing_order.empty() && st.finishing_order.front().first <= st.durable_seq) {
+    auto it = st.finishing.find(st.finishing_order.front().second);
+    if (it != st.finishing.end() && it->second.first <= st.durable_seq) st.finishing.erase(it);
+    st.finishing_order.pop_front();
+  }
 }
 
 }  // namespace

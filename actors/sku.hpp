@@ -46,6 +46,7 @@ struct sku_state {
   std::set<std::pair<int64_t, std::string>> deadlines;  // active holds by deadline
   // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing;
+  std::deque<std::pair<uint64_t, std::string>> finishing_order;  // (seq, hold id), seq order
   uint64_t epoch = 0;
   uint64_t next_seq = 1;
   uint64_t durable_seq = 0;

@@ -116,7 +116,7 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
               (*results)[(*slots)[j]] = std::move(rs[j]);
             if (--*remaining == 0) rp.deliver(std::move(*results));
           },
-          [rp, results, remaining, slots](caf::error& e) mutable {
+          [rp, results, remaining, slots](caf::error&) mutable {
             for (auto slot : *slots)
               (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
             if (--*remaining == 0) rp.deliver(std::move(*results));
