@@ -80,11 +80,19 @@ int print(const sku_result& r, bool as_json) {
   return exit_code(r.status);
 }
 
+// Usage and connection errors: exit 2, and under --json still one object on stdout.
+int fail(bool as_json, const char* status, const std::string& message) {
+  if (as_json) std::cout << json{{"status", status}, {"error", message}}.dump() << "\n";
+  std::cerr << message << "\n";
+  return exit_usage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Holdfast: sells the last unit exactly once"};
   app.require_subcommand(1);
+  app.fallthrough();  // --node and --json also work after the subcommand
   std::string node_address = "127.0.0.1:7400";
   bool as_json = false;
   app.add_option("--node", node_address, "node to talk to, HOST:PORT")->capture_default_str();
@@ -209,21 +217,18 @@ int main(int argc, char** argv) {
     if (adjust_cmd->parsed()) return print(c.adjust(sku, qty), as_json);
     if (reserve_cmd->parsed()) {
       auto ttl_ms = parse_duration_ms(ttl);
-      if (ttl_ms <= 0) {
-        std::cerr << "--ttl: expected a duration such as 500ms, 30s, 15m\n";
-        return exit_usage;
-      }
+      if (ttl_ms <= 0)
+        return fail(as_json, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
       return print(c.reserve(sku, qty, hold_id, ttl_ms), as_json, "reserved");
     }
     if (confirm_cmd->parsed()) return print(c.confirm(hold_id, sku), as_json, "confirmed");
     if (release_cmd->parsed()) return print(c.release(hold_id, sku), as_json, "released");
     if (hold_show->parsed()) return print(c.query_hold(hold_id, sku), as_json, "");
   } catch (const std::exception& e) {
-    std::cerr << e.what() << "\n";
-    return exit_usage;
+    return fail(as_json, "unreachable", e.what());
   } catch (const kj::Exception& e) {
-    std::cerr << "node " << node_address << ": " << e.getDescription().cStr() << "\n";
-    return exit_usage;
+    return fail(as_json, "unreachable",
+                "node " + node_address + ": " + e.getDescription().cStr());
   }
   return exit_usage;
 }
