@@ -8,11 +8,33 @@
 
 namespace holdfast {
 
+namespace {
+
+class batch_errors final : public kj::TaskSet::ErrorHandler {
+public:
+  // Every batch task delivers its own failure to its callers; nothing reaches here.
+  void taskFailed(kj::Exception&&) override {}
+};
+
+}  // namespace
+
 struct client::impl {
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
   wire::Inventory::Client inventory;
+  client_options options;
+
+  // Calls of one kind waiting for a batch.
+  struct lane {
+    std::vector<hold_op> ops;
+    std::vector<kj::Own<kj::PromiseFulfiller<hold_result>>> callers;
+    unsigned in_flight = 0;
+    bool send_scheduled = false;
+  };
+  lane lanes[4];  // by hold_op_kind
+  batch_errors errors;
+  kj::TaskSet tasks{errors};
 
   static capnp::ReaderOptions reader_options() {
     capnp::ReaderOptions o;
@@ -21,11 +43,69 @@ struct client::impl {
     return o;
   }
 
-  explicit impl(kj::Own<kj::AsyncIoStream> s)
+  impl(kj::Own<kj::AsyncIoStream> s, client_options o)
     : stream(kj::mv(s)),
       network(*stream, capnp::rpc::twoparty::Side::CLIENT, reader_options()),
       rpc(capnp::makeRpcClient(network)),
-      inventory(bootstrap()) {}
+      inventory(bootstrap()),
+      options(o) {}
+
+  kj::Promise<hold_result> enqueue(hold_op op) {
+    auto kind = op.kind;
+    auto& l = lanes[static_cast<size_t>(kind)];
+    auto paf = kj::newPromiseAndFulfiller<hold_result>();
+    l.ops.push_back(std::move(op));
+    l.callers.push_back(kj::mv(paf.fulfiller));
+    schedule(kind);
+    return kj::mv(paf.promise);
+  }
+
+  // The send runs after the calls already queued in this turn, so they join it.
+  void schedule(hold_op_kind kind) {
+    auto& l = lanes[static_cast<size_t>(kind)];
+    if (l.send_scheduled || l.ops.empty() || l.in_flight >= options.batches_in_flight_max)
+      return;
+    l.send_scheduled = true;
+    tasks.add(kj::evalLater([this, kind] {
+      lanes[static_cast<size_t>(kind)].send_scheduled = false;
+      send(kind);
+    }));
+  }
+
+  void send(hold_op_kind kind) {
+    auto& l = lanes[static_cast<size_t>(kind)];
+    if (l.ops.empty() || l.in_flight >= options.batches_in_flight_max) return;
+    size_t n = std::min(l.ops.size(), options.batch_size_max);
+    std::vector<hold_op> ops(std::make_move_iterator(l.ops.begin()),
+                             std::make_move_iterator(l.ops.begin() + n));
+    auto callers = kj::heapArrayBuilder<kj::Own<kj::PromiseFulfiller<hold_result>>>(n);
+    for (size_t i = 0; i < n; ++i) callers.add(kj::mv(l.callers[i]));
+    l.ops.erase(l.ops.begin(), l.ops.begin() + n);
+    l.callers.erase(l.callers.begin(), l.callers.begin() + n);
+    ++l.in_flight;
+    auto fulfillers = kj::heap(callers.finish());
+    auto& waiting = *fulfillers;
+    tasks.add(batch(kind, ops)
+                .then(
+                  [&waiting](std::vector<hold_result> rs) {
+                    for (size_t i = 0; i < waiting.size(); ++i)
+                      waiting[i]->fulfill(i < rs.size() ? std::move(rs[i])
+                                                        : make_hold_error(code::unavailable,
+                                                                          "short batch answer"));
+                  },
+                  [&waiting](kj::Exception&& e) {
+                    for (auto& f : waiting) f->reject(kj::cp(e));
+                  })
+                .attach(kj::mv(fulfillers))
+                .then([this, kind] {
+                  --lanes[static_cast<size_t>(kind)].in_flight;
+                  // Calls that queued behind this batch go now, together.
+                  send(kind);
+                  schedule(kind);
+                }));
+  }
+
+  kj::Promise<std::vector<hold_result>> batch(hold_op_kind kind, const std::vector<hold_op>& ops);
 
   wire::Inventory::Client bootstrap() {
     capnp::word scratch[4] = {};
@@ -36,25 +116,33 @@ struct client::impl {
   }
 };
 
-kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address) {
+kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
+                                             client_options options) {
   return io.getNetwork()
     .parseAddress(address)
     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-    .then([](kj::Own<kj::AsyncIoStream> s) { return kj::heap<client>(kj::mv(s)); });
+    .then([options](kj::Own<kj::AsyncIoStream> s) { return kj::heap<client>(kj::mv(s), options); });
 }
 
-client::client(kj::Own<kj::AsyncIoStream> stream) : impl_(std::make_unique<impl>(kj::mv(stream))) {}
+client::client(kj::Own<kj::AsyncIoStream> stream, client_options options)
+  : impl_(std::make_unique<impl>(kj::mv(stream), options)) {}
 client::~client() = default;
 
 kj::Promise<hold_result> client::reserve(const hold_op& op) {
+  if (impl_->options.auto_batch) {
+    hold_op copy = op;
+    copy.kind = hold_op_kind::reserve;
+    return impl_->enqueue(std::move(copy));
+  }
   auto req = impl_->inventory.reserveRequest();
   codec::write(req.initRequest(), op);
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 
 namespace {
-hold_op ref(const std::string& hold_id, const std::string& sku) {
+hold_op ref(hold_op_kind kind, const std::string& hold_id, const std::string& sku) {
   hold_op op;
+  op.kind = kind;
   op.hold_id = hold_id;
   op.sku = sku;
   return op;
@@ -62,20 +150,22 @@ hold_op ref(const std::string& hold_id, const std::string& sku) {
 }  // namespace
 
 kj::Promise<hold_result> client::confirm(const std::string& hold_id, const std::string& sku) {
+  if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::confirm, hold_id, sku));
   auto req = impl_->inventory.confirmRequest();
-  codec::write(req.initHold(), ref(hold_id, sku));
+  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 
 kj::Promise<hold_result> client::release(const std::string& hold_id, const std::string& sku) {
+  if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::release, hold_id, sku));
   auto req = impl_->inventory.releaseRequest();
-  codec::write(req.initHold(), ref(hold_id, sku));
+  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 
 kj::Promise<hold_result> client::query_hold(const std::string& hold_id, const std::string& sku) {
   auto req = impl_->inventory.queryHoldRequest();
-  codec::write(req.initHold(), ref(hold_id, sku));
+  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 
@@ -88,25 +178,42 @@ std::vector<hold_result> read_all(const Response& r) {
 }
 }  // namespace
 
+kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
+                                                         const std::vector<hold_op>& ops) {
+  auto fill = [&ops](auto list) {
+    for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
+  };
+  auto read = [](auto r) { return read_all(r); };
+  switch (kind) {
+    case hold_op_kind::reserve: {
+      auto req = inventory.reserveBatchRequest();
+      fill(req.initRequests(ops.size()));
+      return req.send().then(read);
+    }
+    case hold_op_kind::confirm: {
+      auto req = inventory.confirmBatchRequest();
+      fill(req.initHolds(ops.size()));
+      return req.send().then(read);
+    }
+    case hold_op_kind::release: {
+      auto req = inventory.releaseBatchRequest();
+      fill(req.initHolds(ops.size()));
+      return req.send().then(read);
+    }
+    case hold_op_kind::query:
+      break;
+  }
+  return KJ_EXCEPTION(FAILED, "no batch form for hold queries");
+}
+
 kj::Promise<std::vector<hold_result>> client::reserve_batch(const std::vector<hold_op>& ops) {
-  auto req = impl_->inventory.reserveBatchRequest();
-  auto list = req.initRequests(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
-  return req.send().then([](auto r) { return read_all(r); });
+  return impl_->batch(hold_op_kind::reserve, ops);
 }
-
 kj::Promise<std::vector<hold_result>> client::confirm_batch(const std::vector<hold_op>& ops) {
-  auto req = impl_->inventory.confirmBatchRequest();
-  auto list = req.initHolds(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
-  return req.send().then([](auto r) { return read_all(r); });
+  return impl_->batch(hold_op_kind::confirm, ops);
 }
-
 kj::Promise<std::vector<hold_result>> client::release_batch(const std::vector<hold_op>& ops) {
-  auto req = impl_->inventory.releaseBatchRequest();
-  auto list = req.initHolds(ops.size());
-  for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
-  return req.send().then([](auto r) { return read_all(r); });
+  return impl_->batch(hold_op_kind::release, ops);
 }
 
 kj::Promise<sku_result> client::sku(const sku_op& op) {

@@ -3,6 +3,11 @@
 // flight. `blocking_client` owns an event loop and waits for each answer: the CLI and
 // tests use it. Domain outcomes come back as values; a kj::Exception means transport
 // trouble (node unreachable, connection lost, OVERLOADED).
+//
+// Auto-batching (TigerBeetle-style): single reserve/confirm/release/query calls made
+// while a batch of their kind is on the wire wait for it, then go out together as one
+// batch RPC; calls made in one event-loop turn share a batch too. An idle client sends
+// a lone call at once, so batching costs latency only when there is a queue anyway.
 #pragma once
 
 #include <memory>
@@ -15,10 +20,17 @@
 
 namespace holdfast {
 
+struct client_options {
+  bool auto_batch = true;
+  size_t batch_size_max = 1024;   // ops per batch RPC; at most the node's --batch-max
+  unsigned batches_in_flight_max = 2;  // per kind: batches on the wire before calls queue
+};
+
 class client {
 public:
-  static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address);
-  explicit client(kj::Own<kj::AsyncIoStream> stream);
+  static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address,
+                                              client_options options = {});
+  explicit client(kj::Own<kj::AsyncIoStream> stream, client_options options = {});
   ~client();
 
   kj::Promise<hold_result> reserve(const hold_op& op);

@@ -57,9 +57,13 @@ struct sale {
         if (dice < o.confirm_share)
           return think.then([this, hold_id, &c] { return c.confirm(hold_id, sku); })
             .then([this](hold_result r) {
-              if (r.status == code::ok && ++confirmed == o.stock) sold_out_ms = ms_since(start);
-              else if (r.status == code::hold_expired) ++late_confirms;
-              else ++errors;
+              if (r.status == code::ok) {
+                if (++confirmed == o.stock) sold_out_ms = ms_since(start);
+              } else if (r.status == code::hold_expired) {
+                ++late_confirms;
+              } else {
+                ++errors;
+              }
               ++buyers_done;
             });
         if (dice < o.confirm_share + o.release_share)
@@ -184,12 +188,12 @@ int run_demo(const demo_options& o) {
       std::printf("{\"sku\":\"%s\",\"stock\":%lld,\"buyers\":%lld,\"sold\":%lld,\"released\":%lld,"
                   "\"expired\":%lld,\"oversold\":%lld,\"reserve_calls\":%lld,"
                   "\"reservations_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-                  "\"race_s\":%.3f,\"sold_out_s\":%.3f,"
+                  "\"race_s\":%.3f,\"sold_out_s\":%.3f,\"unexpected_answers\":%lld,"
                   "\"consistent\":%s}\n",
                   s.sku.c_str(), (long long)o.stock, (long long)o.buyers,
                   (long long)final_state.sold, (long long)s.released, (long long)expired,
                   (long long)oversold, (long long)s.reserve_calls, rate, p50, p99, race_ms / 1000,
-                  s.sold_out_ms / 1000,
+                  s.sold_out_ms / 1000, (long long)s.errors,
                   consistent ? "true" : "false");
     } else {
       std::printf("\n=== flash sale report ===\n");

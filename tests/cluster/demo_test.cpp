@@ -27,6 +27,7 @@ TEST(demo, sells_every_unit_once_and_buyers_stop_when_it_is_sold_out) {
   EXPECT_EQ(report["sold"], stock);
   EXPECT_EQ(report["oversold"], 0);
   EXPECT_EQ(report["consistent"], true);
+  EXPECT_EQ(report["unexpected_answers"], 0);
   // The client saw the sell-out while the race ran, so buyers stopped retrying. When
   // answers were only counted once every buyer had finished, each unlucky buyer spent
   // all its attempts and the race ran for the whole backoff schedule.
