@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bench/hot_sku.hpp"
 #include "cluster/client.hpp"
 #include "cluster/node.hpp"
 #include "examples/flash_sale.hpp"
@@ -167,6 +168,24 @@ int main(int argc, char** argv) {
   adjust_cmd->add_option("SKU", sku)->required();
   adjust_cmd->add_option("ON_HAND", qty)->required();
 
+  // -- bench -------------------------------------------------------------------
+  auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
+  bench_cmd->require_subcommand(1);
+  bench::hot_sku_options hot;
+  auto* hot_cmd = bench_cmd->add_subcommand(
+    "hot-sku", "durable reservations on one SKU: Holdfast, Redis + Lua, PostgreSQL side by side");
+  hot_cmd->add_option("--seconds", hot.seconds, "measured time per row")->capture_default_str();
+  hot_cmd->add_option("--callers", hot.callers, "concurrent callers")->capture_default_str();
+  hot_cmd->add_option("--depth", hot.depth_pipelined, "calls outstanding per caller in row 1b")
+    ->capture_default_str();
+  hot_cmd->add_option("--connections", hot.connections, "load generator connections per thread")
+    ->capture_default_str();
+  hot_cmd->add_option("--threads", hot.threads, "load generator threads")->capture_default_str();
+  hot_cmd->add_option("--png", hot.png, "picture to write (empty: none)")->capture_default_str();
+  hot_cmd->add_option("--use-node", hot.node_address, "measure a running node at HOST:PORT");
+  bool no_peers = false;
+  hot_cmd->add_flag("--no-peers", no_peers, "skip the Redis and PostgreSQL rows");
+
   std::string backup_data, backup_to;
   auto* backup_cmd = app.add_subcommand("backup", "consistent hot copy of a node's data");
   backup_cmd->add_option("--data", backup_data, "the node's data directory")->required();
@@ -194,6 +213,15 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::cerr << "demo failed: " << e.what() << "\n";
       return exit_usage;
+    }
+  }
+  if (hot_cmd->parsed()) {
+    hot.json = as_json;
+    hot.peers = !no_peers;
+    try {
+      return bench::run_hot_sku(hot);
+    } catch (const std::exception& e) {
+      return fail(as_json, "failed", std::string("bench failed: ") + e.what());
     }
   }
   if (backup_cmd->parsed()) {

@@ -1,0 +1,322 @@
+#include "bench/hot_sku.hpp"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "bench/processes.hpp"
+#include "bench/rows.hpp"
+#include "cluster/client.hpp"
+#include "cluster/node_process.hpp"
+
+namespace holdfast::bench {
+namespace {
+
+using steady = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+bool quiet = false;  // --json: progress goes to stderr, the report to stdout
+
+void progress(const std::string& line) {
+  std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
+  std::fflush(quiet ? stderr : stdout);
+}
+
+// One load generator thread: `callers` closed loops of `depth` outstanding reserves each,
+// over `connections` auto-batching clients on its own event loop.
+struct load_thread {
+  std::string address, sku, prefix;
+  int callers = 0, depth = 0, connections = 0;
+  steady::time_point measure_from, stop_at;
+  // results
+  std::vector<double> latency_ms;
+  int64_t measured = 0, granted = 0, refused = 0, failed = 0;
+  std::string error;
+
+  uint64_t next_id = 0;
+  std::vector<kj::Own<client>> clients;
+
+  kj::Promise<void> loop(size_t conn) {
+    auto t0 = steady::now();
+    if (t0 >= stop_at) return kj::READY_NOW;
+    // Short ids stay inside std::string's small buffer on both ends.
+    hold_op op{hold_op_kind::reserve, sku, prefix + std::to_string(next_id++), 1, 600'000};
+    return clients[conn]->reserve(op).then([this, conn, t0](hold_result r) {
+      if (r.status == code::ok) {
+        ++granted;
+        if (t0 >= measure_from) {
+          ++measured;
+          latency_ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - t0).count());
+        }
+      } else if (r.status == code::out_of_stock) {
+        ++refused;
+      } else {
+        ++failed;
+      }
+      return loop(conn);
+    });
+  }
+
+  void run() {
+    try {
+      auto io = kj::setupAsyncIo();
+      for (int i = 0; i < connections; ++i)
+        clients.push_back(client::connect(*io.provider, address).wait(io.waitScope));
+      auto loops = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<size_t>(callers * depth));
+      for (int c = 0; c < callers; ++c)
+        for (int d = 0; d < depth; ++d)
+          loops.add(loop(static_cast<size_t>(c) % clients.size()).eagerlyEvaluate(nullptr));
+      kj::joinPromises(loops.finish()).wait(io.waitScope);
+      clients.clear();
+    } catch (const kj::Exception& e) {
+      error = e.getDescription().cStr();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+};
+
+row run_holdfast_row(const hot_sku_options& o, const std::string& address, const std::string& id,
+                     int depth) {
+  row r;
+  r.id = id;
+  r.system = "Holdfast, durable (fsync'd LMDB), Cap'n Proto RPC";
+  r.shape = std::to_string(o.callers) + " callers x " + std::to_string(depth) + " outstanding";
+  progress("row " + id + ": " + r.system + ", " + r.shape + " ...");
+  blocking_client admin(address);
+  auto sku = "hot-" + id + "-" + std::to_string(getpid());
+  const int64_t stock = 1'000'000'000;  // ample: every reservation is granted
+  auto created = admin.create_sku(sku, stock, 100);
+  if (created.status != code::ok) {
+    r.skipped = std::string("cannot create the SKU: ") + to_string(created.status) + " " +
+                created.message;
+    return r;
+  }
+  auto before = admin.query_sku(sku).sku.available();
+  auto start = steady::now();
+  auto measure_from = start + std::chrono::duration_cast<steady::duration>(
+                                std::chrono::duration<double>(o.warmup_seconds));
+  auto stop_at = measure_from + std::chrono::duration_cast<steady::duration>(
+                                  std::chrono::duration<double>(o.seconds));
+  std::vector<load_thread> threads(static_cast<size_t>(o.threads));
+  for (int t = 0; t < o.threads; ++t) {
+    auto& lt = threads[static_cast<size_t>(t)];
+    lt.address = address;
+    lt.sku = sku;
+    lt.prefix = id + static_cast<char>('a' + t);
+    lt.callers = o.callers / o.threads + (t < o.callers % o.threads ? 1 : 0);
+    lt.depth = depth;
+    lt.connections = o.connections;
+    lt.measure_from = measure_from;
+    lt.stop_at = stop_at;
+  }
+  std::vector<std::thread> running;
+  for (auto& lt : threads) running.emplace_back([&lt] { lt.run(); });
+  for (auto& th : running) th.join();
+  std::vector<double> latencies;
+  for (auto& lt : threads) {
+    if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
+    r.reservations += lt.measured;
+    r.counted += lt.granted;
+    latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
+    if (lt.failed || lt.refused)
+      r.skipped = std::to_string(lt.failed + lt.refused) + " reservations were not granted";
+  }
+  r.ran = r.skipped.empty();
+  r.seconds = o.seconds;
+  r.per_second = static_cast<double>(r.reservations) / o.seconds;
+  summarize(latencies, r);
+  r.stock_drop = before - admin.query_sku(sku).sku.available();
+  return r;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+const row* find(const std::vector<row>& rows, const std::string& id) {
+  for (auto& r : rows)
+    if (r.id == id && r.ran) return &r;
+  return nullptr;
+}
+
+// "2.31x 2a" for each peer row that ran.
+std::string ratios(const std::vector<row>& rows, const row& r, std::vector<std::string> peers) {
+  std::string out;
+  for (auto& p : peers)
+    if (auto* peer = find(rows, p); peer && r.ran && peer->per_second > 0)
+      out += (out.empty() ? "" : ", ") + fmt("%.2fx ", r.per_second / peer->per_second) + p;
+  return out;
+}
+
+struct target {
+  std::string what;
+  double measured, wanted;
+  bool higher_is_better;
+  bool met() const { return higher_is_better ? measured >= wanted : measured <= wanted; }
+};
+
+std::vector<target> targets(const std::vector<row>& rows) {
+  std::vector<target> out;
+  auto* a = find(rows, "1a");
+  auto* b = find(rows, "1b");
+  if (a && find(rows, "2a"))
+    out.push_back({"1a >= 2x Redis+Lua -P 1", a->per_second / find(rows, "2a")->per_second, 2, true});
+  if (b && find(rows, "2b"))
+    out.push_back({"1b >= 3x Redis+Lua -P 16", b->per_second / find(rows, "2b")->per_second, 3, true});
+  if (b && find(rows, "3"))
+    out.push_back({"1b >= 200x PostgreSQL hot row", b->per_second / find(rows, "3")->per_second,
+                   200, true});
+  if (a) out.push_back({"1a p99 <= 2 ms", a->p99_ms, 2, false});
+  return out;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+void write_png(const std::string& path, const std::vector<row>& rows, const std::string& tmp) {
+  auto gnuplot = find_program("gnuplot");
+  if (gnuplot.empty()) {
+    progress("no PNG: gnuplot is not installed (apt-get install gnuplot-nox)");
+    return;
+  }
+  std::ofstream bars(tmp + "/bars.dat");
+  std::ofstream cdf(tmp + "/cdf.dat");
+  std::string plots;
+  int index = 0;
+  for (auto& r : rows) {
+    if (!r.ran) continue;
+    bars << '"' << r.id << "\" " << r.per_second << "\n";
+    cdf << "# " << r.id << "\n";
+    for (auto& [ms, f] : r.cdf) cdf << std::max(ms, 0.001) << " " << f << "\n";
+    cdf << "\n\n";
+    plots += std::string(plots.empty() ? "" : ", ") + "'" + tmp + "/cdf.dat' index " +
+             std::to_string(index++) + " with lines lw 2 title '" + r.id + " " + r.system.substr(0, 24) + "'";
+  }
+  bars.close();
+  cdf.close();
+  // pngcairo looks better; the plain png terminal is there when cairo is not.
+  for (const char* terminal : {"pngcairo", "png"}) {
+  std::ofstream script(tmp + "/plot.gp");
+  script << "set terminal " << terminal << " size 1400,560 noenhanced\n"
+         << "set output '" << path << "'\n"
+         << "set multiplot layout 1,2 title 'holdfast bench hot-sku: durable reservations on one SKU'\n"
+         << "set style fill solid 0.8\nset boxwidth 0.6\nset grid ytics\nset logscale y\n"
+         << "set ylabel 'reservations/s (log)'\nset title 'throughput'\nunset key\n"
+         << "plot '" << tmp << "/bars.dat' using 0:2:xtic(1) with boxes lc rgb '#3a7bd5', "
+         << "'' using 0:2:(sprintf('%.0f',$2)) with labels offset 0,1\n"
+         << "unset logscale y\nset logscale x\nset xlabel 'latency, ms (log)'\n"
+         << "set ylabel 'fraction of calls'\nset title 'latency CDF'\nset key bottom right\n"
+         << "set yrange [0:1]\nplot " << plots << "\nunset multiplot\n";
+  script.close();
+  auto result = run_command({gnuplot, tmp + "/plot.gp"});
+  if (result.status == 0) {
+    progress("wrote " + path);
+    return;
+  }
+  if (std::string(terminal) == "png") progress("gnuplot failed: " + result.output.substr(0, 200));
+  }
+}
+
+}  // namespace
+
+int run_hot_sku(const hot_sku_options& o) {
+  quiet = o.json;
+  auto tmp = make_temp_dir("holdfast-bench");
+  std::printf("%s", quiet ? "" : "holdfast bench hot-sku\n");
+  auto fsync = measure_fsync(tmp);
+  utsname un{};
+  uname(&un);
+  auto cores = std::thread::hardware_concurrency();
+  progress("environment: " + std::to_string(cores) + " cores (" + cpu_model() + "), " + un.sysname +
+           " " + un.release + ", fsync of 4 KiB: p50 " + fmt("%.3f", fsync.p50_ms) + " ms, p99 " +
+           fmt("%.3f", fsync.p99_ms) + " ms");
+
+  std::vector<row> rows;
+  {
+    std::unique_ptr<node_process> node;
+    auto address = o.node_address;
+    if (address.empty()) {
+      node = std::make_unique<node_process>(self_executable(), tmp + "/node");
+      address = node->address();
+      progress("node " + address + " on " + tmp + "/node");
+    }
+    rows.push_back(run_holdfast_row(o, address, "1a", 1));
+    rows.push_back(run_holdfast_row(o, address, "1b", o.depth_pipelined));
+    if (node) node->terminate();
+  }
+  if (o.peers) {
+    for (auto& r : run_redis_rows({1, o.depth_pipelined}, o.seconds, progress)) rows.push_back(r);
+    rows.push_back(run_postgres_row(o.postgres_clients, o.seconds, progress));
+  }
+  for (auto& r : rows)
+    if (!r.ran) progress("row " + r.id + " skipped: " + r.skipped);
+
+  auto goals = targets(rows);
+  if (o.json) {
+    json j;
+    j["environment"] = {{"cores", cores}, {"cpu", cpu_model()}, {"kernel", un.release},
+                        {"fsync_p50_ms", fsync.p50_ms}, {"fsync_p99_ms", fsync.p99_ms}};
+    for (auto& r : rows) {
+      json jr{{"id", r.id}, {"system", r.system}, {"shape", r.shape}, {"ran", r.ran}};
+      if (!r.ran) jr["skipped"] = r.skipped;
+      else
+        jr.update({{"reservations_per_s", r.per_second}, {"reservations", r.reservations},
+                   {"seconds", r.seconds}, {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms},
+                   {"p999_ms", r.p999_ms}, {"stock_drop", r.stock_drop}, {"counted", r.counted},
+                   {"stock_check", r.stock_ok()}});
+      j["rows"].push_back(jr);
+    }
+    for (auto& t : goals)
+      j["targets"].push_back({{"target", t.what}, {"measured", t.measured}, {"met", t.met()}});
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("\n=== hot-SKU reservations, durable, one run on loopback ===\n");
+    std::printf("%-3s %-50s %-26s %13s %8s %8s %6s  %s\n", "row", "system", "load",
+                "reserv./s", "p50 ms", "p99 ms", "stock", "ratio");
+    for (auto& r : rows) {
+      if (!r.ran) {
+        std::printf("%-3s %-50s %-26s  skipped: %s\n", r.id.c_str(), r.system.c_str(),
+                    r.shape.c_str(), r.skipped.c_str());
+        continue;
+      }
+      std::string ratio = r.id == "1a" ? ratios(rows, r, {"2a"})
+                        : r.id == "1b" ? ratios(rows, r, {"2b", "3"})
+                                       : "peer";
+      std::printf("%-3s %-50s %-26s %13.0f %8.3f %8.3f %6s  %s\n", r.id.c_str(), r.system.c_str(),
+                  r.shape.c_str(), r.per_second, r.p50_ms, r.p99_ms, r.stock_ok() ? "ok" : "WRONG",
+                  ratio.c_str());
+    }
+    std::printf("\nstock: each row's stock fell by exactly the reservations it counted (ok).\n");
+    std::printf("environment: %u cores, %s; fsync of 4 KiB p50 %.3f ms, p99 %.3f ms\n", cores,
+                cpu_model().c_str(), fsync.p50_ms, fsync.p99_ms);
+    for (auto& t : goals)
+      std::printf("target %-32s measured %10.2f  %s\n", t.what.c_str(), t.measured,
+                  t.met() ? "met" : "MISSED");
+  }
+  if (!o.png.empty()) write_png(o.png, rows, tmp);
+  std::filesystem::remove_all(tmp);
+  bool all_ok = true;
+  for (auto& r : rows)
+    if (r.ran && !r.stock_ok()) all_ok = false;
+  return all_ok && find(rows, "1a") && find(rows, "1b") ? 0 : 1;
+}
+
+}  // namespace holdfast::bench

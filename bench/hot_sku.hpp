@@ -1,0 +1,26 @@
+// `holdfast bench hot-sku`: durable reservations on one hot SKU, Holdfast beside
+// Redis + Lua and PostgreSQL, on loopback, in one run. Prints progress, a table with
+// ratios and the environment; optionally JSON; writes a PNG when gnuplot is installed.
+#pragma once
+
+#include <string>
+
+namespace holdfast::bench {
+
+struct hot_sku_options {
+  double seconds = 4;           // measured time per row
+  double warmup_seconds = 0.5;  // Holdfast rows: calls before this are not measured
+  int callers = 50;             // concurrent callers (redis-benchmark -c)
+  int depth_pipelined = 16;     // row 1b: calls outstanding per caller (-P)
+  int connections = 2;          // load generator connections to the node, per thread
+  int threads = 1;              // load generator threads
+  int postgres_clients = 16;    // pgbench -c
+  bool peers = true;            // run the Redis and PostgreSQL rows
+  bool json = false;
+  std::string png = "hot-sku.png";  // empty: no picture
+  std::string node_address;     // empty: start a node on a temporary directory
+};
+
+int run_hot_sku(const hot_sku_options& options);
+
+}  // namespace holdfast::bench
