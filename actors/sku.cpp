@@ -43,12 +43,13 @@ bool load(self_ptr self, const std::string& sku) {
   st.deadlines.clear();
   st.finishing.clear();
   st.finishing_order.clear();
+  st.log_entries = 0;
   auto status = st.ctx.env->read_sku(sku, st.record);
   if (status == store_status::not_found) return true;
   if (status != store_status::ok) return false;
   st.exists = true;
   std::vector<hold_record> holds;
-  if (st.ctx.env->read_active_holds(sku, holds) != store_status::ok) return false;
+  if (st.ctx.env->read_active_holds(sku, holds, &st.log_entries) != store_status::ok) return false;
   int64_t reserved = 0;
   for (auto& h : holds) {
     reserved += h.hold.qty;
@@ -102,8 +103,7 @@ bool find_finished(self_ptr self, const std::string& hold_id, hold_record& out) 
     out = it->second.second;
     return true;
   }
-  return st.ctx.env->read_hold(st.record.sku.sku, hold_id, out) == store_status::ok &&
-         out.hold.state != hold_state::active;
+  return st.ctx.env->read_finished_hold(st.record.sku.sku, hold_id, out) == store_status::ok;
 }
 
 hold_result ok(const hold_info& h) {
@@ -195,6 +195,23 @@ uint64_t issue(self_ptr self, change& c) {
   auto& st = self->state;
   if (!c.dirty) return st.next_seq - 1;
   st.record.earliest_deadline_ms = st.deadlines.empty() ? 0 : st.deadlines.begin()->first;
+  if (!c.mutations.empty()) {
+    st.record.log_block++;
+    st.log_entries += c.mutations.size();
+    // When the log holds several times more entries than there are active holds, this
+    // block restates them all and the store drops the older blocks: replay on load
+    // stays proportional to the active holds, and the log to a bounded multiple.
+    if (st.log_entries > st.ctx.log_checkpoint_factor * st.active.size() + st.ctx.log_checkpoint_slack) {
+      std::vector<mutation> restated;
+      restated.reserve(st.active.size() + c.mutations.size());
+      for (auto& m : c.mutations)
+        if (m.hold.hold.state != hold_state::active) restated.push_back(std::move(m));
+      for (auto& [id, h] : st.active) restated.push_back(mutation{mutation::put_hold, {}, h});
+      c.mutations = std::move(restated);
+      st.record.checkpoint_block = st.record.log_block;
+      st.log_entries = c.mutations.size();
+    }
+  }
   c.mutations.push_back(mutation{mutation::put_sku, st.record, {}});
   write_batch batch{st.epoch, c.seq, std::move(c.mutations)};
   self->send(st.ctx.store, write_atom_v, caf::actor_cast<store_listener>(self), std::move(batch));

@@ -36,6 +36,10 @@ struct sku_context {
   store_actor store;                    // writes
   std::shared_ptr<const wall_clock> clock;
   int64_t timer_slack_ms = 0;  // extra delay on the expiry timer (0: fire at the deadline)
+  // The hold log is checkpointed when it has more than factor x active holds + slack
+  // entries since the last checkpoint.
+  size_t log_checkpoint_factor = 4;
+  size_t log_checkpoint_slack = 4096;
 };
 
 struct sku_state {
@@ -47,6 +51,7 @@ struct sku_state {
   // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing;
   std::deque<std::pair<uint64_t, std::string>> finishing_order;  // (seq, hold id), seq order
+  size_t log_entries = 0;  // hold-log entries since (and including) the last checkpoint
   uint64_t epoch = 0;
   uint64_t next_seq = 1;
   uint64_t durable_seq = 0;

@@ -30,6 +30,8 @@ int run_node(const node_options& options) {
   }
 
   caf::actor_system_config cfg;
+  if (const char* p = getenv("HF_SCHED")) cfg.set("scheduler.policy", caf::atom_from_string(p));
+  if (getenv("HF_RELAX")) cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(atoi(getenv("HF_RELAX")))});
   caf::actor_system sys{cfg};
   auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
   sku_context ctx{env, store, std::make_shared<system_wall_clock>()};

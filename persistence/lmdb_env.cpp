@@ -6,6 +6,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 namespace holdfast {
 
@@ -43,12 +44,22 @@ MDB_val val(const std::string& s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
 }
 
-// Holds are keyed by SKU then hold id, so one SKU's active holds are one range.
+// Finished holds are keyed by SKU then hold id.
 std::string hold_key(const std::string& sku, const std::string& hold_id) {
   std::string k;
   k.reserve(sku.size() + 1 + hold_id.size());
   k.append(sku).push_back('\0');
   k.append(hold_id);
+  return k;
+}
+
+// Hold-log blocks are keyed by SKU then big-endian block number: one SKU's log is one
+// range, in write order, and appends land at its end.
+std::string block_key(const std::string& sku, uint64_t block) {
+  std::string k;
+  k.reserve(sku.size() + 9);
+  k.append(sku).push_back('\0');
+  for (int shift = 56; shift >= 0; shift -= 8) k.push_back(static_cast<char>(block >> shift));
   return k;
 }
 
@@ -66,7 +77,7 @@ struct read_txn {
 struct lmdb_env::impl {
   MDB_env* env = nullptr;
   MDB_dbi skus = 0;
-  MDB_dbi active_holds = 0;
+  MDB_dbi hold_log = 0;
   MDB_dbi finished_holds = 0;
   MDB_dbi hold_index = 0;
   size_t map_size_bytes = 0;
@@ -111,7 +122,7 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
   MDB_txn* txn = nullptr;
   if ((rc = mdb_txn_begin(p->env, nullptr, 0, &txn)) != 0) return fail("txn_begin", rc);
   if ((rc = mdb_dbi_open(txn, "skus", MDB_CREATE, &p->skus)) != 0 ||
-      (rc = mdb_dbi_open(txn, "active_holds", MDB_CREATE, &p->active_holds)) != 0 ||
+      (rc = mdb_dbi_open(txn, "hold_log", MDB_CREATE, &p->hold_log)) != 0 ||
       (rc = mdb_dbi_open(txn, "finished_holds", MDB_CREATE, &p->finished_holds)) != 0 ||
       (rc = mdb_dbi_open(txn, "hold_index", MDB_CREATE, &p->hold_index)) != 0) {
     mdb_txn_abort(txn);
@@ -125,12 +136,9 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
 }
 
-store_status lmdb_env::read_hold(const std::string& sku, const std::string& hold_id,
-                                 hold_record& out) const {
-  auto key = hold_key(sku, hold_id);
-  auto st = impl_->get(impl_->active_holds, key, out);
-  if (st != store_status::not_found) return st;
-  return impl_->get(impl_->finished_holds, key, out);
+store_status lmdb_env::read_finished_hold(const std::string& sku, const std::string& hold_id,
+                                          hold_record& out) const {
+  return impl_->get(impl_->finished_holds, hold_key(sku, hold_id), out);
 }
 
 store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
@@ -143,30 +151,43 @@ store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& 
   return store_status::ok;
 }
 
-store_status lmdb_env::read_active_holds(const std::string& sku,
-                                         std::vector<hold_record>& out) const {
+store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hold_record>& out,
+                                         size_t* entries) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(t.txn, impl_->active_holds, &cursor);
+  int rc = mdb_cursor_open(t.txn, impl_->hold_log, &cursor);
   if (rc != 0) return from_mdb(rc);
   std::string prefix = sku;
   prefix.push_back('\0');
   MDB_val k = val(prefix), v;
   store_status st = store_status::ok;
+  // Later blocks overrule earlier ones: the last state of each hold id wins.
+  std::unordered_map<std::string, size_t> slot;  // hold id -> index in `live`
+  std::vector<hold_record> live, block;
+  size_t read = 0;
   for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    if (k.mv_size < prefix.size() || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
+    if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
       break;
-    hold_record r;
-    if (!decode(v.mv_data, v.mv_size, r)) {
+    block.clear();
+    if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
       st = store_status::corrupt;
       break;
     }
-    out.push_back(std::move(r));
+    read += block.size();
+    for (auto& h : block) {
+      auto [it, fresh] = slot.try_emplace(h.hold.hold_id, live.size());
+      if (fresh) live.push_back(std::move(h));
+      else live[it->second] = std::move(h);
+    }
   }
   mdb_cursor_close(cursor);
   if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
+  if (st != store_status::ok) return st;
+  for (auto& h : live)
+    if (h.hold.state == hold_state::active) out.push_back(std::move(h));
+  if (entries) *entries = read;
   return st;
 }
 
@@ -196,34 +217,64 @@ store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& b
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
   if (rc != 0) return from_mdb(rc);
-  auto apply = [&](const mutation& m) -> int {
-    if (m.kind == mutation::put_sku) {
-      auto bytes = encode(m.sku);
-      MDB_val k = val(m.sku.sku.sku), v = val(bytes);
-      return mdb_put(txn, impl_->skus, &k, &v, 0);
+  std::vector<const hold_record*> holds;
+  // One batch: its SKU snapshot numbers the hold-log block that carries its holds.
+  auto apply = [&](const std::vector<mutation>& batch) -> int {
+    const sku_record* sku = nullptr;
+    holds.clear();
+    for (const auto& m : batch) {
+      if (m.kind == mutation::put_sku) sku = &m.sku;
+      else holds.push_back(&m.hold);
     }
-    const auto& h = m.hold.hold;
-    auto key = hold_key(h.sku, h.hold_id);
-    auto bytes = encode(m.hold);
-    MDB_val k = val(key), v = val(bytes);
-    if (h.state == hold_state::active) {
-      int r = mdb_put(txn, impl_->active_holds, &k, &v, 0);
-      if (r != 0) return r;
-      // The index remembers the first SKU a hold id was used on.
-      MDB_val ik = val(h.hold_id), iv = val(h.sku);
-      r = mdb_put(txn, impl_->hold_index, &ik, &iv, MDB_NOOVERWRITE);
-      return r == MDB_KEYEXIST ? 0 : r;
+    if (!sku) return holds.empty() ? 0 : EINVAL;  // a writer bug: holds without a block
+    const auto& name = sku->sku.sku;
+    int r = 0;
+    if (!holds.empty()) {
+      bool checkpoint = sku->checkpoint_block == sku->log_block;
+      if (checkpoint) {
+        // The checkpoint restates every active hold: the blocks before it are garbage.
+        MDB_cursor* cursor = nullptr;
+        if ((r = mdb_cursor_open(txn, impl_->hold_log, &cursor)) != 0) return r;
+        auto first = block_key(name, 0), end = block_key(name, sku->log_block);
+        MDB_val k = val(first), v;
+        for (r = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); r == 0;
+             r = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+          if (k.mv_size != end.size() || memcmp(k.mv_data, end.data(), end.size()) >= 0 ||
+              memcmp(k.mv_data, first.data(), name.size() + 1) != 0)
+            break;
+          if ((r = mdb_cursor_del(cursor, 0)) != 0) break;
+        }
+        mdb_cursor_close(cursor);
+        if (r != 0 && r != MDB_NOTFOUND) return r;
+      }
+      auto key = block_key(name, sku->log_block);
+      auto bytes = encode_block(holds);
+      MDB_val k = val(key), v = val(bytes);
+      if ((r = mdb_put(txn, impl_->hold_log, &k, &v, 0)) != 0) return r;
+      for (auto* h : holds) {
+        if (h->hold.state == hold_state::active) {
+          if (checkpoint) continue;  // restated, not new
+          // The index remembers the first SKU a hold id was used on.
+          MDB_val ik = val(h->hold.hold_id), iv = val(name);
+          r = mdb_put(txn, impl_->hold_index, &ik, &iv, MDB_NOOVERWRITE);
+          if (r != 0 && r != MDB_KEYEXIST) return r;
+        } else {
+          auto fkey = hold_key(name, h->hold.hold_id);
+          auto fbytes = encode(*h);
+          MDB_val fk = val(fkey), fv = val(fbytes);
+          if ((r = mdb_put(txn, impl_->finished_holds, &fk, &fv, 0)) != 0) return r;
+        }
+      }
     }
-    int r = mdb_del(txn, impl_->active_holds, &k, nullptr);
-    if (r != 0 && r != MDB_NOTFOUND) return r;
-    return mdb_put(txn, impl_->finished_holds, &k, &v, 0);
+    auto bytes = encode(*sku);
+    MDB_val k = val(name), v = val(bytes);
+    return mdb_put(txn, impl_->skus, &k, &v, 0);
   };
   for (auto* batch : batches)
-    for (const auto& m : *batch)
-      if ((rc = apply(m)) != 0) {
-        mdb_txn_abort(txn);
-        return from_mdb(rc);
-      }
+    if ((rc = apply(*batch)) != 0) {
+      mdb_txn_abort(txn);
+      return from_mdb(rc);
+    }
   // mdb_txn_commit fsyncs (the environment is opened without MDB_NOSYNC).
   rc = mdb_txn_commit(txn);
   return from_mdb(rc);

@@ -41,12 +41,14 @@ public:
 
   // -- reads, any thread ------------------------------------------------------
   store_status read_sku(const std::string& sku, sku_record& out) const;
-  // Looks in active holds first, then finished ones.
-  store_status read_hold(const std::string& sku, const std::string& hold_id,
-                         hold_record& out) const;
+  // A hold of `sku` that has ended (confirmed, released, expired).
+  store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
+                                  hold_record& out) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
-  store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
+  // Replays the SKU's hold log; `entries` (if given) gets the number of log entries read.
+  store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out,
+                                 size_t* entries = nullptr) const;
   // Calls f for every SKU record, in key order.
   store_status scan_skus(const std::function<void(const sku_record&)>& f) const;
 

@@ -29,7 +29,10 @@ bool with_reader(const void* data, size_t size, F&& f) {
     words = copy;
   }
   try {
-    capnp::FlatArrayMessageReader reader(words);
+    // Our own records; a checkpoint block of a hot SKU may exceed capnp's default limit.
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = std::max<uint64_t>(options.traversalLimitInWords, words.size() * 2);
+    capnp::FlatArrayMessageReader reader(words, options);
     f(reader);
     return true;
   } catch (const kj::Exception&) {
@@ -50,6 +53,8 @@ std::string encode(const sku_record& r) {
   b.setStocked(r.sku.stocked);
   b.setActiveHolds(r.sku.active_holds);
   b.setEarliestDeadlineMs(r.earliest_deadline_ms);
+  b.setLogBlock(r.log_block);
+  b.setCheckpointBlock(r.checkpoint_block);
   return to_bytes(message);
 }
 
@@ -64,18 +69,37 @@ bool decode(const void* data, size_t size, sku_record& out) {
     out.sku.stocked = s.getStocked();
     out.sku.active_holds = s.getActiveHolds();
     out.earliest_deadline_ms = s.getEarliestDeadlineMs();
+    out.log_block = s.getLogBlock();
+    out.checkpoint_block = s.getCheckpointBlock();
   });
 }
 
-std::string encode(const hold_record& r) {
-  capnp::MallocMessageBuilder message(16);
-  auto b = message.initRoot<stored::HoldRecord>();
+namespace {
+
+void write_hold(stored::HoldRecord::Builder b, const hold_record& r, bool with_sku) {
   b.setHoldId(r.hold.hold_id);
-  b.setSku(r.hold.sku);
+  if (with_sku) b.setSku(r.hold.sku);
   b.setQty(r.hold.qty);
   b.setTtlMs(r.ttl_ms);
   b.setDeadlineMs(r.hold.deadline_ms);
   b.setState(static_cast<stored::HoldState>(r.hold.state));
+}
+
+bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
+  out.hold.hold_id = str(h.getHoldId());
+  out.hold.qty = h.getQty();
+  out.ttl_ms = h.getTtlMs();
+  out.hold.deadline_ms = h.getDeadlineMs();
+  auto state = static_cast<uint16_t>(h.getState());
+  out.hold.state = static_cast<hold_state>(state);
+  return state <= static_cast<uint16_t>(hold_state::expired);
+}
+
+}  // namespace
+
+std::string encode(const hold_record& r) {
+  capnp::MallocMessageBuilder message(16);
+  write_hold(message.initRoot<stored::HoldRecord>(), r, true);
   return to_bytes(message);
 }
 
@@ -83,16 +107,33 @@ bool decode(const void* data, size_t size, hold_record& out) {
   bool state_ok = true;
   bool ok = with_reader(data, size, [&](capnp::MessageReader& reader) {
     auto h = reader.getRoot<stored::HoldRecord>();
-    out.hold.hold_id = str(h.getHoldId());
+    state_ok = read_hold(h, out);
     out.hold.sku = str(h.getSku());
-    out.hold.qty = h.getQty();
-    out.ttl_ms = h.getTtlMs();
-    out.hold.deadline_ms = h.getDeadlineMs();
-    auto state = static_cast<uint16_t>(h.getState());
-    state_ok = state <= static_cast<uint16_t>(hold_state::expired);
-    out.hold.state = static_cast<hold_state>(state);
   });
   return ok && state_ok;
+}
+
+std::string encode_block(const std::vector<const hold_record*>& holds) {
+  // One segment sized for the whole block: ~9 words per hold with a short id.
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + holds.size() * 10));
+  auto list = message.initRoot<stored::HoldLogBlock>().initHolds(
+    static_cast<unsigned>(holds.size()));
+  for (size_t i = 0; i < holds.size(); ++i) write_hold(list[static_cast<unsigned>(i)], *holds[i], false);
+  return to_bytes(message);
+}
+
+bool decode_block(const void* data, size_t size, const std::string& sku,
+                  std::vector<hold_record>& out) {
+  bool states_ok = true;
+  bool ok = with_reader(data, size, [&](capnp::MessageReader& reader) {
+    for (auto h : reader.getRoot<stored::HoldLogBlock>().getHolds()) {
+      hold_record r;
+      states_ok = read_hold(h, r) && states_ok;
+      r.hold.sku = sku;
+      out.push_back(std::move(r));
+    }
+  });
+  return ok && states_ok;
 }
 
 }  // namespace holdfast

@@ -13,6 +13,8 @@ namespace holdfast {
 struct sku_record {
   sku_info sku;
   int64_t earliest_deadline_ms = 0;  // 0: no active hold
+  uint64_t log_block = 0;            // last hold-log block written for this SKU
+  uint64_t checkpoint_block = 0;     // that block restates every active hold
 };
 
 struct hold_record {
@@ -20,8 +22,10 @@ struct hold_record {
   int64_t ttl_ms = 0;
 };
 
-// One change in a write batch. A hold record's state decides where it lives: active
-// holds in `active_holds`, finished ones in `finished_holds`.
+// One change in a write batch. All hold changes of one batch are stored as one
+// hold-log block of their SKU, numbered by the batch's SKU snapshot (`log_block`), so
+// a commit writes a few large values instead of one B-tree entry per hold. Finished
+// holds are also kept by id in `finished_holds` for idempotent answers.
 struct mutation {
   enum kind_t : uint8_t { put_sku = 0, put_hold } kind = put_sku;
   sku_record sku;
@@ -32,10 +36,14 @@ std::string encode(const sku_record& r);
 bool decode(const void* data, size_t size, sku_record& out);
 std::string encode(const hold_record& r);
 bool decode(const void* data, size_t size, hold_record& out);
+std::string encode_block(const std::vector<const hold_record*>& holds);
+// Appends the block's holds (their sku set to `sku`) to `out`.
+bool decode_block(const void* data, size_t size, const std::string& sku,
+                  std::vector<hold_record>& out);
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_record& x) {
-  return f(x.sku, x.earliest_deadline_ms);
+  return f(x.sku, x.earliest_deadline_ms, x.log_block, x.checkpoint_block);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_record& x) {

@@ -12,6 +12,8 @@ struct SkuRecord {
   stocked @5 :Int64;
   activeHolds @6 :Int64;
   earliestDeadlineMs @7 :Int64;   # 0 when no hold is active; lets recovery wake only SKUs with holds
+  logBlock @8 :UInt64;            # the SKU's last hold-log block written
+  checkpointBlock @9 :UInt64;     # the block restating every active hold; older blocks are gone
 }
 
 enum HoldState {
@@ -19,6 +21,12 @@ enum HoldState {
   confirmed @1;
   released @2;
   expired @3;
+}
+
+# One write batch's hold changes for one SKU, in the `hold_log` database under
+# (sku, block number). Replaying an SKU's blocks in order gives its active holds.
+struct HoldLogBlock {
+  holds @0 :List(HoldRecord);     # sku left empty: the key says it
 }
 
 struct HoldRecord {

@@ -39,6 +39,36 @@ TEST_F(store_test, recovery_restores_exactly_the_committed_state) {
   EXPECT_EQ(op(query("h19")).hold.state, hold_state::active);
 }
 
+TEST_F(store_test, hold_log_is_checkpointed_and_replays_to_the_active_holds) {
+  config_.log_checkpoint_factor = 2;
+  config_.log_checkpoint_slack = 8;
+  start();
+  create("c", 1000);
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(op(reserve("c", "keep" + std::to_string(i), 1, 600'000)).status, code::ok);
+  // 300 holds come and go while 5 stay: 600 log entries without checkpoints.
+  for (int i = 0; i < 300; ++i) {
+    auto id = "tmp" + std::to_string(i);
+    ASSERT_EQ(op(reserve("c", id, 1, 600'000)).status, code::ok);
+    ASSERT_EQ(op(i % 2 ? confirm(id) : release(id)).status, code::ok);
+  }
+  std::vector<hold_record> active;
+  size_t entries = 0;
+  ASSERT_EQ(env_->read_active_holds("c", active, &entries), store_status::ok);
+  EXPECT_EQ(active.size(), 5u);
+  EXPECT_LE(entries, 2u * 5 + 8 + 1) << "the hold log was never checkpointed";
+  restart();
+  auto s = show("c");
+  EXPECT_EQ(s.active_holds, 5);
+  EXPECT_EQ(s.reserved, 5);
+  EXPECT_EQ(s.sold, 150);
+  EXPECT_EQ(op(query("tmp1")).hold.state, hold_state::confirmed);
+  EXPECT_EQ(op(query("tmp2")).hold.state, hold_state::released);
+  EXPECT_EQ(op(query("keep3")).hold.state, hold_state::active);
+  EXPECT_EQ(op(reserve("c", "keep3", 1, 600'000)).status, code::ok) << "idempotent after replay";
+  EXPECT_EQ(show("c").active_holds, 5);
+}
+
 TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   config_.storage.map_size_bytes = size_t{1} << 20;
   start();

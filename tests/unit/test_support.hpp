@@ -48,6 +48,8 @@ private:
 struct node_config {
   lmdb_options storage;
   directory_config directory;
+  size_t log_checkpoint_factor = 4;
+  size_t log_checkpoint_slack = 4096;
 };
 
 class node_fixture : public ::testing::Test {
@@ -71,6 +73,8 @@ protected:
     ASSERT_TRUE(env_) << error;
     store_ = sys_->spawn(store_behavior, env_, store_config{});
     sku_context ctx{env_, store_, clock_};
+    ctx.log_checkpoint_factor = config_.log_checkpoint_factor;
+    ctx.log_checkpoint_slack = config_.log_checkpoint_slack;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
     sched_->run();
   }
