@@ -16,9 +16,17 @@ struct change {
   uint64_t seq;  // the seq this batch gets if it writes anything
   std::vector<mutation> mutations;
   bool dirty = false;  // the SKU snapshot changed
+  const lmdb_env* env = nullptr;
+  std::unique_ptr<lmdb_env::read_view> view;  // one read transaction for the whole message
+  lmdb_env::read_view& reads() {
+    if (!view) view = env->read();
+    return *view;
+  }
 };
 
-change begin_change(self_ptr self) { return change{self->state.next_seq, {}, false}; }
+change begin_change(self_ptr self) {
+  return change{self->state.next_seq, {}, false, self->state.ctx.env.get(), nullptr};
+}
 
 code code_for(store_status s) {
   return s == store_status::map_full || s == store_status::disk_full ? code::storage_full
@@ -97,13 +105,13 @@ void expire_due(self_ptr self, int64_t now_ms, change& c) {
 }
 
 // A hold of this SKU that has ended, in memory or on disk.
-bool find_finished(self_ptr self, const std::string& hold_id, hold_record& out) {
+bool find_finished(self_ptr self, const std::string& hold_id, hold_record& out, change& c) {
   auto& st = self->state;
   if (auto it = st.finishing.find(hold_id); it != st.finishing.end()) {
     out = it->second.second;
     return true;
   }
-  return st.ctx.env->read_finished_hold(st.record.sku.sku, hold_id, out) == store_status::ok;
+  return c.reads().read_finished_hold(st.record.sku.sku, hold_id, out) == store_status::ok;
 }
 
 hold_result ok(const hold_info& h) {
@@ -129,11 +137,17 @@ hold_result reserve(self_ptr self, const hold_op& op, int64_t now_ms, change& c)
     return same_arguments(it->second, op) ? ok(it->second.hold)
                                           : with_hold(code::hold_conflict, it->second.hold);
   hold_record done;
-  if (find_finished(self, op.hold_id, done))
+  if (auto it = st.finishing.find(op.hold_id); it != st.finishing.end()) {
+    done = it->second.second;
     return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
+  }
+  // The index knows every hold id ever durably reserved; most reserves are new ids and
+  // stop at this one lookup.
   std::string other_sku;
-  if (st.ctx.env->lookup_hold_sku(op.hold_id, other_sku) == store_status::ok &&
-      other_sku != st.record.sku.sku) {
+  auto indexed = c.reads().lookup_hold_sku(op.hold_id, other_sku) == store_status::ok;
+  if (indexed && other_sku == st.record.sku.sku && find_finished(self, op.hold_id, done, c))
+    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
+  if (indexed && other_sku != st.record.sku.sku) {
     hold_info theirs;
     theirs.hold_id = op.hold_id;
     theirs.sku = other_sku;
@@ -168,7 +182,7 @@ hold_result end_hold(self_ptr self, const hold_op& op, change& c) {
                 .hold);
   }
   hold_record done;
-  if (!find_finished(self, op.hold_id, done)) return make_hold_error(code::unknown_hold);
+  if (!find_finished(self, op.hold_id, done, c)) return make_hold_error(code::unknown_hold);
   const auto state = done.hold.state;
   if (op.kind == hold_op_kind::query) return ok(done.hold);
   if (confirming) {

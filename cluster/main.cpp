@@ -109,6 +109,12 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   node_cmd->add_option("--idle-ms", node.idle_ms, "passivate SKU actors idle this long, ms")
     ->capture_default_str();
+  node_cmd->add_option("--scheduler", node.scheduler, "CAF scheduler policy")
+    ->check(CLI::IsMember({"sharing", "stealing"}))
+    ->capture_default_str();
+  node_cmd->add_option("--worker-threads", node.worker_threads,
+                       "CAF worker threads (0: CAF's default)")
+    ->capture_default_str();
   node_cmd->add_option("--request-timeout-ms", node.server.request_timeout_ms,
                        "answer outcome_unknown after this long, ms")
     ->capture_default_str();

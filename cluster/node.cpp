@@ -30,8 +30,11 @@ int run_node(const node_options& options) {
   }
 
   caf::actor_system_config cfg;
-  if (const char* p = getenv("HF_SCHED")) cfg.set("scheduler.policy", caf::atom_from_string(p));
-  if (getenv("HF_RELAX")) cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::microseconds(atoi(getenv("HF_RELAX")))});
+  // Work sharing wakes an idle worker at once through a condition variable; CAF's
+  // default work stealing lets idle workers sleep in polling rounds, which adds
+  // latency to every hop of a reservation on a lightly loaded node.
+  cfg.set("scheduler.policy", caf::atom_from_string(options.scheduler));
+  if (options.worker_threads > 0) cfg.set("scheduler.max-threads", options.worker_threads);
   caf::actor_system sys{cfg};
   auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
   sku_context ctx{env, store, std::make_shared<system_wall_clock>()};

@@ -13,6 +13,8 @@ struct node_options {
   std::string data_dir;
   size_t map_size_mb = 8192;         // LMDB map: the most the data file may grow to
   int64_t idle_ms = 30'000;          // passivate sku actors idle this long
+  std::string scheduler = "sharing"; // CAF scheduler policy: sharing or stealing
+  size_t worker_threads = 0;         // CAF worker threads; 0: CAF's default (cores, at least 4)
   server_options server;
 };
 

@@ -136,6 +136,36 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
 }
 
+std::unique_ptr<lmdb_env::read_view> lmdb_env::read() const {
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn);
+  return std::unique_ptr<read_view>(new read_view(impl_.get(), txn, rc));
+}
+
+lmdb_env::read_view::~read_view() {
+  if (txn_) mdb_txn_abort(static_cast<MDB_txn*>(txn_));
+}
+
+store_status lmdb_env::read_view::lookup_hold_sku(const std::string& hold_id, std::string& sku) {
+  if (rc_ != 0) return from_mdb(rc_);
+  MDB_val k = val(hold_id), v;
+  int rc = mdb_get(static_cast<MDB_txn*>(txn_), env_->hold_index, &k, &v);
+  if (rc != 0) return from_mdb(rc);
+  sku.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+  return store_status::ok;
+}
+
+store_status lmdb_env::read_view::read_finished_hold(const std::string& sku,
+                                                     const std::string& hold_id,
+                                                     hold_record& out) {
+  if (rc_ != 0) return from_mdb(rc_);
+  auto key = hold_key(sku, hold_id);
+  MDB_val k = val(key), v;
+  int rc = mdb_get(static_cast<MDB_txn*>(txn_), env_->finished_holds, &k, &v);
+  if (rc != 0) return from_mdb(rc);
+  return decode(v.mv_data, v.mv_size, out) ? store_status::ok : store_status::corrupt;
+}
+
 store_status lmdb_env::read_finished_hold(const std::string& sku, const std::string& hold_id,
                                           hold_record& out) const {
   return impl_->get(impl_->finished_holds, hold_key(sku, hold_id), out);

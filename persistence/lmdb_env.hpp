@@ -32,6 +32,8 @@ struct lmdb_options {
 };
 
 class lmdb_env {
+  struct impl;
+
 public:
   // Opens (creating if needed) the environment; on failure returns null and says why.
   static std::unique_ptr<lmdb_env> open(const lmdb_options& options, std::string& error);
@@ -52,6 +54,26 @@ public:
   // Calls f for every SKU record, in key order.
   store_status scan_skus(const std::function<void(const sku_record&)>& f) const;
 
+  // Several reads from one read transaction: for a handler that looks up many holds.
+  // Lives no longer than the handler that opened it.
+  class read_view {
+  public:
+    ~read_view();
+    read_view(const read_view&) = delete;
+    read_view& operator=(const read_view&) = delete;
+    store_status lookup_hold_sku(const std::string& hold_id, std::string& sku);
+    store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
+                                    hold_record& out);
+
+  private:
+    friend class lmdb_env;
+    read_view(const impl* env, void* txn, int rc) : env_(env), txn_(txn), rc_(rc) {}
+    const impl* env_;
+    void* txn_;  // MDB_txn
+    int rc_;
+  };
+  std::unique_ptr<read_view> read() const;
+
   // -- writes, the store actor only -------------------------------------------
   // Applies every mutation in one transaction and commits it with fsync. All or
   // nothing: on any failure the transaction is aborted.
@@ -67,7 +89,6 @@ public:
   usage space() const;
 
 private:
-  struct impl;
   explicit lmdb_env(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };
