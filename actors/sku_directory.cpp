@@ -2,6 +2,8 @@
 
 #include <caf/typed_event_based_actor.hpp>
 
+#include <malloc.h>
+
 namespace holdfast {
 namespace {
 
@@ -12,8 +14,12 @@ void with_actor(self_ptr self, const std::string& sku, actor_fn f) {
   auto& st = self->state;
   auto it = st.actors.find(sku);
   if (it == st.actors.end()) {
-    auto actor = self->spawn<caf::linked>(sku_behavior, sku, st.ctx);
-    self->monitor(actor);
+    auto actor = self->spawn(sku_behavior, sku, st.ctx);
+    // The attachable lives on the sku actor, so it costs the directory nothing.
+    actor->attach_functor([directory = caf::actor_cast<caf::actor>(self),
+                           source = actor.address()](const caf::error& reason) {
+      caf::anon_send(directory, caf::down_msg{source, reason});
+    });
     st.stats.spawns++;
     st.sku_of[actor.id()] = sku;
     it = st.actors.emplace(sku, directory_state::entry{actor}).first;
@@ -55,7 +61,6 @@ void passivate(self_ptr self, const std::string& sku, directory_state::entry& e)
         auto it = st.actors.find(sku);
         if (it == st.actors.end()) return;
         if (quit) {
-          self->demonitor(it->second.actor.address());
           st.stats.passivations++;
           retire(self, sku);
           if (earliest_deadline_ms > 0) schedule_wakeup(self, earliest_deadline_ms, sku);
@@ -128,13 +133,16 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
 
 }  // namespace
 
+directory_state::~directory_state() {
+  for (auto& [sku, e] : actors) caf::anon_send_exit(e.actor, caf::exit_reason::user_shutdown);
+}
+
 directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx,
                                                   directory_config config) {
   self->state.ctx = std::move(ctx);
   self->state.config = config;
-  // sku actors are linked so they die with the directory; one sku actor failing must
-  // not take the others down (its down message retires it).
-  self->set_exit_handler([](caf::exit_msg&) {});
+  // An sku actor that stops (passivated or failed) reports a down message; it retires
+  // the actor, so the next message for its SKU spawns a fresh one from LMDB.
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
     auto it = st.sku_of.find(msg.source.id());
@@ -198,6 +206,12 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       for (auto& [sku, e] : st.actors)
         if (!e.passivating && now - e.last_used_ms >= st.config.idle_ms) idle.push_back(sku);
       for (auto& sku : idle) passivate(self, sku, st.actors.at(sku));
+      // Passivated actors free their memory; hand it back to the OS so an idle
+      // catalog costs what its directory entries cost.
+      if (st.stats.passivations > st.passivations_at_trim + 1000) {
+        st.passivations_at_trim = st.stats.passivations;
+        malloc_trim(0);
+      }
       self->delayed_send(self, std::chrono::milliseconds(st.config.idle_check_interval_ms),
                          idle_check_atom_v);
     },

@@ -55,8 +55,13 @@ struct directory_state {
   std::unordered_map<caf::actor_id, std::string> sku_of;
   std::set<std::pair<int64_t, std::string>> wakeups;
   int64_t wake_armed_ms = 0;
+  int64_t passivations_at_trim = 0;
   directory_stats stats;
   static inline const char* name = "holdfast.directory";
+  // SKU actors are neither linked nor monitored (CAF keeps those in a list that every
+  // unlink scans, which is quadratic with a million actors); they report their own
+  // exit, and the directory stops them when it goes.
+  ~directory_state();
 };
 
 directory_actor::behavior_type

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "bench/hot_sku.hpp"
+#include "bench/many_skus.hpp"
 #include "cluster/client.hpp"
 #include "cluster/node.hpp"
 #include "examples/flash_sale.hpp"
@@ -192,6 +193,16 @@ int main(int argc, char** argv) {
   bool no_peers = false;
   hot_cmd->add_flag("--no-peers", no_peers, "skip the Redis and PostgreSQL rows");
 
+  bench::many_skus_options many;
+  auto* many_cmd = bench_cmd->add_subcommand(
+    "many-skus", "a large catalog: create, random reserves, memory per idle SKU, restart time");
+  many_cmd->add_option("--skus", many.skus, "SKUs to create")->capture_default_str();
+  many_cmd->add_option("--holds", many.holds, "random reservations, left outstanding")
+    ->capture_default_str();
+  many_cmd->add_option("--outstanding", many.outstanding, "calls in flight")->capture_default_str();
+  many_cmd->add_option("--idle-ms", many.idle_ms, "node's SKU actor idle time before passivation")
+    ->capture_default_str();
+
   std::string backup_data, backup_to;
   auto* backup_cmd = app.add_subcommand("backup", "consistent hot copy of a node's data");
   backup_cmd->add_option("--data", backup_data, "the node's data directory")->required();
@@ -226,6 +237,14 @@ int main(int argc, char** argv) {
     hot.peers = !no_peers;
     try {
       return bench::run_hot_sku(hot);
+    } catch (const std::exception& e) {
+      return fail(as_json, "failed", std::string("bench failed: ") + e.what());
+    }
+  }
+  if (many_cmd->parsed()) {
+    many.json = as_json;
+    try {
+      return bench::run_many_skus(many);
     } catch (const std::exception& e) {
       return fail(as_json, "failed", std::string("bench failed: ") + e.what());
     }
