@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <mutex>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -212,27 +212,28 @@ void write_png(const std::string& path, const std::vector<row>& rows, const std:
   }
   bars.close();
   cdf.close();
+  std::ostringstream body;
+  body << " size 1400,560 noenhanced\n"
+       << "set output '" << path << "'\n"
+       << "set multiplot layout 1,2 title 'holdfast bench hot-sku: durable reservations on one SKU'\n"
+       << "set style fill solid 0.8\nset boxwidth 0.6\nset grid ytics\nset logscale y\n"
+       << "set ylabel 'reservations/s (log)'\nset title 'throughput'\nunset key\n"
+       << "plot '" << tmp << "/bars.dat' using 0:2:xtic(1) with boxes lc rgb '#3a7bd5', "
+       << "'' using 0:2:(sprintf('%.0f',$2)) with labels offset 0,1\n"
+       << "unset logscale y\nset logscale x\nset xlabel 'latency, ms (log)'\n"
+       << "set ylabel 'fraction of calls'\nset title 'latency CDF'\nset key bottom right\n"
+       << "set yrange [0:1]\nplot " << plots << "\nunset multiplot\n";
   // pngcairo looks better; the plain png terminal is there when cairo is not.
+  command_result result;
   for (const char* terminal : {"pngcairo", "png"}) {
-  std::ofstream script(tmp + "/plot.gp");
-  script << "set terminal " << terminal << " size 1400,560 noenhanced\n"
-         << "set output '" << path << "'\n"
-         << "set multiplot layout 1,2 title 'holdfast bench hot-sku: durable reservations on one SKU'\n"
-         << "set style fill solid 0.8\nset boxwidth 0.6\nset grid ytics\nset logscale y\n"
-         << "set ylabel 'reservations/s (log)'\nset title 'throughput'\nunset key\n"
-         << "plot '" << tmp << "/bars.dat' using 0:2:xtic(1) with boxes lc rgb '#3a7bd5', "
-         << "'' using 0:2:(sprintf('%.0f',$2)) with labels offset 0,1\n"
-         << "unset logscale y\nset logscale x\nset xlabel 'latency, ms (log)'\n"
-         << "set ylabel 'fraction of calls'\nset title 'latency CDF'\nset key bottom right\n"
-         << "set yrange [0:1]\nplot " << plots << "\nunset multiplot\n";
-  script.close();
-  auto result = run_command({gnuplot, tmp + "/plot.gp"});
-  if (result.status == 0) {
-    progress("wrote " + path);
-    return;
+    std::ofstream(tmp + "/plot.gp") << "set terminal " << terminal << body.str();
+    result = run_command({gnuplot, tmp + "/plot.gp"});
+    if (result.status == 0) {
+      progress("wrote " + path);
+      return;
+    }
   }
-  if (std::string(terminal) == "png") progress("gnuplot failed: " + result.output.substr(0, 200));
-  }
+  progress("gnuplot failed: " + result.output.substr(0, 200));
 }
 
 }  // namespace
@@ -304,7 +305,7 @@ int run_hot_sku(const hot_sku_options& o) {
                   r.shape.c_str(), r.per_second, r.p50_ms, r.p99_ms, r.stock_ok() ? "ok" : "WRONG",
                   ratio.c_str());
     }
-    std::printf("\nstock: each row's stock fell by exactly the reservations it counted (ok).\n");
+    std::printf("\nstock: ok = the row's stock fell by exactly the reservations it counted.\n");
     std::printf("environment: %u cores, %s; fsync of 4 KiB p50 %.3f ms, p99 %.3f ms\n", cores,
                 cpu_model().c_str(), fsync.p50_ms, fsync.p99_ms);
     for (auto& t : goals)

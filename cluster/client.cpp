@@ -152,14 +152,14 @@ hold_op ref(hold_op_kind kind, const std::string& hold_id, const std::string& sk
 kj::Promise<hold_result> client::confirm(const std::string& hold_id, const std::string& sku) {
   if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::confirm, hold_id, sku));
   auto req = impl_->inventory.confirmRequest();
-  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
+  codec::write(req.initHold(), ref(hold_op_kind::confirm, hold_id, sku));
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 
 kj::Promise<hold_result> client::release(const std::string& hold_id, const std::string& sku) {
   if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::release, hold_id, sku));
   auto req = impl_->inventory.releaseRequest();
-  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
+  codec::write(req.initHold(), ref(hold_op_kind::release, hold_id, sku));
   return req.send().then([](auto r) { return codec::read(r.getResult()); });
 }
 

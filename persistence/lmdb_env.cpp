@@ -166,19 +166,8 @@ store_status lmdb_env::read_view::read_finished_hold(const std::string& sku,
   return decode(v.mv_data, v.mv_size, out) ? store_status::ok : store_status::corrupt;
 }
 
-store_status lmdb_env::read_finished_hold(const std::string& sku, const std::string& hold_id,
-                                          hold_record& out) const {
-  return impl_->get(impl_->finished_holds, hold_key(sku, hold_id), out);
-}
-
 store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
-  read_txn t(impl_->env);
-  if (t.rc != 0) return from_mdb(t.rc);
-  MDB_val k = val(hold_id), v;
-  int rc = mdb_get(t.txn, impl_->hold_index, &k, &v);
-  if (rc != 0) return from_mdb(rc);
-  sku.assign(static_cast<const char*>(v.mv_data), v.mv_size);
-  return store_status::ok;
+  return read()->lookup_hold_sku(hold_id, sku);
 }
 
 store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hold_record>& out,
@@ -283,8 +272,8 @@ store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& b
       if ((r = mdb_put(txn, impl_->hold_log, &k, &v, 0)) != 0) return r;
       for (auto* h : holds) {
         if (h->hold.state == hold_state::active) {
-          if (checkpoint) continue;  // restated, not new
-          // The index remembers the first SKU a hold id was used on.
+          // The index remembers the first SKU a hold id was used on. A checkpoint
+          // restates old holds (already indexed) and may carry new ones.
           MDB_val ik = val(h->hold.hold_id), iv = val(name);
           r = mdb_put(txn, impl_->hold_index, &ik, &iv, MDB_NOOVERWRITE);
           if (r != 0 && r != MDB_KEYEXIST) return r;

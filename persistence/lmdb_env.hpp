@@ -43,9 +43,6 @@ public:
 
   // -- reads, any thread ------------------------------------------------------
   store_status read_sku(const std::string& sku, sku_record& out) const;
-  // A hold of `sku` that has ended (confirmed, released, expired).
-  store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
-                                  hold_record& out) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   // Replays the SKU's hold log; `entries` (if given) gets the number of log entries read.
@@ -62,6 +59,7 @@ public:
     read_view(const read_view&) = delete;
     read_view& operator=(const read_view&) = delete;
     store_status lookup_hold_sku(const std::string& hold_id, std::string& sku);
+    // A hold of `sku` that has ended (confirmed, released, expired).
     store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
                                     hold_record& out);
 

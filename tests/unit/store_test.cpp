@@ -69,6 +69,17 @@ TEST_F(store_test, hold_log_is_checkpointed_and_replays_to_the_active_holds) {
   EXPECT_EQ(show("c").active_holds, 5);
 }
 
+TEST_F(store_test, holds_reserved_in_a_checkpoint_batch_are_indexed) {
+  config_.log_checkpoint_factor = 0;
+  config_.log_checkpoint_slack = 0;  // every batch with holds is a checkpoint
+  start();
+  create("k", 10);
+  create("other", 10);
+  ASSERT_EQ(op(reserve("k", "x", 1, 600'000)).status, code::ok);
+  EXPECT_EQ(op(confirm("x")).status, code::ok) << "found by hold id alone";
+  EXPECT_EQ(op(reserve("other", "x", 1, 600'000)).status, code::hold_conflict);
+}
+
 TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   config_.storage.map_size_bytes = size_t{1} << 20;
   start();
