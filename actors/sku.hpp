@@ -11,12 +11,10 @@
 
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <set>
-#include <unordered_map>
 
 #include "actors/clock.hpp"
+#include "actors/sku_book.hpp"
 #include "persistence/store.hpp"
 
 namespace holdfast {
@@ -36,22 +34,12 @@ struct sku_context {
   store_actor store;                    // writes
   std::shared_ptr<const wall_clock> clock;
   int64_t timer_slack_ms = 0;  // extra delay on the expiry timer (0: fire at the deadline)
-  // The hold log is checkpointed when it has more than factor x active holds + slack
-  // entries since the last checkpoint.
-  size_t log_checkpoint_factor = 4;
-  size_t log_checkpoint_slack = 4096;
+  sku_book_policy book;
 };
 
 struct sku_state {
   sku_context ctx;
-  bool exists = false;
-  sku_record record;
-  std::unordered_map<std::string, hold_record> active;
-  std::set<std::pair<int64_t, std::string>> deadlines;  // active holds by deadline
-  // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
-  std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing;
-  std::deque<std::pair<uint64_t, std::string>> finishing_order;  // (seq, hold id), seq order
-  size_t log_entries = 0;  // hold-log entries since (and including) the last checkpoint
+  std::unique_ptr<sku_book> book;
   uint64_t epoch = 0;
   uint64_t next_seq = 1;
   uint64_t durable_seq = 0;

@@ -22,7 +22,9 @@ void with_actor(self_ptr self, const std::string& sku, actor_fn f) {
     });
     st.stats.spawns++;
     st.sku_of[actor.id()] = sku;
-    it = st.actors.emplace(sku, directory_state::entry{actor}).first;
+    directory_state::entry e;
+    e.actor = actor;
+    it = st.actors.emplace(sku, std::move(e)).first;
   }
   it->second.last_used_ms = st.ctx.clock->now_ms();
   if (it->second.passivating) {

@@ -32,6 +32,15 @@ void progress(const std::string& line) {
   std::fflush(quiet ? stderr : stdout);
 }
 
+std::string base36(uint64_t v) {
+  std::string s;
+  do {
+    s.insert(s.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[v % 36]);
+    v /= 36;
+  } while (v);
+  return s;
+}
+
 // One load generator thread: `callers` closed loops of `depth` outstanding reserves each,
 // over `connections` auto-batching clients on its own event loop.
 struct load_thread {
@@ -113,7 +122,8 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
     auto& lt = threads[static_cast<size_t>(t)];
     lt.address = address;
     lt.sku = sku;
-    lt.prefix = id + static_cast<char>('a' + t);
+    // Unique per run, so a long-running node (--use-node) sees fresh hold ids each time.
+    lt.prefix = id + static_cast<char>('a' + t) + base36(static_cast<uint64_t>(getpid())) + ".";
     lt.callers = o.callers / o.threads + (t < o.callers % o.threads ? 1 : 0);
     lt.depth = depth;
     lt.connections = o.connections;

@@ -1,8 +1,12 @@
-// Google Benchmark micro-benchmarks: the wire codec and the stored hold-log codec, the
-// per-item costs under every batch the node serves.
+// Google Benchmark micro-benchmarks: the SKU state machine, the wire codec and the
+// stored hold-log codec, the per-item costs under every batch the node serves.
 #include <benchmark/benchmark.h>
 #include <capnp/message.h>
 
+#include <cstdlib>
+#include <filesystem>
+
+#include "actors/sku_book.hpp"
 #include "persistence/records.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/inventory.capnp.h"
@@ -63,6 +67,108 @@ void hold_log_block(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
 }
 BENCHMARK(hold_log_block)->Arg(1)->Arg(64)->Arg(1024);
+
+// An LMDB environment in a temporary directory, removed afterwards: the book's reads
+// (hold index, finished holds) go to a real, empty database as on a fresh node.
+struct scratch_env {
+  std::string dir;
+  std::unique_ptr<lmdb_env> env;
+  scratch_env() {
+    auto tmpl = (std::filesystem::temp_directory_path() / "holdfast-micro-XXXXXX").string();
+    dir = mkdtemp(tmpl.data());
+    lmdb_options options;
+    options.path = dir + "/data";
+    options.map_size_bytes = size_t{64} << 20;
+    std::string error;
+    env = lmdb_env::open(options, error);
+  }
+  ~scratch_env() {
+    env.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
+// One hot SKU with `standing` active holds (the flash-sale backlog), then per
+// iteration: a message of `batch` reserves of new ids, sealed into its write batch, and
+// a message releasing them, sealed. Items: hold operations.
+void sku_book_reserve_release(benchmark::State& state) {
+  auto batch = static_cast<size_t>(state.range(0));
+  auto standing = static_cast<size_t>(state.range(1));
+  scratch_env scratch;
+  sku_book book("flash-tee", {});
+  uint64_t seq = 0;
+  const int64_t now_ms = 1'800'000'000'000;
+  {
+    sku_change c(++seq, scratch.env.get());
+    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
+    for (size_t i = 0; i < standing; ++i)
+      book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "standing-" + std::to_string(i), 1,
+                         900'000},
+                 now_ms, c);
+    book.seal(c);
+    book.durable(seq);
+  }
+  std::vector<hold_op> reserves(batch), releases(batch);
+  uint64_t next_id = 0;
+  for (auto _ : state) {
+    for (size_t i = 0; i < batch; ++i) {
+      auto id = "order-" + std::to_string(next_id++);
+      reserves[i] = {hold_op_kind::reserve, "flash-tee", id, 1, 900'000};
+      releases[i] = {hold_op_kind::release, "flash-tee", std::move(id), 0, 0};
+    }
+    for (auto* ops : {&reserves, &releases}) {
+      sku_change c(++seq, scratch.env.get());
+      c.mutations.reserve(batch + 1);
+      std::vector<hold_result> results;
+      results.reserve(batch);
+      for (auto& op : *ops) results.push_back(book.apply(op, now_ms, c));
+      benchmark::DoNotOptimize(book.seal(c));
+      book.durable(seq);
+    }
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch * 2));
+}
+BENCHMARK(sku_book_reserve_release)
+  ->Args({1, 0})
+  ->Args({64, 0})
+  ->Args({512, 0})
+  ->Args({512, 1'000'000})
+  ->ArgNames({"batch", "standing"});
+
+// Expiry: a message that finds `batch` holds past their deadline among `standing`.
+void sku_book_expire(benchmark::State& state) {
+  auto batch = static_cast<size_t>(state.range(0));
+  scratch_env scratch;
+  sku_book book("flash-tee", {});
+  uint64_t seq = 0;
+  int64_t now_ms = 1'800'000'000'000;
+  {
+    sku_change c(++seq, scratch.env.get());
+    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
+    book.seal(c);
+  }
+  uint64_t next_id = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      sku_change c(++seq, scratch.env.get());
+      for (size_t i = 0; i < batch; ++i)
+        book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "o-" + std::to_string(next_id++),
+                           1, 1000},
+                   now_ms, c);
+      book.seal(c);
+      book.durable(seq);
+    }
+    now_ms += 1000;
+    state.ResumeTiming();
+    sku_change c(++seq, scratch.env.get());
+    book.expire_due(now_ms, c);
+    benchmark::DoNotOptimize(book.seal(c));
+    book.durable(seq);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch));
+}
+BENCHMARK(sku_book_expire)->Arg(64)->Arg(1024);
 
 }  // namespace
 }  // namespace holdfast

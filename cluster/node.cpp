@@ -37,7 +37,10 @@ int run_node(const node_options& options) {
   if (options.worker_threads > 0) cfg.set("scheduler.max-threads", options.worker_threads);
   caf::actor_system sys{cfg};
   auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
-  sku_context ctx{env, store, std::make_shared<system_wall_clock>()};
+  sku_context ctx;
+  ctx.env = env;
+  ctx.store = store;
+  ctx.clock = std::make_shared<system_wall_clock>();
   directory_config directory_cfg;
   directory_cfg.limits = options.server.limits;
   directory_cfg.idle_ms = options.idle_ms;

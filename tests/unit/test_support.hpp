@@ -72,9 +72,12 @@ protected:
     env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
     ASSERT_TRUE(env_) << error;
     store_ = sys_->spawn(store_behavior, env_, store_config{});
-    sku_context ctx{env_, store_, clock_};
-    ctx.log_checkpoint_factor = config_.log_checkpoint_factor;
-    ctx.log_checkpoint_slack = config_.log_checkpoint_slack;
+    sku_context ctx;
+    ctx.env = env_;
+    ctx.store = store_;
+    ctx.clock = clock_;
+    ctx.book.log_checkpoint_factor = config_.log_checkpoint_factor;
+    ctx.book.log_checkpoint_slack = config_.log_checkpoint_slack;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
     sched_->run();
   }

@@ -1,0 +1,281 @@
+#include "actors/sku_book.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+
+namespace holdfast {
+namespace {
+
+hold_result ok(const hold_info& h) {
+  hold_result r;
+  r.hold = h;
+  return r;
+}
+
+hold_result with_hold(code status, const hold_info& h) {
+  hold_result r;
+  r.status = status;
+  r.hold = h;
+  return r;
+}
+
+bool same_arguments(const hold_record& h, const hold_op& op) {
+  return h.hold.qty == op.qty && h.ttl_ms == op.ttl_ms;
+}
+
+}  // namespace
+
+sku_book::sku_book(std::string sku, sku_book_policy policy)
+  : sku_(std::move(sku)), policy_(policy) {
+  record_.sku.sku = sku_;
+}
+
+bool sku_book::load(const lmdb_env& env) {
+  exists_ = false;
+  record_ = sku_record{};
+  record_.sku.sku = sku_;
+  active_.clear();
+  deadlines_.clear();
+  finishing_.clear();
+  finishing_order_.clear();
+  log_entries_ = 0;
+  auto status = env.read_sku(sku_, record_);
+  if (status == store_status::not_found) return true;
+  if (status != store_status::ok) return false;
+  exists_ = true;
+  std::vector<hold_record> holds;
+  if (env.read_active_holds(sku_, holds, &log_entries_) != store_status::ok) return false;
+  int64_t reserved = 0;
+  active_.reserve(holds.size());
+  deadlines_.reserve(holds.size());
+  for (auto& h : holds) {
+    reserved += h.hold.qty;
+    deadlines_.push_back({h.hold.deadline_ms, h.hold.hold_id});
+    active_.emplace(std::move(h.hold.hold_id),
+                    active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms});
+  }
+  std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+  // Snapshot and holds are written in one transaction: they agree, or the data is bad.
+  return reserved == record_.sku.reserved &&
+         static_cast<int64_t>(active_.size()) == record_.sku.active_holds &&
+         active_.size() == holds.size();
+}
+
+bool sku_book::invariants_hold() const {
+  const auto& s = record_.sku;
+  return 0 <= s.reserved && s.reserved <= s.on_hand && s.sold <= s.stocked &&
+         s.active_holds == static_cast<int64_t>(active_.size());
+}
+
+hold_record sku_book::to_record(const std::string& hold_id, const active_hold& h,
+                                hold_state state) const {
+  hold_record r;
+  r.hold = {hold_id, sku_, h.qty, state, h.deadline_ms};
+  r.ttl_ms = h.ttl_ms;
+  return r;
+}
+
+void sku_book::push_deadline(int64_t deadline_ms, const std::string& hold_id) {
+  deadlines_.push_back({deadline_ms, hold_id});
+  std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+}
+
+void sku_book::drop_stale_deadlines() {
+  while (!deadlines_.empty()) {
+    auto& top = deadlines_.front();
+    auto it = active_.find(top.hold_id);
+    if (it != active_.end() && it->second.deadline_ms == top.deadline_ms) return;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+    deadlines_.pop_back();
+  }
+}
+
+int64_t sku_book::earliest_deadline_ms() {
+  drop_stale_deadlines();
+  return deadlines_.empty() ? 0 : deadlines_.front().deadline_ms;
+}
+
+hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change& c) {
+  auto rec = to_record(it->first, it->second, to);
+  active_.erase(it);
+  auto& s = record_.sku;
+  s.reserved -= rec.hold.qty;
+  s.active_holds -= 1;
+  if (to == hold_state::confirmed) {
+    s.on_hand -= rec.hold.qty;
+    s.sold += rec.hold.qty;
+  }
+  c.mutations.push_back(mutation{mutation::put_hold, {}, rec});
+  c.dirty = true;
+  finishing_[rec.hold.hold_id] = {c.seq, rec};
+  finishing_order_.emplace_back(c.seq, rec.hold.hold_id);
+  // Holds that ended early left their heap entries behind; keep them a minority.
+  if (deadlines_.size() > 2 * active_.size() + 1024) {
+    deadlines_.clear();
+    for (auto& [id, h] : active_) deadlines_.push_back({h.deadline_ms, id});
+    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+  }
+  return rec;
+}
+
+void sku_book::expire_due(int64_t now_ms, sku_change& c) {
+  while (!deadlines_.empty() && deadlines_.front().deadline_ms <= now_ms) {
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+    auto entry = std::move(deadlines_.back());
+    deadlines_.pop_back();
+    auto it = active_.find(entry.hold_id);
+    if (it != active_.end() && it->second.deadline_ms == entry.deadline_ms)
+      finish(it, hold_state::expired, c);
+  }
+}
+
+bool sku_book::find_finished(const std::string& hold_id, hold_record& out, sku_change& c) {
+  if (auto it = finishing_.find(hold_id); it != finishing_.end()) {
+    out = it->second.second;
+    return true;
+  }
+  return c.reads().read_finished_hold(sku_, hold_id, out) == store_status::ok;
+}
+
+hold_result sku_book::apply(const hold_op& op, int64_t now_ms, sku_change& c) {
+  if (!exists_) return make_hold_error(code::unknown_sku);
+  return op.kind == hold_op_kind::reserve ? reserve(op, now_ms, c) : end_hold(op, c);
+}
+
+hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
+  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+    const auto& h = it->second;
+    auto info = to_record(it->first, h, hold_state::active).hold;
+    return h.qty == op.qty && h.ttl_ms == op.ttl_ms ? ok(info)
+                                                    : with_hold(code::hold_conflict, info);
+  }
+  hold_record done;
+  if (auto it = finishing_.find(op.hold_id); it != finishing_.end()) {
+    done = it->second.second;
+    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
+  }
+  // The index knows every hold id ever durably reserved; most reserves are new ids and
+  // stop at this one lookup.
+  std::string other_sku;
+  auto indexed = c.reads().lookup_hold_sku(op.hold_id, other_sku) == store_status::ok;
+  if (indexed && other_sku == sku_ && find_finished(op.hold_id, done, c))
+    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
+  if (indexed && other_sku != sku_) {
+    hold_info theirs;
+    theirs.hold_id = op.hold_id;
+    theirs.sku = other_sku;
+    return with_hold(code::hold_conflict, theirs);
+  }
+  auto& s = record_.sku;
+  if (s.available() < op.qty) {
+    hold_result r;
+    r.status = code::out_of_stock;
+    r.available = s.available();
+    return r;
+  }
+  active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms};
+  s.reserved += op.qty;
+  s.active_holds += 1;
+  auto rec = to_record(op.hold_id, h, hold_state::active);
+  active_.emplace(op.hold_id, h);
+  push_deadline(h.deadline_ms, op.hold_id);
+  hold_result r;
+  r.hold = rec.hold;
+  c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec)});
+  c.dirty = true;
+  return r;
+}
+
+hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
+  const bool confirming = op.kind == hold_op_kind::confirm;
+  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+    if (op.kind == hold_op_kind::query) return ok(to_record(it->first, it->second, hold_state::active).hold);
+    return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
+  }
+  hold_record done;
+  if (!find_finished(op.hold_id, done, c)) return make_hold_error(code::unknown_hold);
+  const auto state = done.hold.state;
+  if (op.kind == hold_op_kind::query) return ok(done.hold);
+  if (confirming) {
+    if (state == hold_state::confirmed) return ok(done.hold);
+    return with_hold(state == hold_state::expired ? code::hold_expired : code::wrong_state,
+                     done.hold);
+  }
+  // Release of an expired hold already has what release wants: the units are back.
+  return state == hold_state::confirmed ? with_hold(code::wrong_state, done.hold) : ok(done.hold);
+}
+
+sku_result sku_book::snapshot(code status) const {
+  sku_result r;
+  r.status = status;
+  r.sku = record_.sku;
+  return r;
+}
+
+sku_result sku_book::apply(const sku_op& op, sku_change& c) {
+  auto& s = record_.sku;
+  if (op.kind == sku_op_kind::create) {
+    if (exists_) return snapshot(code::sku_exists);
+    exists_ = true;
+    s.on_hand = s.stocked = op.amount;
+    s.price_cents = op.price_cents;
+    c.dirty = true;
+    return snapshot();
+  }
+  if (!exists_) return make_sku_error(code::unknown_sku);
+  switch (op.kind) {
+    case sku_op_kind::restock:
+      if (s.stocked > std::numeric_limits<int64_t>::max() / 2 - op.amount)
+        return make_sku_error(code::invalid, "restock would overflow the stock counters");
+      s.on_hand += op.amount;
+      s.stocked += op.amount;
+      c.dirty = true;
+      break;
+    case sku_op_kind::adjust:
+      if (op.amount < s.reserved) return snapshot(code::insufficient);
+      if (op.amount > s.on_hand) s.stocked += op.amount - s.on_hand;
+      s.on_hand = op.amount;
+      c.dirty = true;
+      break;
+    default:
+      break;
+  }
+  return snapshot();
+}
+
+std::vector<mutation> sku_book::seal(sku_change& c) {
+  if (!c.dirty) return {};
+  record_.earliest_deadline_ms = earliest_deadline_ms();
+  auto mutations = std::move(c.mutations);
+  if (!mutations.empty()) {
+    record_.log_block++;
+    log_entries_ += mutations.size();
+    // When the log holds several times more entries than there are active holds, this
+    // block restates them all and the store drops the older blocks: replay on load
+    // stays proportional to the active holds, and the log to a bounded multiple.
+    if (log_entries_ > policy_.log_checkpoint_factor * active_.size() + policy_.log_checkpoint_slack) {
+      std::vector<mutation> restated;
+      restated.reserve(active_.size() + mutations.size() + 1);
+      for (auto& m : mutations)
+        if (m.hold.hold.state != hold_state::active) restated.push_back(std::move(m));
+      for (auto& [id, h] : active_)
+        restated.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active)});
+      mutations = std::move(restated);
+      record_.checkpoint_block = record_.log_block;
+      log_entries_ = mutations.size();
+    }
+  }
+  mutations.push_back(mutation{mutation::put_sku, record_, {}});
+  return mutations;
+}
+
+void sku_book::durable(uint64_t seq) {
+  while (!finishing_order_.empty() && finishing_order_.front().first <= seq) {
+    auto it = finishing_.find(finishing_order_.front().second);
+    if (it != finishing_.end() && it->second.first <= seq) finishing_.erase(it);
+    finishing_order_.pop_front();
+  }
+}
+
+}  // namespace holdfast

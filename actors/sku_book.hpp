@@ -1,0 +1,107 @@
+// The SKU state machine: one SKU's stock, its active holds and their deadlines, and
+// the rules of reserve / confirm / release / expire. Plain C++, no CAF: the sku actor
+// owns one book and is the only caller; the micro-benchmarks drive it directly.
+//
+// Every call that changes something records the change in an `sku_change`; `seal`
+// turns it into the mutations of one write batch. Memory runs ahead of the disk: a
+// hold that ended stays in `finishing` until the store reports its batch durable, so
+// a repeated call gets the same answer whether or not the batch has landed yet.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "persistence/lmdb_env.hpp"
+
+namespace holdfast {
+
+struct sku_book_policy {
+  // The hold log is checkpointed when it has more than factor x active holds + slack
+  // entries since the last checkpoint.
+  size_t log_checkpoint_factor = 4;
+  size_t log_checkpoint_slack = 4096;
+};
+
+// The changes one handled message makes; becomes one write batch.
+struct sku_change {
+  uint64_t seq = 0;  // the batch's seq if it writes anything
+  std::vector<mutation> mutations;
+  bool dirty = false;  // the SKU snapshot changed
+  const lmdb_env* env = nullptr;
+  std::unique_ptr<lmdb_env::read_view> view;  // one read transaction for the whole message
+
+  sku_change(uint64_t s, const lmdb_env* e) : seq(s), env(e) {}
+  lmdb_env::read_view& reads() {
+    if (!view) view = env->read();
+    return *view;
+  }
+};
+
+class sku_book {
+public:
+  sku_book(std::string sku, sku_book_policy policy);
+
+  // Rebuilds memory from the last committed state. False on a storage error or when
+  // the stored snapshot and holds disagree.
+  bool load(const lmdb_env& env);
+
+  bool exists() const { return exists_; }
+  const sku_record& record() const { return record_; }
+  size_t active_holds() const { return active_.size(); }
+  // The earliest deadline of an active hold, 0 if none.
+  int64_t earliest_deadline_ms();
+  bool invariants_hold() const;
+
+  // Ends every hold whose deadline is at or before now.
+  void expire_due(int64_t now_ms, sku_change& c);
+  hold_result apply(const hold_op& op, int64_t now_ms, sku_change& c);
+  sku_result apply(const sku_op& op, sku_change& c);
+  sku_result snapshot(code status = code::ok) const;
+
+  // The mutations of the change's write batch: its holds as the next hold-log block
+  // (restating every active hold when a checkpoint is due) and the SKU snapshot.
+  // Empty when the change changed nothing.
+  std::vector<mutation> seal(sku_change& c);
+  // Batches up to `seq` are on disk: LMDB answers for their finished holds from now on.
+  void durable(uint64_t seq);
+
+private:
+  struct active_hold {
+    int64_t qty;
+    int64_t deadline_ms;
+    int64_t ttl_ms;
+  };
+  struct deadline_entry {
+    int64_t deadline_ms;
+    std::string hold_id;
+    bool operator>(const deadline_entry& o) const { return deadline_ms > o.deadline_ms; }
+  };
+  using active_map = std::unordered_map<std::string, active_hold>;
+
+  hold_record to_record(const std::string& hold_id, const active_hold& h, hold_state state) const;
+  hold_result reserve(const hold_op& op, int64_t now_ms, sku_change& c);
+  hold_result end_hold(const hold_op& op, sku_change& c);
+  hold_record finish(active_map::iterator it, hold_state to, sku_change& c);
+  bool find_finished(const std::string& hold_id, hold_record& out, sku_change& c);
+  void push_deadline(int64_t deadline_ms, const std::string& hold_id);
+  void drop_stale_deadlines();
+
+  std::string sku_;
+  sku_book_policy policy_;
+  bool exists_ = false;
+  sku_record record_;
+  active_map active_;
+  // Min-heap of active holds by deadline. Holds that end early leave their entry
+  // behind; it is skipped when it reaches the top and the heap is rebuilt when stale
+  // entries outnumber live ones.
+  std::vector<deadline_entry> deadlines_;
+  // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
+  std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
+  std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order
+  size_t log_entries_ = 0;  // hold-log entries since (and including) the last checkpoint
+};
+
+}  // namespace holdfast

@@ -1,0 +1,146 @@
+// The SKU state machine on its own, over a real (empty) LMDB environment for its reads.
+#include "test_support.hpp"
+
+#include <algorithm>
+
+#include "actors/sku_book.hpp"
+
+namespace holdfast::testing {
+namespace {
+
+class sku_book_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    lmdb_options options;
+    options.path = dir_.path() + "/data";
+    options.map_size_bytes = size_t{64} << 20;
+    std::string error;
+    env_ = lmdb_env::open(options, error);
+    ASSERT_TRUE(env_) << error;
+  }
+
+  sku_change change() { return sku_change(++seq_, env_.get()); }
+
+  hold_op reserve(const std::string& id, int64_t ttl_ms) {
+    return hold_op{hold_op_kind::reserve, "tee", id, 1, ttl_ms};
+  }
+  hold_op release(const std::string& id) {
+    return hold_op{hold_op_kind::release, "tee", id, 0, 0};
+  }
+
+  static size_t count_state(const std::vector<mutation>& ms, hold_state s) {
+    return static_cast<size_t>(std::count_if(ms.begin(), ms.end(), [s](const mutation& m) {
+      return m.kind == mutation::put_hold && m.hold.hold.state == s;
+    }));
+  }
+
+  temp_dir dir_;
+  std::unique_ptr<lmdb_env> env_;
+  uint64_t seq_ = 0;
+  const int64_t now_ = 1'000'000;
+};
+
+TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_time) {
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  // Deadlines arrive out of order: hold i lives 1000 + (i * 7919) % 3000 ms.
+  const int n = 3000;
+  for (int i = 0; i < n; ++i)
+    ASSERT_EQ(book.apply(reserve("h" + std::to_string(i), 1000 + (i * 7919) % n), now_, c).status,
+              code::ok);
+  // Five in six end early; their deadlines stay behind in the heap until it is rebuilt.
+  int64_t earliest_left = 0;
+  std::vector<int64_t> left;
+  for (int i = 0; i < n; ++i) {
+    if (i % 6 != 0) {
+      ASSERT_EQ(book.apply(release("h" + std::to_string(i)), now_, c).status, code::ok);
+    } else {
+      left.push_back(now_ + 1000 + (i * 7919) % n);
+    }
+  }
+  std::sort(left.begin(), left.end());
+  earliest_left = left.front();
+  EXPECT_EQ(book.active_holds(), left.size());
+  EXPECT_EQ(book.earliest_deadline_ms(), earliest_left);
+  EXPECT_TRUE(book.invariants_hold());
+  auto ms = book.seal(c);
+  EXPECT_EQ(count_state(ms, hold_state::released), static_cast<size_t>(n) - left.size());
+
+  // Expire up to the median remaining deadline: exactly the holds due by then end.
+  auto cutoff = left[left.size() / 2];
+  auto due = static_cast<size_t>(std::upper_bound(left.begin(), left.end(), cutoff) - left.begin());
+  auto e = change();
+  book.expire_due(cutoff, e);
+  EXPECT_EQ(count_state(e.mutations, hold_state::expired), due);
+  EXPECT_EQ(book.active_holds(), left.size() - due);
+  EXPECT_EQ(book.record().sku.reserved, static_cast<int64_t>(left.size() - due));
+  EXPECT_GT(book.earliest_deadline_ms(), cutoff);
+  // A released hold is not expired a second time, however late the clock.
+  auto late = change();
+  book.expire_due(now_ + 10 * n, late);
+  EXPECT_EQ(count_state(late.mutations, hold_state::expired), left.size() - due);
+  EXPECT_EQ(book.active_holds(), 0u);
+  EXPECT_EQ(book.earliest_deadline_ms(), 0);
+  EXPECT_EQ(book.record().sku.on_hand, 10'000);
+  EXPECT_TRUE(book.invariants_hold());
+}
+
+TEST_F(sku_book_test, seal_numbers_blocks_and_a_due_checkpoint_restates_every_active_hold) {
+  sku_book book("tee", sku_book_policy{1, 1});  // checkpoint past 1 x active + 1 entries
+  auto c = change();
+  book.apply(sku_op{sku_op_kind::create, "tee", 10, 100}, c);
+  auto created = book.seal(c);
+  ASSERT_EQ(created.size(), 1u);  // the snapshot only: no holds, no block
+  EXPECT_EQ(created[0].sku.log_block, 0u);
+
+  auto a = change();
+  book.apply(reserve("a", 60'000), now_, a);
+  book.apply(reserve("b", 60'000), now_, a);
+  auto first = book.seal(a);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first.back().kind, mutation::put_sku);
+  EXPECT_EQ(first.back().sku.log_block, 1u);
+  EXPECT_EQ(first.back().sku.checkpoint_block, 0u);  // 2 entries <= 1 x 2 + 1
+
+  auto b = change();
+  book.apply(release("a"), now_, b);
+  book.apply(reserve("c", 60'000), now_, b);
+  auto second = book.seal(b);  // 4 entries > 1 x 2 + 1: a checkpoint
+  EXPECT_EQ(second.back().sku.log_block, 2u);
+  EXPECT_EQ(second.back().sku.checkpoint_block, 2u);
+  std::vector<std::string> active;
+  for (auto& m : second)
+    if (m.kind == mutation::put_hold && m.hold.hold.state == hold_state::active)
+      active.push_back(m.hold.hold.hold_id);
+  std::sort(active.begin(), active.end());
+  EXPECT_EQ(active, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(count_state(second, hold_state::released), 1u);
+
+  auto idle = change();
+  EXPECT_TRUE(book.seal(idle).empty());  // nothing changed, nothing written
+}
+
+TEST_F(sku_book_test, an_ended_hold_answers_from_memory_until_durable) {
+  sku_book book("tee", {});
+  auto c = change();
+  book.apply(sku_op{sku_op_kind::create, "tee", 5, 100}, c);
+  book.apply(reserve("h", 60'000), now_, c);
+  book.seal(c);
+  auto d = change();
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, d).status, code::ok);
+  book.seal(d);
+  // Not on disk (nothing is ever committed here): memory must answer.
+  auto q = change();
+  auto again = book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, q);
+  EXPECT_EQ(again.status, code::ok);
+  EXPECT_EQ(again.hold.state, hold_state::confirmed);
+  EXPECT_EQ(book.apply(reserve("h", 60'000), now_, q).hold.state, hold_state::confirmed);
+  book.durable(d.seq);
+  // Durable: LMDB would answer now; this empty one does not know the hold.
+  EXPECT_EQ(book.apply(hold_op{hold_op_kind::query, "tee", "h", 0, 0}, now_, q).status,
+            code::unknown_hold);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
