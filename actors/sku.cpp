@@ -3,6 +3,7 @@
 #include <caf/actor_cast.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 namespace holdfast {
@@ -31,10 +32,11 @@ void arm_timer(self_ptr self, int64_t now_ms) {
   auto& st = self->state;
   auto earliest = st.book->earliest_deadline_ms();
   if (earliest == 0) return;
-  if (st.timer_armed_ms != 0 && st.timer_armed_ms <= earliest) return;
-  auto delay_ms = std::max<int64_t>(1, earliest - now_ms + st.ctx.timer_slack_ms);
+  auto due_ms = earliest + st.ctx.timer_slack_ms;
+  if (st.timer_armed_ms != 0 && st.timer_armed_ms <= due_ms) return;
+  auto delay_ms = std::clamp<int64_t>(due_ms - now_ms, 1, std::max<int64_t>(1, st.ctx.timer_horizon_ms));
   self->delayed_send(self, std::chrono::milliseconds(delay_ms), expire_atom_v);
-  st.timer_armed_ms = earliest;
+  st.timer_armed_ms = now_ms + delay_ms;
 }
 
 // Sends the change to the store; returns the seq a reply must wait for.

@@ -34,6 +34,11 @@ struct sku_context {
   store_actor store;                    // writes
   std::shared_ptr<const wall_clock> clock;
   int64_t timer_slack_ms = 0;  // extra delay on the expiry timer (0: fire at the deadline)
+  // The expiry timer looks at most this far ahead and is re-armed when it fires early. A
+  // pending CAF timer message holds a strong reference to its actor, so a passivated
+  // actor's memory stays allocated until its last timer fires; the directory sets this
+  // to its idle period, and a passivated SKU's later deadlines are the directory's.
+  int64_t timer_horizon_ms = 30'000;
   sku_book_policy book;
 };
 
@@ -48,7 +53,7 @@ struct sku_state {
     std::function<void(const store_status*)> deliver;  // null: durable; else why not
   };
   std::deque<pending_reply> replies;
-  int64_t timer_armed_ms = 0;  // deadline the pending timer message is for, 0 if none
+  int64_t timer_armed_ms = 0;  // when the pending timer message fires, 0 if none
   static inline const char* name = "holdfast.sku";
 };
 

@@ -4,6 +4,9 @@
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <functional>
+
 namespace holdfast {
 namespace {
 
@@ -45,13 +48,21 @@ void retire(self_ptr self, const std::string& sku) {
   for (auto& f : deferred) f();
 }
 
-void schedule_wakeup(self_ptr self, int64_t deadline_ms, const std::string& sku) {
+void arm_wakeup(self_ptr self) {
   auto& st = self->state;
-  st.wakeups.emplace(deadline_ms, sku);
+  if (st.wakeups.empty()) return;
+  auto deadline_ms = st.wakeups.front().deadline_ms;
   if (st.wake_armed_ms != 0 && st.wake_armed_ms <= deadline_ms) return;
   auto delay_ms = std::max<int64_t>(1, deadline_ms - st.ctx.clock->now_ms());
   self->delayed_send(self, std::chrono::milliseconds(delay_ms), wake_atom_v);
   st.wake_armed_ms = deadline_ms;
+}
+
+void schedule_wakeup(self_ptr self, int64_t deadline_ms, const std::string& sku) {
+  auto& st = self->state;
+  st.wakeups.push_back({deadline_ms, sku});
+  std::push_heap(st.wakeups.begin(), st.wakeups.end(), std::greater<>{});
+  arm_wakeup(self);
 }
 
 void passivate(self_ptr self, const std::string& sku, directory_state::entry& e) {
@@ -142,6 +153,7 @@ directory_state::~directory_state() {
 directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx,
                                                   directory_config config) {
   self->state.ctx = std::move(ctx);
+  self->state.ctx.timer_horizon_ms = config.idle_ms;
   self->state.config = config;
   // An sku actor that stops (passivated or failed) reports a down message; it retires
   // the actor, so the next message for its SKU spawns a fresh one from LMDB.
@@ -208,9 +220,11 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       for (auto& [sku, e] : st.actors)
         if (!e.passivating && now - e.last_used_ms >= st.config.idle_ms) idle.push_back(sku);
       for (auto& sku : idle) passivate(self, sku, st.actors.at(sku));
-      // Passivated actors free their memory; hand it back to the OS so an idle
-      // catalog costs what its directory entries cost.
-      if (st.stats.passivations > st.passivations_at_trim + 1000) {
+      // Passivated actors free their memory; hand it back to the OS once a sweep is
+      // over (or every 100k passivations of a long one), so an idle catalog costs what
+      // its directory entries cost. malloc_trim walks the heap: not on every check.
+      if (st.stats.passivations > st.passivations_at_trim &&
+          (idle.empty() || st.stats.passivations > st.passivations_at_trim + 100'000)) {
         st.passivations_at_trim = st.stats.passivations;
         malloc_trim(0);
       }
@@ -221,17 +235,15 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       auto& st = self->state;
       st.wake_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
-      while (!st.wakeups.empty() && st.wakeups.begin()->first <= now) {
-        auto sku = st.wakeups.begin()->second;
-        st.wakeups.erase(st.wakeups.begin());
+      while (!st.wakeups.empty() && st.wakeups.front().deadline_ms <= now) {
+        std::pop_heap(st.wakeups.begin(), st.wakeups.end(), std::greater<>{});
+        auto sku = std::move(st.wakeups.back().sku);
+        st.wakeups.pop_back();
         // Spawning is enough: an sku actor ends its overdue holds when it starts.
         with_actor(self, sku, [](const sku_actor&) {});
       }
-      if (!st.wakeups.empty()) {
-        auto next = *st.wakeups.begin();
-        st.wakeups.erase(st.wakeups.begin());
-        schedule_wakeup(self, next.first, next.second);
-      }
+      if (st.wakeups.capacity() > 2 * st.wakeups.size() + 1024) st.wakeups.shrink_to_fit();
+      arm_wakeup(self);
     },
     [self](stats_atom) {
       auto s = self->state.stats;

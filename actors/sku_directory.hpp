@@ -53,7 +53,15 @@ struct directory_state {
   directory_config config;
   std::unordered_map<std::string, entry> actors;
   std::unordered_map<caf::actor_id, std::string> sku_of;
-  std::set<std::pair<int64_t, std::string>> wakeups;
+  // Passivated SKUs with holds, by earliest deadline: a min-heap in one allocation. It
+  // is the only memory an idle SKU keeps (with a name of up to 15 bytes), and one block
+  // keeps the heap compact after the actors' memory is freed around it.
+  struct wakeup {
+    int64_t deadline_ms;
+    std::string sku;
+    bool operator>(const wakeup& o) const { return deadline_ms > o.deadline_ms; }
+  };
+  std::vector<wakeup> wakeups;
   int64_t wake_armed_ms = 0;
   int64_t passivations_at_trim = 0;
   directory_stats stats;

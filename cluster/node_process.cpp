@@ -38,11 +38,16 @@ node_process::node_process(const std::string& binary, const std::string& data_di
   }
   close(fds[1]);
   stdout_fd_ = fds[0];
-  // Wait for "holdfast node listening on HOST:PORT ..." with a deadline.
+  // Wait for "holdfast node listening on HOST:PORT ..." with a deadline; a wrapper
+  // (heaptrack, valgrind) may print lines of its own first.
   const std::string marker = "listening on ";
   std::string seen;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (seen.find('\n') == std::string::npos) {
+  auto found = [&] {
+    auto at = seen.find(marker);
+    return at != std::string::npos && seen.find('\n', at) != std::string::npos;
+  };
+  while (!found()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                   deadline - std::chrono::steady_clock::now())
                   .count();

@@ -136,6 +136,27 @@ TEST_F(sku_test, idle_actors_passivate_and_wake_for_their_deadlines) {
   EXPECT_EQ(show("p").reserved, 0);
 }
 
+// A pending CAF timer keeps its actor's memory, so a passivated SKU with an hour-long
+// hold must not leave an hour-long timer behind: only the directory's wakeup is that far.
+TEST_F(sku_test, a_passivated_actor_leaves_no_far_timer_behind) {
+  stop();
+  config_.directory.idle_ms = 1'000;
+  config_.directory.idle_check_interval_ms = 500;
+  start();
+  create("far", 3);
+  ASSERT_EQ(op(reserve("far", "h", 1, 3'600'000)).status, code::ok);
+  advance_ms(2'000);
+  ASSERT_EQ(call<directory_stats>(stats_atom_v).active_actors, 0);
+  auto& clock = dynamic_cast<caf::detail::test_actor_clock&>(sched_->clock());
+  auto horizon = clock.now() + std::chrono::milliseconds(config_.directory.idle_ms +
+                                                         config_.directory.idle_check_interval_ms);
+  size_t far = 0;
+  for (auto& [due, event] : clock.schedule()) far += due > horizon ? 1 : 0;
+  EXPECT_EQ(far, 1u);  // the directory's wakeup at the deadline
+  advance_ms(3'600'000);
+  EXPECT_EQ(op(query("h")).hold.state, hold_state::expired);
+}
+
 TEST_F(sku_test, crash_keeps_acknowledged_state_and_ends_overdue_holds) {
   create("d", 10);
   ASSERT_EQ(op(reserve("d", "sold", 4, 60'000)).status, code::ok);
