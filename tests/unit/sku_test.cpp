@@ -7,6 +7,12 @@ namespace {
 class sku_test : public node_fixture {
 protected:
   void SetUp() override { start(); }
+  void passivate_after_one_second() {
+    stop();
+    config_.directory.idle_ms = 1'000;
+    config_.directory.idle_check_interval_ms = 500;
+    start();
+  }
 };
 
 TEST_F(sku_test, create_query_restock_adjust) {
@@ -120,10 +126,7 @@ TEST_F(sku_test, bad_input_is_invalid_and_changes_nothing) {
 }
 
 TEST_F(sku_test, idle_actors_passivate_and_wake_for_their_deadlines) {
-  stop();
-  config_.directory.idle_ms = 1'000;
-  config_.directory.idle_check_interval_ms = 500;
-  start();
+  passivate_after_one_second();
   create("p", 3);
   ASSERT_EQ(op(reserve("p", "h", 2, 5'000)).status, code::ok);
   advance_ms(2'000);
@@ -139,10 +142,7 @@ TEST_F(sku_test, idle_actors_passivate_and_wake_for_their_deadlines) {
 // A pending CAF timer keeps its actor's memory, so a passivated SKU with an hour-long
 // hold must not leave an hour-long timer behind: only the directory's wakeup is that far.
 TEST_F(sku_test, a_passivated_actor_leaves_no_far_timer_behind) {
-  stop();
-  config_.directory.idle_ms = 1'000;
-  config_.directory.idle_check_interval_ms = 500;
-  start();
+  passivate_after_one_second();
   create("far", 3);
   ASSERT_EQ(op(reserve("far", "h", 1, 3'600'000)).status, code::ok);
   advance_ms(2'000);
