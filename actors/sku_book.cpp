@@ -29,6 +29,7 @@ bool same_arguments(const hold_record& h, const hold_op& op) {
 sku_book::sku_book(std::string sku, sku_book_policy policy)
   : sku_(std::move(sku)), policy_(policy) {
   record_.sku.sku = sku_;
+  active_.max_load_factor(0.5f);
 }
 
 bool sku_book::load(const lmdb_env& env) {
