@@ -1,0 +1,50 @@
+// `holdfast bench` as a user runs it, cut short: the figures are the benchmark's
+// business; these tests check that every row runs and that its books balance.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <string>
+
+namespace {
+
+nlohmann::json run_json(const std::string& args) {
+  std::string out;
+  FILE* pipe = popen((std::string(HOLDFAST_BINARY) + " " + args + " 2>/dev/null").c_str(), "r");
+  if (!pipe) return nlohmann::json();
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  pclose(pipe);
+  auto at = out.find('{');
+  if (at == std::string::npos) return nlohmann::json();
+  return nlohmann::json::parse(out.substr(at), nullptr, false);
+}
+
+TEST(bench, hot_sku_rows_run_and_stock_falls_by_exactly_the_reservations) {
+  auto report = run_json("bench hot-sku --json --no-peers --png '' --seconds 0.3");
+  ASSERT_TRUE(report.is_object()) << report;
+  ASSERT_EQ(report["rows"].size(), 2u) << report;
+  for (auto& row : report["rows"]) {
+    ASSERT_TRUE(row["ran"].get<bool>()) << row;
+    EXPECT_GT(row["reservations"].get<int64_t>(), 0) << row;
+    EXPECT_TRUE(row["stock_check"].get<bool>()) << row;
+    EXPECT_EQ(row["stock_drop"], row["counted"]) << row;
+    EXPECT_GT(row["p99_ms"].get<double>(), 0) << row;
+  }
+  EXPECT_GT(report["environment"]["fsync_p50_ms"].get<double>(), 0);
+  // The Redis and PostgreSQL rows were skipped, so only the p99 target can be judged.
+  ASSERT_EQ(report["targets"].size(), 1u) << report;
+}
+
+TEST(bench, many_skus_restart_serves_every_outstanding_hold) {
+  auto report = run_json("bench many-skus --json --skus 300 --holds 2000 --idle-ms 300");
+  ASSERT_TRUE(report.is_object()) << report;
+  EXPECT_EQ(report["holds_outstanding"], 2000);
+  EXPECT_TRUE(report["restart_answer_ok"].get<bool>());
+  // Fewer than 1000 SKUs: the sample is the whole catalog, so it holds every hold.
+  EXPECT_EQ(report["reserved_in_first_1000_skus"], 2000);
+  EXPECT_GT(report["rss_anon_idle_bytes"].get<int64_t>(), 0);
+}
+
+}  // namespace
