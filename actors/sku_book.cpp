@@ -145,13 +145,11 @@ hold_result sku_book::apply(const hold_op& op, int64_t now_ms, sku_change& c) {
 }
 
 hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
-  if (auto it = active_.find(op.hold_id); it != active_.end()) {
-    const auto& h = it->second;
-    auto info = to_record(it->first, h, hold_state::active).hold;
-    return h.qty == op.qty && h.ttl_ms == op.ttl_ms ? ok(info)
-                                                    : with_hold(code::hold_conflict, info);
-  }
   hold_record done;
+  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+    done = to_record(it->first, it->second, hold_state::active);
+    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
+  }
   if (auto it = finishing_.find(op.hold_id); it != finishing_.end()) {
     done = it->second.second;
     return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
@@ -181,8 +179,7 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
   auto rec = to_record(op.hold_id, h, hold_state::active);
   active_.emplace(op.hold_id, h);
   push_deadline(h.deadline_ms, op.hold_id);
-  hold_result r;
-  r.hold = rec.hold;
+  auto r = ok(rec.hold);
   c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec)});
   c.dirty = true;
   return r;
