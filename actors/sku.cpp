@@ -4,15 +4,16 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include <algorithm>
-#include <iostream>
+
+#include "protocol/log.hpp"
 
 namespace holdfast {
 namespace {
 
 using self_ptr = sku_actor::stateful_pointer<sku_state>;
 
-sku_change begin_change(self_ptr self) {
-  return sku_change(self->state.next_seq, self->state.ctx.env.get());
+sku_change begin_change(self_ptr self, int64_t now_ms) {
+  return sku_change(self->state.next_seq, now_ms, self->state.ctx.env.get());
 }
 
 code code_for(store_status s) {
@@ -20,19 +21,28 @@ code code_for(store_status s) {
                                                                      : code::unavailable;
 }
 
+hold_result storage_error(store_status s) { return make_hold_error(code_for(s), to_string(s)); }
+
 std::vector<hold_result> failed(const std::vector<hold_result>& rs, store_status s) {
-  return std::vector<hold_result>(rs.size(), make_hold_error(code_for(s), to_string(s)));
+  return std::vector<hold_result>(rs.size(), storage_error(s));
 }
 
 sku_result failed(const sku_result&, store_status s) {
   return make_sku_error(code_for(s), to_string(s));
 }
 
+// After a failed write, writes are refused without trying until the backoff ends.
+bool writes_refused(self_ptr self, int64_t now_ms) {
+  auto& st = self->state;
+  return st.storage_failure != store_status::ok && now_ms < st.storage_retry_ms;
+}
+
 void arm_timer(self_ptr self, int64_t now_ms) {
   auto& st = self->state;
   auto earliest = st.book->earliest_deadline_ms();
   if (earliest == 0) return;
-  auto due_ms = earliest + st.ctx.timer_slack_ms;
+  auto due_ms = std::max(earliest + st.ctx.timer_slack_ms,
+                         writes_refused(self, now_ms) ? st.storage_retry_ms : 0);
   if (st.timer_armed_ms != 0 && st.timer_armed_ms <= due_ms) return;
   auto delay_ms = std::clamp<int64_t>(due_ms - now_ms, 1, std::max<int64_t>(1, st.ctx.timer_horizon_ms));
   self->delayed_send(self, std::chrono::milliseconds(delay_ms), expire_atom_v);
@@ -50,16 +60,18 @@ uint64_t issue(self_ptr self, sku_change& c) {
 }
 
 template <class T>
-caf::result<T> reply_when_durable(self_ptr self, sku_change& c, int64_t now_ms, T value) {
+caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
   auto& st = self->state;
-  auto seq = issue(self, c);
-  arm_timer(self, now_ms);
-  if (!st.book->invariants_hold()) {
-    std::cerr << "holdfast: invariant broken on sku " << st.book->record().sku.sku
-              << ", actor stops\n";
+  // The invariants are asserted before anything is sent to the store: a broken SKU
+  // stops its actor (its callers hear unavailable), never the node, and writes nothing.
+  if (auto broken = st.book->broken_invariant(); !broken.empty()) {
+    spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
+                     broken);
     self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
     return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
   }
+  auto seq = issue(self, c);
+  arm_timer(self, c.now_ms);
   if (seq <= st.durable_seq) return value;
   auto rp = self->template make_response_promise<T>();
   st.replies.push_back({seq, [rp, value](const store_status* why) mutable {
@@ -74,6 +86,8 @@ caf::result<T> reply_when_durable(self_ptr self, sku_change& c, int64_t now_ms, 
 void on_durable(self_ptr self, uint64_t seq) {
   auto& st = self->state;
   st.durable_seq = std::max(st.durable_seq, seq);
+  st.storage_failure = store_status::ok;
+  st.storage_backoff_ms = 0;
   while (!st.replies.empty() && st.replies.front().seq <= st.durable_seq) {
     st.replies.front().deliver(nullptr);
     st.replies.pop_front();
@@ -81,21 +95,50 @@ void on_durable(self_ptr self, uint64_t seq) {
   st.book->durable(st.durable_seq);
 }
 
+// Answers everything with why the SKU cannot be served; changes nothing.
+sku_actor::behavior_type broken_behavior(self_ptr self) {
+  auto why = [self] {
+    return "sku '" + self->state.book->record().sku.sku + "' cannot be served: " +
+           self->state.broken;
+  };
+  return {
+    [why](hold_ops_atom, std::vector<hold_op>& ops) {
+      return std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why()));
+    },
+    [why](sku_op_atom, sku_op&) { return make_sku_error(code::unavailable, why()); },
+    [](durable_atom, uint64_t) {},
+    [](write_failed_atom, uint64_t, uint64_t, store_status) {},
+    [](expire_atom) {},
+    [self](passivate_atom) -> caf::result<bool, int64_t> {
+      auto rp = self->make_response_promise<bool, int64_t>();
+      rp.deliver(true, int64_t{0});
+      self->quit();
+      return rp;
+    },
+  };
+}
+
 }  // namespace
 
 sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_context ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
-  st.book = std::make_unique<sku_book>(sku, st.ctx.book);
-  if (!st.book->load(*st.ctx.env)) {
-    std::cerr << "holdfast: cannot load sku " << sku << " from storage\n";
-    self->quit(caf::make_error(caf::sec::runtime_error, "sku load failed"));
-    return sku_actor::behavior_type::make_empty_behavior();
+  st.book = std::make_unique<sku_book>(sku, st.ctx.book, st.ctx.claims.get());
+  st.broken = st.book->load(*st.ctx.env);
+  if (!st.broken.empty()) {
+    static rate_limit limit;
+    uint64_t suppressed = 0;
+    if (limit.allow(suppressed))
+      spdlog::error("sku '{}' fails its load checks and is not served: {} ({} more suppressed)",
+                    sku, st.broken, suppressed);
+    return broken_behavior(self);
   }
-  // Holds that expired while the node was down end before anything else is served.
+  // Holds that expired while the node was down end before anything else is served, and
+  // no hold outlives now + its ttl (the wall clock may have been set back meanwhile).
   {
     auto now = st.ctx.clock->now_ms();
-    auto c = begin_change(self);
+    auto c = begin_change(self, now);
+    st.book->clamp_deadlines(c);
     st.book->expire_due(now, c);
     issue(self, c);
     arm_timer(self, now);
@@ -103,46 +146,66 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
   return {
     [self](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
       auto& st = self->state;
-      auto now = st.ctx.clock->now_ms();
-      auto c = begin_change(self);
+      auto c = begin_change(self, st.ctx.clock->now_ms());
       c.mutations.reserve(ops.size() + 1);  // a hold each at most, and the snapshot
-      st.book->expire_due(now, c);
+      bool refused = writes_refused(self, c.now_ms);
+      if (!refused) st.book->expire_due(c.now_ms, c);
       std::vector<hold_result> results;
       results.reserve(ops.size());
-      for (auto& op : ops) results.push_back(st.book->apply(op, now, c));
-      return reply_when_durable(self, c, now, std::move(results));
+      for (auto& op : ops)
+        results.push_back(refused && op.kind != hold_op_kind::query
+                            ? storage_error(st.storage_failure)
+                            : st.book->apply(op, c.now_ms, c));
+      return reply_when_durable(self, c, std::move(results));
     },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       auto& st = self->state;
-      auto now = st.ctx.clock->now_ms();
-      auto c = begin_change(self);
-      st.book->expire_due(now, c);
+      auto c = begin_change(self, st.ctx.clock->now_ms());
+      if (writes_refused(self, c.now_ms)) {
+        if (op.kind != sku_op_kind::query) return failed(sku_result{}, st.storage_failure);
+      } else {
+        st.book->expire_due(c.now_ms, c);
+      }
       auto result = st.book->apply(op, c);
-      return reply_when_durable(self, c, now, std::move(result));
+      return reply_when_durable(self, c, std::move(result));
     },
     [self](durable_atom, uint64_t seq) { on_durable(self, seq); },
     [self](write_failed_atom, uint64_t epoch, uint64_t, store_status why) {
       auto& st = self->state;
       if (epoch != st.epoch) return;  // a later batch of an epoch already failed
-      // Everything not yet durable failed with it: answer it and start over from disk.
+      // Everything not yet durable failed with it: answer it and start over from disk,
+      // once; later writes are refused at once until the backoff ends.
       for (auto& r : st.replies) r.deliver(&why);
       st.replies.clear();
       st.epoch++;
       st.durable_seq = st.next_seq - 1;
       st.timer_armed_ms = 0;
-      if (!st.book->load(*st.ctx.env)) {
-        self->quit(caf::make_error(caf::sec::runtime_error, "sku reload failed"));
+      auto now = st.ctx.clock->now_ms();
+      st.storage_failure = why;
+      st.storage_backoff_ms = std::clamp(st.storage_backoff_ms * 2, st.ctx.storage_backoff_min_ms,
+                                         st.ctx.storage_backoff_max_ms);
+      st.storage_retry_ms = now + st.storage_backoff_ms;
+      static rate_limit limit;
+      uint64_t suppressed = 0;
+      if (limit.allow(suppressed))
+        spdlog::warn("sku '{}': write failed ({}); writes refused for {} ms ({} more suppressed)",
+                     st.book->record().sku.sku, to_string(why), st.storage_backoff_ms, suppressed);
+      st.broken = st.book->load(*st.ctx.env);
+      if (!st.broken.empty()) {
+        self->become(broken_behavior(self));
         return;
       }
-      arm_timer(self, st.ctx.clock->now_ms());
+      arm_timer(self, now);
     },
     [self](expire_atom) {
       auto& st = self->state;
       st.timer_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
-      auto c = begin_change(self);
-      st.book->expire_due(now, c);
-      issue(self, c);
+      if (!writes_refused(self, now)) {
+        auto c = begin_change(self, now);
+        st.book->expire_due(now, c);
+        issue(self, c);
+      }
       arm_timer(self, now);
     },
     [self](passivate_atom) -> caf::result<bool, int64_t> {

@@ -6,15 +6,22 @@
 // survives kill -9. Replies leave in the order their messages arrived. One timer is
 // armed for the earliest hold deadline. Spawned by the sku directory; loads its state
 // from LMDB when it starts and quits only when the directory passivates it with no
-// write in flight.
+// write in flight. A record that fails its checks at load leaves the actor answering
+// `unavailable` with the reason, naming the SKU, and changing nothing.
+//
+// When the store fails a write, the actor reloads its durable state once and then
+// refuses writes at once (storage_full or unavailable, as the store said) for a backoff
+// period that doubles while failures repeat, instead of reloading on every refusal;
+// reads keep being served.
 #pragma once
 
 #include <deque>
 #include <functional>
 #include <memory>
 
-#include "actors/clock.hpp"
+#include "persistence/clock.hpp"
 #include "actors/sku_book.hpp"
+#include "actors/type_ids.hpp"
 #include "persistence/store.hpp"
 
 namespace holdfast {
@@ -40,6 +47,9 @@ struct sku_context {
   // to its idle period, and a passivated SKU's later deadlines are the directory's.
   int64_t timer_horizon_ms = 30'000;
   sku_book_policy book;
+  std::shared_ptr<hold_claims> claims;  // node-wide; null only in single-SKU tests
+  int64_t storage_backoff_min_ms = 100;   // refuse writes this long after a failed write,
+  int64_t storage_backoff_max_ms = 5'000; // doubling up to this while failures repeat
 };
 
 struct sku_state {
@@ -54,6 +64,10 @@ struct sku_state {
   };
   std::deque<pending_reply> replies;
   int64_t timer_armed_ms = 0;  // when the pending timer message fires, 0 if none
+  std::string broken;          // why the SKU cannot be served (failed its load checks)
+  store_status storage_failure = store_status::ok;  // the last failed write's status
+  int64_t storage_retry_ms = 0;   // writes are refused until then
+  int64_t storage_backoff_ms = 0; // the current backoff, 0 after a successful write
   static inline const char* name = "holdfast.sku";
 };
 

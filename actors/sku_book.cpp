@@ -26,13 +26,24 @@ bool same_arguments(const hold_record& h, const hold_op& op) {
 
 }  // namespace
 
-sku_book::sku_book(std::string sku, sku_book_policy policy)
-  : sku_(std::move(sku)), policy_(policy) {
+sku_book::sku_book(std::string sku, sku_book_policy policy, hold_claims* claims)
+  : sku_(std::move(sku)), policy_(policy), claims_(claims) {
   record_.sku.sku = sku_;
   active_.max_load_factor(0.5f);
 }
 
-bool sku_book::load(const lmdb_env& env) {
+sku_book::~sku_book() { release_claims(UINT64_MAX); }
+
+void sku_book::release_claims(uint64_t up_to_seq) {
+  while (!claimed_.empty() && claimed_.front().first <= up_to_seq) {
+    if (claims_) claims_->release(claimed_.front().second, sku_);
+    claimed_.pop_front();
+  }
+}
+
+std::string sku_book::load(const lmdb_env& env) {
+  // Claims of batches that never became durable are void.
+  release_claims(UINT64_MAX);
   exists_ = false;
   record_ = sku_record{};
   record_.sku.sku = sku_;
@@ -42,11 +53,19 @@ bool sku_book::load(const lmdb_env& env) {
   finishing_order_.clear();
   log_entries_ = 0;
   auto status = env.read_sku(sku_, record_);
-  if (status == store_status::not_found) return true;
-  if (status != store_status::ok) return false;
+  if (status == store_status::not_found) {
+    record_ = sku_record{};
+    record_.sku.sku = sku_;
+    return {};
+  }
+  if (status == store_status::corrupt) return "its record fails its checksum";
+  if (status != store_status::ok) return std::string("storage: ") + to_string(status);
+  if (record_.sku.sku != sku_) return "its record names sku '" + record_.sku.sku + "'";
+  if (auto broken = check_invariants(record_.sku); !broken.empty()) return broken;
   exists_ = true;
   std::vector<hold_record> holds;
-  if (env.read_active_holds(sku_, holds, &log_entries_) != store_status::ok) return false;
+  if (auto st = env.read_active_holds(sku_, holds, &log_entries_); st != store_status::ok)
+    return std::string("hold log: ") + to_string(st);
   int64_t reserved = 0;
   active_.reserve(holds.size());
   deadlines_.reserve(holds.size());
@@ -58,15 +77,38 @@ bool sku_book::load(const lmdb_env& env) {
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
   // Snapshot and holds are written in one transaction: they agree, or the data is bad.
-  return reserved == record_.sku.reserved &&
-         static_cast<int64_t>(active_.size()) == record_.sku.active_holds &&
-         active_.size() == holds.size();
+  if (reserved != record_.sku.reserved ||
+      static_cast<int64_t>(active_.size()) != record_.sku.active_holds ||
+      active_.size() != holds.size())
+    return "its record says reserved " + std::to_string(record_.sku.reserved) + " in " +
+           std::to_string(record_.sku.active_holds) + " holds, its hold log has " +
+           std::to_string(reserved) + " in " + std::to_string(holds.size());
+  return {};
 }
 
-bool sku_book::invariants_hold() const {
+void sku_book::clamp_deadlines(sku_change& c) {
+  last_now_ms_ = c.now_ms;
+  bool cut = false;
+  for (auto& [id, h] : active_) {
+    if (h.deadline_ms <= c.now_ms + h.ttl_ms) continue;
+    h.deadline_ms = c.now_ms + h.ttl_ms;
+    c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active)});
+    c.dirty = true;
+    cut = true;
+  }
+  if (!cut) return;
+  deadlines_.clear();
+  for (auto& [id, h] : active_) deadlines_.push_back({h.deadline_ms, id});
+  std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+}
+
+std::string sku_book::broken_invariant() const {
   const auto& s = record_.sku;
-  return 0 <= s.reserved && s.reserved <= s.on_hand && s.sold <= s.stocked &&
-         s.active_holds == static_cast<int64_t>(active_.size());
+  if (auto broken = check_invariants(s); !broken.empty()) return broken;
+  if (s.active_holds != static_cast<int64_t>(active_.size()))
+    return "active_holds " + std::to_string(s.active_holds) + " but " +
+           std::to_string(active_.size()) + " holds in memory";
+  return {};
 }
 
 hold_record sku_book::to_record(const std::string& hold_id, const active_hold& h,
@@ -99,6 +141,7 @@ int64_t sku_book::earliest_deadline_ms() {
 
 hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change& c) {
   auto rec = to_record(it->first, it->second, to);
+  rec.finished_ms = c.now_ms;
   active_.erase(it);
   auto& s = record_.sku;
   s.reserved -= rec.hold.qty;
@@ -121,6 +164,8 @@ hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change&
 }
 
 void sku_book::expire_due(int64_t now_ms, sku_change& c) {
+  if (now_ms + policy_.clock_step_tolerance_ms < last_now_ms_) clamp_deadlines(c);
+  last_now_ms_ = std::max(last_now_ms_, now_ms);
   while (!deadlines_.empty() && deadlines_.front().deadline_ms <= now_ms) {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
     auto entry = std::move(deadlines_.back());
@@ -144,35 +189,57 @@ hold_result sku_book::apply(const hold_op& op, int64_t now_ms, sku_change& c) {
   return op.kind == hold_op_kind::reserve ? reserve(op, now_ms, c) : end_hold(op, c);
 }
 
+// A reserve repeated with a hold id this SKU already used: the first answer when the
+// hold is still active, and never "ok" for a hold that has ended, so a retry cannot
+// mistake an expired or released hold for a reservation.
+hold_result sku_book::repeated(const hold_record& done, const hold_op& op) const {
+  if (!same_arguments(done, op)) return with_hold(code::hold_conflict, done.hold);
+  switch (done.hold.state) {
+    case hold_state::active: return ok(done.hold);
+    case hold_state::expired: return with_hold(code::hold_expired, done.hold);
+    default: return with_hold(code::wrong_state, done.hold);
+  }
+}
+
 hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
   hold_record done;
-  if (auto it = active_.find(op.hold_id); it != active_.end()) {
-    done = to_record(it->first, it->second, hold_state::active);
-    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
-  }
-  if (auto it = finishing_.find(op.hold_id); it != finishing_.end()) {
-    done = it->second.second;
-    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
-  }
-  // The index knows every hold id ever durably reserved; most reserves are new ids and
-  // stop at this one lookup.
-  std::string other_sku;
-  auto indexed = c.reads().lookup_hold_sku(op.hold_id, other_sku) == store_status::ok;
-  if (indexed && other_sku == sku_ && find_finished(op.hold_id, done, c))
-    return same_arguments(done, op) ? ok(done.hold) : with_hold(code::hold_conflict, done.hold);
-  if (indexed && other_sku != sku_) {
-    hold_info theirs;
+  if (auto it = active_.find(op.hold_id); it != active_.end())
+    return repeated(to_record(it->first, it->second, hold_state::active), op);
+  if (auto it = finishing_.find(op.hold_id); it != finishing_.end())
+    return repeated(it->second.second, op);
+  // The id is claimed node-wide before anything else, so a concurrent reserve of the
+  // same id on another SKU cannot also win; then the index (ids already durable) and
+  // this SKU's finished holds decide. Most reserves are new ids: one claim, one lookup.
+  auto conflict = [&](const std::string& owner) {
+    hold_info theirs;  // the directory fills in the hold from its owner
     theirs.hold_id = op.hold_id;
-    theirs.sku = other_sku;
+    theirs.sku = owner;
     return with_hold(code::hold_conflict, theirs);
+  };
+  std::string owner;
+  auto claim = claims_ ? claims_->claim(op.hold_id, sku_, owner) : hold_claims::outcome::fresh;
+  if (claim == hold_claims::outcome::theirs) return conflict(owner);
+  auto give_back = [&] {
+    if (claims_ && claim == hold_claims::outcome::fresh) claims_->release(op.hold_id, sku_);
+  };
+  auto indexed = c.index_reads(claims_).lookup_hold_sku(op.hold_id, owner) == store_status::ok;
+  if (indexed && owner != sku_) {
+    give_back();
+    return conflict(owner);
+  }
+  if (indexed && find_finished(op.hold_id, done, c)) {
+    give_back();
+    return repeated(done, op);
   }
   auto& s = record_.sku;
   if (s.available() < op.qty) {
+    give_back();
     hold_result r;
     r.status = code::out_of_stock;
     r.available = s.available();
     return r;
   }
+  if (claim == hold_claims::outcome::fresh) claimed_.emplace_back(c.seq, op.hold_id);
   active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms};
   s.reserved += op.qty;
   s.active_holds += 1;
@@ -232,7 +299,9 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
       break;
     case sku_op_kind::adjust:
       if (op.amount < s.reserved) return snapshot(code::insufficient);
+      // A count above what is on hand adds stock; below it writes units off.
       if (op.amount > s.on_hand) s.stocked += op.amount - s.on_hand;
+      else s.written_off += s.on_hand - op.amount;
       s.on_hand = op.amount;
       c.dirty = true;
       break;
@@ -269,6 +338,7 @@ std::vector<mutation> sku_book::seal(sku_change& c) {
 }
 
 void sku_book::durable(uint64_t seq) {
+  release_claims(seq);
   while (!finishing_order_.empty() && finishing_order_.front().first <= seq) {
     auto it = finishing_.find(finishing_order_.front().second);
     if (it != finishing_.end() && it->second.first <= seq) finishing_.erase(it);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actors/hold_claims.hpp"
 #include "persistence/lmdb_env.hpp"
 
 namespace holdfast {
@@ -23,37 +24,62 @@ struct sku_book_policy {
   // entries since the last checkpoint.
   size_t log_checkpoint_factor = 4;
   size_t log_checkpoint_slack = 4096;
+  // A wall clock that moved back more than this since the last look means the clock was
+  // stepped: every active hold's deadline is cut to at most now + its ttl.
+  int64_t clock_step_tolerance_ms = 1'000;
 };
 
 // The changes one handled message makes; becomes one write batch.
 struct sku_change {
   uint64_t seq = 0;  // the batch's seq if it writes anything
+  int64_t now_ms = 0;
   std::vector<mutation> mutations;
   bool dirty = false;  // the SKU snapshot changed
   const lmdb_env* env = nullptr;
   std::unique_ptr<lmdb_env::read_view> view;  // one read transaction for the whole message
+  uint64_t view_releases = 0;  // hold_claims::releases() when the view was opened
 
-  sku_change(uint64_t s, const lmdb_env* e) : seq(s), env(e) {}
+  sku_change(uint64_t s, int64_t now, const lmdb_env* e) : seq(s), now_ms(now), env(e) {}
   lmdb_env::read_view& reads() {
     if (!view) view = env->read();
+    return *view;
+  }
+  // The view for a hold-id index lookup that follows a claim: no older than the last
+  // released claim, so an id whose claim just gave way to the index is found there.
+  lmdb_env::read_view& index_reads(const hold_claims* claims) {
+    if (!claims) return reads();
+    auto releases = claims->releases();
+    if (!view) {
+      view = env->read();
+    } else if (releases != view_releases) {
+      view->refresh();
+    }
+    view_releases = releases;
     return *view;
   }
 };
 
 class sku_book {
 public:
-  sku_book(std::string sku, sku_book_policy policy);
+  // `claims` may be null when a single book runs alone (benchmarks).
+  sku_book(std::string sku, sku_book_policy policy, hold_claims* claims = nullptr);
+  ~sku_book();
 
-  // Rebuilds memory from the last committed state. False on a storage error or when
-  // the stored snapshot and holds disagree.
-  bool load(const lmdb_env& env);
+  // Rebuilds memory from the last committed state. Returns why not (a storage error,
+  // a record that fails its checksum or invariants, holds that disagree with the
+  // counters), empty on success.
+  std::string load(const lmdb_env& env);
+  // Cuts every active hold's deadline to at most now + its ttl, as changes: after a
+  // restart or a step of the wall clock, no hold outlives its ttl measured from now.
+  void clamp_deadlines(sku_change& c);
 
   bool exists() const { return exists_; }
   const sku_record& record() const { return record_; }
   size_t active_holds() const { return active_.size(); }
   // The earliest deadline of an active hold, 0 if none.
   int64_t earliest_deadline_ms();
-  bool invariants_hold() const;
+  // Empty when the counters obey their invariants and agree with the active holds.
+  std::string broken_invariant() const;
 
   // Ends every hold whose deadline is at or before now.
   void expire_due(int64_t now_ms, sku_change& c);
@@ -65,7 +91,8 @@ public:
   // (restating every active hold when a checkpoint is due) and the SKU snapshot.
   // Empty when the change changed nothing.
   std::vector<mutation> seal(sku_change& c);
-  // Batches up to `seq` are on disk: LMDB answers for their finished holds from now on.
+  // Batches up to `seq` are on disk: LMDB answers for their finished holds from now on,
+  // and the hold-id index for their new holds.
   void durable(uint64_t seq);
 
 private:
@@ -84,6 +111,7 @@ private:
   hold_record to_record(const std::string& hold_id, const active_hold& h, hold_state state) const;
   hold_result reserve(const hold_op& op, int64_t now_ms, sku_change& c);
   hold_result end_hold(const hold_op& op, sku_change& c);
+  hold_result repeated(const hold_record& done, const hold_op& op) const;
   hold_record finish(active_map::iterator it, hold_state to, sku_change& c);
   bool find_finished(const std::string& hold_id, hold_record& out, sku_change& c);
   void push_deadline(int64_t deadline_ms, const std::string& hold_id);
@@ -102,6 +130,11 @@ private:
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
   std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order
   size_t log_entries_ = 0;  // hold-log entries since (and including) the last checkpoint
+  hold_claims* claims_;
+  // Hold ids claimed by reserves whose batch is not yet durable: (seq, hold id).
+  std::deque<std::pair<uint64_t, std::string>> claimed_;
+  int64_t last_now_ms_ = 0;  // the latest wall-clock time seen, to notice a step back
+  void release_claims(uint64_t up_to_seq);
 };
 
 }  // namespace holdfast

@@ -12,11 +12,25 @@ namespace {
 
 using self_ptr = directory_actor::stateful_pointer<directory_state>;
 using actor_fn = std::function<void(const sku_actor&)>;
+// Answers the caller when no actor takes the operation: unknown SKU, or too busy.
+using refuse_fn = std::function<void(code, const std::string&)>;
 
-void with_actor(self_ptr self, const std::string& sku, actor_fn f) {
+// Runs `f` with the SKU's actor, spawning one when the SKU has a record (or when
+// `may_create`); otherwise `refuse` answers. Nothing is spawned for names that do
+// not exist.
+void with_actor(self_ptr self, const std::string& sku, bool may_create, actor_fn f,
+                refuse_fn refuse) {
   auto& st = self->state;
   auto it = st.actors.find(sku);
   if (it == st.actors.end()) {
+    if (!may_create) {
+      auto status = st.ctx.env->read()->has_sku(sku);
+      if (status != store_status::ok) {
+        refuse(status == store_status::not_found ? code::unknown_sku : code::unavailable,
+               status == store_status::not_found ? std::string() : to_string(status));
+        return;
+      }
+    }
     auto actor = self->spawn(sku_behavior, sku, st.ctx);
     // The attachable lives on the sku actor, so it costs the directory nothing.
     actor->attach_functor([directory = caf::actor_cast<caf::actor>(self),
@@ -31,7 +45,12 @@ void with_actor(self_ptr self, const std::string& sku, actor_fn f) {
   }
   it->second.last_used_ms = st.ctx.clock->now_ms();
   if (it->second.passivating) {
-    it->second.deferred.push_back([self, sku, f] { with_actor(self, sku, f); });
+    if (it->second.deferred.size() >= st.config.deferred_max) {
+      refuse(code::unavailable, "sku '" + sku + "' has too many operations waiting");
+      return;
+    }
+    it->second.deferred.push_back(
+      [self, sku, may_create, f, refuse] { with_actor(self, sku, may_create, f, refuse); });
     return;
   }
   f(it->second.actor);
@@ -86,21 +105,73 @@ void passivate(self_ptr self, const std::string& sku, directory_state::entry& e)
       [self, sku](caf::error&) { retire(self, sku); });
 }
 
+using hold_done = std::function<void(hold_result)>;
+void route_one(self_ptr self, hold_op op, int attempt, hold_done done);
+
+// A reserve refused because another SKU holds its id: answer with that hold as its owner
+// reports it. If the owner no longer has it (its reserve was refused after claiming the
+// id), the reserve is tried again, a few times at most.
+void resolve_conflict(self_ptr self, hold_op op, hold_result conflict, int attempt,
+                      hold_done done) {
+  hold_op query{hold_op_kind::query, conflict.hold.sku, op.hold_id, 0, 0};
+  auto owner = query.sku;
+  with_actor(
+    self, owner, false,
+    [self, op, conflict, attempt, done, query](const sku_actor& a) {
+      self->request(a, caf::infinite, hold_ops_atom_v, std::vector<hold_op>{query})
+        .then(
+          [self, op, conflict, attempt, done](std::vector<hold_result>& rs) {
+            if (!rs.empty() && rs[0].status == code::ok) {
+              auto r = conflict;
+              r.hold = rs[0].hold;
+              done(std::move(r));
+            } else if (attempt < 3) {
+              route_one(self, op, attempt + 1, done);
+            } else {
+              done(conflict);
+            }
+          },
+          [conflict, done](caf::error&) { done(conflict); });
+    },
+    [conflict, done](code, const std::string&) { done(conflict); });
+}
+
+bool needs_owner(const hold_op& op, const hold_result& r) {
+  return op.kind == hold_op_kind::reserve && r.status == code::hold_conflict &&
+         r.hold.sku != op.sku && r.hold.qty == 0;
+}
+
+void route_one(self_ptr self, hold_op op, int attempt, hold_done done) {
+  auto sku = op.sku;
+  with_actor(
+    self, sku, false,
+    [self, op, attempt, done](const sku_actor& a) {
+      self->request(a, caf::infinite, hold_ops_atom_v, std::vector<hold_op>{op})
+        .then(
+          [self, op, attempt, done](std::vector<hold_result>& rs) {
+            auto r = rs.empty() ? make_hold_error(code::unavailable, "no answer") : rs[0];
+            if (needs_owner(op, r)) resolve_conflict(self, op, std::move(r), attempt, done);
+            else done(std::move(r));
+          },
+          [done](caf::error&) { done(make_hold_error(code::unavailable, "sku actor failed")); });
+    },
+    [done](code c, const std::string& why) { done(make_hold_error(c, why)); });
+}
+
 // Routes each op to its SKU's actor; results come back in the callers' order.
 caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_op>& ops) {
   auto& st = self->state;
   auto results = std::make_shared<std::vector<hold_result>>(ops.size());
-  if (ops.size() > st.config.limits.batch_size_max) {
-    std::fill(results->begin(), results->end(),
-              make_hold_error(code::invalid, "batch larger than " +
-                                               std::to_string(st.config.limits.batch_size_max)));
-    return *results;
-  }
+  if (ops.size() > st.config.limits.batch_size_max)
+    return std::vector<hold_result>(
+      ops.size(), make_hold_error(code::invalid, "batch larger than " +
+                                                   std::to_string(st.config.limits.batch_size_max)));
   struct group {
     std::vector<hold_op> ops;
     std::vector<size_t> slots;
   };
   std::unordered_map<std::string, group> groups;
+  std::unique_ptr<lmdb_env::read_view> view;
   for (size_t i = 0; i < ops.size(); ++i) {
     auto& op = ops[i];
     if (auto why = validate(op, st.config.limits); !why.empty()) {
@@ -108,7 +179,8 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
       continue;
     }
     if (op.sku.empty()) {
-      auto status = st.ctx.env->lookup_hold_sku(op.hold_id, op.sku);
+      if (!view) view = st.ctx.env->read();
+      auto status = view->lookup_hold_sku(op.hold_id, op.sku);
       if (status != store_status::ok) {
         (*results)[i] = status == store_status::not_found
                           ? make_hold_error(code::unknown_hold)
@@ -122,26 +194,62 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
   }
   if (groups.empty()) return *results;
   auto rp = self->make_response_promise<std::vector<hold_result>>();
+  // Pieces still out: one per group, plus one per conflict being resolved.
   auto remaining = std::make_shared<size_t>(groups.size());
+  auto finish_one = [rp, results, remaining]() mutable {
+    if (--*remaining == 0) rp.deliver(std::move(*results));
+  };
   for (auto& [sku, g] : groups) {
     auto slots = std::make_shared<std::vector<size_t>>(std::move(g.slots));
     auto sub = std::make_shared<std::vector<hold_op>>(std::move(g.ops));
-    with_actor(self, sku, [self, rp, results, remaining, slots, sub](const sku_actor& a) mutable {
-      self->request(a, caf::infinite, hold_ops_atom_v, *sub)
-        .then(
-          [rp, results, remaining, slots](std::vector<hold_result>& rs) mutable {
-            for (size_t j = 0; j < slots->size() && j < rs.size(); ++j)
-              (*results)[(*slots)[j]] = std::move(rs[j]);
-            if (--*remaining == 0) rp.deliver(std::move(*results));
-          },
-          [rp, results, remaining, slots](caf::error&) mutable {
-            for (auto slot : *slots)
-              (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
-            if (--*remaining == 0) rp.deliver(std::move(*results));
-          });
-    });
+    auto refuse = [results, slots, finish_one](code c, const std::string& why) mutable {
+      for (auto slot : *slots) (*results)[slot] = make_hold_error(c, why);
+      finish_one();
+    };
+    with_actor(
+      self, sku, false,
+      [self, results, remaining, slots, sub, finish_one](const sku_actor& a) mutable {
+        self->request(a, caf::infinite, hold_ops_atom_v, *sub)
+          .then(
+            [self, results, remaining, slots, sub, finish_one](std::vector<hold_result>& rs) mutable {
+              for (size_t j = 0; j < slots->size() && j < rs.size(); ++j) {
+                auto slot = (*slots)[j];
+                if (!needs_owner((*sub)[j], rs[j])) {
+                  (*results)[slot] = std::move(rs[j]);
+                  continue;
+                }
+                ++*remaining;
+                resolve_conflict(self, (*sub)[j], std::move(rs[j]), 1,
+                                 [results, slot, finish_one](hold_result r) mutable {
+                                   (*results)[slot] = std::move(r);
+                                   finish_one();
+                                 });
+              }
+              finish_one();
+            },
+            [results, slots, finish_one](caf::error&) mutable {
+              for (auto slot : *slots)
+                (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
+              finish_one();
+            });
+      },
+      refuse);
   }
   return rp;
+}
+
+// The wall clock went back: deadlines of passivated SKUs move back with it, so their
+// actors wake (and cut their holds to now + ttl) when they would have.
+void notice_clock(self_ptr self, int64_t now_ms) {
+  auto& st = self->state;
+  if (now_ms + st.config.clock_step_tolerance_ms < st.last_now_ms) {
+    auto step = st.last_now_ms - now_ms;
+    for (auto& w : st.wakeups) w.deadline_ms -= step;
+    st.wake_armed_ms = 0;
+    st.last_now_ms = now_ms;
+    arm_wakeup(self);
+  }
+  st.last_now_ms = std::max(st.last_now_ms, now_ms);
 }
 
 }  // namespace
@@ -173,28 +281,37 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       if (auto why = validate(op, self->state.config.limits); !why.empty())
         return make_sku_error(code::invalid, why);
       auto rp = self->make_response_promise<sku_result>();
-      with_actor(self, op.sku, [self, rp, op](const sku_actor& a) mutable {
-        self->request(a, caf::infinite, sku_op_atom_v, op)
-          .then([rp](sku_result& r) mutable { rp.deliver(std::move(r)); },
-                [rp](caf::error&) mutable {
-                  rp.deliver(make_sku_error(code::unavailable, "sku actor failed"));
-                });
-      });
+      with_actor(
+        self, op.sku, op.kind == sku_op_kind::create,
+        [self, rp, op](const sku_actor& a) mutable {
+          self->request(a, caf::infinite, sku_op_atom_v, op)
+            .then([rp](sku_result& r) mutable { rp.deliver(std::move(r)); },
+                  [rp](caf::error&) mutable {
+                    rp.deliver(make_sku_error(code::unavailable, "sku actor failed"));
+                  });
+        },
+        [rp](code c, const std::string& why) mutable { rp.deliver(make_sku_error(c, why)); });
       return rp;
     },
     [self](recover_atom) -> caf::result<int64_t> {
       auto& st = self->state;
       auto now = st.ctx.clock->now_ms();
+      st.last_now_ms = now;
       std::vector<std::string> due;
-      auto status = st.ctx.env->scan_skus([&](const sku_record& r) {
-        if (r.sku.active_holds == 0) return;
-        if (r.earliest_deadline_ms <= now)
-          due.push_back(r.sku.sku);
-        else
-          schedule_wakeup(self, r.earliest_deadline_ms, r.sku.sku);
-      });
+      std::string problem;
+      // Every SKU record is checked (checksum, invariants) before anything is served.
+      auto status = st.ctx.env->scan_skus(
+        [&](const sku_record& r) {
+          if (r.sku.active_holds == 0) return;
+          if (r.earliest_deadline_ms <= now)
+            due.push_back(r.sku.sku);
+          else
+            schedule_wakeup(self, r.earliest_deadline_ms, r.sku.sku);
+        },
+        problem);
       if (status != store_status::ok)
-        return caf::make_error(caf::sec::runtime_error, to_string(status));
+        return caf::make_error(caf::sec::runtime_error,
+                               problem.empty() ? std::string(to_string(status)) : problem);
       if (due.empty()) return int64_t{0};
       auto rp = self->make_response_promise<int64_t>();
       auto remaining = std::make_shared<size_t>(due.size());
@@ -202,20 +319,24 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       for (auto& sku : due) {
         // A query is answered only once the actor's start-up expiry is durable.
         sku_op query{sku_op_kind::query, sku, 0, 0};
-        with_actor(self, sku, [self, rp, remaining, count, query](const sku_actor& a) mutable {
-          auto done = [rp, remaining, count]() mutable {
-            if (--*remaining == 0) rp.deliver(count);
-          };
-          self->request(a, caf::infinite, sku_op_atom_v, query)
-            .then([done](sku_result&) mutable { done(); },
-                  [done](caf::error&) mutable { done(); });
-        });
+        auto done = [rp, remaining, count]() mutable {
+          if (--*remaining == 0) rp.deliver(count);
+        };
+        with_actor(
+          self, sku, false,
+          [self, done, query](const sku_actor& a) mutable {
+            self->request(a, caf::infinite, sku_op_atom_v, query)
+              .then([done](sku_result&) mutable { done(); },
+                    [done](caf::error&) mutable { done(); });
+          },
+          [done](code, const std::string&) mutable { done(); });
       }
       return rp;
     },
     [self](idle_check_atom) {
       auto& st = self->state;
       auto now = st.ctx.clock->now_ms();
+      notice_clock(self, now);
       std::vector<std::string> idle;
       for (auto& [sku, e] : st.actors)
         if (!e.passivating && now - e.last_used_ms >= st.config.idle_ms) idle.push_back(sku);
@@ -235,12 +356,14 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       auto& st = self->state;
       st.wake_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
+      notice_clock(self, now);
       while (!st.wakeups.empty() && st.wakeups.front().deadline_ms <= now) {
         std::pop_heap(st.wakeups.begin(), st.wakeups.end(), std::greater<>{});
         auto sku = std::move(st.wakeups.back().sku);
         st.wakeups.pop_back();
         // Spawning is enough: an sku actor ends its overdue holds when it starts.
-        with_actor(self, sku, [](const sku_actor&) {});
+        with_actor(
+          self, sku, false, [](const sku_actor&) {}, [](code, const std::string&) {});
       }
       if (st.wakeups.capacity() > 2 * st.wakeups.size() + 1024) st.wakeups.shrink_to_fit();
       arm_wakeup(self);

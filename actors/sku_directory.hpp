@@ -7,6 +7,11 @@
 // new operations for that SKU until the actor has quit (then a fresh actor loads the
 // committed state) or declined (it had a write in flight). A passivated SKU with active
 // holds is woken at its earliest deadline, so every hold ends even when nobody asks.
+//
+// Only SKUs that exist get an actor: an operation on a name with no record (other than
+// create) is answered unknown_sku from one index read, so a flood of made-up names costs
+// no memory. A reserve refused as hold_conflict because its id is taken on another SKU
+// is answered with that hold as its owner reports it.
 #pragma once
 
 #include <functional>
@@ -40,6 +45,11 @@ struct directory_config {
   request_limits limits;
   int64_t idle_ms = 30'000;                // an sku actor idle this long is passivated
   int64_t idle_check_interval_ms = 1'000;  // how often idleness is checked
+  // Operations held for one SKU while its actor passivates; past it they are answered
+  // unavailable. (Mailboxes are bounded upstream: the RPC server admits at most
+  // --inflight-max operations, and every queue here holds only admitted operations.)
+  size_t deferred_max = 65'536;
+  int64_t clock_step_tolerance_ms = 1'000;  // a wall clock this far back was stepped
 };
 
 struct directory_state {
@@ -63,6 +73,7 @@ struct directory_state {
   };
   std::vector<wakeup> wakeups;
   int64_t wake_armed_ms = 0;
+  int64_t last_now_ms = 0;  // to notice the wall clock being set back
   int64_t passivations_at_trim = 0;
   directory_stats stats;
   static inline const char* name = "holdfast.directory";

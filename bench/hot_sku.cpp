@@ -14,10 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "bench/processes.hpp"
+#include "harness/processes.hpp"
 #include "bench/rows.hpp"
 #include "cluster/client.hpp"
-#include "cluster/node_process.hpp"
+#include "harness/node_process.hpp"
 
 namespace holdfast::bench {
 namespace {

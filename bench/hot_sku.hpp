@@ -15,6 +15,7 @@ struct hot_sku_options {
   int connections = 2;          // load generator connections to the node, per thread
   int threads = 1;              // load generator threads
   int postgres_clients = 16;    // pgbench -c
+  int repeat = 3;               // runs of each Holdfast/peer pair, alternating
   bool peers = true;            // run the Redis and PostgreSQL rows
   bool json = false;
   std::string png = "hot-sku.png";  // empty: no picture

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "bench/processes.hpp"
+#include "harness/processes.hpp"
 #include "cluster/client.hpp"
-#include "cluster/node_process.hpp"
+#include "harness/node_process.hpp"
 
 namespace holdfast::bench {
 namespace {

@@ -99,7 +99,7 @@ void sku_book_reserve_release(benchmark::State& state) {
   uint64_t seq = 0;
   const int64_t now_ms = 1'800'000'000'000;
   {
-    sku_change c(++seq, scratch.env.get());
+    sku_change c(++seq, now_ms, scratch.env.get());
     book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
     for (size_t i = 0; i < standing; ++i)
       book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "standing-" + std::to_string(i), 1,
@@ -117,7 +117,7 @@ void sku_book_reserve_release(benchmark::State& state) {
       releases[i] = {hold_op_kind::release, "flash-tee", std::move(id), 0, 0};
     }
     for (auto* ops : {&reserves, &releases}) {
-      sku_change c(++seq, scratch.env.get());
+      sku_change c(++seq, now_ms, scratch.env.get());
       c.mutations.reserve(batch + 1);
       std::vector<hold_result> results;
       results.reserve(batch);
@@ -143,7 +143,7 @@ void sku_book_expire(benchmark::State& state) {
   uint64_t seq = 0;
   int64_t now_ms = 1'800'000'000'000;
   {
-    sku_change c(++seq, scratch.env.get());
+    sku_change c(++seq, now_ms, scratch.env.get());
     book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
     book.seal(c);
   }
@@ -151,7 +151,7 @@ void sku_book_expire(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     {
-      sku_change c(++seq, scratch.env.get());
+      sku_change c(++seq, now_ms, scratch.env.get());
       for (size_t i = 0; i < batch; ++i)
         book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "o-" + std::to_string(next_id++),
                            1, 1000},
@@ -161,7 +161,7 @@ void sku_book_expire(benchmark::State& state) {
     }
     now_ms += 1000;
     state.ResumeTiming();
-    sku_change c(++seq, scratch.env.get());
+    sku_change c(++seq, now_ms, scratch.env.get());
     book.expire_due(now_ms, c);
     benchmark::DoNotOptimize(book.seal(c));
     book.durable(seq);

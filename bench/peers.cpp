@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "bench/processes.hpp"
+#include "harness/processes.hpp"
 #include "bench/rows.hpp"
 
 namespace holdfast::bench {
@@ -44,10 +44,7 @@ std::vector<std::string> csv_fields(const std::string& line) {
 void summarize(std::vector<double>& latencies_ms, row& r) {
   if (latencies_ms.empty()) return;
   std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto at = [&](double p) {
-    auto i = static_cast<size_t>(p * static_cast<double>(latencies_ms.size()));
-    return latencies_ms[std::min(i, latencies_ms.size() - 1)];
-  };
+  auto at = [&](double p) { return percentile_of_sorted(latencies_ms, p); };
   r.p50_ms = at(0.50);
   r.p99_ms = at(0.99);
   r.p999_ms = at(0.999);

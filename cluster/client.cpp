@@ -19,6 +19,7 @@ public:
 }  // namespace
 
 struct client::impl {
+  kj::Timer& timer;
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
@@ -43,8 +44,9 @@ struct client::impl {
     return o;
   }
 
-  impl(kj::Own<kj::AsyncIoStream> s, client_options o)
-    : stream(kj::mv(s)),
+  impl(kj::Own<kj::AsyncIoStream> s, kj::Timer& t, client_options o)
+    : timer(t),
+      stream(kj::mv(s)),
       network(*stream, capnp::rpc::twoparty::Side::CLIENT, reader_options()),
       rpc(capnp::makeRpcClient(network)),
       inventory(bootstrap()),
@@ -106,6 +108,34 @@ struct client::impl {
   }
 
   kj::Promise<std::vector<hold_result>> batch(hold_op_kind kind, const std::vector<hold_op>& ops);
+  kj::Promise<hold_result> one(hold_op op);
+
+  // The call's own deadline: the answer or, when it does not come in time, `late`.
+  template <class T>
+  kj::Promise<T> deadline(kj::Promise<T> call, T late) {
+    if (options.call_timeout_ms <= 0) return call;
+    return call.exclusiveJoin(
+      timer.afterDelay(options.call_timeout_ms * kj::MILLISECONDS).then([late = kj::mv(late)]() mutable {
+        return kj::mv(late);
+      }));
+  }
+  std::string late_message() const {
+    return "no answer within " + std::to_string(options.call_timeout_ms) + " ms";
+  }
+  kj::Promise<hold_result> deadline(kj::Promise<hold_result> call, hold_op_kind kind) {
+    return deadline(kj::mv(call), make_hold_error(kind == hold_op_kind::query
+                                                    ? code::unavailable
+                                                    : code::outcome_unknown,
+                                                  late_message()));
+  }
+  kj::Promise<std::vector<hold_result>> deadline(kj::Promise<std::vector<hold_result>> call,
+                                                 hold_op_kind kind, size_t n) {
+    return deadline(kj::mv(call),
+                    std::vector<hold_result>(n, make_hold_error(kind == hold_op_kind::query
+                                                                  ? code::unavailable
+                                                                  : code::outcome_unknown,
+                                                                late_message())));
+  }
 
   wire::Inventory::Client bootstrap() {
     capnp::word scratch[4] = {};
@@ -121,22 +151,25 @@ kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std:
   return io.getNetwork()
     .parseAddress(address)
     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
-    .then([options](kj::Own<kj::AsyncIoStream> s) { return kj::heap<client>(kj::mv(s), options); });
+    .then([&io, options](kj::Own<kj::AsyncIoStream> s) {
+      return kj::heap<client>(kj::mv(s), io.getTimer(), options);
+    });
 }
 
-client::client(kj::Own<kj::AsyncIoStream> stream, client_options options)
-  : impl_(std::make_unique<impl>(kj::mv(stream), options)) {}
+client::client(kj::Own<kj::AsyncIoStream> stream, kj::Timer& timer, client_options options)
+  : impl_(std::make_unique<impl>(kj::mv(stream), timer, options)) {}
 client::~client() = default;
 
 kj::Promise<hold_result> client::reserve(const hold_op& op) {
   if (impl_->options.auto_batch) {
     hold_op copy = op;
     copy.kind = hold_op_kind::reserve;
-    return impl_->enqueue(std::move(copy));
+    return impl_->deadline(impl_->enqueue(std::move(copy)), hold_op_kind::reserve);
   }
   auto req = impl_->inventory.reserveRequest();
   codec::write(req.initRequest(), op);
-  return req.send().then([](auto r) { return codec::read(r.getResult()); });
+  return impl_->deadline(req.send().then([](auto r) { return codec::read(r.getResult()); }),
+                         hold_op_kind::reserve);
 }
 
 namespace {
@@ -149,29 +182,52 @@ hold_op ref(hold_op_kind kind, const std::string& hold_id, const std::string& sk
 }
 }  // namespace
 
+kj::Promise<hold_result> client::impl::one(hold_op op) {
+  auto kind = op.kind;
+  if (options.auto_batch && kind != hold_op_kind::query) return deadline(enqueue(std::move(op)), kind);
+  auto read = [](auto r) { return codec::read(r.getResult()); };
+  kj::Promise<hold_result> call = nullptr;
+  switch (kind) {
+    case hold_op_kind::confirm: {
+      auto req = inventory.confirmRequest();
+      codec::write(req.initHold(), op);
+      call = req.send().then(read);
+      break;
+    }
+    case hold_op_kind::release: {
+      auto req = inventory.releaseRequest();
+      codec::write(req.initHold(), op);
+      call = req.send().then(read);
+      break;
+    }
+    default: {
+      auto req = inventory.queryHoldRequest();
+      codec::write(req.initHold(), op);
+      call = req.send().then(read);
+      break;
+    }
+  }
+  return deadline(kj::mv(call), kind);
+}
+
 kj::Promise<hold_result> client::confirm(const std::string& hold_id, const std::string& sku) {
-  if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::confirm, hold_id, sku));
-  auto req = impl_->inventory.confirmRequest();
-  codec::write(req.initHold(), ref(hold_op_kind::confirm, hold_id, sku));
-  return req.send().then([](auto r) { return codec::read(r.getResult()); });
+  return impl_->one(ref(hold_op_kind::confirm, hold_id, sku));
 }
 
 kj::Promise<hold_result> client::release(const std::string& hold_id, const std::string& sku) {
-  if (impl_->options.auto_batch) return impl_->enqueue(ref(hold_op_kind::release, hold_id, sku));
-  auto req = impl_->inventory.releaseRequest();
-  codec::write(req.initHold(), ref(hold_op_kind::release, hold_id, sku));
-  return req.send().then([](auto r) { return codec::read(r.getResult()); });
+  return impl_->one(ref(hold_op_kind::release, hold_id, sku));
 }
 
 kj::Promise<hold_result> client::query_hold(const std::string& hold_id, const std::string& sku) {
-  auto req = impl_->inventory.queryHoldRequest();
-  codec::write(req.initHold(), ref(hold_op_kind::query, hold_id, sku));
-  return req.send().then([](auto r) { return codec::read(r.getResult()); });
+  return impl_->one(ref(hold_op_kind::query, hold_id, sku));
 }
 
 namespace {
+// A batch the node refused whole answers each of its `n` operations with the reason.
 template <class Response>
-std::vector<hold_result> read_all(const Response& r) {
+std::vector<hold_result> read_all(const Response& r, size_t n) {
+  if (r.hasRefused() && r.getRefused().size() > 0)
+    return std::vector<hold_result>(n, make_hold_error(code::invalid, codec::str(r.getRefused())));
   std::vector<hold_result> out;
   for (auto x : r.getResults()) out.push_back(codec::read(x));
   return out;
@@ -183,7 +239,7 @@ kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
   auto fill = [&ops](auto list) {
     for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
   };
-  auto read = [](auto r) { return read_all(r); };
+  auto read = [n = ops.size()](auto r) { return read_all(r, n); };
   switch (kind) {
     case hold_op_kind::reserve: {
       auto req = inventory.reserveBatchRequest();
@@ -207,16 +263,25 @@ kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
 }
 
 kj::Promise<std::vector<hold_result>> client::reserve_batch(const std::vector<hold_op>& ops) {
-  return impl_->batch(hold_op_kind::reserve, ops);
+  return impl_->deadline(impl_->batch(hold_op_kind::reserve, ops), hold_op_kind::reserve,
+                         ops.size());
 }
 kj::Promise<std::vector<hold_result>> client::confirm_batch(const std::vector<hold_op>& ops) {
-  return impl_->batch(hold_op_kind::confirm, ops);
+  return impl_->deadline(impl_->batch(hold_op_kind::confirm, ops), hold_op_kind::confirm,
+                         ops.size());
 }
 kj::Promise<std::vector<hold_result>> client::release_batch(const std::vector<hold_op>& ops) {
-  return impl_->batch(hold_op_kind::release, ops);
+  return impl_->deadline(impl_->batch(hold_op_kind::release, ops), hold_op_kind::release,
+                         ops.size());
 }
 
 kj::Promise<sku_result> client::sku(const sku_op& op) {
+  auto late = make_sku_error(op.kind == sku_op_kind::query ? code::unavailable : code::outcome_unknown,
+                             impl_->late_message());
+  return impl_->deadline(send_sku(op), std::move(late));
+}
+
+kj::Promise<sku_result> client::send_sku(const sku_op& op) {
   auto read = [](auto r) { return codec::read(r.getResult()); };
   switch (op.kind) {
     case sku_op_kind::create: {
@@ -248,9 +313,14 @@ kj::Promise<sku_result> client::sku(const sku_op& op) {
 
 // -- blocking_client ----------------------------------------------------------
 
-blocking_client::blocking_client(const std::string& address) : io_(kj::setupAsyncIo()) {
+blocking_client::blocking_client(const std::string& address, client_options options)
+  : io_(kj::setupAsyncIo()) {
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] {
-                client_ = client::connect(*io_.provider, address).wait(io_.waitScope);
+                auto connecting = client::connect(*io_.provider, address, options);
+                if (options.call_timeout_ms > 0)
+                  connecting = io_.provider->getTimer().timeoutAfter(
+                    options.call_timeout_ms * kj::MILLISECONDS, kj::mv(connecting));
+                client_ = connecting.wait(io_.waitScope);
               })) {
     throw std::runtime_error("cannot reach node at " + address + ": " +
                              e->getDescription().cStr());

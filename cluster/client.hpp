@@ -2,7 +2,8 @@
 // thread's KJ event loop; calls return promises, so one thread can keep thousands in
 // flight. `blocking_client` owns an event loop and waits for each answer: the CLI and
 // tests use it. Domain outcomes come back as values; a kj::Exception means transport
-// trouble (node unreachable, connection lost, OVERLOADED).
+// trouble (node unreachable, connection lost, OVERLOADED). A call with no answer within
+// `call_timeout_ms` ends as outcome_unknown (mutations) or unavailable (queries).
 //
 // Auto-batching (TigerBeetle-style): single reserve/confirm/release/query calls made
 // while a batch of their kind is on the wire wait for it, then go out together as one
@@ -21,6 +22,9 @@
 namespace holdfast {
 
 struct client_options {
+  // Every call answers by then: a mutation with outcome_unknown (retry it with the same
+  // hold id), a query with unavailable. 0: wait for ever.
+  int64_t call_timeout_ms = 15'000;
   bool auto_batch = true;
   size_t batch_size_max = 1024;   // ops per batch RPC; at most the node's --batch-max
   unsigned batches_in_flight_max = 2;  // per kind: batches on the wire before calls queue
@@ -30,7 +34,7 @@ class client {
 public:
   static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address,
                                               client_options options = {});
-  explicit client(kj::Own<kj::AsyncIoStream> stream, client_options options = {});
+  client(kj::Own<kj::AsyncIoStream> stream, kj::Timer& timer, client_options options = {});
   ~client();
 
   kj::Promise<hold_result> reserve(const hold_op& op);
@@ -44,14 +48,15 @@ public:
   kj::Promise<sku_result> sku(const sku_op& op);
 
 private:
+  kj::Promise<sku_result> send_sku(const sku_op& op);
   struct impl;
   std::unique_ptr<impl> impl_;
 };
 
 class blocking_client {
 public:
-  // Throws std::runtime_error when the node cannot be reached.
-  explicit blocking_client(const std::string& address);
+  // Throws std::runtime_error when the node cannot be reached within the call timeout.
+  explicit blocking_client(const std::string& address, client_options options = {});
   ~blocking_client();
 
   hold_result reserve(const std::string& sku, int64_t qty, const std::string& hold_id,

@@ -9,6 +9,8 @@
 #include <iostream>
 #include <pthread.h>
 
+#include "protocol/log.hpp"
+
 namespace holdfast {
 
 int run_node(const node_options& options) {
@@ -19,13 +21,17 @@ int run_node(const node_options& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
   lmdb_options storage;
   storage.path = options.data_dir;
   storage.map_size_bytes = options.map_size_mb << 20;
+  storage.sync = !options.unsafe_no_sync;
+  if (options.unsafe_no_sync)
+    spdlog::warn("--unsafe-no-sync: acknowledged writes are NOT durable (test use only)");
   std::string error;
   std::shared_ptr<lmdb_env> env = lmdb_env::open(storage, error);
   if (!env) {
-    std::cerr << "holdfast node: cannot open " << options.data_dir << ": " << error << "\n";
+    spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }
 
@@ -36,11 +42,15 @@ int run_node(const node_options& options) {
   cfg.set("scheduler.policy", caf::atom_from_string(options.scheduler));
   if (options.worker_threads > 0) cfg.set("scheduler.max-threads", options.worker_threads);
   caf::actor_system sys{cfg};
-  auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
+  auto clock = std::make_shared<system_wall_clock>();
+  store_config store_cfg;
+  store_cfg.finished_hold_retention_ms = options.finished_hold_retention_ms;
+  auto store = sys.spawn<caf::detached>(store_behavior, env, store_cfg, clock);
   sku_context ctx;
   ctx.env = env;
   ctx.store = store;
-  ctx.clock = std::make_shared<system_wall_clock>();
+  ctx.clock = clock;
+  ctx.claims = std::make_shared<hold_claims>();
   directory_config directory_cfg;
   directory_cfg.limits = options.server.limits;
   directory_cfg.idle_ms = options.idle_ms;
@@ -59,7 +69,9 @@ int run_node(const node_options& options) {
                [&](caf::error& e) { error = sys.render(e); });
   }
   if (recovered < 0) {
-    std::cerr << "holdfast node: recovery failed: " << error << "\n";
+    spdlog::critical("holdfast node: refusing to start on {}: {}; `holdfast check --data {}` "
+                     "lists every problem",
+                     options.data_dir, error, options.data_dir);
     shutdown();
     return 2;
   }
@@ -68,7 +80,7 @@ int run_node(const node_options& options) {
   rpc_server server(bridge, options.server);
   auto address = server.start(error);
   if (address.empty()) {
-    std::cerr << "holdfast node: " << error << "\n";
+    spdlog::critical("holdfast node: {}", error);
     caf::anon_send_exit(bridge, caf::exit_reason::kill);
     shutdown();
     return 2;

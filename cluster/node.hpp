@@ -13,6 +13,10 @@ struct node_options {
   std::string data_dir;
   size_t map_size_mb = 8192;         // LMDB map: the most the data file may grow to
   int64_t idle_ms = 30'000;          // passivate sku actors idle this long
+  // Finished holds answer repeated calls this long, then are deleted (idempotency window).
+  int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
+  std::string log_level = "info";    // spdlog level: trace, debug, info, warn, error, off
+  bool unsafe_no_sync = false;       // test-only: commits are not fsync'd (MDB_NOSYNC)
   std::string scheduler = "sharing"; // CAF scheduler policy: sharing or stealing
   size_t worker_threads = 0;         // CAF worker threads; 0: CAF's default (cores, at least 4)
   server_options server;

@@ -8,10 +8,11 @@
 #include <caf/send.hpp>
 
 #include <future>
-#include <iostream>
+#include <list>
 #include <thread>
 
 #include "protocol/codec.hpp"
+#include "protocol/log.hpp"
 
 namespace holdfast {
 
@@ -56,27 +57,146 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
   };
 }
 
-std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+class inventory_impl;
+
+// One accepted connection's bookkeeping, shared by its stream wrapper, its Inventory
+// object and the sweeper. Network thread only.
+struct connection_state {
+  int64_t last_read_ms = 0;
+  int64_t frame_started_ms = 0;   // 0: between frames
+  int64_t write_started_ms = 0;   // when the oldest unfinished write began
+  size_t writes_pending = 0;
+  size_t inflight_ops = 0;
+  kj::Own<kj::PromiseFulfiller<void>> close;  // fulfil to drop the connection
+  kj::Own<kj::PromiseFulfiller<void>> resume_reading;  // set while reading is paused
+
+  // The Cap'n Proto framing of what was read: where the current frame is, so a frame
+  // begun and never finished is noticed.
+  enum class phase { count, sizes, body } at = phase::count;
+  uint32_t word = 0;     // little-endian bytes of the header word being read
+  int word_bytes = 0;
+  uint32_t segments = 0, sizes_read = 0;
+  uint64_t body_left = 0;
+
+  void take(const kj::byte* p, size_t n, int64_t now_ms) {
+    if (n > 0) last_read_ms = now_ms;
+    while (n > 0) {
+      if (at == phase::body) {
+        auto step = static_cast<size_t>(std::min<uint64_t>(body_left, n));
+        body_left -= step;
+        p += step;
+        n -= step;
+        if (body_left == 0) end_frame();
+        continue;
+      }
+      if (at == phase::count && word_bytes == 0) frame_started_ms = now_ms;
+      word |= uint32_t{*p++} << (8 * word_bytes);
+      --n;
+      if (++word_bytes < 4) continue;
+      auto value = word;
+      word = 0;
+      word_bytes = 0;
+      if (at == phase::count) {
+        segments = value + 1;
+        sizes_read = 0;
+        body_left = 0;
+        at = phase::sizes;
+        continue;
+      }
+      body_left += uint64_t{value} * 8;
+      if (++sizes_read < segments) continue;
+      // The segment table is padded to a whole word.
+      if (segments % 2 == 0) body_left += 4;
+      at = phase::body;
+      if (body_left == 0) end_frame();
+    }
+  }
+  void end_frame() {
+    at = phase::count;
+    frame_started_ms = 0;
+  }
+};
+using connection_ptr = std::shared_ptr<connection_state>;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+// The socket of one connection, watched: what it reads (for the timeouts) and what it
+// cannot write. While an answer waits for the client to read, no more requests are
+// read from it, so a client that never reads cannot make the node queue answers.
+class watched_stream final : public kj::AsyncIoStream {
+public:
+  watched_stream(kj::Own<kj::AsyncIoStream> inner, connection_ptr state)
+    : inner_(kj::mv(inner)), state_(std::move(state)) {}
+
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    if (state_->writes_pending > 0) {
+      auto paf = kj::newPromiseAndFulfiller<void>();
+      state_->resume_reading = kj::mv(paf.fulfiller);
+      return paf.promise.then(
+        [this, buffer, min_bytes, max_bytes] { return tryRead(buffer, min_bytes, max_bytes); });
+    }
+    return inner_->tryRead(buffer, min_bytes, max_bytes).then([this, buffer](size_t n) {
+      state_->take(static_cast<const kj::byte*>(buffer), n, steady_ms());
+      return n;
+    });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override {
+    return watch(inner_->write(buffer, size));
+  }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return watch(inner_->write(pieces));
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+private:
+  kj::Promise<void> watch(kj::Promise<void> written) {
+    if (state_->writes_pending++ == 0) state_->write_started_ms = steady_ms();
+    return written.attach(kj::defer([state = state_] {
+      if (--state->writes_pending > 0) return;
+      state->write_started_ms = 0;
+      if (state->resume_reading) {
+        auto resume = kj::mv(state->resume_reading);
+        resume->fulfill();
+      }
+    }));
+  }
+
+  kj::Own<kj::AsyncIoStream> inner_;
+  connection_ptr state_;
+};
+
+// Counts shared by every connection of a server; network thread only.
+struct admission {
+  size_t inflight_ops = 0;
+};
 
 class inventory_impl final : public wire::Inventory::Server {
 public:
-  inventory_impl(caf::actor bridge, const server_options& options)
-    : bridge_(std::move(bridge)), options_(options) {}
+  inventory_impl(caf::actor bridge, const server_options& options, admission& node,
+                 connection_ptr conn)
+    : bridge_(std::move(bridge)), options_(options), node_(node), conn_(std::move(conn)) {}
 
   kj::Promise<void> createSku(CreateSkuContext ctx) override {
     auto p = ctx.getParams();
-    return sku_call(ctx, {sku_op_kind::create, str(p.getSku()), p.getStock(), p.getPriceCents()});
+    return sku_call(ctx, {sku_op_kind::create, codec::str(p.getSku()), p.getStock(),
+                          p.getPriceCents()});
   }
   kj::Promise<void> querySku(QuerySkuContext ctx) override {
-    return sku_call(ctx, {sku_op_kind::query, str(ctx.getParams().getSku()), 0, 0});
+    return sku_call(ctx, {sku_op_kind::query, codec::str(ctx.getParams().getSku()), 0, 0});
   }
   kj::Promise<void> restock(RestockContext ctx) override {
     auto p = ctx.getParams();
-    return sku_call(ctx, {sku_op_kind::restock, str(p.getSku()), p.getQty(), 0});
+    return sku_call(ctx, {sku_op_kind::restock, codec::str(p.getSku()), p.getQty(), 0});
   }
   kj::Promise<void> adjust(AdjustContext ctx) override {
     auto p = ctx.getParams();
-    return sku_call(ctx, {sku_op_kind::adjust, str(p.getSku()), p.getOnHand(), 0});
+    return sku_call(ctx, {sku_op_kind::adjust, codec::str(p.getSku()), p.getOnHand(), 0});
   }
 
   kj::Promise<void> reserve(ReserveContext ctx) override {
@@ -112,19 +232,27 @@ public:
   }
 
 private:
-  void admit() {
-    if (inflight_ >= options_.inflight_max)
-      throw KJ_EXCEPTION(OVERLOADED, "node has too many calls in flight; back off");
-    ++inflight_;
+  // Admits `n` operations or throws OVERLOADED; the returned object gives them back.
+  kj::Own<void> admit(size_t n) {
+    if (node_.inflight_ops + n > options_.inflight_max)
+      throw KJ_EXCEPTION(OVERLOADED, "node has too many operations in flight; back off");
+    if (conn_->inflight_ops + n > options_.connection_inflight_max)
+      throw KJ_EXCEPTION(OVERLOADED, "this connection has too many operations in flight; back off");
+    node_.inflight_ops += n;
+    conn_->inflight_ops += n;
+    return kj::heap(kj::defer([&node = node_, conn = conn_, n] {
+      node.inflight_ops -= n;
+      conn->inflight_ops -= n;
+    }));
   }
 
   kj::Promise<std::vector<hold_result>> hold_ops(std::vector<hold_op> ops) {
-    admit();
+    auto admitted = admit(ops.size());
     auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<hold_result>>();
     auto done = std::make_shared<completion<std::vector<hold_result>>>();
     done->fulfiller = kj::mv(paf.fulfiller);
     caf::anon_send(bridge_, hold_ops_atom_v, std::move(ops), std::move(done));
-    return paf.promise.attach(kj::defer([this] { --inflight_; }));
+    return paf.promise.attach(kj::mv(admitted));
   }
 
   template <class Context>
@@ -137,10 +265,9 @@ private:
   template <class Context, class Fill>
   kj::Promise<void> batch(Context& ctx, size_t n, Fill fill) {
     if (n > options_.limits.batch_size_max) {
-      auto out = ctx.getResults().initResults(n);
-      auto why = make_hold_error(code::invalid, "batch larger than " +
-                                                  std::to_string(options_.limits.batch_size_max));
-      for (size_t i = 0; i < n; ++i) codec::write(out[i], why);
+      // Refused whole, before anything is decoded: one error, however many items.
+      ctx.getResults().setRefused("batch of " + std::to_string(n) + " operations exceeds " +
+                                  std::to_string(options_.limits.batch_size_max));
       return kj::READY_NOW;
     }
     std::vector<hold_op> ops;
@@ -154,36 +281,46 @@ private:
 
   template <class Context>
   kj::Promise<void> sku_call(Context& ctx, sku_op op) {
-    admit();
+    auto admitted = admit(1);
     auto paf = kj::newPromiseAndCrossThreadFulfiller<sku_result>();
     auto done = std::make_shared<completion<sku_result>>();
     done->fulfiller = kj::mv(paf.fulfiller);
     caf::anon_send(bridge_, sku_op_atom_v, std::move(op), std::move(done));
-    return paf.promise.attach(kj::defer([this] { --inflight_; }))
+    return paf.promise.attach(kj::mv(admitted))
       .then([ctx](sku_result r) mutable { codec::write(ctx.getResults().initResult(), r); });
   }
 
   caf::actor bridge_;
-  server_options options_;
-  size_t inflight_ = 0;  // network thread only
+  const server_options& options_;
+  admission& node_;
+  connection_ptr conn_;
 };
 
-// One accepted connection: its RPC system lives until the peer disconnects.
+// One accepted connection: its RPC system lives until the peer disconnects or the
+// sweeper closes it.
 struct accepted_connection {
-  kj::Own<kj::AsyncIoStream> stream;
+  watched_stream stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
-  accepted_connection(kj::Own<kj::AsyncIoStream>&& s, capnp::Capability::Client bootstrap,
-                      capnp::ReaderOptions reader_options)
-    : stream(kj::mv(s)),
-      network(*stream, capnp::rpc::twoparty::Side::SERVER, reader_options),
+  accepted_connection(kj::Own<kj::AsyncIoStream>&& s, connection_ptr state,
+                      capnp::Capability::Client bootstrap, capnp::ReaderOptions reader_options)
+    : stream(kj::mv(s), std::move(state)),
+      network(stream, capnp::rpc::twoparty::Side::SERVER, reader_options),
       rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
 };
 
-class quiet_errors final : public kj::TaskSet::ErrorHandler {
+class connection_errors final : public kj::TaskSet::ErrorHandler {
 public:
   // A peer that sends garbage or vanishes loses its own connection; nobody else notices.
-  void taskFailed(kj::Exception&&) override {}
+  void taskFailed(kj::Exception&& e) override {
+    uint64_t suppressed = 0;
+    if (limit_.allow(suppressed))
+      spdlog::debug("connection ended: {} ({} more suppressed)", e.getDescription().cStr(),
+                    suppressed);
+  }
+
+private:
+  rate_limit limit_;
 };
 
 }  // namespace
@@ -198,9 +335,15 @@ struct rpc_server::impl {
   server_options options;
   std::thread thread;
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_fulfiller;
-  std::mutex mutex;
+  mutable std::mutex mutex;
+  counters stats;  // under mutex
 
-  void run(std::promise<std::string>& bound) {
+  void count(uint64_t counters::*field) {
+    std::lock_guard<std::mutex> guard(mutex);
+    ++(stats.*field);
+  }
+
+  void run(std::shared_ptr<std::promise<std::string>> bound) {
     try {
       auto io = kj::setupAsyncIo();
       auto address = io.provider->getNetwork().parseAddress(options.listen).wait(io.waitScope);
@@ -211,29 +354,90 @@ struct rpc_server::impl {
         std::lock_guard<std::mutex> guard(mutex);
         stop_fulfiller = kj::mv(stop.fulfiller);
       }
-      bound.set_value(host + ":" + std::to_string(listener->getPort()));
-      capnp::Capability::Client bootstrap = kj::heap<inventory_impl>(bridge, options);
-      capnp::ReaderOptions reader_options;
-      reader_options.traversalLimitInWords = options.frame_words_max;
-      reader_options.nestingLimit = 16;
-      quiet_errors errors;
-      kj::TaskSet connections(errors);
-      std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
-        return listener->accept().then([&](kj::Own<kj::AsyncIoStream>&& stream) {
-          auto conn = kj::heap<accepted_connection>(kj::mv(stream), bootstrap, reader_options);
-          auto done = conn->network.onDisconnect();
-          connections.add(done.attach(kj::mv(conn)));
-          return accept_next();
-        });
-      };
-      stop.promise.exclusiveJoin(accept_next()).wait(io.waitScope);
+      bound->set_value(host + ":" + std::to_string(listener->getPort()));
+      bound.reset();
+      serve(io, *listener, kj::mv(stop.promise));
     } catch (const kj::Exception& e) {
-      try {
-        bound.set_value("");
-      } catch (...) {
-      }
-      std::cerr << "holdfast: network thread: " << e.getDescription().cStr() << "\n";
+      if (bound) bound->set_value("");
+      spdlog::error("network thread: {}", e.getDescription().cStr());
     }
+  }
+
+  void serve(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, kj::Promise<void> stopped) {
+    capnp::ReaderOptions reader_options;
+    reader_options.traversalLimitInWords = options.frame_words_max;
+    reader_options.nestingLimit = 16;
+    admission node;
+    std::list<connection_ptr> open;
+    connection_errors errors;
+    kj::TaskSet connections(errors);
+    rate_limit accept_log;
+    auto& timer = io.provider->getTimer();
+
+    std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
+      return listener.accept().then(
+        [&](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
+          if (open.size() >= options.connections_max) {
+            count(&counters::refused_connections);
+            uint64_t suppressed = 0;
+            if (accept_log.allow(suppressed))
+              spdlog::warn("refusing a connection: {} open (--connections-max); {} more refused",
+                           open.size(), suppressed);
+            return accept_next();  // `stream` closes here
+          }
+          count(&counters::accepted);
+          auto state = std::make_shared<connection_state>();
+          state->last_read_ms = steady_ms();
+          auto closed = kj::newPromiseAndFulfiller<void>();
+          state->close = kj::mv(closed.fulfiller);
+          auto position = open.insert(open.end(), state);
+          capnp::Capability::Client bootstrap =
+            kj::heap<inventory_impl>(bridge, options, node, state);
+          auto conn = kj::heap<accepted_connection>(kj::mv(stream), state, kj::mv(bootstrap),
+                                                    reader_options);
+          auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(closed.promise));
+          connections.add(done.attach(kj::mv(conn), kj::defer([&open, position] {
+            open.erase(position);
+          })));
+          return accept_next();
+        },
+        [&](kj::Exception&& e) -> kj::Promise<void> {
+          // EMFILE, ENFILE, ENOBUFS...: the listener stays; try again shortly, when
+          // closed connections (idle or refused) have given descriptors back.
+          count(&counters::accept_errors);
+          uint64_t suppressed = 0;
+          if (accept_log.allow(suppressed))
+            spdlog::error("accept: {} ({} more suppressed); retrying", e.getDescription().cStr(),
+                          suppressed);
+          return timer.afterDelay(100 * kj::MILLISECONDS).then([&] { return accept_next(); });
+        });
+    };
+
+    // Closes connections that are idle, stuck in the middle of a frame, or not reading
+    // their answers.
+    std::function<kj::Promise<void>()> sweep = [&]() -> kj::Promise<void> {
+      return timer.afterDelay(250 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
+        auto now = steady_ms();
+        for (auto& c : open) {
+          if (!c->close) continue;
+          uint64_t counters::*why = nullptr;
+          if (c->frame_started_ms != 0 && now - c->frame_started_ms > options.frame_timeout_ms)
+            why = &counters::closed_frame;
+          else if (c->writes_pending > 0 && now - c->write_started_ms > options.write_stall_timeout_ms)
+            why = &counters::closed_stalled;
+          else if (c->frame_started_ms == 0 && c->inflight_ops == 0 && c->writes_pending == 0 &&
+                   now - c->last_read_ms > options.idle_timeout_ms)
+            why = &counters::closed_idle;
+          if (!why) continue;
+          count(why);
+          auto close = kj::mv(c->close);
+          close->fulfill();
+        }
+        return sweep();
+      });
+    };
+
+    stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep()).wait(io.waitScope);
   }
 };
 
@@ -246,15 +450,21 @@ rpc_server::rpc_server(caf::actor bridge, server_options options)
 rpc_server::~rpc_server() { stop(); }
 
 std::string rpc_server::start(std::string& error) {
-  std::promise<std::string> bound;
-  auto result = bound.get_future();
-  impl_->thread = std::thread([this, &bound] { impl_->run(bound); });
+  // Shared with the network thread, which may still hold it after start() returned.
+  auto bound = std::make_shared<std::promise<std::string>>();
+  auto result = bound->get_future();
+  impl_->thread = std::thread([this, bound] { impl_->run(bound); });
   auto address = result.get();
   if (address.empty()) {
     error = "cannot listen on " + impl_->options.listen;
     impl_->thread.join();
   }
   return address;
+}
+
+rpc_server::counters rpc_server::stats() const {
+  std::lock_guard<std::mutex> guard(impl_->mutex);
+  return impl_->stats;
 }
 
 void rpc_server::stop() {

@@ -16,11 +16,22 @@
 
 namespace holdfast {
 
+// Every limit the network edge enforces. What is admitted here bounds every queue behind
+// it: the bridge's and directory's mailboxes and each sku actor's hold operations
+// (operations in flight), and the answers waiting for a client (a client that does not
+// read stops being read from, and is disconnected when its answers stall).
 struct server_options {
   std::string listen = "127.0.0.1:7400";
   int64_t request_timeout_ms = 10'000;  // a call not answered by then: outcome_unknown
-  size_t inflight_max = 100'000;        // calls in flight; beyond it callers get OVERLOADED
+  size_t inflight_max = 100'000;        // operations in flight, node-wide; past it: OVERLOADED
+  size_t connection_inflight_max = 16'384;  // operations in flight from one connection
   uint64_t frame_words_max = 4u << 20;  // 32 MiB: larger frames are refused
+  size_t connections_max = 1'024;       // open client connections; more are closed at once
+  int64_t idle_timeout_ms = 300'000;    // a connection with nothing in flight and no bytes
+                                        // for this long is closed
+  int64_t frame_timeout_ms = 10'000;    // a frame begun but not finished within this: closed
+  int64_t write_stall_timeout_ms = 30'000;  // answers the client has not read for this long:
+                                            // closed
   request_limits limits;
 };
 
@@ -34,6 +45,12 @@ public:
   ~rpc_server();
   // Starts the network thread and binds; returns "host:port" or "" with `error` set.
   std::string start(std::string& error);
+  // Counters, read from any thread.
+  struct counters {
+    uint64_t accepted = 0, refused_connections = 0, closed_idle = 0, closed_frame = 0,
+             closed_stalled = 0, accept_errors = 0;
+  };
+  counters stats() const;
   // Stops accepting and closes every connection; joins the network thread.
   void stop();
 

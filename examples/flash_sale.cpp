@@ -15,7 +15,8 @@
 #include <random>
 
 #include "cluster/client.hpp"
-#include "cluster/node_process.hpp"
+#include "harness/node_process.hpp"
+#include "harness/processes.hpp"
 
 namespace holdfast {
 namespace {
@@ -114,12 +115,6 @@ struct sale {
   }
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-
 }  // namespace
 
 int run_demo(const demo_options& o) {
@@ -183,7 +178,9 @@ int run_demo(const demo_options& o) {
                       final_state.sold == s.confirmed && final_state.reserved == 0 &&
                       expired == static_cast<int64_t>(s.abandoned.size());
     double rate = static_cast<double>(s.reserve_calls) / (race_ms / 1000);
-    double p50 = percentile(s.reserve_latency_ms, 0.50), p99 = percentile(s.reserve_latency_ms, 0.99);
+    std::sort(s.reserve_latency_ms.begin(), s.reserve_latency_ms.end());
+    double p50 = percentile_of_sorted(s.reserve_latency_ms, 0.50);
+    double p99 = percentile_of_sorted(s.reserve_latency_ms, 0.99);
     if (o.json) {
       std::printf("{\"sku\":\"%s\",\"stock\":%lld,\"buyers\":%lld,\"sold\":%lld,\"released\":%lld,"
                   "\"expired\":%lld,\"oversold\":%lld,\"reserve_calls\":%lld,"

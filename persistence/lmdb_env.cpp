@@ -2,11 +2,15 @@
 
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <unordered_map>
+
+#include "persistence/clock.hpp"
+#include "persistence/data_directory.hpp"
 
 namespace holdfast {
 
@@ -19,6 +23,7 @@ const char* to_string(store_status s) {
     case store_status::readers_full: return "reader table full";
     case store_status::corrupt: return "record corrupt";
     case store_status::io_error: return "i/o error";
+    case store_status::rejected: return "write rejected";
   }
   return "?";
 }
@@ -27,6 +32,14 @@ namespace {
 
 store_status from_mdb(int rc) {
   switch (rc) {
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+      return store_status::corrupt;
+    case MDB_BAD_VALSIZE:
+    case MDB_KEYEXIST:
+    case EINVAL:
+      return store_status::rejected;
     case MDB_SUCCESS: return store_status::ok;
     case MDB_NOTFOUND: return store_status::not_found;
     case MDB_MAP_FULL: return store_status::map_full;
@@ -72,15 +85,53 @@ struct read_txn {
   }
 };
 
+// A failed write of a batch of its own: the batch is left out and the rest commit.
+// Anything else (map or disk full, i/o) fails the whole commit.
+bool batch_error(int rc) { return rc == MDB_BAD_VALSIZE || rc == MDB_KEYEXIST || rc == EINVAL; }
+
+// Sanity of a write batch before it touches the transaction: the writer's invariants
+// and the key limits. A batch that fails is a writer bug; it fails alone.
+bool batch_sound(const std::vector<mutation>& batch) {
+  const sku_record* sku = nullptr;
+  for (const auto& m : batch)
+    if (m.kind == mutation::put_sku) sku = &m.sku;
+  if (!sku) return false;
+  const auto& name = sku->sku.sku;
+  if (name.empty() || name.size() > sku_bytes_max || !check_invariants(sku->sku).empty())
+    return false;
+  for (const auto& m : batch) {
+    if (m.kind != mutation::put_hold) continue;
+    const auto& h = m.hold.hold;
+    if (h.hold_id.empty() || h.hold_id.size() > hold_id_bytes_max || h.qty <= 0 ||
+        (h.sku != name && !h.sku.empty()) || h.state > hold_state::expired)
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 struct lmdb_env::impl {
+  std::unique_ptr<data_directory> directory;
   MDB_env* env = nullptr;
   MDB_dbi skus = 0;
   MDB_dbi hold_log = 0;
   MDB_dbi finished_holds = 0;
   MDB_dbi hold_index = 0;
+  MDB_dbi meta_db = 0;
   size_t map_size_bytes = 0;
+  directory_meta meta;
+
+  // EIO from a commit is often a short write on a full disk: say so when it is.
+  store_status classify(int rc) const {
+    auto s = from_mdb(rc);
+    if (s != store_status::io_error) return s;
+    struct statvfs v;
+    if (statvfs(directory->path().c_str(), &v) == 0 &&
+        static_cast<uint64_t>(v.f_bavail) * v.f_frsize < (uint64_t{64} << 20))
+      return store_status::disk_full;
+    return s;
+  }
 
   ~impl() {
     if (env) mdb_env_close(env);
@@ -102,35 +153,116 @@ lmdb_env::~lmdb_env() = default;
 
 std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::string& error) {
   auto p = std::make_unique<impl>();
-  auto fail = [&](const char* what, int rc) -> std::unique_ptr<lmdb_env> {
-    error = std::string(what) + ": " + mdb_strerror(rc);
+  const bool read_only = options.read_only;
+  p->directory = data_directory::open(
+    options.path, read_only ? data_directory::mode::read_only : data_directory::mode::write, error);
+  if (!p->directory) return nullptr;
+  auto fail = [&](const std::string& what, int rc) -> std::unique_ptr<lmdb_env> {
+    error = what + ": " + mdb_strerror(rc);
     return nullptr;
   };
-  if (mkdir(options.path.c_str(), 0755) != 0 && errno != EEXIST)
-    return fail("create data directory", errno);
+  const auto data_file = p->directory->file("data.mdb");
+  struct stat st;
+  bool missing = stat(data_file.c_str(), &st) != 0;
+  bool has_data = !missing && st.st_size > 0;
+  const auto& marked = p->directory->marked_id();
+  if (!marked.empty() && !has_data) {
+    error = options.path + " was a Holdfast data directory (id " + marked + ") but data.mdb is " +
+            (missing ? "missing" : "empty") +
+            ": refusing to serve an empty catalogue; restore the directory from a backup";
+    return nullptr;
+  }
+  if (marked.empty() && !has_data && !p->directory->fresh()) {
+    error = options.path + " is not empty and is not a Holdfast data directory";
+    return nullptr;
+  }
   int rc = mdb_env_create(&p->env);
   if (rc != 0) return fail("mdb_env_create", rc);
   if ((rc = mdb_env_set_maxdbs(p->env, 8)) != 0) return fail("set_maxdbs", rc);
   if ((rc = mdb_env_set_maxreaders(p->env, options.readers_max)) != 0)
     return fail("set_maxreaders", rc);
-  if ((rc = mdb_env_set_mapsize(p->env, options.map_size_bytes)) != 0)
+  if (!read_only && (rc = mdb_env_set_mapsize(p->env, options.map_size_bytes)) != 0)
     return fail("set_mapsize", rc);
   // MDB_NOTLS: read transactions are opened by CAF workers and the network thread alike.
-  if ((rc = mdb_env_open(p->env, options.path.c_str(), MDB_NOTLS, 0644)) != 0)
-    return fail("mdb_env_open", rc);
-  p->map_size_bytes = options.map_size_bytes;
+  unsigned flags = MDB_NOTLS | (read_only ? MDB_RDONLY : 0) | (options.sync ? 0 : MDB_NOSYNC);
+  if ((rc = mdb_env_open(p->env, options.path.c_str(), flags, 0644)) != 0)
+    return fail("mdb_env_open " + data_file, rc);
+  MDB_envinfo info;
+  MDB_stat env_stat;
+  mdb_env_info(p->env, &info);
+  mdb_env_stat(p->env, &env_stat);
+  p->map_size_bytes = info.me_mapsize;
+  // A file cut short still opens (LMDB reads only its meta pages) and then faults on the
+  // first read past its end: compare it with the last page the last commit wrote.
+  if (has_data) {
+    stat(data_file.c_str(), &st);
+    auto needed = (info.me_last_pgno + 1) * uint64_t{env_stat.ms_psize};
+    if (static_cast<uint64_t>(st.st_size) < needed) {
+      error = data_file + " is truncated: " + std::to_string(st.st_size) +
+              " bytes, but its last committed page ends at byte " + std::to_string(needed) +
+              "; restore the directory from a backup";
+      return nullptr;
+    }
+  }
   MDB_txn* txn = nullptr;
-  if ((rc = mdb_txn_begin(p->env, nullptr, 0, &txn)) != 0) return fail("txn_begin", rc);
-  if ((rc = mdb_dbi_open(txn, "skus", MDB_CREATE, &p->skus)) != 0 ||
-      (rc = mdb_dbi_open(txn, "hold_log", MDB_CREATE, &p->hold_log)) != 0 ||
-      (rc = mdb_dbi_open(txn, "finished_holds", MDB_CREATE, &p->finished_holds)) != 0 ||
-      (rc = mdb_dbi_open(txn, "hold_index", MDB_CREATE, &p->hold_index)) != 0) {
+  if ((rc = mdb_txn_begin(p->env, nullptr, read_only ? MDB_RDONLY : 0, &txn)) != 0)
+    return fail("txn_begin", rc);
+  unsigned create = read_only ? 0 : MDB_CREATE;
+  if ((rc = mdb_dbi_open(txn, "skus", create, &p->skus)) != 0 ||
+      (rc = mdb_dbi_open(txn, "hold_log", create, &p->hold_log)) != 0 ||
+      (rc = mdb_dbi_open(txn, "finished_holds", create, &p->finished_holds)) != 0 ||
+      (rc = mdb_dbi_open(txn, "hold_index", create, &p->hold_index)) != 0 ||
+      (rc = mdb_dbi_open(txn, "meta", create, &p->meta_db)) != 0) {
     mdb_txn_abort(txn);
+    if (read_only && rc == MDB_NOTFOUND) {
+      error = data_file + " has no Holdfast databases";
+      return nullptr;
+    }
     return fail("open databases", rc);
   }
+  std::string meta_key = "directory";
+  MDB_val mk = val(meta_key), mv;
+  rc = mdb_get(txn, p->meta_db, &mk, &mv);
+  if (rc == 0 && !decode(mv.mv_data, mv.mv_size, p->meta)) {
+    mdb_txn_abort(txn);
+    error = data_file + ": the directory record fails its checksum";
+    return nullptr;
+  }
+  if (rc == MDB_NOTFOUND) {
+    if (has_data || read_only) {
+      mdb_txn_abort(txn);
+      error = data_file + " has no directory record: not Holdfast data of format " +
+              std::to_string(data_directory::format);
+      return nullptr;
+    }
+    p->meta.format = data_directory::format;
+    p->meta.directory_id = data_directory::new_id();
+    p->meta.created_ms = system_wall_clock{}.now_ms();
+    auto bytes = encode(p->meta);
+    MDB_val v = val(bytes);
+    rc = mdb_put(txn, p->meta_db, &mk, &v, 0);
+  } else if (rc != 0) {
+    mdb_txn_abort(txn);
+    return fail("read directory record", rc);
+  }
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    return fail("write directory record", rc);
+  }
   if ((rc = mdb_txn_commit(txn)) != 0) return fail("commit databases", rc);
+  if (!marked.empty() && marked != p->meta.directory_id) {
+    error = data_file + " belongs to another data directory (id " + p->meta.directory_id +
+            ", this one is " + marked + ")";
+    return nullptr;
+  }
+  // A directory created by a node that died before marking it is marked now.
+  if (marked.empty() && !read_only && !p->directory->mark(p->meta.directory_id, error))
+    return nullptr;
   return std::unique_ptr<lmdb_env>(new lmdb_env(std::move(p)));
 }
+
+const directory_meta& lmdb_env::meta() const { return impl_->meta; }
+const std::string& lmdb_env::path() const { return impl_->directory->path(); }
 
 store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
@@ -164,6 +296,18 @@ store_status lmdb_env::read_view::read_finished_hold(const std::string& sku,
   int rc = mdb_get(static_cast<MDB_txn*>(txn_), env_->finished_holds, &k, &v);
   if (rc != 0) return from_mdb(rc);
   return decode(v.mv_data, v.mv_size, out) ? store_status::ok : store_status::corrupt;
+}
+
+void lmdb_env::read_view::refresh() {
+  if (!txn_) return;
+  mdb_txn_reset(static_cast<MDB_txn*>(txn_));
+  rc_ = mdb_txn_renew(static_cast<MDB_txn*>(txn_));
+}
+
+store_status lmdb_env::read_view::has_sku(const std::string& sku) {
+  if (rc_ != 0) return from_mdb(rc_);
+  MDB_val k = val(sku), v;
+  return from_mdb(mdb_get(static_cast<MDB_txn*>(txn_), env_->skus, &k, &v));
 }
 
 store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
@@ -210,7 +354,8 @@ store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hol
   return st;
 }
 
-store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f) const {
+store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f,
+                                 std::string& problem) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   MDB_cursor* cursor = nullptr;
@@ -221,7 +366,14 @@ store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f
   for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
     sku_record r;
+    std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
     if (!decode(v.mv_data, v.mv_size, r)) {
+      problem = "sku '" + name + "': record fails its checksum";
+      st = store_status::corrupt;
+      break;
+    }
+    if (auto broken = check_invariants(r.sku); !broken.empty() || r.sku.sku != name) {
+      problem = "sku '" + name + "': " + (broken.empty() ? "record names another sku" : broken);
       st = store_status::corrupt;
       break;
     }
@@ -232,11 +384,17 @@ store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f
   return st;
 }
 
-store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& batches) {
-  MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
-  if (rc != 0) return from_mdb(rc);
+store_status lmdb_env::commit(const std::vector<commit_part>& parts,
+                              std::vector<store_status>& batch_status) {
+  batch_status.assign(parts.size(), store_status::ok);
+  // A failed batch takes its writer's later batches with it: they build on its state.
+  auto fail_batch = [&](size_t i, store_status why) {
+    for (size_t j = i; j < parts.size(); ++j)
+      if (parts[j].writer == parts[i].writer && batch_status[j] == store_status::ok)
+        batch_status[j] = why;
+  };
   std::vector<const hold_record*> holds;
+  MDB_txn* txn = nullptr;
   // One batch: its SKU snapshot numbers the hold-log block that carries its holds.
   auto apply = [&](const std::vector<mutation>& batch) -> int {
     const sku_record* sku = nullptr;
@@ -245,7 +403,6 @@ store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& b
       if (m.kind == mutation::put_sku) sku = &m.sku;
       else holds.push_back(&m.hold);
     }
-    if (!sku) return holds.empty() ? 0 : EINVAL;  // a writer bug: holds without a block
     const auto& name = sku->sku.sku;
     int r = 0;
     if (!holds.empty()) {
@@ -272,11 +429,16 @@ store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& b
       if ((r = mdb_put(txn, impl_->hold_log, &k, &v, 0)) != 0) return r;
       for (auto* h : holds) {
         if (h->hold.state == hold_state::active) {
-          // The index remembers the first SKU a hold id was used on. A checkpoint
-          // restates old holds (already indexed) and may carry new ones.
+          // The index remembers the SKU a hold id is used on. A checkpoint restates old
+          // holds (already indexed) and may carry new ones. The id was claimed node-wide
+          // before the hold was granted, so an entry naming another SKU is a bug: that
+          // batch fails rather than granting one id twice.
           MDB_val ik = val(h->hold.hold_id), iv = val(name);
           r = mdb_put(txn, impl_->hold_index, &ik, &iv, MDB_NOOVERWRITE);
-          if (r != 0 && r != MDB_KEYEXIST) return r;
+          if (r == MDB_KEYEXIST && iv.mv_size == name.size() &&
+              memcmp(iv.mv_data, name.data(), name.size()) == 0)
+            r = 0;
+          if (r != 0) return r;
         } else {
           auto fkey = hold_key(name, h->hold.hold_id);
           auto fbytes = encode(*h);
@@ -289,24 +451,164 @@ store_status lmdb_env::commit(const std::vector<const std::vector<mutation>*>& b
     MDB_val k = val(name), v = val(bytes);
     return mdb_put(txn, impl_->skus, &k, &v, 0);
   };
-  for (auto* batch : batches)
-    if ((rc = apply(*batch)) != 0) {
-      mdb_txn_abort(txn);
-      return from_mdb(rc);
+  // The writer's invariants are asserted here, before anything is written; a batch
+  // that breaks them fails alone instead of stopping the node.
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (batch_status[i] == store_status::ok && !batch_sound(*parts[i].mutations))
+      fail_batch(i, store_status::rejected);
+  // A batch that fails on its own is left out and the transaction is redone without
+  // it: a bad writer never fails the writers it shares a commit with.
+  for (;;) {
+    int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
+    if (rc != 0) return impl_->classify(rc);
+    size_t failed = parts.size();
+    for (size_t i = 0; i < parts.size() && rc == 0; ++i) {
+      if (batch_status[i] != store_status::ok) continue;
+      if ((rc = apply(*parts[i].mutations)) != 0) failed = i;
     }
-  // mdb_txn_commit fsyncs (the environment is opened without MDB_NOSYNC).
-  rc = mdb_txn_commit(txn);
-  return from_mdb(rc);
+    if (rc == 0) {
+      // mdb_txn_commit fsyncs (unless the environment was opened with MDB_NOSYNC).
+      rc = mdb_txn_commit(txn);
+      return impl_->classify(rc);
+    }
+    mdb_txn_abort(txn);
+    if (!batch_error(rc)) return impl_->classify(rc);
+    fail_batch(failed, from_mdb(rc));
+  }
+}
+
+collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_max,
+                                          std::string& cursor_key) {
+  collect_result result;
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
+  if (rc != 0) {
+    result.status = impl_->classify(rc);
+    return result;
+  }
+  MDB_cursor* cursor = nullptr;
+  if ((rc = mdb_cursor_open(txn, impl_->finished_holds, &cursor)) != 0) {
+    mdb_txn_abort(txn);
+    result.status = from_mdb(rc);
+    return result;
+  }
+  MDB_val k = val(cursor_key), v;
+  rc = mdb_cursor_get(cursor, &k, &v, cursor_key.empty() ? MDB_FIRST : MDB_SET_RANGE);
+  for (; rc == 0 && result.scanned < scan_max; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    ++result.scanned;
+    hold_record h;
+    // A record that cannot be read is left for `holdfast check` to report.
+    if (!decode(v.mv_data, v.mv_size, h) || h.finished_ms == 0 || h.finished_ms > ended_before_ms)
+      continue;
+    // The index entry goes with it: the id may be used again, as with any expired
+    // idempotency key.
+    MDB_val ik = val(h.hold.hold_id), iv;
+    if (mdb_get(txn, impl_->hold_index, &ik, &iv) == 0 && iv.mv_size == h.hold.sku.size() &&
+        memcmp(iv.mv_data, h.hold.sku.data(), iv.mv_size) == 0 &&
+        (rc = mdb_del(txn, impl_->hold_index, &ik, nullptr)) != 0)
+      break;
+    if ((rc = mdb_cursor_del(cursor, 0)) != 0) break;
+    ++result.deleted;
+  }
+  if (rc == 0) {
+    cursor_key.assign(static_cast<const char*>(k.mv_data), k.mv_size);
+  } else if (rc == MDB_NOTFOUND) {
+    cursor_key.clear();
+    result.wrapped = true;
+    rc = 0;
+  }
+  mdb_cursor_close(cursor);
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    result.status = impl_->classify(rc);
+    return result;
+  }
+  result.status = impl_->classify(mdb_txn_commit(txn));
+  return result;
 }
 
 store_status lmdb_env::backup(const std::string& directory, std::string& error) const {
-  if (mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST) {
-    error = std::string("create backup directory: ") + strerror(errno);
+  auto target = data_directory::open(directory, data_directory::mode::write, error);
+  if (!target) return store_status::io_error;
+  if (!target->fresh() || !target->marked_id().empty()) {
+    error = directory + " is not empty: a backup goes into a new or empty directory";
     return store_status::io_error;
   }
   int rc = mdb_env_copy2(impl_->env, directory.c_str(), MDB_CP_COMPACT);
-  if (rc != 0) error = mdb_strerror(rc);
-  return from_mdb(rc);
+  if (rc != 0) {
+    error = mdb_strerror(rc);
+    return from_mdb(rc);
+  }
+  if (!target->mark(impl_->meta.directory_id, error)) return store_status::io_error;
+  return store_status::ok;
+}
+
+check_report lmdb_env::check() const {
+  check_report report;
+  auto problem = [&](std::string p) {
+    if (report.problems.size() < 1000) report.problems.push_back(std::move(p));
+  };
+  std::unordered_map<std::string, std::string> active_ids;  // hold id -> sku
+  std::string scan_problem;
+  std::vector<sku_record> skus;
+  auto st = scan_skus([&](const sku_record& r) { skus.push_back(r); }, scan_problem);
+  if (st != store_status::ok) problem(scan_problem.empty() ? to_string(st) : scan_problem);
+  for (auto& r : skus) {
+    ++report.skus;
+    std::vector<hold_record> holds;
+    size_t entries = 0;
+    const auto& name = r.sku.sku;
+    if (auto hs = read_active_holds(name, holds, &entries); hs != store_status::ok) {
+      problem("sku '" + name + "': hold log: " + to_string(hs));
+      continue;
+    }
+    int64_t reserved = 0;
+    for (auto& h : holds) {
+      reserved += h.hold.qty;
+      active_ids.emplace(h.hold.hold_id, name);
+    }
+    report.active_holds += static_cast<int64_t>(holds.size());
+    if (reserved != r.sku.reserved || static_cast<int64_t>(holds.size()) != r.sku.active_holds)
+      problem("sku '" + name + "': record says reserved " + std::to_string(r.sku.reserved) +
+              " in " + std::to_string(r.sku.active_holds) + " holds, its hold log has " +
+              std::to_string(reserved) + " in " + std::to_string(holds.size()));
+  }
+  read_txn t(impl_->env);
+  if (t.rc != 0) {
+    problem(std::string("read transaction: ") + mdb_strerror(t.rc));
+    return report;
+  }
+  auto each = [&](MDB_dbi dbi, const std::function<void(MDB_val&, MDB_val&)>& f) {
+    MDB_cursor* cursor = nullptr;
+    if (mdb_cursor_open(t.txn, dbi, &cursor) != 0) return;
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
+      f(k, v);
+    mdb_cursor_close(cursor);
+  };
+  each(impl_->hold_log, [&](MDB_val&, MDB_val&) { ++report.log_blocks; });
+  each(impl_->finished_holds, [&](MDB_val& k, MDB_val& v) {
+    ++report.finished_holds;
+    hold_record h;
+    if (!decode(v.mv_data, v.mv_size, h))
+      problem("finished hold '" + std::string(static_cast<const char*>(k.mv_data), k.mv_size) +
+              "': record fails its checksum");
+  });
+  each(impl_->hold_index, [&](MDB_val& k, MDB_val& v) {
+    ++report.index_entries;
+    std::string id(static_cast<const char*>(k.mv_data), k.mv_size);
+    std::string sku(static_cast<const char*>(v.mv_data), v.mv_size);
+    auto it = active_ids.find(id);
+    if (it != active_ids.end() && it->second != sku)
+      problem("hold '" + id + "' is active on sku '" + it->second + "' but indexed on '" + sku + "'");
+  });
+  for (auto& [id, sku] : active_ids) {
+    MDB_val k = val(id), v;
+    if (mdb_get(t.txn, impl_->hold_index, &k, &v) != 0)
+      problem("active hold '" + id + "' on sku '" + sku + "' is missing from the hold-id index");
+  }
+  return report;
 }
 
 lmdb_env::usage lmdb_env::space() const {

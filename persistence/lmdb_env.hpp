@@ -1,6 +1,10 @@
 // The node's one LMDB environment. Reads may come from any thread (each opens its own
-// read transaction, MDB_NOTLS); commit() is called only by the store actor. No LMDB
-// handle, transaction or MDB_val leaves this file's implementation.
+// read transaction, MDB_NOTLS); commit() and collect_finished() are called only by the
+// store actor. No LMDB handle, transaction or MDB_val leaves this file's implementation.
+//
+// Opening checks that the directory is the node's alone and still holds its data
+// (persistence/data_directory.hpp) and that data.mdb is not truncated. Every record
+// carries a checksum; SKU records are checked against their invariants when read.
 #pragma once
 
 #include <cstdint>
@@ -13,14 +17,22 @@
 
 namespace holdfast {
 
+// LMDB's longest key (its default MDB_MAXKEYSIZE). Every key the store builds must fit:
+constexpr size_t lmdb_key_bytes_max = 511;
+static_assert(sku_bytes_max + 1 + hold_id_bytes_max <= lmdb_key_bytes_max,
+              "finished_holds key: sku, NUL, hold id");
+static_assert(sku_bytes_max + 1 + 8 <= lmdb_key_bytes_max, "hold_log key: sku, NUL, block");
+static_assert(hold_id_bytes_max <= lmdb_key_bytes_max, "hold_index key: hold id");
+
 enum class store_status : uint8_t {
   ok = 0,
   not_found,
   map_full,       // the configured map size is used up
   disk_full,      // ENOSPC / EDQUOT
   readers_full,   // reader table full
-  corrupt,        // a record failed to decode
+  corrupt,        // a record failed its checksum, decoding or invariants
   io_error,
+  rejected,       // a write batch failed its checks: only its writer fails
 };
 
 const char* to_string(store_status s);
@@ -29,6 +41,24 @@ struct lmdb_options {
   std::string path;                            // directory, created if missing
   size_t map_size_bytes = size_t{8} << 30;     // upper bound of the data file
   unsigned readers_max = 1024;                 // concurrent read transactions
+  bool read_only = false;  // backup and check: an existing directory, no lock, no writes
+  // Test-only: MDB_NOSYNC, commits are not fsync'd. The power-loss test uses it to prove
+  // that it catches a node that acknowledges before the disk has the write.
+  bool sync = true;
+};
+
+// What `holdfast check` found.
+struct check_report {
+  int64_t skus = 0, active_holds = 0, finished_holds = 0, index_entries = 0, log_blocks = 0;
+  std::vector<std::string> problems;  // empty: the directory is sound
+};
+
+// One step of finished-hold collection.
+struct collect_result {
+  store_status status = store_status::ok;
+  size_t scanned = 0;
+  size_t deleted = 0;
+  bool wrapped = false;  // the scan reached the end and starts over next time
 };
 
 class lmdb_env {
@@ -48,8 +78,10 @@ public:
   // Replays the SKU's hold log; `entries` (if given) gets the number of log entries read.
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out,
                                  size_t* entries = nullptr) const;
-  // Calls f for every SKU record, in key order.
-  store_status scan_skus(const std::function<void(const sku_record&)>& f) const;
+  // Calls f for every SKU record, in key order. A record that fails its checksum or
+  // invariants stops the scan with `corrupt`, and `problem` names it.
+  store_status scan_skus(const std::function<void(const sku_record&)>& f,
+                         std::string& problem) const;
 
   // Several reads from one read transaction: for a handler that looks up many holds.
   // Lives no longer than the handler that opened it.
@@ -62,6 +94,10 @@ public:
     // A hold of `sku` that has ended (confirmed, released, expired).
     store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
                                     hold_record& out);
+    // ok when the SKU has a record, not_found when not.
+    store_status has_sku(const std::string& sku);
+    // Moves the view to the latest commit.
+    void refresh();
 
   private:
     friend class lmdb_env;
@@ -73,12 +109,33 @@ public:
   std::unique_ptr<read_view> read() const;
 
   // -- writes, the store actor only -------------------------------------------
-  // Applies every mutation in one transaction and commits it with fsync. All or
-  // nothing: on any failure the transaction is aborted.
-  store_status commit(const std::vector<const std::vector<mutation>*>& batches);
+  // One writer's write batch in a group commit.
+  struct commit_part {
+    const std::vector<mutation>* mutations;
+    uint64_t writer;
+  };
+  // Applies every batch in one transaction and commits it with fsync. A batch that
+  // fails its checks or a key rule is left out, with the same writer's later batches
+  // (they build on it); `part_status` says why for each, and the others commit without
+  // them. The result is the commit's: on failure nothing was written and every batch
+  // failed with it.
+  store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
 
-  // Consistent hot copy with compaction into an empty directory.
+  // Deletes finished holds (and their hold-id index entries) that ended at or before
+  // `ended_before_ms`, scanning at most `scan_max` records from `cursor` on, which it
+  // advances. One transaction.
+  collect_result collect_finished(int64_t ended_before_ms, size_t scan_max, std::string& cursor);
+
+  // Consistent hot copy with compaction into a new or empty directory, marked as a
+  // copy of this one. Refused when the target has anything in it.
   store_status backup(const std::string& directory, std::string& error) const;
+
+  // Reads everything: checksums, SKU invariants, every SKU's holds against its
+  // counters, the hold-id index.
+  check_report check() const;
+
+  const directory_meta& meta() const;
+  const std::string& path() const;
 
   struct usage {
     size_t map_size_bytes;

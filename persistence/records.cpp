@@ -3,23 +3,42 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <cstring>
+
+#include "persistence/crc32c.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/storage.capnp.h"
 
 namespace holdfast {
 namespace {
 
+using codec::str;
+
+// Every value ends in 8 bytes: its CRC32C (little-endian) and a tag, so a flipped bit
+// anywhere in a record is caught when it is read, not served.
+constexpr size_t trailer_bytes = 8;
+constexpr uint32_t trailer_tag = 0x31434648;  // "HFC1"
+
 std::string to_bytes(capnp::MallocMessageBuilder& message) {
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  std::string out;
+  out.reserve(bytes.size() + trailer_bytes);
+  out.append(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  uint32_t trailer[2] = {crc32c(bytes.begin(), bytes.size()), trailer_tag};
+  out.append(reinterpret_cast<const char*>(trailer), trailer_bytes);
+  return out;
 }
-
-std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
 // LMDB values are 8-byte aligned only by luck; copy when they are not.
 template <class F>
-bool with_reader(const void* data, size_t size, F&& f) {
-  if (size % sizeof(capnp::word) != 0 || size == 0) return false;
+bool with_reader(const void* data, size_t stored_size, F&& f) {
+  if (stored_size % sizeof(capnp::word) != 0 || stored_size < trailer_bytes + sizeof(capnp::word))
+    return false;
+  auto size = stored_size - trailer_bytes;
+  uint32_t trailer[2];
+  memcpy(trailer, static_cast<const char*>(data) + size, trailer_bytes);
+  if (trailer[1] != trailer_tag || trailer[0] != crc32c(data, size)) return false;
   kj::Array<capnp::word> copy;
   kj::ArrayPtr<const capnp::word> words(static_cast<const capnp::word*>(data),
                                         size / sizeof(capnp::word));
@@ -55,6 +74,7 @@ std::string encode(const sku_record& r) {
   b.setEarliestDeadlineMs(r.earliest_deadline_ms);
   b.setLogBlock(r.log_block);
   b.setCheckpointBlock(r.checkpoint_block);
+  b.setWrittenOff(r.sku.written_off);
   return to_bytes(message);
 }
 
@@ -71,6 +91,7 @@ bool decode(const void* data, size_t size, sku_record& out) {
     out.earliest_deadline_ms = s.getEarliestDeadlineMs();
     out.log_block = s.getLogBlock();
     out.checkpoint_block = s.getCheckpointBlock();
+    out.sku.written_off = s.getWrittenOff();
   });
 }
 
@@ -83,6 +104,7 @@ void write_hold(stored::HoldRecord::Builder b, const hold_record& r, bool with_s
   b.setTtlMs(r.ttl_ms);
   b.setDeadlineMs(r.hold.deadline_ms);
   b.setState(static_cast<stored::HoldState>(r.hold.state));
+  b.setFinishedMs(r.finished_ms);
 }
 
 bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
@@ -92,6 +114,7 @@ bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
   out.hold.deadline_ms = h.getDeadlineMs();
   auto state = static_cast<uint16_t>(h.getState());
   out.hold.state = static_cast<hold_state>(state);
+  out.finished_ms = h.getFinishedMs();
   return state <= static_cast<uint16_t>(hold_state::expired);
 }
 
@@ -134,6 +157,24 @@ bool decode_block(const void* data, size_t size, const std::string& sku,
     }
   });
   return ok && states_ok;
+}
+
+std::string encode(const directory_meta& m) {
+  capnp::MallocMessageBuilder message(16);
+  auto b = message.initRoot<stored::DirectoryMeta>();
+  b.setFormat(m.format);
+  b.setDirectoryId(m.directory_id);
+  b.setCreatedMs(m.created_ms);
+  return to_bytes(message);
+}
+
+bool decode(const void* data, size_t size, directory_meta& out) {
+  return with_reader(data, size, [&](capnp::MessageReader& reader) {
+    auto m = reader.getRoot<stored::DirectoryMeta>();
+    out.format = m.getFormat();
+    out.directory_id = str(m.getDirectoryId());
+    out.created_ms = m.getCreatedMs();
+  });
 }
 
 }  // namespace holdfast

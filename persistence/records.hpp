@@ -1,5 +1,5 @@
 // What the store persists. Plain structs; persistence/records.cpp encodes them as
-// protocol/storage.capnp records.
+// protocol/storage.capnp records, each followed by its CRC32C.
 #pragma once
 
 #include <string>
@@ -20,6 +20,15 @@ struct sku_record {
 struct hold_record {
   hold_info hold;
   int64_t ttl_ms = 0;
+  int64_t finished_ms = 0;  // when it ended; 0 while active
+};
+
+// Which directory the data belongs to; kept in the `meta` database and, as a copy, in
+// the directory's holdfast.format file, so lost or swapped data is noticed at start.
+struct directory_meta {
+  uint32_t format = 0;
+  std::string directory_id;
+  int64_t created_ms = 0;
 };
 
 // One change in a write batch. All hold changes of one batch are stored as one
@@ -36,6 +45,8 @@ std::string encode(const sku_record& r);
 bool decode(const void* data, size_t size, sku_record& out);
 std::string encode(const hold_record& r);
 bool decode(const void* data, size_t size, hold_record& out);
+std::string encode(const directory_meta& m);
+bool decode(const void* data, size_t size, directory_meta& out);
 std::string encode_block(const std::vector<const hold_record*>& holds);
 // Appends the block's holds (their sku set to `sku`) to `out`.
 bool decode_block(const void* data, size_t size, const std::string& sku,
@@ -47,7 +58,7 @@ typename Inspector::result_type inspect(Inspector& f, sku_record& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_record& x) {
-  return f(x.hold, x.ttl_ms);
+  return f(x.hold, x.ttl_ms, x.finished_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mutation& x) {

@@ -10,22 +10,32 @@ namespace {
 void commit(store_actor::stateful_pointer<store_state> self) {
   auto& st = self->state;
   if (st.batches.empty()) return;
-  std::vector<const std::vector<mutation>*> parts;
+  std::vector<lmdb_env::commit_part> parts;
   parts.reserve(st.batches.size());
-  for (auto& p : st.batches) parts.push_back(&p.batch.mutations);
-  auto status = st.env->commit(parts);
-  // One notification per writer: batches of a writer arrive in seq order.
+  for (auto& p : st.batches) parts.push_back({&p.batch.mutations, p.writer.id()});
+  std::vector<store_status> part_status;
+  auto status = st.env->commit(parts, part_status);
+  // One notification per writer: batches of a writer arrive in seq order. A writer whose
+  // batch failed hears about the batches before it (durable) and then the failure.
   struct note {
     store_listener writer;
     uint64_t epoch;
-    uint64_t first_seq;
-    uint64_t last_seq;
+    uint64_t last_durable_seq = 0;
+    uint64_t failed_seq = 0;
+    store_status why = store_status::ok;
   };
   std::unordered_map<caf::actor_id, note> notes;
-  for (auto& p : st.batches) {
-    auto [it, fresh] = notes.try_emplace(p.writer.id(),
-                                         note{p.writer, p.batch.epoch, p.batch.seq, p.batch.seq});
-    if (!fresh) it->second.last_seq = p.batch.seq;
+  for (size_t i = 0; i < st.batches.size(); ++i) {
+    auto& p = st.batches[i];
+    auto [it, fresh] = notes.try_emplace(p.writer.id(), note{p.writer, p.batch.epoch});
+    auto& n = it->second;
+    auto why = status != store_status::ok ? status : part_status[i];
+    if (why == store_status::ok) {
+      n.last_durable_seq = p.batch.seq;
+    } else if (n.why == store_status::ok) {
+      n.failed_seq = p.batch.seq;
+      n.why = why;
+    }
   }
   if (status == store_status::ok) {
     st.stats.commits++;
@@ -35,24 +45,43 @@ void commit(store_actor::stateful_pointer<store_state> self) {
       std::max<uint64_t>(st.stats.largest_commit_mutations, st.mutations_pending);
     st.stats.largest_commit_batches =
       std::max<uint64_t>(st.stats.largest_commit_batches, st.batches.size());
-    for (auto& [id, n] : notes) self->send(n.writer, durable_atom_v, n.last_seq);
   } else {
     st.stats.failed_commits++;
-    for (auto& [id, n] : notes) {
-      st.poisoned[id] = {n.epoch, status};
-      self->send(n.writer, write_failed_atom_v, n.epoch, n.first_seq, status);
-    }
+  }
+  for (auto& [id, n] : notes) {
+    if (n.last_durable_seq != 0) self->send(n.writer, durable_atom_v, n.last_durable_seq);
+    if (n.why == store_status::ok) continue;
+    if (status == store_status::ok) st.stats.rejected_batches++;
+    st.poisoned[id] = {n.epoch, n.why};
+    self->send(n.writer, write_failed_atom_v, n.epoch, n.failed_seq, n.why);
   }
   st.batches.clear();
   st.mutations_pending = 0;
 }
 
+// One bounded step of finished-hold collection; the next comes sooner while there is
+// a backlog.
+void collect(store_actor::stateful_pointer<store_state> self) {
+  auto& st = self->state;
+  auto before = st.clock->now_ms() - st.config.finished_hold_retention_ms;
+  auto r = st.env->collect_finished(before, st.config.collect_scan_max, st.collect_cursor);
+  st.stats.finished_collected += r.deleted;
+  if (r.wrapped) st.stats.collection_passes++;
+  bool backlog = r.status == store_status::ok && !r.wrapped;
+  auto delay = backlog ? std::min<int64_t>(st.config.collect_interval_ms, 10)
+                       : st.config.collect_interval_ms;
+  self->delayed_send(self, std::chrono::milliseconds(delay), collect_atom_v);
+}
+
 }  // namespace
 
 store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_state> self,
-                                          std::shared_ptr<lmdb_env> env, store_config config) {
+                                          std::shared_ptr<lmdb_env> env, store_config config,
+                                          std::shared_ptr<const wall_clock> clock) {
   self->state.env = std::move(env);
   self->state.config = config;
+  self->state.clock = std::move(clock);
+  self->delayed_send(self, std::chrono::milliseconds(config.collect_interval_ms), collect_atom_v);
   return {
     [self](write_atom, store_listener writer, write_batch& batch) {
       auto& st = self->state;
@@ -78,6 +107,11 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
     [self](flush_atom) {
       self->state.flush_scheduled = false;
       commit(self);
+    },
+    [self](collect_atom) {
+      // Writes first: collection waits behind any pending group commit.
+      commit(self);
+      collect(self);
     },
     [self](stats_atom) { return self->state.stats; },
   };

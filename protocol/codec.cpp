@@ -1,9 +1,10 @@
 #include "protocol/codec.hpp"
 
 namespace holdfast::codec {
-namespace {
 
 std::string str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+namespace {
 
 wire::HoldState to_wire(hold_state s) { return static_cast<wire::HoldState>(s); }
 
@@ -37,6 +38,7 @@ void write(wire::SkuInfo::Builder out, const sku_info& in) {
   out.setSold(in.sold);
   out.setStocked(in.stocked);
   out.setActiveHolds(in.active_holds);
+  out.setWrittenOff(in.written_off);
 }
 
 sku_info read(wire::SkuInfo::Reader in) {
@@ -48,6 +50,7 @@ sku_info read(wire::SkuInfo::Reader in) {
   s.sold = in.getSold();
   s.stocked = in.getStocked();
   s.active_holds = in.getActiveHolds();
+  s.written_off = in.getWrittenOff();
   return s;
 }
 

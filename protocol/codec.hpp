@@ -8,6 +8,9 @@
 
 namespace holdfast::codec {
 
+// A Text field's bytes as they came; validation (UTF-8, limits) is the caller's.
+std::string str(capnp::Text::Reader t);
+
 void write(wire::HoldInfo::Builder out, const hold_info& in);
 hold_info read(wire::HoldInfo::Reader in);
 

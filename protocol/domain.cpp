@@ -38,15 +38,60 @@ std::string validate_name(const std::string& what, const std::string& value, siz
   if (value.size() > max) return what + " longer than " + std::to_string(max) + " bytes";
   for (unsigned char ch : value)
     if (ch < 0x21 || ch == 0x7f) return what + " contains whitespace or control characters";
+  if (!valid_utf8(value)) return what + " is not valid UTF-8";
   return {};
 }
 
 }  // namespace
 
+bool valid_utf8(const std::string& text) {
+  auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  auto* end = p + text.size();
+  while (p < end) {
+    unsigned c = *p;
+    if (c < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t n;
+    unsigned cp, min;
+    if ((c & 0xe0) == 0xc0) n = 1, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0) n = 2, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0) n = 3, cp = c & 0x07, min = 0x10000;
+    else return false;
+    if (static_cast<size_t>(end - p) <= n) return false;
+    for (size_t i = 1; i <= n; ++i) {
+      if ((p[i] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+std::string check_invariants(const sku_info& s) {
+  auto show = [](const char* name, int64_t v) { return std::string(name) + " " + std::to_string(v); };
+  if (s.on_hand < 0 || s.reserved < 0 || s.sold < 0 || s.stocked < 0 || s.active_holds < 0 ||
+      s.written_off < 0 || s.price_cents < 0)
+    return "a counter is negative";
+  if (s.reserved > s.on_hand)
+    return "reserved exceeds on_hand (" + show("reserved", s.reserved) + ", " +
+           show("on_hand", s.on_hand) + ")";
+  if (s.sold + s.on_hand + s.written_off != s.stocked)
+    return "sold + on_hand + written_off != stocked (" + show("sold", s.sold) + ", " +
+           show("on_hand", s.on_hand) + ", " + show("written_off", s.written_off) + ", " +
+           show("stocked", s.stocked) + ")";
+  if ((s.active_holds == 0) != (s.reserved == 0))
+    return "reserved units without active holds or the reverse (" + show("reserved", s.reserved) +
+           ", " + show("active_holds", s.active_holds) + ")";
+  return {};
+}
+
 std::string validate(const hold_op& op, const request_limits& limits) {
   if (op.kind == hold_op_kind::reserve || !op.sku.empty())
-    if (auto e = validate_name("sku", op.sku, limits.sku_length_max); !e.empty()) return e;
-  if (auto e = validate_name("hold id", op.hold_id, limits.hold_id_length_max); !e.empty())
+    if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
+  if (auto e = validate_name("hold id", op.hold_id, hold_id_bytes_max); !e.empty())
     return e;
   if (op.kind != hold_op_kind::reserve) return {};
   if (op.qty <= 0) return "qty must be positive";
@@ -58,7 +103,7 @@ std::string validate(const hold_op& op, const request_limits& limits) {
 }
 
 std::string validate(const sku_op& op, const request_limits& limits) {
-  if (auto e = validate_name("sku", op.sku, limits.sku_length_max); !e.empty()) return e;
+  if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
   switch (op.kind) {
     case sku_op_kind::create:
       if (op.amount < 0 || op.amount > limits.qty_max)

@@ -1,6 +1,6 @@
 // Domain messages exchanged inside a node: plain structs, no CAF, no Cap'n Proto.
 // protocol/codec.hpp converts them to and from the wire; persistence/ to and from LMDB.
-// The free inspect() functions let CAF carry them in messages (actors/messages.hpp).
+// The free inspect() functions let CAF carry them in messages (persistence/type_ids.hpp).
 #pragma once
 
 #include <cstdint>
@@ -55,8 +55,14 @@ struct sku_info {
   int64_t sold = 0;
   int64_t stocked = 0;
   int64_t active_holds = 0;
+  int64_t written_off = 0;  // units removed by stock-take adjustments
   int64_t available() const { return on_hand - reserved; }
 };
+
+// The rules every stored and served SKU obeys: counters not negative, 0 <= reserved <=
+// on_hand, sold + on_hand + written_off == stocked. Empty when they hold, else which
+// one broke and the numbers.
+std::string check_invariants(const sku_info& s);
 
 struct sku_result {
   code status = code::ok;
@@ -85,16 +91,24 @@ struct sku_op {
   int64_t price_cents = 0;  // create only
 };
 
+// Longest names, in bytes of UTF-8. Fixed, not configurable: the store builds keys of
+// an SKU and a hold id together, and persistence/ checks at compile time that every key
+// it builds fits its key limit.
+constexpr size_t sku_bytes_max = 128;
+constexpr size_t hold_id_bytes_max = 256;
+
 // Limits every entry point enforces before anything reaches an actor.
 struct request_limits {
   size_t batch_size_max = 4096;
-  size_t sku_length_max = 256;
-  size_t hold_id_length_max = 256;
   int64_t qty_max = 1'000'000'000;
   int64_t hold_ttl_min_ms = 1;
   int64_t hold_ttl_max_ms = 7LL * 24 * 3600 * 1000;
   int64_t price_cents_max = 1'000'000'000'000LL;
 };
+
+// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points
+// past U+10FFFF): Cap'n Proto's Text is UTF-8, and names end up in JSON.
+bool valid_utf8(const std::string& text);
 
 // Returns an empty string when the operation is well-formed, else why not.
 std::string validate(const hold_op& op, const request_limits& limits);
@@ -113,7 +127,8 @@ typename Inspector::result_type inspect(Inspector& f, hold_result& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_info& x) {
-  return f(x.sku, x.on_hand, x.reserved, x.price_cents, x.sold, x.stocked, x.active_holds);
+  return f(x.sku, x.on_hand, x.reserved, x.price_cents, x.sold, x.stocked, x.active_holds,
+           x.written_off);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_result& x) {

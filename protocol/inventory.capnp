@@ -1,6 +1,7 @@
 @0xb7e1c3f2a4d50901;
 # Client <-> node contract for inventory. Schemas only grow: new ordinals, never
-# renumbered or retyped (tests/unit/schema_growth_test.cpp checks this).
+# renumbered or retyped (tests/unit/schema_test.cpp checks this against
+# tests/unit/schema_history.txt).
 
 $import "/capnp/c++.capnp".namespace("holdfast::wire");
 
@@ -27,6 +28,7 @@ struct SkuInfo {
   sold @4 :Int64;          # units ever confirmed
   stocked @5 :Int64;       # units ever added (create + restock + positive adjust)
   activeHolds @6 :Int64;
+  writtenOff @7 :Int64;    # units removed by stock-take adjustments: sold + onHand + writtenOff == stocked
 }
 
 struct ReserveRequest {
@@ -82,7 +84,9 @@ interface Inventory {
   release @6 (hold :HoldRef) -> (result :HoldResult);
   queryHold @7 (hold :HoldRef) -> (result :HoldResult);
 
-  reserveBatch @8 (requests :List(ReserveRequest)) -> (results :List(HoldResult));
-  confirmBatch @9 (holds :List(HoldRef)) -> (results :List(HoldResult));
-  releaseBatch @10 (holds :List(HoldRef)) -> (results :List(HoldResult));
+  # A batch larger than the node's limit is refused whole: `results` is empty and
+  # `refused` says why (one error, not one per item).
+  reserveBatch @8 (requests :List(ReserveRequest)) -> (results :List(HoldResult), refused :Text);
+  confirmBatch @9 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
+  releaseBatch @10 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
 }

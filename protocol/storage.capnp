@@ -1,5 +1,7 @@
 @0xd2f5a8c61e3b7402;
-# LMDB records. Stored data evolves like the wire does: fields are only added.
+# LMDB records. Stored data evolves like the wire does: fields are only added. Every
+# stored value is one of these messages followed by an 8-byte trailer carrying its
+# CRC32C (persistence/records.cpp).
 
 $import "/capnp/c++.capnp".namespace("holdfast::stored");
 
@@ -14,6 +16,14 @@ struct SkuRecord {
   earliestDeadlineMs @7 :Int64;   # 0 when no hold is active; lets recovery wake only SKUs with holds
   logBlock @8 :UInt64;            # the SKU's last hold-log block written
   checkpointBlock @9 :UInt64;     # the block restating every active hold; older blocks are gone
+  writtenOff @10 :Int64;          # units removed by stock-take adjustments
+}
+
+# The `meta` database's one record: which directory this data belongs to.
+struct DirectoryMeta {
+  format @0 :UInt32;
+  directoryId @1 :Text;           # also in the directory's holdfast.format file
+  createdMs @2 :Int64;
 }
 
 enum HoldState {
@@ -36,4 +46,5 @@ struct HoldRecord {
   ttlMs @3 :Int64;
   deadlineMs @4 :Int64;
   state @5 :HoldState;
+  finishedMs @6 :Int64;           # when it ended (0 while active): finished holds are kept for the idempotency window
 }

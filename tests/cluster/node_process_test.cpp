@@ -13,7 +13,7 @@
 #include <random>
 
 #include "cluster/client.hpp"
-#include "cluster/node_process.hpp"
+#include "harness/node_process.hpp"
 
 namespace holdfast {
 namespace {

@@ -36,9 +36,11 @@ public:
     : sched_(sched), start_(sched.clock().now()) {}
   int64_t now_ms() const override {
     auto elapsed = sched_.clock().now() - start_;
-    return base_ms + std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+    return base_ms + step_ms +
+           std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
   }
   static constexpr int64_t base_ms = 1'800'000'000'000;
+  int64_t step_ms = 0;  // a step of the wall clock (negative: set back), timers unaffected
 
 private:
   caf::scheduler::test_coordinator& sched_;
@@ -71,11 +73,12 @@ protected:
     std::string error;
     env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
     ASSERT_TRUE(env_) << error;
-    store_ = sys_->spawn(store_behavior, env_, store_config{});
+    store_ = sys_->spawn(store_behavior, env_, store_config_, clock_);
     sku_context ctx;
     ctx.env = env_;
     ctx.store = store_;
     ctx.clock = clock_;
+    ctx.claims = claims_;
     ctx.book.log_checkpoint_factor = config_.log_checkpoint_factor;
     ctx.book.log_checkpoint_slack = config_.log_checkpoint_slack;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
@@ -158,6 +161,8 @@ protected:
   caf::scheduler::test_coordinator* sched_;
   std::shared_ptr<coordinator_clock> clock_;
   node_config config_;
+  store_config store_config_;
+  std::shared_ptr<hold_claims> claims_ = std::make_shared<hold_claims>();
   std::shared_ptr<lmdb_env> env_;
   store_actor store_;
   directory_actor directory_;

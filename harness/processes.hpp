@@ -1,6 +1,7 @@
-// Child processes for the benchmarks: peers (redis-server, postgres) started on
-// loopback and stopped by PID, and short commands whose output is read back. No shell
-// is involved: arguments go to execv as they are.
+// Child processes for tests, benchmarks and the demo: nodes and peers (redis-server,
+// postgres) started on loopback and stopped by PID, and short commands whose output is
+// read back. No shell is involved: arguments go to execve as they are. Not part of the
+// node: only harnesses link this library.
 #pragma once
 
 #include <sys/types.h>
@@ -11,13 +12,30 @@
 #include <string>
 #include <vector>
 
-namespace holdfast::bench {
+namespace holdfast {
 
 // The user a child runs as (postgres refuses to run as root).
 struct run_as {
   uid_t uid;
   gid_t gid;
 };
+
+// How to start a child. Exactly one fork + exec lives behind this.
+struct spawn_spec {
+  std::vector<std::string> argv;        // argv[0] is the program's path
+  std::vector<std::string> env_extra;   // "NAME=value", added to this process's environment
+  std::optional<run_as> user;
+  int stdout_fd = -1;                   // -1: inherit
+  int stderr_fd = -1;                   // -1: inherit
+};
+
+// Forks and execs; the child gets /dev/null as stdin. Returns the child's pid; throws
+// std::runtime_error when fork fails. An exec failure shows as exit status 127.
+pid_t spawn(const spawn_spec& spec);
+
+// Sends `signal`, then SIGKILL if the child is still there after `grace`; reaps it and
+// returns its exit status (128 + signal when killed).
+int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace);
 
 // A long-running child. Its stdout and stderr go to `log_path`. Stopped with `signal`
 // and reaped when the handle goes.
@@ -44,7 +62,8 @@ struct command_result {
 
 // Runs a command to completion and captures its output.
 command_result run_command(const std::vector<std::string>& argv,
-                           std::optional<run_as> user = std::nullopt);
+                           std::optional<run_as> user = std::nullopt,
+                           const std::vector<std::string>& env_extra = {});
 
 // The full path of `name` on PATH or in `extra_dirs`, or empty.
 std::string find_program(const std::string& name, const std::vector<std::string>& extra_dirs = {});
@@ -58,4 +77,7 @@ std::string make_temp_dir(const std::string& prefix);
 // Retries `ready` until it is true or `limit` passes.
 bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds limit);
 
-}  // namespace holdfast::bench
+// The value at quantile p (0..1) of an ascending vector; 0 when empty.
+double percentile_of_sorted(const std::vector<double>& sorted, double p);
+
+}  // namespace holdfast

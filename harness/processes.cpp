@@ -1,4 +1,4 @@
-#include "bench/processes.hpp"
+#include "harness/processes.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -10,27 +10,62 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <thread>
 
-namespace holdfast::bench {
+extern char** environ;
+
+namespace holdfast {
 namespace {
 
-// In the forked child: become `user`, then exec. Never returns.
-[[noreturn]] void exec_child(const std::vector<std::string>& argv, std::optional<run_as> user) {
-  if (user) {
-    if (setgroups(0, nullptr) != 0 || setgid(user->gid) != 0 || setuid(user->uid) != 0) _exit(126);
-  }
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execv(args[0], args.data());
-  _exit(127);
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (auto& a : v) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
 }
 
 }  // namespace
+
+pid_t spawn(const spawn_spec& spec) {
+  if (spec.argv.empty()) throw std::runtime_error("spawn: empty argv");
+  // Everything the child needs is built before fork: only async-signal-safe calls after.
+  auto argv = c_strings(spec.argv);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  env_strings.insert(env_strings.end(), spec.env_extra.begin(), spec.env_extra.end());
+  auto envp = c_strings(env_strings);
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid > 0) return pid;
+  if (spec.stdout_fd >= 0) dup2(spec.stdout_fd, STDOUT_FILENO);
+  if (spec.stderr_fd >= 0) dup2(spec.stderr_fd, STDERR_FILENO);
+  int null = open("/dev/null", O_RDONLY);
+  if (null >= 0) dup2(null, STDIN_FILENO);
+  if (spec.user &&
+      (setgroups(0, nullptr) != 0 || setgid(spec.user->gid) != 0 || setuid(spec.user->uid) != 0))
+    _exit(126);
+  execve(argv[0], argv.data(), envp.data());
+  _exit(127);
+}
+
+int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace) {
+  int status = 0;
+  ::kill(pid, signal);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 child_process::child_process(const std::vector<std::string>& argv, const std::string& log_path,
                              std::optional<run_as> user, int stop_signal)
@@ -41,17 +76,11 @@ child_process::child_process(const std::vector<std::string>& argv, const std::st
     close(log);
     throw std::runtime_error("cannot chown " + log_path);
   }
-  pid_ = fork();
-  if (pid_ < 0) {
+  try {
+    pid_ = spawn({argv, {}, user, log, log});
+  } catch (...) {
     close(log);
-    throw std::runtime_error("fork failed");
-  }
-  if (pid_ == 0) {
-    dup2(log, STDOUT_FILENO);
-    dup2(log, STDERR_FILENO);
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0) dup2(null, STDIN_FILENO);
-    exec_child(argv, user);
+    throw;
   }
   close(log);
 }
@@ -70,37 +99,23 @@ bool child_process::alive() {
 
 void child_process::stop() {
   if (pid_ <= 0) return;
-  ::kill(pid_, stop_signal_);
   // A peer that ignores its stop signal for 10 s gets SIGKILL.
-  for (int i = 0; i < 1000; ++i) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
+  stop_child(pid_, stop_signal_, std::chrono::seconds(10));
   pid_ = -1;
 }
 
-command_result run_command(const std::vector<std::string>& argv, std::optional<run_as> user) {
+command_result run_command(const std::vector<std::string>& argv, std::optional<run_as> user,
+                           const std::vector<std::string>& env_extra) {
   command_result result;
   int fds[2];
-  if (pipe(fds) != 0) return result;
-  pid_t pid = fork();
-  if (pid < 0) {
+  if (pipe2(fds, O_CLOEXEC) != 0) return result;
+  pid_t pid;
+  try {
+    pid = spawn({argv, env_extra, user, fds[1], fds[1]});
+  } catch (const std::exception&) {
     close(fds[0]);
     close(fds[1]);
     return result;
-  }
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    exec_child(argv, user);
   }
   close(fds[1]);
   char buf[65536];
@@ -164,4 +179,10 @@ bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds li
   return true;
 }
 
-}  // namespace holdfast::bench
+double percentile_of_sorted(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  auto i = static_cast<size_t>(p * static_cast<double>(sorted.size()));
+  return sorted[std::min(i, sorted.size() - 1)];
+}
+
+}  // namespace holdfast

@@ -1,0 +1,22 @@
+// The entity actors' message types and atoms, listed once, numbered after the store's.
+#pragma once
+
+#include "persistence/type_ids.hpp"
+#include "protocol/domain.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_last_type_id + 1)
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::hold_op))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::hold_result))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::sku_op))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::sku_result))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::hold_op>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::hold_result>))
+
+  CAF_ADD_ATOM(holdfast_actors, holdfast, hold_ops_atom, "holdops")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, sku_op_atom, "skuop")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, expire_atom, "expire")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, passivate_atom, "passivate")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, wake_atom, "wake")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, idle_check_atom, "idlecheck")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, recover_atom, "recover")
+CAF_END_TYPE_ID_BLOCK(holdfast_actors)

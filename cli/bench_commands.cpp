@@ -1,0 +1,65 @@
+// `holdfast bench hot-sku | many-skus` (bench/).
+#include "bench/hot_sku.hpp"
+#include "bench/many_skus.hpp"
+#include "cli/commands.hpp"
+
+namespace holdfast::cli {
+
+void add_bench_commands(CLI::App& app, context& ctx) {
+  auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
+  bench_cmd->require_subcommand(1);
+
+  auto hot = std::make_shared<bench::hot_sku_options>();
+  auto no_peers = std::make_shared<bool>(false);
+  auto* hot_cmd = bench_cmd->add_subcommand(
+    "hot-sku", "durable reservations on one SKU: Holdfast, Redis + Lua, PostgreSQL side by side");
+  hot_cmd->add_option("--seconds", hot->seconds, "measured time per row")->capture_default_str();
+  hot_cmd->add_option("--callers", hot->callers, "concurrent callers")->capture_default_str();
+  hot_cmd->add_option("--depth", hot->depth_pipelined, "calls outstanding per caller in row 1b")
+    ->capture_default_str();
+  hot_cmd->add_option("--connections", hot->connections, "load generator connections per thread")
+    ->capture_default_str();
+  hot_cmd->add_option("--threads", hot->threads, "load generator threads")->capture_default_str();
+  hot_cmd->add_option("--repeat", hot->repeat,
+                      "runs of each Holdfast/peer pair, alternating; ratios are medians")
+    ->check(CLI::Range(1, 99))
+    ->capture_default_str();
+  hot_cmd->add_option("--png", hot->png, "picture to write (empty: none)")->capture_default_str();
+  hot_cmd->add_option("--use-node", hot->node_address, "measure a running node at HOST:PORT");
+  hot_cmd->add_flag("--no-peers", *no_peers, "skip the Redis and PostgreSQL rows");
+  hot_cmd->callback([&ctx, hot, no_peers] {
+    ctx.action = [&ctx, hot, no_peers] {
+      hot->json = ctx.as_json;
+      hot->peers = !*no_peers;
+      try {
+        return bench::run_hot_sku(*hot);
+      } catch (const std::exception& e) {
+        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
+      }
+    };
+  });
+
+  auto many = std::make_shared<bench::many_skus_options>();
+  auto* many_cmd = bench_cmd->add_subcommand(
+    "many-skus", "a large catalog: create, random reserves, memory per idle SKU, restart time");
+  many_cmd->add_option("--skus", many->skus, "SKUs to create")->capture_default_str();
+  many_cmd->add_option("--holds", many->holds, "random reservations, left outstanding")
+    ->capture_default_str();
+  many_cmd->add_option("--outstanding", many->outstanding, "calls in flight")
+    ->capture_default_str();
+  many_cmd->add_option("--idle-ms", many->idle_ms,
+                       "node's SKU actor idle time before passivation")
+    ->capture_default_str();
+  many_cmd->callback([&ctx, many] {
+    ctx.action = [&ctx, many] {
+      many->json = ctx.as_json;
+      try {
+        return bench::run_many_skus(*many);
+      } catch (const std::exception& e) {
+        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
+      }
+    };
+  });
+}
+
+}  // namespace holdfast::cli

@@ -1,0 +1,35 @@
+// The `holdfast` binary's command groups. Each file registers its subcommands on the
+// app; the one that parsed sets `action`, which main runs. Exit status everywhere:
+// 0 success, 1 a domain refusal (out of stock, unknown SKU, a hold that already ended,
+// ...), 2 usage errors and calls whose outcome is not known (node unreachable, no
+// answer in time).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace holdfast::cli {
+
+constexpr int exit_refused = 1;
+constexpr int exit_usage = 2;
+
+struct context {
+  std::string node_address = "127.0.0.1:7400";
+  bool as_json = false;
+  int64_t timeout_ms = 15'000;  // a call with no answer by then: outcome_unknown
+  std::function<int()> action;
+};
+
+void add_node_command(CLI::App& app, context& ctx);
+void add_inventory_commands(CLI::App& app, context& ctx);
+void add_demo_command(CLI::App& app, context& ctx);
+void add_bench_commands(CLI::App& app, context& ctx);
+void add_storage_commands(CLI::App& app, context& ctx);
+
+// Usage and connection errors: exit 2, and under --json still one object on stdout.
+int fail(const context& ctx, const char* status, const std::string& message);
+
+}  // namespace holdfast::cli

@@ -1,0 +1,178 @@
+// Inventory commands against a running node: sku create/show, reserve, confirm,
+// release, hold show, restock, adjust.
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cluster/client.hpp"
+
+namespace holdfast::cli {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) {
+  // Names come from users: never let an encoding problem turn into a failed command.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json to_json(const hold_info& h) {
+  return {{"hold", h.hold_id},     {"sku", h.sku},
+          {"qty", h.qty},          {"state", to_string(h.state)},
+          {"deadline_ms", h.deadline_ms}};
+}
+
+json to_json(const sku_info& s) {
+  return {{"sku", s.sku},           {"on_hand", s.on_hand},   {"reserved", s.reserved},
+          {"available", s.available()}, {"price", s.price_cents}, {"sold", s.sold},
+          {"stocked", s.stocked},   {"written_off", s.written_off},
+          {"active_holds", s.active_holds}};
+}
+
+int exit_code(code c) {
+  if (c == code::ok) return 0;
+  if (c == code::invalid || c == code::unavailable || c == code::outcome_unknown) return exit_usage;
+  return exit_refused;
+}
+
+int print(const hold_result& r, bool as_json, const char* verb) {
+  bool has_hold = r.status == code::ok || r.status == code::hold_expired ||
+                  r.status == code::hold_conflict || r.status == code::wrong_state;
+  if (as_json) {
+    json j{{"status", to_string(r.status)}};
+    if (has_hold) j.update(to_json(r.hold));
+    if (r.status == code::out_of_stock) j["available"] = r.available;
+    if (!r.message.empty()) j["error"] = r.message;
+    std::cout << dump(j) << "\n";
+  } else if (r.status == code::ok) {
+    std::cout << verb << " hold " << r.hold.hold_id << ": " << r.hold.qty << " x " << r.hold.sku
+              << ", state " << to_string(r.hold.state) << ", deadline_ms " << r.hold.deadline_ms
+              << "\n";
+  } else {
+    std::cerr << to_string(r.status);
+    if (r.status == code::out_of_stock) std::cerr << ": " << r.available << " available";
+    if (has_hold)
+      std::cerr << ": hold " << r.hold.hold_id << " on " << r.hold.sku << " is "
+                << to_string(r.hold.state) << " (qty " << r.hold.qty << ")";
+    if (!r.message.empty()) std::cerr << ": " << r.message;
+    std::cerr << "\n";
+  }
+  return exit_code(r.status);
+}
+
+int print(const sku_result& r, bool as_json) {
+  bool has_sku = r.status == code::ok || r.status == code::sku_exists ||
+                 r.status == code::insufficient;
+  if (as_json) {
+    json j{{"status", to_string(r.status)}};
+    if (has_sku) j.update(to_json(r.sku));
+    if (!r.message.empty()) j["error"] = r.message;
+    std::cout << dump(j) << "\n";
+  } else if (r.status == code::ok) {
+    const auto& s = r.sku;
+    std::cout << s.sku << ": on_hand " << s.on_hand << ", reserved " << s.reserved
+              << ", available " << s.available() << ", price " << s.price_cents
+              << " cents, sold " << s.sold << ", active holds " << s.active_holds << "\n";
+  } else {
+    std::cerr << to_string(r.status) << (r.message.empty() ? "" : ": " + r.message) << "\n";
+  }
+  return exit_code(r.status);
+}
+
+struct arguments {
+  std::string sku, hold_id, ttl = "15m";
+  int64_t stock = 0, price = 0, qty = 0;
+};
+
+// Connects, runs one call, prints its answer. A call that reached the node but lost its
+// connection is not "unreachable": a mutation's outcome is then unknown.
+template <class Call>
+int with_node(const context& ctx, bool mutation, Call call) {
+  client_options options;
+  options.call_timeout_ms = ctx.timeout_ms;
+  std::unique_ptr<blocking_client> c;
+  try {
+    c = std::make_unique<blocking_client>(ctx.node_address, options);
+  } catch (const std::exception& e) {
+    return fail(ctx, "unreachable", e.what());
+  }
+  try {
+    return call(*c);
+  } catch (const kj::Exception& e) {
+    auto why = "node " + ctx.node_address + ": " + e.getDescription().cStr();
+    if (!mutation) return fail(ctx, "unavailable", why);
+    return fail(ctx, "outcome_unknown", why + " (retry with the same hold id)");
+  }
+}
+
+}  // namespace
+
+void add_inventory_commands(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<arguments>();
+  auto on = [&ctx](CLI::App* cmd, bool mutation, std::function<int(blocking_client&)> call) {
+    cmd->callback([&ctx, mutation, call] {
+      ctx.action = [&ctx, mutation, call] { return with_node(ctx, mutation, call); };
+    });
+  };
+
+  auto* sku_cmd = app.add_subcommand("sku", "create or show an SKU");
+  sku_cmd->require_subcommand(1);
+  auto* sku_create = sku_cmd->add_subcommand("create", "create an SKU");
+  sku_create->add_option("SKU", a->sku)->required();
+  sku_create->add_option("--stock", a->stock, "units on hand")->required();
+  sku_create->add_option("--price", a->price, "price in cents")->required();
+  on(sku_create, true, [a, &ctx](blocking_client& c) {
+    return print(c.create_sku(a->sku, a->stock, a->price), ctx.as_json);
+  });
+  auto* sku_show = sku_cmd->add_subcommand("show", "show an SKU");
+  sku_show->add_option("SKU", a->sku)->required();
+  on(sku_show, false,
+     [a, &ctx](blocking_client& c) { return print(c.query_sku(a->sku), ctx.as_json); });
+
+  auto* reserve_cmd = app.add_subcommand("reserve", "hold units of an SKU");
+  reserve_cmd->add_option("SKU", a->sku)->required();
+  reserve_cmd->add_option("QTY", a->qty)->required();
+  reserve_cmd->add_option("--hold", a->hold_id, "hold id (idempotency key)")->required();
+  reserve_cmd->add_option("--ttl", a->ttl, "how long the hold lasts: 500ms, 30s, 15m, 2h")
+    ->capture_default_str();
+  on(reserve_cmd, true, [a, &ctx](blocking_client& c) {
+    auto ttl_ms = parse_duration_ms(a->ttl);
+    if (ttl_ms <= 0) return fail(ctx, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
+    return print(c.reserve(a->sku, a->qty, a->hold_id, ttl_ms), ctx.as_json, "reserved");
+  });
+
+  auto* confirm_cmd = app.add_subcommand("confirm", "turn a hold into a sale");
+  confirm_cmd->add_option("HOLD", a->hold_id)->required();
+  confirm_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
+  on(confirm_cmd, true, [a, &ctx](blocking_client& c) {
+    return print(c.confirm(a->hold_id, a->sku), ctx.as_json, "confirmed");
+  });
+  auto* release_cmd = app.add_subcommand("release", "give a hold's units back");
+  release_cmd->add_option("HOLD", a->hold_id)->required();
+  release_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
+  on(release_cmd, true, [a, &ctx](blocking_client& c) {
+    return print(c.release(a->hold_id, a->sku), ctx.as_json, "released");
+  });
+  auto* hold_cmd = app.add_subcommand("hold", "inspect holds");
+  hold_cmd->require_subcommand(1);
+  auto* hold_show = hold_cmd->add_subcommand("show", "show a hold");
+  hold_show->add_option("HOLD", a->hold_id)->required();
+  hold_show->add_option("--sku", a->sku, "the hold's SKU");
+  on(hold_show, false, [a, &ctx](blocking_client& c) {
+    return print(c.query_hold(a->hold_id, a->sku), ctx.as_json, "");
+  });
+
+  auto* restock_cmd = app.add_subcommand("restock", "add units to an SKU");
+  restock_cmd->add_option("SKU", a->sku)->required();
+  restock_cmd->add_option("QTY", a->qty)->required();
+  on(restock_cmd, true,
+     [a, &ctx](blocking_client& c) { return print(c.restock(a->sku, a->qty), ctx.as_json); });
+  auto* adjust_cmd = app.add_subcommand("adjust", "set an SKU's on-hand count (stock take)");
+  adjust_cmd->add_option("SKU", a->sku)->required();
+  adjust_cmd->add_option("ON_HAND", a->qty)->required();
+  on(adjust_cmd, true,
+     [a, &ctx](blocking_client& c) { return print(c.adjust(a->sku, a->qty), ctx.as_json); });
+}
+
+}  // namespace holdfast::cli

@@ -1,0 +1,67 @@
+// `holdfast node`: run a node in this process.
+#include "cli/commands.hpp"
+#include "cluster/node.hpp"
+
+namespace holdfast::cli {
+
+void add_node_command(CLI::App& app, context& ctx) {
+  auto node = std::make_shared<node_options>();
+  auto* cmd = app.add_subcommand("node", "run a node");
+  cmd->add_option("--data", node->data_dir, "data directory (LMDB)")->required();
+  cmd->add_option("--listen", node->server.listen, "HOST:PORT to serve (port 0: any)")
+    ->capture_default_str();
+  cmd->add_option("--map-size-mb", node->map_size_mb, "LMDB map size, MiB")
+    ->capture_default_str();
+  cmd->add_option("--idle-ms", node->idle_ms, "passivate SKU actors idle this long, ms")
+    ->capture_default_str();
+  cmd->add_option("--scheduler", node->scheduler, "CAF scheduler policy")
+    ->check(CLI::IsMember({"sharing", "stealing"}))
+    ->capture_default_str();
+  cmd->add_option("--worker-threads", node->worker_threads,
+                  "CAF worker threads (0: CAF's default)")
+    ->capture_default_str();
+  cmd->add_option("--request-timeout-ms", node->server.request_timeout_ms,
+                  "answer outcome_unknown after this long, ms")
+    ->capture_default_str();
+  cmd->add_option("--inflight-max", node->server.inflight_max,
+                  "operations in flight before callers get OVERLOADED")
+    ->capture_default_str();
+  cmd->add_option("--batch-max", node->server.limits.batch_size_max,
+                  "most operations in one batch call")
+    ->capture_default_str();
+  cmd->add_option("--connection-inflight-max", node->server.connection_inflight_max,
+                  "operations in flight from one connection before it gets OVERLOADED")
+    ->capture_default_str();
+  cmd->add_option("--connections-max", node->server.connections_max,
+                  "open client connections; more are closed at once")
+    ->capture_default_str();
+  cmd->add_option("--idle-timeout-ms", node->server.idle_timeout_ms,
+                  "close a connection with nothing in flight and no bytes for this long, ms")
+    ->capture_default_str();
+  cmd->add_option("--frame-timeout-ms", node->server.frame_timeout_ms,
+                  "close a connection that begins a frame and does not finish it, ms")
+    ->capture_default_str();
+  cmd->add_option("--write-stall-timeout-ms", node->server.write_stall_timeout_ms,
+                  "close a connection that does not read its answers for this long, ms")
+    ->capture_default_str();
+  auto retention = std::make_shared<std::string>("24h");
+  cmd->add_option("--finished-hold-retention", *retention,
+                  "finished holds answer repeated calls this long, then are deleted: 30s, 15m, 24h")
+    ->capture_default_str();
+  cmd->add_option("--log-level", node->log_level, "trace, debug, info, warn, error, off")
+    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+    ->capture_default_str();
+  cmd->add_flag("--unsafe-no-sync", node->unsafe_no_sync,
+                "TESTS ONLY: do not fsync commits (acknowledged writes can be lost)")
+    ->group("Testing");
+  cmd->callback([&ctx, node, retention] {
+    ctx.action = [&ctx, node, retention] {
+      node->finished_hold_retention_ms = parse_duration_ms(*retention);
+      if (node->finished_hold_retention_ms <= 0)
+        return fail(ctx, "invalid", "--finished-hold-retention: expected a duration such as 24h");
+      return run_node(*node);
+    };
+  });
+}
+
+}  // namespace holdfast::cli

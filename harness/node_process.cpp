@@ -1,0 +1,116 @@
+#include "harness/node_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <climits>
+#include <stdexcept>
+#include <thread>
+
+#include "harness/processes.hpp"
+
+namespace holdfast {
+namespace {
+
+std::string read_from(const std::string& path, off_t offset) {
+  std::string out;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = pread(fd, buf, sizeof buf, offset)) > 0) {
+    out.append(buf, static_cast<size_t>(n));
+    offset += n;
+  }
+  close(fd);
+  return out;
+}
+
+}  // namespace
+
+std::string self_executable() {
+  char buf[PATH_MAX];
+  auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot resolve /proc/self/exe");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+node_process::node_process(const std::string& binary, const std::string& data_dir,
+                           const std::vector<std::string>& extra_args,
+                           std::chrono::milliseconds timeout,
+                           const std::vector<std::string>& env_extra) {
+  // The node logs to a file beside its data directory, never to a pipe: nobody reads a
+  // pipe once the node serves, and a full one would stall the node.
+  log_path_ = data_dir + ".log";
+  int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) throw std::runtime_error("cannot open " + log_path_);
+  auto log_start = lseek(log, 0, SEEK_END);
+  std::vector<std::string> args{binary, "node", "--data", data_dir, "--listen", "127.0.0.1:0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  try {
+    pid_ = spawn({args, env_extra, std::nullopt, log, log});
+  } catch (...) {
+    close(log);
+    throw;
+  }
+  close(log);
+  // Wait for "holdfast node listening on HOST:PORT ..." with a deadline; a wrapper
+  // (heaptrack, valgrind) may print lines of its own first.
+  const std::string marker = "listening on ";
+  std::string seen;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    seen = read_from(log_path_, log_start);
+    auto at = seen.find(marker);
+    if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
+      auto start = at + marker.size();
+      address_ = seen.substr(start, seen.find_first_of(" \n", start) - start);
+      return;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      throw std::runtime_error("node exited (status " + std::to_string(exit_status_) +
+                               ") before serving: " + read_from(log_path_, log_start));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill9();
+      throw std::runtime_error("node did not start within the deadline: " + seen);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+}
+
+node_process::~node_process() {
+  if (running()) kill9();
+}
+
+std::string node_process::log() const { return read_from(log_path_, 0); }
+
+void node_process::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGCONT);
+  stop_child(pid_, SIGKILL, std::chrono::seconds(10));
+  pid_ = -1;
+}
+
+int node_process::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGCONT);
+  auto status = stop_child(pid_, SIGTERM, std::chrono::seconds(30));
+  pid_ = -1;
+  return status;
+}
+
+void node_process::stop_signal() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void node_process::continue_signal() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
+}  // namespace holdfast

@@ -1,0 +1,48 @@
+// A `holdfast node` child process: started with a data directory and an ephemeral
+// loopback port, its address read from the line it prints once it serves. Its stdout
+// and stderr go to `<data_dir>.log`. Killed by PID when the handle goes. Used by the demo, the benchmarks and the process tests.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace holdfast {
+
+class node_process {
+public:
+  // Throws std::runtime_error if the node does not report its address in time; the
+  // message carries what the node printed (stdout and stderr).
+  node_process(const std::string& binary, const std::string& data_dir,
+               const std::vector<std::string>& extra_args = {},
+               std::chrono::milliseconds timeout = std::chrono::seconds(30),
+               const std::vector<std::string>& env_extra = {});
+  ~node_process();
+  node_process(const node_process&) = delete;
+  node_process& operator=(const node_process&) = delete;
+
+  const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
+  bool running() const { return pid_ > 0; }
+  void kill9();      // SIGKILL and reap
+  int terminate();   // SIGTERM, reap, exit status
+  void stop_signal();    // SIGSTOP: the process freezes, its sockets stay open
+  void continue_signal();  // SIGCONT
+  // Everything the node printed so far (all runs on this data directory).
+  std::string log() const;
+  const std::string& log_path() const { return log_path_; }
+  int exit_status() const { return exit_status_; }  // once it exited by itself
+
+private:
+  pid_t pid_ = -1;
+  int exit_status_ = -1;
+  std::string address_;
+  std::string log_path_;
+};
+
+// The running executable, for re-launching it as a node.
+std::string self_executable();
+
+}  // namespace holdfast

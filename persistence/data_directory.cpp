@@ -1,0 +1,147 @@
+#include "persistence/data_directory.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace holdfast {
+namespace {
+
+constexpr const char* lock_name = "holdfast.lock";
+constexpr const char* marker_name = "holdfast.format";
+
+std::string errno_text() { return std::strerror(errno); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool fsync_path(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = fsync(fd) == 0;
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
+std::string data_directory::new_id() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> d;
+  uint64_t a = (uint64_t{rd()} << 32) ^ rd(), b = (uint64_t{rd()} << 32) ^ rd();
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(a),
+                static_cast<unsigned long long>(b));
+  return buf;
+}
+
+std::unique_ptr<data_directory> data_directory::open(const std::string& path, mode m,
+                                                     std::string& error) {
+  std::unique_ptr<data_directory> d(new data_directory);
+  d->path_ = path;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT || m == mode::read_only) {
+      error = path + ": " + errno_text() + " (not a Holdfast data directory)";
+      return nullptr;
+    }
+    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      error = "cannot create " + path + ": " + errno_text();
+      return nullptr;
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    error = path + " is not a directory";
+    return nullptr;
+  }
+  if (m == mode::write) {
+    d->lock_fd_ = ::open(d->file(lock_name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (d->lock_fd_ < 0) {
+      error = "cannot open " + d->file(lock_name) + ": " + errno_text();
+      return nullptr;
+    }
+    if (flock(d->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      auto holder = read_file(d->file(lock_name));
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      error = path + " is in use by another Holdfast process" +
+              (holder.empty() ? std::string() : " (pid " + holder + ")") +
+              ": one node or writer per data directory";
+      return nullptr;
+    }
+    auto pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(d->lock_fd_, 0) != 0 || pwrite(d->lock_fd_, pid.data(), pid.size(), 0) < 0) {
+      error = "cannot write " + d->file(lock_name) + ": " + errno_text();
+      return nullptr;
+    }
+  }
+  auto marker = read_file(d->file(marker_name));
+  if (!marker.empty()) {
+    std::istringstream in(marker);
+    std::string line, key;
+    unsigned version = 0;
+    while (std::getline(in, line)) {
+      std::istringstream l(line);
+      l >> key;
+      if (key == "format") l >> version;
+      if (key == "id") l >> d->marked_id_;
+    }
+    if (version != format || d->marked_id_.empty()) {
+      error = d->file(marker_name) + " names format " + std::to_string(version) +
+              "; this Holdfast reads format " + std::to_string(format);
+      return nullptr;
+    }
+  } else if (m == mode::read_only) {
+    error = path + " is not a Holdfast data directory (no " + marker_name + ")";
+    return nullptr;
+  }
+  return d;
+}
+
+data_directory::~data_directory() {
+  if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
+}
+
+bool data_directory::fresh() const {
+  DIR* dir = opendir(path_.c_str());
+  if (!dir) return false;
+  bool empty = true;
+  while (auto* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." || name == lock_name || name == "lock.mdb") continue;
+    empty = false;
+  }
+  closedir(dir);
+  return empty;
+}
+
+bool data_directory::mark(const std::string& id, std::string& error) {
+  auto tmp = file(std::string(marker_name) + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << "holdfast data directory\nformat " << format << "\nid " << id << "\n";
+    if (!out.flush()) {
+      error = "cannot write " + tmp;
+      return false;
+    }
+  }
+  if (!fsync_path(tmp, O_RDONLY) || rename(tmp.c_str(), file(marker_name).c_str()) != 0 ||
+      !fsync_path(path_, O_RDONLY | O_DIRECTORY)) {
+    error = "cannot write " + file(marker_name) + ": " + errno_text();
+    return false;
+  }
+  marked_id_ = id;
+  return true;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,47 @@
+// A node's data directory: who may use it, and whether it still holds what it held.
+//
+// A writer takes an exclusive flock on `holdfast.lock` for its whole life, so a second
+// node (or a backup written onto a live directory) is refused instead of both
+// overwriting each other's records. `holdfast.format` names the directory's format and
+// a random id that the data itself also carries: a directory that had data and lost it
+// (deleted or emptied data.mdb, data from another directory) is refused at start
+// instead of being served as an empty catalogue.
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace holdfast {
+
+class data_directory {
+public:
+  enum class mode { write, read_only };
+  static constexpr unsigned format = 1;
+
+  // Write mode creates the directory if missing and locks it; read-only mode needs an
+  // existing Holdfast directory and takes no lock. Null with `error` set on refusal.
+  static std::unique_ptr<data_directory> open(const std::string& path, mode m,
+                                              std::string& error);
+  ~data_directory();
+  data_directory(const data_directory&) = delete;
+  data_directory& operator=(const data_directory&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  // The id recorded in holdfast.format; empty for a directory not yet marked.
+  const std::string& marked_id() const { return marked_id_; }
+  // Records `id` in holdfast.format (written to a temporary file, synced, renamed).
+  bool mark(const std::string& id, std::string& error);
+  // True when the directory holds nothing but lock files.
+  bool fresh() const;
+
+  static std::string new_id();
+
+private:
+  data_directory() = default;
+  std::string path_;
+  std::string marked_id_;
+  int lock_fd_ = -1;
+};
+
+}  // namespace holdfast
