@@ -1,0 +1,275 @@
+// Regression tests for the single-node defects of the hardening issue (#8), on the
+// deterministic scheduler over a real LMDB environment. Each names the defect it pins.
+#include "test_support.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+namespace holdfast::testing {
+namespace {
+
+class hardening_test : public node_fixture {
+protected:
+  void SetUp() override { start(); }
+};
+
+// Defect 2: the longest names fit every key the store builds, on every path.
+TEST_F(hardening_test, maximal_names_work_on_every_path_and_longer_ones_are_invalid) {
+  const std::string sku_name(sku_bytes_max, 's');
+  auto id = [](char c) { return std::string(hold_id_bytes_max, c); };
+  create(sku_name, 10);
+  ASSERT_EQ(op(reserve(sku_name, id('a'), 1, 60'000)).status, code::ok);
+  ASSERT_EQ(op(reserve(sku_name, id('b'), 1, 60'000)).status, code::ok);
+  ASSERT_EQ(op(reserve(sku_name, id('c'), 1, 500)).status, code::ok);
+  EXPECT_EQ(op(confirm(id('a'))).hold.state, hold_state::confirmed);
+  EXPECT_EQ(op(release(id('b'), sku_name)).hold.state, hold_state::released);
+  advance_ms(1'000);  // the expiry timer ends the third
+  EXPECT_EQ(op(query(id('c'))).hold.state, hold_state::expired);
+  auto s = show(sku_name);
+  EXPECT_EQ(s.reserved, 0);
+  EXPECT_EQ(s.sold, 1);
+  restart();
+  EXPECT_EQ(op(query(id('a'))).hold.state, hold_state::confirmed);
+  EXPECT_EQ(op(query(id('b'))).hold.state, hold_state::released);
+  EXPECT_EQ(op(query(id('c'))).hold.state, hold_state::expired);
+  EXPECT_EQ(show(sku_name).on_hand, 9);
+  EXPECT_EQ(stats().failed_commits, 0u);
+  EXPECT_EQ(stats().rejected_batches, 0u);
+  // One byte more is refused at the edge, before anything is written.
+  EXPECT_EQ(sku(sku_op_kind::create, sku_name + "x", 1).status, code::invalid);
+  EXPECT_EQ(op(reserve(sku_name, id('d') + "d", 1, 60'000)).status, code::invalid);
+}
+
+// Defect 2: a batch that cannot be written fails alone; the others in its commit land.
+TEST_F(hardening_test, one_bad_batch_never_fails_the_other_writers_in_its_commit) {
+  auto batch_for = [](const std::string& name, const std::string& hold_id, int64_t reserved) {
+    sku_record r;
+    r.sku.sku = name;
+    r.sku.on_hand = r.sku.stocked = 10;
+    r.sku.reserved = reserved;
+    r.sku.active_holds = reserved > 0;
+    r.log_block = 1;
+    std::vector<mutation> ms;
+    if (reserved > 0) {
+      hold_record h;
+      h.hold = {hold_id, name, reserved, hold_state::active, 1};
+      ms.push_back(mutation{mutation::put_hold, {}, h});
+    }
+    ms.push_back(mutation{mutation::put_sku, r, {}});
+    return ms;
+  };
+  auto good = batch_for("good", "g1", 1);
+  auto broken = batch_for("bad", "b1", 1);
+  broken.back().sku.sku.reserved = 11;  // breaks reserved <= on_hand
+  auto too_long = batch_for("long", std::string(600, 'k'), 1);  // a key LMDB cannot store
+  auto later = batch_for("bad", "b2", 1);  // the bad writer's next batch builds on its state
+  std::vector<store_status> status;
+  auto result = env_->commit({{&broken, 1}, {&good, 2}, {&too_long, 3}, {&later, 1}}, status);
+  ASSERT_EQ(result, store_status::ok);
+  EXPECT_EQ(status[0], store_status::rejected);
+  EXPECT_EQ(status[1], store_status::ok);
+  EXPECT_EQ(status[2], store_status::rejected);
+  EXPECT_EQ(status[3], store_status::rejected);
+  sku_record r;
+  EXPECT_EQ(env_->read_sku("good", r), store_status::ok);
+  EXPECT_EQ(env_->read_sku("bad", r), store_status::not_found);
+  EXPECT_EQ(env_->read_sku("long", r), store_status::not_found);
+}
+
+// Defect 3: two SKUs reserving one hold id at the same moment: exactly one wins, and
+// the loser hears the real hold.
+TEST_F(hardening_test, one_hold_id_is_granted_on_one_sku_only_and_the_conflict_shows_it) {
+  create("a", 5);
+  create("b", 5);
+  // One directory batch: both sku actors run before either write is durable.
+  auto rs = ops({reserve("a", "same", 2, 60'000), reserve("b", "same", 3, 60'000)});
+  int granted = (rs[0].status == code::ok) + (rs[1].status == code::ok);
+  EXPECT_EQ(granted, 1);
+  auto& lost = rs[0].status == code::ok ? rs[1] : rs[0];
+  auto& won = rs[0].status == code::ok ? rs[0] : rs[1];
+  ASSERT_EQ(lost.status, code::hold_conflict);
+  EXPECT_EQ(lost.hold.sku, won.hold.sku);
+  EXPECT_EQ(lost.hold.qty, won.hold.qty);
+  EXPECT_EQ(lost.hold.state, hold_state::active);
+  EXPECT_EQ(lost.hold.deadline_ms, won.hold.deadline_ms);
+  EXPECT_EQ(show("a").reserved + show("b").reserved, won.hold.qty);
+  // And after a restart, from the durable index.
+  restart();
+  auto loser_sku = won.hold.sku == "a" ? "b" : "a";
+  auto again = op(reserve(loser_sku, "same", 1, 60'000));
+  EXPECT_EQ(again.status, code::hold_conflict);
+  EXPECT_EQ(again.hold.qty, won.hold.qty);
+  EXPECT_EQ(again.hold.sku, won.hold.sku);
+  // A refused reserve gives its claim back: the id stays free for the next caller.
+  create("empty", 0);
+  EXPECT_EQ(op(reserve("empty", "free", 1, 60'000)).status, code::out_of_stock);
+  EXPECT_EQ(op(reserve("a", "free", 1, 60'000)).status, code::ok);
+  EXPECT_EQ(claims_->size(), 0u) << "claims outlived their durable index entries";
+}
+
+// Defect 4: retrying a reserve after the hold ended never answers success.
+TEST_F(hardening_test, a_reserve_retried_after_its_hold_ended_says_how_it_ended) {
+  create("t", 5);
+  ASSERT_EQ(op(reserve("t", "exp", 1, 500)).status, code::ok);
+  ASSERT_EQ(op(reserve("t", "sold", 1, 60'000)).status, code::ok);
+  ASSERT_EQ(op(reserve("t", "back", 1, 60'000)).status, code::ok);
+  ASSERT_EQ(op(confirm("sold")).status, code::ok);
+  ASSERT_EQ(op(release("back")).status, code::ok);
+  advance_ms(1'000);
+  auto expired = op(reserve("t", "exp", 1, 500));
+  EXPECT_EQ(expired.status, code::hold_expired);
+  EXPECT_EQ(expired.hold.state, hold_state::expired);
+  auto sold = op(reserve("t", "sold", 1, 60'000));
+  EXPECT_EQ(sold.status, code::wrong_state);
+  EXPECT_EQ(sold.hold.state, hold_state::confirmed);
+  EXPECT_EQ(op(reserve("t", "back", 1, 60'000)).status, code::wrong_state);
+  restart();  // the same from LMDB
+  EXPECT_EQ(op(reserve("t", "exp", 1, 500)).status, code::hold_expired);
+  EXPECT_EQ(op(reserve("t", "sold", 1, 60'000)).status, code::wrong_state);
+  EXPECT_EQ(show("t").reserved, 0);
+}
+
+// Defect 9: names that do not exist get an answer, not an actor.
+TEST_F(hardening_test, unknown_skus_spawn_no_actor) {
+  std::vector<hold_op> batch;
+  for (int i = 0; i < 2'000; ++i) batch.push_back(reserve("ghost-" + std::to_string(i), "h", 1, 1'000));
+  for (auto& r : ops(batch)) ASSERT_EQ(r.status, code::unknown_sku);
+  EXPECT_EQ(sku(sku_op_kind::restock, "ghost", 1).status, code::unknown_sku);
+  auto s = call<directory_stats>(stats_atom_v);
+  EXPECT_EQ(s.spawns, 0);
+  EXPECT_EQ(s.active_actors, 0);
+}
+
+// Defect 10: finished holds are collected after the idempotency window, with their
+// index entries, and the id may be used again.
+TEST_F(hardening_test, finished_holds_are_collected_after_the_retention_window) {
+  stop();
+  store_config_.finished_hold_retention_ms = 10'000;
+  store_config_.collect_interval_ms = 1'000;
+  start();
+  create("g", 100);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(op(reserve("g", "h" + std::to_string(i), 1, 60'000)).status, code::ok);
+    ASSERT_EQ(op(confirm("h" + std::to_string(i))).status, code::ok);
+  }
+  advance_ms(5'000);
+  EXPECT_EQ(op(query("h7")).hold.state, hold_state::confirmed) << "inside the window";
+  EXPECT_EQ(op(reserve("g", "h7", 1, 60'000)).status, code::wrong_state);
+  advance_ms(7'000);
+  EXPECT_EQ(stats().finished_collected, 50u);
+  EXPECT_EQ(op(query("h7")).status, code::unknown_hold);
+  check_report report = env_->check();
+  EXPECT_EQ(report.finished_holds, 0);
+  EXPECT_EQ(report.index_entries, 0);
+  EXPECT_TRUE(report.problems.empty());
+  create("other", 1);
+  EXPECT_EQ(op(reserve("other", "h7", 1, 60'000)).status, code::ok) << "the id is free again";
+  EXPECT_EQ(show("g").sold, 50);
+}
+
+// Defect 11: after a failed write the SKU refuses writes at once for a while instead
+// of reloading its holds and asking the store on every call; reads keep working.
+TEST_F(hardening_test, storage_failure_is_refused_cheaply_and_reads_keep_working) {
+  stop();
+  config_.storage.map_size_bytes = size_t{1} << 20;
+  start();
+  create("f", 1'000'000);
+  std::string pad(200, 'x');
+  bool full = false;
+  for (int round = 0; round < 50 && !full; ++round) {
+    std::vector<hold_op> batch;
+    for (int i = 0; i < 200; ++i)
+      batch.push_back(reserve("f", pad + std::to_string(round * 1000 + i), 1, 60'000));
+    for (auto& r : ops(batch)) full = full || r.status == code::storage_full;
+  }
+  ASSERT_TRUE(full);
+  auto before = stats();
+  // Inside the backoff: refused without a trip to the store.
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(op(reserve("f", "again" + std::to_string(i), 1, 60'000)).status, code::storage_full);
+  EXPECT_EQ(stats().batches + stats().failed_commits, before.batches + before.failed_commits);
+  EXPECT_EQ(sku(sku_op_kind::query, "f").status, code::ok);
+  EXPECT_EQ(op(query(pad + "0")).status, code::ok);
+}
+
+// Defect 13: a wall clock set back does not let a hold outlive now + ttl, across a
+// restart and while running.
+TEST_F(hardening_test, a_clock_set_back_never_extends_a_hold) {
+  create("c", 5);
+  ASSERT_EQ(op(reserve("c", "h", 1, 30'000)).status, code::ok);
+  clock_->step_ms = -3'600'000;  // an hour back
+  restart();
+  auto h = op(query("h")).hold;
+  EXPECT_LE(h.deadline_ms, clock_->now_ms() + 30'000);
+  advance_ms(31'000);
+  EXPECT_EQ(op(query("h")).hold.state, hold_state::expired);
+
+  // While running: the actor notices the step at its next message.
+  clock_->step_ms = 0;
+  ASSERT_EQ(op(reserve("c", "live", 1, 30'000)).status, code::ok);
+  clock_->step_ms = -3'600'000;
+  EXPECT_LE(op(query("live")).hold.deadline_ms, clock_->now_ms() + 30'000);
+  advance_ms(31'000);
+  EXPECT_EQ(op(query("live")).hold.state, hold_state::expired);
+  EXPECT_EQ(show("c").reserved, 0);
+}
+
+// Defect 5: records that fail their checks refuse the node's start, naming the SKU.
+TEST_F(hardening_test, a_record_breaking_its_invariants_is_never_served) {
+  create("tampered", 777'777);
+  create("fine", 3);
+  stop();
+  // Rewrite the record in place with a valid checksum but on_hand 5,000,000.
+  sku_record honest;
+  {
+    std::string error;
+    auto env = lmdb_env::open(config_.storage, error);
+    ASSERT_TRUE(env) << error;
+    ASSERT_EQ(env->read_sku("tampered", honest), store_status::ok);
+  }
+  auto forged = honest;
+  forged.sku.on_hand = 5'000'000;
+  auto from = encode(honest), to = encode(forged);
+  ASSERT_EQ(from.size(), to.size());
+  auto path = config_.storage.path + "/data.mdb";
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  // Every copy: LMDB's copy-on-write leaves older versions of the page behind.
+  size_t copies = 0;
+  for (auto at = bytes.find(from); at != std::string::npos; at = bytes.find(from, at + 1), ++copies)
+    bytes.replace(at, to.size(), to);
+  ASSERT_GT(copies, 0u);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+
+  std::string error;
+  env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
+  ASSERT_TRUE(env_) << error;
+  std::string problem;
+  EXPECT_EQ(env_->scan_skus([](const sku_record&) {}, problem), store_status::corrupt);
+  EXPECT_NE(problem.find("tampered"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("stocked"), std::string::npos) << problem;
+  auto report = env_->check();
+  ASSERT_EQ(report.problems.size(), 1u);
+  EXPECT_NE(report.problems[0].find("tampered"), std::string::npos);
+  env_.reset();
+  start();  // the directory's recovery refuses, as the node does at start
+  caf::scoped_actor self{*sys_};
+  bool refused = false;
+  auto handle = self->request(directory_, caf::infinite, recover_atom_v);
+  sched_->run();
+  handle.receive([&](int64_t) {}, [&](caf::error& e) {
+    refused = sys_->render(e).find("tampered") != std::string::npos;
+  });
+  EXPECT_TRUE(refused);
+  // Loaded on its own, the SKU is not served either, and says why.
+  auto r = sku(sku_op_kind::query, "tampered");
+  EXPECT_EQ(r.status, code::unavailable);
+  EXPECT_NE(r.message.find("tampered"), std::string::npos);
+  EXPECT_EQ(show("fine").on_hand, 3);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
