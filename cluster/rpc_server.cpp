@@ -375,7 +375,9 @@ struct rpc_server::impl {
     auto& timer = io.provider->getTimer();
 
     std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
-      return listener.accept().then(
+      // accept() may throw at once (EMFILE when the socket was already readable):
+      // evalNow turns that into a rejection the handler below sees.
+      return kj::evalNow([&] { return listener.accept(); }).then(
         [&](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
           if (open.size() >= options.connections_max) {
             count(&counters::refused_connections);

@@ -40,14 +40,18 @@ std::string self_executable() {
 node_process::node_process(const std::string& binary, const std::string& data_dir,
                            const std::vector<std::string>& extra_args,
                            std::chrono::milliseconds timeout,
-                           const std::vector<std::string>& env_extra) {
+                           const std::vector<std::string>& env_extra,
+                           const std::vector<std::string>& command_prefix) {
   // The node logs to a file beside its data directory, never to a pipe: nobody reads a
   // pipe once the node serves, and a full one would stall the node.
   log_path_ = data_dir + ".log";
   int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) throw std::runtime_error("cannot open " + log_path_);
   auto log_start = lseek(log, 0, SEEK_END);
-  std::vector<std::string> args{binary, "node", "--data", data_dir, "--listen", "127.0.0.1:0"};
+  std::vector<std::string> args = command_prefix;
+  for (auto a : {binary, std::string("node"), std::string("--data"), data_dir,
+                 std::string("--listen"), std::string("127.0.0.1:0")})
+    args.push_back(a);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   try {
     pid_ = spawn({args, env_extra, std::nullopt, log, log});

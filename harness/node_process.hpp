@@ -18,7 +18,8 @@ public:
   node_process(const std::string& binary, const std::string& data_dir,
                const std::vector<std::string>& extra_args = {},
                std::chrono::milliseconds timeout = std::chrono::seconds(30),
-               const std::vector<std::string>& env_extra = {});
+               const std::vector<std::string>& env_extra = {},
+               const std::vector<std::string>& command_prefix = {});  // e.g. prlimit ...
   ~node_process();
   node_process(const node_process&) = delete;
   node_process& operator=(const node_process&) = delete;

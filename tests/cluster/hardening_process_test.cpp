@@ -1,0 +1,364 @@
+// The hardening issue's defects (#8) as a user or an attacker meets them: real
+// `holdfast` processes on loopback, the CLI as a user types it, hand-made RPC frames.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "cluster/client.hpp"
+#include "harness/node_process.hpp"
+#include "harness/processes.hpp"
+#include "raw_rpc.hpp"
+
+namespace holdfast::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class hardening_process_test : public ::testing::Test {
+protected:
+  hardening_process_test() : dir_(make_temp_dir("holdfast-hardening")), data_(dir_ + "/data") {}
+  ~hardening_process_test() override {
+    node_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void start(const std::vector<std::string>& args = {},
+             const std::vector<std::string>& prefix = {}) {
+    node_ = std::make_unique<node_process>(HOLDFAST_BINARY, data_, args, 30s,
+                                           std::vector<std::string>{}, prefix);
+  }
+  // Runs the CLI; returns (exit status, stdout and stderr together).
+  command_result cli(std::vector<std::string> args) {
+    args.insert(args.begin(), HOLDFAST_BINARY);
+    return run_command(args);
+  }
+  command_result cli_node(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--node", node_->address()});
+    return cli(args);
+  }
+  // The JSON object a --json command printed.
+  static nlohmann::json json_of(const command_result& r) {
+    auto at = r.output.find('{');
+    if (at == std::string::npos) return nullptr;
+    return nlohmann::json::parse(r.output.substr(at, r.output.find('\n', at) - at), nullptr, false);
+  }
+  static int64_t rss_kib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+    return -1;
+  }
+
+  std::string dir_, data_;
+  std::unique_ptr<node_process> node_;
+};
+
+// Defect 1.
+TEST_F(hardening_process_test, a_second_node_on_one_directory_is_refused) {
+  start();
+  try {
+    node_process second(HOLDFAST_BINARY, data_);
+    FAIL() << "a second node started on " << data_;
+  } catch (const std::runtime_error& e) {
+    std::string why = e.what();
+    EXPECT_NE(why.find("status 2"), std::string::npos) << why;
+    EXPECT_NE(why.find("in use by another Holdfast process"), std::string::npos) << why;
+    EXPECT_NE(why.find(std::to_string(node_->pid())), std::string::npos) << why;
+  }
+  // A backup onto the live directory is refused; a backup of it is fine.
+  EXPECT_EQ(cli({"backup", "--data", dir_ + "/elsewhere-missing", "--to", data_}).status, 2);
+  auto copy = cli({"backup", "--data", data_, "--to", dir_ + "/copy"});
+  EXPECT_EQ(copy.status, 0) << copy.output;
+  EXPECT_NE(cli({"backup", "--data", data_, "--to", dir_ + "/copy"}).status, 0)
+    << "a backup overwrote a directory that was not empty";
+  EXPECT_NE(cli({"backup", "--data", data_, "--to", data_}).status, 0);
+}
+
+// Defect 5, as an operator meets it.
+TEST_F(hardening_process_test, truncated_or_lost_data_refuses_to_start_and_check_says_why) {
+  start();
+  {
+    blocking_client c(node_->address());
+    for (int i = 0; i < 200; ++i)
+      ASSERT_EQ(c.create_sku("sku-" + std::to_string(i), 10, 100).status, code::ok);
+  }
+  node_->terminate();
+  auto ok = cli({"check", "--data", data_});
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("200 SKUs"), std::string::npos) << ok.output;
+
+  auto file = data_ + "/data.mdb";
+  ASSERT_EQ(truncate(file.c_str(), static_cast<off_t>(std::filesystem::file_size(file) / 2)), 0);
+  EXPECT_THROW(start(), std::runtime_error);
+  auto damaged = cli({"--json", "check", "--data", data_});
+  EXPECT_EQ(damaged.status, 1);
+  auto report = json_of(damaged);
+  EXPECT_EQ(report["status"], "damaged") << damaged.output;
+  EXPECT_NE(damaged.output.find("truncated"), std::string::npos) << damaged.output;
+
+  std::filesystem::remove(file);
+  try {
+    start();
+    FAIL() << "a node served an empty catalogue after its data was deleted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
+  }
+  // A typo is not a new empty directory.
+  auto typo = cli({"backup", "--data", dir_ + "/dat", "--to", dir_ + "/b"});
+  EXPECT_EQ(typo.status, 2);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/dat"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/b"));
+}
+
+// Defects 4 and 6, through the CLI.
+TEST_F(hardening_process_test, the_cli_never_reports_an_ended_hold_as_reserved_nor_unreachable) {
+  start();
+  ASSERT_EQ(cli_node({"sku", "create", "mug", "--stock", "3", "--price", "100"}).status, 0);
+  ASSERT_EQ(cli_node({"reserve", "mug", "1", "--hold", "h1", "--ttl", "300ms"}).status, 0);
+  ASSERT_EQ(cli_node({"reserve", "mug", "1", "--hold", "h2", "--ttl", "1m"}).status, 0);
+  ASSERT_EQ(cli_node({"confirm", "h2"}).status, 0);
+  // The retry the README recommends after outcome_unknown, once the hold ended.
+  ASSERT_TRUE(wait_until(
+    [&] { return cli_node({"--json", "hold", "show", "h1"}).output.find("expired") != std::string::npos; },
+    10s));
+  auto retry = cli_node({"--json", "reserve", "mug", "1", "--hold", "h1", "--ttl", "300ms"});
+  EXPECT_EQ(retry.status, 1) << retry.output;
+  EXPECT_EQ(json_of(retry)["status"], "hold_expired");
+  EXPECT_EQ(json_of(retry)["state"], "expired");
+  auto text = cli_node({"reserve", "mug", "1", "--hold", "h2", "--ttl", "1m"});
+  EXPECT_EQ(text.status, 1);
+  EXPECT_NE(text.output.find("wrong_state"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("confirmed"), std::string::npos) << text.output;
+  EXPECT_EQ(text.output.find("reserved hold"), std::string::npos) << text.output;
+
+  // Invalid UTF-8 is refused by the node, and the CLI says so (not "unreachable").
+  auto bad = cli_node({"--json", "sku", "create", "caf\xc3", "--stock", "1", "--price", "1"});
+  EXPECT_EQ(bad.status, 2);
+  auto j = json_of(bad);
+  ASSERT_FALSE(j.is_discarded()) << bad.output;
+  EXPECT_EQ(j["status"], "invalid") << bad.output;
+  EXPECT_NE(j["error"].get<std::string>().find("UTF-8"), std::string::npos);
+  auto hold = cli_node({"--json", "reserve", "mug", "1", "--hold", "x\xff\xfe", "--ttl", "1m"});
+  EXPECT_EQ(json_of(hold)["status"], "invalid") << hold.output;
+  auto mug = json_of(cli_node({"--json", "sku", "show", "mug"}));
+  EXPECT_EQ(mug["reserved"], 0);
+  EXPECT_EQ(mug["sold"], 1);
+}
+
+// Defect 12.
+TEST_F(hardening_process_test, a_call_to_a_frozen_node_ends_at_the_deadline_as_outcome_unknown) {
+  start();
+  ASSERT_EQ(cli_node({"sku", "create", "ice", "--stock", "3", "--price", "100"}).status, 0);
+  node_->stop_signal();
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = cli_node({"--json", "--timeout-ms", "500", "reserve", "ice", "1", "--hold", "f1"});
+  auto took = std::chrono::steady_clock::now() - t0;
+  node_->continue_signal();
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(json_of(r)["status"], "outcome_unknown") << r.output;
+  EXPECT_LT(took, 10s);
+  auto q = cli_node({"--json", "--timeout-ms", "500", "sku", "show", "ice"});
+  EXPECT_EQ(q.status, 0) << "the node serves again once it runs";
+  // The retry with the same hold id settles it.
+  auto retry = cli_node({"--json", "reserve", "ice", "1", "--hold", "f1"});
+  EXPECT_EQ(json_of(retry)["status"], "ok") << retry.output;
+  EXPECT_EQ(json_of(cli_node({"--json", "sku", "show", "ice"}))["reserved"], 1);
+}
+
+// Defect 3, with real concurrency: two connections reserve one id on two SKUs at once.
+TEST_F(hardening_process_test, concurrent_reserves_of_one_id_on_two_skus_grant_it_once) {
+  start();
+  blocking_client c(node_->address());
+  ASSERT_EQ(c.create_sku("a", 1'000, 1).status, code::ok);
+  ASSERT_EQ(c.create_sku("b", 1'000, 1).status, code::ok);
+  auto& io = c.io();
+  auto other = client::connect(*io.provider, node_->address()).wait(io.waitScope);
+  int granted_total = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto id = "dup-" + std::to_string(i);
+    auto pa = c.async().reserve({hold_op_kind::reserve, "a", id, 1, 60'000});
+    auto pb = other->reserve({hold_op_kind::reserve, "b", id, 1, 60'000});
+    auto ra = pa.wait(io.waitScope);
+    auto rb = pb.wait(io.waitScope);
+    int granted = (ra.status == code::ok) + (rb.status == code::ok);
+    EXPECT_EQ(granted, 1) << id;
+    granted_total += granted;
+    auto& lost = ra.status == code::ok ? rb : ra;
+    EXPECT_EQ(lost.status, code::hold_conflict);
+    EXPECT_EQ(lost.hold.qty, 1) << "the conflict carries the real hold";
+    EXPECT_EQ(lost.hold.state, hold_state::active);
+  }
+  EXPECT_EQ(c.query_sku("a").sku.reserved + c.query_sku("b").sku.reserved, granted_total);
+}
+
+// Defect 7: more connections than the fd limit, idle and half-open-frame timeouts.
+TEST_F(hardening_process_test, the_listener_survives_fd_exhaustion_and_idle_or_stuck_peers) {
+  start({"--idle-timeout-ms", "1000", "--frame-timeout-ms", "1000"},
+        {"/usr/bin/prlimit", "--nofile=64", "--"});
+  std::vector<int> fds;
+  for (int i = 0; i < 120; ++i) {  // past the fd limit: accept fails with EMFILE
+    int fd = connect_raw(node_->address());
+    if (fd >= 0) fds.push_back(fd);
+  }
+  // A peer that starts a frame and stops: closed at the frame timeout.
+  int stuck = connect_raw(node_->address());
+  uint32_t header[2] = {0, 16};  // one segment of 16 words, none of which arrive
+  ASSERT_EQ(write(stuck, header, sizeof header), static_cast<ssize_t>(sizeof header));
+  // Idle and refused connections are closed; then a normal client is served.
+  ASSERT_TRUE(wait_until(
+    [&] {
+      try {
+        client_options o;
+        o.call_timeout_ms = 2'000;
+        blocking_client c(node_->address(), o);
+        return c.query_sku("nothing").status == code::unknown_sku;
+      } catch (const std::exception&) {
+        return false;
+      }
+    },
+    30s));
+  char byte;
+  EXPECT_LE(read(stuck, &byte, 1), 0) << "the half-open frame was not closed";
+  for (int fd : fds) close(fd);
+  close(stuck);
+  EXPECT_NE(node_->log().find("Too many open files"), std::string::npos)
+    << "fd exhaustion never happened or was not logged: " << node_->log();
+}
+
+// Defect 7: past --connections-max a connection is closed at once, and the node serves.
+TEST_F(hardening_process_test, connections_past_the_maximum_are_closed_at_once) {
+  start({"--connections-max", "4"});
+  std::vector<int> open;
+  for (int i = 0; i < 4; ++i) open.push_back(connect_raw(node_->address()));
+  // Each is accepted before the next is tried, so the count is exact.
+  ASSERT_TRUE(write_all(open.back(), bootstrap_frame()));
+  ASSERT_TRUE(read_return(open.back(), 0, [](capnp::rpc::Return::Reader) {}));
+  int extra = connect_raw(node_->address());
+  char byte;
+  EXPECT_LE(read(extra, &byte, 1), 0) << "a connection past the maximum was kept";
+  close(extra);
+  close(open.front());
+  open.erase(open.begin());
+  EXPECT_TRUE(wait_until(
+    [&] {
+      client_options o;
+      o.call_timeout_ms = 1'000;
+      try {
+        blocking_client c(node_->address(), o);
+        return c.query_sku("none").status == code::unknown_sku;
+      } catch (const std::exception&) {
+        return false;
+      }
+    },
+    10s));
+  for (int fd : open) close(fd);
+}
+
+// Defect 8 and the frame limit: an oversized batch or frame is refused in one piece.
+TEST_F(hardening_process_test, oversized_batches_and_frames_are_refused_whole) {
+  start({"--inflight-max", "1000"});
+  int fd = connect_raw(node_->address());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(write_all(fd, bootstrap_frame()));
+  // 4,000,000 items that take no bytes: a request of a few words.
+  auto request = call_frame(1, 8, [](capnp::AnyPointer::Builder params) {
+    params.initAsAnyStruct(0, 1).getPointerSection()[0].initAsListOfAnyStruct(0, 0, 4'000'000);
+  });
+  EXPECT_LT(request.size() * 8, 200u);
+  ASSERT_TRUE(write_all(fd, request));
+  size_t results = 1;
+  std::string refused;
+  ASSERT_TRUE(read_return(fd, 1, [&](capnp::rpc::Return::Reader r) {
+    ASSERT_TRUE(r.isResults());
+    auto answer = r.getResults().getContent().getAs<wire::Inventory::ReserveBatchResults>();
+    results = answer.getResults().size();
+    refused = answer.getRefused();
+  }));
+  EXPECT_EQ(results, 0u);
+  EXPECT_NE(refused.find("4000000"), std::string::npos) << refused;
+  EXPECT_LT(rss_kib(node_->pid()), 200 * 1024);
+
+  // Operations, not calls, count against --inflight-max.
+  blocking_client c(node_->address());
+  ASSERT_EQ(c.create_sku("o", 10'000, 1).status, code::ok);
+  std::vector<hold_op> big;
+  for (int i = 0; i < 1'500; ++i) big.push_back({hold_op_kind::reserve, "o", "i" + std::to_string(i), 1, 60'000});
+  EXPECT_THROW(c.async().reserve_batch(big).wait(c.io().waitScope), kj::Exception);
+  big.resize(900);
+  for (auto& r : c.async().reserve_batch(big).wait(c.io().waitScope)) EXPECT_EQ(r.status, code::ok);
+
+  // A frame larger than the limit, body and all, ends that connection only.
+  int huge = connect_raw(node_->address());
+  uint32_t header[2] = {0, (40u << 20) / 8};  // 40 MiB > the 32 MiB limit
+  ASSERT_EQ(write(huge, header, sizeof header), static_cast<ssize_t>(sizeof header));
+  std::vector<char> body(1 << 20, 'x');
+  bool cut = false;
+  for (int i = 0; i < 40 && !cut; ++i)
+    cut = ::send(huge, body.data(), body.size(), MSG_NOSIGNAL) <= 0;
+  char byte;
+  EXPECT_TRUE(cut || read(huge, &byte, 1) <= 0) << "the oversized frame was accepted";
+  close(huge);
+  EXPECT_EQ(c.query_sku("o").sku.reserved, 900);
+  close(fd);
+}
+
+// Defect 8: a client that sends and never reads its answers cannot make the node queue
+// them without bound, and others are served meanwhile.
+TEST_F(hardening_process_test, a_client_that_never_reads_is_cut_off_and_others_are_served) {
+  start({"--write-stall-timeout-ms", "1500"});
+  {
+    blocking_client c(node_->address());
+    ASSERT_EQ(c.create_sku("q", 1, 1).status, code::ok);
+  }
+  int fd = connect_raw(node_->address(), 4096);
+  ASSERT_TRUE(write_all(fd, bootstrap_frame()));
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+  // Batches of queries on an unknown hold, sent as fast as the node takes them; each
+  // answer is larger than its request. Nothing is ever read.
+  auto baseline = rss_kib(node_->pid());
+  size_t sent = 0;
+  auto until = std::chrono::steady_clock::now() + 3s;
+  for (uint32_t q = 1; std::chrono::steady_clock::now() < until; ++q) {
+    auto frame = call_frame(q, 9, [](capnp::AnyPointer::Builder params) {
+      auto list = params.initAsAnyStruct(0, 1).getPointerSection()[0].initAsListOfAnyStruct(0, 2, 2'000);
+      for (auto item : list) item.getPointerSection()[0].setAs<capnp::Text>("no-such-hold");
+    });
+    auto bytes = frame.asBytes();
+    size_t done = 0;
+    while (done < bytes.size() && std::chrono::steady_clock::now() < until) {
+      auto n = ::send(fd, bytes.begin() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n > 0) done += static_cast<size_t>(n);
+      else std::this_thread::sleep_for(1ms);  // socket full: the node stopped reading
+    }
+    sent += done;
+  }
+  EXPECT_GT(sent, 1u << 20);
+  // Others are served meanwhile, and the node's memory stayed bounded.
+  blocking_client other(node_->address());
+  EXPECT_EQ(other.query_sku("q").status, code::ok);
+  EXPECT_LT(rss_kib(node_->pid()) - baseline, 300 * 1024);
+  // The stalled connection is closed: reading drains what was queued, then ends.
+  fcntl(fd, F_SETFL, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::vector<char> buf(1 << 16);
+  ssize_t n;
+  auto t0 = std::chrono::steady_clock::now();
+  while ((n = read(fd, buf.data(), buf.size())) > 0) {
+  }
+  EXPECT_LE(n, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s)
+    << "the node never closed a connection that did not read";
+  close(fd);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
