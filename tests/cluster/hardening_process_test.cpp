@@ -362,3 +362,23 @@ TEST_F(hardening_process_test, a_client_that_never_reads_is_cut_off_and_others_a
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// Defect 4: the client example reports a sale only when there was one.
+TEST_F(hardening_process_test, the_client_example_reports_no_sale_that_never_happened) {
+  start();
+  auto first = run_command({CLIENT_USAGE_BINARY, node_->address()});
+  EXPECT_EQ(first.status, 0) << first.output;
+  EXPECT_NE(first.output.find("is confirmed"), std::string::npos) << first.output;
+  // Run again: the same order line's hold has ended; it must not be sold twice.
+  auto second = run_command({CLIENT_USAGE_BINARY, node_->address()});
+  EXPECT_EQ(second.status, 1) << second.output;
+  EXPECT_NE(second.output.find("wrong_state"), std::string::npos) << second.output;
+  blocking_client c(node_->address());
+  EXPECT_EQ(c.query_sku("mug").sku.sold, 1);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
