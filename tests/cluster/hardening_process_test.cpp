@@ -382,3 +382,77 @@ TEST_F(hardening_process_test, the_client_example_reports_no_sale_that_never_hap
 
 }  // namespace
 }  // namespace holdfast::testing
+
+#include <sys/mount.h>
+
+namespace holdfast::testing {
+namespace {
+
+// Defect 11: a disk that fills up answers storage_full (never "unavailable: i/o error"),
+// refusals are cheap, reads keep working, and writes resume once there is room. A real
+// full filesystem: a small tmpfs mounted for the test (skipped where mounting is not
+// allowed).
+TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_when_space_returns) {
+  auto mountpoint = dir_ + "/small-disk";
+  std::filesystem::create_directories(mountpoint);
+  if (mount("tmpfs", mountpoint.c_str(), "tmpfs", 0, "size=3m") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << strerror(errno);
+  struct unmount {
+    std::string path;
+    ~unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } guard{mountpoint};
+  // Room to give back later.
+  {
+    std::ofstream filler(mountpoint + "/filler", std::ios::binary);
+    std::string mb(1 << 20, 'f');
+    filler << mb;
+  }
+  data_ = mountpoint + "/data";
+  start({"--map-size-mb", "64"});
+  int64_t granted = 0, full = 0, other = 0;
+  std::vector<std::string> granted_ids;
+  {
+    blocking_client c(node_->address());
+    ASSERT_EQ(c.create_sku("disk", 10'000'000, 1).status, code::ok);
+    std::string pad(200, 'p');
+    for (int round = 0; round < 200 && full == 0; ++round) {
+      std::vector<hold_op> batch;
+      for (int i = 0; i < 500; ++i)
+        batch.push_back({hold_op_kind::reserve, "disk", pad + std::to_string(round * 1000 + i), 1, 3'600'000});
+      auto rs = c.async().reserve_batch(batch).wait(c.io().waitScope);
+      for (size_t i = 0; i < rs.size(); ++i) {
+        if (rs[i].status == code::ok) granted++, granted_ids.push_back(batch[i].hold_id);
+        else if (rs[i].status == code::storage_full) full++;
+        else other++, ADD_FAILURE() << to_string(rs[i].status) << ": " << rs[i].message;
+      }
+    }
+    ASSERT_GT(full, 0) << "the disk never filled";
+    EXPECT_EQ(other, 0);
+    // While full: refusals come at once and say storage_full; reads work.
+    auto t0 = std::chrono::steady_clock::now();
+    int refused = 0;
+    for (int i = 0; i < 200; ++i)
+      refused += c.reserve("disk", 1, "while-full-" + std::to_string(i), 60'000).status == code::storage_full;
+    auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("disk full: %d of 200 refused as storage_full in %.3f s (%.0f/s), %lld holds granted\n",
+                refused, seconds, refused / seconds, static_cast<long long>(granted));
+    EXPECT_EQ(refused, 200);
+    auto s = c.query_sku("disk");
+    ASSERT_EQ(s.status, code::ok);
+    EXPECT_EQ(s.sku.reserved, granted);
+    // Space comes back: writes resume (after the SKU's backoff), nothing was half-written.
+    std::filesystem::remove(mountpoint + "/filler");
+    EXPECT_TRUE(wait_until([&] { return c.reserve("disk", 1, "after", 60'000).status == code::ok; }, 15s));
+  }
+  node_->terminate();
+  auto check = run_command({HOLDFAST_BINARY, "check", "--data", data_});
+  EXPECT_EQ(check.status, 0) << check.output;
+  start({"--map-size-mb", "64"});
+  blocking_client again(node_->address());
+  EXPECT_EQ(again.query_sku("disk").sku.reserved, granted + 1);
+  EXPECT_EQ(again.query_hold(granted_ids.back(), "disk").hold.state, hold_state::active);
+  node_.reset();
+}
+
+}  // namespace
+}  // namespace holdfast::testing
