@@ -87,7 +87,8 @@ struct client::impl {
     ++l.in_flight;
     auto fulfillers = kj::heap(callers.finish());
     auto& waiting = *fulfillers;
-    tasks.add(batch(kind, ops)
+    // The deadline is the batch's, one timer per RPC rather than one per call.
+    tasks.add(deadline(batch(kind, ops), kind, ops.size())
                 .then(
                   [&waiting](std::vector<hold_result> rs) {
                     for (size_t i = 0; i < waiting.size(); ++i)
@@ -164,7 +165,7 @@ kj::Promise<hold_result> client::reserve(const hold_op& op) {
   if (impl_->options.auto_batch) {
     hold_op copy = op;
     copy.kind = hold_op_kind::reserve;
-    return impl_->deadline(impl_->enqueue(std::move(copy)), hold_op_kind::reserve);
+    return impl_->enqueue(std::move(copy));
   }
   auto req = impl_->inventory.reserveRequest();
   codec::write(req.initRequest(), op);
@@ -184,7 +185,7 @@ hold_op ref(hold_op_kind kind, const std::string& hold_id, const std::string& sk
 
 kj::Promise<hold_result> client::impl::one(hold_op op) {
   auto kind = op.kind;
-  if (options.auto_batch && kind != hold_op_kind::query) return deadline(enqueue(std::move(op)), kind);
+  if (options.auto_batch && kind != hold_op_kind::query) return enqueue(std::move(op));
   auto read = [](auto r) { return codec::read(r.getResult()); };
   kj::Promise<hold_result> call = nullptr;
   switch (kind) {

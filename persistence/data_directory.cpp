@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -57,8 +58,10 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       error = path + ": " + errno_text() + " (not a Holdfast data directory)";
       return nullptr;
     }
-    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-      error = "cannot create " + path + ": " + errno_text();
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) {
+      error = "cannot create " + path + ": " + ec.message();
       return nullptr;
     }
   } else if (!S_ISDIR(st.st_mode)) {
