@@ -371,7 +371,7 @@ struct rpc_server::impl {
     std::list<connection_ptr> open;
     connection_errors errors;
     kj::TaskSet connections(errors);
-    rate_limit accept_log;
+    rate_limit accept_log, close_log;
     auto& timer = io.provider->getTimer();
 
     std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
@@ -398,7 +398,9 @@ struct rpc_server::impl {
           auto conn = kj::heap<accepted_connection>(kj::mv(stream), state, kj::mv(bootstrap),
                                                     reader_options);
           auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(closed.promise));
+          spdlog::trace("connection {} accepted", static_cast<void*>(state.get()));
           connections.add(done.attach(kj::mv(conn), kj::defer([&open, position] {
+            spdlog::trace("connection {} gone", static_cast<void*>(position->get()));
             open.erase(position);
           })));
           return accept_next();
@@ -422,6 +424,11 @@ struct rpc_server::impl {
         auto now = steady_ms();
         for (auto& c : open) {
           if (!c->close) continue;
+          spdlog::trace("connection {}: frame_started {} ms ago, {} writes pending for {} ms, {} ops "
+                        "in flight, last read {} ms ago",
+                        static_cast<void*>(c.get()), c->frame_started_ms ? now - c->frame_started_ms : 0, c->writes_pending,
+                        c->write_started_ms ? now - c->write_started_ms : 0, c->inflight_ops,
+                        now - c->last_read_ms);
           uint64_t counters::*why = nullptr;
           if (c->frame_started_ms != 0 && now - c->frame_started_ms > options.frame_timeout_ms)
             why = &counters::closed_frame;
@@ -432,6 +439,13 @@ struct rpc_server::impl {
             why = &counters::closed_idle;
           if (!why) continue;
           count(why);
+          uint64_t suppressed = 0;
+          if (close_log.allow(suppressed))
+            spdlog::info("closing a connection: {} ({} more closed since the last line)",
+                         why == &counters::closed_frame     ? "a frame begun and not finished"
+                         : why == &counters::closed_stalled ? "its answers are not being read"
+                                                            : "idle",
+                         suppressed);
           auto close = kj::mv(c->close);
           close->fulfill();
         }

@@ -324,40 +324,46 @@ TEST_F(hardening_process_test, a_client_that_never_reads_is_cut_off_and_others_a
   // Batches of queries on an unknown hold, sent as fast as the node takes them; each
   // answer is larger than its request. Nothing is ever read.
   auto baseline = rss_kib(node_->pid());
+  int64_t peak_growth_kib = 0;
+  bool others_served = false, closed = false;
   size_t sent = 0;
-  auto until = std::chrono::steady_clock::now() + 3s;
-  for (uint32_t q = 1; std::chrono::steady_clock::now() < until; ++q) {
+  // Send requests without end: the node's answers back up (the kernel buffers them up to
+  // a few MB), it stops reading from this client and, when an answer has waited
+  // --write-stall-timeout-ms, closes the connection; then send() fails.
+  auto start_sending = std::chrono::steady_clock::now();
+  auto give_up = start_sending + 60s;
+  for (uint32_t q = 1; !closed && std::chrono::steady_clock::now() < give_up; ++q) {
     auto frame = call_frame(q, 9, [](capnp::AnyPointer::Builder params) {
       auto list = params.initAsAnyStruct(0, 1).getPointerSection()[0].initAsListOfAnyStruct(0, 2, 2'000);
       for (auto item : list) item.getPointerSection()[0].setAs<capnp::Text>("no-such-hold");
     });
     auto bytes = frame.asBytes();
-    size_t done = 0;
-    while (done < bytes.size() && std::chrono::steady_clock::now() < until) {
+    for (size_t done = 0; done < bytes.size() && !closed;) {
       auto n = ::send(fd, bytes.begin() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n > 0) done += static_cast<size_t>(n);
-      else std::this_thread::sleep_for(1ms);  // socket full: the node stopped reading
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        closed = true;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > give_up) break;
+      peak_growth_kib = std::max(peak_growth_kib, rss_kib(node_->pid()) - baseline);
+      if (!others_served && std::chrono::steady_clock::now() - start_sending > 500ms) {
+        // Others are served while this client's answers pile up.
+        blocking_client other(node_->address());
+        others_served = other.query_sku("q").status == code::ok;
+      }
+      std::this_thread::sleep_for(1ms);  // polling a full socket
     }
-    sent += done;
   }
-  EXPECT_GT(sent, 1u << 20);
-  // Others are served meanwhile, and the node's memory stayed bounded.
-  blocking_client other(node_->address());
-  EXPECT_EQ(other.query_sku("q").status, code::ok);
-  EXPECT_LT(rss_kib(node_->pid()) - baseline, 300 * 1024);
-  // The stalled connection is closed: reading drains what was queued, then ends.
-  fcntl(fd, F_SETFL, 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::vector<char> buf(1 << 16);
-  ssize_t n;
-  auto t0 = std::chrono::steady_clock::now();
-  while ((n = read(fd, buf.data(), buf.size())) > 0) {
-  }
-  EXPECT_LE(n, 0);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s)
-    << "the node never closed a connection that did not read";
+  EXPECT_TRUE(closed) << "sent " << sent << " bytes in 60 s and the node kept the connection";
+  EXPECT_TRUE(others_served);
+  EXPECT_LT(peak_growth_kib, 300 * 1024) << "answers queued without bound";
   close(fd);
+  EXPECT_NE(node_->log().find("its answers are not being read"), std::string::npos) << node_->log();
 }
 
 }  // namespace
