@@ -1,4 +1,5 @@
 // `holdfast bench hot-sku | many-skus` (bench/).
+#include "bench/finished_holds.hpp"
 #include "bench/hot_sku.hpp"
 #include "bench/many_skus.hpp"
 #include "cli/commands.hpp"
@@ -33,6 +34,27 @@ void add_bench_commands(CLI::App& app, context& ctx) {
       hot->peers = !*no_peers;
       try {
         return bench::run_hot_sku(*hot);
+      } catch (const std::exception& e) {
+        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
+      }
+    };
+  });
+
+  auto finished = std::make_shared<bench::finished_holds_options>();
+  auto* finished_cmd = bench_cmd->add_subcommand(
+    "finished-holds", "bytes per finished hold, and data.mdb across cycles of reserve+confirm "
+                      "with collection after a short retention window");
+  finished_cmd->add_option("--holds", finished->holds, "reserve+confirm per cycle")
+    ->capture_default_str();
+  finished_cmd->add_option("--cycles", finished->cycles)->capture_default_str();
+  finished_cmd->add_option("--retention-ms", finished->retention_ms,
+                           "the node's --finished-hold-retention, ms")
+    ->capture_default_str();
+  finished_cmd->callback([&ctx, finished] {
+    ctx.action = [&ctx, finished] {
+      finished->json = ctx.as_json;
+      try {
+        return bench::run_finished_holds(*finished);
       } catch (const std::exception& e) {
         return fail(ctx, "failed", std::string("bench failed: ") + e.what());
       }

@@ -47,4 +47,19 @@ TEST(bench, many_skus_restart_serves_every_outstanding_hold) {
   EXPECT_GT(report["rss_anon_idle_bytes"].get<int64_t>(), 0);
 }
 
+TEST(bench, finished_holds_are_collected_and_the_data_file_stops_growing) {
+  auto report =
+    run_json("bench finished-holds --json --holds 5000 --cycles 3 --retention-ms 300");
+  ASSERT_TRUE(report.is_object()) << report;
+  ASSERT_EQ(report["cycles"].size(), 3u);
+  for (auto& c : report["cycles"]) {
+    EXPECT_EQ(c["confirmed"], 5000);
+    EXPECT_TRUE(c["collected"].get<bool>());
+  }
+  // Without collection every cycle would add what the first did.
+  auto first = report["cycles"][0]["data_mdb_bytes"].get<int64_t>() -
+               report["data_mdb_bytes_at_start"].get<int64_t>();
+  EXPECT_LT(report["growth_after_first_cycle_bytes"].get<int64_t>(), first) << report;
+}
+
 }  // namespace
