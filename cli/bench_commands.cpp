@@ -5,6 +5,19 @@
 #include "cli/commands.hpp"
 
 namespace holdfast::cli {
+namespace {
+
+// Runs a benchmark; a failure to run it is one line (JSON too), exit 2.
+template <class Run>
+int guarded(const context& ctx, Run run) {
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    return fail(ctx, "failed", std::string("bench failed: ") + e.what());
+  }
+}
+
+}  // namespace
 
 void add_bench_commands(CLI::App& app, context& ctx) {
   auto* bench_cmd = app.add_subcommand("bench", "benchmarks");
@@ -32,11 +45,7 @@ void add_bench_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, hot, no_peers] {
       hot->json = ctx.as_json;
       hot->peers = !*no_peers;
-      try {
-        return bench::run_hot_sku(*hot);
-      } catch (const std::exception& e) {
-        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
-      }
+      return guarded(ctx, [&] { return bench::run_hot_sku(*hot); });
     };
   });
 
@@ -53,11 +62,7 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   finished_cmd->callback([&ctx, finished] {
     ctx.action = [&ctx, finished] {
       finished->json = ctx.as_json;
-      try {
-        return bench::run_finished_holds(*finished);
-      } catch (const std::exception& e) {
-        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
-      }
+      return guarded(ctx, [&] { return bench::run_finished_holds(*finished); });
     };
   });
 
@@ -75,11 +80,7 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   many_cmd->callback([&ctx, many] {
     ctx.action = [&ctx, many] {
       many->json = ctx.as_json;
-      try {
-        return bench::run_many_skus(*many);
-      } catch (const std::exception& e) {
-        return fail(ctx, "failed", std::string("bench failed: ") + e.what());
-      }
+      return guarded(ctx, [&] { return bench::run_many_skus(*many); });
     };
   });
 }

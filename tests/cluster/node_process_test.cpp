@@ -14,9 +14,12 @@
 
 #include "cluster/client.hpp"
 #include "harness/node_process.hpp"
+#include "raw_rpc.hpp"
 
 namespace holdfast {
 namespace {
+
+using testing::connect_raw;
 
 using namespace std::chrono_literals;
 
@@ -84,21 +87,23 @@ TEST_F(node_test, kill_9_during_a_storm_loses_no_acknowledged_hold) {
     for (int i = 0; i < 4; ++i)
       conns.push_back(client::connect(*io.provider, node_->address()).wait(io.waitScope));
     // Keep 200 reservations in flight; kill the node once 300 are acknowledged.
-    int next = 0;
+    int next = 0, acked_count = 0;
+    size_t in_flight = 0, in_flight_at_kill = 0;
     bool killed = false;
     std::function<kj::Promise<void>(size_t)> worker = [&](size_t w) -> kj::Promise<void> {
       if (killed) return kj::READY_NOW;
       auto id = "s-" + std::to_string(next++);
       acked[id] = false;
+      ++in_flight;
       return conns[w % conns.size()]
         ->reserve({hold_op_kind::reserve, "storm", id, 1, 600'000})
         .then(
           [&, id, w](hold_result r) -> kj::Promise<void> {
-            if (r.status == code::ok) acked[id] = true;
-            int n = 0;
-            for (auto& [_, a] : acked) n += a;
-            if (n >= 300 && !killed) {
+            --in_flight;
+            if (r.status == code::ok) acked[id] = true, ++acked_count;
+            if (acked_count >= 300 && !killed) {
               killed = true;
+              in_flight_at_kill = in_flight;
               node_->kill9();
             }
             return worker(w);
@@ -109,6 +114,7 @@ TEST_F(node_test, kill_9_during_a_storm_loses_no_acknowledged_hold) {
     for (size_t w = 0; w < 200; ++w) workers.add(worker(w));
     kj::joinPromises(workers.finish()).wait(io.waitScope);
     ASSERT_TRUE(killed);
+    EXPECT_GT(in_flight_at_kill, 0u) << "the kill landed between writes: it proved nothing";
   }
   start();  // same data directory
   blocking_client c(node_->address());
@@ -162,20 +168,6 @@ TEST_F(node_test, holds_expire_after_restart_and_sales_stay_sold) {
   EXPECT_EQ(c.confirm("short").status, code::hold_expired);
   EXPECT_EQ(c.query_hold("sold").hold.state, hold_state::confirmed);
   EXPECT_EQ(c.query_sku("tee").sku.on_hand, 7);
-}
-
-int connect_raw(const std::string& address) {
-  auto colon = address.rfind(':');
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
-  inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 TEST_F(node_test, garbage_and_oversized_frames_leave_the_node_serving) {
