@@ -59,15 +59,16 @@ void commit(store_actor::stateful_pointer<store_state> self) {
   st.mutations_pending = 0;
 }
 
-// One bounded step of finished-hold collection; the next comes sooner while there is
-// a backlog.
+// One bounded step of finished-hold collection; the next comes sooner while steps find
+// holds to delete, and otherwise a scan of a large idempotency window proceeds at
+// collect_scan_max records per interval.
 void collect(store_actor::stateful_pointer<store_state> self) {
   auto& st = self->state;
   auto before = st.clock->now_ms() - st.config.finished_hold_retention_ms;
   auto r = st.env->collect_finished(before, st.config.collect_scan_max, st.collect_cursor);
   st.stats.finished_collected += r.deleted;
   if (r.wrapped) st.stats.collection_passes++;
-  bool backlog = r.status == store_status::ok && !r.wrapped;
+  bool backlog = r.status == store_status::ok && !r.wrapped && r.deleted > 0;
   auto delay = backlog ? std::min<int64_t>(st.config.collect_interval_ms, 10)
                        : st.config.collect_interval_ms;
   self->delayed_send(self, std::chrono::milliseconds(delay), collect_atom_v);
