@@ -273,3 +273,45 @@ TEST_F(hardening_test, a_record_breaking_its_invariants_is_never_served) {
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// Defect 9: the operations an SKU holds while its actor passivates are bounded.
+TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_passivates) {
+  stop();
+  config_.directory.idle_ms = 1'000;
+  config_.directory.idle_check_interval_ms = 500;
+  config_.directory.deferred_max = 3;
+  start();
+  create("p", 100);
+  auto* directory = dynamic_cast<caf::resumable*>(caf::actor_cast<caf::abstract_actor*>(directory_));
+  auto only_directory = [directory](caf::resumable* job) { return job == directory; };
+  // The idle check asks the actor to passivate; only the directory runs, so the actor
+  // has not answered when the operations arrive.
+  sched_->advance_time(std::chrono::milliseconds(1'500));
+  sched_->run_jobs_filtered(only_directory);
+  caf::scoped_actor self{*sys_};
+  using handle = caf::response_handle<caf::blocking_actor,
+                                      caf::detail::type_list<std::vector<hold_result>>, true>;
+  std::vector<handle> calls;
+  for (int i = 0; i < 5; ++i)
+    calls.push_back(self->request(directory_, caf::infinite, hold_ops_atom_v,
+                                  std::vector<hold_op>{reserve("p", "w" + std::to_string(i), 1, 60'000)}));
+  sched_->run_jobs_filtered(only_directory);
+  sched_->run();
+  int granted = 0, refused = 0;
+  for (auto& call : calls)
+    call.receive(
+      [&](std::vector<hold_result>& rs) {
+        if (rs.at(0).status == code::ok) ++granted;
+        else if (rs.at(0).status == code::unavailable) ++refused;
+      },
+      [&](caf::error& e) { ADD_FAILURE() << sys_->render(e); });
+  EXPECT_EQ(granted, 3);
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(show("p").reserved, 3);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
