@@ -69,9 +69,11 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
     return nullptr;
   }
   if (m == mode::write) {
-    d->lock_fd_ = ::open(d->file(lock_name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    // The lock is on the directory itself, which cannot be deleted while it holds the
+    // data; holdfast.lock only says who holds it.
+    d->lock_fd_ = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->lock_fd_ < 0) {
-      error = "cannot open " + d->file(lock_name) + ": " + errno_text();
+      error = "cannot open " + path + ": " + errno_text();
       return nullptr;
     }
     if (flock(d->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -83,7 +85,10 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       return nullptr;
     }
     auto pid = std::to_string(getpid()) + "\n";
-    if (ftruncate(d->lock_fd_, 0) != 0 || pwrite(d->lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    int holder = ::open(d->file(lock_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool written = holder >= 0 && write(holder, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size());
+    if (holder >= 0) close(holder);
+    if (!written) {
       error = "cannot write " + d->file(lock_name) + ": " + errno_text();
       return nullptr;
     }
@@ -119,9 +124,10 @@ bool data_directory::fresh() const {
   DIR* dir = opendir(path_.c_str());
   if (!dir) return false;
   bool empty = true;
+  // lock.mdb is made with data.mdb: a directory with one and not the other lost data.
   while (auto* e = readdir(dir)) {
     std::string name = e->d_name;
-    if (name == "." || name == ".." || name == lock_name || name == "lock.mdb") continue;
+    if (name == "." || name == ".." || name == lock_name) continue;
     empty = false;
   }
   closedir(dir);

@@ -7,6 +7,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <unordered_map>
 
 #include "persistence/clock.hpp"
@@ -173,7 +174,12 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     return nullptr;
   }
   if (marked.empty() && !has_data && !p->directory->fresh()) {
-    error = options.path + " is not empty and is not a Holdfast data directory";
+    struct stat lock_stat;
+    bool had_lmdb = stat(p->directory->file("lock.mdb").c_str(), &lock_stat) == 0;
+    error = options.path +
+            (had_lmdb ? " has LMDB's lock.mdb but no data.mdb nor holdfast.format: it lost its "
+                        "data; restore it from a backup or remove the directory"
+                      : " is not empty and is not a Holdfast data directory");
     return nullptr;
   }
   int rc = mdb_env_create(&p->env);
@@ -528,6 +534,14 @@ collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_m
 }
 
 store_status lmdb_env::backup(const std::string& directory, std::string& error) const {
+  // Not into the source, nor anywhere inside it.
+  std::error_code ec;
+  auto source = std::filesystem::weakly_canonical(impl_->directory->path(), ec).string() + "/";
+  auto into = std::filesystem::weakly_canonical(directory, ec).string() + "/";
+  if (into.compare(0, source.size(), source) == 0) {
+    error = directory + " is inside the data directory it would copy";
+    return store_status::io_error;
+  }
   auto target = data_directory::open(directory, data_directory::mode::write, error);
   if (!target) return store_status::io_error;
   if (!target->fresh() || !target->marked_id().empty()) {

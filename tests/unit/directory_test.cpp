@@ -53,10 +53,17 @@ TEST_F(directory_test, a_second_writer_is_refused_while_the_first_lives) {
   EXPECT_FALSE(second);
   EXPECT_TRUE(contains(error, "in use by another Holdfast process")) << error;
   EXPECT_TRUE(contains(error, std::to_string(getpid()))) << error;
+  // Deleting the pid file does not let a second writer in: the lock is the directory's.
+  std::filesystem::remove(data_ + "/holdfast.lock");
+  EXPECT_FALSE(open(error));
+  EXPECT_TRUE(contains(error, "in use by another Holdfast process")) << error;
   // Readers (backup, check) need no lock.
   EXPECT_TRUE(open(error, true)) << error;
-  // A backup onto a live directory is refused.
+  // A backup onto a live directory, or inside it, is refused.
   EXPECT_EQ(first->backup(data_, error), store_status::io_error);
+  EXPECT_EQ(first->backup(data_ + "/sub", error), store_status::io_error);
+  EXPECT_TRUE(contains(error, "inside the data directory")) << error;
+  EXPECT_FALSE(std::filesystem::exists(data_ + "/sub"));
   first.reset();
   EXPECT_TRUE(open(error)) << error;
 }
@@ -79,6 +86,11 @@ TEST_F(directory_test, lost_or_cut_data_is_refused_and_nothing_is_created) {
   EXPECT_FALSE(open(error));
   EXPECT_TRUE(contains(error, "missing")) << error;
   EXPECT_FALSE(std::filesystem::exists(file)) << "a refused open created data";
+  // Without the marker too, LMDB's lock file still says the data was there.
+  std::filesystem::remove(data_ + "/holdfast.format");
+  EXPECT_FALSE(open(error));
+  EXPECT_TRUE(contains(error, "lost its data")) << error;
+  EXPECT_FALSE(std::filesystem::exists(file));
 
   // A typo in a reader's path creates nothing.
   EXPECT_FALSE(open(error, true, dir_.path() + "/typo"));
