@@ -176,13 +176,25 @@ void sku_book::expire_due(int64_t now_ms, sku_change& c) {
   }
 }
 
-bool sku_book::find_finished(const std::string& hold_id, hold_record& out, sku_change& c) {
+store_status sku_book::find_finished(const std::string& hold_id, hold_record& out,
+                                     sku_change& c) {
   if (auto it = finishing_.find(hold_id); it != finishing_.end()) {
     out = it->second.second;
-    return true;
+    return store_status::ok;
   }
-  return c.reads().read_finished_hold(sku_, hold_id, out) == store_status::ok;
+  return c.reads().read_finished_hold(sku_, hold_id, out);
 }
+
+namespace {
+
+// A record that cannot be read is not a hold that does not exist: answering as if it
+// were would grant a used id again.
+hold_result unreadable(const std::string& sku, const std::string& hold_id, store_status s) {
+  return make_hold_error(code::unavailable, "hold '" + hold_id + "' on sku '" + sku +
+                                              "' cannot be read: " + to_string(s));
+}
+
+}  // namespace
 
 hold_result sku_book::apply(const hold_op& op, int64_t now_ms, sku_change& c) {
   if (!exists_) return make_hold_error(code::unknown_sku);
@@ -222,14 +234,26 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
   auto give_back = [&] {
     if (claims_ && claim == hold_claims::outcome::fresh) claims_->release(op.hold_id, sku_);
   };
-  auto indexed = c.index_reads(claims_).lookup_hold_sku(op.hold_id, owner) == store_status::ok;
+  auto index = c.index_reads(claims_).lookup_hold_sku(op.hold_id, owner);
+  if (index != store_status::ok && index != store_status::not_found) {
+    give_back();
+    return unreadable(sku_, op.hold_id, index);
+  }
+  bool indexed = index == store_status::ok;
   if (indexed && owner != sku_) {
     give_back();
     return conflict(owner);
   }
-  if (indexed && find_finished(op.hold_id, done, c)) {
-    give_back();
-    return repeated(done, op);
+  if (indexed) {
+    auto found = find_finished(op.hold_id, done, c);
+    if (found == store_status::ok) {
+      give_back();
+      return repeated(done, op);
+    }
+    if (found != store_status::not_found) {
+      give_back();
+      return unreadable(sku_, op.hold_id, found);
+    }
   }
   auto& s = record_.sku;
   if (s.available() < op.qty) {
@@ -259,7 +283,9 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
     return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
   }
   hold_record done;
-  if (!find_finished(op.hold_id, done, c)) return make_hold_error(code::unknown_hold);
+  if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok)
+    return found == store_status::not_found ? make_hold_error(code::unknown_hold)
+                                            : unreadable(sku_, op.hold_id, found);
   const auto state = done.hold.state;
   if (op.kind == hold_op_kind::query) return ok(done.hold);
   if (confirming) {

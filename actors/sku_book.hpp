@@ -113,7 +113,8 @@ private:
   hold_result end_hold(const hold_op& op, sku_change& c);
   hold_result repeated(const hold_record& done, const hold_op& op) const;
   hold_record finish(active_map::iterator it, hold_state to, sku_change& c);
-  bool find_finished(const std::string& hold_id, hold_record& out, sku_change& c);
+  // ok, not_found, or why the finished hold could not be read (never a miss).
+  store_status find_finished(const std::string& hold_id, hold_record& out, sku_change& c);
   void push_deadline(int64_t deadline_ms, const std::string& hold_id);
   void drop_stale_deadlines();
 

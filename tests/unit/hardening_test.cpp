@@ -315,3 +315,40 @@ TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_pass
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// A finished hold whose record cannot be read is not a free id: retrying its reserve
+// must not grant it again (found by the adversarial pass).
+TEST_F(hardening_test, an_unreadable_finished_hold_is_never_granted_again) {
+  create("fs", 5);
+  ASSERT_EQ(op(reserve("fs", "fh1", 2, 60'000)).status, code::ok);
+  ASSERT_EQ(op(confirm("fh1")).status, code::ok);
+  hold_record finished;
+  ASSERT_EQ(env_->read()->read_finished_hold("fs", "fh1", finished), store_status::ok);
+  stop();
+  auto path = config_.storage.path + "/data.mdb";
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto record = encode(finished);
+  size_t copies = 0;
+  for (auto at = bytes.find(record); at != std::string::npos; at = bytes.find(record, at + 1), ++copies)
+    bytes[at + 8] ^= 0x40;
+  ASSERT_GT(copies, 0u);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  start();
+  auto retry = op(reserve("fs", "fh1", 2, 60'000));
+  EXPECT_EQ(retry.status, code::unavailable) << to_string(retry.status);
+  EXPECT_NE(retry.message.find("fh1"), std::string::npos) << retry.message;
+  EXPECT_EQ(op(confirm("fh1", "fs")).status, code::unavailable);
+  auto s = show("fs");
+  EXPECT_EQ(s.reserved, 0);
+  EXPECT_EQ(s.sold, 2);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
