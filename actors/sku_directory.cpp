@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <functional>
 
+#include "protocol/log.hpp"
+
 namespace holdfast {
 namespace {
 
@@ -297,13 +299,23 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       auto& st = self->state;
       auto now = st.ctx.clock->now_ms();
       st.last_now_ms = now;
+      // Set back while the node was down (below the clock it last recorded): stored
+      // deadlines are ahead by the step. Every SKU with holds is loaded now, and cuts its
+      // deadlines to now + ttl before anything is served. Otherwise SKUs wake at their
+      // earliest deadline as usual.
+      auto high_water = st.ctx.env->clock_high_water_at_open_ms();
+      bool set_back = now + st.config.clock_step_tolerance_ms < high_water;
+      if (set_back)
+        spdlog::warn("the wall clock is {} ms behind the latest time this node recorded: "
+                     "every SKU with holds is loaded to cut their deadlines to now + ttl",
+                     high_water - now);
       std::vector<std::string> due;
       std::string problem;
       // Every SKU record is checked (checksum, invariants) before anything is served.
       auto status = st.ctx.env->scan_skus(
         [&](const sku_record& r) {
           if (r.sku.active_holds == 0) return;
-          if (r.earliest_deadline_ms <= now)
+          if (set_back || r.earliest_deadline_ms <= now)
             due.push_back(r.sku.sku);
           else
             schedule_wakeup(self, r.earliest_deadline_ms, r.sku.sku);

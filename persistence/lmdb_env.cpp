@@ -121,7 +121,8 @@ struct lmdb_env::impl {
   MDB_dbi hold_index = 0;
   MDB_dbi meta_db = 0;
   size_t map_size_bytes = 0;
-  directory_meta meta;
+  directory_meta meta;  // the store thread updates its clock mark
+  int64_t clock_high_water_at_open_ms = 0;
 
   // EIO from a commit is often a short write on a full disk: say so when it is.
   store_status classify(int rc) const {
@@ -251,6 +252,16 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     mdb_txn_abort(txn);
     return fail("read directory record", rc);
   }
+  p->clock_high_water_at_open_ms = p->meta.clock_high_water_ms;
+  // The clock as of this start, so even a node that ran for less than a second leaves
+  // a mark the next start can compare with.
+  auto now = system_wall_clock{}.now_ms();
+  if (rc == 0 && !read_only && now > p->meta.clock_high_water_ms) {
+    p->meta.clock_high_water_ms = now;
+    auto bytes = encode(p->meta);
+    MDB_val v = val(bytes);
+    rc = mdb_put(txn, p->meta_db, &mk, &v, 0);
+  }
   if (rc != 0) {
     mdb_txn_abort(txn);
     return fail("write directory record", rc);
@@ -268,6 +279,7 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
 }
 
 const directory_meta& lmdb_env::meta() const { return impl_->meta; }
+int64_t lmdb_env::clock_high_water_at_open_ms() const { return impl_->clock_high_water_at_open_ms; }
 const std::string& lmdb_env::path() const { return impl_->directory->path(); }
 
 store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
@@ -484,7 +496,7 @@ store_status lmdb_env::commit(const std::vector<commit_part>& parts,
 }
 
 collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_max,
-                                          std::string& cursor_key) {
+                                          std::string& cursor_key, int64_t now_ms) {
   collect_result result;
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
@@ -524,12 +536,22 @@ collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_m
     rc = 0;
   }
   mdb_cursor_close(cursor);
+  if (rc == 0 && now_ms > impl_->meta.clock_high_water_ms) {
+    auto meta = impl_->meta;
+    meta.clock_high_water_ms = now_ms;
+    std::string key = "directory";
+    auto bytes = encode(meta);
+    MDB_val k = val(key), v = val(bytes);
+    rc = mdb_put(txn, impl_->meta_db, &k, &v, 0);
+  }
   if (rc != 0) {
     mdb_txn_abort(txn);
     result.status = impl_->classify(rc);
     return result;
   }
-  result.status = impl_->classify(mdb_txn_commit(txn));
+  rc = mdb_txn_commit(txn);
+  if (rc == 0 && now_ms > impl_->meta.clock_high_water_ms) impl_->meta.clock_high_water_ms = now_ms;
+  result.status = impl_->classify(rc);
   return result;
 }
 

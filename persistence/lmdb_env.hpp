@@ -123,8 +123,10 @@ public:
 
   // Deletes finished holds (and their hold-id index entries) that ended at or before
   // `ended_before_ms`, scanning at most `scan_max` records from `cursor` on, which it
-  // advances. One transaction.
-  collect_result collect_finished(int64_t ended_before_ms, size_t scan_max, std::string& cursor);
+  // advances, and records `now_ms` as the clock's high-water mark if it is later. One
+  // transaction.
+  collect_result collect_finished(int64_t ended_before_ms, size_t scan_max, std::string& cursor,
+                                  int64_t now_ms);
 
   // Consistent hot copy with compaction into a new or empty directory, marked as a
   // copy of this one. Refused when the target has anything in it.
@@ -135,6 +137,8 @@ public:
   check_report check() const;
 
   const directory_meta& meta() const;
+  // The latest wall-clock time a node recorded in this directory before this open.
+  int64_t clock_high_water_at_open_ms() const;
   const std::string& path() const;
 
   struct usage {

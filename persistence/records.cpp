@@ -165,6 +165,7 @@ std::string encode(const directory_meta& m) {
   b.setFormat(m.format);
   b.setDirectoryId(m.directory_id);
   b.setCreatedMs(m.created_ms);
+  b.setClockHighWaterMs(m.clock_high_water_ms);
   return to_bytes(message);
 }
 
@@ -174,6 +175,7 @@ bool decode(const void* data, size_t size, directory_meta& out) {
     out.format = m.getFormat();
     out.directory_id = str(m.getDirectoryId());
     out.created_ms = m.getCreatedMs();
+    out.clock_high_water_ms = m.getClockHighWaterMs();
   });
 }
 

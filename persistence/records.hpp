@@ -29,6 +29,7 @@ struct directory_meta {
   uint32_t format = 0;
   std::string directory_id;
   int64_t created_ms = 0;
+  int64_t clock_high_water_ms = 0;
 };
 
 // One change in a write batch. All hold changes of one batch are stored as one

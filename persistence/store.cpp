@@ -64,8 +64,9 @@ void commit(store_actor::stateful_pointer<store_state> self) {
 // collect_scan_max records per interval.
 void collect(store_actor::stateful_pointer<store_state> self) {
   auto& st = self->state;
-  auto before = st.clock->now_ms() - st.config.finished_hold_retention_ms;
-  auto r = st.env->collect_finished(before, st.config.collect_scan_max, st.collect_cursor);
+  auto now = st.clock->now_ms();
+  auto r = st.env->collect_finished(now - st.config.finished_hold_retention_ms,
+                                    st.config.collect_scan_max, st.collect_cursor, now);
   st.stats.finished_collected += r.deleted;
   if (r.wrapped) st.stats.collection_passes++;
   bool backlog = r.status == store_status::ok && !r.wrapped && r.deleted > 0;

@@ -24,6 +24,9 @@ struct DirectoryMeta {
   format @0 :UInt32;
   directoryId @1 :Text;           # also in the directory's holdfast.format file
   createdMs @2 :Int64;
+  clockHighWaterMs @3 :Int64;     # the latest wall-clock time the node has seen (updated
+                                  # about once a second): a restart behind it means the clock
+                                  # was set back while the node was down
 }
 
 enum HoldState {

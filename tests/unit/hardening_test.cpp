@@ -196,9 +196,19 @@ TEST_F(hardening_test, storage_failure_is_refused_cheaply_and_reads_keep_working
 // restart and while running.
 TEST_F(hardening_test, a_clock_set_back_never_extends_a_hold) {
   create("c", 5);
+  create("untouched", 5);
   ASSERT_EQ(op(reserve("c", "h", 1, 30'000)).status, code::ok);
+  ASSERT_EQ(op(reserve("untouched", "u", 1, 30'000)).status, code::ok);
+  advance_ms(1'500);  // the store records the clock it has seen
   clock_->step_ms = -3'600'000;  // an hour back
   restart();
+  // An SKU nobody asks about ends its hold by now + ttl too (found by the adversarial
+  // pass: recovery woke it at the stored deadline, an hour late).
+  advance_ms(31'000);
+  sku_record untouched;
+  ASSERT_EQ(env_->read_sku("untouched", untouched), store_status::ok);
+  EXPECT_EQ(untouched.sku.reserved, 0);
+  clock_->step_ms -= 31'000;  // the checks below measure from the restart
   auto h = op(query("h")).hold;
   EXPECT_LE(h.deadline_ms, clock_->now_ms() + 30'000);
   advance_ms(31'000);
