@@ -88,6 +88,7 @@ void on_durable(self_ptr self, uint64_t seq) {
   st.durable_seq = std::max(st.durable_seq, seq);
   st.storage_failure = store_status::ok;
   st.storage_backoff_ms = 0;
+  st.expire_batch = std::min(st.expire_batch * 2, st.ctx.book.expire_batch_max);
   while (!st.replies.empty() && st.replies.front().seq <= st.durable_seq) {
     st.replies.front().deliver(nullptr);
     st.replies.pop_front();
@@ -124,6 +125,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.book = std::make_unique<sku_book>(sku, st.ctx.book, st.ctx.claims.get());
+  st.expire_batch = st.ctx.book.expire_batch_max;
   st.broken = st.book->load(*st.ctx.env);
   if (!st.broken.empty()) {
     static rate_limit limit;
@@ -139,7 +141,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
     auto now = st.ctx.clock->now_ms();
     auto c = begin_change(self, now);
     st.book->clamp_deadlines(c);
-    st.book->expire_due(now, c);
+    st.book->expire_due(now, c, st.expire_batch);
     issue(self, c);
     arm_timer(self, now);
   }
@@ -149,7 +151,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       auto c = begin_change(self, st.ctx.clock->now_ms());
       c.mutations.reserve(ops.size() + 1);  // a hold each at most, and the snapshot
       bool refused = writes_refused(self, c.now_ms);
-      if (!refused) st.book->expire_due(c.now_ms, c);
+      if (!refused) st.book->expire_due(c.now_ms, c, st.expire_batch);
       std::vector<hold_result> results;
       results.reserve(ops.size());
       for (auto& op : ops)
@@ -164,7 +166,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       if (writes_refused(self, c.now_ms)) {
         if (op.kind != sku_op_kind::query) return failed(sku_result{}, st.storage_failure);
       } else {
-        st.book->expire_due(c.now_ms, c);
+        st.book->expire_due(c.now_ms, c, st.expire_batch);
       }
       auto result = st.book->apply(op, c);
       return reply_when_durable(self, c, std::move(result));
@@ -182,6 +184,9 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       st.timer_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
       st.storage_failure = why;
+      // Smaller expiry batches until writes succeed again: when storage is tight, a
+      // small batch may fit where a large one did not.
+      st.expire_batch = std::max<size_t>(1, st.expire_batch / 4);
       st.storage_backoff_ms = std::clamp(st.storage_backoff_ms * 2, st.ctx.storage_backoff_min_ms,
                                          st.ctx.storage_backoff_max_ms);
       st.storage_retry_ms = now + st.storage_backoff_ms;
@@ -203,7 +208,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       auto now = st.ctx.clock->now_ms();
       if (!writes_refused(self, now)) {
         auto c = begin_change(self, now);
-        st.book->expire_due(now, c);
+        st.book->expire_due(now, c, st.expire_batch);
         issue(self, c);
       }
       arm_timer(self, now);

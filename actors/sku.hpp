@@ -68,6 +68,7 @@ struct sku_state {
   store_status storage_failure = store_status::ok;  // the last failed write's status
   int64_t storage_retry_ms = 0;   // writes are refused until then
   int64_t storage_backoff_ms = 0; // the current backoff, 0 after a successful write
+  size_t expire_batch = 0;        // holds one change may expire: shrinks after failures
   static inline const char* name = "holdfast.sku";
 };
 

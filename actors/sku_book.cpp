@@ -163,16 +163,21 @@ hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change&
   return rec;
 }
 
-void sku_book::expire_due(int64_t now_ms, sku_change& c) {
+void sku_book::expire_due(int64_t now_ms, sku_change& c, size_t max) {
+  if (max == 0) max = policy_.expire_batch_max;
   if (now_ms + policy_.clock_step_tolerance_ms < last_now_ms_) clamp_deadlines(c);
   last_now_ms_ = std::max(last_now_ms_, now_ms);
-  while (!deadlines_.empty() && deadlines_.front().deadline_ms <= now_ms) {
+  size_t ended = 0;
+  while (!deadlines_.empty() && deadlines_.front().deadline_ms <= now_ms &&
+         ended < max) {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
     auto entry = std::move(deadlines_.back());
     deadlines_.pop_back();
     auto it = active_.find(entry.hold_id);
-    if (it != active_.end() && it->second.deadline_ms == entry.deadline_ms)
+    if (it != active_.end() && it->second.deadline_ms == entry.deadline_ms) {
       finish(it, hold_state::expired, c);
+      ++ended;
+    }
   }
 }
 

@@ -27,6 +27,10 @@ struct sku_book_policy {
   // A wall clock that moved back more than this since the last look means the clock was
   // stepped: every active hold's deadline is cut to at most now + its ttl.
   int64_t clock_step_tolerance_ms = 1'000;
+  // Holds ended by expiry in one change at most: a backlog of overdue holds is written
+  // in bounded batches (the timer comes back at once for the rest), so no batch grows
+  // too large to commit when storage is tight, and calls never wait behind one.
+  size_t expire_batch_max = 256;
 };
 
 // The changes one handled message makes; becomes one write batch.
@@ -81,8 +85,9 @@ public:
   // Empty when the counters obey their invariants and agree with the active holds.
   std::string broken_invariant() const;
 
-  // Ends every hold whose deadline is at or before now.
-  void expire_due(int64_t now_ms, sku_change& c);
+  // Ends holds whose deadline is at or before now, at most `max` of them (0: the
+  // policy's expire_batch_max); earliest_deadline_ms() tells whether more are due.
+  void expire_due(int64_t now_ms, sku_change& c, size_t max = 0);
   hold_result apply(const hold_op& op, int64_t now_ms, sku_change& c);
   sku_result apply(const sku_op& op, sku_change& c);
   sku_result snapshot(code status = code::ok) const;

@@ -144,3 +144,33 @@ TEST_F(sku_book_test, an_ended_hold_answers_from_memory_until_durable) {
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// A backlog of overdue holds ends in bounded batches (found by the adversarial pass: one
+// batch of every overdue hold did not fit a tight disk and wedged the SKU).
+TEST_F(sku_book_test, expiry_ends_at_most_a_bounded_batch_per_change) {
+  sku_book_policy policy;
+  policy.expire_batch_max = 100;
+  sku_book book("tee", policy);
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  for (int i = 0; i < 250; ++i)
+    ASSERT_EQ(book.apply(reserve("h" + std::to_string(i), 1'000), now_, c).status, code::ok);
+  book.seal(c);
+  size_t rounds = 0;
+  while (book.earliest_deadline_ms() != 0 && book.earliest_deadline_ms() <= now_ + 5'000) {
+    auto e = change();
+    book.expire_due(now_ + 5'000, e);
+    EXPECT_LE(count_state(e.mutations, hold_state::expired), 100u);
+    book.seal(e);
+    ASSERT_LT(++rounds, 10u);
+  }
+  EXPECT_EQ(rounds, 3u);
+  EXPECT_EQ(book.active_holds(), 0u);
+  EXPECT_EQ(book.record().sku.reserved, 0);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
