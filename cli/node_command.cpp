@@ -32,6 +32,9 @@ void add_node_command(CLI::App& app, context& ctx) {
   cmd->add_option("--connection-inflight-max", node->server.connection_inflight_max,
                   "operations in flight from one connection before it gets OVERLOADED")
     ->capture_default_str();
+  cmd->add_option("--connection-unfinished-max", node->server.connection_unfinished_max,
+                  "calls a connection has not sent Finish for before it is closed")
+    ->capture_default_str();
   cmd->add_option("--connections-max", node->server.connections_max,
                   "open client connections; more are closed at once")
     ->capture_default_str();

@@ -1,12 +1,14 @@
 #include "cluster/rpc_server.hpp"
 
 #include <capnp/rpc-twoparty.h>
+#include <capnp/rpc.capnp.h>
 #include <kj/async-io.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include <cstring>
 #include <future>
 #include <list>
 #include <thread>
@@ -77,12 +79,22 @@ struct connection_state {
   int word_bytes = 0;
   uint32_t segments = 0, sizes_read = 0;
   uint64_t body_left = 0;
+  // The first 16 bytes of a frame's body: the root pointer and the first data word,
+  // which holds an RPC message's kind.
+  kj::byte head[16];
+  size_t head_bytes = 0;
+  // Questions the peer asked (calls, bootstraps) and has not finished: Cap'n Proto keeps
+  // each one's answer until the peer's Finish, so they are memory the peer holds here.
+  int64_t unfinished = 0;
 
   void take(const kj::byte* p, size_t n, int64_t now_ms) {
     if (n > 0) last_read_ms = now_ms;
     while (n > 0) {
       if (at == phase::body) {
         auto step = static_cast<size_t>(std::min<uint64_t>(body_left, n));
+        auto keep = std::min(step, sizeof head - head_bytes);
+        memcpy(head + head_bytes, p, keep);
+        head_bytes += keep;
         body_left -= step;
         p += step;
         n -= step;
@@ -112,8 +124,22 @@ struct connection_state {
     }
   }
   void end_frame() {
+    count_message();
     at = phase::count;
     frame_started_ms = 0;
+    head_bytes = 0;
+  }
+  // Counts calls and bootstraps up and finishes down. A root that is not where Cap'n
+  // Proto's own writers put it (right after the root pointer) counts as a question.
+  void count_message() {
+    uint64_t root = 0;
+    uint16_t kind = capnp::rpc::Message::CALL;
+    if (head_bytes == sizeof head) {
+      memcpy(&root, head, 8);
+      if ((root & 3) == 0 && (root >> 2 & 0x3fffffff) == 0) memcpy(&kind, head + 8, 2);
+    }
+    if (kind == capnp::rpc::Message::CALL || kind == capnp::rpc::Message::BOOTSTRAP) ++unfinished;
+    else if (kind == capnp::rpc::Message::FINISH && unfinished > 0) --unfinished;
   }
 };
 using connection_ptr = std::shared_ptr<connection_state>;
@@ -432,6 +458,8 @@ struct rpc_server::impl {
           uint64_t counters::*why = nullptr;
           if (c->frame_started_ms != 0 && now - c->frame_started_ms > options.frame_timeout_ms)
             why = &counters::closed_frame;
+          else if (c->unfinished > static_cast<int64_t>(options.connection_unfinished_max))
+            why = &counters::closed_unfinished;
           else if (c->writes_pending > 0 && now - c->write_started_ms > options.write_stall_timeout_ms)
             why = &counters::closed_stalled;
           else if (c->frame_started_ms == 0 && c->inflight_ops == 0 && c->writes_pending == 0 &&
@@ -442,9 +470,10 @@ struct rpc_server::impl {
           uint64_t suppressed = 0;
           if (close_log.allow(suppressed))
             spdlog::info("closing a connection: {} ({} more closed since the last line)",
-                         why == &counters::closed_frame     ? "a frame begun and not finished"
-                         : why == &counters::closed_stalled ? "its answers are not being read"
-                                                            : "idle",
+                         why == &counters::closed_frame       ? "a frame begun and not finished"
+                         : why == &counters::closed_stalled   ? "its answers are not being read"
+                         : why == &counters::closed_unfinished ? "too many calls never finished"
+                                                              : "idle",
                          suppressed);
           auto close = kj::mv(c->close);
           close->fulfill();

@@ -32,6 +32,8 @@ struct server_options {
   int64_t frame_timeout_ms = 10'000;    // a frame begun but not finished within this: closed
   int64_t write_stall_timeout_ms = 30'000;  // answers the client has not read for this long:
                                             // closed
+  size_t connection_unfinished_max = 32'768;  // calls a client has not sent Finish for (their
+                                              // answers are kept until it does): closed past it
   request_limits limits;
 };
 
@@ -48,7 +50,7 @@ public:
   // Counters, read from any thread.
   struct counters {
     uint64_t accepted = 0, refused_connections = 0, closed_idle = 0, closed_frame = 0,
-             closed_stalled = 0, accept_errors = 0;
+             closed_stalled = 0, closed_unfinished = 0, accept_errors = 0;
   };
   counters stats() const;
   // Stops accepting and closes every connection; joins the network thread.

@@ -462,3 +462,38 @@ TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_whe
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// A client that asks and never sends Finish makes Cap'n Proto keep every answer: past
+// --connection-unfinished-max its connection is closed (found by the adversarial pass).
+TEST_F(hardening_process_test, a_client_that_never_finishes_its_calls_is_cut_off) {
+  start({"--connection-unfinished-max", "2000"});
+  auto ask = [&](bool finish) {
+    int fd = connect_raw(node_->address());
+    timeval tv{10, 0};  // a node that stops answering fails the test instead of hanging it
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    EXPECT_TRUE(write_all(fd, bootstrap_frame()));
+    bool open = true;
+    uint32_t q = 1;
+    for (; q <= 5'000 && open; ++q) {
+      open = write_all(fd, call_frame(q, 1, [](capnp::AnyPointer::Builder params) {
+        params.initAsAnyStruct(0, 1).getPointerSection()[0].setAs<capnp::Text>("none");
+      }));
+      if (open) open = read_return(fd, q, [](capnp::rpc::Return::Reader) {});
+      if (open && finish) open = write_all(fd, finish_frame(q));
+    }
+    close(fd);
+    if (!open) std::printf("connection ended at call %u\n", q - 1);
+    return open;
+  };
+  EXPECT_TRUE(ask(true)) << "a client that finishes its calls was cut off";
+  EXPECT_FALSE(ask(false)) << "5,000 unfinished calls were kept";
+  EXPECT_NE(node_->log().find("too many calls never finished"), std::string::npos);
+  blocking_client c(node_->address());
+  EXPECT_EQ(c.query_sku("none").status, code::unknown_sku);
+}
+
+}  // namespace
+}  // namespace holdfast::testing

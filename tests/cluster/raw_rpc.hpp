@@ -5,6 +5,7 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <capnp/message.h>
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
@@ -34,6 +35,8 @@ inline int connect_raw(const std::string& address, int receive_buffer_bytes = 0)
     close(fd);
     return -1;
   }
+  int one = 1;  // frames go out as written, not held back for the last one's ACK
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 }
 
@@ -59,6 +62,12 @@ inline kj::Array<capnp::word> call_frame(uint32_t question, uint16_t method,
   call.setInterfaceId(capnp::typeId<wire::Inventory>());
   call.setMethodId(method);
   fill(call.initParams().getContent());
+  return frame(m);
+}
+
+inline kj::Array<capnp::word> finish_frame(uint32_t question) {
+  capnp::MallocMessageBuilder m;
+  m.initRoot<capnp::rpc::Message>().initFinish().setQuestionId(question);
   return frame(m);
 }
 
