@@ -33,12 +33,29 @@ const char* to_string(hold_state s) {
 
 namespace {
 
+// C1 controls (U+0080..U+009F, e.g. the 8-bit CSI a terminal obeys) and bidirectional
+// overrides/isolates (U+202A..U+202E, U+2066..U+2069) make a name print as something it
+// is not. Called on valid UTF-8 only.
+bool has_invisible_controls(const std::string& text) {
+  auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (p[i] == 0xc2 && i + 1 < text.size() && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) return true;
+    if (p[i] == 0xe2 && i + 2 < text.size() && p[i + 1] == 0x80 && p[i + 2] >= 0xaa && p[i + 2] <= 0xae)
+      return true;
+    if (p[i] == 0xe2 && i + 2 < text.size() && p[i + 1] == 0x81 && p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9)
+      return true;
+  }
+  return false;
+}
+
 std::string validate_name(const std::string& what, const std::string& value, size_t max) {
   if (value.empty()) return what + " must not be empty";
   if (value.size() > max) return what + " longer than " + std::to_string(max) + " bytes";
   for (unsigned char ch : value)
     if (ch < 0x21 || ch == 0x7f) return what + " contains whitespace or control characters";
   if (!valid_utf8(value)) return what + " is not valid UTF-8";
+  if (has_invisible_controls(value))
+    return what + " contains C1 control or bidirectional formatting characters";
   return {};
 }
 

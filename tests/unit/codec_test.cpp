@@ -85,3 +85,29 @@ TEST(codec, durations_parse_with_units_only) {
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// Names end up in terminals, logs and JSON: only well-formed UTF-8 without controls
+// that would make them print as something else.
+TEST(names, invalid_utf8_and_invisible_controls_are_refused) {
+  request_limits limits;
+  auto check = [&](const std::string& sku) {
+    return validate(hold_op{hold_op_kind::reserve, sku, "h", 1, 1'000}, limits);
+  };
+  EXPECT_EQ(check("caf\xc3\xa9"), "");             // é
+  EXPECT_EQ(check("\xe6\x97\xa5\xe6\x9c\xac"), "");  // 日本
+  EXPECT_NE(check("caf\xc3"), "");                 // cut short
+  EXPECT_NE(check("\xc0\xaf"), "");                // overlong '/'
+  EXPECT_NE(check("\xed\xa0\x80"), "");            // a surrogate
+  EXPECT_NE(check("\xf4\x90\x80\x80"), "");        // past U+10FFFF
+  EXPECT_NE(check("x\xc2\x9b" "31m"), "");         // C1 CSI
+  EXPECT_NE(check("abc\xe2\x80\xae" "fed"), "");   // right-to-left override
+  EXPECT_NE(check("a\xe2\x81\xa6" "b"), "");       // left-to-right isolate
+  EXPECT_NE(check(std::string(sku_bytes_max + 1, 'a')), "");
+  EXPECT_EQ(check(std::string(sku_bytes_max, 'a')), "");
+}
+
+}  // namespace
+}  // namespace holdfast
