@@ -103,7 +103,11 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
   r.shape = std::to_string(o.callers) + " callers x " + std::to_string(depth) + " outstanding";
   progress("row " + id + ": " + r.system + ", " + r.shape + " ...");
   blocking_client admin(address);
-  auto sku = "hot-" + id + "-" + std::to_string(getpid());
+  // A fresh SKU and fresh hold ids for every run of a row: --repeat runs each row again
+  // on the same node, and a reused id would answer as the hold it already named.
+  static int runs = 0;
+  auto run = base36(static_cast<uint64_t>(getpid())) + "-" + std::to_string(++runs);
+  auto sku = "hot-" + id + "-" + run;
   const int64_t stock = 1'000'000'000;  // ample: every reservation is granted
   auto created = admin.create_sku(sku, stock, 100);
   if (created.status != code::ok) {
@@ -123,7 +127,7 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
     lt.address = address;
     lt.sku = sku;
     // Unique per run, so a long-running node (--use-node) sees fresh hold ids each time.
-    lt.prefix = id + static_cast<char>('a' + t) + base36(static_cast<uint64_t>(getpid())) + ".";
+    lt.prefix = id + static_cast<char>('a' + t) + run + ".";
     lt.callers = o.callers / o.threads + (t < o.callers % o.threads ? 1 : 0);
     lt.depth = depth;
     lt.connections = o.connections;
@@ -328,7 +332,11 @@ int run_hot_sku(const hot_sku_options& o) {
     j["environment"] = {{"cores", cores}, {"cpu", cpu_model()}, {"kernel", un.release},
                         {"fsync_p50_ms", fsync.p50_ms}, {"fsync_p99_ms", fsync.p99_ms}};
     for (auto& r : rows) {
-      json jr{{"id", r.id}, {"system", r.system}, {"shape", r.shape}, {"ran", r.ran}};
+      int runs = 0;
+      for (auto& round : rounds)
+        if (auto* ran = find(round, r.id)) runs += ran->stock_ok();
+      json jr{{"id", r.id}, {"system", r.system}, {"shape", r.shape}, {"ran", r.ran},
+              {"rounds_ran", runs}};
       if (!r.ran) jr["skipped"] = r.skipped;
       else
         jr.update({{"reservations_per_s", r.per_second}, {"reservations", r.reservations},
