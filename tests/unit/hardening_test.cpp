@@ -174,15 +174,8 @@ TEST_F(hardening_test, storage_failure_is_refused_cheaply_and_reads_keep_working
   config_.storage.map_size_bytes = size_t{1} << 20;
   start();
   create("f", 1'000'000);
+  ASSERT_GE(fill_until_full("f", 60'000), 0);
   std::string pad(200, 'x');
-  bool full = false;
-  for (int round = 0; round < 50 && !full; ++round) {
-    std::vector<hold_op> batch;
-    for (int i = 0; i < 200; ++i)
-      batch.push_back(reserve("f", pad + std::to_string(round * 1000 + i), 1, 60'000));
-    for (auto& r : ops(batch)) full = full || r.status == code::storage_full;
-  }
-  ASSERT_TRUE(full);
   auto before = stats();
   // Inside the backoff: refused without a trip to the store.
   for (int i = 0; i < 100; ++i)
@@ -241,18 +234,9 @@ TEST_F(hardening_test, a_record_breaking_its_invariants_is_never_served) {
   forged.sku.on_hand = 5'000'000;
   auto from = encode(honest), to = encode(forged);
   ASSERT_EQ(from.size(), to.size());
-  auto path = config_.storage.path + "/data.mdb";
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  // Every copy: LMDB's copy-on-write leaves older versions of the page behind.
-  size_t copies = 0;
-  for (auto at = bytes.find(from); at != std::string::npos; at = bytes.find(from, at + 1), ++copies)
-    bytes.replace(at, to.size(), to);
-  ASSERT_GT(copies, 0u);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", from,
+                            [&](std::string& bytes, size_t at) { bytes.replace(at, to.size(), to); }),
+            0u);
 
   std::string error;
   env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
@@ -338,18 +322,9 @@ TEST_F(hardening_test, an_unreadable_finished_hold_is_never_granted_again) {
   hold_record finished;
   ASSERT_EQ(env_->read()->read_finished_hold("fs", "fh1", finished), store_status::ok);
   stop();
-  auto path = config_.storage.path + "/data.mdb";
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  auto record = encode(finished);
-  size_t copies = 0;
-  for (auto at = bytes.find(record); at != std::string::npos; at = bytes.find(record, at + 1), ++copies)
-    bytes[at + 8] ^= 0x40;
-  ASSERT_GT(copies, 0u);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", encode(finished),
+                            [](std::string& bytes, size_t at) { bytes[at + 8] ^= 0x40; }),
+            0u);
   start();
   auto retry = op(reserve("fs", "fh1", 2, 60'000));
   EXPECT_EQ(retry.status, code::unavailable) << to_string(retry.status);
@@ -376,19 +351,7 @@ TEST_F(hardening_test, holds_expire_after_the_map_filled_up) {
   config_.storage.map_size_bytes = size_t{1} << 20;
   start();
   create("f", 1'000'000);
-  std::string pad(200, 'x');
-  int64_t granted = 0;
-  bool full = false;
-  for (int round = 0; round < 50 && !full; ++round) {
-    std::vector<hold_op> batch;
-    for (int i = 0; i < 500; ++i)
-      batch.push_back(reserve("f", pad + std::to_string(round * 1000 + i), 1, 5'000));
-    for (auto& r : ops(batch)) {
-      granted += r.status == code::ok;
-      full = full || r.status == code::storage_full;
-    }
-  }
-  ASSERT_TRUE(full);
+  auto granted = fill_until_full("f", 5'000, 500);
   ASSERT_GT(granted, 0);
   for (int i = 0; i < 30; ++i) advance_ms(1'000);
   auto stuck = show("f").reserved;

@@ -84,20 +84,8 @@ TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   config_.storage.map_size_bytes = size_t{1} << 20;
   start();
   create("f", 1'000'000);
-  std::string pad(200, 'x');
-  int64_t granted = 0;
-  bool full = false;
-  for (int round = 0; round < 50 && !full; ++round) {
-    std::vector<hold_op> batch;
-    for (int i = 0; i < 200; ++i)
-      batch.push_back(reserve("f", pad + std::to_string(round * 1000 + i), 1, 60'000));
-    for (auto& r : ops(batch)) {
-      if (r.status == code::ok) ++granted;
-      else if (r.status == code::storage_full) full = true;
-      else FAIL() << to_string(r.status);
-    }
-  }
-  ASSERT_TRUE(full) << "the map never filled up";
+  auto granted = fill_until_full("f", 60'000);
+  ASSERT_GE(granted, 0) << "the map never filled up";
   // Nothing half-applied: the SKU shows only what was acknowledged, and reads still work.
   auto s = show("f");
   EXPECT_EQ(s.reserved, granted);

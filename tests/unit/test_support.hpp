@@ -11,6 +11,8 @@
 #include <caf/scoped_actor.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <random>
 
 #include "actors/sku_directory.hpp"
@@ -29,6 +31,25 @@ public:
 private:
   std::string path_;
 };
+
+// Edits every copy of `record` in a data file (LMDB's copy-on-write leaves older
+// versions of a page behind): `edit` gets the file's bytes and the copy's offset.
+// Returns how many copies it found.
+inline size_t edit_every_copy(const std::string& path, const std::string& record,
+                              const std::function<void(std::string&, size_t)>& edit) {
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  size_t copies = 0;
+  for (auto at = bytes.find(record); at != std::string::npos; at = bytes.find(record, at + 1)) {
+    edit(bytes, at);
+    ++copies;
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  return copies;
+}
 
 class coordinator_clock final : public wall_clock {
 public:
@@ -144,6 +165,27 @@ protected:
   void advance_ms(int64_t ms) {
     sched_->advance_time(std::chrono::milliseconds(ms));
     sched_->run();
+  }
+
+  // Reserves batches of holds with 200-byte ids on `sku` until the store answers
+  // storage_full (at most 50 batches); returns how many were granted, -1 if the map never
+  // filled or another refusal came.
+  int64_t fill_until_full(const std::string& sku, int64_t ttl_ms, int batch_size = 200) {
+    std::string pad(200, 'x');
+    int64_t granted = 0;
+    for (int round = 0; round < 50; ++round) {
+      std::vector<hold_op> batch;
+      for (int i = 0; i < batch_size; ++i)
+        batch.push_back(reserve(sku, pad + std::to_string(round * 1000 + i), 1, ttl_ms));
+      bool full = false;
+      for (auto& r : ops(batch)) {
+        if (r.status == code::ok) ++granted;
+        else if (r.status == code::storage_full) full = true;
+        else return -1;
+      }
+      if (full) return granted;
+    }
+    return -1;
   }
 
   store_stats stats() {
