@@ -288,9 +288,15 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
     return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
   }
   hold_record done;
-  if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok)
-    return found == store_status::not_found ? make_hold_error(code::unknown_hold)
-                                            : unreadable(sku_, op.hold_id, found);
+  if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok) {
+    if (found != store_status::not_found) return unreadable(sku_, op.hold_id, found);
+    // Named with the wrong SKU: say where the hold is (nothing changes either way).
+    std::string owner;
+    if (c.reads().lookup_hold_sku(op.hold_id, owner) == store_status::ok && owner != sku_)
+      return make_hold_error(code::unknown_hold, "hold '" + op.hold_id + "' is on sku '" + owner +
+                                                   "', not '" + sku_ + "'");
+    return make_hold_error(code::unknown_hold);
+  }
   const auto state = done.hold.state;
   if (op.kind == hold_op_kind::query) return ok(done.hold);
   if (confirming) {

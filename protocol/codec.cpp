@@ -59,7 +59,10 @@ void write(wire::HoldResult::Builder out, const hold_result& in) {
     case code::ok: write(out.initHold(), in.hold); return;
     case code::out_of_stock: out.setOutOfStock(in.available); return;
     case code::unknown_sku: out.setUnknownSku(); return;
-    case code::unknown_hold: out.setUnknownHold(); return;
+    case code::unknown_hold:
+      out.setUnknownHold();
+      if (!in.message.empty()) out.setDetail(in.message);
+      return;
     case code::hold_expired: write(out.initHoldExpired(), in.hold); return;
     case code::hold_conflict: write(out.initHoldConflict(), in.hold); return;
     case code::wrong_state: write(out.initWrongState(), in.hold); return;
@@ -83,7 +86,10 @@ hold_result read(wire::HoldResult::Reader in) {
       r.available = in.getOutOfStock();
       break;
     case wire::HoldResult::UNKNOWN_SKU: r.status = code::unknown_sku; break;
-    case wire::HoldResult::UNKNOWN_HOLD: r.status = code::unknown_hold; break;
+    case wire::HoldResult::UNKNOWN_HOLD:
+      r.status = code::unknown_hold;
+      r.message = str(in.getDetail());
+      break;
     case wire::HoldResult::HOLD_EXPIRED:
       r.status = code::hold_expired;
       r.hold = read(in.getHoldExpired());

@@ -58,6 +58,8 @@ struct HoldResult {
     storageFull @9 :Text;
     outcomeUnknown @10 :Text;      # timed out inside the node: retry with the same hold id
   }
+  detail @11 :Text;                # more words for an outcome that has none of its own,
+                                   # e.g. where a hold named with the wrong SKU is
 }
 
 struct SkuResult {

@@ -45,6 +45,8 @@ TEST(codec, hold_results_round_trip_every_outcome) {
   }
   EXPECT_EQ(round_trip(make_hold_error(code::unknown_sku)).status, code::unknown_sku);
   EXPECT_EQ(round_trip(make_hold_error(code::unknown_hold)).status, code::unknown_hold);
+  auto detailed = round_trip(make_hold_error(code::unknown_hold, "hold 'h' is on sku 'a'"));
+  EXPECT_EQ(detailed.message, "hold 'h' is on sku 'a'");
 }
 
 TEST(codec, sku_results_and_requests_round_trip) {

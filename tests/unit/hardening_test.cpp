@@ -123,6 +123,13 @@ TEST_F(hardening_test, a_reserve_retried_after_its_hold_ended_says_how_it_ended)
   EXPECT_EQ(sold.status, code::wrong_state);
   EXPECT_EQ(sold.hold.state, hold_state::confirmed);
   EXPECT_EQ(op(reserve("t", "back", 1, 60'000)).status, code::wrong_state);
+  // Confirm with the wrong SKU: unknown there, and the answer says where the hold is.
+  create("other", 1);
+  ASSERT_EQ(op(reserve("t", "live", 1, 60'000)).status, code::ok);
+  auto wrong = op(confirm("live", "other"));
+  EXPECT_EQ(wrong.status, code::unknown_hold);
+  EXPECT_NE(wrong.message.find("is on sku 't'"), std::string::npos) << wrong.message;
+  EXPECT_EQ(op(release("live")).status, code::ok);
   restart();  // the same from LMDB
   EXPECT_EQ(op(reserve("t", "exp", 1, 500)).status, code::hold_expired);
   EXPECT_EQ(op(reserve("t", "sold", 1, 60'000)).status, code::wrong_state);
