@@ -220,8 +220,11 @@ hold_result sku_book::repeated(const hold_record& done, const hold_op& op) const
 
 hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
   hold_record done;
-  if (auto it = active_.find(op.hold_id); it != active_.end())
+  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+    // Overdue but not yet reached by a bounded expiry batch: it has ended all the same.
+    if (it->second.deadline_ms <= c.now_ms) return repeated(finish(it, hold_state::expired, c), op);
     return repeated(to_record(it->first, it->second, hold_state::active), op);
+  }
   if (auto it = finishing_.find(op.hold_id); it != finishing_.end())
     return repeated(it->second.second, op);
   // The id is claimed node-wide before anything else, so a concurrent reserve of the
@@ -283,11 +286,18 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
 
 hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   const bool confirming = op.kind == hold_op_kind::confirm;
-  if (auto it = active_.find(op.hold_id); it != active_.end()) {
-    if (op.kind == hold_op_kind::query) return ok(to_record(it->first, it->second, hold_state::active).hold);
-    return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
-  }
   hold_record done;
+  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+    // A hold past its deadline has expired, whether or not an expiry batch (bounded)
+    // has reached it yet: it is never confirmed late.
+    if (it->second.deadline_ms > c.now_ms) {
+      if (op.kind == hold_op_kind::query) return ok(to_record(it->first, it->second, hold_state::active).hold);
+      return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
+    }
+    done = finish(it, hold_state::expired, c);
+    if (op.kind == hold_op_kind::query) return ok(done.hold);
+    return confirming ? with_hold(code::hold_expired, done.hold) : ok(done.hold);
+  }
   if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok) {
     if (found != store_status::not_found) return unreadable(sku_, op.hold_id, found);
     // Named with the wrong SKU: say where the hold is (nothing changes either way).

@@ -79,6 +79,8 @@ struct connection_state {
   int word_bytes = 0;
   uint32_t segments = 0, sizes_read = 0;
   uint64_t body_left = 0;
+  int pad_left = 0;  // the segment table's padding to a whole word, before the body
+  int64_t paused_since_ms = 0;  // reading paused behind a stuck write: not the peer's time
   // The first 16 bytes of a frame's body: the root pointer and the first data word,
   // which holds an RPC message's kind.
   kj::byte head[16];
@@ -90,6 +92,12 @@ struct connection_state {
   void take(const kj::byte* p, size_t n, int64_t now_ms) {
     if (n > 0) last_read_ms = now_ms;
     while (n > 0) {
+      if (at == phase::body && pad_left > 0) {
+        ++p;
+        --n;
+        if (--pad_left == 0 && body_left == 0) end_frame();
+        continue;
+      }
       if (at == phase::body) {
         auto step = static_cast<size_t>(std::min<uint64_t>(body_left, n));
         auto keep = std::min(step, sizeof head - head_bytes);
@@ -117,10 +125,10 @@ struct connection_state {
       }
       body_left += uint64_t{value} * 8;
       if (++sizes_read < segments) continue;
-      // The segment table is padded to a whole word.
-      if (segments % 2 == 0) body_left += 4;
+      // The segment table is padded to a whole word; the body starts after it.
+      pad_left = segments % 2 == 0 ? 4 : 0;
       at = phase::body;
-      if (body_left == 0) end_frame();
+      if (body_left == 0 && pad_left == 0) end_frame();
     }
   }
   void end_frame() {
@@ -162,6 +170,7 @@ public:
     if (state_->writes_pending > 0) {
       auto paf = kj::newPromiseAndFulfiller<void>();
       state_->resume_reading = kj::mv(paf.fulfiller);
+      state_->paused_since_ms = steady_ms();
       return paf.promise.then(
         [this, buffer, min_bytes, max_bytes] { return tryRead(buffer, min_bytes, max_bytes); });
     }
@@ -187,6 +196,11 @@ private:
       if (--state->writes_pending > 0) return;
       state->write_started_ms = 0;
       if (state->resume_reading) {
+        // The time reading was paused is the node's, not the peer's: a frame begun
+        // before the pause gets it back.
+        if (state->frame_started_ms != 0 && state->paused_since_ms != 0)
+          state->frame_started_ms += steady_ms() - state->paused_since_ms;
+        state->paused_since_ms = 0;
         auto resume = kj::mv(state->resume_reading);
         resume->fulfill();
       }

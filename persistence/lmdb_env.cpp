@@ -1,6 +1,8 @@
 #include "persistence/lmdb_env.hpp"
 
+#include <fcntl.h>
 #include <lmdb.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -251,6 +253,12 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
   } else if (rc != 0) {
     mdb_txn_abort(txn);
     return fail("read directory record", rc);
+  }
+  if (rc == 0 && !marked.empty() && marked != p->meta.directory_id) {
+    mdb_txn_abort(txn);
+    error = data_file + " belongs to another data directory (id " + p->meta.directory_id +
+            ", this one is " + marked + ")";
+    return nullptr;
   }
   p->clock_high_water_at_open_ms = p->meta.clock_high_water_ms;
   // The clock as of this start, so even a node that ran for less than a second leaves
@@ -574,6 +582,14 @@ store_status lmdb_env::backup(const std::string& directory, std::string& error) 
   if (rc != 0) {
     error = mdb_strerror(rc);
     return from_mdb(rc);
+  }
+  // mdb_env_copy2 does not sync what it wrote: the copy is durable before it is marked.
+  int fd = ::open((directory + "/data.mdb").c_str(), O_RDONLY | O_CLOEXEC);
+  bool synced = fd >= 0 && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (!synced) {
+    error = "cannot sync " + directory + "/data.mdb: " + strerror(errno);
+    return store_status::io_error;
   }
   if (!target->mark(impl_->meta.directory_id, error)) return store_status::io_error;
   return store_status::ok;

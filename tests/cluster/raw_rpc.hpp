@@ -52,10 +52,14 @@ inline kj::Array<capnp::word> bootstrap_frame() {
 }
 
 // A call of Inventory method `method` on the bootstrap capability; `fill` writes the
-// params struct.
+// params struct. `segment_words` > 0 cuts the message into segments of that size, as a
+// sender with small buffers would.
 inline kj::Array<capnp::word> call_frame(uint32_t question, uint16_t method,
-                                         const std::function<void(capnp::AnyPointer::Builder)>& fill) {
-  capnp::MallocMessageBuilder m;
+                                         const std::function<void(capnp::AnyPointer::Builder)>& fill,
+                                         unsigned segment_words = 0) {
+  capnp::MallocMessageBuilder m(segment_words > 0 ? segment_words : capnp::SUGGESTED_FIRST_SEGMENT_WORDS,
+                                segment_words > 0 ? capnp::AllocationStrategy::FIXED_SIZE
+                                                  : capnp::SUGGESTED_ALLOCATION_STRATEGY);
   auto call = m.initRoot<capnp::rpc::Message>().initCall();
   call.setQuestionId(question);
   call.initTarget().initPromisedAnswer().setQuestionId(0);

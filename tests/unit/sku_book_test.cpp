@@ -174,3 +174,33 @@ TEST_F(sku_book_test, expiry_ends_at_most_a_bounded_batch_per_change) {
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// An overdue hold that a bounded expiry batch has not reached yet has still ended: it is
+// never confirmed late (found by review).
+TEST_F(sku_book_test, an_overdue_hold_is_never_confirmed_however_bounded_the_expiry) {
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  for (int i = 0; i < 1'000; ++i)
+    ASSERT_EQ(book.apply(reserve("h" + std::to_string(i), 1'000), now_, c).status, code::ok);
+  book.seal(c);
+  auto late = sku_change(++seq_, now_ + 2'000, env_.get());
+  book.expire_due(late.now_ms, late, 256);
+  int expired = 0;
+  for (int i = 0; i < 1'000; ++i) {
+    auto r = book.apply(hold_op{hold_op_kind::confirm, "tee", "h" + std::to_string(i), 0, 0},
+                        late.now_ms, late);
+    expired += r.status == code::hold_expired;
+  }
+  EXPECT_EQ(expired, 1'000);  // 256 by the batch, the rest at the confirm itself
+  EXPECT_EQ(book.record().sku.sold, 0);
+  EXPECT_EQ(book.record().sku.reserved, 0);
+  auto again = sku_change(++seq_, now_ + 2'000, env_.get());
+  EXPECT_EQ(book.apply(reserve("h999", 1'000), again.now_ms, again).status, code::hold_expired);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
