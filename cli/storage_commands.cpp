@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "persistence/data_directory.hpp"
 #include "persistence/lmdb_env.hpp"
 
 namespace holdfast::cli {
@@ -98,6 +99,11 @@ void add_storage_commands(CLI::App& app, context& ctx) {
   check_cmd->add_option("--data", *data, "the data directory")->required();
   check_cmd->callback([&ctx, data] {
     ctx.action = [&ctx, data] {
+      // A running node changes the data between the check's reads: check a backup.
+      if (data_directory::in_use(*data))
+        return fail(ctx, "in_use",
+                    *data + " is in use by a running node: check a copy (holdfast backup --data " +
+                      *data + " --to DIR) or stop the node");
       auto j = checked(*data);
       bool sound = j["status"] == "ok";
       if (ctx.as_json) {

@@ -116,6 +116,14 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
   return d;
 }
 
+bool data_directory::in_use(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);  // releases the shared lock if it was taken
+  return held;
+}
+
 data_directory::~data_directory() {
   if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }

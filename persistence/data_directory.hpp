@@ -36,6 +36,8 @@ public:
   bool fresh() const;
 
   static std::string new_id();
+  // True when a writer (a running node) holds the directory's lock.
+  static bool in_use(const std::string& path);
 
 private:
   data_directory() = default;

@@ -77,6 +77,11 @@ TEST_F(hardening_process_test, a_second_node_on_one_directory_is_refused) {
   EXPECT_EQ(cli({"backup", "--data", dir_ + "/elsewhere-missing", "--to", data_}).status, 2);
   auto copy = cli({"backup", "--data", data_, "--to", dir_ + "/copy"});
   EXPECT_EQ(copy.status, 0) << copy.output;
+  // check wants a stopped node's directory (it reads in several transactions), or a copy.
+  auto live = cli({"check", "--data", data_});
+  EXPECT_EQ(live.status, 2) << live.output;
+  EXPECT_NE(live.output.find("in use by a running node"), std::string::npos) << live.output;
+  EXPECT_EQ(cli({"check", "--data", dir_ + "/copy"}).status, 0);
   EXPECT_NE(cli({"backup", "--data", data_, "--to", dir_ + "/copy"}).status, 0)
     << "a backup overwrote a directory that was not empty";
   EXPECT_NE(cli({"backup", "--data", data_, "--to", data_}).status, 0);
