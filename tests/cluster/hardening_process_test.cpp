@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -371,11 +372,6 @@ TEST_F(hardening_process_test, a_client_that_never_reads_is_cut_off_and_others_a
   EXPECT_NE(node_->log().find("its answers are not being read"), std::string::npos) << node_->log();
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // Defect 4: the client example reports a sale only when there was one.
 TEST_F(hardening_process_test, the_client_example_reports_no_sale_that_never_happened) {
@@ -391,13 +387,6 @@ TEST_F(hardening_process_test, the_client_example_reports_no_sale_that_never_hap
   EXPECT_EQ(c.query_sku("mug").sku.sold, 1);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-#include <sys/mount.h>
-
-namespace holdfast::testing {
-namespace {
 
 // Defect 11: a disk that fills up answers storage_full (never "unavailable: i/o error"),
 // refusals are cheap, reads keep working, and writes resume once there is room. A real
@@ -465,11 +454,6 @@ TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_whe
   node_.reset();
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // A client that asks and never sends Finish makes Cap'n Proto keep every answer: past
 // --connection-unfinished-max its connection is closed (found by the adversarial pass).
@@ -509,11 +493,6 @@ TEST_F(hardening_process_test, a_client_that_never_finishes_its_calls_is_cut_off
   EXPECT_EQ(c.query_sku("none").status, code::unknown_sku);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // LMDB keeps no page checksums and aborts or faults on some damaged pages: `check` must
 // still report, never crash (found by the adversarial pass). Every page is zeroed in

@@ -85,11 +85,6 @@ TEST(codec, durations_parse_with_units_only) {
   EXPECT_EQ(parse_duration_ms("99999999999999s"), -1);
 }
 
-}  // namespace
-}  // namespace holdfast
-
-namespace holdfast {
-namespace {
 
 // Names end up in terminals, logs and JSON: only well-formed UTF-8 without controls
 // that would make them print as something else.

@@ -272,11 +272,6 @@ TEST_F(hardening_test, a_record_breaking_its_invariants_is_never_served) {
   EXPECT_EQ(show("fine").on_hand, 3);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // Defect 9: the operations an SKU holds while its actor passivates are bounded.
 TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_passivates) {
@@ -314,11 +309,6 @@ TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_pass
   EXPECT_EQ(show("p").reserved, 3);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // A finished hold whose record cannot be read is not a free id: retrying its reserve
 // must not grant it again (found by the adversarial pass).
@@ -342,11 +332,6 @@ TEST_F(hardening_test, an_unreadable_finished_hold_is_never_granted_again) {
   EXPECT_EQ(s.sold, 2);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // Every hold ends even when storage filled up: overdue holds expire in batches that
 // shrink after a failed write, so they fit where one big batch did not, and the SKU is

@@ -142,11 +142,6 @@ TEST_F(sku_book_test, an_ended_hold_answers_from_memory_until_durable) {
             code::unknown_hold);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // A backlog of overdue holds ends in bounded batches (found by the adversarial pass: one
 // batch of every overdue hold did not fit a tight disk and wedged the SKU).
@@ -172,11 +167,6 @@ TEST_F(sku_book_test, expiry_ends_at_most_a_bounded_batch_per_change) {
   EXPECT_EQ(book.record().sku.reserved, 0);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 
 // An overdue hold that a bounded expiry batch has not reached yet has still ended: it is
 // never confirmed late (found by review).
