@@ -37,7 +37,7 @@ using sku_actor = caf::typed_actor<
 
 // What an sku actor needs from its node; the simulator passes its own.
 struct sku_context {
-  std::shared_ptr<const lmdb_env> env;  // reads
+  std::shared_ptr<const storage> env;  // reads
   store_actor store;                    // writes
   std::shared_ptr<const wall_clock> clock;
   int64_t timer_slack_ms = 0;  // extra delay on the expiry timer (0: fire at the deadline)

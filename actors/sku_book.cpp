@@ -41,7 +41,7 @@ void sku_book::release_claims(uint64_t up_to_seq) {
   }
 }
 
-std::string sku_book::load(const lmdb_env& env) {
+std::string sku_book::load(const storage& env) {
   // Claims of batches that never became durable are void.
   release_claims(UINT64_MAX);
   exists_ = false;
@@ -51,7 +51,6 @@ std::string sku_book::load(const lmdb_env& env) {
   deadlines_.clear();
   finishing_.clear();
   finishing_order_.clear();
-  log_entries_ = 0;
   auto status = env.read_sku(sku_, record_);
   if (status == store_status::not_found) {
     record_ = sku_record{};
@@ -64,7 +63,7 @@ std::string sku_book::load(const lmdb_env& env) {
   if (auto broken = check_invariants(record_.sku); !broken.empty()) return broken;
   exists_ = true;
   std::vector<hold_record> holds;
-  if (auto st = env.read_active_holds(sku_, holds, &log_entries_); st != store_status::ok)
+  if (auto st = env.read_active_holds(sku_, holds); st != store_status::ok)
     return std::string("hold log: ") + to_string(st);
   int64_t reserved = 0;
   active_.reserve(holds.size());
@@ -362,24 +361,6 @@ std::vector<mutation> sku_book::seal(sku_change& c) {
   if (!c.dirty) return {};
   record_.earliest_deadline_ms = earliest_deadline_ms();
   auto mutations = std::move(c.mutations);
-  if (!mutations.empty()) {
-    record_.log_block++;
-    log_entries_ += mutations.size();
-    // When the log holds several times more entries than there are active holds, this
-    // block restates them all and the store drops the older blocks: replay on load
-    // stays proportional to the active holds, and the log to a bounded multiple.
-    if (log_entries_ > policy_.log_checkpoint_factor * active_.size() + policy_.log_checkpoint_slack) {
-      std::vector<mutation> restated;
-      restated.reserve(active_.size() + mutations.size() + 1);
-      for (auto& m : mutations)
-        if (m.hold.hold.state != hold_state::active) restated.push_back(std::move(m));
-      for (auto& [id, h] : active_)
-        restated.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active)});
-      mutations = std::move(restated);
-      record_.checkpoint_block = record_.log_block;
-      log_entries_ = mutations.size();
-    }
-  }
   mutations.push_back(mutation{mutation::put_sku, record_, {}});
   return mutations;
 }

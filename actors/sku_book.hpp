@@ -15,15 +15,11 @@
 #include <vector>
 
 #include "actors/hold_claims.hpp"
-#include "persistence/lmdb_env.hpp"
+#include "persistence/storage.hpp"
 
 namespace holdfast {
 
 struct sku_book_policy {
-  // The hold log is checkpointed when it has more than factor x active holds + slack
-  // entries since the last checkpoint.
-  size_t log_checkpoint_factor = 4;
-  size_t log_checkpoint_slack = 4096;
   // A wall clock that moved back more than this since the last look means the clock was
   // stepped: every active hold's deadline is cut to at most now + its ttl.
   int64_t clock_step_tolerance_ms = 1'000;
@@ -39,18 +35,18 @@ struct sku_change {
   int64_t now_ms = 0;
   std::vector<mutation> mutations;
   bool dirty = false;  // the SKU snapshot changed
-  const lmdb_env* env = nullptr;
-  std::unique_ptr<lmdb_env::read_view> view;  // one read transaction for the whole message
+  const storage* env = nullptr;
+  std::unique_ptr<storage::read_view> view;  // one read transaction for the whole message
   uint64_t view_releases = 0;  // hold_claims::releases() when the view was opened
 
-  sku_change(uint64_t s, int64_t now, const lmdb_env* e) : seq(s), now_ms(now), env(e) {}
-  lmdb_env::read_view& reads() {
+  sku_change(uint64_t s, int64_t now, const storage* e) : seq(s), now_ms(now), env(e) {}
+  storage::read_view& reads() {
     if (!view) view = env->read();
     return *view;
   }
   // The view for a hold-id index lookup that follows a claim: no older than the last
   // released claim, so an id whose claim just gave way to the index is found there.
-  lmdb_env::read_view& index_reads(const hold_claims* claims) {
+  storage::read_view& index_reads(const hold_claims* claims) {
     if (!claims) return reads();
     auto releases = claims->releases();
     if (!view) {
@@ -72,7 +68,7 @@ public:
   // Rebuilds memory from the last committed state. Returns why not (a storage error,
   // a record that fails its checksum or invariants, holds that disagree with the
   // counters), empty on success.
-  std::string load(const lmdb_env& env);
+  std::string load(const storage& env);
   // Cuts every active hold's deadline to at most now + its ttl, as changes: after a
   // restart or a step of the wall clock, no hold outlives its ttl measured from now.
   void clamp_deadlines(sku_change& c);
@@ -92,12 +88,11 @@ public:
   sku_result apply(const sku_op& op, sku_change& c);
   sku_result snapshot(code status = code::ok) const;
 
-  // The mutations of the change's write batch: its holds as the next hold-log block
-  // (restating every active hold when a checkpoint is due) and the SKU snapshot.
-  // Empty when the change changed nothing.
+  // The mutations of the change's write batch: its holds' new states, then the SKU
+  // record. Empty when the change changed nothing.
   std::vector<mutation> seal(sku_change& c);
-  // Batches up to `seq` are on disk: LMDB answers for their finished holds from now on,
-  // and the hold-id index for their new holds.
+  // Batches up to `seq` are durable: storage answers for their finished holds from now
+  // on, and the hold-id index for their new holds.
   void durable(uint64_t seq);
 
 private:
@@ -135,7 +130,6 @@ private:
   // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
   std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order
-  size_t log_entries_ = 0;  // hold-log entries since (and including) the last checkpoint
   hold_claims* claims_;
   // Hold ids claimed by reserves whose batch is not yet durable: (seq, hold id).
   std::deque<std::pair<uint64_t, std::string>> claimed_;

@@ -173,7 +173,7 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
     std::vector<size_t> slots;
   };
   std::unordered_map<std::string, group> groups;
-  std::unique_ptr<lmdb_env::read_view> view;
+  std::unique_ptr<storage::read_view> view;
   for (size_t i = 0; i < ops.size(); ++i) {
     auto& op = ops[i];
     if (auto why = validate(op, st.config.limits); !why.empty()) {

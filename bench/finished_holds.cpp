@@ -58,14 +58,10 @@ int run_finished_holds(const finished_holds_options& o) {
           confirmed += r.status == code::ok;
       }
       auto cycle_s = std::chrono::duration<double>(steady::now() - t0).count();
-      auto after = file_bytes(file);
-      auto per_hold = static_cast<double>(after - before) / static_cast<double>(o.holds);
       say("  cycle " + std::to_string(cycle) + ": " + std::to_string(confirmed) +
-          " reserve+confirm in " + std::to_string(cycle_s).substr(0, 5) + " s; data.mdb " +
-          std::to_string(after) + " bytes (" + std::to_string(per_hold).substr(0, 6) +
-          " bytes per finished hold this cycle)");
-      // Collection: the cycle's holds are gone once the window has passed and the
-      // background collector reached them.
+          " reserve+confirm in " + std::to_string(cycle_s).substr(0, 5) + " s");
+      // Collection: the cycle's holds are gone once a snapshot moved them from the log
+      // to data.mdb, the window has passed, and the background collector reached them.
       auto collected = wait_until(
         [&] {
           return c.query_hold(id(0), "churn").status == code::unknown_hold &&
@@ -73,8 +69,12 @@ int run_finished_holds(const finished_holds_options& o) {
         },
         std::chrono::milliseconds(o.retention_ms + 120'000));
       auto waited_s = std::chrono::duration<double>(steady::now() - t0).count() - cycle_s;
+      auto after = file_bytes(file);
+      auto per_hold = static_cast<double>(after - before) / static_cast<double>(o.holds);
       say("  cycle " + std::to_string(cycle) + ": collected " + (collected ? "" : "NOT ") +
-          "after " + std::to_string(waited_s).substr(0, 5) + " s");
+          "after " + std::to_string(waited_s).substr(0, 5) + " s; data.mdb " +
+          std::to_string(after) + " bytes (grew " + std::to_string(per_hold).substr(0, 6) +
+          " bytes per finished hold this cycle)");
       report["cycles"].push_back({{"confirmed", confirmed},
                                   {"seconds", cycle_s},
                                   {"data_mdb_bytes", after},

@@ -72,15 +72,15 @@ BENCHMARK(hold_log_block)->Arg(1)->Arg(64)->Arg(1024);
 // (hold index, finished holds) go to a real, empty database as on a fresh node.
 struct scratch_env {
   std::string dir;
-  std::unique_ptr<lmdb_env> env;
+  std::unique_ptr<storage> env;
   scratch_env() {
     auto tmpl = (std::filesystem::temp_directory_path() / "holdfast-micro-XXXXXX").string();
     dir = mkdtemp(tmpl.data());
-    lmdb_options options;
+    storage_options options;
     options.path = dir + "/data";
     options.map_size_bytes = size_t{64} << 20;
     std::string error;
-    env = lmdb_env::open(options, error);
+    env = storage::open(options, error);
   }
   ~scratch_env() {
     env.reset();

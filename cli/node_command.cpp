@@ -54,6 +54,12 @@ void add_node_command(CLI::App& app, context& ctx) {
   cmd->add_option("--log-level", node->log_level, "trace, debug, info, warn, error, off")
     ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
     ->capture_default_str();
+  cmd->add_option("--log-segment-mb", node->log_segment_mb,
+                  "preallocated size of a log segment, MiB")
+    ->check(CLI::Range(1, 4096));
+  cmd->add_option("--snapshot-interval-ms", node->snapshot_interval_ms,
+                  "changes wait at most this long in the log before an LMDB snapshot")
+    ->check(CLI::Range(10, 3'600'000));
   cmd->add_flag("--unsafe-no-sync", node->unsafe_no_sync,
                 "TESTS ONLY: do not fsync commits (acknowledged writes can be lost)")
     ->group("Testing");

@@ -10,18 +10,20 @@
 
 #include "cli/commands.hpp"
 #include "persistence/data_directory.hpp"
-#include "persistence/lmdb_env.hpp"
+#include "persistence/storage.hpp"
 
 namespace holdfast::cli {
 namespace {
 
 // Opens an existing Holdfast directory for reading: no lock (a running node keeps
 // its), nothing created.
-std::unique_ptr<lmdb_env> open_existing(const std::string& path, std::string& error) {
-  lmdb_options options;
+std::unique_ptr<storage> open_existing(const std::string& path, std::string& error,
+                                       bool replay_log = true) {
+  storage_options options;
   options.path = path;
   options.read_only = true;
-  return lmdb_env::open(options, error);
+  options.replay_log = replay_log;
+  return storage::open(options, error);
 }
 
 // Runs the check in a child process: LMDB keeps no page checksums and may abort or fault
@@ -42,7 +44,9 @@ nlohmann::json checked(const std::string& path) {
            {"active_holds", r.active_holds},
            {"finished_holds", r.finished_holds},
            {"index_entries", r.index_entries},
-           {"log_blocks", r.log_blocks},
+           {"snapshot_position", r.snapshot_position},
+           {"log_records", r.log_records},
+           {"log_torn_bytes", r.log_torn_bytes},
            {"problems", r.problems}};
     } else {
       j = {{"status", "damaged"}, {"problems", {error}}};
@@ -83,7 +87,8 @@ void add_storage_commands(CLI::App& app, context& ctx) {
   backup_cmd->callback([&ctx, data, to] {
     ctx.action = [&ctx, data, to] {
       std::string error;
-      auto env = open_existing(*data, error);
+      // The log is copied, not replayed: a running node may be appending to it.
+      auto env = open_existing(*data, error, false);
       if (!env || env->backup(*to, error) != store_status::ok)
         return fail(ctx, "failed", "backup failed: " + error);
       if (ctx.as_json)
@@ -112,8 +117,12 @@ void add_storage_commands(CLI::App& app, context& ctx) {
         if (j.contains("skus"))
           std::cout << *data << ": " << j["skus"] << " SKUs, " << j["active_holds"]
                     << " active holds, " << j["finished_holds"] << " finished holds, "
-                    << j["index_entries"] << " hold ids indexed, " << j["log_blocks"]
-                    << " hold-log blocks\n";
+                    << j["index_entries"] << " hold ids indexed; snapshot at log record "
+                    << j["snapshot_position"] << ", " << j["log_records"]
+                    << " log records after it\n";
+        if (j.value("log_torn_bytes", 0) > 0)
+          std::cout << "note: the log ends in a torn record of " << j["log_torn_bytes"]
+                    << " bytes (an append that never returned); the next start cuts it\n";
         for (auto& p : j["problems"]) std::cout << "problem: " << p.get<std::string>() << "\n";
         std::cout << (sound ? "ok" : "DAMAGED") << "\n";
       }

@@ -22,14 +22,17 @@ int run_node(const node_options& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
-  lmdb_options storage;
-  storage.path = options.data_dir;
-  storage.map_size_bytes = options.map_size_mb << 20;
-  storage.sync = !options.unsafe_no_sync;
+  storage_options storage_cfg;
+  storage_cfg.path = options.data_dir;
+  storage_cfg.map_size_bytes = options.map_size_mb << 20;
+  storage_cfg.sync = !options.unsafe_no_sync;
+  storage_cfg.log_segment_bytes = uint64_t{options.log_segment_mb} << 20;
+  storage_cfg.snapshot_interval_ms = options.snapshot_interval_ms;
+  storage_cfg.finished_hold_retention_ms = options.finished_hold_retention_ms;
   if (options.unsafe_no_sync)
     spdlog::warn("--unsafe-no-sync: acknowledged writes are NOT durable (test use only)");
   std::string error;
-  std::shared_ptr<lmdb_env> env = lmdb_env::open(storage, error);
+  std::shared_ptr<storage> env = storage::open(storage_cfg, error);
   if (!env) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
@@ -43,9 +46,7 @@ int run_node(const node_options& options) {
   if (options.worker_threads > 0) cfg.set("scheduler.max-threads", options.worker_threads);
   caf::actor_system sys{cfg};
   auto clock = std::make_shared<system_wall_clock>();
-  store_config store_cfg;
-  store_cfg.finished_hold_retention_ms = options.finished_hold_retention_ms;
-  auto store = sys.spawn<caf::detached>(store_behavior, env, store_cfg, clock);
+  auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
   sku_context ctx;
   ctx.env = env;
   ctx.store = store;

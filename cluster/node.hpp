@@ -1,4 +1,4 @@
-// Node assembly: opens the LMDB environment, spawns the store (detached: its fsync
+// Node assembly: opens the storage (log + LMDB snapshots), spawns the store (detached: its fsync
 // must not block a CAF worker), the sku directory and the RPC bridge, recovers holds,
 // then serves Cap'n Proto RPC until SIGINT or SIGTERM.
 #pragma once
@@ -16,7 +16,9 @@ struct node_options {
   // Finished holds answer repeated calls this long, then are deleted (idempotency window).
   int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
   std::string log_level = "info";    // spdlog level: trace, debug, info, warn, error, off
-  bool unsafe_no_sync = false;       // test-only: commits are not fsync'd (MDB_NOSYNC)
+  bool unsafe_no_sync = false;       // test-only: nothing is fsync'd (log nor LMDB)
+  size_t log_segment_mb = 64;        // preallocated size of a log segment
+  int64_t snapshot_interval_ms = 1'000;  // changes wait at most this long for a snapshot
   std::string scheduler = "sharing"; // CAF scheduler policy: sharing or stealing
   size_t worker_threads = 0;         // CAF worker threads; 0: CAF's default (cores, at least 4)
   server_options server;

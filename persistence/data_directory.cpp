@@ -19,6 +19,18 @@ namespace {
 constexpr const char* lock_name = "holdfast.lock";
 constexpr const char* marker_name = "holdfast.format";
 
+bool empty_directory(const std::string& path) {
+  DIR* dir = opendir(path.c_str());
+  if (!dir) return false;
+  bool empty = true;
+  while (auto* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != "..") empty = false;
+  }
+  closedir(dir);
+  return empty;
+}
+
 std::string errno_text() { return std::strerror(errno); }
 
 std::string read_file(const std::string& path) {
@@ -104,11 +116,15 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       if (key == "format") l >> version;
       if (key == "id") l >> d->marked_id_;
     }
-    if (version != format || d->marked_id_.empty()) {
+    // Format 1 (active holds as hold-log blocks, no log) is migrated by a writer.
+    bool readable = version == format || (version == 1 && m == mode::write);
+    if (!readable || d->marked_id_.empty()) {
       error = d->file(marker_name) + " names format " + std::to_string(version) +
-              "; this Holdfast reads format " + std::to_string(format);
+              "; this Holdfast reads format " + std::to_string(format) +
+              (version == 1 ? " (start a node on it once to migrate it)" : "");
       return nullptr;
     }
+    d->marked_format_ = version;
   } else if (m == mode::read_only) {
     error = path + " is not a Holdfast data directory (no " + marker_name + ")";
     return nullptr;
@@ -136,6 +152,8 @@ bool data_directory::fresh() const {
   while (auto* e = readdir(dir)) {
     std::string name = e->d_name;
     if (name == "." || name == ".." || name == lock_name) continue;
+    // The log directory is made first, empty, before anything is marked.
+    if (name == "log" && empty_directory(path_ + "/log")) continue;
     empty = false;
   }
   closedir(dir);
@@ -158,6 +176,7 @@ bool data_directory::mark(const std::string& id, std::string& error) {
     return false;
   }
   marked_id_ = id;
+  marked_format_ = format;
   return true;
 }
 

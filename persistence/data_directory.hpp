@@ -16,7 +16,8 @@ namespace holdfast {
 class data_directory {
 public:
   enum class mode { write, read_only };
-  static constexpr unsigned format = 1;
+  // 2: an LMDB snapshot plus the log in `log/` (1: LMDB alone, migrated at open).
+  static constexpr unsigned format = 2;
 
   // Write mode creates the directory if missing and locks it; read-only mode needs an
   // existing Holdfast directory and takes no lock. Null with `error` set on refusal.
@@ -30,6 +31,7 @@ public:
   std::string file(const std::string& name) const { return path_ + "/" + name; }
   // The id recorded in holdfast.format; empty for a directory not yet marked.
   const std::string& marked_id() const { return marked_id_; }
+  unsigned marked_format() const { return marked_format_; }
   // Records `id` in holdfast.format (written to a temporary file, synced, renamed).
   bool mark(const std::string& id, std::string& error);
   // True when the directory holds nothing but lock files.
@@ -43,6 +45,7 @@ private:
   data_directory() = default;
   std::string path_;
   std::string marked_id_;
+  unsigned marked_format_ = 0;
   int lock_fd_ = -1;
 };
 

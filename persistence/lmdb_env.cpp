@@ -69,16 +69,6 @@ std::string hold_key(const std::string& sku, const std::string& hold_id) {
   return k;
 }
 
-// Hold-log blocks are keyed by SKU then big-endian block number: one SKU's log is one
-// range, in write order, and appends land at its end.
-std::string block_key(const std::string& sku, uint64_t block) {
-  std::string k;
-  k.reserve(sku.size() + 9);
-  k.append(sku).push_back('\0');
-  for (int shift = 56; shift >= 0; shift -= 8) k.push_back(static_cast<char>(block >> shift));
-  return k;
-}
-
 struct read_txn {
   MDB_txn* txn = nullptr;
   int rc;
@@ -88,37 +78,13 @@ struct read_txn {
   }
 };
 
-// A failed write of a batch of its own: the batch is left out and the rest commit.
-// Anything else (map or disk full, i/o) fails the whole commit.
-bool batch_error(int rc) { return rc == MDB_BAD_VALSIZE || rc == MDB_KEYEXIST || rc == EINVAL; }
-
-// Sanity of a write batch before it touches the transaction: the writer's invariants
-// and the key limits. A batch that fails is a writer bug; it fails alone.
-bool batch_sound(const std::vector<mutation>& batch) {
-  const sku_record* sku = nullptr;
-  for (const auto& m : batch)
-    if (m.kind == mutation::put_sku) sku = &m.sku;
-  if (!sku) return false;
-  const auto& name = sku->sku.sku;
-  if (name.empty() || name.size() > sku_bytes_max || !check_invariants(sku->sku).empty())
-    return false;
-  for (const auto& m : batch) {
-    if (m.kind != mutation::put_hold) continue;
-    const auto& h = m.hold.hold;
-    if (h.hold_id.empty() || h.hold_id.size() > hold_id_bytes_max || h.qty <= 0 ||
-        (h.sku != name && !h.sku.empty()) || h.state > hold_state::expired)
-      return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 struct lmdb_env::impl {
   std::unique_ptr<data_directory> directory;
   MDB_env* env = nullptr;
   MDB_dbi skus = 0;
-  MDB_dbi hold_log = 0;
+  MDB_dbi active_holds = 0;
   MDB_dbi finished_holds = 0;
   MDB_dbi hold_index = 0;
   MDB_dbi meta_db = 0;
@@ -139,6 +105,79 @@ struct lmdb_env::impl {
 
   ~impl() {
     if (env) mdb_env_close(env);
+  }
+
+  // The active holds of `sku`: the range of its keys in active_holds.
+  store_status active_holds_of(MDB_txn* txn, const std::string& sku,
+                               std::vector<hold_record>& out) const {
+    MDB_cursor* cursor = nullptr;
+    int rc = mdb_cursor_open(txn, active_holds, &cursor);
+    if (rc != 0) return from_mdb(rc);
+    std::string prefix = sku;
+    prefix.push_back('\0');
+    MDB_val k = val(prefix), v;
+    store_status st = store_status::ok;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+      if (k.mv_size <= prefix.size() || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
+        break;
+      hold_record h;
+      if (!decode(v.mv_data, v.mv_size, h) || h.hold.sku != sku ||
+          h.hold.state != hold_state::active) {
+        st = store_status::corrupt;
+        break;
+      }
+      out.push_back(std::move(h));
+    }
+    mdb_cursor_close(cursor);
+    if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
+    return st;
+  }
+
+  // Data format 1 kept active holds as per-SKU hold-log blocks; format 2 keeps each
+  // under (sku, hold id). Replays the blocks once and drops them.
+  int migrate_hold_log(MDB_txn* txn, std::string& error) {
+    MDB_dbi log = 0;
+    int rc = mdb_dbi_open(txn, "hold_log", 0, &log);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc != 0) return rc;
+    MDB_cursor* cursor = nullptr;
+    if ((rc = mdb_cursor_open(txn, log, &cursor)) != 0) return rc;
+    std::string current;
+    std::unordered_map<std::string, hold_record> live;
+    auto flush = [&]() -> int {
+      for (auto& [id, h] : live) {
+        if (h.hold.state != hold_state::active) continue;
+        auto key = hold_key(current, id);
+        auto bytes = encode(h);
+        MDB_val k = val(key), v = val(bytes);
+        if (int r = mdb_put(txn, active_holds, &k, &v, 0)) return r;
+      }
+      live.clear();
+      return 0;
+    };
+    MDB_val k, v;
+    std::vector<hold_record> block;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+      if (k.mv_size < 9) continue;
+      std::string sku(static_cast<const char*>(k.mv_data), k.mv_size - 9);
+      if (sku != current) {
+        if ((rc = flush()) != 0) break;
+        current = sku;
+      }
+      block.clear();
+      if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
+        error = "format-1 hold log of sku '" + sku + "' fails its checksum";
+        rc = MDB_CORRUPTED;
+        break;
+      }
+      for (auto& h : block) live[h.hold.hold_id] = std::move(h);
+    }
+    mdb_cursor_close(cursor);
+    if (rc == MDB_NOTFOUND) rc = flush();
+    if (rc != 0) return rc;
+    return mdb_drop(txn, log, 1);
   }
 
   template <class Record>
@@ -218,7 +257,7 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     return fail("txn_begin", rc);
   unsigned create = read_only ? 0 : MDB_CREATE;
   if ((rc = mdb_dbi_open(txn, "skus", create, &p->skus)) != 0 ||
-      (rc = mdb_dbi_open(txn, "hold_log", create, &p->hold_log)) != 0 ||
+      (rc = mdb_dbi_open(txn, "active_holds", create, &p->active_holds)) != 0 ||
       (rc = mdb_dbi_open(txn, "finished_holds", create, &p->finished_holds)) != 0 ||
       (rc = mdb_dbi_open(txn, "hold_index", create, &p->hold_index)) != 0 ||
       (rc = mdb_dbi_open(txn, "meta", create, &p->meta_db)) != 0) {
@@ -228,6 +267,11 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
       return nullptr;
     }
     return fail("open databases", rc);
+  }
+  if (!read_only && (rc = p->migrate_hold_log(txn, error)) != 0) {
+    mdb_txn_abort(txn);
+    if (!error.empty()) return nullptr;
+    return fail("migrate the format-1 hold log", rc);
   }
   std::string meta_key = "directory";
   MDB_val mk = val(meta_key), mv;
@@ -287,6 +331,32 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
 }
 
 const directory_meta& lmdb_env::meta() const { return impl_->meta; }
+data_directory& lmdb_env::directory() const { return *impl_->directory; }
+
+bool lmdb_env::read_snapshot_position(const std::string& directory, uint64_t& position,
+                                      std::string& error) {
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc == 0) rc = mdb_env_set_maxdbs(env, 8);
+  if (rc == 0) rc = mdb_env_open(env, directory.c_str(), MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0644);
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi = 0;
+  if (rc == 0) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+  if (rc == 0) rc = mdb_dbi_open(txn, "meta", 0, &dbi);
+  std::string key = "directory";
+  MDB_val k = val(key), v;
+  if (rc == 0) rc = mdb_get(txn, dbi, &k, &v);
+  directory_meta meta;
+  if (rc == 0 && !decode(v.mv_data, v.mv_size, meta)) rc = MDB_CORRUPTED;
+  if (txn) mdb_txn_abort(txn);
+  if (env) mdb_env_close(env);
+  if (rc != 0) {
+    error = directory + "/data.mdb: " + mdb_strerror(rc);
+    return false;
+  }
+  position = meta.snapshot_position;
+  return true;
+}
 int64_t lmdb_env::clock_high_water_at_open_ms() const { return impl_->clock_high_water_at_open_ms; }
 const std::string& lmdb_env::path() const { return impl_->directory->path(); }
 
@@ -340,44 +410,10 @@ store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& 
   return read()->lookup_hold_sku(hold_id, sku);
 }
 
-store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hold_record>& out,
-                                         size_t* entries) const {
+store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hold_record>& out) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
-  MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(t.txn, impl_->hold_log, &cursor);
-  if (rc != 0) return from_mdb(rc);
-  std::string prefix = sku;
-  prefix.push_back('\0');
-  MDB_val k = val(prefix), v;
-  store_status st = store_status::ok;
-  // Later blocks overrule earlier ones: the last state of each hold id wins.
-  std::unordered_map<std::string, size_t> slot;  // hold id -> index in `live`
-  std::vector<hold_record> live, block;
-  size_t read = 0;
-  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
-       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
-      break;
-    block.clear();
-    if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
-      st = store_status::corrupt;
-      break;
-    }
-    read += block.size();
-    for (auto& h : block) {
-      auto [it, fresh] = slot.try_emplace(h.hold.hold_id, live.size());
-      if (fresh) live.push_back(std::move(h));
-      else live[it->second] = std::move(h);
-    }
-  }
-  mdb_cursor_close(cursor);
-  if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
-  if (st != store_status::ok) return st;
-  for (auto& h : live)
-    if (h.hold.state == hold_state::active) out.push_back(std::move(h));
-  if (entries) *entries = read;
-  return st;
+  return impl_->active_holds_of(t.txn, sku, out);
 }
 
 store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f,
@@ -410,97 +446,52 @@ store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f
   return st;
 }
 
-store_status lmdb_env::commit(const std::vector<commit_part>& parts,
-                              std::vector<store_status>& batch_status) {
-  batch_status.assign(parts.size(), store_status::ok);
-  // A failed batch takes its writer's later batches with it: they build on its state.
-  auto fail_batch = [&](size_t i, store_status why) {
-    for (size_t j = i; j < parts.size(); ++j)
-      if (parts[j].writer == parts[i].writer && batch_status[j] == store_status::ok)
-        batch_status[j] = why;
-  };
-  std::vector<const hold_record*> holds;
+store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t position,
+                                      int64_t now_ms) {
   MDB_txn* txn = nullptr;
-  // One batch: its SKU snapshot numbers the hold-log block that carries its holds.
-  auto apply = [&](const std::vector<mutation>& batch) -> int {
-    const sku_record* sku = nullptr;
-    holds.clear();
-    for (const auto& m : batch) {
-      if (m.kind == mutation::put_sku) sku = &m.sku;
-      else holds.push_back(&m.hold);
-    }
-    const auto& name = sku->sku.sku;
-    int r = 0;
-    if (!holds.empty()) {
-      bool checkpoint = sku->checkpoint_block == sku->log_block;
-      if (checkpoint) {
-        // The checkpoint restates every active hold: the blocks before it are garbage.
-        MDB_cursor* cursor = nullptr;
-        if ((r = mdb_cursor_open(txn, impl_->hold_log, &cursor)) != 0) return r;
-        auto first = block_key(name, 0), end = block_key(name, sku->log_block);
-        MDB_val k = val(first), v;
-        for (r = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); r == 0;
-             r = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-          if (k.mv_size != end.size() || memcmp(k.mv_data, end.data(), end.size()) >= 0 ||
-              memcmp(k.mv_data, first.data(), name.size() + 1) != 0)
-            break;
-          if ((r = mdb_cursor_del(cursor, 0)) != 0) break;
-        }
-        mdb_cursor_close(cursor);
-        if (r != 0 && r != MDB_NOTFOUND) return r;
-      }
-      auto key = block_key(name, sku->log_block);
-      auto bytes = encode_block(holds);
-      MDB_val k = val(key), v = val(bytes);
-      if ((r = mdb_put(txn, impl_->hold_log, &k, &v, 0)) != 0) return r;
-      for (auto* h : holds) {
-        if (h->hold.state == hold_state::active) {
-          // The index remembers the SKU a hold id is used on. A checkpoint restates old
-          // holds (already indexed) and may carry new ones. The id was claimed node-wide
-          // before the hold was granted, so an entry naming another SKU is a bug: that
-          // batch fails rather than granting one id twice.
-          MDB_val ik = val(h->hold.hold_id), iv = val(name);
-          r = mdb_put(txn, impl_->hold_index, &ik, &iv, MDB_NOOVERWRITE);
-          if (r == MDB_KEYEXIST && iv.mv_size == name.size() &&
-              memcmp(iv.mv_data, name.data(), name.size()) == 0)
-            r = 0;
-          if (r != 0) return r;
-        } else {
-          auto fkey = hold_key(name, h->hold.hold_id);
-          auto fbytes = encode(*h);
-          MDB_val fk = val(fkey), fv = val(fbytes);
-          if ((r = mdb_put(txn, impl_->finished_holds, &fk, &fv, 0)) != 0) return r;
-        }
-      }
-    }
-    auto bytes = encode(*sku);
-    MDB_val k = val(name), v = val(bytes);
-    return mdb_put(txn, impl_->skus, &k, &v, 0);
-  };
-  // The writer's invariants are asserted here, before anything is written; a batch
-  // that breaks them fails alone instead of stopping the node.
-  for (size_t i = 0; i < parts.size(); ++i)
-    if (batch_status[i] == store_status::ok && !batch_sound(*parts[i].mutations))
-      fail_batch(i, store_status::rejected);
-  // A batch that fails on its own is left out and the transaction is redone without
-  // it: a bad writer never fails the writers it shares a commit with.
-  for (;;) {
-    int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
-    if (rc != 0) return impl_->classify(rc);
-    size_t failed = parts.size();
-    for (size_t i = 0; i < parts.size() && rc == 0; ++i) {
-      if (batch_status[i] != store_status::ok) continue;
-      if ((rc = apply(*parts[i].mutations)) != 0) failed = i;
-    }
-    if (rc == 0) {
-      // mdb_txn_commit fsyncs (unless the environment was opened with MDB_NOSYNC).
-      rc = mdb_txn_commit(txn);
-      return impl_->classify(rc);
-    }
+  int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
+  if (rc != 0) return impl_->classify(rc);
+  auto fail = [&](int r) {
     mdb_txn_abort(txn);
-    if (!batch_error(rc)) return impl_->classify(rc);
-    fail_batch(failed, from_mdb(rc));
+    return impl_->classify(r);
+  };
+  // Sorted keys: each B-tree page is visited once per snapshot, in order.
+  for (auto* r : c.skus) {
+    auto bytes = encode(*r);
+    MDB_val k = val(r->sku.sku), v = val(bytes);
+    if ((rc = mdb_put(txn, impl_->skus, &k, &v, 0)) != 0) return fail(rc);
   }
+  for (auto* h : c.holds) {
+    auto key = hold_key(h->hold.sku, h->hold.hold_id);
+    auto bytes = encode(*h);
+    MDB_val k = val(key), v = val(bytes);
+    if (h->hold.state == hold_state::active) {
+      rc = mdb_put(txn, impl_->active_holds, &k, &v, 0);
+    } else {
+      rc = mdb_del(txn, impl_->active_holds, &k, nullptr);
+      if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_put(txn, impl_->finished_holds, &k, &v, 0);
+    }
+    if (rc != 0) return fail(rc);
+  }
+  for (auto& [id, sku] : c.index) {
+    // The id was claimed node-wide and checked at commit: an entry naming another SKU
+    // cannot be here. If one is, the older entry stands and `holdfast check` reports it.
+    MDB_val k = val(*id), v = val(*sku);
+    rc = mdb_put(txn, impl_->hold_index, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) rc = 0;
+    if (rc != 0) return fail(rc);
+  }
+  auto meta = impl_->meta;
+  meta.snapshot_position = position;
+  meta.clock_high_water_ms = std::max(meta.clock_high_water_ms, now_ms);
+  std::string meta_key = "directory";
+  auto bytes = encode(meta);
+  MDB_val mk = val(meta_key), mv = val(bytes);
+  if ((rc = mdb_put(txn, impl_->meta_db, &mk, &mv, 0)) != 0) return fail(rc);
+  // mdb_txn_commit fsyncs (unless the environment was opened with MDB_NOSYNC).
+  rc = mdb_txn_commit(txn);
+  if (rc == 0) impl_->meta = meta;
+  return impl_->classify(rc);
 }
 
 collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_max,
@@ -563,27 +554,13 @@ collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_m
   return result;
 }
 
-store_status lmdb_env::backup(const std::string& directory, std::string& error) const {
-  // Not into the source, nor anywhere inside it.
-  std::error_code ec;
-  auto source = std::filesystem::weakly_canonical(impl_->directory->path(), ec).string() + "/";
-  auto into = std::filesystem::weakly_canonical(directory, ec).string() + "/";
-  if (into.compare(0, source.size(), source) == 0) {
-    error = directory + " is inside the data directory it would copy";
-    return store_status::io_error;
-  }
-  auto target = data_directory::open(directory, data_directory::mode::write, error);
-  if (!target) return store_status::io_error;
-  if (!target->fresh() || !target->marked_id().empty()) {
-    error = directory + " is not empty: a backup goes into a new or empty directory";
-    return store_status::io_error;
-  }
+store_status lmdb_env::copy_to(const std::string& directory, std::string& error) const {
   int rc = mdb_env_copy2(impl_->env, directory.c_str(), MDB_CP_COMPACT);
   if (rc != 0) {
     error = mdb_strerror(rc);
     return from_mdb(rc);
   }
-  // mdb_env_copy2 does not sync what it wrote: the copy is durable before it is marked.
+  // mdb_env_copy2 does not sync what it wrote.
   int fd = ::open((directory + "/data.mdb").c_str(), O_RDONLY | O_CLOEXEC);
   bool synced = fd >= 0 && fsync(fd) == 0;
   if (fd >= 0) close(fd);
@@ -591,7 +568,6 @@ store_status lmdb_env::backup(const std::string& directory, std::string& error) 
     error = "cannot sync " + directory + "/data.mdb: " + strerror(errno);
     return store_status::io_error;
   }
-  if (!target->mark(impl_->meta.directory_id, error)) return store_status::io_error;
   return store_status::ok;
 }
 
@@ -608,10 +584,9 @@ check_report lmdb_env::check() const {
   for (auto& r : skus) {
     ++report.skus;
     std::vector<hold_record> holds;
-    size_t entries = 0;
     const auto& name = r.sku.sku;
-    if (auto hs = read_active_holds(name, holds, &entries); hs != store_status::ok) {
-      problem("sku '" + name + "': hold log: " + to_string(hs));
+    if (auto hs = read_active_holds(name, holds); hs != store_status::ok) {
+      problem("sku '" + name + "': active holds: " + to_string(hs));
       continue;
     }
     int64_t reserved = 0;
@@ -622,7 +597,7 @@ check_report lmdb_env::check() const {
     report.active_holds += static_cast<int64_t>(holds.size());
     if (reserved != r.sku.reserved || static_cast<int64_t>(holds.size()) != r.sku.active_holds)
       problem("sku '" + name + "': record says reserved " + std::to_string(r.sku.reserved) +
-              " in " + std::to_string(r.sku.active_holds) + " holds, its hold log has " +
+              " in " + std::to_string(r.sku.active_holds) + " holds, its active holds are " +
               std::to_string(reserved) + " in " + std::to_string(holds.size()));
   }
   read_txn t(impl_->env);
@@ -639,7 +614,6 @@ check_report lmdb_env::check() const {
       f(k, v);
     mdb_cursor_close(cursor);
   };
-  each(impl_->hold_log, [&](MDB_val&, MDB_val&) { ++report.log_blocks; });
   each(impl_->finished_holds, [&](MDB_val& k, MDB_val& v) {
     ++report.finished_holds;
     hold_record h;

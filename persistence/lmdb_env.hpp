@@ -1,10 +1,15 @@
-// The node's one LMDB environment. Reads may come from any thread (each opens its own
-// read transaction, MDB_NOTLS); commit() and collect_finished() are called only by the
-// store actor. No LMDB handle, transaction or MDB_val leaves this file's implementation.
+// The node's LMDB environment: the snapshot half of its storage (persistence/storage.hpp
+// puts the log in front of it). Reads may come from any thread (each opens its own read
+// transaction, MDB_NOTLS); write_snapshot() and collect_finished() are called by one
+// thread at a time. No LMDB handle, transaction or MDB_val leaves this file's
+// implementation.
 //
-// Opening checks that the directory is the node's alone and still holds its data
-// (persistence/data_directory.hpp) and that data.mdb is not truncated. Every record
-// carries a checksum; SKU records are checked against their invariants when read.
+// Databases: `skus` (name -> record), `active_holds` and `finished_holds` ((sku, hold id)
+// -> record), `hold_index` (hold id -> sku), `meta` (the directory record, with the log
+// position the snapshot covers). Opening checks that the directory is the node's alone
+// and still holds its data (persistence/data_directory.hpp) and that data.mdb is not
+// truncated. Every record carries a checksum; SKU records are checked against their
+// invariants when read.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "persistence/overlay.hpp"
 #include "persistence/records.hpp"
 
 namespace holdfast {
@@ -21,7 +27,6 @@ namespace holdfast {
 constexpr size_t lmdb_key_bytes_max = 511;
 static_assert(sku_bytes_max + 1 + hold_id_bytes_max <= lmdb_key_bytes_max,
               "finished_holds key: sku, NUL, hold id");
-static_assert(sku_bytes_max + 1 + 8 <= lmdb_key_bytes_max, "hold_log key: sku, NUL, block");
 static_assert(hold_id_bytes_max <= lmdb_key_bytes_max, "hold_index key: hold id");
 
 enum class store_status : uint8_t {
@@ -49,7 +54,10 @@ struct lmdb_options {
 
 // What `holdfast check` found.
 struct check_report {
-  int64_t skus = 0, active_holds = 0, finished_holds = 0, index_entries = 0, log_blocks = 0;
+  int64_t skus = 0, active_holds = 0, finished_holds = 0, index_entries = 0;
+  int64_t log_records = 0;        // in the log after the snapshot
+  uint64_t snapshot_position = 0; // the last log record the snapshot contains
+  uint64_t log_torn_bytes = 0;    // a torn tail the next start cuts
   std::vector<std::string> problems;  // empty: the directory is sound
 };
 
@@ -75,9 +83,7 @@ public:
   store_status read_sku(const std::string& sku, sku_record& out) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
-  // Replays the SKU's hold log; `entries` (if given) gets the number of log entries read.
-  store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out,
-                                 size_t* entries = nullptr) const;
+  store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
   // Calls f for every SKU record, in key order. A record that fails its checksum or
   // invariants stops the scan with `corrupt`, and `problem` names it.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
@@ -108,18 +114,12 @@ public:
   };
   std::unique_ptr<read_view> read() const;
 
-  // -- writes, the store actor only -------------------------------------------
-  // One writer's write batch in a group commit.
-  struct commit_part {
-    const std::vector<mutation>* mutations;
-    uint64_t writer;
-  };
-  // Applies every batch in one transaction and commits it with fsync. A batch that
-  // fails its checks or a key rule is left out, with the same writer's later batches
-  // (they build on it); `part_status` says why for each, and the others commit without
-  // them. The result is the commit's: on failure nothing was written and every batch
-  // failed with it.
-  store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
+  // -- writes, one thread at a time ---------------------------------------------
+  // Writes a frozen overlay generation in one transaction, stamps it with the log
+  // position it covers (and the clock's high-water mark), and commits it with fsync.
+  // On failure nothing was written.
+  store_status write_snapshot(const snapshot_contents& contents, uint64_t position,
+                              int64_t now_ms);
 
   // Deletes finished holds (and their hold-id index entries) that ended at or before
   // `ended_before_ms`, scanning at most `scan_max` records from `cursor` on, which it
@@ -128,15 +128,18 @@ public:
   collect_result collect_finished(int64_t ended_before_ms, size_t scan_max, std::string& cursor,
                                   int64_t now_ms);
 
-  // Consistent hot copy with compaction into a new or empty directory, marked as a
-  // copy of this one. Refused when the target has anything in it.
-  store_status backup(const std::string& directory, std::string& error) const;
+  // Consistent hot copy with compaction of data.mdb into `directory`, synced.
+  store_status copy_to(const std::string& directory, std::string& error) const;
 
-  // Reads everything: checksums, SKU invariants, every SKU's holds against its
+  // Reads the whole snapshot: checksums, SKU invariants, every SKU's holds against its
   // counters, the hold-id index.
   check_report check() const;
 
   const directory_meta& meta() const;
+  class data_directory& directory() const;
+  // The snapshot position recorded in the data.mdb of `directory` (a backup's copy).
+  static bool read_snapshot_position(const std::string& directory, uint64_t& position,
+                                     std::string& error);
   // The latest wall-clock time a node recorded in this directory before this open.
   int64_t clock_high_water_at_open_ms() const;
   const std::string& path() const;

@@ -59,11 +59,7 @@ bool with_reader(const void* data, size_t stored_size, F&& f) {
   }
 }
 
-}  // namespace
-
-std::string encode(const sku_record& r) {
-  capnp::MallocMessageBuilder message(16);
-  auto b = message.initRoot<stored::SkuRecord>();
+void write_sku(stored::SkuRecord::Builder b, const sku_record& r) {
   b.setSku(r.sku.sku);
   b.setOnHand(r.sku.on_hand);
   b.setReserved(r.sku.reserved);
@@ -75,13 +71,10 @@ std::string encode(const sku_record& r) {
   b.setLogBlock(r.log_block);
   b.setCheckpointBlock(r.checkpoint_block);
   b.setWrittenOff(r.sku.written_off);
-  return to_bytes(message);
 }
 
-bool decode(const void* data, size_t size, sku_record& out) {
-  return with_reader(data, size, [&](capnp::MessageReader& reader) {
-    auto s = reader.getRoot<stored::SkuRecord>();
-    out.sku.sku = str(s.getSku());
+void read_sku(stored::SkuRecord::Reader s, sku_record& out) {
+  out.sku.sku = str(s.getSku());
     out.sku.on_hand = s.getOnHand();
     out.sku.reserved = s.getReserved();
     out.sku.price_cents = s.getPriceCents();
@@ -91,11 +84,9 @@ bool decode(const void* data, size_t size, sku_record& out) {
     out.earliest_deadline_ms = s.getEarliestDeadlineMs();
     out.log_block = s.getLogBlock();
     out.checkpoint_block = s.getCheckpointBlock();
-    out.sku.written_off = s.getWrittenOff();
-  });
+  out.sku.written_off = s.getWrittenOff();
 }
 
-namespace {
 
 void write_hold(stored::HoldRecord::Builder b, const hold_record& r, bool with_sku) {
   b.setHoldId(r.hold.hold_id);
@@ -119,6 +110,19 @@ bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
 }
 
 }  // namespace
+
+std::string encode(const sku_record& r) {
+  capnp::MallocMessageBuilder message(16);
+  write_sku(message.initRoot<stored::SkuRecord>(), r);
+  return to_bytes(message);
+}
+
+bool decode(const void* data, size_t size, sku_record& out) {
+  return with_reader(data, size, [&](capnp::MessageReader& reader) {
+    read_sku(reader.getRoot<stored::SkuRecord>(), out);
+  });
+}
+
 
 std::string encode(const hold_record& r) {
   capnp::MallocMessageBuilder message(16);
@@ -159,6 +163,62 @@ bool decode_block(const void* data, size_t size, const std::string& sku,
   return ok && states_ok;
 }
 
+std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches) {
+  size_t holds = 0;
+  for (auto* b : batches) holds += b->size();
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + batches.size() * 24 + holds * 10));
+  auto list = message.initRoot<stored::LogCommit>().initBatches(static_cast<unsigned>(batches.size()));
+  for (size_t i = 0; i < batches.size(); ++i) {
+    auto b = list[static_cast<unsigned>(i)];
+    const auto& batch = *batches[i];
+    unsigned n = 0;
+    for (const auto& m : batch) {
+      if (m.kind == mutation::put_sku) write_sku(b.initSku(), m.sku);
+      else ++n;
+    }
+    auto hl = b.initHolds(n);
+    n = 0;
+    for (const auto& m : batch)
+      if (m.kind == mutation::put_hold) write_hold(hl[n++], m.hold, false);
+  }
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out) {
+  if (payload.size() % sizeof(capnp::word) != 0 || payload.empty()) return false;
+  auto copy = kj::heapArray<capnp::word>(payload.size() / sizeof(capnp::word));
+  memcpy(copy.begin(), payload.data(), payload.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = std::max<uint64_t>(options.traversalLimitInWords, copy.size() * 2);
+    capnp::FlatArrayMessageReader reader(copy, options);
+    for (auto b : reader.getRoot<stored::LogCommit>().getBatches()) {
+      std::vector<mutation> batch;
+      auto holds = b.getHolds();
+      batch.reserve(holds.size() + 1);
+      sku_record sku;
+      read_sku(b.getSku(), sku);
+      for (auto h : holds) {
+        mutation m;
+        m.kind = mutation::put_hold;
+        if (!read_hold(h, m.hold)) return false;
+        m.hold.hold.sku = sku.sku.sku;
+        batch.push_back(std::move(m));
+      }
+      mutation s;
+      s.kind = mutation::put_sku;
+      s.sku = std::move(sku);
+      batch.push_back(std::move(s));
+      out.push_back(std::move(batch));
+    }
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
 std::string encode(const directory_meta& m) {
   capnp::MallocMessageBuilder message(16);
   auto b = message.initRoot<stored::DirectoryMeta>();
@@ -166,6 +226,7 @@ std::string encode(const directory_meta& m) {
   b.setDirectoryId(m.directory_id);
   b.setCreatedMs(m.created_ms);
   b.setClockHighWaterMs(m.clock_high_water_ms);
+  b.setSnapshotPosition(m.snapshot_position);
   return to_bytes(message);
 }
 
@@ -176,6 +237,7 @@ bool decode(const void* data, size_t size, directory_meta& out) {
     out.directory_id = str(m.getDirectoryId());
     out.created_ms = m.getCreatedMs();
     out.clock_high_water_ms = m.getClockHighWaterMs();
+    out.snapshot_position = m.getSnapshotPosition();
   });
 }
 

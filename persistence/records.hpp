@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "protocol/domain.hpp"
@@ -30,12 +31,11 @@ struct directory_meta {
   std::string directory_id;
   int64_t created_ms = 0;
   int64_t clock_high_water_ms = 0;
+  uint64_t snapshot_position = 0;  // the last log record the LMDB snapshot contains
 };
 
-// One change in a write batch. All hold changes of one batch are stored as one
-// hold-log block of their SKU, numbered by the batch's SKU snapshot (`log_block`), so
-// a commit writes a few large values instead of one B-tree entry per hold. Finished
-// holds are also kept by id in `finished_holds` for idempotent answers.
+// One change in a write batch: an SKU's new record, or a hold's new state. A batch is
+// one SKU's changes from one handled message and always ends with its put_sku.
 struct mutation {
   enum kind_t : uint8_t { put_sku = 0, put_hold } kind = put_sku;
   sku_record sku;
@@ -48,6 +48,10 @@ std::string encode(const hold_record& r);
 bool decode(const void* data, size_t size, hold_record& out);
 std::string encode(const directory_meta& m);
 bool decode(const void* data, size_t size, directory_meta& out);
+// A group commit's batches as one log record's payload, and back.
+std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches);
+bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out);
+// Hold-log blocks of data format 1 (read once, to migrate them).
 std::string encode_block(const std::vector<const hold_record*>& holds);
 // Appends the block's holds (their sku set to `sku`) to `out`.
 bool decode_block(const void* data, size_t size, const std::string& sku,

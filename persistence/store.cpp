@@ -10,7 +10,7 @@ namespace {
 void commit(store_actor::stateful_pointer<store_state> self) {
   auto& st = self->state;
   if (st.batches.empty()) return;
-  std::vector<lmdb_env::commit_part> parts;
+  std::vector<storage::commit_part> parts;
   parts.reserve(st.batches.size());
   for (auto& p : st.batches) parts.push_back({&p.batch.mutations, p.writer.id()});
   std::vector<store_status> part_status;
@@ -59,31 +59,14 @@ void commit(store_actor::stateful_pointer<store_state> self) {
   st.mutations_pending = 0;
 }
 
-// One bounded step of finished-hold collection; the next comes sooner while steps find
-// holds to delete, and otherwise a scan of a large idempotency window proceeds at
-// collect_scan_max records per interval.
-void collect(store_actor::stateful_pointer<store_state> self) {
-  auto& st = self->state;
-  auto now = st.clock->now_ms();
-  auto r = st.env->collect_finished(now - st.config.finished_hold_retention_ms,
-                                    st.config.collect_scan_max, st.collect_cursor, now);
-  st.stats.finished_collected += r.deleted;
-  if (r.wrapped) st.stats.collection_passes++;
-  bool backlog = r.status == store_status::ok && !r.wrapped && r.deleted > 0;
-  auto delay = backlog ? std::min<int64_t>(st.config.collect_interval_ms, 10)
-                       : st.config.collect_interval_ms;
-  self->delayed_send(self, std::chrono::milliseconds(delay), collect_atom_v);
-}
-
 }  // namespace
 
 store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_state> self,
-                                          std::shared_ptr<lmdb_env> env, store_config config,
-                                          std::shared_ptr<const wall_clock> clock) {
+                                          std::shared_ptr<storage> env, store_config config) {
   self->state.env = std::move(env);
   self->state.config = config;
-  self->state.clock = std::move(clock);
-  self->delayed_send(self, std::chrono::milliseconds(config.collect_interval_ms), collect_atom_v);
+  if (!self->state.env->background())
+    self->delayed_send(self, std::chrono::milliseconds(config.collect_interval_ms), collect_atom_v);
   return {
     [self](write_atom, store_listener writer, write_batch& batch) {
       auto& st = self->state;
@@ -111,11 +94,22 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       commit(self);
     },
     [self](collect_atom) {
-      // Writes first: collection waits behind any pending group commit.
+      // Writes first: maintenance waits behind any pending group commit.
       commit(self);
-      collect(self);
+      self->state.env->maintain();
+      self->delayed_send(self, std::chrono::milliseconds(self->state.config.collect_interval_ms),
+                         collect_atom_v);
     },
-    [self](stats_atom) { return self->state.stats; },
+    [self](stats_atom) {
+      auto s = self->state.stats;
+      auto t = self->state.env->stats();
+      s.finished_collected = t.finished_collected;
+      s.collection_passes = t.collection_passes;
+      s.snapshots = t.snapshots;
+      s.snapshot_position = t.snapshot_position;
+      s.log_position = t.log_position;
+      return s;
+    },
   };
 }
 

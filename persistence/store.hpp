@@ -1,16 +1,16 @@
-// The store actor: the only writer of the node's LMDB environment.
+// The store actor: the only writer of the node's storage (persistence/storage.hpp).
 //
 // Entities send write batches tagged (epoch, seq). The store gathers every batch that
-// arrived while the previous commit was in flight into one fsync'd transaction (group
-// commit), then tells each writer the highest seq now durable. If a commit fails
+// arrived while the previous commit was in flight into one group commit (one log
+// append, one fdatasync), then tells each writer the highest seq now durable. If a commit fails
 // (map or disk full) every writer in it hears write_failed(epoch, seq, status) and the
 // store refuses that writer's later batches of the same epoch, so nothing written after
 // a failure can make the failed changes durable. The writer reloads its state from
-// LMDB and continues with epoch + 1. A batch that fails on its own (it breaks its
+// storage and continues with epoch + 1. A batch that fails on its own (it breaks its
 // writer's invariants or a key rule) fails only its writer; the others commit.
 //
-// Between commits the store deletes finished holds older than the idempotency window,
-// in bounded batches (collect_atom, on a timer).
+// Snapshots and the collection of finished holds run on the storage's own thread; when
+// the storage has none (deterministic tests) the store's collect_atom timer runs them.
 //
 // Spawn it detached in a node (an fsync must not block a CAF worker); tests spawn it
 // on the deterministic scheduler.
@@ -22,7 +22,7 @@
 #include <caf/typed_actor.hpp>
 
 #include "persistence/clock.hpp"
-#include "persistence/lmdb_env.hpp"
+#include "persistence/storage.hpp"
 #include "persistence/type_ids.hpp"
 
 namespace holdfast {
@@ -48,13 +48,16 @@ struct store_stats {
   uint64_t rejected_batches = 0;     // failed alone; their writers heard why
   uint64_t finished_collected = 0;   // finished holds deleted after the window
   uint64_t collection_passes = 0;    // full scans of the finished holds completed
+  uint64_t snapshots = 0;            // LMDB snapshots written
+  uint64_t snapshot_position = 0;    // the log record the latest snapshot covers
+  uint64_t log_position = 0;         // the latest log record
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, store_stats& x) {
   return f(x.commits, x.failed_commits, x.batches, x.mutations, x.largest_commit_mutations,
            x.largest_commit_batches, x.rejected_batches, x.finished_collected,
-           x.collection_passes);
+           x.collection_passes, x.snapshots, x.snapshot_position, x.log_position);
 }
 
 // What a writer must understand to use the store.
@@ -70,11 +73,7 @@ using store_actor = caf::typed_actor<
 
 struct store_config {
   size_t commit_mutations_max = 16384;  // a larger backlog commits without waiting
-  // Finished holds answer repeated calls (idempotency) this long after they ended, then
-  // are deleted with their hold-id index entries; the id may then be used again.
-  int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
-  int64_t collect_interval_ms = 1'000;  // between collection steps when there is no backlog
-  size_t collect_scan_max = 16'384;     // finished holds read per collection step
+  int64_t collect_interval_ms = 1'000;  // maintenance steps of a storage without a thread
 };
 
 struct store_state {
@@ -82,10 +81,8 @@ struct store_state {
     store_listener writer;
     write_batch batch;
   };
-  std::shared_ptr<lmdb_env> env;
-  std::shared_ptr<const wall_clock> clock;
+  std::shared_ptr<storage> env;
   store_config config;
-  std::string collect_cursor;  // where the next collection step resumes
   std::vector<pending> batches;
   size_t mutations_pending = 0;
   bool flush_scheduled = false;
@@ -96,7 +93,6 @@ struct store_state {
 };
 
 store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_state> self,
-                                          std::shared_ptr<lmdb_env> env, store_config config,
-                                          std::shared_ptr<const wall_clock> clock);
+                                          std::shared_ptr<storage> env, store_config config);
 
 }  // namespace holdfast

@@ -27,6 +27,7 @@ struct DirectoryMeta {
   clockHighWaterMs @3 :Int64;     # the latest wall-clock time the node has seen (updated
                                   # about once a second): a restart behind it means the clock
                                   # was set back while the node was down
+  snapshotPosition @4 :UInt64;    # the last log record this snapshot contains
 }
 
 enum HoldState {
@@ -36,8 +37,8 @@ enum HoldState {
   expired @3;
 }
 
-# One write batch's hold changes for one SKU, in the `hold_log` database under
-# (sku, block number). Replaying an SKU's blocks in order gives its active holds.
+# Data format 1 only: one write batch's hold changes for one SKU, in the `hold_log`
+# database under (sku, block number). Read once at open, to migrate to format 2.
 struct HoldLogBlock {
   holds @0 :List(HoldRecord);     # sku left empty: the key says it
 }
@@ -50,4 +51,16 @@ struct HoldRecord {
   deadlineMs @4 :Int64;
   state @5 :HoldState;
   finishedMs @6 :Int64;           # when it ended (0 while active): finished holds are kept for the idempotency window
+}
+
+# One group commit: the payload of one record of the node's log (persistence/log.hpp),
+# which carries its own checksum, so the payload has no trailer.
+struct LogCommit {
+  batches @0 :List(LogBatch);
+}
+
+# One writer's batch: an SKU's new record and the new states of the holds it changed.
+struct LogBatch {
+  sku @0 :SkuRecord;
+  holds @1 :List(HoldRecord);     # sku left empty: the batch's SKU
 }

@@ -408,7 +408,7 @@ TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_whe
     filler << mb;
   }
   data_ = mountpoint + "/data";
-  start({"--map-size-mb", "64"});
+  start({"--map-size-mb", "64", "--log-segment-mb", "1"});
   int64_t granted = 0, full = 0, other = 0;
   std::vector<std::string> granted_ids;
   {
@@ -447,7 +447,7 @@ TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_whe
   node_->terminate();
   auto check = run_command({HOLDFAST_BINARY, "check", "--data", data_});
   EXPECT_EQ(check.status, 0) << check.output;
-  start({"--map-size-mb", "64"});
+  start({"--map-size-mb", "64", "--log-segment-mb", "1"});
   blocking_client again(node_->address());
   EXPECT_EQ(again.query_sku("disk").sku.reserved, granted + 1);
   EXPECT_EQ(again.query_hold(granted_ids.back(), "disk").hold.state, hold_state::active);

@@ -83,7 +83,9 @@ protected:
   ~power_loss_test() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<node_process> start(bool sync) {
-    std::vector<std::string> args;
+    // Snapshots every 20 ms: LMDB snapshots are written (and log segments deleted)
+    // during the storm, and the power loss cuts them too.
+    std::vector<std::string> args{"--snapshot-interval-ms", "20", "--log-segment-mb", "1"};
     if (!sync) args.push_back("--unsafe-no-sync");
     return std::make_unique<node_process>(HOLDFAST_BINARY, fs_.data_dir, args, 30s,
                                           faultfs::child_environment(fs_));
@@ -97,6 +99,7 @@ protected:
     int damaged_checks = 0;        // `holdfast check` found problems
     size_t unsynced_pages = 0;     // written, not yet synced, at the power losses
     size_t rounds_with_calls_in_flight = 0;
+    uint64_t snapshot_position = 0;  // of the data after the last power loss
   };
 
   // `rounds` power losses at random moments of a storm, from one seed.
@@ -153,8 +156,11 @@ protected:
       }
     }
     node->terminate();
-    auto check = run_command({"/usr/bin/timeout", "60", HOLDFAST_BINARY, "check", "--data", fs_.data_dir});
+    auto check = run_command(
+      {"/usr/bin/timeout", "60", HOLDFAST_BINARY, "check", "--json", "--data", fs_.data_dir});
     o.damaged_checks += check.status != 0;
+    if (auto at = check.output.find("\"snapshot_position\":"); at != std::string::npos)
+      o.snapshot_position = std::stoull(check.output.substr(at + 20));
     return o;
   }
 
@@ -167,9 +173,9 @@ TEST_F(power_loss_test, every_acknowledged_hold_survives_power_loss_at_random_mo
   std::printf("power-loss seed %u (replay: change the seed in this test)\n", seed);
   auto o = run(true, 12, seed);
   std::printf("with fsync: %d rounds, %lld acknowledged, %lld lost, %zu unsynced pages dropped or "
-              "kept at random\n",
+              "kept at random; last snapshot at log record %llu\n",
               o.rounds, static_cast<long long>(o.acknowledged), static_cast<long long>(o.lost),
-              o.unsynced_pages);
+              o.unsynced_pages, static_cast<unsigned long long>(o.snapshot_position));
   EXPECT_EQ(o.rounds, 12) << "seed " << seed;
   EXPECT_EQ(o.refused_starts, 0) << "seed " << seed;
   EXPECT_EQ(o.lost, 0) << "of " << o.acknowledged << " acknowledged holds; seed " << seed;
@@ -179,6 +185,7 @@ TEST_F(power_loss_test, every_acknowledged_hold_survives_power_loss_at_random_mo
   EXPECT_EQ(o.rounds_with_calls_in_flight, 12u) << "seed " << seed;
   EXPECT_GT(o.unsynced_pages, 0u) << "seed " << seed;
   EXPECT_GT(o.acknowledged, 12 * 20);
+  EXPECT_GT(o.snapshot_position, 0u) << "no LMDB snapshot was ever taken";
 }
 
 TEST_F(power_loss_test, without_fsync_the_same_storm_loses_acknowledged_holds) {

@@ -14,13 +14,13 @@ namespace {
 
 class directory_test : public ::testing::Test {
 protected:
-  std::unique_ptr<lmdb_env> open(std::string& error, bool read_only = false,
+  std::unique_ptr<storage> open(std::string& error, bool read_only = false,
                                  const std::string& path = {}) {
-    lmdb_options o;
+    storage_options o;
     o.path = path.empty() ? data_ : path;
     o.map_size_bytes = size_t{64} << 20;
     o.read_only = read_only;
-    return lmdb_env::open(o, error);
+    return storage::open(o, error);
   }
   // A directory with some committed data, closed again.
   void populate() {

@@ -91,7 +91,8 @@ TEST(schema, fields_and_methods_are_only_ever_added) {
   std::set<uint64_t> seen;
   walk(capnp::Schema::from<wire::Inventory>(), now, seen);
   for (auto s : {capnp::Schema::from<stored::SkuRecord>(), capnp::Schema::from<stored::HoldLogBlock>(),
-                 capnp::Schema::from<stored::HoldRecord>(), capnp::Schema::from<stored::DirectoryMeta>()})
+                 capnp::Schema::from<stored::HoldRecord>(), capnp::Schema::from<stored::DirectoryMeta>(),
+                 capnp::Schema::from<stored::LogCommit>()})
     walk(s, now, seen);
   std::ifstream in(SCHEMA_HISTORY);
   ASSERT_TRUE(in) << SCHEMA_HISTORY;

@@ -11,11 +11,11 @@ namespace {
 class sku_book_test : public ::testing::Test {
 protected:
   void SetUp() override {
-    lmdb_options options;
+    storage_options options;
     options.path = dir_.path() + "/data";
     options.map_size_bytes = size_t{64} << 20;
     std::string error;
-    env_ = lmdb_env::open(options, error);
+    env_ = storage::open(options, error);
     ASSERT_TRUE(env_) << error;
   }
 
@@ -35,7 +35,7 @@ protected:
   }
 
   temp_dir dir_;
-  std::unique_ptr<lmdb_env> env_;
+  std::unique_ptr<storage> env_;
   uint64_t seq_ = 0;
   const int64_t now_ = 1'000'000;
 };
@@ -86,13 +86,13 @@ TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_t
   EXPECT_EQ(book.broken_invariant(), "");
 }
 
-TEST_F(sku_book_test, seal_numbers_blocks_and_a_due_checkpoint_restates_every_active_hold) {
-  sku_book book("tee", sku_book_policy{1, 1});  // checkpoint past 1 x active + 1 entries
+TEST_F(sku_book_test, seal_writes_the_changed_holds_then_the_record) {
+  sku_book book("tee", {});
   auto c = change();
   book.apply(sku_op{sku_op_kind::create, "tee", 10, 100}, c);
   auto created = book.seal(c);
-  ASSERT_EQ(created.size(), 1u);  // the snapshot only: no holds, no block
-  EXPECT_EQ(created[0].sku.log_block, 0u);
+  ASSERT_EQ(created.size(), 1u);  // the record only: no holds
+  EXPECT_EQ(created[0].kind, mutation::put_sku);
 
   auto a = change();
   book.apply(reserve("a", 60'000), now_, a);
@@ -100,22 +100,15 @@ TEST_F(sku_book_test, seal_numbers_blocks_and_a_due_checkpoint_restates_every_ac
   auto first = book.seal(a);
   ASSERT_EQ(first.size(), 3u);
   EXPECT_EQ(first.back().kind, mutation::put_sku);
-  EXPECT_EQ(first.back().sku.log_block, 1u);
-  EXPECT_EQ(first.back().sku.checkpoint_block, 0u);  // 2 entries <= 1 x 2 + 1
+  EXPECT_EQ(first.back().sku.sku.reserved, 2);
 
   auto b = change();
   book.apply(release("a"), now_, b);
   book.apply(reserve("c", 60'000), now_, b);
-  auto second = book.seal(b);  // 4 entries > 1 x 2 + 1: a checkpoint
-  EXPECT_EQ(second.back().sku.log_block, 2u);
-  EXPECT_EQ(second.back().sku.checkpoint_block, 2u);
-  std::vector<std::string> active;
-  for (auto& m : second)
-    if (m.kind == mutation::put_hold && m.hold.hold.state == hold_state::active)
-      active.push_back(m.hold.hold.hold_id);
-  std::sort(active.begin(), active.end());
-  EXPECT_EQ(active, (std::vector<std::string>{"b", "c"}));
+  auto second = book.seal(b);  // only what changed: a released, c reserved
+  ASSERT_EQ(second.size(), 3u);
   EXPECT_EQ(count_state(second, hold_state::released), 1u);
+  EXPECT_EQ(count_state(second, hold_state::active), 1u);
 
   auto idle = change();
   EXPECT_TRUE(book.seal(idle).empty());  // nothing changed, nothing written

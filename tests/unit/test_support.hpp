@@ -69,10 +69,8 @@ private:
 };
 
 struct node_config {
-  lmdb_options storage;
+  storage_options storage;
   directory_config directory;
-  size_t log_checkpoint_factor = 4;
-  size_t log_checkpoint_slack = 4096;
 };
 
 class node_fixture : public ::testing::Test {
@@ -85,6 +83,14 @@ protected:
     clock_ = std::make_shared<coordinator_clock>(*sched_);
     config_.storage.path = dir_.path() + "/data";
     config_.storage.map_size_bytes = size_t{64} << 20;
+    // Deterministic: no storage thread; snapshots every few hundred changes, collection
+    // on the store's timer; closing is a crash (no snapshot), so restarts replay the log.
+    config_.storage.background = false;
+    config_.storage.snapshot_mutations = 256;
+    config_.storage.overlay_mutations_max = 1024;
+    config_.storage.log_segment_bytes = 64 << 10;
+    config_.storage.snapshot_at_close = false;
+    config_.storage.clock = clock_;
   }
 
   ~node_fixture() override { stop(); }
@@ -92,16 +98,14 @@ protected:
   // Opens the environment and spawns store and directory, as a node does on start.
   void start() {
     std::string error;
-    env_ = std::shared_ptr<lmdb_env>(lmdb_env::open(config_.storage, error));
+    env_ = std::shared_ptr<storage>(storage::open(config_.storage, error));
     ASSERT_TRUE(env_) << error;
-    store_ = sys_->spawn(store_behavior, env_, store_config_, clock_);
+    store_ = sys_->spawn(store_behavior, env_, store_config_);
     sku_context ctx;
     ctx.env = env_;
     ctx.store = store_;
     ctx.clock = clock_;
     ctx.claims = claims_;
-    ctx.book.log_checkpoint_factor = config_.log_checkpoint_factor;
-    ctx.book.log_checkpoint_slack = config_.log_checkpoint_slack;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
     sched_->run();
   }
@@ -205,7 +209,7 @@ protected:
   node_config config_;
   store_config store_config_;
   std::shared_ptr<hold_claims> claims_ = std::make_shared<hold_claims>();
-  std::shared_ptr<lmdb_env> env_;
+  std::shared_ptr<storage> env_;
   store_actor store_;
   directory_actor directory_;
 };

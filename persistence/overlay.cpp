@@ -1,0 +1,158 @@
+#include "persistence/overlay.hpp"
+
+#include <algorithm>
+
+namespace holdfast {
+
+overlay::overlay() : shards_(new shard[shard_count]) {}
+overlay::~overlay() = default;
+
+overlay::shard& overlay::shard_of(const std::string& key) const {
+  return shards_[std::hash<std::string>{}(key) % shard_count];
+}
+
+void overlay::apply(const std::vector<mutation>& batch) {
+  const sku_record* record = nullptr;
+  for (const auto& m : batch)
+    if (m.kind == mutation::put_sku) record = &m.sku;
+  if (!record) return;
+  const auto& name = record->sku.sku;
+  {
+    auto& s = shard_of(name);
+    std::lock_guard<std::mutex> guard(s.mutex);
+    auto& e = s.gens[active_index_.load(std::memory_order_relaxed)].skus[name];
+    e.has_record = true;
+    e.record = *record;
+    for (const auto& m : batch) {
+      if (m.kind != mutation::put_hold) continue;
+      auto& h = e.holds[m.hold.hold.hold_id];
+      h = m.hold;
+      h.hold.sku = name;
+    }
+  }
+  for (const auto& m : batch) {
+    if (m.kind != mutation::put_hold || m.hold.hold.state != hold_state::active) continue;
+    auto& s = shard_of(m.hold.hold.hold_id);
+    std::lock_guard<std::mutex> guard(s.mutex);
+    s.gens[active_index_.load(std::memory_order_relaxed)].index[m.hold.hold.hold_id] = name;
+  }
+  active_mutations_.fetch_add(batch.size(), std::memory_order_relaxed);
+}
+
+bool overlay::find_sku(const std::string& sku, sku_record& out) const {
+  auto& s = shard_of(sku);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  for (int g : {a, 1 - a})
+    if (auto* e = s.gens[g].skus.find(sku); e && e->has_record) {
+      out = e->record;
+      return true;
+    }
+  return false;
+}
+
+bool overlay::find_hold_sku(const std::string& hold_id, std::string& sku) const {
+  auto& s = shard_of(hold_id);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  for (int g : {a, 1 - a})
+    if (auto* e = s.gens[g].index.find(hold_id)) {
+      sku = *e;
+      return true;
+    }
+  return false;
+}
+
+bool overlay::find_hold(const std::string& sku, const std::string& hold_id,
+                        hold_record& out) const {
+  auto& s = shard_of(sku);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  for (int g : {a, 1 - a})
+    if (auto* e = s.gens[g].skus.find(sku))
+      if (auto* h = e->holds.find(hold_id)) {
+        out = *h;
+        return true;
+      }
+  return false;
+}
+
+void overlay::holds_of(const std::string& sku,
+                       std::unordered_map<std::string, hold_record>& out) const {
+  auto& s = shard_of(sku);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  // Older generation first: the active one overrules it.
+  for (int g : {1 - a, a})
+    if (auto* e = s.gens[g].skus.find(sku))
+      e->holds.each([&](const std::string& id, const hold_record& h) { out[id] = h; });
+}
+
+void overlay::each_sku(const std::function<void(const sku_record&)>& f) const {
+  for (size_t i = 0; i < shard_count; ++i) {
+    auto& s = shards_[i];
+    std::vector<sku_record> found;
+    {
+      std::lock_guard<std::mutex> guard(s.mutex);
+      int a = active_index_.load(std::memory_order_relaxed);
+      flat_string_map<bool> seen;
+      for (int g : {a, 1 - a})
+        s.gens[g].skus.each([&](const std::string& name, const sku_entry& e) {
+          if (!e.has_record || seen.find(name)) return;
+          seen[name] = true;
+          found.push_back(e.record);
+        });
+    }
+    for (auto& r : found) f(r);
+  }
+}
+
+void overlay::freeze() {
+  // The frozen slot is empty (dropped); the active one becomes it.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  active_index_.store(1 - active_index_.load(), std::memory_order_release);
+  frozen_mutations_ = active_mutations_.exchange(0);
+  has_frozen_ = true;
+}
+
+snapshot_contents overlay::frozen_contents() const {
+  snapshot_contents c;
+  int f = 1 - active_index_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < shard_count; ++i) {
+    const auto& g = shards_[i].gens[f];
+    g.skus.each([&](const std::string&, const sku_entry& e) {
+      if (e.has_record) c.skus.push_back(&e.record);
+      e.holds.each([&](const std::string&, const hold_record& h) { c.holds.push_back(&h); });
+    });
+    g.index.each([&](const std::string& id, const std::string& sku) {
+      c.index.emplace_back(&id, &sku);
+    });
+  }
+  std::sort(c.skus.begin(), c.skus.end(),
+            [](auto* a, auto* b) { return a->sku.sku < b->sku.sku; });
+  std::sort(c.holds.begin(), c.holds.end(), [](auto* a, auto* b) {
+    int by_sku = a->hold.sku.compare(b->hold.sku);
+    return by_sku != 0 ? by_sku < 0 : a->hold.hold_id < b->hold.hold_id;
+  });
+  std::sort(c.index.begin(), c.index.end(),
+            [](auto& a, auto& b) { return *a.first < *b.first; });
+  c.mutations = frozen_mutations_;
+  return c;
+}
+
+void overlay::drop_frozen() {
+  // Readers that miss from now on renew their LMDB view first: it has these changes.
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  int f = 1 - active_index_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < shard_count; ++i) {
+    generation_maps dropped;
+    {
+      std::lock_guard<std::mutex> guard(shards_[i].mutex);
+      std::swap(dropped, shards_[i].gens[f]);
+    }
+  }
+  frozen_mutations_ = 0;
+  has_frozen_ = false;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,154 @@
+// What the log has and the LMDB snapshot does not yet: the latest state of every SKU
+// record and hold changed since the last snapshot, and the hold-id index entries of the
+// holds granted since. Reads look here first, then in LMDB.
+//
+// Two generations: `active` takes the commits; a snapshot freezes it (it becomes
+// `frozen`, a new active starts), writes the frozen one to LMDB and drops it. Sharded
+// by key hash, one mutex per shard, so SKU actors on many threads read while the store
+// thread applies a commit. `generation()` counts freezes and drops: a reader holding an
+// LMDB read transaction older than the latest change of generation renews it before
+// trusting a miss here.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "persistence/records.hpp"
+
+namespace holdfast {
+
+// A hash map of strings with open addressing (linear probing) in one flat array: no
+// node per entry, which at a million holds is what the node-based map spent its time
+// and memory on.
+template <class V>
+class flat_string_map {
+public:
+  flat_string_map() = default;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  V* find(const std::string& key) {
+    if (size_ == 0) return nullptr;
+    auto i = probe(key, hash(key));
+    return slots_[i].used ? &slots_[i].value : nullptr;
+  }
+  const V* find(const std::string& key) const {
+    return const_cast<flat_string_map*>(this)->find(key);
+  }
+  V& operator[](const std::string& key) {
+    if ((size_ + 1) * 4 > slots_.size() * 3) grow();  // also the first insert
+    auto h = hash(key);
+    auto i = probe(key, h);
+    if (!slots_[i].used) {
+      slots_[i].used = true;
+      slots_[i].hash = h;
+      slots_[i].key = key;
+      ++size_;
+    }
+    return slots_[i].value;
+  }
+  template <class F>
+  void each(F&& f) const {
+    for (auto& s : slots_)
+      if (s.used) f(s.key, s.value);
+  }
+  void clear() {
+    std::vector<slot>().swap(slots_);
+    size_ = 0;
+  }
+
+private:
+  struct slot {
+    bool used = false;
+    uint64_t hash = 0;
+    std::string key;
+    V value{};
+  };
+  static uint64_t hash(const std::string& key) { return std::hash<std::string>{}(key); }
+  size_t probe(const std::string& key, uint64_t h) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask)
+      if (!slots_[i].used || (slots_[i].hash == h && slots_[i].key == key)) return i;
+  }
+  void grow() {
+    std::vector<slot> old(std::max<size_t>(16, slots_.size() * 2));
+    old.swap(slots_);
+    size_t mask = slots_.size() - 1;
+    for (auto& s : old) {
+      if (!s.used) continue;
+      size_t i = s.hash & mask;
+      while (slots_[i].used) i = (i + 1) & mask;
+      slots_[i] = std::move(s);
+    }
+  }
+  std::vector<slot> slots_;
+  size_t size_ = 0;
+};
+
+// What a snapshot writes, sorted by key.
+struct snapshot_contents {
+  std::vector<const sku_record*> skus;        // by name
+  std::vector<const hold_record*> holds;      // by (sku, hold id); any state
+  std::vector<std::pair<const std::string*, const std::string*>> index;  // (id, sku), by id
+  size_t mutations = 0;
+};
+
+class overlay {
+public:
+  overlay();
+  ~overlay();
+  overlay(const overlay&) = delete;
+  overlay& operator=(const overlay&) = delete;
+
+  // The store thread (or recovery): one write batch, already durable in the log.
+  void apply(const std::vector<mutation>& batch);
+
+  // Reads: true when the overlay knows the key.
+  bool find_sku(const std::string& sku, sku_record& out) const;
+  bool find_hold_sku(const std::string& hold_id, std::string& sku) const;
+  bool find_hold(const std::string& sku, const std::string& hold_id, hold_record& out) const;
+  // Every hold of `sku` the overlay knows, latest state, keyed by hold id.
+  void holds_of(const std::string& sku, std::unordered_map<std::string, hold_record>& out) const;
+  void each_sku(const std::function<void(const sku_record&)>& f) const;
+
+  size_t active_mutations() const { return active_mutations_.load(std::memory_order_relaxed); }
+  size_t frozen_mutations() const { return frozen_mutations_.load(std::memory_order_relaxed); }
+  bool has_frozen() const { return has_frozen_.load(std::memory_order_acquire); }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+  // The snapshot thread. freeze() must not run concurrently with apply().
+  void freeze();
+  snapshot_contents frozen_contents() const;  // valid until drop_frozen()
+  void drop_frozen();
+
+private:
+  struct sku_entry {
+    bool has_record = false;
+    sku_record record;
+    flat_string_map<hold_record> holds;
+  };
+  struct generation_maps {
+    flat_string_map<sku_entry> skus;
+    flat_string_map<std::string> index;
+  };
+  struct shard {
+    mutable std::mutex mutex;
+    generation_maps gens[2];  // [active_index_], the other frozen
+  };
+  static constexpr size_t shard_count = 64;
+  shard& shard_of(const std::string& key) const;
+
+  std::unique_ptr<shard[]> shards_;
+  std::atomic<int> active_index_{0};  // read under a shard mutex
+  std::atomic<size_t> active_mutations_{0};
+  std::atomic<size_t> frozen_mutations_{0};
+  std::atomic<bool> has_frozen_{false};
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace holdfast

@@ -1,0 +1,546 @@
+#include "persistence/storage.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <unordered_map>
+
+#include "persistence/data_directory.hpp"
+#include "protocol/log.hpp"
+
+namespace holdfast {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now().time_since_epoch())
+    .count();
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+// Sanity of a write batch before it is logged: the writer's invariants and the key
+// limits. A batch that fails is a writer bug; it fails alone.
+bool batch_sound(const std::vector<mutation>& batch) {
+  const sku_record* sku = nullptr;
+  for (const auto& m : batch)
+    if (m.kind == mutation::put_sku) sku = &m.sku;
+  if (!sku) return false;
+  const auto& name = sku->sku.sku;
+  if (name.empty() || name.size() > sku_bytes_max || !check_invariants(sku->sku).empty())
+    return false;
+  for (const auto& m : batch) {
+    if (m.kind != mutation::put_hold) continue;
+    const auto& h = m.hold.hold;
+    if (h.hold_id.empty() || h.hold_id.size() > hold_id_bytes_max || h.qty <= 0 ||
+        (h.sku != name && !h.sku.empty()) || h.state > hold_state::expired)
+      return false;
+  }
+  return true;
+}
+
+const std::string& batch_sku(const std::vector<mutation>& batch) {
+  for (const auto& m : batch)
+    if (m.kind == mutation::put_sku) return m.sku.sku.sku;
+  static const std::string none;
+  return none;
+}
+
+// A shared flock on the log directory while a backup reads it: the node deletes no
+// segment meanwhile (node_log::drop_through tries the exclusive lock).
+struct log_reading_lock {
+  int fd = -1;
+  explicit log_reading_lock(const std::string& dir) {
+    fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) flock(fd, LOCK_SH);
+  }
+  ~log_reading_lock() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<storage> storage::open(const storage_options& options, std::string& error) {
+  std::unique_ptr<storage> s(new storage());
+  s->options_ = options;
+  if (!s->options_.clock) s->options_.clock = std::make_shared<system_wall_clock>();
+  const auto& path = options.path;
+  const auto log_dir = path + "/log";
+  // A new directory gets its log directory before anything is marked: a marked
+  // directory without one lost its log.
+  if (!options.read_only) {
+    std::error_code ec;
+    if (!exists(path) && !std::filesystem::create_directories(path, ec) && ec) {
+      error = "create " + path + ": " + ec.message();
+      return nullptr;
+    }
+    if (!exists(path + "/holdfast.format") && !exists(path + "/data.mdb") && !exists(log_dir))
+      mkdir(log_dir.c_str(), 0755);
+  }
+  lmdb_options lo;
+  lo.path = path;
+  lo.map_size_bytes = options.map_size_bytes;
+  lo.readers_max = options.readers_max;
+  lo.read_only = options.read_only;
+  lo.sync = options.sync;
+  s->env_ = lmdb_env::open(lo, error);
+  if (!s->env_) return nullptr;
+  auto& directory = s->env_->directory();
+  bool migrating = directory.marked_format() == 1;
+  if (!exists(log_dir)) {
+    if (options.read_only || !migrating) {
+      error = path + " has no log directory: a data directory of format " +
+              std::to_string(data_directory::format) +
+              " keeps its latest changes there; restore the directory from a backup";
+      return nullptr;
+    }
+    mkdir(log_dir.c_str(), 0755);
+  }
+  log_options lopts;
+  lopts.directory = log_dir;
+  lopts.directory_id = s->env_->meta().directory_id;
+  lopts.segment_bytes = options.log_segment_bytes;
+  lopts.sync = options.sync;
+  lopts.read_only = options.read_only;
+  auto* ov = &s->overlay_;
+  std::vector<std::vector<mutation>> batches;
+  auto replay = [&](uint64_t, std::string_view payload, std::string& why) {
+    batches.clear();
+    if (!decode_commit(payload, batches)) {
+      why = "its checksum holds but its contents cannot be decoded";
+      return false;
+    }
+    for (auto& b : batches) ov->apply(b);
+    return true;
+  };
+  if (options.read_only && !options.replay_log) return s;
+  s->log_ = node_log::open(lopts, s->env_->meta().snapshot_position, replay, s->recovery_, error);
+  if (!s->log_) return nullptr;
+  if (migrating && !options.read_only && !directory.mark(s->env_->meta().directory_id, error))
+    return nullptr;
+  if (s->recovery_.torn_bytes > 0)
+    spdlog::warn("storage: cut a torn log tail of {} bytes at {} (an append that never "
+                 "returned; nothing it held was acknowledged)",
+                 s->recovery_.torn_bytes, s->recovery_.torn_at);
+  s->stats_.snapshot_position = s->env_->meta().snapshot_position;
+  if (s->overlay_.active_mutations() > 0) s->changes_since_ms_ = steady_ms();
+  if (!options.read_only && options.background)
+    s->thread_ = std::thread([p = s.get()] { p->run_background(); });
+  return s;
+}
+
+storage::~storage() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> guard(wake_mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  if (!options_.read_only && options_.snapshot_at_close && log_) {
+    auto st = snapshot_now();
+    if (st != store_status::ok)
+      spdlog::warn("storage: no snapshot at close ({}); the next start replays the log",
+                   to_string(st));
+  }
+}
+
+// -- reads ------------------------------------------------------------------------
+
+store_status storage::read_sku(const std::string& sku, sku_record& out) const {
+  if (overlay_.find_sku(sku, out)) return store_status::ok;
+  return env_->read_sku(sku, out);
+}
+
+store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
+  if (overlay_.find_hold_sku(hold_id, sku)) return store_status::ok;
+  return env_->lookup_hold_sku(hold_id, sku);
+}
+
+store_status storage::read_active_holds(const std::string& sku,
+                                        std::vector<hold_record>& out) const {
+  for (;;) {
+    auto generation = overlay_.generation();
+    std::unordered_map<std::string, hold_record> changed;
+    overlay_.holds_of(sku, changed);
+    std::vector<hold_record> base;
+    auto st = env_->read_active_holds(sku, base);
+    // A snapshot froze or landed between the two reads: they may not fit together.
+    if (overlay_.generation() != generation) continue;
+    if (st != store_status::ok) return st;
+    for (auto& h : base)
+      if (!changed.count(h.hold.hold_id)) out.push_back(std::move(h));
+    for (auto& [id, h] : changed)
+      if (h.hold.state == hold_state::active) out.push_back(std::move(h));
+    return store_status::ok;
+  }
+}
+
+store_status storage::scan_skus(const std::function<void(const sku_record&)>& f,
+                                std::string& problem) const {
+  std::map<std::string, sku_record> changed;
+  overlay_.each_sku([&](const sku_record& r) { changed.emplace(r.sku.sku, r); });
+  bool broken = false;
+  auto emit = [&](const sku_record& r) {
+    if (broken) return;
+    if (auto why = check_invariants(r.sku); !why.empty()) {
+      problem = "sku '" + r.sku.sku + "': " + why;
+      broken = true;
+      return;
+    }
+    f(r);
+  };
+  auto st = env_->scan_skus(
+    [&](const sku_record& r) {
+      while (!changed.empty() && changed.begin()->first < r.sku.sku) {
+        emit(changed.begin()->second);
+        changed.erase(changed.begin());
+      }
+      if (auto it = changed.find(r.sku.sku); it != changed.end()) {
+        emit(it->second);
+        changed.erase(it);
+      } else {
+        emit(r);
+      }
+    },
+    problem);
+  if (st != store_status::ok) return st;
+  for (auto& [name, r] : changed) emit(r);
+  return broken ? store_status::corrupt : store_status::ok;
+}
+
+storage::read_view::read_view(const storage* s) : storage_(s) {}
+
+lmdb_env::read_view& storage::read_view::snapshot() {
+  // The generation is read before the transaction begins: the transaction then holds
+  // every snapshot that generation promises.
+  auto generation = storage_->overlay_.generation();
+  if (!view_) {
+    view_ = storage_->env_->read();
+  } else if (generation != generation_) {
+    view_->refresh();
+  }
+  generation_ = generation;
+  return *view_;
+}
+
+store_status storage::read_view::lookup_hold_sku(const std::string& hold_id, std::string& sku) {
+  if (storage_->overlay_.find_hold_sku(hold_id, sku)) return store_status::ok;
+  return snapshot().lookup_hold_sku(hold_id, sku);
+}
+
+store_status storage::read_view::read_finished_hold(const std::string& sku,
+                                                    const std::string& hold_id,
+                                                    hold_record& out) {
+  hold_record h;
+  if (storage_->overlay_.find_hold(sku, hold_id, h)) {
+    if (h.hold.state == hold_state::active) return store_status::not_found;
+    out = std::move(h);
+    return store_status::ok;
+  }
+  return snapshot().read_finished_hold(sku, hold_id, out);
+}
+
+store_status storage::read_view::has_sku(const std::string& sku) {
+  sku_record r;
+  if (storage_->overlay_.find_sku(sku, r)) return store_status::ok;
+  return snapshot().has_sku(sku);
+}
+
+void storage::read_view::refresh() {
+  if (view_) {
+    generation_ = storage_->overlay_.generation();
+    view_->refresh();
+  }
+}
+
+std::unique_ptr<storage::read_view> storage::read() const {
+  return std::unique_ptr<read_view>(new read_view(this));
+}
+
+// -- writes -----------------------------------------------------------------------
+
+store_status storage::commit(const std::vector<commit_part>& parts,
+                             std::vector<store_status>& part_status) {
+  part_status.assign(parts.size(), store_status::ok);
+  // A failed batch takes its writer's later batches with it: they build on its state.
+  auto fail_batch = [&](size_t i, store_status why) {
+    for (size_t j = i; j < parts.size(); ++j)
+      if (parts[j].writer == parts[i].writer && part_status[j] == store_status::ok)
+        part_status[j] = why;
+  };
+  for (size_t i = 0; i < parts.size(); ++i)
+    if (part_status[i] == store_status::ok && !batch_sound(*parts[i].mutations))
+      fail_batch(i, store_status::rejected);
+  std::unique_lock<std::mutex> lock(commit_mutex_);
+  // Room in the overlay: wait for a healthy snapshot, refuse when snapshots fail.
+  while (overlay_.active_mutations() + overlay_.frozen_mutations() >=
+         options_.overlay_mutations_max) {
+    if (!options_.background) {
+      lock.unlock();
+      auto st = snapshot_once();
+      lock.lock();
+      if (st != store_status::ok) return st;
+      continue;
+    }
+    if (snapshot_status_ != store_status::ok) return snapshot_status_;
+    {
+      std::lock_guard<std::mutex> guard(stats_mutex_);
+      stats_.commit_waits++;
+    }
+    wake_.notify_one();
+    snapshot_done_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+  // The node-wide claim keeps one hold id on one SKU; this is the second line: a new
+  // hold whose id the overlay or this commit indexes on another SKU is refused.
+  std::unordered_map<std::string, const std::string*> granted;
+  std::vector<const std::vector<mutation>*> batches;
+  batches.reserve(parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (part_status[i] != store_status::ok) continue;
+    const auto& name = batch_sku(*parts[i].mutations);
+    bool clash = false;
+    std::string owner;
+    for (const auto& m : *parts[i].mutations) {
+      if (m.kind != mutation::put_hold || m.hold.hold.state != hold_state::active) continue;
+      const auto& id = m.hold.hold.hold_id;
+      if (auto it = granted.find(id); it != granted.end() && *it->second != name) clash = true;
+      if (!clash && overlay_.find_hold_sku(id, owner) && owner != name) clash = true;
+      if (clash) break;
+    }
+    if (clash) {
+      fail_batch(i, store_status::rejected);
+      continue;
+    }
+    for (const auto& m : *parts[i].mutations)
+      if (m.kind == mutation::put_hold && m.hold.hold.state == hold_state::active)
+        granted.emplace(m.hold.hold.hold_id, &name);
+    batches.push_back(parts[i].mutations);
+  }
+  if (batches.empty()) return store_status::ok;
+  auto payload = encode_commit(batches);
+  uint64_t seq = 0;
+  std::string error;
+  auto st = log_->append(payload, seq, error);
+  if (st != store_status::ok) {
+    static rate_limit limit;
+    uint64_t held = 0;
+    if (limit.allow(held))
+      spdlog::error("storage: {} ({}; {} more not logged)", error, to_string(st), held);
+    return st;
+  }
+  for (auto* b : batches) overlay_.apply(*b);
+  if (changes_since_ms_ == 0) changes_since_ms_ = steady_ms();
+  {
+    std::lock_guard<std::mutex> guard(stats_mutex_);
+    stats_.log_appends++;
+    stats_.log_bytes += node_log::record_bytes(payload.size());
+  }
+  bool due = overlay_.active_mutations() >= options_.snapshot_mutations;
+  lock.unlock();
+  if (due) {
+    if (options_.background) wake_.notify_one();
+    else snapshot_once();
+  }
+  return store_status::ok;
+}
+
+// -- snapshots and collection ----------------------------------------------------------
+
+store_status storage::snapshot_once() {
+  std::lock_guard<std::mutex> one(snapshot_mutex_);
+  {
+    std::lock_guard<std::mutex> lock(commit_mutex_);
+    if (!overlay_.has_frozen()) {
+      if (overlay_.active_mutations() == 0) return store_status::ok;
+      overlay_.freeze();
+      frozen_position_ = log_->last_seq();
+      changes_since_ms_ = 0;
+    }
+  }
+  auto started = steady::now();
+  auto contents = overlay_.frozen_contents();
+  auto st = env_->write_snapshot(contents, frozen_position_, now_ms());
+  size_t deleted = 0;
+  if (st == store_status::ok) {
+    overlay_.drop_frozen();
+    deleted = log_->drop_through(frozen_position_);
+  } else {
+    static rate_limit limit;
+    uint64_t held = 0;
+    if (limit.allow(held))
+      spdlog::error("storage: snapshot of {} changes failed: {}; the log keeps them",
+                    contents.mutations, to_string(st));
+  }
+  {
+    std::lock_guard<std::mutex> lock(commit_mutex_);
+    snapshot_status_ = st;
+  }
+  {
+    std::lock_guard<std::mutex> guard(stats_mutex_);
+    if (st == store_status::ok) {
+      stats_.snapshots++;
+      stats_.snapshot_mutations += contents.mutations;
+      stats_.segments_deleted += deleted;
+      stats_.snapshot_position = frozen_position_;
+      stats_.last_snapshot_ms =
+        std::chrono::duration<double, std::milli>(steady::now() - started).count();
+    } else {
+      stats_.snapshot_failures++;
+    }
+  }
+  snapshot_done_.notify_all();
+  return st;
+}
+
+store_status storage::snapshot_now() {
+  auto st = snapshot_once();
+  // A frozen generation was pending: what came after it waits in the active one.
+  if (st == store_status::ok && overlay_.active_mutations() > 0) st = snapshot_once();
+  return st;
+}
+
+void storage::collect_step(int64_t now, bool& backlog) {
+  auto r = env_->collect_finished(now - options_.finished_hold_retention_ms,
+                                  options_.collect_scan_max, collect_cursor_, now);
+  backlog = r.status == store_status::ok && !r.wrapped && r.deleted > 0;
+  std::lock_guard<std::mutex> guard(stats_mutex_);
+  stats_.finished_collected += r.deleted;
+  if (r.wrapped) stats_.collection_passes++;
+}
+
+void storage::maintain() {
+  snapshot_now();
+  bool backlog = false;
+  collect_step(now_ms(), backlog);
+}
+
+void storage::run_background() {
+  int64_t next_collect = steady_ms() + options_.collect_interval_ms;
+  int64_t retry_ms = 0;  // after a failed snapshot: 100 ms, doubling to 2 s
+  int64_t next_retry = 0;
+  for (;;) {
+    auto now = steady_ms();
+    auto since = changes_since_ms_.load();
+    bool due = overlay_.has_frozen() ||
+               overlay_.active_mutations() >= options_.snapshot_mutations ||
+               (since != 0 && now - since >= options_.snapshot_interval_ms);
+    if (due && now >= next_retry) {
+      if (snapshot_once() == store_status::ok) {
+        retry_ms = 0;
+      } else {
+        retry_ms = std::min<int64_t>(2'000, retry_ms == 0 ? 100 : retry_ms * 2);
+        next_retry = now + retry_ms;
+      }
+      continue;
+    }
+    if (now >= next_collect) {
+      bool backlog = false;
+      collect_step(now_ms(), backlog);
+      next_collect = now + (backlog ? 10 : options_.collect_interval_ms);
+      continue;
+    }
+    int64_t wait = next_collect - now;
+    if (since != 0) wait = std::min(wait, since + options_.snapshot_interval_ms - now);
+    if (due) wait = std::min(wait, next_retry - now);
+    std::unique_lock<std::mutex> lock(wake_mutex_);
+    if (stopping_) return;
+    wake_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, wait)));
+    if (stopping_) return;
+  }
+}
+
+// -- backup, check, stats ------------------------------------------------------------
+
+store_status storage::backup(const std::string& directory, std::string& error) const {
+  // Not into the source, nor anywhere inside it.
+  std::error_code ec;
+  auto source = std::filesystem::weakly_canonical(path(), ec).string() + "/";
+  auto into = std::filesystem::weakly_canonical(directory, ec).string() + "/";
+  if (into.compare(0, source.size(), source) == 0) {
+    error = directory + " is inside the data directory it would copy";
+    return store_status::io_error;
+  }
+  auto target = data_directory::open(directory, data_directory::mode::write, error);
+  if (!target) return store_status::io_error;
+  if (!target->fresh() || !target->marked_id().empty()) {
+    error = directory + " is not empty: a backup goes into a new or empty directory";
+    return store_status::io_error;
+  }
+  const auto log_dir = path() + "/log";
+  log_reading_lock reading(log_dir);
+  if (auto st = env_->copy_to(directory, error); st != store_status::ok) return st;
+  uint64_t position = 0, last = 0;
+  if (!lmdb_env::read_snapshot_position(directory, position, error)) return store_status::io_error;
+  if (!node_log::copy(log_dir, directory + "/log", meta().directory_id, position, last, error))
+    return store_status::io_error;
+  if (!target->mark(meta().directory_id, error)) return store_status::io_error;
+  target.reset();
+  // The copy must open as a directory of its own.
+  storage_options check_options;
+  check_options.path = directory;
+  check_options.read_only = true;
+  std::string why;
+  if (!storage::open(check_options, why)) {
+    error = "the copy does not open: " + why;
+    return store_status::corrupt;
+  }
+  return store_status::ok;
+}
+
+check_report storage::check() const {
+  auto report = env_->check();
+  if (!log_) report.problems.push_back("the log was not read");
+  report.snapshot_position = meta().snapshot_position;
+  report.log_records = static_cast<int64_t>(recovery_.replayed);
+  report.log_torn_bytes = recovery_.torn_bytes;
+  // The SKUs the log changed since the snapshot, as the node would serve them.
+  std::vector<sku_record> changed;
+  overlay_.each_sku([&](const sku_record& r) { changed.push_back(r); });
+  for (auto& r : changed) {
+    const auto& name = r.sku.sku;
+    if (auto broken = check_invariants(r.sku); !broken.empty()) {
+      report.problems.push_back("sku '" + name + "' (log): " + broken);
+      continue;
+    }
+    std::vector<hold_record> holds;
+    if (auto st = read_active_holds(name, holds); st != store_status::ok) {
+      report.problems.push_back("sku '" + name + "' (log): active holds: " + to_string(st));
+      continue;
+    }
+    int64_t reserved = 0;
+    for (auto& h : holds) reserved += h.hold.qty;
+    if (reserved != r.sku.reserved || static_cast<int64_t>(holds.size()) != r.sku.active_holds)
+      report.problems.push_back("sku '" + name + "' (log): record says reserved " +
+                                std::to_string(r.sku.reserved) + " in " +
+                                std::to_string(r.sku.active_holds) + " holds, its holds have " +
+                                std::to_string(reserved) + " in " + std::to_string(holds.size()));
+  }
+  return report;
+}
+
+storage_stats storage::stats() const {
+  std::lock_guard<std::mutex> guard(stats_mutex_);
+  auto s = stats_;
+  if (log_) {
+    s.log_position = log_->last_seq();
+    s.log_segments = log_->segment_count();
+  }
+  s.overlay_mutations = overlay_.active_mutations() + overlay_.frozen_mutations();
+  return s;
+}
+
+}  // namespace holdfast

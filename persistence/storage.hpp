@@ -1,0 +1,176 @@
+// The node's storage: the log (persistence/log.hpp) in front of LMDB snapshots
+// (persistence/lmdb_env.hpp), with the overlay (persistence/overlay.hpp) holding what
+// the log has and the snapshot not yet.
+//
+// A group commit is one log append and one fdatasync; then its batches are applied to
+// the overlay, and reads see them. In the background a snapshot freezes the overlay,
+// writes it to LMDB in one sorted transaction stamped with the log position it covers,
+// and deletes the log segments it made redundant. Recovery opens the snapshot and
+// replays the log after its position into the overlay. Reads look in the overlay, then
+// in LMDB. Finished holds past the idempotency window are deleted from the snapshot by
+// the same background thread, in bounded steps.
+//
+// When a snapshot cannot be written (map or disk full) the overlay grows until
+// `overlay_mutations_max`; from there commits are refused with the snapshot's status,
+// and reads keep working. Commits wait, instead, while a healthy snapshot catches up.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "persistence/clock.hpp"
+#include "persistence/lmdb_env.hpp"
+#include "persistence/log.hpp"
+#include "persistence/overlay.hpp"
+
+namespace holdfast {
+
+struct storage_options {
+  std::string path;                         // data directory, created if missing
+  size_t map_size_bytes = size_t{8} << 30;  // upper bound of data.mdb
+  unsigned readers_max = 1024;              // concurrent LMDB read transactions
+  bool read_only = false;  // check and backup: an existing directory, no lock, no writes
+  // Test-only: the log and LMDB are not synced. The power-loss test uses it to prove
+  // that it catches a node that acknowledges before the disk has the write.
+  bool sync = true;
+  uint64_t log_segment_bytes = uint64_t{64} << 20;
+  size_t snapshot_mutations = 262'144;      // a snapshot starts once this many changes wait
+  int64_t snapshot_interval_ms = 1'000;     // or once changes have waited this long
+  size_t overlay_mutations_max = 4'194'304; // changes not yet in a snapshot, at most
+  // A thread takes snapshots and collects finished holds. Without it (deterministic
+  // tests) commit() snapshots when the overlay is full and maintain() does the rest.
+  bool background = true;
+  // Finished holds answer repeated calls (idempotency) this long after they ended, then
+  // are deleted with their hold-id index entries; the id may then be used again.
+  int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
+  int64_t collect_interval_ms = 1'000;  // between collection steps when there is no backlog
+  size_t collect_scan_max = 16'384;     // finished holds read per collection step
+  std::shared_ptr<const wall_clock> clock;  // null: the system clock
+  bool snapshot_at_close = true;  // false: closing is a crash (recovery tests)
+  // Read-only: false skips reading the log (a backup copies it instead of replaying it).
+  bool replay_log = true;
+};
+
+struct storage_stats {
+  uint64_t log_appends = 0;
+  uint64_t log_bytes = 0;
+  uint64_t snapshots = 0;
+  uint64_t snapshot_failures = 0;
+  uint64_t snapshot_mutations = 0;  // changes written by snapshots
+  double last_snapshot_ms = 0;
+  uint64_t segments_deleted = 0;
+  uint64_t commit_waits = 0;        // commits that waited for a snapshot to catch up
+  uint64_t finished_collected = 0;
+  uint64_t collection_passes = 0;
+  uint64_t snapshot_position = 0;
+  uint64_t log_position = 0;
+  uint64_t log_segments = 0;
+  uint64_t overlay_mutations = 0;
+};
+
+class storage {
+public:
+  // Opens (creating if needed) the directory, recovers, and in write mode starts the
+  // background thread. On failure returns null and says why.
+  static std::unique_ptr<storage> open(const storage_options& options, std::string& error);
+  // Stops the background thread and (write mode) takes a last snapshot, so the next
+  // start replays little.
+  ~storage();
+  storage(const storage&) = delete;
+  storage& operator=(const storage&) = delete;
+
+  // -- reads, any thread ------------------------------------------------------
+  store_status read_sku(const std::string& sku, sku_record& out) const;
+  store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
+  store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
+  // Every SKU record in key order; see lmdb_env::scan_skus.
+  store_status scan_skus(const std::function<void(const sku_record&)>& f,
+                         std::string& problem) const;
+
+  // Several reads from one LMDB read transaction, behind the overlay: for a handler
+  // that looks up many holds. Lives no longer than the handler that opened it.
+  class read_view {
+  public:
+    store_status lookup_hold_sku(const std::string& hold_id, std::string& sku);
+    store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
+                                    hold_record& out);
+    store_status has_sku(const std::string& sku);
+    void refresh();
+
+  private:
+    friend class storage;
+    read_view(const storage* s);
+    lmdb_env::read_view& snapshot();  // renewed when a snapshot landed since it was opened
+    const storage* storage_;
+    std::unique_ptr<lmdb_env::read_view> view_;
+    uint64_t generation_ = 0;
+  };
+  std::unique_ptr<read_view> read() const;
+
+  // -- writes, the store actor only -------------------------------------------
+  struct commit_part {
+    const std::vector<mutation>* mutations;
+    uint64_t writer;
+  };
+  // Appends every sound batch as one log record and syncs it. A batch that breaks its
+  // writer's invariants, a key rule, or names a hold id indexed on another SKU is left
+  // out with the same writer's later batches; `part_status` says why. The result is the
+  // commit's: on failure nothing was written and every batch failed with it.
+  store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
+
+  // -- maintenance --------------------------------------------------------------
+  bool background() const { return options_.background; }
+  // Without the background thread: a snapshot of whatever waits, then one collection step.
+  void maintain();
+  // Freezes what waits and writes it now (tests; the destructor).
+  store_status snapshot_now();
+
+  // A consistent hot copy (snapshot plus the log after it) into a new or empty
+  // directory, marked as a copy of this one and checked by opening it.
+  store_status backup(const std::string& directory, std::string& error) const;
+  // The snapshot's check, the log's state, and every SKU the log changed checked
+  // against its holds.
+  check_report check() const;
+
+  const directory_meta& meta() const { return env_->meta(); }
+  int64_t clock_high_water_at_open_ms() const { return env_->clock_high_water_at_open_ms(); }
+  const std::string& path() const { return env_->path(); }
+  lmdb_env::usage space() const { return env_->space(); }
+  const log_recovery& recovery() const { return recovery_; }
+  storage_stats stats() const;
+
+private:
+  storage() = default;
+  void run_background();
+  store_status snapshot_once();
+  void collect_step(int64_t now_ms, bool& backlog);
+  int64_t now_ms() const { return options_.clock->now_ms(); }
+
+  storage_options options_;
+  std::unique_ptr<lmdb_env> env_;
+  std::unique_ptr<node_log> log_;
+  overlay overlay_;
+  log_recovery recovery_;
+
+  std::mutex snapshot_mutex_;  // one snapshot at a time
+  std::mutex commit_mutex_;    // a commit's append + apply; a freeze
+  std::condition_variable snapshot_done_;
+  uint64_t frozen_position_ = 0;
+  store_status snapshot_status_ = store_status::ok;  // of the last attempt
+  // Steady-clock ms when the oldest change not yet frozen was committed; 0: none.
+  std::atomic<int64_t> changes_since_ms_{0};
+
+  mutable std::mutex stats_mutex_;
+  storage_stats stats_;
+  std::string collect_cursor_;
+
+  std::mutex wake_mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace holdfast
