@@ -3,6 +3,7 @@
 // ratios and the environment; optionally JSON; writes a PNG when gnuplot is installed.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace holdfast::bench {
@@ -20,6 +21,10 @@ struct hot_sku_options {
   bool json = false;
   std::string png = "hot-sku.png";  // empty: no picture
   std::string node_address;     // empty: start a node on a temporary directory
+  // Hold ids: "uuid" (random UUIDv4, as real clients send), "sequential" (a prefix and a
+  // counter: every new index key lands at the end of the B-tree), or "both" (rows 1a/1b
+  // with UUIDs, 1a-seq/1b-seq with sequential ids).
+  std::string ids = "both";
 };
 
 int run_hot_sku(const hot_sku_options& options);

@@ -41,6 +41,10 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   hot_cmd->add_option("--png", hot->png, "picture to write (empty: none)")->capture_default_str();
   hot_cmd->add_option("--use-node", hot->node_address, "measure a running node at HOST:PORT");
   hot_cmd->add_flag("--no-peers", *no_peers, "skip the Redis and PostgreSQL rows");
+  hot_cmd->add_option("--ids", hot->ids,
+                      "hold ids: uuid (rows 1a/1b), sequential, or both (adds 1a-seq/1b-seq)")
+    ->check(CLI::IsMember({"uuid", "sequential", "both"}))
+    ->capture_default_str();
   hot_cmd->callback([&ctx, hot, no_peers] {
     ctx.action = [&ctx, hot, no_peers] {
       hot->json = ctx.as_json;

@@ -116,12 +116,12 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       if (key == "format") l >> version;
       if (key == "id") l >> d->marked_id_;
     }
-    // Format 1 (active holds as hold-log blocks, no log) is migrated by a writer.
+    // Format 1 (LMDB alone, no log) is upgraded by a writer: it gets its log directory.
     bool readable = version == format || (version == 1 && m == mode::write);
     if (!readable || d->marked_id_.empty()) {
       error = d->file(marker_name) + " names format " + std::to_string(version) +
               "; this Holdfast reads format " + std::to_string(format) +
-              (version == 1 ? " (start a node on it once to migrate it)" : "");
+              (version == 1 ? " (start a node on it once to upgrade it)" : "");
       return nullptr;
     }
     d->marked_format_ = version;

@@ -16,7 +16,7 @@ namespace holdfast {
 class data_directory {
 public:
   enum class mode { write, read_only };
-  // 2: an LMDB snapshot plus the log in `log/` (1: LMDB alone, migrated at open).
+  // 2: an LMDB snapshot plus the log in `log/` (1: LMDB alone, upgraded at open).
   static constexpr unsigned format = 2;
 
   // Write mode creates the directory if missing and locks it; read-only mode needs an

@@ -60,6 +60,16 @@ MDB_val val(const std::string& s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
 }
 
+// Hold-log blocks are keyed by SKU then big-endian block number: one SKU's log is one
+// range, in write order, and appends land at its end.
+std::string block_key(const std::string& sku, uint64_t block) {
+  std::string k;
+  k.reserve(sku.size() + 9);
+  k.append(sku).push_back('\0');
+  for (int shift = 56; shift >= 0; shift -= 8) k.push_back(static_cast<char>(block >> shift));
+  return k;
+}
+
 // Finished holds are keyed by SKU then hold id.
 std::string hold_key(const std::string& sku, const std::string& hold_id) {
   std::string k;
@@ -84,7 +94,7 @@ struct lmdb_env::impl {
   std::unique_ptr<data_directory> directory;
   MDB_env* env = nullptr;
   MDB_dbi skus = 0;
-  MDB_dbi active_holds = 0;
+  MDB_dbi hold_log = 0;
   MDB_dbi finished_holds = 0;
   MDB_dbi hold_index = 0;
   MDB_dbi meta_db = 0;
@@ -107,77 +117,44 @@ struct lmdb_env::impl {
     if (env) mdb_env_close(env);
   }
 
-  // The active holds of `sku`: the range of its keys in active_holds.
-  store_status active_holds_of(MDB_txn* txn, const std::string& sku,
-                               std::vector<hold_record>& out) const {
+  // Replays `sku`'s hold-log blocks from its last checkpoint: later blocks overrule
+  // earlier ones, the last state of each hold id wins. `out` gets the active holds (or,
+  // with `all`, every hold the blocks name); `entries` the number of entries read.
+  store_status replay_holds(MDB_txn* txn, const std::string& sku, std::vector<hold_record>& out,
+                            size_t* entries = nullptr, bool all = false) const {
     MDB_cursor* cursor = nullptr;
-    int rc = mdb_cursor_open(txn, active_holds, &cursor);
+    int rc = mdb_cursor_open(txn, hold_log, &cursor);
     if (rc != 0) return from_mdb(rc);
     std::string prefix = sku;
     prefix.push_back('\0');
     MDB_val k = val(prefix), v;
     store_status st = store_status::ok;
+    std::unordered_map<std::string, size_t> slot;  // hold id -> index in `live`
+    std::vector<hold_record> live, block;
+    size_t read = 0;
     for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-      if (k.mv_size <= prefix.size() || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
+      if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
         break;
-      hold_record h;
-      if (!decode(v.mv_data, v.mv_size, h) || h.hold.sku != sku ||
-          h.hold.state != hold_state::active) {
+      block.clear();
+      if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
         st = store_status::corrupt;
         break;
       }
-      out.push_back(std::move(h));
+      read += block.size();
+      for (auto& h : block) {
+        auto [it, fresh] = slot.try_emplace(h.hold.hold_id, live.size());
+        if (fresh) live.push_back(std::move(h));
+        else live[it->second] = std::move(h);
+      }
     }
     mdb_cursor_close(cursor);
     if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
+    if (st != store_status::ok) return st;
+    for (auto& h : live)
+      if (all || h.hold.state == hold_state::active) out.push_back(std::move(h));
+    if (entries) *entries = read;
     return st;
-  }
-
-  // Data format 1 kept active holds as per-SKU hold-log blocks; format 2 keeps each
-  // under (sku, hold id). Replays the blocks once and drops them.
-  int migrate_hold_log(MDB_txn* txn, std::string& error) {
-    MDB_dbi log = 0;
-    int rc = mdb_dbi_open(txn, "hold_log", 0, &log);
-    if (rc == MDB_NOTFOUND) return 0;
-    if (rc != 0) return rc;
-    MDB_cursor* cursor = nullptr;
-    if ((rc = mdb_cursor_open(txn, log, &cursor)) != 0) return rc;
-    std::string current;
-    std::unordered_map<std::string, hold_record> live;
-    auto flush = [&]() -> int {
-      for (auto& [id, h] : live) {
-        if (h.hold.state != hold_state::active) continue;
-        auto key = hold_key(current, id);
-        auto bytes = encode(h);
-        MDB_val k = val(key), v = val(bytes);
-        if (int r = mdb_put(txn, active_holds, &k, &v, 0)) return r;
-      }
-      live.clear();
-      return 0;
-    };
-    MDB_val k, v;
-    std::vector<hold_record> block;
-    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-      if (k.mv_size < 9) continue;
-      std::string sku(static_cast<const char*>(k.mv_data), k.mv_size - 9);
-      if (sku != current) {
-        if ((rc = flush()) != 0) break;
-        current = sku;
-      }
-      block.clear();
-      if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
-        error = "format-1 hold log of sku '" + sku + "' fails its checksum";
-        rc = MDB_CORRUPTED;
-        break;
-      }
-      for (auto& h : block) live[h.hold.hold_id] = std::move(h);
-    }
-    mdb_cursor_close(cursor);
-    if (rc == MDB_NOTFOUND) rc = flush();
-    if (rc != 0) return rc;
-    return mdb_drop(txn, log, 1);
   }
 
   template <class Record>
@@ -257,7 +234,7 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     return fail("txn_begin", rc);
   unsigned create = read_only ? 0 : MDB_CREATE;
   if ((rc = mdb_dbi_open(txn, "skus", create, &p->skus)) != 0 ||
-      (rc = mdb_dbi_open(txn, "active_holds", create, &p->active_holds)) != 0 ||
+      (rc = mdb_dbi_open(txn, "hold_log", create, &p->hold_log)) != 0 ||
       (rc = mdb_dbi_open(txn, "finished_holds", create, &p->finished_holds)) != 0 ||
       (rc = mdb_dbi_open(txn, "hold_index", create, &p->hold_index)) != 0 ||
       (rc = mdb_dbi_open(txn, "meta", create, &p->meta_db)) != 0) {
@@ -267,11 +244,6 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
       return nullptr;
     }
     return fail("open databases", rc);
-  }
-  if (!read_only && (rc = p->migrate_hold_log(txn, error)) != 0) {
-    mdb_txn_abort(txn);
-    if (!error.empty()) return nullptr;
-    return fail("migrate the format-1 hold log", rc);
   }
   std::string meta_key = "directory";
   MDB_val mk = val(meta_key), mv;
@@ -413,7 +385,7 @@ store_status lmdb_env::lookup_hold_sku(const std::string& hold_id, std::string& 
 store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hold_record>& out) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
-  return impl_->active_holds_of(t.txn, sku, out);
+  return impl_->replay_holds(t.txn, sku, out);
 }
 
 store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f,
@@ -455,23 +427,82 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
     mdb_txn_abort(txn);
     return impl_->classify(r);
   };
-  // Sorted keys: each B-tree page is visited once per snapshot, in order.
-  for (auto* r : c.skus) {
-    auto bytes = encode(*r);
-    MDB_val k = val(r->sku.sku), v = val(bytes);
-    if ((rc = mdb_put(txn, impl_->skus, &k, &v, 0)) != 0) return fail(rc);
+  // Sorted keys: each B-tree page is visited once per snapshot, in order. An SKU's
+  // changed holds become one hold-log block (appended at the end of its range); when the
+  // blocks since its checkpoint hold several times more entries than it has active
+  // holds, a checkpoint block restates them and the older blocks go.
+  size_t next_hold = 0;
+  std::vector<const hold_record*> changed;
+  std::vector<hold_record> restated;
+  for (auto* snapshot_record : c.skus) {
+    auto r = *snapshot_record;
+    const auto& name = r.sku.sku;
+    changed.clear();
+    while (next_hold < c.holds.size() && c.holds[next_hold]->hold.sku < name) ++next_hold;
+    while (next_hold < c.holds.size() && c.holds[next_hold]->hold.sku == name)
+      changed.push_back(c.holds[next_hold++]);
+    sku_record before;
+    MDB_val k = val(name), v;
+    rc = mdb_get(txn, impl_->skus, &k, &v);
+    if (rc == 0 && !decode(v.mv_data, v.mv_size, before)) rc = MDB_CORRUPTED;
+    if (rc == MDB_NOTFOUND) rc = 0;
+    if (rc != 0) return fail(rc);
+    r.log_block = before.log_block;
+    r.checkpoint_block = before.checkpoint_block;
+    r.log_entries = before.log_entries;
+    if (!changed.empty()) {
+      r.log_block++;
+      r.log_entries += changed.size();
+      std::string bytes;
+      if (r.log_entries > 4 * static_cast<uint64_t>(r.sku.active_holds) + 4096) {
+        restated.clear();
+        if (auto st = impl_->replay_holds(txn, name, restated); st != store_status::ok) {
+          mdb_txn_abort(txn);
+          return st;
+        }
+        std::unordered_map<std::string, size_t> at;
+        for (size_t i = 0; i < restated.size(); ++i) at.emplace(restated[i].hold.hold_id, i);
+        for (auto* h : changed) {
+          auto it = at.find(h->hold.hold_id);
+          if (it != at.end()) restated[it->second] = *h;
+          else if (h->hold.state == hold_state::active) restated.push_back(*h);
+        }
+        std::vector<const hold_record*> active;
+        for (auto& h : restated)
+          if (h.hold.state == hold_state::active) active.push_back(&h);
+        // The blocks before the checkpoint are garbage.
+        MDB_cursor* cursor = nullptr;
+        if ((rc = mdb_cursor_open(txn, impl_->hold_log, &cursor)) != 0) return fail(rc);
+        auto first = block_key(name, 0);
+        MDB_val bk = val(first), bv;
+        for (rc = mdb_cursor_get(cursor, &bk, &bv, MDB_SET_RANGE); rc == 0;
+             rc = mdb_cursor_get(cursor, &bk, &bv, MDB_NEXT)) {
+          if (bk.mv_size != first.size() || memcmp(bk.mv_data, first.data(), name.size() + 1) != 0)
+            break;
+          if ((rc = mdb_cursor_del(cursor, 0)) != 0) break;
+        }
+        mdb_cursor_close(cursor);
+        if (rc != 0 && rc != MDB_NOTFOUND) return fail(rc);
+        bytes = encode_block(active);
+        r.checkpoint_block = r.log_block;
+        r.log_entries = active.size();
+      } else {
+        bytes = encode_block(changed);
+      }
+      auto key = block_key(name, r.log_block);
+      MDB_val bk = val(key), bv = val(bytes);
+      if ((rc = mdb_put(txn, impl_->hold_log, &bk, &bv, 0)) != 0) return fail(rc);
+    }
+    auto bytes = encode(r);
+    MDB_val rv = val(bytes);
+    if ((rc = mdb_put(txn, impl_->skus, &k, &rv, 0)) != 0) return fail(rc);
   }
   for (auto* h : c.holds) {
+    if (h->hold.state == hold_state::active) continue;
     auto key = hold_key(h->hold.sku, h->hold.hold_id);
     auto bytes = encode(*h);
-    MDB_val k = val(key), v = val(bytes);
-    if (h->hold.state == hold_state::active) {
-      rc = mdb_put(txn, impl_->active_holds, &k, &v, 0);
-    } else {
-      rc = mdb_del(txn, impl_->active_holds, &k, nullptr);
-      if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_put(txn, impl_->finished_holds, &k, &v, 0);
-    }
-    if (rc != 0) return fail(rc);
+    MDB_val hk = val(key), hv = val(bytes);
+    if ((rc = mdb_put(txn, impl_->finished_holds, &hk, &hv, 0)) != 0) return fail(rc);
   }
   for (auto& [id, sku] : c.index) {
     // The id was claimed node-wide and checked at commit: an entry naming another SKU

@@ -4,9 +4,10 @@
 // thread at a time. No LMDB handle, transaction or MDB_val leaves this file's
 // implementation.
 //
-// Databases: `skus` (name -> record), `active_holds` and `finished_holds` ((sku, hold id)
-// -> record), `hold_index` (hold id -> sku), `meta` (the directory record, with the log
-// position the snapshot covers). Opening checks that the directory is the node's alone
+// Databases: `skus` (name -> record), `hold_log` ((sku, block number) -> the holds one
+// snapshot changed; replayed from the SKU's checkpoint block they give its active holds),
+// `finished_holds` ((sku, hold id) -> record), `hold_index` (hold id -> sku), `meta` (the
+// directory record, with the log position the snapshot covers). Opening checks that the directory is the node's alone
 // and still holds its data (persistence/data_directory.hpp) and that data.mdb is not
 // truncated. Every record carries a checksum; SKU records are checked against their
 // invariants when read.
@@ -28,6 +29,7 @@ constexpr size_t lmdb_key_bytes_max = 511;
 static_assert(sku_bytes_max + 1 + hold_id_bytes_max <= lmdb_key_bytes_max,
               "finished_holds key: sku, NUL, hold id");
 static_assert(hold_id_bytes_max <= lmdb_key_bytes_max, "hold_index key: hold id");
+static_assert(sku_bytes_max + 1 + 8 <= lmdb_key_bytes_max, "hold_log key: sku, NUL, block");
 
 enum class store_status : uint8_t {
   ok = 0,

@@ -71,6 +71,7 @@ void write_sku(stored::SkuRecord::Builder b, const sku_record& r) {
   b.setLogBlock(r.log_block);
   b.setCheckpointBlock(r.checkpoint_block);
   b.setWrittenOff(r.sku.written_off);
+  b.setLogEntries(r.log_entries);
 }
 
 void read_sku(stored::SkuRecord::Reader s, sku_record& out) {
@@ -85,6 +86,7 @@ void read_sku(stored::SkuRecord::Reader s, sku_record& out) {
     out.log_block = s.getLogBlock();
     out.checkpoint_block = s.getCheckpointBlock();
   out.sku.written_off = s.getWrittenOff();
+  out.log_entries = s.getLogEntries();
 }
 
 

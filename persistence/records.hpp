@@ -10,12 +10,14 @@
 
 namespace holdfast {
 
-// An SKU's latest snapshot.
+// An SKU's latest state. The snapshot writer keeps the hold-log fields (the SKU's
+// active holds are hold-log blocks in the snapshot, persistence/lmdb_env.hpp).
 struct sku_record {
   sku_info sku;
   int64_t earliest_deadline_ms = 0;  // 0: no active hold
   uint64_t log_block = 0;            // last hold-log block written for this SKU
   uint64_t checkpoint_block = 0;     // that block restates every active hold
+  uint64_t log_entries = 0;          // entries in the blocks since the checkpoint
 };
 
 struct hold_record {
@@ -51,7 +53,7 @@ bool decode(const void* data, size_t size, directory_meta& out);
 // A group commit's batches as one log record's payload, and back.
 std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches);
 bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out);
-// Hold-log blocks of data format 1 (read once, to migrate them).
+// One snapshot's changes to an SKU's holds (or a checkpoint of its active holds).
 std::string encode_block(const std::vector<const hold_record*>& holds);
 // Appends the block's holds (their sku set to `sku`) to `out`.
 bool decode_block(const void* data, size_t size, const std::string& sku,
@@ -59,7 +61,7 @@ bool decode_block(const void* data, size_t size, const std::string& sku,
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_record& x) {
-  return f(x.sku, x.earliest_deadline_ms, x.log_block, x.checkpoint_block);
+  return f(x.sku, x.earliest_deadline_ms, x.log_block, x.checkpoint_block, x.log_entries);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_record& x) {

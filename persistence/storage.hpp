@@ -116,8 +116,7 @@ public:
     uint64_t writer;
   };
   // Appends every sound batch as one log record and syncs it. A batch that breaks its
-  // writer's invariants, a key rule, or names a hold id indexed on another SKU is left
-  // out with the same writer's later batches; `part_status` says why. The result is the
+  // writer's invariants or a key rule is left out with the same writer's later batches; `part_status` says why. The result is the
   // commit's: on failure nothing was written and every batch failed with it.
   store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
 

@@ -17,6 +17,7 @@ struct SkuRecord {
   logBlock @8 :UInt64;            # the SKU's last hold-log block written
   checkpointBlock @9 :UInt64;     # the block restating every active hold; older blocks are gone
   writtenOff @10 :Int64;          # units removed by stock-take adjustments
+  logEntries @11 :UInt64;         # hold-log entries since (and including) the checkpoint block
 }
 
 # The `meta` database's one record: which directory this data belongs to.
@@ -37,8 +38,8 @@ enum HoldState {
   expired @3;
 }
 
-# Data format 1 only: one write batch's hold changes for one SKU, in the `hold_log`
-# database under (sku, block number). Read once at open, to migrate to format 2.
+# One snapshot's hold changes for one SKU, in the `hold_log` database under (sku, block
+# number). Replaying an SKU's blocks in order gives its active holds.
 struct HoldLogBlock {
   holds @0 :List(HoldRecord);     # sku left empty: the key says it
 }
