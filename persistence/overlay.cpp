@@ -31,10 +31,23 @@ void overlay::apply(const std::vector<mutation>& batch) {
     }
   }
   for (const auto& m : batch) {
-    if (m.kind != mutation::put_hold || m.hold.hold.state != hold_state::active) continue;
-    auto& s = shard_of(m.hold.hold.hold_id);
+    if (m.kind != mutation::put_hold) continue;
+    const auto& id = m.hold.hold.hold_id;
+    auto& s = shard_of(id);
     std::lock_guard<std::mutex> guard(s.mutex);
-    s.gens[active_index_.load(std::memory_order_relaxed)].index[m.hold.hold.hold_id] = name;
+    if (m.hold.hold.state == hold_state::active) {
+      auto& owner = s.active[id];
+      if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
+      owner = name;
+      continue;
+    }
+    // Ended: the id leaves the active index for this generation's, which the snapshot
+    // writes to LMDB's.
+    if (auto* owner = s.active.find(id); owner && *owner == name) {
+      s.active.erase(id);
+      active_ids_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    s.gens[active_index_.load(std::memory_order_relaxed)].index[id] = name;
   }
   active_mutations_.fetch_add(batch.size(), std::memory_order_relaxed);
 }
@@ -51,9 +64,21 @@ bool overlay::find_sku(const std::string& sku, sku_record& out) const {
   return false;
 }
 
+void overlay::index_active(const std::string& hold_id, const std::string& sku) {
+  auto& s = shard_of(hold_id);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  auto& owner = s.active[hold_id];
+  if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
+  owner = sku;
+}
+
 bool overlay::find_hold_sku(const std::string& hold_id, std::string& sku) const {
   auto& s = shard_of(hold_id);
   std::lock_guard<std::mutex> guard(s.mutex);
+  if (auto* e = s.active.find(hold_id)) {
+    sku = *e;
+    return true;
+  }
   int a = active_index_.load(std::memory_order_relaxed);
   for (int g : {a, 1 - a})
     if (auto* e = s.gens[g].index.find(hold_id)) {

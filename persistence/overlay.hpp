@@ -1,6 +1,10 @@
 // What the log has and the LMDB snapshot does not yet: the latest state of every SKU
 // record and hold changed since the last snapshot, and the hold-id index entries of the
-// holds granted since. Reads look here first, then in LMDB.
+// holds that ended since. Reads look here first, then in LMDB.
+//
+// Besides, the index of every active hold's id (node-wide, in memory only: the snapshot
+// indexes ids once their holds end). It is filled from the snapshot's active holds at
+// open and kept by apply().
 //
 // Two generations: `active` takes the commits; a snapshot freezes it (it becomes
 // `frozen`, a new active starts), writes the frozen one to LMDB and drops it. Sharded
@@ -52,6 +56,24 @@ public:
     }
     return slots_[i].value;
   }
+  // Backward-shift deletion: no tombstones, probe chains stay short.
+  bool erase(const std::string& key) {
+    if (size_ == 0) return false;
+    size_t mask = slots_.size() - 1;
+    size_t i = probe(key, hash(key));
+    if (!slots_[i].used) return false;
+    slots_[i] = slot{};
+    --size_;
+    for (size_t j = (i + 1) & mask; slots_[j].used; j = (j + 1) & mask) {
+      size_t home = slots_[j].hash & mask;
+      bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      slots_[i] = std::move(slots_[j]);
+      slots_[j] = slot{};
+      i = j;
+    }
+    return true;
+  }
   template <class F>
   void each(F&& f) const {
     for (auto& s : slots_)
@@ -94,7 +116,8 @@ private:
 struct snapshot_contents {
   std::vector<const sku_record*> skus;        // by name
   std::vector<const hold_record*> holds;      // by (sku, hold id); any state
-  std::vector<std::pair<const std::string*, const std::string*>> index;  // (id, sku), by id
+  // (id, sku) of the holds that ended, by id
+  std::vector<std::pair<const std::string*, const std::string*>> index;
   size_t mutations = 0;
 };
 
@@ -107,6 +130,9 @@ public:
 
   // The store thread (or recovery): one write batch, already durable in the log.
   void apply(const std::vector<mutation>& batch);
+  // At open, before the log is replayed: an active hold of the snapshot.
+  void index_active(const std::string& hold_id, const std::string& sku);
+  size_t active_ids() const { return active_ids_.load(std::memory_order_relaxed); }
 
   // Reads: true when the overlay knows the key.
   bool find_sku(const std::string& sku, sku_record& out) const;
@@ -139,6 +165,7 @@ private:
   struct shard {
     mutable std::mutex mutex;
     generation_maps gens[2];  // [active_index_], the other frozen
+    flat_string_map<std::string> active;  // active hold id -> sku, all generations
   };
   static constexpr size_t shard_count = 64;
   shard& shard_of(const std::string& key) const;
@@ -146,6 +173,7 @@ private:
   std::unique_ptr<shard[]> shards_;
   std::atomic<int> active_index_{0};  // read under a shard mutex
   std::atomic<size_t> active_mutations_{0};
+  std::atomic<size_t> active_ids_{0};
   std::atomic<size_t> frozen_mutations_{0};
   std::atomic<bool> has_frozen_{false};
   std::atomic<uint64_t> generation_{0};

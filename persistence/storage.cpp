@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +120,23 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
     return true;
   };
   if (options.read_only && !options.replay_log) return s;
+  // Active hold ids are indexed in memory only: from the snapshot's active holds, then
+  // the log. A record that fails its checks is skipped here; recovery refuses it by name.
+  {
+    std::string problem;
+    std::vector<std::string> with_holds;
+    s->env_->scan_skus(
+      [&](const sku_record& r) {
+        if (r.sku.active_holds > 0) with_holds.push_back(r.sku.sku);
+      },
+      problem);
+    std::vector<hold_record> holds;
+    for (auto& name : with_holds) {
+      holds.clear();
+      if (s->env_->read_active_holds(name, holds) != store_status::ok) continue;
+      for (auto& h : holds) s->overlay_.index_active(h.hold.hold_id, name);
+    }
+  }
   s->log_ = node_log::open(lopts, s->env_->meta().snapshot_position, replay, s->recovery_, error);
   if (!s->log_) return nullptr;
   if (migrating && !options.read_only && !directory.mark(s->env_->meta().directory_id, error))
@@ -404,6 +422,9 @@ void storage::maintain() {
 }
 
 void storage::run_background() {
+  // Snapshots are background work: under load they yield to the threads that answer
+  // calls (they still get their share, and a full overlay makes commits wait for them).
+  setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 5);
   int64_t next_collect = steady_ms() + options_.collect_interval_ms;
   int64_t retry_ms = 0;  // after a failed snapshot: 100 ms, doubling to 2 s
   int64_t next_retry = 0;
