@@ -482,16 +482,11 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
   // changed holds become one hold-log block (appended at the end of its range); when the
   // blocks since its checkpoint hold several times more entries than it has active
   // holds, a checkpoint block restates them and the older blocks go.
-  size_t next_hold = 0;
-  std::vector<const hold_record*> changed;
   std::vector<hold_record> restated;
-  for (auto* snapshot_record : c.skus) {
-    auto r = *snapshot_record;
+  for (auto& sku_changes : c.skus) {
+    auto r = *sku_changes.record;
     const auto& name = r.sku.sku;
-    changed.clear();
-    while (next_hold < c.holds.size() && c.holds[next_hold]->hold.sku < name) ++next_hold;
-    while (next_hold < c.holds.size() && c.holds[next_hold]->hold.sku == name)
-      changed.push_back(c.holds[next_hold++]);
+    const auto& changed = sku_changes.holds;
     sku_record before;
     MDB_val k = val(name), v;
     rc = mdb_get(txn, impl_->skus, &k, &v);
@@ -548,8 +543,7 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
     MDB_val rv = val(bytes);
     if ((rc = mdb_put(txn, impl_->skus, &k, &rv, 0)) != 0) return fail(rc);
   }
-  for (auto* h : c.holds) {
-    if (h->hold.state == hold_state::active) continue;
+  for (auto* h : c.ended) {
     auto key = hold_key(h->hold.sku, h->hold.hold_id);
     auto bytes = encode(*h);
     MDB_val hk = val(key), hv = val(bytes);

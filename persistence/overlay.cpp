@@ -25,8 +25,8 @@ void overlay::apply(const std::vector<mutation>& batch) {
     e.record = *record;
     for (const auto& m : batch) {
       if (m.kind != mutation::put_hold) continue;
-      auto& h = e.holds[m.hold.hold.hold_id];
-      h = m.hold;
+      auto& h = m.hold.hold.state == hold_state::active ? e.active_changes.emplace_back(m.hold)
+                                                        : (e.ended[m.hold.hold.hold_id] = m.hold);
       h.hold.sku = name;
     }
   }
@@ -95,7 +95,7 @@ bool overlay::find_hold(const std::string& sku, const std::string& hold_id,
   int a = active_index_.load(std::memory_order_relaxed);
   for (int g : {a, 1 - a})
     if (auto* e = s.gens[g].skus.find(sku))
-      if (auto* h = e->holds.find(hold_id)) {
+      if (auto* h = e->ended.find(hold_id)) {
         out = *h;
         return true;
       }
@@ -109,8 +109,10 @@ void overlay::holds_of(const std::string& sku,
   int a = active_index_.load(std::memory_order_relaxed);
   // Older generation first: the active one overrules it.
   for (int g : {1 - a, a})
-    if (auto* e = s.gens[g].skus.find(sku))
-      e->holds.each([&](const std::string& id, const hold_record& h) { out[id] = h; });
+    if (auto* e = s.gens[g].skus.find(sku)) {
+      for (auto& h : e->active_changes) out[h.hold.hold_id] = h;
+      e->ended.each([&](const std::string& id, const hold_record& h) { out[id] = h; });
+    }
 }
 
 void overlay::each_sku(const std::function<void(const sku_record&)>& f) const {
@@ -146,16 +148,34 @@ snapshot_contents overlay::frozen_contents() const {
   for (size_t i = 0; i < shard_count; ++i) {
     const auto& g = shards_[i].gens[f];
     g.skus.each([&](const std::string&, const sku_entry& e) {
-      if (e.has_record) c.skus.push_back(&e.record);
-      e.holds.each([&](const std::string&, const hold_record& h) { c.holds.push_back(&h); });
+      if (!e.has_record) return;
+      snapshot_contents::sku_changes changes{&e.record, {}};
+      // The latest active state of each hold, unless it ended in this generation.
+      flat_string_map<size_t> at;
+      for (auto& h : e.active_changes) {
+        if (e.ended.find(h.hold.hold_id)) continue;
+        auto& slot = at[h.hold.hold_id];
+        if (slot == 0) {
+          changes.holds.push_back(&h);
+          slot = changes.holds.size();
+        } else {
+          changes.holds[slot - 1] = &h;
+        }
+      }
+      e.ended.each([&](const std::string&, const hold_record& h) {
+        changes.holds.push_back(&h);
+        c.ended.push_back(&h);
+      });
+      c.skus.push_back(std::move(changes));
     });
     g.index.each([&](const std::string& id, const std::string& sku) {
       c.index.emplace_back(&id, &sku);
     });
   }
-  std::sort(c.skus.begin(), c.skus.end(),
-            [](auto* a, auto* b) { return a->sku.sku < b->sku.sku; });
-  std::sort(c.holds.begin(), c.holds.end(), [](auto* a, auto* b) {
+  std::sort(c.skus.begin(), c.skus.end(), [](auto& a, auto& b) {
+    return a.record->sku.sku < b.record->sku.sku;
+  });
+  std::sort(c.ended.begin(), c.ended.end(), [](auto* a, auto* b) {
     int by_sku = a->hold.sku.compare(b->hold.sku);
     return by_sku != 0 ? by_sku < 0 : a->hold.hold_id < b->hold.hold_id;
   });

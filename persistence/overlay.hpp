@@ -114,8 +114,12 @@ private:
 
 // What a snapshot writes, sorted by key.
 struct snapshot_contents {
-  std::vector<const sku_record*> skus;        // by name
-  std::vector<const hold_record*> holds;      // by (sku, hold id); any state
+  struct sku_changes {
+    const sku_record* record;
+    std::vector<const hold_record*> holds;  // the latest state of each hold it changed
+  };
+  std::vector<sku_changes> skus;              // by name
+  std::vector<const hold_record*> ended;      // holds that ended, by (sku, hold id)
   // (id, sku) of the holds that ended, by id
   std::vector<std::pair<const std::string*, const std::string*>> index;
   size_t mutations = 0;
@@ -156,7 +160,11 @@ private:
   struct sku_entry {
     bool has_record = false;
     sku_record record;
-    flat_string_map<hold_record> holds;
+    // Hold changes in commit order: active states appended (no lookup on the store
+    // thread), ended ones by id (repeated calls look them up). An ended state overrules
+    // an active one of the same generation.
+    std::vector<hold_record> active_changes;
+    flat_string_map<hold_record> ended;
   };
   struct generation_maps {
     flat_string_map<sku_entry> skus;
