@@ -45,7 +45,9 @@ public:
     return const_cast<flat_string_map*>(this)->find(key);
   }
   V& operator[](const std::string& key) {
-    if ((size_ + 1) * 4 > slots_.size() * 3) grow();  // also the first insert
+    // At most half full: a lookup of an absent key (every new hold id) then probes about
+    // 2.5 slots where three quarters full took 8.5.
+    if ((size_ + 1) * 2 > slots_.size()) grow();  // also the first insert
     auto h = hash(key);
     auto i = probe(key, h);
     if (!slots_[i].used) {
