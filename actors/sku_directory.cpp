@@ -107,6 +107,97 @@ void passivate(self_ptr self, const std::string& sku, directory_state::entry& e)
       [self, sku](caf::error&) { retire(self, sku); });
 }
 
+// Batch create: SKUs with an actor (they exist) take their op as usual; names with a
+// record answer sku_exists; the rest are written as the directory's own batches.
+caf::result<std::vector<sku_result>> create_batch(self_ptr self, std::vector<sku_op>& ops) {
+  auto& st = self->state;
+  struct gather {
+    caf::typed_response_promise<std::vector<sku_result>> rp;
+    std::vector<sku_result> results;
+    size_t open;
+    void done() {
+      if (--open == 0) rp.deliver(std::move(results));
+    }
+  };
+  auto g = std::make_shared<gather>();
+  g->rp = self->make_response_promise<std::vector<sku_result>>();
+  g->results.resize(ops.size());
+  g->open = ops.size() + 1;
+  auto view = st.ctx.env->read();
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto& op = ops[i];
+    auto answer = [g, i](sku_result r) {
+      g->results[i] = std::move(r);
+      g->done();
+    };
+    if (op.kind != sku_op_kind::create) {
+      answer(make_sku_error(code::invalid, "a batch create holds creates only"));
+      continue;
+    }
+    if (auto why = validate(op, st.config.limits); !why.empty()) {
+      answer(make_sku_error(code::invalid, why));
+      continue;
+    }
+    if (st.creating.count(op.sku)) {
+      answer(make_sku_error(code::unavailable, "sku '" + op.sku + "' is being created; retry"));
+      continue;
+    }
+    if (st.actors.count(op.sku)) {
+      with_actor(
+        self, op.sku, true,
+        [self, op, answer](const sku_actor& a) {
+          self->request(a, caf::infinite, sku_op_atom_v, op)
+            .then([answer](sku_result& r) { answer(std::move(r)); },
+                  [answer](caf::error&) {
+                    answer(make_sku_error(code::unavailable, "sku actor failed"));
+                  });
+        },
+        [answer](code c, const std::string& why) { answer(make_sku_error(c, why)); });
+      continue;
+    }
+    auto exists = view->has_sku(op.sku);
+    if (exists == store_status::ok) {
+      sku_record r;
+      st.ctx.env->read_sku(op.sku, r);
+      sku_result out;
+      out.status = code::sku_exists;
+      out.sku = r.sku;
+      answer(std::move(out));
+      continue;
+    }
+    if (exists != store_status::not_found) {
+      answer(make_sku_error(code::unavailable, to_string(exists)));
+      continue;
+    }
+    sku_record rec;
+    rec.sku.sku = op.sku;
+    rec.sku.on_hand = rec.sku.stocked = op.amount;
+    rec.sku.price_cents = op.price_cents;
+    write_batch batch;
+    batch.epoch = st.create_epoch;
+    batch.seq = ++st.create_seq;
+    batch.mutations.push_back(mutation{mutation::put_sku, rec, {}});
+    st.creating.insert(op.sku);
+    st.creates[batch.seq] = {op.sku, [answer, info = rec.sku](const store_status* why) {
+                               if (!why) {
+                                 sku_result out;
+                                 out.sku = info;
+                                 answer(std::move(out));
+                               } else {
+                                 answer(make_sku_error(*why == store_status::map_full ||
+                                                           *why == store_status::disk_full
+                                                         ? code::storage_full
+                                                         : code::unavailable,
+                                                       to_string(*why)));
+                               }
+                             }};
+    self->send(st.ctx.store, write_atom_v,
+               caf::actor_cast<store_listener>(self), std::move(batch));
+  }
+  g->done();
+  return g->rp;
+}
+
 using hold_done = std::function<void(hold_result)>;
 void route_one(self_ptr self, hold_op op, int attempt, hold_done done);
 
@@ -282,6 +373,8 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       if (auto why = validate(op, self->state.config.limits); !why.empty())
         return make_sku_error(code::invalid, why);
+      if (self->state.creating.count(op.sku))
+        return make_sku_error(code::unavailable, "sku '" + op.sku + "' is being created; retry");
       auto rp = self->make_response_promise<sku_result>();
       with_actor(
         self, op.sku, op.kind == sku_op_kind::create,
@@ -294,6 +387,30 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
         },
         [rp](code c, const std::string& why) mutable { rp.deliver(make_sku_error(c, why)); });
       return rp;
+    },
+    [self](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
+      return create_batch(self, ops);
+    },
+    [self](durable_atom, uint64_t seq) {
+      auto& st = self->state;
+      while (!st.creates.empty() && st.creates.begin()->first <= seq) {
+        auto p = std::move(st.creates.begin()->second);
+        st.creates.erase(st.creates.begin());
+        st.creating.erase(p.sku);
+        p.answer(nullptr);
+      }
+    },
+    [self](write_failed_atom, uint64_t epoch, uint64_t seq, store_status why) {
+      auto& st = self->state;
+      if (epoch != st.create_epoch) return;
+      // This batch and every later one of the epoch failed; the next writes start a
+      // new epoch (the store refuses the rest of this one).
+      st.create_epoch++;
+      for (auto it = st.creates.lower_bound(seq); it != st.creates.end();) {
+        st.creating.erase(it->second.sku);
+        it->second.answer(&why);
+        it = st.creates.erase(it);
+      }
     },
     [self](recover_atom) -> caf::result<int64_t> {
       auto& st = self->state;

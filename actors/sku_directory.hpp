@@ -15,6 +15,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "actors/sku.hpp"
 
@@ -35,6 +38,12 @@ typename Inspector::result_type inspect(Inspector& f, directory_stats& x) {
 using directory_actor = caf::typed_actor<
   caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
   caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
+  // Creates: the new SKUs' records go to the store as the directory's own write batches,
+  // one group commit for the lot, no SKU actor started. Answers in order.
+  caf::replies_to<create_batch_atom, std::vector<sku_op>>::with<std::vector<sku_result>>,
+  // The store's answers to those writes (the directory is their writer).
+  caf::reacts_to<durable_atom, uint64_t>,
+  caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
   // Ends holds that expired while the node was down; replies with how many SKUs had some.
   caf::replies_to<recover_atom>::with<int64_t>,
   caf::reacts_to<idle_check_atom>,
@@ -75,6 +84,16 @@ struct directory_state {
   int64_t wake_armed_ms = 0;
   int64_t last_now_ms = 0;  // to notice the wall clock being set back
   int64_t passivations_at_trim = 0;
+  // Batch creates written and not yet durable: seq -> how to answer. Their names are in
+  // `creating`; an operation on one of them meanwhile answers unavailable.
+  struct pending_create {
+    std::string sku;
+    std::function<void(const store_status*)> answer;  // null: durable
+  };
+  std::map<uint64_t, pending_create> creates;
+  std::unordered_set<std::string> creating;
+  uint64_t create_epoch = 0;
+  uint64_t create_seq = 0;
   directory_stats stats;
   static inline const char* name = "holdfast.directory";
   // SKU actors are neither linked nor monitored (CAF keeps those in a list that every

@@ -11,6 +11,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::sku_result))
   CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::hold_op>))
   CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::hold_result>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::sku_op>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::sku_result>))
 
   CAF_ADD_ATOM(holdfast_actors, holdfast, hold_ops_atom, "holdops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, sku_op_atom, "skuop")
@@ -19,4 +21,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, wake_atom, "wake")
   CAF_ADD_ATOM(holdfast_actors, holdfast, idle_check_atom, "idlecheck")
   CAF_ADD_ATOM(holdfast_actors, holdfast, recover_atom, "recover")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, create_batch_atom, "createbat")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

@@ -14,6 +14,7 @@ struct many_skus_options {
   int outstanding = 2'000;       // calls in flight from the load generator
   int connections = 4;
   int64_t idle_ms = 2'000;       // the node passivates SKU actors idle this long
+  int create_batch = 1'000;      // SKUs per createSkuBatch call; 0: one createSku per SKU
   bool json = false;
 };
 

@@ -282,6 +282,30 @@ kj::Promise<sku_result> client::sku(const sku_op& op) {
   return impl_->deadline(send_sku(op), std::move(late));
 }
 
+kj::Promise<std::vector<sku_result>> client::create_skus(const std::vector<sku_op>& ops) {
+  auto req = impl_->inventory.createSkuBatchRequest();
+  auto list = req.initRequests(static_cast<unsigned>(ops.size()));
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto r = list[static_cast<unsigned>(i)];
+    r.setSku(ops[i].sku);
+    r.setStock(ops[i].amount);
+    r.setPriceCents(ops[i].price_cents);
+  }
+  auto n = ops.size();
+  auto call = req.send().then([n](auto response) {
+    std::vector<sku_result> out;
+    if (response.hasRefused() && response.getRefused().size() > 0) {
+      out.assign(n, make_sku_error(code::invalid, codec::str(response.getRefused())));
+      return out;
+    }
+    for (auto r : response.getResults()) out.push_back(codec::read(r));
+    if (out.size() != n) out.assign(n, make_sku_error(code::outcome_unknown, "answer has the wrong length"));
+    return out;
+  });
+  return impl_->deadline(kj::mv(call), std::vector<sku_result>(
+                                         n, make_sku_error(code::outcome_unknown, impl_->late_message())));
+}
+
 kj::Promise<sku_result> client::send_sku(const sku_op& op) {
   auto read = [](auto r) { return codec::read(r.getResult()); };
   switch (op.kind) {
@@ -350,6 +374,9 @@ hold_result blocking_client::query_hold(const std::string& hold_id, const std::s
 }
 sku_result blocking_client::create_sku(const std::string& sku, int64_t stock, int64_t price) {
   return wait(client_->sku({sku_op_kind::create, sku, stock, price}));
+}
+std::vector<sku_result> blocking_client::create_skus(const std::vector<sku_op>& ops) {
+  return wait(client_->create_skus(ops));
 }
 sku_result blocking_client::query_sku(const std::string& sku) {
   return wait(client_->sku({sku_op_kind::query, sku, 0, 0}));

@@ -48,6 +48,8 @@ public:
   kj::Promise<std::vector<hold_result>> confirm_batch(const std::vector<hold_op>& ops);
   kj::Promise<std::vector<hold_result>> release_batch(const std::vector<hold_op>& ops);
   kj::Promise<sku_result> sku(const sku_op& op);
+  // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
+  kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
 
 private:
   kj::Promise<sku_result> send_sku(const sku_op& op);
@@ -67,6 +69,7 @@ public:
   hold_result release(const std::string& hold_id, const std::string& sku = {});
   hold_result query_hold(const std::string& hold_id, const std::string& sku = {});
   sku_result create_sku(const std::string& sku, int64_t stock, int64_t price_cents);
+  std::vector<sku_result> create_skus(const std::vector<sku_op>& ops);
   sku_result query_sku(const std::string& sku);
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);

@@ -26,11 +26,13 @@ struct completion {
 };
 using hold_completion = std::shared_ptr<completion<std::vector<hold_result>>>;
 using sku_completion = std::shared_ptr<completion<sku_result>>;
+using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
 
 }  // namespace holdfast
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::hold_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::sku_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 
 namespace holdfast {
 namespace {
@@ -47,6 +49,15 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
               [done, n, timed_out](caf::error&) {
                 done->fulfill(
                   std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, timed_out)));
+              });
+    },
+    [=](create_batch_atom, std::vector<sku_op>& ops, skus_completion& done) {
+      auto n = ops.size();
+      self->request(directory, timeout, create_batch_atom_v, std::move(ops))
+        .then([done](std::vector<sku_result>& rs) { done->fulfill(std::move(rs)); },
+              [done, n, timed_out](caf::error&) {
+                done->fulfill(
+                  std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, timed_out)));
               });
     },
     [=](sku_op_atom, sku_op& op, sku_completion& done) {
@@ -268,6 +279,29 @@ public:
     auto list = ctx.getParams().getHolds();
     return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
       for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::release));
+    });
+  }
+
+  kj::Promise<void> createSkuBatch(CreateSkuBatchContext ctx) override {
+    auto list = ctx.getParams().getRequests();
+    if (list.size() > options_.limits.batch_size_max) {
+      ctx.getResults().setRefused("batch of " + std::to_string(list.size()) +
+                                  " operations exceeds " +
+                                  std::to_string(options_.limits.batch_size_max));
+      return kj::READY_NOW;
+    }
+    std::vector<sku_op> ops;
+    ops.reserve(list.size());
+    for (auto r : list)
+      ops.push_back({sku_op_kind::create, codec::str(r.getSku()), r.getStock(), r.getPriceCents()});
+    auto admitted = admit(ops.size());
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<sku_result>>();
+    auto done = std::make_shared<completion<std::vector<sku_result>>>();
+    done->fulfiller = kj::mv(paf.fulfiller);
+    caf::anon_send(bridge_, create_batch_atom_v, std::move(ops), std::move(done));
+    return paf.promise.attach(kj::mv(admitted)).then([ctx](std::vector<sku_result> rs) mutable {
+      auto out = ctx.getResults().initResults(rs.size());
+      for (size_t i = 0; i < rs.size(); ++i) codec::write(out[i], rs[i]);
     });
   }
 

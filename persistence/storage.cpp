@@ -1,6 +1,7 @@
 #include "persistence/storage.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -370,6 +371,9 @@ store_status storage::snapshot_once() {
   size_t deleted = 0;
   if (st == store_status::ok) {
     overlay_.drop_frozen();
+    // The generation's many small blocks go back to the system, not to a free list
+    // that keeps the node's resident size at its peak.
+    malloc_trim(0);
     deleted = log_->drop_through(frozen_position_);
   } else {
     static rate_limit limit;

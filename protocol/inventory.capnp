@@ -91,4 +91,12 @@ interface Inventory {
   reserveBatch @8 (requests :List(ReserveRequest)) -> (results :List(HoldResult), refused :Text);
   confirmBatch @9 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
   releaseBatch @10 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
+  # Catalog loads: creates in one group commit, without starting an SKU actor for each.
+  createSkuBatch @11 (requests :List(CreateSkuRequest)) -> (results :List(SkuResult), refused :Text);
+}
+
+struct CreateSkuRequest {
+  sku @0 :Text;
+  stock @1 :Int64;
+  priceCents @2 :Int64;
 }
