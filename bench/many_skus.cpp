@@ -120,6 +120,8 @@ int run_many_skus(const many_skus_options& o) {
     double create_s = seconds_since(t);
     report["create_per_s"] = static_cast<double>(created) / create_s;
     report["create_batch"] = o.create_batch;
+    report["created"] = created;
+    if (created != o.skus) status = 1;
 
     // Uniform random reservations, one unit each, left outstanding for the restart.
     std::mt19937_64 rng(7);

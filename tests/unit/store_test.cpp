@@ -108,5 +108,40 @@ TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   EXPECT_EQ(show("f").reserved, granted);
 }
 
+// Batch create: one group commit for the lot, no SKU actor per SKU; existing names
+// answer sku_exists, invalid ones invalid, a name twice in one batch is created once.
+TEST_F(store_test, a_batch_create_writes_every_new_sku_in_one_commit) {
+  start();
+  create("old", 7);
+  std::vector<sku_op> ops;
+  for (int i = 0; i < 500; ++i) ops.push_back({sku_op_kind::create, "cat-" + std::to_string(i), i, 100});
+  ops.push_back({sku_op_kind::create, "old", 1, 1});
+  ops.push_back({sku_op_kind::create, "", 1, 1});
+  ops.push_back({sku_op_kind::create, "cat-3", 99, 1});
+  ops.push_back({sku_op_kind::restock, "cat-4", 1, 0});
+  auto before = stats();
+  auto spawns = call<directory_stats>(stats_atom_v).spawns;
+  auto rs = call<std::vector<sku_result>>(create_batch_atom_v, ops);
+  ASSERT_EQ(rs.size(), ops.size());
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_EQ(rs[static_cast<size_t>(i)].status, code::ok) << i;
+    EXPECT_EQ(rs[static_cast<size_t>(i)].sku.stocked, i);
+  }
+  EXPECT_EQ(rs[500].status, code::sku_exists);
+  EXPECT_EQ(rs[500].sku.stocked, 7);
+  EXPECT_EQ(rs[501].status, code::invalid);
+  EXPECT_EQ(rs[502].status, code::unavailable) << "created earlier in this batch, not yet durable";
+  EXPECT_EQ(rs[503].status, code::invalid) << "creates only";
+  EXPECT_EQ(stats().commits - before.commits, 1u) << "one group commit";
+  EXPECT_EQ(call<directory_stats>(stats_atom_v).spawns, spawns) << "no SKU actor started";
+  EXPECT_EQ(show("cat-3").stocked, 3) << "the first create of the name stands";
+  EXPECT_EQ(op(reserve("cat-42", "h", 2, 60'000)).status, code::ok);
+  restart();
+  EXPECT_EQ(show("cat-499").on_hand, 499);
+  EXPECT_EQ(show("cat-42").reserved, 2);
+  auto again = call<std::vector<sku_result>>(create_batch_atom_v, std::vector<sku_op>{ops[10]});
+  EXPECT_EQ(again.at(0).status, code::sku_exists);
+}
+
 }  // namespace
 }  // namespace holdfast::testing
