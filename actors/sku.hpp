@@ -5,7 +5,7 @@
 // held back until the store reports that batch durable, so an acknowledged hold
 // survives kill -9. Replies leave in the order their messages arrived. One timer is
 // armed for the earliest hold deadline. Spawned by the sku directory; loads its state
-// from LMDB when it starts and quits only when the directory passivates it with no
+// from storage when it starts and quits only when the directory passivates it with no
 // write in flight. A record that fails its checks at load leaves the actor answering
 // `unavailable` with the reason, naming the SKU, and changing nothing.
 //

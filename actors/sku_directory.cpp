@@ -357,7 +357,7 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
   self->state.ctx.timer_horizon_ms = config.idle_ms;
   self->state.config = config;
   // An sku actor that stops (passivated or failed) reports a down message; it retires
-  // the actor, so the next message for its SKU spawns a fresh one from LMDB.
+  // the actor, so the next message for its SKU spawns a fresh one from storage.
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
     auto it = st.sku_of.find(msg.source.id());

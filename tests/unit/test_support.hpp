@@ -110,7 +110,8 @@ protected:
     sched_->run();
   }
 
-  // A crash: every actor and all memory gone; only what LMDB committed remains.
+  // A crash: every actor and all memory gone; only what the log and the LMDB snapshot
+  // hold remains (the test storage takes no snapshot at close).
   void stop() {
     if (!directory_) return;
     caf::anon_send_exit(directory_, caf::exit_reason::kill);
