@@ -64,28 +64,63 @@ uint64_t issue(self_ptr self, sku_change& c) {
   return st.next_seq++;
 }
 
-template <class T>
-caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
+// The answer to the directory's passivate_atom: whether the actor quits and, if so, the
+// earliest deadline the directory must wake it for (0: none).
+void passivated(self_ptr self, bool quit, int64_t earliest_deadline_ms) {
+  caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), passivated_atom_v,
+                 self->state.book->record().sku.sku, quit, earliest_deadline_ms);
+}
+
+// The invariants are asserted before anything is sent to the store: a broken SKU
+// stops its actor (its callers hear unavailable), never the node, and writes nothing.
+bool invariants_hold(self_ptr self) {
   auto& st = self->state;
-  // The invariants are asserted before anything is sent to the store: a broken SKU
-  // stops its actor (its callers hear unavailable), never the node, and writes nothing.
-  if (auto broken = st.book->broken_invariant(); !broken.empty()) {
-    spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
-                     broken);
-    self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
-    return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
-  }
+  auto broken = st.book->broken_invariant();
+  if (broken.empty()) return true;
+  spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
+                   broken);
+  self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
+  return false;
+}
+
+// Sends the change to the store; `deliver(nullptr)` runs once it is durable (at once
+// if it wrote nothing new), `deliver(&why)` if it failed.
+void when_durable(self_ptr self, sku_change& c, std::function<void(const store_status*)> deliver) {
+  auto& st = self->state;
   auto seq = issue(self, c);
   arm_timer(self, c.now_ms);
-  if (seq <= st.durable_seq) return value;
+  if (seq <= st.durable_seq) {
+    deliver(nullptr);
+    return;
+  }
+  st.replies.push_back({seq, std::move(deliver)});
+}
+
+template <class T>
+caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
+  if (!invariants_hold(self)) return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
   auto rp = self->template make_response_promise<T>();
-  st.replies.push_back({seq, [rp, value](const store_status* why) mutable {
-                          if (why)
-                            rp.deliver(failed(value, *why));
-                          else
-                            rp.deliver(std::move(value));
-                        }});
+  when_durable(self, c, [rp, value](const store_status* why) mutable {
+    if (why)
+      rp.deliver(failed(value, *why));
+    else
+      rp.deliver(std::move(value));
+  });
   return rp;
+}
+
+// One handled batch of hold operations: what the callers will hear once it is durable.
+std::vector<hold_result> apply_ops(self_ptr self, std::vector<hold_op>& ops, sku_change& c) {
+  auto& st = self->state;
+  c.mutations.reserve(ops.size() + 1);  // a hold each at most, and the snapshot
+  bool refused = writes_refused(self, c.now_ms);
+  if (!refused) st.book->expire_due(c.now_ms, c, st.expire_batch);
+  std::vector<hold_result> results;
+  results.reserve(ops.size());
+  for (auto& op : ops)
+    results.push_back(refused && op.kind != hold_op_kind::query ? storage_error(st.storage_failure)
+                                                                 : st.book->apply(op, c.now_ms, c));
+  return results;
 }
 
 void on_durable(self_ptr self, uint64_t seq) {
@@ -111,15 +146,18 @@ sku_actor::behavior_type broken_behavior(self_ptr self) {
     [why](hold_ops_atom, std::vector<hold_op>& ops) {
       return std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why()));
     },
+    [self, why](routed_ops_atom, std::vector<hold_op>& ops, uint64_t token) {
+      caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), routed_results_atom_v,
+                     token,
+                     std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why())));
+    },
     [why](sku_op_atom, sku_op&) { return make_sku_error(code::unavailable, why()); },
     [](durable_atom, uint64_t) {},
     [](write_failed_atom, uint64_t, uint64_t, store_status) {},
     [](expire_atom) {},
-    [self](passivate_atom) -> caf::result<bool, int64_t> {
-      auto rp = self->make_response_promise<bool, int64_t>();
-      rp.deliver(true, int64_t{0});
+    [self](passivate_atom) {
+      passivated(self, true, 0);
       self->quit();
-      return rp;
     },
   };
 }
@@ -152,18 +190,25 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
   }
   return {
     [self](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
-      auto& st = self->state;
-      auto c = begin_change(self, st.ctx.clock->now_ms());
-      c.mutations.reserve(ops.size() + 1);  // a hold each at most, and the snapshot
-      bool refused = writes_refused(self, c.now_ms);
-      if (!refused) st.book->expire_due(c.now_ms, c, st.expire_batch);
-      std::vector<hold_result> results;
-      results.reserve(ops.size());
-      for (auto& op : ops)
-        results.push_back(refused && op.kind != hold_op_kind::query
-                            ? storage_error(st.storage_failure)
-                            : st.book->apply(op, c.now_ms, c));
+      auto c = begin_change(self, self->state.ctx.clock->now_ms());
+      auto results = apply_ops(self, ops, c);
       return reply_when_durable(self, c, std::move(results));
+    },
+    [self](routed_ops_atom, std::vector<hold_op>& ops, uint64_t token) {
+      // From the directory, which matches the answer to its caller by `token`.
+      auto to = caf::actor_cast<caf::actor>(self->current_sender());
+      auto c = begin_change(self, self->state.ctx.clock->now_ms());
+      auto results = apply_ops(self, ops, c);
+      if (!invariants_hold(self)) {
+        caf::anon_send(to, routed_results_atom_v, token,
+                       std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable,
+                                                                            "sku invariant broken")));
+        return;
+      }
+      when_durable(self, c, [to, token, results](const store_status* why) mutable {
+        caf::anon_send(to, routed_results_atom_v, token,
+                       why ? failed(std::move(results), *why) : std::move(results));
+      });
     },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       auto& st = self->state;
@@ -218,15 +263,14 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       }
       arm_timer(self, now);
     },
-    [self](passivate_atom) -> caf::result<bool, int64_t> {
+    [self](passivate_atom) {
       auto& st = self->state;
-      if (!st.replies.empty() || st.durable_seq + 1 < st.next_seq)
-        return {false, int64_t{0}};
-      int64_t earliest = st.book->earliest_deadline_ms();
-      auto rp = self->make_response_promise<bool, int64_t>();
-      rp.deliver(true, earliest);
+      if (!st.replies.empty() || st.durable_seq + 1 < st.next_seq) {
+        passivated(self, false, 0);
+        return;
+      }
+      passivated(self, true, st.book->earliest_deadline_ms());
       self->quit();
-      return rp;
     },
   };
 }

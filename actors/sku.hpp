@@ -29,11 +29,16 @@ namespace holdfast {
 using sku_actor = caf::typed_actor<
   caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
   caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
+  // From the directory: the answer comes back as (routed_results_atom, token, results).
+  // (A request per batch would keep a response handler in the directory, and CAF 0.17
+  // keeps those in a flat vector: thousands in flight cost a linear scan each.)
+  caf::reacts_to<routed_ops_atom, std::vector<hold_op>, uint64_t>,
   caf::reacts_to<durable_atom, uint64_t>,
   caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
   caf::reacts_to<expire_atom>,
-  // -> (quit?, earliest active deadline or 0)
-  caf::replies_to<passivate_atom>::with<bool, int64_t>>;
+  // Answered with (passivated_atom, sku, quit?, earliest active deadline or 0) to the
+  // sender, as a message (see routed_ops_atom).
+  caf::reacts_to<passivate_atom>>;
 
 // What an sku actor needs from its node; the simulator passes its own.
 struct sku_context {

@@ -58,15 +58,33 @@ void with_actor(self_ptr self, const std::string& sku, bool may_create, actor_fn
   f(it->second.actor);
 }
 
-// Forgets the actor of `sku` and replays what waited for it.
+// Forgets the actor of `sku`, fails what it never answered, and replays what waited for it.
 void retire(self_ptr self, const std::string& sku) {
   auto& st = self->state;
   auto it = st.actors.find(sku);
   if (it == st.actors.end()) return;
   st.sku_of.erase(it->second.actor.id());
   auto deferred = std::move(it->second.deferred);
+  auto unanswered = std::move(it->second.routed);
   st.actors.erase(it);
+  for (auto token : unanswered) {
+    auto r = st.routed.find(token);
+    if (r == st.routed.end()) continue;
+    auto done = std::move(r->second.done);
+    st.routed.erase(r);
+    done(nullptr);
+  }
   for (auto& f : deferred) f();
+}
+
+// Sends a batch to an SKU's actor; `done` gets its answer (null if the actor died).
+void route(self_ptr self, const std::string& sku, const sku_actor& a, std::vector<hold_op> ops,
+           std::function<void(std::vector<hold_result>*)> done) {
+  auto& st = self->state;
+  auto token = ++st.next_token;
+  st.routed.emplace(token, directory_state::routed_batch{sku, std::move(done)});
+  st.actors[sku].routed.push_back(token);
+  self->send(a, routed_ops_atom_v, std::move(ops), token);
 }
 
 void arm_wakeup(self_ptr self) {
@@ -86,25 +104,26 @@ void schedule_wakeup(self_ptr self, int64_t deadline_ms, const std::string& sku)
   arm_wakeup(self);
 }
 
-void passivate(self_ptr self, const std::string& sku, directory_state::entry& e) {
+// Asks the actor to quit; it answers with passivated_atom (an actor that dies first is
+// retired by its down message).
+void passivate(self_ptr self, directory_state::entry& e) {
   e.passivating = true;
-  self->request(e.actor, caf::infinite, passivate_atom_v)
-    .then(
-      [self, sku](bool quit, int64_t earliest_deadline_ms) {
-        auto& st = self->state;
-        auto it = st.actors.find(sku);
-        if (it == st.actors.end()) return;
-        if (quit) {
-          st.stats.passivations++;
-          retire(self, sku);
-          if (earliest_deadline_ms > 0) schedule_wakeup(self, earliest_deadline_ms, sku);
-          return;
-        }
-        it->second.passivating = false;
-        auto deferred = std::move(it->second.deferred);
-        for (auto& f : deferred) f();
-      },
-      [self, sku](caf::error&) { retire(self, sku); });
+  self->send(e.actor, passivate_atom_v);
+}
+
+void passivated(self_ptr self, const std::string& sku, bool quit, int64_t earliest_deadline_ms) {
+  auto& st = self->state;
+  auto it = st.actors.find(sku);
+  if (it == st.actors.end() || !it->second.passivating) return;
+  if (quit) {
+    st.stats.passivations++;
+    retire(self, sku);
+    if (earliest_deadline_ms > 0) schedule_wakeup(self, earliest_deadline_ms, sku);
+    return;
+  }
+  it->second.passivating = false;
+  auto deferred = std::move(it->second.deferred);
+  for (auto& f : deferred) f();
 }
 
 // Batch create: SKUs with an actor (they exist) take their op as usual; names with a
@@ -301,30 +320,30 @@ caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_o
     };
     with_actor(
       self, sku, false,
-      [self, results, remaining, slots, sub, finish_one](const sku_actor& a) mutable {
-        self->request(a, caf::infinite, hold_ops_atom_v, *sub)
-          .then(
-            [self, results, remaining, slots, sub, finish_one](std::vector<hold_result>& rs) mutable {
-              for (size_t j = 0; j < slots->size() && j < rs.size(); ++j) {
-                auto slot = (*slots)[j];
-                if (!needs_owner((*sub)[j], rs[j])) {
-                  (*results)[slot] = std::move(rs[j]);
-                  continue;
+      [self, sku = sku, results, remaining, slots, sub, finish_one](const sku_actor& a) mutable {
+        route(self, sku, a, *sub,
+              [self, results, remaining, slots, sub, finish_one](std::vector<hold_result>* rs) mutable {
+                if (!rs) {
+                  for (auto slot : *slots)
+                    (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
+                  finish_one();
+                  return;
                 }
-                ++*remaining;
-                resolve_conflict(self, (*sub)[j], std::move(rs[j]), 1,
-                                 [results, slot, finish_one](hold_result r) mutable {
-                                   (*results)[slot] = std::move(r);
-                                   finish_one();
-                                 });
-              }
-              finish_one();
-            },
-            [results, slots, finish_one](caf::error&) mutable {
-              for (auto slot : *slots)
-                (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
-              finish_one();
-            });
+                for (size_t j = 0; j < slots->size() && j < rs->size(); ++j) {
+                  auto slot = (*slots)[j];
+                  if (!needs_owner((*sub)[j], (*rs)[j])) {
+                    (*results)[slot] = std::move((*rs)[j]);
+                    continue;
+                  }
+                  ++*remaining;
+                  resolve_conflict(self, (*sub)[j], std::move((*rs)[j]), 1,
+                                   [results, slot, finish_one](hold_result r) mutable {
+                                     (*results)[slot] = std::move(r);
+                                     finish_one();
+                                   });
+                }
+                finish_one();
+              });
       },
       refuse);
   }
@@ -390,6 +409,24 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
     },
     [self](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
       return create_batch(self, ops);
+    },
+    [self](passivated_atom, std::string& sku, bool quit, int64_t earliest_deadline_ms) {
+      passivated(self, sku, quit, earliest_deadline_ms);
+    },
+    [self](routed_results_atom, uint64_t token, std::vector<hold_result>& rs) {
+      auto& st = self->state;
+      auto it = st.routed.find(token);
+      if (it == st.routed.end()) return;
+      auto batch = std::move(it->second);
+      st.routed.erase(it);
+      if (auto e = st.actors.find(batch.sku); e != st.actors.end()) {
+        auto& tokens = e->second.routed;
+        if (auto t = std::find(tokens.begin(), tokens.end(), token); t != tokens.end()) {
+          *t = tokens.back();
+          tokens.pop_back();
+        }
+      }
+      batch.done(&rs);
     },
     [self](durable_atom, uint64_t seq) {
       auto& st = self->state;
@@ -469,7 +506,7 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       std::vector<std::string> idle;
       for (auto& [sku, e] : st.actors)
         if (!e.passivating && now - e.last_used_ms >= st.config.idle_ms) idle.push_back(sku);
-      for (auto& sku : idle) passivate(self, sku, st.actors.at(sku));
+      for (auto& sku : idle) passivate(self, st.actors.at(sku));
       // Passivated actors free their memory; hand it back to the OS once a sweep is
       // over (or every 100k passivations of a long one), so an idle catalog costs what
       // its directory entries cost. malloc_trim walks the heap: not on every check.

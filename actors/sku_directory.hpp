@@ -44,6 +44,9 @@ using directory_actor = caf::typed_actor<
   // The store's answers to those writes (the directory is their writer).
   caf::reacts_to<durable_atom, uint64_t>,
   caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
+  // An SKU actor's answers to routed_ops_atom and passivate_atom.
+  caf::reacts_to<routed_results_atom, uint64_t, std::vector<hold_result>>,
+  caf::reacts_to<passivated_atom, std::string, bool, int64_t>,
   // Ends holds that expired while the node was down; replies with how many SKUs had some.
   caf::replies_to<recover_atom>::with<int64_t>,
   caf::reacts_to<idle_check_atom>,
@@ -67,7 +70,16 @@ struct directory_state {
     int64_t last_used_ms = 0;
     bool passivating = false;
     std::vector<std::function<void()>> deferred;  // arrived while passivating
+    std::vector<uint64_t> routed;  // tokens of batches sent to the actor, unanswered
   };
+  // Batches routed to SKU actors, by token: the SKU and what to do with the answer
+  // (null: the actor died first).
+  struct routed_batch {
+    std::string sku;
+    std::function<void(std::vector<hold_result>*)> done;
+  };
+  std::unordered_map<uint64_t, routed_batch> routed;
+  uint64_t next_token = 0;
   sku_context ctx;
   directory_config config;
   std::unordered_map<std::string, entry> actors;

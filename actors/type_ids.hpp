@@ -22,4 +22,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, idle_check_atom, "idlecheck")
   CAF_ADD_ATOM(holdfast_actors, holdfast, recover_atom, "recover")
   CAF_ADD_ATOM(holdfast_actors, holdfast, create_batch_atom, "createbat")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, routed_ops_atom, "routedops")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, routed_results_atom, "routedres")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, passivated_atom, "passivated")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)
