@@ -24,7 +24,12 @@ nlohmann::json run_json(const std::string& args) {
 TEST(bench, hot_sku_rows_run_and_stock_falls_by_exactly_the_reservations) {
   auto report = run_json("bench hot-sku --json --no-peers --png '' --seconds 0.3 --repeat 2");
   ASSERT_TRUE(report.is_object()) << report;
-  ASSERT_EQ(report["rows"].size(), 2u) << report;
+  // UUID ids by default (1a, 1b), and the sequential-id rows beside them.
+  ASSERT_EQ(report["rows"].size(), 4u) << report;
+  std::vector<std::string> ids;
+  for (auto& row : report["rows"]) ids.push_back(row["id"]);
+  EXPECT_EQ(ids, (std::vector<std::string>{"1a", "1b", "1a-seq", "1b-seq"}));
+  EXPECT_NE(report["rows"][0]["shape"].get<std::string>().find("UUID"), std::string::npos);
   for (auto& row : report["rows"]) {
     ASSERT_TRUE(row["ran"].get<bool>()) << row;
     EXPECT_GT(row["reservations"].get<int64_t>(), 0) << row;
