@@ -125,6 +125,7 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
   static int runs = 0;
   auto run = base36(static_cast<uint64_t>(getpid())) + "-" + std::to_string(++runs);
   auto sku = "hot-" + id + "-" + run;
+  progress("  sku " + sku);
   const int64_t stock = 1'000'000'000;  // ample: every reservation is granted
   auto created = admin.create_sku(sku, stock, 100);
   if (created.status != code::ok) {
@@ -168,7 +169,13 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
   r.seconds = o.seconds;
   r.per_second = static_cast<double>(r.reservations) / o.seconds;
   summarize(latencies, r);
-  r.stock_drop = before - admin.query_sku(sku).sku.available();
+  auto after = admin.query_sku(sku);
+  if (after.status != code::ok) {
+    r.ran = false;
+    r.skipped = "the stock query after the row answered " + std::string(to_string(after.status)) +
+                " " + after.message;
+  }
+  r.stock_drop = before - after.sku.available();
   return r;
 }
 

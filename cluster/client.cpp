@@ -116,7 +116,11 @@ struct client::impl {
   kj::Promise<T> deadline(kj::Promise<T> call, T late) {
     if (options.call_timeout_ms <= 0) return call;
     return call.exclusiveJoin(
-      timer.afterDelay(options.call_timeout_ms * kj::MILLISECONDS).then([late = kj::mv(late)]() mutable {
+      // From the clock, not the timer's idea of now: KJ advances that only while the
+      // event loop runs, so a blocking client idle for longer than the timeout (its loop
+      // runs only inside calls) would see every next call time out at once.
+      timer.atTime(kj::systemPreciseMonotonicClock().now() + options.call_timeout_ms * kj::MILLISECONDS)
+        .then([late = kj::mv(late)]() mutable {
         return kj::mv(late);
       }));
   }
