@@ -175,31 +175,30 @@ struct lmdb_env::impl {
     prefix.push_back('\0');
     MDB_val k = val(prefix), v;
     store_status st = store_status::ok;
-    std::unordered_map<std::string, size_t> slot;  // hold id -> index in `live`
-    std::vector<hold_record> live, block;
-    size_t read = 0;
+    std::vector<hold_record> entries_read;
     for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
       if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
         break;
-      block.clear();
-      if (!decode_block(v.mv_data, v.mv_size, sku, block)) {
+      if (!decode_block(v.mv_data, v.mv_size, sku, entries_read)) {
         st = store_status::corrupt;
         break;
-      }
-      read += block.size();
-      for (auto& h : block) {
-        auto [it, fresh] = slot.try_emplace(h.hold.hold_id, live.size());
-        if (fresh) live.push_back(std::move(h));
-        else live[it->second] = std::move(h);
       }
     }
     mdb_cursor_close(cursor);
     if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
     if (st != store_status::ok) return st;
-    for (auto& h : live)
-      if (all || h.hold.state == hold_state::active) out.push_back(std::move(h));
-    if (entries) *entries = read;
+    // Newest first: the first entry seen of each hold id is its latest state.
+    flat_string_map<bool> seen;
+    seen.reserve(entries_read.size());
+    out.reserve(out.size() + entries_read.size());
+    for (auto h = entries_read.rbegin(); h != entries_read.rend(); ++h) {
+      auto& was_seen = seen[h->hold.hold_id];
+      if (was_seen) continue;
+      was_seen = true;
+      if (all || h->hold.state == hold_state::active) out.push_back(std::move(*h));
+    }
+    if (entries) *entries = entries_read.size();
     return st;
   }
 

@@ -64,12 +64,22 @@ bool overlay::find_sku(const std::string& sku, sku_record& out) const {
   return false;
 }
 
-void overlay::index_active(const std::string& hold_id, const std::string& sku) {
-  auto& s = shard_of(hold_id);
-  std::lock_guard<std::mutex> guard(s.mutex);
-  auto& owner = s.active[hold_id];
-  if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
-  owner = sku;
+void overlay::index_active(const std::vector<hold_record>& holds, const std::string& sku) {
+  // By shard, one lock each, each shard's map sized once.
+  std::vector<std::vector<const std::string*>> by_shard(shard_count);
+  for (auto& h : holds)
+    by_shard[std::hash<std::string>{}(h.hold.hold_id) % shard_count].push_back(&h.hold.hold_id);
+  for (size_t i = 0; i < shard_count; ++i) {
+    if (by_shard[i].empty()) continue;
+    auto& s = shards_[i];
+    std::lock_guard<std::mutex> guard(s.mutex);
+    s.active.reserve(s.active.size() + by_shard[i].size());
+    for (auto* id : by_shard[i]) {
+      auto& owner = s.active[*id];
+      if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
+      owner = sku;
+    }
+  }
 }
 
 bool overlay::find_hold_sku(const std::string& hold_id, std::string& sku) const {

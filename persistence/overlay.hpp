@@ -58,6 +58,12 @@ public:
     }
     return slots_[i].value;
   }
+  // Room for `n` keys without growing.
+  void reserve(size_t n) {
+    size_t want = 16;
+    while (want < 2 * n) want *= 2;
+    if (want > slots_.size()) rehash(want);
+  }
   // Backward-shift deletion: no tombstones, probe chains stay short.
   bool erase(const std::string& key) {
     if (size_ == 0) return false;
@@ -99,8 +105,9 @@ private:
     for (size_t i = h & mask;; i = (i + 1) & mask)
       if (!slots_[i].used || (slots_[i].hash == h && slots_[i].key == key)) return i;
   }
-  void grow() {
-    std::vector<slot> old(std::max<size_t>(16, slots_.size() * 2));
+  void grow() { rehash(std::max<size_t>(16, slots_.size() * 2)); }
+  void rehash(size_t count) {
+    std::vector<slot> old(count);
     old.swap(slots_);
     size_t mask = slots_.size() - 1;
     for (auto& s : old) {
@@ -136,8 +143,8 @@ public:
 
   // The store thread (or recovery): one write batch, already durable in the log.
   void apply(const std::vector<mutation>& batch);
-  // At open, before the log is replayed: an active hold of the snapshot.
-  void index_active(const std::string& hold_id, const std::string& sku);
+  // At open, before the log is replayed: the active holds of one SKU of the snapshot.
+  void index_active(const std::vector<hold_record>& holds, const std::string& sku);
   size_t active_ids() const { return active_ids_.load(std::memory_order_relaxed); }
 
   // Reads: true when the overlay knows the key.

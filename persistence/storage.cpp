@@ -135,7 +135,7 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
     for (auto& name : with_holds) {
       holds.clear();
       if (s->env_->read_active_holds(name, holds) != store_status::ok) continue;
-      for (auto& h : holds) s->overlay_.index_active(h.hold.hold_id, name);
+      s->overlay_.index_active(holds, name);
     }
   }
   s->log_ = node_log::open(lopts, s->env_->meta().snapshot_position, replay, s->recovery_, error);
