@@ -17,6 +17,7 @@ sku_change begin_change(self_ptr self, int64_t now_ms) {
 }
 
 code code_for(store_status s) {
+  if (s == store_status::outcome_unknown) return code::outcome_unknown;
   return s == store_status::map_full || s == store_status::disk_full ? code::storage_full
                                                                      : code::unavailable;
 }
@@ -233,7 +234,8 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       st.durable_seq = st.next_seq - 1;
       st.timer_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
-      st.storage_failure = why;
+      // Writes refused later were never tried: they are not of unknown outcome.
+      st.storage_failure = why == store_status::outcome_unknown ? store_status::io_error : why;
       // Smaller expiry batches until writes succeed again: when storage is tight, a
       // small batch may fit where a large one did not.
       st.expire_batch = std::max<size_t>(1, st.expire_batch / 4);

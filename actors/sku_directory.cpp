@@ -177,7 +177,10 @@ caf::result<std::vector<sku_result>> create_batch(self_ptr self, std::vector<sku
     auto exists = view->has_sku(op.sku);
     if (exists == store_status::ok) {
       sku_record r;
-      st.ctx.env->read_sku(op.sku, r);
+      if (auto read = st.ctx.env->read_sku(op.sku, r); read != store_status::ok) {
+        answer(make_sku_error(code::unavailable, to_string(read)));
+        continue;
+      }
       sku_result out;
       out.status = code::sku_exists;
       out.sku = r.sku;
@@ -206,6 +209,8 @@ caf::result<std::vector<sku_result>> create_batch(self_ptr self, std::vector<sku
                                  answer(make_sku_error(*why == store_status::map_full ||
                                                            *why == store_status::disk_full
                                                          ? code::storage_full
+                                                         : *why == store_status::outcome_unknown
+                                                         ? code::outcome_unknown
                                                          : code::unavailable,
                                                        to_string(*why)));
                                }

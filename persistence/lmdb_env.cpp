@@ -16,6 +16,7 @@
 
 #include "persistence/clock.hpp"
 #include "persistence/data_directory.hpp"
+#include "protocol/log.hpp"
 
 namespace holdfast {
 
@@ -29,6 +30,8 @@ const char* to_string(store_status s) {
     case store_status::corrupt: return "record corrupt";
     case store_status::io_error: return "i/o error";
     case store_status::rejected: return "write rejected";
+    case store_status::outcome_unknown:
+      return "a failed log append could not be undone; the outcome is unknown until restart";
   }
   return "?";
 }
@@ -489,7 +492,17 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
     sku_record before;
     MDB_val k = val(name), v;
     rc = mdb_get(txn, impl_->skus, &k, &v);
-    if (rc == 0 && !decode(v.mv_data, v.mv_size, before)) rc = MDB_CORRUPTED;
+    if (rc == 0 && !decode(v.mv_data, v.mv_size, before)) {
+      // Every snapshot stops here until it is repaired: say which record.
+      static rate_limit limit;
+      uint64_t held = 0;
+      if (limit.allow(held))
+        spdlog::critical("snapshot: sku '{}' in data.mdb fails its checksum; snapshots cannot "
+                         "proceed (the log keeps every change); `holdfast check` on a backup "
+                         "lists the damage ({} more not logged)",
+                         name, held);
+      rc = MDB_CORRUPTED;
+    }
     if (rc == MDB_NOTFOUND) rc = 0;
     if (rc != 0) return fail(rc);
     r.log_block = before.log_block;

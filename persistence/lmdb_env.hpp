@@ -40,6 +40,9 @@ enum class store_status : uint8_t {
   corrupt,        // a record failed its checksum, decoding or invariants
   io_error,
   rejected,       // a write batch failed its checks: only its writer fails
+  // A log append failed and could not be undone: it may or may not be replayed at the
+  // next start, so its callers hear outcome_unknown (and retry with the same ids).
+  outcome_unknown,
 };
 
 const char* to_string(store_status s);

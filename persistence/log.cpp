@@ -162,12 +162,15 @@ size_t data_end(const unsigned char* p, size_t from, size_t size) {
   return end;
 }
 
-// Any valid record with seq >= min_seq at an 8-aligned offset in [from, size)?
-bool valid_record_after(const unsigned char* p, size_t from, size_t size, uint64_t min_seq) {
+// A valid record with sequence number `seq` at an 8-aligned offset in [from, size)? Only
+// the record right after a damaged one counts as evidence of damage: bytes inside a
+// torn record's payload (a client's hold id, say) that look like some other record do
+// not.
+bool valid_record_after(const unsigned char* p, size_t from, size_t size, uint64_t seq) {
   for (size_t o = (from + 7) & ~size_t{7}; o + node_log::record_header_bytes <= size; o += 8) {
     if (load<uint32_t>(p + o) != record_magic) continue;
     auto r = parse_record(p, size, o);
-    if (r.valid && r.seq >= min_seq) return true;
+    if (r.valid && r.seq == seq) return true;
   }
   return false;
 }
@@ -254,7 +257,6 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
   report.segments = names.size();
   uint64_t expected = 0;  // the next record's seq, 0 until the first record
   bool ended = false;     // a torn tail was found: nothing valid may follow
-  size_t last_with_records = SIZE_MAX;
   for (size_t i = 0; i < names.size(); ++i) {
     const auto path = dir + "/" + names[i].name;
     mapped m;
@@ -306,12 +308,14 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
       if (end <= o) break;  // the rest of the segment was never written
       // Damaged, or the tail of an append that never finished. A torn tail is the last
       // thing written: any valid record after it means the damage is inside the log.
-      bool later = valid_record_after(m.data, o + 8, m.size, expected);
+      // The damaged record is `expected` (or, before any record, the segment's first).
+      uint64_t next = (expected != 0 ? expected : seg.first_seq) + 1;
+      bool later = valid_record_after(m.data, o + 8, m.size, next);
       for (size_t j = i + 1; !later && j < names.size(); ++j) {
         mapped n;
         std::string ignored;
         if (n.open(dir + "/" + names[j].name, ignored) && n.data)
-          later = valid_record_after(n.data, segment_header_bytes, n.size, expected);
+          later = valid_record_after(n.data, segment_header_bytes, n.size, next);
       }
       if (later || ended) {
         error = "log segment " + path + " offset " + std::to_string(o) + ": record " +
@@ -334,16 +338,20 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
       ended = true;
       break;
     }
-    if (seg.last_seq != 0) {
-      last_with_records = i;
-      log->offset_ = o;
-    }
+    if (seg.last_seq != 0) log->offset_ = o;  // the writer continues after the last record
     log->segments_.push_back(seg);
   }
   // A log without records starts where its first segment says (a backup's copy of an
   // idle node's log is one empty segment named after the snapshot).
-  if (report.last_seq == 0 && !log->segments_.empty())
+  if (report.last_seq == 0 && !log->segments_.empty()) {
+    if (log->segments_.front().first_seq > after_seq + 1) {
+      error = "log " + dir + " starts at record " + std::to_string(log->segments_.front().first_seq) +
+              " but the snapshot covers only up to " + std::to_string(after_seq) +
+              ": records are missing; restore the directory from a backup";
+      return nullptr;
+    }
     report.last_seq = log->segments_.front().first_seq - 1;
+  }
   if (report.last_seq < after_seq) {
     error = "log " + dir + " ends at record " + std::to_string(report.last_seq) +
             " but the snapshot covers up to " + std::to_string(after_seq) +
@@ -352,15 +360,18 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
   }
   log->last_seq_ = report.last_seq;
   if (options.read_only) return log;
-  // Segments after the last one with records were created by a rotation whose record
-  // never landed: they are removed and the writer continues where the records end.
-  size_t keep = last_with_records == SIZE_MAX ? 0 : last_with_records + 1;
-  while (log->segments_.size() > keep) {
-    if (unlink(log->segments_.back().path.c_str()) != 0) {
-      error = errno_text("remove " + log->segments_.back().path);
+  // Segments without records were created by a rotation whose record never landed:
+  // they are removed and the writer continues where the records end.
+  for (auto it = log->segments_.begin(); it != log->segments_.end();) {
+    if (it->last_seq != 0) {
+      ++it;
+      continue;
+    }
+    if (unlink(it->path.c_str()) != 0) {
+      error = errno_text("remove " + it->path);
       return nullptr;
     }
-    log->segments_.pop_back();
+    it = log->segments_.erase(it);
   }
   if (log->segments_.empty()) {
     if (!log->start_segment(after_seq + 1, 0, error)) return nullptr;
@@ -399,15 +410,22 @@ bool node_log::start_segment(uint64_t first_seq, uint64_t min_bytes, std::string
   bool ok = write_all(fd, header.data(), header.size(), 0) &&
             write_zeros(fd, header.size(), bytes) && fsync(fd) == 0;
   if (!ok) {
+    int e = errno;
     error = errno_text(tmp);
     close(fd);
     unlink(tmp.c_str());
+    errno = e;
     return false;
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0 || !fsync_directory(dir)) {
+  bool renamed = rename(tmp.c_str(), path.c_str()) == 0;
+  if (!renamed || !fsync_directory(dir)) {
+    int e = errno;
     error = errno_text(path);
     close(fd);
-    unlink(tmp.c_str());
+    // A segment that was renamed into place but is not used must not stay: a later
+    // rotation would leave it empty between segments with records.
+    unlink(renamed ? path.c_str() : tmp.c_str());
+    errno = e;
     return false;
   }
   if (fd_ >= 0) close(fd_);
@@ -458,8 +476,13 @@ store_status node_log::append(std::string_view payload, uint64_t& seq, std::stri
   if (!ok) {
     int e = errno == 0 ? EIO : errno;
     error = std::string("log append: ") + strerror(e);
-    // Nothing of a failed append may be replayed: the space is zeroed again.
-    if (!write_zeros(fd_, offset_, offset_ + bytes) || fdatasync(fd_) != 0) broken_ = true;
+    // Nothing of a failed append may be replayed: the space is zeroed again. If even that
+    // fails the record may still be on disk and replayed at the next start: its callers
+    // hear outcome_unknown, and the log takes no more appends.
+    if (!write_zeros(fd_, offset_, offset_ + bytes) || fdatasync(fd_) != 0) {
+      broken_ = true;
+      return store_status::outcome_unknown;
+    }
     return from_errno(e);
   }
   offset_ += bytes;
@@ -479,19 +502,26 @@ size_t node_log::drop_through(uint64_t seq) {
     close(dir_fd);
     return 0;
   }
-  std::vector<std::string> doomed;
-  {
-    std::lock_guard<std::mutex> guard(mutex_);
-    // A segment's records end where the next segment's begin.
-    while (segments_.size() > 1 && segments_[1].first_seq <= seq + 1) {
-      doomed.push_back(segments_.front().path);
-      segments_.erase(segments_.begin());
+  // Oldest first, never the segment being written, only segments whose own last record
+  // the snapshot covers; a segment that cannot be deleted stops it (no gap is left).
+  size_t deleted = 0;
+  for (;;) {
+    std::string path;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (segments_.size() < 2) break;
+      auto& oldest = segments_.front();
+      if (oldest.last_seq == 0 || oldest.last_seq > seq) break;
+      path = oldest.path;
     }
+    if (unlink(path.c_str()) != 0) break;
+    std::lock_guard<std::mutex> guard(mutex_);
+    segments_.erase(segments_.begin());
+    ++deleted;
   }
-  for (auto& path : doomed) unlink(path.c_str());
-  if (!doomed.empty()) fsync(dir_fd);
+  if (deleted > 0) fsync(dir_fd);
   close(dir_fd);
-  return doomed.size();
+  return deleted;
 }
 
 uint64_t node_log::last_seq() const { return last_seq_.load(); }

@@ -84,6 +84,10 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
     if (!exists(path + "/holdfast.format") && !exists(path + "/data.mdb") && !exists(log_dir))
       mkdir(log_dir.c_str(), 0755);
   }
+  // A read-only open (check) reads the snapshot's position and then the log: the node
+  // deletes no segment in between.
+  std::unique_ptr<log_reading_lock> reading;
+  if (options.read_only) reading = std::make_unique<log_reading_lock>(log_dir);
   lmdb_options lo;
   lo.path = path;
   lo.map_size_bytes = options.map_size_bytes;
@@ -122,19 +126,28 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
   };
   if (options.read_only && !options.replay_log) return s;
   // Active hold ids are indexed in memory only: from the snapshot's active holds, then
-  // the log. A record that fails its checks is skipped here; recovery refuses it by name.
+  // the log. A writer refuses to start when a record or a hold log cannot be read (an
+  // id it missed could be granted twice); `check` goes on and reports everything.
   {
     std::string problem;
     std::vector<std::string> with_holds;
-    s->env_->scan_skus(
+    auto st = s->env_->scan_skus(
       [&](const sku_record& r) {
         if (r.sku.active_holds > 0) with_holds.push_back(r.sku.sku);
       },
       problem);
+    if (st != store_status::ok && !options.read_only) {
+      error = problem.empty() ? std::string("reading the SKU records: ") + to_string(st) : problem;
+      return nullptr;
+    }
     std::vector<hold_record> holds;
     for (auto& name : with_holds) {
       holds.clear();
-      if (s->env_->read_active_holds(name, holds) != store_status::ok) continue;
+      if (auto hs = s->env_->read_active_holds(name, holds); hs != store_status::ok) {
+        if (options.read_only) continue;
+        error = "sku '" + name + "': its active holds cannot be read: " + to_string(hs);
+        return nullptr;
+      }
       s->overlay_.index_active(holds, name);
     }
   }
@@ -150,6 +163,7 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
   if (s->overlay_.active_mutations() > 0) s->changes_since_ms_ = steady_ms();
   if (!options.read_only && options.background)
     s->thread_ = std::thread([p = s.get()] { p->run_background(); });
+  s->opened_ = true;
   return s;
 }
 
@@ -162,7 +176,7 @@ storage::~storage() {
     wake_.notify_all();
     thread_.join();
   }
-  if (!options_.read_only && options_.snapshot_at_close && log_) {
+  if (!options_.read_only && options_.snapshot_at_close && opened_) {
     auto st = snapshot_now();
     if (st != store_status::ok)
       spdlog::warn("storage: no snapshot at close ({}); the next start replays the log",

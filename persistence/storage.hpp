@@ -170,6 +170,7 @@ private:
   std::condition_variable wake_;
   bool stopping_ = false;
   std::thread thread_;
+  bool opened_ = false;  // open() succeeded: closing may take a last snapshot
 };
 
 }  // namespace holdfast
