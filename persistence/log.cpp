@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "persistence/crc32c.hpp"
 
@@ -556,7 +558,8 @@ bool node_log::copy(const std::string& source, const std::string& target,
   }
   last_copied = after_seq;
   int out = -1;
-  uint64_t out_offset = 0;
+  uint64_t out_offset = 0, last_offset = 0;
+  std::pair<const mapped*, size_t> last_source{nullptr, 0};  // where the last record was read
   auto finish = [&](bool ok) {
     if (out >= 0) {
       ok = ok && fsync(out) == 0;
@@ -595,11 +598,28 @@ bool node_log::copy(const std::string& source, const std::string& target,
         finish(false);
         return false;
       }
+      last_offset = out_offset;
+      last_source = {&m, o};
       out_offset += r.bytes;
       last_copied = r.seq;
       o += r.bytes;
     }
     if (stop) break;
+  }
+  // Only the last record can be one whose fdatasync had not returned: if it failed,
+  // the node zeroes the record at once. Look again after a moment; a record that is
+  // gone was never acknowledged and leaves the copy.
+  if (out >= 0 && last_source.first && last_copied > after_seq) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto again = parse_record(last_source.first->data, last_source.first->size, last_source.second);
+    if (!again.valid || again.seq != last_copied) {
+      if (ftruncate(out, static_cast<off_t>(last_offset)) != 0) {
+        error = errno_text("truncate " + target);
+        finish(false);
+        return false;
+      }
+      --last_copied;
+    }
   }
   if (out < 0) {
     // No record to copy: an empty segment where the next record goes.
