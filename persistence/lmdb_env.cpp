@@ -191,15 +191,25 @@ struct lmdb_env::impl {
     mdb_cursor_close(cursor);
     if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
     if (st != store_status::ok) return st;
-    // Newest first: the first entry seen of each hold id is its latest state.
-    flat_string_map<bool> seen;
-    seen.reserve(entries_read.size());
+    // Newest first: the first entry seen of each hold id is its latest state. The set of
+    // ids seen holds (hash, entry number) in one flat array: no copies of the ids.
+    size_t slots = 16;
+    while (slots < 2 * entries_read.size()) slots *= 2;
+    std::vector<std::pair<uint64_t, uint32_t>> seen(slots, {0, 0});
     out.reserve(out.size() + entries_read.size());
-    for (auto h = entries_read.rbegin(); h != entries_read.rend(); ++h) {
-      auto& was_seen = seen[h->hold.hold_id];
-      if (was_seen) continue;
-      was_seen = true;
-      if (all || h->hold.state == hold_state::active) out.push_back(std::move(*h));
+    for (size_t n = entries_read.size(); n-- > 0;) {
+      auto& h = entries_read[n];
+      uint64_t hash = mix_hash(std::hash<std::string>{}(h.hold.hold_id)) | 1;
+      size_t i = hash & (slots - 1);
+      bool dup = false;
+      for (; seen[i].first != 0; i = (i + 1) & (slots - 1))
+        if (seen[i].first == hash && entries_read[seen[i].second].hold.hold_id == h.hold.hold_id) {
+          dup = true;
+          break;
+        }
+      if (dup) continue;
+      seen[i] = {hash, static_cast<uint32_t>(n)};
+      if (all || h.hold.state == hold_state::active) out.push_back(h);
     }
     if (entries) *entries = entries_read.size();
     return st;

@@ -30,21 +30,26 @@ void overlay::apply(const std::vector<mutation>& batch) {
       h.hold.sku = name;
     }
   }
+  uint32_t number = 0;
+  bool numbered = false;
   for (const auto& m : batch) {
     if (m.kind != mutation::put_hold) continue;
     const auto& id = m.hold.hold.hold_id;
+    if (!numbered) {
+      number = sku_number(name);
+      numbered = true;
+    }
+    auto h = hash_owner_table::hash(id);
     auto& s = shard_of(id);
     std::lock_guard<std::mutex> guard(s.mutex);
     if (m.hold.hold.state == hold_state::active) {
-      auto& owner = s.active[id];
-      if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
-      owner = name;
+      if (s.active.put(h, number)) active_ids_.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     // Ended: the id leaves the active index for this generation's, which the snapshot
     // writes to LMDB's.
-    if (auto* owner = s.active.find(id); owner && *owner == name) {
-      s.active.erase(id);
+    if (auto* owner = s.active.find(h); owner && *owner == number) {
+      s.active.erase(h);
       active_ids_.fetch_sub(1, std::memory_order_relaxed);
     }
     s.gens[active_index_.load(std::memory_order_relaxed)].index[id] = name;
@@ -64,38 +69,56 @@ bool overlay::find_sku(const std::string& sku, sku_record& out) const {
   return false;
 }
 
+uint32_t overlay::sku_number(const std::string& sku) {
+  std::lock_guard<std::mutex> guard(names_mutex_);
+  auto [it, fresh] = numbers_.try_emplace(sku, static_cast<uint32_t>(names_.size()));
+  if (fresh) names_.push_back(sku);
+  return it->second;
+}
+
+std::string overlay::sku_name(uint32_t number) const {
+  std::lock_guard<std::mutex> guard(names_mutex_);
+  return number < names_.size() ? names_[number] : std::string();
+}
+
 void overlay::index_active(const std::vector<hold_record>& holds, const std::string& sku) {
-  // By shard, one lock each, each shard's map sized once.
-  std::vector<std::vector<const std::string*>> by_shard(shard_count);
-  for (auto& h : holds)
-    by_shard[std::hash<std::string>{}(h.hold.hold_id) % shard_count].push_back(&h.hold.hold_id);
+  // By shard, one lock each, each shard's table sized once.
+  auto number = sku_number(sku);
+  std::vector<std::vector<uint64_t>> by_shard(shard_count);
+  for (auto& h : holds) {
+    // The shard as shard_of() picks it: by the id's std::hash, which hash() is too.
+    auto hash = hash_owner_table::hash(h.hold.hold_id);
+    by_shard[std::hash<std::string>{}(h.hold.hold_id) % shard_count].push_back(hash);
+  }
   for (size_t i = 0; i < shard_count; ++i) {
     if (by_shard[i].empty()) continue;
     auto& s = shards_[i];
     std::lock_guard<std::mutex> guard(s.mutex);
     s.active.reserve(s.active.size() + by_shard[i].size());
-    for (auto* id : by_shard[i]) {
-      auto& owner = s.active[*id];
-      if (owner.empty()) active_ids_.fetch_add(1, std::memory_order_relaxed);
-      owner = sku;
-    }
+    for (auto hash : by_shard[i])
+      if (s.active.put(hash, number)) active_ids_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 bool overlay::find_hold_sku(const std::string& hold_id, std::string& sku) const {
   auto& s = shard_of(hold_id);
-  std::lock_guard<std::mutex> guard(s.mutex);
-  if (auto* e = s.active.find(hold_id)) {
-    sku = *e;
-    return true;
-  }
-  int a = active_index_.load(std::memory_order_relaxed);
-  for (int g : {a, 1 - a})
-    if (auto* e = s.gens[g].index.find(hold_id)) {
-      sku = *e;
-      return true;
+  uint32_t number = 0;
+  {
+    std::lock_guard<std::mutex> guard(s.mutex);
+    if (auto* e = s.active.find(hash_owner_table::hash(hold_id))) {
+      number = *e;
+    } else {
+      int a = active_index_.load(std::memory_order_relaxed);
+      for (int g : {a, 1 - a})
+        if (auto* found = s.gens[g].index.find(hold_id)) {
+          sku = *found;
+          return true;
+        }
+      return false;
     }
-  return false;
+  }
+  sku = sku_name(number);
+  return true;
 }
 
 bool overlay::find_hold(const std::string& sku, const std::string& hold_id,

@@ -27,6 +27,18 @@
 
 namespace holdfast {
 
+// std::hash of a string, remixed (splitmix64's finalizer): the overlay picks its shard
+// by std::hash modulo the shard count, so within a shard those low bits are all alike
+// and a table indexed by them would use one slot in 64 as a home.
+inline uint64_t mix_hash(uint64_t h) {
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
 // A hash map of strings with open addressing (linear probing) in one flat array: no
 // node per entry, which at a million holds is what the node-based map spent its time
 // and memory on.
@@ -99,7 +111,7 @@ private:
     std::string key;
     V value{};
   };
-  static uint64_t hash(const std::string& key) { return std::hash<std::string>{}(key); }
+  static uint64_t hash(const std::string& key) { return mix_hash(std::hash<std::string>{}(key)); }
   size_t probe(const std::string& key, uint64_t h) const {
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask)
@@ -115,6 +127,86 @@ private:
       size_t i = s.hash & mask;
       while (slots_[i].used) i = (i + 1) & mask;
       slots_[i] = std::move(s);
+    }
+  }
+  std::vector<slot> slots_;
+  size_t size_ = 0;
+};
+
+// Active hold ids as 64-bit hashes -> a number naming the SKU: 16 bytes a slot, no
+// strings (at ten million active holds, strings cost gigabytes and seconds at start).
+// Two ids with one hash (about n^2 / 2^65: 3 in a million at ten million active holds)
+// make the second look owned by the first's SKU: its reserve answers hold_conflict once
+// the directory has asked that SKU, and a confirm naming no SKU asks the wrong one;
+// passing the SKU avoids that.
+class hash_owner_table {
+public:
+  static uint64_t hash(const std::string& id) {
+    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+    return h == 0 ? 1 : h;  // 0 marks an empty slot
+  }
+  size_t size() const { return size_; }
+  const uint32_t* find(uint64_t h) const {
+    if (size_ == 0) return nullptr;
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask; slots_[i].hash != 0; i = (i + 1) & mask)
+      if (slots_[i].hash == h) return &slots_[i].owner;
+    return nullptr;
+  }
+  // True when `h` was not there.
+  bool put(uint64_t h, uint32_t owner) {
+    if ((size_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
+    size_t mask = slots_.size() - 1;
+    size_t i = h & mask;
+    for (; slots_[i].hash != 0; i = (i + 1) & mask)
+      if (slots_[i].hash == h) {
+        slots_[i].owner = owner;
+        return false;
+      }
+    slots_[i] = {h, owner};
+    ++size_;
+    return true;
+  }
+  bool erase(uint64_t h) {
+    if (size_ == 0) return false;
+    size_t mask = slots_.size() - 1;
+    size_t i = h & mask;
+    while (slots_[i].hash != h) {
+      if (slots_[i].hash == 0) return false;
+      i = (i + 1) & mask;
+    }
+    slots_[i] = {};
+    --size_;
+    for (size_t j = (i + 1) & mask; slots_[j].hash != 0; j = (j + 1) & mask) {
+      size_t home = slots_[j].hash & mask;
+      bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+      if (stays) continue;
+      slots_[i] = slots_[j];
+      slots_[j] = {};
+      i = j;
+    }
+    return true;
+  }
+  void reserve(size_t n) {
+    size_t want = 16;
+    while (want < 2 * n) want *= 2;
+    if (want > slots_.size()) rehash(want);
+  }
+
+private:
+  struct slot {
+    uint64_t hash = 0;
+    uint32_t owner = 0;
+  };
+  void rehash(size_t count) {
+    std::vector<slot> old(count);
+    old.swap(slots_);
+    size_t mask = slots_.size() - 1;
+    for (auto& s : old) {
+      if (s.hash == 0) continue;
+      size_t i = s.hash & mask;
+      while (slots_[i].hash != 0) i = (i + 1) & mask;
+      slots_[i] = s;
     }
   }
   std::vector<slot> slots_;
@@ -182,8 +274,14 @@ private:
   struct shard {
     mutable std::mutex mutex;
     generation_maps gens[2];  // [active_index_], the other frozen
-    flat_string_map<std::string> active;  // active hold id -> sku, all generations
+    hash_owner_table active;  // active hold id (hash) -> sku number, all generations
   };
+  // SKU names by number, for the active-id index; numbers are never reused.
+  uint32_t sku_number(const std::string& sku);
+  std::string sku_name(uint32_t number) const;
+  mutable std::mutex names_mutex_;
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, uint32_t> numbers_;
   static constexpr size_t shard_count = 64;
   shard& shard_of(const std::string& key) const;
 
