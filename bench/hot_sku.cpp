@@ -312,6 +312,14 @@ void write_png(const std::string& path, const std::vector<row>& rows, const std:
 
 }  // namespace
 
+double measure_hot_sku_1a(const std::string& address, double seconds) {
+  quiet = true;
+  hot_sku_options o;
+  o.seconds = seconds;
+  auto r = run_holdfast_row(o, address, "1a", 1, true);
+  return r.ran ? r.per_second : 0;
+}
+
 int run_hot_sku(const hot_sku_options& o) {
   quiet = o.json;
   auto tmp = make_temp_dir("holdfast-bench");

@@ -29,4 +29,8 @@ struct hot_sku_options {
 
 int run_hot_sku(const hot_sku_options& options);
 
+// Row 1a alone (50 callers x 1, UUID ids) against a running node: reservations/s.
+// `bench many-skus` runs it beside its uniform traffic, in the same run.
+double measure_hot_sku_1a(const std::string& address, double seconds);
+
 }  // namespace holdfast::bench

@@ -1,5 +1,7 @@
 #include "bench/many_skus.hpp"
 
+#include "bench/hot_sku.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -139,6 +141,13 @@ int run_many_skus(const many_skus_options& o) {
     report["holds_outstanding"] = granted;
     clients.clear();
     }
+    // The hot-SKU row 1a on the same node, right after: the target is a ratio to it.
+    if (o.compare_seconds > 0) {
+      say("row 1a (one hot SKU, 50 callers x 1, UUID ids) for comparison ...");
+      auto hot = measure_hot_sku_1a(node->address(), o.compare_seconds);
+      report["hot_sku_1a_per_s"] = hot;
+      report["uniform_vs_1a"] = hot > 0 ? report["reserve_per_s"].get<double>() / hot : 0.0;
+    }
 
     // Idle SKU actors passivate; wait until the node's heap stops shrinking.
     say("waiting for idle SKU actors to passivate ...");
@@ -182,6 +191,10 @@ int run_many_skus(const many_skus_options& o) {
     std::printf("  uniform random reserves    %12lld  granted at %.0f/s (durable)\n",
                 (long long)report["holds_outstanding"].get<int64_t>(),
                 report["reserve_per_s"].get<double>());
+    if (report.contains("hot_sku_1a_per_s"))
+      std::printf("  hot SKU row 1a, same node  %12.0f  /s; uniform is %.0f%% of it (target >= 50%%)\n",
+                  report["hot_sku_1a_per_s"].get<double>(),
+                  100 * report["uniform_vs_1a"].get<double>());
     std::printf("  heap per idle SKU          %12.0f  bytes (RssAnon %.1f MiB idle, %.1f MiB empty;"
                 " target <= 256)\n",
                 report["rss_per_idle_sku_bytes"].get<double>(),

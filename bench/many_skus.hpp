@@ -15,6 +15,7 @@ struct many_skus_options {
   int connections = 4;
   int64_t idle_ms = 2'000;       // the node passivates SKU actors idle this long
   int create_batch = 1'000;      // SKUs per createSkuBatch call; 0: one createSku per SKU
+  double compare_seconds = 3;    // row 1a of bench hot-sku on the same node, for the ratio
   bool json = false;
 };
 

@@ -74,6 +74,9 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   auto* many_cmd = bench_cmd->add_subcommand(
     "many-skus", "a large catalog: create, random reserves, memory per idle SKU, restart time");
   many_cmd->add_option("--skus", many->skus, "SKUs to create")->capture_default_str();
+  many_cmd->add_option("--compare-seconds", many->compare_seconds,
+                       "seconds of hot-SKU row 1a on the same node, for the ratio (0: skip)")
+    ->capture_default_str();
   many_cmd->add_option("--create-batch", many->create_batch,
                        "SKUs per batch create call (0: one call per SKU)")
     ->capture_default_str();

@@ -45,9 +45,11 @@ TEST(bench, hot_sku_rows_run_and_stock_falls_by_exactly_the_reservations) {
 
 TEST(bench, many_skus_restart_serves_every_outstanding_hold) {
   auto report =
-    run_json("bench many-skus --json --skus 300 --create-batch 64 --holds 2000 --idle-ms 300");
+    run_json("bench many-skus --json --skus 300 --create-batch 64 --holds 2000 --idle-ms 300 "
+             "--compare-seconds 0.3");
   ASSERT_TRUE(report.is_object()) << report;
   EXPECT_EQ(report["created"], 300) << "every SKU of every batch create";
+  EXPECT_GT(report["uniform_vs_1a"].get<double>(), 0) << "row 1a ran beside it";
   EXPECT_EQ(report["holds_outstanding"], 2000);
   EXPECT_TRUE(report["restart_answer_ok"].get<bool>());
   // Fewer than 1000 SKUs: the sample is the whole catalog, so it holds every hold.
