@@ -186,8 +186,13 @@ int run_many_skus(const many_skus_options& o) {
     std::printf("%s\n", report.dump().c_str());
   } else {
     std::printf("\n=== many SKUs on one node ===\n");
-    std::printf("  SKUs                       %12lld  created at %.0f/s\n", (long long)o.skus,
-                report["create_per_s"].get<double>());
+    std::printf("  SKUs                       %12lld  created at %.0f/s%s\n",
+                (long long)report["created"].get<int64_t>(), report["create_per_s"].get<double>(),
+                report["created"].get<int64_t>() == o.skus
+                  ? ""
+                  : (" -- ONLY " + std::to_string(report["created"].get<int64_t>()) + " of " +
+                     std::to_string(o.skus) + " (is --create-batch above the node's --batch-max?)")
+                      .c_str());
     std::printf("  uniform random reserves    %12lld  granted at %.0f/s (durable)\n",
                 (long long)report["holds_outstanding"].get<int64_t>(),
                 report["reserve_per_s"].get<double>());

@@ -65,7 +65,9 @@ bool parse_segment_name(const std::string& name, uint64_t& first_seq) {
   return true;
 }
 
-std::string segment_header(uint64_t first_seq, const std::string& directory_id) {
+// `bytes`: the segment's size as made (a multiple of 4096), recorded so that a segment
+// cut short is noticed rather than taken for a torn tail.
+std::string segment_header(uint64_t first_seq, const std::string& directory_id, uint64_t bytes) {
   std::string h(node_log::segment_header_bytes, '\0');
   auto* p = reinterpret_cast<unsigned char*>(h.data());
   memcpy(p, segment_magic, 8);
@@ -74,6 +76,7 @@ std::string segment_header(uint64_t first_seq, const std::string& directory_id) 
   store<uint32_t>(p + 12, static_cast<uint32_t>(id.size()));
   store<uint64_t>(p + 16, first_seq);
   memcpy(p + 24, id.data(), id.size());
+  store<uint32_t>(p + 120, static_cast<uint32_t>(bytes / 4096));
   store<uint32_t>(p + 124, crc32c(p, 124));
   return h;
 }
@@ -91,7 +94,41 @@ std::string check_segment_header(const unsigned char* p, size_t size, uint64_t f
   std::string id(reinterpret_cast<const char*>(p + 24), id_len);
   if (!directory_id.empty() && id != directory_id.substr(0, id_bytes_max))
     return "it belongs to data directory " + id + ", not " + directory_id;
+  if (auto pages = load<uint32_t>(p + 120); pages != 0 && size != uint64_t{pages} * 4096)
+    return "it is " + std::to_string(size) + " bytes long but was made " +
+           std::to_string(uint64_t{pages} * 4096) + " bytes long: it was cut or extended";
   return {};
+}
+
+constexpr const char* newest_name = "newest";
+
+// The newest segment that has held a record, as recorded in the log directory's
+// `newest` file; 0 when there is none.
+// Records `first_seq` in the `newest` file: written aside, synced, renamed.
+bool write_newest(const std::string& dir, uint64_t first_seq) {
+  auto path = dir + "/" + newest_name, tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  auto text = std::to_string(first_seq) + "\n";
+  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return false;
+  }
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ok = d >= 0 && fsync(d) == 0;
+  if (d >= 0) close(d);
+  return ok;
+}
+
+uint64_t read_newest(const std::string& dir) {
+  int fd = ::open((dir + "/" + newest_name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[32] = {};
+  auto n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n > 0 ? std::strtoull(buf, nullptr, 10) : 0;
 }
 
 struct parsed {
@@ -221,8 +258,12 @@ bool list_segments(const std::string& dir, bool remove_temporaries, std::vector<
     uint64_t first = 0;
     if (parse_segment_name(name, first)) {
       out.push_back({name, first});
-    } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      // A segment whose creation never finished.
+    } else if (name == newest_name) {
+      continue;
+    } else if ((name.size() == 28 && name.compare(24, 4, ".tmp") == 0 &&
+                parse_segment_name(name.substr(0, 24), first)) ||
+               name == std::string(newest_name) + ".tmp") {
+      // A segment or `newest` file whose creation never finished.
       if (remove_temporaries) unlink((dir + "/" + name).c_str());
     } else {
       closedir(d);
@@ -257,6 +298,16 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
   if (!list_segments(dir, !options.read_only, names, error)) return nullptr;
   report = log_recovery{};
   report.segments = names.size();
+  const uint64_t newest = read_newest(dir);
+  if (newest != 0) {
+    bool present = false;
+    for (auto& n : names) present = present || n.first_seq == newest;
+    if (!present) {
+      error = "log " + dir + ": its newest segment (" + segment_name(newest) +
+              ", which held acknowledged records) is missing; restore the directory from a backup";
+      return nullptr;
+    }
+  }
   uint64_t expected = 0;  // the next record's seq, 0 until the first record
   bool ended = false;     // a torn tail was found: nothing valid may follow
   for (size_t i = 0; i < names.size(); ++i) {
@@ -313,6 +364,10 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
       // The damaged record is `expected` (or, before any record, the segment's first).
       uint64_t next = (expected != 0 ? expected : seg.first_seq) + 1;
       bool later = valid_record_after(m.data, o + 8, m.size, next);
+      // A newer segment exists only because the append after this record had begun
+      // (rotation happens then), and the first record of the newest segment was
+      // acknowledged before `newest` named it: either way this record was complete.
+      if (i + 1 < names.size() || (seg.last_seq == 0 && seg.first_seq <= newest)) later = true;
       for (size_t j = i + 1; !later && j < names.size(); ++j) {
         mapped n;
         std::string ignored;
@@ -362,6 +417,7 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
   }
   log->last_seq_ = report.last_seq;
   if (options.read_only) return log;
+  log->newest_ = newest;
   // Segments without records were created by a rotation whose record never landed:
   // they are removed and the writer continues where the records end.
   for (auto it = log->segments_.begin(); it != log->segments_.end();) {
@@ -385,6 +441,14 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
       error = errno_text(cur.path);
       return nullptr;
     }
+    // A log from before `newest` existed, or one whose last rotation did not record it.
+    if (cur.first_seq > newest) {
+      if (!write_newest(dir, cur.first_seq)) {
+        error = errno_text("write " + dir + "/" + newest_name);
+        return nullptr;
+      }
+      log->newest_ = cur.first_seq;
+    }
   }
   fsync_directory(dir);
   return log;
@@ -406,7 +470,7 @@ bool node_log::start_segment(uint64_t first_seq, uint64_t min_bytes, std::string
     error = errno_text(tmp);
     return false;
   }
-  auto header = segment_header(first_seq, options_.directory_id);
+  auto header = segment_header(first_seq, options_.directory_id, bytes);
   // Written zeros rather than fallocate: an fdatasync into unwritten extents also
   // commits the extent conversion, about 1.6x the cost per append measured here.
   bool ok = write_all(fd, header.data(), header.size(), 0) &&
@@ -490,8 +554,17 @@ store_status node_log::append(std::string_view payload, uint64_t& seq, std::stri
   offset_ += bytes;
   last_seq_ = next;
   seq = next;
-  std::lock_guard<std::mutex> guard(mutex_);
-  segments_.back().last_seq = next;
+  uint64_t first_here = 0;
+  {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (segments_.back().last_seq == 0) first_here = segments_.back().first_seq;
+    segments_.back().last_seq = next;
+  }
+  // The first record of a new segment: from now on that segment must exist at start
+  // (a deleted newest segment is damage, not an empty log). If this fails the check is
+  // only weaker; the record is durable either way.
+  if (first_here != 0 && write_newest(options_.directory, first_here))
+    newest_.store(first_here);
   return store_status::ok;
 }
 
@@ -513,7 +586,9 @@ size_t node_log::drop_through(uint64_t seq) {
       std::lock_guard<std::mutex> guard(mutex_);
       if (segments_.size() < 2) break;
       auto& oldest = segments_.front();
-      if (oldest.last_seq == 0 || oldest.last_seq > seq) break;
+      auto newest = newest_.load();
+      if (oldest.last_seq == 0 || oldest.last_seq > seq || (newest != 0 && oldest.first_seq >= newest))
+        break;
       path = oldest.path;
     }
     if (unlink(path.c_str()) != 0) break;
@@ -558,7 +633,7 @@ bool node_log::copy(const std::string& source, const std::string& target,
   }
   last_copied = after_seq;
   int out = -1;
-  uint64_t out_offset = 0, last_offset = 0;
+  uint64_t out_offset = 0, last_offset = 0, out_seq = 0;
   std::pair<const mapped*, size_t> last_source{nullptr, 0};  // where the last record was read
   auto finish = [&](bool ok) {
     if (out >= 0) {
@@ -585,12 +660,13 @@ bool node_log::copy(const std::string& source, const std::string& target,
       if (out < 0) {
         auto path = target + "/" + segment_name(r.seq);
         out = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-        auto header = segment_header(r.seq, directory_id);
+        auto header = segment_header(r.seq, directory_id, 0);
         if (out < 0 || !write_all(out, header.data(), header.size(), 0)) {
           error = errno_text(path);
           finish(false);
           return false;
         }
+        out_seq = r.seq;
         out_offset = segment_header_bytes;
       }
       if (!write_all(out, m.data + o, r.bytes, out_offset)) {
@@ -618,6 +694,7 @@ bool node_log::copy(const std::string& source, const std::string& target,
         finish(false);
         return false;
       }
+      out_offset = last_offset;
       --last_copied;
     }
   }
@@ -625,14 +702,24 @@ bool node_log::copy(const std::string& source, const std::string& target,
     // No record to copy: an empty segment where the next record goes.
     auto path = target + "/" + segment_name(last_copied + 1);
     out = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-    auto header = segment_header(last_copied + 1, directory_id);
-    if (out < 0 || !write_all(out, header.data(), header.size(), 0)) {
+    out_seq = last_copied + 1;
+    out_offset = segment_header_bytes;
+    if (out < 0) {
       error = errno_text(path);
       finish(false);
       return false;
     }
   }
-  if (!finish(true)) {
+  // The copy's segment, like any, is a whole number of pages and says how many.
+  uint64_t size = (out_offset + 4095) & ~uint64_t{4095};
+  auto header = segment_header(out_seq, directory_id, size);
+  if (ftruncate(out, static_cast<off_t>(size)) != 0 ||
+      !write_all(out, header.data(), header.size(), 0)) {
+    error = errno_text("write " + target);
+    finish(false);
+    return false;
+  }
+  if (!finish(true) || (last_copied >= out_seq && !write_newest(target, out_seq))) {
     error = errno_text("sync " + target);
     return false;
   }

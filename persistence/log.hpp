@@ -8,7 +8,10 @@
 //   u32 magic | u32 payload length | u64 seq | u32 crc32c(length, seq, payload) | u32 0
 //   payload, zero padding to 8 bytes
 //
-// Sequence numbers are consecutive across segments. At open the log is scanned: a record
+// Sequence numbers are consecutive across segments. The `newest` file names the newest
+// segment that has held an acknowledged record: at open that segment must be there, and
+// it is never deleted; each segment's header records its made size, so one cut short
+// is damage, not a torn tail. At open the log is scanned: a record
 // that fails its checksum (or was only partly written) with no valid record anywhere
 // after it is a torn tail, written by an append that never returned: it is cut (zeroed
 // and synced) and never replayed. A bad record followed by valid ones is damage before
@@ -106,6 +109,7 @@ private:
   int fd_ = -1;              // the segment being written
   uint64_t offset_ = 0;      // where its next record goes
   std::atomic<uint64_t> last_seq_{0};
+  std::atomic<uint64_t> newest_{0};  // the segment `newest` names: never deleted
   bool broken_ = false;
 };
 

@@ -156,8 +156,11 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
   if (migrating && !options.read_only && !directory.mark(s->env_->meta().directory_id, error))
     return nullptr;
   if (s->recovery_.torn_bytes > 0)
-    spdlog::warn("storage: cut a torn log tail of {} bytes at {} (an append that never "
-                 "returned; nothing it held was acknowledged)",
+    spdlog::warn(options.read_only
+                   ? "storage: the log ends in a torn record of {} bytes at {} (an append that "
+                     "never returned); the next start cuts it"
+                   : "storage: cut a torn log tail of {} bytes at {} (an append that never "
+                     "returned; nothing it held was acknowledged)",
                  s->recovery_.torn_bytes, s->recovery_.torn_at);
   s->stats_.snapshot_position = s->env_->meta().snapshot_position;
   if (s->overlay_.active_mutations() > 0) s->changes_since_ms_ = steady_ms();

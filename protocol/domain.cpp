@@ -33,17 +33,26 @@ const char* to_string(hold_state s) {
 
 namespace {
 
-// C1 controls (U+0080..U+009F, e.g. the 8-bit CSI a terminal obeys) and bidirectional
-// overrides/isolates (U+202A..U+202E, U+2066..U+2069) make a name print as something it
-// is not. Called on valid UTF-8 only.
+// Characters that make a name print as something it is not, or as nothing: C1 controls
+// (U+0080..U+009F, e.g. the 8-bit CSI a terminal obeys), Unicode spaces and invisible
+// formatting (no-break and other spaces, zero-width characters, bidirectional marks,
+// overrides and isolates, the byte-order mark). Called on valid UTF-8 only.
+bool invisible_or_space(uint32_t c) {
+  return (c >= 0x80 && c <= 0x9f) || c == 0xa0 || c == 0xad || c == 0x1680 || c == 0x180e ||
+         (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
+         (c >= 0x205f && c <= 0x206f) || c == 0x3000 || c == 0xfeff ||
+         (c >= 0xfff9 && c <= 0xfffb);
+}
+
 bool has_invisible_controls(const std::string& text) {
   auto* p = reinterpret_cast<const unsigned char*>(text.data());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (p[i] == 0xc2 && i + 1 < text.size() && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) return true;
-    if (p[i] == 0xe2 && i + 2 < text.size() && p[i + 1] == 0x80 && p[i + 2] >= 0xaa && p[i + 2] <= 0xae)
-      return true;
-    if (p[i] == 0xe2 && i + 2 < text.size() && p[i + 1] == 0x81 && p[i + 2] >= 0xa6 && p[i + 2] <= 0xa9)
-      return true;
+  for (size_t i = 0; i < text.size();) {
+    uint32_t c = p[i];
+    size_t n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    if (n > 1) c &= 0xff >> (n + 1);
+    for (size_t k = 1; k < n && i + k < text.size(); ++k) c = (c << 6) | (p[i + k] & 0x3f);
+    if (invisible_or_space(c)) return true;
+    i += n;
   }
   return false;
 }
@@ -55,7 +64,7 @@ std::string validate_name(const std::string& what, const std::string& value, siz
     if (ch < 0x21 || ch == 0x7f) return what + " contains whitespace or control characters";
   if (!valid_utf8(value)) return what + " is not valid UTF-8";
   if (has_invisible_controls(value))
-    return what + " contains C1 control or bidirectional formatting characters";
+    return what + " contains C1 controls, Unicode spaces or invisible formatting characters";
   return {};
 }
 

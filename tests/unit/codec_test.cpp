@@ -102,6 +102,14 @@ TEST(names, invalid_utf8_and_invisible_controls_are_refused) {
   EXPECT_NE(check("x\xc2\x9b" "31m"), "");         // C1 CSI
   EXPECT_NE(check("abc\xe2\x80\xae" "fed"), "");   // right-to-left override
   EXPECT_NE(check("a\xe2\x81\xa6" "b"), "");       // left-to-right isolate
+  // Found by the adversarial pass: look-alike names through Unicode spaces and
+  // invisible characters.
+  EXPECT_NE(check("a\xc2\xa0" "b"), "");          // no-break space
+  EXPECT_NE(check("\xe2\x80\x8b"), "");           // zero-width space
+  EXPECT_NE(check("tee\xe2\x80\x8d"), "");        // zero-width joiner
+  EXPECT_NE(check("a\xe3\x80\x80" "b"), "");      // ideographic space
+  EXPECT_NE(check("\xef\xbb\xbf" "tee"), "");     // byte-order mark
+  EXPECT_EQ(check("\xf0\x9f\x91\x95"), "");      // a T-shirt emoji is a fine name
   EXPECT_NE(check(std::string(sku_bytes_max + 1, 'a')), "");
   EXPECT_EQ(check(std::string(sku_bytes_max, 'a')), "");
 }

@@ -174,6 +174,55 @@ TEST_F(log_test, segments_rotate_and_only_covered_ones_are_dropped) {
   EXPECT_EQ(replayed_.size(), 1u);
 }
 
+// Found by the adversarial pass: the newest segment deleted, or any segment cut short
+// (even at a record boundary), silently lost acknowledged records.
+TEST_F(log_test, a_missing_newest_segment_or_a_cut_one_refuses_to_open) {
+  {
+    auto log = open();
+    ASSERT_TRUE(log);
+    std::string big(20'000, 'b'), error;
+    uint64_t seq = 0;
+    for (int i = 0; i < 7; ++i) ASSERT_EQ(log->append(big, seq, error), store_status::ok) << error;
+  }
+  auto files = [&] {
+    std::vector<std::string> out;
+    for (auto& e : std::filesystem::directory_iterator(options().directory))
+      if (e.path().extension() == ".log") out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  auto segments = files();
+  ASSERT_EQ(segments.size(), 3u);
+  const auto backup = dir_.path() + "/log-copy";
+  std::filesystem::copy(options().directory, backup);
+  auto restore = [&] {
+    std::filesystem::remove_all(options().directory);
+    std::filesystem::copy(backup, options().directory);
+  };
+  std::filesystem::remove(segments.back());
+  EXPECT_FALSE(open()) << "the newest segment is gone";
+  EXPECT_NE(error_.find("newest segment"), std::string::npos) << error_;
+  for (auto cut : {size_t{20'000}, node_log::segment_header_bytes + node_log::record_bytes(20'000)}) {
+    restore();
+    std::filesystem::resize_file(segments.back(), cut);
+    EXPECT_FALSE(open()) << "cut to " << cut;
+    EXPECT_NE(error_.find("cut or extended"), std::string::npos) << error_;
+  }
+  // A bad last record in a segment that has a newer one was acknowledged: damage.
+  restore();
+  {
+    auto bytes = read_all(segments[1]);
+    size_t last = node_log::segment_header_bytes + 2 * node_log::record_bytes(20'000);
+    bytes[last + 30] ^= 0x01;
+    write_all(segments[1], bytes);
+  }
+  EXPECT_FALSE(open());
+  EXPECT_NE(error_.find("damaged"), std::string::npos) << error_;
+  restore();
+  ASSERT_TRUE(open()) << error_;
+  EXPECT_EQ(replayed_.size(), 7u);
+}
+
 // Storage: segments go only once a synced snapshot covers them, never while a
 // snapshot fails, never while a backup reads the log.
 class log_storage_test : public node_fixture {};
