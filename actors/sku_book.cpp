@@ -29,7 +29,6 @@ bool same_arguments(const hold_record& h, const hold_op& op) {
 sku_book::sku_book(std::string sku, sku_book_policy policy, hold_claims* claims)
   : sku_(std::move(sku)), policy_(policy), claims_(claims) {
   record_.sku.sku = sku_;
-  active_.max_load_factor(0.5f);
 }
 
 sku_book::~sku_book() { release_claims(UINT64_MAX); }
@@ -71,8 +70,7 @@ std::string sku_book::load(const storage& env) {
   for (auto& h : holds) {
     reserved += h.hold.qty;
     deadlines_.push_back({h.hold.deadline_ms, h.hold.hold_id});
-    active_.emplace(std::move(h.hold.hold_id),
-                    active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms});
+    active_[h.hold.hold_id] = active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms};
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
   // Snapshot and holds are written in one transaction: they agree, or the data is bad.
@@ -88,17 +86,15 @@ std::string sku_book::load(const storage& env) {
 void sku_book::clamp_deadlines(sku_change& c) {
   last_now_ms_ = c.now_ms;
   bool cut = false;
-  for (auto& [id, h] : active_) {
-    if (h.deadline_ms <= c.now_ms + h.ttl_ms) continue;
+  active_.each([&](const std::string& id, active_hold& h) {
+    if (h.deadline_ms <= c.now_ms + h.ttl_ms) return;
     h.deadline_ms = c.now_ms + h.ttl_ms;
     c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active)});
     c.dirty = true;
     cut = true;
-  }
+  });
   if (!cut) return;
-  deadlines_.clear();
-  for (auto& [id, h] : active_) deadlines_.push_back({h.deadline_ms, id});
-  std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+  rebuild_deadlines();
 }
 
 std::string sku_book::broken_invariant() const {
@@ -126,8 +122,8 @@ void sku_book::push_deadline(int64_t deadline_ms, const std::string& hold_id) {
 void sku_book::drop_stale_deadlines() {
   while (!deadlines_.empty()) {
     auto& top = deadlines_.front();
-    auto it = active_.find(top.hold_id);
-    if (it != active_.end() && it->second.deadline_ms == top.deadline_ms) return;
+    auto* h = active_.find(top.hold_id);
+    if (h && h->deadline_ms == top.deadline_ms) return;
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
     deadlines_.pop_back();
   }
@@ -138,10 +134,18 @@ int64_t sku_book::earliest_deadline_ms() {
   return deadlines_.empty() ? 0 : deadlines_.front().deadline_ms;
 }
 
-hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change& c) {
-  auto rec = to_record(it->first, it->second, to);
+void sku_book::rebuild_deadlines() {
+  deadlines_.clear();
+  active_.each([&](const std::string& id, const active_hold& h) {
+    deadlines_.push_back({h.deadline_ms, id});
+  });
+  std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+}
+
+hold_record sku_book::finish(const std::string& hold_id, hold_state to, sku_change& c) {
+  auto rec = to_record(hold_id, *active_.find(hold_id), to);
   rec.finished_ms = c.now_ms;
-  active_.erase(it);
+  active_.erase(rec.hold.hold_id);
   auto& s = record_.sku;
   s.reserved -= rec.hold.qty;
   s.active_holds -= 1;
@@ -154,11 +158,7 @@ hold_record sku_book::finish(active_map::iterator it, hold_state to, sku_change&
   finishing_[rec.hold.hold_id] = {c.seq, rec};
   finishing_order_.emplace_back(c.seq, rec.hold.hold_id);
   // Holds that ended early left their heap entries behind; keep them a minority.
-  if (deadlines_.size() > 2 * active_.size() + 1024) {
-    deadlines_.clear();
-    for (auto& [id, h] : active_) deadlines_.push_back({h.deadline_ms, id});
-    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
-  }
+  if (deadlines_.size() > 2 * active_.size() + 1024) rebuild_deadlines();
   return rec;
 }
 
@@ -172,9 +172,8 @@ void sku_book::expire_due(int64_t now_ms, sku_change& c, size_t max) {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
     auto entry = std::move(deadlines_.back());
     deadlines_.pop_back();
-    auto it = active_.find(entry.hold_id);
-    if (it != active_.end() && it->second.deadline_ms == entry.deadline_ms) {
-      finish(it, hold_state::expired, c);
+    if (auto* h = active_.find(entry.hold_id); h && h->deadline_ms == entry.deadline_ms) {
+      finish(entry.hold_id, hold_state::expired, c);
       ++ended;
     }
   }
@@ -219,10 +218,10 @@ hold_result sku_book::repeated(const hold_record& done, const hold_op& op) const
 
 hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
   hold_record done;
-  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+  if (auto* h = active_.find(op.hold_id)) {
     // Overdue but not yet reached by a bounded expiry batch: it has ended all the same.
-    if (it->second.deadline_ms <= c.now_ms) return repeated(finish(it, hold_state::expired, c), op);
-    return repeated(to_record(it->first, it->second, hold_state::active), op);
+    if (h->deadline_ms <= c.now_ms) return repeated(finish(op.hold_id, hold_state::expired, c), op);
+    return repeated(to_record(op.hold_id, *h, hold_state::active), op);
   }
   if (auto it = finishing_.find(op.hold_id); it != finishing_.end())
     return repeated(it->second.second, op);
@@ -275,7 +274,7 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
   s.reserved += op.qty;
   s.active_holds += 1;
   auto rec = to_record(op.hold_id, h, hold_state::active);
-  active_.emplace(op.hold_id, h);
+  active_[op.hold_id] = h;
   push_deadline(h.deadline_ms, op.hold_id);
   auto r = ok(rec.hold);
   c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec)});
@@ -286,14 +285,14 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
 hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   const bool confirming = op.kind == hold_op_kind::confirm;
   hold_record done;
-  if (auto it = active_.find(op.hold_id); it != active_.end()) {
+  if (auto* h = active_.find(op.hold_id)) {
     // A hold past its deadline has expired, whether or not an expiry batch (bounded)
     // has reached it yet: it is never confirmed late.
-    if (it->second.deadline_ms > c.now_ms) {
-      if (op.kind == hold_op_kind::query) return ok(to_record(it->first, it->second, hold_state::active).hold);
-      return ok(finish(it, confirming ? hold_state::confirmed : hold_state::released, c).hold);
+    if (h->deadline_ms > c.now_ms) {
+      if (op.kind == hold_op_kind::query) return ok(to_record(op.hold_id, *h, hold_state::active).hold);
+      return ok(finish(op.hold_id, confirming ? hold_state::confirmed : hold_state::released, c).hold);
     }
-    done = finish(it, hold_state::expired, c);
+    done = finish(op.hold_id, hold_state::expired, c);
     if (op.kind == hold_op_kind::query) return ok(done.hold);
     return confirming ? with_hold(code::hold_expired, done.hold) : ok(done.hold);
   }

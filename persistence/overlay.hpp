@@ -99,6 +99,11 @@ public:
     for (auto& s : slots_)
       if (s.used) f(s.key, s.value);
   }
+  template <class F>
+  void each(F&& f) {
+    for (auto& s : slots_)
+      if (s.used) f(static_cast<const std::string&>(s.key), s.value);
+  }
   void clear() {
     std::vector<slot>().swap(slots_);
     size_ = 0;
