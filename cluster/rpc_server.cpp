@@ -37,35 +37,33 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 namespace holdfast {
 namespace {
 
+// Asks the directory and completes the RPC call with its answer, or with `late` when
+// none comes within the timeout.
+template <class Result, class Atom, class Request>
+void ask(caf::event_based_actor* self, const directory_actor& directory,
+         std::chrono::milliseconds timeout, Atom atom, Request request,
+         std::shared_ptr<completion<Result>> done, Result late) {
+  self->request(directory, timeout, atom, std::move(request))
+    .then([done](Result& r) { done->fulfill(std::move(r)); },
+          [done, late = std::move(late)](caf::error&) mutable { done->fulfill(std::move(late)); });
+}
+
 caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory,
                               int64_t request_timeout_ms) {
   auto timeout = std::chrono::milliseconds(request_timeout_ms);
   auto timed_out = "no answer within " + std::to_string(request_timeout_ms) + " ms";
   return {
     [=](hold_ops_atom, std::vector<hold_op>& ops, hold_completion& done) {
-      auto n = ops.size();
-      self->request(directory, timeout, hold_ops_atom_v, std::move(ops))
-        .then([done](std::vector<hold_result>& rs) { done->fulfill(std::move(rs)); },
-              [done, n, timed_out](caf::error&) {
-                done->fulfill(
-                  std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, timed_out)));
-              });
+      std::vector<hold_result> late(ops.size(), make_hold_error(code::outcome_unknown, timed_out));
+      ask(self, directory, timeout, hold_ops_atom_v, std::move(ops), done, std::move(late));
     },
     [=](create_batch_atom, std::vector<sku_op>& ops, skus_completion& done) {
-      auto n = ops.size();
-      self->request(directory, timeout, create_batch_atom_v, std::move(ops))
-        .then([done](std::vector<sku_result>& rs) { done->fulfill(std::move(rs)); },
-              [done, n, timed_out](caf::error&) {
-                done->fulfill(
-                  std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, timed_out)));
-              });
+      std::vector<sku_result> late(ops.size(), make_sku_error(code::outcome_unknown, timed_out));
+      ask(self, directory, timeout, create_batch_atom_v, std::move(ops), done, std::move(late));
     },
     [=](sku_op_atom, sku_op& op, sku_completion& done) {
-      self->request(directory, timeout, sku_op_atom_v, std::move(op))
-        .then([done](sku_result& r) { done->fulfill(std::move(r)); },
-              [done, timed_out](caf::error&) {
-                done->fulfill(make_sku_error(code::outcome_unknown, timed_out));
-              });
+      ask(self, directory, timeout, sku_op_atom_v, std::move(op), done,
+          make_sku_error(code::outcome_unknown, timed_out));
     },
   };
 }

@@ -43,15 +43,12 @@ void overlay::apply(const std::vector<mutation>& batch) {
     auto& s = shard_of(id);
     std::lock_guard<std::mutex> guard(s.mutex);
     if (m.hold.hold.state == hold_state::active) {
-      if (s.active.put(h, number)) active_ids_.fetch_add(1, std::memory_order_relaxed);
+      s.active.put(h, number);
       continue;
     }
     // Ended: the id leaves the active index for this generation's, which the snapshot
     // writes to LMDB's.
-    if (auto* owner = s.active.find(h); owner && *owner == number) {
-      s.active.erase(h);
-      active_ids_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    if (auto* owner = s.active.find(h); owner && *owner == number) s.active.erase(h);
     s.gens[active_index_.load(std::memory_order_relaxed)].index[id] = name;
   }
   active_mutations_.fetch_add(batch.size(), std::memory_order_relaxed);
@@ -96,7 +93,7 @@ void overlay::index_active(const std::vector<hold_record>& holds, const std::str
     std::lock_guard<std::mutex> guard(s.mutex);
     s.active.reserve(s.active.size() + by_shard[i].size());
     for (auto hash : by_shard[i])
-      if (s.active.put(hash, number)) active_ids_.fetch_add(1, std::memory_order_relaxed);
+      s.active.put(hash, number);
   }
 }
 

@@ -242,7 +242,6 @@ public:
   void apply(const std::vector<mutation>& batch);
   // At open, before the log is replayed: the active holds of one SKU of the snapshot.
   void index_active(const std::vector<hold_record>& holds, const std::string& sku);
-  size_t active_ids() const { return active_ids_.load(std::memory_order_relaxed); }
 
   // Reads: true when the overlay knows the key.
   bool find_sku(const std::string& sku, sku_record& out) const;
@@ -293,7 +292,6 @@ private:
   std::unique_ptr<shard[]> shards_;
   std::atomic<int> active_index_{0};  // read under a shard mutex
   std::atomic<size_t> active_mutations_{0};
-  std::atomic<size_t> active_ids_{0};
   std::atomic<size_t> frozen_mutations_{0};
   std::atomic<bool> has_frozen_{false};
   std::atomic<uint64_t> generation_{0};
