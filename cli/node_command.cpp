@@ -60,11 +60,20 @@ void add_node_command(CLI::App& app, context& ctx) {
   cmd->add_option("--snapshot-interval-ms", node->snapshot_interval_ms,
                   "changes wait at most this long in the log before an LMDB snapshot")
     ->check(CLI::Range(10, 3'600'000));
+  cmd->add_option("--cluster", node->cluster_file,
+                  "cluster file (TOML) shared by every member; with --id");
+  cmd->add_option("--id", node->node_id, "this node's id in the cluster file")
+    ->check(CLI::Range(1, 65535));
+  cmd->add_flag("--fault-hooks", node->fault_hooks,
+                "TESTS ONLY: let `holdfast chaos` cut this node's peer links")
+    ->group("Testing");
   cmd->add_flag("--unsafe-no-sync", node->unsafe_no_sync,
                 "TESTS ONLY: do not fsync commits (acknowledged writes can be lost)")
     ->group("Testing");
   cmd->callback([&ctx, node, retention] {
     ctx.action = [&ctx, node, retention] {
+      if (node->cluster_file.empty() != (node->node_id == 0))
+        return fail(ctx, "invalid", "--cluster and --id go together");
       node->finished_hold_retention_ms = parse_duration_ms(*retention);
       if (node->finished_hold_retention_ms <= 0)
         return fail(ctx, "invalid", "--finished-hold-retention: expected a duration such as 24h");

@@ -1,6 +1,10 @@
 #include "cluster/client.hpp"
 
 #include <capnp/rpc-twoparty.h>
+#include <kj/compat/tls.h>
+
+#include <fcntl.h>
+#include <kj/io.h>
 
 #include <stdexcept>
 
@@ -18,18 +22,46 @@ public:
 
 }  // namespace
 
-struct client::impl {
-  kj::Timer& timer;
+// The answers to one caller's operations, filled in as the batches that carry them
+// answer (a caller's operations may be split over several batches).
+struct gather {
+  std::vector<hold_result> results;
+  size_t left = 0;
+  kj::Own<kj::PromiseFulfiller<std::vector<hold_result>>> done;
+};
+
+// A client's own connection; absent when the client wraps a capability it was given.
+struct client_connection {
   kj::Own<kj::AsyncIoStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+  client_connection(kj::Own<kj::AsyncIoStream> s, capnp::ReaderOptions o)
+    : stream(kj::mv(s)),
+      network(*stream, capnp::rpc::twoparty::Side::CLIENT, o),
+      rpc(capnp::makeRpcClient(network)) {}
+  wire::Inventory::Client bootstrap() {
+    capnp::word scratch[4] = {};
+    capnp::MallocMessageBuilder message(scratch);
+    auto vat = message.getRoot<capnp::rpc::twoparty::VatId>();
+    vat.setSide(capnp::rpc::twoparty::Side::SERVER);
+    return rpc.bootstrap(vat).castAs<wire::Inventory>();
+  }
+};
+
+struct client::impl {
+  kj::Timer& timer;
+  kj::Own<client_connection> connection;
   wire::Inventory::Client inventory;
   client_options options;
 
-  // Calls of one kind waiting for a batch.
+  // Calls of one kind waiting for a batch: each operation and where its answer goes.
+  struct slot {
+    std::shared_ptr<gather> to;
+    size_t index;
+  };
   struct lane {
     std::vector<hold_op> ops;
-    std::vector<kj::Own<kj::PromiseFulfiller<hold_result>>> callers;
+    std::vector<slot> callers;
     unsigned in_flight = 0;
     bool send_scheduled = false;
   };
@@ -46,20 +78,35 @@ struct client::impl {
 
   impl(kj::Own<kj::AsyncIoStream> s, kj::Timer& t, client_options o)
     : timer(t),
-      stream(kj::mv(s)),
-      network(*stream, capnp::rpc::twoparty::Side::CLIENT, reader_options()),
-      rpc(capnp::makeRpcClient(network)),
-      inventory(bootstrap()),
+      connection(kj::heap<client_connection>(kj::mv(s), reader_options())),
+      inventory(connection->bootstrap()),
       options(o) {}
+  impl(wire::Inventory::Client cap, kj::Timer& t, client_options o)
+    : timer(t), inventory(kj::mv(cap)), options(o) {}
 
-  kj::Promise<hold_result> enqueue(hold_op op) {
-    auto kind = op.kind;
+  // Queues operations of one kind; they leave with the next batch of that kind.
+  kj::Promise<std::vector<hold_result>> enqueue_all(std::vector<hold_op> ops) {
+    if (ops.empty()) return std::vector<hold_result>{};
+    auto kind = ops.front().kind;
     auto& l = lanes[static_cast<size_t>(kind)];
-    auto paf = kj::newPromiseAndFulfiller<hold_result>();
-    l.ops.push_back(std::move(op));
-    l.callers.push_back(kj::mv(paf.fulfiller));
+    auto paf = kj::newPromiseAndFulfiller<std::vector<hold_result>>();
+    auto g = std::make_shared<gather>();
+    g->results.resize(ops.size());
+    g->left = ops.size();
+    g->done = kj::mv(paf.fulfiller);
+    for (size_t i = 0; i < ops.size(); ++i) {
+      l.ops.push_back(std::move(ops[i]));
+      l.callers.push_back({g, i});
+    }
     schedule(kind);
     return kj::mv(paf.promise);
+  }
+  kj::Promise<hold_result> enqueue(hold_op op) {
+    std::vector<hold_op> one;
+    one.push_back(std::move(op));
+    return enqueue_all(std::move(one)).then([](std::vector<hold_result> rs) {
+      return std::move(rs.at(0));
+    });
   }
 
   // The send runs after the calls already queued in this turn, so they join it.
@@ -80,26 +127,28 @@ struct client::impl {
     size_t n = std::min(l.ops.size(), options.batch_size_max);
     std::vector<hold_op> ops(std::make_move_iterator(l.ops.begin()),
                              std::make_move_iterator(l.ops.begin() + n));
-    auto callers = kj::heapArrayBuilder<kj::Own<kj::PromiseFulfiller<hold_result>>>(n);
-    for (size_t i = 0; i < n; ++i) callers.add(kj::mv(l.callers[i]));
+    auto waiting = std::make_shared<std::vector<slot>>(
+      std::make_move_iterator(l.callers.begin()), std::make_move_iterator(l.callers.begin() + n));
     l.ops.erase(l.ops.begin(), l.ops.begin() + n);
     l.callers.erase(l.callers.begin(), l.callers.begin() + n);
     ++l.in_flight;
-    auto fulfillers = kj::heap(callers.finish());
-    auto& waiting = *fulfillers;
     // The deadline is the batch's, one timer per RPC rather than one per call.
     tasks.add(deadline(batch(kind, ops), kind, ops.size())
                 .then(
-                  [&waiting](std::vector<hold_result> rs) {
-                    for (size_t i = 0; i < waiting.size(); ++i)
-                      waiting[i]->fulfill(i < rs.size() ? std::move(rs[i])
-                                                        : make_hold_error(code::unavailable,
-                                                                          "short batch answer"));
+                  [waiting](std::vector<hold_result> rs) {
+                    for (size_t i = 0; i < waiting->size(); ++i) {
+                      auto& s = (*waiting)[i];
+                      s.to->results[s.index] = i < rs.size() ? std::move(rs[i])
+                                                             : make_hold_error(code::unavailable,
+                                                                               "short batch answer");
+                      if (--s.to->left == 0 && s.to->done->isWaiting())
+                        s.to->done->fulfill(std::move(s.to->results));
+                    }
                   },
-                  [&waiting](kj::Exception&& e) {
-                    for (auto& f : waiting) f->reject(kj::cp(e));
+                  [waiting](kj::Exception&& e) {
+                    for (auto& s : *waiting)
+                      if (s.to->done->isWaiting()) s.to->done->reject(kj::cp(e));
                   })
-                .attach(kj::mv(fulfillers))
                 .then([this, kind] {
                   --lanes[static_cast<size_t>(kind)].in_flight;
                   // Calls that queued behind this batch go now, together.
@@ -141,21 +190,120 @@ struct client::impl {
                                                                   : code::outcome_unknown,
                                                                 late_message())));
   }
-
-  wire::Inventory::Client bootstrap() {
-    capnp::word scratch[4] = {};
-    capnp::MallocMessageBuilder message(scratch);
-    auto vat = message.getRoot<capnp::rpc::twoparty::VatId>();
-    vat.setSide(capnp::rpc::twoparty::Side::SERVER);
-    return rpc.bootstrap(vat).castAs<wire::Inventory>();
-  }
 };
+
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
+                                                       const std::string& address,
+                                                       const client_options& options) {
+  auto connected = io.getNetwork().parseAddress(address).then(
+    [](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); });
+  if (options.tls_ca.empty()) return connected;
+  auto ca = read_pem_file(options.tls_ca);
+  return connected.then([ca = kj::mv(ca), name = options.tls_name](
+                          kj::Own<kj::AsyncIoStream> s) mutable {
+    auto cert = kj::heap<kj::TlsCertificate>(ca);
+    kj::TlsContext::Options o;
+    o.useSystemTrustStore = false;
+    o.trustedCertificates = kj::arrayPtr(cert.get(), 1);
+    auto tls = kj::heap<kj::TlsContext>(kj::mv(o));
+    auto wrapped = tls->wrapClient(kj::mv(s), name);
+    return wrapped.then([tls = kj::mv(tls), cert = kj::mv(cert)](
+                          kj::Own<kj::AsyncIoStream> t) mutable {
+      return t.attach(kj::mv(tls), kj::mv(cert));
+    });
+  });
+}
+
+kj::String read_pem_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw KJ_EXCEPTION(FAILED, "cannot read", path.c_str());
+  kj::AutoCloseFd owned(fd);
+  kj::FdInputStream in(kj::mv(owned));
+  auto bytes = in.readAllText(1 << 20);
+  return bytes;
+}
+
+kj::Promise<node_status> client::status() {
+  auto call = impl_->inventory.statusRequest().send().then([](auto r) {
+    auto s = r.getStatus();
+    node_status out;
+    out.node_id = s.getNodeId();
+    out.incarnation = s.getIncarnation();
+    out.cluster = codec::str(s.getCluster());
+    out.file_hash = codec::str(s.getFileHash());
+    out.skus_active = s.getSkusActive();
+    out.calls_total = s.getCallsTotal();
+    out.calls_per_second = s.getCallsPerSecond();
+    out.forwarded_total = s.getForwardedTotal();
+    out.started_ms = s.getStartedMs();
+    for (auto l : s.getLinks())
+      out.links.push_back({l.getNode(), codec::str(l.getState()), codec::str(l.getDetail()),
+                           l.getIncarnation(), l.getRttMicros(), l.getSinceMs(), l.getForwarded(),
+                           l.getDowns()});
+    return out;
+  });
+  if (impl_->options.call_timeout_ms <= 0) return call;
+  return impl_->timer.timeoutAfter(impl_->options.call_timeout_ms * kj::MILLISECONDS, kj::mv(call));
+}
+
+kj::Promise<std::vector<member_address>> client::members(std::string* cluster) {
+  return impl_->inventory.membersRequest().send().then([cluster](auto r) {
+    std::vector<member_address> out;
+    for (auto m : r.getMembers()) out.push_back({m.getId(), codec::str(m.getClient())});
+    if (cluster) *cluster = codec::str(r.getCluster());
+    return out;
+  });
+}
+
+kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& peers) {
+  auto req = impl_->inventory.faultPartitionRequest();
+  auto list = req.initPeers(static_cast<unsigned>(peers.size()));
+  for (unsigned i = 0; i < peers.size(); ++i) list.set(i, peers[i]);
+  return req.send().then([](auto r) { return codec::str(r.getRefused()); });
+}
+
+namespace {
+template <class Result, class Make>
+kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> call, size_t n,
+                                               bool query, std::string who, Make make,
+                                               kj::Canceler& calls) {
+  return calls.wrap(kj::mv(call)).catch_([n, query, who = std::move(who), make](kj::Exception&& e) {
+    if (e.getType() == kj::Exception::Type::OVERLOADED)
+      return std::vector<Result>(n, make(code::unavailable, who + " is overloaded; back off"));
+    return std::vector<Result>(n, make(query ? code::unavailable : code::outcome_unknown,
+                                       who + " did not answer: " + e.getDescription().cStr()));
+  });
+}
+}  // namespace
+
+kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_op> ops,
+                                                    const std::string& who, kj::Canceler& calls) {
+  auto n = ops.size();
+  bool query = n > 0 && ops.front().kind == hold_op_kind::query;
+  return never_rejects<hold_result>(c.submit(std::move(ops)), n, query, who,
+                                    [](code s, std::string m) { return make_hold_error(s, std::move(m)); },
+                                    calls);
+}
+
+kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
+                                                  const std::string& who, kj::Canceler& calls) {
+  auto n = ops.size();
+  bool query = n == 1 && ops.front().kind == sku_op_kind::query;
+  kj::Promise<std::vector<sku_result>> call =
+    n == 1 ? c.sku(ops.front()).then([](sku_result r) {
+      std::vector<sku_result> out;
+      out.push_back(std::move(r));
+      return out;
+    })
+           : c.create_skus(ops);
+  return never_rejects<sku_result>(kj::mv(call), n, query, who,
+                                   [](code s, std::string m) { return make_sku_error(s, std::move(m)); },
+                                   calls);
+}
 
 kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
                                              client_options options) {
-  return io.getNetwork()
-    .parseAddress(address)
-    .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
+  return connect_stream(io, address, options)
     .then([&io, options](kj::Own<kj::AsyncIoStream> s) {
       return kj::heap<client>(kj::mv(s), io.getTimer(), options);
     });
@@ -163,6 +311,23 @@ kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std:
 
 client::client(kj::Own<kj::AsyncIoStream> stream, kj::Timer& timer, client_options options)
   : impl_(std::make_unique<impl>(kj::mv(stream), timer, options)) {}
+client::client(wire::Inventory::Client inventory, kj::Timer& timer, client_options options)
+  : impl_(std::make_unique<impl>(kj::mv(inventory), timer, options)) {}
+
+kj::Promise<std::vector<hold_result>> client::submit(std::vector<hold_op> ops) {
+  if (ops.empty()) return std::vector<hold_result>{};
+  auto kind = ops.front().kind;
+  if (kind == hold_op_kind::query) {
+    // Queries have no batch form: one call each, answered together.
+    auto calls = kj::heapArrayBuilder<kj::Promise<hold_result>>(ops.size());
+    for (auto& op : ops) calls.add(impl_->one(std::move(op)));
+    return kj::joinPromises(calls.finish()).then([](kj::Array<hold_result> rs) {
+      return std::vector<hold_result>(std::make_move_iterator(rs.begin()),
+                                      std::make_move_iterator(rs.end()));
+    });
+  }
+  return impl_->enqueue_all(std::move(ops));
+}
 client::~client() = default;
 
 kj::Promise<hold_result> client::reserve(const hold_op& op) {
@@ -390,6 +555,14 @@ sku_result blocking_client::restock(const std::string& sku, int64_t qty) {
 }
 sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
   return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0}));
+}
+
+node_status blocking_client::status() { return wait(client_->status()); }
+std::vector<member_address> blocking_client::members(std::string* cluster) {
+  return wait(client_->members(cluster));
+}
+std::string blocking_client::fault_partition(const std::vector<uint32_t>& peers) {
+  return wait(client_->fault_partition(peers));
 }
 
 client& blocking_client::async() { return *client_; }

@@ -17,7 +17,9 @@
 
 #include <kj/async-io.h>
 
+#include "cluster/status.hpp"
 #include "protocol/domain.hpp"
+#include "protocol/inventory.capnp.h"
 
 namespace holdfast {
 
@@ -30,14 +32,46 @@ struct client_options {
   bool auto_batch = true;
   size_t batch_size_max = 1024;   // ops per batch RPC; at most the node's --batch-max
   unsigned batches_in_flight_max = 2;  // per kind: batches on the wire before calls queue
+  // TLS: the CA (PEM file) the node's certificate must chain to; empty: plaintext. The
+  // certificate must name `tls_name` (every member of a `cluster init` cluster does).
+  std::string tls_ca;
+  std::string tls_name = "holdfast-node";
 };
+
+// TCP to `address`, then TLS when options.tls_ca is set.
+kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
+                                                       const std::string& address,
+                                                       const client_options& options);
+// A PEM file's text (at most 1 MiB); throws a kj::Exception when it cannot be read.
+kj::String read_pem_file(const std::string& path);
+
+class client;
+// Sends operations of one kind through `c` and never rejects: a lost answer becomes
+// outcome_unknown (queries: unavailable), OVERLOADED becomes unavailable, each naming
+// `who`. With a canceler, cancel() ends every such call at once (a link that died).
+kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_op> ops,
+                                                    const std::string& who, kj::Canceler& calls);
+// One SKU operation of any kind, or many creates.
+kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
+                                                  const std::string& who, kj::Canceler& calls);
 
 class client {
 public:
   static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address,
                                               client_options options = {});
   client(kj::Own<kj::AsyncIoStream> stream, kj::Timer& timer, client_options options = {});
+  // Over a capability already obtained (a peer link's): the caller keeps its connection.
+  client(wire::Inventory::Client inventory, kj::Timer& timer, client_options options = {});
   ~client();
+
+  // Operations of one kind, auto-batched with every other call of that kind: one answer
+  // per operation, in order. What a peer link forwards with.
+  kj::Promise<std::vector<hold_result>> submit(std::vector<hold_op> ops);
+  kj::Promise<node_status> status();
+  // The cluster's members (empty from a single node), and the cluster's name.
+  kj::Promise<std::vector<member_address>> members(std::string* cluster = nullptr);
+  // Test-only fault hook; answers why it was refused, or "".
+  kj::Promise<std::string> fault_partition(const std::vector<uint32_t>& peers);
 
   kj::Promise<hold_result> reserve(const hold_op& op);
   kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
@@ -70,6 +104,9 @@ public:
   hold_result query_hold(const std::string& hold_id, const std::string& sku = {});
   sku_result create_sku(const std::string& sku, int64_t stock, int64_t price_cents);
   std::vector<sku_result> create_skus(const std::vector<sku_op>& ops);
+  node_status status();
+  std::vector<member_address> members(std::string* cluster = nullptr);
+  std::string fault_partition(const std::vector<uint32_t>& peers);
   sku_result query_sku(const std::string& sku);
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);

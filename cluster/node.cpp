@@ -4,6 +4,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +23,30 @@ int run_node(const node_options& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
+  node_options effective = options;
+  if (!options.cluster_file.empty()) {
+    auto role = std::make_shared<cluster_role>();
+    std::string problem;
+    if (!load_cluster_file(options.cluster_file, role->config, problem)) {
+      spdlog::critical("holdfast node: {}", problem);
+      return 2;
+    }
+    auto* me = role->config.member(options.node_id);
+    if (!me) {
+      spdlog::critical("holdfast node: --id {} is not a node of {}", options.node_id,
+                       options.cluster_file);
+      return 2;
+    }
+    role->self = options.node_id;
+    role->incarnation = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::system_clock::now().time_since_epoch())
+        .count());
+    role->fault_hooks = options.fault_hooks;
+    if (options.fault_hooks) spdlog::warn("--fault-hooks: the chaos tool may cut this node's links");
+    effective.server.listen = me->client;
+    effective.server.cluster = role;
+  }
   storage_options storage_cfg;
   storage_cfg.path = options.data_dir;
   storage_cfg.map_size_bytes = options.map_size_mb << 20;
@@ -78,7 +103,7 @@ int run_node(const node_options& options) {
   }
 
   auto bridge = spawn_bridge(sys, directory, options.server.request_timeout_ms);
-  rpc_server server(bridge, options.server);
+  rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {
     spdlog::critical("holdfast node: {}", error);

@@ -22,6 +22,10 @@ struct node_options {
   std::string scheduler = "sharing"; // CAF scheduler policy: sharing or stealing
   size_t worker_threads = 0;         // CAF worker threads; 0: CAF's default (cores, at least 4)
   server_options server;
+  // A cluster member: the shared cluster file and this node's id in it.
+  std::string cluster_file;
+  uint32_t node_id = 0;
+  bool fault_hooks = false;  // test-only: serve faultPartition (the chaos tool's hook)
 };
 
 // Runs a node in this process; returns the process exit status.

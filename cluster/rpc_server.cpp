@@ -3,16 +3,23 @@
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
 #include <cstring>
+#include <deque>
 #include <future>
 #include <list>
+#include <set>
 #include <thread>
 
+#include "cluster/certs.hpp"
+#include "cluster/client.hpp"
+#include "cluster/peer_links.hpp"
+#include "cluster/router.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/log.hpp"
 
@@ -27,12 +34,14 @@ struct completion {
 using hold_completion = std::shared_ptr<completion<std::vector<hold_result>>>;
 using sku_completion = std::shared_ptr<completion<sku_result>>;
 using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
+using stats_completion = std::shared_ptr<completion<directory_stats>>;
 
 }  // namespace holdfast
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::hold_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::sku_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
 
 namespace holdfast {
 namespace {
@@ -64,6 +73,11 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
     [=](sku_op_atom, sku_op& op, sku_completion& done) {
       ask(self, directory, timeout, sku_op_atom_v, std::move(op), done,
           make_sku_error(code::outcome_unknown, timed_out));
+    },
+    [=](stats_atom, int, stats_completion& done) {
+      self->request(directory, timeout, stats_atom_v)
+        .then([done](directory_stats& s) { done->fulfill(s); },
+              [done](caf::error&) { done->fulfill(directory_stats{-1, 0, 0, 0}); });
     },
   };
 }
@@ -220,16 +234,104 @@ private:
   connection_ptr state_;
 };
 
-// Counts shared by every connection of a server; network thread only.
-struct admission {
+// This node's own actors, reached through the bridge.
+template <class Result, class Atom, class Ops>
+kj::Promise<Result> ask_bridge(const caf::actor& bridge, Atom atom, Ops ops) {
+  auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
+  auto done = std::make_shared<completion<Result>>();
+  done->fulfiller = kj::mv(paf.fulfiller);
+  caf::anon_send(bridge, atom, std::move(ops), std::move(done));
+  return kj::mv(paf.promise);
+}
+
+kj::Promise<std::vector<hold_result>> bridge_holds(const caf::actor& bridge, std::vector<hold_op> ops) {
+  return ask_bridge<std::vector<hold_result>>(bridge, hold_ops_atom_v, std::move(ops));
+}
+
+// One operation of any kind, or many creates.
+kj::Promise<std::vector<sku_result>> bridge_skus(const caf::actor& bridge, std::vector<sku_op> ops) {
+  if (ops.size() == 1 && ops.front().kind != sku_op_kind::create)
+    return ask_bridge<sku_result>(bridge, sku_op_atom_v, std::move(ops.front()))
+      .then([](sku_result r) {
+        std::vector<sku_result> out;
+        out.push_back(std::move(r));
+        return out;
+      });
+  return ask_bridge<std::vector<sku_result>>(bridge, create_batch_atom_v, std::move(ops));
+}
+
+// What every connection of a server shares; network thread only.
+struct network_context {
+  caf::actor bridge;
+  const server_options& options;
   size_t inflight_ops = 0;
+  uint64_t calls_total = 0;
+  std::deque<std::pair<int64_t, uint64_t>> samples;  // (steady ms, calls_total)
+  int64_t started_ms = 0;
+  // In a cluster only.
+  const cluster_role* role = nullptr;
+  peer_links* links = nullptr;
+  router* route = nullptr;
+  // Inbound peer connections; `from` is set by an accepted hello.
+  struct inbound {
+    uint32_t from = 0;
+    kj::Own<kj::PromiseFulfiller<void>> close;
+  };
+  std::list<std::shared_ptr<inbound>> peers_in;
+
+  network_context(caf::actor b, const server_options& o) : bridge(std::move(b)), options(o) {}
+
+  void sample(int64_t now_ms) {
+    samples.emplace_back(now_ms, calls_total);
+    while (samples.size() > 2 && now_ms - samples[1].first >= 1000) samples.pop_front();
+  }
+  double calls_per_second() const {
+    if (samples.size() < 2) return 0;
+    auto& a = samples.front();
+    auto& b = samples.back();
+    return b.first > a.first ? (b.second - a.second) * 1000.0 / (b.first - a.first) : 0;
+  }
+  void close_peers(const std::set<uint32_t>& from) {
+    for (auto& p : peers_in)
+      if (from.count(p->from) && p->close) {
+        auto close = kj::mv(p->close);
+        close->fulfill();
+      }
+  }
 };
+
+// Answers `ops` with `mine(owned ops)` for the operations this node owns and `foreign`
+// for the rest: a peer forwarded them here, so the members disagree about placement, and
+// serving them would make a second owner.
+template <class Op, class Result, class Mine, class Foreign>
+kj::Promise<std::vector<Result>> owned_only(const router& route, std::vector<Op> ops, Mine mine,
+                                            Foreign foreign) {
+  std::vector<size_t> kept;
+  std::vector<Op> owned;
+  for (size_t i = 0; i < ops.size(); ++i)
+    if (ops[i].sku.empty() || route.owner(ops[i].sku) == route.self()) {
+      kept.push_back(i);
+      owned.push_back(std::move(ops[i]));
+    }
+  if (kept.size() == ops.size()) return mine(std::move(owned));
+  auto n = ops.size();
+  std::vector<Result> out(n, foreign("node " + std::to_string(route.self()) +
+                                     " does not own this SKU here; do the members run the same "
+                                     "cluster file?"));
+  if (owned.empty()) return out;
+  return mine(std::move(owned)).then([out = std::move(out), kept](std::vector<Result> rs) mutable {
+    for (size_t j = 0; j < kept.size() && j < rs.size(); ++j) out[kept[j]] = std::move(rs[j]);
+    return std::move(out);
+  });
+}
 
 class inventory_impl final : public wire::Inventory::Server {
 public:
-  inventory_impl(caf::actor bridge, const server_options& options, admission& node,
-                 connection_ptr conn)
-    : bridge_(std::move(bridge)), options_(options), node_(node), conn_(std::move(conn)) {}
+  // `from_peer`: the calls were forwarded by another member; they are served here, never
+  // forwarded again.
+  inventory_impl(network_context& net, connection_ptr conn, bool from_peer)
+    : bridge_(net.bridge), options_(net.options), node_(net), conn_(std::move(conn)),
+      from_peer_(from_peer) {}
 
   kj::Promise<void> createSku(CreateSkuContext ctx) override {
     auto p = ctx.getParams();
@@ -292,23 +394,97 @@ public:
     ops.reserve(list.size());
     for (auto r : list)
       ops.push_back({sku_op_kind::create, codec::str(r.getSku()), r.getStock(), r.getPriceCents()});
-    auto admitted = admit(ops.size());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<sku_result>>();
-    auto done = std::make_shared<completion<std::vector<sku_result>>>();
-    done->fulfiller = kj::mv(paf.fulfiller);
-    caf::anon_send(bridge_, create_batch_atom_v, std::move(ops), std::move(done));
-    return paf.promise.attach(kj::mv(admitted)).then([ctx](std::vector<sku_result> rs) mutable {
+    return sku_ops(std::move(ops)).then([ctx](std::vector<sku_result> rs) mutable {
       auto out = ctx.getResults().initResults(rs.size());
       for (size_t i = 0; i < rs.size(); ++i) codec::write(out[i], rs[i]);
     });
   }
 
+  kj::Promise<void> status(StatusContext ctx) override {
+    auto stats = ask_bridge<directory_stats>(bridge_, stats_atom_v, 0);
+    return stats.then([this, ctx](directory_stats s) mutable {
+      auto out = ctx.getResults().initStatus();
+      auto& net = node_;
+      out.setSkusActive(s.active_actors);
+      out.setCallsTotal(net.calls_total);
+      out.setCallsPerSecond(net.calls_per_second());
+      out.setStartedMs(net.started_ms);
+      if (!net.role) return;
+      out.setNodeId(net.role->self);
+      out.setIncarnation(net.role->incarnation);
+      out.setCluster(net.role->config.name);
+      out.setFileHash(net.role->config.hash);
+      out.setForwardedTotal(net.route ? net.route->forwarded() : 0);
+      auto links = net.links ? net.links->status() : std::vector<link_status>{};
+      auto list = out.initLinks(static_cast<unsigned>(links.size()));
+      for (unsigned i = 0; i < links.size(); ++i) {
+        auto& l = links[i];
+        list[i].setNode(l.node);
+        list[i].setState(l.state);
+        list[i].setDetail(l.detail);
+        list[i].setIncarnation(l.incarnation);
+        list[i].setRttMicros(l.rtt_us);
+        list[i].setSinceMs(l.since_ms);
+        list[i].setForwarded(l.forwarded);
+        list[i].setDowns(l.downs);
+      }
+    });
+  }
+
+  kj::Promise<void> members(MembersContext ctx) override {
+    auto out = ctx.getResults();
+    if (!node_.role) return kj::READY_NOW;
+    auto& cfg = node_.role->config;
+    out.setCluster(cfg.name);
+    out.setFileHash(cfg.hash);
+    auto list = out.initMembers(static_cast<unsigned>(cfg.members.size()));
+    for (unsigned i = 0; i < cfg.members.size(); ++i) {
+      list[i].setId(cfg.members[i].id);
+      list[i].setClient(cfg.members[i].client);
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> faultPartition(FaultPartitionContext ctx) override {
+    if (!node_.role || !node_.role->fault_hooks || !node_.links) {
+      ctx.getResults().setRefused("fault hooks are off: the node runs without --fault-hooks");
+      return kj::READY_NOW;
+    }
+    std::set<uint32_t> peers;
+    for (auto id : ctx.getParams().getPeers())
+      if (id != node_.role->self && node_.role->config.member(id)) peers.insert(id);
+    node_.links->partition(peers);
+    node_.close_peers(peers);
+    return kj::READY_NOW;
+  }
+
 private:
+  kj::Promise<std::vector<hold_result>> local_holds(std::vector<hold_op> ops) {
+    if (!node_.route) return bridge_holds(bridge_, std::move(ops));
+    if (!from_peer_) return node_.route->holds(std::move(ops));
+    return owned_only<hold_op, hold_result>(
+      *node_.route, std::move(ops), [this](std::vector<hold_op> o) { return bridge_holds(bridge_, std::move(o)); },
+      [](std::string why) { return make_hold_error(code::unavailable, std::move(why)); });
+  }
+
+  kj::Promise<std::vector<sku_result>> sku_ops(std::vector<sku_op> ops) {
+    auto admitted = admit(ops.size());
+    node_.calls_total += ops.size();
+    kj::Promise<std::vector<sku_result>> p = nullptr;
+    if (!node_.route) p = bridge_skus(bridge_, std::move(ops));
+    else if (!from_peer_) p = node_.route->skus(std::move(ops));
+    else
+      p = owned_only<sku_op, sku_result>(
+        *node_.route, std::move(ops), [this](std::vector<sku_op> o) { return bridge_skus(bridge_, std::move(o)); },
+        [](std::string why) { return make_sku_error(code::unavailable, std::move(why)); });
+    return p.attach(kj::mv(admitted));
+  }
+
   // Admits `n` operations or throws OVERLOADED; the returned object gives them back.
   kj::Own<void> admit(size_t n) {
     if (node_.inflight_ops + n > options_.inflight_max)
       throw KJ_EXCEPTION(OVERLOADED, "node has too many operations in flight; back off");
-    if (conn_->inflight_ops + n > options_.connection_inflight_max)
+    if (!from_peer_ && conn_->inflight_ops + n > options_.connection_inflight_max)
       throw KJ_EXCEPTION(OVERLOADED, "this connection has too many operations in flight; back off");
     node_.inflight_ops += n;
     conn_->inflight_ops += n;
@@ -320,11 +496,8 @@ private:
 
   kj::Promise<std::vector<hold_result>> hold_ops(std::vector<hold_op> ops) {
     auto admitted = admit(ops.size());
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<std::vector<hold_result>>();
-    auto done = std::make_shared<completion<std::vector<hold_result>>>();
-    done->fulfiller = kj::mv(paf.fulfiller);
-    caf::anon_send(bridge_, hold_ops_atom_v, std::move(ops), std::move(done));
-    return paf.promise.attach(kj::mv(admitted));
+    node_.calls_total += ops.size();
+    return local_holds(std::move(ops)).attach(kj::mv(admitted));
   }
 
   template <class Context>
@@ -353,19 +526,72 @@ private:
 
   template <class Context>
   kj::Promise<void> sku_call(Context& ctx, sku_op op) {
-    auto admitted = admit(1);
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<sku_result>();
-    auto done = std::make_shared<completion<sku_result>>();
-    done->fulfiller = kj::mv(paf.fulfiller);
-    caf::anon_send(bridge_, sku_op_atom_v, std::move(op), std::move(done));
-    return paf.promise.attach(kj::mv(admitted))
-      .then([ctx](sku_result r) mutable { codec::write(ctx.getResults().initResult(), r); });
+    std::vector<sku_op> ops;
+    ops.push_back(std::move(op));
+    return sku_ops(std::move(ops)).then([ctx](std::vector<sku_result> rs) mutable {
+      codec::write(ctx.getResults().initResult(), rs.at(0));
+    });
   }
 
   caf::actor bridge_;
   const server_options& options_;
-  admission& node_;
+  network_context& node_;
   connection_ptr conn_;
+  bool from_peer_;
+};
+
+// What a dialing member reaches on the peer port. Its hello must carry this node's
+// cluster file hash and an id its certificate names; only then does it get the
+// inventory its forwarded calls go to.
+class peer_impl final : public wire::Peer::Server {
+public:
+  peer_impl(network_context& net, std::shared_ptr<network_context::inbound> in,
+            std::string certificate_name)
+    : net_(net), in_(std::move(in)), certificate_name_(std::move(certificate_name)) {}
+
+  kj::Promise<void> hello(HelloContext ctx) override {
+    auto p = ctx.getParams();
+    auto& role = *net_.role;
+    auto from = p.getFrom();
+    std::string refused;
+    if (codec::str(p.getCluster()) != role.config.name || codec::str(p.getFileHash()) != role.config.hash)
+      refused = "cluster file mismatch: node " + std::to_string(role.self) + " runs cluster \"" +
+                role.config.name + "\" with file hash " + role.config.hash + ", node " +
+                std::to_string(from) + " runs \"" + codec::str(p.getCluster()) + "\" with " +
+                codec::str(p.getFileHash()) + "; every member must read the same file";
+    else if (p.getTo() != role.self)
+      refused = "this is node " + std::to_string(role.self) + ", not node " + std::to_string(p.getTo());
+    else if (from == role.self || !role.config.member(from))
+      refused = "node " + std::to_string(from) + " is not another member of this cluster";
+    else if (!role.config.ca.empty() && certificate_name_ != node_tls_name(from))
+      refused = "the certificate names \"" + certificate_name_ + "\", not node " + std::to_string(from);
+    else if (net_.links && net_.links->partitioned(from))
+      refused = "partitioned from node " + std::to_string(from) + " by the fault hook";
+    auto out = ctx.getResults();
+    out.setIncarnation(role.incarnation);
+    if (!refused.empty()) {
+      uint64_t suppressed = 0;
+      static rate_limit log{};
+      if (log.allow(suppressed))
+        spdlog::error("refusing a peer link: {} ({} more suppressed)", refused, suppressed);
+      out.setRefused(refused);
+      return kj::READY_NOW;
+    }
+    in_->from = from;
+    auto conn = std::make_shared<connection_state>();
+    out.setInventory(kj::heap<inventory_impl>(net_, std::move(conn), true));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> heartbeat(HeartbeatContext ctx) override {
+    ctx.getResults().setIncarnation(net_.role->incarnation);
+    return kj::READY_NOW;
+  }
+
+private:
+  network_context& net_;
+  std::shared_ptr<network_context::inbound> in_;
+  std::string certificate_name_;
 };
 
 // One accepted connection: its RPC system lives until the peer disconnects or the
@@ -439,12 +665,101 @@ struct rpc_server::impl {
     capnp::ReaderOptions reader_options;
     reader_options.traversalLimitInWords = options.frame_words_max;
     reader_options.nestingLimit = 16;
-    admission node;
+    network_context net(bridge, options);
+    net.started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
     std::list<connection_ptr> open;
     connection_errors errors;
-    kj::TaskSet connections(errors);
     rate_limit accept_log, close_log;
     auto& timer = io.provider->getTimer();
+
+    // A cluster member: TLS, the peer port, its links and the router.
+    const cluster_role* role = options.cluster.get();
+    kj::Own<kj::TlsCertificate> ca;
+    kj::Own<kj::TlsKeypair> keypair;
+    kj::Own<kj::TlsContext> peer_tls, client_tls;
+    kj::Own<peer_links> links;
+    kj::Own<router> route;
+    kj::Own<kj::ConnectionReceiver> peer_listener;
+    auto handshake_timeout = (role ? role->config.connect_timeout_ms : 10'000) * kj::MILLISECONDS;
+    auto handshake = [&](auto wrapped) {
+      return wrapped.exclusiveJoin(timer.afterDelay(handshake_timeout).then([]() -> decltype(wrapped) {
+        return KJ_EXCEPTION(DISCONNECTED, "TLS handshake not finished in time");
+      }));
+    };
+    if (role) {
+      auto& cfg = role->config;
+      auto* me = cfg.member(role->self);
+      if (!cfg.ca.empty()) {
+        ca = kj::heap<kj::TlsCertificate>(read_pem_file(cfg.path_of(cfg.ca)));
+        keypair = kj::heap<kj::TlsKeypair>(
+          kj::TlsKeypair{kj::TlsPrivateKey(read_pem_file(cfg.path_of(me->key))),
+                         kj::TlsCertificate(read_pem_file(cfg.path_of(me->cert)))});
+        kj::TlsContext::Options peer_options;
+        peer_options.useSystemTrustStore = false;
+        peer_options.verifyClients = true;
+        peer_options.trustedCertificates = kj::arrayPtr(ca.get(), 1);
+        peer_options.defaultKeypair = *keypair;
+        peer_tls = kj::heap<kj::TlsContext>(kj::mv(peer_options));
+        if (cfg.client_tls) {
+          kj::TlsContext::Options client_options;
+          client_options.useSystemTrustStore = false;
+          client_options.defaultKeypair = *keypair;
+          client_tls = kj::heap<kj::TlsContext>(kj::mv(client_options));
+        }
+      }
+      peer_listener = io.provider->getNetwork().parseAddress(me->peer).wait(io.waitScope)->listen();
+      links = kj::heap<peer_links>(*io.provider, cfg, role->self, role->incarnation, peer_tls.get());
+      std::vector<uint32_t> ids;
+      for (auto& m : cfg.members) ids.push_back(m.id);
+      local_calls local{[&net](std::vector<hold_op> ops) { return bridge_holds(net.bridge, std::move(ops)); },
+                        [&net](std::vector<sku_op> ops) { return bridge_skus(net.bridge, std::move(ops)); }};
+      route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
+      net.role = role;
+      net.links = links.get();
+      net.route = route.get();
+      links->start();
+      spdlog::info("node {} of cluster \"{}\" (file hash {}), peers on {}{}", role->self, cfg.name,
+                   cfg.hash, me->peer, peer_tls ? " (mutual TLS)" : " (PLAINTEXT)");
+    }
+    kj::TaskSet connections(errors);
+    kj::TaskSet peer_connections(errors);
+    // Accepts peers: TLS (their certificate must chain to the cluster CA), then the Peer
+    // interface, whose hello decides whether they get anything more.
+    std::function<kj::Promise<void>()> accept_peer = [&]() -> kj::Promise<void> {
+      return kj::evalNow([&] { return peer_listener->acceptAuthenticated(); })
+        .then(
+          [&](kj::AuthenticatedStream&& raw) {
+            auto in = std::make_shared<network_context::inbound>();
+            auto closed = kj::newPromiseAndFulfiller<void>();
+            in->close = kj::mv(closed.fulfiller);
+            auto position = net.peers_in.insert(net.peers_in.end(), in);
+            kj::Promise<kj::AuthenticatedStream> ready =
+              peer_tls ? handshake(peer_tls->wrapServer(kj::mv(raw)))
+                       : kj::Promise<kj::AuthenticatedStream>(kj::mv(raw));
+            auto served = ready.then([&, in](kj::AuthenticatedStream&& s) {
+              std::string name;
+              if (peer_tls) {
+                auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
+                if (id.hasCertificate()) name = id.getCommonName().cStr();
+              }
+              auto state = std::make_shared<connection_state>();
+              capnp::Capability::Client bootstrap = kj::heap<peer_impl>(net, in, name);
+              auto conn = kj::heap<accepted_connection>(kj::mv(s.stream), state, kj::mv(bootstrap),
+                                                        reader_options);
+              auto done = conn->network.onDisconnect();
+              return done.attach(kj::mv(conn));
+            });
+            peer_connections.add(served.exclusiveJoin(kj::mv(closed.promise))
+                                   .attach(kj::defer([&net, position] { net.peers_in.erase(position); })));
+            return accept_peer();
+          },
+          [&](kj::Exception&& e) -> kj::Promise<void> {
+            count(&counters::accept_errors);
+            return timer.afterDelay(100 * kj::MILLISECONDS).then([&] { return accept_peer(); });
+          });
+    };
 
     std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
       // accept() may throw at once (EMFILE when the socket was already readable):
@@ -465,16 +780,22 @@ struct rpc_server::impl {
           auto closed = kj::newPromiseAndFulfiller<void>();
           state->close = kj::mv(closed.fulfiller);
           auto position = open.insert(open.end(), state);
-          capnp::Capability::Client bootstrap =
-            kj::heap<inventory_impl>(bridge, options, node, state);
-          auto conn = kj::heap<accepted_connection>(kj::mv(stream), state, kj::mv(bootstrap),
-                                                    reader_options);
-          auto done = conn->network.onDisconnect().exclusiveJoin(kj::mv(closed.promise));
-          spdlog::trace("connection {} accepted", static_cast<void*>(state.get()));
-          connections.add(done.attach(kj::mv(conn), kj::defer([&open, position] {
-            spdlog::trace("connection {} gone", static_cast<void*>(position->get()));
-            open.erase(position);
-          })));
+          kj::Promise<kj::Own<kj::AsyncIoStream>> ready =
+            client_tls ? handshake(client_tls->wrapServer(kj::mv(stream)))
+                       : kj::Promise<kj::Own<kj::AsyncIoStream>>(kj::mv(stream));
+          auto serve_it = ready.then([&, state](kj::Own<kj::AsyncIoStream>&& s) {
+            capnp::Capability::Client bootstrap = kj::heap<inventory_impl>(net, state, false);
+            auto conn = kj::heap<accepted_connection>(kj::mv(s), state, kj::mv(bootstrap),
+                                                      reader_options);
+            auto done = conn->network.onDisconnect();
+            spdlog::trace("connection {} accepted", static_cast<void*>(state.get()));
+            return done.attach(kj::mv(conn));
+          });
+          connections.add(serve_it.exclusiveJoin(kj::mv(closed.promise))
+                            .attach(kj::defer([&open, position] {
+                              spdlog::trace("connection {} gone", static_cast<void*>(position->get()));
+                              open.erase(position);
+                            })));
           return accept_next();
         },
         [&](kj::Exception&& e) -> kj::Promise<void> {
@@ -494,6 +815,7 @@ struct rpc_server::impl {
     std::function<kj::Promise<void>()> sweep = [&]() -> kj::Promise<void> {
       return timer.afterDelay(250 * kj::MILLISECONDS).then([&]() -> kj::Promise<void> {
         auto now = steady_ms();
+        net.sample(now);
         for (auto& c : open) {
           if (!c->close) continue;
           spdlog::trace("connection {}: frame_started {} ms ago, {} writes pending for {} ms, {} ops "
@@ -528,7 +850,9 @@ struct rpc_server::impl {
       });
     };
 
-    stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep()).wait(io.waitScope);
+    auto serving = stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep());
+    if (peer_listener) serving = serving.exclusiveJoin(accept_peer());
+    serving.wait(io.waitScope);
   }
 };
 

@@ -13,8 +13,17 @@
 #include <caf/actor.hpp>
 
 #include "actors/sku_directory.hpp"
+#include "cluster/cluster_file.hpp"
 
 namespace holdfast {
+
+// This node's place in a cluster: the file every member shares and which member it is.
+struct cluster_role {
+  cluster_config config;
+  uint32_t self = 0;
+  uint64_t incarnation = 0;
+  bool fault_hooks = false;  // test-only: faultPartition is served
+};
 
 // Every limit the network edge enforces. What is admitted here bounds every queue behind
 // it: the bridge's and directory's mailboxes and each sku actor's hold operations
@@ -35,6 +44,9 @@ struct server_options {
   size_t connection_unfinished_max = 32'768;  // calls a client has not sent Finish for (their
                                               // answers are kept until it does): closed past it
   request_limits limits;
+  // In a cluster: listen on the member's client and peer addresses (not `listen`),
+  // route every call to its owner, and keep peer links. Null: a single node.
+  std::shared_ptr<const cluster_role> cluster;
 };
 
 // Spawns the bridge actor that turns directory replies into fulfilled KJ promises.
@@ -45,7 +57,8 @@ class rpc_server {
 public:
   rpc_server(caf::actor bridge, server_options options);
   ~rpc_server();
-  // Starts the network thread and binds; returns "host:port" or "" with `error` set.
+  // Starts the network thread and binds; returns "host:port" (the client address) or ""
+  // with `error` set.
   std::string start(std::string& error);
   // Counters, read from any thread.
   struct counters {

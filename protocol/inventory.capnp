@@ -93,10 +93,58 @@ interface Inventory {
   releaseBatch @10 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
   # Catalog loads: creates in one group commit, without starting an SKU actor for each.
   createSkuBatch @11 (requests :List(CreateSkuRequest)) -> (results :List(SkuResult), refused :Text);
+
+  # The node and its links, for `holdfast cluster status`.
+  status @12 () -> (status :NodeStatus);
+  # The cluster's members, for clients that send each call straight to its owner.
+  # Empty `members` from a node that is not in a cluster.
+  members @13 () -> (cluster :Text, fileHash :Text, members :List(Member));
+  # Test-only fault hook (the node must run with --fault-hooks, else `refused`): cut the
+  # peer links to these nodes, both ways, until the next call; an empty list heals.
+  faultPartition @14 (peers :List(UInt32)) -> (refused :Text);
 }
 
 struct CreateSkuRequest {
   sku @0 :Text;
   stock @1 :Int64;
   priceCents @2 :Int64;
+}
+
+struct Member {
+  id @0 :UInt32;
+  client @1 :Text;         # HOST:PORT clients connect to
+}
+
+struct LinkStatus {
+  node @0 :UInt32;
+  state @1 :Text;          # up, connecting, down, refused, partitioned
+  detail @2 :Text;         # why it is not up
+  incarnation @3 :UInt64;  # the peer's, from its last hello
+  rttMicros @4 :Int64;     # the last heartbeat's round trip
+  sinceMs @5 :Int64;       # Unix ms of the last change of state
+  forwarded @6 :UInt64;    # operations sent to this peer
+  downs @7 :UInt64;        # times the link went down
+}
+
+struct NodeStatus {
+  nodeId @0 :UInt32;       # 0: a single node, not in a cluster
+  incarnation @1 :UInt64;  # new at every start (Unix microseconds of the start)
+  cluster @2 :Text;
+  fileHash @3 :Text;
+  skusActive @4 :Int64;    # SKU actors in memory
+  callsTotal @5 :UInt64;   # operations accepted from clients and peers
+  callsPerSecond @6 :Float64;  # over the last whole second
+  forwardedTotal @7 :UInt64;   # operations this node sent on to their owners
+  links @8 :List(LinkStatus);
+  startedMs @9 :Int64;
+}
+
+# Node <-> node. The dialing node says who it is and which cluster file it runs; the
+# answering node refuses (and logs why) a file whose hash differs from its own, a node
+# id the peer's certificate does not name, or a node it is partitioned from. Only an
+# accepted hello returns the inventory a peer forwards calls to.
+interface Peer {
+  hello @0 (cluster :Text, fileHash :Text, from :UInt32, to :UInt32, incarnation :UInt64)
+      -> (refused :Text, incarnation :UInt64, inventory :Inventory);
+  heartbeat @1 () -> (incarnation :UInt64);
 }

@@ -90,6 +90,7 @@ TEST(schema, fields_and_methods_are_only_ever_added) {
   std::set<std::string> now;
   std::set<uint64_t> seen;
   walk(capnp::Schema::from<wire::Inventory>(), now, seen);
+  walk(capnp::Schema::from<wire::Peer>(), now, seen);
   for (auto s : {capnp::Schema::from<stored::SkuRecord>(), capnp::Schema::from<stored::HoldLogBlock>(),
                  capnp::Schema::from<stored::HoldRecord>(), capnp::Schema::from<stored::DirectoryMeta>(),
                  capnp::Schema::from<stored::LogCommit>()})

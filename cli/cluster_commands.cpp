@@ -1,0 +1,261 @@
+// `holdfast cluster init|up|status|down|placement`: a local cluster on loopback and
+// questions about any cluster.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cluster/certs.hpp"
+#include "cluster/client.hpp"
+#include "cluster/placement.hpp"
+#include "harness/local_cluster.hpp"
+#include "harness/processes.hpp"
+
+namespace holdfast::cli {
+namespace {
+
+struct cluster_args {
+  int nodes = 3;
+  std::string dir = "holdfast-cluster";
+  std::string file;  // --cluster; default DIR/cluster.toml
+  int base_port = 7401;
+  std::string name = "holdfast-local";
+  bool client_tls = false;
+  bool fault_hooks = false;
+  std::vector<std::string> keys;
+  std::string cluster_file() const { return file.empty() ? dir + "/cluster.toml" : file; }
+};
+
+std::string pid_file(const std::string& dir, uint32_t id) {
+  return dir + "/node-" + std::to_string(id) + ".pid";
+}
+
+// The pid in DIR/node-<id>.pid if that process is still a holdfast node, else 0.
+pid_t live_pid(const std::string& dir, uint32_t id) {
+  std::ifstream in(pid_file(dir, id));
+  pid_t pid = 0;
+  if (!(in >> pid) || pid <= 0 || ::kill(pid, 0) != 0) return 0;
+  std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+  // A recycled pid is somebody else's process: never signal it.
+  return args.find("node") != std::string::npos && args.find("--cluster") != std::string::npos ? pid : 0;
+}
+
+std::string ms_text(int64_t us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2fms", us / 1000.0);
+  return buf;
+}
+
+// Every member's status; a member that does not answer is "down".
+int print_status(const context& ctx, const cluster_config& cfg) {
+  nlohmann::json out = nlohmann::json::array();
+  client_options o;
+  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+  if (cfg.client_tls) o.tls_ca = cfg.path_of(cfg.ca);
+  if (!ctx.as_json)
+    std::printf("cluster %s (file hash %s)\n%-5s %-6s %-18s %8s %10s %10s  %s\n", cfg.name.c_str(),
+                cfg.hash.c_str(), "node", "state", "incarnation", "skus", "calls/s", "forwarded",
+                "links (peer:state rtt)");
+  int down = 0;
+  for (auto& m : cfg.members) {
+    nlohmann::json j{{"node", m.id}, {"address", m.client}};
+    try {
+      blocking_client c(m.client, o);
+      auto s = c.status();
+      j["state"] = s.file_hash == cfg.hash ? "up" : "up, other cluster file";
+      j["incarnation"] = s.incarnation;
+      j["skus_active"] = s.skus_active;
+      j["calls_per_second"] = s.calls_per_second;
+      j["calls_total"] = s.calls_total;
+      j["forwarded_total"] = s.forwarded_total;
+      j["file_hash"] = s.file_hash;
+      std::string links;
+      nlohmann::json lj = nlohmann::json::array();
+      for (auto& l : s.links) {
+        links += std::to_string(l.node) + ":" + l.state +
+                 (l.state == "up" ? " " + ms_text(l.rtt_us) : "") + "  ";
+        lj.push_back({{"node", l.node}, {"state", l.state}, {"detail", l.detail},
+                      {"rtt_us", l.rtt_us}, {"incarnation", l.incarnation},
+                      {"since_ms", l.since_ms}, {"forwarded", l.forwarded}, {"downs", l.downs}});
+      }
+      j["links"] = lj;
+      if (!ctx.as_json)
+        std::printf("%-5u %-6s %-18llu %8lld %10.0f %10llu  %s\n", m.id, "up",
+                    static_cast<unsigned long long>(s.incarnation),
+                    static_cast<long long>(s.skus_active), s.calls_per_second,
+                    static_cast<unsigned long long>(s.forwarded_total), links.c_str());
+    } catch (const std::exception& e) {
+      ++down;
+      j["state"] = "down";
+      j["error"] = e.what();
+      if (!ctx.as_json) std::printf("%-5u %-6s (%s)\n", m.id, "down", m.client.c_str());
+    }
+    out.push_back(j);
+  }
+  if (ctx.as_json)
+    std::cout << nlohmann::json{{"cluster", cfg.name}, {"file_hash", cfg.hash}, {"nodes", out}}.dump()
+              << "\n";
+  return down == 0 ? 0 : exit_refused;
+}
+
+bool load(const context& ctx, const cluster_args& a, cluster_config& cfg) {
+  std::string error;
+  if (!load_cluster_file(a.cluster_file(), cfg, error)) {
+    fail(ctx, "invalid", error);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void add_cluster_commands(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<cluster_args>();
+  auto* cluster = app.add_subcommand("cluster", "run a local cluster and ask about one");
+  cluster->require_subcommand(1);
+
+  auto* init = cluster->add_subcommand(
+    "init", "write a cluster CA, a certificate per node and a ready cluster file into --dir");
+  init->add_option("--nodes", a->nodes)->check(CLI::Range(1, 64))->capture_default_str();
+  init->add_option("--dir", a->dir)->capture_default_str();
+  init->add_option("--base-port", a->base_port,
+                   "client ports from here, peer ports from here + 100 (0: any free ports)")
+    ->check(CLI::Range(0, 65000))
+    ->capture_default_str();
+  init->add_option("--name", a->name, "the cluster's name")->capture_default_str();
+  init->add_flag("--client-tls", a->client_tls, "clients must connect with TLS too");
+  init->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      cluster_config cfg;
+      std::string error;
+      if (!init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error))
+        return fail(ctx, "invalid", error);
+      if (ctx.as_json)
+        std::cout << nlohmann::json{{"status", "ok"}, {"file", a->cluster_file()}, {"hash", cfg.hash}}
+                       .dump()
+                  << "\n";
+      else
+        std::printf("wrote %s (hash %s), ca.pem and a certificate per node in %s\n",
+                    a->cluster_file().c_str(), cfg.hash.c_str(), a->dir.c_str());
+      return 0;
+    };
+  });
+
+  auto* up = cluster->add_subcommand(
+    "up", "init (when --dir has no cluster file) and start every node on loopback");
+  up->add_option("--nodes", a->nodes)->check(CLI::Range(1, 64))->capture_default_str();
+  up->add_option("--dir", a->dir, "cluster files, node data (node-N/) and logs (node-N.log)")
+    ->capture_default_str();
+  up->add_option("--base-port", a->base_port, "as for init (0: any free ports)")
+    ->check(CLI::Range(0, 65000))
+    ->capture_default_str();
+  up->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")
+    ->group("Testing");
+  up->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      std::string error;
+      cluster_config cfg;
+      if (::access(a->cluster_file().c_str(), F_OK) != 0 &&
+          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, false, cfg, error))
+        return fail(ctx, "invalid", error);
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      for (auto& m : cfg.members)
+        if (auto pid = live_pid(a->dir, m.id))
+          return fail(ctx, "invalid", "node " + std::to_string(m.id) + " already runs (pid " +
+                                        std::to_string(pid) + "): `holdfast cluster down --dir " +
+                                        a->dir + "` first");
+      std::vector<std::string> extra;
+      if (a->fault_hooks) extra.push_back("--fault-hooks");
+      try {
+        local_cluster nodes(self_executable(), a->dir, a->nodes, extra, false);
+        for (auto id : nodes.ids()) {
+          if (!ctx.as_json) std::printf("starting node %u (log %s/node-%u.log)\n", id, a->dir.c_str(), id);
+          nodes.start(id);
+        }
+        if (!nodes.wait_links_up(std::chrono::seconds(30)))
+          return fail(ctx, "failed", "the nodes started but their links did not all come up "
+                                     "within 30 s; see the logs in " + a->dir);
+        for (auto& [id, pid] : nodes.release()) {
+          std::ofstream(pid_file(a->dir, id)) << pid << "\n";
+        }
+      } catch (const std::exception& e) {
+        return fail(ctx, "failed", e.what());
+      }
+      int status = print_status(ctx, cfg);
+      if (!ctx.as_json)
+        std::printf("cluster up: `holdfast --node %s ...` talks to it; `holdfast cluster down "
+                    "--dir %s` stops it\n",
+                    cfg.members.front().client.c_str(), a->dir.c_str());
+      return status;
+    };
+  });
+
+  auto* status = cluster->add_subcommand("status", "each node: up/down, incarnation, SKUs, calls/s, links");
+  status->add_option("--dir", a->dir)->capture_default_str();
+  status->add_option("--cluster", a->file, "cluster file (default: DIR/cluster.toml)");
+  status->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      return print_status(ctx, cfg);
+    };
+  });
+
+  auto* down = cluster->add_subcommand("down", "stop the nodes `cluster up` started (by PID)");
+  down->add_option("--dir", a->dir)->capture_default_str();
+  down->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      int stopped = 0;
+      for (auto& m : cfg.members) {
+        auto pid = live_pid(a->dir, m.id);
+        if (pid) {
+          ::kill(pid, SIGCONT);  // a SIGSTOPped node cannot handle SIGTERM
+          ::kill(pid, SIGTERM);
+          bool gone = wait_until([pid] { return ::kill(pid, 0) != 0; }, std::chrono::seconds(30));
+          if (!gone) ::kill(pid, SIGKILL);
+          ++stopped;
+          if (!ctx.as_json)
+            std::printf("node %u (pid %d) %s\n", m.id, pid, gone ? "stopped" : "killed after 30 s");
+        }
+        ::unlink(pid_file(a->dir, m.id).c_str());
+      }
+      if (ctx.as_json) std::cout << nlohmann::json{{"status", "ok"}, {"stopped", stopped}}.dump() << "\n";
+      else if (stopped == 0) std::printf("no node of %s was running\n", a->dir.c_str());
+      return 0;
+    };
+  });
+
+  auto* where = cluster->add_subcommand("placement", "which node owns each KEY (an SKU)");
+  where->add_option("keys", a->keys, "SKU names")->required();
+  where->add_option("--dir", a->dir)->capture_default_str();
+  where->add_option("--cluster", a->file, "cluster file (default: DIR/cluster.toml)");
+  where->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      std::vector<uint32_t> ids;
+      for (auto& m : cfg.members) ids.push_back(m.id);
+      placement p(ids);
+      nlohmann::json out = nlohmann::json::array();
+      for (auto& k : a->keys) {
+        auto id = p.owner(k);
+        if (ctx.as_json) out.push_back({{"key", k}, {"node", id}, {"address", cfg.member(id)->client}});
+        else std::printf("%s -> node %u (%s)\n", k.c_str(), id, cfg.member(id)->client.c_str());
+      }
+      if (ctx.as_json) std::cout << out.dump() << "\n";
+      return 0;
+    };
+  });
+}
+
+}  // namespace holdfast::cli

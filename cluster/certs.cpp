@@ -1,0 +1,243 @@
+#include "cluster/certs.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
+
+namespace holdfast {
+namespace {
+
+template <class T, void (*F)(T*)>
+struct deleter {
+  void operator()(T* p) const { F(p); }
+};
+using pkey_ptr = std::unique_ptr<EVP_PKEY, deleter<EVP_PKEY, EVP_PKEY_free>>;
+using x509_ptr = std::unique_ptr<X509, deleter<X509, X509_free>>;
+using bio_ptr = std::unique_ptr<BIO, deleter<BIO, BIO_free_all>>;
+
+std::string openssl_error(const char* what) {
+  char buf[256] = {};
+  ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+  return std::string(what) + ": " + buf;
+}
+
+std::string bio_text(BIO* b) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+bool pem_of(EVP_PKEY* key, X509* cert, pem_pair& out, std::string& error) {
+  bio_ptr kb(BIO_new(BIO_s_mem())), cb(BIO_new(BIO_s_mem()));
+  if (!PEM_write_bio_PrivateKey(kb.get(), key, nullptr, nullptr, 0, nullptr, nullptr) ||
+      !PEM_write_bio_X509(cb.get(), cert)) {
+    error = openssl_error("PEM");
+    return false;
+  }
+  out.key = bio_text(kb.get());
+  out.cert = bio_text(cb.get());
+  return true;
+}
+
+bool add_ext(X509* cert, X509* issuer, int nid, const char* value, std::string& error) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  if (!ext) {
+    error = openssl_error("certificate extension");
+    return false;
+  }
+  X509_add_ext(cert, ext, -1);
+  X509_EXTENSION_free(ext);
+  return true;
+}
+
+// A fresh certificate for `key` with a random serial, valid from now for `days`.
+x509_ptr new_cert(EVP_PKEY* key, const std::string& cn, int days) {
+  x509_ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);  // tolerate a little clock skew
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), int64_t{days} * 86400);
+  X509_set_pubkey(cert.get(), key);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  return cert;
+}
+
+pkey_ptr load_key(const std::string& pem) {
+  bio_ptr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return pkey_ptr(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
+}
+
+x509_ptr load_cert(const std::string& pem) {
+  bio_ptr b(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return x509_ptr(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
+}
+
+}  // namespace
+
+std::string node_tls_name(uint32_t node_id) { return "node-" + std::to_string(node_id); }
+
+bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, std::string& error) {
+  pkey_ptr key(EVP_EC_gen("P-256"));
+  if (!key) {
+    error = openssl_error("key generation");
+    return false;
+  }
+  auto cert = new_cert(key.get(), common_name, days);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+  if (!add_ext(cert.get(), cert.get(), NID_basic_constraints, "critical,CA:TRUE,pathlen:0", error) ||
+      !add_ext(cert.get(), cert.get(), NID_key_usage, "critical,keyCertSign,cRLSign", error) ||
+      !add_ext(cert.get(), cert.get(), NID_subject_key_identifier, "hash", error))
+    return false;
+  if (!X509_sign(cert.get(), key.get(), EVP_sha256())) {
+    error = openssl_error("signing");
+    return false;
+  }
+  return pem_of(key.get(), cert.get(), out, error);
+}
+
+bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
+                            std::string& error) {
+  auto ca_key = load_key(ca.key);
+  auto ca_cert = load_cert(ca.cert);
+  if (!ca_key || !ca_cert) {
+    error = "the CA's certificate or key does not parse";
+    return false;
+  }
+  pkey_ptr key(EVP_EC_gen("P-256"));
+  if (!key) {
+    error = openssl_error("key generation");
+    return false;
+  }
+  auto name = node_tls_name(node_id);
+  auto cert = new_cert(key.get(), name, days);
+  X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
+  std::string san = "DNS:" + name + ",DNS:" + client_tls_name + ",DNS:localhost,IP:127.0.0.1";
+  if (!add_ext(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE", error) ||
+      !add_ext(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature", error) ||
+      !add_ext(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth", error) ||
+      !add_ext(cert.get(), ca_cert.get(), NID_subject_alt_name, san.c_str(), error))
+    return false;
+  if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) {
+    error = openssl_error("signing");
+    return false;
+  }
+  return pem_of(key.get(), cert.get(), out, error);
+}
+
+}  // namespace holdfast
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "cluster/cluster_file.hpp"
+
+namespace holdfast {
+namespace {
+
+bool write_file(const std::string& path, const std::string& text, mode_t mode, std::string& error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    error = "cannot write " + path;
+    return false;
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) error = "cannot write " + path;
+  return ok;
+}
+
+// A loopback port free right now (bound, read back, released).
+int probe_free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+}  // namespace
+
+bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
+                      bool client_tls, cluster_config& out, std::string& error) {
+  if (nodes < 1 || nodes > 64) {
+    error = "--nodes: expected 1 to 64";
+    return false;
+  }
+  if (base_port < 0 || base_port + 100 + nodes > 65535) {
+    error = "--base-port: the ports would pass 65535";
+    return false;
+  }
+  ::mkdir(dir.c_str(), 0755);
+  std::string file = dir + "/cluster.toml";
+  if (::access(file.c_str(), F_OK) == 0) {
+    error = file + " exists: refusing to overwrite a cluster (remove it, or use another --dir)";
+    return false;
+  }
+  pem_pair ca;
+  if (!make_cluster_ca(name + " cluster CA", 3650, ca, error) ||
+      !write_file(dir + "/ca.pem", ca.cert, 0644, error) ||
+      !write_file(dir + "/ca.key", ca.key, 0600, error))
+    return false;
+  std::set<int> ports;
+  auto port = [&](int fixed) {
+    if (fixed) return fixed;
+    for (;;) {
+      int p = probe_free_port();
+      if (p > 0 && ports.insert(p).second) return p;
+    }
+  };
+  cluster_config cfg;
+  cfg.name = name;
+  cfg.ca = "ca.pem";
+  cfg.client_tls = client_tls;
+  for (int i = 1; i <= nodes; ++i) {
+    auto id = static_cast<uint32_t>(i);
+    pem_pair node;
+    auto base = dir + "/" + node_tls_name(id);
+    if (!issue_node_certificate(ca, id, 3650, node, error) ||
+        !write_file(base + ".pem", node.cert, 0644, error) ||
+        !write_file(base + ".key", node.key, 0600, error))
+      return false;
+    cluster_member m;
+    m.id = id;
+    int client_port = port(base_port ? base_port + i - 1 : 0);
+    int peer_port = port(base_port ? base_port + 100 + i - 1 : 0);
+    m.client = "127.0.0.1:" + std::to_string(client_port);
+    m.peer = "127.0.0.1:" + std::to_string(peer_port);
+    m.cert = node_tls_name(id) + ".pem";
+    m.key = node_tls_name(id) + ".key";
+    cfg.members.push_back(m);
+  }
+  if (!write_file(file, cluster_file_text(cfg), 0644, error)) return false;
+  return load_cluster_file(file, out, error);
+}
+
+}  // namespace holdfast

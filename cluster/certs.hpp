@@ -1,0 +1,38 @@
+// Certificates for a cluster (`holdfast cluster init`): a cluster CA and, per node, a key
+// and a certificate signed by it. Keys are ECDSA P-256. A node's certificate names it
+// twice: common name "node-<id>" (peers check it against the id a hello claims) and the
+// DNS names "node-<id>" (what a dialing peer expects) and "holdfast-node" (what clients
+// with --tls-ca expect of any member).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace holdfast {
+
+struct pem_pair {
+  std::string cert;
+  std::string key;
+};
+
+// `common_name` names the CA; valid for `days`.
+bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, std::string& error);
+bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
+                            std::string& error);
+
+// The DNS name clients verify every member's certificate against.
+constexpr const char* client_tls_name = "holdfast-node";
+std::string node_tls_name(uint32_t node_id);  // "node-<id>"
+
+}  // namespace holdfast
+
+namespace holdfast {
+struct cluster_config;
+// `holdfast cluster init`: writes into `dir` (created if missing) the cluster CA
+// (ca.pem, ca.key), a certificate and key per node (node-<id>.pem, node-<id>.key; keys
+// mode 0600) and cluster.toml naming them, with nodes 1..n on 127.0.0.1: client ports
+// base_port.., peer ports base_port+100.. (base_port 0: ports free right now). Refuses to
+// overwrite an existing cluster.toml. Fills `out` with the parsed result.
+bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
+                      bool client_tls, cluster_config& out, std::string& error);
+}  // namespace holdfast

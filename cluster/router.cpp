@@ -1,0 +1,118 @@
+#include "cluster/router.hpp"
+
+#include <map>
+#include <memory>
+
+namespace holdfast {
+
+router::router(placement where, uint32_t self, transport& remote, local_calls local)
+  : where_(std::move(where)), self_(self), remote_(remote), local_(std::move(local)) {}
+
+hold_result combine_lookups(const std::vector<hold_result>& answers) {
+  const hold_result* lost = nullptr;
+  const hold_result* unreachable = nullptr;
+  for (auto& a : answers) {
+    if (a.status == code::outcome_unknown) lost = lost ? lost : &a;
+    else if (a.status == code::unavailable) unreachable = unreachable ? unreachable : &a;
+    else if (a.status != code::unknown_hold) return a;
+  }
+  if (lost) return *lost;
+  if (unreachable)
+    return make_hold_error(code::unavailable,
+                           "the hold is on no node that answered; " + unreachable->message);
+  return make_hold_error(code::unknown_hold);
+}
+
+namespace {
+
+// The answers of a split call, placed by index as each part answers.
+template <class Result>
+struct answers {
+  std::vector<Result> results;
+};
+
+template <class Op, class Result, class Send>
+kj::Promise<std::vector<Result>> scatter(std::vector<Op> ops, uint32_t self,
+                                         const std::function<uint32_t(const Op&)>& owner_of,
+                                         Send send) {
+  std::map<uint32_t, std::pair<std::vector<size_t>, std::vector<Op>>> parts;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    auto& p = parts[owner_of(ops[i])];
+    p.first.push_back(i);
+    p.second.push_back(std::move(ops[i]));
+  }
+  if (parts.size() == 1) {
+    auto& p = *parts.begin();
+    return send(p.first, std::move(p.second.second));
+  }
+  auto out = std::make_shared<answers<Result>>();
+  out->results.resize(ops.size());
+  auto calls = kj::heapArrayBuilder<kj::Promise<void>>(parts.size());
+  for (auto& [node, part] : parts) {
+    calls.add(send(node, std::move(part.second))
+                .then([out, where = std::move(part.first)](std::vector<Result> rs) {
+                  for (size_t j = 0; j < where.size() && j < rs.size(); ++j)
+                    out->results[where[j]] = std::move(rs[j]);
+                }));
+  }
+  return kj::joinPromises(calls.finish()).then([out] { return std::move(out->results); });
+}
+
+}  // namespace
+
+kj::Promise<std::vector<hold_result>> router::holds(std::vector<hold_op> ops) {
+  auto kind = ops.empty() ? hold_op_kind::reserve : ops.front().kind;
+  // A reserve always names its SKU (else the local check refuses it); a confirm, release
+  // or query without one is looked for everywhere.
+  constexpr uint32_t everywhere = 0;
+  std::function<uint32_t(const hold_op&)> owner_of = [this, kind](const hold_op& op) {
+    if (op.sku.empty())
+      return kind == hold_op_kind::reserve ? (self_ ? self_ : where_.nodes().front()) : everywhere;
+    return where_.owner(op.sku);
+  };
+  auto send = [this](uint32_t node, std::vector<hold_op> part) -> kj::Promise<std::vector<hold_result>> {
+    if (node != everywhere && node == self_) return local_.holds(std::move(part));
+    if (node != everywhere) {
+      forwarded_ += part.size();
+      return remote_.hold_ops(node, std::move(part));
+    }
+    // Every node is asked about every hold in `part`; each hold's answers combine.
+    auto n = part.size();
+    auto calls = kj::heapArrayBuilder<kj::Promise<std::vector<hold_result>>>(where_.nodes().size());
+    for (auto id : where_.nodes()) {
+      if (id == self_) {
+        calls.add(local_.holds(part));
+      } else {
+        forwarded_ += n;
+        calls.add(remote_.hold_ops(id, part));
+      }
+    }
+    return kj::joinPromises(calls.finish()).then([n](kj::Array<std::vector<hold_result>> all) {
+      std::vector<hold_result> out;
+      out.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        std::vector<hold_result> per_node;
+        for (auto& answers : all)
+          if (i < answers.size()) per_node.push_back(std::move(answers[i]));
+        out.push_back(combine_lookups(per_node));
+      }
+      return out;
+    });
+  };
+  return scatter<hold_op, hold_result>(std::move(ops), self_, owner_of, send);
+}
+
+kj::Promise<std::vector<sku_result>> router::skus(std::vector<sku_op> ops) {
+  std::function<uint32_t(const sku_op&)> owner_of = [this](const sku_op& op) {
+    // A nameless SKU is refused by the local checks.
+    return op.sku.empty() ? (self_ ? self_ : where_.nodes().front()) : where_.owner(op.sku);
+  };
+  auto send = [this](uint32_t node, std::vector<sku_op> part) -> kj::Promise<std::vector<sku_result>> {
+    if (node == self_) return local_.skus(std::move(part));
+    forwarded_ += part.size();
+    return remote_.sku_ops(node, std::move(part));
+  };
+  return scatter<sku_op, sku_result>(std::move(ops), self_, owner_of, send);
+}
+
+}  // namespace holdfast

@@ -1,0 +1,62 @@
+// Routing: any node accepts any call and sends each operation to the node that owns its
+// SKU (placement.hpp). A batch spanning owners is split, the parts go out in parallel
+// (the local part to this node's actors, the rest over the transport), and the answers
+// come back in the caller's order. A hold named without its SKU is looked for on every
+// node. Network thread only.
+#pragma once
+
+#include <kj/async.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "cluster/placement.hpp"
+#include "protocol/domain.hpp"
+
+namespace holdfast {
+
+// Boundary 1 of ARCHITECTURE.md: "deliver this batch to node N". The real one is
+// peer_links (Cap'n Proto over mutual TLS); tests put a simulated network here.
+class transport {
+public:
+  virtual ~transport() = default;
+  // Operations of one kind for `node`; one answer each, in order. Never rejects: a node
+  // that is down answers `unavailable` at once, and a batch in flight when its link
+  // dies answers `outcome_unknown` (queries: `unavailable`); nothing is retried elsewhere.
+  virtual kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) = 0;
+  // One operation of any kind, or many creates.
+  virtual kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) = 0;
+};
+
+// This node's own actors, with the same contracts as the transport's.
+struct local_calls {
+  std::function<kj::Promise<std::vector<hold_result>>(std::vector<hold_op>)> holds;
+  std::function<kj::Promise<std::vector<sku_result>>(std::vector<sku_op>)> skus;
+};
+
+class router {
+public:
+  // `self` 0: no local node (a cluster-aware client); every part goes over `remote`.
+  router(placement where, uint32_t self, transport& remote, local_calls local);
+  // Operations of one kind.
+  kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops);
+  kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
+  uint32_t owner(const std::string& sku) const { return where_.owner(sku); }
+  uint32_t self() const { return self_; }
+  uint64_t forwarded() const { return forwarded_; }  // operations sent to other nodes
+
+private:
+  placement where_;
+  uint32_t self_;
+  transport& remote_;
+  local_calls local_;
+  uint64_t forwarded_ = 0;
+};
+
+// How answers from every node to one hold looked up everywhere combine into one: the
+// node that has the hold wins; else a lost answer (the hold may have changed there),
+// else a node that could not be asked, else unknown_hold.
+hold_result combine_lookups(const std::vector<hold_result>& answers);
+
+}  // namespace holdfast

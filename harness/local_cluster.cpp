@@ -1,0 +1,108 @@
+#include "harness/local_cluster.hpp"
+
+#include <unistd.h>
+
+#include <stdexcept>
+
+#include "cluster/certs.hpp"
+#include "harness/processes.hpp"
+
+namespace holdfast {
+
+local_cluster::local_cluster(const std::string& binary, const std::string& dir, int nodes,
+                             std::vector<std::string> extra_args, bool start_nodes)
+  : binary_(binary), dir_(dir), extra_(std::move(extra_args)) {
+  std::string error;
+  if (::access(file().c_str(), F_OK) != 0) {
+    if (!init_cluster_dir(dir_, nodes, 0, "holdfast-local", false, cfg_, error))
+      throw std::runtime_error(error);
+  } else if (!load_cluster_file(file(), cfg_, error)) {
+    throw std::runtime_error(error);
+  }
+  if (start_nodes)
+    for (auto id : ids()) start(id);
+}
+
+local_cluster::~local_cluster() {
+  for (auto& [id, n] : nodes_) n.reset();  // kill -9 by pid, each reaped
+}
+
+std::vector<uint32_t> local_cluster::ids() const {
+  std::vector<uint32_t> out;
+  for (auto& m : cfg_.members) out.push_back(m.id);
+  return out;
+}
+
+client_options local_cluster::client_config(int64_t timeout_ms) const {
+  client_options o;
+  o.call_timeout_ms = timeout_ms;
+  if (cfg_.client_tls) o.tls_ca = cfg_.path_of(cfg_.ca);
+  return o;
+}
+
+void local_cluster::start(uint32_t id) {
+  if (running(id)) return;
+  std::vector<std::string> args{"--cluster", file(), "--id", std::to_string(id)};
+  args.insert(args.end(), extra_.begin(), extra_.end());
+  nodes_[id] = std::make_unique<node_process>(binary_, dir_ + "/node-" + std::to_string(id), args);
+  stopped_[id] = false;
+}
+
+void local_cluster::kill9(uint32_t id) {
+  if (auto* n = process(id)) n->kill9();
+  nodes_.erase(id);
+  stopped_[id] = false;
+}
+
+void local_cluster::stop_signal(uint32_t id) {
+  if (auto* n = process(id)) {
+    n->stop_signal();
+    stopped_[id] = true;
+  }
+}
+
+void local_cluster::continue_signal(uint32_t id) {
+  if (auto* n = process(id)) {
+    n->continue_signal();
+    stopped_[id] = false;
+  }
+}
+
+bool local_cluster::running(uint32_t id) const {
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second && it->second->running();
+}
+
+node_process* local_cluster::process(uint32_t id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : it->second.get();
+}
+
+bool local_cluster::links_up() const {
+  for (auto id : ids()) {
+    if (!running(id) || stopped(id)) continue;
+    try {
+      blocking_client c(address(id), client_config(1'000));
+      auto s = c.status();
+      for (auto& l : s.links)
+        if (running(l.node) && !stopped(l.node) && l.state != "up") return false;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool local_cluster::wait_links_up(std::chrono::milliseconds limit) const {
+  return wait_until([this] { return links_up(); }, limit);
+}
+
+std::map<uint32_t, pid_t> local_cluster::release() {
+  std::map<uint32_t, pid_t> out;
+  for (auto& [id, n] : nodes_)
+    if (n && n->running()) out[id] = n->release();
+  nodes_.clear();
+  return out;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,56 @@
+// A cluster of `holdfast node` processes on loopback, from a directory made by
+// `holdfast cluster init` (made here when missing): node <id> keeps its data in
+// DIR/node-<id>/ and logs to DIR/node-<id>.log. Used by `holdfast cluster up`, the demo,
+// `holdfast chaos`, the cluster benchmark and the process tests. Nodes still running when
+// the handle goes are killed, unless released.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/client.hpp"
+#include "cluster/cluster_file.hpp"
+#include "harness/node_process.hpp"
+
+namespace holdfast {
+
+class local_cluster {
+public:
+  // Throws std::runtime_error when the directory cannot be made or read, or a node
+  // does not start. `extra_args` go to every node.
+  local_cluster(const std::string& binary, const std::string& dir, int nodes,
+                std::vector<std::string> extra_args = {}, bool start_nodes = true);
+  ~local_cluster();
+
+  const cluster_config& config() const { return cfg_; }
+  const std::string& dir() const { return dir_; }
+  std::string file() const { return dir_ + "/cluster.toml"; }
+  std::vector<uint32_t> ids() const;
+  const std::string& address(uint32_t id) const { return cfg_.member(id)->client; }
+  client_options client_config(int64_t timeout_ms = 5'000) const;  // TLS when the file says so
+
+  void start(uint32_t id);  // (re)starts a node that is not running
+  void kill9(uint32_t id);
+  void stop_signal(uint32_t id);      // SIGSTOP
+  void continue_signal(uint32_t id);  // SIGCONT
+  bool running(uint32_t id) const;
+  bool stopped(uint32_t id) const { return stopped_.count(id) && stopped_.at(id); }
+  node_process* process(uint32_t id);
+  // True once every running, unstopped node reports every other such node's link up.
+  bool links_up() const;
+  bool wait_links_up(std::chrono::milliseconds limit) const;
+  // Lets the nodes outlive this handle; returns id -> pid.
+  std::map<uint32_t, pid_t> release();
+
+private:
+  std::string binary_, dir_;
+  std::vector<std::string> extra_;
+  cluster_config cfg_;
+  std::map<uint32_t, std::unique_ptr<node_process>> nodes_;
+  std::map<uint32_t, bool> stopped_;
+};
+
+}  // namespace holdfast
