@@ -1,0 +1,278 @@
+// Placement, the cluster file and the router, in process (the router over a simulated
+// transport: boundary 1 of ARCHITECTURE.md).
+#include <gtest/gtest.h>
+
+#include <kj/async.h>
+
+#include <map>
+#include <random>
+
+#include "cluster/cluster_file.hpp"
+#include "cluster/placement.hpp"
+#include "cluster/router.hpp"
+
+namespace holdfast {
+namespace {
+
+std::vector<std::string> keys(size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back("sku-" + std::to_string(i));
+  return out;
+}
+
+TEST(placement, is_a_pure_function_of_key_and_members) {
+  placement a({1, 2, 3}), b({3, 1, 2});  // listing order does not matter
+  for (auto& k : keys(1000)) EXPECT_EQ(a.owner(k), b.owner(k)) << k;
+  // Pinned: these owners are a contract with every data directory already written.
+  EXPECT_EQ(a.owner("a"), 2u);
+  EXPECT_EQ(a.owner("b"), 1u);
+  EXPECT_EQ(a.owner("c"), 2u);
+  EXPECT_EQ(placement(std::vector<uint32_t>{}).owner("x"), 0u);
+}
+
+TEST(placement, is_balanced_over_100k_keys) {
+  for (size_t n : {3, 5, 8}) {
+    std::vector<uint32_t> ids;
+    for (uint32_t i = 1; i <= n; ++i) ids.push_back(i);
+    placement p(ids);
+    std::map<uint32_t, size_t> owned;
+    for (auto& k : keys(100'000)) ++owned[p.owner(k)];
+    ASSERT_EQ(owned.size(), n);
+    size_t lo = SIZE_MAX, hi = 0;
+    for (auto& [id, c] : owned) {
+      lo = std::min(lo, c);
+      hi = std::max(hi, c);
+    }
+    // Stated bound: max/min owned keys within 1.08 (binomial spread at 100k keys is ~1-3%).
+    EXPECT_LT(double(hi) / double(lo), 1.08) << n << " nodes: " << hi << " / " << lo;
+  }
+}
+
+TEST(placement, adding_a_node_moves_about_one_in_n_keys_and_only_to_it) {
+  placement before({1, 2, 3}), after({1, 2, 3, 4});
+  size_t moved = 0;
+  auto all = keys(100'000);
+  for (auto& k : all) {
+    auto was = before.owner(k), now = after.owner(k);
+    if (was != now) {
+      ++moved;
+      EXPECT_EQ(now, 4u) << k << " moved between old nodes";
+    }
+  }
+  double share = double(moved) / double(all.size());
+  EXPECT_NEAR(share, 0.25, 0.02);
+  // Removing a node moves only its own keys.
+  for (auto& k : keys(10'000))
+    if (before.owner(k) != 3) EXPECT_EQ(placement({1, 2}).owner(k), before.owner(k));
+}
+
+const char* good_file = R"(
+[cluster]
+name = "t"
+down_after_ms = 900
+[tls]
+ca = "ca.pem"
+[[node]]
+id = 2
+client = "127.0.0.1:7402"
+peer = "127.0.0.1:7502"
+cert = "n2.pem"
+key = "n2.key"
+[[node]]
+id = 1
+client = "127.0.0.1:7401"
+peer = "127.0.0.1:7501"
+cert = "n1.pem"
+key = "n1.key"
+)";
+
+TEST(cluster_file, parses_sorts_and_hashes_what_members_agree_on) {
+  cluster_config c;
+  std::string error;
+  ASSERT_TRUE(parse_cluster_text(good_file, "/etc/hf", c, error)) << error;
+  EXPECT_EQ(c.name, "t");
+  EXPECT_EQ(c.down_after_ms, 900);
+  EXPECT_EQ(c.heartbeat_interval_ms, 250);  // default
+  ASSERT_EQ(c.members.size(), 2u);
+  EXPECT_EQ(c.members[0].id, 1u);
+  EXPECT_EQ(c.path_of(c.members[0].cert), "/etc/hf/n1.pem");
+  EXPECT_EQ(c.hash.size(), 16u);
+  // Comments, order and key paths do not change the hash; a setting does.
+  std::string reordered = std::string("# comment\n") + good_file;
+  cluster_config same, other;
+  ASSERT_TRUE(parse_cluster_text(reordered, "/elsewhere", same, error));
+  EXPECT_EQ(same.hash, c.hash);
+  std::string changed = good_file;
+  changed.replace(changed.find("900"), 3, "901");
+  ASSERT_TRUE(parse_cluster_text(changed, "/etc/hf", other, error));
+  EXPECT_NE(other.hash, c.hash);
+  // Written back, it reads the same.
+  cluster_config again;
+  ASSERT_TRUE(parse_cluster_text(cluster_file_text(c), "/etc/hf", again, error)) << error;
+  EXPECT_EQ(again.hash, c.hash);
+}
+
+TEST(cluster_file, refuses_what_would_split_or_break_a_cluster) {
+  auto bad = [](std::string text, const char* expect) {
+    cluster_config c;
+    std::string error;
+    EXPECT_FALSE(parse_cluster_text(text, ".", c, error)) << text;
+    EXPECT_NE(error.find(expect), std::string::npos) << error;
+  };
+  std::string f = good_file;
+  auto with = [&](const std::string& from, const std::string& to) {
+    auto s = f;
+    s.replace(s.find(from), from.size(), to);
+    return s;
+  };
+  bad(with("id = 1", "id = 2"), "listed twice");
+  bad(with("127.0.0.1:7501", "127.0.0.1:7402"), "used twice");
+  bad(with("127.0.0.1:7501", "nowhere"), "HOST:PORT");
+  bad(with("down_after_ms = 900", "down_aftr_ms = 900"), "unknown key");
+  bad(with("down_after_ms = 900", "down_after_ms = \"900\""), "integer");
+  bad(with("down_after_ms = 900", "down_after_ms = 0"), "integer");
+  bad(with("ca = \"ca.pem\"", ""), "mutual TLS");
+  bad(with("cert = \"n1.pem\"", ""), "cert and key");
+  bad(with("name = \"t\"", "name = \"t"), "line");
+  bad("[cluster]\nname = \"x\"\n", "no [[node]]");
+}
+
+// A simulated network: answers from per-node tables, records what was sent where, and
+// can hold a node's answers back or mark it down.
+class fake_transport final : public transport {
+public:
+  std::map<uint32_t, std::vector<std::vector<hold_op>>> sent;
+  std::set<uint32_t> down;
+  kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) override {
+    sent[node].push_back(ops);
+    std::vector<hold_result> out;
+    for (auto& op : ops) out.push_back(answer(node, op));
+    return out;
+  }
+  kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
+    std::vector<sku_result> out;
+    for (auto& op : ops) {
+      if (down.count(node)) {
+        out.push_back(make_sku_error(code::unavailable, "down"));
+        continue;
+      }
+      sku_result r;
+      r.sku.sku = op.sku;
+      r.sku.on_hand = node;  // who answered
+      out.push_back(r);
+    }
+    return out;
+  }
+  // Node n "has" holds whose id starts with its number.
+  static hold_result answer(uint32_t node, const hold_op& op) {
+    if (op.sku.empty() && op.hold_id[0] - '0' != static_cast<int>(node))
+      return make_hold_error(code::unknown_hold);
+    hold_result r;
+    r.hold.hold_id = op.hold_id;
+    r.hold.sku = op.sku;
+    r.hold.qty = node;  // who answered
+    return r;
+  }
+};
+
+struct router_fixture : ::testing::Test {
+  // KJ's loop and wait scope destructors may throw; gtest's fixture may not.
+  std::unique_ptr<kj::EventLoop> loop_owner = std::make_unique<kj::EventLoop>();
+  std::unique_ptr<kj::WaitScope> wait_owner = std::make_unique<kj::WaitScope>(*loop_owner);
+  kj::WaitScope& wait = *wait_owner;
+  ~router_fixture() noexcept override {
+    wait_owner.reset();
+    loop_owner.reset();
+  }
+  fake_transport net;
+  std::vector<std::vector<hold_op>> local_sent;
+  local_calls local{[this](std::vector<hold_op> ops) -> kj::Promise<std::vector<hold_result>> {
+                      local_sent.push_back(ops);
+                      std::vector<hold_result> out;
+                      for (auto& op : ops) out.push_back(fake_transport::answer(1, op));
+                      return out;
+                    },
+                    [](std::vector<sku_op> ops) -> kj::Promise<std::vector<sku_result>> {
+                      std::vector<sku_result> out(ops.size());
+                      for (size_t i = 0; i < ops.size(); ++i) {
+                        out[i].sku.sku = ops[i].sku;
+                        out[i].sku.on_hand = 1;
+                      }
+                      return out;
+                    }};
+  router r{placement({1, 2, 3}), 1, net, local};
+};
+
+TEST_F(router_fixture, splits_a_batch_by_owner_and_answers_in_the_callers_order) {
+  std::vector<hold_op> ops;
+  for (auto& k : keys(300)) ops.push_back({hold_op_kind::reserve, k, "h-" + k, 1, 1000});
+  auto rs = r.holds(ops).wait(wait);
+  ASSERT_EQ(rs.size(), ops.size());
+  placement p({1, 2, 3});
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_EQ(rs[i].hold.hold_id, ops[i].hold_id);
+    EXPECT_EQ(uint32_t(rs[i].hold.qty), p.owner(ops[i].sku)) << ops[i].sku;
+  }
+  // One batch per owner, nothing local sent away.
+  EXPECT_EQ(net.sent[2].size(), 1u);
+  EXPECT_EQ(net.sent[3].size(), 1u);
+  EXPECT_EQ(local_sent.size(), 1u);
+  EXPECT_EQ(net.sent.count(1), 0u);
+  EXPECT_EQ(r.forwarded(), net.sent[2][0].size() + net.sent[3][0].size());
+}
+
+TEST_F(router_fixture, a_hold_without_its_sku_is_looked_for_on_every_node) {
+  std::vector<hold_op> ops{{hold_op_kind::confirm, "", "3-x", 0, 0},
+                           {hold_op_kind::confirm, "", "1-y", 0, 0},
+                           {hold_op_kind::confirm, "", "9-z", 0, 0}};
+  auto rs = r.holds(ops).wait(wait);
+  EXPECT_EQ(rs[0].hold.qty, 3);
+  EXPECT_EQ(rs[1].hold.qty, 1);
+  EXPECT_EQ(rs[2].status, code::unknown_hold);
+}
+
+TEST(router, lookups_combine_lost_answers_before_unreachable_nodes) {
+  auto unknown = make_hold_error(code::unknown_hold);
+  auto lost = make_hold_error(code::outcome_unknown, "lost");
+  auto down = make_hold_error(code::unavailable, "node 3 is down");
+  hold_result found;
+  found.hold.hold_id = "h";
+  EXPECT_EQ(combine_lookups({unknown, found, down}).hold.hold_id, "h");
+  EXPECT_EQ(combine_lookups({unknown, down, lost}).status, code::outcome_unknown);
+  auto r = combine_lookups({unknown, down});
+  EXPECT_EQ(r.status, code::unavailable);
+  EXPECT_NE(r.message.find("node 3 is down"), std::string::npos);
+  EXPECT_EQ(combine_lookups({unknown, unknown}).status, code::unknown_hold);
+}
+
+TEST_F(router_fixture, sku_calls_go_to_the_owner_and_creates_split) {
+  std::vector<sku_op> ops;
+  for (auto& k : keys(50)) ops.push_back({sku_op_kind::create, k, 5, 1});
+  auto rs = r.skus(ops).wait(wait);
+  placement p({1, 2, 3});
+  for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(uint32_t(rs[i].sku.on_hand), p.owner(ops[i].sku));
+  net.down.insert(2);
+  for (auto& k : keys(50))
+    if (p.owner(k) == 2) {
+      auto one = r.skus({{sku_op_kind::query, k, 0, 0}}).wait(wait);
+      EXPECT_EQ(one[0].status, code::unavailable);
+      break;
+    }
+}
+
+TEST(router, a_client_router_without_a_local_node_sends_everything_over_the_transport) {
+  kj::EventLoop loop;
+  kj::WaitScope wait(loop);
+  fake_transport net;
+  router r(placement({1, 2, 3}), 0, net, {});
+  std::vector<hold_op> ops;
+  for (auto& k : keys(60)) ops.push_back({hold_op_kind::reserve, k, "h", 1, 1000});
+  auto rs = r.holds(ops).wait(wait);
+  placement p({1, 2, 3});
+  for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(uint32_t(rs[i].hold.qty), p.owner(ops[i].sku));
+  auto found = r.holds({{hold_op_kind::query, "", "2-q", 0, 0}}).wait(wait);
+  EXPECT_EQ(found[0].hold.qty, 2);
+}
+
+}  // namespace
+}  // namespace holdfast
