@@ -1,0 +1,330 @@
+// Three real `holdfast node` processes on loopback with mutual TLS, from a directory
+// made by `cluster init` (free ports). Waits are conditions with deadlines.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "cluster/certs.hpp"
+#include "cluster/client.hpp"
+#include "cluster/placement.hpp"
+#include "harness/local_cluster.hpp"
+#include "harness/processes.hpp"
+
+namespace holdfast {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class cluster_test : public ::testing::Test {
+protected:
+  cluster_test() { dir_ = make_temp_dir("holdfast-cluster"); }
+  ~cluster_test() override {
+    nodes_.reset();
+    fs::remove_all(dir_);
+  }
+  void start(std::vector<std::string> extra = {}) {
+    nodes_ = std::make_unique<local_cluster>(HOLDFAST_BINARY, dir_ + "/c", 3, std::move(extra));
+    ASSERT_TRUE(nodes_->wait_links_up(20s)) << log(1);
+  }
+  std::string log(uint32_t id) {
+    std::ifstream in(dir_ + "/c/node-" + std::to_string(id) + ".log");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  // A key each node owns: sku-<node>-<n>.
+  std::map<uint32_t, std::vector<std::string>> owned(size_t per_node) {
+    placement p(nodes_->ids());
+    std::map<uint32_t, std::vector<std::string>> out;
+    for (int i = 0; out.size() < 3 || std::any_of(out.begin(), out.end(), [&](auto& e) {
+                      return e.second.size() < per_node;
+                    });
+         ++i) {
+      auto k = "sku-" + std::to_string(i);
+      auto& v = out[p.owner(k)];
+      if (v.size() < per_node) v.push_back(k);
+    }
+    return out;
+  }
+  blocking_client connect(uint32_t id, int64_t timeout_ms = 5'000) {
+    return blocking_client(nodes_->address(id), nodes_->client_config(timeout_ms));
+  }
+  // Runs `f` with a client of node `id` on a thread of its own: a thread has at most one
+  // KJ event loop, and the harness opens clients of its own.
+  template <class F>
+  auto on(uint32_t id, F f, int64_t timeout_ms = 5'000) {
+    return on(nodes_->address(id), f, timeout_ms);
+  }
+  template <class F>
+  auto on(const std::string& address, F f, int64_t timeout_ms = 5'000) {
+    decltype(f(std::declval<blocking_client&>())) out{};
+    std::exception_ptr failed;
+    std::thread([&] {
+      try {
+        blocking_client c(address, nodes_->client_config(timeout_ms));
+        out = f(c);
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    }).join();
+    if (failed) std::rethrow_exception(failed);
+    return out;
+  }
+  std::string dir_;
+  std::unique_ptr<local_cluster> nodes_;
+};
+
+TEST_F(cluster_test, reservations_through_every_node_grant_exactly_the_stock) {
+  start();
+  auto skus = owned(1);
+  {
+    auto c = connect(1);
+    for (auto& [id, ks] : skus) ASSERT_EQ(c.create_sku(ks[0], 40, 100).status, code::ok) << id;
+  }
+  // Every node sells every SKU at once: 3 entry nodes x 3 owners, 60 asks per pair
+  // (180 asks per SKU for 40 units).
+  std::map<std::string, int> granted;
+  std::vector<std::thread> buyers;
+  std::mutex m;
+  for (uint32_t entry : nodes_->ids())
+    buyers.emplace_back([&, entry] {
+      auto c = connect(entry);
+      std::vector<kj::Promise<hold_result>> calls;
+      for (int i = 0; i < 60; ++i)
+        for (auto& [id, ks] : skus)
+          calls.push_back(c.async().reserve({hold_op_kind::reserve, ks[0],
+                                             "h-" + std::to_string(entry) + "-" + ks[0] + "-" +
+                                               std::to_string(i),
+                                             1, 60'000}));
+      for (auto& p : calls) {
+        auto r = p.wait(c.io().waitScope);
+        std::lock_guard<std::mutex> g(m);
+        if (r.status == code::ok) ++granted[r.hold.sku];
+        else EXPECT_EQ(r.status, code::out_of_stock) << r.message;
+      }
+    });
+  for (auto& t : buyers) t.join();
+  for (auto& [id, ks] : skus) {
+    EXPECT_EQ(granted[ks[0]], 40) << ks[0] << " owned by node " << id;
+    for (uint32_t entry : nodes_->ids()) {
+      auto s = connect(entry).query_sku(ks[0]);
+      ASSERT_EQ(s.status, code::ok);
+      EXPECT_EQ(s.sku.reserved, 40);
+      EXPECT_EQ(s.sku.available(), 0);
+    }
+  }
+  // Every node forwarded to the others and answers for its own.
+  auto status = connect(2).status();
+  EXPECT_EQ(status.node_id, 2u);
+  EXPECT_GT(status.forwarded_total, 0u);
+  EXPECT_EQ(status.links.size(), 2u);
+}
+
+TEST_F(cluster_test, a_batch_spanning_owners_is_split_and_answered_in_order) {
+  start();
+  auto skus = owned(4);
+  auto c = connect(3);
+  std::vector<sku_op> creates;
+  for (auto& [id, ks] : skus)
+    for (auto& k : ks) creates.push_back({sku_op_kind::create, k, 10, 1});
+  for (auto& r : c.create_skus(creates)) ASSERT_EQ(r.status, code::ok) << r.message;
+  std::vector<hold_op> ops;
+  for (int round = 0; round < 3; ++round)
+    for (auto& [id, ks] : skus)
+      for (auto& k : ks)
+        ops.push_back({hold_op_kind::reserve, k, "b-" + k + "-" + std::to_string(round), round + 1, 60'000});
+  // One more than the stock of the first SKU: refused, in its place.
+  ops.push_back({hold_op_kind::reserve, ops[0].sku, "b-over", 5, 60'000});
+  auto rs = c.async().reserve_batch(ops).wait(c.io().waitScope);
+  ASSERT_EQ(rs.size(), ops.size());
+  for (size_t i = 0; i + 1 < ops.size(); ++i) {
+    ASSERT_EQ(rs[i].status, code::ok) << i << " " << rs[i].message;
+    EXPECT_EQ(rs[i].hold.hold_id, ops[i].hold_id);
+    EXPECT_EQ(rs[i].hold.sku, ops[i].sku);
+    EXPECT_EQ(rs[i].hold.qty, ops[i].qty);
+  }
+  EXPECT_EQ(rs.back().status, code::out_of_stock);
+  // Confirm them by id alone (no SKU): each is found on its owner.
+  std::vector<hold_op> confirms;
+  for (size_t i = 0; i + 1 < ops.size(); ++i) confirms.push_back({hold_op_kind::confirm, "", ops[i].hold_id, 0, 0});
+  auto cs = c.async().confirm_batch(confirms).wait(c.io().waitScope);
+  for (size_t i = 0; i < cs.size(); ++i) {
+    ASSERT_EQ(cs[i].status, code::ok) << cs[i].message;
+    EXPECT_EQ(cs[i].hold.state, hold_state::confirmed);
+    EXPECT_EQ(cs[i].hold.hold_id, confirms[i].hold_id);
+  }
+}
+
+TEST_F(cluster_test, a_killed_node_fails_fast_the_others_keep_selling_and_it_comes_back_with_its_holds) {
+  start();
+  auto skus = owned(1);
+  auto victim = 2u;
+  auto& lost_sku = skus[victim][0];
+  auto& live_sku = skus[3][0];
+  auto c = [this](auto f) { return on(1, f); };
+  ASSERT_EQ(c([&](blocking_client& x) { return x.create_sku(lost_sku, 10, 1); }).status, code::ok);
+  ASSERT_EQ(c([&](blocking_client& x) { return x.create_sku(live_sku, 1000, 1); }).status, code::ok);
+  auto held = c([&](blocking_client& x) { return x.reserve(lost_sku, 3, "keep-me", 6'000); });
+  ASSERT_EQ(held.status, code::ok);
+  auto deadline = held.hold.deadline_ms;
+
+  nodes_->kill9(victim);
+  auto killed = std::chrono::steady_clock::now();
+  // Within the bound (heartbeat_interval + down_after = 1.75 s; kill -9 closes the
+  // socket, so sooner) its SKU answers unavailable, and each such answer is fast.
+  bool failed_fast = wait_until(
+    [&] {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = c([&](blocking_client& x) { return x.reserve(lost_sku, 1, "probe", 1'000); });
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, 2500ms) << "a call hung";
+      EXPECT_NE(r.status, code::ok);
+      return r.status == code::unavailable;
+    },
+    5s);
+  ASSERT_TRUE(failed_fast);
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, 2500ms);
+  // The rest of the cluster sells on, through every surviving node.
+  for (uint32_t entry : {1u, 3u}) {
+    auto r = on(entry, [&](blocking_client& x) {
+      return x.reserve(live_sku, 1, "live-" + std::to_string(entry), 60'000);
+    });
+    EXPECT_EQ(r.status, code::ok) << r.message;
+  }
+  auto unavailable = c([&](blocking_client& x) { return x.query_sku(lost_sku); });
+  EXPECT_EQ(unavailable.status, code::unavailable);
+
+  nodes_->start(victim);
+  ASSERT_TRUE(nodes_->wait_links_up(20s));
+  auto back = c([&](blocking_client& x) { return x.query_hold("keep-me", lost_sku); });
+  ASSERT_EQ(back.status, code::ok) << back.message;
+  EXPECT_EQ(back.hold.state, hold_state::active);
+  EXPECT_EQ(back.hold.deadline_ms, deadline);
+  // ...and it expires on time (its SKU actor's timer, after the restart).
+  ASSERT_TRUE(wait_until([&] {
+    return c([&](blocking_client& x) { return x.query_hold("keep-me"); }).hold.state == hold_state::expired;
+  },
+                         20s));
+  auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GE(wall, deadline);
+  EXPECT_LT(wall, deadline + 5'000) << "expired late";
+  auto s = c([&](blocking_client& x) { return x.query_sku(lost_sku); });
+  EXPECT_EQ(s.sku.reserved, 0);
+  EXPECT_EQ(s.sku.on_hand, 10);
+}
+
+TEST_F(cluster_test, a_frozen_node_is_marked_down_within_the_bound_and_traffic_resumes) {
+  start();
+  auto skus = owned(1);
+  auto query = [&] { return on(1, [&](blocking_client& x) { return x.query_sku(skus[3][0]); }).status; };
+  ASSERT_EQ(on(1, [&](blocking_client& x) { return x.create_sku(skus[3][0], 10, 1); }).status, code::ok);
+  nodes_->stop_signal(3);  // its sockets stay open: only heartbeats can tell
+  auto frozen = std::chrono::steady_clock::now();
+  ASSERT_TRUE(wait_until([&] { return query() == code::unavailable; }, 6s));
+  auto took = std::chrono::steady_clock::now() - frozen;
+  EXPECT_LT(took, 2500ms) << "bound: heartbeat_interval_ms + down_after_ms = 1.75 s";
+  nodes_->continue_signal(3);
+  ASSERT_TRUE(wait_until([&] { return query() == code::ok; }, 10s));
+  auto links = on(1, [](blocking_client& x) { return x.status(); }).links;
+  for (auto& l : links)
+    if (l.node == 3) EXPECT_GE(l.downs, 1u);
+}
+
+TEST_F(cluster_test, a_peer_with_a_certificate_from_another_ca_gets_nothing) {
+  nodes_ = std::make_unique<local_cluster>(HOLDFAST_BINARY, dir_ + "/c", 3,
+                                           std::vector<std::string>{}, false);
+  nodes_->start(1);
+  nodes_->start(2);
+  ASSERT_TRUE(nodes_->wait_links_up(20s));
+  // A rogue node 3: the same cluster file, but a CA and certificate of its own.
+  cluster_config rogue_cfg;
+  std::string error;
+  ASSERT_TRUE(init_cluster_dir(dir_ + "/rogue", 3, 0, "holdfast-local", false, rogue_cfg, error)) << error;
+  fs::copy_file(dir_ + "/c/cluster.toml", dir_ + "/rogue/cluster.toml",
+                fs::copy_options::overwrite_existing);
+  node_process rogue(HOLDFAST_BINARY, dir_ + "/rogue/node-3",
+                     {"--cluster", dir_ + "/rogue/cluster.toml", "--id", "3"});
+  auto links_of_1 = [&] { return on(1, [](blocking_client& x) { return x.status(); }).links; };
+  // Both directions fail in the TLS handshake, again and again; nothing is forwarded.
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto l = links_of_1();
+      return std::any_of(l.begin(), l.end(), [](auto& x) { return x.node == 3 && x.state == "down"; });
+    },
+    10s));
+  auto links = links_of_1();
+  for (auto& l : links)
+    if (l.node == 3) {
+      EXPECT_EQ(l.state, "down");
+      EXPECT_EQ(l.forwarded, 0u);
+    }
+  placement p(nodes_->ids());
+  std::string k;
+  for (int i = 0; k.empty(); ++i)
+    if (p.owner("r-" + std::to_string(i)) == 3) k = "r-" + std::to_string(i);
+  EXPECT_EQ(on(1, [&](blocking_client& x) { return x.create_sku(k, 1, 1); }).status, code::unavailable);
+  auto rogue_links = on(rogue.address(), [](blocking_client& x) { return x.status().links; });
+  for (auto& l : rogue_links) EXPECT_NE(l.state, "up") << "rogue linked to node " << l.node;
+}
+
+TEST_F(cluster_test, a_mismatched_cluster_file_is_refused_with_a_clear_error_in_both_logs) {
+  nodes_ = std::make_unique<local_cluster>(HOLDFAST_BINARY, dir_ + "/c", 3,
+                                           std::vector<std::string>{}, false);
+  nodes_->start(1);
+  nodes_->start(2);
+  ASSERT_TRUE(nodes_->wait_links_up(20s));
+  // Node 3 runs a drifted copy (another down_after_ms) with valid certificates.
+  fs::create_directories(dir_ + "/drift");
+  for (auto& f : {"ca.pem", "node-3.pem", "node-3.key"})
+    fs::copy_file(dir_ + "/c/" + f, dir_ + "/drift/" + f);
+  std::ifstream in(dir_ + "/c/cluster.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find("down_after_ms = 1500"), 20, "down_after_ms = 1600");
+  std::ofstream(dir_ + "/drift/cluster.toml") << text;
+  node_process drifted(HOLDFAST_BINARY, dir_ + "/drift/node-3",
+                       {"--cluster", dir_ + "/drift/cluster.toml", "--id", "3"});
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto l = on(1, [](blocking_client& x) { return x.status(); }).links;
+      return std::any_of(l.begin(), l.end(), [](auto& x) { return x.node == 3 && x.state == "refused"; });
+    },
+    10s));
+  ASSERT_TRUE(wait_until([&] { return drifted.log().find("cluster file mismatch") != std::string::npos; }, 10s))
+    << drifted.log();
+  ASSERT_TRUE(wait_until([&] { return log(1).find("cluster file mismatch") != std::string::npos; }, 10s))
+    << log(1);
+  auto drifted_links = on(drifted.address(), [](blocking_client& x) { return x.status().links; });
+  for (auto& l : drifted_links) EXPECT_NE(l.state, "up");
+}
+
+TEST_F(cluster_test, clients_may_use_tls_and_a_plaintext_client_gets_nothing) {
+  cluster_config cfg;
+  std::string error;
+  ASSERT_TRUE(init_cluster_dir(dir_ + "/c", 3, 0, "tls", true, cfg, error)) << error;
+  start();
+  // With --tls-ca: the node's certificate chains to the cluster CA.
+  EXPECT_EQ(on(2, [](blocking_client& c) { return c.create_sku("t", 1, 1); }).status, code::ok);
+  client_options plain;
+  plain.call_timeout_ms = 2'000;
+  // Plaintext against a TLS port: the node never sees a Cap'n Proto frame.
+  bool answered = false;
+  try {
+    blocking_client p(nodes_->address(2), plain);
+    answered = p.query_sku("t").status == code::ok;
+  } catch (const std::exception&) {
+  }
+  EXPECT_FALSE(answered);
+  client_options wrong_ca = nodes_->client_config(2'000);
+  cluster_config other;
+  ASSERT_TRUE(init_cluster_dir(dir_ + "/other", 1, 0, "x", true, other, error));
+  wrong_ca.tls_ca = dir_ + "/other/ca.pem";
+  EXPECT_THROW(blocking_client(nodes_->address(2), wrong_ca), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace holdfast
