@@ -266,11 +266,6 @@ std::string cpu_model() {
 }
 
 void write_png(const std::string& path, const std::vector<row>& rows, const std::string& tmp) {
-  auto gnuplot = find_program("gnuplot");
-  if (gnuplot.empty()) {
-    progress("no PNG: gnuplot is not installed (apt-get install gnuplot-nox)");
-    return;
-  }
   std::ofstream bars(tmp + "/bars.dat");
   std::ofstream cdf(tmp + "/cdf.dat");
   std::string plots;
@@ -297,17 +292,8 @@ void write_png(const std::string& path, const std::vector<row>& rows, const std:
        << "unset logscale y\nset logscale x\nset xlabel 'latency, ms (log)'\n"
        << "set ylabel 'fraction of calls'\nset title 'latency CDF'\nset key bottom right\n"
        << "set yrange [0:1]\nplot " << plots << "\nunset multiplot\n";
-  // pngcairo looks better; the plain png terminal is there when cairo is not.
-  command_result result;
-  for (const char* terminal : {"pngcairo", "png"}) {
-    std::ofstream(tmp + "/plot.gp") << "set terminal " << terminal << body.str();
-    result = run_command({gnuplot, tmp + "/plot.gp"});
-    if (result.status == 0) {
-      progress("wrote " + path);
-      return;
-    }
-  }
-  progress("gnuplot failed: " + result.output.substr(0, 200));
+  auto failed = plot_png(body.str(), tmp);
+  progress(failed.empty() ? "wrote " + path : "no PNG: " + failed);
 }
 
 }  // namespace

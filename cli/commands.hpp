@@ -29,6 +29,7 @@ void add_demo_command(CLI::App& app, context& ctx);
 void add_bench_commands(CLI::App& app, context& ctx);
 void add_storage_commands(CLI::App& app, context& ctx);
 void add_cluster_commands(CLI::App& app, context& ctx);
+void add_chaos_command(CLI::App& app, context& ctx);
 
 // Usage and connection errors: exit 2, and under --json still one object on stdout.
 int fail(const context& ctx, const char* status, const std::string& message);

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add_bench_commands(app, ctx);
   add_storage_commands(app, ctx);
   add_cluster_commands(app, ctx);
+  add_chaos_command(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -149,6 +149,7 @@ bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
 
 #include "cluster/cluster_file.hpp"
@@ -195,7 +196,8 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     error = "--base-port: the ports would pass 65535";
     return false;
   }
-  ::mkdir(dir.c_str(), 0755);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
   std::string file = dir + "/cluster.toml";
   if (::access(file.c_str(), F_OK) == 0) {
     error = file + " exists: refusing to overwrite a cluster (remove it, or use another --dir)";

@@ -1,5 +1,7 @@
 #include "harness/processes.hpp"
 
+#include <fstream>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -168,6 +170,19 @@ std::string make_temp_dir(const std::string& prefix) {
   std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
   if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
   return tmpl;
+}
+
+std::string plot_png(const std::string& body, const std::string& tmp_dir) {
+  auto gnuplot = find_program("gnuplot");
+  if (gnuplot.empty()) return "gnuplot is not installed (apt-get install gnuplot-nox)";
+  command_result result;
+  // pngcairo looks better; the plain png terminal is there when cairo is not.
+  for (const char* terminal : {"pngcairo", "png"}) {
+    std::ofstream(tmp_dir + "/plot.gp") << "set terminal " << terminal << body;
+    result = run_command({gnuplot, tmp_dir + "/plot.gp"});
+    if (result.status == 0) return "";
+  }
+  return "gnuplot failed: " + result.output.substr(0, 200);
 }
 
 bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds limit) {

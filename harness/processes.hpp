@@ -68,6 +68,11 @@ command_result run_command(const std::vector<std::string>& argv,
 // The full path of `name` on PATH or in `extra_dirs`, or empty.
 std::string find_program(const std::string& name, const std::vector<std::string>& extra_dirs = {});
 
+// Runs gnuplot on `body` (a script without its `set terminal` line, which begins with
+// the terminal's options, e.g. " size 800,400\nset output ..."), in pngcairo or else png.
+// Returns "" when it wrote the picture, else why not (gnuplot missing or failing).
+std::string plot_png(const std::string& body, const std::string& tmp_dir);
+
 // A loopback TCP port that was free a moment ago.
 int free_port();
 

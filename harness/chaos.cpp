@@ -1,0 +1,513 @@
+#include "harness/chaos.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "harness/local_cluster.hpp"
+#include "harness/processes.hpp"
+
+namespace holdfast {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// One call the workload made, as the client saw it.
+struct op_record {
+  double at_s = 0;  // since the workload began
+  int worker = 0;
+  uint32_t entry = 0;
+  hold_op_kind kind = hold_op_kind::reserve;
+  std::string sku, hold_id;
+  int64_t qty = 0;
+  std::string outcome;  // a code's name, or "transport" (no answer: connection lost)
+  double latency_ms = 0;
+  int64_t deadline_ms = 0;  // of an acknowledged reserve
+};
+
+struct fault_record {
+  double from_s = 0, to_s = 0;
+  std::string what;
+};
+
+// What one class of outcome counts as in the report.
+const char* bucket(const std::string& outcome) {
+  if (outcome == "ok") return "ok";
+  if (outcome == "unavailable") return "unavailable";
+  if (outcome == "outcome_unknown" || outcome == "transport") return "unknown";
+  return "refused";
+}
+
+struct shared_state {
+  std::atomic<bool> stop{false};
+  std::mutex mutex;
+  std::vector<op_record> ops;  // under mutex
+  std::map<std::string, size_t> counts;  // by bucket, under mutex
+  clock_type::time_point started;
+};
+
+double since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+void worker(int index, const chaos_options& o, const local_cluster& cluster,
+            const std::vector<std::string>& skus, shared_state& st) {
+  std::mt19937_64 rng(o.seed * 1000003 + index);
+  auto ids = cluster.ids();
+  std::unique_ptr<blocking_client> c;
+  uint32_t entry = ids[index % ids.size()];
+  struct held {
+    std::string sku, id;
+    int64_t deadline;
+  };
+  std::vector<held> pending;
+  uint64_t n = 0;
+  while (!st.stop) {
+    if (!c) {
+      try {
+        c = std::make_unique<blocking_client>(cluster.address(entry), cluster.client_config(o.call_timeout_ms));
+      } catch (const std::exception&) {
+        std::lock_guard<std::mutex> g(st.mutex);
+        ++st.counts["connect_failed"];
+        // The entry node is down: the next attempt goes to another node.
+        entry = ids[rng() % ids.size()];
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // pacing, not a wait for an outcome
+        continue;
+      }
+    }
+    op_record r;
+    r.worker = index;
+    r.entry = entry;
+    hold_op op;
+    bool act = !pending.empty() && rng() % 2 == 0;
+    if (act) {
+      auto i = rng() % pending.size();
+      auto h = pending[i];
+      pending.erase(pending.begin() + static_cast<long>(i));
+      op.kind = rng() % 5 < 3 ? hold_op_kind::confirm : hold_op_kind::release;
+      op.hold_id = h.id;
+      // Half the time by id alone: the cluster must find the hold's owner itself.
+      if (rng() % 2) op.sku = h.sku;
+      r.sku = h.sku;
+    } else {
+      op.kind = hold_op_kind::reserve;
+      op.sku = skus[rng() % skus.size()];
+      op.hold_id = "c" + std::to_string(o.seed) + "-w" + std::to_string(index) + "-" + std::to_string(n++);
+      op.qty = 1 + static_cast<int64_t>(rng() % 3);
+      op.ttl_ms = o.ttl_min_ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(o.ttl_max_ms - o.ttl_min_ms + 1));
+      r.sku = op.sku;
+    }
+    r.kind = op.kind;
+    r.hold_id = op.hold_id;
+    r.qty = op.qty;
+    auto t0 = clock_type::now();
+    r.at_s = since(st.started);
+    hold_result res;
+    bool transport_failed = false;
+    try {
+      switch (op.kind) {
+        case hold_op_kind::reserve: res = c->reserve(op.sku, op.qty, op.hold_id, op.ttl_ms); break;
+        case hold_op_kind::confirm: res = c->confirm(op.hold_id, op.sku); break;
+        default: res = c->release(op.hold_id, op.sku); break;
+      }
+    } catch (const std::exception&) {
+      transport_failed = true;
+    }
+    r.latency_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+    if (transport_failed) {
+      r.outcome = "transport";
+      c.reset();  // reconnect, maybe elsewhere
+      entry = ids[rng() % ids.size()];
+    } else {
+      r.outcome = to_string(res.status);
+      if (res.status == code::out_of_stock && rng() % 3 == 0) {
+        // Sold out: the warehouse restocks, so the sale goes on for the whole run.
+        try {
+          auto restocked = c->restock(op.sku, 20);
+          std::lock_guard<std::mutex> g(st.mutex);
+          ++st.counts[restocked.status == code::ok ? "restocks" : "restocks_failed"];
+        } catch (const std::exception&) {
+          c.reset();
+        }
+      }
+      if (res.status == code::ok && op.kind == hold_op_kind::reserve) {
+        r.deadline_ms = res.hold.deadline_ms;
+        // Some holds are left to expire.
+        if (rng() % 4 != 0) pending.push_back({op.sku, op.hold_id, res.hold.deadline_ms});
+      }
+      // Switch entry nodes now and then, so every node forwards.
+      if (rng() % 50 == 0) {
+        c.reset();
+        entry = ids[rng() % ids.size()];
+      }
+    }
+    std::lock_guard<std::mutex> g(st.mutex);
+    ++st.counts[bucket(r.outcome)];
+    st.ops.push_back(std::move(r));
+  }
+}
+
+std::string describe(const std::string& what, uint32_t node, uint32_t other = 0) {
+  return what + " node " + std::to_string(node) + (other ? " from node " + std::to_string(other) : "");
+}
+
+// The nemesis: one fault at a time, each healed before the next.
+void nemesis(const chaos_options& o, local_cluster& cluster, shared_state& st,
+             std::vector<fault_record>& faults, std::map<std::string, int>& fault_counts) {
+  std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  auto ids = cluster.ids();
+  auto pause = [&](double lo, double hi) {
+    std::uniform_real_distribution<double> d(lo, hi);
+    auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
+                                        std::chrono::duration<double>(d(rng)));
+    while (!st.stop && clock_type::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the nemesis's own pacing
+  };
+  pause(o.fault_min_s, o.fault_max_s);
+  while (!st.stop) {
+    auto node = ids[rng() % ids.size()];
+    int kind = static_cast<int>(rng() % 3);
+    fault_record f;
+    f.from_s = since(st.started);
+    try {
+      if (kind == 0) {
+        f.what = describe("kill -9", node);
+        cluster.kill9(node);
+        ++fault_counts["kill -9"];
+        pause(o.fault_min_s, o.fault_max_s);
+        cluster.start(node);
+      } else if (kind == 1) {
+        f.what = describe("SIGSTOP", node);
+        cluster.stop_signal(node);
+        ++fault_counts["SIGSTOP"];
+        pause(o.fault_min_s, o.fault_max_s);
+        cluster.continue_signal(node);
+      } else if (ids.size() > 1) {
+        auto other = node;
+        while (other == node) other = ids[rng() % ids.size()];
+        f.what = describe("partition", node, other);
+        blocking_client c(cluster.address(node), cluster.client_config(2'000));
+        auto refused = c.fault_partition({other});
+        if (!refused.empty()) throw std::runtime_error(refused);
+        ++fault_counts["partition"];
+        pause(o.fault_min_s, o.fault_max_s);
+        // Healed through the node itself, retried: it may be busy.
+        for (int attempt = 0; attempt < 50; ++attempt) {
+          try {
+            blocking_client h(cluster.address(node), cluster.client_config(2'000));
+            if (h.fault_partition({}).empty()) break;
+          } catch (const std::exception&) {
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));  // retry pacing
+        }
+      }
+    } catch (const std::exception& e) {
+      f.what += std::string(" (failed: ") + e.what() + ")";
+    }
+    f.to_s = since(st.started);
+    {
+      std::lock_guard<std::mutex> g(st.mutex);
+      faults.push_back(f);
+    }
+    pause(o.fault_min_s, o.fault_max_s);
+  }
+}
+
+struct verdict {
+  std::string name;
+  bool ok = true;
+  std::string detail;
+};
+
+}  // namespace
+
+int run_chaos(const chaos_options& opt) {
+  chaos_options o = opt;
+  if (o.seed == 0) o.seed = static_cast<uint64_t>(wall_ms()) % 1'000'000'007ULL;
+  bool temp = o.dir.empty();
+  if (temp) o.dir = make_temp_dir("holdfast-chaos");
+  auto say = [&](const std::string& line) {
+    (o.json ? std::cerr : std::cout) << line << std::endl;
+  };
+  say("holdfast chaos: seed " + std::to_string(o.seed) + ", " + std::to_string(int(o.seconds)) + " s, " +
+      std::to_string(o.nodes) + " nodes, " + std::to_string(o.skus) + " SKUs x " + std::to_string(o.stock) +
+      " units; replay with `holdfast chaos --seed " + std::to_string(o.seed) + " --seconds " +
+      std::to_string(int(o.seconds)) + "`; cluster in " + o.dir);
+  std::unique_ptr<local_cluster> cluster;
+  try {
+    cluster = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
+                                              std::vector<std::string>{"--fault-hooks"});
+    if (!cluster->wait_links_up(std::chrono::seconds(30)))
+      throw std::runtime_error("the links did not come up within 30 s");
+  } catch (const std::exception& e) {
+    std::cerr << "chaos: cannot start the cluster: " << e.what() << "\n";
+    return 2;
+  }
+  std::vector<std::string> skus;
+  for (int i = 0; i < o.skus; ++i) skus.push_back("chaos-" + std::to_string(o.seed) + "-" + std::to_string(i));
+  {
+    std::vector<sku_op> creates;
+    for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100});
+    blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
+    for (auto& r : c.create_skus(creates))
+      if (r.status != code::ok) {
+        std::cerr << "chaos: cannot create the SKUs: " << to_string(r.status) << " " << r.message << "\n";
+        return 2;
+      }
+  }
+
+  shared_state st;
+  st.started = clock_type::now();
+  std::vector<fault_record> faults;
+  std::map<std::string, int> fault_counts;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < o.workers; ++w)
+    threads.emplace_back([&, w] { worker(w, o, *cluster, skus, st); });
+  std::thread chaos_thread([&] { nemesis(o, *cluster, st, faults, fault_counts); });
+  // Progress every 5 s until the time is up.
+  auto end = st.started + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.seconds));
+  auto next_report = st.started + std::chrono::seconds(5);
+  while (clock_type::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // progress pacing
+    if (clock_type::now() < next_report) continue;
+    next_report += std::chrono::seconds(5);
+    std::lock_guard<std::mutex> g(st.mutex);
+    std::ostringstream line;
+    line << "  t=" << int(since(st.started)) << "s  ops " << st.ops.size() << " (ok " << st.counts["ok"]
+         << ", refused " << st.counts["refused"] << ", unavailable " << st.counts["unavailable"]
+         << ", unknown " << st.counts["unknown"] << ")  faults " << faults.size()
+         << (faults.empty() ? "" : "  last: " + faults.back().what);
+    say(line.str());
+  }
+  st.stop = true;
+  for (auto& t : threads) t.join();
+  chaos_thread.join();
+
+  say("healing: every node running, no partition; waiting for the links and every TTL");
+  for (auto id : cluster->ids()) {
+    if (cluster->stopped(id)) cluster->continue_signal(id);
+    if (!cluster->running(id)) cluster->start(id);
+  }
+  for (auto id : cluster->ids())
+    try {
+      blocking_client c(cluster->address(id), cluster->client_config(5'000));
+      c.fault_partition({});
+    } catch (const std::exception&) {
+    }
+  bool healed = cluster->wait_links_up(std::chrono::seconds(30));
+  int64_t last_deadline = wall_ms() + o.ttl_max_ms;
+  // Every hold ends by its deadline; expiry runs on the owner's timer right after.
+  while (wall_ms() < last_deadline + 1'500) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  // What was acknowledged, per hold.
+  struct expect {
+    std::string sku;
+    int64_t qty = 0;
+    bool acked = false, confirm_acked = false, release_acked = false, confirm_tried = false;
+  };
+  std::map<std::string, expect> holds;
+  double max_latency = 0;
+  for (auto& r : st.ops) {
+    max_latency = std::max(max_latency, r.latency_ms);
+    auto& e = holds[r.hold_id];
+    if (r.kind == hold_op_kind::reserve) {
+      e.sku = r.sku;
+      e.qty = r.qty;
+      e.acked = r.outcome == "ok";
+    } else if (r.kind == hold_op_kind::confirm) {
+      e.confirm_tried = true;
+      e.confirm_acked = e.confirm_acked || r.outcome == "ok";
+    } else {
+      e.release_acked = e.release_acked || r.outcome == "ok";
+    }
+  }
+  verdict oversold{"never oversold"}, present{"every acknowledged hold present or properly ended"},
+    ended{"every hold ended"}, balance{"sold + on_hand == stocked per SKU"},
+    sold_matches{"sold == units of confirmed holds per SKU"},
+    hung{"no call hung past its timeout"}, heal{"cluster healed (all links up)"};
+  heal.ok = healed;
+  if (!healed) heal.detail = "links still down 30 s after healing";
+  std::map<std::string, int64_t> confirmed_units;
+  size_t checked = 0;
+  {
+    blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
+    // Every hold ever asked for, queried 512 at a time.
+    std::vector<std::pair<const std::string*, expect*>> asked;
+    for (auto& [id, e] : holds)
+      if (!e.sku.empty()) asked.push_back({&id, &e});
+    std::vector<hold_result> answers;
+    for (size_t at = 0; at < asked.size(); at += 512) {
+      auto calls = kj::heapArrayBuilder<kj::Promise<hold_result>>(std::min<size_t>(512, asked.size() - at));
+      for (size_t i = at; i < asked.size() && i < at + 512; ++i)
+        calls.add(c.async().query_hold(*asked[i].first, asked[i].second->sku));
+      for (auto& r : kj::joinPromises(calls.finish()).wait(c.io().waitScope)) answers.push_back(std::move(r));
+    }
+    for (size_t i = 0; i < asked.size(); ++i) {
+      auto& id = *asked[i].first;
+      auto& e = *asked[i].second;
+      auto& q = answers[i];
+      ++checked;
+      if (q.status == code::unknown_hold) {
+        if (e.acked && present.ok) present.detail = "acknowledged hold " + id + " is gone";
+        if (e.acked) present.ok = false;
+        continue;
+      }
+      if (q.status != code::ok) {
+        present.ok = false;
+        present.detail = "hold " + id + ": " + to_string(q.status) + " " + q.message;
+        continue;
+      }
+      auto s = q.hold.state;
+      if (s == hold_state::active) {
+        ended.ok = false;
+        ended.detail = "hold " + id + " still active after its TTL";
+      }
+      if (s == hold_state::confirmed) confirmed_units[e.sku] += q.hold.qty;
+      std::string bad;
+      if (e.confirm_acked && s != hold_state::confirmed) bad = "confirm acknowledged, hold is " + std::string(to_string(s));
+      if (e.release_acked && s != hold_state::released) bad = "release acknowledged, hold is " + std::string(to_string(s));
+      if (s == hold_state::confirmed && !e.confirm_tried) bad = "confirmed without a confirm";
+      if (!bad.empty()) {
+        present.ok = false;
+        present.detail = "hold " + id + ": " + bad;
+      }
+    }
+    for (auto& sku : skus) {
+      auto q = c.query_sku(sku);
+      if (q.status != code::ok) {
+        balance.ok = false;
+        balance.detail = sku + ": " + to_string(q.status) + " " + q.message;
+        continue;
+      }
+      auto& s = q.sku;
+      if (s.sold > s.stocked || s.on_hand < 0 || s.reserved > s.on_hand) {
+        oversold.ok = false;
+        oversold.detail = sku + ": sold " + std::to_string(s.sold) + " of " + std::to_string(s.stocked);
+      }
+      if (s.sold + s.on_hand + s.written_off != s.stocked) {
+        balance.ok = false;
+        balance.detail = sku + ": sold " + std::to_string(s.sold) + " + on_hand " + std::to_string(s.on_hand) +
+                         " != stocked " + std::to_string(s.stocked);
+      }
+      if (s.reserved != 0 || s.active_holds != 0) {
+        ended.ok = false;
+        ended.detail = sku + ": " + std::to_string(s.active_holds) + " holds still active";
+      }
+      if (s.sold != confirmed_units[sku]) {
+        sold_matches.ok = false;
+        sold_matches.detail = sku + ": sold " + std::to_string(s.sold) + ", confirmed holds " +
+                              std::to_string(confirmed_units[sku]);
+      }
+    }
+  }
+  // A call answers by its deadline (the client's timeout); a second of grace for scheduling.
+  hung.ok = max_latency <= o.call_timeout_ms + 1'000;
+  hung.detail = "slowest call " + std::to_string(int64_t(max_latency)) + " ms, timeout " +
+                std::to_string(o.call_timeout_ms) + " ms";
+  std::vector<verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung};
+  bool pass = std::all_of(verdicts.begin(), verdicts.end(), [](auto& v) { return v.ok; });
+
+  // The ops log: one JSON object per call.
+  {
+    std::ofstream log(o.dir + "/ops.jsonl");
+    static const char* kinds[] = {"reserve", "confirm", "release", "query"};
+    for (auto& r : st.ops)
+      log << nlohmann::json{{"t", r.at_s}, {"worker", r.worker}, {"entry", r.entry},
+                            {"op", kinds[static_cast<int>(r.kind)]}, {"sku", r.sku}, {"hold", r.hold_id},
+                            {"qty", r.qty}, {"outcome", r.outcome}, {"latency_ms", r.latency_ms}}
+               .dump()
+          << "\n";
+  }
+  // Timeline: calls per second by outcome, faults as shaded spans.
+  int secs = int(o.seconds) + 1;
+  std::vector<std::map<std::string, int>> per_second(static_cast<size_t>(secs));
+  for (auto& r : st.ops) {
+    auto s = std::min(secs - 1, std::max(0, int(r.at_s)));
+    ++per_second[static_cast<size_t>(s)][bucket(r.outcome)];
+  }
+  std::string png_note;
+  if (!o.png.empty()) {
+    std::ofstream dat(o.dir + "/timeline.dat");
+    for (int s = 0; s < secs; ++s) {
+      auto& m = per_second[static_cast<size_t>(s)];
+      dat << s << " " << m["ok"] << " " << m["refused"] << " " << m["unavailable"] << " " << m["unknown"] << "\n";
+    }
+    dat.close();
+    std::ostringstream body;
+    body << " size 1400,520 noenhanced\nset output '" << o.png << "'\n"
+         << "set title 'holdfast chaos, seed " << o.seed << ": calls per second by outcome; shaded: faults "
+         << "(red kill -9, orange SIGSTOP, blue partition)'\n"
+         << "set xlabel 'seconds'\nset ylabel 'calls/s'\nset grid\nset key outside right\n"
+         << "set xrange [0:" << secs << "]\n";
+    int n = 1;
+    for (auto& f : faults) {
+      auto color = f.what.rfind("kill", 0) == 0 ? "#ffb3b3" : f.what.rfind("SIGSTOP", 0) == 0 ? "#ffd9a0" : "#b3ccff";
+      body << "set object " << n++ << " rect from " << f.from_s << ", graph 0 to " << std::max(f.to_s, f.from_s + 0.1)
+           << ", graph 1 fc rgb '" << color << "' fs solid 0.5 noborder behind\n";
+    }
+    body << "plot '" << o.dir << "/timeline.dat' using 1:2 with lines lw 2 lc rgb '#2e7d32' title 'ok', "
+         << "'' using 1:3 with lines lc rgb '#555555' title 'refused', "
+         << "'' using 1:4 with lines lw 2 lc rgb '#e65100' title 'unavailable', "
+         << "'' using 1:5 with lines lw 2 lc rgb '#c62828' title 'unknown'\n";
+    auto failed = plot_png(body.str(), o.dir);
+    png_note = failed.empty() ? "timeline: " + o.png : "no PNG: " + failed;
+  }
+
+  size_t total = st.ops.size();
+  std::ostringstream report;
+  report << "\nholdfast chaos report (seed " << o.seed << ", " << int(o.seconds) << " s, " << o.nodes
+         << " nodes, " << o.skus << " SKUs, " << o.workers << " workers)\n"
+         << "operations: " << total << "  ok " << st.counts["ok"] << "  refused " << st.counts["refused"]
+         << "  unavailable " << st.counts["unavailable"] << "  unknown " << st.counts["unknown"]
+         << "\n  restocks " << st.counts["restocks"] << " (+ " << st.counts["restocks_failed"]
+         << " not done), reconnects after a failed connect " << st.counts["connect_failed"] << "\n"
+         << "faults: " << faults.size();
+  for (auto& [k, v] : fault_counts) report << "  " << k << " " << v;
+  report << "\n";
+  for (auto& f : faults)
+    report << "  " << std::fixed << std::setprecision(1) << f.from_s << "-" << f.to_s << " s  " << f.what << "\n";
+  report << "invariants (" << checked << " holds checked):\n";
+  for (auto& v : verdicts)
+    report << "  " << (v.ok ? "ok    " : "FAILED") << "  " << v.name << (v.detail.empty() ? "" : ": " + v.detail)
+           << "\n";
+  report << "ops log: " << o.dir << "/ops.jsonl";
+  if (!png_note.empty()) report << "\n" << png_note;
+  report << "\nverdict: " << (pass ? "PASS" : "FAIL") << " (seed " << o.seed << ")";
+  if (!pass)
+    report << "\nreplay: holdfast chaos --seed " << o.seed << " --seconds " << int(o.seconds)
+           << " --dir DIR (the node logs are in DIR/cluster)";
+  say(report.str());
+  if (o.json) {
+    nlohmann::json j{{"seed", o.seed}, {"seconds", o.seconds}, {"nodes", o.nodes}, {"skus", o.skus},
+                     {"pass", pass}, {"operations", total}, {"dir", o.dir}};
+    for (auto* k : {"ok", "refused", "unavailable", "unknown"}) j["outcomes"][k] = st.counts[k];
+    for (auto& [k, v] : fault_counts) j["faults"][k] = v;
+    j["fault_log"] = nlohmann::json::array();
+    for (auto& f : faults) j["fault_log"].push_back({{"from_s", f.from_s}, {"to_s", f.to_s}, {"what", f.what}});
+    for (auto& v : verdicts) j["invariants"].push_back({{"name", v.name}, {"ok", v.ok}, {"detail", v.detail}});
+    j["max_latency_ms"] = max_latency;
+    std::cout << j.dump() << "\n";
+  }
+  cluster.reset();
+  if (temp && pass) std::filesystem::remove_all(o.dir);
+  return pass ? 0 : 1;
+}
+
+}  // namespace holdfast

@@ -1,0 +1,33 @@
+// `holdfast chaos`: a local cluster of real node processes, a seeded workload of
+// reserve/confirm/release over many SKUs that logs every acknowledged operation, and a
+// seeded nemesis that kill -9s, SIGSTOPs and restarts nodes and cuts peer links (through
+// the nodes' test-only fault hook). At the end it heals everything, waits out every TTL,
+// and checks the promises against what was acknowledged.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace holdfast {
+
+struct chaos_options {
+  uint64_t seed = 0;           // 0: from the clock (printed either way)
+  double seconds = 60;         // of workload and faults
+  int nodes = 3;
+  int skus = 24;
+  int64_t stock = 30;          // units per SKU
+  int workers = 6;             // client threads, spread over the nodes as entry points
+  int64_t call_timeout_ms = 3'000;
+  int64_t ttl_min_ms = 300, ttl_max_ms = 2'500;
+  double fault_min_s = 1.0, fault_max_s = 3.0;  // between faults, and each fault's length
+  std::string dir;             // keep the cluster (files, data, logs, ops log) here; default temp
+  std::string png = "chaos.png";   // timeline; empty: none
+  bool json = false;
+  std::string binary;          // the holdfast binary to run nodes with
+};
+
+// Returns the process exit status: 0 when every invariant held, 1 on a violation
+// (the report says which, with the seed to replay), 2 when the run could not be made.
+int run_chaos(const chaos_options& options);
+
+}  // namespace holdfast
