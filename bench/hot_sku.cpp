@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "harness/processes.hpp"
+#include "bench/load.hpp"
 #include "bench/rows.hpp"
 #include "cluster/client.hpp"
 #include "harness/node_process.hpp"
@@ -41,75 +42,6 @@ std::string base36(uint64_t v) {
   } while (v);
   return s;
 }
-
-// A random (version 4) UUID in its 36-character text form.
-std::string uuid_v4(std::mt19937_64& rng) {
-  uint64_t hi = rng(), lo = rng();
-  hi = (hi & ~uint64_t{0xf000}) | 0x4000;                            // version 4
-  lo = (lo & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);        // variant 10
-  char out[37];
-  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-  return out;
-}
-
-// One load generator thread: `callers` closed loops of `depth` outstanding reserves each,
-// over `connections` auto-batching clients on its own event loop.
-struct load_thread {
-  std::string address, sku, prefix;
-  bool uuid_ids = true;
-  std::mt19937_64 rng{std::random_device{}()};
-  int callers = 0, depth = 0, connections = 0;
-  steady::time_point measure_from, stop_at;
-  // results
-  std::vector<double> latency_ms;
-  int64_t measured = 0, granted = 0, refused = 0, failed = 0;
-  std::string error;
-
-  uint64_t next_id = 0;
-  std::vector<kj::Own<client>> clients;
-
-  kj::Promise<void> loop(size_t conn) {
-    auto t0 = steady::now();
-    if (t0 >= stop_at) return kj::READY_NOW;
-    auto hold_id = uuid_ids ? uuid_v4(rng) : prefix + std::to_string(next_id++);
-    hold_op op{hold_op_kind::reserve, sku, std::move(hold_id), 1, 600'000};
-    return clients[conn]->reserve(op).then([this, conn, t0](hold_result r) {
-      if (r.status == code::ok) {
-        ++granted;
-        if (t0 >= measure_from) {
-          ++measured;
-          latency_ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - t0).count());
-        }
-      } else if (r.status == code::out_of_stock) {
-        ++refused;
-      } else {
-        ++failed;
-      }
-      return loop(conn);
-    });
-  }
-
-  void run() {
-    try {
-      auto io = kj::setupAsyncIo();
-      for (int i = 0; i < connections; ++i)
-        clients.push_back(client::connect(*io.provider, address).wait(io.waitScope));
-      auto loops = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<size_t>(callers * depth));
-      for (int c = 0; c < callers; ++c)
-        for (int d = 0; d < depth; ++d)
-          loops.add(loop(static_cast<size_t>(c) % clients.size()).eagerlyEvaluate(nullptr));
-      kj::joinPromises(loops.finish()).wait(io.waitScope);
-      clients.clear();
-    } catch (const kj::Exception& e) {
-      error = e.getDescription().cStr();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-};
 
 row run_holdfast_row(const hot_sku_options& o, const std::string& address, const std::string& id,
                      int depth, bool uuid_ids) {
@@ -142,8 +74,8 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
   std::vector<load_thread> threads(static_cast<size_t>(o.threads));
   for (int t = 0; t < o.threads; ++t) {
     auto& lt = threads[static_cast<size_t>(t)];
-    lt.address = address;
-    lt.sku = sku;
+    lt.open = connect_to(address);
+    lt.skus = {sku};
     // Unique per run, so a long-running node (--use-node) sees fresh hold ids each time.
     lt.prefix = id + static_cast<char>('a' + t) + run + ".";
     lt.uuid_ids = uuid_ids;

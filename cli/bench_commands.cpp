@@ -2,6 +2,7 @@
 #include "bench/finished_holds.hpp"
 #include "bench/hot_sku.hpp"
 #include "bench/many_skus.hpp"
+#include "bench/cluster_bench.hpp"
 #include "cli/commands.hpp"
 
 namespace holdfast::cli {
@@ -91,6 +92,21 @@ void add_bench_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, many] {
       many->json = ctx.as_json;
       return guarded(ctx, [&] { return bench::run_many_skus(*many); });
+    };
+  });
+
+  auto cl = std::make_shared<bench::cluster_bench_options>();
+  auto* cluster_cmd = bench_cmd->add_subcommand(
+    "cluster", "one node vs a 3-node cluster through a non-owner vs the cluster-aware client");
+  cluster_cmd->add_option("--seconds", cl->seconds, "measured seconds per row")->capture_default_str();
+  cluster_cmd->add_option("--callers", cl->callers, "concurrent callers")->capture_default_str();
+  cluster_cmd->add_option("--skus", cl->skus)->capture_default_str();
+  cluster_cmd->add_option("--nodes", cl->nodes)->check(CLI::Range(2, 16))->capture_default_str();
+  cluster_cmd->add_option("--threads", cl->threads, "load generator threads")->capture_default_str();
+  cluster_cmd->callback([&ctx, cl] {
+    ctx.action = [&ctx, cl] {
+      cl->json = ctx.as_json;
+      return guarded(ctx, [&] { return bench::run_cluster_bench(*cl); });
     };
   });
 }

@@ -276,13 +276,18 @@ kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> 
 }
 }  // namespace
 
+kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
+                                                 bool query, const std::string& who, kj::Canceler& calls) {
+  return never_rejects<hold_result>(kj::mv(call), n, query, who,
+                                    [](code s, std::string m) { return make_hold_error(s, std::move(m)); },
+                                    calls);
+}
+
 kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_op> ops,
                                                     const std::string& who, kj::Canceler& calls) {
   auto n = ops.size();
   bool query = n > 0 && ops.front().kind == hold_op_kind::query;
-  return never_rejects<hold_result>(c.submit(std::move(ops)), n, query, who,
-                                    [](code s, std::string m) { return make_hold_error(s, std::move(m)); },
-                                    calls);
+  return answer_all(c.submit(std::move(ops)), n, query, who, calls);
 }
 
 kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,

@@ -51,6 +51,9 @@ class client;
 // `who`. With a canceler, cancel() ends every such call at once (a link that died).
 kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_op> ops,
                                                     const std::string& who, kj::Canceler& calls);
+// The same for a call already made: `n` answers whatever happens to it.
+kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
+                                                 bool query, const std::string& who, kj::Canceler& calls);
 // One SKU operation of any kind, or many creates.
 kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
                                                   const std::string& who, kj::Canceler& calls);

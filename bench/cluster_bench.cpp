@@ -1,0 +1,160 @@
+#include "bench/cluster_bench.hpp"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "bench/load.hpp"
+#include "bench/rows.hpp"
+#include "cluster/client.hpp"
+#include "cluster/cluster_client.hpp"
+#include "cluster/placement.hpp"
+#include "harness/local_cluster.hpp"
+#include "harness/node_process.hpp"
+#include "harness/processes.hpp"
+
+namespace holdfast::bench {
+namespace {
+
+bool quiet = false;
+
+void progress(const std::string& line) {
+  std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
+  std::fflush(quiet ? stderr : stdout);
+}
+
+row measure(const cluster_bench_options& o, const std::string& id, const std::string& what,
+            const std::vector<std::string>& skus,
+            std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> open) {
+  row r;
+  r.id = id;
+  r.system = what;
+  r.shape = std::to_string(o.callers) + " callers x 1 over " + std::to_string(skus.size()) + " SKUs";
+  progress("row " + id + ": " + what + " ...");
+  auto start = steady::now();
+  auto measure_from = start + std::chrono::duration_cast<steady::duration>(
+                                std::chrono::duration<double>(o.warmup_seconds));
+  auto stop_at = measure_from + std::chrono::duration_cast<steady::duration>(
+                                  std::chrono::duration<double>(o.seconds));
+  std::vector<load_thread> threads(static_cast<size_t>(o.threads));
+  for (int t = 0; t < o.threads; ++t) {
+    auto& lt = threads[static_cast<size_t>(t)];
+    lt.open = open;
+    lt.skus = skus;
+    lt.callers = o.callers / o.threads + (t < o.callers % o.threads ? 1 : 0);
+    lt.depth = 1;
+    lt.connections = 1;
+    lt.ttl_ms = 60'000;
+    lt.measure_from = measure_from;
+    lt.stop_at = stop_at;
+  }
+  std::vector<std::thread> running;
+  for (auto& lt : threads) running.emplace_back([&lt] { lt.run(); });
+  for (auto& th : running) th.join();
+  std::vector<double> latencies;
+  for (auto& lt : threads) {
+    if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
+    if (lt.failed) r.skipped = std::to_string(lt.failed) + " reservations failed, e.g. " + lt.first_failure;
+    r.reservations += lt.measured;
+    r.counted += lt.granted;
+    latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
+  }
+  r.ran = r.skipped.empty();
+  r.seconds = o.seconds;
+  r.per_second = static_cast<double>(r.reservations) / o.seconds;
+  summarize(latencies, r);
+  progress("  " + std::to_string(static_cast<int64_t>(r.per_second)) + " reservations/s");
+  return r;
+}
+
+// Creates `skus` (ample stock) through `address`.
+void create(const std::string& address, const client_options& options, const std::vector<std::string>& skus) {
+  blocking_client admin(address, options);
+  std::vector<sku_op> ops;
+  for (auto& s : skus) ops.push_back({sku_op_kind::create, s, 1'000'000'000, 100});
+  for (auto& r : admin.create_skus(ops))
+    if (r.status != code::ok && r.status != code::sku_exists)
+      throw std::runtime_error(std::string("cannot create the SKUs: ") + to_string(r.status) + " " + r.message);
+}
+
+}  // namespace
+
+int run_cluster_bench(const cluster_bench_options& o) {
+  quiet = o.json;
+  auto tmp = make_temp_dir("holdfast-bench-cluster");
+  std::printf("%s", quiet ? "" : "holdfast bench cluster\n");
+  progress("environment: " + std::to_string(std::thread::hardware_concurrency()) +
+           " cores; nodes and the load generator share them");
+  // SKUs node 1 does not own: row (b) enters at node 1, so every call is forwarded.
+  std::vector<uint32_t> ids;
+  for (int i = 1; i <= o.nodes; ++i) ids.push_back(static_cast<uint32_t>(i));
+  placement p(ids);
+  std::vector<std::string> skus;
+  for (int i = 0; static_cast<int>(skus.size()) < o.skus; ++i) {
+    auto k = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
+    if (o.nodes == 1 || p.owner(k) != 1) skus.push_back(k);
+  }
+  std::vector<row> rows;
+  try {
+    {
+      node_process node(self_executable(), tmp + "/single");
+      create(node.address(), {}, skus);
+      rows.push_back(measure(o, "a", "one node, clients connected to it", skus, connect_to(node.address())));
+      node.terminate();
+    }
+    local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes);
+    if (!nodes.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("cluster links did not come up");
+    auto options = nodes.client_config(15'000);
+    create(nodes.address(1), options, skus);
+    rows.push_back(measure(o, "b",
+                           std::to_string(o.nodes) + " nodes, clients connected to node 1, which owns none "
+                                                     "of the SKUs (every call forwarded)",
+                           skus, connect_to(nodes.address(1))));
+    auto cfg = nodes.config();
+    rows.push_back(measure(o, "c", std::to_string(o.nodes) + " nodes, cluster-aware client (one hop to the owner)",
+                           skus, [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::sender {
+                             auto c = std::make_shared<kj::Own<cluster_client>>(
+                               cluster_client::connect(io, cfg).wait(ws));
+                             return [c](const hold_op& op) { return (*c)->reserve(op); };
+                           }));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench cluster: %s\n", e.what());
+    std::filesystem::remove_all(tmp);
+    return 2;
+  }
+  std::filesystem::remove_all(tmp);
+  double base = rows[0].ran ? rows[0].per_second : 0;
+  auto ratio = [&](const row& r) { return base > 0 && r.ran ? r.per_second / base : 0.0; };
+  if (o.json) {
+    nlohmann::json j;
+    for (auto& r : rows)
+      j["rows"].push_back({{"id", r.id}, {"what", r.system}, {"shape", r.shape}, {"ran", r.ran},
+                           {"skipped", r.skipped}, {"per_second", r.per_second}, {"p50_ms", r.p50_ms},
+                           {"p99_ms", r.p99_ms}, {"vs_a", ratio(r)}});
+    j["targets"] = {{"b_over_a_min", 0.5}, {"c_over_a_min", 0.9}, {"b_over_a", ratio(rows[1])},
+                    {"c_over_a", ratio(rows[2])}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("\n%-4s %-92s %12s %8s %8s %8s\n", "row", "path", "reserv./s", "p50 ms", "p99 ms", "vs (a)");
+  for (auto& r : rows) {
+    if (!r.ran) {
+      std::printf("%-4s %-92s skipped: %s\n", r.id.c_str(), r.system.c_str(), r.skipped.c_str());
+      continue;
+    }
+    std::printf("%-4s %-92s %12.0f %8.3f %8.3f %7.2fx\n", r.id.c_str(), r.system.c_str(), r.per_second,
+                r.p50_ms, r.p99_ms, ratio(r));
+  }
+  std::printf("\ntargets: (b) >= 0.50x (a): %s (%.2fx); (c) >= 0.90x (a): %s (%.2fx)\n",
+              ratio(rows[1]) >= 0.5 ? "met" : "MISSED", ratio(rows[1]),
+              ratio(rows[2]) >= 0.9 ? "met" : "MISSED", ratio(rows[2]));
+  std::printf("shape: %s; %d load threads on the same machine as the nodes\n", rows[0].shape.c_str(), o.threads);
+  return 0;
+}
+
+}  // namespace holdfast::bench

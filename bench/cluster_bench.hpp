@@ -1,0 +1,24 @@
+// `holdfast bench cluster`: reservations/s and latency for (a) one node, clients
+// connected to it; (b) a 3-node cluster, clients connected to a node that owns none of
+// the SKUs (every call is forwarded over a peer link); (c) the same cluster with the
+// cluster-aware client (every call goes straight to its owner). Same SKUs, same callers,
+// in one run; (b) and (c) as ratios of (a).
+#pragma once
+
+#include <string>
+
+namespace holdfast::bench {
+
+struct cluster_bench_options {
+  double seconds = 5;          // measured time per row
+  double warmup_seconds = 0.5;
+  int callers = 50;            // concurrent callers, one reservation in flight each
+  int threads = 2;             // load generator threads
+  int skus = 48;               // SKUs the reservations spread over (none owned by node 1)
+  int nodes = 3;
+  bool json = false;
+};
+
+int run_cluster_bench(const cluster_bench_options& options);
+
+}  // namespace holdfast::bench

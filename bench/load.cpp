@@ -1,0 +1,69 @@
+#include "bench/load.hpp"
+
+#include <cstdio>
+#include <memory>
+
+#include "cluster/client.hpp"
+
+namespace holdfast::bench {
+
+std::string uuid_v4(std::mt19937_64& rng) {
+  uint64_t hi = rng(), lo = rng();
+  hi = (hi & ~uint64_t{0xf000}) | 0x4000;                            // version 4
+  lo = (lo & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);        // variant 10
+  char out[37];
+  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return out;
+}
+
+kj::Promise<void> load_thread::loop(size_t conn) {
+  auto t0 = steady::now();
+  if (t0 >= stop_at) return kj::READY_NOW;
+  auto hold_id = uuid_ids ? uuid_v4(rng) : prefix + std::to_string(next_id++);
+  auto& sku = skus.size() == 1 ? skus[0] : skus[rng() % skus.size()];
+  hold_op op{hold_op_kind::reserve, sku, std::move(hold_id), 1, ttl_ms};
+  return senders[conn](op).then([this, conn, t0](hold_result r) {
+    if (r.status == code::ok) {
+      ++granted;
+      if (t0 >= measure_from) {
+        ++measured;
+        latency_ms.push_back(std::chrono::duration<double, std::milli>(steady::now() - t0).count());
+      }
+    } else if (r.status == code::out_of_stock) {
+      ++refused;
+    } else {
+      if (first_failure.empty()) first_failure = std::string(to_string(r.status)) + " " + r.message;
+      ++failed;
+    }
+    return loop(conn);
+  });
+}
+
+void load_thread::run() {
+  try {
+    auto io = kj::setupAsyncIo();
+    for (int i = 0; i < connections; ++i) senders.push_back(open(*io.provider, io.waitScope));
+    auto loops = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<size_t>(callers * depth));
+    for (int c = 0; c < callers; ++c)
+      for (int d = 0; d < depth; ++d)
+        loops.add(loop(static_cast<size_t>(c) % senders.size()).eagerlyEvaluate(nullptr));
+    kj::joinPromises(loops.finish()).wait(io.waitScope);
+    senders.clear();
+  } catch (const kj::Exception& e) {
+    error = e.getDescription().cStr();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+}
+
+std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address) {
+  return [address](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::sender {
+    auto c = std::make_shared<kj::Own<client>>(client::connect(io, address).wait(ws));
+    return [c](const hold_op& op) { return (*c)->reserve(op); };
+  };
+}
+
+}  // namespace holdfast::bench

@@ -1,0 +1,166 @@
+#include "cluster/cluster_client.hpp"
+
+#include <kj/debug.h>
+
+#include <map>
+
+#include "cluster/router.hpp"
+
+namespace holdfast {
+
+struct cluster_client::impl final : transport {
+  struct member {
+    member_address address;
+    kj::Own<client> connection;  // null while (re)connecting
+    bool dialing = false;
+    std::string last_error = "not connected yet";
+    kj::Canceler calls;
+  };
+  kj::AsyncIoProvider& io;
+  client_options options;
+  std::vector<member_address> addresses;
+  std::map<uint32_t, std::unique_ptr<member>> nodes;
+  std::unique_ptr<router> route;
+  struct errors final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}
+  } error_handler;
+  kj::TaskSet tasks{error_handler};
+
+  ~impl() noexcept override {}
+  impl(kj::AsyncIoProvider& p, std::vector<member_address> members, client_options o)
+    : io(p), options(std::move(o)), addresses(std::move(members)) {
+    std::vector<uint32_t> ids;
+    for (auto& m : addresses) {
+      ids.push_back(m.id);
+      auto n = std::make_unique<member>();
+      n->address = m;
+      nodes[m.id] = std::move(n);
+    }
+    route = std::make_unique<router>(placement(ids), 0, *this, local_calls{});
+  }
+
+  kj::Promise<void> dial(member& m) {
+    m.dialing = true;
+    return client::connect(io, m.address.client, options)
+      .then(
+        [&m](kj::Own<client> c) {
+          m.connection = kj::mv(c);
+          m.dialing = false;
+        },
+        [&m](kj::Exception&& e) {
+          m.last_error = e.getDescription().cStr();
+          m.dialing = false;
+        });
+  }
+
+  // The member's connection, or null with a redial started.
+  client* usable(uint32_t id) {
+    auto& m = *nodes.at(id);
+    if (!m.connection && !m.dialing) tasks.add(dial(m));
+    return m.connection.get();
+  }
+
+  // A lost connection is dropped, so the next call redials.
+  template <class T>
+  kj::Promise<T> watch(member& m, kj::Promise<T> call) {
+    return call.catch_([&m](kj::Exception&& e) -> kj::Promise<T> {
+      if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+        m.last_error = e.getDescription().cStr();
+        m.connection = nullptr;
+      }
+      return kj::mv(e);
+    });
+  }
+
+  std::string who(uint32_t id) { return "node " + std::to_string(id) + " (" + nodes.at(id)->address.client + ")"; }
+
+  kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) override {
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c)
+      return std::vector<hold_result>(ops.size(),
+                                      make_hold_error(code::unavailable, who(node) + ": " + m.last_error));
+    auto n = ops.size();
+    bool query = n > 0 && ops.front().kind == hold_op_kind::query;
+    return answer_all(watch(m, c->submit(std::move(ops))), n, query, who(node), m.calls);
+  }
+  kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c)
+      return std::vector<sku_result>(ops.size(),
+                                     make_sku_error(code::unavailable, who(node) + ": " + m.last_error));
+    return forward_skus(*c, std::move(ops), who(node), m.calls);
+  }
+};
+
+cluster_client::cluster_client(kj::AsyncIoProvider& io, std::vector<member_address> members,
+                               client_options options)
+  : impl_(std::make_unique<impl>(io, std::move(members), std::move(options))) {}
+cluster_client::~cluster_client() = default;
+
+kj::Promise<kj::Own<cluster_client>> cluster_client::connect(kj::AsyncIoProvider& io,
+                                                             const cluster_config& cfg,
+                                                             client_options options) {
+  std::vector<member_address> members;
+  for (auto& m : cfg.members) members.push_back({m.id, m.client});
+  if (cfg.client_tls && options.tls_ca.empty()) options.tls_ca = cfg.path_of(cfg.ca);
+  auto c = kj::heap<cluster_client>(io, std::move(members), options);
+  // Dial everyone now; calls made before a dial finishes answer unavailable.
+  auto dials = kj::heapArrayBuilder<kj::Promise<void>>(c->impl_->nodes.size());
+  for (auto& [id, m] : c->impl_->nodes) dials.add(c->impl_->dial(*m));
+  return kj::joinPromises(dials.finish()).then([c = kj::mv(c)]() mutable { return kj::mv(c); });
+}
+
+kj::Promise<kj::Own<cluster_client>> cluster_client::discover(kj::AsyncIoProvider& io,
+                                                              const std::string& any_node,
+                                                              client_options options) {
+  return client::connect(io, any_node, options).then([&io, options](kj::Own<client> seed) {
+    auto members = seed->members();
+    return members.attach(kj::mv(seed)).then([&io, options](std::vector<member_address> ms) {
+      if (ms.empty()) throw KJ_EXCEPTION(FAILED, "that node is not in a cluster (no members)");
+      auto c = kj::heap<cluster_client>(io, std::move(ms), options);
+      auto dials = kj::heapArrayBuilder<kj::Promise<void>>(c->impl_->nodes.size());
+      for (auto& [id, m] : c->impl_->nodes) dials.add(c->impl_->dial(*m));
+      return kj::joinPromises(dials.finish()).then([c = kj::mv(c)]() mutable { return kj::mv(c); });
+    });
+  });
+}
+
+namespace {
+kj::Promise<hold_result> first(kj::Promise<std::vector<hold_result>> p) {
+  return p.then([](std::vector<hold_result> rs) { return std::move(rs.at(0)); });
+}
+hold_op ref(hold_op_kind kind, const std::string& id, const std::string& sku) {
+  hold_op op;
+  op.kind = kind;
+  op.hold_id = id;
+  op.sku = sku;
+  return op;
+}
+}  // namespace
+
+kj::Promise<hold_result> cluster_client::reserve(const hold_op& op) {
+  hold_op copy = op;
+  copy.kind = hold_op_kind::reserve;
+  return first(submit({std::move(copy)}));
+}
+kj::Promise<hold_result> cluster_client::confirm(const std::string& id, const std::string& sku) {
+  return first(submit({ref(hold_op_kind::confirm, id, sku)}));
+}
+kj::Promise<hold_result> cluster_client::release(const std::string& id, const std::string& sku) {
+  return first(submit({ref(hold_op_kind::release, id, sku)}));
+}
+kj::Promise<hold_result> cluster_client::query_hold(const std::string& id, const std::string& sku) {
+  return first(submit({ref(hold_op_kind::query, id, sku)}));
+}
+kj::Promise<std::vector<hold_result>> cluster_client::submit(std::vector<hold_op> ops) {
+  return impl_->route->holds(std::move(ops));
+}
+kj::Promise<std::vector<sku_result>> cluster_client::skus(std::vector<sku_op> ops) {
+  return impl_->route->skus(std::move(ops));
+}
+uint32_t cluster_client::owner(const std::string& sku) const { return impl_->route->owner(sku); }
+const std::vector<member_address>& cluster_client::members() const { return impl_->addresses; }
+
+}  // namespace holdfast

@@ -1,0 +1,45 @@
+// The cluster-aware client: one connection per member, and each call goes straight to
+// the node that owns its SKU (placement.hpp), one hop, with the same auto-batching per
+// connection as `client`. A batch spanning owners is split and answered in order; a hold
+// named without its SKU is looked for on every member. A member that cannot be reached
+// answers `unavailable` and is redialed in the background on later calls. One thread's
+// KJ event loop, like `client`.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cluster/client.hpp"
+#include "cluster/cluster_file.hpp"
+
+namespace holdfast {
+
+class cluster_client {
+public:
+  // Members from a cluster file (TLS to clients when the file says so, with its CA).
+  static kj::Promise<kj::Own<cluster_client>> connect(kj::AsyncIoProvider& io, const cluster_config& cfg,
+                                                      client_options options = {});
+  // Members fetched from any node.
+  static kj::Promise<kj::Own<cluster_client>> discover(kj::AsyncIoProvider& io, const std::string& any_node,
+                                                       client_options options = {});
+  cluster_client(kj::AsyncIoProvider& io, std::vector<member_address> members, client_options options);
+  ~cluster_client();
+
+  kj::Promise<hold_result> reserve(const hold_op& op);
+  kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
+  kj::Promise<hold_result> release(const std::string& hold_id, const std::string& sku = {});
+  kj::Promise<hold_result> query_hold(const std::string& hold_id, const std::string& sku = {});
+  // Operations of one kind.
+  kj::Promise<std::vector<hold_result>> submit(std::vector<hold_op> ops);
+  // One SKU operation of any kind, or many creates.
+  kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
+  uint32_t owner(const std::string& sku) const;
+  const std::vector<member_address>& members() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace holdfast
