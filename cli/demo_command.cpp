@@ -15,7 +15,13 @@ void add_demo_command(CLI::App& app, context& ctx) {
   cmd->add_option("--stock", demo->stock)->capture_default_str();
   cmd->add_option("--ttl", *ttl, "hold TTL")->capture_default_str();
   cmd->add_option("--seed", demo->seed)->capture_default_str();
-  cmd->add_option("--data", demo->data_dir, "keep the node's data here (default: temporary)");
+  cmd->add_option("--nodes", demo->nodes, "a local cluster of this many nodes (1: a single node)")
+    ->check(CLI::Range(1, 16))
+    ->capture_default_str();
+  cmd->add_option("--tail-skus", demo->tail_skus, "long-tail SKUs (5 units each) spread over the nodes")
+    ->check(CLI::Range(0, 100000))
+    ->capture_default_str();
+  cmd->add_option("--data", demo->data_dir, "keep the nodes' data here (default: temporary)");
   cmd->add_option("--use-node", demo->node_address,
                   "race on this running node instead of starting one");
   cmd->callback([&ctx, demo, ttl] {

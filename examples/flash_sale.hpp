@@ -1,4 +1,5 @@
-// The flash-sale demo (`holdfast demo`): one node, one hot SKU, thousands of buyers.
+// The flash-sale demo (`holdfast demo`): a local 3-node cluster, one hot SKU and a long
+// tail of SKUs spread over every node, thousands of buyers entering at every node.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +16,10 @@ struct demo_options {
   double confirm_share = 0.8;     // of buyers who get a hold; the rest release or abandon
   double release_share = 0.1;
   uint64_t seed = 42;
+  int nodes = 3;                  // a local cluster of this many nodes (1: a single node)
+  int tail_skus = 300;            // long-tail SKUs, 5 units each; half the buyers also buy one
   std::string data_dir;           // empty: a temporary directory, removed afterwards
-  std::string node_address;       // empty: start a node; else use this running node
+  std::string node_address;       // empty: start the nodes; else use this running node
   bool json = false;
 };
 

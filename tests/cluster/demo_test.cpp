@@ -28,6 +28,10 @@ TEST(demo, sells_every_unit_once_and_buyers_stop_when_it_is_sold_out) {
   EXPECT_EQ(report["oversold"], 0);
   EXPECT_EQ(report["consistent"], true);
   EXPECT_EQ(report["unexpected_answers"], 0);
+  // On a local 3-node cluster, with a long tail spread over every node.
+  EXPECT_EQ(report["nodes"], 3);
+  EXPECT_EQ(report["tail_skus"], 300);
+  EXPECT_GT(report["tail_sold"].get<int>(), 0);
   // The client saw the sell-out while the race ran, so buyers stopped retrying. When
   // answers were only counted once every buyer had finished, each unlucky buyer spent
   // all its attempts and the race ran for the whole backoff schedule.
