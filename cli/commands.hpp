@@ -20,6 +20,7 @@ struct context {
   std::string node_address = "127.0.0.1:7400";
   bool as_json = false;
   int64_t timeout_ms = 15'000;  // a call with no answer by then: outcome_unknown
+  std::string tls_ca;           // connect with TLS, trusting this CA (PEM)
   std::function<int()> action;
 };
 

@@ -91,6 +91,7 @@ template <class Call>
 int with_node(const context& ctx, bool mutation, Call call) {
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
+  options.tls_ca = ctx.tls_ca;
   std::unique_ptr<blocking_client> c;
   try {
     c = std::make_unique<blocking_client>(ctx.node_address, options);

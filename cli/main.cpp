@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
     ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
     ->capture_default_str();
 
+  app.add_option("--tls-ca", ctx.tls_ca,
+                 "connect with TLS; the node's certificate must chain to this CA (PEM file)");
+
   add_node_command(app, ctx);
   add_demo_command(app, ctx);
   add_inventory_commands(app, ctx);

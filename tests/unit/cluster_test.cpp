@@ -276,3 +276,16 @@ TEST(router, a_client_router_without_a_local_node_sends_everything_over_the_tran
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast {
+namespace {
+// The shipped example parses (its certificates are made by `cluster init`, not shipped).
+TEST(cluster_file, the_example_file_parses) {
+  cluster_config c;
+  std::string error;
+  ASSERT_TRUE(load_cluster_file(EXAMPLES_DIR "/cluster-3.toml", c, error)) << error;
+  EXPECT_EQ(c.members.size(), 3u);
+  EXPECT_EQ(c.name, "holdfast-local");
+}
+}  // namespace
+}  // namespace holdfast
