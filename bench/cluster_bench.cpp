@@ -53,21 +53,7 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
     lt.measure_from = measure_from;
     lt.stop_at = stop_at;
   }
-  std::vector<std::thread> running;
-  for (auto& lt : threads) running.emplace_back([&lt] { lt.run(); });
-  for (auto& th : running) th.join();
-  std::vector<double> latencies;
-  for (auto& lt : threads) {
-    if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
-    if (lt.failed) r.skipped = std::to_string(lt.failed) + " reservations failed, e.g. " + lt.first_failure;
-    r.reservations += lt.measured;
-    r.counted += lt.granted;
-    latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
-  }
-  r.ran = r.skipped.empty();
-  r.seconds = o.seconds;
-  r.per_second = static_cast<double>(r.reservations) / o.seconds;
-  summarize(latencies, r);
+  run_threads(threads, o.seconds, r);
   progress("  " + std::to_string(static_cast<int64_t>(r.per_second)) + " reservations/s");
   return r;
 }

@@ -85,22 +85,7 @@ row run_holdfast_row(const hot_sku_options& o, const std::string& address, const
     lt.measure_from = measure_from;
     lt.stop_at = stop_at;
   }
-  std::vector<std::thread> running;
-  for (auto& lt : threads) running.emplace_back([&lt] { lt.run(); });
-  for (auto& th : running) th.join();
-  std::vector<double> latencies;
-  for (auto& lt : threads) {
-    if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
-    r.reservations += lt.measured;
-    r.counted += lt.granted;
-    latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
-    if (lt.failed || lt.refused)
-      r.skipped = std::to_string(lt.failed + lt.refused) + " reservations were not granted";
-  }
-  r.ran = r.skipped.empty();
-  r.seconds = o.seconds;
-  r.per_second = static_cast<double>(r.reservations) / o.seconds;
-  summarize(latencies, r);
+  run_threads(threads, o.seconds, r);
   auto after = admin.query_sku(sku);
   if (after.status != code::ok) {
     r.ran = false;

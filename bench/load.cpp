@@ -3,6 +3,9 @@
 #include <cstdio>
 #include <memory>
 
+#include <thread>
+
+#include "bench/rows.hpp"
 #include "cluster/client.hpp"
 
 namespace holdfast::bench {
@@ -57,6 +60,26 @@ void load_thread::run() {
   } catch (const std::exception& e) {
     error = e.what();
   }
+}
+
+void run_threads(std::vector<load_thread>& threads, double seconds, row& r) {
+  std::vector<std::thread> running;
+  for (auto& lt : threads) running.emplace_back([&lt] { lt.run(); });
+  for (auto& th : running) th.join();
+  std::vector<double> latencies;
+  for (auto& lt : threads) {
+    if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
+    r.reservations += lt.measured;
+    r.counted += lt.granted;
+    latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
+    if (lt.failed || lt.refused)
+      r.skipped = std::to_string(lt.failed + lt.refused) + " reservations were not granted" +
+                  (lt.first_failure.empty() ? "" : ", e.g. " + lt.first_failure);
+  }
+  r.ran = r.skipped.empty();
+  r.seconds = seconds;
+  r.per_second = static_cast<double>(r.reservations) / seconds;
+  summarize(latencies, r);
 }
 
 std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address) {

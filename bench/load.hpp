@@ -44,6 +44,12 @@ private:
   std::vector<sender> senders;
 };
 
+struct row;
+// Runs the threads to the end and sums them into `r` over `seconds`: reservations,
+// counted, rate and latency percentiles. A thread's error, or a reservation that was not
+// granted, marks the row skipped with why.
+void run_threads(std::vector<load_thread>& threads, double seconds, row& r);
+
 // Opens a plain `client` to `address` (auto-batching on).
 std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address);
 

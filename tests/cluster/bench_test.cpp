@@ -73,3 +73,17 @@ TEST(bench, finished_holds_are_collected_and_the_data_file_stops_growing) {
 }
 
 }  // namespace
+
+namespace {
+TEST(bench, cluster_rows_run_direct_forwarded_and_cluster_aware) {
+  auto report = run_json("bench cluster --json --seconds 0.5 --skus 12");
+  ASSERT_TRUE(report.is_object()) << report;
+  ASSERT_EQ(report["rows"].size(), 3u) << report;
+  for (auto& row : report["rows"]) {
+    ASSERT_TRUE(row["ran"].get<bool>()) << row;
+    EXPECT_GT(row["per_second"].get<double>(), 0) << row;
+  }
+  EXPECT_GT(report["targets"]["b_over_a"].get<double>(), 0);
+  EXPECT_GT(report["targets"]["c_over_a"].get<double>(), 0);
+}
+}  // namespace
