@@ -725,12 +725,24 @@ struct rpc_server::impl {
     }
     kj::TaskSet connections(errors);
     kj::TaskSet peer_connections(errors);
+    // Members dial once each (and again after a loss); the rest is room for redials.
+    const size_t peer_connections_max = 64 + 4 * (role ? role->config.members.size() : 0);
     // Accepts peers: TLS (their certificate must chain to the cluster CA), then the Peer
     // interface, whose hello decides whether they get anything more.
     std::function<kj::Promise<void>()> accept_peer = [&]() -> kj::Promise<void> {
       return kj::evalNow([&] { return peer_listener->acceptAuthenticated(); })
         .then(
-          [&](kj::AuthenticatedStream&& raw) {
+          [&](kj::AuthenticatedStream&& raw) -> kj::Promise<void> {
+            // Bounded: a flood of connections (a TLS handshake each, at most
+            // connect_timeout_ms) cannot take every descriptor the node has.
+            if (net.peers_in.size() >= peer_connections_max) {
+              count(&counters::refused_connections);
+              uint64_t suppressed = 0;
+              if (accept_log.allow(suppressed))
+                spdlog::warn("refusing a peer connection: {} open on the peer port; {} more refused",
+                             net.peers_in.size(), suppressed);
+              return accept_peer();  // `raw` closes here
+            }
             auto in = std::make_shared<network_context::inbound>();
             auto closed = kj::newPromiseAndFulfiller<void>();
             in->close = kj::mv(closed.fulfiller);

@@ -2,6 +2,9 @@
 // made by `cluster init` (free ports). Waits are conditions with deadlines.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -324,6 +327,49 @@ TEST_F(cluster_test, clients_may_use_tls_and_a_plaintext_client_gets_nothing) {
   ASSERT_TRUE(init_cluster_dir(dir_ + "/other", 1, 0, "x", true, other, error));
   wrong_ca.tls_ca = dir_ + "/other/ca.pem";
   EXPECT_THROW(blocking_client(nodes_->address(2), wrong_ca), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// A TCP connection to HOST:PORT that says nothing; -1 when refused.
+int silent_connection(const std::string& address) {
+  auto colon = address.rfind(':');
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST_F(cluster_test, a_flood_of_silent_connections_on_the_peer_port_costs_the_cluster_nothing) {
+  start();
+  std::vector<int> flood;
+  for (int i = 0; i < 400; ++i) {
+    int fd = silent_connection(nodes_->config().member(1)->peer);
+    if (fd >= 0) flood.push_back(fd);
+  }
+  // Node 1 keeps serving, and a restarted peer links to it again while the flood's
+  // sockets are still open (the node closed the ones it took after the handshake limit
+  // and refused the rest).
+  auto skus = owned(1);
+  EXPECT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(skus[2][0], 5, 1); }).status, code::ok);
+  nodes_->kill9(2);
+  nodes_->start(2);
+  EXPECT_TRUE(nodes_->wait_links_up(20s)) << log(1);
+  EXPECT_EQ(on(3, [&](blocking_client& c) { return c.reserve(skus[2][0], 1, "after-flood", 10'000); }).status,
+            code::ok);
+  // Bounded: past 64 + 4 per member, connections are refused at once, not kept.
+  EXPECT_NE(log(1).find("refusing a peer connection"), std::string::npos);
+  for (int fd : flood) close(fd);
 }
 
 }  // namespace
