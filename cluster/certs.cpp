@@ -90,6 +90,27 @@ x509_ptr load_cert(const std::string& pem) {
 
 }  // namespace
 
+std::string check_node_material(const std::string& ca_pem, const std::string& cert_pem,
+                                const std::string& key_pem, uint32_t node_id) {
+  auto ca = load_cert(ca_pem);
+  if (!ca) return "the CA certificate does not parse as PEM";
+  auto cert = load_cert(cert_pem);
+  if (!cert) return "the node certificate does not parse as PEM";
+  auto key = load_key(key_pem);
+  if (!key) return "the node key does not parse as PEM";
+  if (X509_check_private_key(cert.get(), key.get()) != 1) return "the key is not the certificate's";
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn);
+  if (node_tls_name(node_id) != cn)
+    return "the certificate names \"" + std::string(cn) + "\", not " + node_tls_name(node_id);
+  pkey_ptr ca_key(X509_get_pubkey(ca.get()));
+  if (!ca_key || X509_verify(cert.get(), ca_key.get()) != 1) return "the certificate is not signed by the CA";
+  if (X509_cmp_current_time(X509_get0_notAfter(cert.get())) <= 0) return "the certificate has expired";
+  if (X509_cmp_current_time(X509_get0_notBefore(cert.get())) >= 0) return "the certificate is not valid yet";
+  ERR_clear_error();
+  return "";
+}
+
 std::string node_tls_name(uint32_t node_id) { return "node-" + std::to_string(node_id); }
 
 bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, std::string& error) {

@@ -20,6 +20,12 @@ bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, st
 bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
                             std::string& error);
 
+// Checks a node's TLS material before it serves: both PEMs parse, the key is the
+// certificate's, the certificate names node-<id> and is signed by the CA and valid now.
+// Returns "" or what is wrong.
+std::string check_node_material(const std::string& ca_pem, const std::string& cert_pem,
+                                const std::string& key_pem, uint32_t node_id);
+
 // The DNS name clients verify every member's certificate against.
 constexpr const char* client_tls_name = "holdfast-node";
 std::string node_tls_name(uint32_t node_id);  // "node-<id>"

@@ -10,6 +10,8 @@
 #include <iostream>
 #include <pthread.h>
 
+#include "cluster/certs.hpp"
+#include "cluster/client.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -36,6 +38,23 @@ int run_node(const node_options& options) {
       spdlog::critical("holdfast node: --id {} is not a node of {}", options.node_id,
                        options.cluster_file);
       return 2;
+    }
+    if (!role->config.ca.empty()) {
+      auto& cfg = role->config;
+      std::string material;
+      try {
+        material = check_node_material(read_pem_file(cfg.path_of(cfg.ca)).cStr(),
+                                       read_pem_file(cfg.path_of(me->cert)).cStr(),
+                                       read_pem_file(cfg.path_of(me->key)).cStr(), options.node_id);
+      } catch (const kj::Exception& e) {
+        material = e.getDescription().cStr();
+      }
+      if (!material.empty()) {
+        spdlog::critical("holdfast node: refusing to start: node {}'s TLS material ({}, {}, CA {}): {}",
+                         options.node_id, cfg.path_of(me->cert), cfg.path_of(me->key), cfg.path_of(cfg.ca),
+                         material);
+        return 2;
+      }
     }
     role->self = options.node_id;
     role->incarnation = static_cast<uint64_t>(
@@ -120,10 +139,11 @@ int run_node(const node_options& options) {
   sigwait(&signals, &sig);
   std::printf("holdfast node: signal %d, stopping\n", sig);
   std::fflush(stdout);
+  bool failed = server.failed();
   server.stop();
   caf::anon_send_exit(bridge, caf::exit_reason::kill);
   shutdown();
-  return 0;
+  return failed ? 3 : 0;
 }
 
 }  // namespace holdfast

@@ -9,6 +9,10 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -635,6 +639,8 @@ struct rpc_server::impl {
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_fulfiller;
   mutable std::mutex mutex;
   counters stats;  // under mutex
+  std::string start_error;  // under mutex
+  std::atomic<bool> failed{false};
 
   void count(uint64_t counters::*field) {
     std::lock_guard<std::mutex> guard(mutex);
@@ -652,16 +658,30 @@ struct rpc_server::impl {
         std::lock_guard<std::mutex> guard(mutex);
         stop_fulfiller = kj::mv(stop.fulfiller);
       }
-      bound->set_value(host + ":" + std::to_string(listener->getPort()));
-      bound.reset();
-      serve(io, *listener, kj::mv(stop.promise));
+      // Bound once the cluster's part is ready too (its peer port, its TLS material).
+      serve(io, *listener, kj::mv(stop.promise), [&] {
+        bound->set_value(host + ":" + std::to_string(listener->getPort()));
+        bound.reset();
+      });
     } catch (const kj::Exception& e) {
-      if (bound) bound->set_value("");
-      spdlog::error("network thread: {}", e.getDescription().cStr());
+      std::string why = e.getDescription().cStr();
+      if (bound) {
+        {
+          std::lock_guard<std::mutex> guard(mutex);
+          start_error = why;
+        }
+        bound->set_value("");
+        return;
+      }
+      // The node would stay up serving nothing: stop it, with the reason in its log.
+      spdlog::critical("network thread failed, stopping the node: {}", why);
+      failed = true;
+      ::kill(::getpid(), SIGTERM);
     }
   }
 
-  void serve(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, kj::Promise<void> stopped) {
+  void serve(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, kj::Promise<void> stopped,
+             const std::function<void()>& ready) {
     capnp::ReaderOptions reader_options;
     reader_options.traversalLimitInWords = options.frame_words_max;
     reader_options.nestingLimit = 16;
@@ -862,6 +882,7 @@ struct rpc_server::impl {
       });
     };
 
+    ready();
     auto serving = stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep());
     if (peer_listener) serving = serving.exclusiveJoin(accept_peer());
     serving.wait(io.waitScope);
@@ -883,11 +904,13 @@ std::string rpc_server::start(std::string& error) {
   impl_->thread = std::thread([this, bound] { impl_->run(bound); });
   auto address = result.get();
   if (address.empty()) {
-    error = "cannot listen on " + impl_->options.listen;
     impl_->thread.join();
+    error = "cannot serve on " + impl_->options.listen + ": " + impl_->start_error;
   }
   return address;
 }
+
+bool rpc_server::failed() const { return impl_->failed; }
 
 rpc_server::counters rpc_server::stats() const {
   std::lock_guard<std::mutex> guard(impl_->mutex);

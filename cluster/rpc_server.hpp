@@ -66,6 +66,8 @@ public:
              closed_stalled = 0, closed_unfinished = 0, accept_errors = 0;
   };
   counters stats() const;
+  // True when the network thread died after start (the node then gets SIGTERM).
+  bool failed() const;
   // Stops accepting and closes every connection; joins the network thread.
   void stop();
 

@@ -374,3 +374,49 @@ TEST_F(cluster_test, a_flood_of_silent_connections_on_the_peer_port_costs_the_cl
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// A node whose TLS material or peer port is unusable refuses to start, saying why
+// (it once printed "listening" and then served nothing).
+TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
+  auto dir = make_temp_dir("holdfast-cluster-start");
+  cluster_config cfg;
+  std::string error;
+  ASSERT_TRUE(init_cluster_dir(dir + "/c", 2, 0, "s", false, cfg, error)) << error;
+  auto node1 = [&] {
+    return run_command({HOLDFAST_BINARY, "node", "--cluster", dir + "/c/cluster.toml", "--id", "1", "--data",
+                        dir + "/n1"});
+  };
+  auto pem = dir + "/c/node-1.pem";
+  auto original = dir + "/node-1.pem.orig";
+  fs::copy_file(pem, original);
+  std::ofstream(pem) << "garbage\n";
+  auto r = node1();
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("does not parse"), std::string::npos) << r.output;
+  fs::copy_file(dir + "/c/node-2.pem", pem, fs::copy_options::overwrite_existing);
+  r = node1();
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("not the certificate's"), std::string::npos) << r.output;
+  fs::copy_file(original, pem, fs::copy_options::overwrite_existing);
+  // Its peer port taken by another process.
+  auto peer = cfg.member(1)->peer;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(peer.substr(peer.rfind(':') + 1))));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  r = node1();
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("Address already in use"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("listening on"), std::string::npos) << r.output;
+  close(fd);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace holdfast
