@@ -244,6 +244,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, shared_state& st,
 }
 
 struct verdict {
+  explicit verdict(std::string n) : name(std::move(n)) {}
   std::string name;
   bool ok = true;
   std::string detail;
