@@ -76,28 +76,70 @@ kj::Promise<std::vector<hold_result>> router::holds(std::vector<hold_op> ops) {
       forwarded_ += part.size();
       return remote_.hold_ops(node, std::move(part));
     }
-    // Every node is asked about every hold in `part`; each hold's answers combine.
+    // Every node is asked about every hold in `part` (a query: nothing changes yet).
     auto n = part.size();
+    auto kind = part.front().kind;
+    auto lookups = part;
+    for (auto& op : lookups) op.kind = hold_op_kind::query;
     auto calls = kj::heapArrayBuilder<kj::Promise<std::vector<hold_result>>>(where_.nodes().size());
     for (auto id : where_.nodes()) {
       if (id == self_) {
-        calls.add(local_.holds(part));
+        calls.add(local_.holds(lookups));
       } else {
         forwarded_ += n;
-        calls.add(remote_.hold_ops(id, part));
+        calls.add(remote_.hold_ops(id, lookups));
       }
     }
-    return kj::joinPromises(calls.finish()).then([n](kj::Array<std::vector<hold_result>> all) {
-      std::vector<hold_result> out;
-      out.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        std::vector<hold_result> per_node;
-        for (auto& answers : all)
-          if (i < answers.size()) per_node.push_back(std::move(answers[i]));
-        out.push_back(combine_lookups(per_node));
-      }
-      return out;
-    });
+    return kj::joinPromises(calls.finish())
+      .then([this, n, kind, part = std::move(part)](kj::Array<std::vector<hold_result>> all) mutable
+            -> kj::Promise<std::vector<hold_result>> {
+        std::vector<hold_result> out(n);
+        // A confirm or release goes, with its SKU now known, to the one node that has
+        // the hold; ids are unique per node, not across the cluster, so a hold found on
+        // several nodes, or found while a node could not be asked, is not acted on.
+        std::vector<size_t> resolved_at;
+        std::vector<hold_op> resolved;
+        for (size_t i = 0; i < n; ++i) {
+          std::vector<hold_result> per_node;
+          for (auto& answers : all)
+            if (i < answers.size()) per_node.push_back(answers[i]);
+          if (kind == hold_op_kind::query) {
+            out[i] = combine_lookups(per_node);
+            continue;
+          }
+          std::vector<const hold_result*> found;
+          const hold_result* unsure = nullptr;
+          for (auto& a : per_node) {
+            if (a.status == code::unavailable || a.status == code::outcome_unknown) unsure = unsure ? unsure : &a;
+            else if (a.status != code::unknown_hold) found.push_back(&a);
+          }
+          if (found.size() > 1) {
+            std::string where;
+            for (auto* f : found) where += (where.empty() ? "" : ", ") + f->hold.sku;
+            out[i] = make_hold_error(code::invalid, "hold id '" + part[i].hold_id + "' is held on several SKUs (" +
+                                                      where + "): name the SKU");
+          } else if (unsure) {
+            out[i] = make_hold_error(code::unavailable,
+                                     (found.empty() ? std::string("the hold is on no node that answered")
+                                                    : "the hold is on SKU " + found[0]->hold.sku +
+                                                        ", but a node that may hold the same id") +
+                                       " could not be asked (" + unsure->message + "); name the SKU");
+          } else if (found.empty()) {
+            out[i] = make_hold_error(code::unknown_hold);
+          } else {
+            auto op = part[i];
+            op.sku = found[0]->hold.sku;
+            resolved_at.push_back(i);
+            resolved.push_back(std::move(op));
+          }
+        }
+        if (resolved.empty()) return out;
+        return holds(std::move(resolved))
+          .then([out = std::move(out), resolved_at = std::move(resolved_at)](std::vector<hold_result> rs) mutable {
+            for (size_t j = 0; j < resolved_at.size() && j < rs.size(); ++j) out[resolved_at[j]] = std::move(rs[j]);
+            return std::move(out);
+          });
+      });
   };
   return scatter<hold_op, hold_result>(std::move(ops), self_, owner_of, send);
 }

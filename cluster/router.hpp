@@ -1,8 +1,10 @@
 // Routing: any node accepts any call and sends each operation to the node that owns its
 // SKU (placement.hpp). A batch spanning owners is split, the parts go out in parallel
 // (the local part to this node's actors, the rest over the transport), and the answers
-// come back in the caller's order. A hold named without its SKU is looked for on every
-// node. Network thread only.
+// come back in the caller's order. A hold named without its SKU is looked up on every
+// node first; a confirm or release then goes to the one node that has it (hold ids are
+// unique per node, not across the cluster: an id found on several nodes, or found while
+// a node could not be asked, is refused rather than acted on). Network thread only.
 #pragma once
 
 #include <kj/async.h>

@@ -420,3 +420,35 @@ TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// Hold ids are unique per node, not across the cluster (found by the adversarial pass:
+// a confirm by id alone once confirmed every same-named hold and reported one).
+TEST_F(cluster_test, a_hold_id_used_on_two_owners_is_never_confirmed_by_id_alone) {
+  start();
+  auto skus = owned(1);
+  auto& a = skus[1][0];
+  auto& b = skus[2][0];
+  on(1, [&](blocking_client& c) {
+    EXPECT_EQ(c.create_sku(a, 10, 1).status, code::ok);
+    EXPECT_EQ(c.create_sku(b, 10, 1).status, code::ok);
+    EXPECT_EQ(c.reserve(a, 2, "dup", 60'000).status, code::ok);
+    EXPECT_EQ(c.reserve(b, 3, "dup", 60'000).status, code::ok);
+    auto r = c.confirm("dup");
+    EXPECT_EQ(r.status, code::invalid) << r.message;
+    EXPECT_NE(r.message.find("several SKUs"), std::string::npos) << r.message;
+    EXPECT_EQ(c.release("dup").status, code::invalid);
+    EXPECT_EQ(c.query_sku(a).sku.sold, 0);
+    EXPECT_EQ(c.query_sku(b).sku.sold, 0);
+    // Named with its SKU, each is its own hold.
+    EXPECT_EQ(c.confirm("dup", a).status, code::ok);
+    EXPECT_EQ(c.query_sku(a).sku.sold, 2);
+    EXPECT_EQ(c.query_sku(b).sku.sold, 0);
+    return 0;
+  });
+}
+
+}  // namespace
+}  // namespace holdfast

@@ -146,7 +146,14 @@ public:
   kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) override {
     sent[node].push_back(ops);
     std::vector<hold_result> out;
-    for (auto& op : ops) out.push_back(answer(node, op));
+    for (auto& op : ops) {
+      if (down.count(node)) {
+        out.push_back(make_hold_error(code::unavailable, "node " + std::to_string(node) + " is down"));
+        continue;
+      }
+      if (op.kind != hold_op_kind::query) mutations.push_back(op);
+      out.push_back(answer(node, op));
+    }
     return out;
   }
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
@@ -164,12 +171,15 @@ public:
     return out;
   }
   // Node n "has" holds whose id starts with its number.
+  // Ids starting with 'D' are held on every node (SKU "s<node>").
+  std::vector<hold_op> mutations;  // confirms and releases that reached a node
   static hold_result answer(uint32_t node, const hold_op& op) {
-    if (op.sku.empty() && op.hold_id[0] - '0' != static_cast<int>(node))
+    bool everywhere = op.hold_id[0] == 'D';
+    if (op.sku.empty() && !everywhere && op.hold_id[0] - '0' != static_cast<int>(node))
       return make_hold_error(code::unknown_hold);
     hold_result r;
     r.hold.hold_id = op.hold_id;
-    r.hold.sku = op.sku;
+    r.hold.sku = op.sku.empty() ? (everywhere ? "s" + std::to_string(node) : "sku-of-" + op.hold_id) : op.sku;
     r.hold.qty = node;  // who answered
     return r;
   }
@@ -226,9 +236,32 @@ TEST_F(router_fixture, a_hold_without_its_sku_is_looked_for_on_every_node) {
                            {hold_op_kind::confirm, "", "1-y", 0, 0},
                            {hold_op_kind::confirm, "", "9-z", 0, 0}};
   auto rs = r.holds(ops).wait(wait);
-  EXPECT_EQ(rs[0].hold.qty, 3);
-  EXPECT_EQ(rs[1].hold.qty, 1);
+  placement p({1, 2, 3});
+  ASSERT_EQ(rs[0].status, code::ok);
+  EXPECT_EQ(rs[0].hold.sku, "sku-of-3-x");  // found on node 3, then confirmed by its SKU's owner
+  EXPECT_EQ(uint32_t(rs[0].hold.qty), p.owner("sku-of-3-x"));
+  EXPECT_EQ(rs[1].hold.sku, "sku-of-1-y");
   EXPECT_EQ(rs[2].status, code::unknown_hold);
+}
+
+TEST_F(router_fixture, a_confirm_by_id_alone_acts_on_one_node_only_and_never_on_a_duplicate_id) {
+  // Found on node 3 only: one confirm, sent there with the SKU the lookup found.
+  auto one = r.holds({{hold_op_kind::confirm, "", "3-x", 0, 0}}).wait(wait);
+  ASSERT_EQ(one[0].status, code::ok);
+  ASSERT_EQ(net.mutations.size(), 1u);
+  EXPECT_EQ(net.mutations[0].sku, "sku-of-3-x");
+  // The same id on several nodes: refused, nothing changes anywhere.
+  net.mutations.clear();
+  auto dup = r.holds({{hold_op_kind::release, "", "Dup", 0, 0}}).wait(wait);
+  EXPECT_EQ(dup[0].status, code::invalid);
+  EXPECT_NE(dup[0].message.find("several SKUs"), std::string::npos) << dup[0].message;
+  EXPECT_TRUE(net.mutations.empty());
+  // Found, but a node that may hold the same id is down: not acted on.
+  net.down.insert(2);
+  auto unsure = r.holds({{hold_op_kind::confirm, "", "3-y", 0, 0}}).wait(wait);
+  EXPECT_EQ(unsure[0].status, code::unavailable);
+  EXPECT_NE(unsure[0].message.find("name the SKU"), std::string::npos) << unsure[0].message;
+  EXPECT_TRUE(net.mutations.empty());
 }
 
 TEST(router, lookups_combine_lost_answers_before_unreachable_nodes) {
