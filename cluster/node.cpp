@@ -4,8 +4,12 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <pthread.h>
@@ -15,6 +19,54 @@
 #include "protocol/log.hpp"
 
 namespace holdfast {
+namespace {
+
+// A data directory belongs to one member of one cluster, recorded in DIR/cluster-member
+// at its first start in a cluster: a directory started as another member (swapped
+// directories) or as a single node would serve SKUs placement gives to someone else, or
+// hide the ones it has. Called with the directory locked.
+bool check_membership(const std::string& dir, const cluster_role* role, std::string& error) {
+  auto path = dir + "/cluster-member";
+  std::string recorded;
+  {
+    std::ifstream in(path);
+    std::getline(in, recorded);
+  }
+  std::string mine = role ? "cluster \"" + role->config.name + "\" node " + std::to_string(role->self) : "";
+  if (!recorded.empty()) {
+    if (recorded == mine) return true;
+    error = "this directory holds " + recorded + (role ? ", not " + mine : " and must be started with that --cluster and --id");
+    return false;
+  }
+  if (!role) return true;
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << mine << "\n";
+    out.flush();
+    if (!out) {
+      error = "cannot write " + tmp;
+      return false;
+    }
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = "cannot write " + path;
+    return false;
+  }
+  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d >= 0) {
+    ::fsync(d);
+    ::close(d);
+  }
+  return true;
+}
+
+}  // namespace
 
 int run_node(const node_options& options) {
   // Every thread started from here on inherits the blocked signals; main waits for them.
@@ -78,6 +130,10 @@ int run_node(const node_options& options) {
   std::string error;
   std::shared_ptr<storage> env = storage::open(storage_cfg, error);
   if (!env) {
+    spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
+    return 2;
+  }
+  if (!check_membership(options.data_dir, effective.server.cluster.get(), error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }

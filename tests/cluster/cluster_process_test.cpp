@@ -426,6 +426,24 @@ namespace {
 
 // Hold ids are unique per node, not across the cluster (found by the adversarial pass:
 // a confirm by id alone once confirmed every same-named hold and reported one).
+// Found by the adversarial pass: swapped data directories were accepted, so a node
+// served (and re-created) SKUs that live in the other directory.
+TEST_F(cluster_test, a_data_directory_starts_only_as_the_member_it_belongs_to) {
+  start();
+  nodes_.reset();  // every node killed; the directories stay
+  auto swapped = run_command({HOLDFAST_BINARY, "node", "--cluster", dir_ + "/c/cluster.toml", "--id", "1",
+                              "--data", dir_ + "/c/node-2"});
+  EXPECT_EQ(swapped.status, 2);
+  EXPECT_NE(swapped.output.find("holds cluster \"holdfast-local\" node 2, not"), std::string::npos)
+    << swapped.output;
+  auto single = run_command({HOLDFAST_BINARY, "node", "--data", dir_ + "/c/node-3", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(single.status, 2);
+  EXPECT_NE(single.output.find("must be started with that --cluster and --id"), std::string::npos)
+    << single.output;
+  // As itself, each starts.
+  start();
+}
+
 TEST_F(cluster_test, a_hold_id_used_on_two_owners_is_never_confirmed_by_id_alone) {
   start();
   auto skus = owned(1);
