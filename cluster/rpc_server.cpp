@@ -116,8 +116,13 @@ struct connection_state {
   // each one's answer until the peer's Finish, so they are memory the peer holds here.
   int64_t unfinished = 0;
 
+  bool ever_read = false;  // a connection that never sends a byte is closed sooner
+
   void take(const kj::byte* p, size_t n, int64_t now_ms) {
-    if (n > 0) last_read_ms = now_ms;
+    if (n > 0) {
+      last_read_ms = now_ms;
+      ever_read = true;
+    }
     while (n > 0) {
       if (at == phase::body && pad_left > 0) {
         ++p;
@@ -857,6 +862,10 @@ struct rpc_server::impl {
                         now - c->last_read_ms);
           uint64_t counters::*why = nullptr;
           if (c->frame_started_ms != 0 && now - c->frame_started_ms > options.frame_timeout_ms)
+            why = &counters::closed_frame;
+          // Silent since it connected: not a client (or a stuck one); its slot is worth
+          // more to the next connection than the idle timeout's patience.
+          else if (!c->ever_read && now - c->last_read_ms > options.frame_timeout_ms)
             why = &counters::closed_frame;
           else if (c->unfinished > static_cast<int64_t>(options.connection_unfinished_max))
             why = &counters::closed_unfinished;

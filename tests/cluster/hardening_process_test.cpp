@@ -550,3 +550,31 @@ TEST_F(hardening_process_test, check_reports_every_zeroed_page_without_crashing)
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+// Found by the adversarial pass: 1,024 connections that never sent a byte locked every
+// client out for the whole idle timeout (300 s). A connection silent since it connected
+// now goes at the frame timeout, however long the idle timeout is.
+TEST_F(hardening_process_test, connections_that_never_send_a_byte_free_their_slots_at_the_frame_timeout) {
+  start({"--connections-max", "8", "--frame-timeout-ms", "500"});
+  std::vector<int> silent;
+  for (int i = 0; i < 8; ++i) silent.push_back(connect_raw(node_->address()));
+  ASSERT_TRUE(wait_until(
+    [&] {
+      try {
+        client_options o;
+        o.call_timeout_ms = 1'000;
+        blocking_client c(node_->address(), o);
+        return c.query_sku("nothing").status == code::unknown_sku;
+      } catch (const std::exception&) {
+        return false;
+      }
+    },
+    10s));
+  char byte;
+  EXPECT_LE(read(silent.front(), &byte, 1), 0) << "a silent connection was kept";
+  for (int fd : silent) close(fd);
+}
+}  // namespace
+}  // namespace holdfast::testing
