@@ -30,9 +30,6 @@ std::string check_node_material(const std::string& ca_pem, const std::string& ce
 constexpr const char* client_tls_name = "holdfast-node";
 std::string node_tls_name(uint32_t node_id);  // "node-<id>"
 
-}  // namespace holdfast
-
-namespace holdfast {
 struct cluster_config;
 // `holdfast cluster init`: writes into `dir` (created if missing) the cluster CA
 // (ca.pem, ca.key), a certificate and key per node (node-<id>.pem, node-<id>.key; keys

@@ -173,6 +173,13 @@ struct client::impl {
         return kj::mv(late);
       }));
   }
+  // Calls without a domain answer for "late" (status, members, fault hooks): a
+  // kj::Exception (OVERLOADED) when none comes within the call timeout.
+  template <class T>
+  kj::Promise<T> or_timeout(kj::Promise<T> call) {
+    if (options.call_timeout_ms <= 0) return call;
+    return timer.timeoutAfter(options.call_timeout_ms * kj::MILLISECONDS, kj::mv(call));
+  }
   std::string late_message() const {
     return "no answer within " + std::to_string(options.call_timeout_ms) + " ms";
   }
@@ -242,24 +249,23 @@ kj::Promise<node_status> client::status() {
                            l.getDowns()});
     return out;
   });
-  if (impl_->options.call_timeout_ms <= 0) return call;
-  return impl_->timer.timeoutAfter(impl_->options.call_timeout_ms * kj::MILLISECONDS, kj::mv(call));
+  return impl_->or_timeout(kj::mv(call));
 }
 
 kj::Promise<std::vector<member_address>> client::members(std::string* cluster) {
-  return impl_->inventory.membersRequest().send().then([cluster](auto r) {
+  return impl_->or_timeout(impl_->inventory.membersRequest().send().then([cluster](auto r) {
     std::vector<member_address> out;
     for (auto m : r.getMembers()) out.push_back({m.getId(), codec::str(m.getClient())});
     if (cluster) *cluster = codec::str(r.getCluster());
     return out;
-  });
+  }));
 }
 
 kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& peers) {
   auto req = impl_->inventory.faultPartitionRequest();
   auto list = req.initPeers(static_cast<unsigned>(peers.size()));
   for (unsigned i = 0; i < peers.size(); ++i) list.set(i, peers[i]);
-  return req.send().then([](auto r) { return codec::str(r.getRefused()); });
+  return impl_->or_timeout(req.send().then([](auto r) { return codec::str(r.getRefused()); }));
 }
 
 namespace {

@@ -17,6 +17,7 @@
 
 #include <kj/async-io.h>
 
+#include "cluster/certs.hpp"
 #include "cluster/status.hpp"
 #include "protocol/domain.hpp"
 #include "protocol/inventory.capnp.h"
@@ -35,7 +36,7 @@ struct client_options {
   // TLS: the CA (PEM file) the node's certificate must chain to; empty: plaintext. The
   // certificate must name `tls_name` (every member of a `cluster init` cluster does).
   std::string tls_ca;
-  std::string tls_name = "holdfast-node";
+  std::string tls_name = client_tls_name;
 };
 
 // TCP to `address`, then TLS when options.tls_ca is set.

@@ -25,20 +25,31 @@ namespace {
 // at its first start in a cluster: a directory started as another member (swapped
 // directories) or as a single node would serve SKUs placement gives to someone else, or
 // hide the ones it has. Called with the directory locked.
-bool check_membership(const std::string& dir, const cluster_role* role, std::string& error) {
-  auto path = dir + "/cluster-member";
+// Checked before the storage opens (a refused start touches nothing); recorded after,
+// with the directory locked.
+std::string member_name(const cluster_role* role) {
+  return role ? "cluster \"" + role->config.name + "\" node " + std::to_string(role->self) : "";
+}
+
+std::string recorded_member(const std::string& dir) {
   std::string recorded;
-  {
-    std::ifstream in(path);
-    std::getline(in, recorded);
-  }
-  std::string mine = role ? "cluster \"" + role->config.name + "\" node " + std::to_string(role->self) : "";
-  if (!recorded.empty()) {
-    if (recorded == mine) return true;
-    error = "this directory holds " + recorded + (role ? ", not " + mine : " and must be started with that --cluster and --id");
-    return false;
-  }
-  if (!role) return true;
+  std::ifstream in(dir + "/cluster-member");
+  std::getline(in, recorded);
+  return recorded;
+}
+
+bool check_membership(const std::string& dir, const cluster_role* role, std::string& error) {
+  auto recorded = recorded_member(dir);
+  if (recorded.empty() || recorded == member_name(role)) return true;
+  error = "this directory holds " + recorded +
+          (role ? ", not " + member_name(role) : " and must be started with that --cluster and --id");
+  return false;
+}
+
+bool record_membership(const std::string& dir, const cluster_role* role, std::string& error) {
+  if (!role || !recorded_member(dir).empty()) return true;
+  auto path = dir + "/cluster-member";
+  auto mine = member_name(role);
   auto tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -128,12 +139,18 @@ int run_node(const node_options& options) {
   if (options.unsafe_no_sync)
     spdlog::warn("--unsafe-no-sync: acknowledged writes are NOT durable (test use only)");
   std::string error;
+  if (!check_membership(options.data_dir, effective.server.cluster.get(), error)) {
+    spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
+    return 2;
+  }
   std::shared_ptr<storage> env = storage::open(storage_cfg, error);
   if (!env) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }
-  if (!check_membership(options.data_dir, effective.server.cluster.get(), error)) {
+  // Checked again with the directory locked: another process may have started on it.
+  if (!check_membership(options.data_dir, effective.server.cluster.get(), error) ||
+      !record_membership(options.data_dir, effective.server.cluster.get(), error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }

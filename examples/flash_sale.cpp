@@ -249,7 +249,6 @@ int run_demo(const demo_options& o) {
     int64_t tail_sold_books = 0;
     bool tail_consistent = true;
     if (!s.tail.empty()) {
-      std::vector<sku_op> queries;
       for (auto& t : s.tail) {
         auto q = admin.query_sku(t);
         tail_sold_books += q.sku.sold;

@@ -39,7 +39,6 @@ struct op_record {
   int64_t qty = 0;
   std::string outcome;  // a code's name, or "transport" (no answer: connection lost)
   double latency_ms = 0;
-  int64_t deadline_ms = 0;  // of an acknowledged reserve
   hold_state state = hold_state::active;  // the hold's state in an ok answer
 };
 
@@ -76,7 +75,6 @@ void worker(int index, const chaos_options& o, const local_cluster& cluster,
   uint32_t entry = ids[index % ids.size()];
   struct held {
     std::string sku, id;
-    int64_t deadline;
   };
   std::vector<held> pending;
   uint64_t n = 0;
@@ -150,9 +148,8 @@ void worker(int index, const chaos_options& o, const local_cluster& cluster,
         }
       }
       if (res.status == code::ok && op.kind == hold_op_kind::reserve) {
-        r.deadline_ms = res.hold.deadline_ms;
         // Some holds are left to expire.
-        if (rng() % 4 != 0) pending.push_back({op.sku, op.hold_id, res.hold.deadline_ms});
+        if (rng() % 4 != 0) pending.push_back({op.sku, op.hold_id});
       }
       // Switch entry nodes now and then, so every node forwards.
       if (rng() % 50 == 0) {

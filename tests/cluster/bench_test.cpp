@@ -72,9 +72,6 @@ TEST(bench, finished_holds_are_collected_and_the_data_file_stops_growing) {
   EXPECT_LT(report["growth_after_first_cycle_bytes"].get<int64_t>(), first) << report;
 }
 
-}  // namespace
-
-namespace {
 TEST(bench, cluster_rows_run_direct_forwarded_and_cluster_aware) {
   auto report = run_json("bench cluster --json --seconds 0.5 --skus 12");
   ASSERT_TRUE(report.is_object()) << report;

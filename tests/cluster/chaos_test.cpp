@@ -34,7 +34,9 @@ TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
   EXPECT_TRUE(report["pass"].get<bool>());
   EXPECT_EQ(report["seed"].get<uint64_t>(), seed);
   // The run did what it claims: faults were injected and traffic flowed through them.
-  EXPECT_GE(report["fault_log"].size(), 10u);
+  // (One fault at a time, 1-3 s each with 1-3 s between, restarts included: at least
+  // 60 / (3 + 3 + restart) of them.)
+  EXPECT_GE(report["fault_log"].size(), 5u);
   EXPECT_GT(report["outcomes"]["ok"].get<uint64_t>(), 1000u);
   for (auto& v : report["invariants"]) EXPECT_TRUE(v["ok"].get<bool>()) << v.dump();
   if (result.status == 0) std::filesystem::remove_all(dir);

@@ -329,11 +329,6 @@ TEST_F(cluster_test, clients_may_use_tls_and_a_plaintext_client_gets_nothing) {
   EXPECT_THROW(blocking_client(nodes_->address(2), wrong_ca), std::runtime_error);
 }
 
-}  // namespace
-}  // namespace holdfast
-
-namespace holdfast {
-namespace {
 
 // A TCP connection to HOST:PORT that says nothing; -1 when refused.
 int silent_connection(const std::string& address) {
@@ -372,11 +367,6 @@ TEST_F(cluster_test, a_flood_of_silent_connections_on_the_peer_port_costs_the_cl
   for (int fd : flood) close(fd);
 }
 
-}  // namespace
-}  // namespace holdfast
-
-namespace holdfast {
-namespace {
 
 // A node whose TLS material or peer port is unusable refuses to start, saying why
 // (it once printed "listening" and then served nothing).
@@ -418,11 +408,6 @@ TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
   fs::remove_all(dir);
 }
 
-}  // namespace
-}  // namespace holdfast
-
-namespace holdfast {
-namespace {
 
 // Hold ids are unique per node, not across the cluster (found by the adversarial pass:
 // a confirm by id alone once confirmed every same-named hold and reported one).

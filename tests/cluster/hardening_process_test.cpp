@@ -548,11 +548,6 @@ TEST_F(hardening_process_test, check_reports_every_zeroed_page_without_crashing)
   EXPECT_EQ(cli({"check", "--data", data_}).status, 0);
 }
 
-}  // namespace
-}  // namespace holdfast::testing
-
-namespace holdfast::testing {
-namespace {
 // Found by the adversarial pass: 1,024 connections that never sent a byte locked every
 // client out for the whole idle timeout (300 s). A connection silent since it connected
 // now goes at the frame timeout, however long the idle timeout is.

@@ -307,11 +307,6 @@ TEST(router, a_client_router_without_a_local_node_sends_everything_over_the_tran
   EXPECT_EQ(found[0].hold.qty, 2);
 }
 
-}  // namespace
-}  // namespace holdfast
-
-namespace holdfast {
-namespace {
 // The shipped example parses (its certificates are made by `cluster init`, not shipped).
 TEST(cluster_file, the_example_file_parses) {
   cluster_config c;
