@@ -8,7 +8,7 @@ void add_node_command(CLI::App& app, context& ctx) {
   auto node = std::make_shared<node_options>();
   auto* cmd = app.add_subcommand("node", "run a node");
   cmd->add_option("--data", node->data_dir, "data directory (LMDB)")->required();
-  cmd->add_option("--listen", node->server.listen, "HOST:PORT to serve (port 0: any)")
+  auto* listen = cmd->add_option("--listen", node->server.listen, "HOST:PORT to serve (port 0: any)")
     ->capture_default_str();
   cmd->add_option("--map-size-mb", node->map_size_mb, "LMDB map size, MiB")
     ->capture_default_str();
@@ -70,10 +70,14 @@ void add_node_command(CLI::App& app, context& ctx) {
   cmd->add_flag("--unsafe-no-sync", node->unsafe_no_sync,
                 "TESTS ONLY: do not fsync commits (acknowledged writes can be lost)")
     ->group("Testing");
-  cmd->callback([&ctx, node, retention] {
-    ctx.action = [&ctx, node, retention] {
+  cmd->callback([&ctx, node, retention, listen] {
+    ctx.action = [&ctx, node, retention, listen] {
       if (node->cluster_file.empty() != (node->node_id == 0))
         return fail(ctx, "invalid", "--cluster and --id go together");
+      if (!node->cluster_file.empty() && listen->count() > 0)
+        return fail(ctx, "invalid",
+                    "--listen does not apply with --cluster: the node serves the client "
+                    "address its [[node]] entry names");
       node->finished_hold_retention_ms = parse_duration_ms(*retention);
       if (node->finished_hold_retention_ms <= 0)
         return fail(ctx, "invalid", "--finished-hold-retention: expected a duration such as 24h");

@@ -8,6 +8,8 @@
 
 #include <stdexcept>
 
+#include "cluster/cluster_file.hpp"
+
 #include "protocol/codec.hpp"
 
 namespace holdfast {
@@ -222,12 +224,11 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
 }
 
 kj::String read_pem_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw KJ_EXCEPTION(FAILED, "cannot read", path.c_str());
-  kj::AutoCloseFd owned(fd);
-  kj::FdInputStream in(kj::mv(owned));
-  auto bytes = in.readAllText(1 << 20);
-  return bytes;
+  std::string text;
+  if (auto problem = read_small_file(path, 1u << 20, text); !problem.empty())
+    throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                        kj::heapString(path + ": " + problem));
+  return kj::heapString(text.data(), text.size());
 }
 
 kj::Promise<node_status> client::status() {

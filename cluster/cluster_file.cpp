@@ -3,7 +3,13 @@
 #include <openssl/evp.h>
 #include <toml++/toml.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -218,6 +224,12 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     error = "[tls] client_tls needs ca and node certificates";
     return false;
   }
+  if (c.down_after_ms < c.heartbeat_interval_ms) {
+    error = "[cluster] down_after_ms (" + std::to_string(c.down_after_ms) +
+            ") is below heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) +
+            "): a peer would be judged on less than one heartbeat";
+    return false;
+  }
   if (c.reconnect_max_ms < c.reconnect_min_ms) {
     error = "[cluster] reconnect_max_ms is below reconnect_min_ms";
     return false;
@@ -229,21 +241,42 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
   return true;
 }
 
-bool load_cluster_file(const std::string& path, cluster_config& out, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = path + ": cannot read";
-    return false;
+std::string read_small_file(const std::string& path, size_t max_bytes, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::string("cannot read: ") + std::strerror(errno);
+  struct stat st {};
+  std::string problem;
+  if (::fstat(fd, &st) != 0)
+    problem = std::string("cannot stat: ") + std::strerror(errno);
+  else if (S_ISDIR(st.st_mode))
+    problem = "is a directory, not a file";
+  else if (!S_ISREG(st.st_mode))
+    problem = "not a regular file";
+  else if (static_cast<uint64_t>(st.st_size) > max_bytes)
+    problem = "larger than " + std::to_string(max_bytes) + " bytes";
+  out.clear();
+  char buffer[8192];
+  while (problem.empty()) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) problem = std::string("cannot read: ") + std::strerror(errno);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+    if (out.size() > max_bytes) problem = "larger than " + std::to_string(max_bytes) + " bytes";
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  if (text.str().size() > (1u << 20)) {
-    error = path + ": larger than 1 MiB";
+  ::close(fd);
+  return problem;
+}
+
+bool load_cluster_file(const std::string& path, cluster_config& out, std::string& error) {
+  std::string text;
+  if (auto problem = read_small_file(path, 1u << 20, text); !problem.empty()) {
+    error = path + ": " + problem;
     return false;
   }
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
-  if (!parse_cluster_text(text.str(), dir, out, error)) {
+  if (!parse_cluster_text(text, dir, out, error)) {
     error = path + ": " + error;
     return false;
   }

@@ -44,6 +44,9 @@ struct cluster_config {
 bool load_cluster_file(const std::string& path, cluster_config& out, std::string& error);
 bool parse_cluster_text(const std::string& text, const std::string& directory, cluster_config& out,
                         std::string& error);
+// Reads a regular file of at most `max_bytes` into `out`; returns "" or what is wrong ("not a
+// regular file", "larger than ..."). Never blocks on a FIFO or device given by mistake.
+std::string read_small_file(const std::string& path, size_t max_bytes, std::string& out);
 // TOML for `cfg`, every key written; what `cluster init` saves.
 std::string cluster_file_text(const cluster_config& cfg);
 

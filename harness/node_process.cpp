@@ -1,10 +1,12 @@
 #include "harness/node_process.hpp"
 
 #include <fcntl.h>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <thread>
@@ -49,9 +51,11 @@ node_process::node_process(const std::string& binary, const std::string& data_di
   if (log < 0) throw std::runtime_error("cannot open " + log_path_);
   auto log_start = lseek(log, 0, SEEK_END);
   std::vector<std::string> args = command_prefix;
-  for (auto a : {binary, std::string("node"), std::string("--data"), data_dir,
-                 std::string("--listen"), std::string("127.0.0.1:0")})
+  for (auto a : {binary, std::string("node"), std::string("--data"), data_dir})
     args.push_back(a);
+  // A cluster member serves the address its [[node]] entry names.
+  if (std::find(extra_args.begin(), extra_args.end(), "--cluster") == extra_args.end())
+    for (auto a : {std::string("--listen"), std::string("127.0.0.1:0")}) args.push_back(a);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   try {
     pid_ = spawn({args, env_extra, std::nullopt, log, log});

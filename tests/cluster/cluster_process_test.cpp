@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -390,6 +391,13 @@ TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
   r = node1();
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("not the certificate's"), std::string::npos) << r.output;
+  // A FIFO where the certificate should be once blocked the start forever (adversarial pass).
+  fs::remove(pem);
+  ASSERT_EQ(::mkfifo(pem.c_str(), 0600), 0);
+  r = node1();
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("not a regular file"), std::string::npos) << r.output;
+  fs::remove(pem);
   fs::copy_file(original, pem, fs::copy_options::overwrite_existing);
   // Its peer port taken by another process.
   auto peer = cfg.member(1)->peer;
@@ -408,9 +416,6 @@ TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
   fs::remove_all(dir);
 }
 
-
-// Hold ids are unique per node, not across the cluster (found by the adversarial pass:
-// a confirm by id alone once confirmed every same-named hold and reported one).
 // Found by the adversarial pass: swapped data directories were accepted, so a node
 // served (and re-created) SKUs that live in the other directory.
 TEST_F(cluster_test, a_data_directory_starts_only_as_the_member_it_belongs_to) {
@@ -421,6 +426,12 @@ TEST_F(cluster_test, a_data_directory_starts_only_as_the_member_it_belongs_to) {
   EXPECT_EQ(swapped.status, 2);
   EXPECT_NE(swapped.output.find("holds cluster \"holdfast-local\" node 2, not"), std::string::npos)
     << swapped.output;
+  // --listen would be ignored by a member: it is refused rather than silently dropped.
+  auto listen = run_command({HOLDFAST_BINARY, "node", "--cluster", dir_ + "/c/cluster.toml", "--id", "1",
+                             "--data", dir_ + "/c/node-1", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(listen.status, 2);
+  EXPECT_NE(listen.output.find("--listen does not apply with --cluster"), std::string::npos)
+    << listen.output;
   auto single = run_command({HOLDFAST_BINARY, "node", "--data", dir_ + "/c/node-3", "--listen", "127.0.0.1:0"});
   EXPECT_EQ(single.status, 2);
   EXPECT_NE(single.output.find("must be started with that --cluster and --id"), std::string::npos)
@@ -429,6 +440,8 @@ TEST_F(cluster_test, a_data_directory_starts_only_as_the_member_it_belongs_to) {
   start();
 }
 
+// Hold ids are unique per node, not across the cluster (found by the adversarial pass:
+// a confirm by id alone once confirmed every same-named hold and reported one).
 TEST_F(cluster_test, a_hold_id_used_on_two_owners_is_never_confirmed_by_id_alone) {
   start();
   auto skus = owned(1);

@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <kj/async.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -131,10 +135,37 @@ TEST(cluster_file, refuses_what_would_split_or_break_a_cluster) {
   bad(with("down_after_ms = 900", "down_aftr_ms = 900"), "unknown key");
   bad(with("down_after_ms = 900", "down_after_ms = \"900\""), "integer");
   bad(with("down_after_ms = 900", "down_after_ms = 0"), "integer");
+  bad(with("down_after_ms = 900", "down_after_ms = 100"), "below heartbeat_interval_ms");
   bad(with("ca = \"ca.pem\"", ""), "mutual TLS");
   bad(with("cert = \"n1.pem\"", ""), "cert and key");
   bad(with("name = \"t\"", "name = \"t"), "line");
   bad("[cluster]\nname = \"x\"\n", "no [[node]]");
+}
+
+TEST(cluster_file, only_a_regular_file_is_read) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("hf-cf-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  cluster_config c;
+  std::string error;
+  EXPECT_FALSE(load_cluster_file(dir.string(), c, error));
+  EXPECT_NE(error.find("is a directory"), std::string::npos) << error;
+  // A FIFO nobody writes to must not hang the reader (a node's start, a CLI call).
+  auto fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_FALSE(load_cluster_file(fifo, c, error));
+  EXPECT_NE(error.find("not a regular file"), std::string::npos) << error;
+  std::string text;
+  EXPECT_NE(read_small_file(fifo, 100, text), "");
+  {
+    std::ofstream big(dir / "big");
+    big << std::string(101, 'x');
+  }
+  EXPECT_NE(read_small_file((dir / "big").string(), 100, text).find("larger than"), std::string::npos);
+  EXPECT_EQ(read_small_file((dir / "big").string(), 101, text), "");
+  EXPECT_EQ(text.size(), 101u);
+  EXPECT_NE(read_small_file((dir / "missing").string(), 100, text).find("cannot read"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 // A simulated network: answers from per-node tables, records what was sent where, and
