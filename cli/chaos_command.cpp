@@ -14,12 +14,14 @@ void add_chaos_command(CLI::App& app, context& ctx) {
   cmd->add_option("--seconds", o->seconds, "workload and faults for this long")
     ->check(CLI::Range(1.0, 86400.0))
     ->capture_default_str();
-  cmd->add_option("--nodes", o->nodes)->check(CLI::Range(1, 16))->capture_default_str();
+  cmd->add_option("--nodes", o->nodes, "nodes of its own cluster")->check(CLI::Range(1, 16))->capture_default_str();
   cmd->add_option("--skus", o->skus)->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--stock", o->stock, "units per SKU")->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--workers", o->workers, "client threads")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--dir", o->dir, "keep the cluster, its logs and the ops log here (default: temporary, "
                                    "removed after a pass)");
+  cmd->add_option("--attach", o->attach,
+                  "run against the cluster `holdfast cluster up --dir DIR` started (left running)");
   cmd->add_option("--png", o->png, "timeline picture (empty: none)")->capture_default_str();
   cmd->callback([&ctx, o] {
     ctx.action = [&ctx, o] {

@@ -33,21 +33,6 @@ struct cluster_args {
   std::string cluster_file() const { return file.empty() ? dir + "/cluster.toml" : file; }
 };
 
-std::string pid_file(const std::string& dir, uint32_t id) {
-  return dir + "/node-" + std::to_string(id) + ".pid";
-}
-
-// The pid in DIR/node-<id>.pid if that process is still a holdfast node, else 0.
-pid_t live_pid(const std::string& dir, uint32_t id) {
-  std::ifstream in(pid_file(dir, id));
-  pid_t pid = 0;
-  if (!(in >> pid) || pid <= 0 || ::kill(pid, 0) != 0) return 0;
-  std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
-  std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-  // A recycled pid is somebody else's process: never signal it.
-  return args.find("node") != std::string::npos && args.find("--cluster") != std::string::npos ? pid : 0;
-}
-
 std::string ms_text(int64_t us) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2fms", us / 1000.0);
@@ -168,7 +153,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
         return fail(ctx, "invalid", error);
       if (!load(ctx, *a, cfg)) return exit_usage;
       for (auto& m : cfg.members)
-        if (auto pid = live_pid(a->dir, m.id))
+        if (auto pid = local_cluster::live_pid(a->dir, m.id))
           return fail(ctx, "invalid", "node " + std::to_string(m.id) + " already runs (pid " +
                                         std::to_string(pid) + "): `holdfast cluster down --dir " +
                                         a->dir + "` first");
@@ -183,9 +168,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
         if (!nodes.wait_links_up(std::chrono::seconds(30)))
           return fail(ctx, "failed", "the nodes started but their links did not all come up "
                                      "within 30 s; see the logs in " + a->dir);
-        for (auto& [id, pid] : nodes.release()) {
-          std::ofstream(pid_file(a->dir, id)) << pid << "\n";
-        }
+        nodes.release_to_pid_files();
       } catch (const std::exception& e) {
         return fail(ctx, "failed", e.what());
       }
@@ -217,17 +200,17 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       if (!load(ctx, *a, cfg)) return exit_usage;
       int stopped = 0;
       for (auto& m : cfg.members) {
-        auto pid = live_pid(a->dir, m.id);
+        auto pid = local_cluster::live_pid(a->dir, m.id);
         if (pid) {
           ::kill(pid, SIGCONT);  // a SIGSTOPped node cannot handle SIGTERM
           ::kill(pid, SIGTERM);
-          bool gone = wait_until([pid] { return ::kill(pid, 0) != 0; }, std::chrono::seconds(30));
+          bool gone = wait_until([pid] { return process_gone(pid); }, std::chrono::seconds(30));
           if (!gone) ::kill(pid, SIGKILL);
           ++stopped;
           if (!ctx.as_json)
             std::printf("node %u (pid %d) %s\n", m.id, pid, gone ? "stopped" : "killed after 30 s");
         }
-        ::unlink(pid_file(a->dir, m.id).c_str());
+        ::unlink(local_cluster::pid_file(a->dir, m.id).c_str());
       }
       if (ctx.as_json) std::cout << nlohmann::json{{"status", "ok"}, {"stopped", stopped}}.dump() << "\n";
       else if (stopped == 0) std::printf("no node of %s was running\n", a->dir.c_str());

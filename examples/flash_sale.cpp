@@ -31,6 +31,8 @@ double ms_since(steady::time_point t) {
 }
 
 struct sale {
+  sale(const demo_options& options, std::string name, kj::Timer& t)
+    : o(options), sku(std::move(name)), timer(t), rng(options.seed) {}
   const demo_options& o;
   std::string sku;
   kj::Timer& timer;
@@ -182,7 +184,6 @@ int run_demo(const demo_options& o) {
                                               std::chrono::system_clock::now().time_since_epoch())
                                               .count()),
            io.provider->getTimer()};
-    s.rng.seed(o.seed);
     auto created = admin.create_sku(s.sku, o.stock, 2'999);
     if (created.status != code::ok) {
       std::fprintf(stderr, "cannot create the SKU: %s\n", to_string(created.status));

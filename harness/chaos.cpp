@@ -1,6 +1,7 @@
 #include "harness/chaos.hpp"
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -168,7 +169,7 @@ std::string describe(const std::string& what, uint32_t node, uint32_t other = 0)
 }
 
 // The nemesis: one fault at a time, each healed before the next.
-void nemesis(const chaos_options& o, local_cluster& cluster, shared_state& st,
+void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, shared_state& st,
              std::vector<fault_record>& faults, std::map<std::string, int>& fault_counts) {
   std::mt19937_64 rng(o.seed ^ 0x9e3779b97f4a7c15ULL);
   auto ids = cluster.ids();
@@ -182,7 +183,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, shared_state& st,
   pause(o.fault_min_s, o.fault_max_s);
   while (!st.stop) {
     auto node = ids[rng() % ids.size()];
-    int kind = static_cast<int>(rng() % 3);
+    int kind = static_cast<int>(rng() % (partitions ? 3 : 2));
     fault_record f;
     f.from_s = since(st.started);
     try {
@@ -257,22 +258,47 @@ int run_chaos(const chaos_options& opt) {
   auto say = [&](const std::string& line) {
     (o.json ? std::cerr : std::cout) << line << std::endl;
   };
-  say("holdfast chaos: seed " + std::to_string(o.seed) + ", " + std::to_string(int(o.seconds)) + " s, " +
-      std::to_string(o.nodes) + " nodes, " + std::to_string(o.skus) + " SKUs x " + std::to_string(o.stock) +
-      " units; replay with `holdfast chaos --seed " + std::to_string(o.seed) + " --seconds " +
-      std::to_string(int(o.seconds)) + "`; cluster in " + o.dir);
+  bool attached = !o.attach.empty();
+  std::string replay = "holdfast chaos --seed " + std::to_string(o.seed) + " --seconds " +
+                       std::to_string(int(o.seconds)) + (attached ? " --attach " + o.attach : "");
   std::unique_ptr<local_cluster> cluster;
+  bool partitions = true;
   try {
-    cluster = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
-                                              std::vector<std::string>{"--fault-hooks"});
+    if (attached) {
+      if (::access((o.attach + "/cluster.toml").c_str(), F_OK) != 0)
+        throw std::runtime_error(o.attach + " has no cluster.toml: `holdfast cluster up --dir " + o.attach +
+                                 "` makes one");
+      cluster = std::make_unique<local_cluster>(o.binary, o.attach, 0, std::vector<std::string>{}, false);
+      cluster->attach();
+      o.nodes = static_cast<int>(cluster->ids().size());
+    } else {
+      cluster = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
+                                                std::vector<std::string>{"--fault-hooks"});
+    }
     if (!cluster->wait_links_up(std::chrono::seconds(30)))
       throw std::runtime_error("the links did not come up within 30 s");
+    // Partitions go through the nodes' test-only fault hook; nodes started without
+    // --fault-hooks refuse it, and the nemesis then only kills and stops.
+    for (auto id : cluster->ids()) {
+      blocking_client c(cluster->address(id), cluster->client_config(5'000));
+      if (!c.fault_partition({}).empty()) partitions = false;
+    }
   } catch (const std::exception& e) {
-    std::cerr << "chaos: cannot start the cluster: " << e.what() << "\n";
+    std::cerr << "chaos: cannot " << (attached ? "attach to" : "start") << " the cluster: " << e.what() << "\n";
+    if (attached && cluster) cluster->release();  // never kill what we did not start
     return 2;
   }
+  say("holdfast chaos: seed " + std::to_string(o.seed) + ", " + std::to_string(int(o.seconds)) + " s, " +
+      std::to_string(o.nodes) + " nodes, " + std::to_string(o.skus) + " SKUs x " + std::to_string(o.stock) +
+      " units; replay with `" + replay + "`; " +
+      (attached ? "attached to the cluster in " + o.attach + ", ops log in " + o.dir : "cluster in " + o.dir) +
+      (partitions ? "" : "\n  no partitions: the nodes run without --fault-hooks (`holdfast cluster up "
+                         "--fault-hooks` allows them)"));
+  // An attached cluster may have seen this seed before: its SKUs get a run tag too.
+  std::string prefix = "chaos-" + std::to_string(o.seed) + "-";
+  if (attached) prefix += std::to_string(wall_ms()) + "-";
   std::vector<std::string> skus;
-  for (int i = 0; i < o.skus; ++i) skus.push_back("chaos-" + std::to_string(o.seed) + "-" + std::to_string(i));
+  for (int i = 0; i < o.skus; ++i) skus.push_back(prefix + std::to_string(i));
   {
     std::vector<sku_op> creates;
     for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100});
@@ -291,7 +317,7 @@ int run_chaos(const chaos_options& opt) {
   std::vector<std::thread> threads;
   for (int w = 0; w < o.workers; ++w)
     threads.emplace_back([&, w] { worker(w, o, *cluster, skus, st); });
-  std::thread chaos_thread([&] { nemesis(o, *cluster, st, faults, fault_counts); });
+  std::thread chaos_thread([&] { nemesis(o, *cluster, partitions, st, faults, fault_counts); });
   // Progress every 5 s until the time is up.
   auto end = st.started + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.seconds));
   auto next_report = st.started + std::chrono::seconds(5);
@@ -496,6 +522,7 @@ int run_chaos(const chaos_options& opt) {
          << " not done), reconnects after a failed connect " << st.counts["connect_failed"] << "\n"
          << "faults: " << faults.size();
   for (auto& [k, v] : fault_counts) report << "  " << k << " " << v;
+  if (!partitions) report << "  (no partitions: nodes without --fault-hooks)";
   report << "\n";
   for (auto& f : faults)
     report << "  " << std::fixed << std::setprecision(1) << f.from_s << "-" << f.to_s << " s  " << f.what << "\n";
@@ -505,10 +532,14 @@ int run_chaos(const chaos_options& opt) {
            << "\n";
   report << "ops log: " << o.dir << "/ops.jsonl";
   if (!png_note.empty()) report << "\n" << png_note;
+  if (attached) {
+    cluster->release_to_pid_files();  // restarted nodes are ours now: `cluster down` finds them
+    report << "\nthe cluster in " << o.attach << " is left running";
+  }
   report << "\nverdict: " << (pass ? "PASS" : "FAIL") << " (seed " << o.seed << ")";
   if (!pass)
-    report << "\nreplay: holdfast chaos --seed " << o.seed << " --seconds " << int(o.seconds)
-           << " --dir DIR (the node logs are in DIR/cluster)";
+    report << "\nreplay: " << replay << " --dir DIR"
+           << (attached ? " (the node logs are in " + o.attach + ")" : " (the node logs are in DIR/cluster)");
   say(report.str());
   if (o.json) {
     nlohmann::json j{{"seed", o.seed}, {"seconds", o.seconds}, {"nodes", o.nodes}, {"skus", o.skus},

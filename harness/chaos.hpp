@@ -1,4 +1,5 @@
-// `holdfast chaos`: a local cluster of real node processes, a seeded workload of
+// `holdfast chaos`: a local cluster of real node processes (its own, or one `holdfast
+// cluster up` started), a seeded workload of
 // reserve/confirm/release over many SKUs that logs every acknowledged operation, and a
 // seeded nemesis that kill -9s, SIGSTOPs and restarts nodes and cuts peer links (through
 // the nodes' test-only fault hook). At the end it heals everything, waits out every TTL,
@@ -21,6 +22,8 @@ struct chaos_options {
   int64_t ttl_min_ms = 300, ttl_max_ms = 2'500;
   double fault_min_s = 1.0, fault_max_s = 3.0;  // between faults, and each fault's length
   std::string dir;             // keep the cluster (files, data, logs, ops log) here; default temp
+  std::string attach;          // run against the nodes `holdfast cluster up --dir ATTACH` started
+                               // (left running after); `nodes` is then the file's
   std::string png = "chaos.png";   // timeline; empty: none
   bool json = false;
   std::string binary;          // the holdfast binary to run nodes with

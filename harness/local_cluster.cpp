@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
 #include <stdexcept>
 
 #include "cluster/certs.hpp"
@@ -43,7 +45,8 @@ client_options local_cluster::client_config(int64_t timeout_ms) const {
 void local_cluster::start(uint32_t id) {
   if (running(id)) return;
   std::vector<std::string> args{"--cluster", file(), "--id", std::to_string(id)};
-  args.insert(args.end(), extra_.begin(), extra_.end());
+  auto& extra = extra_of_.count(id) ? extra_of_[id] : extra_;
+  args.insert(args.end(), extra.begin(), extra.end());
   nodes_[id] = std::make_unique<node_process>(binary_, dir_ + "/node-" + std::to_string(id), args);
   stopped_[id] = false;
 }
@@ -103,6 +106,65 @@ std::map<uint32_t, pid_t> local_cluster::release() {
     if (n && n->running()) out[id] = n->release();
   nodes_.clear();
   return out;
+}
+
+void local_cluster::release_to_pid_files() {
+  for (auto& [id, pid] : release()) std::ofstream(pid_file(dir_, id)) << pid << "\n";
+}
+
+std::string local_cluster::pid_file(const std::string& dir, uint32_t id) {
+  return dir + "/node-" + std::to_string(id) + ".pid";
+}
+
+namespace {
+
+std::vector<std::string> command_line(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::vector<std::string> out;
+  std::string arg;
+  while (std::getline(in, arg, '\0')) out.push_back(arg);
+  return out;
+}
+
+}  // namespace
+
+pid_t local_cluster::live_pid(const std::string& dir, uint32_t id) {
+  std::ifstream in(pid_file(dir, id));
+  pid_t pid = 0;
+  if (!(in >> pid) || pid <= 0 || process_gone(pid)) return 0;
+  // A recycled pid is somebody else's process: never signal it.
+  auto args = command_line(pid);
+  bool node = std::find(args.begin(), args.end(), "node") != args.end();
+  bool member = std::find(args.begin(), args.end(), "--cluster") != args.end();
+  return node && member ? pid : 0;
+}
+
+void local_cluster::attach() {
+  for (auto id : ids()) {
+    if (running(id)) continue;
+    auto pid = live_pid(dir_, id);
+    if (!pid)
+      throw std::runtime_error("node " + std::to_string(id) + " of " + dir_ +
+                               " is not running (no live pid in " + pid_file(dir_, id) +
+                               "): `holdfast cluster up --dir " + dir_ + "` first");
+    // Its own options, without those start() sets.
+    auto args = command_line(pid);
+    std::vector<std::string> own;
+    auto after = std::find(args.begin(), args.end(), "node");
+    for (size_t i = static_cast<size_t>(after - args.begin()) + 1; i < args.size(); ++i) {
+      auto& a = args[i];
+      if (a == "--data" || a == "--cluster" || a == "--id") {
+        ++i;
+        continue;
+      }
+      if (a.rfind("--data=", 0) == 0 || a.rfind("--cluster=", 0) == 0 || a.rfind("--id=", 0) == 0)
+        continue;
+      own.push_back(a);
+    }
+    extra_of_[id] = own;
+    nodes_[id] = node_process::adopt(pid, address(id), dir_ + "/node-" + std::to_string(id) + ".log");
+    stopped_[id] = false;
+  }
 }
 
 }  // namespace holdfast

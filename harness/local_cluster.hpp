@@ -44,10 +44,21 @@ public:
   bool wait_links_up(std::chrono::milliseconds limit) const;
   // Lets the nodes outlive this handle; returns id -> pid.
   std::map<uint32_t, pid_t> release();
+  // ...and records each pid in DIR/node-<id>.pid, as `holdfast cluster up` leaves them.
+  void release_to_pid_files();
+
+  // Takes over the nodes `cluster up` started in this directory (what `holdfast chaos
+  // --attach` does); throws std::runtime_error naming a member that is not running.
+  // A restart reuses the options the node was started with.
+  void attach();
+  static std::string pid_file(const std::string& dir, uint32_t id);
+  // The pid in pid_file(dir, id) if that process is still a holdfast cluster node, else 0.
+  static pid_t live_pid(const std::string& dir, uint32_t id);
 
 private:
   std::string binary_, dir_;
   std::vector<std::string> extra_;
+  std::map<uint32_t, std::vector<std::string>> extra_of_;  // adopted nodes' own options
   cluster_config cfg_;
   std::map<uint32_t, std::unique_ptr<node_process>> nodes_;
   std::map<uint32_t, bool> stopped_;

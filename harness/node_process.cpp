@@ -92,6 +92,14 @@ node_process::node_process(const std::string& binary, const std::string& data_di
   }
 }
 
+std::unique_ptr<node_process> node_process::adopt(pid_t pid, std::string address, std::string log_path) {
+  std::unique_ptr<node_process> n(new node_process());
+  n->pid_ = pid;
+  n->address_ = std::move(address);
+  n->log_path_ = std::move(log_path);
+  return n;
+}
+
 node_process::~node_process() {
   if (running()) kill9();
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ public:
                std::chrono::milliseconds timeout = std::chrono::seconds(30),
                const std::vector<std::string>& env_extra = {},
                const std::vector<std::string>& command_prefix = {});  // e.g. prlimit ...
+  // A node some other process started (`holdfast cluster up`), found by its pid: signals
+  // reach it; it is reaped by its own parent.
+  static std::unique_ptr<node_process> adopt(pid_t pid, std::string address, std::string log_path);
   ~node_process();
   node_process(const node_process&) = delete;
   node_process& operator=(const node_process&) = delete;
@@ -43,6 +47,7 @@ public:
   }
 
 private:
+  node_process() = default;
   pid_t pid_ = -1;
   int exit_status_ = -1;
   std::string address_;

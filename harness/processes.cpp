@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <functional>
 #include <stdexcept>
@@ -54,11 +55,29 @@ pid_t spawn(const spawn_spec& spec) {
   _exit(127);
 }
 
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  auto name_end = text.rfind(')');  // "pid (comm) state ...": comm may hold anything
+  return name_end != std::string::npos && name_end + 2 < text.size() && text[name_end + 2] == 'Z';
+}
+
 int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace) {
   int status = 0;
   ::kill(pid, signal);
   auto deadline = std::chrono::steady_clock::now() + grace;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
+  for (;;) {
+    auto reaped = waitpid(pid, &status, WNOHANG);
+    if (reaped == pid) break;
+    if (reaped < 0 && errno == ECHILD) {  // not ours: its parent reaps it
+      while (!process_gone(pid)) {
+        if (std::chrono::steady_clock::now() > deadline) ::kill(pid, SIGKILL);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+      }
+      return -1;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       ::kill(pid, SIGKILL);
       waitpid(pid, &status, 0);

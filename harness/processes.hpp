@@ -34,8 +34,11 @@ struct spawn_spec {
 pid_t spawn(const spawn_spec& spec);
 
 // Sends `signal`, then SIGKILL if the child is still there after `grace`; reaps it and
-// returns its exit status (128 + signal when killed).
+// returns its exit status (128 + signal when killed). A process that is not our child
+// (adopted from a PID file) is waited for until it is gone; its status is then -1.
 int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace);
+// True when `pid` no longer runs: no such process, or a zombie its parent has not reaped.
+bool process_gone(pid_t pid);
 
 // A long-running child. Its stdout and stderr go to `log_path`. Stopped with `signal`
 // and reaped when the handle goes.

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <signal.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "harness/processes.hpp"
@@ -40,6 +42,63 @@ TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
   EXPECT_GT(report["outcomes"]["ok"].get<uint64_t>(), 1000u);
   for (auto& v : report["invariants"]) EXPECT_TRUE(v["ok"].get<bool>()) << v.dump();
   if (result.status == 0) std::filesystem::remove_all(dir);
+}
+
+std::vector<pid_t> pids_in(const std::string& dir) {
+  std::vector<pid_t> out;
+  for (int id = 1; id <= 3; ++id) {
+    std::ifstream in(dir + "/node-" + std::to_string(id) + ".pid");
+    pid_t pid = 0;
+    if (in >> pid) out.push_back(pid);
+  }
+  return out;
+}
+
+// The users' other way in: chaos against the cluster `cluster up` started, which it
+// leaves running, restarted nodes included, for `cluster status` and `cluster down`.
+TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
+  auto dir = make_temp_dir("holdfast-chaos-attach");
+  auto cluster = dir + "/c";
+  struct cleanup {
+    std::string cluster;
+    ~cleanup() {
+      run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster});
+      for (auto pid : pids_in(cluster)) ::kill(pid, SIGKILL);
+    }
+  } guard{cluster};
+  auto up = run_command({HOLDFAST_BINARY, "cluster", "up", "--dir", cluster, "--base-port", "0", "--fault-hooks"});
+  ASSERT_EQ(up.status, 0) << up.output;
+  auto before = pids_in(cluster);
+  ASSERT_EQ(before.size(), 3u);
+  // Seed 5's nemesis starts with kill -9 of node 2, so a node is restarted by chaos.
+  auto run = run_command({HOLDFAST_BINARY, "--json", "chaos", "--attach", cluster, "--seconds", "6", "--seed",
+                          "5", "--dir", dir + "/run", "--png", ""});
+  EXPECT_EQ(run.status, 0) << run.output;
+  auto last = run.output.rfind("\n{");
+  ASSERT_NE(last, std::string::npos) << run.output;
+  auto report = nlohmann::json::parse(run.output.substr(last + 1), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << run.output;
+  EXPECT_TRUE(report["pass"].get<bool>());
+  EXPECT_EQ(report["nodes"].get<int>(), 3);
+  ASSERT_GE(report["fault_log"].size(), 1u);
+  EXPECT_EQ(report["fault_log"][0]["what"].get<std::string>().rfind("kill -9 node 2", 0), 0u)
+    << report["fault_log"].dump();
+  EXPECT_GT(report["outcomes"]["ok"].get<uint64_t>(), 100u);
+  // Left running, with the PID files naming the live processes (node 2's is new).
+  auto after = pids_in(cluster);
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_NE(after[1], before[1]);
+  for (auto pid : after) EXPECT_FALSE(process_gone(pid)) << pid;
+  auto status = run_command({HOLDFAST_BINARY, "cluster", "status", "--dir", cluster});
+  EXPECT_EQ(status.status, 0) << status.output;
+  auto down = run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster});
+  EXPECT_EQ(down.status, 0) << down.output;
+  for (auto pid : after) EXPECT_TRUE(process_gone(pid)) << pid;
+  // With nothing running there is nothing to attach to, and it says so.
+  auto none = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
+  EXPECT_EQ(none.status, 2) << none.output;
+  EXPECT_NE(none.output.find("is not running"), std::string::npos) << none.output;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -236,7 +236,9 @@ TEST_F(cluster_test, a_frozen_node_is_marked_down_within_the_bound_and_traffic_r
   ASSERT_TRUE(wait_until([&] { return query() == code::ok; }, 10s));
   auto links = on(1, [](blocking_client& x) { return x.status(); }).links;
   for (auto& l : links)
-    if (l.node == 3) EXPECT_GE(l.downs, 1u);
+    if (l.node == 3) {
+      EXPECT_GE(l.downs, 1u);
+    }
 }
 
 TEST_F(cluster_test, a_peer_with_a_certificate_from_another_ca_gets_nothing) {

@@ -67,7 +67,9 @@ TEST(placement, adding_a_node_moves_about_one_in_n_keys_and_only_to_it) {
   EXPECT_NEAR(share, 0.25, 0.02);
   // Removing a node moves only its own keys.
   for (auto& k : keys(10'000))
-    if (before.owner(k) != 3) EXPECT_EQ(placement({1, 2}).owner(k), before.owner(k));
+    if (before.owner(k) != 3) {
+      EXPECT_EQ(placement({1, 2}).owner(k), before.owner(k));
+    }
 }
 
 const char* good_file = R"(

@@ -104,7 +104,9 @@ TEST_F(log_test, a_torn_tail_at_every_byte_of_the_last_record_is_cut_and_never_r
       ASSERT_TRUE(log) << "cut at " << cut << ": " << error_;
       ASSERT_EQ(replayed_.size(), 3u) << "cut at " << cut;
       EXPECT_EQ(replayed_.back().second, payload(3));
-      if (cut > last || garbage) EXPECT_GT(recovery_.torn_bytes, 0u) << "cut at " << cut;
+      if (cut > last || garbage) {
+        EXPECT_GT(recovery_.torn_bytes, 0u) << "cut at " << cut;
+      }
       uint64_t seq = 0;
       std::string error;
       ASSERT_EQ(log->append("instead", seq, error), store_status::ok) << error;
