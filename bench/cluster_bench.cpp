@@ -6,7 +6,10 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <thread>
 
 #include "bench/load.hpp"
@@ -28,9 +31,50 @@ void progress(const std::string& line) {
   std::fflush(quiet ? stderr : stdout);
 }
 
+// CPU seconds a process has used (all its threads), from /proc; 0 if it is gone.
+double cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(in, text);
+  auto name_end = text.rfind(')');
+  if (name_end == std::string::npos) return 0;
+  std::istringstream fields(text.substr(name_end + 2));
+  std::string skip;
+  for (int i = 3; i <= 13; ++i) fields >> skip;  // state .. cmajflt
+  double utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// The machine's busy and total CPU time so far, from /proc/stat (every core).
+std::pair<double, double> machine_cpu() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  double v, total = 0, idle = 0;
+  in >> cpu;
+  for (int i = 0; i < 8 && in >> v; ++i) {
+    total += v;
+    if (i == 3 || i == 4) idle += v;  // idle, iowait
+  }
+  return {total - idle, total};
+}
+
+// Where a row's CPU went: per process, microseconds of CPU per reservation.
+struct cpu_use {
+  std::vector<std::pair<std::string, double>> us_per_reservation;  // "load", "node 2", ...
+  double busy = 0;  // fraction of the machine's CPU time busy during the row
+};
+std::map<std::string, cpu_use> cpu_of;  // by row id
+
 row measure(const cluster_bench_options& o, const std::string& id, const std::string& what,
             const std::vector<std::string>& skus,
-            std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> open) {
+            std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> open,
+            const std::vector<std::pair<std::string, pid_t>>& nodes) {
+  std::vector<std::pair<std::string, pid_t>> processes{{"load", getpid()}};
+  processes.insert(processes.end(), nodes.begin(), nodes.end());
+  std::vector<double> cpu_before;
+  for (auto& [name, pid] : processes) cpu_before.push_back(cpu_seconds(pid));
+  auto machine_before = machine_cpu();
   row r;
   r.id = id;
   r.system = what;
@@ -54,6 +98,15 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
     lt.stop_at = stop_at;
   }
   run_threads(threads, o.seconds, r);
+  auto machine_after = machine_cpu();
+  auto& use = cpu_of[id];
+  for (size_t i = 0; i < processes.size(); ++i)
+    use.us_per_reservation.push_back(
+      {processes[i].first, r.counted > 0 ? (cpu_seconds(processes[i].second) - cpu_before[i]) * 1e6 /
+                                             static_cast<double>(r.counted)
+                                         : 0});
+  auto total = machine_after.second - machine_before.second;
+  use.busy = total > 0 ? (machine_after.first - machine_before.first) / total : 0;
   progress("  " + std::to_string(static_cast<int64_t>(r.per_second)) + " reservations/s");
   return r;
 }
@@ -85,29 +138,35 @@ int run_cluster_bench(const cluster_bench_options& o) {
     auto k = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
     if (o.nodes == 1 || p.owner(k) != 1) skus.push_back(k);
   }
+  std::vector<std::string> node_args;
+  if (o.worker_threads > 0) node_args = {"--worker-threads", std::to_string(o.worker_threads)};
   std::vector<row> rows;
   try {
     {
-      node_process node(self_executable(), tmp + "/single");
+      node_process node(self_executable(), tmp + "/single", node_args);
       create(node.address(), {}, skus);
-      rows.push_back(measure(o, "a", "one node, clients connected to it", skus, connect_to(node.address())));
+      rows.push_back(measure(o, "a", "one node, clients connected to it", skus, connect_to(node.address()),
+                             {{"node", node.pid()}}));
       node.terminate();
     }
-    local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes);
+    local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes, node_args);
     if (!nodes.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("cluster links did not come up");
     auto options = nodes.client_config(15'000);
+    std::vector<std::pair<std::string, pid_t>> members;
+    for (auto id : nodes.ids()) members.push_back({"node " + std::to_string(id), nodes.process(id)->pid()});
     create(nodes.address(1), options, skus);
     rows.push_back(measure(o, "b",
                            std::to_string(o.nodes) + " nodes, clients connected to node 1, which owns none "
                                                      "of the SKUs (every call forwarded)",
-                           skus, connect_to(nodes.address(1))));
+                           skus, connect_to(nodes.address(1)), members));
     auto cfg = nodes.config();
     rows.push_back(measure(o, "c", std::to_string(o.nodes) + " nodes, cluster-aware client (one hop to the owner)",
                            skus, [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::sender {
                              auto c = std::make_shared<kj::Own<cluster_client>>(
                                cluster_client::connect(io, cfg).wait(ws));
                              return [c](const hold_op& op) { return (*c)->reserve(op); };
-                           }));
+                           },
+                           members));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench cluster: %s\n", e.what());
     std::filesystem::remove_all(tmp);
@@ -122,6 +181,11 @@ int run_cluster_bench(const cluster_bench_options& o) {
       j["rows"].push_back({{"id", r.id}, {"what", r.system}, {"shape", r.shape}, {"ran", r.ran},
                            {"skipped", r.skipped}, {"per_second", r.per_second}, {"p50_ms", r.p50_ms},
                            {"p99_ms", r.p99_ms}, {"vs_a", ratio(r)}});
+    for (auto& [id, use] : cpu_of) {
+      nlohmann::json u{{"busy", use.busy}};
+      for (auto& [who, us] : use.us_per_reservation) u["cpu_us_per_reservation"][who] = us;
+      j["cpu"][id] = u;
+    }
     j["targets"] = {{"b_over_a_min", 0.5}, {"c_over_a_min", 0.9}, {"b_over_a", ratio(rows[1])},
                     {"c_over_a", ratio(rows[2])}};
     std::printf("%s\n", j.dump().c_str());
@@ -140,6 +204,18 @@ int run_cluster_bench(const cluster_bench_options& o) {
               ratio(rows[1]) >= 0.5 ? "met" : "MISSED", ratio(rows[1]),
               ratio(rows[2]) >= 0.9 ? "met" : "MISSED", ratio(rows[2]));
   std::printf("shape: %s; %d load threads on the same machine as the nodes\n", rows[0].shape.c_str(), o.threads);
+  // Where the time goes: a row limited by the machine shows it busy near 100%.
+  std::printf("\nCPU per reservation (microseconds, every thread of each process; machine busy %% of %u cores):\n",
+              std::thread::hardware_concurrency());
+  for (auto& [id, use] : cpu_of) {
+    double sum = 0;
+    std::printf("  %-3s busy %3.0f%%  ", id.c_str(), use.busy * 100);
+    for (auto& [who, us] : use.us_per_reservation) {
+      std::printf(" %s %5.1f ", who.c_str(), us);
+      sum += us;
+    }
+    std::printf("  total %5.1f\n", sum);
+  }
   return 0;
 }
 

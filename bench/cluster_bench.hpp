@@ -13,9 +13,10 @@ struct cluster_bench_options {
   double seconds = 5;          // measured time per row
   double warmup_seconds = 0.5;
   int callers = 50;            // concurrent callers, one reservation in flight each
-  int threads = 2;             // load generator threads
+  int threads = 1;             // load generator threads (one leaves the cores to the nodes)
   int skus = 48;               // SKUs the reservations spread over (none owned by node 1)
   int nodes = 3;
+  int worker_threads = 0;      // CAF workers per node, every row (0: the node's default)
   bool json = false;
 };
 

@@ -103,6 +103,9 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   cluster_cmd->add_option("--skus", cl->skus)->capture_default_str();
   cluster_cmd->add_option("--nodes", cl->nodes)->check(CLI::Range(2, 16))->capture_default_str();
   cluster_cmd->add_option("--threads", cl->threads, "load generator threads")->capture_default_str();
+  cluster_cmd->add_option("--worker-threads", cl->worker_threads,
+                          "CAF worker threads per node, in every row (0: the node's default)")
+    ->capture_default_str();
   cluster_cmd->callback([&ctx, cl] {
     ctx.action = [&ctx, cl] {
       cl->json = ctx.as_json;

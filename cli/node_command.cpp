@@ -18,7 +18,7 @@ void add_node_command(CLI::App& app, context& ctx) {
     ->check(CLI::IsMember({"sharing", "stealing"}))
     ->capture_default_str();
   cmd->add_option("--worker-threads", node->worker_threads,
-                  "CAF worker threads (0: CAF's default)")
+                  "CAF worker threads (0: the cores less two, at least 1)")
     ->capture_default_str();
   cmd->add_option("--request-timeout-ms", node->server.request_timeout_ms,
                   "answer outcome_unknown after this long, ms")

@@ -275,13 +275,17 @@ kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> 
                                                bool query, std::string who, Make make,
                                                kj::Canceler& calls) {
   return calls.wrap(kj::mv(call)).catch_([n, query, who = std::move(who), make](kj::Exception&& e) {
-    if (e.getType() == kj::Exception::Type::OVERLOADED)
-      return std::vector<Result>(n, make(code::unavailable, who + " is overloaded; back off"));
-    return std::vector<Result>(n, make(query ? code::unavailable : code::outcome_unknown,
-                                       who + " did not answer: " + e.getDescription().cStr()));
+    auto [status, message] = failed_call(e, query, who);
+    return std::vector<Result>(n, make(status, message));
   });
 }
 }  // namespace
+
+std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, const std::string& who) {
+  if (e.getType() == kj::Exception::Type::OVERLOADED) return {code::unavailable, who + " is overloaded; back off"};
+  return {query ? code::unavailable : code::outcome_unknown,
+          who + " did not answer: " + e.getDescription().cStr()};
+}
 
 kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
                                                  bool query, const std::string& who, kj::Canceler& calls) {

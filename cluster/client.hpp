@@ -55,6 +55,8 @@ kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_
 // The same for a call already made: `n` answers whatever happens to it.
 kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
                                                  bool query, const std::string& who, kj::Canceler& calls);
+// What a call that failed with `e` answers, the rule above: (status, message naming `who`).
+std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, const std::string& who);
 // One SKU operation of any kind, or many creates.
 kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
                                                   const std::string& who, kj::Canceler& calls);

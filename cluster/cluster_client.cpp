@@ -84,6 +84,30 @@ struct cluster_client::impl final : transport {
     bool query = n > 0 && ops.front().kind == hold_op_kind::query;
     return answer_all(watch(m, c->submit(std::move(ops))), n, query, who(node), m.calls);
   }
+  // One operation naming its SKU: straight into the owner's auto-batching, without the
+  // router's split and gather (what a caller making single calls pays per call).
+  kj::Promise<hold_result> one(hold_op op) {
+    auto node = route->owner(op.sku);
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c) return make_hold_error(code::unavailable, who(node) + ": " + m.last_error);
+    bool query = op.kind == hold_op_kind::query;
+    kj::Promise<hold_result> call = nullptr;
+    switch (op.kind) {
+      case hold_op_kind::reserve: call = c->reserve(op); break;
+      case hold_op_kind::confirm: call = c->confirm(op.hold_id, op.sku); break;
+      case hold_op_kind::release: call = c->release(op.hold_id, op.sku); break;
+      case hold_op_kind::query: call = c->query_hold(op.hold_id, op.sku); break;
+    }
+    return call.catch_([this, &m, node, query](kj::Exception&& e) {
+      if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+        m.last_error = e.getDescription().cStr();
+        m.connection = nullptr;
+      }
+      auto [status, message] = failed_call(e, query, who(node));
+      return make_hold_error(status, message);
+    });
+  }
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
     auto* c = usable(node);
     auto& m = *nodes.at(node);
@@ -143,16 +167,19 @@ hold_op ref(hold_op_kind kind, const std::string& id, const std::string& sku) {
 kj::Promise<hold_result> cluster_client::reserve(const hold_op& op) {
   hold_op copy = op;
   copy.kind = hold_op_kind::reserve;
-  return first(submit({std::move(copy)}));
+  return impl_->one(std::move(copy));
 }
 kj::Promise<hold_result> cluster_client::confirm(const std::string& id, const std::string& sku) {
-  return first(submit({ref(hold_op_kind::confirm, id, sku)}));
+  if (sku.empty()) return first(submit({ref(hold_op_kind::confirm, id, sku)}));
+  return impl_->one(ref(hold_op_kind::confirm, id, sku));
 }
 kj::Promise<hold_result> cluster_client::release(const std::string& id, const std::string& sku) {
-  return first(submit({ref(hold_op_kind::release, id, sku)}));
+  if (sku.empty()) return first(submit({ref(hold_op_kind::release, id, sku)}));
+  return impl_->one(ref(hold_op_kind::release, id, sku));
 }
 kj::Promise<hold_result> cluster_client::query_hold(const std::string& id, const std::string& sku) {
-  return first(submit({ref(hold_op_kind::query, id, sku)}));
+  if (sku.empty()) return first(submit({ref(hold_op_kind::query, id, sku)}));
+  return impl_->one(ref(hold_op_kind::query, id, sku));
 }
 kj::Promise<std::vector<hold_result>> cluster_client::submit(std::vector<hold_op> ops) {
   return impl_->route->holds(std::move(ops));

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <iostream>
 #include <pthread.h>
+#include <thread>
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
@@ -78,6 +79,12 @@ bool record_membership(const std::string& dir, const cluster_role* role, std::st
 }
 
 }  // namespace
+
+size_t effective_worker_threads(size_t requested) {
+  if (requested > 0) return requested;
+  size_t cores = std::thread::hardware_concurrency();
+  return cores > 3 ? cores - 2 : 1;
+}
 
 int run_node(const node_options& options) {
   // Every thread started from here on inherits the blocked signals; main waits for them.
@@ -160,7 +167,7 @@ int run_node(const node_options& options) {
   // default work stealing lets idle workers sleep in polling rounds, which adds
   // latency to every hop of a reservation on a lightly loaded node.
   cfg.set("scheduler.policy", caf::atom_from_string(options.scheduler));
-  if (options.worker_threads > 0) cfg.set("scheduler.max-threads", options.worker_threads);
+  cfg.set("scheduler.max-threads", effective_worker_threads(options.worker_threads));
   caf::actor_system sys{cfg};
   auto clock = std::make_shared<system_wall_clock>();
   auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});

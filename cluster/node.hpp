@@ -20,7 +20,7 @@ struct node_options {
   size_t log_segment_mb = 64;        // preallocated size of a log segment
   int64_t snapshot_interval_ms = 1'000;  // changes wait at most this long for a snapshot
   std::string scheduler = "sharing"; // CAF scheduler policy: sharing or stealing
-  size_t worker_threads = 0;         // CAF worker threads; 0: CAF's default (cores, at least 4)
+  size_t worker_threads = 0;         // CAF worker threads; 0: effective_worker_threads
   server_options server;
   // A cluster member: the shared cluster file and this node's id in it.
   std::string cluster_file;
@@ -30,5 +30,12 @@ struct node_options {
 
 // Runs a node in this process; returns the process exit status.
 int run_node(const node_options& options);
+
+// CAF workers for `requested` (0: the default): the cores less the two the network and
+// store threads keep busy, at least one. CAF's own default (the cores, at least 4) puts
+// more runnable threads than cores on a small machine, and every hand-off between them
+// is then a context switch (bench cluster on 2 cores: 4 workers per node gave 0.43-0.53x
+// of one node where 1 gave 0.67-0.68x; one node alone was no slower with 1).
+size_t effective_worker_threads(size_t requested);
 
 }  // namespace holdfast
