@@ -49,6 +49,12 @@ void local_cluster::start(uint32_t id) {
   args.insert(args.end(), extra.begin(), extra.end());
   nodes_[id] = std::make_unique<node_process>(binary_, dir_ + "/node-" + std::to_string(id), args);
   stopped_[id] = false;
+  if (attached_) {
+    // A node of someone else's cluster: it stays if we are interrupted, and `cluster
+    // down` finds it at once.
+    forget_on_interrupt(nodes_[id]->pid());
+    std::ofstream(pid_file(dir_, id)) << nodes_[id]->pid() << "\n";
+  }
 }
 
 void local_cluster::kill9(uint32_t id) {
@@ -162,6 +168,7 @@ void local_cluster::attach() {
       own.push_back(a);
     }
     extra_of_[id] = own;
+    attached_ = true;
     nodes_[id] = node_process::adopt(pid, address(id), dir_ + "/node-" + std::to_string(id) + ".log");
     stopped_[id] = false;
   }

@@ -59,6 +59,7 @@ private:
   std::string binary_, dir_;
   std::vector<std::string> extra_;
   std::map<uint32_t, std::vector<std::string>> extra_of_;  // adopted nodes' own options
+  bool attached_ = false;
   cluster_config cfg_;
   std::map<uint32_t, std::unique_ptr<node_process>> nodes_;
   std::map<uint32_t, bool> stopped_;

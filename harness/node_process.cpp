@@ -59,6 +59,7 @@ node_process::node_process(const std::string& binary, const std::string& data_di
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   try {
     pid_ = spawn({args, env_extra, std::nullopt, log, log});
+    kill_on_interrupt(pid_);
   } catch (...) {
     close(log);
     throw;
@@ -79,6 +80,7 @@ node_process::node_process(const std::string& binary, const std::string& data_di
     }
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      forget_on_interrupt(pid_);
       pid_ = -1;
       exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       throw std::runtime_error("node exited (status " + std::to_string(exit_status_) +
@@ -90,6 +92,13 @@ node_process::node_process(const std::string& binary, const std::string& data_di
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
   }
+}
+
+pid_t node_process::release() {
+  auto pid = pid_;
+  if (pid > 0) forget_on_interrupt(pid);
+  pid_ = -1;
+  return pid;
 }
 
 std::unique_ptr<node_process> node_process::adopt(pid_t pid, std::string address, std::string log_path) {
@@ -108,6 +117,7 @@ std::string node_process::log() const { return read_from(log_path_, 0); }
 
 void node_process::kill9() {
   if (pid_ <= 0) return;
+  forget_on_interrupt(pid_);
   ::kill(pid_, SIGCONT);
   stop_child(pid_, SIGKILL, std::chrono::seconds(10));
   pid_ = -1;
@@ -115,6 +125,7 @@ void node_process::kill9() {
 
 int node_process::terminate() {
   if (pid_ <= 0) return -1;
+  forget_on_interrupt(pid_);
   ::kill(pid_, SIGCONT);
   auto status = stop_child(pid_, SIGTERM, std::chrono::seconds(30));
   pid_ = -1;

@@ -40,11 +40,7 @@ public:
   const std::string& log_path() const { return log_path_; }
   int exit_status() const { return exit_status_; }  // once it exited by itself
   // Lets the node outlive this handle (`holdfast cluster up`); returns its pid.
-  pid_t release() {
-    auto pid = pid_;
-    pid_ = -1;
-    return pid;
-  }
+  pid_t release();
 
 private:
   node_process() = default;

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <cerrno>
 #include <filesystem>
 #include <functional>
@@ -53,6 +55,46 @@ pid_t spawn(const spawn_spec& spec) {
     _exit(126);
   execve(argv[0], argv.data(), envp.data());
   _exit(127);
+}
+
+namespace {
+
+constexpr size_t interrupt_slots = 256;
+std::atomic<pid_t> interrupt_pids[interrupt_slots];
+std::once_flag interrupt_installed;
+
+extern "C" void kill_registered_children(int signal) {
+  for (auto& slot : interrupt_pids)
+    if (pid_t pid = slot.load(); pid > 0) ::kill(pid, SIGKILL);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+}  // namespace
+
+void kill_on_interrupt(pid_t pid) {
+  std::call_once(interrupt_installed, [] {
+    struct sigaction sa {};
+    sa.sa_handler = kill_registered_children;
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction old {};
+      // A caller that chose to ignore the signal (nohup) keeps its choice.
+      if (sigaction(s, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+      sigaction(s, &sa, nullptr);
+    }
+  });
+  for (auto& slot : interrupt_pids) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pid)) return;
+  }
+}
+
+void forget_on_interrupt(pid_t pid) {
+  for (auto& slot : interrupt_pids) {
+    pid_t expected = pid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
 }
 
 bool process_gone(pid_t pid) {

@@ -37,6 +37,12 @@ pid_t spawn(const spawn_spec& spec);
 // returns its exit status (128 + signal when killed). A process that is not our child
 // (adopted from a PID file) is waited for until it is gone; its status is then -1.
 int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace);
+// Children that must not outlive an interrupted harness (the demo, chaos, a benchmark, a
+// test): on the first SIGINT, SIGTERM or SIGHUP each registered pid gets SIGKILL, then
+// the signal takes its default course. node_process registers its nodes until they are
+// stopped or released (`cluster up` releases them on purpose).
+void kill_on_interrupt(pid_t pid);
+void forget_on_interrupt(pid_t pid);
 // True when `pid` no longer runs: no such process, or a zombie its parent has not reaped.
 bool process_gone(pid_t pid);
 

@@ -5,6 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -98,6 +101,45 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   auto none = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
   EXPECT_EQ(none.status, 2) << none.output;
   EXPECT_NE(none.output.find("is not running"), std::string::npos) << none.output;
+  std::filesystem::remove_all(dir);
+}
+
+// Processes whose command line mentions `needle`, from /proc.
+std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (auto& entry : std::filesystem::directory_iterator("/proc")) {
+    auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string args((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(args.begin(), args.end(), '\0', ' ');
+    auto pid = static_cast<pid_t>(std::stol(name));
+    if (args.find(needle) != std::string::npos && !process_gone(pid)) out.push_back(pid);
+  }
+  return out;
+}
+
+// A careless operator's Ctrl-C (here SIGTERM: a background test's SIGINT is ignored):
+// the nodes chaos started must not be left running.
+TEST(chaos, an_interrupted_run_leaves_no_node_behind) {
+  auto dir = make_temp_dir("holdfast-chaos-interrupt");
+  auto marker = dir + "/run/cluster/node-";
+  pid_t chaos = spawn({{HOLDFAST_BINARY, "chaos", "--seconds", "300", "--dir", dir + "/run", "--png", ""},
+                       {}, std::nullopt, -1, -1});
+  std::vector<pid_t> nodes;
+  bool started = wait_until([&] {
+    nodes = processes_mentioning(marker);
+    return nodes.size() == 3;
+  }, std::chrono::seconds(60));
+  ::kill(chaos, SIGTERM);
+  int status = 0;
+  ASSERT_TRUE(wait_until([&] { return waitpid(chaos, &status, WNOHANG) == chaos; }, std::chrono::seconds(30)))
+    << "chaos did not stop on SIGTERM";
+  EXPECT_TRUE(started) << "chaos never had its 3 nodes running";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
+  bool gone = wait_until([&] { return processes_mentioning(marker).empty(); }, std::chrono::seconds(10));
+  EXPECT_TRUE(gone) << processes_mentioning(marker).size() << " nodes left running";
+  for (auto pid : processes_mentioning(marker)) ::kill(pid, SIGKILL);
   std::filesystem::remove_all(dir);
 }
 
