@@ -146,6 +146,7 @@ child_process::child_process(const std::vector<std::string>& argv, const std::st
     throw;
   }
   close(log);
+  kill_on_interrupt(pid_);
 }
 
 child_process::~child_process() { stop(); }
@@ -154,6 +155,7 @@ bool child_process::alive() {
   if (pid_ <= 0) return false;
   int status = 0;
   if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    forget_on_interrupt(pid_);
     pid_ = -1;
     return false;
   }
@@ -162,6 +164,7 @@ bool child_process::alive() {
 
 void child_process::stop() {
   if (pid_ <= 0) return;
+  forget_on_interrupt(pid_);
   // A peer that ignores its stop signal for 10 s gets SIGKILL.
   stop_child(pid_, stop_signal_, std::chrono::seconds(10));
   pid_ = -1;
