@@ -68,7 +68,7 @@ std::map<std::string, cpu_use> cpu_of;  // by row id
 
 row measure(const cluster_bench_options& o, const std::string& id, const std::string& what,
             const std::vector<std::string>& skus,
-            std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> open,
+            std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> open,
             const std::vector<std::pair<std::string, pid_t>>& nodes) {
   std::vector<std::pair<std::string, pid_t>> processes{{"load", getpid()}};
   processes.insert(processes.end(), nodes.begin(), nodes.end());
@@ -161,10 +161,11 @@ int run_cluster_bench(const cluster_bench_options& o) {
                            skus, connect_to(nodes.address(1)), members));
     auto cfg = nodes.config();
     rows.push_back(measure(o, "c", std::to_string(o.nodes) + " nodes, cluster-aware client (one hop to the owner)",
-                           skus, [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::sender {
+                           skus, [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::link {
                              auto c = std::make_shared<kj::Own<cluster_client>>(
                                cluster_client::connect(io, cfg).wait(ws));
-                             return [c](const hold_op& op) { return (*c)->reserve(op); };
+                             return {[c](const hold_op& op) { return (*c)->reserve(op); },
+                                     [c] { return (*c)->batched(); }};
                            },
                            members));
   } catch (const std::exception& e) {
@@ -181,10 +182,11 @@ int run_cluster_bench(const cluster_bench_options& o) {
       j["rows"].push_back({{"id", r.id}, {"what", r.system}, {"shape", r.shape}, {"ran", r.ran},
                            {"skipped", r.skipped}, {"per_second", r.per_second}, {"p50_ms", r.p50_ms},
                            {"p99_ms", r.p99_ms}, {"vs_a", ratio(r)}});
-    for (auto& [id, use] : cpu_of) {
-      nlohmann::json u{{"busy", use.busy}};
+    for (auto& r : rows) {
+      auto& use = cpu_of[r.id];
+      nlohmann::json u{{"busy", use.busy}, {"batches", r.batches}, {"batched_ops", r.batched_ops}};
       for (auto& [who, us] : use.us_per_reservation) u["cpu_us_per_reservation"][who] = us;
-      j["cpu"][id] = u;
+      j["cpu"][r.id] = u;
     }
     j["targets"] = {{"b_over_a_min", 0.5}, {"c_over_a_min", 0.9}, {"b_over_a", ratio(rows[1])},
                     {"c_over_a", ratio(rows[2])}};
@@ -205,16 +207,19 @@ int run_cluster_bench(const cluster_bench_options& o) {
               ratio(rows[2]) >= 0.9 ? "met" : "MISSED", ratio(rows[2]));
   std::printf("shape: %s; %d load threads on the same machine as the nodes\n", rows[0].shape.c_str(), o.threads);
   // Where the time goes: a row limited by the machine shows it busy near 100%.
-  std::printf("\nCPU per reservation (microseconds, every thread of each process; machine busy %% of %u cores):\n",
+  std::printf("\nWhere the time goes: CPU per reservation (microseconds, every thread of each process), how\n"
+              "busy the machine was (%% of %u cores), and the load generator's batch RPCs (warm-up included):\n",
               std::thread::hardware_concurrency());
-  for (auto& [id, use] : cpu_of) {
+  for (auto& r : rows) {
+    auto& use = cpu_of[r.id];
     double sum = 0;
-    std::printf("  %-3s busy %3.0f%%  ", id.c_str(), use.busy * 100);
+    std::printf("  %-3s busy %3.0f%%  ", r.id.c_str(), use.busy * 100);
     for (auto& [who, us] : use.us_per_reservation) {
       std::printf(" %s %5.1f ", who.c_str(), us);
       sum += us;
     }
-    std::printf("  total %5.1f\n", sum);
+    std::printf("  total %5.1f   batches %6.0f/s of %5.1f ops\n", sum, r.batches / (o.seconds + o.warmup_seconds),
+                r.batches ? static_cast<double>(r.batched_ops) / static_cast<double>(r.batches) : 0.0);
   }
   return 0;
 }

@@ -28,7 +28,7 @@ kj::Promise<void> load_thread::loop(size_t conn) {
   auto hold_id = uuid_ids ? uuid_v4(rng) : prefix + std::to_string(next_id++);
   auto& sku = skus.size() == 1 ? skus[0] : skus[rng() % skus.size()];
   hold_op op{hold_op_kind::reserve, sku, std::move(hold_id), 1, ttl_ms};
-  return senders[conn](op).then([this, conn, t0](hold_result r) {
+  return links[conn].send(op).then([this, conn, t0](hold_result r) {
     if (r.status == code::ok) {
       ++granted;
       if (t0 >= measure_from) {
@@ -48,13 +48,19 @@ kj::Promise<void> load_thread::loop(size_t conn) {
 void load_thread::run() {
   try {
     auto io = kj::setupAsyncIo();
-    for (int i = 0; i < connections; ++i) senders.push_back(open(*io.provider, io.waitScope));
+    for (int i = 0; i < connections; ++i) links.push_back(open(*io.provider, io.waitScope));
     auto loops = kj::heapArrayBuilder<kj::Promise<void>>(static_cast<size_t>(callers * depth));
     for (int c = 0; c < callers; ++c)
       for (int d = 0; d < depth; ++d)
-        loops.add(loop(static_cast<size_t>(c) % senders.size()).eagerlyEvaluate(nullptr));
+        loops.add(loop(static_cast<size_t>(c) % links.size()).eagerlyEvaluate(nullptr));
     kj::joinPromises(loops.finish()).wait(io.waitScope);
-    senders.clear();
+    for (auto& l : links)
+      if (l.batched) {
+        auto b = l.batched();
+        batched.batches += b.batches;
+        batched.ops += b.ops;
+      }
+    links.clear();
   } catch (const kj::Exception& e) {
     error = e.getDescription().cStr();
   } catch (const std::exception& e) {
@@ -71,6 +77,8 @@ void run_threads(std::vector<load_thread>& threads, double seconds, row& r) {
     if (!lt.error.empty()) r.skipped = "load generator: " + lt.error;
     r.reservations += lt.measured;
     r.counted += lt.granted;
+    r.batches += static_cast<int64_t>(lt.batched.batches);
+    r.batched_ops += static_cast<int64_t>(lt.batched.ops);
     latencies.insert(latencies.end(), lt.latency_ms.begin(), lt.latency_ms.end());
     if (lt.failed || lt.refused)
       r.skipped = std::to_string(lt.failed + lt.refused) + " reservations were not granted" +
@@ -82,10 +90,10 @@ void run_threads(std::vector<load_thread>& threads, double seconds, row& r) {
   summarize(latencies, r);
 }
 
-std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address) {
-  return [address](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::sender {
+std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address) {
+  return [address](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::link {
     auto c = std::make_shared<kj::Own<client>>(client::connect(io, address).wait(ws));
-    return [c](const hold_op& op) { return (*c)->reserve(op); };
+    return {[c](const hold_op& op) { return (*c)->reserve(op); }, [c] { return (*c)->batched(); }};
   };
 }
 

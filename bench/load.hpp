@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/client.hpp"
 #include "protocol/domain.hpp"
 
 namespace holdfast::bench {
@@ -22,8 +23,13 @@ std::string uuid_v4(std::mt19937_64& rng);
 
 struct load_thread {
   using sender = std::function<kj::Promise<hold_result>(const hold_op&)>;
-  // Opens one connection on the thread's event loop; returns how to reserve through it.
-  std::function<sender(kj::AsyncIoProvider&, kj::WaitScope&)> open;
+  // One connection: how to reserve through it, and what its auto-batching did.
+  struct link {
+    sender send;
+    std::function<client::batching()> batched;
+  };
+  // Opens one connection on the thread's event loop.
+  std::function<link(kj::AsyncIoProvider&, kj::WaitScope&)> open;
   std::vector<std::string> skus;
   std::string prefix;
   bool uuid_ids = true;
@@ -34,6 +40,7 @@ struct load_thread {
   // results
   std::vector<double> latency_ms;
   int64_t measured = 0, granted = 0, refused = 0, failed = 0;
+  client::batching batched;  // over the whole run, warm-up included
   std::string error, first_failure;
 
   void run();
@@ -41,7 +48,7 @@ struct load_thread {
 private:
   kj::Promise<void> loop(size_t conn);
   uint64_t next_id = 0;
-  std::vector<sender> senders;
+  std::vector<link> links;
 };
 
 struct row;
@@ -51,6 +58,6 @@ struct row;
 void run_threads(std::vector<load_thread>& threads, double seconds, row& r);
 
 // Opens a plain `client` to `address` (auto-batching on).
-std::function<load_thread::sender(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address);
+std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> connect_to(const std::string& address);
 
 }  // namespace holdfast::bench

@@ -23,6 +23,7 @@ struct row {
   std::vector<std::pair<double, double>> cdf;  // (latency ms, fraction of calls at or below)
   int64_t stock_drop = 0;     // stock before minus stock after
   int64_t counted = 0;        // successful reservations the driver counted, all of them
+  int64_t batches = 0, batched_ops = 0;  // the driver's auto-batched RPCs and their operations
   bool stock_ok() const { return ran && stock_drop == counted; }
 };
 

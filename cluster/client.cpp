@@ -68,6 +68,7 @@ struct client::impl {
     bool send_scheduled = false;
   };
   lane lanes[4];  // by hold_op_kind
+  client::batching batched;
   batch_errors errors;
   kj::TaskSet tasks{errors};
 
@@ -127,6 +128,8 @@ struct client::impl {
     auto& l = lanes[static_cast<size_t>(kind)];
     if (l.ops.empty() || l.in_flight >= options.batches_in_flight_max) return;
     size_t n = std::min(l.ops.size(), options.batch_size_max);
+    ++batched.batches;
+    batched.ops += n;
     std::vector<hold_op> ops(std::make_move_iterator(l.ops.begin()),
                              std::make_move_iterator(l.ops.begin() + n));
     auto waiting = std::make_shared<std::vector<slot>>(
@@ -345,6 +348,7 @@ kj::Promise<std::vector<hold_result>> client::submit(std::vector<hold_op> ops) {
   return impl_->enqueue_all(std::move(ops));
 }
 client::~client() = default;
+client::batching client::batched() const { return impl_->batched; }
 
 kj::Promise<hold_result> client::reserve(const hold_op& op) {
   if (impl_->options.auto_batch) {

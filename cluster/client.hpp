@@ -91,6 +91,12 @@ public:
   // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
 
+  // What auto-batching did so far: batch RPCs sent and the operations they carried.
+  struct batching {
+    uint64_t batches = 0, ops = 0;
+  };
+  batching batched() const;
+
 private:
   kj::Promise<sku_result> send_sku(const sku_op& op);
   struct impl;

@@ -189,5 +189,15 @@ kj::Promise<std::vector<sku_result>> cluster_client::skus(std::vector<sku_op> op
 }
 uint32_t cluster_client::owner(const std::string& sku) const { return impl_->route->owner(sku); }
 const std::vector<member_address>& cluster_client::members() const { return impl_->addresses; }
+client::batching cluster_client::batched() const {
+  client::batching sum;
+  for (auto& [id, m] : impl_->nodes)
+    if (m->connection) {
+      auto b = m->connection->batched();
+      sum.batches += b.batches;
+      sum.ops += b.ops;
+    }
+  return sum;
+}
 
 }  // namespace holdfast

@@ -36,6 +36,8 @@ public:
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
   uint32_t owner(const std::string& sku) const;
   const std::vector<member_address>& members() const;
+  // Auto-batching over every member's connection so far.
+  client::batching batched() const;
 
 private:
   struct impl;

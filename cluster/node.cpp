@@ -201,7 +201,7 @@ int run_node(const node_options& options) {
     return 2;
   }
 
-  auto bridge = spawn_bridge(sys, directory, options.server.request_timeout_ms);
+  auto bridge = spawn_bridge(sys, directory);
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {

@@ -50,36 +50,37 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
 namespace holdfast {
 namespace {
 
-// Asks the directory and completes the RPC call with its answer, or with `late` when
-// none comes within the timeout.
-template <class Result, class Atom, class Request>
-void ask(caf::event_based_actor* self, const directory_actor& directory,
-         std::chrono::milliseconds timeout, Atom atom, Request request,
-         std::shared_ptr<completion<Result>> done, Result late) {
-  self->request(directory, timeout, atom, std::move(request))
+// Asks the directory and completes the RPC call with its answer, or with `failed` when
+// the actor system reports an error. The deadline is the network thread's (local_node):
+// a CAF request timeout costs a wake-up of CAF's clock thread at every request.
+template <class Result, class Atom, class Request, class Failed>
+void ask(caf::event_based_actor* self, const directory_actor& directory, Atom atom, Request request,
+         std::shared_ptr<completion<Result>> done, Failed failed) {
+  self->request(directory, caf::infinite, atom, std::move(request))
     .then([done](Result& r) { done->fulfill(std::move(r)); },
-          [done, late = std::move(late)](caf::error&) mutable { done->fulfill(std::move(late)); });
+          [done, failed](caf::error& e) mutable { done->fulfill(failed("the node's actors failed: " + caf::to_string(e))); });
 }
 
-caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory,
-                              int64_t request_timeout_ms) {
-  auto timeout = std::chrono::milliseconds(request_timeout_ms);
-  auto timed_out = "no answer within " + std::to_string(request_timeout_ms) + " ms";
+caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory) {
   return {
     [=](hold_ops_atom, std::vector<hold_op>& ops, hold_completion& done) {
-      std::vector<hold_result> late(ops.size(), make_hold_error(code::outcome_unknown, timed_out));
-      ask(self, directory, timeout, hold_ops_atom_v, std::move(ops), done, std::move(late));
+      auto n = ops.size();
+      ask(self, directory, hold_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
+        return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why));
+      });
     },
     [=](create_batch_atom, std::vector<sku_op>& ops, skus_completion& done) {
-      std::vector<sku_result> late(ops.size(), make_sku_error(code::outcome_unknown, timed_out));
-      ask(self, directory, timeout, create_batch_atom_v, std::move(ops), done, std::move(late));
+      auto n = ops.size();
+      ask(self, directory, create_batch_atom_v, std::move(ops), done, [n](const std::string& why) {
+        return std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, why));
+      });
     },
     [=](sku_op_atom, sku_op& op, sku_completion& done) {
-      ask(self, directory, timeout, sku_op_atom_v, std::move(op), done,
-          make_sku_error(code::outcome_unknown, timed_out));
+      ask(self, directory, sku_op_atom_v, std::move(op), done,
+          [](const std::string& why) { return make_sku_error(code::outcome_unknown, why); });
     },
     [=](stats_atom, int, stats_completion& done) {
-      self->request(directory, timeout, stats_atom_v)
+      self->request(directory, caf::infinite, stats_atom_v)
         .then([done](directory_stats& s) { done->fulfill(s); },
               [done](caf::error&) { done->fulfill(directory_stats{-1, 0, 0, 0}); });
     },
@@ -243,35 +244,56 @@ private:
   connection_ptr state_;
 };
 
-// This node's own actors, reached through the bridge.
-template <class Result, class Atom, class Ops>
-kj::Promise<Result> ask_bridge(const caf::actor& bridge, Atom atom, Ops ops) {
-  auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
-  auto done = std::make_shared<completion<Result>>();
-  done->fulfiller = kj::mv(paf.fulfiller);
-  caf::anon_send(bridge, atom, std::move(ops), std::move(done));
-  return kj::mv(paf.promise);
-}
+// This node's own actors, reached through the bridge, each call answered by its deadline
+// (`--request-timeout-ms`) on the network thread's own timer: outcome_unknown then.
+struct local_node {
+  caf::actor bridge;
+  kj::Timer& timer;
+  int64_t timeout_ms;
 
-kj::Promise<std::vector<hold_result>> bridge_holds(const caf::actor& bridge, std::vector<hold_op> ops) {
-  return ask_bridge<std::vector<hold_result>>(bridge, hold_ops_atom_v, std::move(ops));
-}
+  template <class Result, class Atom, class Ops, class Late>
+  kj::Promise<Result> ask(Atom atom, Ops ops, Late late) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
+    auto done = std::make_shared<completion<Result>>();
+    done->fulfiller = kj::mv(paf.fulfiller);
+    caf::anon_send(bridge, atom, std::move(ops), std::move(done));
+    auto why = "no answer within " + std::to_string(timeout_ms) + " ms";
+    return paf.promise.exclusiveJoin(
+      timer.atTime(kj::systemPreciseMonotonicClock().now() + timeout_ms * kj::MILLISECONDS)
+        .then([late, why = std::move(why)]() mutable { return late(why); }));
+  }
 
-// One operation of any kind, or many creates.
-kj::Promise<std::vector<sku_result>> bridge_skus(const caf::actor& bridge, std::vector<sku_op> ops) {
-  if (ops.size() == 1 && ops.front().kind != sku_op_kind::create)
-    return ask_bridge<sku_result>(bridge, sku_op_atom_v, std::move(ops.front()))
-      .then([](sku_result r) {
-        std::vector<sku_result> out;
-        out.push_back(std::move(r));
-        return out;
-      });
-  return ask_bridge<std::vector<sku_result>>(bridge, create_batch_atom_v, std::move(ops));
-}
+  kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops) {
+    auto n = ops.size();
+    return ask<std::vector<hold_result>>(hold_ops_atom_v, std::move(ops), [n](const std::string& why) {
+      return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why));
+    });
+  }
+
+  // One operation of any kind, or many creates.
+  kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops) {
+    if (ops.size() == 1 && ops.front().kind != sku_op_kind::create)
+      return ask<sku_result>(sku_op_atom_v, std::move(ops.front()),
+                             [](const std::string& why) { return make_sku_error(code::outcome_unknown, why); })
+        .then([](sku_result r) {
+          std::vector<sku_result> out;
+          out.push_back(std::move(r));
+          return out;
+        });
+    auto n = ops.size();
+    return ask<std::vector<sku_result>>(create_batch_atom_v, std::move(ops), [n](const std::string& why) {
+      return std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, why));
+    });
+  }
+
+  kj::Promise<directory_stats> stats() {
+    return ask<directory_stats>(stats_atom_v, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
+  }
+};
 
 // What every connection of a server shares; network thread only.
 struct network_context {
-  caf::actor bridge;
+  local_node local;
   const server_options& options;
   size_t inflight_ops = 0;
   uint64_t calls_total = 0;
@@ -288,7 +310,8 @@ struct network_context {
   };
   std::list<std::shared_ptr<inbound>> peers_in;
 
-  network_context(caf::actor b, const server_options& o) : bridge(std::move(b)), options(o) {}
+  network_context(caf::actor bridge, kj::Timer& timer, const server_options& o)
+    : local{std::move(bridge), timer, o.request_timeout_ms}, options(o) {}
 
   void sample(int64_t now_ms) {
     samples.emplace_back(now_ms, calls_total);
@@ -339,7 +362,7 @@ public:
   // `from_peer`: the calls were forwarded by another member; they are served here, never
   // forwarded again.
   inventory_impl(network_context& net, connection_ptr conn, bool from_peer)
-    : bridge_(net.bridge), options_(net.options), node_(net), conn_(std::move(conn)),
+    : options_(net.options), node_(net), conn_(std::move(conn)),
       from_peer_(from_peer) {}
 
   kj::Promise<void> createSku(CreateSkuContext ctx) override {
@@ -410,7 +433,7 @@ public:
   }
 
   kj::Promise<void> status(StatusContext ctx) override {
-    auto stats = ask_bridge<directory_stats>(bridge_, stats_atom_v, 0);
+    auto stats = node_.local.stats();
     return stats.then([this, ctx](directory_stats s) mutable {
       auto out = ctx.getResults().initStatus();
       auto& net = node_;
@@ -469,10 +492,10 @@ public:
 
 private:
   kj::Promise<std::vector<hold_result>> local_holds(std::vector<hold_op> ops) {
-    if (!node_.route) return bridge_holds(bridge_, std::move(ops));
+    if (!node_.route) return node_.local.holds(std::move(ops));
     if (!from_peer_) return node_.route->holds(std::move(ops));
     return owned_only<hold_op, hold_result>(
-      *node_.route, std::move(ops), [this](std::vector<hold_op> o) { return bridge_holds(bridge_, std::move(o)); },
+      *node_.route, std::move(ops), [this](std::vector<hold_op> o) { return node_.local.holds(std::move(o)); },
       [](std::string why) { return make_hold_error(code::unavailable, std::move(why)); });
   }
 
@@ -480,11 +503,11 @@ private:
     auto admitted = admit(ops.size());
     node_.calls_total += ops.size();
     kj::Promise<std::vector<sku_result>> p = nullptr;
-    if (!node_.route) p = bridge_skus(bridge_, std::move(ops));
+    if (!node_.route) p = node_.local.skus(std::move(ops));
     else if (!from_peer_) p = node_.route->skus(std::move(ops));
     else
       p = owned_only<sku_op, sku_result>(
-        *node_.route, std::move(ops), [this](std::vector<sku_op> o) { return bridge_skus(bridge_, std::move(o)); },
+        *node_.route, std::move(ops), [this](std::vector<sku_op> o) { return node_.local.skus(std::move(o)); },
         [](std::string why) { return make_sku_error(code::unavailable, std::move(why)); });
     return p.attach(kj::mv(admitted));
   }
@@ -542,7 +565,6 @@ private:
     });
   }
 
-  caf::actor bridge_;
   const server_options& options_;
   network_context& node_;
   connection_ptr conn_;
@@ -632,9 +654,8 @@ private:
 
 }  // namespace
 
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory,
-                        int64_t request_timeout_ms) {
-  return sys.spawn(bridge_behavior, std::move(directory), request_timeout_ms);
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory) {
+  return sys.spawn(bridge_behavior, std::move(directory));
 }
 
 struct rpc_server::impl {
@@ -690,7 +711,7 @@ struct rpc_server::impl {
     capnp::ReaderOptions reader_options;
     reader_options.traversalLimitInWords = options.frame_words_max;
     reader_options.nestingLimit = 16;
-    network_context net(bridge, options);
+    network_context net(bridge, io.provider->getTimer(), options);
     net.started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
@@ -738,8 +759,8 @@ struct rpc_server::impl {
       links = kj::heap<peer_links>(*io.provider, cfg, role->self, role->incarnation, peer_tls.get());
       std::vector<uint32_t> ids;
       for (auto& m : cfg.members) ids.push_back(m.id);
-      local_calls local{[&net](std::vector<hold_op> ops) { return bridge_holds(net.bridge, std::move(ops)); },
-                        [&net](std::vector<sku_op> ops) { return bridge_skus(net.bridge, std::move(ops)); }};
+      local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },
+                        [&net](std::vector<sku_op> ops) { return net.local.skus(std::move(ops)); }};
       route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
       net.role = role;
       net.links = links.get();

@@ -50,8 +50,7 @@ struct server_options {
 };
 
 // Spawns the bridge actor that turns directory replies into fulfilled KJ promises.
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory,
-                        int64_t request_timeout_ms);
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory);
 
 class rpc_server {
 public:

@@ -179,6 +179,26 @@ TEST_F(hardening_process_test, a_call_to_a_frozen_node_ends_at_the_deadline_as_o
   EXPECT_EQ(json_of(cli_node({"--json", "sku", "show", "ice"}))["reserved"], 1);
 }
 
+// The node's own deadline (--request-timeout-ms, kept on the network thread's timer): a
+// call its actors have not answered by then gets outcome_unknown, and the node serves on.
+TEST_F(hardening_process_test, a_call_the_actors_answer_late_is_outcome_unknown_at_the_node_deadline) {
+  start({"--request-timeout-ms", "1"});
+  client_options options;
+  options.call_timeout_ms = 30'000;
+  blocking_client c(node_->address(), options);
+  // 4096 SKUs created, logged and fsync'd in one call take far longer than 1 ms.
+  std::vector<sku_op> creates;
+  for (int i = 0; i < 4096; ++i) creates.push_back({sku_op_kind::create, "late-" + std::to_string(i), 5, 1});
+  auto rs = c.create_skus(creates);
+  ASSERT_EQ(rs.size(), creates.size());
+  EXPECT_EQ(rs.back().status, code::outcome_unknown) << to_string(rs.back().status) << " " << rs.back().message;
+  EXPECT_NE(rs.back().message.find("no answer within 1 ms"), std::string::npos) << rs.back().message;
+  // The work went on behind the answer: once done, the SKUs are there (outcome_unknown
+  // means "may have been applied"), and the node answers what it can in time.
+  bool created = wait_until([&] { return c.query_sku("late-4095").status == code::ok; }, 30s);
+  EXPECT_TRUE(created);
+}
+
 // A blocking client runs its event loop only inside calls, and KJ's timer advances only
 // while the loop runs: a call after an idle spell longer than the timeout used to time
 // out at once ("no answer within ...") against a node that answers in microseconds
