@@ -198,6 +198,11 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, a] {
       cluster_config cfg;
       if (!load(ctx, *a, cfg)) return exit_usage;
+      // A chaos run attached to the cluster would restart what we stop.
+      if (auto holder = local_cluster::attached_by(a->dir); holder != 0)
+        return fail(ctx, "refused",
+                    "holdfast chaos" + (holder > 0 ? " (pid " + std::to_string(holder) + ")" : std::string()) +
+                      " is attached to " + a->dir + ": stop it first (it leaves the nodes running)");
       int stopped = 0;
       for (auto& m : cfg.members) {
         auto pid = local_cluster::live_pid(a->dir, m.id);

@@ -338,9 +338,14 @@ int run_chaos(const chaos_options& opt) {
   chaos_thread.join();
 
   say("healing: every node running, no partition; waiting for the links and every TTL");
+  std::string not_restarted;
   for (auto id : cluster->ids()) {
     if (cluster->stopped(id)) cluster->continue_signal(id);
-    if (!cluster->running(id)) cluster->start(id);
+    try {
+      if (!cluster->running(id)) cluster->start(id);
+    } catch (const std::exception& e) {
+      not_restarted += "node " + std::to_string(id) + " did not restart: " + e.what() + "; ";
+    }
   }
   for (auto id : cluster->ids())
     try {
@@ -382,8 +387,9 @@ int run_chaos(const chaos_options& opt) {
     ended{"every hold ended"}, balance{"sold + on_hand == stocked per SKU"},
     sold_matches{"sold == units of confirmed holds per SKU"},
     hung{"no call hung past its timeout"}, heal{"cluster healed (all links up)"};
-  heal.ok = healed;
+  heal.ok = healed && not_restarted.empty();
   if (!healed) heal.detail = "links still down 30 s after healing";
+  if (!not_restarted.empty()) heal.detail = not_restarted;
   std::map<std::string, int64_t> confirmed_units;
   size_t checked = 0;
   {

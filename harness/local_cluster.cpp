@@ -1,8 +1,12 @@
 #include "harness/local_cluster.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
@@ -27,6 +31,7 @@ local_cluster::local_cluster(const std::string& binary, const std::string& dir, 
 
 local_cluster::~local_cluster() {
   for (auto& [id, n] : nodes_) n.reset();  // kill -9 by pid, each reaped
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 std::vector<uint32_t> local_cluster::ids() const {
@@ -132,20 +137,71 @@ std::vector<std::string> command_line(pid_t pid) {
   return out;
 }
 
+// The value of `--name VALUE` or `--name=VALUE` in a command line; empty if absent.
+std::string option_value(const std::vector<std::string>& args, const std::string& name) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == name && i + 1 < args.size()) return args[i + 1];
+    if (args[i].rfind(name + "=", 0) == 0) return args[i].substr(name.size() + 1);
+  }
+  return {};
+}
+
+// Where `path`, as a process with working directory `cwd` names it, really is.
+std::string real_path(const std::string& path, const std::string& cwd) {
+  std::error_code ec;
+  std::filesystem::path p = path;
+  if (p.is_relative()) p = std::filesystem::path(cwd) / p;
+  auto out = std::filesystem::weakly_canonical(p, ec);
+  return ec ? p.lexically_normal().string() : out.string();
+}
+
 }  // namespace
 
 pid_t local_cluster::live_pid(const std::string& dir, uint32_t id) {
   std::ifstream in(pid_file(dir, id));
   pid_t pid = 0;
   if (!(in >> pid) || pid <= 0 || process_gone(pid)) return 0;
-  // A recycled pid is somebody else's process: never signal it.
+  // A recycled pid is somebody else's process, possibly a node of another cluster: it
+  // must be `holdfast node` as member `id` of this directory's cluster file.
   auto args = command_line(pid);
-  bool node = std::find(args.begin(), args.end(), "node") != args.end();
-  bool member = std::find(args.begin(), args.end(), "--cluster") != args.end();
-  return node && member ? pid : 0;
+  if (std::find(args.begin(), args.end(), "node") == args.end()) return 0;
+  if (option_value(args, "--id") != std::to_string(id)) return 0;
+  std::error_code ec;
+  auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/cwd", ec);
+  if (ec) return 0;
+  auto theirs = real_path(option_value(args, "--cluster"), cwd.string());
+  auto ours = real_path(dir + "/cluster.toml", std::filesystem::current_path(ec).string());
+  return theirs == ours ? pid : 0;
+}
+
+pid_t local_cluster::attached_by(const std::string& dir) {
+  int fd = ::open((dir + "/chaos.lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  pid_t holder = 0;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    char buf[32] = {};
+    if (::read(fd, buf, sizeof buf - 1) > 0) holder = static_cast<pid_t>(std::atol(buf));
+    if (holder <= 0) holder = -1;  // held, by an unknown process
+  }
+  ::close(fd);
+  return holder;
 }
 
 void local_cluster::attach() {
+  if (lock_fd_ < 0) {
+    lock_fd_ = ::open((dir_ + "/chaos.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0) throw std::runtime_error("cannot open " + dir_ + "/chaos.lock");
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      auto holder = attached_by(dir_);
+      throw std::runtime_error("another run is attached to " + dir_ +
+                               (holder > 0 ? " (pid " + std::to_string(holder) + ")" : std::string()));
+    }
+    auto pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0)
+      throw std::runtime_error("cannot write " + dir_ + "/chaos.lock");
+  }
   for (auto id : ids()) {
     if (running(id)) continue;
     auto pid = live_pid(dir_, id);

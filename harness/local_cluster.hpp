@@ -52,14 +52,19 @@ public:
   // A restart reuses the options the node was started with.
   void attach();
   static std::string pid_file(const std::string& dir, uint32_t id);
-  // The pid in pid_file(dir, id) if that process is still a holdfast cluster node, else 0.
+  // The pid in pid_file(dir, id) if that process is still `holdfast node` as member `id`
+  // of DIR/cluster.toml, else 0.
   static pid_t live_pid(const std::string& dir, uint32_t id);
+  // The pid of the run attached to `dir` (it holds DIR/chaos.lock), -1 if that pid is
+  // unknown, 0 if none is.
+  static pid_t attached_by(const std::string& dir);
 
 private:
   std::string binary_, dir_;
   std::vector<std::string> extra_;
   std::map<uint32_t, std::vector<std::string>> extra_of_;  // adopted nodes' own options
   bool attached_ = false;
+  int lock_fd_ = -1;  // DIR/chaos.lock, held while attached
   cluster_config cfg_;
   std::map<uint32_t, std::unique_ptr<node_process>> nodes_;
   std::map<uint32_t, bool> stopped_;

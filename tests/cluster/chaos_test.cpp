@@ -5,7 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <signal.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -73,6 +76,27 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   ASSERT_EQ(up.status, 0) << up.output;
   auto before = pids_in(cluster);
   ASSERT_EQ(before.size(), 3u);
+  // A PID file naming some other process (here this test) is never taken for a node.
+  auto pid1 = cluster + "/node-1.pid";
+  std::ofstream(pid1) << ::getpid() << "\n";
+  auto foreign = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
+  EXPECT_EQ(foreign.status, 2) << foreign.output;
+  EXPECT_NE(foreign.output.find("node 1 of " + cluster + " is not running"), std::string::npos) << foreign.output;
+  std::ofstream(pid1) << before[0] << "\n";
+  // One run at a time: while another holds the cluster, chaos and `cluster down` refuse.
+  {
+    int lock = ::open((cluster + "/chaos.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(lock, 0);
+    ASSERT_EQ(::flock(lock, LOCK_EX), 0);
+    auto second = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
+    EXPECT_EQ(second.status, 2) << second.output;
+    EXPECT_NE(second.output.find("another run is attached"), std::string::npos) << second.output;
+    auto refused = run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster});
+    EXPECT_NE(refused.status, 0) << refused.output;
+    EXPECT_NE(refused.output.find("is attached to"), std::string::npos) << refused.output;
+    ::close(lock);
+  }
+  for (auto pid : before) EXPECT_FALSE(process_gone(pid)) << "refusals stop nothing";
   // Seed 5's nemesis starts with kill -9 of node 2, so a node is restarted by chaos.
   auto run = run_command({HOLDFAST_BINARY, "--json", "chaos", "--attach", cluster, "--seconds", "6", "--seed",
                           "5", "--dir", dir + "/run", "--png", ""});
