@@ -61,13 +61,15 @@ struct cluster_client::impl final : transport {
   }
 
   // A lost connection is dropped, so the next call redials.
+  static void note_failure(member& m, const kj::Exception& e) {
+    if (e.getType() != kj::Exception::Type::DISCONNECTED) return;
+    m.last_error = e.getDescription().cStr();
+    m.connection = nullptr;
+  }
   template <class T>
   kj::Promise<T> watch(member& m, kj::Promise<T> call) {
     return call.catch_([&m](kj::Exception&& e) -> kj::Promise<T> {
-      if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-        m.last_error = e.getDescription().cStr();
-        m.connection = nullptr;
-      }
+      note_failure(m, e);
       return kj::mv(e);
     });
   }
@@ -100,10 +102,7 @@ struct cluster_client::impl final : transport {
       case hold_op_kind::query: call = c->query_hold(op.hold_id, op.sku); break;
     }
     return call.catch_([this, &m, node, query](kj::Exception&& e) {
-      if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-        m.last_error = e.getDescription().cStr();
-        m.connection = nullptr;
-      }
+      note_failure(m, e);
       auto [status, message] = failed_call(e, query, who(node));
       return make_hold_error(status, message);
     });
