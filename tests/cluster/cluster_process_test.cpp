@@ -16,6 +16,7 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "cluster/cluster_client.hpp"
 #include "cluster/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
@@ -416,6 +417,68 @@ TEST(cluster_start, bad_tls_material_or_a_taken_peer_port_refuse_to_start) {
   EXPECT_EQ(r.output.find("listening on"), std::string::npos) << r.output;
   close(fd);
   fs::remove_all(dir);
+}
+
+// The cluster-aware client goes straight to each owner: nothing is forwarded, every kind
+// of call answers as the owner does, a killed member's SKUs answer unavailable at once
+// while the others sell, and the client redials the member once it is back.
+TEST_F(cluster_test, the_cluster_aware_client_goes_one_hop_to_each_owner) {
+  start();
+  auto skus = owned(2);
+  auto forwarded = [&] {
+    uint64_t sum = 0;
+    for (auto id : nodes_->ids()) sum += connect(id).status().forwarded_total;
+    return sum;
+  };
+  {
+    auto c = connect(1);
+    for (auto& [id, ks] : skus)
+      for (auto& k : ks) ASSERT_EQ(c.create_sku(k, 10, 1).status, code::ok);
+  }
+  auto before = forwarded();  // the creates through node 1 were
+  {
+    auto io = kj::setupAsyncIo();  // this thread's only event loop while it lives
+    auto cc = cluster_client::connect(*io.provider, nodes_->config(), nodes_->client_config()).wait(io.waitScope);
+    for (auto& [id, ks] : skus) {
+      EXPECT_EQ(cc->owner(ks[0]), id);
+      auto r = cc->reserve({hold_op_kind::reserve, ks[0], "cc-" + ks[0], 2, 60'000}).wait(io.waitScope);
+      ASSERT_EQ(r.status, code::ok) << r.message;
+      auto q = cc->query_hold("cc-" + ks[0], ks[0]).wait(io.waitScope);
+      EXPECT_EQ(q.status, code::ok);
+      EXPECT_EQ(q.hold.state, hold_state::active);
+      auto c = cc->confirm("cc-" + ks[0], ks[0]).wait(io.waitScope);
+      EXPECT_EQ(c.status, code::ok) << c.message;
+      EXPECT_EQ(c.hold.state, hold_state::confirmed);
+      ASSERT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc2-" + ks[1], 1, 60'000}).wait(io.waitScope).status,
+                code::ok);
+      auto rel = cc->release("cc2-" + ks[1], ks[1]).wait(io.waitScope);
+      EXPECT_EQ(rel.status, code::ok) << rel.message;
+      EXPECT_EQ(rel.hold.state, hold_state::released);
+      // Asking for more than is there is refused by the owner, as from any node.
+      EXPECT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc3-" + ks[1], 11, 60'000}).wait(io.waitScope).status,
+                code::out_of_stock);
+    }
+  }
+  EXPECT_EQ(forwarded(), before) << "a cluster-aware call was forwarded";
+  nodes_->kill9(3);
+  {
+    auto io = kj::setupAsyncIo();
+    auto cc = cluster_client::connect(*io.provider, nodes_->config(), nodes_->client_config()).wait(io.waitScope);
+    auto t0 = std::chrono::steady_clock::now();
+    auto down = cc->reserve({hold_op_kind::reserve, skus[3][0], "down-1", 1, 60'000}).wait(io.waitScope);
+    EXPECT_EQ(down.status, code::unavailable) << down.message;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    EXPECT_EQ(cc->reserve({hold_op_kind::reserve, skus[2][0], "up-1", 1, 60'000}).wait(io.waitScope).status, code::ok);
+    nodes_->start(3);
+    // Each call to a member without a connection redials it in the background.
+    bool back = false;
+    for (auto deadline = std::chrono::steady_clock::now() + 20s; !back && std::chrono::steady_clock::now() < deadline;) {
+      back = cc->reserve({hold_op_kind::reserve, skus[3][0], "back-1", 1, 60'000}).wait(io.waitScope).status ==
+             code::ok;
+      if (!back) io.provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(io.waitScope);  // redial pacing
+    }
+    EXPECT_TRUE(back) << "the client never reached the restarted member";
+  }
 }
 
 // Found by the adversarial pass: swapped data directories were accepted, so a node
