@@ -32,25 +32,47 @@ std::string member_name(const cluster_role* role) {
   return role ? "cluster \"" + role->config.name + "\" node " + std::to_string(role->self) : "";
 }
 
-std::string recorded_member(const std::string& dir) {
-  std::string recorded;
+// The second line: the member ids placement ran over when the directory was first used.
+// Holdfast moves no SKU between nodes, so another member list would give some of this
+// node's SKUs to another node, which could create them again and sell their stock twice.
+std::string member_list(const cluster_role* role) {
+  std::string out = "members";
+  for (size_t i = 0; role && i < role->config.members.size(); ++i)
+    out += (i ? "," : " ") + std::to_string(role->config.members[i].id);
+  return out;
+}
+
+std::pair<std::string, std::string> recorded_member(const std::string& dir) {
+  std::string name, members;
   std::ifstream in(dir + "/cluster-member");
-  std::getline(in, recorded);
-  return recorded;
+  std::getline(in, name);
+  std::getline(in, members);
+  return {name, members};
 }
 
 bool check_membership(const std::string& dir, const cluster_role* role, std::string& error) {
-  auto recorded = recorded_member(dir);
-  if (recorded.empty() || recorded == member_name(role)) return true;
-  error = "this directory holds " + recorded +
-          (role ? ", not " + member_name(role) : " and must be started with that --cluster and --id");
-  return false;
+  auto [recorded, members] = recorded_member(dir);
+  if (recorded.empty()) return true;
+  if (recorded != member_name(role)) {
+    error = "this directory holds " + recorded +
+            (role ? ", not " + member_name(role) : " and must be started with that --cluster and --id");
+    return false;
+  }
+  // Directories recorded before the member list was (one line) are not checked.
+  if (!members.empty() && members != member_list(role)) {
+    error = "this directory was written when the cluster had " + members + "; the cluster file now lists " +
+            member_list(role).substr(8) + ". Holdfast does not move SKUs between nodes: with other members, " +
+            "SKUs stored here would belong to another node, which could create them again and sell their "
+            "stock twice. Keep the member list, or start a new cluster with new data directories";
+    return false;
+  }
+  return true;
 }
 
 bool record_membership(const std::string& dir, const cluster_role* role, std::string& error) {
-  if (!role || !recorded_member(dir).empty()) return true;
+  if (!role || !recorded_member(dir).first.empty()) return true;
   auto path = dir + "/cluster-member";
-  auto mine = member_name(role);
+  auto mine = member_name(role) + "\n" + member_list(role);
   auto tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -92,6 +114,7 @@ int run_node(const node_options& options) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // a hang-up (the terminal that started it went) stops it cleanly
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));

@@ -58,7 +58,12 @@ node_process::node_process(const std::string& binary, const std::string& data_di
     for (auto a : {std::string("--listen"), std::string("127.0.0.1:0")}) args.push_back(a);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   try {
-    pid_ = spawn({args, env_extra, std::nullopt, log, log});
+    // Its own session: a Ctrl-C or hang-up meant for the harness (or the orphaned,
+    // stopped process group `cluster up` leaves) does not reach it; the harness kills
+    // its nodes itself (kill_on_interrupt).
+    spawn_spec spec{args, env_extra, std::nullopt, log, log};
+    spec.new_session = true;
+    pid_ = spawn(spec);
     kill_on_interrupt(pid_);
   } catch (...) {
     close(log);

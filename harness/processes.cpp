@@ -50,6 +50,7 @@ pid_t spawn(const spawn_spec& spec) {
   if (spec.stderr_fd >= 0) dup2(spec.stderr_fd, STDERR_FILENO);
   int null = open("/dev/null", O_RDONLY);
   if (null >= 0) dup2(null, STDIN_FILENO);
+  if (spec.new_session) setsid();
   if (spec.user &&
       (setgroups(0, nullptr) != 0 || setgid(spec.user->gid) != 0 || setuid(spec.user->uid) != 0))
     _exit(126);

@@ -27,6 +27,7 @@ struct spawn_spec {
   std::optional<run_as> user;
   int stdout_fd = -1;                   // -1: inherit
   int stderr_fd = -1;                   // -1: inherit
+  bool new_session = false;             // setsid(): no terminal's or process group's signals
 };
 
 // Forks and execs; the child gets /dev/null as stdin. Returns the child's pid; throws

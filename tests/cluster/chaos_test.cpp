@@ -76,6 +76,17 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   ASSERT_EQ(up.status, 0) << up.output;
   auto before = pids_in(cluster);
   ASSERT_EQ(before.size(), 3u);
+  // PID files copied into another cluster's directory name nodes of this one: `cluster
+  // down` there stops nothing (the second adversarial pass stopped a foreign cluster so).
+  auto other = dir + "/other";
+  ASSERT_EQ(run_command({HOLDFAST_BINARY, "cluster", "init", "--dir", other, "--base-port", "0"}).status, 0);
+  for (int id = 1; id <= 3; ++id)
+    std::filesystem::copy_file(cluster + "/node-" + std::to_string(id) + ".pid",
+                               other + "/node-" + std::to_string(id) + ".pid");
+  auto foreign_down = run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", other});
+  EXPECT_NE(foreign_down.output.find("no node of " + other + " was running"), std::string::npos)
+    << foreign_down.output;
+  for (auto pid : before) EXPECT_FALSE(process_gone(pid)) << "cluster down stopped another cluster's node";
   // A PID file naming some other process (here this test) is never taken for a node.
   auto pid1 = cluster + "/node-1.pid";
   std::ofstream(pid1) << ::getpid() << "\n";

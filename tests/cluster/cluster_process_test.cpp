@@ -501,6 +501,17 @@ TEST_F(cluster_test, a_data_directory_starts_only_as_the_member_it_belongs_to) {
   EXPECT_EQ(single.status, 2);
   EXPECT_NE(single.output.find("must be started with that --cluster and --id"), std::string::npos)
     << single.output;
+  // Another member list moves SKUs by placement while their data stays: found by the
+  // second adversarial pass, a 4th member let a moved SKU be created again and sold twice.
+  std::ifstream file(dir_ + "/c/cluster.toml");
+  std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  text += "\n[[node]]\nid = 4\nclient = \"127.0.0.1:65531\"\npeer = \"127.0.0.1:65532\"\n"
+          "cert = \"node-3.pem\"\nkey = \"node-3.key\"\n";
+  std::ofstream(dir_ + "/c/cluster-4.toml") << text;
+  auto grown = run_command({HOLDFAST_BINARY, "node", "--cluster", dir_ + "/c/cluster-4.toml", "--id", "1",
+                            "--data", dir_ + "/c/node-1"});
+  EXPECT_EQ(grown.status, 2) << grown.output;
+  EXPECT_NE(grown.output.find("does not move SKUs between nodes"), std::string::npos) << grown.output;
   // As itself, each starts.
   start();
 }
