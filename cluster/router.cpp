@@ -8,14 +8,28 @@ namespace holdfast {
 router::router(placement where, uint32_t self, transport& remote, local_calls local)
   : where_(std::move(where)), self_(self), remote_(remote), local_(std::move(local)) {}
 
+namespace {
+// Hold ids are unique per node, not across the cluster: an id found on several nodes is
+// not answered for one of them.
+hold_result held_on_several(const std::vector<const hold_result*>& found) {
+  std::string where;
+  for (auto* f : found) where += (where.empty() ? "" : ", ") + f->hold.sku;
+  return make_hold_error(code::invalid, "hold id '" + found.front()->hold.hold_id + "' is held on several SKUs (" +
+                                          where + "): name the SKU");
+}
+}  // namespace
+
 hold_result combine_lookups(const std::vector<hold_result>& answers) {
   const hold_result* lost = nullptr;
   const hold_result* unreachable = nullptr;
+  std::vector<const hold_result*> found;
   for (auto& a : answers) {
     if (a.status == code::outcome_unknown) lost = lost ? lost : &a;
     else if (a.status == code::unavailable) unreachable = unreachable ? unreachable : &a;
-    else if (a.status != code::unknown_hold) return a;
+    else if (a.status != code::unknown_hold) found.push_back(&a);
   }
+  if (found.size() > 1) return held_on_several(found);
+  if (!found.empty()) return *found.front();
   if (lost) return *lost;
   if (unreachable)
     return make_hold_error(code::unavailable,
@@ -114,10 +128,7 @@ kj::Promise<std::vector<hold_result>> router::holds(std::vector<hold_op> ops) {
             else if (a.status != code::unknown_hold) found.push_back(&a);
           }
           if (found.size() > 1) {
-            std::string where;
-            for (auto* f : found) where += (where.empty() ? "" : ", ") + f->hold.sku;
-            out[i] = make_hold_error(code::invalid, "hold id '" + part[i].hold_id + "' is held on several SKUs (" +
-                                                      where + "): name the SKU");
+            out[i] = held_on_several(found);
           } else if (unsure) {
             out[i] = make_hold_error(code::unavailable,
                                      (found.empty() ? std::string("the hold is on no node that answered")

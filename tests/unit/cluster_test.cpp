@@ -309,6 +309,13 @@ TEST(router, lookups_combine_lost_answers_before_unreachable_nodes) {
   EXPECT_EQ(r.status, code::unavailable);
   EXPECT_NE(r.message.find("node 3 is down"), std::string::npos);
   EXPECT_EQ(combine_lookups({unknown, unknown}).status, code::unknown_hold);
+  // One id held on two nodes' SKUs: a query by id alone names neither (second
+  // adversarial pass: `hold show ID` printed one of them).
+  auto other = found;
+  other.hold.sku = "elsewhere";
+  auto both = combine_lookups({found, unknown, other});
+  EXPECT_EQ(both.status, code::invalid);
+  EXPECT_NE(both.message.find("held on several SKUs"), std::string::npos) << both.message;
 }
 
 TEST_F(router_fixture, sku_calls_go_to_the_owner_and_creates_split) {
