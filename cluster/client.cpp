@@ -381,19 +381,19 @@ kj::Promise<hold_result> client::impl::one(hold_op op) {
     case hold_op_kind::confirm: {
       auto req = inventory.confirmRequest();
       codec::write(req.initHold(), op);
-      call = req.send().then(read);
+      call = req.send().then(kj::cp(read));
       break;
     }
     case hold_op_kind::release: {
       auto req = inventory.releaseRequest();
       codec::write(req.initHold(), op);
-      call = req.send().then(read);
+      call = req.send().then(kj::cp(read));
       break;
     }
     default: {
       auto req = inventory.queryHoldRequest();
       codec::write(req.initHold(), op);
-      call = req.send().then(read);
+      call = req.send().then(kj::cp(read));
       break;
     }
   }
@@ -429,22 +429,24 @@ kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
   auto fill = [&ops](auto list) {
     for (size_t i = 0; i < ops.size(); ++i) codec::write(list[i], ops[i]);
   };
+  // Continuations get a copy (kj::cp): Promise::then(f) on an lvalue keeps a reference to
+  // `f`, and this local is gone long before the answer arrives.
   auto read = [n = ops.size()](auto r) { return read_all(r, n); };
   switch (kind) {
     case hold_op_kind::reserve: {
       auto req = inventory.reserveBatchRequest();
       fill(req.initRequests(ops.size()));
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case hold_op_kind::confirm: {
       auto req = inventory.confirmBatchRequest();
       fill(req.initHolds(ops.size()));
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case hold_op_kind::release: {
       auto req = inventory.releaseBatchRequest();
       fill(req.initHolds(ops.size()));
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case hold_op_kind::query:
       break;
@@ -503,26 +505,26 @@ kj::Promise<sku_result> client::send_sku(const sku_op& op) {
       req.setSku(op.sku);
       req.setStock(op.amount);
       req.setPriceCents(op.price_cents);
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case sku_op_kind::restock: {
       auto req = impl_->inventory.restockRequest();
       req.setSku(op.sku);
       req.setQty(op.amount);
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case sku_op_kind::adjust: {
       auto req = impl_->inventory.adjustRequest();
       req.setSku(op.sku);
       req.setOnHand(op.amount);
-      return req.send().then(read);
+      return req.send().then(kj::cp(read));
     }
     case sku_op_kind::query:
       break;
   }
   auto req = impl_->inventory.querySkuRequest();
   req.setSku(op.sku);
-  return req.send().then(read);
+  return req.send().then(kj::cp(read));
 }
 
 // -- blocking_client ----------------------------------------------------------
