@@ -55,7 +55,11 @@ int print_status(const context& ctx, const cluster_config& cfg) {
     try {
       blocking_client c(m.client, o);
       auto s = c.status();
-      j["state"] = s.file_hash == cfg.hash ? "up" : "up, other cluster file";
+      j["state"] = s.file_hash != cfg.hash     ? "up, other cluster file"
+                   : !s.not_serving.empty() ? "up, NOT SERVING"
+                                            : "up";
+      j["not_serving"] = s.not_serving;
+      j["generation"] = s.generation;
       j["incarnation"] = s.incarnation;
       j["skus_active"] = s.skus_active;
       j["calls_per_second"] = s.calls_per_second;
@@ -67,7 +71,7 @@ int print_status(const context& ctx, const cluster_config& cfg) {
       for (auto& l : s.links) {
         links += std::to_string(l.node) + ":" + l.state +
                  (l.state == "up" ? " " + ms_text(l.rtt_us) : "") + "  ";
-        lj.push_back({{"node", l.node}, {"state", l.state}, {"detail", l.detail},
+        lj.push_back({{"node", l.node}, {"state", l.state}, {"detail", l.detail}, {"generation", l.generation},
                       {"rtt_us", l.rtt_us}, {"incarnation", l.incarnation},
                       {"since_ms", l.since_ms}, {"forwarded", l.forwarded}, {"downs", l.downs}});
       }
@@ -77,6 +81,7 @@ int print_status(const context& ctx, const cluster_config& cfg) {
                     static_cast<unsigned long long>(s.incarnation),
                     static_cast<long long>(s.skus_active), s.calls_per_second,
                     static_cast<unsigned long long>(s.forwarded_total), links.c_str());
+      if (!ctx.as_json && !s.not_serving.empty()) std::printf("      NOT SERVING: %s\n", s.not_serving.c_str());
     } catch (const std::exception& e) {
       ++down;
       j["state"] = "down";
@@ -130,6 +135,15 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       else
         std::printf("wrote %s (hash %s), ca.pem and a certificate per node in %s\n",
                     a->cluster_file().c_str(), cfg.hash.c_str(), a->dir.c_str());
+      return 0;
+    };
+  });
+
+  auto* new_id = cluster->add_subcommand(
+    "new-id", "print a new random cluster id (for a hand-written cluster file's [cluster] id)");
+  new_id->callback([&ctx] {
+    ctx.action = [] {
+      std::printf("%s\n", new_cluster_id().c_str());
       return 0;
     };
   });

@@ -29,6 +29,7 @@ void add_inventory_commands(CLI::App& app, context& ctx);
 void add_demo_command(CLI::App& app, context& ctx);
 void add_bench_commands(CLI::App& app, context& ctx);
 void add_storage_commands(CLI::App& app, context& ctx);
+void add_restore_command(CLI::App& app, context& ctx);
 void add_cluster_commands(CLI::App& app, context& ctx);
 void add_chaos_command(CLI::App& app, context& ctx);
 

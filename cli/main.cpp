@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   add_inventory_commands(app, ctx);
   add_bench_commands(app, ctx);
   add_storage_commands(app, ctx);
+  add_restore_command(app, ctx);
   add_cluster_commands(app, ctx);
   add_chaos_command(app, ctx);
 

@@ -239,6 +239,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
   };
   cluster_config cfg;
   cfg.name = name;
+  cfg.id = new_cluster_id();
   cfg.ca = "ca.pem";
   cfg.client_tls = client_tls;
   for (int i = 1; i <= nodes; ++i) {

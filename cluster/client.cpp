@@ -247,10 +247,13 @@ kj::Promise<node_status> client::status() {
     out.calls_per_second = s.getCallsPerSecond();
     out.forwarded_total = s.getForwardedTotal();
     out.started_ms = s.getStartedMs();
+    out.not_serving = codec::str(s.getNotServing());
+    out.generation = s.getGeneration();
+    out.cluster_id = codec::str(s.getClusterId());
     for (auto l : s.getLinks())
       out.links.push_back({l.getNode(), codec::str(l.getState()), codec::str(l.getDetail()),
                            l.getIncarnation(), l.getRttMicros(), l.getSinceMs(), l.getForwarded(),
-                           l.getDowns()});
+                           l.getDowns(), l.getGeneration()});
     return out;
   });
   return impl_->or_timeout(kj::mv(call));

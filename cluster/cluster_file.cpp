@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -54,7 +55,7 @@ std::string sha256_hex16(const std::string& text) {
 // What members must agree on, in a fixed order.
 std::string canonical(const cluster_config& c) {
   std::ostringstream s;
-  s << "name=" << c.name << "\nheartbeat_interval_ms=" << c.heartbeat_interval_ms
+  s << "name=" << c.name << "\nid=" << c.id << "\nheartbeat_interval_ms=" << c.heartbeat_interval_ms
     << "\ndown_after_ms=" << c.down_after_ms << "\nconnect_timeout_ms=" << c.connect_timeout_ms
     << "\nreconnect=" << c.reconnect_min_ms << "," << c.reconnect_max_ms
     << "\nforward_timeout_ms=" << c.forward_timeout_ms << "\npeer_batch=" << c.peer_batch_max
@@ -137,11 +138,11 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
   if (auto* t = root["cluster"].as_table()) {
     std::string w = "[cluster] ";
     if (!only_keys(*t,
-                   {"name", "heartbeat_interval_ms", "down_after_ms", "connect_timeout_ms",
+                   {"name", "id", "heartbeat_interval_ms", "down_after_ms", "connect_timeout_ms",
                     "reconnect_min_ms", "reconnect_max_ms", "forward_timeout_ms",
                     "peer_batch_max", "peer_batches_in_flight"},
                    error, w) ||
-        !read_string(*t, "name", c.name, error, w) ||
+        !read_string(*t, "name", c.name, error, w) || !read_string(*t, "id", c.id, error, w) ||
         !read_int(*t, "heartbeat_interval_ms", c.heartbeat_interval_ms, 10, 60'000, error, w) ||
         !read_int(*t, "down_after_ms", c.down_after_ms, 50, 600'000, error, w) ||
         !read_int(*t, "connect_timeout_ms", c.connect_timeout_ms, 10, 600'000, error, w) ||
@@ -215,6 +216,13 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     error = "[cluster] name: must not be empty";
     return false;
   }
+  if (c.id.size() < 16 || c.id.size() > 64 ||
+      !std::all_of(c.id.begin(), c.id.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); })) {
+    error = "[cluster] id: " + std::string(c.id.empty() ? "missing" : "\"" + c.id + "\" is not 16-64 hex digits") +
+            "; every cluster has its own id (`holdfast cluster init` writes one, `holdfast cluster new-id` prints "
+            "one), and its data directories record it";
+    return false;
+  }
   if (c.ca.empty() && !c.insecure_plaintext_peers) {
     error = "[tls] ca is not set: peer links are mutual TLS (run `holdfast cluster init`), or set "
             "insecure_plaintext_peers = true";
@@ -241,33 +249,6 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
   return true;
 }
 
-std::string read_small_file(const std::string& path, size_t max_bytes, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return std::string("cannot read: ") + std::strerror(errno);
-  struct stat st {};
-  std::string problem;
-  if (::fstat(fd, &st) != 0)
-    problem = std::string("cannot stat: ") + std::strerror(errno);
-  else if (S_ISDIR(st.st_mode))
-    problem = "is a directory, not a file";
-  else if (!S_ISREG(st.st_mode))
-    problem = "not a regular file";
-  else if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    problem = "larger than " + std::to_string(max_bytes) + " bytes";
-  out.clear();
-  char buffer[8192];
-  while (problem.empty()) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) problem = std::string("cannot read: ") + std::strerror(errno);
-    if (n <= 0) break;
-    out.append(buffer, static_cast<size_t>(n));
-    if (out.size() > max_bytes) problem = "larger than " + std::to_string(max_bytes) + " bytes";
-  }
-  ::close(fd);
-  return problem;
-}
-
 bool load_cluster_file(const std::string& path, cluster_config& out, std::string& error) {
   std::string text;
   if (auto problem = read_small_file(path, 1u << 20, text); !problem.empty()) {
@@ -283,12 +264,26 @@ bool load_cluster_file(const std::string& path, cluster_config& out, std::string
   return true;
 }
 
+std::string new_cluster_id() {
+  unsigned char bytes[16];
+  std::random_device rd;
+  for (auto& b : bytes) b = static_cast<unsigned char>(rd());
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (auto b : bytes) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
+
 std::string cluster_file_text(const cluster_config& c) {
   std::ostringstream s;
   s << "# Holdfast cluster file: every member reads the same file. Members compare a hash of\n"
        "# the name, the settings and the node list when a link opens, and refuse a mismatch.\n"
        "[cluster]\n"
     << "name = \"" << c.name << "\"\n"
+    << "id = \"" << c.id << "\"    # unique to this cluster; its data directories record it\n"
     << "heartbeat_interval_ms = " << c.heartbeat_interval_ms
     << "    # a heartbeat on every peer link this often, ms\n"
     << "down_after_ms = " << c.down_after_ms

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <cstdio>
 #include <iostream>
@@ -17,87 +18,104 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "persistence/files.hpp"
+#include "persistence/identity.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
 namespace {
 
-// A data directory belongs to one member of one cluster, recorded in DIR/cluster-member
-// at its first start in a cluster: a directory started as another member (swapped
-// directories) or as a single node would serve SKUs placement gives to someone else, or
-// hide the ones it has. Called with the directory locked.
-// Checked before the storage opens (a refused start touches nothing); recorded after,
-// with the directory locked.
-std::string member_name(const cluster_role* role) {
-  return role ? "cluster \"" + role->config.name + "\" node " + std::to_string(role->self) : "";
+// What the directory must be for this start: a single node, or this member of this
+// cluster (the member list placement runs over included: Holdfast moves no SKU between
+// nodes, so under another list some SKUs stored here would belong to another node, which
+// could create them again and sell their stock twice).
+directory_identity wanted_identity(const cluster_role* role) {
+  directory_identity id;
+  if (!role) {
+    id.kind = directory_identity::role::single;
+    return id;
+  }
+  id.kind = directory_identity::role::member;
+  id.cluster_name = role->config.name;
+  id.cluster_id = role->config.id;
+  id.member = role->self;
+  for (auto& m : role->config.members) id.members.push_back(m.id);
+  return id;
 }
 
-// The second line: the member ids placement ran over when the directory was first used.
-// Holdfast moves no SKU between nodes, so another member list would give some of this
-// node's SKUs to another node, which could create them again and sell their stock twice.
-std::string member_list(const cluster_role* role) {
-  std::string out = "members";
-  for (size_t i = 0; role && i < role->config.members.size(); ++i)
-    out += (i ? "," : " ") + std::to_string(role->config.members[i].id);
+std::string ids_text(const std::vector<uint32_t>& ids) {
+  std::string out;
+  for (auto id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
   return out;
 }
 
-std::pair<std::string, std::string> recorded_member(const std::string& dir) {
-  std::string name, members;
-  std::ifstream in(dir + "/cluster-member");
-  std::getline(in, name);
-  std::getline(in, members);
-  return {name, members};
-}
-
-bool check_membership(const std::string& dir, const cluster_role* role, std::string& error) {
-  auto [recorded, members] = recorded_member(dir);
-  if (recorded.empty()) return true;
-  if (recorded != member_name(role)) {
-    error = "this directory holds " + recorded +
-            (role ? ", not " + member_name(role) : " and must be started with that --cluster and --id");
-    return false;
-  }
+// Why `recorded` may not start as `wanted`, or "". A directory with data and no record is
+// from before identities were recorded: it was a single node's.
+std::string identity_conflict(const directory_identity& recorded, const directory_identity& wanted,
+                              bool has_data) {
+  using role = directory_identity::role;
+  if (recorded.backup)
+    return "it is a backup (" + recorded.describe() +
+           (recorded.backup_taken.empty() ? "" : ", taken " + recorded.backup_taken) +
+           "): a backup never starts as it is; `holdfast restore --from DIR --data NEW_DIR` makes a "
+           "directory of it, after checking the member it was taken from is gone";
+  auto kind = recorded.kind == role::none && has_data ? role::single : recorded.kind;
+  if (kind == role::none) return "";
+  if (kind == role::single && wanted.kind == role::single) return "";
+  if (kind == role::single)
+    return "it holds a single node's data; a single node's directory never joins a cluster (its SKUs "
+           "would sit where placement does not look for them)";
+  if (wanted.kind == role::single)
+    return "it holds " + recorded.describe() + " and must be started with that cluster file and --id";
+  if (recorded.cluster_name != wanted.cluster_name || recorded.member != wanted.member ||
+      (!recorded.cluster_id.empty() && recorded.cluster_id != wanted.cluster_id))
+    return "it holds " + recorded.describe() + ", not " + wanted.describe();
   // Directories recorded before the member list was (one line) are not checked.
-  if (!members.empty() && members != member_list(role)) {
-    error = "this directory was written when the cluster had " + members + "; the cluster file now lists " +
-            member_list(role).substr(8) + ". Holdfast does not move SKUs between nodes: with other members, " +
-            "SKUs stored here would belong to another node, which could create them again and sell their "
-            "stock twice. Keep the member list, or start a new cluster with new data directories";
-    return false;
-  }
-  return true;
+  if (!recorded.members.empty() && recorded.members != wanted.members)
+    return "it was written when the cluster had members " + ids_text(recorded.members) +
+           "; the cluster file now lists " + ids_text(wanted.members) +
+           ". Holdfast does not move SKUs between nodes: with other members, SKUs stored here would "
+           "belong to another node, which could create them again and sell their stock twice. Keep the "
+           "member list, or start a new cluster with new data directories";
+  return "";
 }
 
-bool record_membership(const std::string& dir, const cluster_role* role, std::string& error) {
-  if (!role || !recorded_member(dir).first.empty()) return true;
-  auto path = dir + "/cluster-member";
-  auto mine = member_name(role) + "\n" + member_list(role);
-  auto tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << mine << "\n";
-    out.flush();
-    if (!out) {
-      error = "cannot write " + tmp;
-      return false;
-    }
+// True when `dir` has nothing a Holdfast node did not put there: a directory with other
+// files is refused by the storage, and a refused start writes nothing.
+bool holds_nothing_else(const std::string& dir) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    auto name = e.path().filename().string();
+    if (name != "identity" && name != "identity.tmp" && name != "holdfast.lock" && name != "log") return false;
   }
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = "cannot write " + path;
+  return !ec;
+}
+
+// Checks the directory's identity against this start; with `record`, writes what is
+// missing (a fresh directory's, or the cluster id of a record from before ids) and fills
+// `out` with what the directory now is. Called before the storage opens, recording (a
+// fresh directory is recorded before it holds any data, so a crash never leaves data
+// without its identity; a refused start touches nothing), and again with the directory
+// locked, in case another process recorded something else meanwhile.
+bool check_identity(const std::string& dir, const cluster_role* role, bool record,
+                    directory_identity& out, std::string& error) {
+  directory_identity recorded;
+  if (!read_identity(dir, recorded, error)) return false;
+  auto wanted = wanted_identity(role);
+  bool has_data = !file_absent(dir + "/holdfast.format");
+  if (auto why = identity_conflict(recorded, wanted, has_data); !why.empty()) {
+    error = why;
     return false;
   }
-  int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d >= 0) {
-    ::fsync(d);
-    ::close(d);
-  }
-  return true;
+  out = recorded;
+  bool complete = recorded.kind != directory_identity::role::none &&
+                  (recorded.kind == directory_identity::role::single || !recorded.cluster_id.empty());
+  if (!record || complete || (!has_data && !holds_nothing_else(dir))) return true;
+  if (recorded.kind != directory_identity::role::none)
+    spdlog::info("{}: recording its cluster id {} (the record predates cluster ids)", dir, wanted.cluster_id);
+  wanted.generation = recorded.generation;
+  out = wanted;
+  return write_identity(dir, wanted, error);
 }
 
 }  // namespace
@@ -169,7 +187,10 @@ int run_node(const node_options& options) {
   if (options.unsafe_no_sync)
     spdlog::warn("--unsafe-no-sync: acknowledged writes are NOT durable (test use only)");
   std::string error;
-  if (!check_membership(options.data_dir, effective.server.cluster.get(), error)) {
+  directory_identity identity;
+  std::error_code created;
+  std::filesystem::create_directories(options.data_dir, created);
+  if (!check_identity(options.data_dir, effective.server.cluster.get(), true, identity, error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }
@@ -179,10 +200,22 @@ int run_node(const node_options& options) {
     return 2;
   }
   // Checked again with the directory locked: another process may have started on it.
-  if (!check_membership(options.data_dir, effective.server.cluster.get(), error) ||
-      !record_membership(options.data_dir, effective.server.cluster.get(), error)) {
+  if (!check_identity(options.data_dir, effective.server.cluster.get(), false, identity, error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
+  }
+  if (effective.server.cluster) {
+    // Peers are told which generation of this member runs, and which directory; this node
+    // remembers the newest generation it saw of each of them.
+    auto role = std::make_shared<cluster_role>(*effective.server.cluster);
+    role->generation = identity.generation;
+    role->directory_id = env->meta().directory_id;
+    role->data_dir = options.data_dir;
+    if (!read_peer_generations(options.data_dir, role->peer_generations, error)) {
+      spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
+      return 2;
+    }
+    effective.server.cluster = role;
   }
 
   caf::actor_system_config cfg;

@@ -3,12 +3,14 @@
 #include <capnp/rpc-twoparty.h>
 #include <kj/compat/tls.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
 #include "protocol/inventory.capnp.h"
+#include "persistence/identity.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -34,6 +36,11 @@ struct peer_links::errors final : kj::TaskSet::ErrorHandler {
   }
 };
 
+struct peer_links::join_state {
+  kj::Own<kj::PromiseFulfiller<void>> fulfiller;
+  kj::ForkedPromise<void> promise = nullptr;
+};
+
 struct peer_links::link {
   const cluster_member* member = nullptr;
   std::string state = "connecting";
@@ -54,17 +61,29 @@ struct peer_links::link {
   kj::Canceler calls;         // every forwarded call on this connection
   kj::Own<kj::PromiseFulfiller<std::string>> interrupt;  // drops the link (fault hook)
   bool refused = false;       // the last hello was refused: say so, not "down"
+  bool attempted = false;     // the first dial has ended (up, refused or failed)
+  std::string refused_why;    // the last refusal, until a hello is accepted: it counts
+                              // against this node serving (see not_serving)
+  uint64_t generation = 0;    // the peer's directory generation, from its last hello
 };
 
-peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_config& cfg, uint32_t self,
-                       uint64_t incarnation, kj::TlsContext* tls)
+peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_role& role, kj::TlsContext* tls)
   : io_(io),
-    cfg_(cfg),
-    self_(self),
-    incarnation_(incarnation),
+    role_(role),
+    cfg_(role.config),
+    self_(role.self),
+    incarnation_(role.incarnation),
+    generations_(role.peer_generations),
+    join_(std::make_unique<join_state>()),
     tls_(tls),
     error_handler_(std::make_unique<errors>()),
     tasks_(std::make_unique<kj::TaskSet>(*error_handler_)) {
+  auto paf = kj::newPromiseAndFulfiller<void>();
+  join_->fulfiller = kj::mv(paf.fulfiller);
+  join_->promise = paf.promise.fork();
+  const auto& cfg = cfg_;
+  const auto self = self_;
+  const auto incarnation = incarnation_;
   for (auto& m : cfg.members) {
     if (m.id == self) continue;
     auto l = std::make_unique<link>();
@@ -74,6 +93,8 @@ peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_config& cfg, uint3
     l->jitter.seed(incarnation ^ (uint64_t{m.id} << 48));
     links_.push_back(std::move(l));
   }
+  unattempted_ = links_.size();
+  if (unattempted_ == 0) join_->fulfiller->fulfill();
 }
 
 peer_links::~peer_links() {
@@ -107,6 +128,7 @@ void peer_links::set_state(link& l, const char* state, const std::string& detail
 kj::Promise<void> peer_links::run(link& l) {
   if (partitioned(l.member->id)) {
     set_state(l, "partitioned", "cut by the fault hook");
+    first_attempt_done(l);
     return io_.getTimer().afterDelay(20 * kj::MILLISECONDS).then([this, &l] { return run(l); });
   }
   auto attempt =
@@ -121,13 +143,17 @@ kj::Promise<void> peer_links::run(link& l) {
     .then([this, &l]() -> kj::Promise<std::string> {
       if (partitioned(l.member->id)) return std::string("cut by the fault hook");
       l.refused = false;
+      l.refused_why.clear();
       l.backoff_ms = cfg_.reconnect_min_ms;
       set_state(l, "up", "");
+      first_attempt_done(l);
       return watch(l);
     })
     .then([](std::string why) { return why; },
           [](kj::Exception&& e) { return std::string(e.getDescription().cStr()); })
     .then([this, &l](std::string why) {
+      if (l.refused) l.refused_why = why;
+      first_attempt_done(l);
       // Torn down on the next turn, outside the callbacks of the connection it destroys.
       return kj::evalLater([this, &l, why] { teardown(l, why, l.refused); });
     })
@@ -166,22 +192,36 @@ kj::Promise<void> peer_links::dial(link& l) {
       hello.setFrom(self_);
       hello.setTo(l.member->id);
       hello.setIncarnation(incarnation_);
+      hello.setGeneration(role_.generation);
+      hello.setDirectoryId(role_.directory_id);
       l.peer = kj::mv(peer);
       return hello.send().then([this, &l](capnp::Response<wire::Peer::HelloResults> r) {
+        std::string why;
         if (r.hasRefused() && r.getRefused().size() > 0) {
-          l.refused = true;
-          std::string why = r.getRefused().cStr();
-          spdlog::error("node {} refused our link: {}", l.member->id, why);
-          throw KJ_EXCEPTION(FAILED, "refused by the peer", why.c_str());
+          why = "node " + std::to_string(l.member->id) + " refused this node: " + r.getRefused().cStr();
+        } else if (!accept_generation(l.member->id, r.getGeneration(), why)) {
+          why = "refused node " + std::to_string(l.member->id) + ": " + why;
         }
+        if (!why.empty()) {
+          l.refused = true;  // logged once, when the link's state becomes "refused"
+          throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(why));
+        }
+        l.generation = r.getGeneration();
         if (l.incarnation != 0 && l.incarnation != r.getIncarnation())
           spdlog::info("node {} restarted (incarnation {} -> {})", l.member->id, l.incarnation,
                        r.getIncarnation());
         l.incarnation = r.getIncarnation();
         client_options o;
         o.call_timeout_ms = cfg_.forward_timeout_ms;
+        // The owner's own limits, as it advertised them: a forwarded batch never exceeds
+        // its --batch-max, and the batches in flight on this link stay within half its
+        // --inflight-max (the rest is its clients').
         o.batch_size_max = cfg_.peer_batch_max;
+        if (r.getBatchMax() > 0) o.batch_size_max = std::min<size_t>(o.batch_size_max, r.getBatchMax());
         o.batches_in_flight_max = cfg_.peer_batches_in_flight;
+        if (r.getInflightMax() > 0)
+          o.batches_in_flight_max = static_cast<unsigned>(std::clamp<uint64_t>(
+            r.getInflightMax() / 2 / o.batch_size_max, 1, o.batches_in_flight_max));
         l.inventory = kj::heap<client>(r.getInventory(), io_.getTimer(), o);
       });
     });
@@ -256,8 +296,74 @@ std::vector<link_status> peer_links::status() const {
   std::vector<link_status> out;
   for (auto& l : links_)
     out.push_back({l->member->id, l->state, l->detail, l->incarnation, l->rtt_us, l->since_ms,
-                   l->forwarded, l->downs});
+                   l->forwarded, l->downs, l->generation});
   return out;
+}
+
+std::string judge_hello(const cluster_role& role, const hello_claim& hello) {
+  auto from = std::to_string(hello.from);
+  if (hello.cluster != role.config.name || hello.file_hash != role.config.hash)
+    return "cluster file mismatch: node " + std::to_string(role.self) + " runs cluster \"" + role.config.name +
+           "\" with file hash " + role.config.hash + ", node " + from + " runs \"" + hello.cluster + "\" with " +
+           hello.file_hash + "; every member must read the same file";
+  if (hello.to != role.self)
+    return "this is node " + std::to_string(role.self) + ", not node " + std::to_string(hello.to);
+  if (hello.from == role.self || !role.config.member(hello.from))
+    return "node " + from + " is not another member of this cluster";
+  if (!role.config.ca.empty() && hello.certificate_name != node_tls_name(hello.from))
+    return "the certificate names \"" + hello.certificate_name + "\", not node " + from;
+  if (hello.live_incarnation != 0 && hello.live_incarnation != hello.incarnation)
+    return "node " + from + " is already running here (incarnation " + std::to_string(hello.live_incarnation) +
+           ", its link up and answering heartbeats); a second process with its identity (incarnation " +
+           std::to_string(hello.incarnation) + ") is refused";
+  return "";
+}
+
+void peer_links::first_attempt_done(link& l) {
+  if (l.attempted) return;
+  l.attempted = true;
+  if (--unattempted_ == 0) join_->fulfiller->fulfill();
+}
+
+kj::Promise<void> peer_links::joined() { return join_->promise.addBranch(); }
+
+std::string peer_links::not_serving() const {
+  if (unattempted_ > 0) return "node " + std::to_string(self_) + " is joining the cluster (asking its peers)";
+  size_t up = 0;
+  std::string refusals;
+  for (auto& l : links_) {
+    if (l->state == "up") ++up;
+    else if (!l->refused_why.empty()) refusals += (refusals.empty() ? "" : "; ") + l->refused_why;
+  }
+  if (up > 0 || refusals.empty()) return "";
+  return "node " + std::to_string(self_) + " serves nothing: no peer accepts it and " + refusals;
+}
+
+uint64_t peer_links::live_incarnation(uint32_t node) const {
+  for (auto& l : links_)
+    if (l->member->id == node && l->state == "up") return l->incarnation;
+  return 0;
+}
+
+bool peer_links::accept_generation(uint32_t node, uint64_t generation, std::string& why) {
+  generation = std::max<uint64_t>(generation, 1);  // nodes from before generations: the first
+  auto& seen = generations_[node];
+  if (generation < seen) {
+    why = "node " + std::to_string(node) + " runs generation " + std::to_string(generation) +
+          " of its data directory, but generation " + std::to_string(seen) +
+          " was seen: that directory was replaced by `holdfast restore` and must not serve again";
+    return false;
+  }
+  if (generation > seen) {
+    bool first = seen == 0;
+    seen = generation;
+    std::string error;
+    if (!role_.data_dir.empty() && !write_peer_generations(role_.data_dir, generations_, error))
+      spdlog::error("cannot record node {}'s generation {}: {}", node, generation, error);
+    else if (!first)
+      spdlog::warn("node {} now runs generation {} of its data directory (restored)", node, generation);
+  }
+  return true;
 }
 
 void peer_links::partition(const std::set<uint32_t>& peers) {

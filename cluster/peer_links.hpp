@@ -7,10 +7,18 @@
 // heartbeat unanswered for down_after_ms, or whose connection drops, is down: calls in
 // flight on it answer outcome_unknown, new calls for that node answer unavailable at once,
 // and it redials with jittered, doubling backoff until the node is back.
+//
+// Membership: a node serves entities only while it is an accepted member. Until every
+// link has made its first attempt it is joining; after that, a node that some peer
+// refused (its file, its identity or its generation) and that no peer accepts serves
+// nothing: it cannot tell whether it is the odd one out. A node that merely reaches no
+// peer (all down) keeps serving its own SKUs; calls for other nodes' SKUs answer
+// unavailable. A refusal stays counted until a hello on that link is accepted.
 #pragma once
 
 #include <kj/async-io.h>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -26,11 +34,21 @@ class TlsContext;
 
 namespace holdfast {
 
+// What a dialing member says in its hello, with what this node knows of it.
+struct hello_claim {
+  std::string cluster, file_hash;
+  uint32_t from = 0, to = 0;
+  uint64_t incarnation = 0;
+  std::string certificate_name;  // from its TLS certificate
+  uint64_t live_incarnation = 0;  // peer_links::live_incarnation(from)
+};
+// Why a hello is refused, or "" (the generation is checked apart: it is remembered).
+std::string judge_hello(const cluster_role& role, const hello_claim& hello);
+
 class peer_links final : public transport {
 public:
   // `tls` null: plaintext (only when the file allows it). Every reference must outlive this.
-  peer_links(kj::AsyncIoProvider& io, const cluster_config& cfg, uint32_t self,
-             uint64_t incarnation, kj::TlsContext* tls);
+  peer_links(kj::AsyncIoProvider& io, const cluster_role& role, kj::TlsContext* tls);
   ~peer_links();
   void start();  // dials every other member
 
@@ -38,6 +56,16 @@ public:
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override;
 
   std::vector<link_status> status() const;
+  // "" while this node may serve entities; else why not (joining, or refused).
+  std::string not_serving() const;
+  // Resolves once every link has made its first attempt (up, refused or failed).
+  kj::Promise<void> joined();
+  // The incarnation of `node` while a link to it is up (heartbeats answered), else 0: a
+  // hello from another process claiming that id is then refused.
+  uint64_t live_incarnation(uint32_t node) const;
+  // Checks `generation` of `node` against the newest seen (a hello either way); a newer
+  // one is remembered on disk. False, with `why`, for a generation a restore replaced.
+  bool accept_generation(uint32_t node, uint64_t generation, std::string& why);
   // Test-only fault hook: drop the links to `peers` and refuse to redial them until the
   // set changes (the server side refuses their hellos: see rpc_server).
   void partition(const std::set<uint32_t>& peers);
@@ -54,10 +82,17 @@ private:
   link* find(uint32_t node);
   std::string why_not_up(uint32_t node, const link* l) const;
 
+  void first_attempt_done(link& l);
+
   kj::AsyncIoProvider& io_;
+  const cluster_role& role_;
   const cluster_config& cfg_;
   uint32_t self_;
   uint64_t incarnation_;
+  std::map<uint32_t, uint64_t> generations_;  // newest seen per member
+  size_t unattempted_ = 0;
+  struct join_state;  // resolved when every link made its first attempt
+  std::unique_ptr<join_state> join_;
   kj::TlsContext* tls_;
   std::set<uint32_t> partitioned_;
   std::vector<std::unique_ptr<link>> links_;

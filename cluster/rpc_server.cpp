@@ -446,6 +446,9 @@ public:
       out.setIncarnation(net.role->incarnation);
       out.setCluster(net.role->config.name);
       out.setFileHash(net.role->config.hash);
+      out.setClusterId(net.role->config.id);
+      out.setGeneration(net.role->generation);
+      if (net.links) out.setNotServing(net.links->not_serving());
       out.setForwardedTotal(net.route ? net.route->forwarded() : 0);
       auto links = net.links ? net.links->status() : std::vector<link_status>{};
       auto list = out.initLinks(static_cast<unsigned>(links.size()));
@@ -459,6 +462,7 @@ public:
         list[i].setSinceMs(l.since_ms);
         list[i].setForwarded(l.forwarded);
         list[i].setDowns(l.downs);
+        list[i].setGeneration(l.generation);
       }
     });
   }
@@ -491,7 +495,12 @@ public:
   }
 
 private:
+  // Why this node may not serve entities now, or "" (peer_links::not_serving).
+  std::string not_serving() const { return node_.links ? node_.links->not_serving() : std::string(); }
+
   kj::Promise<std::vector<hold_result>> local_holds(std::vector<hold_op> ops) {
+    if (auto why = not_serving(); !why.empty())
+      return std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why));
     if (!node_.route) return node_.local.holds(std::move(ops));
     if (!from_peer_) return node_.route->holds(std::move(ops));
     return owned_only<hold_op, hold_result>(
@@ -503,7 +512,9 @@ private:
     auto admitted = admit(ops.size());
     node_.calls_total += ops.size();
     kj::Promise<std::vector<sku_result>> p = nullptr;
-    if (!node_.route) p = node_.local.skus(std::move(ops));
+    if (auto why = not_serving(); !why.empty())
+      p = std::vector<sku_result>(ops.size(), make_sku_error(code::unavailable, why));
+    else if (!node_.route) p = node_.local.skus(std::move(ops));
     else if (!from_peer_) p = node_.route->skus(std::move(ops));
     else
       p = owned_only<sku_op, sku_result>(
@@ -584,22 +595,17 @@ public:
     auto p = ctx.getParams();
     auto& role = *net_.role;
     auto from = p.getFrom();
-    std::string refused;
-    if (codec::str(p.getCluster()) != role.config.name || codec::str(p.getFileHash()) != role.config.hash)
-      refused = "cluster file mismatch: node " + std::to_string(role.self) + " runs cluster \"" +
-                role.config.name + "\" with file hash " + role.config.hash + ", node " +
-                std::to_string(from) + " runs \"" + codec::str(p.getCluster()) + "\" with " +
-                codec::str(p.getFileHash()) + "; every member must read the same file";
-    else if (p.getTo() != role.self)
-      refused = "this is node " + std::to_string(role.self) + ", not node " + std::to_string(p.getTo());
-    else if (from == role.self || !role.config.member(from))
-      refused = "node " + std::to_string(from) + " is not another member of this cluster";
-    else if (!role.config.ca.empty() && certificate_name_ != node_tls_name(from))
-      refused = "the certificate names \"" + certificate_name_ + "\", not node " + std::to_string(from);
-    else if (net_.links && net_.links->partitioned(from))
-      refused = "partitioned from node " + std::to_string(from) + " by the fault hook";
+    // A partition looks like a lost network, not a refusal: the link just drops.
+    if (net_.links && net_.links->partitioned(from))
+      return KJ_EXCEPTION(DISCONNECTED, "partitioned by the fault hook");
+    hello_claim claim{codec::str(p.getCluster()), codec::str(p.getFileHash()), from, p.getTo(),
+                      p.getIncarnation(), certificate_name_,
+                      net_.links ? net_.links->live_incarnation(from) : 0};
+    auto refused = judge_hello(role, claim);
+    if (refused.empty() && net_.links) net_.links->accept_generation(from, p.getGeneration(), refused);
     auto out = ctx.getResults();
     out.setIncarnation(role.incarnation);
+    out.setGeneration(role.generation);
     if (!refused.empty()) {
       uint64_t suppressed = 0;
       static rate_limit log{};
@@ -611,6 +617,8 @@ public:
     in_->from = from;
     auto conn = std::make_shared<connection_state>();
     out.setInventory(kj::heap<inventory_impl>(net_, std::move(conn), true));
+    out.setBatchMax(static_cast<uint32_t>(net_.options.limits.batch_size_max));
+    out.setInflightMax(net_.options.inflight_max);
     return kj::READY_NOW;
   }
 
@@ -756,7 +764,7 @@ struct rpc_server::impl {
         }
       }
       peer_listener = io.provider->getNetwork().parseAddress(me->peer).wait(io.waitScope)->listen();
-      links = kj::heap<peer_links>(*io.provider, cfg, role->self, role->incarnation, peer_tls.get());
+      links = kj::heap<peer_links>(*io.provider, *role, peer_tls.get());
       std::vector<uint32_t> ids;
       for (auto& m : cfg.members) ids.push_back(m.id);
       local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },
@@ -912,9 +920,16 @@ struct rpc_server::impl {
       });
     };
 
+    // Peers are answered at once; clients learn the node listens once every link made its
+    // first attempt (at most connect_timeout_ms), so a node its peers refuse never serves a
+    // first call before it knows.
+    auto peers_accepted = (peer_listener ? accept_peer() : kj::Promise<void>(kj::NEVER_DONE)).fork();
+    if (links)
+      links->joined()
+        .exclusiveJoin(timer.afterDelay((role->config.connect_timeout_ms + 250) * kj::MILLISECONDS))
+        .wait(io.waitScope);
     ready();
-    auto serving = stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep());
-    if (peer_listener) serving = serving.exclusiveJoin(accept_peer());
+    auto serving = stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep()).exclusiveJoin(peers_accepted.addBranch());
     serving.wait(io.waitScope);
   }
 };

@@ -17,14 +17,6 @@
 
 namespace holdfast {
 
-// This node's place in a cluster: the file every member shares and which member it is.
-struct cluster_role {
-  cluster_config config;
-  uint32_t self = 0;
-  uint64_t incarnation = 0;
-  bool fault_hooks = false;  // test-only: faultPartition is served
-};
-
 // Every limit the network edge enforces. What is admitted here bounds every queue behind
 // it: the bridge's and directory's mailboxes and each sku actor's hold operations
 // (operations in flight), and the answers waiting for a client (a client that does not

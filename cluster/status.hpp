@@ -16,6 +16,7 @@ struct link_status {
   int64_t since_ms = 0;  // Unix ms of the last change
   uint64_t forwarded = 0;
   uint64_t downs = 0;
+  uint64_t generation = 0;  // the peer's data directory generation
 };
 
 struct node_status {
@@ -29,6 +30,9 @@ struct node_status {
   uint64_t forwarded_total = 0;
   int64_t started_ms = 0;
   std::vector<link_status> links;
+  std::string not_serving;  // "" while it serves
+  uint64_t generation = 0;
+  std::string cluster_id;
 };
 
 struct member_address {

@@ -152,6 +152,8 @@ bool data_directory::fresh() const {
   while (auto* e = readdir(dir)) {
     std::string name = e->d_name;
     if (name == "." || name == ".." || name == lock_name) continue;
+    // The identity (persistence/identity.hpp) is recorded before the data it describes.
+    if (name == "identity" || name == "identity.tmp") continue;
     // The log directory is made first, empty, before anything is marked.
     if (name == "log" && empty_directory(path_ + "/log")) continue;
     empty = false;

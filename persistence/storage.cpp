@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ctime>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 
 #include "persistence/data_directory.hpp"
+#include "persistence/identity.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -64,6 +66,15 @@ struct log_reading_lock {
     if (fd >= 0) close(fd);
   }
 };
+
+std::string utc_now_text() {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 }  // namespace
 
@@ -504,6 +515,14 @@ store_status storage::backup(const std::string& directory, std::string& error) c
   if (!lmdb_env::read_snapshot_position(directory, position, error)) return store_status::io_error;
   if (!node_log::copy(log_dir, directory + "/log", meta().directory_id, position, last, error))
     return store_status::io_error;
+  // The copy is what the source is, marked as a backup: it starts only through
+  // `holdfast restore`, never as a second copy of a live member.
+  directory_identity identity;
+  if (!read_identity(path(), identity, error)) return store_status::io_error;
+  if (identity.kind == directory_identity::role::none) identity.kind = directory_identity::role::single;
+  identity.backup = true;
+  identity.backup_taken = utc_now_text() + " from " + source.substr(0, source.size() - 1);
+  if (!write_identity(directory, identity, error)) return store_status::io_error;
   if (!target->mark(meta().directory_id, error)) return store_status::io_error;
   target.reset();
   // The copy must open as a directory of its own.

@@ -124,6 +124,7 @@ struct LinkStatus {
   sinceMs @5 :Int64;       # Unix ms of the last change of state
   forwarded @6 :UInt64;    # operations sent to this peer
   downs @7 :UInt64;        # times the link went down
+  generation @8 :UInt64;   # the peer's data directory generation, from its last hello
 }
 
 struct NodeStatus {
@@ -137,14 +138,23 @@ struct NodeStatus {
   forwardedTotal @7 :UInt64;   # operations this node sent on to their owners
   links @8 :List(LinkStatus);
   startedMs @9 :Int64;
+  notServing @10 :Text;    # empty while the node serves; else why it answers unavailable
+                           # (joining, or refused by every peer that answered)
+  generation @11 :UInt64;  # its data directory's generation (raised by each restore)
+  clusterId @12 :Text;
 }
 
-# Node <-> node. The dialing node says who it is and which cluster file it runs; the
-# answering node refuses (and logs why) a file whose hash differs from its own, a node
-# id the peer's certificate does not name, or a node it is partitioned from. Only an
-# accepted hello returns the inventory a peer forwards calls to.
+# Node <-> node. The dialing node says who it is, which cluster file it runs and which
+# generation of its data directory; the answering node refuses (and logs why) a file
+# whose hash differs from its own, a node id the peer's certificate does not name, a
+# member it already has a live link to under another incarnation (a second process with
+# the same identity), or a generation older than one it has seen (a directory a restore
+# replaced). Only an accepted hello returns the inventory a peer forwards calls to, with
+# the limits the answering node holds forwarded batches to.
 interface Peer {
-  hello @0 (cluster :Text, fileHash :Text, from :UInt32, to :UInt32, incarnation :UInt64)
-      -> (refused :Text, incarnation :UInt64, inventory :Inventory);
+  hello @0 (cluster :Text, fileHash :Text, from :UInt32, to :UInt32, incarnation :UInt64,
+            generation :UInt64, directoryId :Text)
+      -> (refused :Text, incarnation :UInt64, inventory :Inventory,
+          batchMax :UInt32, inflightMax :UInt64, generation :UInt64);
   heartbeat @1 () -> (incarnation :UInt64);
 }

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "cluster/cluster_file.hpp"
+#include "cluster/peer_links.hpp"
 #include "cluster/placement.hpp"
 #include "cluster/router.hpp"
 
@@ -75,6 +76,7 @@ TEST(placement, adding_a_node_moves_about_one_in_n_keys_and_only_to_it) {
 const char* good_file = R"(
 [cluster]
 name = "t"
+id = "00112233445566778899aabbccddeeff"
 down_after_ms = 900
 [tls]
 ca = "ca.pem"
@@ -142,6 +144,42 @@ TEST(cluster_file, refuses_what_would_split_or_break_a_cluster) {
   bad(with("cert = \"n1.pem\"", ""), "cert and key");
   bad(with("name = \"t\"", "name = \"t"), "line");
   bad("[cluster]\nname = \"x\"\n", "no [[node]]");
+  bad(with("id = \"00112233445566778899aabbccddeeff\"\n", ""), "[cluster] id: missing");
+  bad(with("00112233445566778899aabbccddeeff", "short"), "16-64 hex digits");
+}
+
+TEST(peer_hello, a_second_process_with_a_live_members_identity_is_refused) {
+  cluster_role role;
+  std::string error;
+  ASSERT_TRUE(parse_cluster_text(good_file, ".", role.config, error)) << error;
+  role.self = 1;
+  hello_claim h{role.config.name, role.config.hash, 2, 1, 777, "node-2", 0};
+  EXPECT_EQ(judge_hello(role, h), "");
+  h.live_incarnation = 777;  // the same process dialing again
+  EXPECT_EQ(judge_hello(role, h), "");
+  h.live_incarnation = 555;  // node 2 is up here as another process
+  EXPECT_NE(judge_hello(role, h).find("a second process with its identity"), std::string::npos);
+  h.live_incarnation = 0;
+  h.file_hash = "0000000000000000";
+  EXPECT_NE(judge_hello(role, h).find("cluster file mismatch"), std::string::npos);
+  h.file_hash = role.config.hash;
+  h.certificate_name = "node-3";
+  EXPECT_NE(judge_hello(role, h).find("the certificate names"), std::string::npos);
+  h.certificate_name = "node-2";
+  h.to = 2;
+  EXPECT_NE(judge_hello(role, h).find("this is node 1"), std::string::npos);
+}
+
+TEST(cluster_file, the_cluster_id_is_part_of_the_hash) {
+  // Two clusters that share a name, members and settings are still two clusters.
+  std::string other = good_file;
+  other.replace(other.find("00112233445566778899aabbccddeeff"), 32, new_cluster_id());
+  cluster_config a, b;
+  std::string error;
+  ASSERT_TRUE(parse_cluster_text(good_file, ".", a, error)) << error;
+  ASSERT_TRUE(parse_cluster_text(other, ".", b, error)) << error;
+  EXPECT_NE(a.hash, b.hash);
+  EXPECT_NE(new_cluster_id(), new_cluster_id());
 }
 
 TEST(cluster_file, only_a_regular_file_is_read) {

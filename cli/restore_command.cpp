@@ -1,0 +1,125 @@
+// `holdfast restore`: makes a directory a node can start from a backup. A backup never
+// starts as it is (it may be older than what its member acknowledged since, and a second
+// live copy of a member would sell its stock twice); a restore first makes sure the member
+// it was taken from is gone (it does not answer, and no peer has a live link to it), then
+// copies the backup into a new directory with the next generation of that member. Peers
+// remember the newest generation they saw, so the replaced directory never serves again.
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cluster/client.hpp"
+#include "cluster/cluster_file.hpp"
+#include "persistence/identity.hpp"
+#include "persistence/storage.hpp"
+
+namespace holdfast::cli {
+namespace {
+
+struct restore_args {
+  std::string from, data, cluster_file;
+  bool force = false;
+};
+
+// What the other members say of `member`: refused when it answers anyone; else the newest
+// generation any of them saw, and how many answered.
+struct member_check {
+  std::string alive;  // why the member counts as alive, or ""
+  uint64_t generation_seen = 0;
+  size_t answered = 0;
+};
+
+member_check ask_members(const cluster_config& cfg, uint32_t member, int64_t timeout_ms) {
+  member_check out;
+  client_options o;
+  o.call_timeout_ms = timeout_ms;
+  if (cfg.client_tls) o.tls_ca = cfg.path_of(cfg.ca);
+  for (auto& m : cfg.members) {
+    try {
+      blocking_client c(m.client, o);
+      auto s = c.status();
+      if (m.id == member) {
+        out.alive = "node " + std::to_string(member) + " answers at " + m.client + " (incarnation " +
+                    std::to_string(s.incarnation) + ")";
+        continue;
+      }
+      ++out.answered;
+      for (auto& l : s.links) {
+        if (l.node != member) continue;
+        out.generation_seen = std::max(out.generation_seen, l.generation);
+        if (l.state == "up")
+          out.alive = "node " + std::to_string(m.id) + " has a live link to node " + std::to_string(member) +
+                      " (incarnation " + std::to_string(l.incarnation) + ")";
+      }
+    } catch (const std::exception&) {
+      // Not answering: it says nothing about the member.
+    }
+  }
+  return out;
+}
+
+int restore(const context& ctx, const restore_args& a) {
+  directory_identity identity;
+  std::string error;
+  if (!read_identity(a.from, identity, error)) return fail(ctx, "invalid", error);
+  if (!identity.backup)
+    return fail(ctx, "invalid", a.from + " is not a backup made by `holdfast backup` (it is " +
+                                  identity.describe() + ")");
+  uint64_t generation = identity.generation;
+  if (identity.kind == directory_identity::role::member) {
+    if (a.cluster_file.empty())
+      return fail(ctx, "invalid", a.from + " is a backup of " + identity.describe() +
+                                    ": --cluster FILE names the cluster, whose members are asked first");
+    cluster_config cfg;
+    if (!load_cluster_file(a.cluster_file, cfg, error)) return fail(ctx, "invalid", error);
+    std::vector<uint32_t> ids;
+    for (auto& m : cfg.members) ids.push_back(m.id);
+    if (cfg.name != identity.cluster_name || (!identity.cluster_id.empty() && cfg.id != identity.cluster_id) ||
+        !cfg.member(identity.member) || (!identity.members.empty() && ids != identity.members))
+      return fail(ctx, "invalid", a.cluster_file + " is not the cluster of this backup (" + identity.describe() + ")");
+    auto said = ask_members(cfg, identity.member, std::min<int64_t>(ctx.timeout_ms, 3'000));
+    if (!said.alive.empty())
+      return fail(ctx, "refused", "refusing to restore: " + said.alive +
+                                    "; stop it (and be sure its directory is lost) before restoring a backup of it");
+    if (said.answered == 0 && cfg.members.size() > 1 && !a.force)
+      return fail(ctx, "refused", "refusing to restore: no other member answered, so nothing shows node " +
+                                    std::to_string(identity.member) +
+                                    " is gone; bring a member up, or pass --force if you know it is");
+    generation = std::max(generation, said.generation_seen);
+  }
+  // The copy goes through the backup path: the snapshot, then the log after it, opened
+  // to prove it recovers.
+  storage_options source;
+  source.path = a.from;
+  source.read_only = true;
+  source.replay_log = false;
+  auto env = storage::open(source, error);
+  if (!env || env->backup(a.data, error) != store_status::ok)
+    return fail(ctx, "failed", "restore failed: " + error);
+  identity.backup = false;
+  identity.backup_taken.clear();
+  identity.generation = generation + 1;
+  if (!write_identity(a.data, identity, error)) return fail(ctx, "failed", "restore failed: " + error);
+  if (ctx.as_json)
+    std::cout << nlohmann::json{{"status", "ok"}, {"data", a.data}, {"generation", identity.generation}}.dump()
+              << "\n";
+  else
+    std::cout << "restored " << a.from << " into " << a.data << " as " << identity.describe()
+              << "; what the member acknowledged after the backup was taken is not in it\n";
+  return 0;
+}
+
+}  // namespace
+
+void add_restore_command(CLI::App& app, context& ctx) {
+  auto a = std::make_shared<restore_args>();
+  auto* cmd = app.add_subcommand("restore", "make a startable data directory from a backup");
+  cmd->add_option("--from", a->from, "the backup (made by holdfast backup)")->required();
+  cmd->add_option("--data", a->data, "a new or empty directory for the restored node")->required();
+  cmd->add_option("--cluster", a->cluster_file, "the cluster file (for a backup of a cluster member)");
+  cmd->add_flag("--force", a->force, "restore though no other member answered to confirm the member is gone");
+  cmd->callback([&ctx, a] { ctx.action = [&ctx, a] { return restore(ctx, *a); }; });
+}
+
+}  // namespace holdfast::cli
