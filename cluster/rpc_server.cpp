@@ -89,6 +89,39 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
 
 class inventory_impl;
 
+// A stream that notes when its first byte arrives: a peer-port connection that says
+// nothing is a flood's, and is the first to give its handshake slot away.
+class first_byte_stream final : public kj::AsyncIoStream {
+public:
+  first_byte_stream(kj::Own<kj::AsyncIoStream> inner, std::shared_ptr<bool> heard)
+    : inner_(kj::mv(inner)), heard_(std::move(heard)) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    return inner_->tryRead(buffer, min_bytes, max_bytes).then([heard = heard_](size_t n) {
+      if (n > 0) *heard = true;
+      return n;
+    });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override { return inner_->write(buffer, size); }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  std::shared_ptr<bool> heard_;
+};
+
+// The host part of "host:port" (IPv6 in brackets too).
+std::string host_of(const std::string& address) {
+  auto colon = address.rfind(':');
+  auto host = colon == std::string::npos ? address : address.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  return host;
+}
+
 // One accepted connection's bookkeeping, shared by its stream wrapper, its Inventory
 // object and the sweeper. Network thread only.
 struct connection_state {
@@ -307,6 +340,15 @@ struct network_context {
   struct inbound {
     uint32_t from = 0;
     kj::Own<kj::PromiseFulfiller<void>> close;
+    std::string source;           // the dialer's host
+    int64_t accepted_ms = 0;
+    bool handshaken = false;      // TLS done: it holds a certificate of the cluster CA
+    std::shared_ptr<bool> heard = std::make_shared<bool>(false);  // a byte arrived
+    void drop() {
+      if (!close) return;
+      auto c = kj::mv(close);
+      c->fulfill();
+    }
   };
   std::list<std::shared_ptr<inbound>> peers_in;
 
@@ -779,32 +821,76 @@ struct rpc_server::impl {
     }
     kj::TaskSet connections(errors);
     kj::TaskSet peer_connections(errors);
-    // Members dial once each (and again after a loss); the rest is room for redials.
-    const size_t peer_connections_max = 64 + 4 * (role ? role->config.members.size() : 0);
+    // The peer port under a flood (any host can connect; only the cluster CA's certificates
+    // get through the handshake). Handshakes not yet done are bounded, and a full table
+    // gives the slot of its oldest silent connection (else its oldest) to the newcomer, so
+    // a member, whose TLS hello arrives at once, is never starved by connections that say
+    // nothing. A host that is not a member's holds at most a few slots; done handshakes
+    // (members with certificates) have slots of their own.
+    const size_t members = role ? role->config.members.size() : 0;
+    const size_t handshakes_max = 64, handshakes_per_stranger_max = 8;
+    const size_t established_max = 8 + 4 * members;
+    std::set<std::string> member_hosts;
+    for (size_t i = 0; role && i < members; ++i) member_hosts.insert(host_of(role->config.members[i].peer));
+    rate_limit refuse_log;
+    auto refuse = [&](const char* why) {
+      count(&counters::refused_connections);
+      uint64_t suppressed = 0;
+      if (refuse_log.allow(suppressed))
+        spdlog::warn("peer port: {} ({} more since the last line)", why, suppressed);
+    };
+    // Makes room for a connection from `source`; false when it is refused.
+    auto admit_peer = [&](const std::string& source) {
+      size_t pending = 0, from_source = 0, established = 0;
+      std::shared_ptr<network_context::inbound> oldest, oldest_silent;
+      for (auto& p : net.peers_in) {
+        if (!p->close) continue;  // already closing
+        if (p->handshaken) {
+          ++established;
+          continue;
+        }
+        ++pending;
+        if (p->source == source) ++from_source;
+        if (!oldest) oldest = p;
+        if (!*p->heard && !oldest_silent) oldest_silent = p;
+      }
+      if (!member_hosts.count(source) && from_source >= handshakes_per_stranger_max) {
+        refuse("too many handshakes from a host that is not a member's; refused");
+        return false;
+      }
+      if (pending >= handshakes_max) {
+        refuse("handshake table full; the oldest silent connection gave its slot away");
+        (oldest_silent ? oldest_silent : oldest)->drop();
+      }
+      if (established >= established_max) {
+        refuse("too many member connections; refused");
+        return false;
+      }
+      return true;
+    };
     // Accepts peers: TLS (their certificate must chain to the cluster CA), then the Peer
     // interface, whose hello decides whether they get anything more.
     std::function<kj::Promise<void>()> accept_peer = [&]() -> kj::Promise<void> {
       return kj::evalNow([&] { return peer_listener->acceptAuthenticated(); })
         .then(
           [&](kj::AuthenticatedStream&& raw) -> kj::Promise<void> {
-            // Bounded: a flood of connections (a TLS handshake each, at most
-            // connect_timeout_ms) cannot take every descriptor the node has.
-            if (net.peers_in.size() >= peer_connections_max) {
-              count(&counters::refused_connections);
-              uint64_t suppressed = 0;
-              if (accept_log.allow(suppressed))
-                spdlog::warn("refusing a peer connection: {} open on the peer port; {} more refused",
-                             net.peers_in.size(), suppressed);
-              return accept_peer();  // `raw` closes here
+            std::string source;
+            KJ_IF_MAYBE(address, kj::dynamicDowncastIfAvailable<kj::NetworkPeerIdentity>(*raw.peerIdentity)) {
+              source = host_of(address->getAddress().toString().cStr());
             }
+            if (!admit_peer(source)) return accept_peer();  // `raw` closes here
             auto in = std::make_shared<network_context::inbound>();
             auto closed = kj::newPromiseAndFulfiller<void>();
             in->close = kj::mv(closed.fulfiller);
+            in->source = source;
+            in->accepted_ms = steady_ms();
+            raw.stream = kj::heap<first_byte_stream>(kj::mv(raw.stream), in->heard);
             auto position = net.peers_in.insert(net.peers_in.end(), in);
             kj::Promise<kj::AuthenticatedStream> ready =
               peer_tls ? handshake(peer_tls->wrapServer(kj::mv(raw)))
                        : kj::Promise<kj::AuthenticatedStream>(kj::mv(raw));
             auto served = ready.then([&, in](kj::AuthenticatedStream&& s) {
+              in->handshaken = true;
               std::string name;
               if (peer_tls) {
                 auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
