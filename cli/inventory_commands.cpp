@@ -101,8 +101,8 @@ int with_node(const context& ctx, bool mutation, Call call) {
   try {
     return call(*c);
   } catch (const kj::Exception& e) {
-    auto why = "node " + ctx.node_address + ": " + e.getDescription().cStr();
-    if (!mutation) return fail(ctx, "unavailable", why);
+    auto [status, why] = failed_call(e, !mutation, "node " + ctx.node_address);
+    if (status == code::unavailable) return fail(ctx, "unavailable", why);
     return fail(ctx, "outcome_unknown", why + " (retry with the same hold id)");
   }
 }

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <kj/io.h>
 
+#include <regex>
 #include <stdexcept>
 
 #include "cluster/cluster_file.hpp"
@@ -287,10 +288,23 @@ kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> 
 }
 }  // namespace
 
+std::string describe(const kj::Exception& e) {
+  std::string text = e.getDescription().cStr();
+  // KJ appends the values of its macro's arguments ("; why.c_str() = ..."): debug text.
+  static const std::regex debug_suffix("; [A-Za-z_][A-Za-z0-9_.>()\\-]* = ");
+  std::smatch m;
+  if (std::regex_search(text, m, debug_suffix)) text = text.substr(0, m.position(0));
+  const std::string remote = "remote exception: ";
+  if (text.rfind(remote, 0) == 0) text = text.substr(remote.size());
+  return text;
+}
+
 std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, const std::string& who) {
-  if (e.getType() == kj::Exception::Type::OVERLOADED) return {code::unavailable, who + " is overloaded; back off"};
-  return {query ? code::unavailable : code::outcome_unknown,
-          who + " did not answer: " + e.getDescription().cStr()};
+  // OVERLOADED, or the node's refusal of the connection: nothing was acted on.
+  auto text = describe(e);
+  if (e.getType() == kj::Exception::Type::OVERLOADED || text.find(refused_connection_text) != std::string::npos)
+    return {code::unavailable, who + ": " + text};
+  return {query ? code::unavailable : code::outcome_unknown, who + " did not answer: " + text};
 }
 
 kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
@@ -541,8 +555,7 @@ blocking_client::blocking_client(const std::string& address, client_options opti
                     options.call_timeout_ms * kj::MILLISECONDS, kj::mv(connecting));
                 client_ = connecting.wait(io_.waitScope);
               })) {
-    throw std::runtime_error("cannot reach node at " + address + ": " +
-                             e->getDescription().cStr());
+    throw std::runtime_error("cannot reach node at " + address + ": " + describe(*e));
   }
 }
 

@@ -55,6 +55,14 @@ kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_
 // The same for a call already made: `n` answers whatever happens to it.
 kj::Promise<std::vector<hold_result>> answer_all(kj::Promise<std::vector<hold_result>> call, size_t n,
                                                  bool query, const std::string& who, kj::Canceler& calls);
+// How a node begins the Abort it sends a connection it refuses before reading a call (the
+// connection cap, a plaintext client on a TLS port): the client then knows nothing it sent
+// was applied, and answers unavailable rather than outcome_unknown.
+constexpr const char* refused_connection_text = "the node refused this connection before reading any call: ";
+
+// The text of `e` for a person: without KJ's debug suffixes ("; x = ...") or its "remote
+// exception: " prefix.
+std::string describe(const kj::Exception& e);
 // What a call that failed with `e` answers, the rule above: (status, message naming `who`).
 std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, const std::string& who);
 // One SKU operation of any kind, or many creates.

@@ -48,7 +48,7 @@ struct cluster_client::impl final : transport {
           m.dialing = false;
         },
         [&m](kj::Exception&& e) {
-          m.last_error = e.getDescription().cStr();
+          m.last_error = describe(e);
           m.dialing = false;
         });
   }
@@ -63,7 +63,7 @@ struct cluster_client::impl final : transport {
   // A lost connection is dropped, so the next call redials.
   static void note_failure(member& m, const kj::Exception& e) {
     if (e.getType() != kj::Exception::Type::DISCONNECTED) return;
-    m.last_error = e.getDescription().cStr();
+    m.last_error = describe(e);
     m.connection = nullptr;
   }
   template <class T>

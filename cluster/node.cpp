@@ -158,7 +158,7 @@ int run_node(const node_options& options) {
                                        read_pem_file(cfg.path_of(me->cert)).cStr(),
                                        read_pem_file(cfg.path_of(me->key)).cStr(), options.node_id);
       } catch (const kj::Exception& e) {
-        material = e.getDescription().cStr();
+        material = describe(e);
       }
       if (!material.empty()) {
         spdlog::critical("holdfast node: refusing to start: node {}'s TLS material ({}, {}, CA {}): {}",

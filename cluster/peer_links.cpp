@@ -135,9 +135,9 @@ kj::Promise<void> peer_links::run(link& l) {
     dial(l).exclusiveJoin(io_.getTimer()
                             .afterDelay(cfg_.connect_timeout_ms * kj::MILLISECONDS)
                             .then([this]() -> kj::Promise<void> {
-                              return KJ_EXCEPTION(DISCONNECTED,
-                                                  "no hello within connect_timeout_ms",
-                                                  cfg_.connect_timeout_ms);
+                              return kj::Exception(kj::Exception::Type::DISCONNECTED, __FILE__, __LINE__,
+                                                   kj::str("no hello within ", cfg_.connect_timeout_ms,
+                                                           " ms (connect_timeout_ms)"));
                             }));
   return attempt
     .then([this, &l]() -> kj::Promise<std::string> {
@@ -150,7 +150,7 @@ kj::Promise<void> peer_links::run(link& l) {
       return watch(l);
     })
     .then([](std::string why) { return why; },
-          [](kj::Exception&& e) { return std::string(e.getDescription().cStr()); })
+          [](kj::Exception&& e) { return describe(e); })
     .then([this, &l](std::string why) {
       if (l.refused) l.refused_why = why;
       first_attempt_done(l);

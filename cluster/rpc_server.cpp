@@ -2,6 +2,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
+#include <capnp/serialize.h>
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
@@ -113,6 +114,52 @@ private:
   kj::Own<kj::AsyncIoStream> inner_;
   std::shared_ptr<bool> heard_;
 };
+
+// A stream whose first byte was already read (to tell TLS from plaintext): it is given back
+// first.
+class prefixed_stream final : public kj::AsyncIoStream {
+public:
+  prefixed_stream(kj::Own<kj::AsyncIoStream> inner, kj::byte first) : inner_(kj::mv(inner)), first_(first) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    if (!pending_ || max_bytes == 0) return inner_->tryRead(buffer, min_bytes, max_bytes);
+    pending_ = false;
+    auto* out = static_cast<kj::byte*>(buffer);
+    out[0] = first_;
+    if (min_bytes <= 1) return size_t{1};
+    return inner_->tryRead(out + 1, min_bytes - 1, max_bytes - 1).then([](size_t n) { return n + 1; });
+  }
+  kj::Promise<void> write(const void* buffer, size_t size) override { return inner_->write(buffer, size); }
+  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
+    return inner_->write(pieces);
+  }
+  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
+  void shutdownWrite() override { inner_->shutdownWrite(); }
+  void abortRead() override { inner_->abortRead(); }
+
+private:
+  kj::Own<kj::AsyncIoStream> inner_;
+  kj::byte first_;
+  bool pending_ = true;
+};
+
+// Reads and drops what `s` sends until it closes (at most 1 MiB).
+kj::Promise<void> drain(kj::AsyncIoStream& s, size_t budget = 1 << 20) {
+  auto buffer = kj::heapArray<kj::byte>(4096);
+  auto read = s.tryRead(buffer.begin(), 1, buffer.size());
+  return read.then([&s, budget](size_t n) -> kj::Promise<void> {
+    if (n == 0 || n >= budget) return kj::READY_NOW;
+    return drain(s, budget - n);
+  }).attach(kj::mv(buffer));
+}
+
+// A Cap'n Proto RPC Abort message with `why`, framed for the wire.
+kj::Array<capnp::word> abort_frame(const std::string& why) {
+  capnp::MallocMessageBuilder message;
+  auto abort = message.initRoot<capnp::rpc::Message>().initAbort();
+  abort.setReason(why);
+  abort.setType(capnp::rpc::Exception::Type::OVERLOADED);
+  return capnp::messageToFlatArray(message);
+}
 
 // The host part of "host:port" (IPv6 in brackets too).
 std::string host_of(const std::string& address) {
@@ -283,22 +330,40 @@ struct local_node {
   caf::actor bridge;
   kj::Timer& timer;
   int64_t timeout_ms;
+  // Operations whose caller was answered outcome_unknown at the deadline while they still
+  // wait in the actors (a stalled fsync): they count against --inflight-max until the real
+  // answer comes, so retrying callers cannot queue more than the limit.
+  size_t late_ops = 0;
+  struct quiet final : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}  // the caller was answered already
+  };
+  quiet quiet_errors;
+  kj::TaskSet lingering{quiet_errors};
 
   template <class Result, class Atom, class Ops, class Late>
-  kj::Promise<Result> ask(Atom atom, Ops ops, Late late) {
+  kj::Promise<Result> ask(Atom atom, Ops ops, size_t n, Late late) {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
     auto done = std::make_shared<completion<Result>>();
     done->fulfiller = kj::mv(paf.fulfiller);
     caf::anon_send(bridge, atom, std::move(ops), std::move(done));
     auto why = "no answer within " + std::to_string(timeout_ms) + " ms";
-    return paf.promise.exclusiveJoin(
+    auto reply = paf.promise.fork();
+    auto was_late = std::make_shared<bool>(false);
+    lingering.add(reply.addBranch().ignoreResult().attach(kj::defer([this, n, was_late] {
+      if (*was_late) late_ops -= n;
+    })));
+    return reply.addBranch().exclusiveJoin(
       timer.atTime(kj::systemPreciseMonotonicClock().now() + timeout_ms * kj::MILLISECONDS)
-        .then([late, why = std::move(why)]() mutable { return late(why); }));
+        .then([this, n, was_late, late, why = std::move(why)]() mutable {
+          *was_late = true;
+          late_ops += n;
+          return late(why);
+        }));
   }
 
   kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops) {
     auto n = ops.size();
-    return ask<std::vector<hold_result>>(hold_ops_atom_v, std::move(ops), [n](const std::string& why) {
+    return ask<std::vector<hold_result>>(hold_ops_atom_v, std::move(ops), n, [n](const std::string& why) {
       return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why));
     });
   }
@@ -306,7 +371,7 @@ struct local_node {
   // One operation of any kind, or many creates.
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops) {
     if (ops.size() == 1 && ops.front().kind != sku_op_kind::create)
-      return ask<sku_result>(sku_op_atom_v, std::move(ops.front()),
+      return ask<sku_result>(sku_op_atom_v, std::move(ops.front()), 1,
                              [](const std::string& why) { return make_sku_error(code::outcome_unknown, why); })
         .then([](sku_result r) {
           std::vector<sku_result> out;
@@ -314,13 +379,13 @@ struct local_node {
           return out;
         });
     auto n = ops.size();
-    return ask<std::vector<sku_result>>(create_batch_atom_v, std::move(ops), [n](const std::string& why) {
+    return ask<std::vector<sku_result>>(create_batch_atom_v, std::move(ops), n, [n](const std::string& why) {
       return std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, why));
     });
   }
 
   kj::Promise<directory_stats> stats() {
-    return ask<directory_stats>(stats_atom_v, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
+    return ask<directory_stats>(stats_atom_v, 0, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
   }
 };
 
@@ -567,7 +632,7 @@ private:
 
   // Admits `n` operations or throws OVERLOADED; the returned object gives them back.
   kj::Own<void> admit(size_t n) {
-    if (node_.inflight_ops + n > options_.inflight_max)
+    if (node_.inflight_ops + node_.local.late_ops + n > options_.inflight_max)
       throw KJ_EXCEPTION(OVERLOADED, "node has too many operations in flight; back off");
     if (!from_peer_ && conn_->inflight_ops + n > options_.connection_inflight_max)
       throw KJ_EXCEPTION(OVERLOADED, "this connection has too many operations in flight; back off");
@@ -913,6 +978,42 @@ struct rpc_server::impl {
           });
     };
 
+    // A client the node will not serve is told why in a Cap'n Proto Abort (type
+    // OVERLOADED: nothing it sent was applied), not left to guess from a closed socket
+    // (which a client must read as outcome_unknown). At most 64 such answers at once, each
+    // within a second; past that the socket just closes.
+    size_t telling_now = 0;
+    kj::TaskSet telling(errors);
+    auto tell_and_close = [&](kj::Own<kj::AsyncIoStream> stream, const std::string& why) {
+      if (telling_now >= 64) return;
+      ++telling_now;
+      auto frame = abort_frame(why);
+      auto bytes = frame.asBytes();
+      // After the Abort, what the client sent is read and dropped until it closes: closing
+      // with unread bytes would send a reset, which can destroy the Abort in flight.
+      auto written = stream->write(bytes.begin(), bytes.size()).then([s = stream.get()] {
+        s->shutdownWrite();
+        return drain(*s);
+      });
+      telling.add(written.exclusiveJoin(timer.afterDelay(1 * kj::SECONDS))
+                    .attach(kj::mv(frame), kj::mv(stream), kj::defer([&telling_now] { --telling_now; })));
+    };
+    // A TLS port: the first byte of a TLS client is a handshake record (22). Anything else
+    // is a plaintext client, told to use TLS.
+    auto tls_or_tell = [&](kj::Own<kj::AsyncIoStream> stream) -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+      auto first = kj::heapArray<kj::byte>(1);
+      auto read = stream->tryRead(first.begin(), 1, 1);
+      return read.then([&, stream = kj::mv(stream), first = kj::mv(first)](size_t n) mutable
+                       -> kj::Promise<kj::Own<kj::AsyncIoStream>> {
+        if (n == 1 && first[0] == 22) return kj::Own<kj::AsyncIoStream>(kj::heap<prefixed_stream>(kj::mv(stream), first[0]));
+        if (n == 1)
+          tell_and_close(kj::mv(stream), std::string(refused_connection_text) +
+                                           "this node accepts only TLS clients (client_tls in the cluster file): "
+                                           "connect with the cluster CA (--tls-ca ca.pem)");
+        return KJ_EXCEPTION(DISCONNECTED, "not a TLS client");
+      });
+    };
+
     std::function<kj::Promise<void>()> accept_next = [&]() -> kj::Promise<void> {
       // accept() may throw at once (EMFILE when the socket was already readable):
       // evalNow turns that into a rejection the handler below sees.
@@ -924,7 +1025,9 @@ struct rpc_server::impl {
             if (accept_log.allow(suppressed))
               spdlog::warn("refusing a connection: {} open (--connections-max); {} more refused",
                            open.size(), suppressed);
-            return accept_next();  // `stream` closes here
+            tell_and_close(kj::mv(stream), refused_connection_text + std::to_string(open.size()) +
+                                             " connections open (--connections-max); back off and retry");
+            return accept_next();
           }
           count(&counters::accepted);
           auto state = std::make_shared<connection_state>();
@@ -933,7 +1036,9 @@ struct rpc_server::impl {
           state->close = kj::mv(closed.fulfiller);
           auto position = open.insert(open.end(), state);
           kj::Promise<kj::Own<kj::AsyncIoStream>> ready =
-            client_tls ? handshake(client_tls->wrapServer(kj::mv(stream)))
+            client_tls ? handshake(tls_or_tell(kj::mv(stream)).then([&](kj::Own<kj::AsyncIoStream>&& s) {
+              return client_tls->wrapServer(kj::mv(s));
+            }))
                        : kj::Promise<kj::Own<kj::AsyncIoStream>>(kj::mv(stream));
           auto serve_it = ready.then([&, state](kj::Own<kj::AsyncIoStream>&& s) {
             capnp::Capability::Client bootstrap = kj::heap<inventory_impl>(net, state, false);

@@ -255,6 +255,18 @@ int run_chaos(const chaos_options& opt) {
   if (o.seed == 0) o.seed = static_cast<uint64_t>(wall_ms()) % 1'000'000'007ULL;
   bool temp = o.dir.empty();
   if (temp) o.dir = make_temp_dir("holdfast-chaos");
+  {
+    // --dir is made if missing; one that cannot be made or written is refused before the
+    // run (a report that names an ops log it never wrote would be a lie).
+    std::error_code ec;
+    std::filesystem::create_directories(o.dir, ec);
+    std::ofstream probe(o.dir + "/ops.jsonl", std::ios::trunc);
+    if (ec || !probe) {
+      std::cerr << "holdfast chaos: cannot use --dir " << o.dir << ": "
+                << (ec ? ec.message() : std::string("cannot write ops.jsonl there")) << "\n";
+      return 2;
+    }
+  }
   auto say = [&](const std::string& line) {
     (o.json ? std::cerr : std::cout) << line << std::endl;
   };
@@ -482,6 +494,12 @@ int run_chaos(const chaos_options& opt) {
                             {"qty", r.qty}, {"outcome", r.outcome}, {"latency_ms", r.latency_ms}}
                .dump()
           << "\n";
+    if (!log.flush()) {
+      verdict written("ops log written");
+      written.ok = pass = false;
+      written.detail = "writing " + o.dir + "/ops.jsonl failed";
+      verdicts.push_back(written);
+    }
   }
   // Timeline: calls per second by outcome, faults as shaded spans.
   int secs = int(o.seconds) + 1;

@@ -110,8 +110,13 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   for (auto pid : before) EXPECT_FALSE(process_gone(pid)) << "refusals stop nothing";
   // Seed 5's nemesis starts with kill -9 of node 2, so a node is restarted by chaos.
   auto run = run_command({HOLDFAST_BINARY, "--json", "chaos", "--attach", cluster, "--seconds", "6", "--seed",
-                          "5", "--dir", dir + "/run", "--png", ""});
+                          "5", "--dir", dir + "/run/new", "--png", ""});
   EXPECT_EQ(run.status, 0) << run.output;
+  // --dir is made when missing, and the ops log the report names is there (found by the
+  // hostile probe: it reported PASS and an ops log it never wrote).
+  std::ifstream ops(dir + "/run/new/ops.jsonl");
+  std::string first_op;
+  EXPECT_TRUE(std::getline(ops, first_op) && first_op.find("\"op\"") != std::string::npos) << first_op;
   auto last = run.output.rfind("\n{");
   ASSERT_NE(last, std::string::npos) << run.output;
   auto report = nlohmann::json::parse(run.output.substr(last + 1), nullptr, false);
@@ -132,6 +137,11 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   auto down = run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster});
   EXPECT_EQ(down.status, 0) << down.output;
   for (auto pid : after) EXPECT_TRUE(process_gone(pid)) << pid;
+  // A --dir that cannot be made is refused before anything runs.
+  auto unusable = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1", "--dir",
+                               "/dev/null/chaos"});
+  EXPECT_EQ(unusable.status, 2) << unusable.output;
+  EXPECT_NE(unusable.output.find("cannot use --dir"), std::string::npos) << unusable.output;
   // With nothing running there is nothing to attach to, and it says so.
   auto none = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
   EXPECT_EQ(none.status, 2) << none.output;

@@ -274,6 +274,12 @@ TEST_F(cluster_test, clients_may_use_tls_and_a_plaintext_client_gets_nothing) {
   } catch (const std::exception&) {
   }
   EXPECT_FALSE(answered);
+  // ...and is told to use TLS: unavailable (nothing was applied), with the reason.
+  auto told = run_command({HOLDFAST_BINARY, "--json", "--node", nodes_->address(2), "reserve", "t", "1", "--hold",
+                           "h", "--ttl", "1s"});
+  EXPECT_EQ(told.status, 2) << told.output;
+  EXPECT_NE(told.output.find("\"status\":\"unavailable\""), std::string::npos) << told.output;
+  EXPECT_NE(told.output.find("accepts only TLS clients"), std::string::npos) << told.output;
   client_options wrong_ca = nodes_->client_config(2'000);
   cluster_config other;
   ASSERT_TRUE(init_cluster_dir(dir_ + "/other", 1, 0, "x", true, other, error));

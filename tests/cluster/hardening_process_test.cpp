@@ -17,6 +17,7 @@
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 #include "raw_rpc.hpp"
+#include "faultfs.hpp"
 
 namespace holdfast::testing {
 namespace {
@@ -199,6 +200,49 @@ TEST_F(hardening_process_test, a_call_the_actors_answer_late_is_outcome_unknown_
   EXPECT_TRUE(created);
 }
 
+// Left open in an earlier closing note: admission was given back when the node answered
+// outcome_unknown at --request-timeout-ms, while the operations stayed queued behind a stalled
+// fsync, so retrying callers could queue more than --inflight-max. A disk that stops
+// answering (faultfs stall-sync) makes the first batch late; the retry is refused until the
+// late batch really ends.
+TEST_F(hardening_process_test, a_late_answer_keeps_its_operations_counted_until_they_really_end) {
+  faultfs::options fs;
+  fs.data_dir = data_;
+  fs.state_dir = dir_ + "/faultfs-state";
+  fs.shim_path = FAULTFS_SHIM_PATH;
+  fs.control_path = dir_ + "/faultfs-control";
+  faultfs::set_fault(fs, "normal");
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, data_,
+                                         std::vector<std::string>{"--request-timeout-ms", "300", "--inflight-max", "100"},
+                                         30s, faultfs::child_environment(fs));
+  client_options o;
+  o.call_timeout_ms = 30'000;
+  o.auto_batch = false;
+  blocking_client c(node_->address(), o);
+  ASSERT_EQ(c.create_sku("stall", 1'000, 1).status, code::ok);
+  auto batch = [&](const std::string& prefix) {
+    std::vector<hold_op> ops;
+    for (int i = 0; i < 60; ++i) ops.push_back({hold_op_kind::reserve, "stall", prefix + std::to_string(i), 1, 60'000});
+    return c.async().reserve_batch(ops).wait(c.io().waitScope);
+  };
+  faultfs::set_fault(fs, "stall-sync");
+  auto late = batch("first-");
+  EXPECT_EQ(late.front().status, code::outcome_unknown) << late.front().message;
+  // 60 late + 60 new > 100: refused (OVERLOADED), not queued behind the stall.
+  bool overloaded = false;
+  try {
+    batch("retry-");
+  } catch (const kj::Exception& e) {
+    overloaded = e.getType() == kj::Exception::Type::OVERLOADED;
+  }
+  EXPECT_TRUE(overloaded);
+  faultfs::set_fault(fs, "normal");
+  // Once the late batch ends for real, the room is back.
+  ASSERT_TRUE(wait_until([&] { return c.query_hold("first-59", "stall").status == code::ok; }, 20s));
+  auto after = batch("after-");
+  EXPECT_EQ(after.front().status, code::ok) << after.front().message;
+}
+
 // A blocking client runs its event loop only inside calls, and KJ's timer advances only
 // while the loop runs: a call after an idle spell longer than the timeout used to time
 // out at once ("no answer within ...") against a node that answers in microseconds
@@ -283,10 +327,21 @@ TEST_F(hardening_process_test, connections_past_the_maximum_are_closed_at_once) 
   // Each is accepted before the next is tried, so the count is exact.
   ASSERT_TRUE(write_all(open.back(), bootstrap_frame()));
   ASSERT_TRUE(read_return(open.back(), 0, [](capnp::rpc::Return::Reader) {}));
+  // A connection past the maximum is told why (a Cap'n Proto Abort) and closed at once.
   int extra = connect_raw(node_->address());
-  char byte;
-  EXPECT_LE(read(extra, &byte, 1), 0) << "a connection past the maximum was kept";
+  std::string told;
+  char buf[512];
+  for (ssize_t n; (n = read(extra, buf, sizeof buf)) > 0;) told.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(told.find("--connections-max"), std::string::npos) << "a connection past the maximum was kept";
   close(extra);
+  // A client refused there learns the call was not applied: unavailable, with the reason
+  // (found by the hostile probe: it said outcome_unknown, inviting retries that never work).
+  auto refused = run_command({HOLDFAST_BINARY, "--json", "--node", node_->address(), "reserve", "x", "1",
+                              "--hold", "h", "--ttl", "1s"});
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_NE(refused.output.find("\"status\":\"unavailable\""), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("--connections-max"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find(" = "), std::string::npos) << "KJ debug text: " << refused.output;
   close(open.front());
   open.erase(open.begin());
   EXPECT_TRUE(wait_until(

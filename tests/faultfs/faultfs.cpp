@@ -159,7 +159,7 @@ std::vector<std::string> child_environment(const options& opts) {
 }
 
 void set_fault(const options& opts, const std::string& mode) {
-  if (mode != "normal" && mode != "enospc" && mode != "short" && mode != "eio-sync")
+  if (mode != "normal" && mode != "enospc" && mode != "short" && mode != "eio-sync" && mode != "stall-sync")
     throw std::invalid_argument("faultfs: unknown fault mode '" + mode + "'");
   if (opts.control_path.empty()) throw std::invalid_argument("faultfs: no control_path");
   // The shim caches the mode keyed by (inode, size, mtime). Inode numbers get reused and the

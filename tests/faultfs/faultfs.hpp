@@ -66,7 +66,8 @@ struct options {
 // set to the shim alone). Creates state_dir if needed.
 std::vector<std::string> child_environment(const options& opts);
 
-// Sets the fault mode ("normal", "enospc", "short", "eio-sync"); throws std::invalid_argument
+// Sets the fault mode ("normal", "enospc", "short", "eio-sync", "stall-sync": fsync and
+// fdatasync wait until the mode changes); throws std::invalid_argument
 // for anything else. Replaces the control file atomically with a strictly later mtime, which
 // is what the shim watches.
 void set_fault(const options& opts, const std::string& mode);

@@ -126,7 +126,7 @@ struct open_desc {
   int fds = 0;
 };
 
-enum class fault_mode { normal, enospc, short_writes, eio_sync };
+enum class fault_mode { normal, enospc, short_writes, eio_sync, stall_sync };
 
 struct shim_state {
   bool enabled = false;
@@ -538,6 +538,7 @@ fault_mode current_fault() {
   g->mode = word == "enospc"     ? fault_mode::enospc
             : word == "short"    ? fault_mode::short_writes
             : word == "eio-sync" ? fault_mode::eio_sync
+            : word == "stall-sync" ? fault_mode::stall_sync
                                  : fault_mode::normal;
   g->disk_full = false;
   g->control_stat = st;
@@ -736,6 +737,18 @@ int do_fsync(int fd, fd_fn call_real) {
   if (current_fault() == fault_mode::eio_sync) {
     errno = EIO;
     return -1;
+  }
+  // A disk that does not answer: the sync waits (without the shim's lock) until the mode
+  // changes.
+  while (current_fault() == fault_mode::stall_sync) {
+    lock.unlock();
+    usleep(5'000);
+    lock.lock();
+  }
+  d = tracked(fd);
+  if (!d) {
+    lock.unlock();
+    return call_real(fd);
   }
   int r = call_real(fd);
   if (r != 0) return r;
