@@ -90,17 +90,12 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
 
 class inventory_impl;
 
-// A stream that notes when its first byte arrives: a peer-port connection that says
-// nothing is a flood's, and is the first to give its handshake slot away.
-class first_byte_stream final : public kj::AsyncIoStream {
+// Forwards everything to the stream it wraps; the wrappers below change only reading.
+class forwarding_stream : public kj::AsyncIoStream {
 public:
-  first_byte_stream(kj::Own<kj::AsyncIoStream> inner, std::shared_ptr<bool> heard)
-    : inner_(kj::mv(inner)), heard_(std::move(heard)) {}
+  explicit forwarding_stream(kj::Own<kj::AsyncIoStream> inner) : inner_(kj::mv(inner)) {}
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
-    return inner_->tryRead(buffer, min_bytes, max_bytes).then([heard = heard_](size_t n) {
-      if (n > 0) *heard = true;
-      return n;
-    });
+    return inner_->tryRead(buffer, min_bytes, max_bytes);
   }
   kj::Promise<void> write(const void* buffer, size_t size) override { return inner_->write(buffer, size); }
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
@@ -110,16 +105,32 @@ public:
   void shutdownWrite() override { inner_->shutdownWrite(); }
   void abortRead() override { inner_->abortRead(); }
 
-private:
+protected:
   kj::Own<kj::AsyncIoStream> inner_;
+};
+
+// A stream that notes when its first byte arrives: a peer-port connection that says
+// nothing is a flood's, and is the first to give its handshake slot away.
+class first_byte_stream final : public forwarding_stream {
+public:
+  first_byte_stream(kj::Own<kj::AsyncIoStream> inner, std::shared_ptr<bool> heard)
+    : forwarding_stream(kj::mv(inner)), heard_(std::move(heard)) {}
+  kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    return inner_->tryRead(buffer, min_bytes, max_bytes).then([heard = heard_](size_t n) {
+      if (n > 0) *heard = true;
+      return n;
+    });
+  }
+
+private:
   std::shared_ptr<bool> heard_;
 };
 
 // A stream whose first byte was already read (to tell TLS from plaintext): it is given back
 // first.
-class prefixed_stream final : public kj::AsyncIoStream {
+class prefixed_stream final : public forwarding_stream {
 public:
-  prefixed_stream(kj::Own<kj::AsyncIoStream> inner, kj::byte first) : inner_(kj::mv(inner)), first_(first) {}
+  prefixed_stream(kj::Own<kj::AsyncIoStream> inner, kj::byte first) : forwarding_stream(kj::mv(inner)), first_(first) {}
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
     if (!pending_ || max_bytes == 0) return inner_->tryRead(buffer, min_bytes, max_bytes);
     pending_ = false;
@@ -128,16 +139,8 @@ public:
     if (min_bytes <= 1) return size_t{1};
     return inner_->tryRead(out + 1, min_bytes - 1, max_bytes - 1).then([](size_t n) { return n + 1; });
   }
-  kj::Promise<void> write(const void* buffer, size_t size) override { return inner_->write(buffer, size); }
-  kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
-    return inner_->write(pieces);
-  }
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
 
 private:
-  kj::Own<kj::AsyncIoStream> inner_;
   kj::byte first_;
   bool pending_ = true;
 };
@@ -274,10 +277,10 @@ int64_t steady_ms() {
 // The socket of one connection, watched: what it reads (for the timeouts) and what it
 // cannot write. While an answer waits for the client to read, no more requests are
 // read from it, so a client that never reads cannot make the node queue answers.
-class watched_stream final : public kj::AsyncIoStream {
+class watched_stream final : public forwarding_stream {
 public:
   watched_stream(kj::Own<kj::AsyncIoStream> inner, connection_ptr state)
-    : inner_(kj::mv(inner)), state_(std::move(state)) {}
+    : forwarding_stream(kj::mv(inner)), state_(std::move(state)) {}
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
     if (state_->writes_pending > 0) {
@@ -298,9 +301,6 @@ public:
   kj::Promise<void> write(kj::ArrayPtr<const kj::ArrayPtr<const kj::byte>> pieces) override {
     return watch(inner_->write(pieces));
   }
-  kj::Promise<void> whenWriteDisconnected() override { return inner_->whenWriteDisconnected(); }
-  void shutdownWrite() override { inner_->shutdownWrite(); }
-  void abortRead() override { inner_->abortRead(); }
 
 private:
   kj::Promise<void> watch(kj::Promise<void> written) {
@@ -320,7 +320,6 @@ private:
     }));
   }
 
-  kj::Own<kj::AsyncIoStream> inner_;
   connection_ptr state_;
 };
 
