@@ -325,13 +325,28 @@ kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op>
                                                   const std::string& who, kj::Canceler& calls) {
   auto n = ops.size();
   bool query = n == 1 && ops.front().kind == sku_op_kind::query;
-  kj::Promise<std::vector<sku_result>> call =
-    n == 1 ? c.sku(ops.front()).then([](sku_result r) {
+  kj::Promise<std::vector<sku_result>> call = nullptr;
+  if (n == 1) {
+    call = c.sku(ops.front()).then([](sku_result r) {
       std::vector<sku_result> out;
       out.push_back(std::move(r));
       return out;
-    })
-           : c.create_skus(ops);
+    });
+  } else {
+    // Creates go in batches the owner accepts (its --batch-max, advertised at the hello),
+    // one after another (within its --inflight-max too).
+    auto out = std::make_shared<std::vector<sku_result>>();
+    kj::Promise<void> chain = kj::READY_NOW;
+    for (size_t at = 0; at < n; at += c.batch_size_max()) {
+      std::vector<sku_op> part(ops.begin() + at, ops.begin() + std::min(n, at + c.batch_size_max()));
+      chain = chain.then([&c, out, part = std::move(part)]() mutable {
+        return c.create_skus(part).then([out](std::vector<sku_result> rs) {
+          out->insert(out->end(), rs.begin(), rs.end());
+        });
+      });
+    }
+    call = chain.then([out] { return std::move(*out); });
+  }
   return never_rejects<sku_result>(kj::mv(call), n, query, who,
                                    [](code s, std::string m) { return make_sku_error(s, std::move(m)); },
                                    calls);
@@ -366,6 +381,7 @@ kj::Promise<std::vector<hold_result>> client::submit(std::vector<hold_op> ops) {
 }
 client::~client() = default;
 client::batching client::batched() const { return impl_->batched; }
+size_t client::batch_size_max() const { return std::max<size_t>(1, impl_->options.batch_size_max); }
 
 kj::Promise<hold_result> client::reserve(const hold_op& op) {
   if (impl_->options.auto_batch) {

@@ -104,6 +104,8 @@ public:
     uint64_t batches = 0, ops = 0;
   };
   batching batched() const;
+  // The most operations one batch RPC of this client carries (client_options).
+  size_t batch_size_max() const;
 
 private:
   kj::Promise<sku_result> send_sku(const sku_op& op);

@@ -547,6 +547,17 @@ TEST_F(cluster_test, forwarding_respects_the_owners_own_batch_and_inflight_limit
   ASSERT_EQ(rs.size(), 1000u);
   for (auto& r : rs) ASSERT_EQ(r.status, code::ok) << r.message;
   EXPECT_EQ(on(1, [&](blocking_client& c) { return c.query_sku(sku); }).sku.reserved, 1000);
+  // A catalog load through node 1: node 2's 300 creates go in batches of at most 64.
+  auto keys = owned(301)[2];
+  keys.erase(std::find(keys.begin(), keys.end(), sku));
+  keys.resize(300);
+  auto created = on(1, [&](blocking_client& c) {
+    std::vector<sku_op> ops;
+    for (auto& k : keys) ops.push_back({sku_op_kind::create, k, 1, 1});
+    return c.create_skus(ops);
+  }, 30'000);
+  ASSERT_EQ(created.size(), 300u);
+  for (auto& r : created) ASSERT_EQ(r.status, code::ok) << r.message;
 }
 
 }  // namespace
