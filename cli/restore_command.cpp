@@ -1,14 +1,16 @@
 // `holdfast restore`: makes a directory a node can start from a backup. A backup never
 // starts as it is (it may be older than what its member acknowledged since, and a second
 // live copy of a member would sell its stock twice); a restore first makes sure the member
-// it was taken from is gone (it does not answer, and no peer has a live link to it), then
-// copies the backup into a new directory with the next generation of that member. Peers
-// remember the newest generation they saw, so the replaced directory never serves again.
+// it was taken from is gone (it does not answer, and no peer has a live link to it), copies
+// the backup into a new directory, and tells every member the next generation of that
+// member (cluster/announce.hpp) before marking the copy startable. Members record the
+// newest generation they accepted, so the replaced directory never serves again.
 #include <nlohmann/json.hpp>
 
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "cluster/announce.hpp"
 #include "cluster/client.hpp"
 #include "cluster/cluster_file.hpp"
 #include "persistence/identity.hpp"
@@ -67,6 +69,7 @@ int restore(const context& ctx, const restore_args& a) {
     return fail(ctx, "invalid", a.from + " is not a backup made by `holdfast backup` (it is " +
                                   identity.describe() + ")");
   uint64_t generation = identity.generation;
+  cluster_config cfg_loaded;
   if (identity.kind == directory_identity::role::member) {
     if (a.cluster_file.empty())
       return fail(ctx, "invalid", a.from + " is a backup of " + identity.describe() +
@@ -87,6 +90,7 @@ int restore(const context& ctx, const restore_args& a) {
                                     std::to_string(identity.member) +
                                     " is gone; bring a member up, or pass --force if you know it is");
     generation = std::max(generation, said.generation_seen);
+    cfg_loaded = std::move(cfg);
   }
   // The copy goes through the backup path: the snapshot, then the log after it, opened
   // to prove it recovers.
@@ -97,9 +101,24 @@ int restore(const context& ctx, const restore_args& a) {
   auto env = storage::open(source, error);
   if (!env || env->backup(a.data, error) != store_status::ok)
     return fail(ctx, "failed", "restore failed: " + error);
+  identity.generation = generation + 1;
+  identity.lineage.clear();
+  identity.extend_lineage();
+  if (identity.kind == directory_identity::role::member && cfg_loaded.members.size() > 1) {
+    // The members learn the new generation now, before the copy ever starts: the process
+    // it replaces, if it was only frozen, is refused when it wakes.
+    auto told = announce_generation(cfg_loaded, identity.member, identity.generation, identity.lineage.back(),
+                                     std::min<int64_t>(ctx.timeout_ms, 3'000));
+    std::string refusals;
+    for (auto& r : told.refused) refusals += "; " + r;
+    bool live = refusals.find("already running") != std::string::npos;
+    if (live || (told.accepted == 0 && !a.force))
+      return fail(ctx, "refused", "restore stopped: " +
+                                    std::string(live ? "the member still runs" : "no member recorded the new generation") +
+                                    refusals + "; " + a.data + " stays a backup (it does not start)");
+  }
   identity.backup = false;
   identity.backup_taken.clear();
-  identity.generation = generation + 1;
   if (!write_identity(a.data, identity, error)) return fail(ctx, "failed", "restore failed: " + error);
   if (ctx.as_json)
     std::cout << nlohmann::json{{"status", "ok"}, {"data", a.data}, {"generation", identity.generation}}.dump()

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "persistence/files.hpp"  // read_small_file
+#include "persistence/identity.hpp"  // peer_record
 
 namespace holdfast {
 
@@ -62,11 +63,13 @@ struct cluster_role {
   uint64_t incarnation = 0;
   bool fault_hooks = false;  // test-only: faultPartition is served
   // The data directory's identity (persistence/identity.hpp): its generation (raised by
-  // each restore), its id, where it is, and the newest generation seen of each peer.
+  // each restore), its lineage (a token per start), where it is, and what it last accepted
+  // of each peer.
   uint64_t generation = 1;
+  std::vector<std::string> lineage;
   std::string directory_id;
   std::string data_dir;
-  std::map<uint32_t, uint64_t> peer_generations;
+  std::map<uint32_t, peer_record> peer_records;
 };
 
 }  // namespace holdfast

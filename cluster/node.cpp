@@ -50,7 +50,7 @@ std::string ids_text(const std::vector<uint32_t>& ids) {
 }
 
 // Why `recorded` may not start as `wanted`, or "". A directory with data and no record is
-// from before identities were recorded: it was a single node's.
+// refused: deleting DIR/identity must not turn a backup or a copy into a live node.
 std::string identity_conflict(const directory_identity& recorded, const directory_identity& wanted,
                               bool has_data) {
   using role = directory_identity::role;
@@ -59,7 +59,11 @@ std::string identity_conflict(const directory_identity& recorded, const director
            (recorded.backup_taken.empty() ? "" : ", taken " + recorded.backup_taken) +
            "): a backup never starts as it is; `holdfast restore --from DIR --data NEW_DIR` makes a "
            "directory of it, after checking the member it was taken from is gone";
-  auto kind = recorded.kind == role::none && has_data ? role::single : recorded.kind;
+  if (recorded.kind == role::none && has_data)
+    return "it holds data but no identity record (DIR/identity was deleted, or the directory is a copy "
+           "made without it): it could be a copy of a live member or a backup, so it does not start; "
+           "restore a backup made by `holdfast backup` instead";
+  auto kind = recorded.kind;
   if (kind == role::none) return "";
   if (kind == role::single && wanted.kind == role::single) return "";
   if (kind == role::single)
@@ -102,7 +106,7 @@ bool check_identity(const std::string& dir, const cluster_role* role, bool recor
   directory_identity recorded;
   if (!read_identity(dir, recorded, error)) return false;
   auto wanted = wanted_identity(role);
-  bool has_data = !file_absent(dir + "/holdfast.format");
+  bool has_data = !file_absent(dir + "/holdfast.format") || !file_absent(dir + "/data.mdb");
   if (auto why = identity_conflict(recorded, wanted, has_data); !why.empty()) {
     error = why;
     return false;
@@ -208,13 +212,17 @@ int run_node(const node_options& options) {
     // Peers are told which generation of this member runs, and which directory; this node
     // remembers the newest generation it saw of each of them.
     auto role = std::make_shared<cluster_role>(*effective.server.cluster);
-    role->generation = identity.generation;
-    role->directory_id = env->meta().directory_id;
-    role->data_dir = options.data_dir;
-    if (!read_peer_generations(options.data_dir, role->peer_generations, error)) {
+    // Every start extends the directory's lineage, durably, before any peer hears of it.
+    identity.extend_lineage();
+    if (!write_identity(options.data_dir, identity, error) ||
+        !read_peer_records(options.data_dir, role->peer_records, error)) {
       spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
       return 2;
     }
+    role->generation = identity.generation;
+    role->lineage = identity.lineage;
+    role->directory_id = env->meta().directory_id;
+    role->data_dir = options.data_dir;
     effective.server.cluster = role;
   }
 

@@ -10,7 +10,6 @@
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
 #include "protocol/inventory.capnp.h"
-#include "persistence/identity.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -62,9 +61,7 @@ struct peer_links::link {
   kj::Own<kj::PromiseFulfiller<std::string>> interrupt;  // drops the link (fault hook)
   bool refused = false;       // the last hello was refused: say so, not "down"
   bool attempted = false;     // the first dial has ended (up, refused or failed)
-  std::string refused_why;    // the last refusal, until a hello is accepted: it counts
-                              // against this node serving (see not_serving)
-  uint64_t generation = 0;    // the peer's directory generation, from its last hello
+  std::string fenced_why;     // this peer fenced this node, until it accepts a hello again
 };
 
 peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_role& role, kj::TlsContext* tls)
@@ -73,7 +70,7 @@ peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_role& role, kj::Tl
     cfg_(role.config),
     self_(role.self),
     incarnation_(role.incarnation),
-    generations_(role.peer_generations),
+    records_(role.peer_records),
     join_(std::make_unique<join_state>()),
     tls_(tls),
     error_handler_(std::make_unique<errors>()),
@@ -104,6 +101,30 @@ peer_links::~peer_links() {
 
 void peer_links::start() {
   for (auto& l : links_) tasks_->add(run(*l));
+  last_tick_ms_ = steady_us() / 1000;
+  tasks_->add(watch_freezes());
+}
+
+// A process frozen longer than down_after_ms (SIGSTOP, a paused VM) was judged down by its
+// peers, and anything may have happened meanwhile (a restore of its member): it serves
+// nothing until a peer accepts it again.
+kj::Promise<void> peer_links::watch_freezes() {
+  return io_.getTimer().afterDelay(50 * kj::MILLISECONDS).then([this] {
+    auto now = steady_us() / 1000;
+    if (confirmed_ && now - last_tick_ms_ > cfg_.down_after_ms) {
+      spdlog::warn("this process was frozen for {} ms: it serves nothing until a peer accepts it again",
+                   now - last_tick_ms_);
+      confirmed_ = false;
+      // Every link says hello again: that is how a peer accepts (or fences) it.
+      for (auto& l : links_)
+        if (l->interrupt) {
+          auto cut = kj::mv(l->interrupt);
+          cut->fulfill("this process was frozen");
+        }
+    }
+    last_tick_ms_ = now;
+    return watch_freezes();
+  });
 }
 
 peer_links::link* peer_links::find(uint32_t node) {
@@ -143,7 +164,8 @@ kj::Promise<void> peer_links::run(link& l) {
     .then([this, &l]() -> kj::Promise<std::string> {
       if (partitioned(l.member->id)) return std::string("cut by the fault hook");
       l.refused = false;
-      l.refused_why.clear();
+      l.fenced_why.clear();
+      confirmed_ = true;
       l.backoff_ms = cfg_.reconnect_min_ms;
       set_state(l, "up", "");
       first_attempt_done(l);
@@ -152,7 +174,6 @@ kj::Promise<void> peer_links::run(link& l) {
     .then([](std::string why) { return why; },
           [](kj::Exception&& e) { return describe(e); })
     .then([this, &l](std::string why) {
-      if (l.refused) l.refused_why = why;
       first_attempt_done(l);
       // Torn down on the next turn, outside the callbacks of the connection it destroys.
       return kj::evalLater([this, &l, why] { teardown(l, why, l.refused); });
@@ -194,19 +215,20 @@ kj::Promise<void> peer_links::dial(link& l) {
       hello.setIncarnation(incarnation_);
       hello.setGeneration(role_.generation);
       hello.setDirectoryId(role_.directory_id);
+      hello.setLineage(lineage_text());
       l.peer = kj::mv(peer);
       return hello.send().then([this, &l](capnp::Response<wire::Peer::HelloResults> r) {
         std::string why;
         if (r.hasRefused() && r.getRefused().size() > 0) {
           why = "node " + std::to_string(l.member->id) + " refused this node: " + r.getRefused().cStr();
-        } else if (!accept_generation(l.member->id, r.getGeneration(), why)) {
-          why = "refused node " + std::to_string(l.member->id) + ": " + why;
+          if (r.getFenced()) l.fenced_why = why;
+        } else if (auto mine = accept_lineage(l.member->id, r.getGeneration(), r.getLineage()); !mine.refused.empty()) {
+          why = "this node refused node " + std::to_string(l.member->id) + ": " + mine.refused;  // our verdict
         }
         if (!why.empty()) {
           l.refused = true;  // logged once, when the link's state becomes "refused"
           throw kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::heapString(why));
         }
-        l.generation = r.getGeneration();
         if (l.incarnation != 0 && l.incarnation != r.getIncarnation())
           spdlog::info("node {} restarted (incarnation {} -> {})", l.member->id, l.incarnation,
                        r.getIncarnation());
@@ -296,27 +318,28 @@ std::vector<link_status> peer_links::status() const {
   std::vector<link_status> out;
   for (auto& l : links_)
     out.push_back({l->member->id, l->state, l->detail, l->incarnation, l->rtt_us, l->since_ms,
-                   l->forwarded, l->downs, l->generation});
+                   l->forwarded, l->downs,
+                   records_.count(l->member->id) ? records_.at(l->member->id).generation : 0});
   return out;
 }
 
-std::string judge_hello(const cluster_role& role, const hello_claim& hello) {
+hello_verdict judge_hello(const cluster_role& role, const hello_claim& hello) {
   auto from = std::to_string(hello.from);
   if (hello.cluster != role.config.name || hello.file_hash != role.config.hash)
-    return "cluster file mismatch: node " + std::to_string(role.self) + " runs cluster \"" + role.config.name +
-           "\" with file hash " + role.config.hash + ", node " + from + " runs \"" + hello.cluster + "\" with " +
-           hello.file_hash + "; every member must read the same file";
-  if (hello.to != role.self)
-    return "this is node " + std::to_string(role.self) + ", not node " + std::to_string(hello.to);
+    return {"cluster file mismatch: node " + std::to_string(role.self) + " runs cluster \"" + role.config.name +
+            "\" with file hash " + role.config.hash + ", node " + from + " runs \"" + hello.cluster + "\" with " +
+            hello.file_hash + "; every member must read the same file"};
+  if (hello.to != role.self) return {"this is node " + std::to_string(role.self) + ", not node " + std::to_string(hello.to)};
   if (hello.from == role.self || !role.config.member(hello.from))
-    return "node " + from + " is not another member of this cluster";
+    return {"node " + from + " is not another member of this cluster"};
   if (!role.config.ca.empty() && hello.certificate_name != node_tls_name(hello.from))
-    return "the certificate names \"" + hello.certificate_name + "\", not node " + from;
+    return {"the certificate names \"" + hello.certificate_name + "\", not node " + from};
   if (hello.live_incarnation != 0 && hello.live_incarnation != hello.incarnation)
-    return "node " + from + " is already running here (incarnation " + std::to_string(hello.live_incarnation) +
-           ", its link up and answering heartbeats); a second process with its identity (incarnation " +
-           std::to_string(hello.incarnation) + ") is refused";
-  return "";
+    return {"node " + from + " is already running here (incarnation " + std::to_string(hello.live_incarnation) +
+              ", its link up and answering heartbeats); a second process with its identity (incarnation " +
+              std::to_string(hello.incarnation) + ") is refused",
+            true};
+  return {};
 }
 
 void peer_links::first_attempt_done(link& l) {
@@ -328,15 +351,23 @@ void peer_links::first_attempt_done(link& l) {
 kj::Promise<void> peer_links::joined() { return join_->promise.addBranch(); }
 
 std::string peer_links::not_serving() const {
-  if (unattempted_ > 0) return "node " + std::to_string(self_) + " is joining the cluster (asking its peers)";
-  size_t up = 0;
-  std::string refusals;
+  if (links_.empty()) return "";
+  auto self = "node " + std::to_string(self_);
+  std::string fences, refusals;
   for (auto& l : links_) {
-    if (l->state == "up") ++up;
-    else if (!l->refused_why.empty()) refusals += (refusals.empty() ? "" : "; ") + l->refused_why;
+    if (!l->fenced_why.empty()) fences += (fences.empty() ? "" : "; ") + l->fenced_why;
+    else if (l->state == "refused") refusals += (refusals.empty() ? "" : "; ") + l->detail;
   }
-  if (up > 0 || refusals.empty()) return "";
-  return "node " + std::to_string(self_) + " serves nothing: no peer accepts it and " + refusals;
+  if (!fences.empty()) return self + " serves nothing: " + fences;
+  auto frozen_ms = steady_us() / 1000 - last_tick_ms_;
+  if (confirmed_ && last_tick_ms_ != 0 && frozen_ms > cfg_.down_after_ms)
+    return self + " was frozen for " + std::to_string(frozen_ms) + " ms: it serves nothing until a peer accepts it again";
+  if (confirmed_) return "";
+  if (unattempted_ > 0) return self + " is joining the cluster (asking its peers)";
+  return self + " serves nothing until a peer accepts it: " +
+         (refusals.empty() ? "no peer reachable yet (a member serves only once a peer has confirmed its cluster "
+                             "file and data directory)"
+                           : refusals);
 }
 
 uint64_t peer_links::live_incarnation(uint32_t node) const {
@@ -345,25 +376,61 @@ uint64_t peer_links::live_incarnation(uint32_t node) const {
   return 0;
 }
 
-bool peer_links::accept_generation(uint32_t node, uint64_t generation, std::string& why) {
-  generation = std::max<uint64_t>(generation, 1);  // nodes from before generations: the first
-  auto& seen = generations_[node];
-  if (generation < seen) {
-    why = "node " + std::to_string(node) + " runs generation " + std::to_string(generation) +
-          " of its data directory, but generation " + std::to_string(seen) +
-          " was seen: that directory was replaced by `holdfast restore` and must not serve again";
-    return false;
+std::string peer_links::lineage_text() const {
+  std::string out;
+  for (auto& t : role_.lineage) out += (out.empty() ? "" : ",") + t;
+  return out;
+}
+
+hello_verdict peer_links::accept_lineage(uint32_t node, uint64_t generation, const std::string& lineage) {
+  generation = std::max<uint64_t>(generation, 1);
+  std::vector<std::string> tokens;
+  for (size_t at = 0; at < lineage.size();) {
+    auto comma = lineage.find(',', at);
+    if (comma == std::string::npos) comma = lineage.size();
+    tokens.push_back(lineage.substr(at, comma - at));
+    at = comma + 1;
   }
-  if (generation > seen) {
-    bool first = seen == 0;
-    seen = generation;
+  auto who = "node " + std::to_string(node);
+  auto known = records_.find(node);
+  if (known != records_.end()) {
+    auto& r = known->second;
+    if (generation < r.generation)
+      return {who + " runs generation " + std::to_string(generation) + " of its data directory, but generation " +
+                std::to_string(r.generation) + " was accepted here: that directory was replaced by `holdfast restore` "
+                "and must not serve again",
+              true};
+    if (generation == r.generation && !r.token.empty() &&
+        std::find(tokens.begin(), tokens.end(), r.token) == tokens.end())
+      return {who + "'s data directory is behind: another copy of it (generation " + std::to_string(generation) +
+                ") ran since this one last linked here (a copy of a member's directory, or a second restore of one "
+                "backup); it must not serve",
+              true};
+  }
+  bool superseding = known != records_.end() && generation > known->second.generation;
+  peer_record next{generation, tokens.empty() ? std::string() : tokens.back()};
+  if (known == records_.end() || known->second.generation != next.generation || known->second.token != next.token) {
+    auto before = records_;
+    records_[node] = next;
     std::string error;
-    if (!role_.data_dir.empty() && !write_peer_generations(role_.data_dir, generations_, error))
-      spdlog::error("cannot record node {}'s generation {}: {}", node, generation, error);
-    else if (!first)
-      spdlog::warn("node {} now runs generation {} of its data directory (restored)", node, generation);
+    // Durable before the hello is accepted: a record lost in a crash would let the copy it
+    // fences back in.
+    if (!role_.data_dir.empty() && !write_peer_records(role_.data_dir, records_, error)) {
+      records_ = before;
+      spdlog::error("cannot record {}'s lineage: {}", who, error);
+      return {"node " + std::to_string(self_) + " cannot record " + who + "'s lineage: " + error};
+    }
   }
-  return true;
+  if (superseding) {
+    spdlog::warn("{} now runs generation {} of its data directory (restored): its older connections go", who,
+                 generation);
+    if (on_superseded) on_superseded(node);
+    if (auto* l = find(node); l && l->interrupt) {
+      auto cut = kj::mv(l->interrupt);
+      cut->fulfill(who + " was restored (generation " + std::to_string(generation) + ")");
+    }
+  }
+  return {};
 }
 
 void peer_links::partition(const std::set<uint32_t>& peers) {

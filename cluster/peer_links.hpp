@@ -8,16 +8,19 @@
 // flight on it answer outcome_unknown, new calls for that node answer unavailable at once,
 // and it redials with jittered, doubling backoff until the node is back.
 //
-// Membership: a node serves entities only while it is an accepted member. Until every
-// link has made its first attempt it is joining; after that, a node that some peer
-// refused (its file, its identity or its generation) and that no peer accepts serves
-// nothing: it cannot tell whether it is the odd one out. A node that merely reaches no
-// peer (all down) keeps serving its own SKUs; calls for other nodes' SKUs answer
-// unavailable. A refusal stays counted until a hello on that link is accepted.
+// Membership: a node serves entities only once a peer has accepted its hello in this run
+// (the same cluster file, and a data directory whose generation and lineage the peer
+// recognises), and never while a peer fences it: a refusal about this very process or
+// directory (a live duplicate, a replaced generation, a lineage another copy ran past),
+// which counts until that peer accepts it again. A confirmed node that later reaches no
+// peer at all keeps serving its own SKUs; calls for other nodes' SKUs answer unavailable.
+// A node that no peer ever confirmed serves nothing, however it was started: it cannot
+// tell a cold start from a stale copy cut off from its cluster.
 #pragma once
 
 #include <kj/async-io.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -42,8 +45,14 @@ struct hello_claim {
   std::string certificate_name;  // from its TLS certificate
   uint64_t live_incarnation = 0;  // peer_links::live_incarnation(from)
 };
-// Why a hello is refused, or "" (the generation is checked apart: it is remembered).
-std::string judge_hello(const cluster_role& role, const hello_claim& hello);
+// Why a hello is refused ("" when it is not), and whether the refusal fences the caller:
+// it is about that process or directory, not about the cluster file.
+struct hello_verdict {
+  std::string refused;
+  bool fenced = false;
+};
+// The checks that need nothing remembered (the lineage is checked apart: it is recorded).
+hello_verdict judge_hello(const cluster_role& role, const hello_claim& hello);
 
 class peer_links final : public transport {
 public:
@@ -63,9 +72,14 @@ public:
   // The incarnation of `node` while a link to it is up (heartbeats answered), else 0: a
   // hello from another process claiming that id is then refused.
   uint64_t live_incarnation(uint32_t node) const;
-  // Checks `generation` of `node` against the newest seen (a hello either way); a newer
-  // one is remembered on disk. False, with `why`, for a generation a restore replaced.
-  bool accept_generation(uint32_t node, uint64_t generation, std::string& why);
+  // Checks the generation and lineage `node` presents (a hello either way) against what
+  // this node last accepted of it, and records them durably when accepted. A newer
+  // generation (a restore) supersedes every other connection of that node.
+  hello_verdict accept_lineage(uint32_t node, uint64_t generation, const std::string& lineage);
+  // This node's lineage, as a hello carries it.
+  std::string lineage_text() const;
+  // Called with a member whose generation was superseded: its inbound connections go.
+  std::function<void(uint32_t)> on_superseded;
   // Test-only fault hook: drop the links to `peers` and refuse to redial them until the
   // set changes (the server side refuses their hellos: see rpc_server).
   void partition(const std::set<uint32_t>& peers);
@@ -89,7 +103,11 @@ private:
   const cluster_config& cfg_;
   uint32_t self_;
   uint64_t incarnation_;
-  std::map<uint32_t, uint64_t> generations_;  // newest seen per member
+  std::map<uint32_t, peer_record> records_;  // what this node last accepted of each member
+  bool confirmed_ = false;  // a peer accepted this node's hello in this run (and since the
+                            // last freeze)
+  int64_t last_tick_ms_ = 0;  // steady clock, every 50 ms: a longer gap is a freeze
+  kj::Promise<void> watch_freezes();
   size_t unattempted_ = 0;
   struct join_state;  // resolved when every link made its first attempt
   std::unique_ptr<join_state> join_;

@@ -707,17 +707,20 @@ public:
     hello_claim claim{codec::str(p.getCluster()), codec::str(p.getFileHash()), from, p.getTo(),
                       p.getIncarnation(), certificate_name_,
                       net_.links ? net_.links->live_incarnation(from) : 0};
-    auto refused = judge_hello(role, claim);
-    if (refused.empty() && net_.links) net_.links->accept_generation(from, p.getGeneration(), refused);
+    auto verdict = judge_hello(role, claim);
+    if (verdict.refused.empty() && net_.links)
+      verdict = net_.links->accept_lineage(from, p.getGeneration(), codec::str(p.getLineage()));
     auto out = ctx.getResults();
     out.setIncarnation(role.incarnation);
     out.setGeneration(role.generation);
-    if (!refused.empty()) {
+    if (net_.links) out.setLineage(net_.links->lineage_text());
+    if (!verdict.refused.empty()) {
       uint64_t suppressed = 0;
       static rate_limit log{};
       if (log.allow(suppressed))
-        spdlog::error("refusing a peer link: {} ({} more suppressed)", refused, suppressed);
-      out.setRefused(refused);
+        spdlog::error("refusing a peer link: {} ({} more suppressed)", verdict.refused, suppressed);
+      out.setRefused(verdict.refused);
+      out.setFenced(verdict.fenced);
       return kj::READY_NOW;
     }
     in_->from = from;
@@ -871,6 +874,7 @@ struct rpc_server::impl {
       }
       peer_listener = io.provider->getNetwork().parseAddress(me->peer).wait(io.waitScope)->listen();
       links = kj::heap<peer_links>(*io.provider, *role, peer_tls.get());
+      links->on_superseded = [&net](uint32_t node) { net.close_peers({node}); };
       std::vector<uint32_t> ids;
       for (auto& m : cfg.members) ids.push_back(m.id);
       local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },

@@ -1,6 +1,8 @@
 #include "persistence/identity.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <sstream>
 
 #include "persistence/files.hpp"
@@ -118,6 +120,13 @@ bool read_identity(const std::string& dir, directory_identity& out, std::string&
       out.backup = value == "yes";
     } else if (key == "backup_taken") {
       out.backup_taken = value;
+    } else if (key == "lineage") {
+      std::istringstream tokens(value);
+      for (std::string t; std::getline(tokens, t, ',');) {
+        ok = ok && t.size() == 16 && std::all_of(t.begin(), t.end(), ::isxdigit);
+        out.lineage.push_back(t);
+      }
+      ok = ok && out.lineage.size() <= directory_identity::lineage_max;
     }
     if (!ok) {
       error = path + ": cannot read \"" + line + "\"";
@@ -143,10 +152,23 @@ bool write_identity(const std::string& dir, const directory_identity& id, std::s
   }
   s << "generation " << id.generation << "\nbackup " << (id.backup ? "yes" : "no") << "\n";
   if (!id.backup_taken.empty()) s << "backup_taken " << id.backup_taken << "\n";
+  if (!id.lineage.empty()) {
+    s << "lineage ";
+    for (size_t i = 0; i < id.lineage.size(); ++i) s << (i ? "," : "") << id.lineage[i];
+    s << "\n";
+  }
   return write_file_atomically(dir + "/" + identity_name, s.str(), error);
 }
 
-bool read_peer_generations(const std::string& dir, std::map<uint32_t, uint64_t>& out, std::string& error) {
+void directory_identity::extend_lineage() {
+  std::random_device rd;
+  char token[17];
+  std::snprintf(token, sizeof token, "%08x%08x", rd(), rd());
+  lineage.push_back(token);
+  if (lineage.size() > lineage_max) lineage.erase(lineage.begin());
+}
+
+bool read_peer_records(const std::string& dir, std::map<uint32_t, peer_record>& out, std::string& error) {
   out.clear();
   auto path = dir + "/" + generations_name;
   if (file_absent(path)) return true;
@@ -156,15 +178,29 @@ bool read_peer_generations(const std::string& dir, std::map<uint32_t, uint64_t>&
     return false;
   }
   std::istringstream in(text);
-  uint64_t node = 0, generation = 0;
-  while (in >> node >> generation) out[static_cast<uint32_t>(node)] = generation;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::istringstream l(line);
+    std::string node, generation, token, extra;
+    uint64_t id = 0;
+    peer_record r;
+    if (!(l >> node >> generation) || (l >> token && l >> extra) || !parse_number(node, id) || id == 0 ||
+        id > 65535 || !parse_number(generation, r.generation)) {
+      error = path + ": cannot read \"" + line + "\" (delete the file only if every member runs its newest directory)";
+      return false;
+    }
+    r.token = token;
+    out[static_cast<uint32_t>(id)] = r;
+  }
   return true;
 }
 
-bool write_peer_generations(const std::string& dir, const std::map<uint32_t, uint64_t>& seen,
-                            std::string& error) {
+bool write_peer_records(const std::string& dir, const std::map<uint32_t, peer_record>& records,
+                        std::string& error) {
   std::string text;
-  for (auto& [node, generation] : seen) text += std::to_string(node) + " " + std::to_string(generation) + "\n";
+  for (auto& [node, r] : records)
+    text += std::to_string(node) + " " + std::to_string(r.generation) + (r.token.empty() ? "" : " " + r.token) + "\n";
   return write_file_atomically(dir + "/" + generations_name, text, error);
 }
 

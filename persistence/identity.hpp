@@ -25,6 +25,13 @@ struct directory_identity {
   uint64_t generation = 1;    // raised by every restore
   bool backup = false;        // a copy made by `holdfast backup`: not started until restored
   std::string backup_taken;   // when and from where, for the operator
+  // A random token per start of a member, newest last (at most lineage_max): peers record
+  // the newest they accepted and refuse a directory whose lineage lacks it, which is a
+  // copy that fell behind another copy that ran since (cp -a, a second restore).
+  std::vector<std::string> lineage;
+  static constexpr size_t lineage_max = 64;
+  // Appends a new random token (dropping the oldest past lineage_max).
+  void extend_lineage();
 
   // "node 2 of cluster "shop" (id 3f2a...)", or "a single node".
   std::string describe() const;
@@ -36,9 +43,15 @@ struct directory_identity {
 bool read_identity(const std::string& dir, directory_identity& out, std::string& error);
 bool write_identity(const std::string& dir, const directory_identity& id, std::string& error);
 
-// The highest generation this node has seen of each other member (DIR/peer-generations).
-bool read_peer_generations(const std::string& dir, std::map<uint32_t, uint64_t>& out, std::string& error);
-bool write_peer_generations(const std::string& dir, const std::map<uint32_t, uint64_t>& seen,
-                            std::string& error);
+// What this node last accepted of another member: its generation and newest lineage token.
+struct peer_record {
+  uint64_t generation = 0;
+  std::string token;
+};
+// DIR/peer-generations, one line per member; a line that cannot be read is an error (a
+// record silently forgotten would let a replaced directory back in).
+bool read_peer_records(const std::string& dir, std::map<uint32_t, peer_record>& out, std::string& error);
+bool write_peer_records(const std::string& dir, const std::map<uint32_t, peer_record>& records,
+                        std::string& error);
 
 }  // namespace holdfast

@@ -124,7 +124,7 @@ struct LinkStatus {
   sinceMs @5 :Int64;       # Unix ms of the last change of state
   forwarded @6 :UInt64;    # operations sent to this peer
   downs @7 :UInt64;        # times the link went down
-  generation @8 :UInt64;   # the peer's data directory generation, from its last hello
+  generation @8 :UInt64;   # the newest generation of the peer's data directory this node accepted
 }
 
 struct NodeStatus {
@@ -145,16 +145,22 @@ struct NodeStatus {
 }
 
 # Node <-> node. The dialing node says who it is, which cluster file it runs and which
-# generation of its data directory; the answering node refuses (and logs why) a file
-# whose hash differs from its own, a node id the peer's certificate does not name, a
+# generation and lineage of its data directory; the answering node refuses (and logs why) a
+# file whose hash differs from its own, a node id the peer's certificate does not name, a
 # member it already has a live link to under another incarnation (a second process with
-# the same identity), or a generation older than one it has seen (a directory a restore
-# replaced). Only an accepted hello returns the inventory a peer forwards calls to, with
+# the same identity), a generation older than one it accepted (a directory a restore
+# replaced), or a lineage without the newest token it accepted (a copy another copy ran
+# past). The answer carries the same of the answering node, checked the same way. Only an accepted hello returns the inventory a peer forwards calls to, with
 # the limits the answering node holds forwarded batches to.
 interface Peer {
   hello @0 (cluster :Text, fileHash :Text, from :UInt32, to :UInt32, incarnation :UInt64,
-            generation :UInt64, directoryId :Text)
+            generation :UInt64, directoryId :Text, lineage :Text)
       -> (refused :Text, incarnation :UInt64, inventory :Inventory,
-          batchMax :UInt32, inflightMax :UInt64, generation :UInt64);
+          batchMax :UInt32, inflightMax :UInt64, generation :UInt64, lineage :Text,
+          fenced :Bool);
+  # lineage: the directory's start tokens, comma-separated, newest last. fenced: the refusal
+  # is about this very process or directory (a live duplicate, a replaced generation, a
+  # lineage behind another copy's), not a disagreement about the cluster file: the refused
+  # node serves nothing until that peer accepts it.
   heartbeat @1 () -> (incarnation :UInt64);
 }

@@ -141,6 +141,92 @@ TEST_F(identity_test, a_directory_is_one_member_of_one_cluster_forever) {
   EXPECT_EQ(bare.status, 2) << bare.output;
 }
 
+// The adversarial pass: a copy of a stopped member's directory (cp -a) ran as that member,
+// then the original ran too, and each sold the same units. Every start extends the
+// directory's lineage; peers record the newest token they accepted and fence a directory
+// whose lineage lacks it.
+TEST_F(identity_test, a_copy_that_ran_fences_the_directory_it_was_copied_from) {
+  start();
+  auto sku = owner_sku(2);
+  ASSERT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(sku, 2, 100); }).status, code::ok);
+  nodes_->kill9(2);
+  fs::copy(dir_ + "/c/node-2", dir_ + "/copy2", fs::copy_options::recursive);
+  {
+    node_process copy(HOLDFAST_BINARY, dir_ + "/copy2", {"--cluster", nodes_->file(), "--id", "2"});
+    ASSERT_TRUE(wait_until([&] { return on(1, [&](blocking_client& c) { return c.reserve(sku, 2, "copy", 60'000); }).status == code::ok; }, 10s));
+    ASSERT_EQ(on(1, [&](blocking_client& c) { return c.confirm("copy", sku); }).status, code::ok);
+  }
+  nodes_->start(2);  // the original directory, now behind the copy
+  auto r = on(2, [&](blocking_client& c) { return c.reserve(sku, 2, "original", 60'000); });
+  EXPECT_EQ(r.status, code::unavailable) << r.message;
+  EXPECT_NE(r.message.find("is behind: another copy of it"), std::string::npos) << r.message;
+  EXPECT_EQ(on(1, [&](blocking_client& c) { return c.reserve(sku, 1, "via-1", 60'000); }).status, code::unavailable);
+}
+
+// The adversarial pass: two restores of one backup both became generation 2 and both sold.
+// Now every restore tells the members its generation first: the later restore wins, and the
+// earlier one is a replaced directory.
+TEST_F(identity_test, of_two_restores_of_one_backup_only_the_later_serves) {
+  start();
+  auto sku = owner_sku(2);
+  ASSERT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(sku, 3, 100); }).status, code::ok);
+  ASSERT_EQ(holdfast({"backup", "--data", dir_ + "/c/node-2", "--to", dir_ + "/bk2"}).status, 0);
+  nodes_->kill9(2);
+  ASSERT_TRUE(wait_until([&] { return on(1, [&](blocking_client& c) { return c.query_sku(sku); }).status == code::unavailable; }, 10s));
+  for (auto to : {"/rA", "/rB"}) {
+    auto r = holdfast({"restore", "--from", dir_ + "/bk2", "--data", dir_ + to, "--cluster", nodes_->file()});
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  {
+    node_process a(HOLDFAST_BINARY, dir_ + "/rA", {"--cluster", nodes_->file(), "--id", "2"});
+    auto r = on(a.address(), [&](blocking_client& c) { return c.reserve(sku, 3, "rA", 60'000); });
+    EXPECT_EQ(r.status, code::unavailable) << r.message;
+    EXPECT_NE(r.message.find("replaced by `holdfast restore`"), std::string::npos) << r.message;
+  }
+  node_process b(HOLDFAST_BINARY, dir_ + "/rB", {"--cluster", nodes_->file(), "--id", "2"});
+  EXPECT_TRUE(wait_until([&] { return on(1, [&](blocking_client& c) { return c.reserve(sku, 3, "rB", 60'000); }).status == code::ok; }, 10s));
+}
+
+// The adversarial pass: a member frozen for two seconds looked gone to restore, woke up,
+// and kept acknowledging sales the restored directory did not have. The restore now tells
+// the members first, and they refuse the old process when it wakes.
+TEST_F(identity_test, a_frozen_member_that_wakes_after_a_restore_is_fenced) {
+  start();
+  auto sku = owner_sku(2);
+  ASSERT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(sku, 2, 100); }).status, code::ok);
+  ASSERT_EQ(holdfast({"backup", "--data", dir_ + "/c/node-2", "--to", dir_ + "/bk2"}).status, 0);
+  nodes_->stop_signal(2);
+  ASSERT_TRUE(wait_until([&] { return on(1, [&](blocking_client& c) { return c.query_sku(sku); }).status == code::unavailable; }, 10s));
+  auto restored = holdfast({"restore", "--from", dir_ + "/bk2", "--data", dir_ + "/r2", "--cluster", nodes_->file()});
+  ASSERT_EQ(restored.status, 0) << restored.output;
+  nodes_->continue_signal(2);
+  // The old process wakes; whatever it is asked, it acknowledges nothing.
+  EXPECT_TRUE(wait_until([&] {
+    auto r = on(2, [&](blocking_client& c) { return c.reserve(sku, 1, "woke", 60'000); });
+    EXPECT_NE(r.status, code::ok) << "the replaced process sold";
+    return r.status == code::unavailable && r.message.find("replaced by `holdfast restore`") != std::string::npos;
+  }, 15s));
+  EXPECT_EQ(on(1, [&](blocking_client& c) { return c.reserve(sku, 1, "via-1", 60'000); }).status, code::unavailable);
+}
+
+// A member that no peer has confirmed in this run serves nothing: it cannot tell a cold
+// start from a stale copy cut off from its cluster (the adversarial pass ran a replaced
+// directory with unreachable peers as a "lone survivor").
+TEST_F(identity_test, a_member_no_peer_confirmed_serves_nothing_until_one_does) {
+  start();
+  auto sku = owner_sku(2);
+  ASSERT_EQ(on(2, [&](blocking_client& c) { return c.create_sku(sku, 5, 100); }).status, code::ok);
+  nodes_->kill9(1);
+  nodes_->kill9(3);
+  nodes_->kill9(2);
+  nodes_->start(2);
+  auto alone = on(2, [&](blocking_client& c) { return c.reserve(sku, 1, "alone", 60'000); });
+  EXPECT_EQ(alone.status, code::unavailable) << alone.message;
+  EXPECT_NE(alone.message.find("until a peer accepts it"), std::string::npos) << alone.message;
+  nodes_->start(1);
+  EXPECT_TRUE(wait_until([&] { return on(2, [&](blocking_client& c) { return c.reserve(sku, 1, "confirmed", 60'000); }).status == code::ok; }, 10s));
+}
+
 TEST_F(identity_test, a_survivor_alone_sells_its_own_skus_and_no_one_elses) {
   start();
   auto mine = owner_sku(2), theirs = owner_sku(1);

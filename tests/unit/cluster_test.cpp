@@ -154,20 +154,22 @@ TEST(peer_hello, a_second_process_with_a_live_members_identity_is_refused) {
   ASSERT_TRUE(parse_cluster_text(good_file, ".", role.config, error)) << error;
   role.self = 1;
   hello_claim h{role.config.name, role.config.hash, 2, 1, 777, "node-2", 0};
-  EXPECT_EQ(judge_hello(role, h), "");
+  EXPECT_EQ(judge_hello(role, h).refused, "");
   h.live_incarnation = 777;  // the same process dialing again
-  EXPECT_EQ(judge_hello(role, h), "");
-  h.live_incarnation = 555;  // node 2 is up here as another process
-  EXPECT_NE(judge_hello(role, h).find("a second process with its identity"), std::string::npos);
+  EXPECT_EQ(judge_hello(role, h).refused, "");
+  h.live_incarnation = 555;  // node 2 is up here as another process: it is fenced
+  EXPECT_NE(judge_hello(role, h).refused.find("a second process with its identity"), std::string::npos);
+  EXPECT_TRUE(judge_hello(role, h).fenced);
   h.live_incarnation = 0;
-  h.file_hash = "0000000000000000";
-  EXPECT_NE(judge_hello(role, h).find("cluster file mismatch"), std::string::npos);
+  h.file_hash = "0000000000000000";  // a disagreement about the file: refused, not fenced
+  EXPECT_NE(judge_hello(role, h).refused.find("cluster file mismatch"), std::string::npos);
+  EXPECT_FALSE(judge_hello(role, h).fenced);
   h.file_hash = role.config.hash;
   h.certificate_name = "node-3";
-  EXPECT_NE(judge_hello(role, h).find("the certificate names"), std::string::npos);
+  EXPECT_NE(judge_hello(role, h).refused.find("the certificate names"), std::string::npos);
   h.certificate_name = "node-2";
   h.to = 2;
-  EXPECT_NE(judge_hello(role, h).find("this is node 1"), std::string::npos);
+  EXPECT_NE(judge_hello(role, h).refused.find("this is node 1"), std::string::npos);
 }
 
 TEST(cluster_file, the_cluster_id_is_part_of_the_hash) {
