@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,6 +192,45 @@ command_result run_command(const std::vector<std::string>& argv, std::optional<r
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+command_result run_command_for(const std::vector<std::string>& argv,
+                               std::chrono::milliseconds limit) {
+  command_result result;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return result;
+  spawn_spec spec{argv, {}, std::nullopt, fds[1], fds[1]};
+  spec.new_session = true;
+  pid_t pid;
+  try {
+    pid = spawn(spec);
+  } catch (const std::exception&) {
+    close(fds[0]);
+    close(fds[1]);
+    return result;
+  }
+  close(fds[1]);
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  bool exited = false, closed = false;
+  while (!(exited && closed)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      result.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      if (!exited) waitpid(pid, &status, 0);
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    poll(&p, 1, 20);  // poll interval
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fds[0], buf, sizeof buf)) > 0) result.output.append(buf, static_cast<size_t>(n));
+    if (n == 0) closed = true;
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
+  }
+  close(fds[0]);
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
 }

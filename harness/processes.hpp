@@ -68,12 +68,17 @@ private:
 struct command_result {
   int status = -1;  // exit status; 127: could not be started
   std::string output;  // stdout and stderr together
+  bool timed_out = false;  // run_command_for: killed at its limit (status is then 137)
 };
 
 // Runs a command to completion and captures its output.
 command_result run_command(const std::vector<std::string>& argv,
                            std::optional<run_as> user = std::nullopt,
                            const std::vector<std::string>& env_extra = {});
+// The same for at most `limit`: a command still running then is killed with everything
+// it started (SIGKILL to its process group: it runs in a session of its own).
+command_result run_command_for(const std::vector<std::string>& argv,
+                               std::chrono::milliseconds limit);
 
 // The full path of `name` on PATH or in `extra_dirs`, or empty.
 std::string find_program(const std::string& name, const std::vector<std::string>& extra_dirs = {});

@@ -13,6 +13,8 @@
 #include <random>
 #include <sstream>
 
+#include "persistence/regular_file.hpp"
+
 namespace holdfast {
 namespace {
 
@@ -33,11 +35,25 @@ bool empty_directory(const std::string& path) {
 
 std::string errno_text() { return std::strerror(errno); }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// holdfast.format and holdfast.lock are a few dozen bytes.
+constexpr size_t small_file_bytes_max = 4096;
+
+// Every file in `log_dir` but temporaries (which a writer removes and a reader skips) is
+// a file the log reads.
+std::string log_files_regular(const std::string& log_dir) {
+  DIR* dir = opendir(log_dir.c_str());
+  if (!dir) return log_dir + ": " + errno_text();
+  std::string problem;
+  while (auto* e = readdir(dir)) {
+    std::string name = e->d_name;
+    if (name == "." || name == ".." ||
+        (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0))
+      continue;
+    problem = regular_or_absent(log_dir + "/" + name);
+    if (!problem.empty()) break;
+  }
+  closedir(dir);
+  return problem;
 }
 
 bool fsync_path(const std::string& path, int flags) {
@@ -89,23 +105,37 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       return nullptr;
     }
     if (flock(d->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-      auto holder = read_file(d->file(lock_name));
+      std::string holder, unreadable;
+      read_regular(d->file(lock_name), small_file_bytes_max, holder, unreadable);
       while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
       error = path + " is in use by another Holdfast process" +
               (holder.empty() ? std::string() : " (pid " + holder + ")") +
               ": one node or writer per data directory";
       return nullptr;
     }
+  }
+  // A node and `holdfast check` refuse the same directories: both start here.
+  if (auto problem = d->inspect(); !problem.empty()) {
+    error = problem;
+    return nullptr;
+  }
+  if (m == mode::write) {
     auto pid = std::to_string(getpid()) + "\n";
-    int holder = ::open(d->file(lock_name).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    std::string problem;
+    int holder = open_regular(d->file(lock_name), O_WRONLY | O_CREAT | O_TRUNC, problem);
     bool written = holder >= 0 && write(holder, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size());
     if (holder >= 0) close(holder);
     if (!written) {
-      error = "cannot write " + d->file(lock_name) + ": " + errno_text();
+      error = "cannot write " + d->file(lock_name) + ": " + (holder < 0 ? problem : errno_text());
       return nullptr;
     }
   }
-  auto marker = read_file(d->file(marker_name));
+  std::string marker, problem;
+  if (read_regular(d->file(marker_name), small_file_bytes_max, marker, problem) ==
+      read_status::refused) {
+    error = problem;
+    return nullptr;
+  }
   if (!marker.empty()) {
     std::istringstream in(marker);
     std::string line, key;
@@ -130,6 +160,16 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
     return nullptr;
   }
   return d;
+}
+
+std::string data_directory::inspect() const {
+  for (const char* name : {lock_name, marker_name, "data.mdb", "lock.mdb"})
+    if (auto problem = regular_or_absent(file(name)); !problem.empty()) return problem;
+  const auto log_dir = file("log");
+  struct stat st;
+  if (stat(log_dir.c_str(), &st) != 0) return {};  // whether it must be there is storage's call
+  if (!S_ISDIR(st.st_mode)) return log_dir + " is not a directory (" + file_kind(st.st_mode) + ")";
+  return log_files_regular(log_dir);
 }
 
 bool data_directory::in_use(const std::string& path) {
@@ -164,6 +204,7 @@ bool data_directory::fresh() const {
 
 bool data_directory::mark(const std::string& id, std::string& error) {
   auto tmp = file(std::string(marker_name) + ".tmp");
+  unlink(tmp.c_str());  // a leftover, whatever it is: opening a FIFO there would block
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << "holdfast data directory\nformat " << format << "\nid " << id << "\n";

@@ -43,6 +43,10 @@ public:
 
 private:
   data_directory() = default;
+  // What a node and `holdfast check` both require before they read anything: every file
+  // they will read (the marker, the lock file, LMDB's files, the log's files) is a
+  // regular file or absent, and `log` a directory. Empty when so, else the problem.
+  std::string inspect() const;
   std::string path_;
   std::string marked_id_;
   unsigned marked_format_ = 0;

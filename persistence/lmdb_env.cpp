@@ -16,6 +16,7 @@
 
 #include "persistence/clock.hpp"
 #include "persistence/data_directory.hpp"
+#include "persistence/regular_file.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -240,8 +241,21 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     return nullptr;
   };
   const auto data_file = p->directory->file("data.mdb");
-  struct stat st;
-  bool missing = stat(data_file.c_str(), &st) != 0;
+  // LMDB's own open() and read() would block on a FIFO: its files are looked at first,
+  // data.mdb through a descriptor of its own.
+  struct stat st {};
+  int data_fd = open_regular(data_file, O_RDONLY, error);
+  bool missing = data_fd < 0 && errno == ENOENT;
+  if (data_fd < 0 && !missing) return nullptr;
+  if (data_fd >= 0) {
+    fstat(data_fd, &st);
+    close(data_fd);
+  }
+  error.clear();
+  if (auto problem = regular_or_absent(p->directory->file("lock.mdb")); !problem.empty()) {
+    error = problem;
+    return nullptr;
+  }
   bool has_data = !missing && st.st_size > 0;
   const auto& marked = p->directory->marked_id();
   if (!marked.empty() && !has_data) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "persistence/crc32c.hpp"
+#include "persistence/regular_file.hpp"
 
 namespace holdfast {
 namespace {
@@ -102,12 +103,11 @@ std::string check_segment_header(const unsigned char* p, size_t size, uint64_t f
 
 constexpr const char* newest_name = "newest";
 
-// The newest segment that has held a record, as recorded in the log directory's
-// `newest` file; 0 when there is none.
 // Records `first_seq` in the `newest` file: written aside, synced, renamed.
 bool write_newest(const std::string& dir, uint64_t first_seq) {
   auto path = dir + "/" + newest_name, tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  unlink(tmp.c_str());  // a leftover, whatever it is: opening a FIFO there would block
+  int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) return false;
   auto text = std::to_string(first_seq) + "\n";
   bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
@@ -122,13 +122,15 @@ bool write_newest(const std::string& dir, uint64_t first_seq) {
   return ok;
 }
 
-uint64_t read_newest(const std::string& dir) {
-  int fd = ::open((dir + "/" + newest_name).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[32] = {};
-  auto n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  return n > 0 ? std::strtoull(buf, nullptr, 10) : 0;
+// The newest segment that has held a record, as recorded in the log directory's
+// `newest` file; 0 when there is none. False when the file cannot be read (not a regular
+// file, say).
+bool read_newest(const std::string& dir, uint64_t& first_seq, std::string& error) {
+  std::string text;
+  first_seq = 0;
+  if (read_regular(dir + "/" + newest_name, 64, text, error) == read_status::refused) return false;
+  first_seq = std::strtoull(text.c_str(), nullptr, 10);
+  return true;
 }
 
 struct parsed {
@@ -169,11 +171,8 @@ struct mapped {
     if (fd >= 0) close(fd);
   }
   bool open(const std::string& path, std::string& error) {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      error = errno_text(path);
-      return false;
-    }
+    fd = open_regular(path, O_RDONLY, error);
+    if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) != 0) {
       error = errno_text(path);
@@ -298,7 +297,8 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
   if (!list_segments(dir, !options.read_only, names, error)) return nullptr;
   report = log_recovery{};
   report.segments = names.size();
-  const uint64_t newest = read_newest(dir);
+  uint64_t newest = 0;
+  if (!read_newest(dir, newest, error)) return nullptr;
   if (newest != 0) {
     bool present = false;
     for (auto& n : names) present = present || n.first_seq == newest;
@@ -384,11 +384,12 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
       report.torn_bytes = end - o;
       report.torn_at = path + " " + std::to_string(o);
       if (!options.read_only) {
-        int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+        std::string problem;
+        int fd = open_regular(path, O_RDWR, problem);
         bool cut = fd >= 0 && write_zeros(fd, o, end) && fdatasync(fd) == 0;
         if (fd >= 0) close(fd);
         if (!cut) {
-          error = errno_text("cut the torn tail of " + path);
+          error = fd < 0 ? problem : errno_text("cut the torn tail of " + path);
           return nullptr;
         }
       }
@@ -436,11 +437,8 @@ std::unique_ptr<node_log> node_log::open(const log_options& options, uint64_t af
     log->last_seq_ = after_seq;
   } else {
     auto& cur = log->segments_.back();
-    log->fd_ = ::open(cur.path.c_str(), O_RDWR | O_CLOEXEC);
-    if (log->fd_ < 0) {
-      error = errno_text(cur.path);
-      return nullptr;
-    }
+    log->fd_ = open_regular(cur.path, O_RDWR, error);
+    if (log->fd_ < 0) return nullptr;
     // A log from before `newest` existed, or one whose last rotation did not record it.
     if (cur.first_seq > newest) {
       if (!write_newest(dir, cur.first_seq)) {

@@ -59,6 +59,41 @@ protected:
     return -1;
   }
 
+  // A stopped node's directory with one SKU in it, for copies to damage; the name of its
+  // log segment ("log/000...1.log").
+  std::string stopped_directory_with_data() {
+    start();
+    {
+      blocking_client c(node_->address());
+      EXPECT_EQ(c.create_sku("tee", 10, 100).status, code::ok);
+    }
+    EXPECT_EQ(node_->terminate(), 0);
+    std::string segment;
+    for (auto& e : std::filesystem::directory_iterator(data_ + "/log"))
+      if (e.path().extension() == ".log") segment = "log/" + e.path().filename().string();
+    EXPECT_FALSE(segment.empty());
+    return segment;
+  }
+  std::string copy_of_data(const std::string& name) {
+    auto copy = dir_ + "/" + name;
+    std::filesystem::copy(data_, copy, std::filesystem::copy_options::recursive);
+    return copy;
+  }
+  // Both tools give `directory` one verdict, at once: the node exits 2 and check says
+  // damaged, each naming `reason`. Each has 10 s before it is killed.
+  void expect_refused_by_node_and_check(const std::string& directory, const std::string& reason) {
+    auto node = run_command_for(
+      {HOLDFAST_BINARY, "node", "--data", directory, "--listen", "127.0.0.1:0"}, 10s);
+    EXPECT_FALSE(node.timed_out) << "the node still ran after 10 s on " << directory;
+    EXPECT_EQ(node.status, 2) << node.output;
+    EXPECT_NE(node.output.find(reason), std::string::npos) << reason << "\n" << node.output;
+    auto check = run_command_for({HOLDFAST_BINARY, "--json", "check", "--data", directory}, 10s);
+    EXPECT_FALSE(check.timed_out) << "check still ran after 10 s on " << directory;
+    EXPECT_EQ(check.status, 1) << check.output;
+    EXPECT_EQ(json_of(check)["status"], "damaged") << check.output;
+    EXPECT_NE(check.output.find(reason), std::string::npos) << reason << "\n" << check.output;
+  }
+
   std::string dir_, data_;
   std::unique_ptr<node_process> node_;
 };
@@ -123,6 +158,33 @@ TEST_F(hardening_process_test, truncated_or_lost_data_refuses_to_start_and_check
   EXPECT_EQ(typo.status, 2);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/dat"));
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/b"));
+}
+
+// open() of a FIFO waits for a writer: a FIFO where a data file belongs hung the node,
+// holding the directory's lock and deaf to SIGTERM, and check with it. A directory or a
+// device there is refused as clearly.
+TEST_F(hardening_process_test, a_fifo_directory_or_device_where_a_data_file_belongs_is_refused_at_once) {
+  auto segment = stopped_directory_with_data();
+  struct damage {
+    std::string file;
+    std::string kind;
+  };
+  std::vector<damage> cases = {{"log/newest", "a FIFO"},      {"holdfast.format", "a FIFO"},
+                               {segment, "a FIFO"},           {"data.mdb", "a FIFO"},
+                               {"holdfast.lock", "a FIFO"},   {"lock.mdb", "a FIFO"},
+                               {"holdfast.format", "a directory"}, {segment, "a directory"},
+                               {"data.mdb", "a directory"},   {"data.mdb", "a character device"}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    SCOPED_TRACE(c.file + " as " + c.kind);
+    auto copy = copy_of_data("case-" + std::to_string(i));
+    auto path = copy + "/" + c.file;
+    ASSERT_TRUE(std::filesystem::remove(path));
+    if (c.kind == "a FIFO") ASSERT_EQ(mkfifo(path.c_str(), 0644), 0);
+    if (c.kind == "a directory") std::filesystem::create_directory(path);
+    if (c.kind == "a character device") std::filesystem::create_symlink("/dev/null", path);
+    expect_refused_by_node_and_check(copy, c.file + " is not a regular file (" + c.kind + ")");
+  }
 }
 
 // Defects 4 and 6, through the CLI.
