@@ -130,46 +130,61 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
       return nullptr;
     }
   }
-  std::string marker, problem;
-  if (read_regular(d->file(marker_name), small_file_bytes_max, marker, problem) ==
-      read_status::refused) {
-    error = problem;
+  // Format 1 (LMDB alone, no log) is upgraded by a writer: it gets its log directory.
+  auto version = d->marked_format_;
+  if (version != 0 && version != format && !(version == 1 && m == mode::write)) {
+    error = d->file(marker_name) + " names format " + std::to_string(version) +
+            "; this Holdfast reads format " + std::to_string(format) +
+            (version == 1 ? " (start a node on it once to upgrade it)" : "");
     return nullptr;
   }
-  if (!marker.empty()) {
-    std::istringstream in(marker);
-    std::string line, key;
-    unsigned version = 0;
-    while (std::getline(in, line)) {
-      std::istringstream l(line);
-      l >> key;
-      if (key == "format") l >> version;
-      if (key == "id") l >> d->marked_id_;
-    }
-    // Format 1 (LMDB alone, no log) is upgraded by a writer: it gets its log directory.
-    bool readable = version == format || (version == 1 && m == mode::write);
-    if (!readable || d->marked_id_.empty()) {
-      error = d->file(marker_name) + " names format " + std::to_string(version) +
-              "; this Holdfast reads format " + std::to_string(format) +
-              (version == 1 ? " (start a node on it once to upgrade it)" : "");
-      return nullptr;
-    }
-    d->marked_format_ = version;
-  } else if (m == mode::read_only) {
+  if (version == 0 && m == mode::read_only) {
     error = path + " is not a Holdfast data directory (no " + marker_name + ")";
     return nullptr;
   }
   return d;
 }
 
-std::string data_directory::inspect() const {
+std::string data_directory::inspect() {
   for (const char* name : {lock_name, marker_name, "data.mdb", "lock.mdb"})
     if (auto problem = regular_or_absent(file(name)); !problem.empty()) return problem;
   const auto log_dir = file("log");
   struct stat st;
-  if (stat(log_dir.c_str(), &st) != 0) return {};  // whether it must be there is storage's call
-  if (!S_ISDIR(st.st_mode)) return log_dir + " is not a directory (" + file_kind(st.st_mode) + ")";
-  return log_files_regular(log_dir);
+  if (stat(log_dir.c_str(), &st) == 0) {  // whether it must be there is storage's call
+    if (!S_ISDIR(st.st_mode)) return log_dir + " is not a directory (" + file_kind(st.st_mode) + ")";
+    if (auto problem = log_files_regular(log_dir); !problem.empty()) return problem;
+  }
+  return read_marker();
+}
+
+std::string data_directory::read_marker() {
+  std::string marker, problem;
+  switch (read_regular(file(marker_name), small_file_bytes_max, marker, problem)) {
+    case read_status::refused: return problem;
+    case read_status::absent: return {};
+    case read_status::ok: break;
+  }
+  // mark() writes the marker aside, syncs it and renames it into place: no crash leaves
+  // it empty or partial. One that is was damaged, and so may be what it vouched for.
+  const auto damaged = file(marker_name) + " is " +
+                       (marker.find_first_not_of(" \t\r\n") == std::string::npos
+                          ? "empty"
+                          : "damaged (it names no format and id)") +
+                       ", which no crash leaves (it is written aside, synced and renamed): the "
+                       "directory was damaged; restore it from a backup";
+  std::istringstream in(marker);
+  std::string line, key, id;
+  unsigned version = 0;
+  while (std::getline(in, line)) {
+    std::istringstream l(line);
+    l >> key;
+    if (key == "format") l >> version;
+    if (key == "id") l >> id;
+  }
+  if (version == 0 || id.empty()) return damaged;
+  marked_format_ = version;
+  marked_id_ = id;
+  return {};
 }
 
 bool data_directory::in_use(const std::string& path) {

@@ -43,10 +43,12 @@ public:
 
 private:
   data_directory() = default;
-  // What a node and `holdfast check` both require before they read anything: every file
-  // they will read (the marker, the lock file, LMDB's files, the log's files) is a
-  // regular file or absent, and `log` a directory. Empty when so, else the problem.
-  std::string inspect() const;
+  // The verdict a node and `holdfast check` share, before either reads anything else:
+  // every file they will read (the marker, the lock file, LMDB's files, the log's files)
+  // is a regular file or absent, `log` a directory, and the marker, when there is one,
+  // names a format and an id (read into marked_*). Empty when so, else the problem.
+  std::string inspect();
+  std::string read_marker();  // inspect()'s last step
   std::string path_;
   std::string marked_id_;
   unsigned marked_format_ = 0;

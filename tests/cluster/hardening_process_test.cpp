@@ -187,6 +187,26 @@ TEST_F(hardening_process_test, a_fifo_directory_or_device_where_a_data_file_belo
   }
 }
 
+// check and the node disagreed: an empty holdfast.format was "damaged" to check while the
+// node rewrote it and started; `log/newest` as a directory was "ok" to check while the
+// node refused. Both come from one verdict now, and both refuse: neither is something a
+// crash leaves (both files are written aside, synced and renamed into place).
+TEST_F(hardening_process_test, check_and_the_node_give_one_verdict) {
+  stopped_directory_with_data();
+  auto empty_marker = copy_of_data("empty-marker");
+  std::ofstream(empty_marker + "/holdfast.format", std::ios::trunc).flush();
+  expect_refused_by_node_and_check(empty_marker, "holdfast.format is empty");
+
+  auto newest_directory = copy_of_data("newest-directory");
+  ASSERT_TRUE(std::filesystem::remove(newest_directory + "/log/newest"));
+  std::filesystem::create_directory(newest_directory + "/log/newest");
+  expect_refused_by_node_and_check(newest_directory,
+                                   "log/newest is not a regular file (a directory)");
+  // The directory they were copied from is sound to both.
+  EXPECT_EQ(cli({"check", "--data", data_}).status, 0);
+  start();
+}
+
 // Defects 4 and 6, through the CLI.
 TEST_F(hardening_process_test, the_cli_never_reports_an_ended_hold_as_reserved_nor_unreachable) {
   start();
