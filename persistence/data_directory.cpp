@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -138,7 +139,8 @@ std::unique_ptr<data_directory> data_directory::open(const std::string& path, mo
             (version == 1 ? " (start a node on it once to upgrade it)" : "");
     return nullptr;
   }
-  if (version == 0 && m == mode::read_only) {
+  // check reads what a first start left too: it judges it as the node would.
+  if (version == 0 && m == mode::read_only && !d->first_start_leftovers_) {
     error = path + " is not a Holdfast data directory (no " + marker_name + ")";
     return nullptr;
   }
@@ -154,7 +156,34 @@ std::string data_directory::inspect() {
     if (!S_ISDIR(st.st_mode)) return log_dir + " is not a directory (" + file_kind(st.st_mode) + ")";
     if (auto problem = log_files_regular(log_dir); !problem.empty()) return problem;
   }
-  return read_marker();
+  if (auto problem = read_marker(); !problem.empty() || marked_format_ != 0) return problem;
+  return unmarked_contents();
+}
+
+std::string data_directory::unmarked_contents() {
+  if (fresh()) return {};
+  // A first start makes the log directory (empty), then LMDB makes lock.mdb and data.mdb,
+  // then the marker is written aside and renamed: a start that died before the rename left
+  // some of these, and no record a node acknowledged (it serves only once marked).
+  // Whether LMDB's files hold anything is lmdb_env's to say.
+  const std::vector<std::string> first_start = {"data.mdb", "lock.mdb",
+                                                std::string(marker_name) + ".tmp"};
+  struct stat st;
+  const bool has_log = stat(file("log").c_str(), &st) == 0;
+  if (has_log && fresh(first_start)) {
+    first_start_leftovers_ = true;
+    return {};
+  }
+  auto with_log = first_start;
+  with_log.push_back("log");
+  if (!fresh(with_log)) return path_ + " is not empty and is not a Holdfast data directory";
+  if (stat(file("data.mdb").c_str(), &st) == 0)
+    return path_ + " has data (data.mdb" + (has_log ? " and a log" : "") +
+           ") but no holdfast.format: it lost its directory record; restore it from a "
+           "backup or remove the directory";
+  return path_ + " has " + (has_log ? "a log" : "LMDB's lock.mdb") +
+         " but no data.mdb nor holdfast.format: it lost its data; restore it from a backup or "
+         "remove the directory";
 }
 
 std::string data_directory::read_marker() {
@@ -199,11 +228,12 @@ data_directory::~data_directory() {
   if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
 }
 
-bool data_directory::fresh() const {
+bool data_directory::fresh(const std::vector<std::string>& also_ignored) const {
   DIR* dir = opendir(path_.c_str());
   if (!dir) return false;
   bool empty = true;
-  // lock.mdb is made with data.mdb: a directory with one and not the other lost data.
+  // LMDB's files count, unless named: whether they are what a first start left is
+  // unmarked_contents()'s to say.
   while (auto* e = readdir(dir)) {
     std::string name = e->d_name;
     if (name == "." || name == ".." || name == lock_name) continue;
@@ -211,6 +241,7 @@ bool data_directory::fresh() const {
     if (name == "identity" || name == "identity.tmp") continue;
     // The log directory is made first, empty, before anything is marked.
     if (name == "log" && empty_directory(path_ + "/log")) continue;
+    if (std::find(also_ignored.begin(), also_ignored.end(), name) != also_ignored.end()) continue;
     empty = false;
   }
   closedir(dir);

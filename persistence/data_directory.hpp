@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace holdfast {
 
@@ -34,8 +35,9 @@ public:
   unsigned marked_format() const { return marked_format_; }
   // Records `id` in holdfast.format (written to a temporary file, synced, renamed).
   bool mark(const std::string& id, std::string& error);
-  // True when the directory holds nothing but lock files.
-  bool fresh() const;
+  // True when the directory holds nothing but lock files (and an empty log directory),
+  // or nothing else but the names in `also_ignored`.
+  bool fresh(const std::vector<std::string>& also_ignored = {}) const;
 
   static std::string new_id();
   // True when a writer (a running node) holds the directory's lock.
@@ -48,10 +50,14 @@ private:
   // is a regular file or absent, `log` a directory, and the marker, when there is one,
   // names a format and an id (read into marked_*). Empty when so, else the problem.
   std::string inspect();
-  std::string read_marker();  // inspect()'s last step
+  std::string read_marker();  // inspect()'s steps
+  // Without a marker: new, what a first start left before it marked the directory
+  // (first_start_leftovers_), or refused.
+  std::string unmarked_contents();
   std::string path_;
   std::string marked_id_;
   unsigned marked_format_ = 0;
+  bool first_start_leftovers_ = false;  // unmarked, with LMDB's files and an empty log
   int lock_fd_ = -1;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -216,6 +217,44 @@ struct lmdb_env::impl {
     return st;
   }
 
+  // A directory without holdfast.format whose data.mdb holds nothing was left by a first
+  // start that died before marking it (LMDB had written its meta pages, perhaps Holdfast
+  // its databases and directory record): it is new. Empty when so, else what it holds.
+  // Nothing is created.
+  std::string first_start_leftover(MDB_txn* txn, int& rc) const {
+    static const std::vector<std::string> ours = {"skus", "hold_log", "finished_holds",
+                                                  "hold_index", "meta"};
+    MDB_dbi main = 0;
+    MDB_cursor* cursor = nullptr;
+    if ((rc = mdb_dbi_open(txn, nullptr, 0, &main)) != 0 ||
+        (rc = mdb_cursor_open(txn, main, &cursor)) != 0)
+      return {};
+    std::vector<std::string> names;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
+      names.emplace_back(static_cast<const char*>(k.mv_data), k.mv_size);
+    mdb_cursor_close(cursor);
+    if (rc != MDB_NOTFOUND) return {};
+    rc = 0;
+    size_t skus = 0, records = 0;
+    for (auto& name : names) {
+      if (std::find(ours.begin(), ours.end(), name) == ours.end())
+        return " is not Holdfast's (it holds '" + name +
+               "') and the directory has no holdfast.format: not a Holdfast data directory";
+      if (name == "meta") continue;  // the directory record: written with the databases
+      MDB_dbi dbi = 0;
+      MDB_stat st;
+      if ((rc = mdb_dbi_open(txn, name.c_str(), 0, &dbi)) != 0 || (rc = mdb_stat(txn, dbi, &st)) != 0)
+        return {};
+      (name == "skus" ? skus : records) += st.ms_entries;
+    }
+    if (skus + records == 0) return {};
+    return " holds " + std::to_string(skus) + " SKUs and " + std::to_string(records) +
+           " other records but the directory has no holdfast.format: it lost its directory "
+           "record; restore it from a backup";
+  }
+
   template <class Record>
   store_status get(MDB_dbi dbi, const std::string& key, Record& out) const {
     read_txn t(env);
@@ -264,13 +303,14 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
             ": refusing to serve an empty catalogue; restore the directory from a backup";
     return nullptr;
   }
-  if (marked.empty() && !has_data && !p->directory->fresh()) {
-    struct stat lock_stat;
-    bool had_lmdb = stat(p->directory->file("lock.mdb").c_str(), &lock_stat) == 0;
-    error = options.path +
-            (had_lmdb ? " has LMDB's lock.mdb but no data.mdb nor holdfast.format: it lost its "
-                        "data; restore it from a backup or remove the directory"
-                      : " is not empty and is not a Holdfast data directory");
+  // Unmarked, the directory is new or what a first start left (data_directory::open
+  // refused anything else); a reader gets here only in the second case.
+  const auto not_yet = options.path +
+                       " is not a Holdfast data directory yet (no holdfast.format): a first "
+                       "start stopped before it marked it, and its LMDB files hold nothing; a "
+                       "node started on it begins empty";
+  if (marked.empty() && read_only && !has_data) {
+    error = not_yet;
     return nullptr;
   }
   int rc = mdb_env_create(&p->env);
@@ -304,6 +344,15 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
   MDB_txn* txn = nullptr;
   if ((rc = mdb_txn_begin(p->env, nullptr, read_only ? MDB_RDONLY : 0, &txn)) != 0)
     return fail("txn_begin", rc);
+  if (marked.empty()) {
+    auto held = p->first_start_leftover(txn, rc);
+    if (rc != 0 || !held.empty() || read_only) {
+      mdb_txn_abort(txn);
+      if (rc != 0) return fail("read " + data_file, rc);
+      error = held.empty() ? not_yet : data_file + held;
+      return nullptr;
+    }
+  }
   unsigned create = read_only ? 0 : MDB_CREATE;
   if ((rc = mdb_dbi_open(txn, "skus", create, &p->skus)) != 0 ||
       (rc = mdb_dbi_open(txn, "hold_log", create, &p->hold_log)) != 0 ||
@@ -326,7 +375,7 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     return nullptr;
   }
   if (rc == MDB_NOTFOUND) {
-    if (has_data || read_only) {
+    if (!marked.empty() || read_only) {
       mdb_txn_abort(txn);
       error = data_file + " has no directory record: not Holdfast data of format " +
               std::to_string(data_directory::format);

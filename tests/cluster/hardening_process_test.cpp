@@ -207,6 +207,23 @@ TEST_F(hardening_process_test, check_and_the_node_give_one_verdict) {
   start();
 }
 
+// A first start killed after LMDB made its files and before holdfast.format was written
+// left a directory every later start refused. It starts now, as a new directory.
+TEST_F(hardening_process_test, a_first_start_killed_before_marking_leaves_a_directory_that_starts) {
+  std::filesystem::create_directories(data_ + "/log");
+  std::ofstream(data_ + "/lock.mdb").flush();
+  std::ofstream(data_ + "/data.mdb").flush();
+  auto check = run_command_for({HOLDFAST_BINARY, "check", "--data", data_}, 10s);
+  EXPECT_EQ(check.status, 1) << check.output;
+  EXPECT_NE(check.output.find("not a Holdfast data directory yet"), std::string::npos)
+    << check.output;
+  start();
+  ASSERT_EQ(cli_node({"sku", "create", "tee", "--stock", "3", "--price", "100"}).status, 0);
+  node_->terminate();
+  auto sound = cli({"check", "--data", data_});
+  EXPECT_EQ(sound.status, 0) << sound.output;
+}
+
 // Defects 4 and 6, through the CLI.
 TEST_F(hardening_process_test, the_cli_never_reports_an_ended_hold_as_reserved_nor_unreachable) {
   start();

@@ -3,6 +3,7 @@
 // defects 1 and 5).
 #include "test_support.hpp"
 
+#include <lmdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,33 @@ protected:
   }
   static bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
+  }
+  static void remove_log_contents(const std::string& directory) {
+    for (auto& e : std::filesystem::directory_iterator(directory + "/log"))
+      std::filesystem::remove(e.path());
+  }
+  // An LMDB environment made by LMDB alone in `directory` (the test reaches under
+  // persistence/ here on purpose: to leave what a crash leaves), with `records` keys in a
+  // database named `name` (none: no database at all, only LMDB's meta pages).
+  static void make_lmdb_environment(const std::string& directory, const char* name = nullptr,
+                                    int records = 0) {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+    ASSERT_EQ(mdb_env_open(env, directory.c_str(), 0, 0644), 0);
+    if (name) {
+      MDB_txn* txn = nullptr;
+      MDB_dbi dbi = 0;
+      ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+      ASSERT_EQ(mdb_dbi_open(txn, name, MDB_CREATE, &dbi), 0);
+      for (int i = 0; i < records; ++i) {
+        auto key = "key-" + std::to_string(i);
+        MDB_val k{key.size(), key.data()}, v{key.size(), key.data()};
+        ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+      }
+      ASSERT_EQ(mdb_txn_commit(txn), 0);
+    }
+    mdb_env_close(env);
   }
 
   temp_dir dir_;
@@ -148,6 +176,76 @@ TEST_F(directory_test, a_flipped_byte_in_a_record_is_caught_by_its_checksum) {
   auto report = env->check();
   ASSERT_FALSE(report.problems.empty());
   EXPECT_TRUE(contains(report.problems[0], "sku-123")) << report.problems[0];
+}
+
+// A first start makes the log directory, then LMDB makes lock.mdb and data.mdb and writes
+// its meta pages, then Holdfast commits its databases and directory record, then writes
+// holdfast.format aside and renames it. A start killed before the rename served nothing,
+// so nothing was acknowledged: yet every later start refused the directory ("lost its
+// data", "no directory record"). Each state it can leave starts as a new directory and
+// is marked; check says it is no Holdfast directory yet.
+TEST_F(directory_test, what_a_first_start_leaves_before_marking_starts_as_a_new_directory) {
+  auto leave = [&](const std::string& directory, int stage) {
+    std::filesystem::create_directories(directory + "/log");
+    std::ofstream(directory + "/lock.mdb").flush();
+    if (stage >= 1) std::ofstream(directory + "/data.mdb").flush();
+    if (stage >= 2) make_lmdb_environment(directory);  // LMDB's meta pages, nothing else
+    if (stage >= 3) {
+      std::string error;
+      ASSERT_TRUE(open(error, false, directory)) << error;
+      std::filesystem::remove(directory + "/holdfast.format");
+      remove_log_contents(directory);
+      std::ofstream(directory + "/holdfast.format.tmp") << "holdfast data directory\nformat 2\n";
+    }
+  };
+  for (int stage = 0; stage <= 3; ++stage) {
+    SCOPED_TRACE("stage " + std::to_string(stage));
+    auto directory = dir_.path() + "/first-start-" + std::to_string(stage);
+    leave(directory, stage);
+    std::string error;
+    EXPECT_FALSE(open(error, true, directory));
+    EXPECT_TRUE(contains(error, "not a Holdfast data directory yet")) << error;
+    {
+      auto env = open(error, false, directory);
+      ASSERT_TRUE(env) << error;
+      std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}}};
+      batch[0].sku.sku.sku = "tee";
+      batch[0].sku.sku.on_hand = batch[0].sku.sku.stocked = 3;
+      std::vector<store_status> status;
+      ASSERT_EQ(env->commit({{&batch, 1}}, status), store_status::ok);
+    }
+    EXPECT_TRUE(std::filesystem::exists(directory + "/holdfast.format"));
+    auto reader = open(error, true, directory);
+    ASSERT_TRUE(reader) << error;
+    sku_record r;
+    EXPECT_EQ(reader->read_sku("tee", r), store_status::ok);
+    EXPECT_TRUE(reader->check().problems.empty());
+  }
+}
+
+// What a first start leaves holds nothing. SKUs, or another program's data, without a
+// marker are not new: both tools refuse them.
+TEST_F(directory_test, data_without_a_marker_is_never_taken_for_a_new_directory) {
+  populate();
+  std::filesystem::remove(data_ + "/holdfast.format");
+  std::string error;
+  EXPECT_FALSE(open(error));
+  EXPECT_TRUE(contains(error, "lost its directory record")) << error;
+  remove_log_contents(data_);  // the log gone too: the SKUs in data.mdb still say it
+  for (bool read_only : {false, true}) {
+    EXPECT_FALSE(open(error, read_only));
+    EXPECT_TRUE(contains(error, "holds 300 SKUs")) << error;
+    EXPECT_TRUE(contains(error, "no holdfast.format")) << error;
+  }
+  EXPECT_FALSE(std::filesystem::exists(data_ + "/holdfast.format"));
+
+  auto foreign = dir_.path() + "/foreign-lmdb";
+  std::filesystem::create_directories(foreign + "/log");
+  make_lmdb_environment(foreign, "inventory", 5);
+  for (bool read_only : {false, true}) {
+    EXPECT_FALSE(open(error, read_only, foreign));
+    EXPECT_TRUE(contains(error, "is not Holdfast's")) << error;
+  }
 }
 
 }  // namespace
