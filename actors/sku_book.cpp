@@ -323,6 +323,21 @@ sku_result sku_book::snapshot(code status) const {
   return r;
 }
 
+namespace {
+
+// `stocked` only grows (every unit ever added, by restock or by an adjust upwards). Kept
+// at half the int64 range, so that the sums of the counters that make it up cannot
+// overflow either.
+bool overflows_stocked(const sku_info& s, int64_t added) {
+  return s.stocked > std::numeric_limits<int64_t>::max() / 2 - added;
+}
+
+sku_result stocked_overflow() {
+  return make_sku_error(code::invalid, "the change would overflow the stock counters");
+}
+
+}  // namespace
+
 sku_result sku_book::apply(const sku_op& op, sku_change& c) {
   auto& s = record_.sku;
   if (op.kind == sku_op_kind::create) {
@@ -336,14 +351,21 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
   if (!exists_) return make_sku_error(code::unknown_sku);
   switch (op.kind) {
     case sku_op_kind::restock:
-      if (s.stocked > std::numeric_limits<int64_t>::max() / 2 - op.amount)
-        return make_sku_error(code::invalid, "restock would overflow the stock counters");
+      // The edge checks the amount; only here is on_hand known.
+      if (op.amount > on_hand_max - s.on_hand)
+        return make_sku_error(code::invalid, "restock of " + std::to_string(op.amount) +
+                                               " would take on_hand from " +
+                                               std::to_string(s.on_hand) + " past " +
+                                               std::to_string(on_hand_max));
+      if (overflows_stocked(s, op.amount)) return stocked_overflow();
       s.on_hand += op.amount;
       s.stocked += op.amount;
       c.dirty = true;
       break;
     case sku_op_kind::adjust:
       if (op.amount < s.reserved) return snapshot(code::insufficient);
+      if (op.amount > s.on_hand && overflows_stocked(s, op.amount - s.on_hand))
+        return stocked_overflow();
       // A count above what is on hand adds stock; below it writes units off.
       if (op.amount > s.on_hand) s.stocked += op.amount - s.on_hand;
       else s.written_off += s.on_hand - op.amount;

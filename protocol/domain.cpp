@@ -132,8 +132,8 @@ std::string validate(const sku_op& op, const request_limits& limits) {
   if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
   switch (op.kind) {
     case sku_op_kind::create:
-      if (op.amount < 0 || op.amount > limits.qty_max)
-        return "stock must be within 0.." + std::to_string(limits.qty_max);
+      if (op.amount < 0 || op.amount > on_hand_max)
+        return "stock must be within 0.." + std::to_string(on_hand_max);
       if (op.price_cents < 0 || op.price_cents > limits.price_cents_max)
         return "price must be within 0.." + std::to_string(limits.price_cents_max) + " cents";
       return {};
@@ -142,8 +142,8 @@ std::string validate(const sku_op& op, const request_limits& limits) {
         return "restock qty must be within 1.." + std::to_string(limits.qty_max);
       return {};
     case sku_op_kind::adjust:
-      if (op.amount < 0 || op.amount > limits.qty_max)
-        return "on_hand must be within 0.." + std::to_string(limits.qty_max);
+      if (op.amount < 0 || op.amount > on_hand_max)
+        return "on_hand must be within 0.." + std::to_string(on_hand_max);
       return {};
     case sku_op_kind::query:
       return {};

@@ -96,11 +96,14 @@ struct sku_op {
 // it builds fits its key limit.
 constexpr size_t sku_bytes_max = 128;
 constexpr size_t hold_id_bytes_max = 256;
+// Most units an SKU has on hand: `create` and `adjust` set no more, a `restock` that would
+// take it past is invalid.
+constexpr int64_t on_hand_max = 1'000'000'000;
 
 // Limits every entry point enforces before anything reaches an actor.
 struct request_limits {
   size_t batch_size_max = 4096;
-  int64_t qty_max = 1'000'000'000;
+  int64_t qty_max = on_hand_max;  // of a reserve or a restock
   int64_t hold_ttl_min_ms = 1;
   int64_t hold_ttl_max_ms = 7LL * 24 * 3600 * 1000;
   int64_t price_cents_max = 1'000'000'000'000LL;

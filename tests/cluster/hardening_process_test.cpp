@@ -224,6 +224,18 @@ TEST_F(hardening_process_test, a_first_start_killed_before_marking_leaves_a_dire
   EXPECT_EQ(sound.status, 0) << sound.output;
 }
 
+// create and adjust stop at 1,000,000,000 units on hand; restock went past it.
+TEST_F(hardening_process_test, a_restock_past_the_stock_maximum_is_invalid_and_changes_nothing) {
+  start();
+  ASSERT_EQ(cli_node({"sku", "create", "big", "--stock", "1000000000", "--price", "1"}).status, 0);
+  auto past = cli_node({"--json", "restock", "big", "1"});
+  EXPECT_EQ(past.status, 2) << past.output;
+  EXPECT_EQ(json_of(past)["status"], "invalid") << past.output;
+  auto shown = json_of(cli_node({"--json", "sku", "show", "big"}));
+  EXPECT_EQ(shown["on_hand"], 1'000'000'000) << shown;
+  EXPECT_EQ(shown["stocked"], 1'000'000'000) << shown;
+}
+
 // Defects 4 and 6, through the CLI.
 TEST_F(hardening_process_test, the_cli_never_reports_an_ended_hold_as_reserved_nor_unreachable) {
   start();

@@ -2,6 +2,7 @@
 #include "test_support.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "actors/sku_book.hpp"
 
@@ -183,6 +184,66 @@ TEST_F(sku_book_test, an_overdue_hold_is_never_confirmed_however_bounded_the_exp
   EXPECT_EQ(book.record().sku.reserved, 0);
   auto again = sku_change(++seq_, now_ + 2'000, env_.get());
   EXPECT_EQ(book.apply(reserve("h999", 1'000), again.now_ms, again).status, code::hold_expired);
+}
+
+// create and adjust keep on_hand within on_hand_max; restock took it past (a restock's
+// amount is checked at the edge, which does not know on_hand). An invalid change answers
+// `invalid` and leaves the book and the batch untouched.
+TEST_F(sku_book_test, restock_never_takes_on_hand_past_its_maximum) {
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", on_hand_max - 5, 100}, c).status,
+            code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 5, 0}, c).status, code::ok);
+  ASSERT_EQ(book.record().sku.on_hand, on_hand_max);
+  book.seal(c);
+  for (int64_t amount : {int64_t{1}, on_hand_max}) {
+    auto past = change();
+    auto r = book.apply(sku_op{sku_op_kind::restock, "tee", amount, 0}, past);
+    EXPECT_EQ(r.status, code::invalid);
+    EXPECT_NE(r.message.find("past " + std::to_string(on_hand_max)), std::string::npos) << r.message;
+    EXPECT_TRUE(book.seal(past).empty());
+    EXPECT_EQ(book.record().sku.on_hand, on_hand_max);
+    EXPECT_EQ(book.record().sku.stocked, on_hand_max);
+  }
+  // Sold units make room again.
+  auto sell = change();
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", "h", 10, 60'000}, now_, sell).status,
+            code::ok);
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, sell).status,
+            code::ok);
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 11, 0}, sell).status, code::invalid);
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 10, 0}, sell).status, code::ok);
+  EXPECT_EQ(book.record().sku.on_hand, on_hand_max);
+  EXPECT_EQ(book.broken_invariant(), "");
+}
+
+// `stocked` counts every unit ever added and only grows: restock checked it against
+// overflow, an adjust upwards did not.
+TEST_F(sku_book_test, no_change_overflows_the_stocked_counter) {
+  const int64_t stocked_max = std::numeric_limits<int64_t>::max() / 2;
+  std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}}};
+  auto& old = batch[0].sku.sku;
+  old.sku = "tee";
+  old.stocked = old.written_off = stocked_max - 10;  // a long history, nothing on hand
+  std::vector<store_status> status;
+  ASSERT_EQ(env_->commit({{&batch, 1}}, status), store_status::ok);
+  sku_book book("tee", {});
+  ASSERT_EQ(book.load(*env_), "");
+  const auto before = book.record().sku;
+  for (auto op : {sku_op{sku_op_kind::restock, "tee", 11, 0}, sku_op{sku_op_kind::adjust, "tee", 11, 0}}) {
+    auto c = change();
+    auto r = book.apply(op, c);
+    EXPECT_EQ(r.status, code::invalid);
+    EXPECT_NE(r.message.find("overflow"), std::string::npos) << r.message;
+    EXPECT_TRUE(book.seal(c).empty());
+    EXPECT_EQ(book.record().sku.stocked, before.stocked);
+    EXPECT_EQ(book.record().sku.on_hand, 0);
+  }
+  auto c = change();
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::adjust, "tee", 10, 0}, c).status, code::ok);
+  EXPECT_EQ(book.record().sku.stocked, stocked_max);
+  EXPECT_EQ(book.broken_invariant(), "");
 }
 
 }  // namespace
