@@ -95,18 +95,22 @@ bool holds_nothing_else(const std::string& dir) {
   return !ec;
 }
 
-// Checks the directory's identity against this start; with `record`, writes what is
-// missing (a fresh directory's, or the cluster id of a record from before ids) and fills
-// `out` with what the directory now is. Called before the storage opens, recording (a
+// Checks the directory's identity against this start, writes what is missing (a fresh
+// directory's, or the cluster id of a record from before ids) and fills `out` with what
+// the directory now is. Called before the storage opens, recording (a
 // fresh directory is recorded before it holds any data, so a crash never leaves data
 // without its identity; a refused start touches nothing), and again with the directory
 // locked, in case another process recorded something else meanwhile.
-bool check_identity(const std::string& dir, const cluster_role* role, bool record,
+bool check_identity(const std::string& dir, const cluster_role* role, bool before_open, bool& had_data,
                     directory_identity& out, std::string& error) {
   directory_identity recorded;
   if (!read_identity(dir, recorded, error)) return false;
   auto wanted = wanted_identity(role);
-  bool has_data = !file_absent(dir + "/holdfast.format") || !file_absent(dir + "/data.mdb");
+  // Without the marker the storage decides: a first start's leftovers are fresh, anything
+  // with SKUs is refused (data_directory::inspect). Judged before the storage opens (which
+  // marks a fresh directory).
+  if (before_open) had_data = !file_absent(dir + "/holdfast.format");
+  bool has_data = had_data;
   if (auto why = identity_conflict(recorded, wanted, has_data); !why.empty()) {
     error = why;
     return false;
@@ -114,7 +118,10 @@ bool check_identity(const std::string& dir, const cluster_role* role, bool recor
   out = recorded;
   bool complete = recorded.kind != directory_identity::role::none &&
                   (recorded.kind == directory_identity::role::single || !recorded.cluster_id.empty());
-  if (!record || complete || (!has_data && !holds_nothing_else(dir))) return true;
+  // Before the storage opens, only a directory with nothing else in it is recorded (the
+  // storage refuses other content, and a refused start writes nothing); leftovers of a
+  // first start the storage accepts are recorded after it opened.
+  if (complete || (before_open && !has_data && !holds_nothing_else(dir))) return true;
   if (recorded.kind != directory_identity::role::none)
     spdlog::info("{}: recording its cluster id {} (the record predates cluster ids)", dir, wanted.cluster_id);
   wanted.generation = recorded.generation;
@@ -194,7 +201,8 @@ int run_node(const node_options& options) {
   directory_identity identity;
   std::error_code created;
   std::filesystem::create_directories(options.data_dir, created);
-  if (!check_identity(options.data_dir, effective.server.cluster.get(), true, identity, error)) {
+  bool had_data = false;
+  if (!check_identity(options.data_dir, effective.server.cluster.get(), true, had_data, identity, error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }
@@ -204,7 +212,7 @@ int run_node(const node_options& options) {
     return 2;
   }
   // Checked again with the directory locked: another process may have started on it.
-  if (!check_identity(options.data_dir, effective.server.cluster.get(), false, identity, error)) {
+  if (!check_identity(options.data_dir, effective.server.cluster.get(), false, had_data, identity, error)) {
     spdlog::critical("holdfast node: refusing to start on {}: {}", options.data_dir, error);
     return 2;
   }

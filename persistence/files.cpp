@@ -1,5 +1,7 @@
 #include "persistence/files.hpp"
 
+#include "persistence/regular_file.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,29 +28,15 @@ bool write_all(int fd, const std::string& text) {
 }  // namespace
 
 std::string read_small_file(const std::string& path, size_t max_bytes, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return "cannot read: " + errno_text();
-  struct stat st {};
   std::string problem;
-  if (::fstat(fd, &st) != 0)
-    problem = "cannot stat: " + errno_text();
-  else if (S_ISDIR(st.st_mode))
-    problem = "is a directory, not a file";
-  else if (!S_ISREG(st.st_mode))
-    problem = "not a regular file";
-  else if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    problem = "larger than " + std::to_string(max_bytes) + " bytes";
-  out.clear();
-  char buffer[8192];
-  while (problem.empty()) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) problem = "cannot read: " + errno_text();
-    if (n <= 0) break;
-    out.append(buffer, static_cast<size_t>(n));
-    if (out.size() > max_bytes) problem = "larger than " + std::to_string(max_bytes) + " bytes";
+  switch (read_regular(path, max_bytes, out, problem)) {
+    case read_status::ok: return "";
+    case read_status::absent: return "cannot read: " + std::string(std::strerror(ENOENT));
+    case read_status::refused: break;
   }
-  ::close(fd);
+  // read_regular names the path; callers here name it themselves.
+  if (problem.rfind(path, 0) == 0) problem = problem.substr(path.size());
+  while (!problem.empty() && (problem.front() == ':' || problem.front() == ' ')) problem.erase(problem.begin());
   return problem;
 }
 

@@ -191,7 +191,7 @@ TEST(cluster_file, only_a_regular_file_is_read) {
   cluster_config c;
   std::string error;
   EXPECT_FALSE(load_cluster_file(dir.string(), c, error));
-  EXPECT_NE(error.find("is a directory"), std::string::npos) << error;
+  EXPECT_NE(error.find("not a regular file (a directory)"), std::string::npos) << error;
   // A FIFO nobody writes to must not hang the reader (a node's start, a CLI call).
   auto fifo = (dir / "fifo").string();
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
