@@ -85,10 +85,12 @@ int restore(const context& ctx, const restore_args& a) {
     if (!said.alive.empty())
       return fail(ctx, "refused", "refusing to restore: " + said.alive +
                                     "; stop it (and be sure its directory is lost) before restoring a backup of it");
-    if (said.answered == 0 && cfg.members.size() > 1 && !a.force)
-      return fail(ctx, "refused", "refusing to restore: no other member answered, so nothing shows node " +
+    if (said.answered < (cfg.members.size() - 1) / 2 + 1 && cfg.members.size() > 1 && !a.force)
+      return fail(ctx, "refused", "refusing to restore: " + std::to_string(said.answered) +
+                                    " other members answered, fewer than a majority, so too little shows node " +
                                     std::to_string(identity.member) +
-                                    " is gone; bring a member up, or pass --force if you know it is");
+                                    " is gone and which generation is newest; bring them up, or pass --force if you "
+                                    "know it is gone");
     generation = std::max(generation, said.generation_seen);
     cfg_loaded = std::move(cfg);
   }
@@ -112,9 +114,16 @@ int restore(const context& ctx, const restore_args& a) {
     std::string refusals;
     for (auto& r : told.refused) refusals += "; " + r;
     bool live = refusals.find("already running") != std::string::npos;
-    if (live || (told.accepted == 0 && !a.force))
+    // A majority of the other members must record it (with three members: both others),
+    // so that a member which missed it, and would accept the replaced directory, is at most
+    // a minority.
+    size_t others = cfg_loaded.members.size() - 1, majority = others / 2 + 1;
+    if (live || (told.accepted < majority && !a.force))
       return fail(ctx, "refused", "restore stopped: " +
-                                    std::string(live ? "the member still runs" : "no member recorded the new generation") +
+                                    (live ? std::string("the member still runs")
+                                          : std::to_string(told.accepted) + " of the other " + std::to_string(others) +
+                                              " members recorded the new generation, fewer than a majority (" +
+                                              std::to_string(majority) + "); bring them up, or pass --force") +
                                     refusals + "; " + a.data + " stays a backup (it does not start)");
   }
   identity.backup = false;

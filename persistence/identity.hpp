@@ -29,7 +29,7 @@ struct directory_identity {
   // the newest they accepted and refuse a directory whose lineage lacks it, which is a
   // copy that fell behind another copy that ran since (cp -a, a second restore).
   std::vector<std::string> lineage;
-  static constexpr size_t lineage_max = 64;
+  static constexpr size_t lineage_max = 1024;  // restarts a down peer can miss and still accept
   // Appends a new random token (dropping the oldest past lineage_max).
   void extend_lineage();
 

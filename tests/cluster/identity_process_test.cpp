@@ -209,6 +209,20 @@ TEST_F(identity_test, a_frozen_member_that_wakes_after_a_restore_is_fenced) {
   EXPECT_EQ(on(1, [&](blocking_client& c) { return c.reserve(sku, 1, "via-1", 60'000); }).status, code::unavailable);
 }
 
+// The second adversarial pass: a restore that only node 1 recorded (node 3 down) let the
+// replaced node 2 sell through node 3 once node 1 was down. A restore now needs a majority
+// of the other members (with three: both) to record it.
+TEST_F(identity_test, a_restore_a_minority_could_confirm_is_refused) {
+  start();
+  ASSERT_EQ(holdfast({"backup", "--data", dir_ + "/c/node-2", "--to", dir_ + "/bk2"}).status, 0);
+  nodes_->kill9(2);
+  nodes_->kill9(3);
+  auto r = holdfast({"restore", "--from", dir_ + "/bk2", "--data", dir_ + "/r2", "--cluster", nodes_->file()});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("fewer than a majority"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ + "/r2/data.mdb")) << "nothing startable was made";
+}
+
 // A member that no peer has confirmed in this run serves nothing: it cannot tell a cold
 // start from a stale copy cut off from its cluster (the adversarial pass ran a replaced
 // directory with unreachable peers as a "lone survivor").
