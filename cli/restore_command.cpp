@@ -114,6 +114,12 @@ int restore(const context& ctx, const restore_args& a) {
     std::string refusals;
     for (auto& r : told.refused) refusals += "; " + r;
     bool live = refusals.find("already running") != std::string::npos;
+    // A member that refuses the announced generation as old or behind would fence the
+    // restored node for good: stop, and restore again (the next generation).
+    if (refusals.find("replaced by `holdfast restore`") != std::string::npos ||
+        refusals.find("is behind") != std::string::npos)
+      return fail(ctx, "refused", "restore stopped: a member knows a newer generation of node " +
+                                    std::to_string(identity.member) + refusals + "; run restore again with every member up");
     // A majority of the other members must record it (with three members: both others),
     // so that a member which missed it, and would accept the replaced directory, is at most
     // a minority.

@@ -125,6 +125,7 @@ bool check_identity(const std::string& dir, const cluster_role* role, bool befor
   if (recorded.kind != directory_identity::role::none)
     spdlog::info("{}: recording its cluster id {} (the record predates cluster ids)", dir, wanted.cluster_id);
   wanted.generation = recorded.generation;
+  wanted.lineage = recorded.lineage;  // the restore's announced token stays
   out = wanted;
   return write_identity(dir, wanted, error);
 }

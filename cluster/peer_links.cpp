@@ -4,6 +4,7 @@
 #include <kj/compat/tls.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <random>
 
@@ -62,6 +63,7 @@ struct peer_links::link {
   bool refused = false;       // the last hello was refused: say so, not "down"
   bool attempted = false;     // the first dial has ended (up, refused or failed)
   std::string fenced_why;     // this peer fenced this node, until it accepts a hello again
+  uint64_t dial_epoch = 0;    // freezes_ when the current dial began
 };
 
 peer_links::peer_links(kj::AsyncIoProvider& io, const cluster_role& role, kj::TlsContext* tls)
@@ -109,12 +111,14 @@ void peer_links::start() {
 // peers, and anything may have happened meanwhile (a restore of its member): it serves
 // nothing until a peer accepts it again.
 kj::Promise<void> peer_links::watch_freezes() {
-  return io_.getTimer().afterDelay(50 * kj::MILLISECONDS).then([this] {
+  auto tick_ms = std::max<int64_t>(5, cfg_.down_after_ms / 5);
+  return io_.getTimer().afterDelay(tick_ms * kj::MILLISECONDS).then([this] {
     auto now = steady_us() / 1000;
     if (confirmed_ && now - last_tick_ms_ > cfg_.down_after_ms) {
       spdlog::warn("this process was frozen for {} ms: it serves nothing until a peer accepts it again",
                    now - last_tick_ms_);
       confirmed_ = false;
+      ++freezes_;
       // Every link says hello again: that is how a peer accepts (or fences) it.
       for (auto& l : links_)
         if (l->interrupt) {
@@ -165,7 +169,8 @@ kj::Promise<void> peer_links::run(link& l) {
       if (partitioned(l.member->id)) return std::string("cut by the fault hook");
       l.refused = false;
       l.fenced_why.clear();
-      confirmed_ = true;
+      // A hello answered before this process was frozen says nothing about now.
+      if (l.dial_epoch == freezes_) confirmed_ = true;
       l.backoff_ms = cfg_.reconnect_min_ms;
       set_state(l, "up", "");
       first_attempt_done(l);
@@ -187,6 +192,7 @@ kj::Promise<void> peer_links::run(link& l) {
 
 kj::Promise<void> peer_links::dial(link& l) {
   l.refused = false;
+  l.dial_epoch = freezes_;
   return io_.getNetwork()
     .parseAddress(l.member->peer)
     .then([](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); })
@@ -338,7 +344,8 @@ hello_verdict judge_hello(const cluster_role& role, const hello_claim& hello) {
     return {"node " + from + " is already running here (incarnation " + std::to_string(hello.live_incarnation) +
               ", its link up and answering heartbeats); a second process with its identity (incarnation " +
               std::to_string(hello.incarnation) + ") is refused",
-            true};
+            false};  // not a fence: a restart may race its own old link's timeout; a real copy
+                     // is fenced by its lineage
   return {};
 }
 
@@ -392,6 +399,11 @@ hello_verdict peer_links::accept_lineage(uint32_t node, uint64_t generation, con
     at = comma + 1;
   }
   auto who = "node " + std::to_string(node);
+  constexpr uint64_t generation_max = uint64_t{1} << 48;
+  bool well_formed = generation <= generation_max && tokens.size() <= directory_identity::lineage_max;
+  for (auto& t : tokens)
+    well_formed = well_formed && t.size() == 16 && std::all_of(t.begin(), t.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  if (!well_formed) return {who + " sent a malformed generation or lineage"};
   auto known = records_.find(node);
   if (known != records_.end()) {
     auto& r = known->second;

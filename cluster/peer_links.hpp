@@ -106,7 +106,9 @@ private:
   std::map<uint32_t, peer_record> records_;  // what this node last accepted of each member
   bool confirmed_ = false;  // a peer accepted this node's hello in this run (and since the
                             // last freeze)
-  int64_t last_tick_ms_ = 0;  // steady clock, every 50 ms: a longer gap is a freeze
+  int64_t last_tick_ms_ = 0;  // steady clock, every down_after_ms / 5: a longer gap than
+                              // down_after_ms is a freeze
+  uint64_t freezes_ = 0;      // freezes seen; a hello answered across one does not confirm
   kj::Promise<void> watch_freezes();
   size_t unattempted_ = 0;
   struct join_state;  // resolved when every link made its first attempt

@@ -199,6 +199,9 @@ struct connection_state {
   // Questions the peer asked (calls, bootstraps) and has not finished: Cap'n Proto keeps
   // each one's answer until the peer's Finish, so they are memory the peer holds here.
   int64_t unfinished = 0;
+  // Past this, nothing more is read from the connection: the sweeper closes it. (Reading on
+  // until the sweep let a fast client put thousands more past the limit.)
+  int64_t unfinished_max = INT64_MAX;
 
   bool ever_read = false;  // a connection that never sends a byte is closed sooner
 
@@ -283,6 +286,7 @@ public:
     : forwarding_stream(kj::mv(inner)), state_(std::move(state)) {}
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
+    if (state_->unfinished > state_->unfinished_max) return kj::Promise<size_t>(kj::NEVER_DONE);
     if (state_->writes_pending > 0) {
       auto paf = kj::newPromiseAndFulfiller<void>();
       state_->resume_reading = kj::mv(paf.fulfiller);
@@ -326,6 +330,7 @@ private:
 // This node's own actors, reached through the bridge, each call answered by its deadline
 // (`--request-timeout-ms`) on the network thread's own timer: outcome_unknown then.
 struct local_node {
+  local_node(caf::actor b, kj::Timer& t, int64_t timeout) : bridge(std::move(b)), timer(t), timeout_ms(timeout) {}
   caf::actor bridge;
   kj::Timer& timer;
   int64_t timeout_ms;
@@ -926,13 +931,13 @@ struct rpc_server::impl {
         refuse("too many handshakes from a host that is not a member's; refused");
         return false;
       }
-      if (pending >= handshakes_max) {
-        refuse("handshake table full; the oldest silent connection gave its slot away");
-        (oldest_silent ? oldest_silent : oldest)->drop();
-      }
       if (established >= established_max) {
         refuse("too many member connections; refused");
         return false;
+      }
+      if (pending >= handshakes_max) {
+        refuse("handshake table full; the oldest silent connection gave its slot away");
+        (oldest_silent ? oldest_silent : oldest)->drop();
       }
       return true;
     };
@@ -1028,13 +1033,16 @@ struct rpc_server::impl {
             if (accept_log.allow(suppressed))
               spdlog::warn("refusing a connection: {} open (--connections-max); {} more refused",
                            open.size(), suppressed);
-            tell_and_close(kj::mv(stream), refused_connection_text + std::to_string(open.size()) +
-                                             " connections open (--connections-max); back off and retry");
+            // A TLS client would read a plaintext answer as a broken handshake: it is only closed.
+            if (!client_tls)
+              tell_and_close(kj::mv(stream), refused_connection_text + std::to_string(open.size()) +
+                                               " connections open (--connections-max); back off and retry");
             return accept_next();
           }
           count(&counters::accepted);
           auto state = std::make_shared<connection_state>();
           state->last_read_ms = steady_ms();
+          state->unfinished_max = static_cast<int64_t>(options.connection_unfinished_max);
           auto closed = kj::newPromiseAndFulfiller<void>();
           state->close = kj::mv(closed.fulfiller);
           auto position = open.insert(open.end(), state);

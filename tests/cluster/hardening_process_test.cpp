@@ -180,7 +180,9 @@ TEST_F(hardening_process_test, a_fifo_directory_or_device_where_a_data_file_belo
     auto copy = copy_of_data("case-" + std::to_string(i));
     auto path = copy + "/" + c.file;
     ASSERT_TRUE(std::filesystem::remove(path));
-    if (c.kind == "a FIFO") ASSERT_EQ(mkfifo(path.c_str(), 0644), 0);
+    if (c.kind == "a FIFO") {
+      ASSERT_EQ(mkfifo(path.c_str(), 0644), 0);
+    }
     if (c.kind == "a directory") std::filesystem::create_directory(path);
     if (c.kind == "a character device") std::filesystem::create_symlink("/dev/null", path);
     expect_refused_by_node_and_check(copy, c.file + " is not a regular file (" + c.kind + ")");

@@ -71,8 +71,11 @@ TEST_F(identity_test, a_backup_never_starts_as_it_is_and_restore_refuses_while_i
     ASSERT_TRUE(wait_until([&] { return on(1, [&](blocking_client& c) { return c.query_sku(sku); }).status == code::ok; }, 10s));
     EXPECT_EQ(on(1, [&](blocking_client& c) { return c.reserve(sku, 3, "after-restore", 60'000); }).status, code::ok);
     auto links = on(1, [](blocking_client& c) { return c.status(); }).links;
-    for (auto& l : links)
-      if (l.node == 2) EXPECT_EQ(l.generation, 2u);
+    for (auto& l : links) {
+      if (l.node == 2) {
+        EXPECT_EQ(l.generation, 2u);
+      }
+    }
   }
   // The directory the restore replaced is refused by every peer: it serves nothing.
   nodes_->start(2);
