@@ -66,13 +66,17 @@ std::atomic<pid_t> interrupt_pids[interrupt_slots];
 std::once_flag interrupt_installed;
 
 extern "C" void kill_registered_children(int signal) {
-  for (auto& slot : interrupt_pids)
-    if (pid_t pid = slot.load(); pid > 0) ::kill(pid, SIGKILL);
+  kill_registered_now();
   ::signal(signal, SIG_DFL);
   ::raise(signal);
 }
 
 }  // namespace
+
+void kill_registered_now() {
+  for (auto& slot : interrupt_pids)
+    if (pid_t pid = slot.load(); pid > 0) ::kill(pid, SIGKILL);
+}
 
 void kill_on_interrupt(pid_t pid) {
   std::call_once(interrupt_installed, [] {

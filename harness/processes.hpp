@@ -44,6 +44,9 @@ int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace);
 // stopped or released (`cluster up` releases them on purpose).
 void kill_on_interrupt(pid_t pid);
 void forget_on_interrupt(pid_t pid);
+// SIGKILLs every registered child now (async-signal-safe): for a harness about to die
+// without running destructors (a sanitizer's report, an abort).
+void kill_registered_now();
 // True when `pid` no longer runs: no such process, or a zombie its parent has not reaped.
 bool process_gone(pid_t pid);
 

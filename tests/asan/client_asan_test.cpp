@@ -5,6 +5,8 @@
 // local of a function that has returned (KJ's then(f) on an lvalue keeps a reference).
 #include <gtest/gtest.h>
 
+#include <sanitizer/common_interface_defs.h>
+
 #include <filesystem>
 
 #include "cluster/client.hpp"
@@ -18,6 +20,12 @@ extern "C" const char* __asan_default_options() {
 
 namespace holdfast {
 namespace {
+
+// A sanitizer report ends the process without destructors: the nodes it started go too.
+const bool nodes_die_with_us = [] {
+  __sanitizer_set_death_callback(+[] { kill_registered_now(); });
+  return true;
+}();
 
 class client_asan_test : public ::testing::Test {
 protected:
