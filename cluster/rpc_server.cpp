@@ -410,7 +410,6 @@ struct network_context {
     uint32_t from = 0;
     kj::Own<kj::PromiseFulfiller<void>> close;
     std::string source;           // the dialer's host
-    int64_t accepted_ms = 0;
     bool handshaken = false;      // TLS done: it holds a certificate of the cluster CA
     std::shared_ptr<bool> heard = std::make_shared<bool>(false);  // a byte arrived
     void drop() {
@@ -956,7 +955,6 @@ struct rpc_server::impl {
             auto closed = kj::newPromiseAndFulfiller<void>();
             in->close = kj::mv(closed.fulfiller);
             in->source = source;
-            in->accepted_ms = steady_ms();
             raw.stream = kj::heap<first_byte_stream>(kj::mv(raw.stream), in->heard);
             auto position = net.peers_in.insert(net.peers_in.end(), in);
             kj::Promise<kj::AuthenticatedStream> ready =
