@@ -1,6 +1,8 @@
 #include "actors/sku_book.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 
@@ -21,7 +23,14 @@ hold_result with_hold(code status, const hold_info& h) {
 }
 
 bool same_arguments(const hold_record& h, const hold_op& op) {
-  return h.hold.qty == op.qty && h.ttl_ms == op.ttl_ms;
+  return h.hold.qty == op.qty && h.ttl_ms == op.ttl_ms && h.user == op.user;
+}
+
+std::string buyer_key(const std::string& sku, const std::string& user) {
+  std::string key = sku;
+  key.push_back('\0');
+  key += user;
+  return key;
 }
 
 }  // namespace
@@ -50,6 +59,8 @@ std::string sku_book::load(const storage& env) {
   deadlines_.clear();
   finishing_.clear();
   finishing_order_.clear();
+  hold_users_.clear();
+  buyers_.clear();
   auto status = env.read_sku(sku_, record_);
   if (status == store_status::not_found) {
     record_ = sku_record{};
@@ -70,7 +81,14 @@ std::string sku_book::load(const storage& env) {
   for (auto& h : holds) {
     reserved += h.hold.qty;
     deadlines_.push_back({h.hold.deadline_ms, h.hold.hold_id});
-    active_[h.hold.hold_id] = active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms};
+    active_[h.hold.hold_id] = active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms, h.lease()};
+    if (h.user.empty()) continue;
+    hold_users_[h.hold.hold_id] = h.user;
+    if (record_.sku.limit_per_user == 0) continue;
+    buyer* b = nullptr;
+    if (auto st = find_buyer(h.user, env, b); st != store_status::ok)
+      return "the buyer record of user '" + h.user + "': " + to_string(st);
+    b->held += h.hold.qty;
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
   // Snapshot and holds are written in one transaction: they agree, or the data is bad.
@@ -87,9 +105,9 @@ void sku_book::clamp_deadlines(sku_change& c) {
   last_now_ms_ = c.now_ms;
   bool cut = false;
   active_.each([&](const std::string& id, active_hold& h) {
-    if (h.deadline_ms <= c.now_ms + h.ttl_ms) return;
-    h.deadline_ms = c.now_ms + h.ttl_ms;
-    c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active)});
+    if (h.deadline_ms <= c.now_ms + h.lease_ms) return;
+    h.deadline_ms = c.now_ms + h.lease_ms;
+    c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(id, h, hold_state::active), {}});
     c.dirty = true;
     cut = true;
   });
@@ -111,6 +129,37 @@ hold_record sku_book::to_record(const std::string& hold_id, const active_hold& h
   hold_record r;
   r.hold = {hold_id, sku_, h.qty, state, h.deadline_ms};
   r.ttl_ms = h.ttl_ms;
+  if (h.lease_ms > h.ttl_ms) r.lease_ms = h.lease_ms;
+  if (!hold_users_.empty())
+    if (auto* user = hold_users_.find(hold_id)) r.user = *user;
+  return r;
+}
+
+store_status sku_book::find_buyer(const std::string& user, const storage& env, buyer*& out) {
+  if ((out = buyers_.find(user))) return store_status::ok;
+  std::string value;
+  buyer fresh;
+  auto st = env.read_record(record_space::buyer, buyer_key(sku_, user), value);
+  if (st == store_status::ok) {
+    char* end = nullptr;
+    errno = 0;
+    fresh.bought = std::strtoll(value.c_str(), &end, 10);
+    if (value.empty() || errno != 0 || *end != '\0' || fresh.bought < 0) return store_status::corrupt;
+  } else if (st != store_status::not_found) {
+    return st;
+  }
+  out = &(buyers_[user] = fresh);
+  return store_status::ok;
+}
+
+hold_result sku_book::over_limit(const std::string& user, const buyer& b, int64_t qty) const {
+  const auto limit = record_.sku.limit_per_user;
+  hold_result r;
+  r.status = code::limit_reached;
+  r.available = std::max<int64_t>(0, limit - b.held - b.bought);
+  r.message = "sku '" + sku_ + "' sells at most " + std::to_string(limit) + " per user; user '" +
+              user + "' holds " + std::to_string(b.held) + " and bought " +
+              std::to_string(b.bought) + ", asked for " + std::to_string(qty);
   return r;
 }
 
@@ -153,7 +202,21 @@ hold_record sku_book::finish(const std::string& hold_id, hold_state to, sku_chan
     s.on_hand -= rec.hold.qty;
     s.sold += rec.hold.qty;
   }
-  c.mutations.push_back(mutation{mutation::put_hold, {}, rec});
+  if (!rec.user.empty()) {
+    hold_users_.erase(hold_id);
+    if (auto* b = s.limit_per_user > 0 ? buyers_.find(rec.user) : nullptr) {
+      b->held -= rec.hold.qty;
+      if (to == hold_state::confirmed) {
+        b->bought += rec.hold.qty;
+        // In the same batch as the confirm: the count and the sale land together.
+        mutation m;
+        m.kind = mutation::put_record;
+        m.record = {record_space::buyer, buyer_key(sku_, rec.user), std::to_string(b->bought), false};
+        c.mutations.push_back(std::move(m));
+      }
+    }
+  }
+  c.mutations.push_back(mutation{mutation::put_hold, {}, rec, {}});
   c.dirty = true;
   finishing_[rec.hold.hold_id] = {c.seq, rec};
   finishing_order_.emplace_back(c.seq, rec.hold.hold_id);
@@ -262,6 +325,25 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     }
   }
   auto& s = record_.sku;
+  buyer* b = nullptr;
+  if (s.limit_per_user > 0) {
+    if (op.user.empty()) {
+      give_back();
+      return make_hold_error(code::invalid, "sku '" + sku_ + "' sells at most " +
+                                              std::to_string(s.limit_per_user) +
+                                              " per user: a reserve must name its user");
+    }
+    if (auto st = find_buyer(op.user, *c.env, b); st != store_status::ok) {
+      give_back();
+      return make_hold_error(code::unavailable, "the buyer record of user '" + op.user +
+                                                  "' on sku '" + sku_ + "' cannot be read: " +
+                                                  to_string(st));
+    }
+    if (b->held + b->bought + op.qty > s.limit_per_user) {
+      give_back();
+      return over_limit(op.user, *b, op.qty);
+    }
+  }
   if (s.available() < op.qty) {
     give_back();
     hold_result r;
@@ -270,21 +352,26 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     return r;
   }
   if (claim == hold_claims::outcome::fresh) claimed_.emplace_back(c.seq, op.hold_id);
-  active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms};
+  active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms, op.ttl_ms};
   s.reserved += op.qty;
   s.active_holds += 1;
+  if (!op.user.empty()) hold_users_[op.hold_id] = op.user;
+  if (b) b->held += op.qty;
   auto rec = to_record(op.hold_id, h, hold_state::active);
   active_[op.hold_id] = h;
   push_deadline(h.deadline_ms, op.hold_id);
   auto r = ok(rec.hold);
-  c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec)});
+  c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec), {}});
   c.dirty = true;
   return r;
 }
 
 hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   const bool confirming = op.kind == hold_op_kind::confirm;
+  const bool extending = op.kind == hold_op_kind::extend;
   hold_record done;
+  if (auto* h = active_.find(op.hold_id); h && extending && h->deadline_ms > c.now_ms)
+    return ok(extend(op.hold_id, *h, op.ttl_ms, c).hold);
   if (auto* h = active_.find(op.hold_id)) {
     // A hold past its deadline has expired, whether or not an expiry batch (bounded)
     // has reached it yet: it is never confirmed late.
@@ -294,7 +381,7 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
     }
     done = finish(op.hold_id, hold_state::expired, c);
     if (op.kind == hold_op_kind::query) return ok(done.hold);
-    return confirming ? with_hold(code::hold_expired, done.hold) : ok(done.hold);
+    return confirming || extending ? with_hold(code::hold_expired, done.hold) : ok(done.hold);
   }
   if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok) {
     if (found != store_status::not_found) return unreadable(sku_, op.hold_id, found);
@@ -307,6 +394,8 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   }
   const auto state = done.hold.state;
   if (op.kind == hold_op_kind::query) return ok(done.hold);
+  if (extending)
+    return with_hold(state == hold_state::expired ? code::hold_expired : code::wrong_state, done.hold);
   if (confirming) {
     if (state == hold_state::confirmed) return ok(done.hold);
     return with_hold(state == hold_state::expired ? code::hold_expired : code::wrong_state,
@@ -314,6 +403,20 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   }
   // Release of an expired hold already has what release wants: the units are back.
   return state == hold_state::confirmed ? with_hold(code::wrong_state, done.hold) : ok(done.hold);
+}
+
+// Never shortens: a repeated or late extend leaves a later deadline alone.
+hold_record sku_book::extend(const std::string& hold_id, active_hold& h, int64_t ttl_ms,
+                             sku_change& c) {
+  auto deadline = c.now_ms + ttl_ms;
+  if (deadline > h.deadline_ms) {
+    h.deadline_ms = deadline;
+    h.lease_ms = std::max(h.lease_ms, ttl_ms);
+    push_deadline(deadline, hold_id);
+    c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(hold_id, h, hold_state::active), {}});
+    c.dirty = true;
+  }
+  return to_record(hold_id, h, hold_state::active);
 }
 
 sku_result sku_book::snapshot(code status) const {
@@ -345,6 +448,8 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
     exists_ = true;
     s.on_hand = s.stocked = op.amount;
     s.price_cents = op.price_cents;
+    s.title = op.title;
+    s.limit_per_user = op.limit_per_user;
     c.dirty = true;
     return snapshot();
   }
@@ -382,7 +487,7 @@ std::vector<mutation> sku_book::seal(sku_change& c) {
   if (!c.dirty) return {};
   record_.earliest_deadline_ms = earliest_deadline_ms();
   auto mutations = std::move(c.mutations);
-  mutations.push_back(mutation{mutation::put_sku, record_, {}});
+  mutations.push_back(mutation{mutation::put_sku, record_, {}, {}});
   return mutations;
 }
 

@@ -100,6 +100,7 @@ private:
     int64_t qty;
     int64_t deadline_ms;
     int64_t ttl_ms;
+    int64_t lease_ms;  // max(ttl_ms, every extend's ttl): a restart cuts to now + this
   };
   struct deadline_entry {
     int64_t deadline_ms;
@@ -113,6 +114,7 @@ private:
   hold_record to_record(const std::string& hold_id, const active_hold& h, hold_state state) const;
   hold_result reserve(const hold_op& op, int64_t now_ms, sku_change& c);
   hold_result end_hold(const hold_op& op, sku_change& c);
+  hold_record extend(const std::string& hold_id, active_hold& h, int64_t ttl_ms, sku_change& c);
   hold_result repeated(const hold_record& done, const hold_op& op) const;
   // Ends the active hold `hold_id` (it must be active).
   hold_record finish(const std::string& hold_id, hold_state to, sku_change& c);
@@ -121,6 +123,14 @@ private:
   void push_deadline(int64_t deadline_ms, const std::string& hold_id);
   void rebuild_deadlines();
   void drop_stale_deadlines();
+  // A per-user limit counts each user's units in active holds and bought.
+  struct buyer {
+    int64_t held = 0;
+    int64_t bought = 0;  // as in the user's buyer record (persistence/records.hpp)
+  };
+  // The user's counts, read from storage the first time; null when unreadable.
+  store_status find_buyer(const std::string& user, const storage& env, buyer*& out);
+  hold_result over_limit(const std::string& user, const buyer& b, int64_t qty) const;
 
   std::string sku_;
   sku_book_policy policy_;
@@ -138,6 +148,11 @@ private:
   // Hold ids claimed by reserves whose batch is not yet durable: (seq, hold id).
   std::deque<std::pair<uint64_t, std::string>> claimed_;
   int64_t last_now_ms_ = 0;  // the latest wall-clock time seen, to notice a step back
+  // The user of each active hold that named one (most do not: no entry, no cost).
+  flat_string_map<std::string> hold_users_;
+  // SKUs with a per-user limit: every user seen while this book lived. Never evicted:
+  // memory runs ahead of the buyer records, so a re-read could be behind.
+  flat_string_map<buyer> buyers_;
   void release_claims(uint64_t up_to_seq);
 };
 

@@ -195,10 +195,12 @@ caf::result<std::vector<sku_result>> create_batch(self_ptr self, std::vector<sku
     rec.sku.sku = op.sku;
     rec.sku.on_hand = rec.sku.stocked = op.amount;
     rec.sku.price_cents = op.price_cents;
+    rec.sku.title = op.title;
+    rec.sku.limit_per_user = op.limit_per_user;
     write_batch batch;
     batch.epoch = st.create_epoch;
     batch.seq = ++st.create_seq;
-    batch.mutations.push_back(mutation{mutation::put_sku, rec, {}});
+    batch.mutations.push_back(mutation{mutation::put_sku, rec, {}, {}});
     st.creating.insert(op.sku);
     st.creates[batch.seq] = {op.sku, [answer, info = rec.sku](const store_status* why) {
                                if (!why) {
@@ -230,7 +232,7 @@ void route_one(self_ptr self, hold_op op, int attempt, hold_done done);
 // id), the reserve is tried again, a few times at most.
 void resolve_conflict(self_ptr self, hold_op op, hold_result conflict, int attempt,
                       hold_done done) {
-  hold_op query{hold_op_kind::query, conflict.hold.sku, op.hold_id, 0, 0};
+  hold_op query{hold_op_kind::query, conflict.hold.sku, op.hold_id, 0, 0, {}};
   auto owner = query.sku;
   with_actor(
     self, owner, false,
@@ -489,7 +491,7 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       auto count = static_cast<int64_t>(due.size());
       for (auto& sku : due) {
         // A query is answered only once the actor's start-up expiry is durable.
-        sku_op query{sku_op_kind::query, sku, 0, 0};
+        sku_op query{sku_op_kind::query, sku, 0, 0, {}};
         auto done = [rp, remaining, count]() mutable {
           if (--*remaining == 0) rp.deliver(count);
         };
@@ -538,6 +540,17 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
       }
       if (st.wakeups.capacity() > 2 * st.wakeups.size() + 1024) st.wakeups.shrink_to_fit();
       arm_wakeup(self);
+    },
+    [self](list_skus_atom, const sku_list_query& query) {
+      sku_page page;
+      std::string problem;
+      auto st = self->state.ctx.env->list_skus(query, page, problem);
+      if (st != store_status::ok) {
+        page = sku_page{};
+        page.partial = "the catalog cannot be read: " + std::string(to_string(st)) +
+                       (problem.empty() ? "" : " (" + problem + ")");
+      }
+      return page;
     },
     [self](stats_atom) {
       auto s = self->state.stats;

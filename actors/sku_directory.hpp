@@ -49,6 +49,8 @@ using directory_actor = caf::typed_actor<
   caf::reacts_to<passivated_atom, std::string, bool, int64_t>,
   // Ends holds that expired while the node was down; replies with how many SKUs had some.
   caf::replies_to<recover_atom>::with<int64_t>,
+  // One page of the catalog from storage (durable state); a read failure is `partial`.
+  caf::replies_to<list_skus_atom, sku_list_query>::with<sku_page>,
   caf::reacts_to<idle_check_atom>,
   caf::reacts_to<wake_atom>,
   caf::replies_to<stats_atom>::with<directory_stats>>;

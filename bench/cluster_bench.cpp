@@ -115,7 +115,7 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
 void create(const std::string& address, const client_options& options, const std::vector<std::string>& skus) {
   blocking_client admin(address, options);
   std::vector<sku_op> ops;
-  for (auto& s : skus) ops.push_back({sku_op_kind::create, s, 1'000'000'000, 100});
+  for (auto& s : skus) ops.push_back({sku_op_kind::create, s, 1'000'000'000, 100, {}});
   for (auto& r : admin.create_skus(ops))
     if (r.status != code::ok && r.status != code::sku_exists)
       throw std::runtime_error(std::string("cannot create the SKUs: ") + to_string(r.status) + " " + r.message);

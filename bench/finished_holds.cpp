@@ -50,8 +50,8 @@ int run_finished_holds(const finished_holds_options& o) {
       for (int64_t first = 0; first < o.holds; first += static_cast<int64_t>(batch)) {
         std::vector<hold_op> reserves, confirms;
         for (int64_t i = first; i < std::min<int64_t>(o.holds, first + static_cast<int64_t>(batch)); ++i) {
-          reserves.push_back({hold_op_kind::reserve, "churn", id(i), 1, 3'600'000});
-          confirms.push_back({hold_op_kind::confirm, "churn", id(i), 0, 0});
+          reserves.push_back({hold_op_kind::reserve, "churn", id(i), 1, 3'600'000, {}});
+          confirms.push_back({hold_op_kind::confirm, "churn", id(i), 0, 0, {}});
         }
         c.async().reserve_batch(reserves).wait(c.io().waitScope);
         for (auto& r : c.async().confirm_batch(confirms).wait(c.io().waitScope))

@@ -27,7 +27,7 @@ kj::Promise<void> load_thread::loop(size_t conn) {
   if (t0 >= stop_at) return kj::READY_NOW;
   auto hold_id = uuid_ids ? uuid_v4(rng) : prefix + std::to_string(next_id++);
   auto& sku = skus.size() == 1 ? skus[0] : skus[rng() % skus.size()];
-  hold_op op{hold_op_kind::reserve, sku, std::move(hold_id), 1, ttl_ms};
+  hold_op op{hold_op_kind::reserve, sku, std::move(hold_id), 1, ttl_ms, {}};
   return links[conn].send(op).then([this, conn, t0](hold_result r) {
     if (r.status == code::ok) {
       ++granted;

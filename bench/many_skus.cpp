@@ -106,7 +106,7 @@ int run_many_skus(const many_skus_options& o) {
             [&](client& c, int64_t b) {
               std::vector<sku_op> ops;
               for (int64_t i = b * per; i < std::min(o.skus, (b + 1) * per); ++i)
-                ops.push_back({sku_op_kind::create, sku_name(i), 1'000, 100});
+                ops.push_back({sku_op_kind::create, sku_name(i), 1'000, 100, {}});
               return c.create_skus(ops).then([&created](std::vector<sku_result> rs) {
                 for (auto& r : rs) created += r.status == code::ok;
                 return true;
@@ -115,7 +115,7 @@ int run_many_skus(const many_skus_options& o) {
     } else {
       created = drive(io, clients, o.skus, o.outstanding, "created", quiet,
                       [](client& c, int64_t i) {
-                        return c.sku({sku_op_kind::create, sku_name(i), 1'000, 100})
+                        return c.sku({sku_op_kind::create, sku_name(i), 1'000, 100, {}})
                           .then([](sku_result r) { return r.status == code::ok; });
                       });
     }
@@ -132,7 +132,7 @@ int run_many_skus(const many_skus_options& o) {
     auto granted = drive(io, clients, o.holds, o.outstanding, "reserved", quiet,
                          [&](client& c, int64_t i) {
                            hold_op op{hold_op_kind::reserve, sku_name(pick(rng)),
-                                      "h" + std::to_string(i), 1, 3'600'000};
+                                      "h" + std::to_string(i), 1, 3'600'000, {}};
                            return c.reserve(op).then(
                              [](hold_result r) { return r.status == code::ok; });
                          });

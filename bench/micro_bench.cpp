@@ -17,7 +17,7 @@ namespace holdfast {
 namespace {
 
 hold_op sample_op(int64_t i) {
-  return {hold_op_kind::reserve, "flash-tee", "order-" + std::to_string(i), 1, 900'000};
+  return {hold_op_kind::reserve, "flash-tee", "order-" + std::to_string(i), 1, 900'000, {}};
 }
 
 void reserve_batch_round_trip(benchmark::State& state) {
@@ -105,10 +105,10 @@ void sku_book_reserve_release(benchmark::State& state) {
   const int64_t now_ms = 1'800'000'000'000;
   {
     sku_change c(++seq, now_ms, scratch.env.get());
-    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
+    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999, {}}, c);
     for (size_t i = 0; i < standing; ++i)
       book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "standing-" + std::to_string(i), 1,
-                         900'000},
+                         900'000, {}},
                  now_ms, c);
     book.seal(c);
     book.durable(seq);
@@ -118,8 +118,8 @@ void sku_book_reserve_release(benchmark::State& state) {
   for (auto _ : state) {
     for (size_t i = 0; i < batch; ++i) {
       auto id = "order-" + std::to_string(next_id++);
-      reserves[i] = {hold_op_kind::reserve, "flash-tee", id, 1, 900'000};
-      releases[i] = {hold_op_kind::release, "flash-tee", std::move(id), 0, 0};
+      reserves[i] = {hold_op_kind::reserve, "flash-tee", id, 1, 900'000, {}};
+      releases[i] = {hold_op_kind::release, "flash-tee", std::move(id), 0, 0, {}};
     }
     for (auto* ops : {&reserves, &releases}) {
       sku_change c(++seq, now_ms, scratch.env.get());
@@ -149,7 +149,7 @@ void sku_book_expire(benchmark::State& state) {
   int64_t now_ms = 1'800'000'000'000;
   {
     sku_change c(++seq, now_ms, scratch.env.get());
-    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999}, c);
+    book.apply(sku_op{sku_op_kind::create, "flash-tee", int64_t{1} << 40, 1999, {}}, c);
     book.seal(c);
   }
   uint64_t next_id = 0;
@@ -159,7 +159,7 @@ void sku_book_expire(benchmark::State& state) {
       sku_change c(++seq, now_ms, scratch.env.get());
       for (size_t i = 0; i < batch; ++i)
         book.apply(hold_op{hold_op_kind::reserve, "flash-tee", "o-" + std::to_string(next_id++),
-                           1, 1000},
+                           1, 1000, {}},
                    now_ms, c);
       book.seal(c);
       book.durable(seq);
@@ -219,11 +219,11 @@ void snapshot_writer(benchmark::State& state) {
       hold_record h;
       h.hold = {id, "flash-tee", 1, hold_state::active, 1'800'000'000'000};
       h.ttl_ms = 900'000;
-      batch.push_back(mutation{mutation::put_hold, {}, h});
+      batch.push_back(mutation{mutation::put_hold, {}, h, {}});
     }
     sku.sku.reserved += static_cast<int64_t>(n);
     sku.sku.active_holds += static_cast<int64_t>(n);
-    batch.push_back(mutation{mutation::put_sku, sku, {}});
+    batch.push_back(mutation{mutation::put_sku, sku, {}, {}});
     std::vector<store_status> status;
     scratch.env->commit({{&batch, writer}}, status);
     state.ResumeTiming();

@@ -27,7 +27,7 @@ json to_json(const sku_info& s) {
   return {{"sku", s.sku},           {"on_hand", s.on_hand},   {"reserved", s.reserved},
           {"available", s.available()}, {"price", s.price_cents}, {"sold", s.sold},
           {"stocked", s.stocked},   {"written_off", s.written_off},
-          {"active_holds", s.active_holds}};
+          {"active_holds", s.active_holds}, {"title", s.title}, {"limit_per_user", s.limit_per_user}};
 }
 
 int exit_code(code c) {
@@ -42,7 +42,7 @@ int print(const hold_result& r, bool as_json, const char* verb) {
   if (as_json) {
     json j{{"status", to_string(r.status)}};
     if (has_hold) j.update(to_json(r.hold));
-    if (r.status == code::out_of_stock) j["available"] = r.available;
+    if (r.status == code::out_of_stock || r.status == code::limit_reached) j["available"] = r.available;
     if (!r.message.empty()) j["error"] = r.message;
     std::cout << dump(j) << "\n";
   } else if (r.status == code::ok) {
@@ -52,6 +52,7 @@ int print(const hold_result& r, bool as_json, const char* verb) {
   } else {
     std::cerr << to_string(r.status);
     if (r.status == code::out_of_stock) std::cerr << ": " << r.available << " available";
+    if (r.status == code::limit_reached) std::cerr << ": " << r.available << " more for this user";
     if (has_hold)
       std::cerr << ": hold " << r.hold.hold_id << " on " << r.hold.sku << " is "
                 << to_string(r.hold.state) << " (qty " << r.hold.qty << ")";
@@ -73,7 +74,8 @@ int print(const sku_result& r, bool as_json) {
     const auto& s = r.sku;
     std::cout << s.sku << ": on_hand " << s.on_hand << ", reserved " << s.reserved
               << ", available " << s.available() << ", price " << s.price_cents
-              << " cents, sold " << s.sold << ", active holds " << s.active_holds << "\n";
+              << " cents, sold " << s.sold << ", active holds " << s.active_holds
+              << (s.title.empty() ? "" : ", title \"" + s.title + "\"") << "\n";
   } else {
     std::cerr << to_string(r.status) << (r.message.empty() ? "" : ": " + r.message) << "\n";
   }
@@ -81,9 +83,33 @@ int print(const sku_result& r, bool as_json) {
 }
 
 struct arguments {
-  std::string sku, hold_id, ttl = "15m";
-  int64_t stock = 0, price = 0, qty = 0;
+  std::string sku, hold_id, ttl = "15m", title, user;
+  int64_t stock = 0, price = 0, qty = 0, limit_per_user = 0;
+  sku_list_query list;
+  bool partial_ok = false;
 };
+
+// One page of the catalog. A page missing members
+// fails unless `partial_ok`: a storefront that pages on would skip their SKUs for good.
+int print(const sku_page& page, bool as_json, bool partial_ok, const context& ctx) {
+  if (!page.invalid.empty()) return fail(ctx, "invalid", page.invalid);
+  if (!page.partial.empty() && !partial_ok)
+    return fail(ctx, "unavailable", "some members could not be asked (--partial lists the rest): " + page.partial);
+  if (as_json) {
+    json list = json::array();
+    for (auto& s : page.skus) list.push_back(to_json(s));
+    json j{{"status", "ok"}, {"skus", list}, {"next", page.next}};
+    if (!page.partial.empty()) j["partial"] = page.partial;
+    std::cout << dump(j) << "\n";
+    return 0;
+  }
+  for (auto& s : page.skus)
+    std::cout << s.sku << "\t" << s.available() << " available\t" << s.price_cents << " cents\t"
+              << s.title << "\n";
+  if (!page.next.empty()) std::cout << "# more: --after " << page.next << "\n";
+  if (!page.partial.empty()) std::cerr << "partial: " << page.partial << "\n";
+  return 0;
+}
 
 // Connects, runs one call, prints its answer. A call that reached the node but lost its
 // connection is not "unreachable": a mutation's outcome is then unknown.
@@ -117,14 +143,29 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
     });
   };
 
-  auto* sku_cmd = app.add_subcommand("sku", "create or show an SKU");
+  auto* sku_cmd = app.add_subcommand("sku", "create, show or list SKUs");
   sku_cmd->require_subcommand(1);
   auto* sku_create = sku_cmd->add_subcommand("create", "create an SKU");
   sku_create->add_option("SKU", a->sku)->required();
   sku_create->add_option("--stock", a->stock, "units on hand")->required();
   sku_create->add_option("--price", a->price, "price in cents")->required();
+  sku_create->add_option("--title", a->title, "what a storefront shows (free text)");
+  sku_create->add_option("--limit-per-user", a->limit_per_user,
+                         "units one user may hold and buy in all (reserves must then name --user)");
   on(sku_create, true, [a, &ctx](blocking_client& c) {
-    return print(c.create_sku(a->sku, a->stock, a->price), ctx.as_json);
+    return print(c.create_sku(a->sku, a->stock, a->price, a->title, a->limit_per_user), ctx.as_json);
+  });
+  auto* sku_list = sku_cmd->add_subcommand(
+    "list", "page through the catalog with availability, from every member, in SKU order");
+  sku_list->add_option("--prefix", a->list.prefix, "only SKUs whose names start with it");
+  sku_list->add_option("--after", a->list.after, "only SKUs after this name (the last page's 'next')");
+  sku_list->add_option("--limit", a->list.limit, "at most this many (1..1000)")
+    ->default_val(sku_list_limit_default);
+  sku_list->add_flag("--partial", a->partial_ok,
+                     "print what the reachable members have when some cannot be asked");
+  on(sku_list, false, [a, &ctx](blocking_client& c) {
+    if (a->list.limit == 0) return fail(ctx, "invalid", "--limit must be within 1..1000");
+    return print(c.list_skus(a->list), ctx.as_json, a->partial_ok, ctx);
   });
   auto* sku_show = sku_cmd->add_subcommand("show", "show an SKU");
   sku_show->add_option("SKU", a->sku)->required();
@@ -137,10 +178,11 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   reserve_cmd->add_option("--hold", a->hold_id, "hold id (idempotency key)")->required();
   reserve_cmd->add_option("--ttl", a->ttl, "how long the hold lasts: 500ms, 30s, 15m, 2h")
     ->capture_default_str();
+  reserve_cmd->add_option("--user", a->user, "who buys (an SKU with a per-user limit needs it)");
   on(reserve_cmd, true, [a, &ctx](blocking_client& c) {
     auto ttl_ms = parse_duration_ms(a->ttl);
     if (ttl_ms <= 0) return fail(ctx, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
-    return print(c.reserve(a->sku, a->qty, a->hold_id, ttl_ms), ctx.as_json, "reserved");
+    return print(c.reserve(a->sku, a->qty, a->hold_id, ttl_ms, a->user), ctx.as_json, "reserved");
   });
 
   auto* confirm_cmd = app.add_subcommand("confirm", "turn a hold into a sale");
@@ -155,6 +197,16 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   on(release_cmd, true, [a, &ctx](blocking_client& c) {
     return print(c.release(a->hold_id, a->sku), ctx.as_json, "released");
   });
+  auto* extend_cmd = app.add_subcommand("extend", "make a hold last at least --ttl from now");
+  extend_cmd->add_option("HOLD", a->hold_id)->required();
+  extend_cmd->add_option("--ttl", a->ttl, "500ms, 30s, 15m, 2h")->required();
+  extend_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
+  on(extend_cmd, true, [a, &ctx](blocking_client& c) {
+    auto ttl_ms = parse_duration_ms(a->ttl);
+    if (ttl_ms <= 0) return fail(ctx, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
+    return print(c.extend(a->hold_id, ttl_ms, a->sku), ctx.as_json, "extended");
+  });
+
   auto* hold_cmd = app.add_subcommand("hold", "inspect holds");
   hold_cmd->require_subcommand(1);
   auto* hold_show = hold_cmd->add_subcommand("show", "show a hold");

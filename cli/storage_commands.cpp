@@ -43,7 +43,7 @@ nlohmann::json checked(const std::string& path) {
            {"skus", r.skus},
            {"active_holds", r.active_holds},
            {"finished_holds", r.finished_holds},
-           {"index_entries", r.index_entries},
+           {"index_entries", r.index_entries}, {"records", r.records},
            {"snapshot_position", r.snapshot_position},
            {"log_records", r.log_records},
            {"log_torn_bytes", r.log_torn_bytes},

@@ -68,7 +68,7 @@ struct client::impl {
     unsigned in_flight = 0;
     bool send_scheduled = false;
   };
-  lane lanes[4];  // by hold_op_kind
+  lane lanes[hold_op_kinds];  // by hold_op_kind
   client::batching batched;
   batch_errors errors;
   kj::TaskSet tasks{errors};
@@ -352,6 +352,20 @@ kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op>
                                    calls);
 }
 
+kj::Promise<sku_page> forward_list(client& c, sku_list_query query, const std::string& who,
+                                   kj::Canceler& calls) {
+  // Wrapped as an Own: GCC 12 warns (falsely) about the page's strings inside the
+  // canceler's ExceptionOr<sku_page>.
+  auto call = c.list_skus(query, true).then([](sku_page p) { return kj::heap<sku_page>(std::move(p)); });
+  return calls.wrap(kj::mv(call)).then(
+    [](kj::Own<sku_page> p) { return std::move(*p); },
+    [who](kj::Exception&& e) {
+      sku_page p;
+      p.partial = who + ": " + describe(e);
+      return p;
+    });
+}
+
 kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
                                              client_options options) {
   return connect_stream(io, address, options)
@@ -423,6 +437,12 @@ kj::Promise<hold_result> client::impl::one(hold_op op) {
       call = req.send().then(kj::cp(read));
       break;
     }
+    case hold_op_kind::extend: {
+      auto req = inventory.extendRequest();
+      codec::write(req.initHold(), op);
+      call = req.send().then(kj::cp(read));
+      break;
+    }
     default: {
       auto req = inventory.queryHoldRequest();
       codec::write(req.initHold(), op);
@@ -443,6 +463,19 @@ kj::Promise<hold_result> client::release(const std::string& hold_id, const std::
 
 kj::Promise<hold_result> client::query_hold(const std::string& hold_id, const std::string& sku) {
   return impl_->one(ref(hold_op_kind::query, hold_id, sku));
+}
+
+kj::Promise<hold_result> client::extend(const std::string& hold_id, int64_t ttl_ms,
+                                        const std::string& sku) {
+  auto op = ref(hold_op_kind::extend, hold_id, sku);
+  op.ttl_ms = ttl_ms;
+  return impl_->one(std::move(op));
+}
+
+kj::Promise<sku_page> client::list_skus(const sku_list_query& query, bool local_only) {
+  auto req = impl_->inventory.listSkusRequest();
+  codec::write(req.initQuery(), query, local_only);
+  return impl_->or_timeout(req.send().then([](auto r) { return codec::read(r.getPage()); }));
 }
 
 namespace {
@@ -481,6 +514,11 @@ kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
       fill(req.initHolds(ops.size()));
       return req.send().then(kj::cp(read));
     }
+    case hold_op_kind::extend: {
+      auto req = inventory.extendBatchRequest();
+      fill(req.initHolds(ops.size()));
+      return req.send().then(kj::cp(read));
+    }
     case hold_op_kind::query:
       break;
   }
@@ -499,6 +537,10 @@ kj::Promise<std::vector<hold_result>> client::release_batch(const std::vector<ho
   return impl_->deadline(impl_->batch(hold_op_kind::release, ops), hold_op_kind::release,
                          ops.size());
 }
+kj::Promise<std::vector<hold_result>> client::extend_batch(const std::vector<hold_op>& ops) {
+  return impl_->deadline(impl_->batch(hold_op_kind::extend, ops), hold_op_kind::extend,
+                         ops.size());
+}
 
 kj::Promise<sku_result> client::sku(const sku_op& op) {
   auto late = make_sku_error(op.kind == sku_op_kind::query ? code::unavailable : code::outcome_unknown,
@@ -514,6 +556,8 @@ kj::Promise<std::vector<sku_result>> client::create_skus(const std::vector<sku_o
     r.setSku(ops[i].sku);
     r.setStock(ops[i].amount);
     r.setPriceCents(ops[i].price_cents);
+    r.setTitle(ops[i].title);
+    r.setLimitPerUser(ops[i].limit_per_user);
   }
   auto n = ops.size();
   auto call = req.send().then([n](auto response) {
@@ -538,6 +582,8 @@ kj::Promise<sku_result> client::send_sku(const sku_op& op) {
       req.setSku(op.sku);
       req.setStock(op.amount);
       req.setPriceCents(op.price_cents);
+      req.setTitle(op.title);
+      req.setLimitPerUser(op.limit_per_user);
       return req.send().then(kj::cp(read));
     }
     case sku_op_kind::restock: {
@@ -583,8 +629,9 @@ T blocking_client::wait(kj::Promise<T>&& p) {
 }
 
 hold_result blocking_client::reserve(const std::string& sku, int64_t qty,
-                                     const std::string& hold_id, int64_t ttl_ms) {
-  return wait(client_->reserve({hold_op_kind::reserve, sku, hold_id, qty, ttl_ms}));
+                                     const std::string& hold_id, int64_t ttl_ms,
+                                     const std::string& user) {
+  return wait(client_->reserve({hold_op_kind::reserve, sku, hold_id, qty, ttl_ms, user}));
 }
 hold_result blocking_client::confirm(const std::string& hold_id, const std::string& sku) {
   return wait(client_->confirm(hold_id, sku));
@@ -595,20 +642,28 @@ hold_result blocking_client::release(const std::string& hold_id, const std::stri
 hold_result blocking_client::query_hold(const std::string& hold_id, const std::string& sku) {
   return wait(client_->query_hold(hold_id, sku));
 }
-sku_result blocking_client::create_sku(const std::string& sku, int64_t stock, int64_t price) {
-  return wait(client_->sku({sku_op_kind::create, sku, stock, price}));
+sku_result blocking_client::create_sku(const std::string& sku, int64_t stock, int64_t price,
+                                       const std::string& title, int64_t limit_per_user) {
+  return wait(client_->sku({sku_op_kind::create, sku, stock, price, title, limit_per_user}));
+}
+hold_result blocking_client::extend(const std::string& hold_id, int64_t ttl_ms,
+                                    const std::string& sku) {
+  return wait(client_->extend(hold_id, ttl_ms, sku));
+}
+sku_page blocking_client::list_skus(const sku_list_query& query) {
+  return wait(client_->list_skus(query));
 }
 std::vector<sku_result> blocking_client::create_skus(const std::vector<sku_op>& ops) {
   return wait(client_->create_skus(ops));
 }
 sku_result blocking_client::query_sku(const std::string& sku) {
-  return wait(client_->sku({sku_op_kind::query, sku, 0, 0}));
+  return wait(client_->sku({sku_op_kind::query, sku, 0, 0, {}}));
 }
 sku_result blocking_client::restock(const std::string& sku, int64_t qty) {
-  return wait(client_->sku({sku_op_kind::restock, sku, qty, 0}));
+  return wait(client_->sku({sku_op_kind::restock, sku, qty, 0, {}}));
 }
 sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
-  return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0}));
+  return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0, {}}));
 }
 
 node_status blocking_client::status() { return wait(client_->status()); }

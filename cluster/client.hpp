@@ -69,6 +69,11 @@ std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, con
 kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
                                                   const std::string& who, kj::Canceler& calls);
 
+// A member's own catalog page through `c`; never rejects: a failed call is a page whose
+// `partial` names `who` and why.
+kj::Promise<sku_page> forward_list(client& c, sku_list_query query, const std::string& who,
+                                   kj::Canceler& calls);
+
 class client {
 public:
   static kj::Promise<kj::Own<client>> connect(kj::AsyncIoProvider& io, const std::string& address,
@@ -91,10 +96,18 @@ public:
   kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
   kj::Promise<hold_result> release(const std::string& hold_id, const std::string& sku = {});
   kj::Promise<hold_result> query_hold(const std::string& hold_id, const std::string& sku = {});
+  // The hold lasts at least ttl_ms from now (never shortened); an ended hold answers its
+  // final state.
+  kj::Promise<hold_result> extend(const std::string& hold_id, int64_t ttl_ms,
+                                  const std::string& sku = {});
+  // One page of the catalog from every member (`local_only`: this node's SKUs only). A
+  // lost answer rejects: a listing changes nothing, the caller just asks again.
+  kj::Promise<sku_page> list_skus(const sku_list_query& query, bool local_only = false);
   // Batches: ops of one kind; the kind is the method's.
   kj::Promise<std::vector<hold_result>> reserve_batch(const std::vector<hold_op>& ops);
   kj::Promise<std::vector<hold_result>> confirm_batch(const std::vector<hold_op>& ops);
   kj::Promise<std::vector<hold_result>> release_batch(const std::vector<hold_op>& ops);
+  kj::Promise<std::vector<hold_result>> extend_batch(const std::vector<hold_op>& ops);
   kj::Promise<sku_result> sku(const sku_op& op);
   // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
@@ -120,11 +133,14 @@ public:
   ~blocking_client();
 
   hold_result reserve(const std::string& sku, int64_t qty, const std::string& hold_id,
-                      int64_t ttl_ms);
+                      int64_t ttl_ms, const std::string& user = {});
   hold_result confirm(const std::string& hold_id, const std::string& sku = {});
   hold_result release(const std::string& hold_id, const std::string& sku = {});
   hold_result query_hold(const std::string& hold_id, const std::string& sku = {});
-  sku_result create_sku(const std::string& sku, int64_t stock, int64_t price_cents);
+  sku_result create_sku(const std::string& sku, int64_t stock, int64_t price_cents,
+                        const std::string& title = {}, int64_t limit_per_user = 0);
+  hold_result extend(const std::string& hold_id, int64_t ttl_ms, const std::string& sku = {});
+  sku_page list_skus(const sku_list_query& query);
   std::vector<sku_result> create_skus(const std::vector<sku_op>& ops);
   node_status status();
   std::vector<member_address> members(std::string* cluster = nullptr);

@@ -100,6 +100,7 @@ struct cluster_client::impl final : transport {
       case hold_op_kind::confirm: call = c->confirm(op.hold_id, op.sku); break;
       case hold_op_kind::release: call = c->release(op.hold_id, op.sku); break;
       case hold_op_kind::query: call = c->query_hold(op.hold_id, op.sku); break;
+      case hold_op_kind::extend: call = c->extend(op.hold_id, op.ttl_ms, op.sku); break;
     }
     return call.catch_([this, &m, node, query](kj::Exception&& e) {
       note_failure(m, e);
@@ -114,6 +115,16 @@ struct cluster_client::impl final : transport {
       return std::vector<sku_result>(ops.size(),
                                      make_sku_error(code::unavailable, who(node) + ": " + m.last_error));
     return forward_skus(*c, std::move(ops), who(node), m.calls);
+  }
+  kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) override {
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c) {
+      sku_page p;
+      p.partial = who(node) + ": " + m.last_error;
+      return p;
+    }
+    return forward_list(*c, std::move(query), who(node), m.calls);
   }
 };
 
@@ -185,6 +196,9 @@ kj::Promise<std::vector<hold_result>> cluster_client::submit(std::vector<hold_op
 }
 kj::Promise<std::vector<sku_result>> cluster_client::skus(std::vector<sku_op> ops) {
   return impl_->route->skus(std::move(ops));
+}
+kj::Promise<sku_page> cluster_client::list_skus(sku_list_query query) {
+  return impl_->route->list_skus(std::move(query));
 }
 uint32_t cluster_client::owner(const std::string& sku) const { return impl_->route->owner(sku); }
 const std::vector<member_address>& cluster_client::members() const { return impl_->addresses; }

@@ -34,6 +34,8 @@ public:
   kj::Promise<std::vector<hold_result>> submit(std::vector<hold_op> ops);
   // One SKU operation of any kind, or many creates.
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
+  // One page of the catalog, asked of every member (see router::list_skus).
+  kj::Promise<sku_page> list_skus(sku_list_query query);
   uint32_t owner(const std::string& sku) const;
   const std::vector<member_address>& members() const;
   // Auto-batching over every member's connection so far.

@@ -314,6 +314,16 @@ kj::Promise<std::vector<sku_result>> peer_links::sku_ops(uint32_t node, std::vec
   return forward_skus(*l->inventory, std::move(ops), "node " + std::to_string(node), l->calls);
 }
 
+kj::Promise<sku_page> peer_links::list_skus(uint32_t node, sku_list_query query) {
+  auto* l = find(node);
+  if (!l || l->state != "up" || !l->inventory) {
+    sku_page p;
+    p.partial = why_not_up(node, l);
+    return p;
+  }
+  return forward_list(*l->inventory, std::move(query), "node " + std::to_string(node), l->calls);
+}
+
 std::string peer_links::why_not_up(uint32_t node, const link* l) const {
   if (!l) return "node " + std::to_string(node) + " is not a member";
   return "node " + std::to_string(node) + " is " + l->state +

@@ -1,5 +1,6 @@
 #include "cluster/router.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -166,6 +167,36 @@ kj::Promise<std::vector<sku_result>> router::skus(std::vector<sku_op> ops) {
     return remote_.sku_ops(node, std::move(part));
   };
   return scatter<sku_op, sku_result>(std::move(ops), self_, owner_of, send);
+}
+
+sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit) {
+  sku_page out;
+  bool more = false;
+  for (auto& p : pages) {
+    if (!p.partial.empty()) out.partial += (out.partial.empty() ? "" : "; ") + p.partial;
+    more = more || !p.next.empty();
+    for (auto& s : p.skus) out.skus.push_back(std::move(s));
+  }
+  std::sort(out.skus.begin(), out.skus.end(),
+            [](const sku_info& a, const sku_info& b) { return a.sku < b.sku; });
+  if (out.skus.size() > limit) {
+    out.skus.resize(limit);
+    more = true;
+  }
+  if (more && !out.skus.empty()) out.next = out.skus.back().sku;
+  return out;
+}
+
+kj::Promise<sku_page> router::list_skus(sku_list_query query) {
+  if (query.limit == 0) query.limit = sku_list_limit_default;
+  auto pages = kj::heapArrayBuilder<kj::Promise<sku_page>>(where_.nodes().size());
+  for (auto node : where_.nodes())
+    pages.add(node == self_ && local_.list ? local_.list(query) : remote_.list_skus(node, query));
+  return kj::joinPromises(pages.finish()).then([limit = query.limit](kj::Array<sku_page> all) {
+    return merge_pages(std::vector<sku_page>(std::make_move_iterator(all.begin()),
+                                             std::make_move_iterator(all.end())),
+                       limit);
+  });
 }
 
 }  // namespace holdfast

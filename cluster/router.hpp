@@ -29,12 +29,16 @@ public:
   virtual kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) = 0;
   // One operation of any kind, or many creates.
   virtual kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) = 0;
+  // `node`'s own page of the catalog. Never rejects: a node that cannot be asked answers
+  // a page with `partial` naming it.
+  virtual kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) = 0;
 };
 
 // This node's own actors, with the same contracts as the transport's.
 struct local_calls {
   std::function<kj::Promise<std::vector<hold_result>>(std::vector<hold_op>)> holds;
   std::function<kj::Promise<std::vector<sku_result>>(std::vector<sku_op>)> skus;
+  std::function<kj::Promise<sku_page>(sku_list_query)> list;
 };
 
 class router {
@@ -44,6 +48,8 @@ public:
   // Operations of one kind.
   kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops);
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
+  // One page of the whole catalog: every member's page, merged in name order.
+  kj::Promise<sku_page> list_skus(sku_list_query query);
   uint32_t owner(const std::string& sku) const { return where_.owner(sku); }
   uint32_t self() const { return self_; }
   uint64_t forwarded() const { return forwarded_; }  // operations sent to other nodes
@@ -60,5 +66,10 @@ private:
 // node that has the hold wins; else a lost answer (the hold may have changed there),
 // else a node that could not be asked, else unknown_hold.
 hold_result combine_lookups(const std::vector<hold_result>& answers);
+
+// Members' pages of one query merged: each holds its first `limit` names after the
+// cursor, so the first `limit` of their union are the catalog's. `next` is set when any
+// member has more; `partial` names every member that could not be asked.
+sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit);
 
 }  // namespace holdfast

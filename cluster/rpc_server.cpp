@@ -40,6 +40,7 @@ using hold_completion = std::shared_ptr<completion<std::vector<hold_result>>>;
 using sku_completion = std::shared_ptr<completion<sku_result>>;
 using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
 using stats_completion = std::shared_ptr<completion<directory_stats>>;
+using page_completion = std::shared_ptr<completion<sku_page>>;
 
 }  // namespace holdfast
 
@@ -47,6 +48,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::hold_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::sku_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::page_completion)
 
 namespace holdfast {
 namespace {
@@ -79,6 +81,13 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
     [=](sku_op_atom, sku_op& op, sku_completion& done) {
       ask(self, directory, sku_op_atom_v, std::move(op), done,
           [](const std::string& why) { return make_sku_error(code::outcome_unknown, why); });
+    },
+    [=](list_skus_atom, sku_list_query& query, page_completion& done) {
+      ask(self, directory, list_skus_atom_v, std::move(query), done, [](const std::string& why) {
+        sku_page p;
+        p.partial = why;
+        return p;
+      });
     },
     [=](stats_atom, int, stats_completion& done) {
       self->request(directory, caf::infinite, stats_atom_v)
@@ -388,6 +397,14 @@ struct local_node {
     });
   }
 
+  kj::Promise<sku_page> list(sku_list_query query) {
+    return ask<sku_page>(list_skus_atom_v, std::move(query), 1, [](const std::string& why) {
+      sku_page p;
+      p.partial = why;
+      return p;
+    });
+  }
+
   kj::Promise<directory_stats> stats() {
     return ask<directory_stats>(stats_atom_v, 0, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
   }
@@ -432,6 +449,22 @@ struct network_context {
     auto& a = samples.front();
     auto& b = samples.back();
     return b.first > a.first ? (b.second - a.second) * 1000.0 / (b.first - a.first) : 0;
+  }
+  // This node's own page of the catalog; a node that may not serve answers none, and says
+  // why in `partial`.
+  kj::Promise<sku_page> local_list(sku_list_query query) {
+    auto who = "node " + std::to_string(role ? role->self : 0);
+    if (links) {
+      if (auto why = links->not_serving(); !why.empty()) {
+        sku_page p;
+        p.partial = who + ": " + why;
+        return p;
+      }
+    }
+    return local.list(std::move(query)).then([who](sku_page p) {
+      if (!p.partial.empty()) p.partial = who + ": " + p.partial;
+      return p;
+    });
   }
   void close_peers(const std::set<uint32_t>& from) {
     for (auto& p : peers_in)
@@ -478,18 +511,18 @@ public:
   kj::Promise<void> createSku(CreateSkuContext ctx) override {
     auto p = ctx.getParams();
     return sku_call(ctx, {sku_op_kind::create, codec::str(p.getSku()), p.getStock(),
-                          p.getPriceCents()});
+                          p.getPriceCents(), codec::str(p.getTitle()), p.getLimitPerUser()});
   }
   kj::Promise<void> querySku(QuerySkuContext ctx) override {
-    return sku_call(ctx, {sku_op_kind::query, codec::str(ctx.getParams().getSku()), 0, 0});
+    return sku_call(ctx, {sku_op_kind::query, codec::str(ctx.getParams().getSku()), 0, 0, {}});
   }
   kj::Promise<void> restock(RestockContext ctx) override {
     auto p = ctx.getParams();
-    return sku_call(ctx, {sku_op_kind::restock, codec::str(p.getSku()), p.getQty(), 0});
+    return sku_call(ctx, {sku_op_kind::restock, codec::str(p.getSku()), p.getQty(), 0, {}});
   }
   kj::Promise<void> adjust(AdjustContext ctx) override {
     auto p = ctx.getParams();
-    return sku_call(ctx, {sku_op_kind::adjust, codec::str(p.getSku()), p.getOnHand(), 0});
+    return sku_call(ctx, {sku_op_kind::adjust, codec::str(p.getSku()), p.getOnHand(), 0, {}});
   }
 
   kj::Promise<void> reserve(ReserveContext ctx) override {
@@ -503,6 +536,34 @@ public:
   }
   kj::Promise<void> queryHold(QueryHoldContext ctx) override {
     return one_hold(ctx, codec::read_ref(ctx.getParams().getHold(), hold_op_kind::query));
+  }
+
+  kj::Promise<void> extend(ExtendContext ctx) override {
+    return one_hold(ctx, codec::read_ref(ctx.getParams().getHold(), hold_op_kind::extend));
+  }
+  kj::Promise<void> extendBatch(ExtendBatchContext ctx) override {
+    auto list = ctx.getParams().getHolds();
+    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
+      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::extend));
+    });
+  }
+
+  kj::Promise<void> listSkus(ListSkusContext ctx) override {
+    auto in = ctx.getParams().getQuery();
+    auto query = codec::read(in);
+    if (auto why = validate(query); !why.empty()) {
+      sku_page refused;
+      refused.invalid = why;
+      codec::write(ctx.getResults().initPage(), refused);
+      return kj::READY_NOW;
+    }
+    if (query.limit == 0) query.limit = sku_list_limit_default;
+    auto admitted = admit(1);
+    node_.calls_total += 1;
+    auto page = in.getLocalOnly() || !node_.route ? node_.local_list(std::move(query))
+                                                  : node_.route->list_skus(std::move(query));
+    return page.then([ctx](sku_page p) mutable { codec::write(ctx.getResults().initPage(), p); })
+      .attach(kj::mv(admitted));
   }
 
   kj::Promise<void> reserveBatch(ReserveBatchContext ctx) override {
@@ -535,7 +596,8 @@ public:
     std::vector<sku_op> ops;
     ops.reserve(list.size());
     for (auto r : list)
-      ops.push_back({sku_op_kind::create, codec::str(r.getSku()), r.getStock(), r.getPriceCents()});
+      ops.push_back({sku_op_kind::create, codec::str(r.getSku()), r.getStock(), r.getPriceCents(),
+                     codec::str(r.getTitle()), r.getLimitPerUser()});
     return sku_ops(std::move(ops)).then([ctx](std::vector<sku_result> rs) mutable {
       auto out = ctx.getResults().initResults(rs.size());
       for (size_t i = 0; i < rs.size(); ++i) codec::write(out[i], rs[i]);
@@ -882,7 +944,8 @@ struct rpc_server::impl {
       std::vector<uint32_t> ids;
       for (auto& m : cfg.members) ids.push_back(m.id);
       local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },
-                        [&net](std::vector<sku_op> ops) { return net.local.skus(std::move(ops)); }};
+                        [&net](std::vector<sku_op> ops) { return net.local.skus(std::move(ops)); },
+                        [&net](sku_list_query q) { return net.local_list(std::move(q)); }};
       route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
       net.role = role;
       net.links = links.get();

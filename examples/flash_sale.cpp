@@ -54,7 +54,7 @@ struct sale {
     auto& c = *clients[static_cast<size_t>(i + 1) % clients.size()];
     auto sku_name = tail[rng() % tail.size()];
     auto hold_id = "tail-" + std::to_string(i);
-    return c.reserve({hold_op_kind::reserve, sku_name, hold_id, 1, 60'000})
+    return c.reserve({hold_op_kind::reserve, sku_name, hold_id, 1, 60'000, {}})
       .then([this, &c, hold_id, sku_name](hold_result r) -> kj::Promise<void> {
         if (r.status == code::out_of_stock) {
           ++tail_refused;
@@ -76,7 +76,7 @@ struct sale {
     auto hold_id = "buyer-" + std::to_string(i);
     auto& c = *clients[static_cast<size_t>(i) % clients.size()];
     auto t0 = steady::now();
-    hold_op op{hold_op_kind::reserve, sku, hold_id, 1, o.hold_ttl_ms};
+    hold_op op{hold_op_kind::reserve, sku, hold_id, 1, o.hold_ttl_ms, {}};
     return c.reserve(op).then([this, i, attempt, t0, hold_id, &c](hold_result r)
                                 -> kj::Promise<void> {
       reserve_latency_ms.push_back(ms_since(t0));
@@ -193,7 +193,7 @@ int run_demo(const demo_options& o) {
     std::vector<sku_op> tail_ops;
     for (int i = 0; i < o.tail_skus; ++i) {
       s.tail.push_back(s.sku + "-tail-" + std::to_string(i));
-      tail_ops.push_back({sku_op_kind::create, s.tail.back(), 5, 1'500});
+      tail_ops.push_back({sku_op_kind::create, s.tail.back(), 5, 1'500, {}});
     }
     if (!tail_ops.empty())
       for (auto& r : admin.create_skus(tail_ops))

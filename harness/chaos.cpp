@@ -313,7 +313,7 @@ int run_chaos(const chaos_options& opt) {
   for (int i = 0; i < o.skus; ++i) skus.push_back(prefix + std::to_string(i));
   {
     std::vector<sku_op> creates;
-    for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100});
+    for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100, {}});
     blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
     for (auto& r : c.create_skus(creates))
       if (r.status != code::ok) {

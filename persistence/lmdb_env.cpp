@@ -104,6 +104,8 @@ struct lmdb_env::impl {
   MDB_dbi hold_log = 0;
   MDB_dbi finished_holds = 0;
   MDB_dbi hold_index = 0;
+  MDB_dbi records = 0;
+  bool has_records = false;  // a read-only open of a directory from before entity records
   // A Bloom filter of the ids in hold_index: a new hold id (nearly every reserve) is
   // known absent without a B-tree search. Bits are only ever set; ids the collector
   // deletes stay in it as false positives, which cost one search.
@@ -223,7 +225,7 @@ struct lmdb_env::impl {
   // Nothing is created.
   std::string first_start_leftover(MDB_txn* txn, int& rc) const {
     static const std::vector<std::string> ours = {"skus", "hold_log", "finished_holds",
-                                                  "hold_index", "meta"};
+                                                  "hold_index", "meta", "records"};
     MDB_dbi main = 0;
     MDB_cursor* cursor = nullptr;
     if ((rc = mdb_dbi_open(txn, nullptr, 0, &main)) != 0 ||
@@ -366,6 +368,12 @@ std::unique_ptr<lmdb_env> lmdb_env::open(const lmdb_options& options, std::strin
     }
     return fail("open databases", rc);
   }
+  rc = mdb_dbi_open(txn, "records", create, &p->records);
+  if (rc != 0 && !(read_only && rc == MDB_NOTFOUND)) {
+    mdb_txn_abort(txn);
+    return fail("open the records database", rc);
+  }
+  p->has_records = rc == 0;
   std::string meta_key = "directory";
   MDB_val mk = val(meta_key), mv;
   rc = mdb_get(txn, p->meta_db, &mk, &mv);
@@ -461,6 +469,11 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
 }
 
+store_status lmdb_env::read_record(const std::string& key, entity_record& out) const {
+  if (!impl_->has_records) return store_status::not_found;
+  return impl_->get(impl_->records, key, out);
+}
+
 std::unique_ptr<lmdb_env::read_view> lmdb_env::read() const {
   MDB_txn* txn = nullptr;
   int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn);
@@ -516,14 +529,23 @@ store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hol
 
 store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f,
                                  std::string& problem) const {
+  return scan_skus_from({}, [&f](const sku_record& r) {
+    f(r);
+    return true;
+  }, problem);
+}
+
+store_status lmdb_env::scan_skus_from(const std::string& from,
+                                      const std::function<bool(const sku_record&)>& f,
+                                      std::string& problem) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(t.txn, impl_->skus, &cursor);
   if (rc != 0) return from_mdb(rc);
-  MDB_val k, v;
+  MDB_val k = val(from), v;
   store_status st = store_status::ok;
-  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+  for (rc = mdb_cursor_get(cursor, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE); rc == 0;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
     sku_record r;
     std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
@@ -537,7 +559,7 @@ store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f
       st = store_status::corrupt;
       break;
     }
-    f(r);
+    if (!f(r)) break;
   }
   mdb_cursor_close(cursor);
   if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
@@ -642,6 +664,18 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
     impl_->bloom_add(id->data(), id->size());  // before readers can miss it in the overlay
     rc = mdb_put(txn, impl_->hold_index, &k, &v, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) rc = 0;
+    if (rc != 0) return fail(rc);
+  }
+  for (auto& [key, r] : c.records) {
+    MDB_val k = val(*key);
+    if (r->deleted) {
+      rc = mdb_del(txn, impl_->records, &k, nullptr);
+      if (rc == MDB_NOTFOUND) rc = 0;
+    } else {
+      auto bytes = encode(*r);
+      MDB_val v = val(bytes);
+      rc = mdb_put(txn, impl_->records, &k, &v, 0);
+    }
     if (rc != 0) return fail(rc);
   }
   auto meta = impl_->meta;
@@ -792,6 +826,15 @@ check_report lmdb_env::check() const {
     if (it != active_ids.end() && it->second != sku)
       problem("hold '" + id + "' is active on sku '" + it->second + "' but indexed on '" + sku + "'");
   });
+  if (impl_->has_records)
+    each(impl_->records, [&](MDB_val& k, MDB_val& v) {
+      ++report.records;
+      std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
+      entity_record r;
+      if (!decode(v.mv_data, v.mv_size, r) || record_key(r.space, r.key) != key)
+        problem("entity record of " + std::to_string(key.empty() ? 0 : uint8_t(key[0])) +
+                " '" + (key.empty() ? key : key.substr(1)) + "': fails its checksum or names another key");
+    });
   return report;
 }
 

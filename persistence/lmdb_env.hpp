@@ -59,7 +59,7 @@ struct lmdb_options {
 
 // What `holdfast check` found.
 struct check_report {
-  int64_t skus = 0, active_holds = 0, finished_holds = 0, index_entries = 0;
+  int64_t skus = 0, active_holds = 0, finished_holds = 0, index_entries = 0, records = 0;
   int64_t log_records = 0;        // in the log after the snapshot
   uint64_t snapshot_position = 0; // the last log record the snapshot contains
   uint64_t log_torn_bytes = 0;    // a torn tail the next start cuts
@@ -86,6 +86,8 @@ public:
 
   // -- reads, any thread ------------------------------------------------------
   store_status read_sku(const std::string& sku, sku_record& out) const;
+  // An entity record by record_key(); not_found when LMDB has none.
+  store_status read_record(const std::string& key, entity_record& out) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
@@ -93,6 +95,10 @@ public:
   // invariants stops the scan with `corrupt`, and `problem` names it.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
                          std::string& problem) const;
+  // The same from the first name at or after `from`, until `f` answers false.
+  store_status scan_skus_from(const std::string& from,
+                              const std::function<bool(const sku_record&)>& f,
+                              std::string& problem) const;
 
   // Several reads from one read transaction: for a handler that looks up many holds.
   // Lives no longer than the handler that opened it.

@@ -13,9 +13,18 @@ overlay::shard& overlay::shard_of(const std::string& key) const {
 
 void overlay::apply(const std::vector<mutation>& batch) {
   const sku_record* record = nullptr;
-  for (const auto& m : batch)
+  for (const auto& m : batch) {
     if (m.kind == mutation::put_sku) record = &m.sku;
-  if (!record) return;
+    if (m.kind != mutation::put_record) continue;
+    auto key = record_key(m.record.space, m.record.key);
+    auto& s = shard_of(key);
+    std::lock_guard<std::mutex> guard(s.mutex);
+    s.gens[active_index_.load(std::memory_order_relaxed)].records[key] = m.record;
+  }
+  if (!record) {
+    active_mutations_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
   const auto& name = record->sku.sku;
   {
     auto& s = shard_of(name);
@@ -61,6 +70,18 @@ bool overlay::find_sku(const std::string& sku, sku_record& out) const {
   for (int g : {a, 1 - a})
     if (auto* e = s.gens[g].skus.find(sku); e && e->has_record) {
       out = e->record;
+      return true;
+    }
+  return false;
+}
+
+bool overlay::find_record(const std::string& key, entity_record& out) const {
+  auto& s = shard_of(key);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  for (int g : {a, 1 - a})
+    if (auto* r = s.gens[g].records.find(key)) {
+      out = *r;
       return true;
     }
   return false;
@@ -201,7 +222,12 @@ snapshot_contents overlay::frozen_contents() const {
     g.index.each([&](const std::string& id, const std::string& sku) {
       c.index.emplace_back(&id, &sku);
     });
+    g.records.each([&](const std::string& key, const entity_record& r) {
+      c.records.emplace_back(&key, &r);
+    });
   }
+  std::sort(c.records.begin(), c.records.end(),
+            [](auto& a, auto& b) { return *a.first < *b.first; });
   std::sort(c.skus.begin(), c.skus.end(), [](auto& a, auto& b) {
     return a.record->sku.sku < b.record->sku.sku;
   });

@@ -228,6 +228,8 @@ struct snapshot_contents {
   std::vector<const hold_record*> ended;      // holds that ended, by (sku, hold id)
   // (id, sku) of the holds that ended, by id
   std::vector<std::pair<const std::string*, const std::string*>> index;
+  // (record_key, latest state) of the entity records written, by key
+  std::vector<std::pair<const std::string*, const entity_record*>> records;
   size_t mutations = 0;
 };
 
@@ -250,6 +252,8 @@ public:
   // Every hold of `sku` the overlay knows, latest state, keyed by hold id.
   void holds_of(const std::string& sku, std::unordered_map<std::string, hold_record>& out) const;
   void each_sku(const std::function<void(const sku_record&)>& f) const;
+  // `key` as record_key() makes it; true when the overlay knows it (maybe as deleted).
+  bool find_record(const std::string& key, entity_record& out) const;
 
   size_t active_mutations() const { return active_mutations_.load(std::memory_order_relaxed); }
   size_t frozen_mutations() const { return frozen_mutations_.load(std::memory_order_relaxed); }
@@ -274,6 +278,7 @@ private:
   struct generation_maps {
     flat_string_map<sku_entry> skus;
     flat_string_map<std::string> index;
+    flat_string_map<entity_record> records;  // by record_key()
   };
   struct shard {
     mutable std::mutex mutex;

@@ -72,6 +72,8 @@ void write_sku(stored::SkuRecord::Builder b, const sku_record& r) {
   b.setCheckpointBlock(r.checkpoint_block);
   b.setWrittenOff(r.sku.written_off);
   b.setLogEntries(r.log_entries);
+  b.setTitle(r.sku.title);
+  b.setLimitPerUser(r.sku.limit_per_user);
 }
 
 void read_sku(stored::SkuRecord::Reader s, sku_record& out) {
@@ -87,6 +89,8 @@ void read_sku(stored::SkuRecord::Reader s, sku_record& out) {
     out.checkpoint_block = s.getCheckpointBlock();
   out.sku.written_off = s.getWrittenOff();
   out.log_entries = s.getLogEntries();
+  out.sku.title = str(s.getTitle());
+  out.sku.limit_per_user = s.getLimitPerUser();
 }
 
 
@@ -98,6 +102,8 @@ void write_hold(stored::HoldRecord::Builder b, const hold_record& r, bool with_s
   b.setDeadlineMs(r.hold.deadline_ms);
   b.setState(static_cast<stored::HoldState>(r.hold.state));
   b.setFinishedMs(r.finished_ms);
+  b.setLeaseMs(r.lease_ms);
+  if (!r.user.empty()) b.setUser(r.user);
 }
 
 bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
@@ -108,6 +114,8 @@ bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
   auto state = static_cast<uint16_t>(h.getState());
   out.hold.state = static_cast<hold_state>(state);
   out.finished_ms = h.getFinishedMs();
+  out.lease_ms = h.getLeaseMs();
+  out.user = str(h.getUser());
   return state <= static_cast<uint16_t>(hold_state::expired);
 }
 
@@ -165,6 +173,41 @@ bool decode_block(const void* data, size_t size, const std::string& sku,
   return ok && states_ok;
 }
 
+namespace {
+void write_record(stored::EntityRecord::Builder b, const entity_record& r) {
+  b.setSpace(static_cast<uint8_t>(r.space));
+  b.setKey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(r.key.data()), r.key.size()));
+  b.setValue(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(r.value.data()), r.value.size()));
+  b.setDeleted(r.deleted);
+}
+void read_record(stored::EntityRecord::Reader b, entity_record& out) {
+  out.space = static_cast<record_space>(b.getSpace());
+  auto k = b.getKey();
+  out.key.assign(reinterpret_cast<const char*>(k.begin()), k.size());
+  auto v = b.getValue();
+  out.value.assign(reinterpret_cast<const char*>(v.begin()), v.size());
+  out.deleted = b.getDeleted();
+}
+}  // namespace
+
+std::string record_key(record_space space, const std::string& key) {
+  std::string out(1, static_cast<char>(space));
+  out += key;
+  return out;
+}
+
+std::string encode(const entity_record& r) {
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(8 + (r.key.size() + r.value.size()) / 8));
+  write_record(message.initRoot<stored::EntityRecord>(), r);
+  return to_bytes(message);
+}
+
+bool decode(const void* data, size_t size, entity_record& out) {
+  return with_reader(data, size, [&](capnp::MessageReader& reader) {
+    read_record(reader.getRoot<stored::EntityRecord>(), out);
+  });
+}
+
 std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches) {
   size_t holds = 0;
   for (auto* b : batches) holds += b->size();
@@ -173,15 +216,22 @@ std::string encode_commit(const std::vector<const std::vector<mutation>*>& batch
   for (size_t i = 0; i < batches.size(); ++i) {
     auto b = list[static_cast<unsigned>(i)];
     const auto& batch = *batches[i];
-    unsigned n = 0;
+    unsigned n = 0, records = 0;
     for (const auto& m : batch) {
       if (m.kind == mutation::put_sku) write_sku(b.initSku(), m.sku);
-      else ++n;
+      else if (m.kind == mutation::put_hold) ++n;
+      else ++records;
     }
     auto hl = b.initHolds(n);
     n = 0;
     for (const auto& m : batch)
       if (m.kind == mutation::put_hold) write_hold(hl[n++], m.hold, false);
+    if (records > 0) {
+      auto rl = b.initRecords(records);
+      records = 0;
+      for (const auto& m : batch)
+        if (m.kind == mutation::put_record) write_record(rl[records++], m.record);
+    }
   }
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
@@ -199,20 +249,31 @@ bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>&
     for (auto b : reader.getRoot<stored::LogCommit>().getBatches()) {
       std::vector<mutation> batch;
       auto holds = b.getHolds();
-      batch.reserve(holds.size() + 1);
-      sku_record sku;
-      read_sku(b.getSku(), sku);
-      for (auto h : holds) {
+      auto records = b.getRecords();
+      batch.reserve(holds.size() + records.size() + 1);
+      for (auto r : records) {
         mutation m;
-        m.kind = mutation::put_hold;
-        if (!read_hold(h, m.hold)) return false;
-        m.hold.hold.sku = sku.sku.sku;
+        m.kind = mutation::put_record;
+        read_record(r, m.record);
         batch.push_back(std::move(m));
       }
-      mutation s;
-      s.kind = mutation::put_sku;
-      s.sku = std::move(sku);
-      batch.push_back(std::move(s));
+      if (b.hasSku()) {
+        sku_record sku;
+        read_sku(b.getSku(), sku);
+        for (auto h : holds) {
+          mutation m;
+          m.kind = mutation::put_hold;
+          if (!read_hold(h, m.hold)) return false;
+          m.hold.hold.sku = sku.sku.sku;
+          batch.push_back(std::move(m));
+        }
+        mutation s;
+        s.kind = mutation::put_sku;
+        s.sku = std::move(sku);
+        batch.push_back(std::move(s));
+      } else if (holds.size() > 0 || records.size() == 0) {
+        return false;  // holds without their SKU, or nothing at all
+      }
       out.push_back(std::move(batch));
     }
     return true;

@@ -24,7 +24,25 @@ struct hold_record {
   hold_info hold;
   int64_t ttl_ms = 0;
   int64_t finished_ms = 0;  // when it ended; 0 while active
+  int64_t lease_ms = 0;     // the longest ttl an extend gave it; 0: none beyond ttl_ms
+  std::string user;         // who reserved it; empty: nobody named
+  int64_t lease() const { return lease_ms > ttl_ms ? lease_ms : ttl_ms; }
 };
+
+// A keyed value of an entity other than an SKU, written in the same log records as SKU
+// changes and snapshotted to the `records` database. `space` names the kind of entity.
+// buyer: key sku '\0' user, value the units the user bought (decimal), for a per-user limit.
+enum class record_space : uint8_t { buyer = 1 };
+constexpr size_t record_key_bytes_max = 1024;
+constexpr size_t record_value_bytes_max = size_t{1} << 20;
+struct entity_record {
+  record_space space = record_space::buyer;
+  std::string key;
+  std::string value;
+  bool deleted = false;
+};
+// The LMDB key: the space's byte, then the key.
+std::string record_key(record_space space, const std::string& key);
 
 // Which directory the data belongs to; kept in the `meta` database and, as a copy, in
 // the directory's holdfast.format file, so lost or swapped data is noticed at start.
@@ -36,18 +54,22 @@ struct directory_meta {
   uint64_t snapshot_position = 0;  // the last log record the LMDB snapshot contains
 };
 
-// One change in a write batch: an SKU's new record, or a hold's new state. A batch is
-// one SKU's changes from one handled message and always ends with its put_sku.
+// One change in a write batch: an SKU's new record, a hold's new state, or an entity
+// record. A batch is one writer's changes from one handled message: an SKU's end with
+// its put_sku; a batch without one holds entity records only.
 struct mutation {
-  enum kind_t : uint8_t { put_sku = 0, put_hold } kind = put_sku;
+  enum kind_t : uint8_t { put_sku = 0, put_hold, put_record } kind = put_sku;
   sku_record sku;
   hold_record hold;
+  entity_record record;
 };
 
 std::string encode(const sku_record& r);
 bool decode(const void* data, size_t size, sku_record& out);
 std::string encode(const hold_record& r);
 bool decode(const void* data, size_t size, hold_record& out);
+std::string encode(const entity_record& r);
+bool decode(const void* data, size_t size, entity_record& out);
 std::string encode(const directory_meta& m);
 bool decode(const void* data, size_t size, directory_meta& out);
 // A group commit's batches as one log record's payload, and back.
@@ -65,11 +87,15 @@ typename Inspector::result_type inspect(Inspector& f, sku_record& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_record& x) {
-  return f(x.hold, x.ttl_ms, x.finished_ms);
+  return f(x.hold, x.ttl_ms, x.finished_ms, x.lease_ms, x.user);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_record& x) {
+  return f(x.space, x.key, x.value, x.deleted);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mutation& x) {
-  return f(x.kind, x.sku, x.hold);
+  return f(x.kind, x.sku, x.hold, x.record);
 }
 
 }  // namespace holdfast

@@ -38,9 +38,18 @@ bool exists(const std::string& path) {
 // limits. A batch that fails is a writer bug; it fails alone.
 bool batch_sound(const std::vector<mutation>& batch) {
   const sku_record* sku = nullptr;
-  for (const auto& m : batch)
+  bool holds = false;
+  for (const auto& m : batch) {
     if (m.kind == mutation::put_sku) sku = &m.sku;
-  if (!sku) return false;
+    holds = holds || m.kind == mutation::put_hold;
+    if (m.kind != mutation::put_record) continue;
+    const auto& r = m.record;
+    if (r.key.empty() || r.key.size() > record_key_bytes_max ||
+        r.value.size() > record_value_bytes_max || r.space != record_space::buyer)
+      return false;
+  }
+  // Entity records alone, or an SKU's changes (with any records it wrote).
+  if (!sku) return !batch.empty() && !holds;
   const auto& name = sku->sku.sku;
   if (name.empty() || name.size() > sku_bytes_max || !check_invariants(sku->sku).empty())
     return false;
@@ -205,6 +214,19 @@ store_status storage::read_sku(const std::string& sku, sku_record& out) const {
   return env_->read_sku(sku, out);
 }
 
+store_status storage::read_record(record_space space, const std::string& key,
+                                  std::string& value) const {
+  auto full = record_key(space, key);
+  entity_record r;
+  if (!overlay_.find_record(full, r)) {
+    auto st = env_->read_record(full, r);
+    if (st != store_status::ok) return st;
+  }
+  if (r.deleted) return store_status::not_found;
+  value = std::move(r.value);
+  return store_status::ok;
+}
+
 store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
   if (overlay_.find_hold_sku(hold_id, sku)) return store_status::ok;
   return env_->lookup_hold_sku(hold_id, sku);
@@ -260,6 +282,41 @@ store_status storage::scan_skus(const std::function<void(const sku_record&)>& f,
   if (st != store_status::ok) return st;
   for (auto& [name, r] : changed) emit(r);
   return broken ? store_status::corrupt : store_status::ok;
+}
+
+store_status storage::list_skus(const sku_list_query& query, sku_page& out,
+                                std::string& problem) const {
+  const size_t want = (query.limit ? query.limit : sku_list_limit_default) + size_t{1};
+  auto wanted = [&](const std::string& name) {
+    return name.compare(0, query.prefix.size(), query.prefix) == 0 &&
+           (query.after.empty() || name > query.after);
+  };
+  // SKUs are never deleted: the overlay only adds records or replaces LMDB's, so the
+  // first `want` of the union are among its matches and LMDB's first `want` matches.
+  std::map<std::string, sku_record> found;
+  overlay_.each_sku([&](const sku_record& r) {
+    if (wanted(r.sku.sku)) found.emplace(r.sku.sku, r);
+  });
+  size_t from_lmdb = 0;
+  auto st = env_->scan_skus_from(
+    std::max(query.prefix, query.after),
+    [&](const sku_record& r) {
+      if (r.sku.sku.compare(0, query.prefix.size(), query.prefix) != 0) return false;
+      if (!wanted(r.sku.sku)) return true;
+      found.emplace(r.sku.sku, r);  // the overlay's newer record stays
+      return ++from_lmdb < want;
+    },
+    problem);
+  if (st != store_status::ok) return st;
+  out.skus.clear();
+  for (auto& [name, r] : found) {
+    if (out.skus.size() + 1 == want) {
+      out.next = out.skus.back().sku;
+      break;
+    }
+    out.skus.push_back(r.sku);
+  }
+  return store_status::ok;
 }
 
 storage::read_view::read_view(const storage* s) : storage_(s) {}

@@ -86,9 +86,13 @@ public:
   store_status read_sku(const std::string& sku, sku_record& out) const;
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
+  // An entity record's latest value: not_found when it was never written or is deleted.
+  store_status read_record(record_space space, const std::string& key, std::string& value) const;
   // Every SKU record in key order; see lmdb_env::scan_skus.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
                          std::string& problem) const;
+  // One page of SKUs in name order (durable state); `out.next` is set when more follow.
+  store_status list_skus(const sku_list_query& query, sku_page& out, std::string& problem) const;
 
   // Several reads from one LMDB read transaction, behind the overlay: for a handler
   // that looks up many holds. Lives no longer than the handler that opened it.

@@ -39,6 +39,8 @@ void write(wire::SkuInfo::Builder out, const sku_info& in) {
   out.setStocked(in.stocked);
   out.setActiveHolds(in.active_holds);
   out.setWrittenOff(in.written_off);
+  out.setTitle(in.title);
+  out.setLimitPerUser(in.limit_per_user);
 }
 
 sku_info read(wire::SkuInfo::Reader in) {
@@ -51,6 +53,8 @@ sku_info read(wire::SkuInfo::Reader in) {
   s.stocked = in.getStocked();
   s.active_holds = in.getActiveHolds();
   s.written_off = in.getWrittenOff();
+  s.title = str(in.getTitle());
+  s.limit_per_user = in.getLimitPerUser();
   return s;
 }
 
@@ -69,6 +73,10 @@ void write(wire::HoldResult::Builder out, const hold_result& in) {
     case code::unavailable: out.setUnavailable(in.message); return;
     case code::storage_full: out.setStorageFull(in.message); return;
     case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
+    case code::limit_reached:
+      out.setLimitReached(in.available);
+      if (!in.message.empty()) out.setDetail(in.message);
+      return;
     case code::invalid:
     case code::sku_exists:
     case code::insufficient:
@@ -117,6 +125,11 @@ hold_result read(wire::HoldResult::Reader in) {
     case wire::HoldResult::OUTCOME_UNKNOWN:
       r.status = code::outcome_unknown;
       r.message = str(in.getOutcomeUnknown());
+      break;
+    case wire::HoldResult::LIMIT_REACHED:
+      r.status = code::limit_reached;
+      r.available = in.getLimitReached();
+      r.message = str(in.getDetail());
       break;
     default:
       r.status = code::invalid;
@@ -180,6 +193,7 @@ void write(wire::ReserveRequest::Builder out, const hold_op& in) {
   out.setQty(in.qty);
   out.setHoldId(in.hold_id);
   out.setTtlMs(in.ttl_ms);
+  out.setUser(in.user);
 }
 
 hold_op read_reserve(wire::ReserveRequest::Reader in) {
@@ -189,12 +203,14 @@ hold_op read_reserve(wire::ReserveRequest::Reader in) {
   op.qty = in.getQty();
   op.hold_id = str(in.getHoldId());
   op.ttl_ms = in.getTtlMs();
+  op.user = str(in.getUser());
   return op;
 }
 
 void write(wire::HoldRef::Builder out, const hold_op& in) {
   out.setHoldId(in.hold_id);
   out.setSku(in.sku);
+  if (in.kind == hold_op_kind::extend) out.setTtlMs(in.ttl_ms);
 }
 
 hold_op read_ref(wire::HoldRef::Reader in, hold_op_kind kind) {
@@ -202,7 +218,36 @@ hold_op read_ref(wire::HoldRef::Reader in, hold_op_kind kind) {
   op.kind = kind;
   op.hold_id = str(in.getHoldId());
   op.sku = str(in.getSku());
+  if (kind == hold_op_kind::extend) op.ttl_ms = in.getTtlMs();
   return op;
+}
+
+void write(wire::SkuQuery::Builder out, const sku_list_query& in, bool local_only) {
+  out.setPrefix(in.prefix);
+  out.setAfter(in.after);
+  out.setLimit(in.limit);
+  out.setLocalOnly(local_only);
+}
+
+sku_list_query read(wire::SkuQuery::Reader in) {
+  return {str(in.getPrefix()), str(in.getAfter()), in.getLimit()};
+}
+
+void write(wire::SkuPage::Builder out, const sku_page& in) {
+  auto list = out.initSkus(static_cast<unsigned>(in.skus.size()));
+  for (unsigned i = 0; i < in.skus.size(); ++i) write(list[i], in.skus[i]);
+  out.setNext(in.next);
+  out.setPartial(in.partial);
+  out.setInvalid(in.invalid);
+}
+
+sku_page read(wire::SkuPage::Reader in) {
+  sku_page p;
+  for (auto s : in.getSkus()) p.skus.push_back(read(s));
+  p.next = str(in.getNext());
+  p.partial = str(in.getPartial());
+  p.invalid = str(in.getInvalid());
+  return p;
 }
 
 }  // namespace holdfast::codec

@@ -29,4 +29,9 @@ hold_op read_reserve(wire::ReserveRequest::Reader in);
 void write(wire::HoldRef::Builder out, const hold_op& in);
 hold_op read_ref(wire::HoldRef::Reader in, hold_op_kind kind);
 
+void write(wire::SkuQuery::Builder out, const sku_list_query& in, bool local_only);
+sku_list_query read(wire::SkuQuery::Reader in);
+void write(wire::SkuPage::Builder out, const sku_page& in);
+sku_page read(wire::SkuPage::Reader in);
+
 }  // namespace holdfast::codec

@@ -17,6 +17,7 @@ const char* to_string(code c) {
     case code::unavailable: return "unavailable";
     case code::storage_full: return "storage_full";
     case code::outcome_unknown: return "outcome_unknown";
+    case code::limit_reached: return "limit_reached";
   }
   return "?";
 }
@@ -68,7 +69,31 @@ std::string validate_name(const std::string& what, const std::string& value, siz
   return {};
 }
 
+// Free text: spaces allowed, control characters and invisible formatting not.
+std::string validate_title(const std::string& title) {
+  if (title.size() > title_bytes_max)
+    return "title longer than " + std::to_string(title_bytes_max) + " bytes";
+  for (unsigned char ch : title)
+    if (ch < 0x20 || ch == 0x7f) return "title contains control characters";
+  if (!valid_utf8(title)) return "title is not valid UTF-8";
+  if (has_invisible_controls(title)) return "title contains C1 controls or invisible formatting characters";
+  return {};
+}
+
 }  // namespace
+
+std::string validate(const sku_list_query& q) {
+  if (q.limit > sku_list_limit_max)
+    return "limit must be within 1.." + std::to_string(sku_list_limit_max) + " (0: " +
+           std::to_string(sku_list_limit_default) + ")";
+  for (auto* field : {&q.prefix, &q.after}) {
+    const char* what = field == &q.prefix ? "prefix" : "after";
+    if (field->size() > sku_bytes_max)
+      return std::string(what) + " longer than " + std::to_string(sku_bytes_max) + " bytes";
+    if (!valid_utf8(*field)) return std::string(what) + " is not valid UTF-8";
+  }
+  return {};
+}
 
 bool valid_utf8(const std::string& text) {
   auto* p = reinterpret_cast<const unsigned char*>(text.data());
@@ -119,12 +144,17 @@ std::string validate(const hold_op& op, const request_limits& limits) {
     if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
   if (auto e = validate_name("hold id", op.hold_id, hold_id_bytes_max); !e.empty())
     return e;
+  auto ttl_ok = [&] { return op.ttl_ms >= limits.hold_ttl_min_ms && op.ttl_ms <= limits.hold_ttl_max_ms; };
+  auto ttl_range = [&] {
+    return "ttl must be within " + std::to_string(limits.hold_ttl_min_ms) + ".." +
+           std::to_string(limits.hold_ttl_max_ms) + " ms";
+  };
+  if (op.kind == hold_op_kind::extend) return ttl_ok() ? std::string() : ttl_range();
   if (op.kind != hold_op_kind::reserve) return {};
   if (op.qty <= 0) return "qty must be positive";
   if (op.qty > limits.qty_max) return "qty above " + std::to_string(limits.qty_max);
-  if (op.ttl_ms < limits.hold_ttl_min_ms || op.ttl_ms > limits.hold_ttl_max_ms)
-    return "ttl must be within " + std::to_string(limits.hold_ttl_min_ms) + ".." +
-           std::to_string(limits.hold_ttl_max_ms) + " ms";
+  if (!ttl_ok()) return ttl_range();
+  if (!op.user.empty()) return validate_name("user", op.user, user_bytes_max);
   return {};
 }
 
@@ -136,7 +166,9 @@ std::string validate(const sku_op& op, const request_limits& limits) {
         return "stock must be within 0.." + std::to_string(on_hand_max);
       if (op.price_cents < 0 || op.price_cents > limits.price_cents_max)
         return "price must be within 0.." + std::to_string(limits.price_cents_max) + " cents";
-      return {};
+      if (op.limit_per_user < 0 || op.limit_per_user > on_hand_max)
+        return "limit per user must be within 0.." + std::to_string(on_hand_max) + " (0: none)";
+      return validate_title(op.title);
     case sku_op_kind::restock:
       if (op.amount <= 0 || op.amount > limits.qty_max)
         return "restock qty must be within 1.." + std::to_string(limits.qty_max);

@@ -24,6 +24,7 @@ enum class code : uint8_t {
   unavailable,
   storage_full,
   outcome_unknown,
+  limit_reached,  // the SKU's per-user limit
 };
 
 const char* to_string(code c);
@@ -56,6 +57,8 @@ struct sku_info {
   int64_t stocked = 0;
   int64_t active_holds = 0;
   int64_t written_off = 0;  // units removed by stock-take adjustments
+  std::string title;        // what a storefront shows; may be empty
+  int64_t limit_per_user = 0;  // units one user may hold and buy in all; 0: no limit
   int64_t available() const { return on_hand - reserved; }
 };
 
@@ -70,16 +73,18 @@ struct sku_result {
   std::string message;
 };
 
-enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query };
+enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query, extend };
+constexpr size_t hold_op_kinds = 5;
 
 // One operation on one hold. For confirm/release/query only hold_id (and sku, if
-// known) matter.
+// known) matter; extend also takes ttl_ms (the hold lasts at least that long from now).
 struct hold_op {
   hold_op_kind kind = hold_op_kind::reserve;
   std::string sku;
   std::string hold_id;
   int64_t qty = 0;
   int64_t ttl_ms = 0;
+  std::string user;  // reserve: who buys (required by an SKU with a per-user limit)
 };
 
 enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust };
@@ -89,6 +94,22 @@ struct sku_op {
   std::string sku;
   int64_t amount = 0;       // stock (create), qty (restock), on_hand (adjust)
   int64_t price_cents = 0;  // create only
+  std::string title;        // create only
+  int64_t limit_per_user = 0;  // create only; 0: none
+};
+
+// One page of the catalog, in SKU order.
+struct sku_list_query {
+  std::string prefix;  // only names starting with it
+  std::string after;   // only names after it (the previous page's `next`)
+  uint32_t limit = 0;  // at most this many; 0: sku_list_limit_default
+};
+
+struct sku_page {
+  std::vector<sku_info> skus;
+  std::string next;     // empty: the last page
+  std::string partial;  // members that could not be asked, and why
+  std::string invalid;  // the query was refused, and why
 };
 
 // Longest names, in bytes of UTF-8. Fixed, not configurable: the store builds keys of
@@ -99,6 +120,11 @@ constexpr size_t hold_id_bytes_max = 256;
 // Most units an SKU has on hand: `create` and `adjust` set no more, a `restock` that would
 // take it past is invalid.
 constexpr int64_t on_hand_max = 1'000'000'000;
+// A title is free text (spaces allowed, no control characters).
+constexpr size_t title_bytes_max = 256;
+constexpr size_t user_bytes_max = 256;
+constexpr uint32_t sku_list_limit_default = 100;
+constexpr uint32_t sku_list_limit_max = 1'000;
 
 // Limits every entry point enforces before anything reaches an actor.
 struct request_limits {
@@ -116,6 +142,7 @@ bool valid_utf8(const std::string& text);
 // Returns an empty string when the operation is well-formed, else why not.
 std::string validate(const hold_op& op, const request_limits& limits);
 std::string validate(const sku_op& op, const request_limits& limits);
+std::string validate(const sku_list_query& q);
 
 hold_result make_hold_error(code status, std::string message = {});
 sku_result make_sku_error(code status, std::string message = {});
@@ -131,7 +158,7 @@ typename Inspector::result_type inspect(Inspector& f, hold_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_info& x) {
   return f(x.sku, x.on_hand, x.reserved, x.price_cents, x.sold, x.stocked, x.active_holds,
-           x.written_off);
+           x.written_off, x.title, x.limit_per_user);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_result& x) {
@@ -139,11 +166,19 @@ typename Inspector::result_type inspect(Inspector& f, sku_result& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_op& x) {
-  return f(x.kind, x.sku, x.hold_id, x.qty, x.ttl_ms);
+  return f(x.kind, x.sku, x.hold_id, x.qty, x.ttl_ms, x.user);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_op& x) {
-  return f(x.kind, x.sku, x.amount, x.price_cents);
+  return f(x.kind, x.sku, x.amount, x.price_cents, x.title, x.limit_per_user);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_list_query& x) {
+  return f(x.prefix, x.after, x.limit);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sku_page& x) {
+  return f(x.skus, x.next, x.partial, x.invalid);
 }
 
 }  // namespace holdfast

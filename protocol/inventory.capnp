@@ -29,6 +29,8 @@ struct SkuInfo {
   stocked @5 :Int64;       # units ever added (create + restock + positive adjust)
   activeHolds @6 :Int64;
   writtenOff @7 :Int64;    # units removed by stock-take adjustments: sold + onHand + writtenOff == stocked
+  title @8 :Text;          # what a storefront shows; may be empty
+  limitPerUser @9 :Int64;  # units one user may hold and buy in all (0: no limit)
 }
 
 struct ReserveRequest {
@@ -36,11 +38,13 @@ struct ReserveRequest {
   qty @1 :Int64;
   holdId @2 :Text;
   ttlMs @3 :Int64;
+  user @4 :Text;           # who buys: required by an SKU with a per-user limit
 }
 
 struct HoldRef {
   holdId @0 :Text;
   sku @1 :Text;            # optional: empty means "look the hold up on the node"
+  ttlMs @2 :Int64;         # extend only: the hold lasts at least this long from now
 }
 
 # Domain outcomes are values, not exceptions. RPC exceptions mean transport trouble.
@@ -57,6 +61,7 @@ struct HoldResult {
     unavailable @8 :Text;
     storageFull @9 :Text;
     outcomeUnknown @10 :Text;      # timed out inside the node: retry with the same hold id
+    limitReached @12 :Int64;       # the user's per-user limit: units the user may still get
   }
   detail @11 :Text;                # more words for an outcome that has none of its own,
                                    # e.g. where a hold named with the wrong SKU is
@@ -76,7 +81,7 @@ struct SkuResult {
 }
 
 interface Inventory {
-  createSku @0 (sku :Text, stock :Int64, priceCents :Int64) -> (result :SkuResult);
+  createSku @0 (sku :Text, stock :Int64, priceCents :Int64, title :Text, limitPerUser :Int64) -> (result :SkuResult);
   querySku @1 (sku :Text) -> (result :SkuResult);
   restock @2 (sku :Text, qty :Int64) -> (result :SkuResult);
   adjust @3 (sku :Text, onHand :Int64) -> (result :SkuResult);
@@ -102,12 +107,37 @@ interface Inventory {
   # Test-only fault hook (the node must run with --fault-hooks, else `refused`): cut the
   # peer links to these nodes, both ways, until the next call; an empty list heals.
   faultPartition @14 (peers :List(UInt32)) -> (refused :Text);
+
+  # The catalog in SKU order, with availability as of the last durable change, from every
+  # member (or only this node's SKUs with `localOnly`, which is how members ask each other).
+  listSkus @15 (query :SkuQuery) -> (page :SkuPage);
+  # Moves an active hold's deadline to at least now + ttlMs (never earlier): a saga keeps
+  # its holds while a payment is pending. Repeating it is harmless; an ended hold answers
+  # its final state as confirm would (holdExpired, wrongState).
+  extend @16 (hold :HoldRef) -> (result :HoldResult);
+  extendBatch @17 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
+}
+
+struct SkuQuery {
+  prefix @0 :Text;         # only SKUs whose names start with it
+  after @1 :Text;          # only SKUs after this name: the previous page's `next`
+  limit @2 :UInt32;        # at most this many (0: the node's default)
+  localOnly @3 :Bool;
+}
+
+struct SkuPage {
+  skus @0 :List(SkuInfo);
+  next @1 :Text;           # empty: this was the last page; else pass it as `after`
+  partial @2 :Text;        # members that could not be asked (their SKUs are missing)
+  invalid @3 :Text;        # the query was refused, and why
 }
 
 struct CreateSkuRequest {
   sku @0 :Text;
   stock @1 :Int64;
   priceCents @2 :Int64;
+  title @3 :Text;
+  limitPerUser @4 :Int64;
 }
 
 struct Member {

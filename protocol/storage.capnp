@@ -18,6 +18,8 @@ struct SkuRecord {
   checkpointBlock @9 :UInt64;     # the block restating every active hold; older blocks are gone
   writtenOff @10 :Int64;          # units removed by stock-take adjustments
   logEntries @11 :UInt64;         # hold-log entries since (and including) the checkpoint block
+  title @12 :Text;
+  limitPerUser @13 :Int64;        # 0: none
 }
 
 # The `meta` database's one record: which directory this data belongs to.
@@ -52,6 +54,9 @@ struct HoldRecord {
   deadlineMs @4 :Int64;
   state @5 :HoldState;
   finishedMs @6 :Int64;           # when it ended (0 while active): finished holds are kept for the idempotency window
+  leaseMs @7 :Int64;              # the longest ttl an extend gave it (0: none beyond ttlMs);
+                                  # a restart cuts the deadline to now + max(ttlMs, leaseMs)
+  user @8 :Text;                  # who reserved it (counted against a per-user limit)
 }
 
 # One group commit: the payload of one record of the node's log (persistence/log.hpp),
@@ -60,8 +65,19 @@ struct LogCommit {
   batches @0 :List(LogBatch);
 }
 
-# One writer's batch: an SKU's new record and the new states of the holds it changed.
+# One writer's batch: an SKU's new record and the new states of the holds it changed,
+# and entity records it wrote; or (no sku) entity records alone.
 struct LogBatch {
   sku @0 :SkuRecord;
   holds @1 :List(HoldRecord);     # sku left empty: the batch's SKU
+  records @2 :List(EntityRecord);
+}
+
+# A keyed value of an entity other than an SKU (a buyer's purchase count; next carts,
+# orders, payments), in the `records` database under (space byte, key).
+struct EntityRecord {
+  space @0 :UInt8;                # persistence/records.hpp record_space
+  key @1 :Data;
+  value @2 :Data;                 # the entity's own encoding
+  deleted @3 :Bool;               # removes the key
 }

@@ -44,7 +44,7 @@ protected:
 std::vector<hold_op> ops_of(hold_op_kind kind, size_t n, const std::string& prefix) {
   std::vector<hold_op> ops;
   for (size_t i = 0; i < n; ++i)
-    ops.push_back({kind, kind == hold_op_kind::reserve ? "asan" : "", prefix + std::to_string(i), 1, 60'000});
+    ops.push_back({kind, kind == hold_op_kind::reserve ? "asan" : "", prefix + std::to_string(i), 1, 60'000, {}});
   return ops;
 }
 
@@ -65,7 +65,7 @@ TEST_F(client_asan_test, a_batch_over_the_limit_answers_one_invalid_per_item_on_
     }
   }
   std::vector<sku_op> creates;
-  for (int i = 0; i < 65; ++i) creates.push_back({sku_op_kind::create, "c" + std::to_string(i), 1, 1});
+  for (int i = 0; i < 65; ++i) creates.push_back({sku_op_kind::create, "c" + std::to_string(i), 1, 1, {}});
   auto cs = c.create_skus(creates);
   ASSERT_EQ(cs.size(), 65u);
   for (auto& r : cs) EXPECT_EQ(r.status, code::invalid);
@@ -93,13 +93,13 @@ TEST_F(client_asan_test, batches_within_the_limit_and_single_calls_answer_in_ord
   client_options single;
   single.auto_batch = false;
   auto s = client::connect(*c.io().provider, node_->address(), single).wait(ws);
-  EXPECT_EQ(s->reserve({hold_op_kind::reserve, "asan", "one", 1, 60'000}).wait(ws).status, code::ok);
+  EXPECT_EQ(s->reserve({hold_op_kind::reserve, "asan", "one", 1, 60'000, {}}).wait(ws).status, code::ok);
   EXPECT_EQ(s->query_hold("one").wait(ws).hold.state, hold_state::active);
   EXPECT_EQ(s->release("one").wait(ws).hold.state, hold_state::released);
   EXPECT_EQ(s->confirm("in-40", "asan").wait(ws).hold.state, hold_state::confirmed);
-  EXPECT_EQ(s->sku({sku_op_kind::restock, "asan", 5, 0}).wait(ws).status, code::ok);
-  EXPECT_EQ(s->sku({sku_op_kind::adjust, "asan", 900, 0}).wait(ws).status, code::ok);
-  auto sku = s->sku({sku_op_kind::query, "asan", 0, 0}).wait(ws).sku;
+  EXPECT_EQ(s->sku({sku_op_kind::restock, "asan", 5, 0, {}}).wait(ws).status, code::ok);
+  EXPECT_EQ(s->sku({sku_op_kind::adjust, "asan", 900, 0, {}}).wait(ws).status, code::ok);
+  auto sku = s->sku({sku_op_kind::query, "asan", 0, 0, {}}).wait(ws).sku;
   EXPECT_EQ(sku.sold, 33);
   EXPECT_EQ(sku.reserved, 64 - 33 + 300);
 }

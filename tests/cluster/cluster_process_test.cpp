@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -16,6 +17,8 @@
 #include <fstream>
 #include <map>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
@@ -53,7 +56,7 @@ TEST_F(cluster_test, reservations_through_every_node_grant_exactly_the_stock) {
           calls.push_back(c.async().reserve({hold_op_kind::reserve, ks[0],
                                              "h-" + std::to_string(entry) + "-" + ks[0] + "-" +
                                                std::to_string(i),
-                                             1, 60'000}));
+                                             1, 60'000, {}}));
       for (auto& p : calls) {
         auto r = p.wait(c.io().waitScope);
         std::lock_guard<std::mutex> g(m);
@@ -84,15 +87,15 @@ TEST_F(cluster_test, a_batch_spanning_owners_is_split_and_answered_in_order) {
   auto c = connect(3);
   std::vector<sku_op> creates;
   for (auto& [id, ks] : skus)
-    for (auto& k : ks) creates.push_back({sku_op_kind::create, k, 10, 1});
+    for (auto& k : ks) creates.push_back({sku_op_kind::create, k, 10, 1, {}});
   for (auto& r : c.create_skus(creates)) ASSERT_EQ(r.status, code::ok) << r.message;
   std::vector<hold_op> ops;
   for (int round = 0; round < 3; ++round)
     for (auto& [id, ks] : skus)
       for (auto& k : ks)
-        ops.push_back({hold_op_kind::reserve, k, "b-" + k + "-" + std::to_string(round), round + 1, 60'000});
+        ops.push_back({hold_op_kind::reserve, k, "b-" + k + "-" + std::to_string(round), round + 1, 60'000, {}});
   // One more than the stock of the first SKU: refused, in its place.
-  ops.push_back({hold_op_kind::reserve, ops[0].sku, "b-over", 5, 60'000});
+  ops.push_back({hold_op_kind::reserve, ops[0].sku, "b-over", 5, 60'000, {}});
   auto rs = c.async().reserve_batch(ops).wait(c.io().waitScope);
   ASSERT_EQ(rs.size(), ops.size());
   for (size_t i = 0; i + 1 < ops.size(); ++i) {
@@ -104,7 +107,7 @@ TEST_F(cluster_test, a_batch_spanning_owners_is_split_and_answered_in_order) {
   EXPECT_EQ(rs.back().status, code::out_of_stock);
   // Confirm them by id alone (no SKU): each is found on its owner.
   std::vector<hold_op> confirms;
-  for (size_t i = 0; i + 1 < ops.size(); ++i) confirms.push_back({hold_op_kind::confirm, "", ops[i].hold_id, 0, 0});
+  for (size_t i = 0; i + 1 < ops.size(); ++i) confirms.push_back({hold_op_kind::confirm, "", ops[i].hold_id, 0, 0, {}});
   auto cs = c.async().confirm_batch(confirms).wait(c.io().waitScope);
   for (size_t i = 0; i < cs.size(); ++i) {
     ASSERT_EQ(cs[i].status, code::ok) << cs[i].message;
@@ -422,7 +425,7 @@ TEST_F(cluster_test, the_cluster_aware_client_goes_one_hop_to_each_owner) {
     auto cc = cluster_client::connect(*io.provider, nodes_->config(), nodes_->client_config()).wait(io.waitScope);
     for (auto& [id, ks] : skus) {
       EXPECT_EQ(cc->owner(ks[0]), id);
-      auto r = cc->reserve({hold_op_kind::reserve, ks[0], "cc-" + ks[0], 2, 60'000}).wait(io.waitScope);
+      auto r = cc->reserve({hold_op_kind::reserve, ks[0], "cc-" + ks[0], 2, 60'000, {}}).wait(io.waitScope);
       ASSERT_EQ(r.status, code::ok) << r.message;
       auto q = cc->query_hold("cc-" + ks[0], ks[0]).wait(io.waitScope);
       EXPECT_EQ(q.status, code::ok);
@@ -430,13 +433,13 @@ TEST_F(cluster_test, the_cluster_aware_client_goes_one_hop_to_each_owner) {
       auto c = cc->confirm("cc-" + ks[0], ks[0]).wait(io.waitScope);
       EXPECT_EQ(c.status, code::ok) << c.message;
       EXPECT_EQ(c.hold.state, hold_state::confirmed);
-      ASSERT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc2-" + ks[1], 1, 60'000}).wait(io.waitScope).status,
+      ASSERT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc2-" + ks[1], 1, 60'000, {}}).wait(io.waitScope).status,
                 code::ok);
       auto rel = cc->release("cc2-" + ks[1], ks[1]).wait(io.waitScope);
       EXPECT_EQ(rel.status, code::ok) << rel.message;
       EXPECT_EQ(rel.hold.state, hold_state::released);
       // Asking for more than is there is refused by the owner, as from any node.
-      EXPECT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc3-" + ks[1], 11, 60'000}).wait(io.waitScope).status,
+      EXPECT_EQ(cc->reserve({hold_op_kind::reserve, ks[1], "cc3-" + ks[1], 11, 60'000, {}}).wait(io.waitScope).status,
                 code::out_of_stock);
     }
   }
@@ -446,15 +449,15 @@ TEST_F(cluster_test, the_cluster_aware_client_goes_one_hop_to_each_owner) {
     auto io = kj::setupAsyncIo();
     auto cc = cluster_client::connect(*io.provider, nodes_->config(), nodes_->client_config()).wait(io.waitScope);
     auto t0 = std::chrono::steady_clock::now();
-    auto down = cc->reserve({hold_op_kind::reserve, skus[3][0], "down-1", 1, 60'000}).wait(io.waitScope);
+    auto down = cc->reserve({hold_op_kind::reserve, skus[3][0], "down-1", 1, 60'000, {}}).wait(io.waitScope);
     EXPECT_EQ(down.status, code::unavailable) << down.message;
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
-    EXPECT_EQ(cc->reserve({hold_op_kind::reserve, skus[2][0], "up-1", 1, 60'000}).wait(io.waitScope).status, code::ok);
+    EXPECT_EQ(cc->reserve({hold_op_kind::reserve, skus[2][0], "up-1", 1, 60'000, {}}).wait(io.waitScope).status, code::ok);
     nodes_->start(3);
     // Each call to a member without a connection redials it in the background.
     bool back = false;
     for (auto deadline = std::chrono::steady_clock::now() + 20s; !back && std::chrono::steady_clock::now() < deadline;) {
-      back = cc->reserve({hold_op_kind::reserve, skus[3][0], "back-1", 1, 60'000}).wait(io.waitScope).status ==
+      back = cc->reserve({hold_op_kind::reserve, skus[3][0], "back-1", 1, 60'000, {}}).wait(io.waitScope).status ==
              code::ok;
       if (!back) io.provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(io.waitScope);  // redial pacing
     }
@@ -541,7 +544,7 @@ TEST_F(cluster_test, forwarding_respects_the_owners_own_batch_and_inflight_limit
     10s));
   auto rs = on(1, [&](blocking_client& c) {
     std::vector<hold_op> ops;
-    for (int i = 0; i < 1000; ++i) ops.push_back({hold_op_kind::reserve, sku, "fw-" + std::to_string(i), 1, 60'000});
+    for (int i = 0; i < 1000; ++i) ops.push_back({hold_op_kind::reserve, sku, "fw-" + std::to_string(i), 1, 60'000, {}});
     return c.async().reserve_batch(ops).wait(c.io().waitScope);
   }, 30'000);
   ASSERT_EQ(rs.size(), 1000u);
@@ -553,11 +556,130 @@ TEST_F(cluster_test, forwarding_respects_the_owners_own_batch_and_inflight_limit
   keys.resize(300);
   auto created = on(1, [&](blocking_client& c) {
     std::vector<sku_op> ops;
-    for (auto& k : keys) ops.push_back({sku_op_kind::create, k, 1, 1});
+    for (auto& k : keys) ops.push_back({sku_op_kind::create, k, 1, 1, {}});
     return c.create_skus(ops);
   }, 30'000);
   ASSERT_EQ(created.size(), 300u);
   for (auto& r : created) ASSERT_EQ(r.status, code::ok) << r.message;
+}
+
+
+// The catalog from any member: `sku list` pages through every SKU of the cluster once,
+// in name order, with titles and availability; a member that is down makes the page
+// fail as unavailable (or, with --partial, list the rest and say so); bad input is
+// refused and the node keeps serving.
+TEST_F(cluster_test, the_catalog_pages_from_any_member_exactly_once) {
+  start();
+  std::vector<std::string> names;
+  on(1, [&](blocking_client& c) {
+    for (int i = 0; i < 45; ++i) {
+      char name[16];
+      std::snprintf(name, sizeof name, "item-%02d", i);
+      names.push_back(name);
+      EXPECT_EQ(c.create_sku(name, 10, 100 + i, "Item number " + std::to_string(i)).status, code::ok);
+    }
+    EXPECT_EQ(c.reserve("item-07", 4, "h7", 60'000).status, code::ok);
+    return 0;
+  });
+  // extend through another member, without the SKU (looked up by id): the deadline moves.
+  auto extended = run_command({HOLDFAST_BINARY, "--json", "--node", nodes_->address(3), "extend", "h7", "--ttl", "10m"});
+  ASSERT_EQ(extended.status, 0) << extended.output;
+  auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch()).count();
+  EXPECT_GT(nlohmann::json::parse(extended.output)["deadline_ms"].get<int64_t>(), wall + 500'000);
+  auto gone = run_command({HOLDFAST_BINARY, "--json", "--node", nodes_->address(2), "extend", "nope", "--ttl", "1m"});
+  EXPECT_NE(gone.output.find("unknown_hold"), std::string::npos) << gone.output;
+  auto list = [&](uint32_t via, std::vector<std::string> extra) {
+    std::vector<std::string> argv{HOLDFAST_BINARY, "--json", "--node", nodes_->address(via), "sku", "list"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_command(argv);
+  };
+  for (uint32_t via : {1u, 2u, 3u}) {
+    std::vector<std::string> seen;
+    std::string after;
+    for (int pages = 0; pages < 20; ++pages) {
+      std::vector<std::string> extra{"--limit", "7", "--prefix", "item-"};
+      if (!after.empty()) extra.insert(extra.end(), {"--after", after});
+      auto r = list(via, extra);
+      ASSERT_EQ(r.status, 0) << r.output;
+      auto j = nlohmann::json::parse(r.output);
+      for (auto& s : j["skus"]) {
+        seen.push_back(s["sku"]);
+        if (s["sku"] == "item-07") {
+          EXPECT_EQ(s["available"], 6);
+          EXPECT_EQ(s["title"], "Item number 7");
+          EXPECT_EQ(s["price"], 107);
+        }
+      }
+      after = j["next"];
+      if (after.empty()) break;
+    }
+    EXPECT_EQ(seen, names) << "via node " << via;
+  }
+  // Bad input: typed, nothing changes, the node answers the next call.
+  auto too_many = list(2, {"--limit", "1001"});
+  EXPECT_EQ(too_many.status, 2) << too_many.output;
+  EXPECT_NE(too_many.output.find("\"status\":\"invalid\""), std::string::npos) << too_many.output;
+  auto bad_utf8 = list(2, {"--prefix", "\xff\xfe"});
+  EXPECT_EQ(bad_utf8.status, 2) << bad_utf8.output;
+  EXPECT_NE(bad_utf8.output.find("not valid UTF-8"), std::string::npos) << bad_utf8.output;
+  EXPECT_EQ(list(2, {"--limit", "1"}).status, 0);
+
+  // A member down: its SKUs cannot be listed, so a page is not silently short.
+  placement p(nodes_->ids());
+  size_t on_3 = static_cast<size_t>(std::count_if(names.begin(), names.end(),
+                                                  [&](auto& n) { return p.owner(n) == 3u; }));
+  ASSERT_GT(on_3, 0u);
+  nodes_->kill9(3);
+  ASSERT_TRUE(wait_until([&] { return list(1, {}).output.find("\"status\":\"unavailable\"") != std::string::npos; },
+                         10s));
+  auto partial = list(1, {"--partial", "--limit", "1000"});
+  ASSERT_EQ(partial.status, 0) << partial.output;
+  auto j = nlohmann::json::parse(partial.output);
+  EXPECT_EQ(j["skus"].size(), names.size() - on_3);
+  EXPECT_NE(j["partial"].get<std::string>().find("3"), std::string::npos) << partial.output;
+}
+
+
+// "2 per customer" on a cluster: one user's checkouts arrive through every member at
+// once; the SKU's owner grants exactly the limit. From the CLI: `limit_reached`, exit 1.
+TEST_F(cluster_test, a_per_user_limit_holds_for_concurrent_checkouts_through_every_member) {
+  start();
+  ASSERT_EQ(on(1, [](blocking_client& c) { return c.create_sku("drop", 1000, 9900, "The drop", 2); }).status,
+            code::ok);
+  std::atomic<int> granted{0}, limited{0}, other{0};
+  std::vector<std::thread> buyers;
+  for (uint32_t via : {1u, 2u, 3u})
+    buyers.emplace_back([&, via] {
+      on(via, [&](blocking_client& c) {
+        for (int i = 0; i < 10; ++i) {
+          auto r = c.reserve("drop", 1, "ann-" + std::to_string(via) + "-" + std::to_string(i), 60'000, "ann");
+          (r.status == code::ok ? granted : r.status == code::limit_reached ? limited : other)++;
+        }
+        return 0;
+      });
+    });
+  for (auto& t : buyers) t.join();
+  EXPECT_EQ(granted.load(), 2);
+  EXPECT_EQ(limited.load(), 28);
+  EXPECT_EQ(other.load(), 0);
+  auto cli = [&](uint32_t via, std::vector<std::string> args) {
+    std::vector<std::string> argv{HOLDFAST_BINARY, "--json", "--node", nodes_->address(via)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+  auto refused = cli(2, {"reserve", "drop", "1", "--hold", "ann-cli", "--user", "ann"});
+  EXPECT_EQ(refused.status, 1) << refused.output;
+  EXPECT_NE(refused.output.find("\"status\":\"limit_reached\""), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("\"available\":0"), std::string::npos) << refused.output;
+  auto anonymous = cli(3, {"reserve", "drop", "1", "--hold", "anon"});
+  EXPECT_EQ(anonymous.status, 2) << anonymous.output;
+  EXPECT_NE(anonymous.output.find("must name its user"), std::string::npos) << anonymous.output;
+  auto bob = cli(3, {"reserve", "drop", "2", "--hold", "bob-1", "--user", "bob"});
+  EXPECT_EQ(bob.status, 0) << bob.output;
+  auto shown = cli(1, {"sku", "show", "drop"});
+  EXPECT_NE(shown.output.find("\"limit_per_user\":2"), std::string::npos) << shown.output;
+  EXPECT_NE(shown.output.find("\"reserved\":4"), std::string::npos) << shown.output;
 }
 
 }  // namespace

@@ -302,7 +302,7 @@ TEST_F(hardening_process_test, a_call_the_actors_answer_late_is_outcome_unknown_
   blocking_client c(node_->address(), options);
   // 4096 SKUs created, logged and fsync'd in one call take far longer than 1 ms.
   std::vector<sku_op> creates;
-  for (int i = 0; i < 4096; ++i) creates.push_back({sku_op_kind::create, "late-" + std::to_string(i), 5, 1});
+  for (int i = 0; i < 4096; ++i) creates.push_back({sku_op_kind::create, "late-" + std::to_string(i), 5, 1, {}});
   auto rs = c.create_skus(creates);
   ASSERT_EQ(rs.size(), creates.size());
   EXPECT_EQ(rs.back().status, code::outcome_unknown) << to_string(rs.back().status) << " " << rs.back().message;
@@ -335,7 +335,7 @@ TEST_F(hardening_process_test, a_late_answer_keeps_its_operations_counted_until_
   ASSERT_EQ(c.create_sku("stall", 1'000, 1).status, code::ok);
   auto batch = [&](const std::string& prefix) {
     std::vector<hold_op> ops;
-    for (int i = 0; i < 60; ++i) ops.push_back({hold_op_kind::reserve, "stall", prefix + std::to_string(i), 1, 60'000});
+    for (int i = 0; i < 60; ++i) ops.push_back({hold_op_kind::reserve, "stall", prefix + std::to_string(i), 1, 60'000, {}});
     return c.async().reserve_batch(ops).wait(c.io().waitScope);
   };
   faultfs::set_fault(fs, "stall-sync");
@@ -383,8 +383,8 @@ TEST_F(hardening_process_test, concurrent_reserves_of_one_id_on_two_skus_grant_i
   int granted_total = 0;
   for (int i = 0; i < 30; ++i) {
     auto id = "dup-" + std::to_string(i);
-    auto pa = c.async().reserve({hold_op_kind::reserve, "a", id, 1, 60'000});
-    auto pb = other->reserve({hold_op_kind::reserve, "b", id, 1, 60'000});
+    auto pa = c.async().reserve({hold_op_kind::reserve, "a", id, 1, 60'000, {}});
+    auto pb = other->reserve({hold_op_kind::reserve, "b", id, 1, 60'000, {}});
     auto ra = pa.wait(io.waitScope);
     auto rb = pb.wait(io.waitScope);
     int granted = (ra.status == code::ok) + (rb.status == code::ok);
@@ -500,7 +500,7 @@ TEST_F(hardening_process_test, oversized_batches_and_frames_are_refused_whole) {
   blocking_client c(node_->address());
   ASSERT_EQ(c.create_sku("o", 10'000, 1).status, code::ok);
   std::vector<hold_op> big;
-  for (int i = 0; i < 1'500; ++i) big.push_back({hold_op_kind::reserve, "o", "i" + std::to_string(i), 1, 60'000});
+  for (int i = 0; i < 1'500; ++i) big.push_back({hold_op_kind::reserve, "o", "i" + std::to_string(i), 1, 60'000, {}});
   EXPECT_THROW(c.async().reserve_batch(big).wait(c.io().waitScope), kj::Exception);
   big.resize(900);
   for (auto& r : c.async().reserve_batch(big).wait(c.io().waitScope)) EXPECT_EQ(r.status, code::ok);
@@ -622,7 +622,7 @@ TEST_F(hardening_process_test, a_full_disk_answers_storage_full_and_recovers_whe
     for (int round = 0; round < 200 && full == 0; ++round) {
       std::vector<hold_op> batch;
       for (int i = 0; i < 500; ++i)
-        batch.push_back({hold_op_kind::reserve, "disk", pad + std::to_string(round * 1000 + i), 1, 3'600'000});
+        batch.push_back({hold_op_kind::reserve, "disk", pad + std::to_string(round * 1000 + i), 1, 3'600'000, {}});
       auto rs = c.async().reserve_batch(batch).wait(c.io().waitScope);
       for (size_t i = 0; i < rs.size(); ++i) {
         if (rs[i].status == code::ok) granted++, granted_ids.push_back(batch[i].hold_id);

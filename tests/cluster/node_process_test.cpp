@@ -61,7 +61,7 @@ TEST_F(node_test, five_hundred_concurrent_buyers_get_exactly_one_hundred_units) 
   auto calls = kj::heapArrayBuilder<kj::Promise<void>>(500);
   for (int i = 0; i < 500; ++i)
     calls.add(conns[i % conns.size()]
-                ->reserve({hold_op_kind::reserve, "hot", "buyer-" + std::to_string(i), 1, 60'000})
+                ->reserve({hold_op_kind::reserve, "hot", "buyer-" + std::to_string(i), 1, 60'000, {}})
                 .then([&](hold_result r) {
                   if (r.status == code::ok) ++granted;
                   else if (r.status == code::out_of_stock) ++refused;
@@ -96,7 +96,7 @@ TEST_F(node_test, kill_9_during_a_storm_loses_no_acknowledged_hold) {
       acked[id] = false;
       ++in_flight;
       return conns[w % conns.size()]
-        ->reserve({hold_op_kind::reserve, "storm", id, 1, 600'000})
+        ->reserve({hold_op_kind::reserve, "storm", id, 1, 600'000, {}})
         .then(
           [&, id, w](hold_result r) -> kj::Promise<void> {
             --in_flight;
@@ -193,13 +193,13 @@ TEST_F(node_test, garbage_and_oversized_frames_leave_the_node_serving) {
   }
   // The open connection and new ones still work; nothing changed.
   auto other = client::connect(*c.io().provider, node_->address()).wait(c.io().waitScope);
-  auto s = other->sku({sku_op_kind::query, "safe", 0, 0}).wait(c.io().waitScope).sku;
+  auto s = other->sku({sku_op_kind::query, "safe", 0, 0, {}}).wait(c.io().waitScope).sku;
   EXPECT_EQ(s.reserved, 2);
   EXPECT_EQ(s.on_hand, 5);
   EXPECT_EQ(c.reserve("safe", -1, "neg", 1000).status, code::invalid);
   EXPECT_EQ(c.reserve("safe", 1, "ttl", int64_t{1} << 50).status, code::invalid);
   EXPECT_EQ(c.reserve("nope", 1, "x", 1000).status, code::unknown_sku);
-  std::vector<hold_op> huge(5000, hold_op{hold_op_kind::reserve, "safe", "b", 1, 1000});
+  std::vector<hold_op> huge(5000, hold_op{hold_op_kind::reserve, "safe", "b", 1, 1000, {}});
   auto rs = c.async().reserve_batch(huge).wait(c.io().waitScope);
   ASSERT_EQ(rs.size(), 5000u);
   EXPECT_EQ(rs[0].status, code::invalid);
@@ -211,22 +211,22 @@ TEST_F(node_test, batch_calls_answer_each_item) {
   blocking_client c(node_->address());
   ASSERT_EQ(c.create_sku("a", 2, 1).status, code::ok);
   ASSERT_EQ(c.create_sku("b", 1, 1).status, code::ok);
-  std::vector<hold_op> ops{{hold_op_kind::reserve, "a", "1", 1, 60'000},
-                           {hold_op_kind::reserve, "b", "2", 1, 60'000},
-                           {hold_op_kind::reserve, "b", "3", 1, 60'000},
-                           {hold_op_kind::reserve, "a", "4", 1, 60'000}};
+  std::vector<hold_op> ops{{hold_op_kind::reserve, "a", "1", 1, 60'000, {}},
+                           {hold_op_kind::reserve, "b", "2", 1, 60'000, {}},
+                           {hold_op_kind::reserve, "b", "3", 1, 60'000, {}},
+                           {hold_op_kind::reserve, "a", "4", 1, 60'000, {}}};
   auto rs = c.async().reserve_batch(ops).wait(c.io().waitScope);
   ASSERT_EQ(rs.size(), 4u);
   EXPECT_EQ(rs[0].status, code::ok);
   EXPECT_EQ(rs[1].status, code::ok);
   EXPECT_EQ(rs[2].status, code::out_of_stock);
   EXPECT_EQ(rs[3].status, code::ok);
-  std::vector<hold_op> refs{{hold_op_kind::confirm, "", "1", 0, 0},
-                            {hold_op_kind::confirm, "", "404", 0, 0}};
+  std::vector<hold_op> refs{{hold_op_kind::confirm, "", "1", 0, 0, {}},
+                            {hold_op_kind::confirm, "", "404", 0, 0, {}}};
   auto cs = c.async().confirm_batch(refs).wait(c.io().waitScope);
   EXPECT_EQ(cs[0].status, code::ok);
   EXPECT_EQ(cs[1].status, code::unknown_hold);
-  auto released = c.async().release_batch({{hold_op_kind::release, "", "4", 0, 0}})
+  auto released = c.async().release_batch({{hold_op_kind::release, "", "4", 0, 0, {}}})
                     .wait(c.io().waitScope);
   EXPECT_EQ(released[0].hold.state, hold_state::released);
   EXPECT_EQ(c.query_sku("a").sku.sold, 1);

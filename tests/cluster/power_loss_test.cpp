@@ -47,7 +47,7 @@ storm_result storm(node_process& node, const std::string& sku, const std::string
     auto id = prefix + std::to_string(next++);
     ++in_flight;
     return conns[w % conns.size()]
-      ->reserve({hold_op_kind::reserve, sku, id, 1, 3'600'000})
+      ->reserve({hold_op_kind::reserve, sku, id, 1, 3'600'000, {}})
       .then(
         [&, id, w](hold_result r) -> kj::Promise<void> {
           --in_flight;

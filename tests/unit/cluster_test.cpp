@@ -244,6 +244,24 @@ public:
     }
     return out;
   }
+  // Node n has SKUs "n-0" .. "n-9".
+  kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query q) override {
+    sku_page p;
+    if (down.count(node)) {
+      p.partial = "node " + std::to_string(node) + " is down";
+      return p;
+    }
+    for (int i = 0; i < 10 && p.skus.size() < q.limit; ++i) {
+      auto name = std::to_string(node) + "-" + std::to_string(i);
+      if (name <= q.after) continue;
+      sku_info s;
+      s.sku = name;
+      p.skus.push_back(s);
+    }
+    if (p.skus.size() == q.limit && p.skus.back().sku != std::to_string(node) + "-9")
+      p.next = p.skus.back().sku;
+    return p;
+  }
   // Node n "has" holds whose id starts with its number.
   // Ids starting with 'D' are held on every node (SKU "s<node>").
   std::vector<hold_op> mutations;  // confirms and releases that reached a node
@@ -283,13 +301,14 @@ struct router_fixture : ::testing::Test {
                         out[i].sku.on_hand = 1;
                       }
                       return out;
-                    }};
+                    },
+                    nullptr};
   router r{placement({1, 2, 3}), 1, net, local};
 };
 
 TEST_F(router_fixture, splits_a_batch_by_owner_and_answers_in_the_callers_order) {
   std::vector<hold_op> ops;
-  for (auto& k : keys(300)) ops.push_back({hold_op_kind::reserve, k, "h-" + k, 1, 1000});
+  for (auto& k : keys(300)) ops.push_back({hold_op_kind::reserve, k, "h-" + k, 1, 1000, {}});
   auto rs = r.holds(ops).wait(wait);
   ASSERT_EQ(rs.size(), ops.size());
   placement p({1, 2, 3});
@@ -306,9 +325,9 @@ TEST_F(router_fixture, splits_a_batch_by_owner_and_answers_in_the_callers_order)
 }
 
 TEST_F(router_fixture, a_hold_without_its_sku_is_looked_for_on_every_node) {
-  std::vector<hold_op> ops{{hold_op_kind::confirm, "", "3-x", 0, 0},
-                           {hold_op_kind::confirm, "", "1-y", 0, 0},
-                           {hold_op_kind::confirm, "", "9-z", 0, 0}};
+  std::vector<hold_op> ops{{hold_op_kind::confirm, "", "3-x", 0, 0, {}},
+                           {hold_op_kind::confirm, "", "1-y", 0, 0, {}},
+                           {hold_op_kind::confirm, "", "9-z", 0, 0, {}}};
   auto rs = r.holds(ops).wait(wait);
   placement p({1, 2, 3});
   ASSERT_EQ(rs[0].status, code::ok);
@@ -320,19 +339,19 @@ TEST_F(router_fixture, a_hold_without_its_sku_is_looked_for_on_every_node) {
 
 TEST_F(router_fixture, a_confirm_by_id_alone_acts_on_one_node_only_and_never_on_a_duplicate_id) {
   // Found on node 3 only: one confirm, sent there with the SKU the lookup found.
-  auto one = r.holds({{hold_op_kind::confirm, "", "3-x", 0, 0}}).wait(wait);
+  auto one = r.holds({{hold_op_kind::confirm, "", "3-x", 0, 0, {}}}).wait(wait);
   ASSERT_EQ(one[0].status, code::ok);
   ASSERT_EQ(net.mutations.size(), 1u);
   EXPECT_EQ(net.mutations[0].sku, "sku-of-3-x");
   // The same id on several nodes: refused, nothing changes anywhere.
   net.mutations.clear();
-  auto dup = r.holds({{hold_op_kind::release, "", "Dup", 0, 0}}).wait(wait);
+  auto dup = r.holds({{hold_op_kind::release, "", "Dup", 0, 0, {}}}).wait(wait);
   EXPECT_EQ(dup[0].status, code::invalid);
   EXPECT_NE(dup[0].message.find("several SKUs"), std::string::npos) << dup[0].message;
   EXPECT_TRUE(net.mutations.empty());
   // Found, but a node that may hold the same id is down: not acted on.
   net.down.insert(2);
-  auto unsure = r.holds({{hold_op_kind::confirm, "", "3-y", 0, 0}}).wait(wait);
+  auto unsure = r.holds({{hold_op_kind::confirm, "", "3-y", 0, 0, {}}}).wait(wait);
   EXPECT_EQ(unsure[0].status, code::unavailable);
   EXPECT_NE(unsure[0].message.find("name the SKU"), std::string::npos) << unsure[0].message;
   EXPECT_TRUE(net.mutations.empty());
@@ -361,14 +380,14 @@ TEST(router, lookups_combine_lost_answers_before_unreachable_nodes) {
 
 TEST_F(router_fixture, sku_calls_go_to_the_owner_and_creates_split) {
   std::vector<sku_op> ops;
-  for (auto& k : keys(50)) ops.push_back({sku_op_kind::create, k, 5, 1});
+  for (auto& k : keys(50)) ops.push_back({sku_op_kind::create, k, 5, 1, {}});
   auto rs = r.skus(ops).wait(wait);
   placement p({1, 2, 3});
   for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(uint32_t(rs[i].sku.on_hand), p.owner(ops[i].sku));
   net.down.insert(2);
   for (auto& k : keys(50))
     if (p.owner(k) == 2) {
-      auto one = r.skus({{sku_op_kind::query, k, 0, 0}}).wait(wait);
+      auto one = r.skus({{sku_op_kind::query, k, 0, 0, {}}}).wait(wait);
       EXPECT_EQ(one[0].status, code::unavailable);
       break;
     }
@@ -380,11 +399,11 @@ TEST(router, a_client_router_without_a_local_node_sends_everything_over_the_tran
   fake_transport net;
   router r(placement({1, 2, 3}), 0, net, {});
   std::vector<hold_op> ops;
-  for (auto& k : keys(60)) ops.push_back({hold_op_kind::reserve, k, "h", 1, 1000});
+  for (auto& k : keys(60)) ops.push_back({hold_op_kind::reserve, k, "h", 1, 1000, {}});
   auto rs = r.holds(ops).wait(wait);
   placement p({1, 2, 3});
   for (size_t i = 0; i < ops.size(); ++i) EXPECT_EQ(uint32_t(rs[i].hold.qty), p.owner(ops[i].sku));
-  auto found = r.holds({{hold_op_kind::query, "", "2-q", 0, 0}}).wait(wait);
+  auto found = r.holds({{hold_op_kind::query, "", "2-q", 0, 0, {}}}).wait(wait);
   EXPECT_EQ(found[0].hold.qty, 2);
 }
 
@@ -396,5 +415,36 @@ TEST(cluster_file, the_example_file_parses) {
   EXPECT_EQ(c.members.size(), 3u);
   EXPECT_EQ(c.name, "holdfast-local");
 }
+
+// The catalog is read from every node and merged in SKU order; paging by `next` reads
+// each SKU exactly once, whatever the page size.
+TEST_F(router_fixture, catalog_pages_merge_every_node_in_order_exactly_once) {
+  for (uint32_t limit : {1u, 4u, 7u, 30u, 100u}) {
+    std::vector<std::string> seen;
+    sku_list_query q;
+    q.limit = limit;
+    for (int pages = 0; pages < 100; ++pages) {
+      auto page = r.list_skus(q).wait(wait);
+      EXPECT_EQ(page.partial, "");
+      EXPECT_LE(page.skus.size(), limit);
+      for (auto& s : page.skus) seen.push_back(s.sku);
+      if (page.next.empty()) break;
+      EXPECT_EQ(page.next, page.skus.back().sku);
+      q.after = page.next;
+    }
+    std::vector<std::string> want;
+    for (int n = 1; n <= 3; ++n)
+      for (int i = 0; i < 10; ++i) want.push_back(std::to_string(n) + "-" + std::to_string(i));
+    EXPECT_EQ(seen, want) << "limit " << limit;
+  }
+  // A node that cannot answer makes the page partial, and says which.
+  net.down.insert(2);
+  sku_list_query q;
+  q.limit = 100;
+  auto page = r.list_skus(q).wait(wait);
+  EXPECT_EQ(page.skus.size(), 20u);
+  EXPECT_NE(page.partial.find("node 2"), std::string::npos) << page.partial;
+}
+
 }  // namespace
 }  // namespace holdfast

@@ -51,7 +51,7 @@ TEST(codec, hold_results_round_trip_every_outcome) {
 
 TEST(codec, sku_results_and_requests_round_trip) {
   sku_result in;
-  in.sku = {"mug", 10, 4, 1250, 6, 16, 2};
+  in.sku = {"mug", 10, 4, 1250, 6, 16, 2, 0, "Mug, blue"};
   for (auto c : {code::ok, code::sku_exists, code::insufficient}) {
     in.status = c;
     auto out = round_trip(in);
@@ -63,9 +63,10 @@ TEST(codec, sku_results_and_requests_round_trip) {
     EXPECT_EQ(out.sku.sold, 6);
     EXPECT_EQ(out.sku.stocked, 16);
     EXPECT_EQ(out.sku.active_holds, 2);
+    EXPECT_EQ(out.sku.title, "Mug, blue");
   }
   capnp::MallocMessageBuilder m;
-  hold_op op{hold_op_kind::reserve, "mug", "h", 2, 500};
+  hold_op op{hold_op_kind::reserve, "mug", "h", 2, 500, {}};
   codec::write(m.initRoot<wire::ReserveRequest>(), op);
   auto back = codec::read_reserve(m.getRoot<wire::ReserveRequest>().asReader());
   EXPECT_EQ(back.sku, "mug");
@@ -91,7 +92,7 @@ TEST(codec, durations_parse_with_units_only) {
 TEST(names, invalid_utf8_and_invisible_controls_are_refused) {
   request_limits limits;
   auto check = [&](const std::string& sku) {
-    return validate(hold_op{hold_op_kind::reserve, sku, "h", 1, 1'000}, limits);
+    return validate(hold_op{hold_op_kind::reserve, sku, "h", 1, 1'000, {}}, limits);
   };
   EXPECT_EQ(check("caf\xc3\xa9"), "");             // é
   EXPECT_EQ(check("\xe6\x97\xa5\xe6\x9c\xac"), "");  // 日本

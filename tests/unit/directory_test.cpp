@@ -33,7 +33,7 @@ protected:
       sku_record r;
       r.sku.sku = "sku-" + std::to_string(i);
       r.sku.on_hand = r.sku.stocked = 5;
-      batch = {mutation{mutation::put_sku, r, {}}};
+      batch = {mutation{mutation::put_sku, r, {}, {}}};
       std::vector<store_status> status;
       ASSERT_EQ(env->commit({{&batch, 1}}, status), store_status::ok);
     }
@@ -208,7 +208,7 @@ TEST_F(directory_test, what_a_first_start_leaves_before_marking_starts_as_a_new_
     {
       auto env = open(error, false, directory);
       ASSERT_TRUE(env) << error;
-      std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}}};
+      std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}, {}}};
       batch[0].sku.sku.sku = "tee";
       batch[0].sku.sku.on_hand = batch[0].sku.sku.stocked = 3;
       std::vector<store_status> status;

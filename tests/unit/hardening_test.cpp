@@ -53,9 +53,9 @@ TEST_F(hardening_test, one_bad_batch_never_fails_the_other_writers_in_its_commit
     if (reserved > 0) {
       hold_record h;
       h.hold = {hold_id, name, reserved, hold_state::active, 1};
-      ms.push_back(mutation{mutation::put_hold, {}, h});
+      ms.push_back(mutation{mutation::put_hold, {}, h, {}});
     }
-    ms.push_back(mutation{mutation::put_sku, r, {}});
+    ms.push_back(mutation{mutation::put_sku, r, {}, {}});
     return ms;
   };
   auto good = batch_for("good", "g1", 1);
@@ -349,6 +349,53 @@ TEST_F(hardening_test, holds_expire_after_the_map_filled_up) {
   for (int i = 0; i < 30 && show("f").reserved > 0; ++i) advance_ms(1'000);
   EXPECT_EQ(show("f").reserved, 0) << "overdue holds never expired";
   EXPECT_EQ(op(reserve("f", "after", 1, 60'000)).status, code::ok);
+}
+
+
+// Entity records (buyers' counts today; carts, orders, payments next) ride the same log
+// records: alone in a batch or beside an SKU's changes, replayed at recovery, written
+// and deleted by snapshots. Batches that break the key rules fail alone.
+TEST_F(hardening_test, entity_records_are_logged_snapshotted_deleted_and_recovered) {
+  auto put = [](const std::string& key, const std::string& value, bool deleted = false) {
+    mutation m;
+    m.kind = mutation::put_record;
+    m.record = {record_space::buyer, key, value, deleted};
+    return m;
+  };
+  auto read = [&](const std::string& key) {
+    std::string v;
+    auto st = env_->read_record(record_space::buyer, key, v);
+    return st == store_status::ok ? v : std::string("<") + to_string(st) + ">";
+  };
+  std::vector<mutation> alone = {put("k1", "one"), put("k2", "two")};
+  std::vector<mutation> empty_key = {put("", "x")};
+  std::vector<mutation> huge = {put(std::string(record_key_bytes_max + 1, 'k'), "x")};
+  std::vector<mutation> hold_without_sku = {put("k3", "x"), mutation{mutation::put_hold, {}, {}, {}}};
+  std::vector<mutation> nothing;
+  std::vector<store_status> status;
+  ASSERT_EQ(env_->commit({{&alone, 1}, {&empty_key, 2}, {&huge, 3}, {&hold_without_sku, 4}, {&nothing, 5}},
+                         status),
+            store_status::ok);
+  EXPECT_EQ(status[0], store_status::ok);
+  for (size_t i = 1; i < status.size(); ++i) EXPECT_EQ(status[i], store_status::rejected) << i;
+  EXPECT_EQ(read("k1"), "one");
+  EXPECT_EQ(read("k3"), "<not found>");
+  restart();  // from the log
+  EXPECT_EQ(read("k1"), "one");
+  EXPECT_EQ(read("k2"), "two");
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  std::vector<mutation> change = {put("k1", "uno"), put("k2", "", true)};
+  ASSERT_EQ(env_->commit({{&change, 1}}, status), store_status::ok);
+  EXPECT_EQ(read("k1"), "uno");
+  EXPECT_EQ(read("k2"), "<not found>") << "deleted in the overlay over LMDB's value";
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  EXPECT_EQ(read("k2"), "<not found>") << "and deleted from LMDB by the snapshot";
+  restart();
+  EXPECT_EQ(read("k1"), "uno");
+  EXPECT_EQ(read("k2"), "<not found>");
+  auto report = env_->check();
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_EQ(report.records, 1);
 }
 
 }  // namespace

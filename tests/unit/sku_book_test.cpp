@@ -23,10 +23,10 @@ protected:
   sku_change change() { return sku_change(++seq_, now_, env_.get()); }
 
   hold_op reserve(const std::string& id, int64_t ttl_ms) {
-    return hold_op{hold_op_kind::reserve, "tee", id, 1, ttl_ms};
+    return hold_op{hold_op_kind::reserve, "tee", id, 1, ttl_ms, {}};
   }
   hold_op release(const std::string& id) {
-    return hold_op{hold_op_kind::release, "tee", id, 0, 0};
+    return hold_op{hold_op_kind::release, "tee", id, 0, 0, {}};
   }
 
   static size_t count_state(const std::vector<mutation>& ms, hold_state s) {
@@ -44,7 +44,7 @@ protected:
 TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_time) {
   sku_book book("tee", {});
   auto c = change();
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100, {}}, c).status, code::ok);
   // Deadlines arrive out of order: hold i lives 1000 + (i * 7919) % 3000 ms.
   const int n = 3000;
   for (int i = 0; i < n; ++i)
@@ -90,7 +90,7 @@ TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_t
 TEST_F(sku_book_test, seal_writes_the_changed_holds_then_the_record) {
   sku_book book("tee", {});
   auto c = change();
-  book.apply(sku_op{sku_op_kind::create, "tee", 10, 100}, c);
+  book.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}}, c);
   auto created = book.seal(c);
   ASSERT_EQ(created.size(), 1u);  // the record only: no holds
   EXPECT_EQ(created[0].kind, mutation::put_sku);
@@ -118,21 +118,21 @@ TEST_F(sku_book_test, seal_writes_the_changed_holds_then_the_record) {
 TEST_F(sku_book_test, an_ended_hold_answers_from_memory_until_durable) {
   sku_book book("tee", {});
   auto c = change();
-  book.apply(sku_op{sku_op_kind::create, "tee", 5, 100}, c);
+  book.apply(sku_op{sku_op_kind::create, "tee", 5, 100, {}}, c);
   book.apply(reserve("h", 60'000), now_, c);
   book.seal(c);
   auto d = change();
-  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, d).status, code::ok);
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0, {}}, now_, d).status, code::ok);
   book.seal(d);
   // Not on disk (nothing is ever committed here): memory must answer.
   auto q = change();
-  auto again = book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, q);
+  auto again = book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0, {}}, now_, q);
   EXPECT_EQ(again.status, code::ok);
   EXPECT_EQ(again.hold.state, hold_state::confirmed);
   EXPECT_EQ(book.apply(reserve("h", 60'000), now_, q).hold.state, hold_state::confirmed);
   book.durable(d.seq);
   // Durable: LMDB would answer now; this empty one does not know the hold.
-  EXPECT_EQ(book.apply(hold_op{hold_op_kind::query, "tee", "h", 0, 0}, now_, q).status,
+  EXPECT_EQ(book.apply(hold_op{hold_op_kind::query, "tee", "h", 0, 0, {}}, now_, q).status,
             code::unknown_hold);
 }
 
@@ -144,7 +144,7 @@ TEST_F(sku_book_test, expiry_ends_at_most_a_bounded_batch_per_change) {
   policy.expire_batch_max = 100;
   sku_book book("tee", policy);
   auto c = change();
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100, {}}, c).status, code::ok);
   for (int i = 0; i < 250; ++i)
     ASSERT_EQ(book.apply(reserve("h" + std::to_string(i), 1'000), now_, c).status, code::ok);
   book.seal(c);
@@ -167,7 +167,7 @@ TEST_F(sku_book_test, expiry_ends_at_most_a_bounded_batch_per_change) {
 TEST_F(sku_book_test, an_overdue_hold_is_never_confirmed_however_bounded_the_expiry) {
   sku_book book("tee", {});
   auto c = change();
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100}, c).status, code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10'000, 100, {}}, c).status, code::ok);
   for (int i = 0; i < 1'000; ++i)
     ASSERT_EQ(book.apply(reserve("h" + std::to_string(i), 1'000), now_, c).status, code::ok);
   book.seal(c);
@@ -175,7 +175,7 @@ TEST_F(sku_book_test, an_overdue_hold_is_never_confirmed_however_bounded_the_exp
   book.expire_due(late.now_ms, late, 256);
   int expired = 0;
   for (int i = 0; i < 1'000; ++i) {
-    auto r = book.apply(hold_op{hold_op_kind::confirm, "tee", "h" + std::to_string(i), 0, 0},
+    auto r = book.apply(hold_op{hold_op_kind::confirm, "tee", "h" + std::to_string(i), 0, 0, {}},
                         late.now_ms, late);
     expired += r.status == code::hold_expired;
   }
@@ -192,14 +192,14 @@ TEST_F(sku_book_test, an_overdue_hold_is_never_confirmed_however_bounded_the_exp
 TEST_F(sku_book_test, restock_never_takes_on_hand_past_its_maximum) {
   sku_book book("tee", {});
   auto c = change();
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", on_hand_max - 5, 100}, c).status,
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", on_hand_max - 5, 100, {}}, c).status,
             code::ok);
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 5, 0}, c).status, code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 5, 0, {}}, c).status, code::ok);
   ASSERT_EQ(book.record().sku.on_hand, on_hand_max);
   book.seal(c);
   for (int64_t amount : {int64_t{1}, on_hand_max}) {
     auto past = change();
-    auto r = book.apply(sku_op{sku_op_kind::restock, "tee", amount, 0}, past);
+    auto r = book.apply(sku_op{sku_op_kind::restock, "tee", amount, 0, {}}, past);
     EXPECT_EQ(r.status, code::invalid);
     EXPECT_NE(r.message.find("past " + std::to_string(on_hand_max)), std::string::npos) << r.message;
     EXPECT_TRUE(book.seal(past).empty());
@@ -208,12 +208,12 @@ TEST_F(sku_book_test, restock_never_takes_on_hand_past_its_maximum) {
   }
   // Sold units make room again.
   auto sell = change();
-  ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", "h", 10, 60'000}, now_, sell).status,
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", "h", 10, 60'000, {}}, now_, sell).status,
             code::ok);
-  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0}, now_, sell).status,
+  ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", "h", 0, 0, {}}, now_, sell).status,
             code::ok);
-  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 11, 0}, sell).status, code::invalid);
-  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 10, 0}, sell).status, code::ok);
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 11, 0, {}}, sell).status, code::invalid);
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 10, 0, {}}, sell).status, code::ok);
   EXPECT_EQ(book.record().sku.on_hand, on_hand_max);
   EXPECT_EQ(book.broken_invariant(), "");
 }
@@ -222,7 +222,7 @@ TEST_F(sku_book_test, restock_never_takes_on_hand_past_its_maximum) {
 // overflow, an adjust upwards did not.
 TEST_F(sku_book_test, no_change_overflows_the_stocked_counter) {
   const int64_t stocked_max = std::numeric_limits<int64_t>::max() / 2;
-  std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}}};
+  std::vector<mutation> batch = {mutation{mutation::put_sku, {}, {}, {}}};
   auto& old = batch[0].sku.sku;
   old.sku = "tee";
   old.stocked = old.written_off = stocked_max - 10;  // a long history, nothing on hand
@@ -231,7 +231,7 @@ TEST_F(sku_book_test, no_change_overflows_the_stocked_counter) {
   sku_book book("tee", {});
   ASSERT_EQ(book.load(*env_), "");
   const auto before = book.record().sku;
-  for (auto op : {sku_op{sku_op_kind::restock, "tee", 11, 0}, sku_op{sku_op_kind::adjust, "tee", 11, 0}}) {
+  for (auto op : {sku_op{sku_op_kind::restock, "tee", 11, 0, {}}, sku_op{sku_op_kind::adjust, "tee", 11, 0, {}}}) {
     auto c = change();
     auto r = book.apply(op, c);
     EXPECT_EQ(r.status, code::invalid);
@@ -241,9 +241,134 @@ TEST_F(sku_book_test, no_change_overflows_the_stocked_counter) {
     EXPECT_EQ(book.record().sku.on_hand, 0);
   }
   auto c = change();
-  EXPECT_EQ(book.apply(sku_op{sku_op_kind::adjust, "tee", 10, 0}, c).status, code::ok);
+  EXPECT_EQ(book.apply(sku_op{sku_op_kind::adjust, "tee", 10, 0, {}}, c).status, code::ok);
   EXPECT_EQ(book.record().sku.stocked, stocked_max);
   EXPECT_EQ(book.broken_invariant(), "");
+}
+
+
+// extend(hold, ttl) is how an order keeps its holds while the payment is pending.
+TEST_F(sku_book_test, extend_pushes_the_deadline_never_shortens_it_and_survives_a_restart) {
+  auto extend = [](const std::string& id, int64_t ttl_ms) {
+    return hold_op{hold_op_kind::extend, "tee", id, 0, ttl_ms, {}};
+  };
+  auto at = [&](int64_t now_ms) { return sku_change(++seq_, now_ms, env_.get()); };
+  sku_book book("tee", {});
+  auto c = at(now_);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 5, 100, "Tee, black"}, c).status, code::ok);
+  ASSERT_EQ(book.apply(reserve("h", 10'000), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(reserve("short", 10'000), now_, c).status, code::ok);
+  auto created = book.seal(c);
+
+  auto e = at(now_ + 5'000);
+  auto r = book.apply(extend("h", 60'000), now_ + 5'000, e);
+  ASSERT_EQ(r.status, code::ok) << r.message;
+  EXPECT_EQ(r.hold.deadline_ms, now_ + 65'000);
+  auto extended = book.seal(e);
+  EXPECT_EQ(count_state(extended, hold_state::active), 1u);
+
+  // A repeated or shorter extend changes nothing and answers the later deadline.
+  auto again = at(now_ + 6'000);
+  r = book.apply(extend("h", 1'000), now_ + 6'000, again);
+  EXPECT_EQ(r.status, code::ok);
+  EXPECT_EQ(r.hold.deadline_ms, now_ + 65'000);
+  EXPECT_TRUE(book.seal(again).empty());
+
+  // The first deadline passing expires the other hold, not the extended one.
+  auto due = at(now_ + 20'000);
+  book.expire_due(now_ + 20'000, due);
+  EXPECT_EQ(book.active_holds(), 1u);
+  EXPECT_EQ(book.earliest_deadline_ms(), now_ + 65'000);
+  auto expired = book.seal(due);
+  EXPECT_EQ(count_state(expired, hold_state::expired), 1u);
+  // An ended hold is not extended: it answers how it ended.
+  auto late = at(now_ + 21'000);
+  EXPECT_EQ(book.apply(extend("short", 60'000), now_ + 21'000, late).status, code::hold_expired);
+  EXPECT_EQ(book.apply(extend("nope", 60'000), now_ + 21'000, late).status, code::unknown_hold);
+
+  std::vector<store_status> status;
+  ASSERT_EQ(env_->commit({{&created, 1}, {&extended, 1}, {&expired, 1}}, status), store_status::ok);
+  sku_book reloaded("tee", {});
+  ASSERT_EQ(reloaded.load(*env_), "");
+  EXPECT_EQ(reloaded.record().sku.title, "Tee, black");
+  EXPECT_EQ(reloaded.active_holds(), 1u);
+  EXPECT_EQ(reloaded.earliest_deadline_ms(), now_ + 65'000);
+  // A clock step back cuts deadlines to now + the longest ttl the hold got, so the
+  // extend is not lost to a restart on a machine whose clock went back.
+  auto stepped = at(now_ - 100'000);
+  reloaded.clamp_deadlines(stepped);
+  EXPECT_EQ(reloaded.earliest_deadline_ms(), now_ - 100'000 + 60'000);
+  EXPECT_EQ(reloaded.broken_invariant(), "");
+
+  // A hold past its deadline, not yet swept, is not brought back by an extend.
+  auto overdue = at(now_ - 100'000 + 60'001);
+  EXPECT_EQ(reloaded.apply(extend("h", 60'000), now_ - 100'000 + 60'001, overdue).status,
+            code::hold_expired);
+  EXPECT_EQ(reloaded.active_holds(), 0u);
+}
+
+
+// "2 per customer": a user's active holds plus purchases never pass the limit, a
+// reserve must name its user, and the purchases survive a reload from storage.
+TEST_F(sku_book_test, a_per_user_limit_counts_holds_and_purchases_across_a_reload) {
+  auto mine = [](const std::string& id, int64_t qty, const std::string& user) {
+    return hold_op{hold_op_kind::reserve, "tee", id, qty, 60'000, user};
+  };
+  auto end = [](hold_op_kind k, const std::string& id) { return hold_op{k, "tee", id, 0, 0, {}}; };
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 100, 100, "Tee", 2}, c).status, code::ok);
+  EXPECT_EQ(book.apply(mine("anon", 1, ""), now_, c).status, code::invalid) << "the user must be named";
+  ASSERT_EQ(book.apply(mine("a1", 1, "ann"), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(mine("a2", 1, "ann"), now_, c).status, code::ok);
+  auto refused = book.apply(mine("a3", 1, "ann"), now_, c);
+  EXPECT_EQ(refused.status, code::limit_reached);
+  EXPECT_EQ(refused.available, 0);
+  EXPECT_NE(refused.message.find("at most 2 per user"), std::string::npos) << refused.message;
+  EXPECT_EQ(book.apply(mine("b1", 2, "bob"), now_, c).status, code::ok) << "users are counted apart";
+  EXPECT_EQ(book.apply(mine("b2", 3, "cat"), now_, c).status, code::limit_reached);
+  // The same hold id by another user is another request.
+  EXPECT_EQ(book.apply(mine("a1", 1, "bob"), now_, c).status, code::hold_conflict);
+  EXPECT_EQ(book.apply(mine("a1", 1, "ann"), now_, c).status, code::ok) << "a repeat is the same hold";
+  auto first = book.seal(c);
+
+  // A released hold gives its units back to the user; a confirmed one is a purchase.
+  auto d = change();
+  ASSERT_EQ(book.apply(end(hold_op_kind::release, "a1"), now_, d).status, code::ok);
+  ASSERT_EQ(book.apply(mine("a3", 1, "ann"), now_, d).status, code::ok);
+  ASSERT_EQ(book.apply(end(hold_op_kind::confirm, "a2"), now_, d).status, code::ok);
+  ASSERT_EQ(book.apply(end(hold_op_kind::confirm, "a3"), now_, d).status, code::ok);
+  auto second = book.seal(d);
+  size_t buyer_records = 0;
+  for (auto& m : second)
+    if (m.kind == mutation::put_record) {
+      ++buyer_records;
+      EXPECT_EQ(m.record.key, std::string("tee\0ann", 7));
+    }
+  EXPECT_EQ(buyer_records, 2u) << "each confirm writes the user's count in its own batch";
+  EXPECT_EQ(second.back().kind, mutation::put_sku);
+  auto e = change();
+  EXPECT_EQ(book.apply(mine("a4", 1, "ann"), now_, e).status, code::limit_reached) << "bought 2";
+
+  std::vector<store_status> status;
+  ASSERT_EQ(env_->commit({{&first, 1}, {&second, 1}}, status), store_status::ok);
+  for (bool snapshot : {false, true}) {
+    if (snapshot) {
+      ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+    }
+    sku_book reloaded("tee", {});
+    ASSERT_EQ(reloaded.load(*env_), "");
+    EXPECT_EQ(reloaded.record().sku.limit_per_user, 2);
+    auto f = change();
+    EXPECT_EQ(reloaded.apply(mine("a5", 1, "ann"), now_, f).status, code::limit_reached)
+      << "purchases come back from the buyer record (snapshot: " << snapshot << ")";
+    EXPECT_EQ(reloaded.apply(mine("b3", 1, "bob"), now_, f).status, code::limit_reached)
+      << "bob's active hold of 2 comes back from the hold log";
+    EXPECT_EQ(reloaded.apply(mine("c1", 2, "cat"), now_, f).status, code::ok);
+  }
+  std::string value;
+  ASSERT_EQ(env_->read_record(record_space::buyer, std::string("tee\0ann", 7), value), store_status::ok);
+  EXPECT_EQ(value, "2");
 }
 
 }  // namespace

@@ -114,11 +114,11 @@ TEST_F(store_test, a_batch_create_writes_every_new_sku_in_one_commit) {
   start();
   create("old", 7);
   std::vector<sku_op> ops;
-  for (int i = 0; i < 500; ++i) ops.push_back({sku_op_kind::create, "cat-" + std::to_string(i), i, 100});
-  ops.push_back({sku_op_kind::create, "old", 1, 1});
-  ops.push_back({sku_op_kind::create, "", 1, 1});
-  ops.push_back({sku_op_kind::create, "cat-3", 99, 1});
-  ops.push_back({sku_op_kind::restock, "cat-4", 1, 0});
+  for (int i = 0; i < 500; ++i) ops.push_back({sku_op_kind::create, "cat-" + std::to_string(i), i, 100, {}});
+  ops.push_back({sku_op_kind::create, "old", 1, 1, {}});
+  ops.push_back({sku_op_kind::create, "", 1, 1, {}});
+  ops.push_back({sku_op_kind::create, "cat-3", 99, 1, {}});
+  ops.push_back({sku_op_kind::restock, "cat-4", 1, 0, {}});
   auto before = stats();
   auto spawns = call<directory_stats>(stats_atom_v).spawns;
   auto rs = call<std::vector<sku_result>>(create_batch_atom_v, ops);
@@ -141,6 +141,113 @@ TEST_F(store_test, a_batch_create_writes_every_new_sku_in_one_commit) {
   EXPECT_EQ(show("cat-42").reserved, 2);
   auto again = call<std::vector<sku_result>>(create_batch_atom_v, std::vector<sku_op>{ops[10]});
   EXPECT_EQ(again.at(0).status, code::sku_exists);
+}
+
+
+// The catalog read path: pages in name order over what the snapshot holds and what
+// only the log (the overlay) holds, each SKU once, with its current counters.
+TEST_F(store_test, the_catalog_pages_over_snapshot_and_log_each_sku_once) {
+  start();
+  std::vector<sku_op> ops;
+  for (int i = 0; i < 300; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "cat-%03d", i);
+    ops.push_back({sku_op_kind::create, name, 10, 100 + i, "Title " + std::to_string(i)});
+  }
+  std::vector<sku_op> first(ops.begin(), ops.begin() + 150), second(ops.begin() + 150, ops.end());
+  for (auto& r : call<std::vector<sku_result>>(create_batch_atom_v, first)) ASSERT_EQ(r.status, code::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);  // half in LMDB ...
+  for (auto& r : call<std::vector<sku_result>>(create_batch_atom_v, second)) ASSERT_EQ(r.status, code::ok);
+  create("other", 5);                                  // ... half in the log only
+  ASSERT_EQ(op(reserve("cat-007", "h", 3, 60'000)).status, code::ok);  // newer than LMDB's record
+
+  for (uint32_t limit : {1u, 37u, 300u, 1000u}) {
+    std::vector<std::string> seen;
+    sku_list_query q;
+    q.prefix = "cat-";
+    q.limit = limit;
+    for (int pages = 0; pages < 400; ++pages) {
+      auto page = call<sku_page>(list_skus_atom_v, q);
+      ASSERT_EQ(page.partial, "");
+      ASSERT_LE(page.skus.size(), limit);
+      for (auto& s : page.skus) {
+        seen.push_back(s.sku);
+        if (s.sku == "cat-007") {
+          EXPECT_EQ(s.reserved, 3);
+          EXPECT_EQ(s.title, "Title 7");
+          EXPECT_EQ(s.price_cents, 107);
+        }
+      }
+      if (page.next.empty()) break;
+      q.after = page.next;
+    }
+    ASSERT_EQ(seen.size(), 300u) << "limit " << limit;
+    for (int i = 0; i < 300; ++i) EXPECT_EQ(seen[size_t(i)], ops[size_t(i)].sku);
+  }
+  sku_list_query all;
+  all.after = "cat-298";
+  auto tail = call<sku_page>(list_skus_atom_v, all);
+  ASSERT_EQ(tail.skus.size(), 2u);
+  EXPECT_EQ(tail.skus[1].sku, "other");
+  EXPECT_EQ(tail.next, "");
+  restart();
+  sku_list_query q;
+  q.prefix = "cat-00";
+  auto page = call<sku_page>(list_skus_atom_v, q);
+  ASSERT_EQ(page.skus.size(), 10u);
+  EXPECT_EQ(page.skus[7].title, "Title 7") << "titles survive a restart";
+  EXPECT_EQ(page.skus[7].reserved, 3);
+}
+
+TEST(sku_list_query, bad_queries_are_refused_with_a_reason) {
+  sku_list_query q;
+  EXPECT_EQ(validate(q), "");
+  q.limit = sku_list_limit_max;
+  EXPECT_EQ(validate(q), "");
+  q.limit = sku_list_limit_max + 1;
+  EXPECT_NE(validate(q).find("limit"), std::string::npos);
+  q.limit = 0;
+  q.prefix = "\xff\xfe";
+  EXPECT_NE(validate(q).find("prefix is not valid UTF-8"), std::string::npos);
+  q.prefix.clear();
+  q.after = std::string(sku_bytes_max + 1, 'a');
+  EXPECT_NE(validate(q).find("after longer than"), std::string::npos);
+}
+
+
+// Many concurrent checkouts by one user reach the SKU actor in one batch: exactly the
+// limit is granted. The purchase counts survive a restart, from the log and from a
+// snapshot, and `check` reads the buyer records.
+TEST_F(store_test, a_per_user_limit_holds_under_a_burst_and_across_restarts) {
+  start();
+  ASSERT_EQ(call<sku_result>(sku_op_atom_v, sku_op{sku_op_kind::create, "flash", 1000, 500, "Flash", 2}).status,
+            code::ok);
+  std::vector<hold_op> burst;
+  for (int i = 0; i < 50; ++i)
+    burst.push_back(hold_op{hold_op_kind::reserve, "flash", "u-" + std::to_string(i), 1, 60'000, "ann"});
+  int granted = 0, limited = 0;
+  std::vector<std::string> held;
+  for (auto& r : ops(burst)) {
+    if (r.status == code::ok) {
+      ++granted;
+      held.push_back(r.hold.hold_id);
+    }
+    limited += r.status == code::limit_reached;
+  }
+  EXPECT_EQ(granted, 2);
+  EXPECT_EQ(limited, 48);
+  for (auto& id : held) ASSERT_EQ(op(confirm(id)).status, code::ok);
+  restart();
+  auto again = op(hold_op{hold_op_kind::reserve, "flash", "after-restart", 1, 60'000, "ann"});
+  EXPECT_EQ(again.status, code::limit_reached) << again.message;
+  EXPECT_EQ(op(hold_op{hold_op_kind::reserve, "flash", "bob-1", 2, 60'000, "bob"}).status, code::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  restart();
+  EXPECT_EQ(op(hold_op{hold_op_kind::reserve, "flash", "bob-2", 1, 60'000, "bob"}).status, code::limit_reached);
+  EXPECT_EQ(op(hold_op{hold_op_kind::reserve, "flash", "ann-3", 1, 60'000, "ann"}).status, code::limit_reached);
+  auto report = env_->check();
+  EXPECT_TRUE(report.problems.empty()) << report.problems.front();
+  EXPECT_EQ(report.records, 1);
 }
 
 }  // namespace

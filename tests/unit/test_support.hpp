@@ -147,20 +147,20 @@ protected:
   hold_result op(hold_op x) { return ops({std::move(x)}).at(0); }
 
   static hold_op reserve(std::string sku, std::string hold, int64_t qty, int64_t ttl_ms) {
-    return {hold_op_kind::reserve, std::move(sku), std::move(hold), qty, ttl_ms};
+    return {hold_op_kind::reserve, std::move(sku), std::move(hold), qty, ttl_ms, {}};
   }
   static hold_op confirm(std::string hold, std::string sku = {}) {
-    return {hold_op_kind::confirm, std::move(sku), std::move(hold), 0, 0};
+    return {hold_op_kind::confirm, std::move(sku), std::move(hold), 0, 0, {}};
   }
   static hold_op release(std::string hold, std::string sku = {}) {
-    return {hold_op_kind::release, std::move(sku), std::move(hold), 0, 0};
+    return {hold_op_kind::release, std::move(sku), std::move(hold), 0, 0, {}};
   }
   static hold_op query(std::string hold) {
-    return {hold_op_kind::query, {}, std::move(hold), 0, 0};
+    return {hold_op_kind::query, {}, std::move(hold), 0, 0, {}};
   }
 
   sku_result sku(sku_op_kind kind, std::string name, int64_t amount = 0, int64_t price = 0) {
-    return call<sku_result>(sku_op_atom_v, sku_op{kind, std::move(name), amount, price});
+    return call<sku_result>(sku_op_atom_v, sku_op{kind, std::move(name), amount, price, {}});
   }
   sku_info show(const std::string& name) { return sku(sku_op_kind::query, name).sku; }
   void create(const std::string& name, int64_t stock, int64_t price = 1000) {
