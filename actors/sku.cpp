@@ -16,12 +16,6 @@ sku_change begin_change(self_ptr self, int64_t now_ms) {
   return sku_change(self->state.next_seq, now_ms, self->state.ctx.env.get());
 }
 
-code code_for(store_status s) {
-  if (s == store_status::outcome_unknown) return code::outcome_unknown;
-  return s == store_status::map_full || s == store_status::disk_full ? code::storage_full
-                                                                     : code::unavailable;
-}
-
 hold_result storage_error(store_status s) { return make_hold_error(code_for(s), to_string(s)); }
 
 std::vector<hold_result> failed(const std::vector<hold_result>& rs, store_status s) {

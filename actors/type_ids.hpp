@@ -15,6 +15,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::sku_result>))
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::sku_list_query))
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::sku_page))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::cart_op))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::cart_result))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::cart_op>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::cart_result>))
 
   CAF_ADD_ATOM(holdfast_actors, holdfast, hold_ops_atom, "holdops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, sku_op_atom, "skuop")
@@ -28,4 +32,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, routed_results_atom, "routedres")
   CAF_ADD_ATOM(holdfast_actors, holdfast, passivated_atom, "passivated")
   CAF_ADD_ATOM(holdfast_actors, holdfast, list_skus_atom, "listskus")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, cart_op_atom, "cartop")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, cart_ops_atom, "cartops")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

@@ -11,6 +11,11 @@
 #include <functional>
 #include <string>
 
+namespace holdfast {
+class blocking_client;
+enum class code : uint8_t;
+}  // namespace holdfast
+
 namespace holdfast::cli {
 
 constexpr int exit_refused = 1;
@@ -32,6 +37,15 @@ void add_storage_commands(CLI::App& app, context& ctx);
 void add_restore_command(CLI::App& app, context& ctx);
 void add_cluster_commands(CLI::App& app, context& ctx);
 void add_chaos_command(CLI::App& app, context& ctx);
+void add_cart_commands(CLI::App& app, context& ctx);
+
+// Connects to --node, runs `call`, returns its exit status. A call that reached the node
+// but lost its connection is not "unreachable": a mutation's outcome is then unknown.
+int with_node(const context& ctx, bool mutation, const std::function<int(blocking_client&)>& call);
+// A subcommand whose callback runs `call` against the node.
+void on_node(CLI::App* cmd, context& ctx, bool mutation, std::function<int(blocking_client&)> call);
+// The exit status of a domain outcome.
+int exit_code(code c);
 
 // Usage and connection errors: exit 2, and under --json still one object on stdout.
 int fail(const context& ctx, const char* status, const std::string& message);

@@ -30,12 +30,6 @@ json to_json(const sku_info& s) {
           {"active_holds", s.active_holds}, {"title", s.title}, {"limit_per_user", s.limit_per_user}};
 }
 
-int exit_code(code c) {
-  if (c == code::ok) return 0;
-  if (c == code::invalid || c == code::unavailable || c == code::outcome_unknown) return exit_usage;
-  return exit_refused;
-}
-
 int print(const hold_result& r, bool as_json, const char* verb) {
   bool has_hold = r.status == code::ok || r.status == code::hold_expired ||
                   r.status == code::hold_conflict || r.status == code::wrong_state;
@@ -111,10 +105,15 @@ int print(const sku_page& page, bool as_json, bool partial_ok, const context& ct
   return 0;
 }
 
-// Connects, runs one call, prints its answer. A call that reached the node but lost its
-// connection is not "unreachable": a mutation's outcome is then unknown.
-template <class Call>
-int with_node(const context& ctx, bool mutation, Call call) {
+}  // namespace
+
+int exit_code(code c) {
+  if (c == code::ok) return 0;
+  if (c == code::invalid || c == code::unavailable || c == code::outcome_unknown) return exit_usage;
+  return exit_refused;
+}
+
+int with_node(const context& ctx, bool mutation, const std::function<int(blocking_client&)>& call) {
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
@@ -133,14 +132,16 @@ int with_node(const context& ctx, bool mutation, Call call) {
   }
 }
 
-}  // namespace
+void on_node(CLI::App* cmd, context& ctx, bool mutation, std::function<int(blocking_client&)> call) {
+  cmd->callback([&ctx, mutation, call] {
+    ctx.action = [&ctx, mutation, call] { return with_node(ctx, mutation, call); };
+  });
+}
 
 void add_inventory_commands(CLI::App& app, context& ctx) {
   auto a = std::make_shared<arguments>();
   auto on = [&ctx](CLI::App* cmd, bool mutation, std::function<int(blocking_client&)> call) {
-    cmd->callback([&ctx, mutation, call] {
-      ctx.action = [&ctx, mutation, call] { return with_node(ctx, mutation, call); };
-    });
+    on_node(cmd, ctx, mutation, std::move(call));
   };
 
   auto* sku_cmd = app.add_subcommand("sku", "create, show or list SKUs");

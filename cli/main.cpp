@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   add_restore_command(app, ctx);
   add_cluster_commands(app, ctx);
   add_chaos_command(app, ctx);
+  add_cart_commands(app, ctx);
 
   try {
     app.parse(argc, argv);

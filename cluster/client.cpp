@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <kj/io.h>
 
+#include <algorithm>
 #include <regex>
 #include <stdexcept>
 
@@ -366,6 +367,15 @@ kj::Promise<sku_page> forward_list(client& c, sku_list_query query, const std::s
     });
 }
 
+kj::Promise<std::vector<cart_result>> forward_carts(client& c, std::vector<cart_op> ops,
+                                                    const std::string& who, kj::Canceler& calls) {
+  auto n = ops.size();
+  bool query = std::all_of(ops.begin(), ops.end(), [](const cart_op& o) { return o.kind == cart_op_kind::view; });
+  return never_rejects<cart_result>(c.cart_ops(ops), n, query, who,
+                                    [](code s, std::string m) { return make_cart_error(s, std::move(m)); },
+                                    calls);
+}
+
 kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
                                              client_options options) {
   return connect_stream(io, address, options)
@@ -574,6 +584,25 @@ kj::Promise<std::vector<sku_result>> client::create_skus(const std::vector<sku_o
                                          n, make_sku_error(code::outcome_unknown, impl_->late_message())));
 }
 
+kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op>& ops) {
+  auto req = impl_->inventory.cartOpsRequest();
+  auto list = req.initOps(static_cast<unsigned>(ops.size()));
+  for (size_t i = 0; i < ops.size(); ++i) codec::write(list[static_cast<unsigned>(i)], ops[i]);
+  auto n = ops.size();
+  auto call = req.send().then([n](auto response) {
+    std::vector<cart_result> out;
+    if (response.hasRefused() && response.getRefused().size() > 0) {
+      out.assign(n, make_cart_error(code::invalid, codec::str(response.getRefused())));
+      return out;
+    }
+    for (auto r : response.getResults()) out.push_back(codec::read(r));
+    if (out.size() != n) out.assign(n, make_cart_error(code::outcome_unknown, "answer has the wrong length"));
+    return out;
+  });
+  return impl_->deadline(kj::mv(call), std::vector<cart_result>(
+                                         n, make_cart_error(code::outcome_unknown, impl_->late_message())));
+}
+
 kj::Promise<sku_result> client::send_sku(const sku_op& op) {
   auto read = [](auto r) { return codec::read(r.getResult()); };
   switch (op.kind) {
@@ -661,6 +690,9 @@ sku_result blocking_client::query_sku(const std::string& sku) {
 }
 sku_result blocking_client::restock(const std::string& sku, int64_t qty) {
   return wait(client_->sku({sku_op_kind::restock, sku, qty, 0, {}}));
+}
+cart_result blocking_client::cart(const cart_op& op) {
+  return wait(client_->cart_ops({op})).at(0);
 }
 sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
   return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0, {}}));

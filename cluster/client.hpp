@@ -73,6 +73,10 @@ kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op>
 // `partial` names `who` and why.
 kj::Promise<sku_page> forward_list(client& c, sku_list_query query, const std::string& who,
                                    kj::Canceler& calls);
+// Cart operations through `c`; never rejects (the rule above: changes outcome_unknown,
+// views unavailable).
+kj::Promise<std::vector<cart_result>> forward_carts(client& c, std::vector<cart_op> ops,
+                                                    const std::string& who, kj::Canceler& calls);
 
 class client {
 public:
@@ -111,6 +115,8 @@ public:
   kj::Promise<sku_result> sku(const sku_op& op);
   // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
+  // Cart operations of any users (at most batch_size_max()): one answer each, in order.
+  kj::Promise<std::vector<cart_result>> cart_ops(const std::vector<cart_op>& ops);
 
   // What auto-batching did so far: batch RPCs sent and the operations they carried.
   struct batching {
@@ -148,6 +154,7 @@ public:
   sku_result query_sku(const std::string& sku);
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);
+  cart_result cart(const cart_op& op);
 
   client& async();
   kj::AsyncIoContext& io();

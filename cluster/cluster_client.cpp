@@ -126,6 +126,14 @@ struct cluster_client::impl final : transport {
     }
     return forward_list(*c, std::move(query), who(node), m.calls);
   }
+  kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) override {
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c)
+      return std::vector<cart_result>(ops.size(),
+                                      make_cart_error(code::unavailable, who(node) + ": " + m.last_error));
+    return forward_carts(*c, std::move(ops), who(node), m.calls);
+  }
 };
 
 cluster_client::cluster_client(kj::AsyncIoProvider& io, std::vector<member_address> members,
@@ -197,6 +205,10 @@ kj::Promise<std::vector<hold_result>> cluster_client::submit(std::vector<hold_op
 kj::Promise<std::vector<sku_result>> cluster_client::skus(std::vector<sku_op> ops) {
   return impl_->route->skus(std::move(ops));
 }
+kj::Promise<std::vector<cart_result>> cluster_client::carts(std::vector<cart_op> ops) {
+  return impl_->route->carts(std::move(ops));
+}
+
 kj::Promise<sku_page> cluster_client::list_skus(sku_list_query query) {
   return impl_->route->list_skus(std::move(query));
 }

@@ -36,6 +36,9 @@ public:
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
   // One page of the catalog, asked of every member (see router::list_skus).
   kj::Promise<sku_page> list_skus(sku_list_query query);
+  // Cart operations, each straight to its user's owner. The SKU of an add or set is not
+  // checked on this path (a member taking the call checks it): use a node for that.
+  kj::Promise<std::vector<cart_result>> carts(std::vector<cart_op> ops);
   uint32_t owner(const std::string& sku) const;
   const std::vector<member_address>& members() const;
   // Auto-batching over every member's connection so far.

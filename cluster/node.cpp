@@ -253,7 +253,14 @@ int run_node(const node_options& options) {
   directory_cfg.limits = options.server.limits;
   directory_cfg.idle_ms = options.idle_ms;
   auto directory = sys.spawn(directory_behavior, ctx, directory_cfg);
+  cart_context carts_ctx;
+  carts_ctx.env = env;
+  carts_ctx.store = store;
+  carts_ctx.clock = clock;
+  carts_ctx.idle_ms = options.idle_ms;
+  auto carts = sys.spawn(cart_directory_behavior, carts_ctx);
   auto shutdown = [&] {
+    caf::anon_send_exit(carts, caf::exit_reason::kill);
     caf::anon_send_exit(directory, caf::exit_reason::kill);
     caf::anon_send_exit(store, caf::exit_reason::kill);
   };
@@ -274,7 +281,7 @@ int run_node(const node_options& options) {
     return 2;
   }
 
-  auto bridge = spawn_bridge(sys, directory);
+  auto bridge = spawn_bridge(sys, directory, carts);
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {

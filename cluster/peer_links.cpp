@@ -324,6 +324,14 @@ kj::Promise<sku_page> peer_links::list_skus(uint32_t node, sku_list_query query)
   return forward_list(*l->inventory, std::move(query), "node " + std::to_string(node), l->calls);
 }
 
+kj::Promise<std::vector<cart_result>> peer_links::cart_ops(uint32_t node, std::vector<cart_op> ops) {
+  auto* l = find(node);
+  if (!l || l->state != "up" || !l->inventory)
+    return std::vector<cart_result>(ops.size(), make_cart_error(code::unavailable, why_not_up(node, l)));
+  l->forwarded += ops.size();
+  return forward_carts(*l->inventory, std::move(ops), "node " + std::to_string(node), l->calls);
+}
+
 std::string peer_links::why_not_up(uint32_t node, const link* l) const {
   if (!l) return "node " + std::to_string(node) + " is not a member";
   return "node " + std::to_string(node) + " is " + l->state +

@@ -169,6 +169,19 @@ kj::Promise<std::vector<sku_result>> router::skus(std::vector<sku_op> ops) {
   return scatter<sku_op, sku_result>(std::move(ops), self_, owner_of, send);
 }
 
+kj::Promise<std::vector<cart_result>> router::carts(std::vector<cart_op> ops) {
+  std::function<uint32_t(const cart_op&)> owner_of = [this](const cart_op& op) {
+    // A nameless user is refused by the local checks.
+    return op.user.empty() ? (self_ ? self_ : where_.nodes().front()) : where_.owner(op.user);
+  };
+  auto send = [this](uint32_t node, std::vector<cart_op> part) -> kj::Promise<std::vector<cart_result>> {
+    if (node == self_) return local_.carts(std::move(part));
+    forwarded_ += part.size();
+    return remote_.cart_ops(node, std::move(part));
+  };
+  return scatter<cart_op, cart_result>(std::move(ops), self_, owner_of, send);
+}
+
 sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit) {
   sku_page out;
   bool more = false;

@@ -32,6 +32,8 @@ public:
   // `node`'s own page of the catalog. Never rejects: a node that cannot be asked answers
   // a page with `partial` naming it.
   virtual kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) = 0;
+  // Cart operations of users `node` owns.
+  virtual kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) = 0;
 };
 
 // This node's own actors, with the same contracts as the transport's.
@@ -39,6 +41,7 @@ struct local_calls {
   std::function<kj::Promise<std::vector<hold_result>>(std::vector<hold_op>)> holds;
   std::function<kj::Promise<std::vector<sku_result>>(std::vector<sku_op>)> skus;
   std::function<kj::Promise<sku_page>(sku_list_query)> list;
+  std::function<kj::Promise<std::vector<cart_result>>(std::vector<cart_op>)> carts;
 };
 
 class router {
@@ -50,7 +53,10 @@ public:
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops);
   // One page of the whole catalog: every member's page, merged in name order.
   kj::Promise<sku_page> list_skus(sku_list_query query);
-  uint32_t owner(const std::string& sku) const { return where_.owner(sku); }
+  // Cart operations, each to its user's owner.
+  kj::Promise<std::vector<cart_result>> carts(std::vector<cart_op> ops);
+  // The owner of an entity key: an SKU's name, a user id.
+  uint32_t owner(const std::string& key) const { return where_.owner(key); }
   uint32_t self() const { return self_; }
   uint64_t forwarded() const { return forwarded_; }  // operations sent to other nodes
 

@@ -41,6 +41,7 @@ using sku_completion = std::shared_ptr<completion<sku_result>>;
 using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
 using stats_completion = std::shared_ptr<completion<directory_stats>>;
 using page_completion = std::shared_ptr<completion<sku_page>>;
+using carts_completion = std::shared_ptr<completion<std::vector<cart_result>>>;
 
 }  // namespace holdfast
 
@@ -49,6 +50,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::sku_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::page_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::carts_completion)
 
 namespace holdfast {
 namespace {
@@ -56,16 +58,23 @@ namespace {
 // Asks the directory and completes the RPC call with its answer, or with `failed` when
 // the actor system reports an error. The deadline is the network thread's (local_node):
 // a CAF request timeout costs a wake-up of CAF's clock thread at every request.
-template <class Result, class Atom, class Request, class Failed>
-void ask(caf::event_based_actor* self, const directory_actor& directory, Atom atom, Request request,
+template <class Result, class Directory, class Atom, class Request, class Failed>
+void ask(caf::event_based_actor* self, const Directory& directory, Atom atom, Request request,
          std::shared_ptr<completion<Result>> done, Failed failed) {
   self->request(directory, caf::infinite, atom, std::move(request))
     .then([done](Result& r) { done->fulfill(std::move(r)); },
           [done, failed](caf::error& e) mutable { done->fulfill(failed("the node's actors failed: " + caf::to_string(e))); });
 }
 
-caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory) {
+caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory,
+                              cart_directory_actor carts) {
   return {
+    [=](cart_ops_atom, std::vector<cart_op>& ops, carts_completion& done) {
+      auto n = ops.size();
+      ask(self, carts, cart_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
+        return std::vector<cart_result>(n, make_cart_error(code::outcome_unknown, why));
+      });
+    },
     [=](hold_ops_atom, std::vector<hold_op>& ops, hold_completion& done) {
       auto n = ops.size();
       ask(self, directory, hold_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
@@ -405,6 +414,13 @@ struct local_node {
     });
   }
 
+  kj::Promise<std::vector<cart_result>> carts(std::vector<cart_op> ops) {
+    auto n = ops.size();
+    return ask<std::vector<cart_result>>(cart_ops_atom_v, std::move(ops), n, [n](const std::string& why) {
+      return std::vector<cart_result>(n, make_cart_error(code::outcome_unknown, why));
+    });
+  }
+
   kj::Promise<directory_stats> stats() {
     return ask<directory_stats>(stats_atom_v, 0, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
   }
@@ -478,20 +494,24 @@ struct network_context {
 // Answers `ops` with `mine(owned ops)` for the operations this node owns and `foreign`
 // for the rest: a peer forwarded them here, so the members disagree about placement, and
 // serving them would make a second owner.
+const std::string& entity_key(const hold_op& op) { return op.sku; }
+const std::string& entity_key(const sku_op& op) { return op.sku; }
+const std::string& entity_key(const cart_op& op) { return op.user; }
+
 template <class Op, class Result, class Mine, class Foreign>
 kj::Promise<std::vector<Result>> owned_only(const router& route, std::vector<Op> ops, Mine mine,
                                             Foreign foreign) {
   std::vector<size_t> kept;
   std::vector<Op> owned;
   for (size_t i = 0; i < ops.size(); ++i)
-    if (ops[i].sku.empty() || route.owner(ops[i].sku) == route.self()) {
+    if (entity_key(ops[i]).empty() || route.owner(entity_key(ops[i])) == route.self()) {
       kept.push_back(i);
       owned.push_back(std::move(ops[i]));
     }
   if (kept.size() == ops.size()) return mine(std::move(owned));
   auto n = ops.size();
   std::vector<Result> out(n, foreign("node " + std::to_string(route.self()) +
-                                     " does not own this SKU here; do the members run the same "
+                                     " does not own this entity here; do the members run the same "
                                      "cluster file?"));
   if (owned.empty()) return out;
   return mine(std::move(owned)).then([out = std::move(out), kept](std::vector<Result> rs) mutable {
@@ -604,6 +624,45 @@ public:
     });
   }
 
+  kj::Promise<void> cartOps(CartOpsContext ctx) override {
+    auto list = ctx.getParams().getOps();
+    if (list.size() > options_.limits.batch_size_max) {
+      ctx.getResults().setRefused("batch of " + std::to_string(list.size()) +
+                                  " operations exceeds " +
+                                  std::to_string(options_.limits.batch_size_max));
+      return kj::READY_NOW;
+    }
+    auto n = list.size();
+    auto out = std::make_shared<std::vector<cart_result>>(n);
+    std::vector<size_t> at;
+    std::vector<cart_op> ops;
+    for (unsigned i = 0; i < n; ++i) {
+      auto op = codec::read(list[i]);
+      if (auto why = validate(op, options_.limits); !why.empty()) {
+        (*out)[i] = make_cart_error(code::invalid, why);
+        continue;
+      }
+      at.push_back(i);
+      ops.push_back(std::move(op));
+    }
+    auto write = [ctx, out]() mutable {
+      auto results = ctx.getResults().initResults(static_cast<unsigned>(out->size()));
+      for (unsigned i = 0; i < out->size(); ++i) codec::write(results[i], (*out)[i]);
+    };
+    if (ops.empty()) {
+      write();
+      return kj::READY_NOW;
+    }
+    auto admitted = admit(ops.size());
+    node_.calls_total += ops.size();
+    return cart_ops(std::move(ops))
+      .then([out, at = std::move(at), write](std::vector<cart_result> rs) mutable {
+        for (size_t j = 0; j < at.size() && j < rs.size(); ++j) (*out)[at[j]] = std::move(rs[j]);
+        write();
+      })
+      .attach(kj::mv(admitted));
+  }
+
   kj::Promise<void> status(StatusContext ctx) override {
     auto stats = node_.local.stats();
     return stats.then([this, ctx](directory_stats s) mutable {
@@ -693,6 +752,63 @@ private:
         *node_.route, std::move(ops), [this](std::vector<sku_op> o) { return node_.local.skus(std::move(o)); },
         [](std::string why) { return make_sku_error(code::unavailable, std::move(why)); });
     return p.attach(kj::mv(admitted));
+  }
+
+  // Cart operations to their users' owners. The member that took the call first asks
+  // the owners of the SKUs that adds and sets name: a cart holds only SKUs that exist.
+  kj::Promise<std::vector<cart_result>> cart_ops(std::vector<cart_op> ops) {
+    if (auto why = not_serving(); !why.empty())
+      return std::vector<cart_result>(ops.size(), make_cart_error(code::unavailable, why));
+    auto send = [this](std::vector<cart_op> o) -> kj::Promise<std::vector<cart_result>> {
+      if (!node_.route) return node_.local.carts(std::move(o));
+      if (!from_peer_) return node_.route->carts(std::move(o));
+      return owned_only<cart_op, cart_result>(
+        *node_.route, std::move(o), [this](std::vector<cart_op> x) { return node_.local.carts(std::move(x)); },
+        [](std::string why) { return make_cart_error(code::unavailable, std::move(why)); });
+    };
+    if (from_peer_) return send(std::move(ops));
+    std::vector<std::string> named;
+    for (auto& op : ops)
+      if ((op.kind == cart_op_kind::add || (op.kind == cart_op_kind::set && op.qty > 0)) &&
+          std::find(named.begin(), named.end(), op.sku) == named.end())
+        named.push_back(op.sku);
+    if (named.empty()) return send(std::move(ops));
+    auto checks = kj::heapArrayBuilder<kj::Promise<std::vector<sku_result>>>(named.size());
+    for (auto& sku : named) {
+      std::vector<sku_op> query{sku_op{sku_op_kind::query, sku, 0, 0, {}, 0}};
+      checks.add(node_.route ? node_.route->skus(std::move(query)) : node_.local.skus(std::move(query)));
+    }
+    return kj::joinPromises(checks.finish())
+      .then([this, ops = std::move(ops), named = std::move(named), send](
+              kj::Array<std::vector<sku_result>> found) mutable -> kj::Promise<std::vector<cart_result>> {
+        std::vector<cart_result> out(ops.size());
+        std::vector<size_t> at;
+        std::vector<cart_op> checked;
+        for (size_t i = 0; i < ops.size(); ++i) {
+          auto it = std::find(named.begin(), named.end(), ops[i].sku);
+          bool checks_sku = ops[i].kind == cart_op_kind::add || (ops[i].kind == cart_op_kind::set && ops[i].qty > 0);
+          if (checks_sku && it != named.end()) {
+            auto& answer = found[static_cast<size_t>(it - named.begin())];
+            auto status = answer.empty() ? code::unavailable : answer.front().status;
+            if (status == code::unknown_sku) {
+              out[i] = make_cart_error(code::unknown_sku, "sku '" + ops[i].sku + "' does not exist");
+              continue;
+            }
+            if (status != code::ok) {
+              out[i] = make_cart_error(code::unavailable, "sku '" + ops[i].sku + "' could not be checked: " +
+                                                            (answer.empty() ? std::string() : answer.front().message));
+              continue;
+            }
+          }
+          at.push_back(i);
+          checked.push_back(std::move(ops[i]));
+        }
+        if (checked.empty()) return out;
+        return send(std::move(checked)).then([out = std::move(out), at = std::move(at)](std::vector<cart_result> rs) mutable {
+          for (size_t j = 0; j < at.size() && j < rs.size(); ++j) out[at[j]] = std::move(rs[j]);
+          return std::move(out);
+        });
+      });
   }
 
   // Admits `n` operations or throws OVERLOADED; the returned object gives them back.
@@ -837,8 +953,8 @@ private:
 
 }  // namespace
 
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory) {
-  return sys.spawn(bridge_behavior, std::move(directory));
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts) {
+  return sys.spawn(bridge_behavior, std::move(directory), std::move(carts));
 }
 
 struct rpc_server::impl {
@@ -945,7 +1061,8 @@ struct rpc_server::impl {
       for (auto& m : cfg.members) ids.push_back(m.id);
       local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },
                         [&net](std::vector<sku_op> ops) { return net.local.skus(std::move(ops)); },
-                        [&net](sku_list_query q) { return net.local_list(std::move(q)); }};
+                        [&net](sku_list_query q) { return net.local_list(std::move(q)); },
+                        [&net](std::vector<cart_op> ops) { return net.local.carts(std::move(ops)); }};
       route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
       net.role = role;
       net.links = links.get();

@@ -12,6 +12,7 @@
 
 #include <caf/actor.hpp>
 
+#include "actors/cart.hpp"
 #include "actors/sku_directory.hpp"
 #include "cluster/cluster_file.hpp"
 
@@ -42,7 +43,7 @@ struct server_options {
 };
 
 // Spawns the bridge actor that turns directory replies into fulfilled KJ promises.
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory);
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts);
 
 class rpc_server {
 public:

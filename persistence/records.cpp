@@ -190,6 +190,38 @@ void read_record(stored::EntityRecord::Reader b, entity_record& out) {
 }
 }  // namespace
 
+std::string encode_cart(const cart_info& c) {
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(8 + c.lines.size() * 6));
+  auto b = message.initRoot<stored::StoredCart>();
+  b.setVersion(c.version);
+  b.setUpdatedMs(c.updated_ms);
+  auto lines = b.initLines(static_cast<unsigned>(c.lines.size()));
+  for (unsigned i = 0; i < lines.size(); ++i) {
+    lines[i].setSku(c.lines[i].sku);
+    lines[i].setQty(c.lines[i].qty);
+  }
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+bool decode_cart(const std::string& value, cart_info& out) {
+  if (value.empty() || value.size() % sizeof(capnp::word) != 0) return false;
+  auto copy = kj::heapArray<capnp::word>(value.size() / sizeof(capnp::word));
+  memcpy(copy.begin(), value.data(), value.size());
+  try {
+    capnp::FlatArrayMessageReader reader(copy);
+    auto c = reader.getRoot<stored::StoredCart>();
+    out.version = c.getVersion();
+    out.updated_ms = c.getUpdatedMs();
+    out.lines.clear();
+    for (auto l : c.getLines()) out.lines.push_back({str(l.getSku()), l.getQty()});
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
 std::string record_key(record_space space, const std::string& key) {
   std::string out(1, static_cast<char>(space));
   out += key;

@@ -32,7 +32,9 @@ struct hold_record {
 // A keyed value of an entity other than an SKU, written in the same log records as SKU
 // changes and snapshotted to the `records` database. `space` names the kind of entity.
 // buyer: key sku '\0' user, value the units the user bought (decimal), for a per-user limit.
-enum class record_space : uint8_t { buyer = 1 };
+// cart: key the user id, value a StoredCart (encode_cart).
+enum class record_space : uint8_t { buyer = 1, cart = 2 };
+constexpr record_space record_space_last = record_space::cart;
 constexpr size_t record_key_bytes_max = 1024;
 constexpr size_t record_value_bytes_max = size_t{1} << 20;
 struct entity_record {
@@ -68,6 +70,8 @@ std::string encode(const sku_record& r);
 bool decode(const void* data, size_t size, sku_record& out);
 std::string encode(const hold_record& r);
 bool decode(const void* data, size_t size, hold_record& out);
+std::string encode_cart(const cart_info& c);  // the user is the record's key
+bool decode_cart(const std::string& value, cart_info& out);
 std::string encode(const entity_record& r);
 bool decode(const void* data, size_t size, entity_record& out);
 std::string encode(const directory_meta& m);

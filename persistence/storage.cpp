@@ -45,7 +45,8 @@ bool batch_sound(const std::vector<mutation>& batch) {
     if (m.kind != mutation::put_record) continue;
     const auto& r = m.record;
     if (r.key.empty() || r.key.size() > record_key_bytes_max ||
-        r.value.size() > record_value_bytes_max || r.space != record_space::buyer)
+        r.value.size() > record_value_bytes_max || r.space < record_space::buyer ||
+        r.space > record_space_last)
       return false;
   }
   // Entity records alone, or an SKU's changes (with any records it wrote).

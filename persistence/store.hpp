@@ -60,6 +60,13 @@ typename Inspector::result_type inspect(Inspector& f, store_stats& x) {
            x.collection_passes, x.snapshots, x.snapshot_position, x.log_position);
 }
 
+// What a writer tells its caller when the store failed its write.
+inline code code_for(store_status s) {
+  if (s == store_status::outcome_unknown) return code::outcome_unknown;
+  return s == store_status::map_full || s == store_status::disk_full ? code::storage_full
+                                                                     : code::unavailable;
+}
+
 // What a writer must understand to use the store.
 using store_listener = caf::typed_actor<
   caf::reacts_to<durable_atom, uint64_t>,

@@ -250,4 +250,73 @@ sku_page read(wire::SkuPage::Reader in) {
   return p;
 }
 
+
+void write(wire::CartOp::Builder out, const cart_op& in) {
+  out.setKind(static_cast<wire::CartOpKind>(in.kind));
+  out.setUser(in.user);
+  out.setSku(in.sku);
+  out.setQty(in.qty);
+}
+
+cart_op read(wire::CartOp::Reader in) {
+  cart_op op;
+  auto kind = static_cast<uint16_t>(in.getKind());
+  // A kind this node does not know is refused by validate(), not taken for a view.
+  op.kind = kind <= static_cast<uint16_t>(cart_op_kind::clear) ? static_cast<cart_op_kind>(kind)
+                                                                : static_cast<cart_op_kind>(0xff);
+  op.user = str(in.getUser());
+  op.sku = str(in.getSku());
+  op.qty = in.getQty();
+  return op;
+}
+
+void write(wire::CartResult::Builder out, const cart_result& in) {
+  switch (in.status) {
+    case code::ok: {
+      auto c = out.initCart();
+      c.setUser(in.cart.user);
+      c.setVersion(in.cart.version);
+      c.setUpdatedMs(in.cart.updated_ms);
+      auto lines = c.initLines(static_cast<unsigned>(in.cart.lines.size()));
+      for (unsigned i = 0; i < lines.size(); ++i) {
+        lines[i].setSku(in.cart.lines[i].sku);
+        lines[i].setQty(in.cart.lines[i].qty);
+      }
+      return;
+    }
+    case code::unavailable: out.setUnavailable(in.message); return;
+    case code::storage_full: out.setStorageFull(in.message); return;
+    case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
+    case code::unknown_sku: out.setUnknownSku(in.message); return;
+    default: break;
+  }
+  out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
+}
+
+cart_result read(wire::CartResult::Reader in) {
+  cart_result r;
+  switch (in.which()) {
+    case wire::CartResult::CART: {
+      auto c = in.getCart();
+      r.cart.user = str(c.getUser());
+      r.cart.version = c.getVersion();
+      r.cart.updated_ms = c.getUpdatedMs();
+      for (auto l : c.getLines()) r.cart.lines.push_back({str(l.getSku()), l.getQty()});
+      break;
+    }
+    case wire::CartResult::INVALID: r.status = code::invalid; r.message = str(in.getInvalid()); break;
+    case wire::CartResult::UNAVAILABLE: r.status = code::unavailable; r.message = str(in.getUnavailable()); break;
+    case wire::CartResult::STORAGE_FULL: r.status = code::storage_full; r.message = str(in.getStorageFull()); break;
+    case wire::CartResult::OUTCOME_UNKNOWN:
+      r.status = code::outcome_unknown;
+      r.message = str(in.getOutcomeUnknown());
+      break;
+    case wire::CartResult::UNKNOWN_SKU: r.status = code::unknown_sku; r.message = str(in.getUnknownSku()); break;
+    default:
+      r.status = code::invalid;
+      r.message = "result kind unknown to this client";
+  }
+  return r;
+}
+
 }  // namespace holdfast::codec

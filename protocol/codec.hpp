@@ -33,5 +33,9 @@ void write(wire::SkuQuery::Builder out, const sku_list_query& in, bool local_onl
 sku_list_query read(wire::SkuQuery::Reader in);
 void write(wire::SkuPage::Builder out, const sku_page& in);
 sku_page read(wire::SkuPage::Reader in);
+void write(wire::CartOp::Builder out, const cart_op& in);
+cart_op read(wire::CartOp::Reader in);
+void write(wire::CartResult::Builder out, const cart_result& in);
+cart_result read(wire::CartResult::Reader in);
 
 }  // namespace holdfast::codec

@@ -183,6 +183,32 @@ std::string validate(const sku_op& op, const request_limits& limits) {
   return "unknown operation";
 }
 
+std::string validate(const cart_op& op, const request_limits& limits) {
+  if (auto e = validate_name("user", op.user, user_bytes_max); !e.empty()) return e;
+  switch (op.kind) {
+    case cart_op_kind::add:
+    case cart_op_kind::set:
+    case cart_op_kind::remove:
+      if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
+      if (op.kind == cart_op_kind::add && (op.qty <= 0 || op.qty > limits.qty_max))
+        return "qty must be within 1.." + std::to_string(limits.qty_max);
+      if (op.kind == cart_op_kind::set && (op.qty < 0 || op.qty > limits.qty_max))
+        return "qty must be within 0.." + std::to_string(limits.qty_max) + " (0 removes the line)";
+      return {};
+    case cart_op_kind::view:
+    case cart_op_kind::clear:
+      return {};
+  }
+  return "unknown cart operation";
+}
+
+cart_result make_cart_error(code status, std::string message) {
+  cart_result r;
+  r.status = status;
+  r.message = std::move(message);
+  return r;
+}
+
 hold_result make_hold_error(code status, std::string message) {
   hold_result r;
   r.status = status;

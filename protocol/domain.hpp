@@ -98,6 +98,34 @@ struct sku_op {
   int64_t limit_per_user = 0;  // create only; 0: none
 };
 
+// Carts, one per user id, owned by the user's node.
+enum class cart_op_kind : uint8_t { view = 0, add, remove, set, clear };
+
+struct cart_op {
+  cart_op_kind kind = cart_op_kind::view;
+  std::string user;
+  std::string sku;  // add, remove, set
+  int64_t qty = 0;  // add (> 0), set (>= 0; 0 removes the line)
+};
+
+struct cart_line {
+  std::string sku;
+  int64_t qty = 0;
+};
+
+struct cart_info {
+  std::string user;
+  std::vector<cart_line> lines;  // in the order they were added
+  uint64_t version = 0;          // counts the cart's changes
+  int64_t updated_ms = 0;        // wall clock of the last change; 0: never changed
+};
+
+struct cart_result {
+  code status = code::ok;
+  std::string message;
+  cart_info cart;
+};
+
 // One page of the catalog, in SKU order.
 struct sku_list_query {
   std::string prefix;  // only names starting with it
@@ -123,6 +151,7 @@ constexpr int64_t on_hand_max = 1'000'000'000;
 // A title is free text (spaces allowed, no control characters).
 constexpr size_t title_bytes_max = 256;
 constexpr size_t user_bytes_max = 256;
+constexpr size_t cart_lines_max = 100;  // lines one cart holds at most
 constexpr uint32_t sku_list_limit_default = 100;
 constexpr uint32_t sku_list_limit_max = 1'000;
 
@@ -142,10 +171,12 @@ bool valid_utf8(const std::string& text);
 // Returns an empty string when the operation is well-formed, else why not.
 std::string validate(const hold_op& op, const request_limits& limits);
 std::string validate(const sku_op& op, const request_limits& limits);
+std::string validate(const cart_op& op, const request_limits& limits);
 std::string validate(const sku_list_query& q);
 
 hold_result make_hold_error(code status, std::string message = {});
 sku_result make_sku_error(code status, std::string message = {});
+cart_result make_cart_error(code status, std::string message = {});
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_info& x) {
@@ -179,6 +210,22 @@ typename Inspector::result_type inspect(Inspector& f, sku_list_query& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_page& x) {
   return f(x.skus, x.next, x.partial, x.invalid);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_op& x) {
+  return f(x.kind, x.user, x.sku, x.qty);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
+  return f(x.sku, x.qty);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_info& x) {
+  return f(x.user, x.lines, x.version, x.updated_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cart_result& x) {
+  return f(x.status, x.message, x.cart);
 }
 
 }  // namespace holdfast

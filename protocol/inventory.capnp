@@ -116,6 +116,48 @@ interface Inventory {
   # its final state as confirm would (holdExpired, wrongState).
   extend @16 (hold :HoldRef) -> (result :HoldResult);
   extendBatch @17 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
+
+  # Carts, by user: any member takes them and sends each to its user's owner. Adds and
+  # sets are checked against the SKU (it must exist) by the member that took the call.
+  cartOps @18 (ops :List(CartOp)) -> (results :List(CartResult), refused :Text);
+}
+
+enum CartOpKind {
+  view @0;
+  add @1;        # qty more of the SKU (a new line, or added to its line)
+  remove @2;     # the SKU's line
+  set @3;        # the line's qty (0 removes it)
+  clear @4;      # every line
+}
+
+struct CartOp {
+  kind @0 :CartOpKind;
+  user @1 :Text;
+  sku @2 :Text;
+  qty @3 :Int64;
+}
+
+struct CartLine {
+  sku @0 :Text;
+  qty @1 :Int64;
+}
+
+struct CartInfo {
+  user @0 :Text;
+  lines @1 :List(CartLine);   # in the order they were added
+  version @2 :UInt64;         # counts the cart's changes
+  updatedMs @3 :Int64;        # wall-clock time of the last change (0: never changed)
+}
+
+struct CartResult {
+  union {
+    cart @0 :CartInfo;
+    invalid @1 :Text;
+    unavailable @2 :Text;
+    storageFull @3 :Text;
+    outcomeUnknown @4 :Text;
+    unknownSku @5 :Text;      # the SKU an add or set named
+  }
 }
 
 struct SkuQuery {

@@ -73,6 +73,18 @@ struct LogBatch {
   records @2 :List(EntityRecord);
 }
 
+# A cart: the value of its entity record (space cart, key the user id).
+struct StoredCart {
+  lines @0 :List(StoredCartLine);
+  version @1 :UInt64;
+  updatedMs @2 :Int64;
+}
+
+struct StoredCartLine {
+  sku @0 :Text;
+  qty @1 :Int64;
+}
+
 # A keyed value of an entity other than an SKU (a buyer's purchase count; next carts,
 # orders, payments), in the `records` database under (space byte, key).
 struct EntityRecord {

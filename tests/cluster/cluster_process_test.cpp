@@ -682,5 +682,52 @@ TEST_F(cluster_test, a_per_user_limit_holds_for_concurrent_checkouts_through_eve
   EXPECT_NE(shown.output.find("\"reserved\":4"), std::string::npos) << shown.output;
 }
 
+
+// Carts across the cluster from the CLI: any member takes the call, the cart lives on
+// its user's owner (and survives its kill -9), adds are checked against the SKU's owner,
+// and bad input is refused with the node serving on.
+TEST_F(cluster_test, carts_live_on_their_users_owner_and_survive_its_crash) {
+  start();
+  placement p(nodes_->ids());
+  std::string user = "ann";
+  auto owner = p.owner(user);
+  auto other = owner % 3 + 1;
+  std::string sku;
+  for (int i = 0; sku.empty(); ++i)
+    if (p.owner("item-" + std::to_string(i)) != owner) sku = "item-" + std::to_string(i);
+  ASSERT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(sku, 10, 500); }).status, code::ok);
+  auto cli = [&](uint32_t via, std::vector<std::string> args) {
+    std::vector<std::string> argv{HOLDFAST_BINARY, "--json", "--node", nodes_->address(via), "cart"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+  auto added = cli(other, {"add", user, sku, "2"});
+  ASSERT_EQ(added.status, 0) << added.output;
+  EXPECT_EQ(cli(owner, {"add", user, sku}).status, 0);
+  auto unknown = cli(other, {"add", user, "no-such-sku"});
+  EXPECT_EQ(unknown.status, 1) << unknown.output;
+  EXPECT_NE(unknown.output.find("\"status\":\"unknown_sku\""), std::string::npos) << unknown.output;
+  auto bad = cli(other, {"add", user, sku, "0"});
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("\"status\":\"invalid\""), std::string::npos) << bad.output;
+  auto shown = cli(other, {"show", user});
+  ASSERT_EQ(shown.status, 0) << shown.output;
+  auto j = nlohmann::json::parse(shown.output);
+  ASSERT_EQ(j["lines"].size(), 1u);
+  EXPECT_EQ(j["lines"][0]["qty"], 3);
+  EXPECT_EQ(j["version"], 2);
+
+  nodes_->kill9(owner);
+  ASSERT_TRUE(wait_until([&] { return cli(other, {"show", user}).output.find("unavailable") != std::string::npos; },
+                         10s));
+  nodes_->start(owner);
+  ASSERT_TRUE(nodes_->wait_links_up(20s));
+  auto back = cli(other, {"show", user});
+  ASSERT_EQ(back.status, 0) << back.output;
+  EXPECT_EQ(nlohmann::json::parse(back.output)["lines"][0]["qty"], 3) << "acknowledged lines survive kill -9";
+  EXPECT_EQ(cli(owner, {"set", user, sku, "0"}).status, 0);
+  EXPECT_TRUE(nlohmann::json::parse(cli(other, {"show", user}).output)["lines"].empty());
+}
+
 }  // namespace
 }  // namespace holdfast

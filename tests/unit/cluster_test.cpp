@@ -244,6 +244,19 @@ public:
     }
     return out;
   }
+  // A cart's answer says who answered (version = node).
+  kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) override {
+    std::vector<cart_result> out;
+    for (auto& op : ops) out.push_back(cart_answer(node, op, down.count(node) > 0));
+    return out;
+  }
+  static cart_result cart_answer(uint32_t node, const cart_op& op, bool is_down = false) {
+    if (is_down) return make_cart_error(code::unavailable, "node " + std::to_string(node) + " is down");
+    cart_result r;
+    r.cart.user = op.user;
+    r.cart.version = node;
+    return r;
+  }
   // Node n has SKUs "n-0" .. "n-9".
   kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query q) override {
     sku_page p;
@@ -302,7 +315,12 @@ struct router_fixture : ::testing::Test {
                       }
                       return out;
                     },
-                    nullptr};
+                    nullptr,
+                    [](std::vector<cart_op> ops) -> kj::Promise<std::vector<cart_result>> {
+                      std::vector<cart_result> out;
+                      for (auto& op : ops) out.push_back(fake_transport::cart_answer(1, op));
+                      return out;
+                    }};
   router r{placement({1, 2, 3}), 1, net, local};
 };
 
@@ -414,6 +432,24 @@ TEST(cluster_file, the_example_file_parses) {
   ASSERT_TRUE(load_cluster_file(EXAMPLES_DIR "/cluster-3.toml", c, error)) << error;
   EXPECT_EQ(c.members.size(), 3u);
   EXPECT_EQ(c.name, "holdfast-local");
+}
+
+// Carts go to their user's owner, answered in the caller's order; a down owner fails
+// only its users' operations.
+TEST_F(router_fixture, cart_operations_go_to_each_users_owner) {
+  std::vector<cart_op> ops;
+  for (auto& k : keys(60)) ops.push_back(cart_op{cart_op_kind::add, "user-" + k, "sku", 1});
+  placement p({1, 2, 3});
+  auto rs = r.carts(ops).wait(wait);
+  ASSERT_EQ(rs.size(), ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    EXPECT_EQ(rs[i].cart.user, ops[i].user);
+    EXPECT_EQ(rs[i].cart.version, p.owner(ops[i].user)) << ops[i].user;
+  }
+  net.down.insert(3);
+  rs = r.carts(ops).wait(wait);
+  for (size_t i = 0; i < ops.size(); ++i)
+    EXPECT_EQ(rs[i].status == code::unavailable, p.owner(ops[i].user) == 3u) << ops[i].user;
 }
 
 // The catalog is read from every node and merged in SKU order; paging by `next` reads

@@ -15,6 +15,7 @@
 #include <functional>
 #include <random>
 
+#include "actors/cart.hpp"
 #include "actors/sku_directory.hpp"
 
 namespace holdfast::testing {
@@ -71,6 +72,7 @@ private:
 struct node_config {
   storage_options storage;
   directory_config directory;
+  int64_t cart_idle_ms = 60'000;
 };
 
 class node_fixture : public ::testing::Test {
@@ -107,6 +109,12 @@ protected:
     ctx.clock = clock_;
     ctx.claims = claims_;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
+    cart_context carts;
+    carts.env = env_;
+    carts.store = store_;
+    carts.clock = clock_;
+    carts.idle_ms = config_.cart_idle_ms;
+    carts_ = sys_->spawn(cart_directory_behavior, carts);
     sched_->run();
   }
 
@@ -115,8 +123,10 @@ protected:
   void stop() {
     if (!directory_) return;
     caf::anon_send_exit(directory_, caf::exit_reason::kill);
+    caf::anon_send_exit(carts_, caf::exit_reason::kill);
     caf::anon_send_exit(store_, caf::exit_reason::kill);
     sched_->run();
+    carts_ = nullptr;
     directory_ = nullptr;
     store_ = nullptr;
     env_.reset();
@@ -139,6 +149,24 @@ protected:
                    [&](caf::error& e) { ADD_FAILURE() << "error: " << sys_->render(e); });
     EXPECT_TRUE(answered);
     return out;
+  }
+
+  std::vector<cart_result> carts(std::vector<cart_op> xs) {
+    caf::scoped_actor self{*sys_};
+    auto handle = self->request(carts_, caf::infinite, cart_ops_atom_v, std::move(xs));
+    sched_->run();
+    std::vector<cart_result> out;
+    handle.receive([&](std::vector<cart_result>& r) { out = std::move(r); },
+                   [&](caf::error& e) { ADD_FAILURE() << "error: " << sys_->render(e); });
+    return out;
+  }
+  int64_t cart_actors() {
+    caf::scoped_actor self{*sys_};
+    auto handle = self->request(carts_, caf::infinite, stats_atom_v);
+    sched_->run();
+    int64_t n = -1;
+    handle.receive([&](int64_t r) { n = r; }, [&](caf::error&) {});
+    return n;
   }
 
   std::vector<hold_result> ops(std::vector<hold_op> xs) {
@@ -213,6 +241,7 @@ protected:
   std::shared_ptr<storage> env_;
   store_actor store_;
   directory_actor directory_;
+  cart_directory_actor carts_;
 };
 
 }  // namespace holdfast::testing
