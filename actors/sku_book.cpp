@@ -137,6 +137,15 @@ hold_record sku_book::to_record(const std::string& hold_id, const active_hold& h
 
 store_status sku_book::find_buyer(const std::string& user, const storage& env, buyer*& out) {
   if ((out = buyers_.find(user))) return store_status::ok;
+  // Users with nothing held whose count is durable can be read again: drop them when
+  // they outnumber the holders, so a hot SKU's memory follows its holds, not its crowd.
+  if (buyers_.size() >= 1024 + 2 * hold_users_.size()) {
+    std::vector<std::string> idle;
+    buyers_.each([&](const std::string& name, const buyer& b) {
+      if (b.held == 0 && b.written_seq <= durable_seq_) idle.push_back(name);
+    });
+    for (auto& name : idle) buyers_.erase(name);
+  }
   std::string value;
   buyer fresh;
   auto st = env.read_record(record_space::buyer, buyer_key(sku_, user), value);
@@ -208,6 +217,7 @@ hold_record sku_book::finish(const std::string& hold_id, hold_state to, sku_chan
       b->held -= rec.hold.qty;
       if (to == hold_state::confirmed) {
         b->bought += rec.hold.qty;
+        b->written_seq = c.seq;
         // In the same batch as the confirm: the count and the sale land together.
         mutation m;
         m.kind = mutation::put_record;
@@ -325,14 +335,22 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     }
   }
   auto& s = record_.sku;
+  if (s.limit_per_user > 0 && op.user.empty()) {
+    give_back();
+    return make_hold_error(code::invalid, "sku '" + sku_ + "' sells at most " +
+                                            std::to_string(s.limit_per_user) +
+                                            " per user: a reserve must name its user");
+  }
+  if (s.available() < op.qty) {
+    give_back();
+    hold_result r;
+    r.status = code::out_of_stock;
+    r.available = s.available();
+    return r;
+  }
+  // After the stock check: a sold-out SKU remembers no buyer it refused.
   buyer* b = nullptr;
   if (s.limit_per_user > 0) {
-    if (op.user.empty()) {
-      give_back();
-      return make_hold_error(code::invalid, "sku '" + sku_ + "' sells at most " +
-                                              std::to_string(s.limit_per_user) +
-                                              " per user: a reserve must name its user");
-    }
     if (auto st = find_buyer(op.user, *c.env, b); st != store_status::ok) {
       give_back();
       return make_hold_error(code::unavailable, "the buyer record of user '" + op.user +
@@ -343,13 +361,6 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
       give_back();
       return over_limit(op.user, *b, op.qty);
     }
-  }
-  if (s.available() < op.qty) {
-    give_back();
-    hold_result r;
-    r.status = code::out_of_stock;
-    r.available = s.available();
-    return r;
   }
   if (claim == hold_claims::outcome::fresh) claimed_.emplace_back(c.seq, op.hold_id);
   active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms, op.ttl_ms};
@@ -492,6 +503,7 @@ std::vector<mutation> sku_book::seal(sku_change& c) {
 }
 
 void sku_book::durable(uint64_t seq) {
+  durable_seq_ = std::max(durable_seq_, seq);
   release_claims(seq);
   while (!finishing_order_.empty() && finishing_order_.front().first <= seq) {
     auto it = finishing_.find(finishing_order_.front().second);

@@ -76,6 +76,7 @@ public:
   bool exists() const { return exists_; }
   const sku_record& record() const { return record_; }
   size_t active_holds() const { return active_.size(); }
+  size_t buyers_remembered() const { return buyers_.size(); }  // users of a per-user limit in memory
   // The earliest deadline of an active hold, 0 if none.
   int64_t earliest_deadline_ms();
   // Empty when the counters obey their invariants and agree with the active holds.
@@ -127,6 +128,7 @@ private:
   struct buyer {
     int64_t held = 0;
     int64_t bought = 0;  // as in the user's buyer record (persistence/records.hpp)
+    uint64_t written_seq = 0;  // the batch that last wrote the record
   };
   // The user's counts, read from storage the first time; null when unreadable.
   store_status find_buyer(const std::string& user, const storage& env, buyer*& out);
@@ -150,9 +152,11 @@ private:
   int64_t last_now_ms_ = 0;  // the latest wall-clock time seen, to notice a step back
   // The user of each active hold that named one (most do not: no entry, no cost).
   flat_string_map<std::string> hold_users_;
-  // SKUs with a per-user limit: every user seen while this book lived. Never evicted:
-  // memory runs ahead of the buyer records, so a re-read could be behind.
+  // SKUs with a per-user limit: the users seen. One is dropped only when it holds
+  // nothing and its record is durable (memory runs ahead of the disk: a re-read of a
+  // record still in flight would be behind).
   flat_string_map<buyer> buyers_;
+  uint64_t durable_seq_ = 0;
   void release_claims(uint64_t up_to_seq);
 };
 

@@ -186,6 +186,8 @@ sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit) {
   sku_page out;
   bool more = false;
   for (auto& p : pages) {
+    // A member that refused the query (a version with other rules) listed nothing.
+    if (!p.invalid.empty() && p.partial.empty()) p.partial = "a member refused the query: " + p.invalid;
     if (!p.partial.empty()) out.partial += (out.partial.empty() ? "" : "; ") + p.partial;
     more = more || !p.next.empty();
     for (auto& s : p.skus) out.skus.push_back(std::move(s));

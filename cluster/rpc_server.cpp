@@ -578,7 +578,9 @@ public:
       return kj::READY_NOW;
     }
     if (query.limit == 0) query.limit = sku_list_limit_default;
-    auto admitted = admit(1);
+    // A page costs about what `limit` queries do (rows read, merged and encoded), so it is
+    // admitted as that many operations: a flood of pages cannot starve the node.
+    auto admitted = admit(query.limit);
     node_.calls_total += 1;
     auto page = in.getLocalOnly() || !node_.route ? node_.local_list(std::move(query))
                                                   : node_.route->list_skus(std::move(query));

@@ -469,6 +469,31 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
 }
 
+store_status lmdb_env::verify_records(std::string& problem, int64_t* count) const {
+  if (!impl_->has_records) return store_status::ok;
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(t.txn, impl_->records, &cursor);
+  if (rc != 0) return from_mdb(rc);
+  MDB_val k, v;
+  store_status st = store_status::ok;
+  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    if (count) ++*count;
+    std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
+    entity_record r;
+    if (!decode(v.mv_data, v.mv_size, r) || record_key(r.space, r.key) != key) {
+      problem = "entity record " + std::to_string(key.empty() ? 0 : uint8_t(key[0])) + " '" +
+                (key.empty() ? key : key.substr(1)) + "': fails its checksum or names another key";
+      st = store_status::corrupt;
+      break;
+    }
+  }
+  mdb_cursor_close(cursor);
+  if (st == store_status::ok && rc != MDB_NOTFOUND) st = from_mdb(rc);
+  return st;
+}
+
 store_status lmdb_env::read_record(const std::string& key, entity_record& out) const {
   if (!impl_->has_records) return store_status::not_found;
   return impl_->get(impl_->records, key, out);
@@ -826,15 +851,9 @@ check_report lmdb_env::check() const {
     if (it != active_ids.end() && it->second != sku)
       problem("hold '" + id + "' is active on sku '" + it->second + "' but indexed on '" + sku + "'");
   });
-  if (impl_->has_records)
-    each(impl_->records, [&](MDB_val& k, MDB_val& v) {
-      ++report.records;
-      std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
-      entity_record r;
-      if (!decode(v.mv_data, v.mv_size, r) || record_key(r.space, r.key) != key)
-        problem("entity record of " + std::to_string(key.empty() ? 0 : uint8_t(key[0])) +
-                " '" + (key.empty() ? key : key.substr(1)) + "': fails its checksum or names another key");
-    });
+  std::string records_problem;
+  if (verify_records(records_problem, &report.records) != store_status::ok)
+    problem(records_problem.empty() ? std::string("entity records cannot be read") : records_problem);
   return report;
 }
 

@@ -88,6 +88,10 @@ public:
   store_status read_sku(const std::string& sku, sku_record& out) const;
   // An entity record by record_key(); not_found when LMDB has none.
   store_status read_record(const std::string& key, entity_record& out) const;
+  // Reads every entity record: each must pass its checksum and sit under its own key (a
+  // record under another key would read as missing: a buyer's purchases as none).
+  // corrupt with `problem` naming the first that does not.
+  store_status verify_records(std::string& problem, int64_t* count = nullptr) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;

@@ -29,7 +29,14 @@ void overlay::apply(const std::vector<mutation>& batch) {
   {
     auto& s = shard_of(name);
     std::lock_guard<std::mutex> guard(s.mutex);
-    auto& e = s.gens[active_index_.load(std::memory_order_relaxed)].skus[name];
+    int a = active_index_.load(std::memory_order_relaxed);
+    auto& skus = s.gens[a].skus;
+    auto before = skus.size();
+    auto& e = skus[name];
+    if (skus.size() != before) {
+      std::lock_guard<std::mutex> names(ordered_mutex_);
+      ordered_[a].insert(name);
+    }
     e.has_record = true;
     e.record = *record;
     for (const auto& m : batch) {
@@ -185,6 +192,26 @@ void overlay::each_sku(const std::function<void(const sku_record&)>& f) const {
   }
 }
 
+std::vector<std::string> overlay::sku_names(const std::string& prefix, const std::string& after,
+                                            size_t max) const {
+  std::vector<std::string> out;
+  const auto& from = std::max(prefix, after);
+  std::lock_guard<std::mutex> guard(ordered_mutex_);
+  for (auto& names : ordered_) {
+    size_t taken = 0;
+    for (auto it = names.lower_bound(from); it != names.end() && taken < max; ++it) {
+      if (it->compare(0, prefix.size(), prefix) != 0) break;
+      if (!after.empty() && *it <= after) continue;
+      out.push_back(*it);
+      ++taken;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+
 void overlay::freeze() {
   // The frozen slot is empty (dropped); the active one becomes it.
   generation_.fetch_add(1, std::memory_order_acq_rel);
@@ -251,6 +278,11 @@ void overlay::drop_frozen() {
       std::lock_guard<std::mutex> guard(shards_[i].mutex);
       std::swap(dropped, shards_[i].gens[f]);
     }
+  }
+  std::set<std::string> dropped_names;
+  {
+    std::lock_guard<std::mutex> guard(ordered_mutex_);
+    std::swap(dropped_names, ordered_[f]);
   }
   frozen_mutations_ = 0;
   has_frozen_ = false;

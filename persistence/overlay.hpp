@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -252,6 +253,9 @@ public:
   // Every hold of `sku` the overlay knows, latest state, keyed by hold id.
   void holds_of(const std::string& sku, std::unordered_map<std::string, hold_record>& out) const;
   void each_sku(const std::function<void(const sku_record&)>& f) const;
+  // Up to `max` names of SKUs the overlay has records of, in order, from the first after
+  // `after` that starts with `prefix` (the catalog's page, without a walk of the overlay).
+  std::vector<std::string> sku_names(const std::string& prefix, const std::string& after, size_t max) const;
   // `key` as record_key() makes it; true when the overlay knows it (maybe as deleted).
   bool find_record(const std::string& key, entity_record& out) const;
 
@@ -290,6 +294,10 @@ private:
   std::string sku_name(uint32_t number) const;
   mutable std::mutex names_mutex_;
   std::vector<std::string> names_;
+  // The names of the SKUs each generation has records of, in order: one insert per SKU
+  // per generation (its first change since the last snapshot), not per commit.
+  mutable std::mutex ordered_mutex_;
+  std::set<std::string> ordered_[2];
   std::unordered_map<std::string, uint32_t> numbers_;
   static constexpr size_t shard_count = 64;
   shard& shard_of(const std::string& key) const;

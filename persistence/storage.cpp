@@ -161,6 +161,14 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
       error = problem.empty() ? std::string("reading the SKU records: ") + to_string(st) : problem;
       return nullptr;
     }
+    // The same verdict `check` gives: a damaged entity record is refused, not served.
+    if (!options.read_only) {
+      st = s->env_->verify_records(problem);
+      if (st != store_status::ok) {
+        error = problem.empty() ? std::string("reading the entity records: ") + to_string(st) : problem;
+        return nullptr;
+      }
+    }
     std::vector<hold_record> holds;
     for (auto& name : with_holds) {
       holds.clear();
@@ -295,9 +303,10 @@ store_status storage::list_skus(const sku_list_query& query, sku_page& out,
   // SKUs are never deleted: the overlay only adds records or replaces LMDB's, so the
   // first `want` of the union are among its matches and LMDB's first `want` matches.
   std::map<std::string, sku_record> found;
-  overlay_.each_sku([&](const sku_record& r) {
-    if (wanted(r.sku.sku)) found.emplace(r.sku.sku, r);
-  });
+  for (auto& name : overlay_.sku_names(query.prefix, query.after, want)) {
+    sku_record r;
+    if (overlay_.find_sku(name, r)) found.emplace(name, std::move(r));
+  }
   size_t from_lmdb = 0;
   auto st = env_->scan_skus_from(
     std::max(query.prefix, query.after),

@@ -37,12 +37,16 @@ namespace {
 // Characters that make a name print as something it is not, or as nothing: C1 controls
 // (U+0080..U+009F, e.g. the 8-bit CSI a terminal obeys), Unicode spaces and invisible
 // formatting (no-break and other spaces, zero-width characters, bidirectional marks,
-// overrides and isolates, the byte-order mark). Called on valid UTF-8 only.
+// overrides and isolates, the byte-order mark, the Arabic letter mark, the combining
+// grapheme joiner, Hangul fillers, variation selectors, tag characters and musical
+// formatting). Called on valid UTF-8 only.
 bool invisible_or_space(uint32_t c) {
-  return (c >= 0x80 && c <= 0x9f) || c == 0xa0 || c == 0xad || c == 0x1680 || c == 0x180e ||
+  return (c >= 0x80 && c <= 0x9f) || c == 0xa0 || c == 0xad || c == 0x034f || c == 0x061c ||
+         c == 0x115f || c == 0x1160 || c == 0x1680 || c == 0x180e || (c >= 0x180b && c <= 0x180f) ||
          (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
-         (c >= 0x205f && c <= 0x206f) || c == 0x3000 || c == 0xfeff ||
-         (c >= 0xfff9 && c <= 0xfffb);
+         (c >= 0x205f && c <= 0x206f) || c == 0x3000 || c == 0x3164 || (c >= 0xfe00 && c <= 0xfe0f) ||
+         c == 0xfeff || c == 0xffa0 || (c >= 0xfff9 && c <= 0xfffb) ||
+         (c >= 0x1d173 && c <= 0x1d17a) || (c >= 0xe0000 && c <= 0xe0fff);
 }
 
 bool has_invisible_controls(const std::string& text) {

@@ -759,5 +759,20 @@ TEST_F(hardening_process_test, connections_that_never_send_a_byte_free_their_slo
   EXPECT_LE(read(silent.front(), &byte, 1), 0) << "a silent connection was kept";
   for (int fd : silent) close(fd);
 }
+
+// Found by the adversarial pass (checkout issue): 2,000 concurrent `listSkus` calls of
+// 1,000 rows each were admitted as one operation each and froze a member for seconds
+// (peers marked it down). A page is admitted as `limit` operations now.
+TEST_F(hardening_process_test, a_catalog_page_counts_its_rows_against_the_inflight_limit) {
+  start({"--inflight-max", "500"});
+  ASSERT_EQ(cli_node({"sku", "create", "a", "--stock", "1", "--price", "1"}).status, 0);
+  auto big = cli_node({"--json", "sku", "list", "--limit", "1000"});
+  EXPECT_EQ(big.status, 2) << big.output;
+  EXPECT_NE(big.output.find("too many operations in flight"), std::string::npos) << big.output;
+  auto fits = cli_node({"--json", "sku", "list", "--limit", "400"});
+  EXPECT_EQ(fits.status, 0) << fits.output;
+  EXPECT_NE(fits.output.find("\"sku\":\"a\""), std::string::npos) << fits.output;
+}
+
 }  // namespace
 }  // namespace holdfast::testing

@@ -110,6 +110,13 @@ TEST(names, invalid_utf8_and_invisible_controls_are_refused) {
   EXPECT_NE(check("tee\xe2\x80\x8d"), "");        // zero-width joiner
   EXPECT_NE(check("a\xe3\x80\x80" "b"), "");      // ideographic space
   EXPECT_NE(check("\xef\xbb\xbf" "tee"), "");     // byte-order mark
+  // Second pass (checkout issue): invisible marks that still passed.
+  EXPECT_NE(check("ann\xd8\x9c"), "");           // Arabic letter mark U+061C
+  EXPECT_NE(check("a\xcd\x8f" "b"), "");         // combining grapheme joiner U+034F
+  EXPECT_NE(check("\xe3\x85\xa4"), "");         // Hangul filler U+3164
+  EXPECT_NE(check("a\xef\xb8\x8f"), "");        // variation selector U+FE0F
+  EXPECT_NE(check("a\xf3\xa0\x80\xa1"), "");   // tag character U+E0021
+  EXPECT_NE(check("a\xf0\x9d\x85\xb3"), "");   // musical formatting U+1D173
   EXPECT_EQ(check("\xf0\x9f\x91\x95"), "");      // a T-shirt emoji is a fine name
   EXPECT_NE(check(std::string(sku_bytes_max + 1, 'a')), "");
   EXPECT_EQ(check(std::string(sku_bytes_max, 'a')), "");

@@ -248,5 +248,55 @@ TEST_F(directory_test, data_without_a_marker_is_never_taken_for_a_new_directory)
   }
 }
 
+
+// Found by the adversarial pass: one flipped byte of a buyer record's key moved the
+// user's purchase count under another key, and the node started and sold past the
+// per-user limit while `check` said DAMAGED. A writer now verifies the entity records
+// at open, with the verdict `check` gives.
+TEST_F(directory_test, a_misplaced_entity_record_refuses_the_start_as_check_reports_it) {
+  {
+    std::string error;
+    auto env = open(error);
+    ASSERT_TRUE(env) << error;
+    mutation m;
+    m.kind = mutation::put_record;
+    m.record = {record_space::buyer, std::string("drop\0ann", 8), "2", false};
+    std::vector<mutation> batch{m};
+    std::vector<store_status> status;
+    ASSERT_EQ(env->commit({{&batch, 1}}, status), store_status::ok);
+    ASSERT_EQ(env->snapshot_now(), store_status::ok);
+    EXPECT_TRUE(env->check().problems.empty());
+  }
+  // Rename the key in LMDB, as a flipped byte would.
+  {
+    MDB_env* env = nullptr;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    ASSERT_EQ(mdb_env_set_maxdbs(env, 8), 0);
+    ASSERT_EQ(mdb_env_open(env, data_.c_str(), 0, 0644), 0);
+    MDB_txn* txn = nullptr;
+    MDB_dbi dbi = 0;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "records", 0, &dbi), 0);
+    std::string key = record_key(record_space::buyer, std::string("drop\0ann", 8));
+    MDB_val k{key.size(), key.data()}, v;
+    ASSERT_EQ(mdb_get(txn, dbi, &k, &v), 0);
+    std::string value(static_cast<const char*>(v.mv_data), v.mv_size);
+    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
+    key.back() = 'o';
+    MDB_val k2{key.size(), key.data()}, v2{value.size(), value.data()};
+    ASSERT_EQ(mdb_put(txn, dbi, &k2, &v2, 0), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  std::string error;
+  EXPECT_FALSE(open(error));
+  EXPECT_TRUE(contains(error, "names another key")) << error;
+  auto checked = open(error, true);
+  ASSERT_TRUE(checked) << error;
+  auto report = checked->check();
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_TRUE(contains(report.problems.front(), "names another key")) << report.problems.front();
+}
+
 }  // namespace
 }  // namespace holdfast::testing

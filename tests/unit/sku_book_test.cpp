@@ -371,5 +371,43 @@ TEST_F(sku_book_test, a_per_user_limit_counts_holds_and_purchases_across_a_reloa
   EXPECT_EQ(value, "2");
 }
 
+
+// Found by the adversarial pass: a sold-out limited SKU remembered every user it
+// refused (500 B each, never freed while the SKU stayed hot). Stock is checked first,
+// and users holding nothing whose counts are durable are dropped.
+TEST_F(sku_book_test, a_hot_limited_sku_remembers_its_holders_not_its_crowd) {
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 0, 100, {}, 1}, c).status, code::ok);
+  for (int i = 0; i < 5000; ++i)
+    ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", "h" + std::to_string(i), 1, 60'000,
+                                 "user-" + std::to_string(i)}, now_, c).status,
+              code::out_of_stock);
+  EXPECT_EQ(book.buyers_remembered(), 0u);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::restock, "tee", 100'000, 0, {}, 0}, c).status, code::ok);
+  std::vector<store_status> status;
+  auto first = book.seal(c);
+  ASSERT_EQ(env_->commit({{&first, 1}}, status), store_status::ok);
+  book.durable(c.seq);
+  // Users who buy and leave: their counts are durable once their batch is.
+  for (int round = 0; round < 50; ++round) {
+    auto r = change();
+    for (int i = round * 100; i < round * 100 + 100; ++i) {
+      auto id = "b" + std::to_string(i);
+      ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", id, 1, 60'000, "user-" + std::to_string(i)},
+                           now_, r).status, code::ok);
+      ASSERT_EQ(book.apply(hold_op{hold_op_kind::confirm, "tee", id, 0, 0, {}}, now_, r).status, code::ok);
+    }
+    auto ms = book.seal(r);
+    ASSERT_EQ(env_->commit({{&ms, 1}}, status), store_status::ok);
+    book.durable(r.seq);
+  }
+  EXPECT_LT(book.buyers_remembered(), 2200u);
+  // A dropped user's purchase is read back from storage.
+  auto last = change();
+  EXPECT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", "again", 1, 60'000, "user-10"}, now_, last).status,
+            code::limit_reached);
+}
+
 }  // namespace
 }  // namespace holdfast::testing
