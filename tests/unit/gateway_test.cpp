@@ -1,0 +1,221 @@
+// The simulated payment gateway: intents, idempotency keys, the ledger, webhook
+// delivery with its faults, and webhook signatures. Deterministic: time is passed in,
+// faults come from the seed.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "gateway/in_process.hpp"
+#include "gateway/webhook.hpp"
+
+namespace holdfast {
+namespace {
+
+payment_request authorize(const std::string& key, const std::string& order, int64_t amount,
+                          const std::string& card = "tok_visa") {
+  payment_request r;
+  r.op = payment_op::authorize;
+  r.idempotency_key = key;
+  r.order_id = order;
+  r.amount_cents = amount;
+  r.card = card;
+  return r;
+}
+
+payment_request on_intent(payment_op op, const std::string& key, const std::string& intent) {
+  payment_request r;
+  r.op = op;
+  r.idempotency_key = key;
+  r.intent_id = intent;
+  return r;
+}
+
+payment_request lookup(const std::string& key) {
+  payment_request r;
+  r.op = payment_op::lookup;
+  r.idempotency_key = key;
+  return r;
+}
+
+using outcome = payment_reply::outcome;
+
+TEST(gateway, an_intent_goes_authorize_capture_refund_and_each_step_is_in_the_ledger) {
+  gateway g({});
+  auto a = g.handle(authorize("o1-auth", "o1", 2500), 1000);
+  ASSERT_EQ(a.result, outcome::ok) << a.error;
+  EXPECT_EQ(a.intent.status, intent_status::authorized);
+  EXPECT_EQ(a.intent.order_id, "o1");
+  auto c = g.handle(on_intent(payment_op::capture, "o1-capture", a.intent.id), 1001);
+  ASSERT_EQ(c.result, outcome::ok) << c.error;
+  EXPECT_EQ(c.intent.status, intent_status::captured);
+  // Void after capture is refused: a captured payment is refunded, not voided.
+  auto v = g.handle(on_intent(payment_op::void_auth, "o1-void", a.intent.id), 1002);
+  EXPECT_EQ(v.result, outcome::refused);
+  EXPECT_NE(v.error.find("succeeded"), std::string::npos) << v.error;
+  auto r = g.handle(on_intent(payment_op::refund, "o1-refund", a.intent.id), 1003);
+  ASSERT_EQ(r.result, outcome::ok) << r.error;
+  EXPECT_EQ(r.intent.status, intent_status::refunded);
+  ASSERT_EQ(g.ledger().size(), 3u);
+  EXPECT_EQ(g.ledger()[0].op, payment_op::authorize);
+  EXPECT_EQ(g.ledger()[1].op, payment_op::capture);
+  EXPECT_EQ(g.ledger()[2].op, payment_op::refund);
+  EXPECT_EQ(g.captures("o1"), 1u);
+  // A second capture of the order with a new key applies nothing.
+  EXPECT_EQ(g.handle(on_intent(payment_op::capture, "o1-capture-2", a.intent.id), 1004).result, outcome::refused);
+  EXPECT_EQ(g.captures("o1"), 1u);
+}
+
+TEST(gateway, idempotency_keys_replay_refuse_reuse_and_conflict) {
+  gateway g({});
+  auto first = g.handle(authorize("k", "o1", 100), 0);
+  ASSERT_EQ(first.result, outcome::ok);
+  // Same key, same request: the stored first answer, nothing applied again.
+  auto again = g.handle(authorize("k", "o1", 100), 10);
+  EXPECT_EQ(again.result, outcome::ok);
+  EXPECT_EQ(again.intent.id, first.intent.id);
+  EXPECT_EQ(g.ledger().size(), 1u);
+  EXPECT_EQ(g.stats().replays, 1u);
+  // Same key, another request: refused.
+  auto other = g.handle(authorize("k", "o1", 101), 20);
+  EXPECT_EQ(other.result, outcome::refused);
+  EXPECT_NE(other.error.find("another request"), std::string::npos) << other.error;
+  // A key whose request is still being handled (the HTTP server's latency): conflict.
+  auto begun = g.begin(authorize("slow", "o2", 100), 30);
+  ASSERT_EQ(begun.verdict, gateway::admission::proceed);
+  auto concurrent = g.begin(authorize("slow", "o2", 100), 31);
+  EXPECT_EQ(concurrent.verdict, gateway::admission::in_progress);
+  EXPECT_EQ(g.handle(lookup("slow"), 31).result, outcome::refused);
+  g.execute(authorize("slow", "o2", 100), 40);
+  EXPECT_EQ(g.begin(authorize("slow", "o2", 100), 41).verdict, gateway::admission::replay);
+  // Keys are kept 24 h, then forgotten (a new request under the key is new).
+  EXPECT_EQ(g.handle(authorize("k", "o1", 100), 24LL * 3600 * 1000 - 1).intent.id, first.intent.id);
+  g.expire_keys(24LL * 3600 * 1000 + 100);
+  EXPECT_EQ(g.handle(lookup("k"), 24LL * 3600 * 1000 + 100).result, outcome::refused);
+  // Bad input.
+  EXPECT_EQ(g.handle(authorize("", "o3", 100), 50).result, outcome::refused);
+  EXPECT_EQ(g.handle(authorize(std::string(256, 'k'), "o3", 100), 50).result, outcome::refused);
+  EXPECT_EQ(g.handle(authorize("neg", "o3", -5), 50).result, outcome::refused);
+  EXPECT_EQ(g.handle(on_intent(payment_op::capture, "nope", "pi_404"), 50).result, outcome::refused);
+}
+
+// An unknown outcome is resolved by asking by key, never by charging again.
+TEST(gateway, a_lost_reply_is_resolved_by_looking_up_its_key) {
+  gateway_options o;
+  o.lost_reply_rate = 1.0;
+  o.seed = 7;
+  struct fixed_clock : wall_clock {
+    int64_t now_ms() const override { return 5'000; }
+  };
+  in_process_gateway g(o, std::make_shared<fixed_clock>(), "whsec");
+  payment_reply heard;
+  g.call(authorize("o9-auth", "o9", 700), [&](payment_reply r) { heard = std::move(r); });
+  EXPECT_EQ(heard.result, outcome::unknown);
+  EXPECT_EQ(g.core().ledger().size(), 1u) << "applied although the reply was lost";
+  payment_reply found;
+  g.call(lookup("o9-auth"), [&](payment_reply r) { found = std::move(r); });
+  ASSERT_EQ(found.result, outcome::ok) << found.error;
+  EXPECT_EQ(found.intent.status, intent_status::authorized);
+  // A retry with the same key replays; nothing is authorized twice.
+  g.call(authorize("o9-auth", "o9", 700), [](payment_reply) {});
+  EXPECT_EQ(g.core().ledger().size(), 1u);
+  // A key never used: refused, so the caller knows it may send the request.
+  g.call(lookup("never"), [&](payment_reply r) { found = std::move(r); });
+  EXPECT_EQ(found.result, outcome::refused);
+}
+
+TEST(gateway, declines_come_from_the_card_and_from_the_seeded_rate) {
+  gateway_options o;
+  o.decline_rate = 0.3;
+  o.seed = 42;
+  gateway g(o);
+  EXPECT_EQ(g.handle(authorize("d", "o", 100, "tok_decline"), 0).result, outcome::declined);
+  int declined = 0;
+  for (int i = 0; i < 1000; ++i)
+    declined += g.handle(authorize("k" + std::to_string(i), "o" + std::to_string(i), 100), 0).result == outcome::declined;
+  EXPECT_GT(declined, 230);
+  EXPECT_LT(declined, 370);
+  gateway same(o);
+  same.handle(authorize("d", "o", 100, "tok_decline"), 0);
+  int again = 0;
+  for (int i = 0; i < 1000; ++i)
+    again += same.handle(authorize("k" + std::to_string(i), "o" + std::to_string(i), 100), 0).result == outcome::declined;
+  EXPECT_EQ(again, declined) << "the same seed declines the same payments";
+}
+
+// Every event is delivered at least once, retried after failures; with the faults on,
+// some twice and some after later ones: a receiver deduplicates by event id.
+TEST(gateway, webhooks_arrive_at_least_once_late_duplicated_and_reordered) {
+  gateway_options o;
+  o.seed = 3;
+  o.duplicate_webhook_rate = 0.5;
+  o.reorder_webhook_rate = 0.5;
+  o.webhook_delay_max_ms = 200;
+  gateway g(o);
+  for (int i = 0; i < 50; ++i) {
+    auto a = g.handle(authorize("a" + std::to_string(i), "o" + std::to_string(i), 100), i);
+    g.handle(on_intent(payment_op::capture, "c" + std::to_string(i), a.intent.id), i);
+  }
+  EXPECT_EQ(g.stats().events, 100u);
+  std::map<std::string, int> seen;
+  std::vector<std::string> order;
+  bool failed_once = false;
+  for (int64_t now = 0; now < 120'000 && (g.next_due_ms() != 0); now += 10) {
+    for (auto& d : g.due(now)) {
+      if (!failed_once && d.event.id == "evt_2") {  // the receiver was down once
+        failed_once = true;
+        g.failed(d, now);
+        continue;
+      }
+      if (seen[d.event.id]++ == 0) order.push_back(d.event.id);
+      g.delivered(d);
+    }
+  }
+  EXPECT_EQ(seen.size(), 100u) << "every event arrived";
+  EXPECT_GT(g.stats().duplicates, 10u);
+  int twice = 0;
+  for (auto& [id, n] : seen) twice += n > 1;
+  EXPECT_EQ(static_cast<uint64_t>(twice), g.stats().duplicates);
+  EXPECT_EQ(g.stats().retries, 1u);
+  bool reordered = false;
+  for (size_t i = 1; i < order.size(); ++i)
+    if (std::stoi(order[i].substr(4)) < std::stoi(order[i - 1].substr(4))) reordered = true;
+  EXPECT_TRUE(reordered);
+}
+
+TEST(webhook, signatures_accept_the_genuine_and_refuse_forged_altered_and_replayed_events) {
+  webhook_event e;
+  e.id = "evt_1";
+  e.type = "payment_intent.succeeded";
+  e.created_ms = 1'700'000'000'000;
+  e.intent = {"pi_1", "order-1", 2500, intent_status::captured, {}};
+  auto body = webhook_body(e);
+  const int64_t t = 1'700'000'000;
+  auto header = sign_webhook("whsec_test", t, body);
+  EXPECT_EQ(verify_webhook("whsec_test", header, body, t + 10), signature_check::ok);
+  webhook_event back;
+  std::string why;
+  ASSERT_TRUE(parse_webhook_body(body, back, why)) << why;
+  EXPECT_EQ(back.id, "evt_1");
+  EXPECT_EQ(back.intent.status, intent_status::captured);
+  EXPECT_EQ(back.intent.order_id, "order-1");
+  EXPECT_EQ(back.intent.amount_cents, 2500);
+  // Forged (another secret), altered body, replayed past the tolerance, from the future.
+  EXPECT_EQ(verify_webhook("whsec_test", sign_webhook("other", t, body), body, t), signature_check::mismatch);
+  auto altered = body;
+  altered.replace(altered.find("2500"), 4, "9999");
+  EXPECT_EQ(verify_webhook("whsec_test", header, altered, t), signature_check::mismatch);
+  EXPECT_EQ(verify_webhook("whsec_test", header, body, t + 301), signature_check::too_old);
+  EXPECT_EQ(verify_webhook("whsec_test", header, body, t - 301), signature_check::too_new);
+  EXPECT_EQ(verify_webhook("whsec_test", "", body, t), signature_check::missing);
+  for (auto bad : {"garbage", "t=,v1=ab", "t=12x,v1=ab", "v1=abc", "t=1700000000", "t=99999999999999,v1=00"})
+    EXPECT_EQ(verify_webhook("whsec_test", bad, body, t), signature_check::malformed) << bad;
+  // A second v1 (a secret being rolled) is accepted when either matches.
+  auto rolled = sign_webhook("whsec_test", t, body) + ",v1=" + std::string(64, '0');
+  EXPECT_EQ(verify_webhook("whsec_test", rolled, body, t), signature_check::ok);
+  for (auto junk : {"", "[]", "{}", "{\"id\":\"evt\",\"type\":\"x\"}", "{\"id\":5}"})
+    EXPECT_FALSE(parse_webhook_body(junk, back, why)) << junk;
+}
+
+}  // namespace
+}  // namespace holdfast
