@@ -383,6 +383,9 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   hold_record done;
   if (auto* h = active_.find(op.hold_id); h && extending && h->deadline_ms > c.now_ms)
     return ok(extend(op.hold_id, *h, op.ttl_ms, c).hold);
+  if (auto* h = active_.find(op.hold_id); h && op.kind == hold_op_kind::return_hold &&
+                                          h->deadline_ms > c.now_ms)
+    return with_hold(code::wrong_state, to_record(op.hold_id, *h, hold_state::active).hold);
   if (auto* h = active_.find(op.hold_id)) {
     // A hold past its deadline has expired, whether or not an expiry batch (bounded)
     // has reached it yet: it is never confirmed late.
@@ -392,6 +395,7 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
     }
     done = finish(op.hold_id, hold_state::expired, c);
     if (op.kind == hold_op_kind::query) return ok(done.hold);
+    if (op.kind == hold_op_kind::return_hold) return with_hold(code::wrong_state, done.hold);
     return confirming || extending ? with_hold(code::hold_expired, done.hold) : ok(done.hold);
   }
   if (auto found = find_finished(op.hold_id, done, c); found != store_status::ok) {
@@ -405,6 +409,11 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   }
   const auto state = done.hold.state;
   if (op.kind == hold_op_kind::query) return ok(done.hold);
+  if (op.kind == hold_op_kind::return_hold) {
+    if (state == hold_state::returned) return ok(done.hold);
+    if (state != hold_state::confirmed) return with_hold(code::wrong_state, done.hold);
+    return give_back(std::move(done), c);
+  }
   if (extending)
     return with_hold(state == hold_state::expired ? code::hold_expired : code::wrong_state, done.hold);
   if (confirming) {
@@ -414,6 +423,36 @@ hold_result sku_book::end_hold(const hold_op& op, sku_change& c) {
   }
   // Release of an expired hold already has what release wants: the units are back.
   return state == hold_state::confirmed ? with_hold(code::wrong_state, done.hold) : ok(done.hold);
+}
+
+// A sale undone: the units go back on hand, once (the hold's state says so).
+hold_result sku_book::give_back(hold_record done, sku_change& c) {
+  auto& s = record_.sku;
+  if (done.hold.qty > on_hand_max - s.on_hand)
+    return make_hold_error(code::invalid, "returning " + std::to_string(done.hold.qty) +
+                                            " would take on_hand past " + std::to_string(on_hand_max));
+  // A returned purchase no longer counts against the user's limit.
+  if (s.limit_per_user > 0 && !done.user.empty()) {
+    buyer* b = nullptr;
+    if (auto st = find_buyer(done.user, *c.env, b); st != store_status::ok)
+      return make_hold_error(code::unavailable, "the buyer record of user '" + done.user + "' cannot be read: " +
+                                                  to_string(st));
+    b->bought = std::max<int64_t>(0, b->bought - done.hold.qty);
+    b->written_seq = c.seq;
+    mutation m;
+    m.kind = mutation::put_record;
+    m.record = {record_space::buyer, buyer_key(sku_, done.user), std::to_string(b->bought), false};
+    c.mutations.push_back(std::move(m));
+  }
+  s.on_hand += done.hold.qty;
+  s.sold -= done.hold.qty;
+  done.hold.state = hold_state::returned;
+  done.finished_ms = c.now_ms;
+  c.mutations.push_back(mutation{mutation::put_hold, {}, done, {}});
+  c.dirty = true;
+  finishing_[done.hold.hold_id] = {c.seq, done};
+  finishing_order_.emplace_back(c.seq, done.hold.hold_id);
+  return ok(done.hold);
 }
 
 // Never shortens: a repeated or late extend leaves a later deadline alone.

@@ -116,6 +116,7 @@ private:
   hold_result reserve(const hold_op& op, int64_t now_ms, sku_change& c);
   hold_result end_hold(const hold_op& op, sku_change& c);
   hold_record extend(const std::string& hold_id, active_hold& h, int64_t ttl_ms, sku_change& c);
+  hold_result give_back(hold_record done, sku_change& c);
   hold_result repeated(const hold_record& done, const hold_op& op) const;
   // Ends the active hold `hold_id` (it must be active).
   hold_record finish(const std::string& hold_id, hold_state to, sku_change& c);

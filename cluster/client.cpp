@@ -453,6 +453,12 @@ kj::Promise<hold_result> client::impl::one(hold_op op) {
       call = req.send().then(kj::cp(read));
       break;
     }
+    case hold_op_kind::return_hold: {
+      auto req = inventory.returnHoldRequest();
+      codec::write(req.initHold(), op);
+      call = req.send().then(kj::cp(read));
+      break;
+    }
     default: {
       auto req = inventory.queryHoldRequest();
       codec::write(req.initHold(), op);
@@ -480,6 +486,10 @@ kj::Promise<hold_result> client::extend(const std::string& hold_id, int64_t ttl_
   auto op = ref(hold_op_kind::extend, hold_id, sku);
   op.ttl_ms = ttl_ms;
   return impl_->one(std::move(op));
+}
+
+kj::Promise<hold_result> client::return_hold(const std::string& hold_id, const std::string& sku) {
+  return impl_->one(ref(hold_op_kind::return_hold, hold_id, sku));
 }
 
 kj::Promise<sku_page> client::list_skus(const sku_list_query& query, bool local_only) {
@@ -526,6 +536,11 @@ kj::Promise<std::vector<hold_result>> client::impl::batch(hold_op_kind kind,
     }
     case hold_op_kind::extend: {
       auto req = inventory.extendBatchRequest();
+      fill(req.initHolds(ops.size()));
+      return req.send().then(kj::cp(read));
+    }
+    case hold_op_kind::return_hold: {
+      auto req = inventory.returnBatchRequest();
       fill(req.initHolds(ops.size()));
       return req.send().then(kj::cp(read));
     }

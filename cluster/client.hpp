@@ -104,6 +104,8 @@ public:
   // final state.
   kj::Promise<hold_result> extend(const std::string& hold_id, int64_t ttl_ms,
                                   const std::string& sku = {});
+  // A confirmed hold's units back on hand, once (see Inventory.returnHold).
+  kj::Promise<hold_result> return_hold(const std::string& hold_id, const std::string& sku = {});
   // One page of the catalog from every member (`local_only`: this node's SKUs only). A
   // lost answer rejects: a listing changes nothing, the caller just asks again.
   kj::Promise<sku_page> list_skus(const sku_list_query& query, bool local_only = false);

@@ -101,6 +101,7 @@ struct cluster_client::impl final : transport {
       case hold_op_kind::release: call = c->release(op.hold_id, op.sku); break;
       case hold_op_kind::query: call = c->query_hold(op.hold_id, op.sku); break;
       case hold_op_kind::extend: call = c->extend(op.hold_id, op.ttl_ms, op.sku); break;
+      case hold_op_kind::return_hold: call = c->return_hold(op.hold_id, op.sku); break;
     }
     return call.catch_([this, &m, node, query](kj::Exception&& e) {
       note_failure(m, e);

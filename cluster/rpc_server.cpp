@@ -561,6 +561,15 @@ public:
   kj::Promise<void> extend(ExtendContext ctx) override {
     return one_hold(ctx, codec::read_ref(ctx.getParams().getHold(), hold_op_kind::extend));
   }
+  kj::Promise<void> returnHold(ReturnHoldContext ctx) override {
+    return one_hold(ctx, codec::read_ref(ctx.getParams().getHold(), hold_op_kind::return_hold));
+  }
+  kj::Promise<void> returnBatch(ReturnBatchContext ctx) override {
+    auto list = ctx.getParams().getHolds();
+    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
+      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::return_hold));
+    });
+  }
   kj::Promise<void> extendBatch(ExtendBatchContext ctx) override {
     auto list = ctx.getParams().getHolds();
     return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {

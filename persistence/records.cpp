@@ -116,7 +116,7 @@ bool read_hold(stored::HoldRecord::Reader h, hold_record& out) {
   out.finished_ms = h.getFinishedMs();
   out.lease_ms = h.getLeaseMs();
   out.user = str(h.getUser());
-  return state <= static_cast<uint16_t>(hold_state::expired);
+  return state <= static_cast<uint16_t>(hold_state::returned);
 }
 
 }  // namespace

@@ -58,7 +58,7 @@ bool batch_sound(const std::vector<mutation>& batch) {
     if (m.kind != mutation::put_hold) continue;
     const auto& h = m.hold.hold;
     if (h.hold_id.empty() || h.hold_id.size() > hold_id_bytes_max || h.qty <= 0 ||
-        (h.sku != name && !h.sku.empty()) || h.state > hold_state::expired)
+        (h.sku != name && !h.sku.empty()) || h.state > hold_state::returned)
       return false;
   }
   return true;

@@ -11,7 +11,7 @@ wire::HoldState to_wire(hold_state s) { return static_cast<wire::HoldState>(s); 
 hold_state from_wire(wire::HoldState s) {
   auto v = static_cast<uint16_t>(s);
   // An unknown enumerant from a newer peer cannot be an active hold we know of.
-  return v <= static_cast<uint16_t>(hold_state::expired) ? static_cast<hold_state>(v)
+  return v <= static_cast<uint16_t>(hold_state::returned) ? static_cast<hold_state>(v)
                                                           : hold_state::released;
 }
 

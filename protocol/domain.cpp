@@ -28,6 +28,7 @@ const char* to_string(hold_state s) {
     case hold_state::confirmed: return "confirmed";
     case hold_state::released: return "released";
     case hold_state::expired: return "expired";
+    case hold_state::returned: return "returned";
   }
   return "?";
 }

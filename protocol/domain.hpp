@@ -29,7 +29,7 @@ enum class code : uint8_t {
 
 const char* to_string(code c);
 
-enum class hold_state : uint8_t { active = 0, confirmed, released, expired };
+enum class hold_state : uint8_t { active = 0, confirmed, released, expired, returned };
 
 const char* to_string(hold_state s);
 
@@ -73,8 +73,8 @@ struct sku_result {
   std::string message;
 };
 
-enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query, extend };
-constexpr size_t hold_op_kinds = 5;
+enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query, extend, return_hold };
+constexpr size_t hold_op_kinds = 6;
 
 // One operation on one hold. For confirm/release/query only hold_id (and sku, if
 // known) matter; extend also takes ttl_ms (the hold lasts at least that long from now).

@@ -10,6 +10,7 @@ enum HoldState {
   confirmed @1;
   released @2;
   expired @3;
+  returned @4;             # confirmed, then given back (an order compensated or refunded)
 }
 
 struct HoldInfo {
@@ -120,6 +121,11 @@ interface Inventory {
   # Carts, by user: any member takes them and sends each to its user's owner. Adds and
   # sets are checked against the SKU (it must exist) by the member that took the call.
   cartOps @18 (ops :List(CartOp)) -> (results :List(CartResult), refused :Text);
+
+  # A confirmed hold's units go back on hand (sold and on hand move back), once: a repeat
+  # answers the returned hold. What an order's compensation or refund does per line.
+  returnHold @19 (hold :HoldRef) -> (result :HoldResult);
+  returnBatch @20 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
 }
 
 enum CartOpKind {

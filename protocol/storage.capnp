@@ -38,6 +38,7 @@ enum HoldState {
   confirmed @1;
   released @2;
   expired @3;
+  returned @4;
 }
 
 # One snapshot's hold changes for one SKU, in the `hold_log` database under (sku, block

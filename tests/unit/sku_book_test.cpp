@@ -409,5 +409,51 @@ TEST_F(sku_book_test, a_hot_limited_sku_remembers_its_holders_not_its_crowd) {
             code::limit_reached);
 }
 
+
+// return_hold undoes a sale once: what an order's compensation or refund does per line.
+TEST_F(sku_book_test, a_returned_hold_gives_its_units_back_once_and_its_user_the_allowance) {
+  auto op = [](hold_op_kind k, const std::string& id, int64_t qty = 0, const std::string& user = {}) {
+    return hold_op{k, "tee", id, qty, k == hold_op_kind::reserve ? 60'000 : 0, user};
+  };
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}, 2}, c).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::reserve, "sold", 2, "ann"), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::reserve, "held", 1, "bob"), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::reserve, "gone", 1, "cat"), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::confirm, "sold"), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::release, "gone"), now_, c).status, code::ok);
+  EXPECT_EQ(book.apply(op(hold_op_kind::reserve, "more", 1, "ann"), now_, c).status, code::limit_reached);
+  EXPECT_EQ(book.record().sku.sold, 2);
+
+  auto r = book.apply(op(hold_op_kind::return_hold, "sold"), now_, c);
+  ASSERT_EQ(r.status, code::ok) << r.message;
+  EXPECT_EQ(r.hold.state, hold_state::returned);
+  EXPECT_EQ(book.record().sku.sold, 0);
+  EXPECT_EQ(book.record().sku.on_hand, 10);
+  EXPECT_EQ(book.broken_invariant(), "");
+  auto again = book.apply(op(hold_op_kind::return_hold, "sold"), now_, c);
+  EXPECT_EQ(again.status, code::ok);
+  EXPECT_EQ(book.record().sku.on_hand, 10) << "returned once";
+  EXPECT_EQ(book.apply(op(hold_op_kind::return_hold, "held"), now_, c).status, code::wrong_state);
+  EXPECT_EQ(book.apply(op(hold_op_kind::return_hold, "gone"), now_, c).status, code::wrong_state);
+  EXPECT_EQ(book.apply(op(hold_op_kind::return_hold, "nope"), now_, c).status, code::unknown_hold);
+  EXPECT_EQ(book.apply(op(hold_op_kind::reserve, "more", 1, "ann"), now_, c).status, code::ok)
+    << "a returned purchase gives the user's allowance back";
+
+  auto ms = book.seal(c);
+  std::vector<store_status> status;
+  ASSERT_EQ(env_->commit({{&ms, 1}}, status), store_status::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  sku_book reloaded("tee", {});
+  ASSERT_EQ(reloaded.load(*env_), "");
+  auto d = change();
+  auto back = reloaded.apply(op(hold_op_kind::query, "sold"), now_, d);
+  EXPECT_EQ(back.hold.state, hold_state::returned);
+  EXPECT_EQ(reloaded.apply(op(hold_op_kind::return_hold, "sold"), now_, d).status, code::ok);
+  EXPECT_EQ(reloaded.record().sku.on_hand, 10);
+  EXPECT_EQ(reloaded.broken_invariant(), "");
+}
+
 }  // namespace
 }  // namespace holdfast::testing
