@@ -66,8 +66,12 @@ struct order_record {
   std::string intent_id;           // the payment intent, once authorized
   bool authorized = false;         // an authorization stands (not voided)
   bool captured = false;           // a capture stands (not refunded)
+  bool refunded = false;           // a refund was made
+  bool released_all = false;       // the release step ran: no line is held any more
+  bool lookup_pending = false;     // the last payment request had no answer: look it up first
   bool cancel_requested = false;
   std::string reason;              // why it was cancelled or refunded
+  std::string last_error;          // the last step without an answer: why
   uint32_t attempt = 0;            // tries of the current step that found no answer
   int64_t retry_at_ms = 0;         // the current step waits until then (0: now)
   int64_t extended_at_ms = 0;      // holds last reserved or extended
@@ -105,6 +109,8 @@ public:
   // The user's cancel: accepted before capture (the saga compensates at its next step).
   // Empty when accepted, else why not.
   std::string cancel(int64_t now_ms);
+  // With nothing in flight: a requested cancel starts its compensations. True when it did.
+  bool apply_cancel(int64_t now_ms);
   // After capture: shipped, delivered, or a shipping failure (refund and restock).
   std::string ship(int64_t now_ms);
   std::string deliver(int64_t now_ms);
