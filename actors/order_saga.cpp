@@ -66,6 +66,11 @@ order_record order_saga::place(std::string order_id, std::string user, std::stri
   r.sold.assign(r.lines.size(), 0);
   r.created_ms = r.updated_ms = now_ms;
   r.version = 1;
+  if (r.lines.empty()) {  // nothing to buy: ends at once
+    r.state = order_state::cancelled;
+    r.phase = saga_phase::done;
+    r.reason = "an order needs at least one line";
+  }
   return r;
 }
 
@@ -103,12 +108,21 @@ saga_command order_saga::next(int64_t now_ms) const {
   };
   // While the payment is pending, the holds' leases are renewed at half their TTL.
   if ((r_.phase == saga_phase::authorize || r_.phase == saga_phase::confirm) &&
-      now_ms >= r_.extended_at_ms + policy_.hold_ttl_ms / 2)
-    return holds(hold_op_kind::extend, [&](size_t i) { return r_.reserved[i] && !r_.sold[i]; });
+      now_ms >= r_.extended_at_ms + policy_.hold_ttl_ms / 2) {
+    holds(hold_op_kind::extend, [&](size_t i) { return r_.reserved[i] && !r_.sold[i]; });
+    if (!c.holds.empty()) return c;
+    c = saga_command{};  // nothing held that is not sold: nothing to extend
+  }
   auto payment = [&](payment_op op) {
     c.what = saga_command::kind::payment;
     auto& p = c.payment;
     p.idempotency_key = payment_key(r_.phase);
+    if (op == payment_op::void_auth && r_.intent_id.empty()) {
+      // An authorization may stand whose answer never came: its key says.
+      p.op = payment_op::lookup;
+      p.idempotency_key = payment_key(saga_phase::authorize);
+      return c;
+    }
     if (r_.lookup_pending) {
       p.op = payment_op::lookup;
       return c;
@@ -163,13 +177,15 @@ saga_phase order_saga::compensation() const {
   for (size_t i = 0; i < r_.lines.size(); ++i) (r_.sold[i] ? any_sold : any_unsold) = true;
   if (!r_.released_all && any_unsold) return saga_phase::release;
   if (any_sold) return saga_phase::restock;
-  if (r_.authorized) return saga_phase::void_auth;
+  if (r_.authorized || r_.auth_unsure) return saga_phase::void_auth;
   if (r_.captured) return saga_phase::refund;
   return saga_phase::done;
 }
 
 void order_saga::compensate(std::string reason, int64_t now_ms) {
   if (r_.reason.empty()) r_.reason = std::move(reason);
+  // Leaving an authorize whose outcome is unknown: whatever it did is voided.
+  if (r_.phase == saga_phase::authorize && r_.lookup_pending) r_.auth_unsure = true;
   auto next = compensation();
   enter(next, now_ms);
   if (next == saga_phase::done) r_.state = r_.refunded ? order_state::refunded : order_state::cancelled;
@@ -223,6 +239,15 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
       auto s = answers[k].status;
       if (s == code::ok) continue;
       if (unanswered(s)) unknown = true;
+      else if (s == code::wrong_state && answers[k].hold.state == hold_state::confirmed) {
+        // A confirm whose answer was lost landed: the line is sold.
+        auto i = line_of(sent[k]);
+        if (i < r_.lines.size()) {
+          r_.sold[i] = 1;
+          r_.reserved[i] = 0;
+          if (r_.phase == saga_phase::confirm) r_.done[i] = 1;
+        }
+      }
       else if (lost.empty()) lost = "the hold of line " + std::to_string(line_of(sent[k])) + " ended (" + to_string(s) + ")";
     }
     if (!lost.empty()) {
@@ -230,11 +255,15 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
       compensate(lost + " before the order was confirmed", now_ms);
       return true;
     }
-    if (unknown) retry_later("extending the holds found no answer", now_ms);
-    else {
+    if (unknown) {
+      retry_later("extending the holds found no answer", now_ms);
+    } else {
       r_.extended_at_ms = now_ms;
       r_.version += 1;
     }
+    if (r_.phase == saga_phase::confirm &&
+        std::all_of(r_.done.begin(), r_.done.end(), [](uint8_t d) { return d != 0; }))
+      enter_state(order_state::confirmed, saga_phase::capture, now_ms);  // every line sold
     return true;
   }
   const saga_phase expected = kind == hold_op_kind::reserve ? saga_phase::reserve
@@ -276,13 +305,22 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
         if (a.status == code::wrong_state && a.hold.state == hold_state::confirmed) r_.sold[i] = 1;
         break;
       case saga_phase::restock:
-        // Returned now or before; or never sold after all.
-        r_.done[i] = 1;
-        if (a.status == code::ok || a.status == code::unknown_hold ||
-            (a.status == code::wrong_state && a.hold.state != hold_state::active))
+        if (a.status == code::ok ||
+            (a.status == code::wrong_state && a.hold.state != hold_state::active)) {
+          // Returned now or before; or never sold after all.
+          r_.done[i] = 1;
           r_.sold[i] = 0;
-        else if (a.status == code::wrong_state)
-          r_.done[i] = 0;  // still active: release comes first (cannot happen in order)
+        } else if (a.status == code::unknown_hold) {
+          // The sale is older than the SKU's finished-hold retention: the book no longer
+          // knows the hold, so it cannot be given back by id. Said, not forgotten.
+          r_.done[i] = 1;
+          r_.sold[i] = 0;
+          r_.reason += "; line " + std::to_string(i) + " (" + r_.lines[i].sku + " x" +
+                       std::to_string(r_.lines[i].qty) +
+                       ") was sold before the hold retention: restock it by hand";
+        } else if (unknown.empty()) {
+          unknown = std::string(to_string(a.status)) + (a.message.empty() ? "" : ": " + a.message);
+        }
         break;
       default:
         break;
@@ -325,27 +363,47 @@ bool order_saga::on_restocks(const std::vector<sku_op>&, const std::vector<sku_r
 }
 
 bool order_saga::on_payment(const payment_request& sent, const payment_reply& reply, int64_t now_ms) {
-  if (sent.idempotency_key != payment_key(r_.phase)) return false;  // from before a switch
   using outcome = payment_reply::outcome;
+  const auto& in = reply.intent;
+  // In the void step, an authorization whose answer never came is looked up first.
+  if (r_.phase == saga_phase::void_auth && sent.op == payment_op::lookup &&
+      sent.idempotency_key == payment_key(saga_phase::authorize)) {
+    if (reply.result == outcome::unknown || (reply.result == outcome::refused && !in.id.empty()) ||
+        (reply.result == outcome::refused && reply.error.find("in progress") != std::string::npos)) {
+      retry_later("looking up the authorization found no answer: " + reply.error, now_ms);
+      return true;
+    }
+    r_.auth_unsure = false;
+    if (!in.id.empty()) r_.intent_id = in.id;
+    r_.authorized = in.status == intent_status::authorized;
+    if (in.status == intent_status::captured) r_.captured = true;
+    r_.version += 1;
+    if (!r_.authorized) compensate({}, now_ms);  // never applied, or declined: nothing to void
+    return true;
+  }
+  if (sent.idempotency_key != payment_key(r_.phase)) return false;  // from before a switch
   if (sent.op == payment_op::lookup) {
     if (reply.result == outcome::unknown ||
         (reply.result == outcome::refused && reply.error.find("in progress") != std::string::npos)) {
       retry_later("looking up the payment found no answer: " + reply.error, now_ms);
       return true;
     }
-    if (reply.result == outcome::refused && reply.intent.id.empty()) {
+    if (reply.result == outcome::refused && in.id.empty()) {
       // Never applied: the request may be sent (again, with its key).
       r_.lookup_pending = false;
       r_.version += 1;
       return true;
     }
     r_.lookup_pending = false;
-  } else if (reply.result == outcome::unknown) {
+  } else if (reply.result == outcome::unknown ||
+             (reply.result == outcome::refused && in.id.empty() &&
+              reply.error.find("in progress") != std::string::npos)) {
+    // No answer, or a duplicate of this request is still being handled: what it did is
+    // asked by its key next, never sent anew.
     r_.lookup_pending = true;
     retry_later("the payment provider did not answer: " + reply.error, now_ms);
     return true;
   }
-  const auto& in = reply.intent;
   switch (r_.phase) {
     case saga_phase::authorize:
       if (reply.result == outcome::ok && in.status == intent_status::authorized) {
@@ -355,6 +413,7 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
         after_forward_step(now_ms);
       } else {
         if (!in.id.empty()) r_.intent_id = in.id;
+        r_.authorized = in.status == intent_status::authorized;
         compensate(reply.result == outcome::declined ? "payment declined (" + in.decline_reason + ")"
                                                      : "payment refused: " + reply.error,
                    now_ms);
@@ -365,14 +424,22 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
         r_.authorized = false;
         r_.captured = true;
         enter_state(order_state::captured, saga_phase::done, now_ms);
+      } else if (in.id.empty()) {
+        // Refused without the intent's state (bad input, a reused key): not known to have
+        // failed, so not compensated; asked again, and given up only after attempts_max.
+        r_.lookup_pending = true;
+        retry_later("capture refused: " + reply.error, now_ms);
       } else {
         r_.authorized = in.status == intent_status::authorized;
         compensate("capture refused: " + reply.error, now_ms);
       }
       return true;
     case saga_phase::void_auth:
-      if (in.status == intent_status::captured) r_.captured = true;  // it was captured after all
-      if (reply.result == outcome::ok || in.status != intent_status::authorized) {
+      if (in.status == intent_status::captured) {
+        r_.captured = true;  // it was captured after all: refunded next
+        r_.authorized = false;
+        compensate({}, now_ms);
+      } else if (reply.result == outcome::ok || (!in.id.empty() && in.status != intent_status::authorized)) {
         r_.authorized = false;
         compensate({}, now_ms);
       } else {
@@ -429,7 +496,7 @@ std::string order_saga::cancel(int64_t now_ms) {
   if (r_.state == order_state::cancelled || (!forward(r_.phase) && r_.cancel_requested)) return {};
   if (r_.phase == saga_phase::capture || r_.state >= order_state::confirmed)
     return std::string("order is ") + to_string(r_.state) + " and its payment is being captured or was";
-  if (!forward(r_.phase)) return std::string("order is already being ") + to_string(r_.phase) + "d";
+  if (!forward(r_.phase)) return {};  // already ending: a cancel asks for nothing more
   r_.cancel_requested = true;
   r_.updated_ms = now_ms;
   r_.version += 1;
@@ -439,6 +506,7 @@ std::string order_saga::cancel(int64_t now_ms) {
 bool order_saga::apply_cancel(int64_t now_ms) { return after_forward_step(now_ms); }
 
 std::string order_saga::ship(int64_t now_ms) {
+  if (r_.phase != saga_phase::done) return std::string("order is in its ") + to_string(r_.phase) + " step";
   if (r_.state == order_state::shipped || r_.state == order_state::delivered) return {};
   if (r_.state != order_state::captured) return std::string("order is ") + to_string(r_.state);
   r_.state = order_state::shipped;
@@ -448,6 +516,7 @@ std::string order_saga::ship(int64_t now_ms) {
 }
 
 std::string order_saga::deliver(int64_t now_ms) {
+  if (r_.phase != saga_phase::done) return std::string("order is in its ") + to_string(r_.phase) + " step";
   if (r_.state == order_state::delivered) return {};
   if (r_.state != order_state::shipped) return std::string("order is ") + to_string(r_.state);
   r_.state = order_state::delivered;
@@ -457,7 +526,8 @@ std::string order_saga::deliver(int64_t now_ms) {
 }
 
 std::string order_saga::shipping_failed(const std::string& why, int64_t now_ms) {
-  if (r_.state == order_state::refunded || (r_.captured == false && r_.refunded)) return {};
+  if (r_.state == order_state::refunded || r_.refunded || (!forward(r_.phase) && r_.phase != saga_phase::done))
+    return {};  // refunded or being refunded
   if (r_.state != order_state::captured && r_.state != order_state::shipped)
     return std::string("order is ") + to_string(r_.state);
   r_.released_all = true;  // every line was sold: nothing is held

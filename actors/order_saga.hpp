@@ -65,6 +65,7 @@ struct order_record {
   std::vector<uint8_t> sold;       // per line: confirmed (restocked since: 0)
   std::string intent_id;           // the payment intent, once authorized
   bool authorized = false;         // an authorization stands (not voided)
+  bool auth_unsure = false;        // an authorize may have been applied (its answer never came)
   bool captured = false;           // a capture stands (not refunded)
   bool refunded = false;           // a refund was made
   bool released_all = false;       // the release step ran: no line is held any more
@@ -79,6 +80,18 @@ struct order_record {
   int64_t updated_ms = 0;
   uint64_t version = 0;            // counts transitions
 };
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_line& x) {
+  return f(x.sku, x.qty, x.price_cents);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_record& x) {
+  return f(x.order_id, x.user, x.card, x.lines, x.total_cents, x.state, x.phase, x.done, x.reserved,
+           x.sold, x.intent_id, x.authorized, x.auth_unsure, x.captured, x.refunded, x.released_all, x.lookup_pending,
+           x.cancel_requested, x.reason, x.last_error, x.attempt, x.retry_at_ms, x.extended_at_ms,
+           x.created_ms, x.updated_ms, x.version);
+}
 
 // What the order actor must do now.
 struct saga_command {

@@ -56,6 +56,19 @@ struct payment_reply {
 };
 const char* to_string(payment_reply::outcome o);
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_request& x) {
+  return f(x.op, x.idempotency_key, x.order_id, x.intent_id, x.amount_cents, x.card);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_intent& x) {
+  return f(x.id, x.order_id, x.amount_cents, x.status, x.decline_reason);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, payment_reply& x) {
+  return f(x.result, x.intent, x.error);
+}
+
 class payment_provider {
 public:
   virtual ~payment_provider() = default;

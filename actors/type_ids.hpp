@@ -4,6 +4,14 @@
 #include "persistence/type_ids.hpp"
 #include "protocol/domain.hpp"
 
+namespace holdfast {
+struct order_record;
+struct order_op;
+struct order_result;
+struct payment_request;
+struct payment_reply;
+}  // namespace holdfast
+
 CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_last_type_id + 1)
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::hold_op))
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::hold_result))
@@ -19,6 +27,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::cart_result))
   CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::cart_op>))
   CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::cart_result>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::order_record))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::order_op))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::order_result))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::payment_request))
+  CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::payment_reply))
 
   CAF_ADD_ATOM(holdfast_actors, holdfast, hold_ops_atom, "holdops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, sku_op_atom, "skuop")
@@ -34,4 +47,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, list_skus_atom, "listskus")
   CAF_ADD_ATOM(holdfast_actors, holdfast, cart_op_atom, "cartop")
   CAF_ADD_ATOM(holdfast_actors, holdfast, cart_ops_atom, "cartops")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_place_atom, "ordplace")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_op_atom, "ordop")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_step_atom, "ordstep")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_holds_atom, "ordholds")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_payment_atom, "ordpay")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

@@ -469,18 +469,23 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
   return impl_->get(impl_->skus, sku, out);
 }
 
-store_status lmdb_env::verify_records(std::string& problem, int64_t* count) const {
-  if (!impl_->has_records) return store_status::ok;
-  read_txn t(impl_->env);
-  if (t.rc != 0) return from_mdb(t.rc);
+namespace {
+
+// Every entity record from `space` on (all of them when `only` is false), each checked
+// against its checksum and its key; corrupt with `problem` at the first that fails.
+template <class F>
+store_status walk_records(MDB_txn* txn, MDB_dbi dbi, record_space space, bool only, F&& f,
+                          std::string& problem) {
   MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(t.txn, impl_->records, &cursor);
+  int rc = mdb_cursor_open(txn, dbi, &cursor);
   if (rc != 0) return from_mdb(rc);
-  MDB_val k, v;
+  std::string from(1, static_cast<char>(space));
+  MDB_val k = val(from), v;
   store_status st = store_status::ok;
-  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    if (count) ++*count;
+  for (rc = mdb_cursor_get(cursor, &k, &v, only ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
     std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
+    if (only && (key.empty() || key[0] != from[0])) break;
     entity_record r;
     if (!decode(v.mv_data, v.mv_size, r) || record_key(r.space, r.key) != key) {
       problem = "entity record " + std::to_string(key.empty() ? 0 : uint8_t(key[0])) + " '" +
@@ -488,10 +493,33 @@ store_status lmdb_env::verify_records(std::string& problem, int64_t* count) cons
       st = store_status::corrupt;
       break;
     }
+    f(r);
   }
   mdb_cursor_close(cursor);
-  if (st == store_status::ok && rc != MDB_NOTFOUND) st = from_mdb(rc);
+  if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
   return st;
+}
+
+}  // namespace
+
+store_status lmdb_env::verify_records(std::string& problem, int64_t* count) const {
+  if (!impl_->has_records) return store_status::ok;
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  return walk_records(t.txn, impl_->records, record_space::buyer, false,
+                      [&](const entity_record&) {
+                        if (count) ++*count;
+                      },
+                      problem);
+}
+
+store_status lmdb_env::scan_records(record_space space,
+                                    const std::function<void(const entity_record&)>& f) const {
+  if (!impl_->has_records) return store_status::ok;
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  std::string problem;
+  return walk_records(t.txn, impl_->records, space, true, f, problem);
 }
 
 store_status lmdb_env::read_record(const std::string& key, entity_record& out) const {

@@ -92,6 +92,8 @@ public:
   // record under another key would read as missing: a buyer's purchases as none).
   // corrupt with `problem` naming the first that does not.
   store_status verify_records(std::string& problem, int64_t* count = nullptr) const;
+  // Every entity record of `space`, in key order.
+  store_status scan_records(record_space space, const std::function<void(const entity_record&)>& f) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;

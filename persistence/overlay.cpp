@@ -94,6 +94,17 @@ bool overlay::find_record(const std::string& key, entity_record& out) const {
   return false;
 }
 
+void overlay::records_of(record_space space, std::map<std::string, entity_record>& out) const {
+  int a = active_index_.load(std::memory_order_relaxed);
+  for (int g : {1 - a, a})  // the older generation first: the newer overrules it
+    for (size_t i = 0; i < shard_count; ++i) {
+      std::lock_guard<std::mutex> guard(shards_[i].mutex);
+      shards_[i].gens[g].records.each([&](const std::string&, const entity_record& r) {
+        if (r.space == space) out[r.key] = r;
+      });
+    }
+}
+
 uint32_t overlay::sku_number(const std::string& sku) {
   std::lock_guard<std::mutex> guard(names_mutex_);
   auto [it, fresh] = numbers_.try_emplace(sku, static_cast<uint32_t>(names_.size()));

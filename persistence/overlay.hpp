@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -258,6 +259,8 @@ public:
   std::vector<std::string> sku_names(const std::string& prefix, const std::string& after, size_t max) const;
   // `key` as record_key() makes it; true when the overlay knows it (maybe as deleted).
   bool find_record(const std::string& key, entity_record& out) const;
+  // Every entity record of `space` the overlay knows, latest state, by key (at start).
+  void records_of(record_space space, std::map<std::string, entity_record>& out) const;
 
   size_t active_mutations() const { return active_mutations_.load(std::memory_order_relaxed); }
   size_t frozen_mutations() const { return frozen_mutations_.load(std::memory_order_relaxed); }

@@ -236,6 +236,20 @@ store_status storage::read_record(record_space space, const std::string& key,
   return store_status::ok;
 }
 
+store_status storage::scan_records(record_space space,
+                                   const std::function<void(const entity_record&)>& f) const {
+  // The overlay first: a record it drops meanwhile is in LMDB by then.
+  std::map<std::string, entity_record> all;
+  std::map<std::string, entity_record> newer;
+  overlay_.records_of(space, newer);
+  auto st = env_->scan_records(space, [&](const entity_record& r) { all[r.key] = r; });
+  if (st != store_status::ok) return st;
+  for (auto& [key, r] : newer) all[key] = std::move(r);
+  for (auto& [key, r] : all)
+    if (!r.deleted) f(r);
+  return store_status::ok;
+}
+
 store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
   if (overlay_.find_hold_sku(hold_id, sku)) return store_status::ok;
   return env_->lookup_hold_sku(hold_id, sku);

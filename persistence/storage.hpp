@@ -88,6 +88,8 @@ public:
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
   // An entity record's latest value: not_found when it was never written or is deleted.
   store_status read_record(record_space space, const std::string& key, std::string& value) const;
+  // Every live entity record of `space` (deleted ones left out), in key order.
+  store_status scan_records(record_space space, const std::function<void(const entity_record&)>& f) const;
   // Every SKU record in key order; see lmdb_env::scan_skus.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
                          std::string& problem) const;

@@ -18,6 +18,7 @@ const char* to_string(code c) {
     case code::storage_full: return "storage_full";
     case code::outcome_unknown: return "outcome_unknown";
     case code::limit_reached: return "limit_reached";
+    case code::unknown_order: return "unknown_order";
   }
   return "?";
 }

@@ -25,6 +25,7 @@ enum class code : uint8_t {
   storage_full,
   outcome_unknown,
   limit_reached,  // the SKU's per-user limit
+  unknown_order,
 };
 
 const char* to_string(code c);

@@ -86,6 +86,42 @@ struct StoredCartLine {
   qty @1 :Int64;
 }
 
+# An order: the value of its entity record (space order, key the order id): the saga's
+# record (actors/order_saga.hpp).
+struct StoredOrder {
+  user @0 :Text;
+  card @1 :Text;
+  lines @2 :List(StoredOrderLine);
+  totalCents @3 :Int64;
+  state @4 :UInt8;
+  phase @5 :UInt8;
+  done @6 :Data;
+  reserved @7 :Data;
+  sold @8 :Data;
+  intentId @9 :Text;
+  authorized @10 :Bool;
+  captured @11 :Bool;
+  refunded @12 :Bool;
+  releasedAll @13 :Bool;
+  lookupPending @14 :Bool;
+  cancelRequested @15 :Bool;
+  reason @16 :Text;
+  lastError @17 :Text;
+  attempt @18 :UInt32;
+  retryAtMs @19 :Int64;
+  extendedAtMs @20 :Int64;
+  createdMs @21 :Int64;
+  updatedMs @22 :Int64;
+  version @23 :UInt64;
+  authUnsure @24 :Bool;
+}
+
+struct StoredOrderLine {
+  sku @0 :Text;
+  qty @1 :Int64;
+  priceCents @2 :Int64;
+}
+
 # A keyed value of an entity other than an SKU (a buyer's purchase count; next carts,
 # orders, payments), in the `records` database under (space byte, key).
 struct EntityRecord {

@@ -64,6 +64,7 @@ protected:
       auto cmd = saga.next(clock_->now);
       switch (cmd.what) {
         case saga_command::kind::holds:
+          if (cmd.holds.empty()) return trace + "!";
           trace += std::string(cmd.holds.front().kind == hold_op_kind::reserve ? "R"
                                : cmd.holds.front().kind == hold_op_kind::confirm ? "C"
                                : cmd.holds.front().kind == hold_op_kind::release ? "L"
@@ -95,6 +96,30 @@ protected:
   order_saga place(const std::string& id, std::vector<order_line> lines, const std::string& card = "tok_visa",
                    const std::string& user = "ann") {
     return order_saga(order_saga::place(id, user, card, std::move(lines), clock_->now), policy_);
+  }
+
+  payment_reply pay(const payment_request& r) {
+    payment_reply reply;
+    gateway_->call(r, [&](payment_reply x) { reply = std::move(x); });
+    return reply;
+  }
+  static payment_reply lost() {
+    payment_reply r;
+    r.result = payment_reply::outcome::unknown;
+    r.error = "no answer in time";
+    return r;
+  }
+  // What gateway::begin answers a concurrent duplicate.
+  static payment_reply busy(const std::string& key) {
+    payment_reply r;
+    r.result = payment_reply::outcome::refused;
+    r.error = "a request with idempotency key '" + key + "' is in progress";
+    return r;
+  }
+  std::string authorized_intent(const std::string& order) {
+    for (auto& e : gateway_->core().ledger())
+      if (e.order_id == order && e.op == payment_op::authorize && !e.declined) return e.intent_id;
+    return {};
   }
 
   temp_dir dir_;
@@ -328,6 +353,199 @@ TEST_F(order_saga_test, a_payment_event_settles_a_step_whose_reply_was_lost) {
   EXPECT_TRUE(saga.on_payment_event(applied.intent, clock_->now));
   EXPECT_EQ(saga.record().state, order_state::captured);
   EXPECT_EQ(gateway_->core().captures("o14"), 1u);
+}
+
+// Found by an adversarial review of the saga (each failed before its fix; P10, a
+// resume from a record older than several of its effects, cannot happen: a record is
+// written before its command is sent, so only the last command can be repeated).
+// P1. Cancel while the authorization's outcome is unknown: compensation() only voids when
+// `authorized` is set, so an authorization that did happen is never voided (order_saga.cpp:166,
+// 202-204). Same with the give-up after attempts_max (187-191) and an extend loss (228-231).
+TEST_F(order_saga_test, cancel_while_authorize_outcome_unknown_leaves_the_authorization_standing) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r1", {{"tee", 1, 1500}});
+  ASSERT_EQ(run(saga, 1), "R");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.payment.op, payment_op::authorize);
+  pay(cmd.payment);                                      // applied at the provider...
+  saga.on_payment(cmd.payment, lost(), clock_->now);     // ...its reply lost: lookup_pending
+  ASSERT_EQ(saga.cancel(clock_->now), "");
+  ASSERT_TRUE(saga.apply_cancel(clock_->now));           // order.cpp calls this in step()
+  auto trace = run(saga);
+  EXPECT_EQ(saga.record().state, order_state::cancelled) << trace;
+  auto id = authorized_intent("r1");
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(gateway_->core().intent(id)->status, intent_status::voided)
+      << trace << ": cancelled, but the authorization " << id << " is left requires_capture";
+}
+
+TEST_F(order_saga_test, giving_up_on_an_unknown_authorize_leaves_the_authorization_standing) {
+  stock("tee", 10);
+  make_gateway();
+  policy_.attempts_max = 1;
+  auto saga = place("r1b", {{"tee", 1, 1500}});
+  ASSERT_EQ(run(saga, 1), "R");
+  auto cmd = saga.next(clock_->now);
+  pay(cmd.payment);
+  saga.on_payment(cmd.payment, lost(), clock_->now);     // gives up at once
+  auto trace = run(saga);
+  auto id = authorized_intent("r1b");
+  // The webhook that would tell: ignored, the saga is terminal (order_saga.cpp:405-424).
+  saga.on_payment_event(*gateway_->core().intent(id), clock_->now);
+  trace += run(saga);
+  EXPECT_EQ(saga.record().state, order_state::cancelled) << trace;
+  EXPECT_EQ(gateway_->core().intent(id)->status, intent_status::voided) << trace;
+}
+
+// P2. A capture refused with an empty intent ("in progress", key reused, ...) is read as
+// "not captured": authorized=false, restock, cancelled. The in-flight capture lands: the
+// customer is charged for a cancelled order whose units went back (order_saga.cpp:368-371).
+TEST_F(order_saga_test, a_capture_refused_as_in_progress_is_not_a_capture_that_failed) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r2", {{"tee", 2, 1500}});
+  ASSERT_EQ(run(saga, 3), "RaC");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.payment.op, payment_op::capture);
+  saga.on_payment(cmd.payment, busy(cmd.payment.idempotency_key), clock_->now);
+  pay(cmd.payment);  // the duplicate that was in progress completes
+  auto trace = run(saga);
+  auto in = *gateway_->core().intent(saga.record().intent_id);
+  bool consistent = (saga.record().state == order_state::captured && sku("tee").sold == 2) ||
+                    (saga.record().state == order_state::refunded && in.status == intent_status::refunded);
+  EXPECT_TRUE(consistent) << trace << ": state " << to_string(saga.record().state) << ", intent "
+                          << to_string(in.status) << ", sold " << sku("tee").sold;
+}
+
+// P3. Same for authorize: refused "in progress" -> compensate without void (order_saga.cpp:356-361).
+TEST_F(order_saga_test, an_authorize_refused_as_in_progress_is_voided_or_used_never_left) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r3", {{"tee", 1, 1500}});
+  ASSERT_EQ(run(saga, 1), "R");
+  auto cmd = saga.next(clock_->now);
+  saga.on_payment(cmd.payment, busy(cmd.payment.idempotency_key), clock_->now);
+  pay(cmd.payment);
+  auto trace = run(saga);
+  auto id = authorized_intent("r3");
+  if (saga.record().state == order_state::cancelled)
+    EXPECT_EQ(gateway_->core().intent(id)->status, intent_status::voided) << trace;
+  else
+    EXPECT_EQ(saga.record().state, order_state::captured) << trace;
+}
+
+// P4. A void refused with an empty intent (in progress, key reused, rate limited) counts as
+// voided: `in.status != authorized` is true for status none (order_saga.cpp:375-377).
+TEST_F(order_saga_test, a_void_refused_without_an_intent_is_not_a_void) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r4", {{"tee", 1, 1500}});
+  ASSERT_EQ(run(saga, 2), "Ra");
+  ASSERT_EQ(saga.cancel(clock_->now), "");
+  ASSERT_TRUE(saga.apply_cancel(clock_->now));
+  ASSERT_EQ(run(saga, 1), "L");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.payment.op, payment_op::void_auth);
+  saga.on_payment(cmd.payment, busy(cmd.payment.idempotency_key), clock_->now);
+  EXPECT_FALSE(saga.terminal()) << "ended " << to_string(saga.record().state) << " with nothing voided";
+  run(saga);
+  EXPECT_EQ(gateway_->core().intent(saga.record().intent_id)->status, intent_status::voided);
+}
+
+// P5. Finished holds are collected after finished_hold_retention_ms (24 h, storage.cpp:523,
+// lmdb_env.cpp collect_finished deletes record and index): return_hold then answers
+// unknown_hold and the saga takes it as "never sold" (order_saga.cpp:281-283). A shipping
+// failure two days after the capture refunds the money and never gives the units back.
+TEST_F(order_saga_test, a_restock_after_the_hold_was_collected_does_not_forget_the_sale) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r5", {{"tee", 3, 1500}});
+  run(saga);
+  ASSERT_EQ(saga.record().state, order_state::captured);
+  ASSERT_EQ(saga.shipping_failed("lost in transit", clock_->now), "");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.holds.at(0).kind, hold_op_kind::return_hold);
+  // What sku_book::end_hold answers (line 408) once the finished hold was collected.
+  saga.on_holds(cmd.holds, {make_hold_error(code::unknown_hold)}, clock_->now);
+  // The book cannot give back a hold it no longer knows (a return by id alone, with a
+  // qty, would let any caller "unsell" units). The saga says so instead of forgetting.
+  auto trace = run(saga);
+  EXPECT_EQ(saga.record().state, order_state::refunded) << trace;
+  EXPECT_NE(saga.record().reason.find("line 0 (tee x3) was sold before the hold retention: restock it by hand"),
+            std::string::npos)
+      << saga.record().reason;
+}
+
+// P6. A restock answer that is neither ok/unknown_hold/wrong_state/unanswered (unknown_sku,
+// invalid from give_back's on_hand_max, hold_conflict) sets done=1 but keeps sold=1;
+// compensate() re-enters restock with attempt=0, retry_at=0: a hot loop with no backoff,
+// a persisted write per turn, forever (order_saga.cpp:280-286, 314-315, 165, 140-153).
+TEST_F(order_saga_test, a_restock_that_keeps_failing_backs_off) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r6", {{"tee", 1, 1500}});
+  run(saga);
+  ASSERT_EQ(saga.shipping_failed("damaged", clock_->now), "");
+  bool waited = false;
+  auto v0 = saga.record().version;
+  for (int i = 0; i < 10 && !waited; ++i) {
+    auto cmd = saga.next(clock_->now);  // the clock does not move
+    if (cmd.what == saga_command::kind::wait) { waited = true; break; }
+    ASSERT_EQ(cmd.what, saga_command::kind::holds);
+    saga.on_holds(cmd.holds, {make_hold_error(code::invalid, "would take on_hand past the max")}, clock_->now);
+  }
+  EXPECT_TRUE(waited) << "10 return_hold commands at the same instant, version " << v0 << " -> "
+                      << saga.record().version;
+}
+
+// P7. ship()/deliver() look at the state only; during the refund's compensations the
+// state is still `captured`: an order being refunded and restocked is shipped, then ends
+// `refunded` (order_saga.cpp:441-457).
+TEST_F(order_saga_test, an_order_being_refunded_cannot_be_shipped) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("r7", {{"tee", 1, 1500}});
+  run(saga);
+  ASSERT_EQ(saga.shipping_failed("address unknown", clock_->now), "");
+  EXPECT_NE(saga.ship(clock_->now), "");
+  EXPECT_NE(saga.deliver(clock_->now), "");
+  run(saga);
+  EXPECT_EQ(saga.record().state, order_state::refunded);
+}
+
+// P8. An order with no lines: next() answers `holds` with an empty batch; on_holds ignores
+// empty batches (order_saga.cpp:211), nothing changes, next() asks the same: stuck forever
+// (order.cpp step() -> inventory->holds({}) -> learn -> step ...). Nothing validates lines.
+TEST_F(order_saga_test, an_order_without_lines_ends) {
+  make_gateway();
+  auto saga = place("r8", {});
+  for (int i = 0; i < 10 && !saga.terminal(); ++i) {
+    auto cmd = saga.next(clock_->now);
+    if (cmd.what != saga_command::kind::holds) break;
+    EXPECT_FALSE(cmd.holds.empty()) << "empty hold batch, turn " << i;
+    saga.on_holds(cmd.holds, {}, clock_->now);
+  }
+  EXPECT_TRUE(saga.terminal()) << "phase " << to_string(saga.record().phase);
+}
+
+// P9. A confirm whose answer was lost, then the lease renewal (due at ttl/2) extends that
+// line: the book says wrong_state (hold confirmed); the extend branch reads every non-ok
+// answer as "the hold ended" and cancels a fully confirmed order (order_saga.cpp:222-231).
+TEST_F(order_saga_test, an_extend_that_finds_the_hold_confirmed_does_not_cancel) {
+  stock("tee", 10);
+  make_gateway();
+  policy_.hold_ttl_ms = 1'000;
+  auto saga = place("r9", {{"tee", 1, 1500}});
+  ASSERT_EQ(run(saga, 2), "Ra");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.holds.at(0).kind, hold_op_kind::confirm);
+  ASSERT_EQ(send(cmd.holds).at(0).status, code::ok);  // confirmed...
+  saga.on_holds(cmd.holds, {make_hold_error(code::outcome_unknown, "link lost")}, clock_->now);  // ...answer lost
+  clock_->now += 600;  // past ttl/2 since the reserve
+  auto trace = run(saga);
+  EXPECT_EQ(saga.record().state, order_state::captured) << trace << " " << saga.record().reason;
+  EXPECT_EQ(gateway_->core().captures("r9"), 1u);
 }
 
 }  // namespace

@@ -93,7 +93,8 @@ TEST(schema, fields_and_methods_are_only_ever_added) {
   walk(capnp::Schema::from<wire::Peer>(), now, seen);
   for (auto s : {capnp::Schema::from<stored::SkuRecord>(), capnp::Schema::from<stored::HoldLogBlock>(),
                  capnp::Schema::from<stored::HoldRecord>(), capnp::Schema::from<stored::DirectoryMeta>(),
-                 capnp::Schema::from<stored::LogCommit>()})
+                 capnp::Schema::from<stored::LogCommit>(), capnp::Schema::from<stored::StoredCart>(),
+                 capnp::Schema::from<stored::StoredOrder>()})
     walk(s, now, seen);
   std::ifstream in(SCHEMA_HISTORY);
   ASSERT_TRUE(in) << SCHEMA_HISTORY;

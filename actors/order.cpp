@@ -1,0 +1,384 @@
+#include "actors/order.hpp"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <cstring>
+
+#include "protocol/codec.hpp"
+#include "protocol/storage.capnp.h"
+
+namespace holdfast {
+
+namespace {
+
+std::string bytes_of(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+std::vector<uint8_t> flags_of(capnp::Data::Reader d) { return std::vector<uint8_t>(d.begin(), d.end()); }
+capnp::Data::Reader data_of(const std::vector<uint8_t>& v) { return capnp::Data::Reader(v.data(), v.size()); }
+
+}  // namespace
+
+std::string encode_order(const order_record& r) {
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(64 + r.lines.size() * 8));
+  auto b = message.initRoot<stored::StoredOrder>();
+  b.setUser(r.user);
+  b.setCard(r.card);
+  auto lines = b.initLines(static_cast<unsigned>(r.lines.size()));
+  for (unsigned i = 0; i < lines.size(); ++i) {
+    lines[i].setSku(r.lines[i].sku);
+    lines[i].setQty(r.lines[i].qty);
+    lines[i].setPriceCents(r.lines[i].price_cents);
+  }
+  b.setTotalCents(r.total_cents);
+  b.setState(static_cast<uint8_t>(r.state));
+  b.setPhase(static_cast<uint8_t>(r.phase));
+  b.setDone(data_of(r.done));
+  b.setReserved(data_of(r.reserved));
+  b.setSold(data_of(r.sold));
+  b.setIntentId(r.intent_id);
+  b.setAuthorized(r.authorized);
+  b.setAuthUnsure(r.auth_unsure);
+  b.setCaptured(r.captured);
+  b.setRefunded(r.refunded);
+  b.setReleasedAll(r.released_all);
+  b.setLookupPending(r.lookup_pending);
+  b.setCancelRequested(r.cancel_requested);
+  b.setReason(r.reason);
+  b.setLastError(r.last_error);
+  b.setAttempt(r.attempt);
+  b.setRetryAtMs(r.retry_at_ms);
+  b.setExtendedAtMs(r.extended_at_ms);
+  b.setCreatedMs(r.created_ms);
+  b.setUpdatedMs(r.updated_ms);
+  b.setVersion(r.version);
+  auto words = capnp::messageToFlatArray(message);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+bool decode_order(const std::string& order_id, const std::string& value, order_record& out) {
+  if (value.empty() || value.size() % sizeof(capnp::word) != 0) return false;
+  auto copy = kj::heapArray<capnp::word>(value.size() / sizeof(capnp::word));
+  memcpy(copy.begin(), value.data(), value.size());
+  try {
+    capnp::FlatArrayMessageReader reader(copy);
+    auto b = reader.getRoot<stored::StoredOrder>();
+    out = order_record{};
+    out.order_id = order_id;
+    out.user = codec::str(b.getUser());
+    out.card = codec::str(b.getCard());
+    for (auto l : b.getLines()) out.lines.push_back({codec::str(l.getSku()), l.getQty(), l.getPriceCents()});
+    out.total_cents = b.getTotalCents();
+    if (b.getState() > static_cast<uint8_t>(order_state::refunded) ||
+        b.getPhase() > static_cast<uint8_t>(saga_phase::refund))
+      return false;
+    out.state = static_cast<order_state>(b.getState());
+    out.phase = static_cast<saga_phase>(b.getPhase());
+    out.done = flags_of(b.getDone());
+    out.reserved = flags_of(b.getReserved());
+    out.sold = flags_of(b.getSold());
+    if (out.done.size() != out.lines.size() || out.reserved.size() != out.lines.size() ||
+        out.sold.size() != out.lines.size())
+      return false;
+    out.intent_id = codec::str(b.getIntentId());
+    out.authorized = b.getAuthorized();
+    out.auth_unsure = b.getAuthUnsure();
+    out.captured = b.getCaptured();
+    out.refunded = b.getRefunded();
+    out.released_all = b.getReleasedAll();
+    out.lookup_pending = b.getLookupPending();
+    out.cancel_requested = b.getCancelRequested();
+    out.reason = codec::str(b.getReason());
+    out.last_error = codec::str(b.getLastError());
+    out.attempt = b.getAttempt();
+    out.retry_at_ms = b.getRetryAtMs();
+    out.extended_at_ms = b.getExtendedAtMs();
+    out.created_ms = b.getCreatedMs();
+    out.updated_ms = b.getUpdatedMs();
+    out.version = b.getVersion();
+    return true;
+  } catch (const kj::Exception&) {
+    return false;
+  }
+}
+
+namespace {
+
+using self_ptr = order_actor::stateful_pointer<order_state_t>;
+
+order_result current(self_ptr self) {
+  order_result r;
+  r.order = self->state.saga->record();
+  return r;
+}
+
+void step(self_ptr self);
+
+void write(self_ptr self) {
+  auto& st = self->state;
+  st.writing = true;
+  st.dirty = false;
+  write_batch batch;
+  batch.epoch = st.epoch;
+  batch.seq = st.next_seq++;
+  mutation m;
+  m.kind = mutation::put_record;
+  m.record = {record_space::order, st.saga->record().order_id, encode_order(st.saga->record()), false};
+  batch.mutations.push_back(std::move(m));
+  st.written_seq = batch.seq;
+  self->send(st.ctx.store, write_atom_v, caf::actor_cast<store_listener>(self), std::move(batch));
+}
+
+// The saga changed: it is written before anything else is sent. Returns the write that
+// makes this change durable.
+uint64_t changed(self_ptr self) {
+  auto& st = self->state;
+  if (st.writing) {
+    st.dirty = true;
+    return st.next_seq;  // the write that follows the one in flight
+  }
+  write(self);
+  return st.written_seq;
+}
+
+void arm(self_ptr self, int64_t delay_ms) {
+  self->delayed_send(self, std::chrono::milliseconds(std::max<int64_t>(delay_ms, 0)), order_step_atom_v,
+                     self->state.token);
+}
+
+void step(self_ptr self) {
+  auto& st = self->state;
+  if (!st.saga || st.writing || st.in_flight || st.saga->terminal()) return;
+  auto now = st.ctx.clock->now_ms();
+  if (st.saga->apply_cancel(now)) {
+    changed(self);
+    return;
+  }
+  auto cmd = st.saga->next(now);
+  st.pending = cmd;
+  auto me = caf::actor_cast<caf::actor>(self);
+  switch (cmd.what) {
+    case saga_command::kind::none:
+    case saga_command::kind::restock:
+      return;
+    case saga_command::kind::wait:
+      ++st.token;
+      arm(self, cmd.wait_until_ms - now);
+      return;
+    case saga_command::kind::holds: {
+      auto token = ++st.token;
+      st.in_flight = true;
+      auto ops = cmd.holds;
+      st.ctx.inventory->holds(std::move(cmd.holds), [me, token, ops](std::vector<hold_result> rs) {
+        caf::anon_send(me, order_holds_atom_v, token, ops, std::move(rs));
+      });
+      arm(self, st.ctx.step_timeout_ms);
+      return;
+    }
+    case saga_command::kind::payment: {
+      auto token = ++st.token;
+      st.in_flight = true;
+      auto request = cmd.payment;
+      st.ctx.payments->call(std::move(cmd.payment), [me, token, request](payment_reply r) {
+        caf::anon_send(me, order_payment_atom_v, token, request, std::move(r));
+      });
+      arm(self, st.ctx.step_timeout_ms);
+      return;
+    }
+  }
+}
+
+// A command's answer (or its timeout) arrived: the saga learns it, then the record is
+// written or the next command goes out.
+template <class Learn>
+void learn(self_ptr self, uint64_t token, Learn f) {
+  auto& st = self->state;
+  if (token != st.token || !st.in_flight) return;  // stale: a timeout or a restart came first
+  st.in_flight = false;
+  ++st.token;  // the timeout of this command is void now
+  if (f(st.ctx.clock->now_ms())) changed(self);
+  else step(self);
+}
+
+void deliver_durable(self_ptr self, uint64_t seq) {
+  auto& st = self->state;
+  while (!st.waiting.empty() && st.waiting.front().first <= seq) {
+    st.waiting.front().second.deliver(current(self));
+    st.waiting.pop_front();
+  }
+}
+
+caf::result<order_result> after_change(self_ptr self, const std::string& refused) {
+  if (!refused.empty()) {
+    order_result r = current(self);
+    r.status = code::wrong_state;
+    r.message = refused;
+    return r;
+  }
+  auto seq = changed(self);
+  auto promise = self->make_response_promise<order_result>();
+  self->state.waiting.emplace_back(seq, promise);
+  return promise;
+}
+
+std::string load(self_ptr self, const std::string& order_id) {
+  auto& st = self->state;
+  std::string value;
+  auto found = st.ctx.env->read_record(record_space::order, order_id, value);
+  if (found == store_status::not_found) return {};
+  if (found != store_status::ok) return std::string("storage: ") + to_string(found);
+  order_record r;
+  if (!decode_order(order_id, value, r)) return "its record cannot be decoded";
+  st.saga = std::make_unique<order_saga>(std::move(r), st.ctx.policy);
+  st.exists = true;
+  return {};
+}
+
+}  // namespace
+
+order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, order_context ctx) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.broken = load(self, order_id);
+  // Resume: whatever it was waiting on is asked again (idempotent).
+  if (st.exists) self->send(self, order_step_atom_v, st.token);
+  return {
+    [self, order_id](order_place_atom, order_record& r) -> caf::result<order_result> {
+      auto& st = self->state;
+      if (!st.broken.empty()) return order_result{code::unavailable, "order '" + order_id + "': " + st.broken, {}};
+      if (st.exists) {
+        // The same checkout again: the same order (its id comes from the user and key).
+        if (!st.writing) return current(self);
+        auto promise = self->make_response_promise<order_result>();
+        st.waiting.emplace_back(st.dirty ? st.next_seq : st.written_seq, promise);
+        return promise;
+      }
+      st.saga = std::make_unique<order_saga>(std::move(r), st.ctx.policy);
+      st.exists = true;
+      return after_change(self, {});
+    },
+    [self, order_id](order_op_atom, order_op& op) -> caf::result<order_result> {
+      auto& st = self->state;
+      if (!st.broken.empty()) return order_result{code::unavailable, "order '" + order_id + "': " + st.broken, {}};
+      if (!st.exists) return order_result{code::unknown_order, "no order '" + order_id + "'", {}};
+      auto now = st.ctx.clock->now_ms();
+      switch (op.kind) {
+        case order_op_kind::show:
+          if (!st.writing) return current(self);
+          return after_change(self, {});
+        case order_op_kind::cancel: {
+          auto refused = st.saga->cancel(now);
+          if (refused.empty() && !st.in_flight) st.saga->apply_cancel(now);
+          return after_change(self, refused);
+        }
+        case order_op_kind::ship: return after_change(self, st.saga->ship(now));
+        case order_op_kind::deliver: return after_change(self, st.saga->deliver(now));
+        case order_op_kind::shipping_failed:
+          return after_change(self, st.saga->shipping_failed(op.detail.empty() ? "no reason given" : op.detail, now));
+      }
+      return order_result{code::invalid, "unknown order operation", {}};
+    },
+    [self](order_step_atom, uint64_t token) {
+      auto& st = self->state;
+      if (token != st.token) return;
+      if (st.in_flight) {
+        // No answer in time: as if it said so.
+        st.in_flight = false;
+        ++st.token;
+        auto now = st.ctx.clock->now_ms();
+        auto& cmd = st.pending;
+        bool change = false;
+        if (cmd.what == saga_command::kind::holds) {
+          change = st.saga->on_holds(cmd.holds,
+                                     std::vector<hold_result>(cmd.holds.size(), make_hold_error(code::outcome_unknown, "no answer in time")),
+                                     now);
+        } else if (cmd.what == saga_command::kind::payment) {
+          payment_reply unknown;
+          unknown.result = payment_reply::outcome::unknown;
+          unknown.error = "no answer in time";
+          change = st.saga->on_payment(cmd.payment, unknown, now);
+        }
+        if (change) changed(self);
+        else step(self);
+        return;
+      }
+      step(self);
+    },
+    [self](order_holds_atom, uint64_t token, std::vector<hold_op>& ops, std::vector<hold_result>& rs) {
+      learn(self, token, [&](int64_t now) { return self->state.saga->on_holds(ops, rs, now); });
+    },
+    [self](order_payment_atom, uint64_t token, payment_request& request, payment_reply& reply) {
+      learn(self, token, [&](int64_t now) { return self->state.saga->on_payment(request, reply, now); });
+    },
+    [self](durable_atom, uint64_t seq) {
+      auto& st = self->state;
+      deliver_durable(self, seq);
+      if (seq < st.written_seq) return;
+      st.writing = false;
+      if (st.dirty) write(self);
+      else step(self);
+    },
+    [self, order_id](write_failed_atom, uint64_t epoch, uint64_t seq, store_status why) {
+      auto& st = self->state;
+      if (epoch != st.epoch) return;
+      ++st.epoch;
+      st.writing = st.dirty = false;
+      // Memory ran ahead of the failed write: back to the last durable record. Nothing
+      // it led to was sent (commands wait for their record), so nothing is lost.
+      st.saga.reset();
+      st.exists = false;
+      st.broken = load(self, order_id);
+      for (auto& [s, promise] : st.waiting)
+        promise.deliver(order_result{code_for(why), "the order was not written: " + std::string(to_string(why)), {}});
+      st.waiting.clear();
+      ++st.token;
+      arm(self, 1'000);  // and then carry on from the durable record
+    },
+  };
+}
+
+namespace {
+
+using directory_ptr = order_directory_actor::stateful_pointer<order_directory_state>;
+
+order_actor actor_for(directory_ptr self, const std::string& id) {
+  auto& st = self->state;
+  auto it = st.orders.find(id);
+  if (it != st.orders.end()) return it->second;
+  auto a = self->spawn<caf::linked>(order_behavior, id, st.ctx);
+  st.orders.emplace(id, a);
+  return a;
+}
+
+}  // namespace
+
+order_directory_actor::behavior_type order_directory_behavior(directory_ptr self, order_context ctx) {
+  self->state.ctx = std::move(ctx);
+  return {
+    [self](order_place_atom, order_record& r) -> caf::result<order_result> {
+      if (r.order_id.empty()) return order_result{code::invalid, "an order needs an id", {}};
+      return self->delegate(actor_for(self, r.order_id), order_place_atom_v, std::move(r));
+    },
+    [self](order_op_atom, order_op& op) -> caf::result<order_result> {
+      if (op.order_id.empty()) return order_result{code::invalid, "an order id is required", {}};
+      return self->delegate(actor_for(self, op.order_id), order_op_atom_v, std::move(op));
+    },
+    [self](recover_atom) -> int64_t {
+      int64_t resumed = 0;
+      auto st = self->state.ctx.env->scan_records(record_space::order, [&](const entity_record& e) {
+        order_record r;
+        if (decode_order(e.key, e.value, r) && r.phase == saga_phase::done) return;
+        actor_for(self, e.key);  // loads and resumes itself (or reports what it cannot read)
+        ++resumed;
+      });
+      return st == store_status::ok ? resumed : -1;
+    },
+    [self](stats_atom) { return static_cast<int64_t>(self->state.orders.size()); },
+  };
+}
+
+}  // namespace holdfast

@@ -1,0 +1,115 @@
+// Orders: one order actor per order id on the order's owner node, driving its saga
+// (actors/order_saga.hpp). The record is written to the log after every change the saga
+// reports, and the saga's next command is sent only once that write is durable: a node
+// that dies at any moment resumes the order from its last record, repeating at most the
+// command it was waiting on (idempotent by hold id and payment key).
+//
+// Holds go to their SKUs wherever they live through `hold_calls` (the node's router on
+// its network thread; boundary 1), payments through the payment provider (boundary 4).
+// Their answers come back as messages. A step whose answer does not come within
+// `step_timeout_ms` counts as unknown. The order directory spawns order actors, resumes
+// every order that is not finished when the node starts, and stops finished ones.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "actors/order_saga.hpp"
+#include "actors/type_ids.hpp"
+#include "persistence/clock.hpp"
+#include "persistence/store.hpp"
+
+namespace holdfast {
+
+// Hold operations on any SKUs; one answer each, in order. `done` may run on any thread.
+class hold_calls {
+public:
+  virtual ~hold_calls() = default;
+  virtual void holds(std::vector<hold_op> ops, std::function<void(std::vector<hold_result>)> done) = 0;
+};
+
+std::string encode_order(const order_record& r);
+bool decode_order(const std::string& order_id, const std::string& value, order_record& out);
+
+// What the user or an operator asks of an order.
+enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed };
+struct order_op {
+  order_op_kind kind = order_op_kind::show;
+  std::string order_id;
+  std::string detail;  // shipping_failed: why
+};
+
+struct order_result {
+  code status = code::ok;
+  std::string message;
+  order_record order;
+};
+
+struct order_context {
+  std::shared_ptr<const storage> env;
+  store_actor store;
+  std::shared_ptr<const wall_clock> clock;
+  std::shared_ptr<hold_calls> inventory;
+  std::shared_ptr<payment_provider> payments;
+  saga_policy policy;
+  int64_t step_timeout_ms = 10'000;
+};
+
+using order_actor = caf::typed_actor<
+  caf::replies_to<order_place_atom, order_record>::with<order_result>,
+  caf::replies_to<order_op_atom, order_op>::with<order_result>,
+  caf::reacts_to<order_step_atom, uint64_t>,
+  caf::reacts_to<order_holds_atom, uint64_t, std::vector<hold_op>, std::vector<hold_result>>,
+  caf::reacts_to<order_payment_atom, uint64_t, payment_request, payment_reply>,
+  caf::reacts_to<durable_atom, uint64_t>,
+  caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>>;
+
+struct order_state_t {
+  order_context ctx;
+  std::unique_ptr<order_saga> saga;
+  bool exists = false;
+  std::string broken;       // its record could not be read
+  uint64_t token = 0;       // the command in flight (answers with another are stale)
+  bool in_flight = false;   // a command was sent and not answered
+  saga_command pending;     // that command
+  bool writing = false;     // a record write is in flight: nothing is sent until durable
+  bool dirty = false;       // changed since the write in flight began
+  uint64_t epoch = 0;
+  uint64_t next_seq = 1;
+  uint64_t written_seq = 0;
+  // Callers waiting for the change they asked for to be durable.
+  std::deque<std::pair<uint64_t, caf::typed_response_promise<order_result>>> waiting;
+  static inline const char* name = "holdfast.order";
+};
+
+order_actor::behavior_type order_behavior(order_actor::stateful_pointer<order_state_t> self,
+                                          std::string order_id, order_context ctx);
+
+using order_directory_actor = caf::typed_actor<
+  caf::replies_to<order_place_atom, order_record>::with<order_result>,
+  caf::replies_to<order_op_atom, order_op>::with<order_result>,
+  // Starts every order whose saga is not done; answers how many.
+  caf::replies_to<recover_atom>::with<int64_t>,
+  caf::replies_to<stats_atom>::with<int64_t>>;
+
+struct order_directory_state {
+  order_context ctx;
+  std::unordered_map<std::string, order_actor> orders;
+  static inline const char* name = "holdfast.orders";
+};
+
+order_directory_actor::behavior_type order_directory_behavior(
+  order_directory_actor::stateful_pointer<order_directory_state> self, order_context ctx);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_op& x) {
+  return f(x.kind, x.order_id, x.detail);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, order_result& x) {
+  return f(x.status, x.message, x.order);
+}
+
+}  // namespace holdfast
