@@ -106,6 +106,25 @@ bool decode_order(const std::string& order_id, const std::string& value, order_r
   }
 }
 
+std::string validate(const order_op& op, const request_limits& limits) {
+  if (op.order_id.empty() || op.order_id.size() > order_id_bytes_max || !valid_utf8(op.order_id))
+    return "an order id of 1.." + std::to_string(order_id_bytes_max) + " bytes of UTF-8 is required";
+  if (op.kind > order_op_kind::place) return "unknown order operation";
+  if (op.detail.size() > 1024 || !valid_utf8(op.detail)) return "detail: at most 1024 bytes of UTF-8";
+  if (op.kind != order_op_kind::place) return {};
+  if (op.user.empty() || op.user.size() > user_bytes_max || !valid_utf8(op.user)) return "a user is required";
+  if (op.card.empty() || op.card.size() > card_bytes_max || !valid_utf8(op.card))
+    return "a card of 1.." + std::to_string(card_bytes_max) + " bytes is required";
+  if (op.lines.empty() || op.lines.size() > cart_lines_max)
+    return "an order has 1.." + std::to_string(cart_lines_max) + " lines";
+  for (auto& l : op.lines)
+    if (l.sku.empty() || l.sku.size() > sku_bytes_max || l.qty <= 0 || l.qty > limits.qty_max ||
+        l.price_cents < 0 || l.price_cents > limits.price_cents_max)
+      return "line of sku '" + l.sku + "': a name, a qty of 1.." + std::to_string(limits.qty_max) +
+             " and a price of 0.." + std::to_string(limits.price_cents_max) + " are required";
+  return {};
+}
+
 namespace {
 
 using self_ptr = order_actor::stateful_pointer<order_state_t>;
@@ -152,6 +171,13 @@ void arm(self_ptr self, int64_t delay_ms) {
 
 void step(self_ptr self) {
   auto& st = self->state;
+  if (st.saga && st.saga->terminal() && !st.writing && !st.in_flight) {
+    // Finished and written: its actor stops when nothing asked for a while (the record
+    // answers from disk after that).
+    ++st.token;
+    arm(self, st.ctx.idle_ms);
+    return;
+  }
   if (!st.saga || st.writing || st.in_flight || st.saga->terminal()) return;
   auto now = st.ctx.clock->now_ms();
   if (st.saga->apply_cancel(now)) {
@@ -264,7 +290,14 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
     [self, order_id](order_op_atom, order_op& op) -> caf::result<order_result> {
       auto& st = self->state;
       if (!st.broken.empty()) return order_result{code::unavailable, "order '" + order_id + "': " + st.broken, {}};
-      if (!st.exists) return order_result{code::unknown_order, "no order '" + order_id + "'", {}};
+      if (!st.exists) {
+        self->quit();  // nothing to keep: an actor per unknown id asked about would pile up
+        return order_result{code::unknown_order, "no order '" + order_id + "'", {}};
+      }
+      if (st.saga->terminal() && !st.writing && !st.in_flight) {
+        ++st.token;  // used: the idle period starts again
+        arm(self, st.ctx.idle_ms);
+      }
       auto now = st.ctx.clock->now_ms();
       switch (op.kind) {
         case order_op_kind::show:
@@ -285,6 +318,10 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
     [self](order_step_atom, uint64_t token) {
       auto& st = self->state;
       if (token != st.token) return;
+      if (st.saga && st.saga->terminal() && !st.writing && !st.in_flight && st.waiting.empty()) {
+        self->quit();
+        return;
+      }
       if (st.in_flight) {
         // No answer in time: as if it said so.
         st.in_flight = false;
@@ -350,22 +387,80 @@ order_actor actor_for(directory_ptr self, const std::string& id) {
   auto it = st.orders.find(id);
   if (it != st.orders.end()) return it->second;
   auto a = self->spawn<caf::linked>(order_behavior, id, st.ctx);
+  // A finished order's actor stops by itself; its exit is normal and ends only its entry.
+  self->monitor(a);
   st.orders.emplace(id, a);
   return a;
+}
+
+// Sends to the order's actor; one that stopped meanwhile (finished and idle, or asked
+// about an order that did not exist) is replaced once. Never two actors for one order:
+// an entry is dropped only while it is still the stopped actor.
+template <class Atom, class Msg>
+caf::result<order_result> forward(directory_ptr self, const std::string& id, Atom atom, Msg msg) {
+  auto promise = self->make_response_promise<order_result>();
+  auto first = actor_for(self, id);
+  self->request(first, caf::infinite, atom, msg)
+    .then([promise](order_result& r) mutable { promise.deliver(std::move(r)); },
+          [self, promise, id, atom, msg, first](caf::error&) mutable {
+            auto it = self->state.orders.find(id);
+            if (it != self->state.orders.end() && it->second == first) self->state.orders.erase(it);
+            self->request(actor_for(self, id), caf::infinite, atom, msg)
+              .then([promise](order_result& r) mutable { promise.deliver(std::move(r)); },
+                    [promise](caf::error& e) mutable {
+                      promise.deliver(order_result{code::outcome_unknown, "the order actor failed: " + caf::to_string(e), {}});
+                    });
+          });
+  return promise;
 }
 
 }  // namespace
 
 order_directory_actor::behavior_type order_directory_behavior(directory_ptr self, order_context ctx) {
   self->state.ctx = std::move(ctx);
+  self->set_down_handler([self](caf::down_msg& m) {
+    auto& orders = self->state.orders;
+    for (auto it = orders.begin(); it != orders.end(); ++it)
+      if (it->second.address() == m.source) {
+        orders.erase(it);
+        return;
+      }
+  });
+  // Linked children that end normally do not take the directory with them.
+  self->set_exit_handler([self](caf::exit_msg& m) {
+    if (m.reason) self->quit(m.reason);
+  });
   return {
     [self](order_place_atom, order_record& r) -> caf::result<order_result> {
       if (r.order_id.empty()) return order_result{code::invalid, "an order needs an id", {}};
-      return self->delegate(actor_for(self, r.order_id), order_place_atom_v, std::move(r));
+      auto id = r.order_id;
+      return forward(self, id, order_place_atom_v, std::move(r));
     },
     [self](order_op_atom, order_op& op) -> caf::result<order_result> {
       if (op.order_id.empty()) return order_result{code::invalid, "an order id is required", {}};
-      return self->delegate(actor_for(self, op.order_id), order_op_atom_v, std::move(op));
+      auto id = op.order_id;
+      if (op.kind == order_op_kind::place)
+        return forward(self, id, order_place_atom_v,
+                       order_saga::place(op.order_id, op.user, op.card, op.lines, self->state.ctx.clock->now_ms()));
+      return forward(self, id, order_op_atom_v, std::move(op));
+    },
+    [self](order_ops_atom, std::vector<order_op>& ops) -> caf::result<std::vector<order_result>> {
+      if (ops.empty()) return std::vector<order_result>{};
+      auto promise = self->make_response_promise<std::vector<order_result>>();
+      auto results = std::make_shared<std::vector<order_result>>(ops.size());
+      auto remaining = std::make_shared<size_t>(ops.size());
+      for (size_t i = 0; i < ops.size(); ++i) {
+        auto done = [results, remaining, promise, i](order_result r) mutable {
+          (*results)[i] = std::move(r);
+          if (--*remaining == 0) promise.deliver(std::move(*results));
+        };
+        self->request(caf::actor_cast<order_directory_actor>(self), caf::infinite, order_op_atom_v, std::move(ops[i]))
+          .then([done](order_result& r) mutable { done(std::move(r)); },
+                [done](caf::error& e) mutable {
+                  done(order_result{code::outcome_unknown, "the order actor failed: " + caf::to_string(e), {}});
+                });
+      }
+      return promise;
     },
     [self](recover_atom) -> int64_t {
       int64_t resumed = 0;

@@ -34,12 +34,19 @@ std::string encode_order(const order_record& r);
 bool decode_order(const std::string& order_id, const std::string& value, order_record& out);
 
 // What the user or an operator asks of an order.
-enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed };
+enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed, place };
 struct order_op {
   order_op_kind kind = order_op_kind::show;
   std::string order_id;
   std::string detail;  // shipping_failed: why
+  std::string user;    // place
+  std::string card;    // place
+  std::vector<order_line> lines;  // place
 };
+constexpr size_t order_id_bytes_max = 128;
+constexpr size_t card_bytes_max = 64;
+// Empty when well-formed, else why not.
+std::string validate(const order_op& op, const request_limits& limits);
 
 struct order_result {
   code status = code::ok;
@@ -55,6 +62,7 @@ struct order_context {
   std::shared_ptr<payment_provider> payments;
   saga_policy policy;
   int64_t step_timeout_ms = 10'000;
+  int64_t idle_ms = 60'000;  // a finished order's actor stops after this long unused
 };
 
 using order_actor = caf::typed_actor<
@@ -90,6 +98,8 @@ order_actor::behavior_type order_behavior(order_actor::stateful_pointer<order_st
 using order_directory_actor = caf::typed_actor<
   caf::replies_to<order_place_atom, order_record>::with<order_result>,
   caf::replies_to<order_op_atom, order_op>::with<order_result>,
+  // Operations on any orders (place included); one answer each, in order.
+  caf::replies_to<order_ops_atom, std::vector<order_op>>::with<std::vector<order_result>>,
   // Starts every order whose saga is not done; answers how many.
   caf::replies_to<recover_atom>::with<int64_t>,
   caf::replies_to<stats_atom>::with<int64_t>>;
@@ -105,7 +115,7 @@ order_directory_actor::behavior_type order_directory_behavior(
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_op& x) {
-  return f(x.kind, x.order_id, x.detail);
+  return f(x.kind, x.order_id, x.detail, x.user, x.card, x.lines);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_result& x) {

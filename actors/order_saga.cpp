@@ -451,6 +451,11 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
         r_.captured = false;
         r_.refunded = true;
         compensate({}, now_ms);
+      } else if (!in.id.empty() && in.status == intent_status::none) {
+        // The provider does not know the payment: nothing it could refund.
+        r_.captured = false;
+        r_.reason += "; the payment provider does not know payment " + in.id + ": nothing was refunded";
+        compensate({}, now_ms);
       } else {
         retry_later("refund refused: " + reply.error, now_ms);
       }

@@ -32,6 +32,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::order_result))
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::payment_request))
   CAF_ADD_TYPE_ID(holdfast_actors, (holdfast::payment_reply))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::order_op>))
+  CAF_ADD_TYPE_ID(holdfast_actors, (std::vector<holdfast::order_result>))
 
   CAF_ADD_ATOM(holdfast_actors, holdfast, hold_ops_atom, "holdops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, sku_op_atom, "skuop")
@@ -52,4 +54,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_step_atom, "ordstep")
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_holds_atom, "ordholds")
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_payment_atom, "ordpay")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, order_ops_atom, "ordops")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

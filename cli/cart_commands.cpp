@@ -1,8 +1,11 @@
-// Cart commands against a running node: cart add|remove|set|show|clear. Any member takes
-// them; the cart lives on its user's owner.
+// Checkout commands against a running node: cart add|remove|set|show|clear, checkout,
+// order show|cancel|ship|deliver|fail-shipping. Any member takes them; a cart lives on
+// its user's owner, an order on its id's.
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "cli/commands.hpp"
 #include "cluster/client.hpp"
@@ -38,9 +41,106 @@ int print(const cart_result& r, const context& ctx) {
   return exit_code(r.status);
 }
 
+json to_json(const order_record& o) {
+  json lines = json::array();
+  for (auto& l : o.lines) lines.push_back({{"sku", l.sku}, {"qty", l.qty}, {"price", l.price_cents}});
+  return {{"order", o.order_id}, {"user", o.user},     {"state", to_string(o.state)},
+          {"step", to_string(o.phase)}, {"lines", lines}, {"total", o.total_cents},
+          {"intent", o.intent_id}, {"reason", o.reason}, {"last_error", o.last_error},
+          {"created_ms", o.created_ms}, {"updated_ms", o.updated_ms}, {"version", o.version}};
+}
+
+void print_order(const order_record& o) {
+  std::cout << "order " << o.order_id << " of " << o.user << ": " << to_string(o.state)
+            << (o.phase == saga_phase::done ? "" : std::string(" (") + to_string(o.phase) + " step)")
+            << ", total " << o.total_cents << " cents\n";
+  for (auto& l : o.lines) std::cout << "  " << l.sku << "\t" << l.qty << " x " << l.price_cents << " cents\n";
+  if (!o.reason.empty()) std::cout << "  reason: " << o.reason << "\n";
+  if (!o.last_error.empty()) std::cout << "  last error: " << o.last_error << "\n";
+}
+
+int print(const order_result& r, const context& ctx) {
+  if (ctx.as_json) {
+    json j{{"status", to_string(r.status)}};
+    if (r.status == code::ok || r.status == code::wrong_state) j.update(to_json(r.order));
+    if (!r.message.empty()) j["error"] = r.message;
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  } else if (r.status == code::ok) {
+    print_order(r.order);
+  } else {
+    std::cerr << to_string(r.status) << (r.message.empty() ? "" : ": " + r.message) << "\n";
+  }
+  return exit_code(r.status);
+}
+
+bool finished(const order_record& o) { return o.phase == saga_phase::done; }
+
+struct order_arguments {
+  std::string user, card, key, order_id, reason;
+  int64_t wait_s = 0;
+};
+
 }  // namespace
 
 void add_cart_commands(CLI::App& app, context& ctx) {
+  auto o = std::make_shared<order_arguments>();
+  auto* checkout = app.add_subcommand("checkout", "turn the user's cart into an order (the saga runs on)");
+  checkout->add_option("USER", o->user)->required();
+  checkout->add_option("--card", o->card, "card token (tok_visa; tok_decline is always declined)")->required();
+  checkout->add_option("--key", o->key, "idempotency key: the same key, the same order")->required();
+  checkout->add_option("--wait", o->wait_s, "wait up to this many seconds for the order to finish");
+  on_node(checkout, ctx, true, [o, &ctx](blocking_client& c) {
+    auto r = c.checkout(o->user, o->card, o->key);
+    if (r.status != code::ok) return fail(ctx, to_string(r.status), r.message);
+    if (r.empty_cart) {
+      if (ctx.as_json) std::cout << json{{"status", "empty_cart"}}.dump() << "\n";
+      else std::cerr << "empty_cart: the cart of " << o->user << " has no lines\n";
+      return exit_refused;
+    }
+    if (!r.changed.empty()) {
+      json lines = json::array();
+      for (auto& l : r.changed)
+        lines.push_back({{"sku", l.sku}, {"qty", l.qty}, {"price", l.price_cents}, {"available", l.available},
+                         {"problem", l.problem}});
+      if (ctx.as_json) {
+        std::cout << json{{"status", "changed"}, {"lines", lines}}.dump(-1, ' ', false, json::error_handler_t::replace)
+                  << "\n";
+      } else {
+        std::cerr << "changed: nothing was ordered; these lines cannot be bought as they are:\n";
+        for (auto& l : r.changed)
+          if (!l.problem.empty()) std::cerr << "  " << l.sku << ": " << l.problem << " (" << l.available << " available)\n";
+      }
+      return exit_refused;
+    }
+    order_result shown{code::ok, {}, r.order};
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o->wait_s);
+    while (o->wait_s > 0 && !finished(shown.order) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      auto again = c.order(order_op{order_op_kind::show, r.order.order_id, {}, {}, {}, {}});
+      if (again.status == code::ok) shown = again;
+    }
+    auto status = print(shown, ctx);
+    // Waited for an order that ended cancelled: refused, as a declined card is.
+    return status == 0 && o->wait_s > 0 && shown.order.state == order_state::cancelled ? exit_refused : status;
+  });
+
+  auto* order = app.add_subcommand("order", "show an order, cancel it, ship or deliver it");
+  order->require_subcommand(1);
+  auto op = [o, &ctx](CLI::App* cmd, order_op_kind kind) {
+    cmd->add_option("ORDER", o->order_id)->required();
+    on_node(cmd, ctx, kind != order_op_kind::show, [o, &ctx, kind](blocking_client& c) {
+      return print(c.order(order_op{kind, o->order_id, o->reason, {}, {}, {}}), ctx);
+    });
+  };
+  op(order->add_subcommand("show", "the order's state, lines and why it ended as it did"), order_op_kind::show);
+  op(order->add_subcommand("cancel", "cancel before capture: holds released, authorization voided"),
+     order_op_kind::cancel);
+  op(order->add_subcommand("ship", "a captured order left the warehouse"), order_op_kind::ship);
+  op(order->add_subcommand("deliver", "a shipped order arrived"), order_op_kind::deliver);
+  auto* failed = order->add_subcommand("fail-shipping", "shipping failed: units restocked, payment refunded");
+  failed->add_option("--reason", o->reason, "why");
+  op(failed, order_op_kind::shipping_failed);
+
   auto a = std::make_shared<cart_arguments>();
   auto* cart = app.add_subcommand("cart", "a user's cart: add, remove, set, show, clear");
   cart->require_subcommand(1);

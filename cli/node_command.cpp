@@ -12,8 +12,12 @@ void add_node_command(CLI::App& app, context& ctx) {
     ->capture_default_str();
   cmd->add_option("--map-size-mb", node->map_size_mb, "LMDB map size, MiB")
     ->capture_default_str();
-  cmd->add_option("--idle-ms", node->idle_ms, "passivate SKU actors idle this long, ms")
+  cmd->add_option("--idle-ms", node->idle_ms, "passivate SKU and cart actors idle this long, ms")
     ->capture_default_str();
+  cmd->add_option("--payment-decline-rate", node->payment_decline_rate,
+                  "the in-process simulated gateway declines this share of authorizations")
+    ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--payment-seed", node->payment_seed, "the in-process simulated gateway's seed");
   cmd->add_option("--scheduler", node->scheduler, "CAF scheduler policy")
     ->check(CLI::IsMember({"sharing", "stealing"}))
     ->capture_default_str();

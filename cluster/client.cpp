@@ -376,6 +376,15 @@ kj::Promise<std::vector<cart_result>> forward_carts(client& c, std::vector<cart_
                                     calls);
 }
 
+kj::Promise<std::vector<order_result>> forward_orders(client& c, std::vector<order_op> ops,
+                                                      const std::string& who, kj::Canceler& calls) {
+  auto n = ops.size();
+  bool query = std::all_of(ops.begin(), ops.end(), [](const order_op& o) { return o.kind == order_op_kind::show; });
+  return never_rejects<order_result>(c.order_ops(ops), n, query, who,
+                                     [](code s, std::string m) { return order_result{s, std::move(m), {}}; },
+                                     calls);
+}
+
 kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
                                              client_options options) {
   return connect_stream(io, address, options)
@@ -618,6 +627,38 @@ kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op
                                          n, make_cart_error(code::outcome_unknown, impl_->late_message())));
 }
 
+kj::Promise<std::vector<order_result>> client::order_ops(const std::vector<order_op>& ops) {
+  auto req = impl_->inventory.orderOpsRequest();
+  auto list = req.initOps(static_cast<unsigned>(ops.size()));
+  for (size_t i = 0; i < ops.size(); ++i) codec::write(list[static_cast<unsigned>(i)], ops[i]);
+  auto n = ops.size();
+  auto call = req.send().then([n](auto response) {
+    std::vector<order_result> out;
+    if (response.hasRefused() && response.getRefused().size() > 0) {
+      out.assign(n, order_result{code::invalid, codec::str(response.getRefused()), {}});
+      return out;
+    }
+    for (auto r : response.getResults()) out.push_back(codec::read(r));
+    if (out.size() != n) out.assign(n, order_result{code::outcome_unknown, "answer has the wrong length", {}});
+    return out;
+  });
+  return impl_->deadline(kj::mv(call), std::vector<order_result>(
+                                         n, order_result{code::outcome_unknown, impl_->late_message(), {}}));
+}
+
+kj::Promise<checkout_result> client::checkout(const std::string& user, const std::string& card,
+                                              const std::string& key) {
+  auto req = impl_->inventory.checkoutRequest();
+  req.setUser(user);
+  req.setCard(card);
+  req.setKey(key);
+  auto call = req.send().then([](auto response) { return codec::read(response.getResult()); });
+  checkout_result late;
+  late.status = code::outcome_unknown;
+  late.message = impl_->late_message();
+  return impl_->deadline(kj::mv(call), std::move(late));
+}
+
 kj::Promise<sku_result> client::send_sku(const sku_op& op) {
   auto read = [](auto r) { return codec::read(r.getResult()); };
   switch (op.kind) {
@@ -708,6 +749,13 @@ sku_result blocking_client::restock(const std::string& sku, int64_t qty) {
 }
 cart_result blocking_client::cart(const cart_op& op) {
   return wait(client_->cart_ops({op})).at(0);
+}
+order_result blocking_client::order(const order_op& op) {
+  return wait(client_->order_ops({op})).at(0);
+}
+checkout_result blocking_client::checkout(const std::string& user, const std::string& card,
+                                          const std::string& key) {
+  return wait(client_->checkout(user, card, key));
 }
 sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
   return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0, {}}));

@@ -18,6 +18,7 @@
 #include <kj/async-io.h>
 
 #include "cluster/certs.hpp"
+#include "cluster/order_wire.hpp"
 #include "cluster/status.hpp"
 #include "protocol/domain.hpp"
 #include "protocol/inventory.capnp.h"
@@ -77,6 +78,8 @@ kj::Promise<sku_page> forward_list(client& c, sku_list_query query, const std::s
 // views unavailable).
 kj::Promise<std::vector<cart_result>> forward_carts(client& c, std::vector<cart_op> ops,
                                                     const std::string& who, kj::Canceler& calls);
+kj::Promise<std::vector<order_result>> forward_orders(client& c, std::vector<order_op> ops,
+                                                      const std::string& who, kj::Canceler& calls);
 
 class client {
 public:
@@ -119,6 +122,11 @@ public:
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
   // Cart operations of any users (at most batch_size_max()): one answer each, in order.
   kj::Promise<std::vector<cart_result>> cart_ops(const std::vector<cart_op>& ops);
+  // Order operations of any orders: one answer each, in order.
+  kj::Promise<std::vector<order_result>> order_ops(const std::vector<order_op>& ops);
+  // The user's cart becomes an order (see Inventory.checkout).
+  kj::Promise<checkout_result> checkout(const std::string& user, const std::string& card,
+                                        const std::string& key);
 
   // What auto-batching did so far: batch RPCs sent and the operations they carried.
   struct batching {
@@ -157,6 +165,8 @@ public:
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);
   cart_result cart(const cart_op& op);
+  order_result order(const order_op& op);
+  checkout_result checkout(const std::string& user, const std::string& card, const std::string& key);
 
   client& async();
   kj::AsyncIoContext& io();

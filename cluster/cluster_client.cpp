@@ -135,6 +135,12 @@ struct cluster_client::impl final : transport {
                                       make_cart_error(code::unavailable, who(node) + ": " + m.last_error));
     return forward_carts(*c, std::move(ops), who(node), m.calls);
   }
+  kj::Promise<std::vector<order_result>> order_ops(uint32_t node, std::vector<order_op> ops) override {
+    auto* c = usable(node);
+    auto& m = *nodes.at(node);
+    if (!c) return std::vector<order_result>(ops.size(), order_result{code::unavailable, who(node) + ": " + m.last_error, {}});
+    return forward_orders(*c, std::move(ops), who(node), m.calls);
+  }
 };
 
 cluster_client::cluster_client(kj::AsyncIoProvider& io, std::vector<member_address> members,

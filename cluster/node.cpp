@@ -18,6 +18,8 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "cluster/rpc_server.hpp"
+#include "gateway/in_process.hpp"
 #include "persistence/files.hpp"
 #include "persistence/identity.hpp"
 #include "protocol/log.hpp"
@@ -259,7 +261,22 @@ int run_node(const node_options& options) {
   carts_ctx.clock = clock;
   carts_ctx.idle_ms = options.idle_ms;
   auto carts = sys.spawn(cart_directory_behavior, carts_ctx);
+  // Orders: holds through the router on the network thread; payments through the
+  // simulated gateway in-process (the gateway process and its webhooks come next).
+  auto outbound = std::make_shared<node_hold_calls>();
+  order_context orders_ctx;
+  orders_ctx.env = env;
+  orders_ctx.store = store;
+  orders_ctx.clock = clock;
+  orders_ctx.inventory = outbound;
+  orders_ctx.idle_ms = options.idle_ms;
+  gateway_options payments;
+  payments.seed = options.payment_seed;
+  payments.decline_rate = options.payment_decline_rate;
+  orders_ctx.payments = std::make_shared<in_process_gateway>(payments, clock, "in-process");
+  auto orders = sys.spawn(order_directory_behavior, orders_ctx);
   auto shutdown = [&] {
+    caf::anon_send_exit(orders, caf::exit_reason::kill);
     caf::anon_send_exit(carts, caf::exit_reason::kill);
     caf::anon_send_exit(directory, caf::exit_reason::kill);
     caf::anon_send_exit(store, caf::exit_reason::kill);
@@ -272,6 +289,16 @@ int run_node(const node_options& options) {
     self->request(directory, caf::infinite, recover_atom_v)
       .receive([&](int64_t n) { recovered = n; },
                [&](caf::error& e) { error = sys.render(e); });
+    // Every order whose saga is not done resumes (its commands wait for the network
+    // thread, which starts below).
+    if (recovered >= 0)
+      self->request(orders, caf::infinite, recover_atom_v)
+        .receive(
+          [&](int64_t n) {
+            if (n < 0) error = "the orders cannot be read", recovered = -1;
+            else if (n > 0) spdlog::info("holdfast node: resuming {} orders", n);
+          },
+          [&](caf::error& e) { error = sys.render(e), recovered = -1; });
   }
   if (recovered < 0) {
     spdlog::critical("holdfast node: refusing to start on {}: {}; `holdfast check --data {}` "
@@ -281,7 +308,8 @@ int run_node(const node_options& options) {
     return 2;
   }
 
-  auto bridge = spawn_bridge(sys, directory, carts);
+  auto bridge = spawn_bridge(sys, directory, carts, orders);
+  effective.server.outbound = outbound;
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {

@@ -13,6 +13,8 @@ struct node_options {
   std::string data_dir;
   size_t map_size_mb = 8192;         // LMDB map: the most the data file may grow to
   int64_t idle_ms = 30'000;          // passivate sku actors idle this long
+  uint64_t payment_seed = 1;         // the in-process simulated gateway's faults
+  double payment_decline_rate = 0;
   // Finished holds answer repeated calls this long, then are deleted (idempotency window).
   int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
   std::string log_level = "info";    // spdlog level: trace, debug, info, warn, error, off

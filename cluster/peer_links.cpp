@@ -332,6 +332,14 @@ kj::Promise<std::vector<cart_result>> peer_links::cart_ops(uint32_t node, std::v
   return forward_carts(*l->inventory, std::move(ops), "node " + std::to_string(node), l->calls);
 }
 
+kj::Promise<std::vector<order_result>> peer_links::order_ops(uint32_t node, std::vector<order_op> ops) {
+  auto* l = find(node);
+  if (!l || l->state != "up" || !l->inventory)
+    return std::vector<order_result>(ops.size(), order_result{code::unavailable, why_not_up(node, l), {}});
+  l->forwarded += ops.size();
+  return forward_orders(*l->inventory, std::move(ops), "node " + std::to_string(node), l->calls);
+}
+
 std::string peer_links::why_not_up(uint32_t node, const link* l) const {
   if (!l) return "node " + std::to_string(node) + " is not a member";
   return "node " + std::to_string(node) + " is " + l->state +

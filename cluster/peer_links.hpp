@@ -65,6 +65,7 @@ public:
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override;
   kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) override;
   kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) override;
+  kj::Promise<std::vector<order_result>> order_ops(uint32_t node, std::vector<order_op> ops) override;
 
   std::vector<link_status> status() const;
   // "" while this node may serve entities; else why not (joining, or refused).

@@ -182,6 +182,18 @@ kj::Promise<std::vector<cart_result>> router::carts(std::vector<cart_op> ops) {
   return scatter<cart_op, cart_result>(std::move(ops), self_, owner_of, send);
 }
 
+kj::Promise<std::vector<order_result>> router::orders(std::vector<order_op> ops) {
+  std::function<uint32_t(const order_op&)> owner_of = [this](const order_op& op) {
+    return op.order_id.empty() ? (self_ ? self_ : where_.nodes().front()) : where_.owner(op.order_id);
+  };
+  auto send = [this](uint32_t node, std::vector<order_op> part) -> kj::Promise<std::vector<order_result>> {
+    if (node == self_) return local_.orders(std::move(part));
+    forwarded_ += part.size();
+    return remote_.order_ops(node, std::move(part));
+  };
+  return scatter<order_op, order_result>(std::move(ops), self_, owner_of, send);
+}
+
 sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit) {
   sku_page out;
   bool more = false;

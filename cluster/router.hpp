@@ -13,6 +13,7 @@
 #include <functional>
 #include <vector>
 
+#include "actors/order.hpp"
 #include "cluster/placement.hpp"
 #include "protocol/domain.hpp"
 
@@ -34,6 +35,8 @@ public:
   virtual kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) = 0;
   // Cart operations of users `node` owns.
   virtual kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) = 0;
+  // Order operations of orders `node` owns.
+  virtual kj::Promise<std::vector<order_result>> order_ops(uint32_t node, std::vector<order_op> ops) = 0;
 };
 
 // This node's own actors, with the same contracts as the transport's.
@@ -42,6 +45,7 @@ struct local_calls {
   std::function<kj::Promise<std::vector<sku_result>>(std::vector<sku_op>)> skus;
   std::function<kj::Promise<sku_page>(sku_list_query)> list;
   std::function<kj::Promise<std::vector<cart_result>>(std::vector<cart_op>)> carts;
+  std::function<kj::Promise<std::vector<order_result>>(std::vector<order_op>)> orders;
 };
 
 class router {
@@ -55,6 +59,8 @@ public:
   kj::Promise<sku_page> list_skus(sku_list_query query);
   // Cart operations, each to its user's owner.
   kj::Promise<std::vector<cart_result>> carts(std::vector<cart_op> ops);
+  // Order operations, each to its order's owner.
+  kj::Promise<std::vector<order_result>> orders(std::vector<order_op> ops);
   // The owner of an entity key: an SKU's name, a user id.
   uint32_t owner(const std::string& key) const { return where_.owner(key); }
   uint32_t self() const { return self_; }

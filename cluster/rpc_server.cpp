@@ -24,6 +24,7 @@
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
 #include "cluster/peer_links.hpp"
+#include "cluster/order_wire.hpp"
 #include "cluster/router.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/log.hpp"
@@ -42,6 +43,7 @@ using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
 using stats_completion = std::shared_ptr<completion<directory_stats>>;
 using page_completion = std::shared_ptr<completion<sku_page>>;
 using carts_completion = std::shared_ptr<completion<std::vector<cart_result>>>;
+using orders_completion = std::shared_ptr<completion<std::vector<order_result>>>;
 
 }  // namespace holdfast
 
@@ -51,6 +53,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::page_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::carts_completion)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::orders_completion)
 
 namespace holdfast {
 namespace {
@@ -67,8 +70,14 @@ void ask(caf::event_based_actor* self, const Directory& directory, Atom atom, Re
 }
 
 caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor directory,
-                              cart_directory_actor carts) {
+                              cart_directory_actor carts, order_directory_actor orders) {
   return {
+    [=](order_ops_atom, std::vector<order_op>& ops, orders_completion& done) {
+      auto n = ops.size();
+      ask(self, orders, order_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
+        return std::vector<order_result>(n, order_result{code::outcome_unknown, why, {}});
+      });
+    },
     [=](cart_ops_atom, std::vector<cart_op>& ops, carts_completion& done) {
       auto n = ops.size();
       ask(self, carts, cart_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
@@ -421,6 +430,13 @@ struct local_node {
     });
   }
 
+  kj::Promise<std::vector<order_result>> orders(std::vector<order_op> ops) {
+    auto n = ops.size();
+    return ask<std::vector<order_result>>(order_ops_atom_v, std::move(ops), n, [n](const std::string& why) {
+      return std::vector<order_result>(n, order_result{code::outcome_unknown, why, {}});
+    });
+  }
+
   kj::Promise<directory_stats> stats() {
     return ask<directory_stats>(stats_atom_v, 0, 0, [](const std::string&) { return directory_stats{-1, 0, 0, 0}; });
   }
@@ -497,6 +513,7 @@ struct network_context {
 const std::string& entity_key(const hold_op& op) { return op.sku; }
 const std::string& entity_key(const sku_op& op) { return op.sku; }
 const std::string& entity_key(const cart_op& op) { return op.user; }
+const std::string& entity_key(const order_op& op) { return op.order_id; }
 
 template <class Op, class Result, class Mine, class Foreign>
 kj::Promise<std::vector<Result>> owned_only(const router& route, std::vector<Op> ops, Mine mine,
@@ -636,21 +653,41 @@ public:
   }
 
   kj::Promise<void> cartOps(CartOpsContext ctx) override {
+    return entity_batch<cart_op, cart_result>(
+      ctx, [this](const cart_op& op) { return validate(op, options_.limits); },
+      [this](std::vector<cart_op> ops) { return cart_ops(std::move(ops)); },
+      [](std::string why) { return make_cart_error(code::invalid, std::move(why)); });
+  }
+
+  kj::Promise<void> orderOps(OrderOpsContext ctx) override {
+    return entity_batch<order_op, order_result>(
+      ctx,
+      [this](const order_op& op) -> std::string {
+        // Placing is the checkout's (a member's), not a client's.
+        if (op.kind == order_op_kind::place && !from_peer_) return "orders are placed by checkout";
+        return validate(op, options_.limits);
+      },
+      [this](std::vector<order_op> ops) { return order_ops(std::move(ops)); },
+      [](std::string why) { return order_result{code::invalid, std::move(why), {}}; });
+  }
+
+  // A batch of entity operations from the wire: each checked (`refused` says why not, or
+  // ""), the sound ones run by `run`, every answer written in the caller's order.
+  template <class Op, class Result, class Context, class Refused, class Run, class Invalid>
+  kj::Promise<void> entity_batch(Context ctx, Refused refused, Run run, Invalid invalid) {
     auto list = ctx.getParams().getOps();
     if (list.size() > options_.limits.batch_size_max) {
-      ctx.getResults().setRefused("batch of " + std::to_string(list.size()) +
-                                  " operations exceeds " +
+      ctx.getResults().setRefused("batch of " + std::to_string(list.size()) + " operations exceeds " +
                                   std::to_string(options_.limits.batch_size_max));
       return kj::READY_NOW;
     }
-    auto n = list.size();
-    auto out = std::make_shared<std::vector<cart_result>>(n);
+    auto out = std::make_shared<std::vector<Result>>(list.size());
     std::vector<size_t> at;
-    std::vector<cart_op> ops;
-    for (unsigned i = 0; i < n; ++i) {
+    std::vector<Op> ops;
+    for (unsigned i = 0; i < list.size(); ++i) {
       auto op = codec::read(list[i]);
-      if (auto why = validate(op, options_.limits); !why.empty()) {
-        (*out)[i] = make_cart_error(code::invalid, why);
+      if (auto why = refused(op); !why.empty()) {
+        (*out)[i] = invalid(why);
         continue;
       }
       at.push_back(i);
@@ -666,11 +703,34 @@ public:
     }
     auto admitted = admit(ops.size());
     node_.calls_total += ops.size();
-    return cart_ops(std::move(ops))
-      .then([out, at = std::move(at), write](std::vector<cart_result> rs) mutable {
+    return run(std::move(ops))
+      .then([out, at = std::move(at), write](std::vector<Result> rs) mutable {
         for (size_t j = 0; j < at.size() && j < rs.size(); ++j) (*out)[at[j]] = std::move(rs[j]);
         write();
       })
+      .attach(kj::mv(admitted));
+  }
+
+  kj::Promise<void> checkout(CheckoutContext ctx) override {
+    auto p = ctx.getParams();
+    auto user = codec::str(p.getUser()), card = codec::str(p.getCard()), key = codec::str(p.getKey());
+    auto refuse = [ctx](std::string why) mutable {
+      checkout_result r;
+      r.status = code::invalid;
+      r.message = std::move(why);
+      codec::write(ctx.getResults().initResult(), r);
+      return kj::READY_NOW;
+    };
+    if (auto why = validate(cart_op{cart_op_kind::view, user, {}, 0}, options_.limits); !why.empty())
+      return refuse(why);
+    if (card.empty() || card.size() > card_bytes_max || !valid_utf8(card))
+      return refuse("a card token of 1.." + std::to_string(card_bytes_max) + " bytes is required");
+    if (key.empty() || key.size() > 255 || !valid_utf8(key))
+      return refuse("an idempotency key of 1..255 bytes is required");
+    auto admitted = admit(1);
+    node_.calls_total += 1;
+    return checkout(std::move(user), std::move(card), std::move(key))
+      .then([ctx](checkout_result r) mutable { codec::write(ctx.getResults().initResult(), r); })
       .attach(kj::mv(admitted));
   }
 
@@ -822,6 +882,109 @@ private:
       });
   }
 
+  kj::Promise<std::vector<order_result>> order_ops(std::vector<order_op> ops) {
+    if (auto why = not_serving(); !why.empty())
+      return std::vector<order_result>(ops.size(), order_result{code::unavailable, why, {}});
+    if (!node_.route) return node_.local.orders(std::move(ops));
+    if (!from_peer_) return node_.route->orders(std::move(ops));
+    return owned_only<order_op, order_result>(
+      *node_.route, std::move(ops), [this](std::vector<order_op> x) { return node_.local.orders(std::move(x)); },
+      [](std::string why) { return order_result{code::unavailable, std::move(why), {}}; });
+  }
+
+  kj::Promise<std::vector<sku_result>> query_sku(const std::string& sku) {
+    std::vector<sku_op> q{sku_op{sku_op_kind::query, sku, 0, 0, {}, 0}};
+    return node_.route ? node_.route->skus(std::move(q)) : node_.local.skus(std::move(q));
+  }
+
+  // The cart, checked line by line against its SKUs now; an order when every line can be
+  // bought as it is, else the lines that cannot. The order's id comes from the user and
+  // the key: a checkout repeated with its key finds the order it placed (and its cart,
+  // cleared by then, is not read again).
+  kj::Promise<checkout_result> checkout(std::string user, std::string card, std::string key) {
+    auto order_id = checkout_order_id(user, key);
+    auto cart = [this](std::vector<cart_op> ops) {
+      return node_.route ? node_.route->carts(std::move(ops)) : node_.local.carts(std::move(ops));
+    };
+    return order_ops({order_op{order_op_kind::show, order_id, {}, {}, {}, {}}})
+      .then([this, user, card, order_id, cart](std::vector<order_result> existing) mutable
+            -> kj::Promise<checkout_result> {
+        checkout_result r;
+        auto& known = existing.at(0);
+        if (known.status == code::ok) {
+          r.order = known.order;
+          return r;
+        }
+        if (known.status != code::unknown_order) {
+          r.status = known.status == code::outcome_unknown ? code::outcome_unknown : code::unavailable;
+          r.message = "the order's owner could not be asked: " + known.message;
+          return r;
+        }
+        return cart({cart_op{cart_op_kind::view, user, {}, 0}})
+          .then([this, user, card, order_id, cart](std::vector<cart_result> viewed) mutable
+                -> kj::Promise<checkout_result> {
+            checkout_result r;
+            auto& c = viewed.at(0);
+            if (c.status != code::ok) {
+              r.status = code::unavailable;
+              r.message = "the cart could not be read: " + c.message;
+              return r;
+            }
+            if (c.cart.lines.empty()) {
+              r.empty_cart = true;
+              return r;
+            }
+            auto lines = c.cart.lines;
+            auto checks = kj::heapArrayBuilder<kj::Promise<std::vector<sku_result>>>(lines.size());
+            for (auto& l : lines) checks.add(query_sku(l.sku));
+            return kj::joinPromises(checks.finish())
+              .then([this, user, card, order_id, lines, cart](kj::Array<std::vector<sku_result>> now) mutable
+                    -> kj::Promise<checkout_result> {
+                checkout_result r;
+                std::vector<checkout_line> checked;
+                bool buyable = true;
+                for (size_t i = 0; i < lines.size(); ++i) {
+                  checkout_line l{lines[i].sku, lines[i].qty, 0, 0, {}};
+                  auto& a = now[i].at(0);
+                  if (a.status == code::unknown_sku) {
+                    l.problem = "unknown_sku";
+                  } else if (a.status != code::ok) {
+                    r.status = code::unavailable;
+                    r.message = "sku '" + l.sku + "' could not be checked: " + a.message;
+                    return r;
+                  } else {
+                    l.price_cents = a.sku.price_cents;
+                    l.available = a.sku.available();
+                    if (l.available < l.qty) l.problem = "sold_out";
+                  }
+                  buyable = buyable && l.problem.empty();
+                  checked.push_back(std::move(l));
+                }
+                if (!buyable) {
+                  r.changed = std::move(checked);
+                  return r;
+                }
+                order_op place{order_op_kind::place, order_id, {}, user, card, {}};
+                for (auto& l : checked) place.lines.push_back({l.sku, l.qty, l.price_cents});
+                return order_ops({std::move(place)})
+                  .then([user, cart](std::vector<order_result> placed) mutable -> kj::Promise<checkout_result> {
+                    checkout_result r;
+                    auto& o = placed.at(0);
+                    if (o.status != code::ok) {
+                      r.status = o.status == code::outcome_unknown ? code::outcome_unknown : code::unavailable;
+                      r.message = "the order could not be placed: " + o.message;
+                      return r;
+                    }
+                    r.order = o.order;
+                    // The cart is spent; if clearing it fails, the order stands anyway.
+                    return cart({cart_op{cart_op_kind::clear, user, {}, 0}})
+                      .then([r](std::vector<cart_result>) { return r; });
+                  });
+              });
+          });
+      });
+  }
+
   // Admits `n` operations or throws OVERLOADED; the returned object gives them back.
   kj::Own<void> admit(size_t n) {
     if (node_.inflight_ops + node_.local.late_ops + n > options_.inflight_max)
@@ -964,8 +1127,28 @@ private:
 
 }  // namespace
 
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts) {
-  return sys.spawn(bridge_behavior, std::move(directory), std::move(carts));
+node_hold_calls::~node_hold_calls() noexcept = default;
+
+void node_hold_calls::holds(std::vector<hold_op> ops, std::function<void(std::vector<hold_result>)> done) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  queued_.push_back({std::move(ops), std::move(done)});
+  if (wake_) {
+    wake_->fulfill();
+    wake_ = nullptr;
+  }
+}
+
+std::vector<node_hold_calls::call> node_hold_calls::take(kj::Own<kj::CrossThreadPromiseFulfiller<void>>& wake) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  std::vector<call> out;
+  out.swap(queued_);
+  if (out.empty()) wake_ = kj::mv(wake);
+  return out;
+}
+
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts,
+                        order_directory_actor orders) {
+  return sys.spawn(bridge_behavior, std::move(directory), std::move(carts), std::move(orders));
 }
 
 struct rpc_server::impl {
@@ -1073,7 +1256,8 @@ struct rpc_server::impl {
       local_calls local{[&net](std::vector<hold_op> ops) { return net.local.holds(std::move(ops)); },
                         [&net](std::vector<sku_op> ops) { return net.local.skus(std::move(ops)); },
                         [&net](sku_list_query q) { return net.local_list(std::move(q)); },
-                        [&net](std::vector<cart_op> ops) { return net.local.carts(std::move(ops)); }};
+                        [&net](std::vector<cart_op> ops) { return net.local.carts(std::move(ops)); },
+                        [&net](std::vector<order_op> ops) { return net.local.orders(std::move(ops)); }};
       route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
       net.role = role;
       net.links = links.get();
@@ -1081,6 +1265,27 @@ struct rpc_server::impl {
       links->start();
       spdlog::info("node {} of cluster \"{}\" (file hash {}), peers on {}{}", role->self, cfg.name,
                    cfg.hash, me->peer, peer_tls ? " (mutual TLS)" : " (PLAINTEXT)");
+    }
+    // The order actors' hold calls, run here through the router (or this node's actors).
+    kj::TaskSet outbound_calls(errors);
+    std::function<kj::Promise<void>()> drain_outbound;
+    if (options.outbound) {
+      drain_outbound = [&]() -> kj::Promise<void> {
+        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
+        auto calls = options.outbound->take(paf.fulfiller);
+        for (auto& c : calls) {
+          auto n = c.ops.size();
+          kj::Promise<std::vector<hold_result>> p = nullptr;
+          auto why = links ? links->not_serving() : std::string();
+          if (!why.empty()) p = std::vector<hold_result>(n, make_hold_error(code::unavailable, why));
+          else if (route) p = route->holds(std::move(c.ops));
+          else p = net.local.holds(std::move(c.ops));
+          outbound_calls.add(p.then([done = std::move(c.done)](std::vector<hold_result> rs) { done(std::move(rs)); }));
+        }
+        if (!calls.empty()) return kj::evalLater([&] { return drain_outbound(); });
+        return paf.promise.then([&] { return drain_outbound(); });
+      };
+      outbound_calls.add(drain_outbound());
     }
     kj::TaskSet connections(errors);
     kj::TaskSet peer_connections(errors);

@@ -7,12 +7,16 @@
 // actor. Only this file and rpc_server.cpp see both KJ and CAF.
 #pragma once
 
+#include <kj/async.h>
+
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <caf/actor.hpp>
 
 #include "actors/cart.hpp"
+#include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
 #include "cluster/cluster_file.hpp"
 
@@ -40,10 +44,37 @@ struct server_options {
   // In a cluster: listen on the member's client and peer addresses (not `listen`),
   // route every call to its owner, and keep peer links. Null: a single node.
   std::shared_ptr<const cluster_role> cluster;
+  // Hold operations this node's order actors send to SKUs anywhere: run through the
+  // router on the network thread. Null: none.
+  std::shared_ptr<class node_hold_calls> outbound;
+};
+
+// The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the
+// network thread woken; it runs through the router (or this node's actors) there, and
+// its answer is handed to `done` on the network thread. Calls made before the server
+// runs wait for it; after it stopped, they are never answered (the order's step timeout
+// counts them as unknown).
+class node_hold_calls final : public hold_calls {
+public:
+  ~node_hold_calls() noexcept override;
+  void holds(std::vector<hold_op> ops, std::function<void(std::vector<hold_result>)> done) override;
+  struct call {
+    std::vector<hold_op> ops;
+    std::function<void(std::vector<hold_result>)> done;
+  };
+  // Network thread: the calls queued so far; when there are none, `wake` is kept and
+  // fulfilled by the next call.
+  std::vector<call> take(kj::Own<kj::CrossThreadPromiseFulfiller<void>>& wake);
+
+private:
+  std::mutex mutex_;
+  std::vector<call> queued_;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake_;
 };
 
 // Spawns the bridge actor that turns directory replies into fulfilled KJ promises.
-caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts);
+caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts,
+                        order_directory_actor orders);
 
 class rpc_server {
 public:

@@ -145,7 +145,13 @@ payment_reply gateway::apply(const payment_request& r, int64_t now_ms) {
     return out;
   }
   auto it = intents_.find(r.intent_id);
-  if (it == intents_.end()) return refused("no payment intent '" + r.intent_id + "'");
+  if (it == intents_.end()) {
+    // Said with the intent's id and no state: the caller knows there is nothing to act on.
+    auto reply = refused("no payment intent '" + r.intent_id + "'");
+    reply.intent.id = r.intent_id;
+    reply.intent.order_id = r.order_id;
+    return reply;
+  }
   auto& in = it->second;
   auto wrong = [&](const char* want) {
     auto reply = refused(std::string("payment intent '") + in.id + "' is " + to_string(in.status) +

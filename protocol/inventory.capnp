@@ -126,6 +126,86 @@ interface Inventory {
   # answers the returned hold. What an order's compensation or refund does per line.
   returnHold @19 (hold :HoldRef) -> (result :HoldResult);
   returnBatch @20 (holds :List(HoldRef)) -> (results :List(HoldResult), refused :Text);
+
+  # Checkout: the user's cart, checked against every SKU now, becomes an order on the
+  # order's owner (its id comes from the user and the key: the same key, the same
+  # order); the saga runs from there. Lines sold out or gone are reported instead.
+  checkout @21 (user :Text, card :Text, key :Text) -> (result :CheckoutResult);
+  # Orders, by id, on their owner: show, cancel, ship, deliver, shippingFailed; and
+  # place (from the member that took a checkout).
+  orderOps @22 (ops :List(OrderOp)) -> (results :List(OrderResult), refused :Text);
+}
+
+enum OrderOpKind {
+  show @0;
+  cancel @1;
+  ship @2;
+  deliver @3;
+  shippingFailed @4;
+  place @5;
+}
+
+struct OrderOp {
+  kind @0 :OrderOpKind;
+  orderId @1 :Text;
+  detail @2 :Text;             # shippingFailed: why
+  user @3 :Text;               # place
+  card @4 :Text;               # place
+  lines @5 :List(OrderLine);   # place
+}
+
+struct OrderLine {
+  sku @0 :Text;
+  qty @1 :Int64;
+  priceCents @2 :Int64;
+}
+
+struct OrderInfo {
+  orderId @0 :Text;
+  user @1 :Text;
+  state @2 :Text;              # placed, reserved, authorized, confirmed, captured, shipped,
+                               # delivered, cancelled, refunded
+  step @3 :Text;               # what the saga does now (done when finished)
+  lines @4 :List(OrderLine);
+  totalCents @5 :Int64;
+  intentId @6 :Text;
+  reason @7 :Text;             # why cancelled or refunded
+  lastError @8 :Text;          # the last step that found no answer
+  createdMs @9 :Int64;
+  updatedMs @10 :Int64;
+  version @11 :UInt64;
+}
+
+struct OrderResult {
+  union {
+    order @0 :OrderInfo;
+    invalid @1 :Text;
+    unavailable @2 :Text;
+    storageFull @3 :Text;
+    outcomeUnknown @4 :Text;
+    unknownOrder @5 :Text;
+    wrongState @6 :OrderInfo;  # the operation does not apply to the order as it is
+  }
+  detail @7 :Text;             # wrongState: why
+}
+
+struct CheckoutLine {
+  sku @0 :Text;
+  qty @1 :Int64;
+  priceCents @2 :Int64;        # now
+  available @3 :Int64;         # now
+  problem @4 :Text;            # empty, "sold_out", "unknown_sku"
+}
+
+struct CheckoutResult {
+  union {
+    order @0 :OrderInfo;               # placed (or placed before with this key)
+    changed @1 :List(CheckoutLine);    # nothing placed: these lines cannot be bought as they are
+    emptyCart @2 :Void;
+    invalid @3 :Text;
+    unavailable @4 :Text;
+    outcomeUnknown @5 :Text;           # retry with the same key
+  }
 }
 
 enum CartOpKind {

@@ -250,6 +250,16 @@ public:
     for (auto& op : ops) out.push_back(cart_answer(node, op, down.count(node) > 0));
     return out;
   }
+  kj::Promise<std::vector<order_result>> order_ops(uint32_t node, std::vector<order_op> ops) override {
+    std::vector<order_result> out;
+    for (auto& op : ops) {
+      order_result r;
+      r.order.order_id = op.order_id;
+      r.order.version = node;  // who answered
+      out.push_back(r);
+    }
+    return out;
+  }
   static cart_result cart_answer(uint32_t node, const cart_op& op, bool is_down = false) {
     if (is_down) return make_cart_error(code::unavailable, "node " + std::to_string(node) + " is down");
     cart_result r;

@@ -92,6 +92,11 @@ TEST_F(order_test, an_order_runs_its_saga_to_captured_and_answers_from_its_recor
   // Placing it again is the same order; an unknown one is typed.
   EXPECT_EQ(place("o1", {{"tee", 9, 1}}).order.total_cents, 3900);
   EXPECT_EQ(show("nope").status, code::unknown_order);
+  // A finished order's actor stops once unused for a while; the record answers after.
+  EXPECT_GE(ask<int64_t>(stats_atom_v), 1);
+  advance_ms(61'000);
+  EXPECT_EQ(ask<int64_t>(stats_atom_v), 0) << "finished orders' actors stopped";
+  EXPECT_EQ(show("o1").order.state, order_state::captured);
   // Finished orders come back from the log.
   crash();
   boot();
