@@ -36,12 +36,13 @@ cart_result cart_book::apply(const cart_op& op, int64_t now_ms, bool& changed) {
     case cart_op_kind::add:
       if (it == lines.end()) {
         if (lines.size() >= cart_lines_max) return full();
-        lines.push_back({op.sku, op.qty});
+        lines.push_back({op.sku, op.qty, op.price_cents});
       } else {
         if (it->qty > on_hand_max - op.qty)
           return make_cart_error(code::invalid, "the line of sku '" + op.sku + "' would pass " +
                                                   std::to_string(on_hand_max) + " units");
         it->qty += op.qty;
+        it->price_cents = op.price_cents;  // the user saw this price now
       }
       changed = true;
       break;
@@ -49,10 +50,11 @@ cart_result cart_book::apply(const cart_op& op, int64_t now_ms, bool& changed) {
       if (op.qty > 0) {
         if (it == lines.end()) {
           if (lines.size() >= cart_lines_max) return full();
-          lines.push_back({op.sku, op.qty});
+          lines.push_back({op.sku, op.qty, op.price_cents});
           changed = true;
-        } else if (it->qty != op.qty) {
+        } else if (it->qty != op.qty || it->price_cents != op.price_cents) {
           it->qty = op.qty;
+          it->price_cents = op.price_cents;
           changed = true;
         }
         break;
@@ -67,6 +69,20 @@ cart_result cart_book::apply(const cart_op& op, int64_t now_ms, bool& changed) {
     case cart_op_kind::clear:
       changed = !lines.empty();
       lines.clear();
+      break;
+    case cart_op_kind::take:
+      // A checkout takes the lines it read, once: the same order again gets the same
+      // lines; a cart changed since it was read is not taken.
+      if (cart_.taken_by == op.order_id) break;
+      if (op.version != cart_.version)
+        return make_cart_error(code::wrong_state, "the cart of user '" + cart_.user + "' changed (version " +
+                                                    std::to_string(cart_.version) + ", read at " +
+                                                    std::to_string(op.version) + ")");
+      if (lines.empty()) return make_cart_error(code::wrong_state, "the cart of user '" + cart_.user + "' is empty");
+      cart_.taken_by = op.order_id;
+      cart_.taken = std::move(lines);
+      lines.clear();
+      changed = true;
       break;
   }
   if (changed) {

@@ -312,6 +312,8 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
         case order_op_kind::deliver: return after_change(self, st.saga->deliver(now));
         case order_op_kind::shipping_failed:
           return after_change(self, st.saga->shipping_failed(op.detail.empty() ? "no reason given" : op.detail, now));
+        case order_op_kind::place:
+          break;  // the directory turns a place into order_place_atom
       }
       return order_result{code::invalid, "unknown order operation", {}};
     },

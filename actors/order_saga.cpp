@@ -60,16 +60,22 @@ order_record order_saga::place(std::string order_id, std::string user, std::stri
   r.user = std::move(user);
   r.card = std::move(card);
   r.lines = std::move(lines);
-  for (auto& l : r.lines) r.total_cents += l.qty * l.price_cents;
+  bool overflow = false;
+  for (auto& l : r.lines) {
+    int64_t line = 0;
+    overflow = overflow || __builtin_mul_overflow(l.qty, l.price_cents, &line) ||
+               __builtin_add_overflow(r.total_cents, line, &r.total_cents);
+  }
   r.done.assign(r.lines.size(), 0);
   r.reserved.assign(r.lines.size(), 0);
   r.sold.assign(r.lines.size(), 0);
   r.created_ms = r.updated_ms = now_ms;
   r.version = 1;
-  if (r.lines.empty()) {  // nothing to buy: ends at once
+  if (r.lines.empty() || overflow) {  // nothing to buy, or no total to charge: ends at once
     r.state = order_state::cancelled;
     r.phase = saga_phase::done;
-    r.reason = "an order needs at least one line";
+    r.reason = overflow ? "the order's total overflows" : "an order needs at least one line";
+    r.total_cents = 0;
   }
   return r;
 }
@@ -339,11 +345,14 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
   switch (r_.phase) {
     case saga_phase::reserve:
       r_.extended_at_ms = now_ms;
-      enter_state(order_state::reserved, saga_phase::authorize, now_ms);
+      // Nothing to charge: no payment at all.
+      if (r_.total_cents == 0) enter_state(order_state::authorized, saga_phase::confirm, now_ms);
+      else enter_state(order_state::reserved, saga_phase::authorize, now_ms);
       after_forward_step(now_ms);
       break;
     case saga_phase::confirm:
-      enter_state(order_state::confirmed, saga_phase::capture, now_ms);
+      if (r_.total_cents == 0) enter_state(order_state::captured, saga_phase::done, now_ms);
+      else enter_state(order_state::confirmed, saga_phase::capture, now_ms);
       break;
     case saga_phase::release:
       r_.released_all = true;

@@ -517,6 +517,12 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
       s.stocked += op.amount;
       c.dirty = true;
       break;
+    case sku_op_kind::set_price:
+      if (s.price_cents != op.price_cents) {
+        s.price_cents = op.price_cents;
+        c.dirty = true;
+      }
+      break;
     case sku_op_kind::adjust:
       if (op.amount < s.reserved) return snapshot(code::insufficient);
       if (op.amount > s.on_hand && overflows_stocked(s, op.amount - s.on_hand))

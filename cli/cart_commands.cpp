@@ -25,7 +25,7 @@ int print(const cart_result& r, const context& ctx) {
     json j{{"status", to_string(r.status)}};
     if (r.status == code::ok) {
       json lines = json::array();
-      for (auto& l : r.cart.lines) lines.push_back({{"sku", l.sku}, {"qty", l.qty}});
+      for (auto& l : r.cart.lines) lines.push_back({{"sku", l.sku}, {"qty", l.qty}, {"price", l.price_cents}});
       j.update({{"user", r.cart.user}, {"lines", lines}, {"version", r.cart.version},
                 {"updated_ms", r.cart.updated_ms}});
     }
@@ -34,7 +34,7 @@ int print(const cart_result& r, const context& ctx) {
   } else if (r.status == code::ok) {
     std::cout << "cart of " << r.cart.user << ": " << r.cart.lines.size() << " lines (version "
               << r.cart.version << ")\n";
-    for (auto& l : r.cart.lines) std::cout << "  " << l.sku << "\t" << l.qty << "\n";
+    for (auto& l : r.cart.lines) std::cout << "  " << l.sku << "\t" << l.qty << " x " << l.price_cents << " cents\n";
   } else {
     std::cerr << to_string(r.status) << (r.message.empty() ? "" : ": " + r.message) << "\n";
   }
@@ -101,14 +101,16 @@ void add_cart_commands(CLI::App& app, context& ctx) {
       json lines = json::array();
       for (auto& l : r.changed)
         lines.push_back({{"sku", l.sku}, {"qty", l.qty}, {"price", l.price_cents}, {"available", l.available},
-                         {"problem", l.problem}});
+                         {"problem", l.problem}, {"cart_price", l.cart_price_cents}});
       if (ctx.as_json) {
         std::cout << json{{"status", "changed"}, {"lines", lines}}.dump(-1, ' ', false, json::error_handler_t::replace)
                   << "\n";
       } else {
         std::cerr << "changed: nothing was ordered; these lines cannot be bought as they are:\n";
         for (auto& l : r.changed)
-          if (!l.problem.empty()) std::cerr << "  " << l.sku << ": " << l.problem << " (" << l.available << " available)\n";
+          if (!l.problem.empty())
+            std::cerr << "  " << l.sku << ": " << l.problem << " (" << l.available << " available, "
+                      << l.price_cents << " cents now, " << l.cart_price_cents << " in the cart)\n";
       }
       return exit_refused;
     }
@@ -146,7 +148,7 @@ void add_cart_commands(CLI::App& app, context& ctx) {
   cart->require_subcommand(1);
   auto run = [a, &ctx](CLI::App* cmd, cart_op_kind kind) {
     on_node(cmd, ctx, kind != cart_op_kind::view, [a, &ctx, kind](blocking_client& c) {
-      return print(c.cart({kind, a->user, a->sku, a->qty}), ctx);
+      return print(c.cart({kind, a->user, a->sku, a->qty, 0, 0, {}}), ctx);
     });
   };
   auto* add = cart->add_subcommand("add", "add QTY units of SKU (an existing line grows)");

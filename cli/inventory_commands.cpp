@@ -217,6 +217,10 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
     return print(c.query_hold(a->hold_id, a->sku), ctx.as_json, "");
   });
 
+  auto* price_cmd = sku_cmd->add_subcommand("price", "set an SKU's price (carts see price_changed at checkout)");
+  price_cmd->add_option("SKU", a->sku)->required();
+  price_cmd->add_option("--price", a->price, "price in cents")->required();
+  on(price_cmd, true, [a, &ctx](blocking_client& c) { return print(c.set_price(a->sku, a->price), ctx.as_json); });
   auto* restock_cmd = app.add_subcommand("restock", "add units to an SKU");
   restock_cmd->add_option("SKU", a->sku)->required();
   restock_cmd->add_option("QTY", a->qty)->required();

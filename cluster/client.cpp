@@ -683,6 +683,12 @@ kj::Promise<sku_result> client::send_sku(const sku_op& op) {
       req.setOnHand(op.amount);
       return req.send().then(kj::cp(read));
     }
+    case sku_op_kind::set_price: {
+      auto req = impl_->inventory.setPriceRequest();
+      req.setSku(op.sku);
+      req.setPriceCents(op.price_cents);
+      return req.send().then(kj::cp(read));
+    }
     case sku_op_kind::query:
       break;
   }
@@ -756,6 +762,9 @@ order_result blocking_client::order(const order_op& op) {
 checkout_result blocking_client::checkout(const std::string& user, const std::string& card,
                                           const std::string& key) {
   return wait(client_->checkout(user, card, key));
+}
+sku_result blocking_client::set_price(const std::string& sku, int64_t price_cents) {
+  return wait(client_->sku({sku_op_kind::set_price, sku, 0, price_cents, {}, 0}));
 }
 sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
   return wait(client_->sku({sku_op_kind::adjust, sku, on_hand, 0, {}}));

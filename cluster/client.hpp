@@ -164,6 +164,7 @@ public:
   sku_result query_sku(const std::string& sku);
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);
+  sku_result set_price(const std::string& sku, int64_t price_cents);
   cart_result cart(const cart_op& op);
   order_result order(const order_op& op);
   checkout_result checkout(const std::string& user, const std::string& card, const std::string& key);

@@ -137,6 +137,7 @@ void write(wire::CheckoutResult::Builder out, const checkout_result& in) {
       list[i].setPriceCents(l.price_cents);
       list[i].setAvailable(l.available);
       list[i].setProblem(l.problem);
+      list[i].setCartPriceCents(l.cart_price_cents);
     }
     return;
   }
@@ -149,7 +150,8 @@ checkout_result read(wire::CheckoutResult::Reader in) {
     case wire::CheckoutResult::ORDER: r.order = read(in.getOrder()); break;
     case wire::CheckoutResult::CHANGED:
       for (auto l : in.getChanged())
-        r.changed.push_back({str(l.getSku()), l.getQty(), l.getPriceCents(), l.getAvailable(), str(l.getProblem())});
+        r.changed.push_back({str(l.getSku()), l.getQty(), l.getPriceCents(), l.getAvailable(),
+                             str(l.getProblem()), l.getCartPriceCents()});
       break;
     case wire::CheckoutResult::EMPTY_CART: r.empty_cart = true; break;
     case wire::CheckoutResult::INVALID: r.status = code::invalid; r.message = str(in.getInvalid()); break;

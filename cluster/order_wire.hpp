@@ -16,7 +16,8 @@ struct checkout_line {
   int64_t qty = 0;
   int64_t price_cents = 0;
   int64_t available = 0;
-  std::string problem;  // "", "sold_out", "unknown_sku"
+  std::string problem;  // "", "sold_out", "unknown_sku", "price_changed"
+  int64_t cart_price_cents = 0;  // what the cart holds
 };
 
 struct checkout_result {

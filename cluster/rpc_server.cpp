@@ -562,6 +562,11 @@ public:
     return sku_call(ctx, {sku_op_kind::adjust, codec::str(p.getSku()), p.getOnHand(), 0, {}});
   }
 
+  kj::Promise<void> setPrice(SetPriceContext ctx) override {
+    auto p = ctx.getParams();
+    return sku_call(ctx, {sku_op_kind::set_price, codec::str(p.getSku()), 0, p.getPriceCents(), {}, 0});
+  }
+
   kj::Promise<void> reserve(ReserveContext ctx) override {
     return one_hold(ctx, codec::read_reserve(ctx.getParams().getRequest()));
   }
@@ -721,7 +726,7 @@ public:
       codec::write(ctx.getResults().initResult(), r);
       return kj::READY_NOW;
     };
-    if (auto why = validate(cart_op{cart_op_kind::view, user, {}, 0}, options_.limits); !why.empty())
+    if (auto why = validate(cart_op{cart_op_kind::view, user, {}, 0, 0, 0, {}}, options_.limits); !why.empty())
       return refuse(why);
     if (card.empty() || card.size() > card_bytes_max || !valid_utf8(card))
       return refuse("a card token of 1.." + std::to_string(card_bytes_max) + " bytes is required");
@@ -870,6 +875,8 @@ private:
                                                             (answer.empty() ? std::string() : answer.front().message));
               continue;
             }
+            // The price the user sees now goes with the line (what a client sent is not).
+            ops[i].price_cents = answer.front().sku.price_cents;
           }
           at.push_back(i);
           checked.push_back(std::move(ops[i]));
@@ -899,15 +906,31 @@ private:
 
   // The cart, checked line by line against its SKUs now; an order when every line can be
   // bought as it is, else the lines that cannot. The order's id comes from the user and
-  // the key: a checkout repeated with its key finds the order it placed (and its cart,
-  // cleared by then, is not read again).
+  // the key. The cart's lines are taken for the order (once, and only as they were read:
+  // a cart changed meanwhile is not taken) before the order is placed, so one cart makes
+  // one order however many checkouts race, and a checkout repeated with its key (after
+  // an unknown outcome) finds the lines it took, or the order it placed.
   kj::Promise<checkout_result> checkout(std::string user, std::string card, std::string key) {
     auto order_id = checkout_order_id(user, key);
     auto cart = [this](std::vector<cart_op> ops) {
       return node_.route ? node_.route->carts(std::move(ops)) : node_.local.carts(std::move(ops));
     };
+    auto place = [this, user, card, order_id](std::vector<order_line> lines) {
+      order_op op{order_op_kind::place, order_id, {}, user, card, std::move(lines)};
+      return order_ops({std::move(op)}).then([](std::vector<order_result> placed) {
+        checkout_result r;
+        auto& o = placed.at(0);
+        if (o.status != code::ok) {
+          r.status = o.status == code::outcome_unknown ? code::outcome_unknown : code::unavailable;
+          r.message = "the order could not be placed (check out again with the same key): " + o.message;
+          return r;
+        }
+        r.order = o.order;
+        return r;
+      });
+    };
     return order_ops({order_op{order_op_kind::show, order_id, {}, {}, {}, {}}})
-      .then([this, user, card, order_id, cart](std::vector<order_result> existing) mutable
+      .then([this, user, order_id, cart, place](std::vector<order_result> existing) mutable
             -> kj::Promise<checkout_result> {
         checkout_result r;
         auto& known = existing.at(0);
@@ -920,8 +943,8 @@ private:
           r.message = "the order's owner could not be asked: " + known.message;
           return r;
         }
-        return cart({cart_op{cart_op_kind::view, user, {}, 0}})
-          .then([this, user, card, order_id, cart](std::vector<cart_result> viewed) mutable
+        return cart({cart_op{cart_op_kind::view, user, {}, 0, 0, 0, {}}})
+          .then([this, user, order_id, cart, place](std::vector<cart_result> viewed) mutable
                 -> kj::Promise<checkout_result> {
             checkout_result r;
             auto& c = viewed.at(0);
@@ -930,21 +953,30 @@ private:
               r.message = "the cart could not be read: " + c.message;
               return r;
             }
+            auto as_order = [](const std::vector<cart_line>& lines) {
+              std::vector<order_line> out;
+              for (auto& l : lines) out.push_back({l.sku, l.qty, l.price_cents});
+              return out;
+            };
+            // Taken by this checkout before (its answer was lost): place what it took.
+            if (c.cart.taken_by == order_id) return place(as_order(c.cart.taken));
             if (c.cart.lines.empty()) {
               r.empty_cart = true;
               return r;
             }
             auto lines = c.cart.lines;
+            auto version = c.cart.version;
             auto checks = kj::heapArrayBuilder<kj::Promise<std::vector<sku_result>>>(lines.size());
             for (auto& l : lines) checks.add(query_sku(l.sku));
             return kj::joinPromises(checks.finish())
-              .then([this, user, card, order_id, lines, cart](kj::Array<std::vector<sku_result>> now) mutable
-                    -> kj::Promise<checkout_result> {
+              .then([this, user, order_id, lines, version, cart, place, as_order](
+                      kj::Array<std::vector<sku_result>> now) mutable -> kj::Promise<checkout_result> {
                 checkout_result r;
                 std::vector<checkout_line> checked;
                 bool buyable = true;
+                int64_t total = 0;
                 for (size_t i = 0; i < lines.size(); ++i) {
-                  checkout_line l{lines[i].sku, lines[i].qty, 0, 0, {}};
+                  checkout_line l{lines[i].sku, lines[i].qty, 0, 0, {}, lines[i].price_cents};
                   auto& a = now[i].at(0);
                   if (a.status == code::unknown_sku) {
                     l.problem = "unknown_sku";
@@ -956,6 +988,15 @@ private:
                     l.price_cents = a.sku.price_cents;
                     l.available = a.sku.available();
                     if (l.available < l.qty) l.problem = "sold_out";
+                    // Never charged silently at another price than the cart showed.
+                    else if (l.price_cents != l.cart_price_cents) l.problem = "price_changed";
+                  }
+                  int64_t line_total = 0;
+                  if (__builtin_mul_overflow(l.qty, l.price_cents, &line_total) ||
+                      __builtin_add_overflow(total, line_total, &total)) {
+                    r.status = code::invalid;
+                    r.message = "the order's total would overflow (line " + l.sku + ")";
+                    return r;
                   }
                   buyable = buyable && l.problem.empty();
                   checked.push_back(std::move(l));
@@ -964,22 +1005,19 @@ private:
                   r.changed = std::move(checked);
                   return r;
                 }
-                order_op place{order_op_kind::place, order_id, {}, user, card, {}};
-                for (auto& l : checked) place.lines.push_back({l.sku, l.qty, l.price_cents});
-                return order_ops({std::move(place)})
-                  .then([user, cart](std::vector<order_result> placed) mutable -> kj::Promise<checkout_result> {
+                cart_op take{cart_op_kind::take, user, {}, 0, 0, version, order_id};
+                return cart({take}).then([order_id, place, as_order](std::vector<cart_result> took) mutable
+                                           -> kj::Promise<checkout_result> {
+                  auto& t = took.at(0);
+                  if (t.status != code::ok || t.cart.taken_by != order_id) {
                     checkout_result r;
-                    auto& o = placed.at(0);
-                    if (o.status != code::ok) {
-                      r.status = o.status == code::outcome_unknown ? code::outcome_unknown : code::unavailable;
-                      r.message = "the order could not be placed: " + o.message;
-                      return r;
-                    }
-                    r.order = o.order;
-                    // The cart is spent; if clearing it fails, the order stands anyway.
-                    return cart({cart_op{cart_op_kind::clear, user, {}, 0}})
-                      .then([r](std::vector<cart_result>) { return r; });
-                  });
+                    r.status = t.status == code::outcome_unknown ? code::outcome_unknown : code::unavailable;
+                    r.message = "the cart changed while checking out (nothing was ordered; check out again): " +
+                                t.message;
+                    return r;
+                  }
+                  return place(as_order(t.cart.taken));
+                });
               });
           });
       });

@@ -195,11 +195,16 @@ std::string encode_cart(const cart_info& c) {
   auto b = message.initRoot<stored::StoredCart>();
   b.setVersion(c.version);
   b.setUpdatedMs(c.updated_ms);
-  auto lines = b.initLines(static_cast<unsigned>(c.lines.size()));
-  for (unsigned i = 0; i < lines.size(); ++i) {
-    lines[i].setSku(c.lines[i].sku);
-    lines[i].setQty(c.lines[i].qty);
-  }
+  auto put = [](auto list, const std::vector<cart_line>& from) {
+    for (unsigned i = 0; i < list.size(); ++i) {
+      list[i].setSku(from[i].sku);
+      list[i].setQty(from[i].qty);
+      list[i].setPriceCents(from[i].price_cents);
+    }
+  };
+  put(b.initLines(static_cast<unsigned>(c.lines.size())), c.lines);
+  b.setTakenBy(c.taken_by);
+  put(b.initTaken(static_cast<unsigned>(c.taken.size())), c.taken);
   auto words = capnp::messageToFlatArray(message);
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
@@ -215,7 +220,10 @@ bool decode_cart(const std::string& value, cart_info& out) {
     out.version = c.getVersion();
     out.updated_ms = c.getUpdatedMs();
     out.lines.clear();
-    for (auto l : c.getLines()) out.lines.push_back({str(l.getSku()), l.getQty()});
+    for (auto l : c.getLines()) out.lines.push_back({str(l.getSku()), l.getQty(), l.getPriceCents()});
+    out.taken_by = str(c.getTakenBy());
+    out.taken.clear();
+    for (auto l : c.getTaken()) out.taken.push_back({str(l.getSku()), l.getQty(), l.getPriceCents()});
     return true;
   } catch (const kj::Exception&) {
     return false;

@@ -77,6 +77,7 @@ void write(wire::HoldResult::Builder out, const hold_result& in) {
       out.setLimitReached(in.available);
       if (!in.message.empty()) out.setDetail(in.message);
       return;
+    case code::unknown_order:
     case code::invalid:
     case code::sku_exists:
     case code::insufficient:
@@ -256,17 +257,23 @@ void write(wire::CartOp::Builder out, const cart_op& in) {
   out.setUser(in.user);
   out.setSku(in.sku);
   out.setQty(in.qty);
+  out.setPriceCents(in.price_cents);
+  out.setVersion(in.version);
+  out.setOrderId(in.order_id);
 }
 
 cart_op read(wire::CartOp::Reader in) {
   cart_op op;
   auto kind = static_cast<uint16_t>(in.getKind());
   // A kind this node does not know is refused by validate(), not taken for a view.
-  op.kind = kind <= static_cast<uint16_t>(cart_op_kind::clear) ? static_cast<cart_op_kind>(kind)
+  op.kind = kind <= static_cast<uint16_t>(cart_op_kind::take) ? static_cast<cart_op_kind>(kind)
                                                                 : static_cast<cart_op_kind>(0xff);
   op.user = str(in.getUser());
   op.sku = str(in.getSku());
   op.qty = in.getQty();
+  op.price_cents = in.getPriceCents();
+  op.version = in.getVersion();
+  op.order_id = str(in.getOrderId());
   return op;
 }
 
@@ -277,11 +284,16 @@ void write(wire::CartResult::Builder out, const cart_result& in) {
       c.setUser(in.cart.user);
       c.setVersion(in.cart.version);
       c.setUpdatedMs(in.cart.updated_ms);
-      auto lines = c.initLines(static_cast<unsigned>(in.cart.lines.size()));
-      for (unsigned i = 0; i < lines.size(); ++i) {
-        lines[i].setSku(in.cart.lines[i].sku);
-        lines[i].setQty(in.cart.lines[i].qty);
-      }
+      auto put = [](auto list, const std::vector<cart_line>& from) {
+        for (unsigned i = 0; i < list.size(); ++i) {
+          list[i].setSku(from[i].sku);
+          list[i].setQty(from[i].qty);
+          list[i].setPriceCents(from[i].price_cents);
+        }
+      };
+      put(c.initLines(static_cast<unsigned>(in.cart.lines.size())), in.cart.lines);
+      c.setTakenBy(in.cart.taken_by);
+      put(c.initTaken(static_cast<unsigned>(in.cart.taken.size())), in.cart.taken);
       return;
     }
     case code::unavailable: out.setUnavailable(in.message); return;
@@ -301,7 +313,9 @@ cart_result read(wire::CartResult::Reader in) {
       r.cart.user = str(c.getUser());
       r.cart.version = c.getVersion();
       r.cart.updated_ms = c.getUpdatedMs();
-      for (auto l : c.getLines()) r.cart.lines.push_back({str(l.getSku()), l.getQty()});
+      for (auto l : c.getLines()) r.cart.lines.push_back({str(l.getSku()), l.getQty(), l.getPriceCents()});
+      r.cart.taken_by = str(c.getTakenBy());
+      for (auto l : c.getTaken()) r.cart.taken.push_back({str(l.getSku()), l.getQty(), l.getPriceCents()});
       break;
     }
     case wire::CartResult::INVALID: r.status = code::invalid; r.message = str(in.getInvalid()); break;

@@ -183,6 +183,10 @@ std::string validate(const sku_op& op, const request_limits& limits) {
       if (op.amount < 0 || op.amount > on_hand_max)
         return "on_hand must be within 0.." + std::to_string(on_hand_max);
       return {};
+    case sku_op_kind::set_price:
+      if (op.price_cents < 0 || op.price_cents > limits.price_cents_max)
+        return "price must be within 0.." + std::to_string(limits.price_cents_max) + " cents";
+      return {};
     case sku_op_kind::query:
       return {};
   }
@@ -203,6 +207,9 @@ std::string validate(const cart_op& op, const request_limits& limits) {
       return {};
     case cart_op_kind::view:
     case cart_op_kind::clear:
+      return {};
+    case cart_op_kind::take:
+      if (op.order_id.empty() || op.order_id.size() > 128) return "take needs the order id";
       return {};
   }
   return "unknown cart operation";

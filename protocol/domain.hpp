@@ -88,30 +88,34 @@ struct hold_op {
   std::string user;  // reserve: who buys (required by an SKU with a per-user limit)
 };
 
-enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust };
+enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust, set_price };
 
 struct sku_op {
   sku_op_kind kind = sku_op_kind::query;
   std::string sku;
   int64_t amount = 0;       // stock (create), qty (restock), on_hand (adjust)
-  int64_t price_cents = 0;  // create only
+  int64_t price_cents = 0;  // create, set_price
   std::string title;        // create only
   int64_t limit_per_user = 0;  // create only; 0: none
 };
 
 // Carts, one per user id, owned by the user's node.
-enum class cart_op_kind : uint8_t { view = 0, add, remove, set, clear };
+enum class cart_op_kind : uint8_t { view = 0, add, remove, set, clear, take };
 
 struct cart_op {
   cart_op_kind kind = cart_op_kind::view;
   std::string user;
   std::string sku;  // add, remove, set
   int64_t qty = 0;  // add (> 0), set (>= 0; 0 removes the line)
+  int64_t price_cents = 0;  // add, set: the SKU's price now (the member that checked it sets it)
+  uint64_t version = 0;     // take: the cart as it was read
+  std::string order_id;     // take: the order the lines go to
 };
 
 struct cart_line {
   std::string sku;
   int64_t qty = 0;
+  int64_t price_cents = 0;  // the SKU's price when the line was added or last set
 };
 
 struct cart_info {
@@ -119,6 +123,8 @@ struct cart_info {
   std::vector<cart_line> lines;  // in the order they were added
   uint64_t version = 0;          // counts the cart's changes
   int64_t updated_ms = 0;        // wall clock of the last change; 0: never changed
+  std::string taken_by;          // the last checkout's order id
+  std::vector<cart_line> taken;  // the lines it took
 };
 
 struct cart_result {
@@ -214,15 +220,15 @@ typename Inspector::result_type inspect(Inspector& f, sku_page& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_op& x) {
-  return f(x.kind, x.user, x.sku, x.qty);
+  return f(x.kind, x.user, x.sku, x.qty, x.price_cents, x.version, x.order_id);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_line& x) {
-  return f(x.sku, x.qty);
+  return f(x.sku, x.qty, x.price_cents);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_info& x) {
-  return f(x.user, x.lines, x.version, x.updated_ms);
+  return f(x.user, x.lines, x.version, x.updated_ms, x.taken_by, x.taken);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cart_result& x) {

@@ -134,6 +134,8 @@ interface Inventory {
   # Orders, by id, on their owner: show, cancel, ship, deliver, shippingFailed; and
   # place (from the member that took a checkout).
   orderOps @22 (ops :List(OrderOp)) -> (results :List(OrderResult), refused :Text);
+  # A new price for an SKU; carts holding the old one see `price_changed` at checkout.
+  setPrice @23 (sku :Text, priceCents :Int64) -> (result :SkuResult);
 }
 
 enum OrderOpKind {
@@ -194,7 +196,8 @@ struct CheckoutLine {
   qty @1 :Int64;
   priceCents @2 :Int64;        # now
   available @3 :Int64;         # now
-  problem @4 :Text;            # empty, "sold_out", "unknown_sku"
+  problem @4 :Text;            # empty, "sold_out", "unknown_sku", "price_changed"
+  cartPriceCents @5 :Int64;    # the price the cart holds for the line
 }
 
 struct CheckoutResult {
@@ -214,6 +217,7 @@ enum CartOpKind {
   remove @2;     # the SKU's line
   set @3;        # the line's qty (0 removes it)
   clear @4;      # every line
+  take @5;       # checkout: every line goes to `orderId` if the cart is still at `version`
 }
 
 struct CartOp {
@@ -221,11 +225,15 @@ struct CartOp {
   user @1 :Text;
   sku @2 :Text;
   qty @3 :Int64;
+  priceCents @4 :Int64;       # set by the member that checked the SKU (a client's is ignored)
+  version @5 :UInt64;         # take
+  orderId @6 :Text;           # take
 }
 
 struct CartLine {
   sku @0 :Text;
   qty @1 :Int64;
+  priceCents @2 :Int64;       # the price when the line was added or last set
 }
 
 struct CartInfo {
@@ -233,6 +241,8 @@ struct CartInfo {
   lines @1 :List(CartLine);   # in the order they were added
   version @2 :UInt64;         # counts the cart's changes
   updatedMs @3 :Int64;        # wall-clock time of the last change (0: never changed)
+  takenBy @4 :Text;           # the last checkout's order
+  taken @5 :List(CartLine);   # the lines it took
 }
 
 struct CartResult {

@@ -79,11 +79,14 @@ struct StoredCart {
   lines @0 :List(StoredCartLine);
   version @1 :UInt64;
   updatedMs @2 :Int64;
+  takenBy @3 :Text;
+  taken @4 :List(StoredCartLine);
 }
 
 struct StoredCartLine {
   sku @0 :Text;
   qty @1 :Int64;
+  priceCents @2 :Int64;
 }
 
 # An order: the value of its entity record (space order, key the order id): the saga's

@@ -810,5 +810,46 @@ TEST_F(cluster_test, a_checkout_becomes_an_order_that_ends_captured_or_cancelled
   EXPECT_EQ(s.sku.reserved, 0);
 }
 
+
+// Found by the adversarial pass: concurrent checkouts of one cart with different keys
+// placed an order each. Now one cart makes one order, whichever member takes the calls;
+// and a price changed since the line was added is reported, never charged silently.
+TEST_F(cluster_test, one_cart_makes_one_order_and_a_changed_price_is_reported) {
+  start();
+  ASSERT_EQ(on(1, [](blocking_client& c) { return c.create_sku("one", 100, 500); }).status, code::ok);
+  auto cli = [&](uint32_t via, std::vector<std::string> args) {
+    std::vector<std::string> argv{HOLDFAST_BINARY, "--json", "--node", nodes_->address(via)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+  ASSERT_EQ(cli(1, {"cart", "add", "ann", "one", "3"}).status, 0);
+  std::vector<std::thread> racers;
+  std::atomic<int> placed{0};
+  for (int i = 0; i < 9; ++i)
+    racers.emplace_back([&, i] {
+      auto r = cli(static_cast<uint32_t>(i % 3 + 1),
+                   {"checkout", "ann", "--card", "tok_visa", "--key", "race-" + std::to_string(i), "--wait", "20"});
+      if (r.status == 0) ++placed;
+    });
+  for (auto& t : racers) t.join();
+  EXPECT_EQ(placed.load(), 1) << "one cart, one order";
+  ASSERT_TRUE(wait_until([&] { return on(1, [](blocking_client& c) { return c.query_sku("one"); }).sku.reserved == 0; }, 20s));
+  EXPECT_EQ(on(1, [](blocking_client& c) { return c.query_sku("one"); }).sku.sold, 3);
+
+  ASSERT_EQ(cli(2, {"cart", "add", "bob", "one", "1"}).status, 0);
+  ASSERT_EQ(cli(3, {"sku", "price", "one", "--price", "650"}).status, 0);
+  auto changed = cli(1, {"checkout", "bob", "--card", "tok_visa", "--key", "b1"});
+  EXPECT_EQ(changed.status, 1) << changed.output;
+  auto j = nlohmann::json::parse(changed.output);
+  EXPECT_EQ(j["status"], "changed");
+  EXPECT_EQ(j["lines"][0]["problem"], "price_changed");
+  EXPECT_EQ(j["lines"][0]["price"], 650);
+  EXPECT_EQ(j["lines"][0]["cart_price"], 500);
+  ASSERT_EQ(cli(2, {"cart", "set", "bob", "one", "1"}).status, 0) << "the user sees the new price";
+  auto ok = cli(1, {"checkout", "bob", "--card", "tok_visa", "--key", "b1", "--wait", "20"});
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  EXPECT_EQ(nlohmann::json::parse(ok.output)["total"], 650);
+}
+
 }  // namespace
 }  // namespace holdfast

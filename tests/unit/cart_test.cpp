@@ -6,12 +6,12 @@ namespace holdfast::testing {
 namespace {
 
 cart_op add(const std::string& user, const std::string& sku, int64_t qty) {
-  return {cart_op_kind::add, user, sku, qty};
+  return {cart_op_kind::add, user, sku, qty, 0, 0, {}};
 }
 cart_op set(const std::string& user, const std::string& sku, int64_t qty) {
-  return {cart_op_kind::set, user, sku, qty};
+  return {cart_op_kind::set, user, sku, qty, 0, 0, {}};
 }
-cart_op view(const std::string& user) { return {cart_op_kind::view, user, {}, 0}; }
+cart_op view(const std::string& user) { return {cart_op_kind::view, user, {}, 0, 0, 0, {}}; }
 
 std::string lines(const cart_info& c) {
   std::string out;
@@ -36,9 +36,9 @@ TEST(cart_book, lines_keep_their_order_and_every_change_counts) {
   book.apply(set("ann", "tee", 0), 15, changed);
   EXPECT_TRUE(changed);
   EXPECT_EQ(lines(book.cart()), "mugx1");
-  book.apply({cart_op_kind::remove, "ann", "nothing", 0}, 16, changed);
+  book.apply({cart_op_kind::remove, "ann", "nothing", 0, 0, 0, {}}, 16, changed);
   EXPECT_FALSE(changed);
-  book.apply({cart_op_kind::clear, "ann", {}, 0}, 17, changed);
+  book.apply({cart_op_kind::clear, "ann", {}, 0, 0, 0, {}}, 17, changed);
   EXPECT_TRUE(changed);
   EXPECT_TRUE(book.cart().lines.empty());
   // Bounded: the line past the maximum is refused, and changes nothing.
@@ -53,6 +53,34 @@ TEST(cart_book, lines_keep_their_order_and_every_change_counts) {
   EXPECT_FALSE(changed);
 }
 
+// Found by the adversarial pass: concurrent checkouts with different keys each placed
+// an order from one cart. A checkout takes the lines it read, once.
+TEST(cart_book, a_checkout_takes_the_lines_it_read_once_and_the_same_order_again) {
+  cart_book book("ann");
+  bool changed = false;
+  book.apply(add("ann", "tee", 2), 10, changed);
+  auto read = book.apply(view("ann"), 11, changed).cart;
+  auto take = [&](const std::string& order, uint64_t version) {
+    return book.apply({cart_op_kind::take, "ann", {}, 0, 0, version, order}, 12, changed);
+  };
+  auto first = take("o-1", read.version);
+  ASSERT_EQ(first.status, code::ok) << first.message;
+  EXPECT_TRUE(changed);
+  EXPECT_TRUE(first.cart.lines.empty());
+  EXPECT_EQ(lines(cart_info{"ann", first.cart.taken, 0, 0, {}, {}}), "teex2");
+  EXPECT_EQ(take("o-2", read.version).status, code::wrong_state) << "another checkout of the same cart";
+  auto again = take("o-1", read.version);
+  EXPECT_EQ(again.status, code::ok) << "the same checkout again: the same lines";
+  EXPECT_EQ(again.cart.taken_by, "o-1");
+  // A line added after the read: the cart is not taken as it was read.
+  cart_book other("bob");
+  other.apply(add("bob", "tee", 1), 10, changed);
+  auto seen = other.apply(view("bob"), 11, changed).cart.version;
+  other.apply(add("bob", "mug", 1), 12, changed);
+  EXPECT_EQ(other.apply({cart_op_kind::take, "bob", {}, 0, 0, seen, "o-3"}, 13, changed).status, code::wrong_state);
+  EXPECT_EQ(lines(other.cart()), "teex1 mugx1") << "nothing lost";
+}
+
 TEST(cart_op, bad_operations_are_refused_with_a_reason) {
   request_limits limits;
   EXPECT_EQ(validate(add("ann", "tee", 1), limits), "");
@@ -64,7 +92,7 @@ TEST(cart_op, bad_operations_are_refused_with_a_reason) {
   EXPECT_EQ(validate(set("ann", "tee", 0), limits), "");
   EXPECT_NE(validate(set("ann", "tee", -1), limits), "");
   EXPECT_NE(validate(add("a\xff", "tee", 1), limits), "");
-  cart_op unknown{static_cast<cart_op_kind>(0xff), "ann", "tee", 1};
+  cart_op unknown{static_cast<cart_op_kind>(0xff), "ann", "tee", 1, 0, 0, {}};
   EXPECT_NE(validate(unknown, limits), "");
 }
 
@@ -100,7 +128,7 @@ TEST_F(cart_test, a_cart_survives_crashes_snapshots_and_idle_stops) {
   advance_ms(2'000);
   EXPECT_EQ(cart_actors(), 0);
   EXPECT_EQ(lines(carts({view("ann")}).at(0).cart), "teex5 mugx1");
-  ASSERT_EQ(carts({{cart_op_kind::clear, "ann", {}, 0}}).at(0).status, code::ok);
+  ASSERT_EQ(carts({{cart_op_kind::clear, "ann", {}, 0, 0, 0, {}}}).at(0).status, code::ok);
   restart();
   EXPECT_TRUE(carts({view("ann")}).at(0).cart.lines.empty());
   EXPECT_TRUE(carts({view("nobody")}).at(0).cart.lines.empty()) << "a new user has an empty cart";

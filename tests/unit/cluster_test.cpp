@@ -330,7 +330,8 @@ struct router_fixture : ::testing::Test {
                       std::vector<cart_result> out;
                       for (auto& op : ops) out.push_back(fake_transport::cart_answer(1, op));
                       return out;
-                    }};
+                    },
+                    nullptr};
   router r{placement({1, 2, 3}), 1, net, local};
 };
 
@@ -448,7 +449,7 @@ TEST(cluster_file, the_example_file_parses) {
 // only its users' operations.
 TEST_F(router_fixture, cart_operations_go_to_each_users_owner) {
   std::vector<cart_op> ops;
-  for (auto& k : keys(60)) ops.push_back(cart_op{cart_op_kind::add, "user-" + k, "sku", 1});
+  for (auto& k : keys(60)) ops.push_back(cart_op{cart_op_kind::add, "user-" + k, "sku", 1, 0, 0, {}});
   placement p({1, 2, 3});
   auto rs = r.carts(ops).wait(wait);
   ASSERT_EQ(rs.size(), ops.size());

@@ -355,6 +355,22 @@ TEST_F(order_saga_test, a_payment_event_settles_a_step_whose_reply_was_lost) {
   EXPECT_EQ(gateway_->core().captures("o14"), 1u);
 }
 
+// Found by the adversarial pass on checkout: a total past int64 wrapped to a few cents;
+// a free order (price 0) was refused by the gateway and cancelled.
+TEST_F(order_saga_test, an_overflowing_total_is_refused_and_a_free_order_needs_no_payment) {
+  stock("gold", 10);
+  make_gateway();
+  auto huge = place("o20", {{"gold", int64_t{1} << 29, int64_t{1} << 35}, {"gold", 1, 100}});
+  EXPECT_TRUE(huge.terminal());
+  EXPECT_EQ(huge.record().state, order_state::cancelled);
+  EXPECT_NE(huge.record().reason.find("overflow"), std::string::npos);
+  auto free_order = place("o21", {{"gold", 2, 0}});
+  EXPECT_EQ(run(free_order), "RC");
+  EXPECT_EQ(free_order.record().state, order_state::captured);
+  EXPECT_EQ(sku("gold").sold, 2);
+  EXPECT_TRUE(gateway_->core().ledger().empty());
+}
+
 // Found by an adversarial review of the saga (each failed before its fix; P10, a
 // resume from a record older than several of its effects, cannot happen: a record is
 // written before its command is sent, so only the last command can be repeated).
