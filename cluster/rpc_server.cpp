@@ -728,10 +728,17 @@ public:
     };
     if (auto why = validate(cart_op{cart_op_kind::view, user, {}, 0, 0, 0, {}}, options_.limits); !why.empty())
       return refuse(why);
-    if (card.empty() || card.size() > card_bytes_max || !valid_utf8(card))
-      return refuse("a card token of 1.." + std::to_string(card_bytes_max) + " bytes is required");
-    if (key.empty() || key.size() > 255 || !valid_utf8(key))
-      return refuse("an idempotency key of 1..255 bytes is required");
+    auto printable = [](const std::string& s) {
+      return std::none_of(s.begin(), s.end(), [](char ch) {
+        auto c = static_cast<unsigned char>(ch);
+        return c < 0x21 || c == 0x7f;
+      });
+    };
+    if (card.empty() || card.size() > card_bytes_max || !valid_utf8(card) || !printable(card))
+      return refuse("a card token of 1.." + std::to_string(card_bytes_max) +
+                    " bytes, without whitespace or control characters, is required");
+    if (key.empty() || key.size() > 255 || !valid_utf8(key) || !printable(key))
+      return refuse("an idempotency key of 1..255 bytes, without whitespace or control characters, is required");
     auto admitted = admit(1);
     node_.calls_total += 1;
     return checkout(std::move(user), std::move(card), std::move(key))

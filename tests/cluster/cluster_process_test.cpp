@@ -771,6 +771,15 @@ TEST_F(cluster_test, a_checkout_becomes_an_order_that_ends_captured_or_cancelled
   EXPECT_EQ(late.status, 1) << late.output;
   EXPECT_NE(late.output.find("\"status\":\"wrong_state\""), std::string::npos) << late.output;
   EXPECT_EQ(cli(2, {"order", "show", "o-nope"}).status, 1);
+  // Bad input is refused and changes nothing (the node serves on).
+  for (auto bad : std::vector<std::vector<std::string>>{{"checkout", "ann", "--card", "tok\tvisa", "--key", "x"},
+                                                        {"checkout", "ann", "--card", "tok_visa", "--key", "a b"},
+                                                        {"checkout", "", "--card", "tok_visa", "--key", "x"},
+                                                        {"checkout", "ann", "--card", "tok_visa", "--key", std::string(256, 'k')}}) {
+    auto r = cli(2, bad);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("\"status\":\"invalid\""), std::string::npos) << r.output;
+  }
 
   // A declined card: every hold released, the order cancelled with the reason.
   ASSERT_EQ(cli(2, {"cart", "add", "bob", skus[0], "3"}).status, 0);
