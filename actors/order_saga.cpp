@@ -508,8 +508,12 @@ bool order_saga::on_payment_event(const payment_intent& in, int64_t now_ms) {
 
 std::string order_saga::cancel(int64_t now_ms) {
   if (r_.state == order_state::cancelled || (!forward(r_.phase) && r_.cancel_requested)) return {};
-  if (r_.phase == saga_phase::capture || r_.state >= order_state::confirmed)
-    return std::string("order is ") + to_string(r_.state) + " and its payment is being captured or was";
+  if (r_.state == order_state::refunded) return "order is refunded";
+  if (r_.phase == saga_phase::capture || r_.state == order_state::confirmed)
+    return "order is confirmed and its payment is being captured: too late to cancel";
+  if (r_.state >= order_state::captured)
+    return std::string("order is ") + to_string(r_.state) +
+           ": its payment was captured (a shipping failure refunds it)";
   if (!forward(r_.phase)) return {};  // already ending: a cancel asks for nothing more
   r_.cancel_requested = true;
   r_.updated_ms = now_ms;
