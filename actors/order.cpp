@@ -189,7 +189,6 @@ void step(self_ptr self) {
   auto me = caf::actor_cast<caf::actor>(self);
   switch (cmd.what) {
     case saga_command::kind::none:
-    case saga_command::kind::restock:
       return;
     case saga_command::kind::wait:
       ++st.token;

@@ -43,8 +43,6 @@ struct order_op {
   std::string card;    // place
   std::vector<order_line> lines;  // place
 };
-constexpr size_t order_id_bytes_max = 128;
-constexpr size_t card_bytes_max = 64;
 // Empty when well-formed, else why not.
 std::string validate(const order_op& op, const request_limits& limits);
 

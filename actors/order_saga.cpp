@@ -367,10 +367,6 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
   return true;
 }
 
-bool order_saga::on_restocks(const std::vector<sku_op>&, const std::vector<sku_result>&, int64_t) {
-  return false;  // restocks go by hold (return_hold): nothing is sent as an SKU operation
-}
-
 bool order_saga::on_payment(const payment_request& sent, const payment_reply& reply, int64_t now_ms) {
   using outcome = payment_reply::outcome;
   const auto& in = reply.intent;

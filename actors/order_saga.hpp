@@ -95,9 +95,8 @@ typename Inspector::result_type inspect(Inspector& f, order_record& x) {
 
 // What the order actor must do now.
 struct saga_command {
-  enum class kind : uint8_t { none = 0, holds, restock, payment, wait } what = kind::none;
+  enum class kind : uint8_t { none = 0, holds, payment, wait } what = kind::none;
   std::vector<hold_op> holds;      // holds: one kind, the lines still without an answer
-  std::vector<sku_op> restocks;    // restock: the sold lines to give back
   payment_request payment;
   int64_t wait_until_ms = 0;       // wait: retry then
 };
@@ -115,7 +114,6 @@ public:
   // Answers to the command next() gave. True when the record changed: persist it
   // before asking next() again.
   bool on_holds(const std::vector<hold_op>& sent, const std::vector<hold_result>& answers, int64_t now_ms);
-  bool on_restocks(const std::vector<sku_op>& sent, const std::vector<sku_result>& answers, int64_t now_ms);
   bool on_payment(const payment_request& sent, const payment_reply& reply, int64_t now_ms);
   // A verified webhook about this order's payment: finality. True when it changed the record.
   bool on_payment_event(const payment_intent& intent, int64_t now_ms);

@@ -737,8 +737,9 @@ public:
     if (card.empty() || card.size() > card_bytes_max || !valid_utf8(card) || !printable(card))
       return refuse("a card token of 1.." + std::to_string(card_bytes_max) +
                     " bytes, without whitespace or control characters, is required");
-    if (key.empty() || key.size() > 255 || !valid_utf8(key) || !printable(key))
-      return refuse("an idempotency key of 1..255 bytes, without whitespace or control characters, is required");
+    if (key.empty() || key.size() > idempotency_key_bytes_max || !valid_utf8(key) || !printable(key))
+      return refuse("an idempotency key of 1.." + std::to_string(idempotency_key_bytes_max) +
+                    " bytes, without whitespace or control characters, is required");
     auto admitted = admit(1);
     node_.calls_total += 1;
     return checkout(std::move(user), std::move(card), std::move(key))

@@ -39,7 +39,6 @@ const char* to_string(payment_reply::outcome o) {
 
 namespace {
 
-constexpr size_t key_bytes_max = 255;
 
 payment_reply refused(std::string why) {
   payment_reply r;
@@ -67,8 +66,8 @@ gateway::begun gateway::begin(const payment_request& r, int64_t now_ms) {
     return b;
   };
   if (r.idempotency_key.empty()) return refuse(admission::invalid, "an idempotency key is required");
-  if (r.idempotency_key.size() > key_bytes_max)
-    return refuse(admission::invalid, "idempotency key longer than " + std::to_string(key_bytes_max) + " bytes");
+  if (r.idempotency_key.size() > idempotency_key_bytes_max)
+    return refuse(admission::invalid, "idempotency key longer than " + std::to_string(idempotency_key_bytes_max) + " bytes");
   if (r.op == payment_op::lookup) return b;  // a read: nothing to claim
   auto fp = fingerprint(r);
   auto it = keys_.find(r.idempotency_key);
@@ -220,8 +219,6 @@ std::vector<webhook_delivery> gateway::due(int64_t now_ms, size_t max) {
   }
   return out;
 }
-
-void gateway::delivered(const webhook_delivery&) {}
 
 void gateway::failed(webhook_delivery d, int64_t now_ms) {
   if (d.attempts >= options_.webhook_attempts_max) {

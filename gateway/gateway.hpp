@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "actors/payment_provider.hpp"
+#include "protocol/domain.hpp"
 
 namespace holdfast {
 
@@ -86,10 +87,9 @@ public:
   // set when the seeded fault says the caller never hears the answer.
   payment_reply handle(const payment_request& request, int64_t now_ms, bool* lost = nullptr);
 
-  // Webhook events due at `now_ms` (at most `max`), taken off the queue: the caller
-  // reports each back with delivered() or failed().
+  // Webhook events due at `now_ms` (at most `max`), taken off the queue: one the
+  // receiver did not take is handed back with failed() and retried.
   std::vector<webhook_delivery> due(int64_t now_ms, size_t max = 64);
-  void delivered(const webhook_delivery& d);
   void failed(webhook_delivery d, int64_t now_ms);
   // When the next event is due (0: none queued).
   int64_t next_due_ms() const;

@@ -25,7 +25,7 @@ public:
   struct signed_webhook {
     std::string signature;  // the Holdfast-Signature header's value
     std::string body;
-    webhook_delivery delivery;  // report it back through core().delivered() / failed()
+    webhook_delivery delivery;  // one not taken goes back through core().failed()
   };
   std::vector<signed_webhook> webhooks_due(size_t max = 64);
   gateway& core() { return core_; }

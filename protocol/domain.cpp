@@ -209,7 +209,7 @@ std::string validate(const cart_op& op, const request_limits& limits) {
     case cart_op_kind::clear:
       return {};
     case cart_op_kind::take:
-      if (op.order_id.empty() || op.order_id.size() > 128) return "take needs the order id";
+      if (op.order_id.empty() || op.order_id.size() > order_id_bytes_max) return "take needs the order id";
       return {};
   }
   return "unknown cart operation";

@@ -159,6 +159,9 @@ constexpr int64_t on_hand_max = 1'000'000'000;
 constexpr size_t title_bytes_max = 256;
 constexpr size_t user_bytes_max = 256;
 constexpr size_t cart_lines_max = 100;  // lines one cart holds at most
+constexpr size_t order_id_bytes_max = 128;
+constexpr size_t card_bytes_max = 64;
+constexpr size_t idempotency_key_bytes_max = 255;  // a checkout's, a payment's
 constexpr uint32_t sku_list_limit_default = 100;
 constexpr uint32_t sku_list_limit_max = 1'000;
 

@@ -168,7 +168,6 @@ TEST(gateway, webhooks_arrive_at_least_once_late_duplicated_and_reordered) {
         continue;
       }
       if (seen[d.event.id]++ == 0) order.push_back(d.event.id);
-      g.delivered(d);
     }
   }
   EXPECT_EQ(seen.size(), 100u) << "every event arrived";

@@ -18,12 +18,8 @@ struct test_clock : wall_clock {
 class order_saga_test : public ::testing::Test {
 protected:
   void SetUp() override {
-    storage_options options;
-    options.path = dir_.path() + "/data";
-    options.map_size_bytes = size_t{64} << 20;
-    std::string error;
-    env_ = storage::open(options, error);
-    ASSERT_TRUE(env_) << error;
+    env_ = open_test_storage(dir_.path());
+    ASSERT_TRUE(env_);
   }
 
   void stock(const std::string& sku, int64_t units, int64_t limit_per_user = 0) {

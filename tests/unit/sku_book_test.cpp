@@ -12,12 +12,8 @@ namespace {
 class sku_book_test : public ::testing::Test {
 protected:
   void SetUp() override {
-    storage_options options;
-    options.path = dir_.path() + "/data";
-    options.map_size_bytes = size_t{64} << 20;
-    std::string error;
-    env_ = storage::open(options, error);
-    ASSERT_TRUE(env_) << error;
+    env_ = open_test_storage(dir_.path());
+    ASSERT_TRUE(env_);
   }
 
   sku_change change() { return sku_change(++seq_, now_, env_.get()); }

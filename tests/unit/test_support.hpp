@@ -69,6 +69,17 @@ private:
   caf::actor_clock::time_point start_;
 };
 
+// An empty storage in `dir` (64 MiB map), for tests that drive books directly.
+inline std::unique_ptr<storage> open_test_storage(const std::string& dir) {
+  storage_options options;
+  options.path = dir + "/data";
+  options.map_size_bytes = size_t{64} << 20;
+  std::string error;
+  auto env = storage::open(options, error);
+  EXPECT_TRUE(env) << error;
+  return env;
+}
+
 struct node_config {
   storage_options storage;
   directory_config directory;
