@@ -7,6 +7,8 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "protocol/codec.hpp"
@@ -25,6 +27,7 @@ capnp::Data::Reader data_of(const std::vector<uint8_t>& v) { return capnp::Data:
 std::string encode_order(const order_record& r) {
   capnp::MallocMessageBuilder message(static_cast<unsigned>(64 + r.lines.size() * 8));
   auto b = message.initRoot<stored::StoredOrder>();
+  b.setOrderId(r.order_id);
   b.setUser(r.user);
   b.setCard(r.card);
   auto lines = b.initLines(static_cast<unsigned>(r.lines.size()));
@@ -68,7 +71,7 @@ bool decode_order(const std::string& order_id, const std::string& value, order_r
     capnp::FlatArrayMessageReader reader(copy);
     auto b = reader.getRoot<stored::StoredOrder>();
     out = order_record{};
-    out.order_id = order_id;
+    out.order_id = order_id.empty() ? codec::str(b.getOrderId()) : order_id;
     out.user = codec::str(b.getUser());
     out.card = codec::str(b.getCard());
     for (auto l : b.getLines()) out.lines.push_back({codec::str(l.getSku()), l.getQty(), l.getPriceCents()});
@@ -106,11 +109,63 @@ bool decode_order(const std::string& order_id, const std::string& value, order_r
   }
 }
 
+std::string order_event_key(uint64_t seq) {
+  char key[17];
+  std::snprintf(key, sizeof key, "%016llx", static_cast<unsigned long long>(seq));
+  return key;
+}
+
+uint64_t last_order_event(const storage& env) {
+  // Events are numbered without holes from the oldest kept: the largest k with an event
+  // at or after it, by doubling and then halving (a few dozen point reads).
+  auto any_from = [&](uint64_t k) {
+    bool any = false;
+    env.scan_records_from(record_space::order_event, order_event_key(k), 1, [&](const entity_record&) { any = true; });
+    return any;
+  };
+  if (!any_from(1)) return 0;
+  uint64_t lo = 1, hi = 2;
+  while (any_from(hi)) lo = hi, hi *= 2;
+  while (hi - lo > 1) {
+    auto mid = lo + (hi - lo) / 2;
+    (any_from(mid) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+order_event_page read_order_events(const storage& env, const order_event_log& log, uint64_t from, size_t limit,
+                                   int64_t now_ms, int64_t gap_wait_ms) {
+  order_event_page page;
+  from = std::max<uint64_t>(from, 1);
+  page.next = from;
+  auto next = log.next.load();
+  uint64_t oldest = next > log.retention ? next - log.retention : 1;
+  bool stopped = false;
+  auto st = env.scan_records_from(record_space::order_event, order_event_key(from), limit, [&](const entity_record& e) {
+    if (stopped) return;
+    order_event ev;
+    ev.seq = std::strtoull(e.key.c_str(), nullptr, 16);
+    if (!decode_order({}, e.value, ev.order)) return;
+    if (ev.seq != page.next && page.next >= oldest && ev.order.updated_ms > now_ms - gap_wait_ms) {
+      stopped = true;  // the write of page.next may still land
+      return;
+    }
+    page.next = ev.seq + 1;
+    page.events.push_back(std::move(ev));
+  });
+  if (st != store_status::ok) page.error = std::string("storage: ") + to_string(st);
+  return page;
+}
+
 std::string validate(const order_op& op, const request_limits& limits) {
   if (op.order_id.empty() || op.order_id.size() > order_id_bytes_max || !valid_utf8(op.order_id))
     return "an order id of 1.." + std::to_string(order_id_bytes_max) + " bytes of UTF-8 is required";
-  if (op.kind > order_op_kind::place) return "unknown order operation";
+  if (op.kind > order_op_kind::payment_event) return "unknown order operation";
   if (op.detail.size() > 1024 || !valid_utf8(op.detail)) return "detail: at most 1024 bytes of UTF-8";
+  if (op.webhook_body.size() > webhook_body_bytes_max || op.webhook_signature.size() > 1024)
+    return "a payment event of at most " + std::to_string(webhook_body_bytes_max) + " bytes is required";
+  if (op.kind == order_op_kind::payment_event && (op.webhook_body.empty() || op.webhook_signature.empty()))
+    return "a payment event needs its body and its signature";
   if (op.kind != order_op_kind::place) return {};
   if (op.user.empty() || op.user.size() > user_bytes_max || !valid_utf8(op.user)) return "a user is required";
   if (op.card.empty() || op.card.size() > card_bytes_max || !valid_utf8(op.card))
@@ -146,7 +201,24 @@ void write(self_ptr self) {
   batch.seq = st.next_seq++;
   mutation m;
   m.kind = mutation::put_record;
-  m.record = {record_space::order, st.saga->record().order_id, encode_order(st.saga->record()), false};
+  auto value = encode_order(st.saga->record());
+  // An event per transition: a rewrite of the same version (a write asked for while one
+  // was in flight, with nothing new) adds none.
+  if (auto& events = st.ctx.events; events && st.saga->record().version != st.evented_version) {
+    st.evented_version = st.saga->record().version;
+    auto seq = events->next++;
+    mutation e;
+    e.kind = mutation::put_record;
+    e.record = {record_space::order_event, order_event_key(seq), value, false};
+    batch.mutations.push_back(std::move(e));
+    if (seq > events->retention) {
+      mutation old;
+      old.kind = mutation::put_record;
+      old.record = {record_space::order_event, order_event_key(seq - events->retention), {}, true};
+      batch.mutations.push_back(std::move(old));
+    }
+  }
+  m.record = {record_space::order, st.saga->record().order_id, std::move(value), false};
   batch.mutations.push_back(std::move(m));
   st.written_seq = batch.seq;
   self->send(st.ctx.store, write_atom_v, caf::actor_cast<store_listener>(self), std::move(batch));
@@ -169,6 +241,15 @@ void arm(self_ptr self, int64_t delay_ms) {
                      self->state.token);
 }
 
+void crash_point(const order_state_t& st, const char* suffix) {
+  if (st.ctx.crash_at.empty() || !st.saga) return;
+  if (st.ctx.crash_at != std::string(to_string(st.saga->record().phase)) + suffix) return;
+  std::fprintf(stderr, "holdfast node: --crash-at %s: order %s, dying\n", st.ctx.crash_at.c_str(),
+               st.saga->record().order_id.c_str());
+  std::fflush(stderr);
+  std::_Exit(137);
+}
+
 void step(self_ptr self) {
   auto& st = self->state;
   if (st.saga && st.saga->terminal() && !st.writing && !st.in_flight) {
@@ -186,6 +267,8 @@ void step(self_ptr self) {
   }
   auto cmd = st.saga->next(now);
   st.pending = cmd;
+  if (cmd.what == saga_command::kind::holds || cmd.what == saga_command::kind::payment)
+    crash_point(st, "");
   auto me = caf::actor_cast<caf::actor>(self);
   switch (cmd.what) {
     case saga_command::kind::none:
@@ -223,6 +306,7 @@ template <class Learn>
 void learn(self_ptr self, uint64_t token, Learn f) {
   auto& st = self->state;
   if (token != st.token || !st.in_flight) return;  // stale: a timeout or a restart came first
+  crash_point(st, ":answered");
   st.in_flight = false;
   ++st.token;  // the timeout of this command is void now
   if (f(st.ctx.clock->now_ms())) changed(self);
@@ -258,6 +342,7 @@ std::string load(self_ptr self, const std::string& order_id) {
   if (found != store_status::ok) return std::string("storage: ") + to_string(found);
   order_record r;
   if (!decode_order(order_id, value, r)) return "its record cannot be decoded";
+  st.evented_version = r.version;
   st.saga = std::make_unique<order_saga>(std::move(r), st.ctx.policy);
   st.exists = true;
   return {};
@@ -311,6 +396,19 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
         case order_op_kind::deliver: return after_change(self, st.saga->deliver(now));
         case order_op_kind::shipping_failed:
           return after_change(self, st.saga->shipping_failed(op.detail.empty() ? "no reason given" : op.detail, now));
+        case order_op_kind::payment_event: {
+          // The event settles the step it is the outcome of; a command still in flight
+          // for that step answers to a token that is void by then.
+          if (!st.saga->on_payment_event(op.intent, now)) {
+            if (!st.writing) return current(self);
+            return after_change(self, {});
+          }
+          if (st.in_flight) {
+            st.in_flight = false;
+            ++st.token;
+          }
+          return after_change(self, {});
+        }
         case order_op_kind::place:
           break;  // the directory turns a place into order_place_atom
       }
@@ -383,6 +481,17 @@ namespace {
 
 using directory_ptr = order_directory_actor::stateful_pointer<order_directory_state>;
 
+// Empty when the event is believed (signed, within the tolerance) and about this order;
+// then op.intent holds its payment intent. Else why not.
+std::string verify_payment_event(const order_context& ctx, order_op& op) {
+  if (!ctx.verify_payment_event) return "this node takes no payment events";
+  auto why = ctx.verify_payment_event(op.webhook_body, op.webhook_signature, ctx.clock->now_ms(), op.intent);
+  if (!why.empty()) return "payment event refused: " + why;
+  if (op.intent.order_id != op.order_id)
+    return "payment event refused: it is about order '" + op.intent.order_id + "', not '" + op.order_id + "'";
+  return {};
+}
+
 order_actor actor_for(directory_ptr self, const std::string& id) {
   auto& st = self->state;
   auto it = st.orders.find(id);
@@ -443,6 +552,10 @@ order_directory_actor::behavior_type order_directory_behavior(directory_ptr self
       if (op.kind == order_op_kind::place)
         return forward(self, id, order_place_atom_v,
                        order_saga::place(op.order_id, op.user, op.card, op.lines, self->state.ctx.clock->now_ms()));
+      if (op.kind == order_op_kind::payment_event) {
+        auto why = verify_payment_event(self->state.ctx, op);
+        if (!why.empty()) return order_result{code::invalid, why, {}};
+      }
       return forward(self, id, order_op_atom_v, std::move(op));
     },
     [self](order_ops_atom, std::vector<order_op>& ops) -> caf::result<std::vector<order_result>> {

@@ -11,6 +11,7 @@
 // every order that is not finished when the node starts, and stops finished ones.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -31,10 +32,33 @@ public:
 };
 
 std::string encode_order(const order_record& r);
+
+// Order events, the outbox: every write of an order's record also writes, in the same log
+// batch, an event under this node's next sequence number (entity records of space
+// order_event, key order_event_key(seq), value the order as that write left it). So an
+// event exists exactly when its transition is durable. The oldest are deleted past
+// `retention` events. A consumer reads pages from an offset (read_order_events), at least
+// once, resuming where it stopped.
+struct order_event_log {
+  std::atomic<uint64_t> next{1};
+  uint64_t retention = 1'000'000;
+};
+std::string order_event_key(uint64_t seq);
+// The highest sequence number stored (0: none): where a restarted node goes on.
+uint64_t last_order_event(const storage& env);
+// At most `limit` events from `from` on. Two orders' writes may become durable out of
+// their sequence: the page stops at a missing number (the write before it is still on its
+// way) unless the events after it are older than `gap_wait_ms` (that write failed) or the
+// number is past the retention.
+order_event_page read_order_events(const storage& env, const order_event_log& log, uint64_t from, size_t limit,
+                                   int64_t now_ms, int64_t gap_wait_ms = 5'000);
 bool decode_order(const std::string& order_id, const std::string& value, order_record& out);
 
 // What the user or an operator asks of an order.
-enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed, place };
+// payment_event: a webhook from the payment gateway, as it came (body and signature):
+// whoever passes it on, the order directory verifies the signature before the order
+// sees it, so a forged, altered or replayed event changes nothing.
+enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed, place, payment_event };
 struct order_op {
   order_op_kind kind = order_op_kind::show;
   std::string order_id;
@@ -42,6 +66,9 @@ struct order_op {
   std::string user;    // place
   std::string card;    // place
   std::vector<order_line> lines;  // place
+  std::string webhook_body;       // payment_event
+  std::string webhook_signature;  // payment_event: the Holdfast-Signature header
+  payment_intent intent;          // payment_event, once verified (never from the wire)
 };
 // Empty when well-formed, else why not.
 std::string validate(const order_op& op, const request_limits& limits);
@@ -61,6 +88,18 @@ struct order_context {
   saga_policy policy;
   int64_t step_timeout_ms = 10'000;
   int64_t idle_ms = 60'000;  // a finished order's actor stops after this long unused
+  // Test-only (`holdfast node --crash-at`): the process dies (exit 137, as kill -9 would
+  // leave it) when an order is about to send the command of this saga phase ("reserve",
+  // "authorize", ...), or with "PHASE:answered" when that command's answer arrives,
+  // before the saga learns it. Empty: never.
+  std::string crash_at;
+  std::shared_ptr<order_event_log> events;  // null: no events are written
+  // Checks a payment event's signature and reads its payment intent: empty when it may
+  // be believed, else why not (gateway/webhook.hpp, wired by the node). Unset: payment
+  // events are refused.
+  std::function<std::string(const std::string& body, const std::string& signature, int64_t now_ms,
+                            payment_intent& out)>
+    verify_payment_event;
 };
 
 using order_actor = caf::typed_actor<
@@ -85,6 +124,7 @@ struct order_state_t {
   uint64_t epoch = 0;
   uint64_t next_seq = 1;
   uint64_t written_seq = 0;
+  uint64_t evented_version = UINT64_MAX;  // the record version the last order event carried
   // Callers waiting for the change they asked for to be durable.
   std::deque<std::pair<uint64_t, caf::typed_response_promise<order_result>>> waiting;
   static inline const char* name = "holdfast.order";
@@ -113,7 +153,7 @@ order_directory_actor::behavior_type order_directory_behavior(
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_op& x) {
-  return f(x.kind, x.order_id, x.detail, x.user, x.card, x.lines);
+  return f(x.kind, x.order_id, x.detail, x.user, x.card, x.lines, x.webhook_body, x.webhook_signature, x.intent);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, order_result& x) {

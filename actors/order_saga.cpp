@@ -408,6 +408,9 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
     r_.lookup_pending = true;
     retry_later("the payment provider did not answer: " + reply.error, now_ms);
     return true;
+  } else {
+    // A definite answer (or the webhook standing for it): nothing left to look up.
+    r_.lookup_pending = false;
   }
   switch (r_.phase) {
     case saga_phase::authorize:
@@ -445,7 +448,9 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
         r_.authorized = false;
         compensate({}, now_ms);
       } else if (reply.result == outcome::ok || (!in.id.empty() && in.status != intent_status::authorized)) {
+        // Voided, or nothing to void (declined, already voided): settled either way.
         r_.authorized = false;
+        r_.auth_unsure = false;
         compensate({}, now_ms);
       } else {
         retry_later("void refused: " + reply.error, now_ms);

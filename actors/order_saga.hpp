@@ -145,4 +145,17 @@ private:
   saga_policy policy_;
 };
 
+// An order event (actors/order.hpp, the outbox): the order as one of its transitions
+// left it, under its node's sequence number.
+struct order_event {
+  uint64_t seq = 0;
+  order_record order;
+};
+struct order_event_page {
+  std::vector<order_event> events;
+  uint64_t next = 0;   // the offset to ask from next
+  uint32_t node = 0;   // whose events (0: a single node)
+  std::string error;   // not read: why
+};
+
 }  // namespace holdfast

@@ -2,6 +2,9 @@
 // order show|cancel|ship|deliver|fail-shipping. Any member takes them; a cart lives on
 // its user's owner, an order on its id's.
 #include <nlohmann/json.hpp>
+#include <algorithm>
+#include <sstream>
+#include <map>
 
 #include <chrono>
 #include <iostream>
@@ -48,6 +51,102 @@ json to_json(const order_record& o) {
           {"step", to_string(o.phase)}, {"lines", lines}, {"total", o.total_cents},
           {"intent", o.intent_id}, {"reason", o.reason}, {"last_error", o.last_error},
           {"created_ms", o.created_ms}, {"updated_ms", o.updated_ms}, {"version", o.version}};
+}
+
+// "N" (a single node) or "ID:N,ID:N" (members): where each node's events resume.
+bool parse_cursor(const std::string& text, std::map<uint32_t, uint64_t>& out) {
+  if (text.empty()) return true;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    auto colon = part.find(':');
+    try {
+      size_t used = 0;
+      if (colon == std::string::npos) {
+        out[0] = std::stoull(part, &used);
+        if (used != part.size()) return false;
+        continue;
+      }
+      auto id = std::stoul(part.substr(0, colon), &used);
+      if (used != colon) return false;
+      auto rest = part.substr(colon + 1);
+      out[static_cast<uint32_t>(id)] = std::stoull(rest, &used);
+      if (used != rest.size()) return false;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string cursor_text(const std::map<uint32_t, uint64_t>& cursor) {
+  std::string out;
+  for (auto& [id, next] : cursor) {
+    if (!out.empty()) out += ",";
+    out += id == 0 ? std::to_string(next) : std::to_string(id) + ":" + std::to_string(next);
+  }
+  return out;
+}
+
+// Every member's order events from the cursor on, merged by time within each round;
+// with `follow`, polls for more until interrupted. At least once: a consumer that keeps
+// the cursor printed last resumes without a gap (and may see an event again).
+int order_events(const context& ctx, const std::string& from, uint32_t limit, bool follow) {
+  std::map<uint32_t, uint64_t> cursor;
+  if (!parse_cursor(from, cursor)) return fail(ctx, "invalid", "--from: N, or ID:N,ID:N (as `next` printed it)");
+  std::vector<member_address> members;
+  auto got = with_node(ctx, false, [&](blocking_client& c) {
+    members = c.members();
+    return 0;
+  });
+  if (got != 0) return got;
+  if (members.empty()) members.push_back({0, ctx.node_address});
+  client_options options;
+  options.call_timeout_ms = ctx.timeout_ms;
+  options.tls_ca = ctx.tls_ca;
+  for (;;) {
+    std::vector<std::pair<uint32_t, order_event>> round;
+    bool more = false;
+    for (auto& m : members) {
+      auto& next = cursor[m.id];
+      try {
+        blocking_client c(m.client, options);
+        auto page = c.order_events(std::max<uint64_t>(next, 1), limit);
+        if (!page.error.empty()) {
+          std::cerr << "node " << m.id << ": " << page.error << "\n";
+          continue;
+        }
+        more |= page.events.size() >= limit;
+        for (auto& e : page.events) round.emplace_back(m.id, std::move(e));
+        next = page.next;
+      } catch (const std::exception& e) {
+        std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.what() << "\n";
+      } catch (const kj::Exception& e) {
+        std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.getDescription().cStr() << "\n";
+      }
+    }
+    std::stable_sort(round.begin(), round.end(),
+                     [](auto& a, auto& b) { return a.second.order.updated_ms < b.second.order.updated_ms; });
+    for (auto& [node, e] : round) {
+      auto& o = e.order;
+      if (ctx.as_json) {
+        auto j = to_json(o);
+        j["node"] = node;
+        j["seq"] = e.seq;
+        std::cout << j.dump() << "\n";
+      } else {
+        std::cout << node << ":" << e.seq << "\t" << o.order_id << "\t" << o.user << "\t" << to_string(o.state)
+                  << (o.phase == saga_phase::done ? "" : std::string(" (") + to_string(o.phase) + ")") << "\t"
+                  << o.total_cents << "\n";
+      }
+    }
+    std::cout.flush();
+    if (!follow && !more) break;
+    if (!more) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (ctx.as_json) std::cout << json{{"next", cursor_text(cursor)}}.dump() << "\n";
+  else std::cout << "# next: --from " << cursor_text(cursor) << "\n";
+  return 0;
 }
 
 void print_order(const order_record& o) {
@@ -142,6 +241,17 @@ void add_cart_commands(CLI::App& app, context& ctx) {
   auto* failed = order->add_subcommand("fail-shipping", "shipping failed: units restocked, payment refunded");
   failed->add_option("--reason", o->reason, "why");
   op(failed, order_op_kind::shipping_failed);
+  struct events_arguments {
+    std::string from;
+    uint32_t limit = 500;
+    bool follow = false;
+  };
+  auto ev = std::make_shared<events_arguments>();
+  auto* events = order->add_subcommand("events", "every order transition of every member, from an offset");
+  events->add_option("--from", ev->from, "resume here: `next` as printed last (ID:N,ID:N; N for a single node)");
+  events->add_option("--limit", ev->limit, "events per member per page")->check(CLI::Range(1u, 1000u))->capture_default_str();
+  events->add_flag("--follow", ev->follow, "keep polling for new events (Ctrl-C stops)");
+  events->callback([&ctx, ev] { ctx.action = [&ctx, ev] { return order_events(ctx, ev->from, ev->limit, ev->follow); }; });
 
   auto a = std::make_shared<cart_arguments>();
   auto* cart = app.add_subcommand("cart", "a user's cart: add, remove, set, show, clear");

@@ -38,6 +38,7 @@ void add_restore_command(CLI::App& app, context& ctx);
 void add_cluster_commands(CLI::App& app, context& ctx);
 void add_chaos_command(CLI::App& app, context& ctx);
 void add_cart_commands(CLI::App& app, context& ctx);
+void add_gateway_command(CLI::App& app, context& ctx);
 
 // Connects to --node, runs `call`, returns its exit status. A call that reached the node
 // but lost its connection is not "unreachable": a mutation's outcome is then unknown.

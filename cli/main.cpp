@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   add_cluster_commands(app, ctx);
   add_chaos_command(app, ctx);
   add_cart_commands(app, ctx);
+  add_gateway_command(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,24 @@ void add_node_command(CLI::App& app, context& ctx) {
                   "the in-process simulated gateway declines this share of authorizations")
     ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--payment-seed", node->payment_seed, "the in-process simulated gateway's seed");
+  cmd->add_option("--gateway", node->gateway_url,
+                  "the payment gateway process, http://HOST:PORT (default: the simulated gateway in-process)");
+  cmd->add_option("--payment-timeout-ms", node->payment_timeout_ms,
+                  "a payment call not answered by then is unknown (looked up by its key), ms")
+    ->capture_default_str();
+  cmd->add_option("--http", node->server.http_listen,
+                  "HOST:PORT of the node's HTTP endpoint (payment webhooks); port 0: any");
+  cmd->add_option("--webhook-secret", node->server.webhook_secret,
+                  "payment webhooks must be signed with this secret")
+    ->envname("HOLDFAST_WEBHOOK_SECRET");
+  cmd->add_option("--order-events-retention", node->order_events_retention,
+                  "order events kept (the outbox `order events` reads); older ones are deleted")
+    ->check(CLI::Range(uint64_t{1000}, uint64_t{1'000'000'000}))
+    ->capture_default_str();
+  cmd->add_option("--crash-at", node->crash_at,
+                  "TESTS ONLY: die at a saga step (reserve, authorize, confirm, capture; "
+                  "STEP:answered dies when its answer arrives, before it is written)")
+    ->group("Testing");
   cmd->add_option("--scheduler", node->scheduler, "CAF scheduler policy")
     ->check(CLI::IsMember({"sharing", "stealing"}))
     ->capture_default_str();

@@ -213,7 +213,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     error = "--nodes: expected 1 to 64";
     return false;
   }
-  if (base_port < 0 || base_port + 100 + nodes > 65535) {
+  if (base_port < 0 || base_port + 200 + nodes > 65535) {
     error = "--base-port: the ports would pass 65535";
     return false;
   }
@@ -256,6 +256,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     int peer_port = port(base_port ? base_port + 100 + i - 1 : 0);
     m.client = "127.0.0.1:" + std::to_string(client_port);
     m.peer = "127.0.0.1:" + std::to_string(peer_port);
+    m.http = "127.0.0.1:" + std::to_string(port(base_port ? base_port + 200 + i - 1 : 0));
     m.cert = node_tls_name(id) + ".pem";
     m.key = node_tls_name(id) + ".key";
     cfg.members.push_back(m);

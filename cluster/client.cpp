@@ -270,6 +270,20 @@ kj::Promise<std::vector<member_address>> client::members(std::string* cluster) {
   }));
 }
 
+kj::Promise<order_event_page> client::order_events(uint64_t from, uint32_t limit) {
+  auto req = impl_->inventory.orderEventsRequest();
+  req.setFrom(from);
+  req.setLimit(limit);
+  return impl_->or_timeout(req.send().then([](auto r) {
+    order_event_page page;
+    page.node = r.getNode();
+    page.next = r.getNext();
+    page.error = codec::str(r.getRefused());
+    for (auto e : r.getEvents()) page.events.push_back({e.getSeq(), codec::read(e.getOrder())});
+    return page;
+  }));
+}
+
 kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& peers) {
   auto req = impl_->inventory.faultPartitionRequest();
   auto list = req.initPeers(static_cast<unsigned>(peers.size()));
@@ -773,6 +787,9 @@ sku_result blocking_client::adjust(const std::string& sku, int64_t on_hand) {
 node_status blocking_client::status() { return wait(client_->status()); }
 std::vector<member_address> blocking_client::members(std::string* cluster) {
   return wait(client_->members(cluster));
+}
+order_event_page blocking_client::order_events(uint64_t from, uint32_t limit) {
+  return wait(client_->order_events(from, limit));
 }
 std::string blocking_client::fault_partition(const std::vector<uint32_t>& peers) {
   return wait(client_->fault_partition(peers));

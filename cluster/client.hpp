@@ -96,6 +96,8 @@ public:
   kj::Promise<node_status> status();
   // The cluster's members (empty from a single node), and the cluster's name.
   kj::Promise<std::vector<member_address>> members(std::string* cluster = nullptr);
+  // This node's order events from `from` (Inventory.orderEvents).
+  kj::Promise<order_event_page> order_events(uint64_t from, uint32_t limit);
   // Test-only fault hook; answers why it was refused, or "".
   kj::Promise<std::string> fault_partition(const std::vector<uint32_t>& peers);
 
@@ -168,6 +170,7 @@ public:
   cart_result cart(const cart_op& op);
   order_result order(const order_op& op);
   checkout_result checkout(const std::string& user, const std::string& card, const std::string& key);
+  order_event_page order_events(uint64_t from, uint32_t limit);
 
   client& async();
   kj::AsyncIoContext& io();

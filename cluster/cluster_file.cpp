@@ -182,7 +182,8 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     }
     cluster_member m;
     std::string w = "[[node]] ";
-    if (!only_keys(*t, {"id", "client", "peer", "cert", "key"}, error, w) ||
+    if (!only_keys(*t, {"id", "client", "peer", "http", "cert", "key"}, error, w) ||
+        !read_string(*t, "http", m.http, error, w) ||
         !read_int(*t, "id", m.id, 1, 65'535, error, w) || !read_string(*t, "client", m.client, error, w) ||
         !read_string(*t, "peer", m.peer, error, w) || !read_string(*t, "cert", m.cert, error, w) ||
         !read_string(*t, "key", m.key, error, w))
@@ -196,9 +197,10 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
       error = w + "listed twice";
       return false;
     }
-    for (auto* a : {&m.client, &m.peer}) {
+    for (auto* a : {&m.client, &m.peer, &m.http}) {
+      if (a == &m.http && a->empty()) continue;
       if (!valid_address(*a)) {
-        error = w + (a == &m.client ? "client" : "peer") + " = \"" + *a + "\": expected HOST:PORT";
+        error = w + (a == &m.client ? "client" : a == &m.peer ? "peer" : "http") + " = \"" + *a + "\": expected HOST:PORT";
         return false;
       }
       if (!addresses.insert(*a).second) {
@@ -308,6 +310,7 @@ std::string cluster_file_text(const cluster_config& c) {
   for (auto& m : c.members)
     s << "\n[[node]]\nid = " << m.id << "\nclient = \"" << m.client << "\"   # clients connect here\n"
       << "peer = \"" << m.peer << "\"     # peers connect here (mutual TLS)\n"
+      << (m.http.empty() ? std::string() : "http = \"" + m.http + "\"     # payment webhooks come here (HTTP)\n")
       << "cert = \"" << m.cert << "\"\nkey = \"" << m.key << "\"\n";
   return s.str();
 }

@@ -18,6 +18,7 @@ struct cluster_member {
   uint32_t id = 0;
   std::string client;  // HOST:PORT clients connect to
   std::string peer;    // HOST:PORT peers connect to (mutual TLS)
+  std::string http;    // HOST:PORT of its HTTP endpoint (payment webhooks); optional
   std::string cert;    // this node's certificate (PEM), relative to the file's directory
   std::string key;     // its private key (PEM)
 };

@@ -19,7 +19,9 @@
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
 #include "cluster/rpc_server.hpp"
+#include "gateway/http_provider.hpp"
 #include "gateway/in_process.hpp"
+#include "gateway/webhook.hpp"
 #include "persistence/files.hpp"
 #include "persistence/identity.hpp"
 #include "protocol/log.hpp"
@@ -189,6 +191,7 @@ int run_node(const node_options& options) {
     role->fault_hooks = options.fault_hooks;
     if (options.fault_hooks) spdlog::warn("--fault-hooks: the chaos tool may cut this node's links");
     effective.server.listen = me->client;
+    if (effective.server.http_listen.empty()) effective.server.http_listen = me->http;
     effective.server.cluster = role;
   }
   storage_options storage_cfg;
@@ -262,7 +265,7 @@ int run_node(const node_options& options) {
   carts_ctx.idle_ms = options.idle_ms;
   auto carts = sys.spawn(cart_directory_behavior, carts_ctx);
   // Orders: holds through the router on the network thread; payments through the
-  // simulated gateway in-process (the gateway process and its webhooks come next).
+  // gateway process over HTTP, or the simulated gateway in-process.
   auto outbound = std::make_shared<node_hold_calls>();
   order_context orders_ctx;
   orders_ctx.env = env;
@@ -270,10 +273,24 @@ int run_node(const node_options& options) {
   orders_ctx.clock = clock;
   orders_ctx.inventory = outbound;
   orders_ctx.idle_ms = options.idle_ms;
-  gateway_options payments;
-  payments.seed = options.payment_seed;
-  payments.decline_rate = options.payment_decline_rate;
-  orders_ctx.payments = std::make_shared<in_process_gateway>(payments, clock, "in-process");
+  orders_ctx.crash_at = options.crash_at;
+  orders_ctx.events = std::make_shared<order_event_log>();
+  orders_ctx.events->retention = options.order_events_retention;
+  orders_ctx.events->next = last_order_event(*env) + 1;
+  if (!options.gateway_url.empty()) {
+    orders_ctx.payments = std::make_shared<http_payment_provider>(options.gateway_url, options.payment_timeout_ms);
+  } else {
+    gateway_options payments;
+    payments.seed = options.payment_seed;
+    payments.decline_rate = options.payment_decline_rate;
+    orders_ctx.payments = std::make_shared<in_process_gateway>(payments, clock, "in-process");
+  }
+  if (!options.server.webhook_secret.empty())
+    orders_ctx.verify_payment_event = [secret = options.server.webhook_secret](
+                                        const std::string& body, const std::string& signature, int64_t now_ms,
+                                        payment_intent& out) -> std::string {
+      return verify_payment_event(secret, body, signature, now_ms, out);
+    };
   auto orders = sys.spawn(order_directory_behavior, orders_ctx);
   auto shutdown = [&] {
     caf::anon_send_exit(orders, caf::exit_reason::kill);
@@ -310,6 +327,9 @@ int run_node(const node_options& options) {
 
   auto bridge = spawn_bridge(sys, directory, carts, orders);
   effective.server.outbound = outbound;
+  effective.server.order_events = [env, events = orders_ctx.events, clock](uint64_t from, size_t limit) {
+    return read_order_events(*env, *events, from, limit, clock->now_ms());
+  };
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {
@@ -321,6 +341,8 @@ int run_node(const node_options& options) {
   // Tests and the demo read this line to learn the port.
   std::printf("holdfast node listening on %s (data %s, %lld SKUs recovered with overdue holds)\n",
               address.c_str(), options.data_dir.c_str(), static_cast<long long>(recovered));
+  if (auto http = server.http_address(); !http.empty())
+    std::printf("holdfast node http on %s (payment webhooks: POST /webhooks/payments)\n", http.c_str());
   std::fflush(stdout);
 
   int sig = 0;

@@ -15,6 +15,12 @@ struct node_options {
   int64_t idle_ms = 30'000;          // passivate sku actors idle this long
   uint64_t payment_seed = 1;         // the in-process simulated gateway's faults
   double payment_decline_rate = 0;
+  // The payment gateway process (http://host:port); empty: the simulated gateway
+  // in-process. Its webhooks come to server.http_listen, signed with server.webhook_secret.
+  std::string gateway_url;
+  int64_t payment_timeout_ms = 5'000;  // a payment call not answered by then: unknown
+  uint64_t order_events_retention = 1'000'000;  // order events kept; older ones are deleted
+  std::string crash_at;  // test-only: die at this saga step (order_context::crash_at)
   // Finished holds answer repeated calls this long, then are deleted (idempotency window).
   int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
   std::string log_level = "info";    // spdlog level: trace, debug, info, warn, error, off

@@ -29,18 +29,22 @@ void write(wire::OrderOp::Builder out, const order_op& in) {
   out.setUser(in.user);
   out.setCard(in.card);
   write_lines(out.initLines(static_cast<unsigned>(in.lines.size())), in.lines);
+  out.setWebhookBody(in.webhook_body);
+  out.setWebhookSignature(in.webhook_signature);
 }
 
 order_op read(wire::OrderOp::Reader in) {
   order_op op;
   auto kind = static_cast<uint16_t>(in.getKind());
-  op.kind = kind <= static_cast<uint16_t>(order_op_kind::place) ? static_cast<order_op_kind>(kind)
+  op.kind = kind <= static_cast<uint16_t>(order_op_kind::payment_event) ? static_cast<order_op_kind>(kind)
                                                                 : static_cast<order_op_kind>(0xff);
   op.order_id = str(in.getOrderId());
   op.detail = str(in.getDetail());
   op.user = str(in.getUser());
   op.card = str(in.getCard());
   op.lines = read_lines(in.getLines());
+  op.webhook_body = str(in.getWebhookBody());
+  op.webhook_signature = str(in.getWebhookSignature());
   return op;
 }
 

@@ -4,6 +4,7 @@
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
 #include <kj/async-io.h>
+#include <kj/compat/http.h>
 #include <kj/compat/tls.h>
 
 #include <caf/actor_system.hpp>
@@ -23,6 +24,8 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "cluster/http_endpoint.hpp"
+#include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
 #include "cluster/order_wire.hpp"
 #include "cluster/router.hpp"
@@ -782,6 +785,29 @@ public:
     });
   }
 
+  kj::Promise<void> orderEvents(OrderEventsContext ctx) override {
+    auto p = ctx.getParams();
+    auto out = ctx.getResults();
+    if (node_.role) out.setNode(node_.role->self);
+    if (!options_.order_events) {
+      out.setRefused("this node keeps no order events");
+      return kj::READY_NOW;
+    }
+    auto limit = std::min<size_t>(std::max<uint32_t>(p.getLimit(), 1), order_events_limit_max);
+    auto page = options_.order_events(p.getFrom(), limit);
+    if (!page.error.empty()) {
+      out.setRefused(page.error);
+      return kj::READY_NOW;
+    }
+    out.setNext(page.next);
+    auto list = out.initEvents(static_cast<unsigned>(page.events.size()));
+    for (unsigned i = 0; i < list.size(); ++i) {
+      list[i].setSeq(page.events[i].seq);
+      codec::write(list[i].initOrder(), page.events[i].order);
+    }
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> members(MembersContext ctx) override {
     auto out = ctx.getResults();
     if (!node_.role) return kj::READY_NOW;
@@ -1176,20 +1202,7 @@ private:
 node_hold_calls::~node_hold_calls() noexcept = default;
 
 void node_hold_calls::holds(std::vector<hold_op> ops, std::function<void(std::vector<hold_result>)> done) {
-  std::lock_guard<std::mutex> guard(mutex_);
-  queued_.push_back({std::move(ops), std::move(done)});
-  if (wake_) {
-    wake_->fulfill();
-    wake_ = nullptr;
-  }
-}
-
-std::vector<node_hold_calls::call> node_hold_calls::take(kj::Own<kj::CrossThreadPromiseFulfiller<void>>& wake) {
-  std::lock_guard<std::mutex> guard(mutex_);
-  std::vector<call> out;
-  out.swap(queued_);
-  if (out.empty()) wake_ = kj::mv(wake);
-  return out;
+  inbox_.put({std::move(ops), std::move(done)});
 }
 
 caf::actor spawn_bridge(caf::actor_system& sys, directory_actor directory, cart_directory_actor carts,
@@ -1205,6 +1218,7 @@ struct rpc_server::impl {
   mutable std::mutex mutex;
   counters stats;  // under mutex
   std::string start_error;  // under mutex
+  std::string http_address;  // under mutex
   std::atomic<bool> failed{false};
 
   void count(uint64_t counters::*field) {
@@ -1317,19 +1331,18 @@ struct rpc_server::impl {
     std::function<kj::Promise<void>()> drain_outbound;
     if (options.outbound) {
       drain_outbound = [&]() -> kj::Promise<void> {
-        auto paf = kj::newPromiseAndCrossThreadFulfiller<void>();
-        auto calls = options.outbound->take(paf.fulfiller);
-        for (auto& c : calls) {
-          auto n = c.ops.size();
-          kj::Promise<std::vector<hold_result>> p = nullptr;
-          auto why = links ? links->not_serving() : std::string();
-          if (!why.empty()) p = std::vector<hold_result>(n, make_hold_error(code::unavailable, why));
-          else if (route) p = route->holds(std::move(c.ops));
-          else p = net.local.holds(std::move(c.ops));
-          outbound_calls.add(p.then([done = std::move(c.done)](std::vector<hold_result> rs) { done(std::move(rs)); }));
-        }
-        if (!calls.empty()) return kj::evalLater([&] { return drain_outbound(); });
-        return paf.promise.then([&] { return drain_outbound(); });
+        return options.outbound->inbox().next().then([&](std::vector<node_hold_calls::call> calls) {
+          for (auto& c : calls) {
+            auto n = c.ops.size();
+            kj::Promise<std::vector<hold_result>> p = nullptr;
+            auto why = links ? links->not_serving() : std::string();
+            if (!why.empty()) p = std::vector<hold_result>(n, make_hold_error(code::unavailable, why));
+            else if (route) p = route->holds(std::move(c.ops));
+            else p = net.local.holds(std::move(c.ops));
+            outbound_calls.add(p.then([done = std::move(c.done)](std::vector<hold_result> rs) { done(std::move(rs)); }));
+          }
+          return kj::evalLater([&] { return drain_outbound(); });
+        });
       };
       outbound_calls.add(drain_outbound());
     }
@@ -1570,8 +1583,34 @@ struct rpc_server::impl {
       links->joined()
         .exclusiveJoin(timer.afterDelay((role->config.connect_timeout_ms + 250) * kj::MILLISECONDS))
         .wait(io.waitScope);
+    // The HTTP endpoint: payment webhooks, passed to their orders' owners.
+    kj::Own<kj::HttpHeaderTable> http_table;
+    kj::Own<http_endpoint> http_service;
+    kj::Own<kj::HttpServer> http_server;
+    kj::Own<kj::ConnectionReceiver> http_listener;
+    kj::Promise<void> http_served = kj::NEVER_DONE;
+    if (!options.http_listen.empty()) {
+      kj::HttpHeaderTable::Builder builder;
+      auto signature = builder.add(webhook_signature_header);
+      http_table = builder.build();
+      auto to_orders = [&](std::vector<order_op> ops) -> kj::Promise<std::vector<order_result>> {
+        if (auto why = links ? links->not_serving() : std::string(); !why.empty())
+          return std::vector<order_result>(ops.size(), order_result{code::unavailable, why, {}});
+        if (route) return route->orders(std::move(ops));
+        return net.local.orders(std::move(ops));
+      };
+      http_service = kj::heap<http_endpoint>(*http_table, signature, options.webhook_secret, to_orders, options.limits);
+      http_server = kj::heap<kj::HttpServer>(timer, *http_table, *http_service);
+      http_listener = io.provider->getNetwork().parseAddress(options.http_listen).wait(io.waitScope)->listen();
+      {
+        std::lock_guard<std::mutex> guard(mutex);
+        http_address = options.http_listen.substr(0, options.http_listen.rfind(':')) + ":" +
+                       std::to_string(http_listener->getPort());
+      }
+      http_served = http_server->listenHttp(*http_listener);
+    }
     ready();
-    auto serving = stopped.exclusiveJoin(accept_next()).exclusiveJoin(sweep()).exclusiveJoin(peers_accepted.addBranch());
+    auto serving = stopped.exclusiveJoin(kj::mv(http_served)).exclusiveJoin(accept_next()).exclusiveJoin(sweep()).exclusiveJoin(peers_accepted.addBranch());
     serving.wait(io.waitScope);
   }
 };
@@ -1598,6 +1637,11 @@ std::string rpc_server::start(std::string& error) {
 }
 
 bool rpc_server::failed() const { return impl_->failed; }
+
+std::string rpc_server::http_address() const {
+  std::lock_guard<std::mutex> guard(impl_->mutex);
+  return impl_->http_address;
+}
 
 rpc_server::counters rpc_server::stats() const {
   std::lock_guard<std::mutex> guard(impl_->mutex);

@@ -19,6 +19,7 @@
 #include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
 #include "cluster/cluster_file.hpp"
+#include "protocol/kj_inbox.hpp"
 
 namespace holdfast {
 
@@ -47,6 +48,11 @@ struct server_options {
   // Hold operations this node's order actors send to SKUs anywhere: run through the
   // router on the network thread. Null: none.
   std::shared_ptr<class node_hold_calls> outbound;
+  // This node's order events (Inventory.orderEvents), read on the network thread. Null: none.
+  std::function<order_event_page(uint64_t from, size_t limit)> order_events;
+  // The HTTP endpoint (cluster/http_endpoint.hpp): empty: none.
+  std::string http_listen;
+  std::string webhook_secret;  // payment webhooks must be signed with it
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the
@@ -62,14 +68,10 @@ public:
     std::vector<hold_op> ops;
     std::function<void(std::vector<hold_result>)> done;
   };
-  // Network thread: the calls queued so far; when there are none, `wake` is kept and
-  // fulfilled by the next call.
-  std::vector<call> take(kj::Own<kj::CrossThreadPromiseFulfiller<void>>& wake);
+  kj_inbox<call>& inbox() { return inbox_; }
 
 private:
-  std::mutex mutex_;
-  std::vector<call> queued_;
-  kj::Own<kj::CrossThreadPromiseFulfiller<void>> wake_;
+  kj_inbox<call> inbox_;
 };
 
 // Spawns the bridge actor that turns directory replies into fulfilled KJ promises.
@@ -89,6 +91,8 @@ public:
              closed_stalled = 0, closed_unfinished = 0, accept_errors = 0;
   };
   counters stats() const;
+  // "host:port" of the HTTP endpoint once started ("" without one).
+  std::string http_address() const;
   // True when the network thread died after start (the node then gets SIGTERM).
   bool failed() const;
   // Stops accepting and closes every connection; joins the network thread.

@@ -113,11 +113,14 @@ payment_reply gateway::handle(const payment_request& r, int64_t now_ms, bool* lo
   auto b = begin(r, now_ms);
   if (b.verdict != admission::proceed) return b.answer;
   auto answer = execute(r, now_ms);
-  if (r.op != payment_op::lookup && options_.lost_reply_rate > 0 && draw() < options_.lost_reply_rate) {
-    stats_.lost_replies++;
-    if (lost) *lost = true;
-  }
+  if (r.op != payment_op::lookup && lose_reply() && lost) *lost = true;
   return answer;
+}
+
+bool gateway::lose_reply() {
+  if (options_.lost_reply_rate <= 0 || draw() >= options_.lost_reply_rate) return false;
+  stats_.lost_replies++;
+  return true;
 }
 
 payment_reply gateway::apply(const payment_request& r, int64_t now_ms) {

@@ -86,6 +86,9 @@ public:
   // begin() then execute(): the answer, a replay, or a refusal. `lost` (may be null) is
   // set when the seeded fault says the caller never hears the answer.
   payment_reply handle(const payment_request& request, int64_t now_ms, bool* lost = nullptr);
+  // The seeded fault, drawn once per applied request: true when its caller never hears
+  // the answer (counted).
+  bool lose_reply();
 
   // Webhook events due at `now_ms` (at most `max`), taken off the queue: one the
   // receiver did not take is handed back with failed() and retried.

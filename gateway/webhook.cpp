@@ -140,6 +140,22 @@ signature_check verify_webhook(const std::string& secret, const std::string& hea
   return signature_check::ok;
 }
 
+std::string verify_payment_event(const std::string& secret, const std::string& body, const std::string& signature,
+                                 int64_t now_ms, payment_intent& out) {
+  auto check = verify_webhook(secret, signature, body, now_ms / 1000);
+  if (check != signature_check::ok) return to_string(check);
+  webhook_event e;
+  std::string why;
+  if (!parse_webhook_body(body, e, why)) return why;
+  out = e.intent;
+  return {};
+}
+
 std::string intent_json(const payment_intent& in) { return to_json(in).dump(); }
+
+bool parse_intent_json(const std::string& text, payment_intent& out) {
+  auto j = json::parse(text, nullptr, false);
+  return !j.is_discarded() && from_json(j, out);
+}
 
 }  // namespace holdfast

@@ -28,7 +28,13 @@ signature_check verify_webhook(const std::string& secret, const std::string& hea
                                const std::string& body, int64_t now_s,
                                int64_t tolerance_s = webhook_tolerance_s);
 
+// A receiver's whole check: empty when `body` is an event signed with `secret` within the
+// tolerance of `now_ms` (then `out` is its payment intent), else why not.
+std::string verify_payment_event(const std::string& secret, const std::string& body, const std::string& signature,
+                                 int64_t now_ms, payment_intent& out);
+
 // Payment intents and replies as the HTTP API writes them.
 std::string intent_json(const payment_intent& in);
+bool parse_intent_json(const std::string& text, payment_intent& out);
 
 }  // namespace holdfast

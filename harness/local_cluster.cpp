@@ -40,6 +40,13 @@ std::vector<uint32_t> local_cluster::ids() const {
   return out;
 }
 
+std::vector<std::string> local_cluster::webhook_urls() const {
+  std::vector<std::string> out;
+  for (auto& m : cfg_.members)
+    if (!m.http.empty()) out.push_back("http://" + m.http + "/webhooks/payments");
+  return out;
+}
+
 client_options local_cluster::client_config(int64_t timeout_ms) const {
   client_options o;
   o.call_timeout_ms = timeout_ms;

@@ -33,6 +33,10 @@ public:
   client_options client_config(int64_t timeout_ms = 5'000) const;  // TLS when the file says so
 
   void start(uint32_t id);  // (re)starts a node that is not running
+  // The options every later start() passes (replacing those given so far).
+  void set_args(std::vector<std::string> extra_args) { extra_ = std::move(extra_args); }
+  // Each member's HTTP endpoint's webhook URL, http://HOST:PORT/webhooks/payments.
+  std::vector<std::string> webhook_urls() const;
   void kill9(uint32_t id);
   void stop_signal(uint32_t id);      // SIGSTOP
   void continue_signal(uint32_t id);  // SIGCONT

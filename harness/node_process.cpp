@@ -39,6 +39,55 @@ std::string self_executable() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+listening_child start_listening(const std::vector<std::string>& args, const std::string& log_path,
+                                std::chrono::milliseconds timeout, const std::vector<std::string>& env_extra) {
+  int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log < 0) throw std::runtime_error("cannot open " + log_path);
+  auto log_start = lseek(log, 0, SEEK_END);
+  listening_child out;
+  try {
+    // Its own session: a Ctrl-C or hang-up meant for the harness (or the orphaned,
+    // stopped process group `cluster up` leaves) does not reach it; the harness kills
+    // its children itself (kill_on_interrupt).
+    spawn_spec spec{args, env_extra, std::nullopt, log, log};
+    spec.new_session = true;
+    out.pid = spawn(spec);
+    kill_on_interrupt(out.pid);
+  } catch (...) {
+    close(log);
+    throw;
+  }
+  close(log);
+  // Wait for "... listening on HOST:PORT ..." with a deadline; a wrapper (heaptrack,
+  // valgrind) may print lines of its own first.
+  const std::string marker = "listening on ";
+  std::string seen;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    seen = read_from(log_path, log_start);
+    auto at = seen.find(marker);
+    if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
+      auto start = at + marker.size();
+      out.address = seen.substr(start, seen.find_first_of(" \n", start) - start);
+      return out;
+    }
+    int status = 0;
+    if (waitpid(out.pid, &status, WNOHANG) == out.pid) {
+      forget_on_interrupt(out.pid);
+      out.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      throw listening_failed(out.exit_status, "exited (status " + std::to_string(out.exit_status) +
+                                                ") before serving: " + read_from(log_path, log_start));
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(out.pid, SIGKILL);
+      waitpid(out.pid, &status, 0);
+      forget_on_interrupt(out.pid);
+      throw listening_failed(137, "did not start within the deadline: " + seen);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+}
+
 node_process::node_process(const std::string& binary, const std::string& data_dir,
                            const std::vector<std::string>& extra_args,
                            std::chrono::milliseconds timeout,
@@ -47,9 +96,6 @@ node_process::node_process(const std::string& binary, const std::string& data_di
   // The node logs to a file beside its data directory, never to a pipe: nobody reads a
   // pipe once the node serves, and a full one would stall the node.
   log_path_ = data_dir + ".log";
-  int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log < 0) throw std::runtime_error("cannot open " + log_path_);
-  auto log_start = lseek(log, 0, SEEK_END);
   std::vector<std::string> args = command_prefix;
   for (auto a : {binary, std::string("node"), std::string("--data"), data_dir})
     args.push_back(a);
@@ -58,44 +104,12 @@ node_process::node_process(const std::string& binary, const std::string& data_di
     for (auto a : {std::string("--listen"), std::string("127.0.0.1:0")}) args.push_back(a);
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   try {
-    // Its own session: a Ctrl-C or hang-up meant for the harness (or the orphaned,
-    // stopped process group `cluster up` leaves) does not reach it; the harness kills
-    // its nodes itself (kill_on_interrupt).
-    spawn_spec spec{args, env_extra, std::nullopt, log, log};
-    spec.new_session = true;
-    pid_ = spawn(spec);
-    kill_on_interrupt(pid_);
-  } catch (...) {
-    close(log);
-    throw;
-  }
-  close(log);
-  // Wait for "holdfast node listening on HOST:PORT ..." with a deadline; a wrapper
-  // (heaptrack, valgrind) may print lines of its own first.
-  const std::string marker = "listening on ";
-  std::string seen;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    seen = read_from(log_path_, log_start);
-    auto at = seen.find(marker);
-    if (at != std::string::npos && seen.find('\n', at) != std::string::npos) {
-      auto start = at + marker.size();
-      address_ = seen.substr(start, seen.find_first_of(" \n", start) - start);
-      return;
-    }
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      forget_on_interrupt(pid_);
-      pid_ = -1;
-      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      throw std::runtime_error("node exited (status " + std::to_string(exit_status_) +
-                               ") before serving: " + read_from(log_path_, log_start));
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill9();
-      throw std::runtime_error("node did not start within the deadline: " + seen);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+    auto child = start_listening(args, log_path_, timeout, env_extra);
+    pid_ = child.pid;
+    address_ = child.address;
+  } catch (const listening_failed& e) {
+    exit_status_ = e.status;
+    throw std::runtime_error(std::string("node: ") + e.what());
   }
 }
 

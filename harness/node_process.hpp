@@ -7,10 +7,27 @@
 
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace holdfast {
+
+// A child that prints "... listening on HOST:PORT" once it serves (a node, the payment
+// gateway): started in a session of its own with stdout and stderr appended to
+// `log_path`, registered with kill_on_interrupt. Throws listening_failed when it exits
+// before that line or does not print it within `timeout` (then it is killed).
+struct listening_child {
+  pid_t pid = -1;
+  std::string address;
+  int exit_status = -1;
+};
+struct listening_failed : std::runtime_error {
+  listening_failed(int s, const std::string& why) : std::runtime_error(why), status(s) {}
+  int status;
+};
+listening_child start_listening(const std::vector<std::string>& args, const std::string& log_path,
+                                std::chrono::milliseconds timeout, const std::vector<std::string>& env_extra = {});
 
 class node_process {
 public:

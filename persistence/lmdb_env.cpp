@@ -475,12 +475,13 @@ namespace {
 // against its checksum and its key; corrupt with `problem` at the first that fails.
 template <class F>
 store_status walk_records(MDB_txn* txn, MDB_dbi dbi, record_space space, bool only, F&& f,
-                          std::string& problem) {
+                          std::string& problem, const std::string& from_key = {}, size_t max = SIZE_MAX) {
   MDB_cursor* cursor = nullptr;
   int rc = mdb_cursor_open(txn, dbi, &cursor);
   if (rc != 0) return from_mdb(rc);
-  std::string from(1, static_cast<char>(space));
+  std::string from = record_key(space, from_key);
   MDB_val k = val(from), v;
+  size_t seen = 0;
   store_status st = store_status::ok;
   for (rc = mdb_cursor_get(cursor, &k, &v, only ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
@@ -494,6 +495,7 @@ store_status walk_records(MDB_txn* txn, MDB_dbi dbi, record_space space, bool on
       break;
     }
     f(r);
+    if (++seen >= max) break;
   }
   mdb_cursor_close(cursor);
   if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
@@ -513,13 +515,13 @@ store_status lmdb_env::verify_records(std::string& problem, int64_t* count) cons
                       problem);
 }
 
-store_status lmdb_env::scan_records(record_space space,
-                                    const std::function<void(const entity_record&)>& f) const {
+store_status lmdb_env::scan_records(record_space space, const std::function<void(const entity_record&)>& f,
+                                    const std::string& from_key, size_t max) const {
   if (!impl_->has_records) return store_status::ok;
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   std::string problem;
-  return walk_records(t.txn, impl_->records, space, true, f, problem);
+  return walk_records(t.txn, impl_->records, space, true, f, problem, from_key, max);
 }
 
 store_status lmdb_env::read_record(const std::string& key, entity_record& out) const {

@@ -93,7 +93,9 @@ public:
   // corrupt with `problem` naming the first that does not.
   store_status verify_records(std::string& problem, int64_t* count = nullptr) const;
   // Every entity record of `space`, in key order.
-  store_status scan_records(record_space space, const std::function<void(const entity_record&)>& f) const;
+  // From the first key at or after `from_key`, at most `max` records.
+  store_status scan_records(record_space space, const std::function<void(const entity_record&)>& f,
+                            const std::string& from_key = {}, size_t max = SIZE_MAX) const;
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;

@@ -250,6 +250,33 @@ store_status storage::scan_records(record_space space,
   return store_status::ok;
 }
 
+store_status storage::scan_records_from(record_space space, const std::string& from_key, size_t max,
+                                        const std::function<void(const entity_record&)>& f) const {
+  std::map<std::string, entity_record> all, newer;
+  overlay_.records_of(space, newer);
+  bool full = false;  // LMDB had more than the page: keys past its last one are not all here
+  std::string last;
+  size_t n = 0;
+  auto st = env_->scan_records(
+    space,
+    [&](const entity_record& r) {
+      all[r.key] = r;
+      last = r.key;
+      full = ++n >= max;
+    },
+    from_key, max);
+  if (st != store_status::ok) return st;
+  for (auto& [key, r] : newer)
+    if (key >= from_key && (!full || key <= last)) all[key] = std::move(r);
+  size_t given = 0;
+  for (auto& [key, r] : all) {
+    if (r.deleted) continue;
+    if (given++ >= max) break;
+    f(r);
+  }
+  return store_status::ok;
+}
+
 store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& sku) const {
   if (overlay_.find_hold_sku(hold_id, sku)) return store_status::ok;
   return env_->lookup_hold_sku(hold_id, sku);

@@ -90,6 +90,10 @@ public:
   store_status read_record(record_space space, const std::string& key, std::string& value) const;
   // Every live entity record of `space` (deleted ones left out), in key order.
   store_status scan_records(record_space space, const std::function<void(const entity_record&)>& f) const;
+  // The live records of `space` from the first key at or after `from_key`, in key order,
+  // at most `max` of them (a page: the order events' reader).
+  store_status scan_records_from(record_space space, const std::string& from_key, size_t max,
+                                 const std::function<void(const entity_record&)>& f) const;
   // Every SKU record in key order; see lmdb_env::scan_skus.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
                          std::string& problem) const;

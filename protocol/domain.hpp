@@ -160,7 +160,10 @@ constexpr size_t title_bytes_max = 256;
 constexpr size_t user_bytes_max = 256;
 constexpr size_t cart_lines_max = 100;  // lines one cart holds at most
 constexpr size_t order_id_bytes_max = 128;
+// A payment gateway's webhook body, as the node's HTTP endpoint and orderOps take it.
+constexpr size_t webhook_body_bytes_max = 64 * 1024;
 constexpr size_t card_bytes_max = 64;
+constexpr size_t order_events_limit_max = 1'000;  // order events in one page
 constexpr size_t idempotency_key_bytes_max = 255;  // a checkout's, a payment's
 constexpr uint32_t sku_list_limit_default = 100;
 constexpr uint32_t sku_list_limit_max = 1'000;

@@ -136,6 +136,16 @@ interface Inventory {
   orderOps @22 (ops :List(OrderOp)) -> (results :List(OrderResult), refused :Text);
   # A new price for an SKU; carts holding the old one see `price_changed` at checkout.
   setPrice @23 (sku :Text, priceCents :Int64) -> (result :SkuResult);
+  # This node's order events from offset `from` (at least once; resume from `next`): every
+  # transition of every order it owns, as the order stood after it. Not routed: a
+  # consumer of the whole cluster asks every member (`members`) and merges.
+  orderEvents @24 (from :UInt64, limit :UInt32) -> (events :List(OrderEvent), next :UInt64, node :UInt32,
+                                                    refused :Text);
+}
+
+struct OrderEvent {
+  seq @0 :UInt64;
+  order @1 :OrderInfo;
 }
 
 enum OrderOpKind {
@@ -145,6 +155,8 @@ enum OrderOpKind {
   deliver @3;
   shippingFailed @4;
   place @5;
+  paymentEvent @6;             # a payment gateway's webhook, as it came: the owner
+                               # verifies its signature before the order sees it
 }
 
 struct OrderOp {
@@ -154,6 +166,8 @@ struct OrderOp {
   user @3 :Text;               # place
   card @4 :Text;               # place
   lines @5 :List(OrderLine);   # place
+  webhookBody @6 :Text;        # paymentEvent
+  webhookSignature @7 :Text;   # paymentEvent: the Holdfast-Signature header
 }
 
 struct OrderLine {

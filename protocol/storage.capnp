@@ -117,6 +117,7 @@ struct StoredOrder {
   updatedMs @22 :Int64;
   version @23 :UInt64;
   authUnsure @24 :Bool;
+  orderId @25 :Text;              # also the record's key; an order event carries it here
 }
 
 struct StoredOrderLine {

@@ -36,8 +36,8 @@ protected:
     std::ifstream in(dir_ + "/c/cluster.toml");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto* m = nodes_->config().member(id);
-    for (auto* address : {&m->client, &m->peer})
-      text.replace(text.find(*address), address->size(), "127.0.0.1:" + std::to_string(free_port()));
+    for (auto* address : {&m->client, &m->peer, &m->http})
+      if (!address->empty()) text.replace(text.find(*address), address->size(), "127.0.0.1:" + std::to_string(free_port()));
     std::ofstream(dir + "/cluster.toml") << text;
     return dir + "/cluster.toml";
   }

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "gateway/http_api.hpp"
 #include "gateway/in_process.hpp"
 #include "gateway/webhook.hpp"
 
@@ -214,6 +215,59 @@ TEST(webhook, signatures_accept_the_genuine_and_refuse_forged_altered_and_replay
   EXPECT_EQ(verify_webhook("whsec_test", rolled, body, t), signature_check::ok);
   for (auto junk : {"", "[]", "{}", "{\"id\":\"evt\",\"type\":\"x\"}", "{\"id\":5}"})
     EXPECT_FALSE(parse_webhook_body(junk, back, why)) << junk;
+}
+
+}  // namespace
+}  // namespace holdfast
+
+namespace holdfast {
+namespace {
+
+// The HTTP API both ends speak: every request survives the trip, hostile paths and bodies
+// are refused, and only the answers the API defines are believed (anything else: unknown).
+TEST(gateway_http, requests_round_trip_and_odd_answers_are_unknown) {
+  std::vector<payment_request> requests{
+    {payment_op::authorize, "o-1-authorize", "o-1", "", 1200, "tok_visa"},
+    {payment_op::capture, "o-1-capture", "o-1", "pi_7", 0, ""},
+    {payment_op::void_auth, "o-1-void", "o-1", "pi/../7 x", 0, ""},
+    {payment_op::refund, "o-1-refund", "o-1", "pi_7", 0, ""},
+    {payment_op::lookup, "o-1 authorize/?&", "", "", 0, ""},
+  };
+  for (auto& r : requests) {
+    auto call = to_http(r);
+    payment_request back;
+    std::string why;
+    ASSERT_TRUE(from_http(call.method, call.path, call.body, r.idempotency_key, back, why)) << call.path << ": " << why;
+    EXPECT_EQ(back.op, r.op) << call.path;
+    EXPECT_EQ(back.idempotency_key, r.idempotency_key);
+    EXPECT_EQ(back.intent_id, r.intent_id) << call.path;
+    if (r.op != payment_op::lookup) EXPECT_EQ(back.order_id, r.order_id);
+    EXPECT_EQ(back.amount_cents, r.amount_cents);
+    EXPECT_EQ(back.card, r.card);
+  }
+  payment_request out;
+  std::string why;
+  EXPECT_FALSE(from_http("POST", "/v1/payment_intents", "[1]", "k", out, why));
+  EXPECT_FALSE(from_http("POST", "/v1/payment_intents", R"({"amount":"12"})", "k", out, why));
+  EXPECT_FALSE(from_http("POST", "/v1/payment_intents/pi_1/explode", "{}", "k", out, why));
+  EXPECT_FALSE(from_http("DELETE", "/v1/payment_intents/pi_1", "{}", "k", out, why));
+  EXPECT_FALSE(from_http("GET", "/v1/idempotency_keys/%zz", "", "", out, why));
+
+  payment_reply ok;
+  ok.intent = payment_intent{"pi_1", "o-1", 1200, intent_status::authorized, ""};
+  auto back = reply_from_http(200, reply_json(ok));
+  EXPECT_EQ(back.result, payment_reply::outcome::ok);
+  EXPECT_EQ(back.intent.id, "pi_1");
+  EXPECT_EQ(back.intent.status, intent_status::authorized);
+  EXPECT_EQ(back.intent.order_id, "o-1");
+  EXPECT_EQ(reply_from_http(500, reply_json(ok)).result, payment_reply::outcome::unknown);
+  EXPECT_EQ(reply_from_http(200, "<html>").result, payment_reply::outcome::unknown);
+  EXPECT_EQ(reply_from_http(402, reply_json(ok)).result, payment_reply::outcome::unknown) << "status and outcome disagree";
+  payment_reply refused;
+  refused.result = payment_reply::outcome::refused;
+  refused.error = "in progress";
+  EXPECT_EQ(http_status(refused, gateway::admission::in_progress), 409);
+  EXPECT_EQ(reply_from_http(409, reply_json(refused)).result, payment_reply::outcome::refused);
 }
 
 }  // namespace

@@ -352,6 +352,34 @@ TEST_F(order_saga_test, a_payment_event_settles_a_step_whose_reply_was_lost) {
   EXPECT_EQ(gateway_->core().captures("o14"), 1u);
 }
 
+// Found by the gateway-process test: an authorization whose reply was lost and whose
+// decline came by webhook left the order unsure of an authorization; voiding a declined
+// intent then never settled that, and the void step looped (100,000 record writes a
+// minute). Now the decline ends the order in a few steps, nothing charged.
+TEST_F(order_saga_test, a_declined_authorization_known_only_from_its_webhook_ends_the_order) {
+  stock("tee", 10);
+  gateway_options faults;
+  faults.decline_rate = 1;
+  make_gateway(faults);
+  auto saga = place("o15", {{"tee", 1, 1500}});
+  EXPECT_EQ(run(saga, 1), "R");
+  auto cmd = saga.next(clock_->now);
+  ASSERT_EQ(cmd.payment.op, payment_op::authorize);
+  payment_reply declined;
+  gateway_->call(cmd.payment, [&](payment_reply r) { declined = std::move(r); });
+  ASSERT_EQ(declined.result, payment_reply::outcome::declined);
+  payment_reply lost;
+  lost.result = payment_reply::outcome::unknown;
+  saga.on_payment(cmd.payment, lost, clock_->now);
+  EXPECT_TRUE(saga.on_payment_event(declined.intent, clock_->now));
+  clock_->now += 10'000;
+  auto trace = run(saga, 20);
+  EXPECT_TRUE(saga.terminal()) << trace;
+  EXPECT_EQ(saga.record().state, order_state::cancelled);
+  EXPECT_EQ(sku("tee").reserved, 0);
+  EXPECT_EQ(gateway_->core().captures("o15"), 0u);
+}
+
 // Found by the adversarial pass on checkout: a total past int64 wrapped to a few cents;
 // a free order (price 0) was refused by the gateway and cancelled.
 TEST_F(order_saga_test, an_overflowing_total_is_refused_and_a_free_order_needs_no_payment) {

@@ -5,6 +5,7 @@
 
 #include "actors/order.hpp"
 #include "gateway/in_process.hpp"
+#include "gateway/webhook.hpp"
 
 namespace holdfast::testing {
 namespace {
@@ -42,6 +43,10 @@ protected:
     ctx.clock = clock_;
     ctx.inventory = std::make_shared<directory_calls>(*sys_, &directory_);
     ctx.payments = gateway_;
+    ctx.verify_payment_event = [](const std::string& body, const std::string& signature, int64_t now_ms,
+                                  payment_intent& out) -> std::string {
+      return verify_payment_event("whsec", body, signature, now_ms, out);
+    };
     orders_ = sys_->spawn(order_directory_behavior, ctx);
     sched_->run();
   }
@@ -121,6 +126,39 @@ TEST_F(order_test, a_cancel_before_capture_compensates_and_is_refused_after) {
   sched_->run();
   EXPECT_EQ(show("o3").order.state, order_state::refunded);
   EXPECT_EQ(show_sku("tee").on_hand, 10);
+}
+
+// Payment events reach an order only signed with the secret, fresh, and about that very
+// order: whoever passes one on (a peer, a client), the directory checks it first.
+TEST_F(order_test, a_payment_event_is_believed_only_when_signed_fresh_and_about_its_order) {
+  create("tee", 10);
+  place("o4", {{"tee", 1, 1500}});
+  place("o5", {{"tee", 1, 1500}});
+  sched_->run();
+  ASSERT_EQ(show("o4").order.state, order_state::captured);
+  auto intent = *gateway_->core().intent(show("o4").order.intent_id);
+  intent.status = intent_status::refunded;  // what a forger would like the node to believe
+  webhook_event e{"evt_x", "charge.refunded", clock_->now_ms(), intent};
+  auto body = webhook_body(e);
+  auto now_s = clock_->now_ms() / 1000;
+  auto event = [&](const std::string& order, const std::string& signature, const std::string& b) {
+    order_op op;
+    op.kind = order_op_kind::payment_event;
+    op.order_id = order;
+    op.webhook_body = b;
+    op.webhook_signature = signature;
+    return ask<order_result>(order_op_atom_v, op);
+  };
+  EXPECT_EQ(event("o4", sign_webhook("guess", now_s, body), body).status, code::invalid);
+  EXPECT_EQ(event("o4", sign_webhook("whsec", now_s - 301, body), body).status, code::invalid) << "stale";
+  EXPECT_EQ(event("o4", sign_webhook("whsec", now_s, body), body + " ").status, code::invalid) << "altered";
+  EXPECT_EQ(event("o5", sign_webhook("whsec", now_s, body), body).status, code::invalid) << "another order's";
+  EXPECT_EQ(show("o4").order.state, order_state::captured);
+  EXPECT_FALSE(show("o4").order.refunded);
+  // A genuine event of a step already settled changes nothing either (old news).
+  auto genuine = event("o4", sign_webhook("whsec", now_s, body), body);
+  EXPECT_EQ(genuine.status, code::ok);
+  EXPECT_EQ(genuine.order.state, order_state::captured);
 }
 
 // The crash-point test, in-process: the node dies after each of the saga's messages in

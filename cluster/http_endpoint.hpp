@@ -1,0 +1,63 @@
+// The node's HTTP endpoint (`--http HOST:PORT`), served by KJ HTTP on the node's network
+// thread beside the Cap'n Proto ports. Today it takes the payment gateway's webhooks:
+//
+//   POST /webhooks/payments   a signed event (gateway/webhook.hpp). Checked here (a forged,
+//                             altered or stale one: 400, nothing changes), deduplicated by
+//                             event id, then handed to its order's owner as a paymentEvent
+//                             order operation (the owner checks the signature again: no
+//                             path around it). 200 once the order took it (or has never
+//                             heard of the order); 503 when the owner could not be asked:
+//                             the gateway retries.
+//   GET  /webhooks/payments   the counters below, as JSON.
+//
+// The operability issue adds /metrics and /health here.
+#pragma once
+
+#include <kj/compat/http.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_set>
+
+#include "actors/order.hpp"
+
+namespace holdfast {
+
+struct webhook_counters {
+  uint64_t received = 0;    // POSTs
+  uint64_t applied = 0;     // taken by their order (changed it or not)
+  uint64_t duplicates = 0;  // an event id taken before: answered 200, not passed on
+  uint64_t refused = 0;     // bad signature, too old, malformed: 400
+  uint64_t unknown_orders = 0;  // about an order nobody has: 200, ignored
+  uint64_t retry_later = 0;     // the owner could not be asked: 503
+};
+
+class http_endpoint final : public kj::HttpService {
+public:
+  using route_orders = std::function<kj::Promise<std::vector<order_result>>(std::vector<order_op>)>;
+  http_endpoint(const kj::HttpHeaderTable& table, kj::HttpHeaderId signature_header, std::string webhook_secret,
+                route_orders route, request_limits limits);
+  kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
+                            kj::AsyncInputStream& body, Response& response) override;
+  const webhook_counters& counters() const { return counters_; }
+
+private:
+  kj::Promise<void> webhook(std::string signature, std::string body, Response& response);
+  void remember(const std::string& event_id);
+  void forget(const std::string& event_id);
+
+  const kj::HttpHeaderTable& table_;
+  kj::HttpHeaderId signature_header_;
+  std::string secret_;
+  route_orders route_;
+  request_limits limits_;
+  webhook_counters counters_;
+  // Event ids taken lately (bounded: the saga itself ignores an event it has seen, so
+  // this only spares the owner a hop).
+  std::unordered_set<std::string> seen_;
+  std::deque<std::string> seen_order_;
+};
+
+}  // namespace holdfast
