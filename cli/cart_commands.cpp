@@ -59,6 +59,8 @@ bool parse_cursor(const std::string& text, std::map<uint32_t, uint64_t>& out) {
   std::stringstream in(text);
   std::string part;
   while (std::getline(in, part, ',')) {
+    // Offsets are unsigned: stoull would wrap "-1" to 2^64-1.
+    if (part.empty() || part.find_first_not_of("0123456789:") != std::string::npos) return false;
     auto colon = part.find(':');
     try {
       size_t used = 0;

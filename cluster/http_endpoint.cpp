@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "gateway/http_api.hpp"
 #include "gateway/webhook.hpp"
 
 namespace holdfast {
@@ -18,14 +19,7 @@ int64_t now_s() {
 
 kj::Promise<void> answer(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, uint status,
                          const nlohmann::json& body) {
-  kj::HttpHeaders headers(table);
-  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-  auto dumped = body.dump();
-  auto text = kj::heapString(dumped.data(), dumped.size());
-  auto out = response.send(status, status < 300 ? "OK" : status < 500 ? "Bad Request" : "Service Unavailable",
-                           headers, text.size());
-  auto written = out->write(text.begin(), text.size());
-  return written.attach(kj::mv(out), kj::mv(text));
+  return send_json(response, table, status, body.dump());
 }
 
 }  // namespace

@@ -147,6 +147,26 @@ std::string ledger_json(const gateway& g) {
   return json{{"ledger", entries}, {"stats", stats}}.dump();
 }
 
+kj::Promise<void> send_json(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
+                            const std::string& body) {
+  const char* reason = status == 200   ? "OK"
+                       : status == 400 ? "Bad Request"
+                       : status == 402 ? "Payment Required"
+                       : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed"
+                       : status == 409 ? "Conflict"
+                       : status == 413 ? "Payload Too Large"
+                       : status == 503 ? "Service Unavailable"
+                       : status >= 500 ? "Internal Server Error"
+                                       : "Error";
+  kj::HttpHeaders headers(table);
+  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+  auto text = kj::heapString(body.data(), body.size());
+  auto out = response.send(status, reason, headers, text.size());
+  auto written = out->write(text.begin(), text.size());
+  return written.attach(kj::mv(out), kj::mv(text));
+}
+
 size_t ledger_view::max_captures() const {
   size_t most = 0;
   for (auto& [order, n] : captures) most = std::max(most, n);

@@ -12,6 +12,8 @@
 // key is in progress, 404 lookup of an unknown key; any 5xx or no answer: unknown.
 #pragma once
 
+#include <kj/compat/http.h>
+
 #include <map>
 #include <string>
 #include <utility>
@@ -41,6 +43,12 @@ int http_status(const payment_reply& r, gateway::admission verdict);
 payment_reply reply_from_http(int status, const std::string& body);
 
 std::string ledger_json(const gateway& g);
+
+// Answers an HTTP request with a JSON body and the status's standard reason phrase (the
+// gateway's and the node's endpoints alike).
+kj::Promise<void> send_json(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
+                            const std::string& body);
+
 struct ledger_view {
   std::vector<ledger_entry> entries;
   gateway_stats stats;

@@ -22,13 +22,8 @@ int64_t now_ms() {
 }
 
 kj::Promise<void> send_text(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, uint status,
-                            std::string body) {
-  kj::HttpHeaders headers(table);
-  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
-  auto text = kj::heapString(body.data(), body.size());
-  auto out = response.send(status, status < 300 ? "OK" : "Error", headers, text.size());
-  auto written = out->write(text.begin(), text.size());
-  return written.attach(kj::mv(out), kj::mv(text));
+                            const std::string& body) {
+  return send_json(response, table, status, body);
 }
 
 class gateway_service final : public kj::HttpService {
