@@ -18,7 +18,6 @@ namespace holdfast {
 
 namespace {
 
-std::string bytes_of(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 std::vector<uint8_t> flags_of(capnp::Data::Reader d) { return std::vector<uint8_t>(d.begin(), d.end()); }
 capnp::Data::Reader data_of(const std::vector<uint8_t>& v) { return capnp::Data::Reader(v.data(), v.size()); }
 
@@ -191,6 +190,7 @@ order_result current(self_ptr self) {
 }
 
 void step(self_ptr self);
+void settle(self_ptr self, bool changed_record);
 
 void write(self_ptr self) {
   auto& st = self->state;
@@ -204,8 +204,9 @@ void write(self_ptr self) {
   auto value = encode_order(st.saga->record());
   // An event per transition: a rewrite of the same version (a write asked for while one
   // was in flight, with nothing new) adds none.
-  if (auto& events = st.ctx.events; events && st.saga->record().version != st.evented_version) {
-    st.evented_version = st.saga->record().version;
+  bool transition = st.saga->record().version != st.evented_version;
+  st.evented_version = st.saga->record().version;
+  if (auto& events = st.ctx.events; events && transition) {
     auto seq = events->next++;
     mutation e;
     e.kind = mutation::put_record;
@@ -300,6 +301,15 @@ void step(self_ptr self) {
   }
 }
 
+// After the saga learned an answer: a transition is written before anything else is
+// sent; a retry alone (the same command again later, with the same ids) is not: it
+// needs no record to be safe, and a stuck step must not write, nor add an event, on
+// every try. The next transition writes the retry count along.
+void settle(self_ptr self, bool changed_record) {
+  if (changed_record && self->state.saga->record().version != self->state.evented_version) changed(self);
+  else step(self);
+}
+
 // A command's answer (or its timeout) arrived: the saga learns it, then the record is
 // written or the next command goes out.
 template <class Learn>
@@ -309,8 +319,7 @@ void learn(self_ptr self, uint64_t token, Learn f) {
   crash_point(st, ":answered");
   st.in_flight = false;
   ++st.token;  // the timeout of this command is void now
-  if (f(st.ctx.clock->now_ms())) changed(self);
-  else step(self);
+  settle(self, f(st.ctx.clock->now_ms()));
 }
 
 void deliver_durable(self_ptr self, uint64_t seq) {
@@ -438,8 +447,7 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
           unknown.error = "no answer in time";
           change = st.saga->on_payment(cmd.payment, unknown, now);
         }
-        if (change) changed(self);
-        else step(self);
+        settle(self, change);
         return;
       }
       step(self);

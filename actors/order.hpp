@@ -70,6 +70,14 @@ struct order_op {
   std::string webhook_signature;  // payment_event: the Holdfast-Signature header
   payment_intent intent;          // payment_event, once verified (never from the wire)
 };
+// An operation on an existing order (show, cancel, ship, deliver, shipping_failed).
+inline order_op order_op_on(order_op_kind kind, std::string order_id, std::string detail = {}) {
+  order_op op;
+  op.kind = kind;
+  op.order_id = std::move(order_id);
+  op.detail = std::move(detail);
+  return op;
+}
 // Empty when well-formed, else why not.
 std::string validate(const order_op& op, const request_limits& limits);
 
@@ -124,7 +132,7 @@ struct order_state_t {
   uint64_t epoch = 0;
   uint64_t next_seq = 1;
   uint64_t written_seq = 0;
-  uint64_t evented_version = UINT64_MAX;  // the record version the last order event carried
+  uint64_t evented_version = UINT64_MAX;  // the record version last written (with its order event)
   // Callers waiting for the change they asked for to be durable.
   std::deque<std::pair<uint64_t, caf::typed_response_promise<order_result>>> waiting;
   static inline const char* name = "holdfast.order";

@@ -202,10 +202,9 @@ uint64_t order_saga::jitter_seed() const {
 }
 
 void order_saga::retry_later(const std::string& why, int64_t now_ms) {
+  // Not a transition: the version (and so the record and its event) stays.
   r_.attempt += 1;
   r_.last_error = why;
-  r_.updated_ms = now_ms;
-  r_.version += 1;
   if (forward(r_.phase) && r_.attempt >= policy_.attempts_max) {
     compensate(std::string(to_string(r_.phase)) + " found no answer in " + std::to_string(r_.attempt) +
                  " tries (" + why + ")",
@@ -367,12 +366,30 @@ bool order_saga::on_holds(const std::vector<hold_op>& sent, const std::vector<ho
   return true;
 }
 
+std::string order_saga::foreign(const payment_intent& in) const {
+  if (in.id.empty()) return {};  // no payment spoken of
+  if (in.order_id != r_.order_id) return "payment " + in.id + " belongs to order '" + in.order_id + "'";
+  if (!r_.intent_id.empty() && in.id != r_.intent_id) return "payment " + in.id + " is not this order's " + r_.intent_id;
+  if (in.status != intent_status::none && in.amount_cents != r_.total_cents)
+    return "payment " + in.id + " is of " + std::to_string(in.amount_cents) + " cents, the order's total " +
+           std::to_string(r_.total_cents);
+  return {};
+}
+
 bool order_saga::on_payment(const payment_request& sent, const payment_reply& reply, int64_t now_ms) {
   using outcome = payment_reply::outcome;
   const auto& in = reply.intent;
+  const bool auth_lookup = r_.phase == saga_phase::void_auth && sent.op == payment_op::lookup &&
+                           sent.idempotency_key == payment_key(saga_phase::authorize);
+  if (!auth_lookup && sent.idempotency_key != payment_key(r_.phase)) return false;  // from before a switch
+  if (auto alien = foreign(in); !alien.empty()) {
+    // A confused provider (or one that forgot and reused an id): not an answer about
+    // this order's payment. Asked again; a forward step gives up after attempts_max.
+    retry_later("the payment provider answered about another payment: " + alien, now_ms);
+    return true;
+  }
   // In the void step, an authorization whose answer never came is looked up first.
-  if (r_.phase == saga_phase::void_auth && sent.op == payment_op::lookup &&
-      sent.idempotency_key == payment_key(saga_phase::authorize)) {
+  if (auth_lookup) {
     if (reply.result == outcome::unknown || (reply.result == outcome::refused && !in.id.empty()) ||
         (reply.result == outcome::refused && reply.error.find("in progress") != std::string::npos)) {
       retry_later("looking up the authorization found no answer: " + reply.error, now_ms);
@@ -386,7 +403,6 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
     if (!r_.authorized) compensate({}, now_ms);  // never applied, or declined: nothing to void
     return true;
   }
-  if (sent.idempotency_key != payment_key(r_.phase)) return false;  // from before a switch
   if (sent.op == payment_op::lookup) {
     if (reply.result == outcome::unknown ||
         (reply.result == outcome::refused && reply.error.find("in progress") != std::string::npos)) {
@@ -432,6 +448,11 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
         r_.authorized = false;
         r_.captured = true;
         enter_state(order_state::captured, saga_phase::done, now_ms);
+      } else if (!in.id.empty() && in.status == intent_status::none) {
+        // The provider does not know the payment (it lost it): there is nothing to
+        // capture, so the order cannot be paid. Its lines are given back.
+        r_.authorized = false;
+        compensate("the payment provider does not know payment " + in.id + ": nothing was captured", now_ms);
       } else if (in.id.empty()) {
         // Refused without the intent's state (bad input, a reused key): not known to have
         // failed, so not compensated; asked again, and given up only after attempts_max.
@@ -476,8 +497,8 @@ bool order_saga::on_payment(const payment_request& sent, const payment_reply& re
 }
 
 bool order_saga::on_payment_event(const payment_intent& in, int64_t now_ms) {
-  if (in.order_id != r_.order_id) return false;
-  if (!r_.intent_id.empty() && in.id != r_.intent_id) return false;
+  // Signed is not enough: it must speak of this order's payment, for its total.
+  if (in.id.empty() || !foreign(in).empty()) return false;
   payment_reply reply;
   reply.intent = in;
   reply.result = in.status == intent_status::declined ? payment_reply::outcome::declined : payment_reply::outcome::ok;

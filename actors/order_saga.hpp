@@ -140,6 +140,9 @@ private:
   void retry_later(const std::string& why, int64_t now_ms);
   bool after_forward_step(int64_t now_ms);
   uint64_t jitter_seed() const;
+  // Why an intent the provider speaks of is not this order's payment (another order,
+  // another intent than the one authorized, another amount); empty when it may be.
+  std::string foreign(const payment_intent& in) const;
 
   order_record r_;
   saga_policy policy_;

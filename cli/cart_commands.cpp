@@ -3,8 +3,9 @@
 // its user's owner, an order on its id's.
 #include <nlohmann/json.hpp>
 #include <algorithm>
-#include <sstream>
+#include <deque>
 #include <map>
+#include <sstream>
 
 #include <chrono>
 #include <iostream>
@@ -107,7 +108,7 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
   for (;;) {
-    std::vector<std::pair<uint32_t, order_event>> round;
+    std::map<uint32_t, std::deque<order_event>> pages;
     bool more = false;
     for (auto& m : members) {
       auto& next = cursor[m.id];
@@ -119,7 +120,8 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
           continue;
         }
         more |= page.events.size() >= limit;
-        for (auto& e : page.events) round.emplace_back(m.id, std::move(e));
+        auto& mine = pages[m.id];
+        for (auto& e : page.events) mine.push_back(std::move(e));
         next = page.next;
       } catch (const std::exception& e) {
         std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.what() << "\n";
@@ -127,8 +129,21 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
         std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.getDescription().cStr() << "\n";
       }
     }
-    std::stable_sort(round.begin(), round.end(),
-                     [](auto& a, auto& b) { return a.second.order.updated_ms < b.second.order.updated_ms; });
+    // Merged by time, each node's events kept in their own order (by seq): the next
+    // printed is the earliest of the nodes' next events.
+    std::vector<std::pair<uint32_t, order_event>> round;
+    for (;;) {
+      std::deque<order_event>* earliest = nullptr;
+      uint32_t from_node = 0;
+      for (auto& [node, q] : pages)
+        if (!q.empty() && (!earliest || q.front().order.updated_ms < earliest->front().order.updated_ms)) {
+          earliest = &q;
+          from_node = node;
+        }
+      if (!earliest) break;
+      round.emplace_back(from_node, std::move(earliest->front()));
+      earliest->pop_front();
+    }
     for (auto& [node, e] : round) {
       auto& o = e.order;
       if (ctx.as_json) {
@@ -219,7 +234,7 @@ void add_cart_commands(CLI::App& app, context& ctx) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o->wait_s);
     while (o->wait_s > 0 && !finished(shown.order) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      auto again = c.order(order_op{order_op_kind::show, r.order.order_id, {}, {}, {}, {}});
+      auto again = c.order(order_op_on(order_op_kind::show, r.order.order_id));
       if (again.status == code::ok) shown = again;
     }
     auto status = print(shown, ctx);
@@ -232,7 +247,7 @@ void add_cart_commands(CLI::App& app, context& ctx) {
   auto op = [o, &ctx](CLI::App* cmd, order_op_kind kind) {
     cmd->add_option("ORDER", o->order_id)->required();
     on_node(cmd, ctx, kind != order_op_kind::show, [o, &ctx, kind](blocking_client& c) {
-      return print(c.order(order_op{kind, o->order_id, o->reason, {}, {}, {}}), ctx);
+      return print(c.order(order_op_on(kind, o->order_id, o->reason)), ctx);
     });
   };
   op(order->add_subcommand("show", "the order's state, lines and why it ended as it did"), order_op_kind::show);

@@ -950,7 +950,12 @@ private:
       return node_.route ? node_.route->carts(std::move(ops)) : node_.local.carts(std::move(ops));
     };
     auto place = [this, user, card, order_id](std::vector<order_line> lines) {
-      order_op op{order_op_kind::place, order_id, {}, user, card, std::move(lines)};
+      order_op op;
+      op.kind = order_op_kind::place;
+      op.order_id = order_id;
+      op.user = user;
+      op.card = card;
+      op.lines = std::move(lines);
       return order_ops({std::move(op)}).then([](std::vector<order_result> placed) {
         checkout_result r;
         auto& o = placed.at(0);
@@ -963,7 +968,7 @@ private:
         return r;
       });
     };
-    return order_ops({order_op{order_op_kind::show, order_id, {}, {}, {}, {}}})
+    return order_ops({order_op_on(order_op_kind::show, order_id)})
       .then([this, user, order_id, cart, place](std::vector<order_result> existing) mutable
             -> kj::Promise<checkout_result> {
         checkout_result r;
@@ -1589,6 +1594,9 @@ struct rpc_server::impl {
     kj::Own<kj::HttpServer> http_server;
     kj::Own<kj::ConnectionReceiver> http_listener;
     kj::Promise<void> http_served = kj::NEVER_DONE;
+    size_t http_open = 0;
+    kj::TaskSet http_connections(errors);
+    std::function<kj::Promise<void>()> accept_http;
     if (!options.http_listen.empty()) {
       kj::HttpHeaderTable::Builder builder;
       auto signature = builder.add(webhook_signature_header);
@@ -1607,7 +1615,20 @@ struct rpc_server::impl {
         http_address = options.http_listen.substr(0, options.http_listen.rfind(':')) + ":" +
                        std::to_string(http_listener->getPort());
       }
-      http_served = http_server->listenHttp(*http_listener);
+      // Each connection counted: at most connections_max open at once; one more is
+      // closed at once (a webhook sender retries; a flood cannot take every fd).
+      accept_http = [&]() -> kj::Promise<void> {
+        return http_listener->accept().then([&](kj::Own<kj::AsyncIoStream> stream) {
+          if (http_open >= options.connections_max) {
+            count(&counters::refused_connections);
+            return accept_http();
+          }
+          ++http_open;
+          http_connections.add(http_server->listenHttp(kj::mv(stream)).attach(kj::defer([&] { --http_open; })));
+          return accept_http();
+        });
+      };
+      http_served = accept_http();
     }
     ready();
     auto serving = stopped.exclusiveJoin(kj::mv(http_served)).exclusiveJoin(accept_next()).exclusiveJoin(sweep()).exclusiveJoin(peers_accepted.addBranch());

@@ -51,6 +51,8 @@ payment_reply refused(std::string why) {
 
 gateway::gateway(gateway_options options) : options_(options), rng_(options.seed) {}
 
+std::string gateway::run_prefix() const { return options_.run_id.empty() ? std::string() : options_.run_id + "_"; }
+
 double gateway::draw() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
 
 std::string gateway::fingerprint(const payment_request& r) {
@@ -133,7 +135,7 @@ payment_reply gateway::apply(const payment_request& r, int64_t now_ms) {
     if (r.order_id.empty() || r.amount_cents <= 0 || r.card.empty())
       return refused("an authorization needs an order, a positive amount and a card");
     payment_intent in;
-    in.id = "pi_" + std::to_string(next_intent_++);
+    in.id = "pi_" + run_prefix() + std::to_string(next_intent_++);
     in.order_id = r.order_id;
     in.amount_cents = r.amount_cents;
     bool declined = r.card == "tok_decline" || (options_.decline_rate > 0 && draw() < options_.decline_rate);
@@ -147,9 +149,11 @@ payment_reply gateway::apply(const payment_request& r, int64_t now_ms) {
     return out;
   }
   auto it = intents_.find(r.intent_id);
-  if (it == intents_.end()) {
+  if (it == intents_.end() || (!r.order_id.empty() && it->second.order_id != r.order_id)) {
     // Said with the intent's id and no state: the caller knows there is nothing to act on.
-    auto reply = refused("no payment intent '" + r.intent_id + "'");
+    // An intent of another order is, for this one, no intent at all (and not shown).
+    auto reply = refused("no payment intent '" + r.intent_id + "'" +
+                         (it == intents_.end() ? std::string() : " for order '" + r.order_id + "'"));
     reply.intent.id = r.intent_id;
     reply.intent.order_id = r.order_id;
     return reply;
@@ -189,7 +193,7 @@ payment_reply gateway::apply(const payment_request& r, int64_t now_ms) {
 
 void gateway::emit(const char* type, const payment_intent& intent, int64_t now_ms) {
   webhook_event e;
-  e.id = "evt_" + std::to_string(next_event_++);
+  e.id = "evt_" + run_prefix() + std::to_string(next_event_++);
   e.type = type;
   e.created_ms = now_ms;
   e.intent = intent;

@@ -35,6 +35,9 @@ struct gateway_options {
   int64_t webhook_retry_min_ms = 250;  // a failed delivery is retried after this, doubling
   int64_t webhook_retry_max_ms = 60'000;
   int webhook_attempts_max = 20;       // then the event is dropped (and counted)
+  // Names this run's intents and events (pi_<run>_N, evt_<run>_N), so a restarted
+  // gateway never reuses an id a node already holds. Empty: pi_N (in-process, one run).
+  std::string run_id;
 };
 
 struct ledger_entry {
@@ -49,7 +52,7 @@ struct ledger_entry {
 };
 
 struct webhook_event {
-  std::string id;    // evt_N: receivers deduplicate by it
+  std::string id;    // evt_[<run>_]N: receivers deduplicate by it
   std::string type;  // payment_intent.amount_capturable_updated, .succeeded, .canceled,
                      // .payment_failed, charge.refunded
   int64_t created_ms = 0;
@@ -116,6 +119,7 @@ private:
   payment_reply apply(const payment_request& r, int64_t now_ms);
   void emit(const char* type, const payment_intent& intent, int64_t now_ms);
   double draw();
+  std::string run_prefix() const;
 
   gateway_options options_;
   std::mt19937_64 rng_;

@@ -127,7 +127,8 @@ payment_reply reply_from_http(int status, const std::string& body) {
   if (j.contains("error") && j["error"].is_object() && j["error"].contains("message") && j["error"]["message"].is_string())
     r.error = j["error"]["message"].get<std::string>();
   if (j.contains("payment_intent")) {
-    if (!parse_intent_json(j["payment_intent"].dump(), r.intent))
+    // Only a refusal may speak of an intent the gateway does not know (status none).
+    if (!parse_intent_json(j["payment_intent"].dump(), r.intent, r.result == payment_reply::outcome::refused))
       return unknown("the gateway's payment intent is malformed");
   }
   return r;

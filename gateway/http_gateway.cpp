@@ -102,7 +102,16 @@ int run_gateway(const gateway_process_options& options) {
   kj::UnixEventPort::captureSignal(SIGTERM);
   auto io = kj::setupAsyncIo();
   auto& timer = io.provider->getTimer();
-  gateway core(options.core);
+  // Every start names its intents and events afresh: nodes remember ids across our
+  // restarts, and pi_1 of this run must never be taken for pi_1 of the last.
+  auto core_options = options.core;
+  if (core_options.run_id.empty()) {
+    std::random_device entropy;
+    char run[16];
+    std::snprintf(run, sizeof run, "%08x", entropy());
+    core_options.run_id = run;
+  }
+  gateway core(core_options);
   kj::HttpHeaderTable::Builder builder;
   auto key_header = builder.add(idempotency_key_header);
   auto signature_header = builder.add(webhook_signature_header);

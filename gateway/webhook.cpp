@@ -22,7 +22,7 @@ json to_json(const payment_intent& in) {
   return j;
 }
 
-bool from_json(const json& j, payment_intent& in) {
+bool from_json(const json& j, payment_intent& in, bool none_ok = false) {
   if (!j.is_object() || !j.contains("id") || !j["id"].is_string() || !j.contains("status") ||
       !j["status"].is_string() || !j.contains("amount") || !j["amount"].is_number_integer())
     return false;
@@ -30,10 +30,10 @@ bool from_json(const json& j, payment_intent& in) {
   in.amount_cents = j["amount"].get<int64_t>();
   auto status = j["status"].get<std::string>();
   in.status = intent_status::none;
-  for (auto s : {intent_status::authorized, intent_status::captured, intent_status::voided,
+  for (auto s : {intent_status::none, intent_status::authorized, intent_status::captured, intent_status::voided,
                  intent_status::refunded, intent_status::declined})
     if (status == to_string(s)) in.status = s;
-  if (in.status == intent_status::none) return false;
+  if (in.status == intent_status::none && (!none_ok || status != to_string(intent_status::none))) return false;
   auto meta = j.find("metadata");
   if (meta != j.end() && meta->is_object() && meta->contains("order_id") && (*meta)["order_id"].is_string())
     in.order_id = (*meta)["order_id"].get<std::string>();
@@ -153,9 +153,9 @@ std::string verify_payment_event(const std::string& secret, const std::string& b
 
 std::string intent_json(const payment_intent& in) { return to_json(in).dump(); }
 
-bool parse_intent_json(const std::string& text, payment_intent& out) {
+bool parse_intent_json(const std::string& text, payment_intent& out, bool none_ok) {
   auto j = json::parse(text, nullptr, false);
-  return !j.is_discarded() && from_json(j, out);
+  return !j.is_discarded() && from_json(j, out, none_ok);
 }
 
 }  // namespace holdfast

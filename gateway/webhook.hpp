@@ -33,8 +33,9 @@ signature_check verify_webhook(const std::string& secret, const std::string& hea
 std::string verify_payment_event(const std::string& secret, const std::string& body, const std::string& signature,
                                  int64_t now_ms, payment_intent& out);
 
-// Payment intents and replies as the HTTP API writes them.
+// Payment intents and replies as the HTTP API writes them. Status "none" (an intent the
+// gateway does not know, in a refusal) only where `none_ok`: never in an event.
 std::string intent_json(const payment_intent& in);
-bool parse_intent_json(const std::string& text, payment_intent& out);
+bool parse_intent_json(const std::string& text, payment_intent& out, bool none_ok = false);
 
 }  // namespace holdfast

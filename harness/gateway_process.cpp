@@ -1,5 +1,7 @@
 #include "harness/gateway_process.hpp"
 
+#include <algorithm>
+
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 
@@ -7,7 +9,9 @@ namespace holdfast {
 
 gateway_process::gateway_process(const std::string& binary, const std::string& log_path,
                                  const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{binary, "gateway", "--listen", "127.0.0.1:0"};
+  std::vector<std::string> argv{binary, "gateway"};
+  // A free port unless the caller names one (a gateway restarted where nodes expect it).
+  if (std::find(args.begin(), args.end(), "--listen") == args.end()) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
   argv.insert(argv.end(), args.begin(), args.end());
   try {
     auto child = start_listening(argv, log_path, timeout);

@@ -15,7 +15,8 @@ namespace holdfast {
 
 class gateway_process {
 public:
-  // `args`: the gateway's options (--webhook, --secret, faults...). Throws
+  // `args`: the gateway's options (--webhook, --secret, faults...; --listen, else a free
+  // loopback port). Throws
   // std::runtime_error when it does not start.
   gateway_process(const std::string& binary, const std::string& log_path, const std::vector<std::string>& args,
                   std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -35,6 +35,7 @@ protected:
     std::vector<std::string> args{"--secret", secret};
     for (auto& url : nodes_->webhook_urls()) args.insert(args.end(), {"--webhook", url});
     args.insert(args.end(), gateway_args.begin(), gateway_args.end());
+    gateway_args_ = args;
     gateway_ = std::make_unique<gateway_process>(HOLDFAST_BINARY, dir_ + "/gateway.log", args);
     base_args_ = {"--gateway", gateway_->url(), "--webhook-secret", secret, "--payment-timeout-ms", "2000"};
     auto all = base_args_;
@@ -69,8 +70,16 @@ protected:
     std::ifstream in(dir_ + "/gateway.log");
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
+  // The gateway stopped and started again where the nodes expect it: it remembers nothing.
+  void restart_gateway() {
+    auto address = gateway_->url().substr(std::string("http://").size());
+    gateway_->stop();
+    auto args = gateway_args_;
+    args.insert(args.end(), {"--listen", address});
+    gateway_ = std::make_unique<gateway_process>(HOLDFAST_BINARY, dir_ + "/gateway-2.log", args);
+  }
   std::unique_ptr<gateway_process> gateway_;
-  std::vector<std::string> base_args_;
+  std::vector<std::string> gateway_args_, base_args_;
 };
 
 // On a thread of its own: the test thread may run a KJ loop of a client.
@@ -162,9 +171,13 @@ TEST_F(checkout_test, the_gateway_process_charges_each_order_once_through_lost_r
       continue;
     }
     EXPECT_TRUE(offsets.insert({j["node"].get<int>(), j["seq"].get<uint64_t>()}).second) << line;
-    if (!last_event.count(j["order"])) EXPECT_EQ(j["state"], "placed") << "an order's first event: " << line;
+    if (!last_event.count(j["order"])) {
+      EXPECT_EQ(j["state"], "placed") << "an order's first event: " << line;
+    }
     auto& last = last_event[j["order"]];
-    if (!last.is_null()) EXPECT_GT(j["version"].get<uint64_t>(), last["version"].get<uint64_t>()) << line;
+    if (!last.is_null()) {
+      EXPECT_GT(j["version"].get<uint64_t>(), last["version"].get<uint64_t>()) << line;
+    }
     last = j;
   }
   for (auto& [order, state] : states) {
@@ -261,6 +274,44 @@ INSTANTIATE_TEST_SUITE_P(steps, crash_at_step,
                              if (c == ':') c = '_';
                            return name;
                          });
+
+// Found by the adversarial pass: a restarted gateway named its intents pi_1.. again, so
+// a refund for an order paid before the restart refunded another customer's payment made
+// after it. Now each gateway run names its own intents, an intent answers only for its
+// order, and a payment the gateway does not know is refunded as nothing, said.
+TEST_F(checkout_test, a_restarted_gateway_never_acts_on_another_customers_payment) {
+  start_with_gateway({});
+  ASSERT_EQ(cli(1, {"sku", "create", "tee", "--stock", "10", "--price", "500"}).status, 0);
+  auto buy = [&](const std::string& user, int qty) {
+    EXPECT_EQ(cli(2, {"cart", "add", user, "tee", std::to_string(qty)}).status, 0);
+    auto r = cli(3, {"checkout", user, "--card", "tok_visa", "--key", "k-" + user});
+    EXPECT_EQ(r.status, 0) << r.output;
+    auto order = checkout_order_id(user, "k-" + user);
+    auto shown = finished(order, 1);
+    EXPECT_EQ(shown.value("state", ""), "captured") << shown.dump() << cli(1, {"order", "show", order}).output;
+    return shown;
+  };
+  auto before = buy("ann", 2);
+  restart_gateway();
+  auto after = buy("bob", 3);
+  ASSERT_FALSE(before.empty());
+  ASSERT_FALSE(after.empty());
+  EXPECT_NE(before["intent"], after["intent"]) << "a restarted gateway reused an intent id";
+
+  auto ann = before["order"].get<std::string>();
+  ASSERT_EQ(cli(1, {"order", "fail-shipping", ann, "--reason", "lost"}).status, 0);
+  // Nothing could be refunded (the gateway does not know the payment): ended, and said.
+  auto refunded = finished(ann, 2);
+  EXPECT_EQ(refunded.value("state", ""), "cancelled") << refunded.dump();
+  EXPECT_NE(refunded.value("reason", "").find("does not know payment"), std::string::npos) << refunded.dump();
+  auto v = ledger();
+  for (auto& e : v.entries)
+    EXPECT_NE(e.op, payment_op::refund) << "refunded " << e.intent_id << " of order " << e.order_id;
+  EXPECT_EQ(v.captures[after["order"].get<std::string>()], 1u);
+  auto tee = on(1, [](blocking_client& c) { return c.query_sku("tee"); });
+  EXPECT_EQ(tee.sku.sold, 3) << "ann's units came back, bob's stay sold";
+  EXPECT_EQ(tee.sku.reserved, 0);
+}
 
 }  // namespace
 }  // namespace holdfast

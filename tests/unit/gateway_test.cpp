@@ -67,6 +67,42 @@ TEST(gateway, an_intent_goes_authorize_capture_refund_and_each_step_is_in_the_le
   EXPECT_EQ(g.captures("o1"), 1u);
 }
 
+// Found by the adversarial pass: a restarted gateway named its intents pi_1.. again, and
+// capture/void/refund ignored the order they came for, so a node's refund of its (old)
+// pi_1 refunded another customer's new pi_1. Now each run names its own ids, and an
+// intent of another order is no intent for the caller (not shown to it either).
+TEST(gateway, a_run_names_its_own_ids_and_an_intent_of_another_order_is_unknown_to_the_caller) {
+  gateway_options first_run, second_run;
+  first_run.run_id = "a1";
+  second_run.run_id = "b2";
+  gateway g1(first_run), g2(second_run);
+  auto mine = g1.handle(authorize("o1-auth", "o1", 2500), 1000);
+  auto theirs = g2.handle(authorize("o2-auth", "o2", 900), 1000);
+  ASSERT_EQ(mine.result, outcome::ok);
+  ASSERT_EQ(theirs.result, outcome::ok);
+  EXPECT_EQ(mine.intent.id, "pi_a1_1");
+  EXPECT_NE(mine.intent.id, theirs.intent.id);
+  auto events = g1.due(5000);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].event.id.rfind("evt_a1_", 0), 0u) << events[0].event.id;
+
+  auto capture = on_intent(payment_op::capture, "o1-capture", theirs.intent.id);
+  capture.order_id = "o1";
+  auto c = g2.handle(capture, 1001);
+  EXPECT_EQ(c.result, outcome::refused);
+  EXPECT_EQ(c.intent.status, intent_status::none);
+  EXPECT_EQ(c.intent.id, theirs.intent.id);
+  EXPECT_EQ(c.intent.order_id, "o1") << "the other order's intent is not shown";
+  EXPECT_EQ(c.intent.amount_cents, 0);
+  for (auto op : {payment_op::void_auth, payment_op::refund}) {
+    auto r = on_intent(op, std::string("o1-") + to_string(op), theirs.intent.id);
+    r.order_id = "o1";
+    EXPECT_EQ(g2.handle(r, 1002).result, outcome::refused);
+  }
+  EXPECT_EQ(g2.captures("o2"), 0u);
+  EXPECT_EQ(g2.intent(theirs.intent.id)->status, intent_status::authorized) << "the other order's payment is untouched";
+}
+
 TEST(gateway, idempotency_keys_replay_refuse_reuse_and_conflict) {
   gateway g({});
   auto first = g.handle(authorize("k", "o1", 100), 0);
@@ -268,6 +304,27 @@ TEST(gateway_http, requests_round_trip_and_odd_answers_are_unknown) {
   refused.error = "in progress";
   EXPECT_EQ(http_status(refused, gateway::admission::in_progress), 409);
   EXPECT_EQ(reply_from_http(409, reply_json(refused)).result, payment_reply::outcome::refused);
+
+  // Found by the adversarial pass: "no such intent" (status none) read as malformed, so
+  // an order whose gateway forgot its payment looped in capture for ever. A refusal may
+  // say so; an answer that claims success with it is still unknown.
+  payment_reply forgotten;
+  forgotten.result = payment_reply::outcome::refused;
+  forgotten.error = "no payment intent 'pi_9'";
+  forgotten.intent = payment_intent{"pi_9", "o-1", 0, intent_status::none, ""};
+  auto said = reply_from_http(400, reply_json(forgotten));
+  EXPECT_EQ(said.result, payment_reply::outcome::refused);
+  EXPECT_EQ(said.intent.id, "pi_9");
+  EXPECT_EQ(said.intent.status, intent_status::none);
+  forgotten.result = payment_reply::outcome::ok;
+  EXPECT_EQ(reply_from_http(200, reply_json(forgotten)).result, payment_reply::outcome::unknown);
+  // And never in an event.
+  webhook_event e;
+  e.id = "evt_1";
+  e.type = "payment_intent.succeeded";
+  e.intent = forgotten.intent;
+  webhook_event parsed;
+  EXPECT_FALSE(parse_webhook_body(webhook_body(e), parsed, why));
 }
 
 }  // namespace

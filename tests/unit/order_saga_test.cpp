@@ -589,5 +589,67 @@ TEST_F(order_saga_test, an_extend_that_finds_the_hold_confirmed_does_not_cancel)
   EXPECT_EQ(gateway_->core().captures("r9"), 1u);
 }
 
+// Found by the adversarial pass: a gateway that lost its intents (restarted) answered a
+// capture "no payment intent" and the order retried for ever, its units sold. The
+// provider not knowing the payment is a definite answer: nothing can be captured, the
+// lines are given back, the order ends cancelled.
+TEST_F(order_saga_test, a_capture_the_provider_knows_nothing_of_gives_the_lines_back) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("o30", {{"tee", 2, 1500}});
+  EXPECT_EQ(run(saga, 3), "RaC");
+  ASSERT_EQ(saga.record().phase, saga_phase::capture);
+  EXPECT_EQ(sku("tee").sold, 2);
+  make_gateway();  // the provider restarted and remembers nothing
+  auto trace = run(saga);
+  EXPECT_EQ(saga.record().state, order_state::cancelled) << trace << " " << saga.record().last_error;
+  EXPECT_NE(saga.record().reason.find("does not know payment"), std::string::npos) << saga.record().reason;
+  EXPECT_EQ(sku("tee").sold, 0);
+  EXPECT_EQ(sku("tee").available(), 10);
+  EXPECT_EQ(gateway_->core().captures("o30"), 0u);
+}
+
+// Found by the adversarial pass: replies and validly signed events about another order's
+// payment, another intent or another amount advanced an order (a refund landed on
+// someone else's payment). Only this order's payment, for its total, is an answer.
+TEST_F(order_saga_test, answers_about_another_payment_are_not_answers) {
+  stock("tee", 10);
+  make_gateway();
+  auto saga = place("o31", {{"tee", 1, 1500}});
+  EXPECT_EQ(run(saga, 1), "R");
+  ASSERT_EQ(saga.record().phase, saga_phase::authorize);
+  auto cmd = saga.next(clock_->now);
+  auto real = pay(cmd.payment);
+  ASSERT_EQ(real.result, payment_reply::outcome::ok);
+  // A signed event for the same order but another amount, or another order: ignored.
+  auto cheaper = real.intent;
+  cheaper.amount_cents = 1;
+  EXPECT_FALSE(saga.on_payment_event(cheaper, clock_->now));
+  auto other = real.intent;
+  other.order_id = "o-other";
+  EXPECT_FALSE(saga.on_payment_event(other, clock_->now));
+  EXPECT_EQ(saga.record().phase, saga_phase::authorize);
+  // A reply speaking of another order's intent is not an answer: asked again.
+  auto wrong = real;
+  wrong.intent.order_id = "o-other";
+  auto version = saga.record().version;
+  EXPECT_TRUE(saga.on_payment(cmd.payment, wrong, clock_->now));
+  EXPECT_EQ(saga.record().phase, saga_phase::authorize);
+  EXPECT_FALSE(saga.record().authorized);
+  EXPECT_NE(saga.record().last_error.find("another payment"), std::string::npos) << saga.record().last_error;
+  EXPECT_EQ(saga.record().version, version) << "a retry is not a transition (no record, no event)";
+  // The real answer settles it; from then on only that intent speaks for the order.
+  EXPECT_TRUE(saga.on_payment(cmd.payment, real, clock_->now));
+  EXPECT_EQ(saga.record().state, order_state::authorized);
+  EXPECT_EQ(saga.record().intent_id, real.intent.id);
+  auto stranger = real.intent;
+  stranger.id = "pi_somebody";
+  stranger.status = intent_status::voided;
+  EXPECT_FALSE(saga.on_payment_event(stranger, clock_->now));
+  EXPECT_EQ(run(saga), "Cc");
+  EXPECT_EQ(saga.record().state, order_state::captured);
+  EXPECT_EQ(gateway_->core().captures("o31"), 1u);
+}
+
 }  // namespace
 }  // namespace holdfast::testing

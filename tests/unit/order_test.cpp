@@ -72,7 +72,7 @@ protected:
     return ask<order_result>(order_place_atom_v, order_saga::place(id, "ann", card, std::move(lines), clock_->now_ms()));
   }
   sku_info show_sku(const std::string& name) { return node_fixture::show(name); }
-  order_result show(const std::string& id) { return ask<order_result>(order_op_atom_v, order_op{order_op_kind::show, id, {}, {}, {}, {}}); }
+  order_result show(const std::string& id) { return ask<order_result>(order_op_atom_v, order_op_on(order_op_kind::show, id)); }
   size_t authorizations(const std::string& id) {
     size_t n = 0;
     for (auto& e : gateway_->core().ledger()) n += e.order_id == id && e.op == payment_op::authorize;
@@ -118,11 +118,11 @@ TEST_F(order_test, a_cancel_before_capture_compensates_and_is_refused_after) {
   EXPECT_EQ(show_sku("tee").reserved, 0);
   place("o3", {{"tee", 1, 1500}});
   sched_->run();
-  auto refused = ask<order_result>(order_op_atom_v, order_op{order_op_kind::cancel, "o3", {}, {}, {}, {}});
+  auto refused = ask<order_result>(order_op_atom_v, order_op_on(order_op_kind::cancel, "o3"));
   EXPECT_EQ(refused.status, code::wrong_state);
-  auto shipped = ask<order_result>(order_op_atom_v, order_op{order_op_kind::ship, "o3", {}, {}, {}, {}});
+  auto shipped = ask<order_result>(order_op_atom_v, order_op_on(order_op_kind::ship, "o3"));
   EXPECT_EQ(shipped.order.state, order_state::shipped);
-  ask<order_result>(order_op_atom_v, order_op{order_op_kind::shipping_failed, "o3", "lost", {}, {}, {}});
+  ask<order_result>(order_op_atom_v, order_op_on(order_op_kind::shipping_failed, "o3", "lost"));
   sched_->run();
   EXPECT_EQ(show("o3").order.state, order_state::refunded);
   EXPECT_EQ(show_sku("tee").on_hand, 10);
