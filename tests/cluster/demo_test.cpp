@@ -1,4 +1,5 @@
-// `holdfast demo` as a user runs it: a real node process, real buyers over RPC.
+// `holdfast demo` as a user runs it: real node processes and the gateway process, real
+// users over RPC; `demo holds`, the reservation race.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -20,7 +21,7 @@ std::string run(const std::string& command) {
 
 TEST(demo, sells_every_unit_once_and_buyers_stop_when_it_is_sold_out) {
   const int buyers = 2000, stock = 50, attempts_max = 12;
-  auto out = run(std::string(HOLDFAST_BINARY) + " demo --json --buyers " +
+  auto out = run(std::string(HOLDFAST_BINARY) + " demo holds --json --buyers " +
                  std::to_string(buyers) + " --stock " + std::to_string(stock) + " --ttl 500ms");
   auto report = nlohmann::json::parse(out.substr(out.rfind('{')), nullptr, false);
   ASSERT_FALSE(report.is_discarded()) << out;
@@ -37,6 +38,29 @@ TEST(demo, sells_every_unit_once_and_buyers_stop_when_it_is_sold_out) {
   // all its attempts and the race ran for the whole backoff schedule.
   EXPECT_GE(report["sold_out_s"].get<double>(), 0.0);
   EXPECT_LT(report["reserve_calls"].get<int>(), buyers * attempts_max / 2) << out;
+}
+
+// The checkout flash sale, judged by its witnesses: the gateway's ledger (one capture per
+// paid order, none for the others) and the SKUs' books (sold == units of paid orders).
+TEST(demo, the_checkout_flash_sale_keeps_every_promise) {
+  auto out = run(std::string(HOLDFAST_BINARY) + " --json demo --users 400 --stock 60 --tail-skus 40 --seed 3");
+  auto report = nlohmann::json::parse(out.substr(out.rfind("\n{") + 1), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << out;
+  EXPECT_EQ(report["ok"], true) << out;
+  EXPECT_EQ(report["max_captures_per_order"], 1) << out;
+  EXPECT_EQ(report["capture_mismatches"], 0);
+  EXPECT_EQ(report["oversold"], 0);
+  EXPECT_EQ(report["limit_violations"], 0);
+  EXPECT_EQ(report["books_disagree"], 0);
+  EXPECT_EQ(report["still_running"], 0);
+  EXPECT_EQ(report["same_key_other_answer"], 0);
+  EXPECT_EQ(report["hot_sold"].get<int>() <= 60, true);
+  // The faults happened: declines, lost replies, refunds after shipping failures, the
+  // per-user limit refused someone.
+  EXPECT_GT(report["paid"].get<int>(), 0) << out;
+  EXPECT_GT(report["cancelled"].get<int>(), 0) << out;
+  EXPECT_GT(report["lost_replies"].get<int>(), 0) << out;
+  EXPECT_GT(report["ended_because"].value("per-user limit reached", 0), 0) << out;
 }
 
 }  // namespace
