@@ -22,6 +22,10 @@ void add_chaos_command(CLI::App& app, context& ctx) {
                                    "removed after a pass)");
   cmd->add_option("--attach", o->attach,
                   "run against the cluster `holdfast cluster up --dir DIR` started (left running)");
+  cmd->add_option("--workload", o->workload,
+                  "holds (reserve/confirm/release), checkout (carts, orders, the gateway process) or mixed")
+    ->check(CLI::IsMember({"holds", "checkout", "mixed"}))
+    ->capture_default_str();
   cmd->add_option("--png", o->png, "timeline picture (empty: none)")->capture_default_str();
   cmd->callback([&ctx, o] {
     ctx.action = [&ctx, o] {

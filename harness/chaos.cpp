@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include "harness/chaos_checkout.hpp"
+#include "harness/checkout_cluster.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 
@@ -241,11 +243,8 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
   }
 }
 
-struct verdict {
-  explicit verdict(std::string n) : name(std::move(n)) {}
-  std::string name;
-  bool ok = true;
-  std::string detail;
+struct verdict : chaos_verdict {
+  explicit verdict(std::string n) { name = std::move(n); }
 };
 
 }  // namespace
@@ -272,20 +271,45 @@ int run_chaos(const chaos_options& opt) {
   };
   bool attached = !o.attach.empty();
   std::string replay = "holdfast chaos --seed " + std::to_string(o.seed) + " --seconds " +
-                       std::to_string(int(o.seconds)) + (attached ? " --attach " + o.attach : "");
-  std::unique_ptr<local_cluster> cluster;
+                       std::to_string(int(o.seconds)) + (attached ? " --attach " + o.attach : "") +
+                       (o.workload != "holds" ? " --workload " + o.workload : "");
+  const bool shopping = o.workload != "holds";
+  if (o.workload != "holds" && o.workload != "checkout" && o.workload != "mixed") {
+    std::cerr << "holdfast chaos: --workload is holds, checkout or mixed\n";
+    return 2;
+  }
+  if (shopping && attached) {
+    std::cerr << "holdfast chaos: the checkout workload starts its own cluster and gateway: drop --attach\n";
+    return 2;
+  }
+  std::unique_ptr<local_cluster> own;
+  std::unique_ptr<checkout_cluster> with_gateway;
+  local_cluster* cluster = nullptr;
   bool partitions = true;
   try {
-    if (attached) {
+    if (shopping) {
+      // The gateway's faults come from the same seed: declines, lost replies after the
+      // charge, webhooks late, twice and out of order.
+      checkout_cluster_options co;
+      co.nodes = o.nodes;
+      co.node_args = {"--fault-hooks"};
+      co.gateway_args = {"--seed", std::to_string(o.seed), "--decline-rate", "0.05", "--lost-reply-rate", "0.1",
+                         "--duplicate-webhook-rate", "0.3", "--reorder-webhook-rate", "0.2",
+                         "--webhook-delay-max-ms", "500", "--latency-ms", "10"};
+      with_gateway = std::make_unique<checkout_cluster>(o.binary, o.dir, co);
+      cluster = &with_gateway->nodes();
+    } else if (attached) {
       if (::access((o.attach + "/cluster.toml").c_str(), F_OK) != 0)
         throw std::runtime_error(o.attach + " has no cluster.toml: `holdfast cluster up --dir " + o.attach +
                                  "` makes one");
-      cluster = std::make_unique<local_cluster>(o.binary, o.attach, 0, std::vector<std::string>{}, false);
+      own = std::make_unique<local_cluster>(o.binary, o.attach, 0, std::vector<std::string>{}, false);
+      cluster = own.get();
       cluster->attach();
       o.nodes = static_cast<int>(cluster->ids().size());
     } else {
-      cluster = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
-                                                std::vector<std::string>{"--fault-hooks"});
+      own = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
+                                            std::vector<std::string>{"--fault-hooks"});
+      cluster = own.get();
     }
     if (!cluster->wait_links_up(std::chrono::seconds(30)))
       throw std::runtime_error("the links did not come up within 30 s");
@@ -309,11 +333,17 @@ int run_chaos(const chaos_options& opt) {
   // An attached cluster may have seen this seed before: its SKUs get a run tag too.
   std::string prefix = "chaos-" + std::to_string(o.seed) + "-";
   if (attached) prefix += std::to_string(wall_ms()) + "-";
-  std::vector<std::string> skus;
+  std::vector<std::string> skus, shop_skus;
   for (int i = 0; i < o.skus; ++i) skus.push_back(prefix + std::to_string(i));
+  const int64_t limit_per_user = 2;
+  if (shopping)
+    for (int i = 0; i < 8; ++i) shop_skus.push_back(prefix + "shop-" + std::to_string(i));
   {
     std::vector<sku_op> creates;
     for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100, {}});
+    // The first checkout SKU is the flash-sale one: at most limit_per_user per user.
+    for (auto& s : shop_skus)
+      creates.push_back({sku_op_kind::create, s, o.stock, 250, {}, s == shop_skus.front() ? limit_per_user : 0});
     blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
     for (auto& r : c.create_skus(creates))
       if (r.status != code::ok) {
@@ -327,8 +357,13 @@ int run_chaos(const chaos_options& opt) {
   std::vector<fault_record> faults;
   std::map<std::string, int> fault_counts;
   std::vector<std::thread> threads;
-  for (int w = 0; w < o.workers; ++w)
-    threads.emplace_back([&, w] { worker(w, o, *cluster, skus, st); });
+  std::unique_ptr<checkout_workload> shop;
+  if (shopping) shop = std::make_unique<checkout_workload>(o, *cluster, shop_skus, prefix, limit_per_user);
+  for (int w = 0; w < o.workers; ++w) {
+    bool shopper = o.workload == "checkout" || (o.workload == "mixed" && w % 2 == 1);
+    if (shopper) threads.emplace_back([&, w] { shop->run(w, st.stop); });
+    else threads.emplace_back([&, w] { worker(w, o, *cluster, skus, st); });
+  }
   std::thread chaos_thread([&] { nemesis(o, *cluster, partitions, st, faults, fault_counts); });
   // Progress every 5 s until the time is up.
   auto end = st.started + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.seconds));
@@ -343,6 +378,7 @@ int run_chaos(const chaos_options& opt) {
          << ", refused " << st.counts["refused"] << ", unavailable " << st.counts["unavailable"]
          << ", unknown " << st.counts["unknown"] << ")  faults " << faults.size()
          << (faults.empty() ? "" : "  last: " + faults.back().what);
+    if (shop) line << "\n        " << shop->progress();
     say(line.str());
   }
   st.stop = true;
@@ -478,10 +514,18 @@ int run_chaos(const chaos_options& opt) {
     }
   }
   // A call answers by its deadline (the client's timeout); a second of grace for scheduling.
+  if (shop) max_latency = std::max(max_latency, shop->max_latency_ms());
   hung.ok = max_latency <= o.call_timeout_ms + 1'000;
   hung.detail = "slowest call " + std::to_string(int64_t(max_latency)) + " ms, timeout " +
                 std::to_string(o.call_timeout_ms) + " ms";
-  std::vector<verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung};
+  std::vector<chaos_verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung};
+  if (shop) {
+    // Every order ends once healed (a step that found no answer retries with backoff of
+    // up to 5 s, and gives up after 20 tries); then the gateway's ledger and the books.
+    say("waiting for every order to end, then checking the gateway's ledger and the books");
+    auto read_ledger = [&](ledger_view& v, std::string& error) { return with_gateway->gateway().ledger(v, error); };
+    for (auto& v : shop->check(read_ledger, std::chrono::seconds(150))) verdicts.push_back(v);
+  }
   bool pass = std::all_of(verdicts.begin(), verdicts.end(), [](auto& v) { return v.ok; });
 
   // The ops log: one JSON object per call.
@@ -507,6 +551,12 @@ int run_chaos(const chaos_options& opt) {
   for (auto& r : st.ops) {
     auto s = std::min(secs - 1, std::max(0, int(r.at_s)));
     ++per_second[static_cast<size_t>(s)][bucket(r.outcome)];
+  }
+  // Checkouts count as calls too: placed (ok), refused (sold out, empty cart), no answer.
+  if (shop) {
+    auto checkouts = shop->per_second(secs);
+    for (size_t i = 0; i < per_second.size() && i < checkouts.size(); ++i)
+      for (auto& [k, v] : checkouts[i]) per_second[i][k] += v;
   }
   std::string png_note;
   if (!o.png.empty()) {
@@ -550,6 +600,7 @@ int run_chaos(const chaos_options& opt) {
   report << "\n";
   for (auto& f : faults)
     report << "  " << std::fixed << std::setprecision(1) << f.from_s << "-" << f.to_s << " s  " << f.what << "\n";
+  if (shop) report << shop->summary() << "\n";
   report << "invariants (" << checked << " holds checked):\n";
   for (auto& v : verdicts)
     report << "  " << (v.ok ? "ok    " : "FAILED") << "  " << v.name << (v.detail.empty() ? "" : ": " + v.detail)
@@ -574,9 +625,12 @@ int run_chaos(const chaos_options& opt) {
     for (auto& f : faults) j["fault_log"].push_back({{"from_s", f.from_s}, {"to_s", f.to_s}, {"what", f.what}});
     for (auto& v : verdicts) j["invariants"].push_back({{"name", v.name}, {"ok", v.ok}, {"detail", v.detail}});
     j["max_latency_ms"] = max_latency;
+    j["workload"] = o.workload;
+    if (shop) j["checkout"] = shop->json();
     std::cout << j.dump() << "\n";
   }
-  cluster.reset();
+  own.reset();
+  with_gateway.reset();
   if (temp && pass) std::filesystem::remove_all(o.dir);
   return pass ? 0 : 1;
 }

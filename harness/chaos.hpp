@@ -1,6 +1,7 @@
 // `holdfast chaos`: a local cluster of real node processes (its own, or one `holdfast
-// cluster up` started), a seeded workload of
-// reserve/confirm/release over many SKUs that logs every acknowledged operation, and a
+// cluster up` started), a seeded workload of reserve/confirm/release over many SKUs that
+// logs every acknowledged operation (and, with --workload checkout or mixed, shoppers
+// checking out through the gateway process: harness/chaos_checkout.hpp), and a
 // seeded nemesis that kill -9s, SIGSTOPs and restarts nodes and cuts peer links (through
 // the nodes' test-only fault hook). At the end it heals everything, waits out every TTL,
 // and checks the promises against what was acknowledged.
@@ -24,6 +25,9 @@ struct chaos_options {
   std::string dir;             // keep the cluster (files, data, logs, ops log) here; default temp
   std::string attach;          // run against the nodes `holdfast cluster up --dir ATTACH` started
                                // (left running after); `nodes` is then the file's
+  // holds: reserve/confirm/release; checkout: carts and orders paid through the gateway
+  // process (its own faults too); mixed: half the workers each.
+  std::string workload = "holds";
   std::string png = "chaos.png";   // timeline; empty: none
   bool json = false;
   std::string binary;          // the holdfast binary to run nodes with
