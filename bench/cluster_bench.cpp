@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench/cpu.hpp"
 #include "bench/load.hpp"
 #include "bench/rows.hpp"
 #include "cluster/client.hpp"
@@ -29,34 +30,6 @@ bool quiet = false;
 void progress(const std::string& line) {
   std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
   std::fflush(quiet ? stderr : stdout);
-}
-
-// CPU seconds a process has used (all its threads), from /proc; 0 if it is gone.
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  std::getline(in, text);
-  auto name_end = text.rfind(')');
-  if (name_end == std::string::npos) return 0;
-  std::istringstream fields(text.substr(name_end + 2));
-  std::string skip;
-  for (int i = 3; i <= 13; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-// The machine's busy and total CPU time so far, from /proc/stat (every core).
-std::pair<double, double> machine_cpu() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  double v, total = 0, idle = 0;
-  in >> cpu;
-  for (int i = 0; i < 8 && in >> v; ++i) {
-    total += v;
-    if (i == 3 || i == 4) idle += v;  // idle, iowait
-  }
-  return {total - idle, total};
 }
 
 // Where a row's CPU went: per process, microseconds of CPU per reservation.

@@ -1,4 +1,5 @@
-// `holdfast bench hot-sku | many-skus` (bench/).
+// `holdfast bench hot-sku | many-skus | finished-holds | cluster | checkout` (bench/).
+#include "bench/checkout_bench.hpp"
 #include "bench/finished_holds.hpp"
 #include "bench/hot_sku.hpp"
 #include "bench/many_skus.hpp"
@@ -92,6 +93,23 @@ void add_bench_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, many] {
       many->json = ctx.as_json;
       return guarded(ctx, [&] { return bench::run_many_skus(*many); });
+    };
+  });
+
+  auto co = std::make_shared<bench::checkout_bench_options>();
+  auto no_gateway = std::make_shared<bool>(false);
+  auto* checkout_cmd = bench_cmd->add_subcommand(
+    "checkout", "end-to-end checkouts/s: one node vs the cluster, in-process gateway vs the gateway process");
+  checkout_cmd->add_option("--seconds", co->seconds, "measured seconds per row")->check(CLI::Range(1.0, 3600.0))->capture_default_str();
+  checkout_cmd->add_option("--shoppers", co->shoppers, "checkouts in flight")->check(CLI::Range(1, 4096))->capture_default_str();
+  checkout_cmd->add_option("--tail-skus", co->tail_skus, "long-tail SKUs")->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  checkout_cmd->add_option("--nodes", co->nodes, "nodes of rows (b) and (c)")->check(CLI::Range(2, 16))->capture_default_str();
+  checkout_cmd->add_flag("--no-gateway-process", *no_gateway, "skip row (c)");
+  checkout_cmd->callback([&ctx, co, no_gateway] {
+    ctx.action = [&ctx, co, no_gateway] {
+      co->json = ctx.as_json;
+      co->gateway_process = !*no_gateway;
+      return guarded(ctx, [&] { return bench::run_checkout_bench(*co); });
     };
   });
 
