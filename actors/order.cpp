@@ -508,6 +508,7 @@ order_actor actor_for(directory_ptr self, const std::string& id) {
   // A finished order's actor stops by itself; its exit is normal and ends only its entry.
   self->monitor(a);
   st.orders.emplace(id, a);
+  st.order_of.emplace(a.id(), id);
   return a;
 }
 
@@ -536,13 +537,16 @@ caf::result<order_result> forward(directory_ptr self, const std::string& id, Ato
 
 order_directory_actor::behavior_type order_directory_behavior(directory_ptr self, order_context ctx) {
   self->state.ctx = std::move(ctx);
+  // Found by the checkout benchmark: a scan of every entry per down message made each
+  // finished order cost O(orders) (11% of a node's CPU at 1,400 checkouts/s).
   self->set_down_handler([self](caf::down_msg& m) {
-    auto& orders = self->state.orders;
-    for (auto it = orders.begin(); it != orders.end(); ++it)
-      if (it->second.address() == m.source) {
-        orders.erase(it);
-        return;
-      }
+    auto& st = self->state;
+    auto by_actor = st.order_of.find(m.source.id());
+    if (by_actor == st.order_of.end()) return;
+    auto it = st.orders.find(by_actor->second);
+    // Only while the entry is still that actor (a replacement may have taken it).
+    if (it != st.orders.end() && it->second.id() == m.source.id()) st.orders.erase(it);
+    st.order_of.erase(by_actor);
   });
   // Linked children that end normally do not take the directory with them.
   self->set_exit_handler([self](caf::exit_msg& m) {

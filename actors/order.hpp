@@ -153,6 +153,7 @@ using order_directory_actor = caf::typed_actor<
 struct order_directory_state {
   order_context ctx;
   std::unordered_map<std::string, order_actor> orders;
+  std::unordered_map<caf::actor_id, std::string> order_of;  // a live actor's order: its down message finds it
   static inline const char* name = "holdfast.orders";
 };
 
