@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "protocol/codec.hpp"
 #include "protocol/storage.capnp.h"
@@ -156,6 +157,111 @@ order_event_page read_order_events(const storage& env, const order_event_log& lo
   return page;
 }
 
+std::string user_order_key(const std::string& user, const std::string& order_id) {
+  char len[5];
+  std::snprintf(len, sizeof len, "%04zx", user.size());
+  return len + user + order_id;
+}
+
+namespace {
+
+// Whether an order is in the state a query names: one of order_state's names, "active"
+// (its saga still runs) or "" (any).
+bool in_state(const order_record& o, const std::string& state) {
+  if (state.empty()) return true;
+  if (state == "active") return o.phase != saga_phase::done;
+  return state == to_string(o.state);
+}
+
+}  // namespace
+
+std::string validate(const order_list_query& q) {
+  if (q.user.size() > user_bytes_max || !valid_utf8(q.user)) return "user: at most 256 bytes of UTF-8";
+  if (q.after.size() > order_id_bytes_max || !valid_utf8(q.after)) return "after: an order id of at most 128 bytes";
+  if (q.limit > order_list_limit_max) return "limit: 1.." + std::to_string(order_list_limit_max);
+  if (q.state.empty() || q.state == "active") return {};
+  for (auto s = order_state::placed; s <= order_state::refunded; s = static_cast<order_state>(static_cast<int>(s) + 1))
+    if (q.state == to_string(s)) return {};
+  return "state: active, or one of placed, reserved, authorized, confirmed, captured, shipped, delivered, "
+         "cancelled, refunded";
+}
+
+order_page list_orders(const storage& env, const order_list_query& q, size_t scan_max) {
+  order_page page;
+  size_t limit = q.limit == 0 ? order_list_limit_default : std::min<uint32_t>(q.limit, order_list_limit_max);
+  auto space = q.user.empty() ? record_space::order : record_space::user_order;
+  auto prefix = q.user.empty() ? std::string() : user_order_key(q.user, {});
+  // Strictly after the cursor: its key with a NUL appended is the next possible one.
+  auto from = prefix + q.after;
+  if (!q.after.empty()) from.push_back('\0');
+  size_t read = 0;
+  bool end = false;  // nothing follows `last`
+  std::string last;
+  while (!end && page.orders.size() < limit && read < scan_max) {
+    auto chunk = std::min(scan_max - read, std::max<size_t>(limit + 1, 256)) + 1;
+    size_t got = 0;
+    bool beyond = false;  // a key past the last one read: more follow
+    auto st = env.scan_records_from(space, from, chunk, [&](const entity_record& e) {
+      ++got;
+      if (beyond || end) return;
+      if (e.key.compare(0, prefix.size(), prefix) != 0) {
+        end = true;  // past the user's keys
+        return;
+      }
+      if (page.orders.size() >= limit || read >= scan_max) {
+        beyond = true;
+        return;
+      }
+      ++read;
+      last = e.key.substr(prefix.size());
+      order_record o;
+      if (q.user.empty()) {
+        if (!decode_order(e.key, e.value, o)) return;
+      } else {
+        std::string value;
+        if (env.read_record(record_space::order, last, value) != store_status::ok || !decode_order(last, value, o))
+          return;
+      }
+      if (in_state(o, q.state)) page.orders.push_back(std::move(o));
+    });
+    if (st != store_status::ok) {
+      page.error = std::string("storage: ") + to_string(st);
+      return page;
+    }
+    // Keys are never deleted from these spaces: a short chunk is the end.
+    if (!beyond && got < chunk) end = true;
+    from = prefix + last + '\0';
+  }
+  // Everything up to `last` was read: the next page goes on after it.
+  if (!end && !last.empty()) page.next = last;
+  return page;
+}
+
+order_page merge_order_pages(std::vector<order_page> pages, uint32_t limit) {
+  if (limit == 0) limit = order_list_limit_default;
+  order_page out;
+  // Where the first member to stop stopped: past it, some member's orders are not here.
+  std::optional<std::string> cut;
+  for (auto& p : pages) {
+    if (!p.error.empty()) out.error += (out.error.empty() ? "" : "; ") + p.error;
+    if (!p.next.empty() && (!cut || p.next < *cut)) cut = p.next;
+    for (auto& o : p.orders) out.orders.push_back(std::move(o));
+  }
+  std::sort(out.orders.begin(), out.orders.end(),
+            [](const order_record& a, const order_record& b) { return a.order_id < b.order_id; });
+  if (cut)
+    out.orders.erase(std::upper_bound(out.orders.begin(), out.orders.end(), *cut,
+                                      [](const std::string& id, const order_record& o) { return id < o.order_id; }),
+                     out.orders.end());
+  if (out.orders.size() > limit) {
+    out.orders.resize(limit);
+    out.next = out.orders.back().order_id;
+  } else if (cut) {
+    out.next = *cut;
+  }
+  return out;
+}
+
 std::string validate(const order_op& op, const request_limits& limits) {
   if (op.order_id.empty() || op.order_id.size() > order_id_bytes_max || !valid_utf8(op.order_id))
     return "an order id of 1.." + std::to_string(order_id_bytes_max) + " bytes of UTF-8 is required";
@@ -218,6 +324,13 @@ void write(self_ptr self) {
       old.record = {record_space::order_event, order_event_key(seq - events->retention), {}, true};
       batch.mutations.push_back(std::move(old));
     }
+  }
+  if (st.unindexed) {
+    mutation u;
+    u.kind = mutation::put_record;
+    u.record = {record_space::user_order, user_order_key(st.saga->record().user, st.saga->record().order_id), {}, false};
+    batch.mutations.push_back(std::move(u));
+    st.unindexed = false;
   }
   m.record = {record_space::order, st.saga->record().order_id, std::move(value), false};
   batch.mutations.push_back(std::move(m));
@@ -378,6 +491,7 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
       }
       st.saga = std::make_unique<order_saga>(std::move(r), st.ctx.policy);
       st.exists = true;
+      st.unindexed = true;
       return after_change(self, {});
     },
     [self, order_id](order_op_atom, order_op& op) -> caf::result<order_result> {
@@ -474,7 +588,7 @@ order_actor::behavior_type order_behavior(self_ptr self, std::string order_id, o
       // Memory ran ahead of the failed write: back to the last durable record. Nothing
       // it led to was sent (commands wait for their record), so nothing is lost.
       st.saga.reset();
-      st.exists = false;
+      st.exists = st.unindexed = false;
       st.broken = load(self, order_id);
       for (auto& [s, promise] : st.waiting)
         promise.deliver(order_result{code_for(why), "the order was not written: " + std::string(to_string(why)), {}});

@@ -54,6 +54,19 @@ order_event_page read_order_events(const storage& env, const order_event_log& lo
                                    int64_t now_ms, int64_t gap_wait_ms = 5'000);
 bool decode_order(const std::string& order_id, const std::string& value, order_record& out);
 
+// A user's orders are indexed by these keys (space user_order), written in the batch of
+// the order's first record: the user's length, the user, the order id.
+std::string user_order_key(const std::string& user, const std::string& order_id);
+// Empty when the query can be answered, else why not.
+std::string validate(const order_list_query& q);
+// This node's orders for one page of `order list`: a user's through their index, all in
+// id order otherwise; at most `scan_max` orders are read for a state filter.
+order_page list_orders(const storage& env, const order_list_query& q, size_t scan_max = order_list_scan_max);
+// Members' pages of one query merged into the cluster's: orders up to the first point a
+// member stopped at are complete in every page, so the first `limit` of them are the
+// cluster's; `next` is set when any member has more.
+order_page merge_order_pages(std::vector<order_page> pages, uint32_t limit);
+
 // What the user or an operator asks of an order.
 // payment_event: a webhook from the payment gateway, as it came (body and signature):
 // whoever passes it on, the order directory verifies the signature before the order
@@ -133,6 +146,7 @@ struct order_state_t {
   uint64_t next_seq = 1;
   uint64_t written_seq = 0;
   uint64_t evented_version = UINT64_MAX;  // the record version last written (with its order event)
+  bool unindexed = false;   // placed here: the first write also enters it in its user's orders
   // Callers waiting for the change they asked for to be durable.
   std::deque<std::pair<uint64_t, caf::typed_response_promise<order_result>>> waiting;
   static inline const char* name = "holdfast.order";

@@ -91,6 +91,33 @@ std::string cursor_text(const std::map<uint32_t, uint64_t>& cursor) {
   return out;
 }
 
+// Calls that are not routed (order events, order list) go to every member: the node
+// named by --node says who they are (itself alone outside a cluster). 0, or an exit code.
+int members_of(const context& ctx, std::vector<member_address>& members) {
+  auto got = with_node(ctx, false, [&](blocking_client& c) {
+    members = c.members();
+    return 0;
+  });
+  if (got == 0 && members.empty()) members.push_back({0, ctx.node_address});
+  return got;
+}
+
+// Asks one member; empty when it answered, else why it could not be asked.
+std::string ask_member(const context& ctx, const member_address& m, const std::function<void(blocking_client&)>& f) {
+  client_options options;
+  options.call_timeout_ms = ctx.timeout_ms;
+  options.tls_ca = ctx.tls_ca;
+  try {
+    blocking_client c(m.client, options);
+    f(c);
+    return {};
+  } catch (const std::exception& e) {
+    return "node " + std::to_string(m.id) + " (" + m.client + "): " + e.what();
+  } catch (const kj::Exception& e) {
+    return "node " + std::to_string(m.id) + " (" + m.client + "): " + e.getDescription().cStr();
+  }
+}
+
 // Every member's order events from the cursor on, merged by time within each round;
 // with `follow`, polls for more until interrupted. At least once: a consumer that keeps
 // the cursor printed last resumes without a gap (and may see an event again).
@@ -98,36 +125,24 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
   std::map<uint32_t, uint64_t> cursor;
   if (!parse_cursor(from, cursor)) return fail(ctx, "invalid", "--from: N, or ID:N,ID:N (as `next` printed it)");
   std::vector<member_address> members;
-  auto got = with_node(ctx, false, [&](blocking_client& c) {
-    members = c.members();
-    return 0;
-  });
-  if (got != 0) return got;
-  if (members.empty()) members.push_back({0, ctx.node_address});
-  client_options options;
-  options.call_timeout_ms = ctx.timeout_ms;
-  options.tls_ca = ctx.tls_ca;
+  if (auto got = members_of(ctx, members); got != 0) return got;
   for (;;) {
     std::map<uint32_t, std::deque<order_event>> pages;
     bool more = false;
     for (auto& m : members) {
       auto& next = cursor[m.id];
-      try {
-        blocking_client c(m.client, options);
+      auto why = ask_member(ctx, m, [&](blocking_client& c) {
         auto page = c.order_events(std::max<uint64_t>(next, 1), limit);
         if (!page.error.empty()) {
           std::cerr << "node " << m.id << ": " << page.error << "\n";
-          continue;
+          return;
         }
         more |= page.events.size() >= limit;
         auto& mine = pages[m.id];
         for (auto& e : page.events) mine.push_back(std::move(e));
         next = page.next;
-      } catch (const std::exception& e) {
-        std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.what() << "\n";
-      } catch (const kj::Exception& e) {
-        std::cerr << "node " << m.id << " (" << m.client << ") not read this round: " << e.getDescription().cStr() << "\n";
-      }
+      });
+      if (!why.empty()) std::cerr << why << ": not read this round\n";
     }
     // Merged by time, each node's events kept in their own order (by seq): the next
     // printed is the earliest of the nodes' next events.
@@ -163,6 +178,53 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
   }
   if (ctx.as_json) std::cout << json{{"next", cursor_text(cursor)}}.dump() << "\n";
   else std::cout << "# next: --from " << cursor_text(cursor) << "\n";
+  return 0;
+}
+
+// One page of orders from every member, merged in id order (every page with --all). A
+// member that cannot be asked fails the page unless `partial_ok`: a consumer paging on
+// would skip its orders for good.
+int order_list(const context& ctx, order_list_query query, bool all, bool partial_ok) {
+  if (auto why = validate(query); !why.empty()) return fail(ctx, "invalid", why);
+  std::vector<member_address> members;
+  if (auto got = members_of(ctx, members); got != 0) return got;
+  json listed = json::array();
+  std::string partial;
+  for (;;) {
+    std::vector<order_page> pages;
+    for (auto& m : members) {
+      order_page page;
+      auto why = ask_member(ctx, m, [&](blocking_client& c) { page = c.list_orders(query); });
+      if (!why.empty()) {
+        partial += (partial.empty() ? "" : "; ") + why;
+        continue;
+      }
+      if (!page.error.empty()) return fail(ctx, "invalid", "node " + std::to_string(m.id) + ": " + page.error);
+      pages.push_back(std::move(page));
+    }
+    if (!partial.empty() && !partial_ok)
+      return fail(ctx, "unavailable", "some members could not be asked (--partial lists the rest): " + partial);
+    auto merged = merge_order_pages(std::move(pages), query.limit);
+    for (auto& o : merged.orders) {
+      if (ctx.as_json) {
+        listed.push_back(to_json(o));
+        continue;
+      }
+      std::cout << o.order_id << "\t" << o.user << "\t" << to_string(o.state)
+                << (o.phase == saga_phase::done ? "" : std::string(" (") + to_string(o.phase) + ")") << "\t"
+                << o.total_cents << " cents\t" << o.lines.size() << (o.lines.size() == 1 ? " line" : " lines") << "\n";
+    }
+    query.after = merged.next;
+    if (!all || merged.next.empty()) break;
+  }
+  if (ctx.as_json) {
+    json j{{"status", "ok"}, {"orders", listed}, {"next", query.after}};
+    if (!partial.empty()) j["partial"] = partial;
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  } else {
+    if (!query.after.empty()) std::cout << "# more: --after " << query.after << "\n";
+    if (!partial.empty()) std::cerr << "partial: " << partial << "\n";
+  }
   return 0;
 }
 
@@ -242,7 +304,7 @@ void add_cart_commands(CLI::App& app, context& ctx) {
     return status == 0 && o->wait_s > 0 && shown.order.state == order_state::cancelled ? exit_refused : status;
   });
 
-  auto* order = app.add_subcommand("order", "show an order, cancel it, ship or deliver it");
+  auto* order = app.add_subcommand("order", "show, list, cancel, ship or deliver orders; follow their events");
   order->require_subcommand(1);
   auto op = [o, &ctx](CLI::App* cmd, order_op_kind kind) {
     cmd->add_option("ORDER", o->order_id)->required();
@@ -255,6 +317,27 @@ void add_cart_commands(CLI::App& app, context& ctx) {
      order_op_kind::cancel);
   op(order->add_subcommand("ship", "a captured order left the warehouse"), order_op_kind::ship);
   op(order->add_subcommand("deliver", "a shipped order arrived"), order_op_kind::deliver);
+  struct list_arguments {
+    order_list_query query;
+    bool all = false, partial = false;
+  };
+  auto ls = std::make_shared<list_arguments>();
+  ls->query.limit = order_list_limit_default;
+  auto* list = order->add_subcommand("list", "orders of every member in id order: all, one user's, one state's");
+  list->add_option("--user", ls->query.user, "only this user's orders");
+  list->add_option("--state", ls->query.state,
+                   "only orders in this state (placed ... delivered, cancelled, refunded), or 'active' "
+                   "for every order whose saga still runs");
+  list->add_option("--after", ls->query.after, "only orders after this id (the last page's 'next')");
+  list->add_option("--limit", ls->query.limit, "at most this many per page")
+    ->check(CLI::Range(1u, order_list_limit_max))
+    ->capture_default_str();
+  list->add_flag("--all", ls->all, "every page, not just the first");
+  list->add_flag("--partial", ls->partial, "list what the reachable members have when some cannot be asked");
+  list->callback([&ctx, ls] {
+    ctx.action = [&ctx, ls] { return order_list(ctx, ls->query, ls->all, ls->partial); };
+  });
+
   auto* failed = order->add_subcommand("fail-shipping", "shipping failed: units restocked, payment refunded");
   failed->add_option("--reason", o->reason, "why");
   op(failed, order_op_kind::shipping_failed);

@@ -284,6 +284,22 @@ kj::Promise<order_event_page> client::order_events(uint64_t from, uint32_t limit
   }));
 }
 
+kj::Promise<order_page> client::list_orders(const order_list_query& query) {
+  auto req = impl_->inventory.listOrdersRequest();
+  auto q = req.initQuery();
+  q.setUser(query.user);
+  q.setState(query.state);
+  q.setAfter(query.after);
+  q.setLimit(query.limit);
+  return impl_->or_timeout(req.send().then([](auto r) {
+    order_page page;
+    page.next = codec::str(r.getNext());
+    page.error = codec::str(r.getRefused());
+    for (auto o : r.getOrders()) page.orders.push_back(codec::read(o));
+    return page;
+  }));
+}
+
 kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& peers) {
   auto req = impl_->inventory.faultPartitionRequest();
   auto list = req.initPeers(static_cast<unsigned>(peers.size()));
@@ -790,6 +806,9 @@ std::vector<member_address> blocking_client::members(std::string* cluster) {
 }
 order_event_page blocking_client::order_events(uint64_t from, uint32_t limit) {
   return wait(client_->order_events(from, limit));
+}
+order_page blocking_client::list_orders(const order_list_query& query) {
+  return wait(client_->list_orders(query));
 }
 std::string blocking_client::fault_partition(const std::vector<uint32_t>& peers) {
   return wait(client_->fault_partition(peers));

@@ -98,6 +98,8 @@ public:
   kj::Promise<std::vector<member_address>> members(std::string* cluster = nullptr);
   // This node's order events from `from` (Inventory.orderEvents).
   kj::Promise<order_event_page> order_events(uint64_t from, uint32_t limit);
+  // This node's page of orders (a refusal or a storage error in `error`).
+  kj::Promise<order_page> list_orders(const order_list_query& query);
   // Test-only fault hook; answers why it was refused, or "".
   kj::Promise<std::string> fault_partition(const std::vector<uint32_t>& peers);
 
@@ -171,6 +173,7 @@ public:
   order_result order(const order_op& op);
   checkout_result checkout(const std::string& user, const std::string& card, const std::string& key);
   order_event_page order_events(uint64_t from, uint32_t limit);
+  order_page list_orders(const order_list_query& query);
 
   client& async();
   kj::AsyncIoContext& io();

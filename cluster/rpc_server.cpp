@@ -808,6 +808,31 @@ public:
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> listOrders(ListOrdersContext ctx) override {
+    auto q = ctx.getParams().getQuery();
+    auto out = ctx.getResults();
+    if (node_.role) out.setNode(node_.role->self);
+    if (!options_.list_orders) {
+      out.setRefused("this node keeps no orders");
+      return kj::READY_NOW;
+    }
+    order_list_query query{codec::str(q.getUser()), codec::str(q.getState()), codec::str(q.getAfter()), q.getLimit()};
+    auto why = validate(query);
+    if (!why.empty()) {
+      out.setRefused(why);
+      return kj::READY_NOW;
+    }
+    auto page = options_.list_orders(query);
+    if (!page.error.empty()) {
+      out.setRefused(page.error);
+      return kj::READY_NOW;
+    }
+    out.setNext(page.next);
+    auto list = out.initOrders(static_cast<unsigned>(page.orders.size()));
+    for (unsigned i = 0; i < list.size(); ++i) codec::write(list[i], page.orders[i]);
+    return kj::READY_NOW;
+  }
+
   kj::Promise<void> members(MembersContext ctx) override {
     auto out = ctx.getResults();
     if (!node_.role) return kj::READY_NOW;

@@ -50,6 +50,7 @@ struct server_options {
   std::shared_ptr<class node_hold_calls> outbound;
   // This node's order events (Inventory.orderEvents), read on the network thread. Null: none.
   std::function<order_event_page(uint64_t from, size_t limit)> order_events;
+  std::function<order_page(const order_list_query& query)> list_orders;  // this node's orders
   // The HTTP endpoint (cluster/http_endpoint.hpp): empty: none.
   std::string http_listen;
   std::string webhook_secret;  // payment webhooks must be signed with it

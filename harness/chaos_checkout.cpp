@@ -153,11 +153,11 @@ std::string checkout_workload::progress() {
 }
 
 std::vector<chaos_verdict> checkout_workload::check(const ledger_reader& read_ledger, std::chrono::seconds limit) {
-  chaos_verdict terminal{"every order ended (checkout)"}, acked{"every acknowledged order present"},
-    one_capture{"at most one capture per order (gateway ledger)"},
-    captured_confirmed{"captured <=> paid order; sold == units of paid orders (checkout SKUs)"},
-    conserved{"stock conserved: sold + on_hand == stocked, nothing held (checkout SKUs)"},
-    within_limit{"per-user limit never exceeded"};
+  chaos_verdict terminal{"every order ended (checkout)", true, {}}, acked{"every acknowledged order present", true, {}},
+    one_capture{"at most one capture per order (gateway ledger)", true, {}},
+    captured_confirmed{"captured <=> paid order; sold == units of paid orders (checkout SKUs)", true, {}},
+    conserved{"stock conserved: sold + on_hand == stocked, nothing held (checkout SKUs)", true, {}},
+    within_limit{"per-user limit never exceeded", true, {}};
   std::map<std::string, order_record> final;
   std::map<std::string, order_seen> orders;
   {

@@ -34,8 +34,11 @@ struct hold_record {
 // buyer: key sku '\0' user, value the units the user bought (decimal), for a per-user limit.
 // cart: key the user id, value a StoredCart (encode_cart).
 // order: key the order id, value a StoredOrder (encode_order).
-enum class record_space : uint8_t { buyer = 1, cart = 2, order = 3, order_event = 4 };
-constexpr record_space record_space_last = record_space::order_event;
+// order_event: key order_event_key(seq), value a StoredOrder (the order events' outbox).
+// user_order: key user_order_key(user, order id), value empty: a user's orders, written
+// with the order's first record.
+enum class record_space : uint8_t { buyer = 1, cart = 2, order = 3, order_event = 4, user_order = 5 };
+constexpr record_space record_space_last = record_space::user_order;
 constexpr size_t record_key_bytes_max = 1024;
 constexpr size_t record_value_bytes_max = size_t{1} << 20;
 struct entity_record {

@@ -141,6 +141,17 @@ interface Inventory {
   # consumer of the whole cluster asks every member (`members`) and merges.
   orderEvents @24 (from :UInt64, limit :UInt32) -> (events :List(OrderEvent), next :UInt64, node :UInt32,
                                                     refused :Text);
+  # This node's orders in id order (one user's through their index), for `order list`:
+  # not routed either; the CLI asks every member and merges. `next` is set when this node
+  # may have more after it (a state filter reads a bounded number of orders per call).
+  listOrders @25 (query :OrderQuery) -> (orders :List(OrderInfo), next :Text, node :UInt32, refused :Text);
+}
+
+struct OrderQuery {
+  user @0 :Text;               # only this user's orders
+  state @1 :Text;              # only orders in this state, or "active" (saga still running)
+  after @2 :Text;              # only orders after this id: the previous page's `next`
+  limit @3 :UInt32;            # at most this many (0: the node's default)
 }
 
 struct OrderEvent {

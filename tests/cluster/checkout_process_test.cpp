@@ -215,6 +215,45 @@ TEST_F(checkout_test, the_gateway_process_charges_each_order_once_through_lost_r
   EXPECT_EQ(post_webhook(url, signed_body, body + " "), 400) << "altered after signing";
   auto after = json::parse(cli(1, {"order", "show", victim}).output);
   EXPECT_EQ(after["state"], states[victim]);
+
+  // `order list` merges every member's orders in id order: small pages neither skip nor
+  // repeat, a user's and a state's orders are theirs alone, bad filters are typed.
+  auto listed = cli(2, {"order", "list", "--limit", "3", "--all"});
+  ASSERT_EQ(listed.status, 0) << listed.output;
+  std::vector<std::string> ids;
+  auto pages = json::parse(listed.output);
+  for (auto& o : pages["orders"]) {
+    ids.push_back(o["order"]);
+    EXPECT_EQ(o["state"], states[o["order"]]) << o.dump();
+  }
+  std::vector<std::string> want;
+  for (auto& [order, state] : states) want.push_back(order);
+  EXPECT_EQ(ids, want) << listed.output;
+  size_t captured = 0;
+  for (auto& [order, state] : states) captured += state == "captured";
+  auto by_state = json::parse(cli(3, {"order", "list", "--state", "captured", "--all"}).output);
+  EXPECT_EQ(by_state["orders"].size(), captured) << by_state.dump();
+  for (int u = 0; u < users; ++u) {
+    if (!placed[u]) continue;
+    auto user = "u" + std::to_string(u);
+    auto mine = json::parse(cli(1, {"order", "list", "--user", user}).output);
+    ASSERT_EQ(mine["orders"].size(), 1u) << user << ": " << mine.dump();
+    EXPECT_EQ(mine["orders"][0]["order"], checkout_order_id(user, "k-" + user));
+    break;
+  }
+  auto bad = cli(1, {"order", "list", "--state", "paid"});
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("invalid"), std::string::npos) << bad.output;
+  // A member down: the list fails rather than skip its orders, unless --partial.
+  nodes_->kill9(3);
+  auto without = cli(1, {"order", "list", "--all"});
+  EXPECT_EQ(without.status, 2) << without.output;
+  EXPECT_NE(without.output.find("unavailable"), std::string::npos) << without.output;
+  auto partial = cli(1, {"order", "list", "--all", "--partial"});
+  ASSERT_EQ(partial.status, 0) << partial.output;
+  auto j = json::parse(partial.output);
+  EXPECT_LE(j["orders"].size(), states.size()) << "what the others have";
+  EXPECT_TRUE(j.contains("partial")) << partial.output;
 }
 
 // A test-only crash point kills the order's owner at each saga step; restarted (without
