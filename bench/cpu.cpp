@@ -1,6 +1,10 @@
 #include "bench/cpu.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
 
 #include <fstream>
 #include <sstream>
@@ -8,7 +12,10 @@
 
 namespace holdfast::bench {
 
-double cpu_seconds(pid_t pid) {
+namespace {
+
+// utime + stime (+ cutime + cstime with `children`) of /proc/PID/stat, in seconds.
+double stat_seconds(pid_t pid, bool children) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
   std::getline(in, text);
@@ -17,9 +24,62 @@ double cpu_seconds(pid_t pid) {
   std::istringstream fields(text.substr(name_end + 2));
   std::string skip;
   for (int i = 3; i <= 13; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  double utime = 0, stime = 0, cutime = 0, cstime = 0;
+  fields >> utime >> stime >> cutime >> cstime;
+  return (utime + stime + (children ? cutime + cstime : 0)) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+double cpu_seconds(pid_t pid) { return stat_seconds(pid, false); }
+double cpu_seconds_with_reaped_children(pid_t pid) { return stat_seconds(pid, true); }
+
+std::vector<pid_t> children_of(pid_t pid) {
+  // Every process's parent from /proc/*/stat (/proc/PID/task/*/children needs a kernel
+  // option that not every kernel has).
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    auto name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string text;
+    std::getline(in, text);
+    auto name_end = text.rfind(')');
+    if (name_end == std::string::npos) continue;
+    std::istringstream fields(text.substr(name_end + 2));
+    std::string state;
+    long parent = 0;
+    if (fields >> state >> parent && parent == pid) out.push_back(static_cast<pid_t>(std::stol(name)));
+  }
+  return out;
+}
+
+double reaped_children_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_CHILDREN, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+server_cpu::server_cpu(pid_t pid) : pid_(pid), start_(cpu_seconds_with_reaped_children(pid)) {
+  for (auto child : children_of(pid)) children_.emplace_back(child, cpu_seconds(child));
+}
+
+double server_cpu::seconds_since() const {
+  double used = cpu_seconds_with_reaped_children(pid_) - start_;
+  // A child alive at the start: what it used since (if it ended meanwhile, its whole
+  // life is in the parent's reaped figure, so its start sample comes off that).
+  auto live = children_of(pid_);
+  for (auto& [child, at_start] : children_) {
+    if (std::find(live.begin(), live.end(), child) != live.end()) used += cpu_seconds(child) - at_start;
+    else used -= at_start;
+  }
+  // Children born in the window and still alive.
+  for (auto child : live)
+    if (std::none_of(children_.begin(), children_.end(), [&](auto& c) { return c.first == child; }))
+      used += cpu_seconds(child);
+  return used;
 }
 
 std::pair<double, double> machine_cpu() {

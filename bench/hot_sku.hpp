@@ -25,6 +25,9 @@ struct hot_sku_options {
   // counter: every new index key lands at the end of the B-tree), or "both" (rows 1a/1b
   // with UUIDs, 1a-seq/1b-seq with sequential ids).
   std::string ids = "both";
+  // taskset CPU lists (empty: unpinned): the servers (node, redis-server, postgres) and
+  // the load (this process and the tools it runs).
+  std::string node_cpus, load_cpus;
 };
 
 int run_hot_sku(const hot_sku_options& options);

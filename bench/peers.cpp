@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "harness/processes.hpp"
+#include "bench/cpu.hpp"
 #include "bench/rows.hpp"
 
 namespace holdfast::bench {
@@ -94,7 +95,8 @@ const int64_t initial_stock = 1'000'000'000'000;
 }  // namespace
 
 std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double seconds_each,
-                                void (*progress)(const std::string&)) {
+                                void (*progress)(const std::string&),
+                                const std::vector<std::string>& server_prefix) {
   std::vector<row> rows;
   for (size_t i = 0; i < pipelines.size(); ++i) {
     row r;
@@ -114,10 +116,10 @@ std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double second
   auto dir = make_temp_dir("holdfast-bench-redis");
   auto port = std::to_string(free_port());
   {
-    child_process redis({server, "--port", port, "--bind", "127.0.0.1", "--dir", dir,
-                         "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                         "--daemonize", "no", "--protected-mode", "no"},
-                        dir + "/redis.log");
+    auto argv = server_prefix;
+    argv.insert(argv.end(), {server, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes",
+                             "--appendfsync", "always", "--save", "", "--daemonize", "no", "--protected-mode", "no"});
+    child_process redis(argv, dir + "/redis.log");
     auto redis_cli = [&](std::vector<std::string> args) {
       std::vector<std::string> argv{cli, "-h", "127.0.0.1", "-p", port};
       argv.insert(argv.end(), args.begin(), args.end());
@@ -160,7 +162,11 @@ std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double second
       int64_t unit = 50 * pipelines[i];
       auto requests = std::max<int64_t>(
         calibration, static_cast<int64_t>(std::stod(f[1]) * seconds_each) / unit * unit);
+      server_cpu server_used(redis.pid());
+      auto load_before = reaped_children_cpu_seconds();
       auto measured = bench(requests);
+      auto server_s = server_used.seconds_since();
+      auto load_s = reaped_children_cpu_seconds() - load_before;
       if (measured.status != 0 || !parse(measured.output, f)) {
         r.skipped = "redis-benchmark failed: " + measured.output.substr(0, 200);
         continue;
@@ -176,6 +182,8 @@ std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double second
                {r.p99_ms, 0.99}, {std::stod(f[7]), 1.0}};
       // Stock is ample, so every script call reserved one unit.
       r.counted = calibration + requests;
+      r.server_cpu_us = server_s * 1e6 / static_cast<double>(requests);
+      r.load_cpu_us = load_s * 1e6 / static_cast<double>(requests);
       auto left = trim(redis_cli({"GET", key}).output);
       r.stock_drop = initial_stock - std::stoll(left.empty() ? "0" : left);
     }
@@ -186,7 +194,8 @@ std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double second
 
 // -- PostgreSQL -------------------------------------------------------------------
 
-row run_postgres_row(int clients, double seconds, void (*progress)(const std::string&)) {
+row run_postgres_row(int clients, double seconds, void (*progress)(const std::string&),
+                     const std::vector<std::string>& server_prefix) {
   row r;
   r.id = "3";
   r.system = "PostgreSQL hot row, synchronous_commit=on";
@@ -232,10 +241,10 @@ row run_postgres_row(int clients, double seconds, void (*progress)(const std::st
   auto port = std::to_string(free_port());
   {
     // SIGINT: PostgreSQL's fast shutdown.
-    child_process server({postgres, "-D", data, "-p", port, "-k", dir, "-c",
-                          "listen_addresses=127.0.0.1", "-c", "synchronous_commit=on", "-c",
-                          "fsync=on", "-c", "max_connections=64"},
-                         dir + "/postgres.log", user, SIGINT);
+    auto argv = server_prefix;
+    argv.insert(argv.end(), {postgres, "-D", data, "-p", port, "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c",
+                             "synchronous_commit=on", "-c", "fsync=on", "-c", "max_connections=64"});
+    child_process server(argv, dir + "/postgres.log", user, SIGINT);
     auto sql = [&](const std::string& statement) {
       return run_command({psql, "-X", "-q", "-t", "-A", "-h", "127.0.0.1", "-p", port, "-U",
                           "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", statement});
@@ -253,6 +262,11 @@ row run_postgres_row(int clients, double seconds, void (*progress)(const std::st
     std::ofstream(script) << "UPDATE inventory SET available = available - 1 "
                              "WHERE sku = :sku AND available >= 1 RETURNING available;\n";
     auto secs = std::to_string(std::max(1, static_cast<int>(std::lround(seconds))));
+    // The backends end when pgbench disconnects; the postmaster reaps them (and so counts
+    // their CPU) a moment later: wait for that before the server's CPU is read.
+    auto workers_before = children_of(server.pid()).size();
+    server_cpu server_used(server.pid());
+    auto load_before = reaped_children_cpu_seconds();
     auto run = run_command({pgbench, "-n", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-c",
                             std::to_string(clients), "-j", "2", "-T", secs, "-M", "prepared",
                             "-D", "sku=hot", "-f", script, "-l", "--log-prefix=" + dir + "/tx",
@@ -263,6 +277,9 @@ row run_postgres_row(int clients, double seconds, void (*progress)(const std::st
       at += label.size();
       return run.output.substr(at, run.output.find_first_of(" \n", at) - at);
     };
+    auto load_s = reaped_children_cpu_seconds() - load_before;
+    wait_until([&] { return children_of(server.pid()).size() <= workers_before; }, 5s);
+    auto server_s = server_used.seconds_since();
     auto processed = value_after("number of transactions actually processed: ");
     auto tps = value_after("tps = ");
     if (run.status != 0 || processed.empty() || tps.empty()) {
@@ -272,6 +289,10 @@ row run_postgres_row(int clients, double seconds, void (*progress)(const std::st
       r.reservations = r.counted = std::stoll(processed);
       r.per_second = std::stod(tps);
       r.seconds = std::stod(secs);
+      if (r.reservations > 0) {
+        r.server_cpu_us = server_s * 1e6 / static_cast<double>(r.reservations);
+        r.load_cpu_us = load_s * 1e6 / static_cast<double>(r.reservations);
+      }
       std::vector<double> ms;
       for (auto& e : std::filesystem::directory_iterator(dir)) {
         if (e.path().filename().string().rfind("tx", 0) != 0) continue;

@@ -24,6 +24,10 @@ struct row {
   int64_t stock_drop = 0;     // stock before minus stock after
   int64_t counted = 0;        // successful reservations the driver counted, all of them
   int64_t batches = 0, batched_ops = 0;  // the driver's auto-batched RPCs and their operations
+  // CPU per reservation (µs) over the measured calls, from /proc: the server's (the node,
+  // redis-server, PostgreSQL's postmaster and backends) and the load generator's (the
+  // bench's own threads, redis-benchmark, pgbench). Negative: not measured.
+  double server_cpu_us = -1, load_cpu_us = -1;
   bool stock_ok() const { return ran && stock_drop == counted; }
 };
 
@@ -37,11 +41,14 @@ struct fsync_cost {
 fsync_cost measure_fsync(const std::string& dir, int samples = 200);
 
 // Redis + Lua, appendonly yes, appendfsync always, driven by redis-benchmark with 50
-// clients; one row per pipeline depth. Skipped rows say how to install Redis.
+// clients; one row per pipeline depth. Skipped rows say how to install Redis. The server
+// runs under `server_prefix` (e.g. taskset -c 1), as the node does.
 std::vector<row> run_redis_rows(const std::vector<int>& pipelines, double seconds_each,
-                                void (*progress)(const std::string&));
+                                void (*progress)(const std::string&),
+                                const std::vector<std::string>& server_prefix = {});
 
 // PostgreSQL conditional decrement on one hot row, synchronous_commit=on, pgbench.
-row run_postgres_row(int clients, double seconds, void (*progress)(const std::string&));
+row run_postgres_row(int clients, double seconds, void (*progress)(const std::string&),
+                     const std::vector<std::string>& server_prefix = {});
 
 }  // namespace holdfast::bench

@@ -43,6 +43,16 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   hot_cmd->add_option("--png", hot->png, "picture to write (empty: none)")->capture_default_str();
   hot_cmd->add_option("--use-node", hot->node_address, "measure a running node at HOST:PORT");
   hot_cmd->add_flag("--no-peers", *no_peers, "skip the Redis and PostgreSQL rows");
+  hot_cmd->add_option("--node-cpus", hot->node_cpus,
+                      "run the servers (node, redis-server, postgres) on these CPUs (taskset list, e.g. 1)");
+  hot_cmd->add_option("--load-cpus", hot->load_cpus, "run the load generators on these CPUs (e.g. 0)");
+  hot_cmd->footer(
+    "Columns: reserv./s and p50/p99 latency per row; 'server us' and 'load us' are CPU time per\n"
+    "reservation over the measured calls, read from /proc: the server's (the node; redis-server;\n"
+    "postgres, postmaster and backends) and the load generator's (this bench's own threads;\n"
+    "redis-benchmark; pgbench). On a shared 2-core machine they are the steadiest figures: the\n"
+    "table ends with the node's CPU per reservation as a multiple of Redis's and PostgreSQL's.\n"
+    "JSON: server_cpu_us_per_reservation, load_cpu_us_per_reservation per row.");
   hot_cmd->add_option("--ids", hot->ids,
                       "hold ids: uuid (rows 1a/1b), sequential, or both (adds 1a-seq/1b-seq)")
     ->check(CLI::IsMember({"uuid", "sequential", "both"}))

@@ -22,7 +22,8 @@ nlohmann::json run_json(const std::string& args) {
 }
 
 TEST(bench, hot_sku_rows_run_and_stock_falls_by_exactly_the_reservations) {
-  auto report = run_json("bench hot-sku --json --no-peers --png '' --seconds 0.3 --repeat 2");
+  // Pinned (to CPU 0, which every machine has): the taskset path runs too.
+  auto report = run_json("bench hot-sku --json --no-peers --png '' --seconds 0.3 --repeat 2 --node-cpus 0 --load-cpus 0");
   ASSERT_TRUE(report.is_object()) << report;
   // UUID ids by default (1a, 1b), and the sequential-id rows beside them.
   ASSERT_EQ(report["rows"].size(), 4u) << report;
@@ -37,10 +38,14 @@ TEST(bench, hot_sku_rows_run_and_stock_falls_by_exactly_the_reservations) {
     EXPECT_EQ(row["stock_drop"], row["counted"]) << row;
     EXPECT_GT(row["p99_ms"].get<double>(), 0) << row;
     EXPECT_EQ(row["rounds_ran"], 2) << "a row did not run in every round: " << row;
+    // CPU per reservation from /proc: the node it started is busy for the whole window
+    // (clock ticks are 10 ms, so the load generator's few may round to zero).
+    EXPECT_GT(row.value("server_cpu_us_per_reservation", -1.0), 0) << row;
+    EXPECT_GE(row.value("load_cpu_us_per_reservation", -1.0), 0) << row;
   }
   EXPECT_GT(report["environment"]["fsync_p50_ms"].get<double>(), 0);
-  // The Redis and PostgreSQL rows were skipped, so only the p99 target can be judged.
-  ASSERT_EQ(report["targets"].size(), 1u) << report;
+  // The Redis and PostgreSQL rows were skipped: the p99 and node CPU targets are judged.
+  ASSERT_EQ(report["targets"].size(), 2u) << report;
 }
 
 TEST(bench, many_skus_restart_serves_every_outstanding_hold) {
