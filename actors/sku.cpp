@@ -141,10 +141,8 @@ sku_actor::behavior_type broken_behavior(self_ptr self) {
     [why](hold_ops_atom, std::vector<hold_op>& ops) {
       return std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why()));
     },
-    [self, why](routed_ops_atom, std::vector<hold_op>& ops, uint64_t token) {
-      caf::anon_send(caf::actor_cast<caf::actor>(self->current_sender()), routed_results_atom_v,
-                     token,
-                     std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why())));
+    [why](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+      sink->deliver(std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why())));
     },
     [why](sku_op_atom, sku_op&) { return make_sku_error(code::unavailable, why()); },
     [](durable_atom, uint64_t) {},
@@ -189,20 +187,24 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       auto results = apply_ops(self, ops, c);
       return reply_when_durable(self, c, std::move(results));
     },
-    [self](routed_ops_atom, std::vector<hold_op>& ops, uint64_t token) {
-      // From the directory, which matches the answer to its caller by `token`.
-      auto to = caf::actor_cast<caf::actor>(self->current_sender());
+    [self](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+      // From the directory: the answers go to the caller's sink from here, once durable.
       auto c = begin_change(self, self->state.ctx.clock->now_ms());
       auto results = apply_ops(self, ops, c);
       if (!invariants_hold(self)) {
-        caf::anon_send(to, routed_results_atom_v, token,
-                       std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable,
-                                                                            "sku invariant broken")));
+        sink->deliver(std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, "sku invariant broken")));
         return;
       }
-      when_durable(self, c, [to, token, results](const store_status* why) mutable {
-        caf::anon_send(to, routed_results_atom_v, token,
-                       why ? failed(std::move(results), *why) : std::move(results));
+      // A reserve whose id is held on another SKU: the directory fills in that hold.
+      std::shared_ptr<std::vector<hold_op>> conflicts;
+      for (size_t j = 0; j < ops.size() && !conflicts; ++j)
+        if (needs_owner(ops[j], results[j])) conflicts = std::make_shared<std::vector<hold_op>>(std::move(ops));
+      auto directory = conflicts ? caf::actor_cast<caf::actor>(self->current_sender()) : caf::actor{};
+      when_durable(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
+                             directory](const store_status* why) mutable {
+        if (why) sink->deliver(failed(results, *why));
+        else if (conflicts) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
+        else sink->deliver(std::move(results));
       });
     },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {

@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "persistence/clock.hpp"
+#include "actors/hold_sink.hpp"
 #include "actors/sku_book.hpp"
 #include "actors/type_ids.hpp"
 #include "persistence/store.hpp"
@@ -29,15 +30,16 @@ namespace holdfast {
 using sku_actor = caf::typed_actor<
   caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
   caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
-  // From the directory: the answer comes back as (routed_results_atom, token, results).
-  // (A request per batch would keep a response handler in the directory, and CAF 0.17
-  // keeps those in a flat vector: thousands in flight cost a linear scan each.)
-  caf::reacts_to<routed_ops_atom, std::vector<hold_op>, uint64_t>,
+  // From the directory: the answers go to the sink (the caller) once durable. (A request
+  // per batch would keep a response handler in the directory, and CAF 0.17 keeps those
+  // in a flat vector: thousands in flight cost a linear scan each.) Conflicts with a hold
+  // on another SKU go back to the directory first (conflicts_atom).
+  caf::reacts_to<hold_ops_atom, std::vector<hold_op>, hold_sink_ptr>,
   caf::reacts_to<durable_atom, uint64_t>,
   caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
   caf::reacts_to<expire_atom>,
   // Answered with (passivated_atom, sku, quit?, earliest active deadline or 0) to the
-  // sender, as a message (see routed_ops_atom).
+  // sender, as a message.
   caf::reacts_to<passivate_atom>>;
 
 // What an sku actor needs from its node; the simulator passes its own.

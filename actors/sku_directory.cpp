@@ -58,33 +58,16 @@ void with_actor(self_ptr self, const std::string& sku, bool may_create, actor_fn
   f(it->second.actor);
 }
 
-// Forgets the actor of `sku`, fails what it never answered, and replays what waited for it.
+// Forgets the actor of `sku` and replays what waited for it. (What it never answered is
+// answered by the sinks its dropped messages carried.)
 void retire(self_ptr self, const std::string& sku) {
   auto& st = self->state;
   auto it = st.actors.find(sku);
   if (it == st.actors.end()) return;
   st.sku_of.erase(it->second.actor.id());
   auto deferred = std::move(it->second.deferred);
-  auto unanswered = std::move(it->second.routed);
   st.actors.erase(it);
-  for (auto token : unanswered) {
-    auto r = st.routed.find(token);
-    if (r == st.routed.end()) continue;
-    auto done = std::move(r->second.done);
-    st.routed.erase(r);
-    done(nullptr);
-  }
   for (auto& f : deferred) f();
-}
-
-// Sends a batch to an SKU's actor; `done` gets its answer (null if the actor died).
-void route(self_ptr self, const std::string& sku, const sku_actor& a, std::vector<hold_op> ops,
-           std::function<void(std::vector<hold_result>*)> done) {
-  auto& st = self->state;
-  auto token = ++st.next_token;
-  st.routed.emplace(token, directory_state::routed_batch{sku, std::move(done)});
-  st.actors[sku].routed.push_back(token);
-  self->send(a, routed_ops_atom_v, std::move(ops), token);
 }
 
 void arm_wakeup(self_ptr self) {
@@ -255,11 +238,6 @@ void resolve_conflict(self_ptr self, hold_op op, hold_result conflict, int attem
     [conflict, done](code, const std::string&) { done(conflict); });
 }
 
-bool needs_owner(const hold_op& op, const hold_result& r) {
-  return op.kind == hold_op_kind::reserve && r.status == code::hold_conflict &&
-         r.hold.sku != op.sku && r.hold.qty == 0;
-}
-
 void route_one(self_ptr self, hold_op op, int attempt, hold_done done) {
   auto sku = op.sku;
   with_actor(
@@ -277,84 +255,85 @@ void route_one(self_ptr self, hold_op op, int attempt, hold_done done) {
     [done](code c, const std::string& why) { done(make_hold_error(c, why)); });
 }
 
-// Routes each op to its SKU's actor; results come back in the callers' order.
-caf::result<std::vector<hold_result>> dispatch(self_ptr self, std::vector<hold_op>& ops) {
+// One SKU's share of a batch to its actor, which answers `sink` itself once durable.
+void send_group(self_ptr self, const std::string& sku, std::vector<hold_op> ops, hold_sink_ptr sink) {
+  auto n = ops.size();
+  auto sub = std::make_shared<std::vector<hold_op>>(std::move(ops));
+  with_actor(
+    self, sku, false, [self, sub, sink](const sku_actor& a) { self->send(a, hold_ops_atom_v, std::move(*sub), sink); },
+    [sink, n](code c, const std::string& why) { sink->deliver(std::vector<hold_result>(n, make_hold_error(c, why))); });
+}
+
+// Routes each op to its SKU's actor; `sink` hears every answer, in the callers' order.
+// A batch for one SKU (the hot path) hands its sink to that actor whole; a mixed one is
+// gathered from a part per SKU. The answers never pass through here again, except the
+// rare conflict that needs another SKU's hold (conflicts_atom).
+void dispatch(self_ptr self, std::vector<hold_op>& ops, hold_sink_ptr sink) {
   auto& st = self->state;
-  auto results = std::make_shared<std::vector<hold_result>>(ops.size());
-  if (ops.size() > st.config.limits.batch_size_max)
-    return std::vector<hold_result>(
-      ops.size(), make_hold_error(code::invalid, "batch larger than " +
-                                                   std::to_string(st.config.limits.batch_size_max)));
+  if (ops.size() > st.config.limits.batch_size_max) {
+    sink->deliver(std::vector<hold_result>(
+      ops.size(),
+      make_hold_error(code::invalid, "batch larger than " + std::to_string(st.config.limits.batch_size_max))));
+    return;
+  }
+  std::vector<hold_result> results(ops.size());
   struct group {
     std::vector<hold_op> ops;
     std::vector<size_t> slots;
   };
   std::unordered_map<std::string, group> groups;
   std::unique_ptr<storage::read_view> view;
+  size_t routed = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     auto& op = ops[i];
     if (auto why = validate(op, st.config.limits); !why.empty()) {
-      (*results)[i] = make_hold_error(code::invalid, why);
+      results[i] = make_hold_error(code::invalid, why);
       continue;
     }
     if (op.sku.empty()) {
       if (!view) view = st.ctx.env->read();
       auto status = view->lookup_hold_sku(op.hold_id, op.sku);
       if (status != store_status::ok) {
-        (*results)[i] = status == store_status::not_found
-                          ? make_hold_error(code::unknown_hold)
-                          : make_hold_error(code::unavailable, to_string(status));
+        results[i] = status == store_status::not_found ? make_hold_error(code::unknown_hold)
+                                                       : make_hold_error(code::unavailable, to_string(status));
         continue;
       }
     }
     auto& g = groups[op.sku];
     g.ops.push_back(std::move(op));
     g.slots.push_back(i);
+    ++routed;
   }
-  if (groups.empty()) return *results;
-  auto rp = self->make_response_promise<std::vector<hold_result>>();
-  // Pieces still out: one per group, plus one per conflict being resolved.
-  auto remaining = std::make_shared<size_t>(groups.size());
-  auto finish_one = [rp, results, remaining]() mutable {
-    if (--*remaining == 0) rp.deliver(std::move(*results));
+  if (groups.empty()) {
+    sink->deliver(std::move(results));
+    return;
+  }
+  if (groups.size() == 1 && routed == ops.size()) {
+    auto& [sku, g] = *groups.begin();
+    send_group(self, sku, std::move(g.ops), std::move(sink));
+    return;
+  }
+  auto gather = std::make_shared<hold_gather>(std::move(sink), std::move(results), groups.size());
+  for (auto& [sku, g] : groups) send_group(self, sku, std::move(g.ops), hold_gather::part(gather, std::move(g.slots)));
+}
+
+// An SKU actor's answers of which some are conflicts with a hold on another SKU: each is
+// answered with that hold as its owner reports it, then the sink hears them all.
+void resolve_conflicts(self_ptr self, std::vector<hold_op>& ops, std::vector<hold_result>& rs, hold_sink_ptr sink) {
+  auto results = std::make_shared<std::vector<hold_result>>(std::move(rs));
+  auto remaining = std::make_shared<size_t>(1);
+  auto finish_one = [results, remaining, sink] {
+    if (--*remaining == 0) sink->deliver(std::move(*results));
   };
-  for (auto& [sku, g] : groups) {
-    auto slots = std::make_shared<std::vector<size_t>>(std::move(g.slots));
-    auto sub = std::make_shared<std::vector<hold_op>>(std::move(g.ops));
-    auto refuse = [results, slots, finish_one](code c, const std::string& why) mutable {
-      for (auto slot : *slots) (*results)[slot] = make_hold_error(c, why);
+  for (size_t j = 0; j < ops.size() && j < results->size(); ++j) {
+    if (!needs_owner(ops[j], (*results)[j])) continue;
+    ++*remaining;
+    resolve_conflict(self, ops[j], (*results)[j], 1, [results, j, finish_one](hold_result r) {
+      (*results)[j] = std::move(r);
       finish_one();
-    };
-    with_actor(
-      self, sku, false,
-      [self, sku = sku, results, remaining, slots, sub, finish_one](const sku_actor& a) mutable {
-        route(self, sku, a, *sub,
-              [self, results, remaining, slots, sub, finish_one](std::vector<hold_result>* rs) mutable {
-                if (!rs) {
-                  for (auto slot : *slots)
-                    (*results)[slot] = make_hold_error(code::unavailable, "sku actor failed");
-                  finish_one();
-                  return;
-                }
-                for (size_t j = 0; j < slots->size() && j < rs->size(); ++j) {
-                  auto slot = (*slots)[j];
-                  if (!needs_owner((*sub)[j], (*rs)[j])) {
-                    (*results)[slot] = std::move((*rs)[j]);
-                    continue;
-                  }
-                  ++*remaining;
-                  resolve_conflict(self, (*sub)[j], std::move((*rs)[j]), 1,
-                                   [results, slot, finish_one](hold_result r) mutable {
-                                     (*results)[slot] = std::move(r);
-                                     finish_one();
-                                   });
-                }
-                finish_one();
-              });
-      },
-      refuse);
+    });
   }
-  return rp;
+  finish_one();
 }
 
 // The wall clock went back: deadlines of passivated SKUs move back with it, so their
@@ -395,7 +374,23 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
   self->delayed_send(self, std::chrono::milliseconds(config.idle_check_interval_ms),
                      idle_check_atom_v);
   return {
-    [self](hold_ops_atom, std::vector<hold_op>& ops) { return dispatch(self, ops); },
+    [self](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) { dispatch(self, ops, std::move(sink)); },
+    [self](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
+      // A request (tests, in-process callers): the answers come back here as a message
+      // and answer the request, so the promise is only ever touched by its own actor.
+      auto& st = self->state;
+      auto token = ++st.next_token;
+      auto rp = self->make_response_promise<std::vector<hold_result>>();
+      st.requests.emplace(token, rp);
+      auto me = caf::actor_cast<caf::actor>(self);
+      dispatch(self, ops, make_hold_sink(ops.size(), [me, token](std::vector<hold_result> rs) {
+                 caf::anon_send(me, routed_results_atom_v, token, std::move(rs));
+               }));
+      return rp;
+    },
+    [self](conflicts_atom, std::vector<hold_op>& ops, std::vector<hold_result>& rs, hold_sink_ptr& sink) {
+      resolve_conflicts(self, ops, rs, std::move(sink));
+    },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       if (auto why = validate(op, self->state.config.limits); !why.empty())
         return make_sku_error(code::invalid, why);
@@ -422,18 +417,11 @@ directory_actor::behavior_type directory_behavior(self_ptr self, sku_context ctx
     },
     [self](routed_results_atom, uint64_t token, std::vector<hold_result>& rs) {
       auto& st = self->state;
-      auto it = st.routed.find(token);
-      if (it == st.routed.end()) return;
-      auto batch = std::move(it->second);
-      st.routed.erase(it);
-      if (auto e = st.actors.find(batch.sku); e != st.actors.end()) {
-        auto& tokens = e->second.routed;
-        if (auto t = std::find(tokens.begin(), tokens.end(), token); t != tokens.end()) {
-          *t = tokens.back();
-          tokens.pop_back();
-        }
-      }
-      batch.done(&rs);
+      auto it = st.requests.find(token);
+      if (it == st.requests.end()) return;
+      auto rp = std::move(it->second);
+      st.requests.erase(it);
+      rp.deliver(std::move(rs));
     },
     [self](durable_atom, uint64_t seq) {
       auto& st = self->state;

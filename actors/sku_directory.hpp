@@ -2,8 +2,8 @@
 // requests, resolves a hold id to its SKU, spawns an sku actor on first use, routes
 // each SKU's share of a batch to it, and passivates idle sku actors.
 //
-// It is the only sender of operations to sku actors, which is what makes passivation
-// safe: once it asks an actor to passivate it forwards nothing more to it, holding
+// It is the only sender of operations to sku actors (their answers go straight to the
+// caller's sink: actors/hold_sink.hpp), which is what makes passivation safe: once it asks an actor to passivate it forwards nothing more to it, holding
 // new operations for that SKU until the actor has quit (then a fresh actor loads the
 // committed state) or declined (it had a write in flight). A passivated SKU with active
 // holds is woken at its earliest deadline, so every hold ends even when nobody asks.
@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "actors/hold_sink.hpp"
 #include "actors/sku.hpp"
 
 namespace holdfast {
@@ -36,7 +37,12 @@ typename Inspector::result_type inspect(Inspector& f, directory_stats& x) {
 }
 
 using directory_actor = caf::typed_actor<
+  // The hot path: the answers go to the sink from the SKU actor that applied them.
+  caf::reacts_to<hold_ops_atom, std::vector<hold_op>, hold_sink_ptr>,
+  // The same as a request (tests and in-process callers).
   caf::replies_to<hold_ops_atom, std::vector<hold_op>>::with<std::vector<hold_result>>,
+  // From an SKU actor: answers of which some conflict with a hold on another SKU.
+  caf::reacts_to<conflicts_atom, std::vector<hold_op>, std::vector<hold_result>, hold_sink_ptr>,
   caf::replies_to<sku_op_atom, sku_op>::with<sku_result>,
   // Creates: the new SKUs' records go to the store as the directory's own write batches,
   // one group commit for the lot, no SKU actor started. Answers in order.
@@ -44,7 +50,7 @@ using directory_actor = caf::typed_actor<
   // The store's answers to those writes (the directory is their writer).
   caf::reacts_to<durable_atom, uint64_t>,
   caf::reacts_to<write_failed_atom, uint64_t, uint64_t, store_status>,
-  // An SKU actor's answers to routed_ops_atom and passivate_atom.
+  // The answers to a request's batch (see hold_ops_atom), and an SKU actor's to passivate_atom.
   caf::reacts_to<routed_results_atom, uint64_t, std::vector<hold_result>>,
   caf::reacts_to<passivated_atom, std::string, bool, int64_t>,
   // Ends holds that expired while the node was down; replies with how many SKUs had some.
@@ -72,15 +78,9 @@ struct directory_state {
     int64_t last_used_ms = 0;
     bool passivating = false;
     std::vector<std::function<void()>> deferred;  // arrived while passivating
-    std::vector<uint64_t> routed;  // tokens of batches sent to the actor, unanswered
   };
-  // Batches routed to SKU actors, by token: the SKU and what to do with the answer
-  // (null: the actor died first).
-  struct routed_batch {
-    std::string sku;
-    std::function<void(std::vector<hold_result>*)> done;
-  };
-  std::unordered_map<uint64_t, routed_batch> routed;
+  // Hold requests waiting for their answers, by token.
+  std::unordered_map<uint64_t, caf::typed_response_promise<std::vector<hold_result>>> requests;
   uint64_t next_token = 0;
   sku_context ctx;
   directory_config config;

@@ -43,7 +43,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, idle_check_atom, "idlecheck")
   CAF_ADD_ATOM(holdfast_actors, holdfast, recover_atom, "recover")
   CAF_ADD_ATOM(holdfast_actors, holdfast, create_batch_atom, "createbat")
-  CAF_ADD_ATOM(holdfast_actors, holdfast, routed_ops_atom, "routedops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, routed_results_atom, "routedres")
   CAF_ADD_ATOM(holdfast_actors, holdfast, passivated_atom, "passivated")
   CAF_ADD_ATOM(holdfast_actors, holdfast, list_skus_atom, "listskus")
@@ -55,4 +54,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_holds_atom, "ordholds")
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_payment_atom, "ordpay")
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_ops_atom, "ordops")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, conflicts_atom, "conflicts")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

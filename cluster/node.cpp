@@ -326,6 +326,7 @@ int run_node(const node_options& options) {
   }
 
   auto bridge = spawn_bridge(sys, directory, carts, orders);
+  effective.server.directory = directory;
   effective.server.outbound = outbound;
   effective.server.list_orders = [env](const order_list_query& query) { return list_orders(*env, query); };
   effective.server.order_events = [env, events = orders_ctx.events, clock](uint64_t from, size_t limit) {

@@ -40,7 +40,6 @@ struct completion {
   kj::Own<kj::CrossThreadPromiseFulfiller<T>> fulfiller;
   void fulfill(T value) { fulfiller->fulfill(std::move(value)); }
 };
-using hold_completion = std::shared_ptr<completion<std::vector<hold_result>>>;
 using sku_completion = std::shared_ptr<completion<sku_result>>;
 using skus_completion = std::shared_ptr<completion<std::vector<sku_result>>>;
 using stats_completion = std::shared_ptr<completion<directory_stats>>;
@@ -50,7 +49,6 @@ using orders_completion = std::shared_ptr<completion<std::vector<order_result>>>
 
 }  // namespace holdfast
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::hold_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::sku_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::skus_completion)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::stats_completion)
@@ -85,12 +83,6 @@ caf::behavior bridge_behavior(caf::event_based_actor* self, directory_actor dire
       auto n = ops.size();
       ask(self, carts, cart_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
         return std::vector<cart_result>(n, make_cart_error(code::outcome_unknown, why));
-      });
-    },
-    [=](hold_ops_atom, std::vector<hold_op>& ops, hold_completion& done) {
-      auto n = ops.size();
-      ask(self, directory, hold_ops_atom_v, std::move(ops), done, [n](const std::string& why) {
-        return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why));
       });
     },
     [=](create_batch_atom, std::vector<sku_op>& ops, skus_completion& done) {
@@ -360,8 +352,10 @@ private:
 // This node's own actors, reached through the bridge, each call answered by its deadline
 // (`--request-timeout-ms`) on the network thread's own timer: outcome_unknown then.
 struct local_node {
-  local_node(caf::actor b, kj::Timer& t, int64_t timeout) : bridge(std::move(b)), timer(t), timeout_ms(timeout) {}
+  local_node(caf::actor b, directory_actor d, kj::Timer& t, int64_t timeout)
+    : bridge(std::move(b)), directory(std::move(d)), timer(t), timeout_ms(timeout) {}
   caf::actor bridge;
+  directory_actor directory;  // hold operations, answered through sinks
   kj::Timer& timer;
   int64_t timeout_ms;
   // Operations whose caller was answered outcome_unknown at the deadline while they still
@@ -374,12 +368,13 @@ struct local_node {
   quiet quiet_errors;
   kj::TaskSet lingering{quiet_errors};
 
-  template <class Result, class Atom, class Ops, class Late>
-  kj::Promise<Result> ask(Atom atom, Ops ops, size_t n, Late late) {
+  // `send` hands the completion to the actors; the answer fulfills it from their thread.
+  template <class Result, class Send, class Late>
+  kj::Promise<Result> await(Send send, size_t n, Late late) {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<Result>();
     auto done = std::make_shared<completion<Result>>();
     done->fulfiller = kj::mv(paf.fulfiller);
-    caf::anon_send(bridge, atom, std::move(ops), std::move(done));
+    send(std::move(done));
     auto why = "no answer within " + std::to_string(timeout_ms) + " ms";
     auto reply = paf.promise.fork();
     auto was_late = std::make_shared<bool>(false);
@@ -395,11 +390,23 @@ struct local_node {
         }));
   }
 
+  // Through the bridge, which asks an actor and fulfills with its reply.
+  template <class Result, class Atom, class Ops, class Late>
+  kj::Promise<Result> ask(Atom atom, Ops ops, size_t n, Late late) {
+    return await<Result>(
+      [&](std::shared_ptr<completion<Result>> done) { caf::anon_send(bridge, atom, std::move(ops), std::move(done)); },
+      n, std::move(late));
+  }
+
+  // Straight to the directory; the SKU actors fulfill the call through its sink.
   kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops) {
     auto n = ops.size();
-    return ask<std::vector<hold_result>>(hold_ops_atom_v, std::move(ops), n, [n](const std::string& why) {
-      return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why));
-    });
+    return await<std::vector<hold_result>>(
+      [&](std::shared_ptr<completion<std::vector<hold_result>>> done) {
+        caf::anon_send(directory, hold_ops_atom_v, std::move(ops),
+                       make_hold_sink(n, [done](std::vector<hold_result> rs) { done->fulfill(std::move(rs)); }));
+      },
+      n, [n](const std::string& why) { return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why)); });
   }
 
   // One operation of any kind, or many creates.
@@ -473,7 +480,7 @@ struct network_context {
   std::list<std::shared_ptr<inbound>> peers_in;
 
   network_context(caf::actor bridge, kj::Timer& timer, const server_options& o)
-    : local{std::move(bridge), timer, o.request_timeout_ms}, options(o) {}
+    : local{std::move(bridge), o.directory, timer, o.request_timeout_ms}, options(o) {}
 
   void sample(int64_t now_ms) {
     samples.emplace_back(now_ms, calls_total);

@@ -45,6 +45,10 @@ struct server_options {
   // In a cluster: listen on the member's client and peer addresses (not `listen`),
   // route every call to its owner, and keep peer links. Null: a single node.
   std::shared_ptr<const cluster_role> cluster;
+  // The node's SKU directory: hold operations go to it straight from the network thread,
+  // and their answers come back from the SKU actors through a sink (actors/hold_sink.hpp),
+  // not through the bridge.
+  directory_actor directory;
   // Hold operations this node's order actors send to SKUs anywhere: run through the
   // router on the network thread. Null: none.
   std::shared_ptr<class node_hold_calls> outbound;
