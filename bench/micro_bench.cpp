@@ -9,6 +9,7 @@
 
 #include "actors/sku_book.hpp"
 #include "persistence/log.hpp"
+#include "persistence/overlay.hpp"
 #include "persistence/records.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/inventory.capnp.h"
@@ -133,6 +134,25 @@ void sku_book_reserve_release(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * batch * 2));
 }
+// Active hold ids accumulating (a flash sale's holds, all outstanding): inserts into a
+// flat_string_map through every doubling, as the SKU book's active-id index grows.
+void flat_map_accumulate(benchmark::State& state) {
+  auto n = static_cast<size_t>(state.range(0));
+  std::mt19937_64 rng(1);
+  std::vector<std::string> ids(n);
+  for (auto& id : ids) id = "3f2b8c1e-" + std::to_string(rng()) + "-4a6e-9c1d";
+  struct active_hold {  // as the SKU book's
+    int64_t qty, deadline_ms, ttl_ms, lease_ms;
+  };
+  for (auto _ : state) {
+    flat_string_map<active_hold> active;
+    for (auto& id : ids) active[id] = {1, 0, 0, 0};
+    benchmark::DoNotOptimize(active.size());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+}
+BENCHMARK(flat_map_accumulate)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(sku_book_reserve_release)
   ->Args({1, 0})
   ->Args({64, 0})

@@ -241,6 +241,7 @@ snapshot_contents overlay::frozen_contents() const {
       snapshot_contents::sku_changes changes{&e.record, {}};
       // The latest active state of each hold, unless it ended in this generation.
       flat_string_map<size_t> at;
+      at.reserve(e.active_changes.size());  // grown once, not by doubling from 16
       for (auto& h : e.active_changes) {
         if (e.ended.find(h.hold.hold_id)) continue;
         auto& slot = at[h.hold.hold_id];

@@ -1,0 +1,76 @@
+// The overlay's and the SKU book's flat_string_map against std::unordered_map: random
+// inserts, finds, updates and erases (with the entry moves and backward shifts they
+// cause), and growth across many doublings.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "persistence/overlay.hpp"
+
+namespace holdfast::testing {
+namespace {
+
+TEST(flat_string_map, random_operations_agree_with_unordered_map) {
+  std::mt19937_64 rng(7);
+  flat_string_map<int64_t> flat;
+  std::unordered_map<std::string, int64_t> model;
+  for (int round = 0; round < 200'000; ++round) {
+    auto key = "hold-" + std::to_string(rng() % 5'000);
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        auto v = static_cast<int64_t>(rng() % 1000);
+        flat[key] = v;
+        model[key] = v;
+        break;
+      }
+      case 2:
+        ASSERT_EQ(flat.erase(key), model.erase(key) == 1) << key;
+        break;
+      case 3: {
+        auto* found = flat.find(key);
+        auto it = model.find(key);
+        ASSERT_EQ(found != nullptr, it != model.end()) << key;
+        if (found) ASSERT_EQ(*found, it->second) << key;
+        break;
+      }
+    }
+    ASSERT_EQ(flat.size(), model.size());
+  }
+  size_t seen = 0;
+  flat.each([&](const std::string& k, int64_t v) {
+    ++seen;
+    ASSERT_EQ(model.at(k), v) << k;
+  });
+  EXPECT_EQ(seen, model.size());
+  // Everything out again, in another order: the map ends empty and still works.
+  for (auto& [k, v] : model) ASSERT_TRUE(flat.erase(k)) << k;
+  EXPECT_TRUE(flat.empty());
+  EXPECT_EQ(flat.find("hold-1"), nullptr);
+  flat["again"] = 5;
+  EXPECT_EQ(*flat.find("again"), 5);
+}
+
+TEST(flat_string_map, grows_through_many_doublings_and_reserve_keeps_every_key) {
+  flat_string_map<std::string> flat;
+  for (int i = 0; i < 100'000; ++i) flat["k" + std::to_string(i)] = "v" + std::to_string(i);
+  flat.reserve(300'000);
+  for (int i = 100'000; i < 200'000; ++i) flat["k" + std::to_string(i)] = "v" + std::to_string(i);
+  ASSERT_EQ(flat.size(), 200'000u);
+  for (int i = 0; i < 200'000; i += 7) {
+    auto* v = flat.find("k" + std::to_string(i));
+    ASSERT_NE(v, nullptr) << i;
+    EXPECT_EQ(*v, "v" + std::to_string(i));
+  }
+  for (int i = 0; i < 200'000; i += 2) ASSERT_TRUE(flat.erase("k" + std::to_string(i)));
+  EXPECT_EQ(flat.size(), 100'000u);
+  EXPECT_EQ(flat.find("k0"), nullptr);
+  EXPECT_EQ(*flat.find("k199999"), "v199999");
+  flat.clear();
+  EXPECT_TRUE(flat.empty());
+}
+
+}  // namespace
+}  // namespace holdfast::testing
