@@ -268,3 +268,47 @@ TEST_F(sku_test, random_operations_keep_invariants_and_match_model) {
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// The reply sink an SKU actor answers the network thread through: once at most, in
+// order when gathered from parts, and `unavailable` for every operation when the message
+// carrying it is dropped (its actor stopped first), so no caller waits for its deadline.
+TEST(hold_sink, answers_once_gathers_parts_in_order_and_a_dropped_one_says_unavailable) {
+  std::vector<std::vector<hold_result>> heard;
+  auto sink = make_hold_sink(2, [&](std::vector<hold_result> rs) { heard.push_back(std::move(rs)); });
+  sink->deliver({make_hold_error(code::out_of_stock), make_hold_error(code::ok)});
+  sink->deliver({make_hold_error(code::invalid)});  // a second answer is ignored
+  sink.reset();
+  ASSERT_EQ(heard.size(), 1u);
+  EXPECT_EQ(heard[0][0].status, code::out_of_stock);
+
+  heard.clear();
+  make_hold_sink(3, [&](std::vector<hold_result> rs) { heard.push_back(std::move(rs)); });  // dropped
+  ASSERT_EQ(heard.size(), 1u);
+  ASSERT_EQ(heard[0].size(), 3u);
+  for (auto& r : heard[0]) EXPECT_EQ(r.status, code::unavailable);
+
+  heard.clear();
+  std::vector<hold_result> prefilled(4);
+  prefilled[1] = make_hold_error(code::invalid, "answered by the splitter");
+  auto whole = make_hold_sink(4, [&](std::vector<hold_result> rs) { heard.push_back(std::move(rs)); });
+  auto g = std::make_shared<hold_gather>(whole, prefilled, 2);
+  whole.reset();
+  auto a = hold_gather::part(g, {0, 3});
+  auto b = hold_gather::part(g, {2});
+  g.reset();
+  a->deliver({make_hold_error(code::out_of_stock), make_hold_error(code::hold_expired)});
+  EXPECT_TRUE(heard.empty()) << "one part still out";
+  b.reset();  // its actor stopped: its slot says so
+  a.reset();
+  ASSERT_EQ(heard.size(), 1u);
+  EXPECT_EQ(heard[0][0].status, code::out_of_stock);
+  EXPECT_EQ(heard[0][1].status, code::invalid);
+  EXPECT_EQ(heard[0][2].status, code::unavailable);
+  EXPECT_EQ(heard[0][3].status, code::hold_expired);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
