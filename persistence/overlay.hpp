@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <map>
@@ -302,7 +303,9 @@ private:
     // Hold changes in commit order: active states appended (no lookup on the store
     // thread), ended ones by id (repeated calls look them up). An ended state overrules
     // an active one of the same generation.
-    std::vector<hold_record> active_changes;
+    // A deque: a hot SKU appends hundreds of thousands between snapshots, and a vector
+    // relocated them all at every doubling (7% of the node's CPU in bench hot-sku 1b).
+    std::deque<hold_record> active_changes;
     flat_string_map<hold_record> ended;
   };
   struct generation_maps {
