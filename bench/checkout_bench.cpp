@@ -208,6 +208,7 @@ std::string cpu_text(const checkout_row& r) {
 int run_checkout_bench(const checkout_bench_options& o) {
   quiet = o.json;
   auto dir = make_temp_dir("holdfast-bench-checkout");
+  remove_on_interrupt(dir);  // an interrupted run leaves no data behind
   std::vector<checkout_row> rows;
   auto progress = [&](const checkout_row& r) {
     char line[256];

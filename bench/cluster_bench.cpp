@@ -99,6 +99,7 @@ void create(const std::string& address, const client_options& options, const std
 int run_cluster_bench(const cluster_bench_options& o) {
   quiet = o.json;
   auto tmp = make_temp_dir("holdfast-bench-cluster");
+  remove_on_interrupt(tmp);  // an interrupted run leaves no data behind
   std::printf("%s", quiet ? "" : "holdfast bench cluster\n");
   progress("environment: " + std::to_string(std::thread::hardware_concurrency()) +
            " cores; nodes and the load generator share them");

@@ -29,6 +29,7 @@ int run_finished_holds(const finished_holds_options& o) {
     std::fflush(o.json ? stderr : stdout);
   };
   auto dir = make_temp_dir("holdfast-bench-finished");
+  remove_on_interrupt(dir);  // an interrupted run leaves no data behind
   auto data = dir + "/node";
   nlohmann::json report{{"holds_per_cycle", o.holds}, {"retention_ms", o.retention_ms}};
   int status = 0;

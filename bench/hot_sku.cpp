@@ -264,6 +264,7 @@ double measure_hot_sku_1a(const std::string& address, double seconds) {
 int run_hot_sku(const hot_sku_options& o) {
   quiet = o.json;
   auto tmp = make_temp_dir("holdfast-bench");
+  remove_on_interrupt(tmp);  // an interrupted run leaves no data behind
   std::printf("%s", quiet ? "" : "holdfast bench hot-sku\n");
   auto fsync = measure_fsync(tmp);
   utsname un{};

@@ -79,6 +79,7 @@ int run_many_skus(const many_skus_options& o) {
     std::fflush(quiet ? stderr : stdout);
   };
   auto dir = make_temp_dir("holdfast-bench-many");
+  remove_on_interrupt(dir);  // an interrupted run leaves no data behind
   auto data = dir + "/node";
   std::vector<std::string> node_args{"--idle-ms", std::to_string(o.idle_ms)};
   nlohmann::json report;

@@ -121,28 +121,38 @@ std::string ask_member(const context& ctx, const member_address& m, const std::f
 // Every member's order events from the cursor on, merged by time within each round;
 // with `follow`, polls for more until interrupted. At least once: a consumer that keeps
 // the cursor printed last resumes without a gap (and may see an event again).
-int order_events(const context& ctx, const std::string& from, uint32_t limit, bool follow) {
+// A member that cannot be read is not asked again (without --follow: each try would wait
+// the call timeout), and the run ends with exit 2 and the cursor to resume from, unless
+// `partial_ok`: a consumer must not take a run that skipped a member for everything.
+int order_events(const context& ctx, const std::string& from, uint32_t limit, bool follow, bool partial_ok) {
   std::map<uint32_t, uint64_t> cursor;
   if (!parse_cursor(from, cursor)) return fail(ctx, "invalid", "--from: N, or ID:N,ID:N (as `next` printed it)");
   std::vector<member_address> members;
   if (auto got = members_of(ctx, members); got != 0) return got;
+  std::map<uint32_t, std::string> unread;  // member -> why
   for (;;) {
     std::map<uint32_t, std::deque<order_event>> pages;
     bool more = false;
     for (auto& m : members) {
+      if (!follow && unread.count(m.id)) continue;
       auto& next = cursor[m.id];
       auto why = ask_member(ctx, m, [&](blocking_client& c) {
         auto page = c.order_events(std::max<uint64_t>(next, 1), limit);
         if (!page.error.empty()) {
-          std::cerr << "node " << m.id << ": " << page.error << "\n";
+          unread[m.id] = "node " + std::to_string(m.id) + ": " + page.error;
+          std::cerr << unread[m.id] << "\n";
           return;
         }
+        unread.erase(m.id);
         more |= page.events.size() >= limit;
         auto& mine = pages[m.id];
         for (auto& e : page.events) mine.push_back(std::move(e));
         next = page.next;
       });
-      if (!why.empty()) std::cerr << why << ": not read this round\n";
+      if (!why.empty()) {
+        unread[m.id] = why;
+        std::cerr << why << ": not read this round\n";
+      }
     }
     // Merged by time, each node's events kept in their own order (by seq): the next
     // printed is the earliest of the nodes' next events.
@@ -176,8 +186,17 @@ int order_events(const context& ctx, const std::string& from, uint32_t limit, bo
     if (!follow && !more) break;
     if (!more) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  if (ctx.as_json) std::cout << json{{"next", cursor_text(cursor)}}.dump() << "\n";
-  else std::cout << "# next: --from " << cursor_text(cursor) << "\n";
+  std::string partial;
+  for (auto& [id, why] : unread) partial += (partial.empty() ? "" : "; ") + why;
+  if (ctx.as_json) {
+    json j{{"next", cursor_text(cursor)}};
+    if (!partial.empty()) j["partial"] = partial;
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << "# next: --from " << cursor_text(cursor) << "\n";
+  }
+  if (!partial.empty() && !partial_ok)
+    return fail(ctx, "unavailable", "some members' events were not read (resume from next; --partial accepts): " + partial);
   return 0;
 }
 
@@ -344,14 +363,17 @@ void add_cart_commands(CLI::App& app, context& ctx) {
   struct events_arguments {
     std::string from;
     uint32_t limit = 500;
-    bool follow = false;
+    bool follow = false, partial = false;
   };
   auto ev = std::make_shared<events_arguments>();
   auto* events = order->add_subcommand("events", "every order transition of every member, from an offset");
   events->add_option("--from", ev->from, "resume here: `next` as printed last (ID:N,ID:N; N for a single node)");
   events->add_option("--limit", ev->limit, "events per member per page")->check(CLI::Range(1u, 1000u))->capture_default_str();
   events->add_flag("--follow", ev->follow, "keep polling for new events (Ctrl-C stops)");
-  events->callback([&ctx, ev] { ctx.action = [&ctx, ev] { return order_events(ctx, ev->from, ev->limit, ev->follow); }; });
+  events->add_flag("--partial", ev->partial, "exit 0 even when some members could not be read (their cursor stays)");
+  events->callback([&ctx, ev] {
+    ctx.action = [&ctx, ev] { return order_events(ctx, ev->from, ev->limit, ev->follow, ev->partial); };
+  });
 
   auto a = std::make_shared<cart_arguments>();
   auto* cart = app.add_subcommand("cart", "a user's cart: add, remove, set, show, clear");

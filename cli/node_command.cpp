@@ -64,7 +64,7 @@ void add_node_command(CLI::App& app, context& ctx) {
                   "close a connection with nothing in flight and no bytes for this long, ms")
     ->capture_default_str();
   cmd->add_option("--frame-timeout-ms", node->server.frame_timeout_ms,
-                  "close a connection that begins a frame and does not finish it, ms")
+                  "close a connection that begins a frame (or an HTTP body) and does not finish it, ms")
     ->capture_default_str();
   cmd->add_option("--write-stall-timeout-ms", node->server.write_stall_timeout_ms,
                   "close a connection that does not read its answers for this long, ms")

@@ -19,15 +19,17 @@ int64_t now_s() {
 
 kj::Promise<void> answer(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, uint status,
                          const nlohmann::json& body) {
-  return send_json(response, table, status, body.dump());
+  // Replaced, not thrown: a path of bytes that are not UTF-8 is echoed in a 404.
+  return send_json(response, table, status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 }  // namespace
 
 http_endpoint::http_endpoint(const kj::HttpHeaderTable& table, kj::HttpHeaderId signature_header,
-                             std::string webhook_secret, route_orders route, request_limits limits)
+                             std::string webhook_secret, route_orders route, request_limits limits,
+                             kj::Timer& timer, int64_t body_timeout_ms)
   : table_(table), signature_header_(signature_header), secret_(std::move(webhook_secret)), route_(std::move(route)),
-    limits_(limits) {}
+    limits_(limits), timer_(timer), body_timeout_ms_(body_timeout_ms) {}
 
 kj::Promise<void> http_endpoint::request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
                                          kj::AsyncInputStream& body, Response& response) {
@@ -43,6 +45,13 @@ kj::Promise<void> http_endpoint::request(kj::HttpMethod method, kj::StringPtr ur
   if (method != kj::HttpMethod::POST) return answer(response, table_, 405, {{"error", "POST or GET"}});
   std::string signature;
   KJ_IF_MAYBE(s, headers.get(signature_header_)) { signature = s->cStr(); }
+  // Too slow: answered 408; the server then closes the connection (the body is unread).
+  auto slow = timer_.afterDelay(body_timeout_ms_ * kj::MILLISECONDS).then([this, &response]() -> kj::Promise<void> {
+    counters_.received++;
+    counters_.refused++;
+    return answer(response, table_, 408,
+                  {{"error", "the body did not arrive within " + std::to_string(body_timeout_ms_) + " ms"}});
+  });
   return body.readAllText(webhook_body_bytes_max)
     .then([this, signature, &response](kj::String text) { return webhook(signature, text.cStr(), response); },
           [this, &response](kj::Exception&&) {
@@ -50,7 +59,8 @@ kj::Promise<void> http_endpoint::request(kj::HttpMethod method, kj::StringPtr ur
             counters_.refused++;
             return answer(response, table_, 413,
                           {{"error", "a webhook body of at most " + std::to_string(webhook_body_bytes_max) + " bytes"}});
-          });
+          })
+    .exclusiveJoin(kj::mv(slow));
 }
 
 kj::Promise<void> http_endpoint::webhook(std::string signature, std::string body, Response& response) {

@@ -37,8 +37,11 @@ struct webhook_counters {
 class http_endpoint final : public kj::HttpService {
 public:
   using route_orders = std::function<kj::Promise<std::vector<order_result>>(std::vector<order_op>)>;
+  // A request body not complete within `body_timeout_ms` is answered 408 and its
+  // connection closed (KJ's HttpServer bounds headers, not bodies: a client sending a
+  // byte at a time would hold a connection for ever).
   http_endpoint(const kj::HttpHeaderTable& table, kj::HttpHeaderId signature_header, std::string webhook_secret,
-                route_orders route, request_limits limits);
+                route_orders route, request_limits limits, kj::Timer& timer, int64_t body_timeout_ms);
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
                             kj::AsyncInputStream& body, Response& response) override;
   const webhook_counters& counters() const { return counters_; }
@@ -53,6 +56,8 @@ private:
   std::string secret_;
   route_orders route_;
   request_limits limits_;
+  kj::Timer& timer_;
+  int64_t body_timeout_ms_;
   webhook_counters counters_;
   // Event ids taken lately (bounded: the saga itself ignores an event it has seen, so
   // this only spares the owner a hop).

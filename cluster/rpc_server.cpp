@@ -1639,7 +1639,8 @@ struct rpc_server::impl {
         if (route) return route->orders(std::move(ops));
         return net.local.orders(std::move(ops));
       };
-      http_service = kj::heap<http_endpoint>(*http_table, signature, options.webhook_secret, to_orders, options.limits);
+      http_service = kj::heap<http_endpoint>(*http_table, signature, options.webhook_secret, to_orders, options.limits,
+                                             timer, options.frame_timeout_ms);
       http_server = kj::heap<kj::HttpServer>(timer, *http_table, *http_service);
       http_listener = io.provider->getNetwork().parseAddress(options.http_listen).wait(io.waitScope)->listen();
       {

@@ -42,6 +42,9 @@ struct shop {
   std::vector<kj::Own<client>> clients;
   std::mt19937_64 rng;
   std::string hot;
+  // This run's stamp, in every user's name: users (and so their idempotency keys and
+  // order ids) of an earlier run on the same --data are never this run's.
+  std::string run;
   std::vector<std::string> tail;
   steady::time_point start = steady::now();
 
@@ -72,7 +75,7 @@ struct shop {
   }
 
   kj::Promise<void> one_user(int64_t i) {
-    auto user = "user-" + std::to_string(i);
+    auto user = "user-" + run + "-" + std::to_string(i);
     std::vector<cart_op> adds;
     int64_t hot_qty = dice() < o.over_limit_share ? o.limit_per_user + 1
                                                   : 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(o.limit_per_user));
@@ -206,6 +209,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
   if (dir.empty()) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "holdfast-demo-XXXXXX").string();
     dir = mkdtemp(tmpl.data());
+    remove_on_interrupt(dir);  // an interrupted run leaves no data behind
     temporary = true;
   }
   std::printf("starting a local %d-node cluster (mutual TLS between nodes) and the payment gateway in %s ...\n",
@@ -230,6 +234,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count());
     s.hot = "flash-sneaker-" + stamp;
+    s.run = stamp;
     std::vector<sku_op> ops{{sku_op_kind::create, s.hot, o.hot_stock, 12'900, "Flash sneaker", o.limit_per_user}};
     for (int i = 0; i < o.tail_skus; ++i) {
       s.tail.push_back("tail-" + stamp + "-" + std::to_string(i));
@@ -320,7 +325,8 @@ int run_checkout_demo(const checkout_demo_options& o) {
         for (auto& r : s.clients.front()->order_ops(chunk).wait(io.waitScope))
           if (r.status != code::ok) s.error("warehouse: " + std::string(to_string(r.status)) + " " + r.message);
       }
-    if (shipping_failures > 0) final = settle("refunds");
+    // Read again after the warehouse, refunds or not: shipped and delivered count too.
+    final = settle(shipping_failures > 0 ? "refunds" : "shipping");
     double total_ms = ms_since(s.start);
 
     // The witnesses. The gateway's ledger: captures per order.
@@ -376,7 +382,8 @@ int run_checkout_demo(const checkout_demo_options& o) {
     double checkouts_per_s = static_cast<double>(s.checkout_ms.size()) / (shop_ms / 1000);
     bool ok = ledger_error.empty() && ledger.max_captures() <= 1 && captures_wrong == 0 && oversold == 0 &&
               limit_violations == 0 && books_wrong == 0 && outcomes.open == 0 && s.errors == 0 &&
-              s.twice_other == 0 && hooks.refused == 0 && reserved_left == 0;
+              s.twice_other == 0 && hooks.refused == 0 && reserved_left == 0 &&
+              final.size() == ids.size();  // every acknowledged order was read back
     if (o.json) {
       json why = json::object();
       for (auto& [k, v] : outcomes.why) why[k] = v;
@@ -404,7 +411,10 @@ int run_checkout_demo(const checkout_demo_options& o) {
       std::printf("\n=== checkout flash sale report (%.1fs) ===\n", total_ms / 1000);
       std::printf("  users                         %7lld  (%lld found a line sold out at checkout)\n", (long long)o.users,
                   (long long)s.changed_at_checkout);
-      std::printf("  orders placed                 %7zu\n", final.size());
+      std::printf("  orders placed                 %7zu\n", ids.size());
+      if (final.size() != ids.size())
+        std::printf("  ORDERS NOT READ BACK          %7zu (acknowledged, but `order show` failed)\n",
+                    ids.size() - final.size());
       std::printf("    paid (captured)             %7lld  (%lld shipped, %lld of them delivered)\n",
                   (long long)outcomes.paid, (long long)(outcomes.shipped + outcomes.delivered),
                   (long long)outcomes.delivered);

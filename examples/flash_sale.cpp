@@ -157,6 +157,8 @@ int run_demo(const demo_options& o) {
     if (data_dir.empty()) {
       std::string tmpl = (std::filesystem::temp_directory_path() / "holdfast-demo-XXXXXX").string();
       data_dir = mkdtemp(tmpl.data());
+      remove_on_interrupt(data_dir);  // an interrupted run leaves no data behind
+      remove_on_interrupt(data_dir + ".log");
       temporary = true;
     }
     if (o.nodes > 1) {
@@ -320,7 +322,10 @@ int run_demo(const demo_options& o) {
     status = oversold == 0 && consistent && s.errors + s.tail_errors == 0 ? 0 : 1;
   }
   if (node) node->terminate();
-  if (temporary) std::filesystem::remove_all(data_dir);
+  if (temporary) {
+    std::filesystem::remove_all(data_dir);
+    std::filesystem::remove(data_dir + ".log");  // the node's log, beside its directory
+  }
   return status;
 }
 

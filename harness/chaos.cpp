@@ -253,7 +253,10 @@ int run_chaos(const chaos_options& opt) {
   chaos_options o = opt;
   if (o.seed == 0) o.seed = static_cast<uint64_t>(wall_ms()) % 1'000'000'007ULL;
   bool temp = o.dir.empty();
-  if (temp) o.dir = make_temp_dir("holdfast-chaos");
+  if (temp) {
+    o.dir = make_temp_dir("holdfast-chaos");
+    remove_on_interrupt(o.dir);  // an interrupted run leaves no data behind
+  }
   {
     // --dir is made if missing; one that cannot be made or written is refused before the
     // run (a report that names an ops log it never wrote would be a lie).

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -9,6 +11,13 @@ namespace holdfast {
 
 checkout_cluster::checkout_cluster(const std::string& binary, const std::string& dir, checkout_cluster_options options)
   : binary_(binary), dir_(dir), options_(std::move(options)) {
+  if (options_.secret.empty()) {
+    // Random per cluster: a fixed one would let any local process sign webhooks.
+    std::random_device rd;
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+    options_.secret = std::string("whsec_") + hex;
+  }
   nodes_ = std::make_unique<local_cluster>(binary, dir + "/cluster", options_.nodes, std::vector<std::string>{}, false);
   gateway_args_ = {"--secret", options_.secret};
   for (auto& url : nodes_->webhook_urls()) gateway_args_.insert(gateway_args_.end(), {"--webhook", url});

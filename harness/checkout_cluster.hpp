@@ -17,7 +17,7 @@ struct checkout_cluster_options {
   int nodes = 3;
   std::vector<std::string> gateway_args;  // faults, seed, latency
   std::vector<std::string> node_args;     // beside --gateway, --webhook-secret
-  std::string secret = "whsec-holdfast-local";
+  std::string secret;  // the webhook secret; empty: a random one for this cluster
   int64_t payment_timeout_ms = 2'000;
 };
 

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <cerrno>
 #include <filesystem>
@@ -65,20 +66,60 @@ constexpr size_t interrupt_slots = 256;
 std::atomic<pid_t> interrupt_pids[interrupt_slots];
 std::once_flag interrupt_installed;
 
+// Directories to remove on an interrupt: fixed slots, so the handler needs no allocation.
+constexpr size_t removal_slots = 16;
+char removal_dirs[removal_slots][4096];
+std::atomic<bool> removal_used[removal_slots];
+
+void install_interrupt_handler();
+
 extern "C" void kill_registered_children(int signal) {
   kill_registered_now();
+  // The killed children are reaped before their files go (they may be writing); then
+  // `rm -rf` per directory, by fork and execve, which a signal handler may call.
+  for (auto& slot : interrupt_pids)
+    if (pid_t pid = slot.load(); pid > 0) waitpid(pid, nullptr, 0);
+  for (size_t i = 0; i < removal_slots; ++i) {
+    if (!removal_used[i].load()) continue;
+    char rm[] = "/bin/rm", flags[] = "-rf";
+    char* argv[] = {rm, flags, removal_dirs[i], nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid = fork();
+    if (pid == 0) {
+      execve(rm, argv, envp);
+      _exit(127);
+    }
+    if (pid > 0) waitpid(pid, nullptr, 0);
+  }
   ::signal(signal, SIG_DFL);
   ::raise(signal);
 }
 
 }  // namespace
 
+void remove_on_interrupt(const std::string& dir) {
+  install_interrupt_handler();
+  if (dir.empty() || dir.size() >= sizeof removal_dirs[0]) return;
+  for (size_t i = 0; i < removal_slots; ++i) {
+    bool used = false;
+    if (removal_used[i].load()) continue;
+    std::memcpy(removal_dirs[i], dir.c_str(), dir.size() + 1);
+    if (removal_used[i].compare_exchange_strong(used, true)) return;
+  }
+}
+
+void forget_removal_on_interrupt(const std::string& dir) {
+  for (size_t i = 0; i < removal_slots; ++i)
+    if (removal_used[i].load() && dir == removal_dirs[i]) removal_used[i] = false;
+}
+
 void kill_registered_now() {
   for (auto& slot : interrupt_pids)
     if (pid_t pid = slot.load(); pid > 0) ::kill(pid, SIGKILL);
 }
 
-void kill_on_interrupt(pid_t pid) {
+namespace {
+void install_interrupt_handler() {
   std::call_once(interrupt_installed, [] {
     struct sigaction sa {};
     sa.sa_handler = kill_registered_children;
@@ -90,6 +131,11 @@ void kill_on_interrupt(pid_t pid) {
       sigaction(s, &sa, nullptr);
     }
   });
+}
+}  // namespace
+
+void kill_on_interrupt(pid_t pid) {
+  install_interrupt_handler();
   for (auto& slot : interrupt_pids) {
     pid_t empty = 0;
     if (slot.compare_exchange_strong(empty, pid)) return;

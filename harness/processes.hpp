@@ -44,6 +44,10 @@ int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace);
 // stopped or released (`cluster up` releases them on purpose).
 void kill_on_interrupt(pid_t pid);
 void forget_on_interrupt(pid_t pid);
+// A temporary directory (a demo's, a benchmark's) removed on that interrupt too, after
+// the registered children are killed and reaped; forgotten once the caller removed it.
+void remove_on_interrupt(const std::string& dir);
+void forget_removal_on_interrupt(const std::string& dir);
 // SIGKILLs every registered child now (async-signal-safe): for a harness about to die
 // without running destructors (a sanitizer's report, an abort).
 void kill_registered_now();

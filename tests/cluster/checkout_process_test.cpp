@@ -254,6 +254,14 @@ TEST_F(checkout_test, the_gateway_process_charges_each_order_once_through_lost_r
   auto j = json::parse(partial.output);
   EXPECT_LE(j["orders"].size(), states.size()) << "what the others have";
   EXPECT_TRUE(j.contains("partial")) << partial.output;
+  // So does `order events`: a run that skipped a member's events is not "everything so
+  // far" (its cursor for that member stays where it was).
+  auto events_without = cli(1, {"order", "events", "--limit", "1000"});
+  EXPECT_EQ(events_without.status, 2) << events_without.output;
+  EXPECT_NE(events_without.output.find("unavailable"), std::string::npos) << events_without.output;
+  auto events_partial = cli(1, {"order", "events", "--limit", "1000", "--partial"});
+  EXPECT_EQ(events_partial.status, 0) << events_partial.output;
+  EXPECT_NE(events_partial.output.find("\"partial\""), std::string::npos) << events_partial.output;
 }
 
 // A test-only crash point kills the order's owner at each saga step; restarted (without

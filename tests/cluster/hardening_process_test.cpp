@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/mount.h>
@@ -772,6 +773,61 @@ TEST_F(hardening_process_test, a_catalog_page_counts_its_rows_against_the_inflig
   auto fits = cli_node({"--json", "sku", "list", "--limit", "400"});
   EXPECT_EQ(fits.status, 0) << fits.output;
   EXPECT_NE(fits.output.find("\"sku\":\"a\""), std::string::npos) << fits.output;
+}
+
+// A client that starts a webhook body and never finishes it (slowloris) is answered 408
+// and cut off after --frame-timeout-ms, as on the RPC port; before, it held its
+// connection (and with --connections-max of them, the whole webhook port) for ever.
+TEST_F(hardening_process_test, a_webhook_body_that_never_finishes_is_cut_off_at_the_frame_deadline) {
+  start({"--http", "127.0.0.1:0", "--webhook-secret", "s3cr3t", "--frame-timeout-ms", "500"});
+  std::string http;
+  ASSERT_TRUE(wait_until(
+    [&] {
+      auto log = node_->log();
+      auto at = log.find("http on ");
+      if (at == std::string::npos) return false;
+      at += 8;
+      http = log.substr(at, log.find_first_of(" \n", at) - at);
+      return true;
+    },
+    10s))
+    << node_->log();
+  int fd = connect_raw(http);
+  ASSERT_GE(fd, 0) << http;
+  std::string start_of_request =
+    "POST /webhooks/payments HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nHoldfast-Signature: t=1,v1=00\r\n\r\n{";
+  ASSERT_EQ(write(fd, start_of_request.data(), start_of_request.size()), static_cast<ssize_t>(start_of_request.size()));
+  // Everything the node sends until it closes the connection (or 10 s pass).
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    char buf[4096];
+    auto n = read(fd, buf, sizeof buf);
+    if (n <= 0) closed = true;
+    else got.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  EXPECT_NE(got.find("408"), std::string::npos) << got;
+  EXPECT_TRUE(closed) << "the connection stayed open: " << got;
+  // And the port still serves: a GET of the counters shows the refusal.
+  auto counters = run_command({"curl", "-s", "http://" + http + "/webhooks/payments"});
+  if (counters.status == 0) EXPECT_NE(counters.output.find("\"refused\":1"), std::string::npos) << counters.output;
+  // A path of bytes that are not UTF-8 is a 404, not an exception.
+  fd = connect_raw(http);
+  std::string bad = "GET /nope\xff HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(write(fd, bad.data(), bad.size()), static_cast<ssize_t>(bad.size()));
+  got.clear();
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 5000) > 0) {
+    char buf[4096];
+    auto n = read(fd, buf, sizeof buf);
+    if (n > 0) got.assign(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  EXPECT_NE(got.find("404"), std::string::npos) << got;
 }
 
 }  // namespace
