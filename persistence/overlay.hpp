@@ -42,12 +42,12 @@ inline uint64_t mix_hash(uint64_t h) {
   return h;
 }
 
-// A hash map of strings: the entries in one dense vector (key, value and 32 bits of the
+// A hash map of strings: the entries in one dense deque (key, value and 32 bits of the
 // key's hash), and an open-addressing index (linear probing, at most half full) of
 // 8-byte slots naming them. No node per entry, which at a million holds is what a
 // node-based map spent its time and memory on; and growing moves 8-byte slots, not
 // whole entries (a table of entries cost a fifth of the node's CPU in rehashes while
-// holds accumulated). Iteration walks the dense vector. A pointer from find() or
+// holds accumulated). Iteration walks the dense entries. A pointer from find() or
 // operator[] lasts until the next insert or erase.
 template <class V>
 class flat_string_map {
@@ -76,9 +76,8 @@ public:
     }
     return entries_[index_of(slots_[i])].value;
   }
-  // Room for `n` keys without growing.
+  // Room for `n` keys without growing the index.
   void reserve(size_t n) {
-    entries_.reserve(n);
     size_t want = 16;
     while (want < 2 * n) want *= 2;
     if (want > slots_.size()) rehash(want);
@@ -109,7 +108,7 @@ public:
     for (auto& e : entries_) f(static_cast<const std::string&>(e.key), e.value);
   }
   void clear() {
-    std::vector<entry>().swap(entries_);
+    std::deque<entry>().swap(entries_);
     std::vector<uint64_t>().swap(slots_);
   }
 
@@ -160,7 +159,8 @@ private:
       slots_[i] = slot_of(entries_[k].hash, k);
     }
   }
-  std::vector<entry> entries_;
+  // A deque: growing moves no entry (a vector's doublings moved a million holds' ids).
+  std::deque<entry> entries_;
   std::vector<uint64_t> slots_;
 };
 

@@ -2,6 +2,9 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <kj/io.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -20,13 +23,16 @@ constexpr size_t trailer_bytes = 8;
 constexpr uint32_t trailer_tag = 0x31434648;  // "HFC1"
 
 std::string to_bytes(capnp::MallocMessageBuilder& message) {
-  auto words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  std::string out;
-  out.reserve(bytes.size() + trailer_bytes);
-  out.append(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-  uint32_t trailer[2] = {crc32c(bytes.begin(), bytes.size()), trailer_tag};
-  out.append(reinterpret_cast<const char*>(trailer), trailer_bytes);
+  // Serialized straight into the string (a flat array first, then a copy of it, cost a
+  // snapshot of a hot SKU's block two copies of every byte).
+  auto segments = message.getSegmentsForOutput();
+  size_t size = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+  std::string out(size + trailer_bytes, '\0');
+  auto* bytes = reinterpret_cast<kj::byte*>(out.data());
+  kj::ArrayOutputStream stream(kj::arrayPtr(bytes, size));
+  capnp::writeMessage(stream, segments);
+  uint32_t trailer[2] = {crc32c(bytes, size), trailer_tag};
+  std::memcpy(bytes + size, trailer, trailer_bytes);
   return out;
 }
 
@@ -151,8 +157,12 @@ bool decode(const void* data, size_t size, hold_record& out) {
 }
 
 std::string encode_block(const std::vector<const hold_record*>& holds) {
-  // One segment sized for the whole block: ~9 words per hold with a short id.
-  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + holds.size() * 10));
+  // One segment sized for the whole block: a hold's struct (~9 words) and its texts (a
+  // UUID id is 5 words more): a segment too small grew by allocating and copying.
+  auto text_words = [](size_t n) { return n == 0 ? size_t{0} : (n + 1 + 7) / 8; };
+  size_t words = 16;
+  for (auto* h : holds) words += 10 + text_words(h->hold.hold_id.size()) + text_words(h->user.size());
+  capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<size_t>(words, 1u << 28)));
   auto list = message.initRoot<stored::HoldLogBlock>().initHolds(
     static_cast<unsigned>(holds.size()));
   for (size_t i = 0; i < holds.size(); ++i) write_hold(list[static_cast<unsigned>(i)], *holds[i], false);
