@@ -14,11 +14,18 @@ std::string uuid_v4(std::mt19937_64& rng) {
   uint64_t hi = rng(), lo = rng();
   hi = (hi & ~uint64_t{0xf000}) | 0x4000;                            // version 4
   lo = (lo & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);        // variant 10
-  char out[37];
-  std::snprintf(out, sizeof out, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  // Hex by hand: snprintf was 5% of the load generator's CPU in row 1b.
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(36, '-');
+  size_t at = 0;
+  auto put = [&](uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) out[at++] = digits[(v >> (4 * i)) & 0xf];
+  };
+  put(hi >> 32, 8), ++at;
+  put(hi >> 16, 4), ++at;
+  put(hi, 4), ++at;
+  put(lo >> 48, 4), ++at;
+  put(lo, 12);
   return out;
 }
 
