@@ -74,6 +74,11 @@ bool invariants_hold(self_ptr self) {
   if (broken.empty()) return true;
   spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
                    broken);
+  // Earlier batches whose writes are with the store may still become durable: their
+  // callers hear outcome_unknown (retry with the same ids), never "not applied".
+  auto unknown = store_status::outcome_unknown;
+  for (auto& r : st.replies) r.deliver(&unknown);
+  st.replies.clear();
   self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
   return false;
 }
@@ -203,7 +208,9 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       when_durable(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
                              directory](const store_status* why) mutable {
         if (why) sink->deliver(failed(results, *why));
-        else if (conflicts) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
+        // Without a directory to ask (a sender other than the directory) the conflict is
+        // answered as it stands: it names the SKU that holds the id.
+        else if (conflicts && directory) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
         else sink->deliver(std::move(results));
       });
     },

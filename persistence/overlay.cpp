@@ -41,7 +41,7 @@ void overlay::apply(const std::vector<mutation>& batch) {
     e.record = *record;
     for (const auto& m : batch) {
       if (m.kind != mutation::put_hold) continue;
-      auto& h = m.hold.hold.state == hold_state::active ? e.active_changes.emplace_back(m.hold)
+      auto& h = m.hold.hold.state == hold_state::active ? e.changes().emplace_back(m.hold)
                                                         : (e.ended[m.hold.hold.hold_id] = m.hold);
       h.hold.sku = name;
     }
@@ -179,7 +179,7 @@ void overlay::holds_of(const std::string& sku,
   // Older generation first: the active one overrules it.
   for (int g : {1 - a, a})
     if (auto* e = s.gens[g].skus.find(sku)) {
-      for (auto& h : e->active_changes) out[h.hold.hold_id] = h;
+      e->each_change([&](const hold_record& h) { out[h.hold.hold_id] = h; });
       e->ended.each([&](const std::string& id, const hold_record& h) { out[id] = h; });
     }
 }
@@ -241,9 +241,9 @@ snapshot_contents overlay::frozen_contents() const {
       snapshot_contents::sku_changes changes{&e.record, {}};
       // The latest active state of each hold, unless it ended in this generation.
       flat_string_map<size_t> at;
-      at.reserve(e.active_changes.size());  // grown once, not by doubling from 16
-      for (auto& h : e.active_changes) {
-        if (e.ended.find(h.hold.hold_id)) continue;
+      if (e.change_count() > 0) at.reserve(e.change_count());  // grown once, not by doubling from 16
+      e.each_change([&](const hold_record& h) {
+        if (e.ended.find(h.hold.hold_id)) return;
         auto& slot = at[h.hold.hold_id];
         if (slot == 0) {
           changes.holds.push_back(&h);
@@ -251,7 +251,7 @@ snapshot_contents overlay::frozen_contents() const {
         } else {
           changes.holds[slot - 1] = &h;
         }
-      }
+      });
       e.ended.each([&](const std::string&, const hold_record& h) {
         changes.holds.push_back(&h);
         c.ended.push_back(&h);

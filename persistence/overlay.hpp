@@ -21,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -42,7 +43,7 @@ inline uint64_t mix_hash(uint64_t h) {
   return h;
 }
 
-// A hash map of strings: the entries in one dense deque (key, value and 32 bits of the
+// A hash map of strings: the entries in one dense vector (key, value and 32 bits of the
 // key's hash), and an open-addressing index (linear probing, at most half full) of
 // 8-byte slots naming them. No node per entry, which at a million holds is what a
 // node-based map spent its time and memory on; and growing moves 8-byte slots, not
@@ -76,8 +77,9 @@ public:
     }
     return entries_[index_of(slots_[i])].value;
   }
-  // Room for `n` keys without growing the index.
+  // Room for `n` keys without growing.
   void reserve(size_t n) {
+    entries_.reserve(n);
     size_t want = 16;
     while (want < 2 * n) want *= 2;
     if (want > slots_.size()) rehash(want);
@@ -108,7 +110,7 @@ public:
     for (auto& e : entries_) f(static_cast<const std::string&>(e.key), e.value);
   }
   void clear() {
-    std::deque<entry>().swap(entries_);
+    std::vector<entry>().swap(entries_);
     std::vector<uint64_t>().swap(slots_);
   }
 
@@ -159,8 +161,9 @@ private:
       slots_[i] = slot_of(entries_[k].hash, k);
     }
   }
-  // A deque: growing moves no entry (a vector's doublings moved a million holds' ids).
-  std::deque<entry> entries_;
+  // A vector (an empty deque costs ~600 bytes, and there are maps per SKU): its doublings
+  // move entries, which costs a hot SKU's book a few percent while holds accumulate.
+  std::vector<entry> entries_;
   std::vector<uint64_t> slots_;
 };
 
@@ -305,7 +308,19 @@ private:
     // an active one of the same generation.
     // A deque: a hot SKU appends hundreds of thousands between snapshots, and a vector
     // relocated them all at every doubling (7% of the node's CPU in bench hot-sku 1b).
-    std::deque<hold_record> active_changes;
+    // Made on the first change: an empty libstdc++ deque already holds ~600 bytes, and a
+    // generation may touch a million SKUs.
+    std::unique_ptr<std::deque<hold_record>> active_changes;
+    std::deque<hold_record>& changes() {
+      if (!active_changes) active_changes = std::make_unique<std::deque<hold_record>>();
+      return *active_changes;
+    }
+    size_t change_count() const { return active_changes ? active_changes->size() : 0; }
+    template <class F>
+    void each_change(F&& f) const {
+      if (active_changes)
+        for (auto& h : *active_changes) f(h);
+    }
     flat_string_map<hold_record> ended;
   };
   struct generation_maps {
