@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <filesystem>
-
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include "harness/processes.hpp"
 
 namespace holdfast::bench {
 
@@ -16,12 +16,7 @@ namespace {
 
 // utime + stime (+ cutime + cstime with `children`) of /proc/PID/stat, in seconds.
 double stat_seconds(pid_t pid, bool children) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  std::getline(in, text);
-  auto name_end = text.rfind(')');
-  if (name_end == std::string::npos) return 0;
-  std::istringstream fields(text.substr(name_end + 2));
+  std::istringstream fields(proc_stat_fields(pid));
   std::string skip;
   for (int i = 3; i <= 13; ++i) fields >> skip;  // state .. cmajflt
   double utime = 0, stime = 0, cutime = 0, cstime = 0;
@@ -33,27 +28,6 @@ double stat_seconds(pid_t pid, bool children) {
 
 double cpu_seconds(pid_t pid) { return stat_seconds(pid, false); }
 double cpu_seconds_with_reaped_children(pid_t pid) { return stat_seconds(pid, true); }
-
-std::vector<pid_t> children_of(pid_t pid) {
-  // Every process's parent from /proc/*/stat (/proc/PID/task/*/children needs a kernel
-  // option that not every kernel has).
-  std::vector<pid_t> out;
-  std::error_code ec;
-  for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-    auto name = e.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(e.path() / "stat");
-    std::string text;
-    std::getline(in, text);
-    auto name_end = text.rfind(')');
-    if (name_end == std::string::npos) continue;
-    std::istringstream fields(text.substr(name_end + 2));
-    std::string state;
-    long parent = 0;
-    if (fields >> state >> parent && parent == pid) out.push_back(static_cast<pid_t>(std::stol(name)));
-  }
-  return out;
-}
 
 double reaped_children_cpu_seconds() {
   rusage u{};

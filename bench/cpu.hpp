@@ -13,8 +13,6 @@ double cpu_seconds(pid_t pid);
 // The same plus what its children used that it has waited for (a server whose workers
 // come and go: PostgreSQL's backends end when their client disconnects).
 double cpu_seconds_with_reaped_children(pid_t pid);
-// The live (or not yet reaped) children of `pid`.
-std::vector<pid_t> children_of(pid_t pid);
 // CPU seconds of this process's own children that have been waited for (getrusage):
 // a load tool run to completion (redis-benchmark, pgbench).
 double reaped_children_cpu_seconds();

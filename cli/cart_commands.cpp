@@ -208,21 +208,28 @@ int order_list(const context& ctx, order_list_query query, bool all, bool partia
   std::vector<member_address> members;
   if (auto got = members_of(ctx, members); got != 0) return got;
   json listed = json::array();
-  std::string partial;
+  std::map<uint32_t, std::string> unreachable;  // asked once per run: each try waits the call timeout
+  auto partial_text = [&] {
+    std::string out;
+    for (auto& [id, why] : unreachable) out += (out.empty() ? "" : "; ") + why;
+    return out;
+  };
   for (;;) {
     std::vector<order_page> pages;
     for (auto& m : members) {
+      if (unreachable.count(m.id)) continue;
       order_page page;
       auto why = ask_member(ctx, m, [&](blocking_client& c) { page = c.list_orders(query); });
       if (!why.empty()) {
-        partial += (partial.empty() ? "" : "; ") + why;
+        unreachable[m.id] = why;
         continue;
       }
-      if (!page.error.empty()) return fail(ctx, "invalid", "node " + std::to_string(m.id) + ": " + page.error);
+      // Queries were validated here: what a node refuses now is its storage.
+      if (!page.error.empty()) return fail(ctx, "unavailable", "node " + std::to_string(m.id) + ": " + page.error);
       pages.push_back(std::move(page));
     }
-    if (!partial.empty() && !partial_ok)
-      return fail(ctx, "unavailable", "some members could not be asked (--partial lists the rest): " + partial);
+    if (!unreachable.empty() && !partial_ok)
+      return fail(ctx, "unavailable", "some members could not be asked (--partial lists the rest): " + partial_text());
     auto merged = merge_order_pages(std::move(pages), query.limit);
     for (auto& o : merged.orders) {
       if (ctx.as_json) {
@@ -236,6 +243,7 @@ int order_list(const context& ctx, order_list_query query, bool all, bool partia
     query.after = merged.next;
     if (!all || merged.next.empty()) break;
   }
+  auto partial = partial_text();
   if (ctx.as_json) {
     json j{{"status", "ok"}, {"orders", listed}, {"next", query.after}};
     if (!partial.empty()) j["partial"] = partial;

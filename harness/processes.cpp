@@ -1,6 +1,7 @@
 #include "harness/processes.hpp"
 
 #include <fstream>
+#include <sstream>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -69,7 +70,8 @@ std::once_flag interrupt_installed;
 // Directories to remove on an interrupt: fixed slots, so the handler needs no allocation.
 constexpr size_t removal_slots = 16;
 char removal_dirs[removal_slots][4096];
-std::atomic<bool> removal_used[removal_slots];
+std::atomic<bool> removal_claimed[removal_slots];  // a registration owns the slot
+std::atomic<bool> removal_used[removal_slots];     // its path is complete: the handler may use it
 
 void install_interrupt_handler();
 
@@ -101,16 +103,20 @@ void remove_on_interrupt(const std::string& dir) {
   install_interrupt_handler();
   if (dir.empty() || dir.size() >= sizeof removal_dirs[0]) return;
   for (size_t i = 0; i < removal_slots; ++i) {
-    bool used = false;
-    if (removal_used[i].load()) continue;
+    bool claimed = false;
+    if (!removal_claimed[i].compare_exchange_strong(claimed, true)) continue;
     std::memcpy(removal_dirs[i], dir.c_str(), dir.size() + 1);
-    if (removal_used[i].compare_exchange_strong(used, true)) return;
+    removal_used[i].store(true);
+    return;
   }
 }
 
 void forget_removal_on_interrupt(const std::string& dir) {
   for (size_t i = 0; i < removal_slots; ++i)
-    if (removal_used[i].load() && dir == removal_dirs[i]) removal_used[i] = false;
+    if (removal_used[i].load() && dir == removal_dirs[i]) {
+      removal_used[i] = false;
+      removal_claimed[i] = false;
+    }
 }
 
 void kill_registered_now() {
@@ -149,13 +155,35 @@ void forget_on_interrupt(pid_t pid) {
   }
 }
 
-bool process_gone(pid_t pid) {
-  if (::kill(pid, 0) != 0) return true;
+std::string proc_stat_fields(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
   std::getline(stat, text);
   auto name_end = text.rfind(')');  // "pid (comm) state ...": comm may hold anything
-  return name_end != std::string::npos && name_end + 2 < text.size() && text[name_end + 2] == 'Z';
+  return name_end == std::string::npos || name_end + 2 >= text.size() ? std::string() : text.substr(name_end + 2);
+}
+
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return true;
+  auto fields = proc_stat_fields(pid);
+  return !fields.empty() && fields[0] == 'Z';
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  // Every process's parent from /proc/*/stat (/proc/PID/task/*/children needs a kernel
+  // option that not every kernel has).
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    auto name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto child = static_cast<pid_t>(std::stol(name));
+    std::istringstream fields(proc_stat_fields(child));
+    std::string state;
+    long parent = 0;
+    if (fields >> state >> parent && parent == pid) out.push_back(child);
+  }
+  return out;
 }
 
 int stop_child(pid_t pid, int signal, std::chrono::milliseconds grace) {

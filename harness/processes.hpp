@@ -53,6 +53,10 @@ void forget_removal_on_interrupt(const std::string& dir);
 void kill_registered_now();
 // True when `pid` no longer runs: no such process, or a zombie its parent has not reaped.
 bool process_gone(pid_t pid);
+// /proc/PID/stat after "pid (comm) ": state, parent, ... (empty: no such process).
+std::string proc_stat_fields(pid_t pid);
+// The live (or not yet reaped) children of `pid`.
+std::vector<pid_t> children_of(pid_t pid);
 
 // A long-running child. Its stdout and stderr go to `log_path`. Stopped with `signal`
 // and reaped when the handle goes.

@@ -81,32 +81,11 @@ TEST(demo, an_interrupted_demo_leaves_no_processes_and_no_data) {
     for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(tmp)) ++n;
     return n;
   };
-  // Its children, from /proc (parent pid = the demo).
-  auto children = [&] {
-    std::vector<pid_t> out;
-    for (auto& e : std::filesystem::directory_iterator("/proc")) {
-      auto name = e.path().filename().string();
-      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-      FILE* f = std::fopen((e.path() / "stat").c_str(), "r");
-      if (!f) continue;
-      char line[1024] = {};
-      auto n = std::fread(line, 1, sizeof line - 1, f);
-      std::fclose(f);
-      std::string text(line, n);
-      auto close = text.rfind(')');
-      if (close == std::string::npos) continue;
-      char state = 0;
-      long parent = 0;
-      if (std::sscanf(text.c_str() + close + 2, "%c %ld", &state, &parent) == 2 && parent == demo)
-        out.push_back(static_cast<pid_t>(std::stol(name)));
-    }
-    return out;
-  };
   // Under way: its directory made, the gateway and the three nodes started.
   std::vector<pid_t> started;
   ASSERT_TRUE(holdfast::wait_until(
     [&] {
-      started = children();
+      started = holdfast::children_of(demo);
       return entries() > 0 && started.size() >= 4;
     },
     60s))
