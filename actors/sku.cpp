@@ -49,14 +49,21 @@ void arm_timer(self_ptr self, int64_t now_ms) {
   st.timer_armed_ms = now_ms + delay_ms;
 }
 
-// Sends the change to the store; returns the seq a reply must wait for.
-uint64_t issue(self_ptr self, sku_change& c) {
+// Sends the change to the store with `done` (may be empty), which the store calls once
+// the batch is durable or has failed. A change that wrote nothing still waits behind the
+// batches in flight (its answers may have read their changes): it goes as an empty
+// batch, unless none is in flight. Returns the seq a reply must wait for.
+uint64_t issue(self_ptr self, sku_change& c, std::function<void(const store_status*)> done = {}) {
   auto& st = self->state;
   auto mutations = st.book->seal(c);
-  if (mutations.empty()) return st.next_seq - 1;
-  write_batch batch{st.epoch, c.seq, std::move(mutations)};
+  if (mutations.empty() && (!done || st.durable_seq + 1 >= st.next_seq)) {
+    if (done) done(nullptr);
+    return st.next_seq - 1;
+  }
+  bool writes = !mutations.empty();
+  write_batch batch{st.epoch, writes ? c.seq : st.next_seq - 1, std::move(mutations), std::move(done)};
   self->send(st.ctx.store, write_atom_v, caf::actor_cast<store_listener>(self), std::move(batch));
-  return st.next_seq++;
+  return writes ? st.next_seq++ : st.next_seq - 1;
 }
 
 // The answer to the directory's passivate_atom: whether the actor quits and, if so, the
@@ -74,8 +81,9 @@ bool invariants_hold(self_ptr self) {
   if (broken.empty()) return true;
   spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
                    broken);
-  // Earlier batches whose writes are with the store may still become durable: their
-  // callers hear outcome_unknown (retry with the same ids), never "not applied".
+  // Earlier batches whose writes are with the store may still become durable: callers
+  // waiting here hear outcome_unknown (retry with the same ids), never "not applied";
+  // the store answers the sinks of its batches itself, with their real outcome.
   auto unknown = store_status::outcome_unknown;
   for (auto& r : st.replies) r.deliver(&unknown);
   st.replies.clear();
@@ -205,14 +213,17 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       for (size_t j = 0; j < ops.size() && !conflicts; ++j)
         if (needs_owner(ops[j], results[j])) conflicts = std::make_shared<std::vector<hold_op>>(std::move(ops));
       auto directory = conflicts ? caf::actor_cast<caf::actor>(self->current_sender()) : caf::actor{};
-      when_durable(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
-                             directory](const store_status* why) mutable {
+      // The store answers, on its thread, once the batch is durable: no hop back through
+      // this actor's mailbox, where the answer would wait behind the next batch.
+      issue(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
+                      directory](const store_status* why) mutable {
         if (why) sink->deliver(failed(results, *why));
         // Without a directory to ask (a sender other than the directory) the conflict is
         // answered as it stands: it names the SKU that holds the id.
         else if (conflicts && directory) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
         else sink->deliver(std::move(results));
       });
+      arm_timer(self, c.now_ms);
     },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       auto& st = self->state;

@@ -10,11 +10,18 @@ namespace {
 void commit(store_actor::stateful_pointer<store_state> self) {
   auto& st = self->state;
   if (st.batches.empty()) return;
+  // Batches that write nothing only wait their turn: they share the commit's outcome.
   std::vector<storage::commit_part> parts;
+  std::vector<size_t> part_of(st.batches.size(), SIZE_MAX);
   parts.reserve(st.batches.size());
-  for (auto& p : st.batches) parts.push_back({&p.batch.mutations, p.writer.id()});
+  for (size_t i = 0; i < st.batches.size(); ++i) {
+    auto& p = st.batches[i];
+    if (p.batch.mutations.empty()) continue;
+    part_of[i] = parts.size();
+    parts.push_back({&p.batch.mutations, p.writer.id()});
+  }
   std::vector<store_status> part_status;
-  auto status = st.env->commit(parts, part_status);
+  auto status = parts.empty() ? store_status::ok : st.env->commit(parts, part_status);
   // One notification per writer: batches of a writer arrive in seq order. A writer whose
   // batch failed hears about the batches before it (durable) and then the failure.
   struct note {
@@ -29,7 +36,12 @@ void commit(store_actor::stateful_pointer<store_state> self) {
     auto& p = st.batches[i];
     auto [it, fresh] = notes.try_emplace(p.writer.id(), note{p.writer, p.batch.epoch});
     auto& n = it->second;
-    auto why = status != store_status::ok ? status : part_status[i];
+    auto why = status != store_status::ok ? status
+               : part_of[i] != SIZE_MAX   ? part_status[part_of[i]]
+                                          : store_status::ok;
+    // A batch behind a failed one of its writer fails with it: it was built on its state.
+    if (why == store_status::ok && n.why != store_status::ok) why = n.why;
+    if (p.batch.done) p.batch.done(why == store_status::ok ? nullptr : &why);
     if (why == store_status::ok) {
       n.last_durable_seq = p.batch.seq;
     } else if (n.why == store_status::ok) {
@@ -72,6 +84,7 @@ store_actor::behavior_type store_behavior(store_actor::stateful_pointer<store_st
       auto& st = self->state;
       if (auto it = st.poisoned.find(writer.id()); it != st.poisoned.end()) {
         if (batch.epoch <= it->second.first) {
+          if (batch.done) batch.done(&it->second.second);
           self->send(writer, write_failed_atom_v, batch.epoch, batch.seq, it->second.second);
           return;
         }

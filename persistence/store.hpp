@@ -1,8 +1,8 @@
 // The store actor: the only writer of the node's storage (persistence/storage.hpp).
 //
-// Entities send write batches tagged (epoch, seq). The store gathers every batch that
+// Entities send write batches tagged (epoch, seq), each with an optional `done` callback. The store gathers every batch that
 // arrived while the previous commit was in flight into one group commit (one log
-// append, one fdatasync), then tells each writer the highest seq now durable. If a commit fails
+// append, one fdatasync), then calls each batch's `done` and tells each writer the highest seq now durable. If a commit fails
 // (map or disk full) every writer in it hears write_failed(epoch, seq, status) and the
 // store refuses that writer's later batches of the same epoch, so nothing written after
 // a failure can make the failed changes durable. The writer reloads its state from
@@ -16,6 +16,7 @@
 // on the deterministic scheduler.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include <caf/replies_to.hpp>
@@ -30,7 +31,11 @@ namespace holdfast {
 struct write_batch {
   uint64_t epoch = 0;
   uint64_t seq = 0;
-  std::vector<mutation> mutations;
+  std::vector<mutation> mutations;  // may be empty: a batch that only waits its turn
+  // Called once by the store, on its thread, when the batch is durable (nullptr) or has
+  // failed (why): an answer that waits for the disk leaves from there, not through the
+  // writer's mailbox. Local only: not serialized.
+  std::function<void(const store_status*)> done;
 };
 
 template <class Inspector>

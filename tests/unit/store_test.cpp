@@ -108,6 +108,49 @@ TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   EXPECT_EQ(show("f").reserved, granted);
 }
 
+// The store answers each batch itself (`done`, on its thread) in the writer's order: a
+// batch that writes nothing shares the outcome of the commit it waited for, and a
+// batch behind a failed one of its writer fails with it, in that commit and after.
+TEST_F(store_test, each_batch_is_answered_once_and_later_batches_fail_with_a_failed_one) {
+  start();
+  auto writer = caf::actor_cast<store_listener>(sys_->spawn([]() -> caf::behavior {
+    return {[](durable_atom, uint64_t) {}, [](write_failed_atom, uint64_t, uint64_t, store_status) {}};
+  }));
+  std::vector<std::pair<uint64_t, store_status>> answers;
+  auto batch = [&](uint64_t epoch, uint64_t seq, std::string key) {
+    write_batch b{epoch, seq, {}, {}};
+    if (key != "-") {
+      mutation m;
+      m.kind = mutation::put_record;
+      m.record = {record_space::buyer, std::move(key), "1", false};
+      b.mutations.push_back(std::move(m));
+    }
+    b.done = [&answers, seq](const store_status* why) {
+      answers.push_back({seq, why ? *why : store_status::ok});
+    };
+    caf::anon_send(store_, write_atom_v, writer, std::move(b));
+  };
+  batch(1, 1, "a");  // durable
+  batch(1, 1, "-");  // writes nothing: waits for seq 1
+  batch(1, 2, "");   // an empty key breaks the rules: rejected
+  batch(1, 2, "-");  // behind the rejected one
+  batch(1, 3, "b");  // built on the rejected one's state
+  sched_->run();
+  batch(1, 4, "c");  // a later commit, same epoch: refused without trying
+  batch(2, 1, "d");  // the writer reloaded: a new epoch commits
+  sched_->run();
+  std::vector<std::pair<uint64_t, store_status>> expected{
+    {1, store_status::ok},       {1, store_status::ok},       {2, store_status::rejected},
+    {2, store_status::rejected}, {3, store_status::rejected}, {4, store_status::rejected},
+    {1, store_status::ok}};
+  EXPECT_EQ(answers, expected);
+  std::string value;
+  EXPECT_EQ(env_->read_record(record_space::buyer, "a", value), store_status::ok);
+  EXPECT_EQ(env_->read_record(record_space::buyer, "b", value), store_status::not_found);
+  EXPECT_EQ(env_->read_record(record_space::buyer, "d", value), store_status::ok);
+  caf::anon_send_exit(writer, caf::exit_reason::kill);
+}
+
 // Batch create: one group commit for the lot, no SKU actor per SKU; existing names
 // answer sku_exists, invalid ones invalid, a name twice in one batch is created once.
 TEST_F(store_test, a_batch_create_writes_every_new_sku_in_one_commit) {
