@@ -1,39 +1,35 @@
 // Node-wide claims on hold ids. A hold id names one hold on one SKU: an sku actor claims
-// the id here before it grants a reserve, so two SKUs reserving the same id at the
-// same moment cannot both win. A claim covers the window in which the hold-id index
-// does not yet have the id durably (from the claim until the reserve's batch is
-// durable); after that the index answers. Thread-safe: sku actors run on every CAF
-// worker. Sharded so that hot SKUs on different workers rarely share a lock.
+// the id before it grants a reserve, so two SKUs reserving the same id at the same
+// moment cannot both win. The claim is made in the storage's active-id index itself
+// (overlay::claim_hold): one probe per reserve, and a granted reserve's claim stays as
+// its id's entry once the batch is durable (the store does not index it again). A
+// refused reserve, or a batch that failed, gives its claim back. Thread-safe: sku actors
+// run on every CAF worker; the index is sharded, one lock per shard.
 #pragma once
 
-#include <atomic>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <unordered_map>
+
+#include "persistence/storage.hpp"
 
 namespace holdfast {
 
 class hold_claims {
 public:
-  enum class outcome { fresh, ours, theirs };
-  // Claims `hold_id` for `sku`. `theirs`: another SKU holds the claim, named in `owner`.
-  outcome claim(const std::string& hold_id, const std::string& sku, std::string& owner);
-  // Drops the claim if `sku` holds it.
-  void release(const std::string& hold_id, const std::string& sku);
-  // Counts releases: a reader whose index view is older than the last release must
-  // refresh it before it trusts a miss.
-  uint64_t releases() const { return releases_.load(std::memory_order_acquire); }
-  size_t size() const;
+  explicit hold_claims(std::shared_ptr<storage> env) : env_(std::move(env)) {}
+  using outcome = storage::claim_outcome;
+  // The number naming `sku` in the index: asked once per SKU book, not per claim.
+  uint32_t number(const std::string& sku) { return env_->sku_number(sku); }
+  // Claims `hold_id` for `sku` (numbered `number`). `theirs`: another SKU's active hold,
+  // or one that ended since the last snapshot, has it: named in `owner`.
+  outcome claim(const std::string& hold_id, const std::string& sku, uint32_t number, std::string& owner) {
+    return env_->claim_hold_id(hold_id, sku, number, owner);
+  }
+  // Drops a fresh claim whose reserve was refused or whose batch failed.
+  void release(const std::string& hold_id, uint32_t number) { env_->unclaim_hold_id(hold_id, number); }
 
 private:
-  static constexpr size_t shard_count = 64;
-  struct shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::string, std::string> owner;  // hold id -> sku
-  };
-  shard& shard_of(const std::string& hold_id);
-  shard shards_[shard_count];
-  std::atomic<uint64_t> releases_{0};
+  std::shared_ptr<storage> env_;
 };
 
 }  // namespace holdfast

@@ -38,20 +38,23 @@ std::string buyer_key(const std::string& sku, const std::string& user) {
 sku_book::sku_book(std::string sku, sku_book_policy policy, hold_claims* claims)
   : sku_(std::move(sku)), policy_(policy), claims_(claims) {
   record_.sku.sku = sku_;
+  if (claims_) number_ = claims_->number(sku_);
 }
 
-sku_book::~sku_book() { release_claims(UINT64_MAX); }
+// Claims still pending stay: their batches may yet become durable at the store (an
+// actor stops with writes in flight only when the node stops or an invariant broke),
+// and a durable hold's claim is its id's index entry.
+sku_book::~sku_book() = default;
 
-void sku_book::release_claims(uint64_t up_to_seq) {
-  while (!claimed_.empty() && claimed_.front().first <= up_to_seq) {
-    if (claims_) claims_->release(claimed_.front().second, sku_);
-    claimed_.pop_front();
-  }
+void sku_book::release_claims() {
+  for (auto& [seq, id] : claimed_)
+    if (claims_) claims_->release(id, number_);
+  claimed_.clear();
 }
 
 std::string sku_book::load(const storage& env) {
-  // Claims of batches that never became durable are void.
-  release_claims(UINT64_MAX);
+  // Claims of batches that failed are void: those batches never become durable.
+  release_claims();
   exists_ = false;
   record_ = sku_record{};
   record_.sku.sku = sku_;
@@ -308,20 +311,27 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     return with_hold(code::hold_conflict, theirs);
   };
   std::string owner;
-  auto claim = claims_ ? claims_->claim(op.hold_id, sku_, owner) : hold_claims::outcome::fresh;
+  auto claim = claims_ ? claims_->claim(op.hold_id, sku_, number_, owner) : hold_claims::outcome::fresh;
   if (claim == hold_claims::outcome::theirs) return conflict(owner);
   auto give_back = [&] {
-    if (claims_ && claim == hold_claims::outcome::fresh) claims_->release(op.hold_id, sku_);
+    if (claims_ && claim == hold_claims::outcome::fresh) claims_->release(op.hold_id, number_);
   };
-  auto index = c.index_reads(claims_).lookup_hold_sku(op.hold_id, owner);
-  if (index != store_status::ok && index != store_status::not_found) {
-    give_back();
-    return unreadable(sku_, op.hold_id, index);
-  }
-  bool indexed = index == store_status::ok;
-  if (indexed && owner != sku_) {
-    give_back();
-    return conflict(owner);
+  // A fresh claim looked in memory's index; ids that ended before the last snapshot are
+  // in LMDB's (a bloom filter answers most misses without a read). Without claims (a
+  // book alone) both are asked here.
+  bool indexed = claim == hold_claims::outcome::ours;
+  if (!indexed) {
+    auto index = claims_ ? c.reads().lookup_snapshot_hold_sku(op.hold_id, owner)
+                         : c.reads().lookup_hold_sku(op.hold_id, owner);
+    if (index != store_status::ok && index != store_status::not_found) {
+      give_back();
+      return unreadable(sku_, op.hold_id, index);
+    }
+    indexed = index == store_status::ok;
+    if (indexed && owner != sku_) {
+      give_back();
+      return conflict(owner);
+    }
   }
   if (indexed) {
     auto found = find_finished(op.hold_id, done, c);
@@ -549,7 +559,8 @@ std::vector<mutation> sku_book::seal(sku_change& c) {
 
 void sku_book::durable(uint64_t seq) {
   durable_seq_ = std::max(durable_seq_, seq);
-  release_claims(seq);
+  // Durable: the claims are now the index entries of active holds.
+  while (!claimed_.empty() && claimed_.front().first <= seq) claimed_.pop_front();
   while (!finishing_order_.empty() && finishing_order_.front().first <= seq) {
     auto it = finishing_.find(finishing_order_.front().second);
     if (it != finishing_.end() && it->second.first <= seq) finishing_.erase(it);

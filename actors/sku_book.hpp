@@ -37,24 +37,10 @@ struct sku_change {
   bool dirty = false;  // the SKU snapshot changed
   const storage* env = nullptr;
   std::unique_ptr<storage::read_view> view;  // one read transaction for the whole message
-  uint64_t view_releases = 0;  // hold_claims::releases() when the view was opened
 
   sku_change(uint64_t s, int64_t now, const storage* e) : seq(s), now_ms(now), env(e) {}
   storage::read_view& reads() {
     if (!view) view = env->read();
-    return *view;
-  }
-  // The view for a hold-id index lookup that follows a claim: no older than the last
-  // released claim, so an id whose claim just gave way to the index is found there.
-  storage::read_view& index_reads(const hold_claims* claims) {
-    if (!claims) return reads();
-    auto releases = claims->releases();
-    if (!view) {
-      view = env->read();
-    } else if (releases != view_releases) {
-      view->refresh();
-    }
-    view_releases = releases;
     return *view;
   }
 };
@@ -148,6 +134,7 @@ private:
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
   std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order
   hold_claims* claims_;
+  uint32_t number_ = 0;  // this SKU's number in the claims' index
   // Hold ids claimed by reserves whose batch is not yet durable: (seq, hold id).
   std::deque<std::pair<uint64_t, std::string>> claimed_;
   int64_t last_now_ms_ = 0;  // the latest wall-clock time seen, to notice a step back
@@ -158,7 +145,8 @@ private:
   // record still in flight would be behind).
   flat_string_map<buyer> buyers_;
   uint64_t durable_seq_ = 0;
-  void release_claims(uint64_t up_to_seq);
+  // Gives back the claims of batches that will never be durable (a failed write).
+  void release_claims();
 };
 
 }  // namespace holdfast

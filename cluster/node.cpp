@@ -253,7 +253,7 @@ int run_node(const node_options& options) {
   ctx.env = env;
   ctx.store = store;
   ctx.clock = clock;
-  ctx.claims = std::make_shared<hold_claims>();
+  ctx.claims = std::make_shared<hold_claims>(env);
   directory_config directory_cfg;
   directory_cfg.limits = options.server.limits;
   directory_cfg.idle_ms = options.idle_ms;

@@ -11,7 +11,7 @@ overlay::shard& overlay::shard_of(const std::string& key) const {
   return shards_[std::hash<std::string>{}(key) % shard_count];
 }
 
-void overlay::apply(const std::vector<mutation>& batch) {
+void overlay::apply(const std::vector<mutation>& batch, bool index_active) {
   const sku_record* record = nullptr;
   for (const auto& m : batch) {
     if (m.kind == mutation::put_sku) record = &m.sku;
@@ -50,6 +50,7 @@ void overlay::apply(const std::vector<mutation>& batch) {
   bool numbered = false;
   for (const auto& m : batch) {
     if (m.kind != mutation::put_hold) continue;
+    if (!index_active && m.hold.hold.state == hold_state::active) continue;
     const auto& id = m.hold.hold.hold_id;
     if (!numbered) {
       number = sku_number(name);
@@ -134,6 +135,39 @@ void overlay::index_active(const std::vector<hold_record>& holds, const std::str
     for (auto hash : by_shard[i])
       s.active.put(hash, number);
   }
+}
+
+overlay::claim_outcome overlay::claim_hold(const std::string& hold_id, const std::string& sku,
+                                           uint32_t number, std::string& owner) {
+  auto& s = shard_of(hold_id);
+  auto h = hash_owner_table::hash(hold_id);
+  uint32_t holder = 0;
+  {
+    std::lock_guard<std::mutex> guard(s.mutex);
+    if (auto* e = s.active.find(h)) {
+      holder = *e;
+    } else {
+      int a = active_index_.load(std::memory_order_relaxed);
+      for (int g : {a, 1 - a})
+        if (auto* ended = s.gens[g].index.find(hold_id)) {
+          if (*ended == sku) return claim_outcome::ours;
+          owner = *ended;
+          return claim_outcome::theirs;
+        }
+      s.active.put(h, number);
+      return claim_outcome::fresh;
+    }
+  }
+  if (holder == number) return claim_outcome::ours;
+  owner = sku_name(holder);
+  return claim_outcome::theirs;
+}
+
+void overlay::unclaim_hold(const std::string& hold_id, uint32_t number) {
+  auto& s = shard_of(hold_id);
+  auto h = hash_owner_table::hash(hold_id);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  if (auto* e = s.active.find(h); e && *e == number) s.active.erase(h);
 }
 
 bool overlay::find_hold_sku(const std::string& hold_id, std::string& sku) const {

@@ -269,8 +269,25 @@ public:
   overlay(const overlay&) = delete;
   overlay& operator=(const overlay&) = delete;
 
-  // The store thread (or recovery): one write batch, already durable in the log.
-  void apply(const std::vector<mutation>& batch);
+  // The store thread (or recovery): one write batch, already durable in the log. Its
+  // active holds enter the active-id index only when `index_active` (recovery): a
+  // commit's new holds are there already, put by their reserves' claims.
+  void apply(const std::vector<mutation>& batch, bool index_active = true);
+
+  // The node-wide claim on hold ids, made in the active-id index itself: one probe per
+  // reserve, and the claim simply stays as the id's entry once its hold is durable.
+  // `fresh`: the id was in neither the active-id index nor the index of holds that ended
+  // since the last snapshot; it is now SKU `number`'s (`sku`'s). `ours`: it already
+  // names `sku`. `theirs`: another SKU's, named in `owner`. LMDB's index (ids that ended
+  // before the last snapshot) is the caller's to check after a fresh claim.
+  enum class claim_outcome { fresh, ours, theirs };
+  claim_outcome claim_hold(const std::string& hold_id, const std::string& sku, uint32_t number,
+                           std::string& owner);
+  // Undoes a fresh claim whose reserve was refused or whose batch failed: the entry goes
+  // if it still names `number`.
+  void unclaim_hold(const std::string& hold_id, uint32_t number);
+  // The number that names `sku` in the active-id index (never reused).
+  uint32_t sku_number(const std::string& sku);
   // At open, before the log is replayed: the active holds of one SKU of the snapshot.
   void index_active(const std::vector<hold_record>& holds, const std::string& sku);
 
@@ -334,7 +351,6 @@ private:
     hash_owner_table active;  // active hold id (hash) -> sku number, all generations
   };
   // SKU names by number, for the active-id index; numbers are never reused.
-  uint32_t sku_number(const std::string& sku);
   std::string sku_name(uint32_t number) const;
   mutable std::mutex names_mutex_;
   std::vector<std::string> names_;

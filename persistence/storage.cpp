@@ -452,7 +452,7 @@ store_status storage::commit(const std::vector<commit_part>& parts,
     wake_.notify_one();
     snapshot_done_.wait_for(lock, std::chrono::milliseconds(100));
   }
-  // One hold id on one SKU is the node-wide claim's job (actors/hold_claims): an index
+  // One hold id on one SKU is the node-wide claim's job (overlay::claim_hold): an index
   // check per new hold here cost the store thread 6% of the node's CPU on row 1b. The
   // snapshot keeps the first SKU an id was indexed on, and `holdfast check` reports a
   // second.
@@ -472,7 +472,7 @@ store_status storage::commit(const std::vector<commit_part>& parts,
       spdlog::error("storage: {} ({}; {} more not logged)", error, to_string(st), held);
     return st;
   }
-  for (auto* b : batches) overlay_.apply(*b);
+  for (auto* b : batches) overlay_.apply(*b, /*index_active=*/false);  // claimed by their reserves
   if (changes_since_ms_ == 0) changes_since_ms_ = steady_ms();
   {
     std::lock_guard<std::mutex> guard(stats_mutex_);

@@ -105,6 +105,11 @@ public:
   class read_view {
   public:
     store_status lookup_hold_sku(const std::string& hold_id, std::string& sku);
+    // LMDB's index alone: ids that ended before the last snapshot (after a claim, which
+    // looked in the overlay).
+    store_status lookup_snapshot_hold_sku(const std::string& hold_id, std::string& sku) {
+      return snapshot().lookup_hold_sku(hold_id, sku);
+    }
     store_status read_finished_hold(const std::string& sku, const std::string& hold_id,
                                     hold_record& out);
     store_status has_sku(const std::string& sku);
@@ -119,6 +124,15 @@ public:
     uint64_t generation_ = 0;
   };
   std::unique_ptr<read_view> read() const;
+
+  // -- the node-wide claim on hold ids (actors/hold_claims.hpp), any thread -----
+  using claim_outcome = overlay::claim_outcome;
+  uint32_t sku_number(const std::string& sku) { return overlay_.sku_number(sku); }
+  claim_outcome claim_hold_id(const std::string& hold_id, const std::string& sku, uint32_t number,
+                              std::string& owner) {
+    return overlay_.claim_hold(hold_id, sku, number, owner);
+  }
+  void unclaim_hold_id(const std::string& hold_id, uint32_t number) { overlay_.unclaim_hold(hold_id, number); }
 
   // -- writes, the store actor only -------------------------------------------
   struct commit_part {

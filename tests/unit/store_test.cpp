@@ -99,6 +99,11 @@ TEST_F(store_test, full_map_is_a_typed_error_and_reads_keep_working) {
   // Nothing half-applied: the SKU shows only what was acknowledged, and reads still work.
   auto s = show("f");
   EXPECT_EQ(s.reserved, granted);
+  // The failed batch gave its ids' claims back (a batch is whole: the next round's first id).
+  std::string owner;
+  ASSERT_EQ(granted % 200, 0);
+  EXPECT_EQ(env_->lookup_hold_sku(std::string(200, 'x') + std::to_string(granted / 200 * 1000), owner),
+            store_status::not_found);
   // The SKU keeps serving: a small write may still fit where the big batch did not.
   auto more = op(reserve("f", "more", 1, 60'000));
   ASSERT_TRUE(more.status == code::ok || more.status == code::storage_full);

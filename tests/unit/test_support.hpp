@@ -118,6 +118,7 @@ protected:
     ctx.env = env_;
     ctx.store = store_;
     ctx.clock = clock_;
+    claims_ = std::make_shared<hold_claims>(env_);
     ctx.claims = claims_;
     directory_ = sys_->spawn(directory_behavior, ctx, config_.directory);
     cart_context carts;
@@ -140,6 +141,7 @@ protected:
     carts_ = nullptr;
     directory_ = nullptr;
     store_ = nullptr;
+    claims_.reset();  // it holds the storage open
     env_.reset();
   }
 
@@ -248,7 +250,7 @@ protected:
   std::shared_ptr<coordinator_clock> clock_;
   node_config config_;
   store_config store_config_;
-  std::shared_ptr<hold_claims> claims_ = std::make_shared<hold_claims>();
+  std::shared_ptr<hold_claims> claims_;
   std::shared_ptr<storage> env_;
   store_actor store_;
   directory_actor directory_;
