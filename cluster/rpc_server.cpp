@@ -24,6 +24,7 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "cluster/frame_watcher.hpp"
 #include "cluster/http_endpoint.hpp"
 #include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
@@ -197,99 +198,18 @@ std::string host_of(const std::string& address) {
 // One accepted connection's bookkeeping, shared by its stream wrapper, its Inventory
 // object and the sweeper. Network thread only.
 struct connection_state {
-  int64_t last_read_ms = 0;
-  int64_t frame_started_ms = 0;   // 0: between frames
+  explicit connection_state(int64_t now_ms) : frames(now_ms) {}
+  frame_watcher frames;           // what was read: frames, last byte, questions open
   int64_t write_started_ms = 0;   // when the oldest unfinished write began
   size_t writes_pending = 0;
   size_t inflight_ops = 0;
   kj::Own<kj::PromiseFulfiller<void>> close;  // fulfil to drop the connection
   kj::Own<kj::PromiseFulfiller<void>> resume_reading;  // set while reading is paused
-
-  // The Cap'n Proto framing of what was read: where the current frame is, so a frame
-  // begun and never finished is noticed.
-  enum class phase { count, sizes, body } at = phase::count;
-  uint32_t word = 0;     // little-endian bytes of the header word being read
-  int word_bytes = 0;
-  uint32_t segments = 0, sizes_read = 0;
-  uint64_t body_left = 0;
-  int pad_left = 0;  // the segment table's padding to a whole word, before the body
   int64_t paused_since_ms = 0;  // reading paused behind a stuck write: not the peer's time
-  // The first 16 bytes of a frame's body: the root pointer and the first data word,
-  // which holds an RPC message's kind.
-  kj::byte head[16];
-  size_t head_bytes = 0;
-  // Questions the peer asked (calls, bootstraps) and has not finished: Cap'n Proto keeps
-  // each one's answer until the peer's Finish, so they are memory the peer holds here.
-  int64_t unfinished = 0;
-  // Past this, nothing more is read from the connection: the sweeper closes it. (Reading on
-  // until the sweep let a fast client put thousands more past the limit.)
+  // Past this many unfinished questions, nothing more is read from the connection: the
+  // sweeper closes it. (Reading on until the sweep let a fast client put thousands more
+  // past the limit.)
   int64_t unfinished_max = INT64_MAX;
-
-  bool ever_read = false;  // a connection that never sends a byte is closed sooner
-
-  void take(const kj::byte* p, size_t n, int64_t now_ms) {
-    if (n > 0) {
-      last_read_ms = now_ms;
-      ever_read = true;
-    }
-    while (n > 0) {
-      if (at == phase::body && pad_left > 0) {
-        ++p;
-        --n;
-        if (--pad_left == 0 && body_left == 0) end_frame();
-        continue;
-      }
-      if (at == phase::body) {
-        auto step = static_cast<size_t>(std::min<uint64_t>(body_left, n));
-        auto keep = std::min(step, sizeof head - head_bytes);
-        memcpy(head + head_bytes, p, keep);
-        head_bytes += keep;
-        body_left -= step;
-        p += step;
-        n -= step;
-        if (body_left == 0) end_frame();
-        continue;
-      }
-      if (at == phase::count && word_bytes == 0) frame_started_ms = now_ms;
-      word |= uint32_t{*p++} << (8 * word_bytes);
-      --n;
-      if (++word_bytes < 4) continue;
-      auto value = word;
-      word = 0;
-      word_bytes = 0;
-      if (at == phase::count) {
-        segments = value + 1;
-        sizes_read = 0;
-        body_left = 0;
-        at = phase::sizes;
-        continue;
-      }
-      body_left += uint64_t{value} * 8;
-      if (++sizes_read < segments) continue;
-      // The segment table is padded to a whole word; the body starts after it.
-      pad_left = segments % 2 == 0 ? 4 : 0;
-      at = phase::body;
-      if (body_left == 0 && pad_left == 0) end_frame();
-    }
-  }
-  void end_frame() {
-    count_message();
-    at = phase::count;
-    frame_started_ms = 0;
-    head_bytes = 0;
-  }
-  // Counts calls and bootstraps up and finishes down. A root that is not where Cap'n
-  // Proto's own writers put it (right after the root pointer) counts as a question.
-  void count_message() {
-    uint64_t root = 0;
-    uint16_t kind = capnp::rpc::Message::CALL;
-    if (head_bytes == sizeof head) {
-      memcpy(&root, head, 8);
-      if ((root & 3) == 0 && (root >> 2 & 0x3fffffff) == 0) memcpy(&kind, head + 8, 2);
-    }
-    if (kind == capnp::rpc::Message::CALL || kind == capnp::rpc::Message::BOOTSTRAP) ++unfinished;
-    else if (kind == capnp::rpc::Message::FINISH && unfinished > 0) --unfinished;
-  }
 };
 using connection_ptr = std::shared_ptr<connection_state>;
 
@@ -308,7 +228,7 @@ public:
     : forwarding_stream(kj::mv(inner)), state_(std::move(state)) {}
 
   kj::Promise<size_t> tryRead(void* buffer, size_t min_bytes, size_t max_bytes) override {
-    if (state_->unfinished > state_->unfinished_max) return kj::Promise<size_t>(kj::NEVER_DONE);
+    if (state_->frames.unfinished() > state_->unfinished_max) return kj::Promise<size_t>(kj::NEVER_DONE);
     if (state_->writes_pending > 0) {
       auto paf = kj::newPromiseAndFulfiller<void>();
       state_->resume_reading = kj::mv(paf.fulfiller);
@@ -317,7 +237,7 @@ public:
         [this, buffer, min_bytes, max_bytes] { return tryRead(buffer, min_bytes, max_bytes); });
     }
     return inner_->tryRead(buffer, min_bytes, max_bytes).then([this, buffer](size_t n) {
-      state_->take(static_cast<const kj::byte*>(buffer), n, steady_ms());
+      state_->frames.take(static_cast<const kj::byte*>(buffer), n, steady_ms());
       return n;
     });
   }
@@ -337,8 +257,7 @@ private:
       if (state->resume_reading) {
         // The time reading was paused is the node's, not the peer's: a frame begun
         // before the pause gets it back.
-        if (state->frame_started_ms != 0 && state->paused_since_ms != 0)
-          state->frame_started_ms += steady_ms() - state->paused_since_ms;
+        if (state->paused_since_ms != 0) state->frames.paused_for(steady_ms() - state->paused_since_ms);
         state->paused_since_ms = 0;
         auto resume = kj::mv(state->resume_reading);
         resume->fulfill();
@@ -1189,7 +1108,7 @@ public:
       return kj::READY_NOW;
     }
     in_->from = from;
-    auto conn = std::make_shared<connection_state>();
+    auto conn = std::make_shared<connection_state>(0);
     out.setInventory(kj::heap<inventory_impl>(net_, std::move(conn), true));
     out.setBatchMax(static_cast<uint32_t>(net_.options.limits.batch_size_max));
     out.setInflightMax(net_.options.inflight_max);
@@ -1459,7 +1378,7 @@ struct rpc_server::impl {
                 auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
                 if (id.hasCertificate()) name = id.getCommonName().cStr();
               }
-              auto state = std::make_shared<connection_state>();
+              auto state = std::make_shared<connection_state>(0);
               capnp::Capability::Client bootstrap = kj::heap<peer_impl>(net, in, name);
               auto conn = kj::heap<accepted_connection>(kj::mv(s.stream), state, kj::mv(bootstrap),
                                                         reader_options);
@@ -1530,8 +1449,7 @@ struct rpc_server::impl {
             return accept_next();
           }
           count(&counters::accepted);
-          auto state = std::make_shared<connection_state>();
-          state->last_read_ms = steady_ms();
+          auto state = std::make_shared<connection_state>(steady_ms());
           state->unfinished_max = static_cast<int64_t>(options.connection_unfinished_max);
           auto closed = kj::newPromiseAndFulfiller<void>();
           state->close = kj::mv(closed.fulfiller);
@@ -1578,22 +1496,22 @@ struct rpc_server::impl {
           if (!c->close) continue;
           spdlog::trace("connection {}: frame_started {} ms ago, {} writes pending for {} ms, {} ops "
                         "in flight, last read {} ms ago",
-                        static_cast<void*>(c.get()), c->frame_started_ms ? now - c->frame_started_ms : 0, c->writes_pending,
+                        static_cast<void*>(c.get()), c->frames.frame_started_ms() ? now - c->frames.frame_started_ms() : 0, c->writes_pending,
                         c->write_started_ms ? now - c->write_started_ms : 0, c->inflight_ops,
-                        now - c->last_read_ms);
+                        now - c->frames.last_read_ms());
           uint64_t counters::*why = nullptr;
-          if (c->frame_started_ms != 0 && now - c->frame_started_ms > options.frame_timeout_ms)
+          if (c->frames.frame_started_ms() != 0 && now - c->frames.frame_started_ms() > options.frame_timeout_ms)
             why = &counters::closed_frame;
           // Silent since it connected: not a client (or a stuck one); its slot is worth
           // more to the next connection than the idle timeout's patience.
-          else if (!c->ever_read && now - c->last_read_ms > options.frame_timeout_ms)
+          else if (!c->frames.ever_read() && now - c->frames.last_read_ms() > options.frame_timeout_ms)
             why = &counters::closed_frame;
-          else if (c->unfinished > static_cast<int64_t>(options.connection_unfinished_max))
+          else if (c->frames.unfinished() > static_cast<int64_t>(options.connection_unfinished_max))
             why = &counters::closed_unfinished;
           else if (c->writes_pending > 0 && now - c->write_started_ms > options.write_stall_timeout_ms)
             why = &counters::closed_stalled;
-          else if (c->frame_started_ms == 0 && c->inflight_ops == 0 && c->writes_pending == 0 &&
-                   now - c->last_read_ms > options.idle_timeout_ms)
+          else if (c->frames.frame_started_ms() == 0 && c->inflight_ops == 0 && c->writes_pending == 0 &&
+                   now - c->frames.last_read_ms() > options.idle_timeout_ms)
             why = &counters::closed_idle;
           if (!why) continue;
           count(why);

@@ -1,0 +1,59 @@
+// Watches what a connection reads for Cap'n Proto's framing, without parsing messages:
+// where the current frame is (so a frame begun and never finished is noticed, at the
+// sweeper's deadline), when the last byte came, and how many questions (calls and
+// bootstraps) the peer asked and has not finished. Cap'n Proto keeps each question's
+// answer until the peer's Finish, so those are memory the peer holds on this node.
+//
+// It reads the bytes as they pass through the stream wrapper (cluster/rpc_server.cpp):
+// any split of the stream into reads gives the same counts. Network thread only.
+#pragma once
+
+#include <kj/common.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace holdfast {
+
+class frame_watcher {
+public:
+  // `now_ms`: when the connection was accepted (its idle time counts from then).
+  explicit frame_watcher(int64_t now_ms = 0) : last_read_ms_(now_ms) {}
+
+  // `n` bytes read at `now_ms`.
+  void take(const kj::byte* p, size_t n, int64_t now_ms);
+  // Reading was paused this long by the node (an answer the peer had not read yet): a
+  // frame begun before the pause gets that time back.
+  void paused_for(int64_t ms) {
+    if (frame_started_ms_ != 0) frame_started_ms_ += ms;
+  }
+
+  int64_t frame_started_ms() const { return frame_started_ms_; }  // 0: between frames
+  int64_t last_read_ms() const { return last_read_ms_; }
+  bool ever_read() const { return ever_read_; }
+  // Calls and bootstraps read, less the finishes read (never below 0).
+  int64_t unfinished() const { return unfinished_; }
+  uint64_t frames() const { return frames_; }
+
+private:
+  void end_frame();
+  void count_message();
+
+  enum class phase { count, sizes, body } at_ = phase::count;
+  uint32_t word_ = 0;  // little-endian bytes of the header word being read
+  int word_bytes_ = 0;
+  uint32_t segments_ = 0, sizes_read_ = 0;
+  uint64_t body_left_ = 0;
+  int pad_left_ = 0;  // the segment table's padding to a whole word, before the body
+  // The first 16 bytes of a frame's body: the root pointer and the first data word,
+  // which holds an RPC message's kind.
+  kj::byte head_[16];
+  size_t head_bytes_ = 0;
+  int64_t frame_started_ms_ = 0;
+  int64_t last_read_ms_ = 0;
+  bool ever_read_ = false;
+  int64_t unfinished_ = 0;
+  uint64_t frames_ = 0;
+};
+
+}  // namespace holdfast
