@@ -108,14 +108,12 @@ void overlay::records_of(record_space space, std::map<std::string, entity_record
 
 uint32_t overlay::sku_number(const std::string& sku) {
   std::lock_guard<std::mutex> guard(names_mutex_);
-  auto [it, fresh] = numbers_.try_emplace(sku, static_cast<uint32_t>(names_.size()));
-  if (fresh) names_.push_back(sku);
-  return it->second;
+  return names_.intern(sku);
 }
 
 std::string overlay::sku_name(uint32_t number) const {
   std::lock_guard<std::mutex> guard(names_mutex_);
-  return number < names_.size() ? names_[number] : std::string();
+  return std::string(names_.name(number));
 }
 
 void overlay::index_active(const std::vector<hold_record>& holds, const std::string& sku) {

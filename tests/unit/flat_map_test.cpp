@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "persistence/compact_tables.hpp"
 #include "persistence/overlay.hpp"
 
 namespace holdfast::testing {
@@ -70,6 +71,30 @@ TEST(flat_string_map, grows_through_many_doublings_and_reserve_keeps_every_key) 
   EXPECT_EQ(*flat.find("k199999"), "v199999");
   flat.clear();
   EXPECT_TRUE(flat.empty());
+}
+
+}  // namespace
+}  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+TEST(name_table, numbers_names_in_first_seen_order_and_finds_them_again) {
+  name_table t;
+  std::vector<std::string> names;
+  for (int i = 0; i < 100'000; ++i) names.push_back("sku-" + std::to_string(i * 7919 % 100'003));
+  names.push_back("");                              // an empty name is a name
+  names.push_back(std::string("nul\0inside", 10));  // bytes, not C strings
+  names.push_back(std::string(128, 'x'));
+  for (size_t i = 0; i < names.size(); ++i) ASSERT_EQ(t.intern(names[i]), i);
+  EXPECT_EQ(t.size(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    ASSERT_EQ(t.name(static_cast<uint32_t>(i)), names[i]);
+    ASSERT_EQ(t.intern(names[i]), i) << "interned again: the same number";
+  }
+  EXPECT_EQ(t.size(), names.size());
+  EXPECT_EQ(t.name(static_cast<uint32_t>(names.size())), "") << "an unknown number names nothing";
+  EXPECT_EQ(t.intern("nul"), names.size()) << "a prefix is another name";
 }
 
 }  // namespace
