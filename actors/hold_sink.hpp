@@ -6,9 +6,9 @@
 // A sink is delivered to at most once. One destroyed unanswered (the message carrying it
 // was dropped: the actor it was sent to stopped first) answers every operation
 // `unavailable`, so no caller waits for its deadline; such an operation was never
-// applied (an actor applies a message whole or not at all), so a retry is safe. (An SKU
-// actor that stops with writes still at the store answers their sinks outcome_unknown
-// first: those may yet become durable.)
+// applied (an actor applies a message whole or not at all), so a retry is safe. (The
+// sinks of batches already at the store are the store's to answer, with their real
+// outcome, whatever becomes of the SKU actor that sent them.)
 #pragma once
 
 #include <atomic>

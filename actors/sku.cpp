@@ -73,9 +73,11 @@ void passivated(self_ptr self, bool quit, int64_t earliest_deadline_ms) {
                  self->state.book->record().sku.sku, quit, earliest_deadline_ms);
 }
 
+sku_actor::behavior_type broken_behavior(self_ptr self);
+
 // The invariants are asserted before anything is sent to the store: a broken SKU
 // stops its actor (its callers hear unavailable), never the node, and writes nothing.
-bool invariants_hold(self_ptr self) {
+bool invariants_hold(self_ptr self, const sku_change& c) {
   auto& st = self->state;
   auto broken = st.book->broken_invariant();
   if (broken.empty()) return true;
@@ -87,7 +89,12 @@ bool invariants_hold(self_ptr self) {
   auto unknown = store_status::outcome_unknown;
   for (auto& r : st.replies) r.deliver(&unknown);
   st.replies.clear();
-  self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
+  // The change in hand is never written: its reserves' claims go now. Those of batches
+  // at the store go if they fail: the actor stops once every one has landed or failed.
+  st.book->release_claims(c.seq);
+  st.broken = "invariant broken: " + broken;
+  self->become(broken_behavior(self));
+  if (st.durable_seq + 1 >= st.next_seq) self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
   return false;
 }
 
@@ -106,7 +113,7 @@ void when_durable(self_ptr self, sku_change& c, std::function<void(const store_s
 
 template <class T>
 caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
-  if (!invariants_hold(self)) return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
+  if (!invariants_hold(self, c)) return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
   auto rp = self->template make_response_promise<T>();
   when_durable(self, c, [rp, value](const store_status* why) mutable {
     if (why)
@@ -144,11 +151,19 @@ void on_durable(self_ptr self, uint64_t seq) {
   st.book->durable(st.durable_seq);
 }
 
-// Answers everything with why the SKU cannot be served; changes nothing.
+// Answers everything with why the SKU cannot be served (it failed its load checks, or
+// an invariant broke); changes nothing. It stops once every batch it sent the store has
+// landed or failed: a durable one keeps its claims (they are its holds' index entries),
+// a failed one gives them back.
 sku_actor::behavior_type broken_behavior(self_ptr self) {
   auto why = [self] {
-    return "sku '" + self->state.book->record().sku.sku + "' cannot be served: " +
-           self->state.broken;
+    return "sku '" + self->state.book->record().sku.sku + "' cannot be served: " + self->state.broken;
+  };
+  auto drained = [self] {
+    auto& st = self->state;
+    if (st.durable_seq + 1 < st.next_seq) return false;
+    self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
+    return true;
   };
   return {
     [why](hold_ops_atom, std::vector<hold_op>& ops) {
@@ -158,13 +173,21 @@ sku_actor::behavior_type broken_behavior(self_ptr self) {
       sink->deliver(std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why())));
     },
     [why](sku_op_atom, sku_op&) { return make_sku_error(code::unavailable, why()); },
-    [](durable_atom, uint64_t) {},
-    [](write_failed_atom, uint64_t, uint64_t, store_status) {},
-    [](expire_atom) {},
-    [self](passivate_atom) {
-      passivated(self, true, 0);
-      self->quit();
+    [self, drained](durable_atom, uint64_t seq) {
+      auto& st = self->state;
+      st.durable_seq = std::max(st.durable_seq, seq);
+      st.book->durable(st.durable_seq);
+      drained();
     },
+    [self, drained](write_failed_atom, uint64_t, uint64_t, store_status) {
+      // The failed batch and every later one (the store refuses them) never land.
+      auto& st = self->state;
+      st.book->release_claims();
+      st.durable_seq = st.next_seq - 1;
+      drained();
+    },
+    [](expire_atom) {},
+    [self, drained](passivate_atom) { passivated(self, drained(), 0); },
   };
 }
 
@@ -204,7 +227,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       // From the directory: the answers go to the caller's sink from here, once durable.
       auto c = begin_change(self, self->state.ctx.clock->now_ms());
       auto results = apply_ops(self, ops, c);
-      if (!invariants_hold(self)) {
+      if (!invariants_hold(self, c)) {
         sink->deliver(std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, "sku invariant broken")));
         return;
       }

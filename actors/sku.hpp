@@ -3,9 +3,10 @@
 //
 // Every change goes to the store as one write batch per handled message; the reply is
 // held back until the store reports that batch durable, so an acknowledged hold
-// survives kill -9. Replies leave in the order their messages arrived. A batch from the
-// directory carries its reply sink to the store, which answers it when the batch is
-// durable (or failed): the answer does not wait in this actor's mailbox. One timer is
+// survives kill -9. A batch from the directory carries its reply sink to the store,
+// which answers it when the batch is durable (or failed), in the order the batches were
+// sent: the answer does not wait in this actor's mailbox. (Requests answered through the
+// mailbox, SKU operations, leave in their own order, not interleaved with those.) One timer is
 // armed for the earliest hold deadline. Spawned by the sku directory; loads its state
 // from storage when it starts and quits only when the directory passivates it with no
 // write in flight. A record that fails its checks at load leaves the actor answering

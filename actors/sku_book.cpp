@@ -38,7 +38,6 @@ std::string buyer_key(const std::string& sku, const std::string& user) {
 sku_book::sku_book(std::string sku, sku_book_policy policy, hold_claims* claims)
   : sku_(std::move(sku)), policy_(policy), claims_(claims) {
   record_.sku.sku = sku_;
-  if (claims_) number_ = claims_->number(sku_);
 }
 
 // Claims still pending stay: their batches may yet become durable at the store (an
@@ -46,10 +45,11 @@ sku_book::sku_book(std::string sku, sku_book_policy policy, hold_claims* claims)
 // and a durable hold's claim is its id's index entry.
 sku_book::~sku_book() = default;
 
-void sku_book::release_claims() {
-  for (auto& [seq, id] : claimed_)
-    if (claims_) claims_->release(id, number_);
-  claimed_.clear();
+void sku_book::release_claims(uint64_t from) {
+  while (!claimed_.empty() && claimed_.back().first >= from) {
+    if (claims_) claims_->release(claimed_.back().second, number_);
+    claimed_.pop_back();
+  }
 }
 
 std::string sku_book::load(const storage& env) {
@@ -311,15 +311,19 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     return with_hold(code::hold_conflict, theirs);
   };
   std::string owner;
+  if (claims_ && number_ == UINT32_MAX) number_ = claims_->number(sku_);
   auto claim = claims_ ? claims_->claim(op.hold_id, sku_, number_, owner) : hold_claims::outcome::fresh;
   if (claim == hold_claims::outcome::theirs) return conflict(owner);
+  // Claimed now: a fresh id, or one that ended here since the last snapshot (claimed
+  // again, so that a grant after its finished record was collected is indexed too).
+  bool claimed = claim == hold_claims::outcome::fresh || claim == hold_claims::outcome::ended_ours;
   auto give_back = [&] {
-    if (claims_ && claim == hold_claims::outcome::fresh) claims_->release(op.hold_id, number_);
+    if (claims_ && claimed) claims_->release(op.hold_id, number_);
   };
   // A fresh claim looked in memory's index; ids that ended before the last snapshot are
   // in LMDB's (a bloom filter answers most misses without a read). Without claims (a
   // book alone) both are asked here.
-  bool indexed = claim == hold_claims::outcome::ours;
+  bool indexed = claim == hold_claims::outcome::ours || claim == hold_claims::outcome::ended_ours;
   if (!indexed) {
     auto index = claims_ ? c.reads().lookup_snapshot_hold_sku(op.hold_id, owner)
                          : c.reads().lookup_hold_sku(op.hold_id, owner);
@@ -372,7 +376,7 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
       return over_limit(op.user, *b, op.qty);
     }
   }
-  if (claim == hold_claims::outcome::fresh) claimed_.emplace_back(c.seq, op.hold_id);
+  if (claims_ && claimed) claimed_.emplace_back(c.seq, op.hold_id);
   active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms, op.ttl_ms};
   s.reserved += op.qty;
   s.active_holds += 1;

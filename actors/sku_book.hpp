@@ -81,6 +81,9 @@ public:
   // Batches up to `seq` are durable: storage answers for their finished holds from now
   // on, and the hold-id index for their new holds.
   void durable(uint64_t seq);
+  // Gives back the claims of reserves in changes from `from` on that will never be
+  // durable: a change not written (it broke an invariant), or batches that failed.
+  void release_claims(uint64_t from = 0);
 
 private:
   struct active_hold {
@@ -134,7 +137,9 @@ private:
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
   std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order
   hold_claims* claims_;
-  uint32_t number_ = 0;  // this SKU's number in the claims' index
+  // This SKU's number in the claims' index, given at its first claim (a number is kept
+  // for ever: SKUs only read or restocked get none).
+  uint32_t number_ = UINT32_MAX;
   // Hold ids claimed by reserves whose batch is not yet durable: (seq, hold id).
   std::deque<std::pair<uint64_t, std::string>> claimed_;
   int64_t last_now_ms_ = 0;  // the latest wall-clock time seen, to notice a step back
@@ -145,8 +150,6 @@ private:
   // record still in flight would be behind).
   flat_string_map<buyer> buyers_;
   uint64_t durable_seq_ = 0;
-  // Gives back the claims of batches that will never be durable (a failed write).
-  void release_claims();
 };
 
 }  // namespace holdfast

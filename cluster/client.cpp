@@ -68,6 +68,10 @@ struct client::impl {
     std::vector<slot> callers;
     unsigned in_flight = 0;
     bool send_scheduled = false;
+    bool linger_armed = false;
+    uint64_t next_batch = 0;
+    std::vector<std::pair<uint64_t, kj::TimePoint>> sent;  // batches in flight: (number, when)
+    int64_t round_trip_us = 0;  // moving average of the batches' round trips
   };
   lane lanes[hold_op_kinds];  // by hold_op_kind
   client::batching batched;
@@ -114,15 +118,42 @@ struct client::impl {
     });
   }
 
+  static kj::TimePoint now() { return kj::systemPreciseMonotonicClock().now(); }
+  // When a batch beyond the first in flight may leave: once the oldest has been out
+  // twice the usual round trip (it is slow), at least client_options::second_batch_after_us
+  // and at most 50 ms.
+  kj::TimePoint next_allowed(const lane& l) const {
+    auto oldest = l.sent.front().second;
+    for (auto& [n, at] : l.sent) oldest = std::min(oldest, at);
+    auto wait_us = std::clamp<int64_t>(2 * l.round_trip_us, options.second_batch_after_us,
+                                       std::max<int64_t>(options.second_batch_after_us, 50'000));
+    return oldest + wait_us * kj::MICROSECONDS;
+  }
+
   // The send runs once the event loop has nothing else to do (evalLast), so every call
   // that is about to be made joins it: the callers whose answers just came, and every
   // member's in a cluster client. (evalLater sent after one turn, while those callers
   // were still a few continuations away: bench cluster's cluster-aware row sent batches
   // of 8.5 calls where one connection carried 50.) An idle client still sends at once.
+  // With a batch in flight, the next waits until that one has been out a while (then it
+  // carries every call made meanwhile), but no longer: one slow batch does not hold up
+  // every later call.
   void schedule(hold_op_kind kind) {
     auto& l = lanes[static_cast<size_t>(kind)];
     if (l.send_scheduled || l.ops.empty() || l.in_flight >= options.batches_in_flight_max)
       return;
+    if (l.in_flight > 0) {
+      auto at = next_allowed(l);
+      if (now() < at) {
+        if (l.linger_armed) return;
+        l.linger_armed = true;
+        tasks.add(timer.atTime(at).then([this, kind] {
+          lanes[static_cast<size_t>(kind)].linger_armed = false;
+          schedule(kind);
+        }));
+        return;
+      }
+    }
     l.send_scheduled = true;
     tasks.add(kj::evalLast([this, kind] {
       lanes[static_cast<size_t>(kind)].send_scheduled = false;
@@ -133,6 +164,7 @@ struct client::impl {
   void send(hold_op_kind kind) {
     auto& l = lanes[static_cast<size_t>(kind)];
     if (l.ops.empty() || l.in_flight >= options.batches_in_flight_max) return;
+    if (l.in_flight > 0 && now() < next_allowed(l)) return schedule(kind);
     size_t n = std::min(l.ops.size(), options.batch_size_max);
     ++batched.batches;
     batched.ops += n;
@@ -143,6 +175,8 @@ struct client::impl {
     l.ops.erase(l.ops.begin(), l.ops.begin() + n);
     l.callers.erase(l.callers.begin(), l.callers.begin() + n);
     ++l.in_flight;
+    auto number = l.next_batch++;
+    l.sent.emplace_back(number, now());
     // The deadline is the batch's, one timer per RPC rather than one per call.
     tasks.add(deadline(batch(kind, ops), kind, ops.size())
                 .then(
@@ -160,8 +194,13 @@ struct client::impl {
                     for (auto& s : *waiting)
                       if (s.to->done->isWaiting()) s.to->done->reject(kj::cp(e));
                   })
-                .then([this, kind] {
-                  --lanes[static_cast<size_t>(kind)].in_flight;
+                .then([this, kind, number] {
+                  auto& l = lanes[static_cast<size_t>(kind)];
+                  --l.in_flight;
+                  auto it = std::find_if(l.sent.begin(), l.sent.end(), [number](auto& b) { return b.first == number; });
+                  auto took_us = (now() - it->second) / kj::MICROSECONDS;
+                  l.round_trip_us = l.round_trip_us == 0 ? took_us : (7 * l.round_trip_us + took_us) / 8;
+                  l.sent.erase(it);
                   // Calls that queued behind this batch go with those about to be made.
                   schedule(kind);
                 }));

@@ -148,9 +148,12 @@ overlay::claim_outcome overlay::claim_hold(const std::string& hold_id, const std
       int a = active_index_.load(std::memory_order_relaxed);
       for (int g : {a, 1 - a})
         if (auto* ended = s.gens[g].index.find(hold_id)) {
-          if (*ended == sku) return claim_outcome::ours;
-          owner = *ended;
-          return claim_outcome::theirs;
+          if (*ended != sku) {
+            owner = *ended;
+            return claim_outcome::theirs;
+          }
+          s.active.put(h, number);
+          return claim_outcome::ended_ours;
         }
       s.active.put(h, number);
       return claim_outcome::fresh;

@@ -62,10 +62,13 @@ public:
   // The node-wide claim on hold ids, made in the active-id index itself: one probe per
   // reserve, and the claim simply stays as the id's entry once its hold is durable.
   // `fresh`: the id was in neither the active-id index nor the index of holds that ended
-  // since the last snapshot; it is now SKU `number`'s (`sku`'s). `ours`: it already
-  // names `sku`. `theirs`: another SKU's, named in `owner`. LMDB's index (ids that ended
+  // since the last snapshot; it is now SKU `number`'s (`sku`'s). `ours`: an active entry
+  // already names `sku`. `ended_ours`: a hold of `sku` with this id ended since the last
+  // snapshot, and the id is claimed again for `sku` (its finished record may be collected
+  // before the caller reads it: a grant then is indexed all the same; a repeat gives the
+  // claim back). `theirs`: another SKU's, named in `owner`. LMDB's index (ids that ended
   // before the last snapshot) is the caller's to check after a fresh claim.
-  enum class claim_outcome { fresh, ours, theirs };
+  enum class claim_outcome { fresh, ours, ended_ours, theirs };
   claim_outcome claim_hold(const std::string& hold_id, const std::string& sku, uint32_t number,
                            std::string& owner);
   // Undoes a fresh claim whose reserve was refused or whose batch failed: the entry goes

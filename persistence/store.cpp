@@ -36,9 +36,11 @@ void commit(store_actor::stateful_pointer<store_state> self) {
     auto& p = st.batches[i];
     auto [it, fresh] = notes.try_emplace(p.writer.id(), note{p.writer, p.batch.epoch});
     auto& n = it->second;
-    auto why = status != store_status::ok ? status
-               : part_of[i] != SIZE_MAX   ? part_status[part_of[i]]
-                                          : store_status::ok;
+    // A batch that writes nothing hears only its own writer's failure, not another
+    // writer's in the same commit: it waited for its writer's batches, nothing else.
+    auto why = part_of[i] == SIZE_MAX     ? store_status::ok
+               : status != store_status::ok ? status
+                                            : part_status[part_of[i]];
     // A batch behind a failed one of its writer fails with it: it was built on its state.
     if (why == store_status::ok && n.why != store_status::ok) why = n.why;
     if (p.batch.done) p.batch.done(why == store_status::ok ? nullptr : &why);

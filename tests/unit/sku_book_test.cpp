@@ -453,3 +453,68 @@ TEST_F(sku_book_test, a_returned_hold_gives_its_units_back_once_and_its_user_the
 
 }  // namespace
 }  // namespace holdfast::testing
+
+namespace holdfast::testing {
+namespace {
+
+// The claims a change made are given back when the change is never written (a broken
+// invariant) or fails; a durable change's claims stay: they are its holds' index entries.
+TEST_F(sku_book_test, claims_of_changes_never_written_go_and_durable_ones_stay) {
+  hold_claims claims(std::shared_ptr<storage>(env_.get(), [](storage*) {}));
+  sku_book tee("tee", {}, &claims);
+  sku_book two("two", {}, &claims);
+  auto c0 = change();
+  ASSERT_EQ(tee.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}}, c0).status, code::ok);
+  ASSERT_EQ(two.apply(sku_op{sku_op_kind::create, "two", 10, 100, {}}, c0).status, code::ok);
+  auto c1 = change();
+  ASSERT_EQ(tee.apply(reserve("kept", 60'000), now_, c1).status, code::ok);
+  auto c2 = change();
+  ASSERT_EQ(tee.apply(reserve("dropped", 60'000), now_, c2).status, code::ok);
+  tee.durable(c1.seq);
+  tee.release_claims(c2.seq);  // c2 is never written
+  auto c3 = change();
+  auto on_two = [&](const std::string& id) {
+    return two.apply(hold_op{hold_op_kind::reserve, "two", id, 1, 60'000, {}}, now_, c3);
+  };
+  EXPECT_EQ(on_two("dropped").status, code::ok) << "the unwritten change's claim was given back";
+  auto kept = on_two("kept");
+  EXPECT_EQ(kept.status, code::hold_conflict) << "a durable hold's claim stays";
+  EXPECT_EQ(kept.hold.sku, "tee");
+}
+
+// A hold that ended since the last snapshot: its id is claimed again by its own SKU
+// (so a grant after its finished record is gone would still be indexed), and another
+// SKU hears whose it is.
+TEST(overlay_claims, an_id_that_ended_here_is_claimed_again_and_theirs_elsewhere) {
+  overlay ov;
+  auto a = ov.sku_number("a");
+  auto b = ov.sku_number("b");
+  std::string owner;
+  ASSERT_EQ(ov.claim_hold("x", "a", a, owner), overlay::claim_outcome::fresh);
+  EXPECT_EQ(ov.claim_hold("x", "a", a, owner), overlay::claim_outcome::ours);
+  EXPECT_EQ(ov.claim_hold("x", "b", b, owner), overlay::claim_outcome::theirs);
+  EXPECT_EQ(owner, "a");
+  // The hold ends (durable): its id moves to the index of ended holds.
+  std::vector<mutation> batch(2);
+  batch[0].kind = mutation::put_hold;
+  batch[0].hold.hold = {"x", "a", 1, hold_state::released, 0};
+  batch[1].kind = mutation::put_sku;
+  batch[1].sku.sku.sku = "a";
+  ov.apply(batch, false);
+  std::string sku;
+  ASSERT_TRUE(ov.find_hold_sku("x", sku));
+  EXPECT_EQ(sku, "a");
+  owner.clear();
+  EXPECT_EQ(ov.claim_hold("x", "b", b, owner), overlay::claim_outcome::theirs);
+  EXPECT_EQ(owner, "a");
+  EXPECT_EQ(ov.claim_hold("x", "a", a, owner), overlay::claim_outcome::ended_ours);
+  EXPECT_EQ(ov.claim_hold("x", "b", b, owner), overlay::claim_outcome::theirs) << "claimed again for a";
+  ov.unclaim_hold("x", a);  // a repeat gives it back: the ended index still answers
+  ASSERT_TRUE(ov.find_hold_sku("x", sku));
+  EXPECT_EQ(sku, "a");
+  ov.unclaim_hold("x", b);  // not b's: nothing changes
+  EXPECT_EQ(ov.claim_hold("x", "a", a, owner), overlay::claim_outcome::ended_ours);
+}
+
+}  // namespace
+}  // namespace holdfast::testing

@@ -156,6 +156,55 @@ TEST_F(store_test, each_batch_is_answered_once_and_later_batches_fail_with_a_fai
   caf::anon_send_exit(writer, caf::exit_reason::kill);
 }
 
+// A batch that writes nothing waited only for its own writer's batches: a commit that
+// fails for another writer's changes (here: a full map) is not its failure.
+TEST_F(store_test, an_empty_batch_does_not_fail_with_another_writers_commit) {
+  config_.storage.map_size_bytes = size_t{1} << 20;
+  start();
+  auto spawn_writer = [&] {
+    return caf::actor_cast<store_listener>(sys_->spawn([]() -> caf::behavior {
+      return {[](durable_atom, uint64_t) {}, [](write_failed_atom, uint64_t, uint64_t, store_status) {}};
+    }));
+  };
+  std::vector<store_listener> writers;
+  std::vector<std::pair<std::string, store_status>> answers;
+  auto send = [&](size_t w, std::string name, uint64_t seq, std::string key) {
+    write_batch b{1, seq, {}, {}};
+    for (int r = 0; key != "-" && r < 16; ++r) {  // 1 MiB a batch: the map holds one
+      mutation m;
+      m.kind = mutation::put_record;
+      m.record = {record_space::buyer, key + "/" + std::to_string(r), std::string(64 << 10, 'v'), false};
+      b.mutations.push_back(std::move(m));
+    }
+    b.done = [&answers, name](const store_status* why) { answers.push_back({name, why ? *why : store_status::ok}); };
+    caf::anon_send(store_, write_atom_v, writers.at(w), std::move(b));
+  };
+  writers.push_back(spawn_writer());  // 0: writes once, then only waits
+  send(0, "quiet", 1, "q");
+  sched_->run();
+  ASSERT_EQ(answers.back().second, store_status::ok);
+  // Fill the map: each batch from a fresh writer (a failed writer's later batches are
+  // refused without trying).
+  for (int i = 0; i < 200 && answers.back().second == store_status::ok; ++i) {
+    writers.push_back(spawn_writer());
+    send(writers.size() - 1, "filler", 1, "k" + std::to_string(i));
+    sched_->run();
+  }
+  auto full = answers.back().second;
+  ASSERT_TRUE(full == store_status::map_full || full == store_status::disk_full) << to_string(full);
+  // One more commit, sure to fail: the quiet writer's empty batch rides in it.
+  answers.clear();
+  writers.push_back(spawn_writer());
+  send(0, "quiet, nothing written", 1, "-");
+  send(writers.size() - 1, "another writer", 1, "more");
+  sched_->run();
+  std::vector<std::pair<std::string, store_status>> expected{{"quiet, nothing written", store_status::ok},
+                                                             {"another writer", full}};
+  EXPECT_EQ(answers, expected);
+  for (auto& w : writers) caf::anon_send_exit(w, caf::exit_reason::kill);
+  sched_->run();
+}
+
 // Batch create: one group commit for the lot, no SKU actor per SKU; existing names
 // answer sku_exists, invalid ones invalid, a name twice in one batch is created once.
 TEST_F(store_test, a_batch_create_writes_every_new_sku_in_one_commit) {
