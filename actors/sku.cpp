@@ -193,12 +193,13 @@ sku_actor::behavior_type broken_behavior(self_ptr self) {
 
 }  // namespace
 
-sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_context ctx) {
+sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_context ctx,
+                                      std::shared_ptr<const sku_record> known) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.book = std::make_unique<sku_book>(sku, st.ctx.book, st.ctx.claims.get());
   st.expire_batch = st.ctx.book.expire_batch_max;
-  st.broken = st.book->load(*st.ctx.env);
+  st.broken = st.book->load(*st.ctx.env, known.get());
   if (!st.broken.empty()) {
     static rate_limit limit;
     uint64_t suppressed = 0;

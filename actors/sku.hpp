@@ -82,7 +82,9 @@ struct sku_state {
   static inline const char* name = "holdfast.sku";
 };
 
+// `known`: the SKU's record as the directory just read it (null: read it here).
 sku_actor::behavior_type sku_behavior(sku_actor::stateful_pointer<sku_state> self,
-                                      std::string sku, sku_context ctx);
+                                      std::string sku, sku_context ctx,
+                                      std::shared_ptr<const sku_record> known);
 
 }  // namespace holdfast

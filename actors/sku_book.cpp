@@ -52,7 +52,7 @@ void sku_book::release_claims(uint64_t from) {
   }
 }
 
-std::string sku_book::load(const storage& env) {
+std::string sku_book::load(const storage& env, const sku_record* known) {
   // Claims of batches that failed are void: those batches never become durable.
   release_claims();
   exists_ = false;
@@ -64,7 +64,9 @@ std::string sku_book::load(const storage& env) {
   finishing_order_.clear();
   hold_users_.clear();
   buyers_.clear();
-  auto status = env.read_sku(sku_, record_);
+  auto status = store_status::ok;
+  if (known) record_ = *known;
+  else status = env.read_sku(sku_, record_);
   if (status == store_status::not_found) {
     record_ = sku_record{};
     record_.sku.sku = sku_;

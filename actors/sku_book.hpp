@@ -54,7 +54,9 @@ public:
   // Rebuilds memory from the last committed state. Returns why not (a storage error,
   // a record that fails its checksum or invariants, holds that disagree with the
   // counters), empty on success.
-  std::string load(const storage& env);
+  // `known`: the SKU record as just read by the caller (the directory, which reads it
+  // to decide whether to spawn at all), so that it is not read twice.
+  std::string load(const storage& env, const sku_record* known = nullptr);
   // Cuts every active hold's deadline to at most now + its ttl, as changes: after a
   // restart or a step of the wall clock, no hold outlives its ttl measured from now.
   void clamp_deadlines(sku_change& c);

@@ -25,15 +25,21 @@ void with_actor(self_ptr self, const std::string& sku, bool may_create, actor_fn
   auto& st = self->state;
   auto it = st.actors.find(sku);
   if (it == st.actors.end()) {
+    // The record is read here once, to decide, and handed to the actor's load. One that
+    // fails its checksum is left for the actor to read and report (it answers why).
+    std::shared_ptr<sku_record> known;
     if (!may_create) {
-      auto status = st.ctx.env->read()->has_sku(sku);
-      if (status != store_status::ok) {
+      known = std::make_shared<sku_record>();
+      auto status = st.ctx.env->read_sku(sku, *known);
+      if (status == store_status::corrupt) {
+        known.reset();
+      } else if (status != store_status::ok) {
         refuse(status == store_status::not_found ? code::unknown_sku : code::unavailable,
                status == store_status::not_found ? std::string() : to_string(status));
         return;
       }
     }
-    auto actor = self->spawn(sku_behavior, sku, st.ctx);
+    auto actor = self->spawn(sku_behavior, sku, st.ctx, std::shared_ptr<const sku_record>(std::move(known)));
     // The attachable lives on the sku actor, so it costs the directory nothing.
     actor->attach_functor([directory = caf::actor_cast<caf::actor>(self),
                            source = actor.address()](const caf::error& reason) {

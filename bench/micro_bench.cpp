@@ -153,6 +153,43 @@ void flat_map_accumulate(benchmark::State& state) {
 }
 BENCHMARK(flat_map_accumulate)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
 
+// The reserve's one probe of the node-wide hold-id index (overlay::claim_hold): a fresh
+// UUID-like id claimed among `standing` active ids (the table far larger than the cache
+// at a million), then given back, as a refused reserve does. Items: claims.
+void claim_hold_fresh(benchmark::State& state) {
+  auto standing = static_cast<size_t>(state.range(0));
+  overlay ov;
+  auto a = ov.sku_number("flash-tee");
+  std::mt19937_64 rng(3);
+  std::string owner;
+  auto uuid = [&rng] { return "3f2b8c1e-" + std::to_string(rng()) + "-4a6e-9c1d"; };
+  for (size_t i = 0; i < standing; ++i) ov.claim_hold(uuid(), "flash-tee", a, owner);
+  std::vector<std::string> ids(4096);
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (auto& id : ids) id = uuid();
+    state.ResumeTiming();
+    for (auto& id : ids) benchmark::DoNotOptimize(ov.claim_hold(id, "flash-tee", a, owner));
+    for (auto& id : ids) ov.unclaim_hold(id, a);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * ids.size()));
+}
+BENCHMARK(claim_hold_fresh)->Arg(0)->Arg(1 << 20)->ArgNames({"standing"});
+
+// SKU numbers for the index (name_table): a catalog's names interned, then looked up.
+void name_table_intern(benchmark::State& state) {
+  auto n = static_cast<size_t>(state.range(0));
+  std::vector<std::string> names(n);
+  for (size_t i = 0; i < n; ++i) names[i] = "catalog-sku-" + std::to_string(i);
+  for (auto _ : state) {
+    name_table t;
+    for (auto& name : names) benchmark::DoNotOptimize(t.intern(name));
+    for (auto& name : names) benchmark::DoNotOptimize(t.intern(name));
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n * 2));
+}
+BENCHMARK(name_table_intern)->Arg(1 << 16)->Arg(1 << 20)->Unit(benchmark::kMillisecond);
+
 BENCHMARK(sku_book_reserve_release)
   ->Args({1, 0})
   ->Args({64, 0})
