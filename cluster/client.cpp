@@ -66,6 +66,8 @@ struct client::impl {
   struct lane {
     std::vector<hold_op> ops;
     std::vector<slot> callers;
+    std::vector<kj::TimePoint> queued_at;  // when each queued call was made (FIFO)
+    bool queue_deadline_armed = false;
     unsigned in_flight = 0;
     bool send_scheduled = false;
     bool linger_armed = false;
@@ -103,11 +105,14 @@ struct client::impl {
     g->results.resize(ops.size());
     g->left = ops.size();
     g->done = kj::mv(paf.fulfiller);
+    auto at = now();
     for (size_t i = 0; i < ops.size(); ++i) {
       l.ops.push_back(std::move(ops[i]));
       l.callers.push_back({g, i});
+      l.queued_at.push_back(at);
     }
     schedule(kind);
+    arm_queue_deadline(kind);
     return kj::mv(paf.promise);
   }
   kj::Promise<hold_result> enqueue(hold_op op) {
@@ -161,6 +166,36 @@ struct client::impl {
     }));
   }
 
+  // A call still queued (never sent) when its own deadline comes is answered then:
+  // `unavailable`, which is safe to retry, since nothing was sent. (Counting only from
+  // when its batch was sent let a call queued behind stuck batches wait several
+  // deadlines.)
+  void arm_queue_deadline(hold_op_kind kind) {
+    auto& l = lanes[static_cast<size_t>(kind)];
+    if (options.call_timeout_ms <= 0 || l.queue_deadline_armed || l.queued_at.empty()) return;
+    l.queue_deadline_armed = true;
+    auto due = l.queued_at.front() + options.call_timeout_ms * kj::MILLISECONDS;
+    tasks.add(timer.atTime(due).then([this, kind] {
+      auto& l = lanes[static_cast<size_t>(kind)];
+      l.queue_deadline_armed = false;
+      auto limit = now() - options.call_timeout_ms * kj::MILLISECONDS;
+      size_t n = 0;
+      while (n < l.queued_at.size() && l.queued_at[n] <= limit) ++n;
+      std::vector<slot> expired(std::make_move_iterator(l.callers.begin()),
+                                std::make_move_iterator(l.callers.begin() + n));
+      l.ops.erase(l.ops.begin(), l.ops.begin() + n);
+      l.callers.erase(l.callers.begin(), l.callers.begin() + n);
+      l.queued_at.erase(l.queued_at.begin(), l.queued_at.begin() + n);
+      for (auto& s : expired) {
+        s.to->results[s.index] = make_hold_error(
+          code::unavailable, "not sent within " + std::to_string(options.call_timeout_ms) +
+                               " ms: the batches ahead of it did not answer (nothing was applied)");
+        if (--s.to->left == 0 && s.to->done->isWaiting()) s.to->done->fulfill(std::move(s.to->results));
+      }
+      arm_queue_deadline(kind);
+    }));
+  }
+
   void send(hold_op_kind kind) {
     auto& l = lanes[static_cast<size_t>(kind)];
     if (l.ops.empty() || l.in_flight >= options.batches_in_flight_max) return;
@@ -174,6 +209,7 @@ struct client::impl {
       std::make_move_iterator(l.callers.begin()), std::make_move_iterator(l.callers.begin() + n));
     l.ops.erase(l.ops.begin(), l.ops.begin() + n);
     l.callers.erase(l.callers.begin(), l.callers.begin() + n);
+    l.queued_at.erase(l.queued_at.begin(), l.queued_at.begin() + n);
     ++l.in_flight;
     auto number = l.next_batch++;
     l.sent.emplace_back(number, now());

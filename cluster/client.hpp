@@ -28,8 +28,9 @@ namespace holdfast {
 struct client_options {
   // Every RPC answers by then: a mutation with outcome_unknown (retry it with the same
   // hold id), a query with unavailable. 0: wait for ever. An auto-batched call's deadline
-  // is its batch's, counted from when the batch is sent (at most batches_in_flight_max
-  // batches of a kind are out; later calls wait for one of them to answer or time out).
+  // is its batch's, counted from when the batch is sent; a call still queued (never
+  // sent: the batches in flight did not answer) is answered unavailable by its own
+  // deadline, counted from when it was made: nothing was applied, retry at will.
   int64_t call_timeout_ms = 15'000;
   bool auto_batch = true;
   size_t batch_size_max = 1024;   // ops per batch RPC; at most the node's --batch-max
