@@ -75,6 +75,14 @@ void passivated(self_ptr self, bool quit, int64_t earliest_deadline_ms) {
 
 sku_actor::behavior_type broken_behavior(self_ptr self);
 
+// A broken SKU's actor stops once every batch it sent the store has landed or failed.
+bool quit_if_drained(self_ptr self) {
+  auto& st = self->state;
+  if (st.durable_seq + 1 < st.next_seq) return false;
+  self->quit(caf::make_error(caf::sec::runtime_error, "sku cannot be served"));
+  return true;
+}
+
 // The invariants are asserted before anything is sent to the store: a broken SKU
 // stops its actor (its callers hear unavailable), never the node, and writes nothing.
 bool invariants_hold(self_ptr self, const sku_change& c) {
@@ -94,7 +102,7 @@ bool invariants_hold(self_ptr self, const sku_change& c) {
   st.book->release_claims(c.seq);
   st.broken = "invariant broken: " + broken;
   self->become(broken_behavior(self));
-  if (st.durable_seq + 1 >= st.next_seq) self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
+  quit_if_drained(self);
   return false;
 }
 
@@ -159,12 +167,7 @@ sku_actor::behavior_type broken_behavior(self_ptr self) {
   auto why = [self] {
     return "sku '" + self->state.book->record().sku.sku + "' cannot be served: " + self->state.broken;
   };
-  auto drained = [self] {
-    auto& st = self->state;
-    if (st.durable_seq + 1 < st.next_seq) return false;
-    self->quit(caf::make_error(caf::sec::runtime_error, "sku invariant broken"));
-    return true;
-  };
+  auto drained = [self] { return quit_if_drained(self); };
   return {
     [why](hold_ops_atom, std::vector<hold_op>& ops) {
       return std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, why()));

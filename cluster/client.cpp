@@ -62,17 +62,31 @@ struct client::impl {
   struct slot {
     std::shared_ptr<gather> to;
     size_t index;
+    // This call's answer; its caller hears all of its own once the last is in.
+    void answer(hold_result r) {
+      to->results[index] = std::move(r);
+      if (--to->left == 0 && to->done->isWaiting()) to->done->fulfill(std::move(to->results));
+    }
   };
   struct lane {
     std::vector<hold_op> ops;
     std::vector<slot> callers;
     std::vector<kj::TimePoint> queued_at;  // when each queued call was made (FIFO)
     bool queue_deadline_armed = false;
-    unsigned in_flight = 0;
+    // The `n` oldest queued calls, out of the queue: their operations and callers.
+    std::pair<std::vector<hold_op>, std::vector<slot>> take(size_t n) {
+      std::pair<std::vector<hold_op>, std::vector<slot>> out{
+        {std::make_move_iterator(ops.begin()), std::make_move_iterator(ops.begin() + n)},
+        {std::make_move_iterator(callers.begin()), std::make_move_iterator(callers.begin() + n)}};
+      ops.erase(ops.begin(), ops.begin() + n);
+      callers.erase(callers.begin(), callers.begin() + n);
+      queued_at.erase(queued_at.begin(), queued_at.begin() + n);
+      return out;
+    }
     bool send_scheduled = false;
     bool linger_armed = false;
     uint64_t next_batch = 0;
-    std::vector<std::pair<uint64_t, kj::TimePoint>> sent;  // batches in flight: (number, when)
+    std::vector<std::pair<uint64_t, kj::TimePoint>> sent;  // batches in flight, oldest first: (number, when)
     int64_t round_trip_us = 0;  // moving average of the batches' round trips
   };
   lane lanes[hold_op_kinds];  // by hold_op_kind
@@ -128,11 +142,9 @@ struct client::impl {
   // twice the usual round trip (it is slow), at least client_options::second_batch_after_us
   // and at most 50 ms.
   kj::TimePoint next_allowed(const lane& l) const {
-    auto oldest = l.sent.front().second;
-    for (auto& [n, at] : l.sent) oldest = std::min(oldest, at);
     auto wait_us = std::clamp<int64_t>(2 * l.round_trip_us, options.second_batch_after_us,
-                                       std::max<int64_t>(options.second_batch_after_us, 50'000));
-    return oldest + wait_us * kj::MICROSECONDS;
+                                       std::max(options.second_batch_after_us, options.second_batch_after_max_us));
+    return l.sent.front().second + wait_us * kj::MICROSECONDS;
   }
 
   // The send runs once the event loop has nothing else to do (evalLast), so every call
@@ -145,9 +157,9 @@ struct client::impl {
   // every later call.
   void schedule(hold_op_kind kind) {
     auto& l = lanes[static_cast<size_t>(kind)];
-    if (l.send_scheduled || l.ops.empty() || l.in_flight >= options.batches_in_flight_max)
+    if (l.send_scheduled || l.ops.empty() || l.sent.size() >= options.batches_in_flight_max)
       return;
-    if (l.in_flight > 0) {
+    if (!l.sent.empty()) {
       auto at = next_allowed(l);
       if (now() < at) {
         if (l.linger_armed) return;
@@ -181,50 +193,31 @@ struct client::impl {
       auto limit = now() - options.call_timeout_ms * kj::MILLISECONDS;
       size_t n = 0;
       while (n < l.queued_at.size() && l.queued_at[n] <= limit) ++n;
-      std::vector<slot> expired(std::make_move_iterator(l.callers.begin()),
-                                std::make_move_iterator(l.callers.begin() + n));
-      l.ops.erase(l.ops.begin(), l.ops.begin() + n);
-      l.callers.erase(l.callers.begin(), l.callers.begin() + n);
-      l.queued_at.erase(l.queued_at.begin(), l.queued_at.begin() + n);
-      for (auto& s : expired) {
-        s.to->results[s.index] = make_hold_error(
-          code::unavailable, "not sent within " + std::to_string(options.call_timeout_ms) +
-                               " ms: the batches ahead of it did not answer (nothing was applied)");
-        if (--s.to->left == 0 && s.to->done->isWaiting()) s.to->done->fulfill(std::move(s.to->results));
-      }
+      for (auto& s : l.take(n).second)
+        s.answer(make_hold_error(code::unavailable, "not sent within " + std::to_string(options.call_timeout_ms) +
+                                                      " ms: the batches ahead of it did not answer (nothing was applied)"));
       arm_queue_deadline(kind);
     }));
   }
 
   void send(hold_op_kind kind) {
     auto& l = lanes[static_cast<size_t>(kind)];
-    if (l.ops.empty() || l.in_flight >= options.batches_in_flight_max) return;
-    if (l.in_flight > 0 && now() < next_allowed(l)) return schedule(kind);
+    if (l.ops.empty() || l.sent.size() >= options.batches_in_flight_max) return;
+    if (!l.sent.empty() && now() < next_allowed(l)) return schedule(kind);
     size_t n = std::min(l.ops.size(), options.batch_size_max);
     ++batched.batches;
     batched.ops += n;
-    std::vector<hold_op> ops(std::make_move_iterator(l.ops.begin()),
-                             std::make_move_iterator(l.ops.begin() + n));
-    auto waiting = std::make_shared<std::vector<slot>>(
-      std::make_move_iterator(l.callers.begin()), std::make_move_iterator(l.callers.begin() + n));
-    l.ops.erase(l.ops.begin(), l.ops.begin() + n);
-    l.callers.erase(l.callers.begin(), l.callers.begin() + n);
-    l.queued_at.erase(l.queued_at.begin(), l.queued_at.begin() + n);
-    ++l.in_flight;
+    auto [ops, callers] = l.take(n);
+    auto waiting = std::make_shared<std::vector<slot>>(std::move(callers));
     auto number = l.next_batch++;
     l.sent.emplace_back(number, now());
     // The deadline is the batch's, one timer per RPC rather than one per call.
     tasks.add(deadline(batch(kind, ops), kind, ops.size())
                 .then(
                   [waiting](std::vector<hold_result> rs) {
-                    for (size_t i = 0; i < waiting->size(); ++i) {
-                      auto& s = (*waiting)[i];
-                      s.to->results[s.index] = i < rs.size() ? std::move(rs[i])
-                                                             : make_hold_error(code::unavailable,
-                                                                               "short batch answer");
-                      if (--s.to->left == 0 && s.to->done->isWaiting())
-                        s.to->done->fulfill(std::move(s.to->results));
-                    }
+                    for (size_t i = 0; i < waiting->size(); ++i)
+                      (*waiting)[i].answer(i < rs.size() ? std::move(rs[i])
+                                                         : make_hold_error(code::unavailable, "short batch answer"));
                   },
                   [waiting](kj::Exception&& e) {
                     for (auto& s : *waiting)
@@ -232,7 +225,6 @@ struct client::impl {
                   })
                 .then([this, kind, number] {
                   auto& l = lanes[static_cast<size_t>(kind)];
-                  --l.in_flight;
                   auto it = std::find_if(l.sent.begin(), l.sent.end(), [number](auto& b) { return b.first == number; });
                   auto took_us = (now() - it->second) / kj::MICROSECONDS;
                   l.round_trip_us = l.round_trip_us == 0 ? took_us : (7 * l.round_trip_us + took_us) / 8;

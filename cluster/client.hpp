@@ -36,13 +36,14 @@ struct client_options {
   size_t batch_size_max = 1024;   // ops per batch RPC; at most the node's --batch-max
   // Per kind: batches on the wire before calls queue. A batch beyond the first leaves
   // only once the oldest in flight is slow: out twice the usual round trip (at least
-  // `second_batch_after_us`, at most 50 ms). Calls made
+  // `second_batch_after_us`, at most `second_batch_after_max_us`). Calls made
   // while a quick batch is out all go in the next one, which keeps batches big (a second
   // batch at once split the same callers into two half-size batches: bench hot-sku 1b
   // ran 382-384k/s with one in flight against 328-359k/s with two, alternating runs), and
   // one slow batch (a cold SKU, a stalled fsync) does not hold every later call.
   unsigned batches_in_flight_max = 2;
   int64_t second_batch_after_us = 1'000;
+  int64_t second_batch_after_max_us = 50'000;
   // TLS: the CA (PEM file) the node's certificate must chain to; empty: plaintext. The
   // certificate must name `tls_name` (every member of a `cluster init` cluster does).
   std::string tls_ca;

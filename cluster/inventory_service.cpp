@@ -111,18 +111,8 @@ public:
   kj::Promise<void> returnHold(ReturnHoldContext ctx) override {
     return one_hold(ctx, codec::read_ref(ctx.getParams().getHold(), hold_op_kind::return_hold));
   }
-  kj::Promise<void> returnBatch(ReturnBatchContext ctx) override {
-    auto list = ctx.getParams().getHolds();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
-      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::return_hold));
-    });
-  }
-  kj::Promise<void> extendBatch(ExtendBatchContext ctx) override {
-    auto list = ctx.getParams().getHolds();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
-      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::extend));
-    });
-  }
+  kj::Promise<void> returnBatch(ReturnBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::return_hold); }
+  kj::Promise<void> extendBatch(ExtendBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::extend); }
 
   kj::Promise<void> listSkus(ListSkusContext ctx) override {
     auto in = ctx.getParams().getQuery();
@@ -150,18 +140,8 @@ public:
       for (auto r : list) ops.push_back(codec::read_reserve(r));
     });
   }
-  kj::Promise<void> confirmBatch(ConfirmBatchContext ctx) override {
-    auto list = ctx.getParams().getHolds();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
-      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::confirm));
-    });
-  }
-  kj::Promise<void> releaseBatch(ReleaseBatchContext ctx) override {
-    auto list = ctx.getParams().getHolds();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
-      for (auto r : list) ops.push_back(codec::read_ref(r, hold_op_kind::release));
-    });
-  }
+  kj::Promise<void> confirmBatch(ConfirmBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::confirm); }
+  kj::Promise<void> releaseBatch(ReleaseBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::release); }
 
   kj::Promise<void> createSkuBatch(CreateSkuBatchContext ctx) override {
     auto list = ctx.getParams().getRequests();
@@ -650,6 +630,15 @@ private:
     return hold_ops(std::move(ops)).then([ctx](std::vector<hold_result> rs) mutable {
       auto out = ctx.getResults().initResults(rs.size());
       for (size_t i = 0; i < rs.size(); ++i) codec::write(out[i], rs[i]);
+    });
+  }
+
+  // A batch of operations naming holds (confirm, release, extend, return).
+  template <class Context>
+  kj::Promise<void> ref_batch(Context& ctx, hold_op_kind kind) {
+    auto list = ctx.getParams().getHolds();
+    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
+      for (auto r : list) ops.push_back(codec::read_ref(r, kind));
     });
   }
 
