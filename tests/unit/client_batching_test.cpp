@@ -69,7 +69,9 @@ TEST(client_batching, a_batch_that_never_answers_does_not_hold_later_calls) {
   auto server = kj::heap<scripted_inventory>(timer, kj::MILLISECONDS, 0);
   auto* inventory = server.get();
   client_options o;
-  o.call_timeout_ms = 0;  // the stuck call waits for ever: nothing times it out
+  // Long enough that only the slow-batch rule can send the second call in time (it would
+  // otherwise go when the stuck one times out), short enough that a break fails fast.
+  o.call_timeout_ms = 3'000;
   client c(wire::Inventory::Client(kj::mv(server)), timer, o);
   auto stuck = c.reserve(reserve(0));
   timer.afterDelay(kj::MILLISECONDS).wait(io.waitScope);
