@@ -266,8 +266,8 @@ std::string validate(const order_op& op, const request_limits& limits) {
   if (op.order_id.empty() || op.order_id.size() > order_id_bytes_max || !valid_utf8(op.order_id))
     return "an order id of 1.." + std::to_string(order_id_bytes_max) + " bytes of UTF-8 is required";
   if (op.kind > order_op_kind::payment_event) return "unknown order operation";
-  if (op.detail.size() > 1024 || !valid_utf8(op.detail)) return "detail: at most 1024 bytes of UTF-8";
-  if (op.webhook_body.size() > webhook_body_bytes_max || op.webhook_signature.size() > 1024)
+  if (op.detail.size() > order_detail_bytes_max || !valid_utf8(op.detail)) return "detail: at most " + std::to_string(order_detail_bytes_max) + " bytes of UTF-8";
+  if (op.webhook_body.size() > webhook_body_bytes_max || op.webhook_signature.size() > webhook_signature_bytes_max)
     return "a payment event of at most " + std::to_string(webhook_body_bytes_max) + " bytes is required";
   if (op.kind == order_op_kind::payment_event && (op.webhook_body.empty() || op.webhook_signature.empty()))
     return "a payment event needs its body and its signature";

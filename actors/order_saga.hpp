@@ -169,11 +169,6 @@ struct order_list_query {
   std::string after;
   uint32_t limit = 0;
 };
-constexpr uint32_t order_list_limit_default = 100;
-constexpr uint32_t order_list_limit_max = 1000;
-// A node reads at most this many orders for one page of a state filter, so a rare state
-// costs bounded work per call: the page then ends early with `next` set.
-constexpr size_t order_list_scan_max = 5'000;
 struct order_page {
   std::vector<order_record> orders;
   // Set when the node may have more after it (the last order listed, or the last one

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "protocol/assert.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -83,27 +84,27 @@ bool quit_if_drained(self_ptr self) {
   return true;
 }
 
-// The invariants are asserted before anything is sent to the store: a broken SKU
-// stops its actor (its callers hear unavailable), never the node, and writes nothing.
-bool invariants_hold(self_ptr self, const sku_change& c) {
+// An assertion failed in this actor (HF_ASSERT in the book, or here): the change in hand
+// is never written (the book asserts what it writes before it goes to the store), the
+// actor stops (its callers hear unavailable), never the node.
+caf::error break_actor(self_ptr self, const assertion_failed& e) {
   auto& st = self->state;
-  auto broken = st.book->broken_invariant();
-  if (broken.empty()) return true;
-  spdlog::critical("sku '{}': invariant broken ({}); its actor stops", st.book->record().sku.sku,
-                   broken);
+  spdlog::critical("sku '{}': assertion failed ({}); its actor stops", st.book->record().sku.sku,
+                   e.what());
   // Earlier batches whose writes are with the store may still become durable: callers
   // waiting here hear outcome_unknown (retry with the same ids), never "not applied";
   // the store answers the sinks of its batches itself, with their real outcome.
   auto unknown = store_status::outcome_unknown;
   for (auto& r : st.replies) r.deliver(&unknown);
   st.replies.clear();
-  // The change in hand is never written: its reserves' claims go now. Those of batches
-  // at the store go if they fail: the actor stops once every one has landed or failed.
-  st.book->release_claims(c.seq);
-  st.broken = "invariant broken: " + broken;
+  // The change in hand (seq next_seq, never sent) is never written: its reserves' claims
+  // go now. Those of batches at the store go if they fail: the actor stops once every
+  // one has landed or failed.
+  st.book->release_claims(st.next_seq);
+  st.broken = std::string("assertion failed: ") + e.what();
   self->become(broken_behavior(self));
   quit_if_drained(self);
-  return false;
+  return caf::make_error(caf::sec::runtime_error, "sku assertion failed");
 }
 
 // Sends the change to the store; `deliver(nullptr)` runs once it is durable (at once
@@ -121,7 +122,6 @@ void when_durable(self_ptr self, sku_change& c, std::function<void(const store_s
 
 template <class T>
 caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
-  if (!invariants_hold(self, c)) return caf::make_error(caf::sec::runtime_error, "sku invariant broken");
   auto rp = self->template make_response_promise<T>();
   when_durable(self, c, [rp, value](const store_status* why) mutable {
     if (why)
@@ -146,8 +146,34 @@ std::vector<hold_result> apply_ops(self_ptr self, std::vector<hold_op>& ops, sku
   return results;
 }
 
+// A batch from the directory: the answers go to the caller's sink from the store's
+// thread once the batch is durable.
+void apply_and_answer(self_ptr self, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+  auto c = begin_change(self, self->state.ctx.clock->now_ms());
+  auto results = apply_ops(self, ops, c);
+  // A reserve whose id is held on another SKU: the directory fills in that hold.
+  std::shared_ptr<std::vector<hold_op>> conflicts;
+  for (size_t j = 0; j < ops.size() && !conflicts; ++j)
+    if (needs_owner(ops[j], results[j])) conflicts = std::make_shared<std::vector<hold_op>>(std::move(ops));
+  auto directory = conflicts ? caf::actor_cast<caf::actor>(self->current_sender()) : caf::actor{};
+  // The store answers, on its thread, once the batch is durable: no hop back through
+  // this actor's mailbox, where the answer would wait behind the next batch.
+  issue(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
+                  directory](const store_status* why) mutable {
+    if (why) sink->deliver(failed(results, *why));
+    // Without a directory to ask (a sender other than the directory) the conflict is
+    // answered as it stands: it names the SKU that holds the id.
+    else if (conflicts && directory) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
+    else sink->deliver(std::move(results));
+  });
+  arm_timer(self, c.now_ms);
+}
+
 void on_durable(self_ptr self, uint64_t seq) {
   auto& st = self->state;
+  // The pair of issue()'s seq: the store reports durable only a seq this actor sent.
+  HF_ASSERT(seq < st.next_seq, "sku '{}': the store reports seq {} durable, the last sent is {}",
+            st.book->record().sku.sku, seq, st.next_seq - 1);
   st.durable_seq = std::max(st.durable_seq, seq);
   st.storage_failure = store_status::ok;
   st.storage_backoff_ms = 0;
@@ -213,44 +239,37 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
   }
   // Holds that expired while the node was down end before anything else is served, and
   // no hold outlives now + its ttl (the wall clock may have been set back meanwhile).
-  {
+  try {
     auto now = st.ctx.clock->now_ms();
     auto c = begin_change(self, now);
     st.book->clamp_deadlines(c);
     st.book->expire_due(now, c, st.expire_batch);
     issue(self, c);
     arm_timer(self, now);
+  } catch (const assertion_failed& e) {
+    spdlog::critical("sku '{}': assertion failed at load ({}); not served", sku, e.what());
+    st.broken = std::string("assertion failed: ") + e.what();
+    return broken_behavior(self);
   }
   return {
     [self](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
-      auto c = begin_change(self, self->state.ctx.clock->now_ms());
-      auto results = apply_ops(self, ops, c);
-      return reply_when_durable(self, c, std::move(results));
+      try {
+        auto c = begin_change(self, self->state.ctx.clock->now_ms());
+        auto results = apply_ops(self, ops, c);
+        return reply_when_durable(self, c, std::move(results));
+      } catch (const assertion_failed& e) {
+        return break_actor(self, e);
+      }
     },
     [self](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
-      // From the directory: the answers go to the caller's sink from here, once durable.
-      auto c = begin_change(self, self->state.ctx.clock->now_ms());
-      auto results = apply_ops(self, ops, c);
-      if (!invariants_hold(self, c)) {
-        sink->deliver(std::vector<hold_result>(ops.size(), make_hold_error(code::unavailable, "sku invariant broken")));
-        return;
+      auto n = ops.size();  // the ops may be moved on by the time an assertion fails
+      try {
+        apply_and_answer(self, ops, sink);
+      } catch (const assertion_failed& e) {
+        break_actor(self, e);
+        // A sink already handed to the batch answers unavailable as it is destroyed.
+        if (sink) sink->deliver(std::vector<hold_result>(n, make_hold_error(code::unavailable, "sku assertion failed")));
       }
-      // A reserve whose id is held on another SKU: the directory fills in that hold.
-      std::shared_ptr<std::vector<hold_op>> conflicts;
-      for (size_t j = 0; j < ops.size() && !conflicts; ++j)
-        if (needs_owner(ops[j], results[j])) conflicts = std::make_shared<std::vector<hold_op>>(std::move(ops));
-      auto directory = conflicts ? caf::actor_cast<caf::actor>(self->current_sender()) : caf::actor{};
-      // The store answers, on its thread, once the batch is durable: no hop back through
-      // this actor's mailbox, where the answer would wait behind the next batch.
-      issue(self, c, [sink = std::move(sink), results = std::move(results), conflicts,
-                      directory](const store_status* why) mutable {
-        if (why) sink->deliver(failed(results, *why));
-        // Without a directory to ask (a sender other than the directory) the conflict is
-        // answered as it stands: it names the SKU that holds the id.
-        else if (conflicts && directory) caf::anon_send(directory, conflicts_atom_v, std::move(*conflicts), std::move(results), sink);
-        else sink->deliver(std::move(results));
-      });
-      arm_timer(self, c.now_ms);
     },
     [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
       auto& st = self->state;
@@ -260,10 +279,20 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       } else {
         st.book->expire_due(c.now_ms, c, st.expire_batch);
       }
-      auto result = st.book->apply(op, c);
-      return reply_when_durable(self, c, std::move(result));
+      try {
+        auto result = st.book->apply(op, c);
+        return reply_when_durable(self, c, std::move(result));
+      } catch (const assertion_failed& e) {
+        return break_actor(self, e);
+      }
     },
-    [self](durable_atom, uint64_t seq) { on_durable(self, seq); },
+    [self](durable_atom, uint64_t seq) {
+      try {
+        on_durable(self, seq);
+      } catch (const assertion_failed& e) {
+        break_actor(self, e);
+      }
+    },
     [self](write_failed_atom, uint64_t epoch, uint64_t, store_status why) {
       auto& st = self->state;
       if (epoch != st.epoch) return;  // a later batch of an epoch already failed
@@ -300,9 +329,14 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       st.timer_armed_ms = 0;
       auto now = st.ctx.clock->now_ms();
       if (!writes_refused(self, now)) {
-        auto c = begin_change(self, now);
-        st.book->expire_due(now, c, st.expire_batch);
-        issue(self, c);
+        try {
+          auto c = begin_change(self, now);
+          st.book->expire_due(now, c, st.expire_batch);
+          issue(self, c);
+        } catch (const assertion_failed& e) {
+          break_actor(self, e);
+          return;
+        }
       }
       arm_timer(self, now);
     },

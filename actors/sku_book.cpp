@@ -1,5 +1,7 @@
 #include "actors/sku_book.hpp"
 
+#include "protocol/assert.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -206,7 +208,9 @@ void sku_book::rebuild_deadlines() {
 }
 
 hold_record sku_book::finish(const std::string& hold_id, hold_state to, sku_change& c) {
-  auto rec = to_record(hold_id, *active_.find(hold_id), to);
+  auto* active = active_.find(hold_id);
+  HF_ASSERT(active, "sku '{}': finish of hold '{}', which is not active", sku_, hold_id);
+  auto rec = to_record(hold_id, *active, to);
   rec.finished_ms = c.now_ms;
   active_.erase(rec.hold.hold_id);
   auto& s = record_.sku;
@@ -231,6 +235,9 @@ hold_record sku_book::finish(const std::string& hold_id, hold_state to, sku_chan
       }
     }
   }
+  HF_ASSERT(s.reserved >= 0 && s.active_holds == static_cast<int64_t>(active_.size()),
+            "sku '{}': finishing hold '{}' left reserved {} in {} holds, {} in memory", sku_,
+            hold_id, s.reserved, s.active_holds, active_.size());
   c.mutations.push_back(mutation{mutation::put_hold, {}, rec, {}});
   c.dirty = true;
   finishing_[rec.hold.hold_id] = {c.seq, rec};
@@ -379,14 +386,19 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
     }
   }
   if (claims_ && claimed) claimed_.emplace_back(c.seq, op.hold_id);
+  HF_ASSERT(op.qty > 0 && op.qty <= s.available(), "sku '{}': reserve of {} with {} available",
+            sku_, op.qty, s.available());
   active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms, op.ttl_ms};
-  s.reserved += op.qty;
+  s.reserved += op.qty + (fault_armed(fault_point::sku_book_miscount) ? 1 : 0);
   s.active_holds += 1;
   if (!op.user.empty()) hold_users_[op.hold_id] = op.user;
   if (b) b->held += op.qty;
   auto rec = to_record(op.hold_id, h, hold_state::active);
   active_[op.hold_id] = h;
   push_deadline(h.deadline_ms, op.hold_id);
+  HF_ASSERT(s.available() >= 0 && s.active_holds == static_cast<int64_t>(active_.size()),
+            "sku '{}': reserving hold '{}' left reserved {} of {} in {} holds, {} in memory", sku_,
+            op.hold_id, s.reserved, s.on_hand, s.active_holds, active_.size());
   auto r = ok(rec.hold);
   c.mutations.push_back(mutation{mutation::put_hold, {}, std::move(rec), {}});
   c.dirty = true;
@@ -557,6 +569,9 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
 
 std::vector<mutation> sku_book::seal(sku_change& c) {
   if (!c.dirty) return {};
+  // What is written obeys the invariants that load() checks where it is read back.
+  if (auto broken = broken_invariant(); !broken.empty())
+    HF_ASSERT(false, "sku '{}' would write a record that breaks its invariants: {}", sku_, broken);
   record_.earliest_deadline_ms = earliest_deadline_ms();
   auto mutations = std::move(c.mutations);
   mutations.push_back(mutation{mutation::put_sku, record_, {}, {}});

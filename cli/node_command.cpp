@@ -49,7 +49,9 @@ void add_node_command(CLI::App& app, context& ctx) {
                   "operations in flight before callers get OVERLOADED")
     ->capture_default_str();
   cmd->add_option("--batch-max", node->server.limits.batch_size_max,
-                  "most operations in one batch call")
+                  "most hold or SKU operations in one batch call (cart and order batches: at most " +
+                    std::to_string(entity_batch_max) + ")")
+    ->check(CLI::Range(size_t{1}, hold_batch_limit))
     ->capture_default_str();
   cmd->add_option("--connection-inflight-max", node->server.connection_inflight_max,
                   "operations in flight from one connection before it gets OVERLOADED")

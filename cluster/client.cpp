@@ -94,16 +94,9 @@ struct client::impl {
   batch_errors errors;
   kj::TaskSet tasks{errors};
 
-  static capnp::ReaderOptions reader_options() {
-    capnp::ReaderOptions o;
-    o.traversalLimitInWords = 32u << 20;  // 256 MiB: a 4096-result batch is far below
-    o.nestingLimit = 16;
-    return o;
-  }
-
   impl(kj::Own<kj::AsyncIoStream> s, kj::Timer& t, client_options o)
     : timer(t),
-      connection(kj::heap<client_connection>(kj::mv(s), reader_options())),
+      connection(kj::heap<client_connection>(kj::mv(s), codec::reader_options())),
       inventory(connection->bootstrap()),
       options(o) {}
   impl(wire::Inventory::Client cap, kj::Timer& t, client_options o)
@@ -708,7 +701,39 @@ kj::Promise<std::vector<sku_result>> client::create_skus(const std::vector<sku_o
                                          n, make_sku_error(code::outcome_unknown, impl_->late_message())));
 }
 
-kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op>& ops) {
+namespace {
+
+// Sends `ops` in batches of at most entity_batch_max, all at once; the answers in order.
+template <class Result, class Op, class Send>
+kj::Promise<std::vector<Result>> in_entity_batches(const std::vector<Op>& ops, Send send) {
+  if (ops.size() <= entity_batch_max) return send(ops);
+  auto parts = kj::heapArrayBuilder<kj::Promise<std::vector<Result>>>(
+    (ops.size() + entity_batch_max - 1) / entity_batch_max);
+  for (size_t at = 0; at < ops.size(); at += entity_batch_max)
+    parts.add(send(std::vector<Op>(ops.begin() + static_cast<long>(at),
+                                   ops.begin() + static_cast<long>(std::min(ops.size(), at + entity_batch_max)))));
+  return kj::joinPromises(parts.finish()).then([](kj::Array<std::vector<Result>> answers) {
+    std::vector<Result> out;
+    for (auto& a : answers) out.insert(out.end(), std::make_move_iterator(a.begin()), std::make_move_iterator(a.end()));
+    return out;
+  });
+}
+
+}  // namespace
+
+kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op>& all) {
+  return in_entity_batches<cart_result>(all, [this](const std::vector<cart_op>& ops) {
+    return send_cart_ops(ops);
+  });
+}
+
+kj::Promise<std::vector<order_result>> client::order_ops(const std::vector<order_op>& all) {
+  return in_entity_batches<order_result>(all, [this](const std::vector<order_op>& ops) {
+    return send_order_ops(ops);
+  });
+}
+
+kj::Promise<std::vector<cart_result>> client::send_cart_ops(const std::vector<cart_op>& ops) {
   auto req = impl_->inventory.cartOpsRequest();
   auto list = req.initOps(static_cast<unsigned>(ops.size()));
   for (size_t i = 0; i < ops.size(); ++i) codec::write(list[static_cast<unsigned>(i)], ops[i]);
@@ -727,7 +752,7 @@ kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op
                                          n, make_cart_error(code::outcome_unknown, impl_->late_message())));
 }
 
-kj::Promise<std::vector<order_result>> client::order_ops(const std::vector<order_op>& ops) {
+kj::Promise<std::vector<order_result>> client::send_order_ops(const std::vector<order_op>& ops) {
   auto req = impl_->inventory.orderOpsRequest();
   auto list = req.initOps(static_cast<unsigned>(ops.size()));
   for (size_t i = 0; i < ops.size(); ++i) codec::write(list[static_cast<unsigned>(i)], ops[i]);

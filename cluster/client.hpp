@@ -134,9 +134,10 @@ public:
   kj::Promise<sku_result> sku(const sku_op& op);
   // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
-  // Cart operations of any users (at most batch_size_max()): one answer each, in order.
+  // Cart operations of any users: one answer each, in order. More than entity_batch_max
+  // (protocol/limits.hpp) go as several batch calls at once.
   kj::Promise<std::vector<cart_result>> cart_ops(const std::vector<cart_op>& ops);
-  // Order operations of any orders: one answer each, in order.
+  // Order operations of any orders: one answer each, in order; batched as cart_ops.
   kj::Promise<std::vector<order_result>> order_ops(const std::vector<order_op>& ops);
   // The user's cart becomes an order (see Inventory.checkout).
   kj::Promise<checkout_result> checkout(const std::string& user, const std::string& card,
@@ -152,6 +153,8 @@ public:
 
 private:
   kj::Promise<sku_result> send_sku(const sku_op& op);
+  kj::Promise<std::vector<cart_result>> send_cart_ops(const std::vector<cart_op>& ops);
+  kj::Promise<std::vector<order_result>> send_order_ops(const std::vector<order_op>& ops);
   struct impl;
   std::unique_ptr<impl> impl_;
 };

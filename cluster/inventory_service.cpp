@@ -186,9 +186,12 @@ public:
   template <class Op, class Result, class Context, class Refused, class Run, class Invalid>
   kj::Promise<void> entity_batch(Context ctx, Refused refused, Run run, Invalid invalid) {
     auto list = ctx.getParams().getOps();
-    if (list.size() > options_.limits.batch_size_max) {
+    // Cart and order operations carry whole carts and orders: fewer in a batch
+    // (protocol/limits.hpp), so the answer fits one frame.
+    auto most = std::min(options_.limits.batch_size_max, entity_batch_max);
+    if (list.size() > most) {
       ctx.getResults().setRefused("batch of " + std::to_string(list.size()) + " operations exceeds " +
-                                  std::to_string(options_.limits.batch_size_max));
+                                  std::to_string(most));
       return kj::READY_NOW;
     }
     auto out = std::make_shared<std::vector<Result>>(list.size());

@@ -10,6 +10,7 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "protocol/codec.hpp"
 #include "protocol/inventory.capnp.h"
 #include "protocol/log.hpp"
 
@@ -202,11 +203,9 @@ kj::Promise<void> peer_links::dial(link& l) {
       return tls_->wrapClient(kj::mv(s), node_tls_name(l.member->id));
     })
     .then([this, &l](kj::Own<kj::AsyncIoStream> s) {
-      capnp::ReaderOptions o;
-      o.traversalLimitInWords = 64u << 20;
-      o.nestingLimit = 16;
       l.stream = kj::mv(s);
-      l.network = kj::heap<capnp::TwoPartyVatNetwork>(*l.stream, capnp::rpc::twoparty::Side::CLIENT, o);
+      l.network = kj::heap<capnp::TwoPartyVatNetwork>(*l.stream, capnp::rpc::twoparty::Side::CLIENT,
+                                                      codec::reader_options());
       l.rpc = kj::heap(capnp::makeRpcClient(*l.network));
       capnp::word scratch[4] = {};
       capnp::MallocMessageBuilder message(scratch);

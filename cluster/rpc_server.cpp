@@ -126,9 +126,7 @@ struct rpc_server::impl {
 
   void serve(kj::AsyncIoContext& io, kj::ConnectionReceiver& listener, kj::Promise<void> stopped,
              const std::function<void()>& ready) {
-    capnp::ReaderOptions reader_options;
-    reader_options.traversalLimitInWords = options.frame_words_max;
-    reader_options.nestingLimit = 16;
+    auto reader_options = codec::reader_options();
     network_context net(bridge, io.provider->getTimer(), options);
     net.started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())

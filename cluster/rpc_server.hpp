@@ -32,7 +32,6 @@ struct server_options {
   int64_t request_timeout_ms = 10'000;  // a call not answered by then: outcome_unknown
   size_t inflight_max = 100'000;        // operations in flight, node-wide; past it: OVERLOADED
   size_t connection_inflight_max = 16'384;  // operations in flight from one connection
-  uint64_t frame_words_max = 4u << 20;  // 32 MiB: larger frames are refused
   size_t connections_max = 1'024;       // open client connections; more are closed at once
   int64_t idle_timeout_ms = 300'000;    // a connection with nothing in flight and no bytes
                                         // for this long is closed

@@ -3,10 +3,20 @@
 // are the contract.
 #pragma once
 
+#include <capnp/message.h>
+
 #include "protocol/domain.hpp"
 #include "protocol/inventory.capnp.h"
 
 namespace holdfast::codec {
+
+// How every Holdfast wire reads Cap'n Proto frames (protocol/limits.hpp).
+inline capnp::ReaderOptions reader_options() {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = wire_words_max;
+  o.nestingLimit = 16;
+  return o;
+}
 
 // A Text field's bytes as they came; validation (UTF-8, limits) is the caller's.
 std::string str(capnp::Text::Reader t);

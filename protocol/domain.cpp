@@ -1,5 +1,9 @@
 #include "protocol/domain.hpp"
 
+#include <cstring>
+
+#include "protocol/assert.hpp"
+
 namespace holdfast {
 
 const char* to_string(code c) {
@@ -251,6 +255,23 @@ int64_t parse_duration_ms(const std::string& text) {
   if (unit == "m") return n * 60'000;
   if (unit == "h") return n * 3'600'000;
   return -1;
+}
+
+}  // namespace holdfast
+
+namespace holdfast {
+
+std::atomic<unsigned> detail::armed_faults{0};
+
+void arm_fault(fault_point p, bool on) {
+  auto bit = 1u << static_cast<unsigned>(p);
+  if (on) detail::armed_faults.fetch_or(bit);
+  else detail::armed_faults.fetch_and(~bit);
+}
+
+void fail_assertion(const char* file, int line, const char* condition, const std::string& what) {
+  const char* base = std::strrchr(file, '/');
+  throw assertion_failed(fmt::format("{} ({}:{}: {})", what, base ? base + 1 : file, line, condition));
 }
 
 }  // namespace holdfast

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "protocol/limits.hpp"
+
 namespace holdfast {
 
 // Outcomes a caller reacts to differently. Values, never exceptions.
@@ -147,30 +149,10 @@ struct sku_page {
   std::string invalid;  // the query was refused, and why
 };
 
-// Longest names, in bytes of UTF-8. Fixed, not configurable: the store builds keys of
-// an SKU and a hold id together, and persistence/ checks at compile time that every key
-// it builds fits its key limit.
-constexpr size_t sku_bytes_max = 128;
-constexpr size_t hold_id_bytes_max = 256;
-// Most units an SKU has on hand: `create` and `adjust` set no more, a `restock` that would
-// take it past is invalid.
-constexpr int64_t on_hand_max = 1'000'000'000;
-// A title is free text (spaces allowed, no control characters).
-constexpr size_t title_bytes_max = 256;
-constexpr size_t user_bytes_max = 256;
-constexpr size_t cart_lines_max = 100;  // lines one cart holds at most
-constexpr size_t order_id_bytes_max = 128;
-// A payment gateway's webhook body, as the node's HTTP endpoint and orderOps take it.
-constexpr size_t webhook_body_bytes_max = 64 * 1024;
-constexpr size_t card_bytes_max = 64;
-constexpr size_t order_events_limit_max = 1'000;  // order events in one page
-constexpr size_t idempotency_key_bytes_max = 255;  // a checkout's, a payment's
-constexpr uint32_t sku_list_limit_default = 100;
-constexpr uint32_t sku_list_limit_max = 1'000;
 
 // Limits every entry point enforces before anything reaches an actor.
 struct request_limits {
-  size_t batch_size_max = 4096;
+  size_t batch_size_max = hold_batch_default;  // hold and SKU operations in one call (--batch-max)
   int64_t qty_max = on_hand_max;  // of a reserve or a restock
   int64_t hold_ttl_min_ms = 1;
   int64_t hold_ttl_max_ms = 7LL * 24 * 3600 * 1000;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <string>
 
+#include "protocol/codec.hpp"
 #include "protocol/inventory.capnp.h"
 
 namespace holdfast::testing {
@@ -90,8 +91,7 @@ inline bool write_all(int fd, kj::ArrayPtr<const capnp::word> words) {
 // the connection ends first.
 inline bool read_return(int fd, uint32_t question,
                         const std::function<void(capnp::rpc::Return::Reader)>& on_return) {
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = 64u << 20;
+  auto options = codec::reader_options();
   for (;;) {
     try {
       capnp::StreamFdMessageReader reader(fd, options);

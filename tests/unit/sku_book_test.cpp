@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "actors/sku_book.hpp"
+#include "protocol/assert.hpp"
 
 namespace holdfast::testing {
 namespace {
@@ -36,6 +37,22 @@ protected:
   uint64_t seq_ = 0;
   const int64_t now_ = 1'000'000;
 };
+
+// The book asserts in pairs: a reserve checks the stock it takes and the counters it
+// leaves; seal checks what it writes against the invariants load() checks on reading.
+TEST_F(sku_book_test, a_miscounting_reserve_fails_its_assertion_before_anything_is_sealed) {
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 1, 100, {}}, c).status, code::ok);
+  ASSERT_FALSE(book.seal(c).empty());
+  auto r = change();
+  arm_fault(fault_point::sku_book_miscount);
+  EXPECT_THROW(book.apply(reserve("h", 60'000), now_, r), assertion_failed);
+  arm_fault(fault_point::sku_book_miscount, false);
+  EXPECT_NE(book.broken_invariant(), "");
+  r.dirty = true;  // as if the batch had changed something else too: still never sealed
+  EXPECT_THROW(book.seal(r), assertion_failed);
+}
 
 TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_time) {
   sku_book book("tee", {});

@@ -1,6 +1,8 @@
 // SKU semantics through the directory, on the deterministic scheduler.
 #include "test_support.hpp"
 
+#include "protocol/assert.hpp"
+
 namespace holdfast::testing {
 namespace {
 
@@ -176,6 +178,32 @@ TEST_F(sku_test, crash_keeps_acknowledged_state_and_ends_overdue_holds) {
   EXPECT_EQ(op(query("sold")).hold.state, hold_state::confirmed);
   advance_ms(55'001);
   EXPECT_EQ(show("d").reserved, 0);
+}
+
+// An assertion that fails in an SKU's actor (HF_ASSERT) stops that actor, not the node:
+// its change is never written, its callers hear unavailable, its claims go, and the next
+// call finds the SKU reloaded from what was durable.
+TEST_F(sku_test, a_failed_assertion_stops_the_sku_actor_and_writes_nothing) {
+  create("a", 1);
+  create("b", 5);
+  ASSERT_EQ(op(reserve("a", "kept", 1, 60'000)).status, code::ok);
+  ASSERT_EQ(op(release("kept")).status, code::ok);
+  arm_fault(fault_point::sku_book_miscount);  // the reserve counts 2 units for 1
+  auto broke = op(reserve("a", "h1", 1, 60'000));
+  arm_fault(fault_point::sku_book_miscount, false);
+  EXPECT_EQ(broke.status, code::unavailable) << broke.message;
+  // The node keeps serving, this SKU too: its actor starts again from disk.
+  EXPECT_EQ(op(reserve("b", "other", 2, 60'000)).status, code::ok);
+  auto a = show("a");
+  EXPECT_EQ(a.reserved, 0);
+  EXPECT_EQ(a.active_holds, 0);
+  // The id's claim went with the change that was never written.
+  EXPECT_EQ(op(reserve("a", "h1", 1, 60'000)).status, code::ok);
+  EXPECT_EQ(show("a").reserved, 1);
+  stop();
+  start();
+  EXPECT_EQ(show("a").reserved, 1);
+  EXPECT_EQ(op(query("h1")).hold.state, hold_state::active);
 }
 
 // Random operation sequences against a model; the invariants after every step.
