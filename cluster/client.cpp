@@ -703,15 +703,14 @@ kj::Promise<std::vector<sku_result>> client::create_skus(const std::vector<sku_o
 
 namespace {
 
-// Sends `ops` in batches of at most entity_batch_max, all at once; the answers in order.
+// Sends `ops` in batches of at most `max`, all at once; the answers in order.
 template <class Result, class Op, class Send>
-kj::Promise<std::vector<Result>> in_entity_batches(const std::vector<Op>& ops, Send send) {
-  if (ops.size() <= entity_batch_max) return send(ops);
-  auto parts = kj::heapArrayBuilder<kj::Promise<std::vector<Result>>>(
-    (ops.size() + entity_batch_max - 1) / entity_batch_max);
-  for (size_t at = 0; at < ops.size(); at += entity_batch_max)
+kj::Promise<std::vector<Result>> in_entity_batches(const std::vector<Op>& ops, size_t max, Send send) {
+  if (ops.size() <= max) return send(ops);
+  auto parts = kj::heapArrayBuilder<kj::Promise<std::vector<Result>>>((ops.size() + max - 1) / max);
+  for (size_t at = 0; at < ops.size(); at += max)
     parts.add(send(std::vector<Op>(ops.begin() + static_cast<long>(at),
-                                   ops.begin() + static_cast<long>(std::min(ops.size(), at + entity_batch_max)))));
+                                   ops.begin() + static_cast<long>(std::min(ops.size(), at + max)))));
   return kj::joinPromises(parts.finish()).then([](kj::Array<std::vector<Result>> answers) {
     std::vector<Result> out;
     for (auto& a : answers) out.insert(out.end(), std::make_move_iterator(a.begin()), std::make_move_iterator(a.end()));
@@ -722,13 +721,13 @@ kj::Promise<std::vector<Result>> in_entity_batches(const std::vector<Op>& ops, S
 }  // namespace
 
 kj::Promise<std::vector<cart_result>> client::cart_ops(const std::vector<cart_op>& all) {
-  return in_entity_batches<cart_result>(all, [this](const std::vector<cart_op>& ops) {
+  return in_entity_batches<cart_result>(all, std::min(batch_size_max(), entity_batch_max), [this](const std::vector<cart_op>& ops) {
     return send_cart_ops(ops);
   });
 }
 
 kj::Promise<std::vector<order_result>> client::order_ops(const std::vector<order_op>& all) {
-  return in_entity_batches<order_result>(all, [this](const std::vector<order_op>& ops) {
+  return in_entity_batches<order_result>(all, std::min(batch_size_max(), entity_batch_max), [this](const std::vector<order_op>& ops) {
     return send_order_ops(ops);
   });
 }

@@ -134,8 +134,8 @@ public:
   kj::Promise<sku_result> sku(const sku_op& op);
   // Creates many SKUs in one call (ops of kind create): one answer per op, in order.
   kj::Promise<std::vector<sku_result>> create_skus(const std::vector<sku_op>& ops);
-  // Cart operations of any users: one answer each, in order. More than entity_batch_max
-  // (protocol/limits.hpp) go as several batch calls at once.
+  // Cart operations of any users: one answer each, in order. More than batch_size_max or
+  // entity_batch_max (protocol/limits.hpp) go as several batch calls at once.
   kj::Promise<std::vector<cart_result>> cart_ops(const std::vector<cart_op>& ops);
   // Order operations of any orders: one answer each, in order; batched as cart_ops.
   kj::Promise<std::vector<order_result>> order_ops(const std::vector<order_op>& ops);

@@ -72,6 +72,49 @@ TEST_F(client_asan_test, a_batch_over_the_limit_answers_one_invalid_per_item_on_
   EXPECT_EQ(c.query_sku("asan").sku.reserved, 0);  // nothing of the refused batches applied
 }
 
+// Cart and order batches carry whole carts and orders: the node takes at most
+// min(--batch-max, entity_batch_max) in one call, and the client splits larger ones.
+TEST_F(client_asan_test, cart_and_order_batches_are_split_by_the_client_and_capped_by_the_node) {
+  client_options o;
+  o.batch_size_max = 64;
+  blocking_client c(node_->address(), o);
+  ASSERT_EQ(c.create_sku("asan", 1000, 100).status, code::ok);
+  auto& ws = c.io().waitScope;
+  std::vector<cart_op> adds;
+  for (int i = 0; i < 150; ++i) {
+    cart_op op;
+    op.kind = cart_op_kind::add;
+    op.user = "u" + std::to_string(i);
+    op.sku = "asan";
+    op.qty = 1 + i % 3;
+    adds.push_back(op);
+  }
+  auto added = c.async().cart_ops(adds).wait(ws);
+  ASSERT_EQ(added.size(), 150u);
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_EQ(added[i].status, code::ok) << added[i].message;
+    EXPECT_EQ(added[i].cart.user, "u" + std::to_string(i));  // answers in order
+  }
+  // A client told a larger batch size sends 150 in one call: refused whole, nothing applied.
+  client_options big;
+  big.batch_size_max = 1024;
+  auto b = client::connect(*c.io().provider, node_->address(), big).wait(ws);
+  for (auto& op : adds) op.qty = 7;
+  auto refused = b->cart_ops(adds).wait(ws);
+  ASSERT_EQ(refused.size(), 150u);
+  for (auto& r : refused) {
+    EXPECT_EQ(r.status, code::invalid);
+    EXPECT_NE(r.message.find("exceeds 64"), std::string::npos) << r.message;
+  }
+  cart_op show;
+  show.kind = cart_op_kind::view;
+  show.user = "u4";
+  auto shown = c.async().cart_ops({show}).wait(ws);
+  ASSERT_EQ(shown.size(), 1u);
+  ASSERT_EQ(shown[0].cart.lines.size(), 1u);
+  EXPECT_EQ(shown[0].cart.lines[0].qty, 2);
+}
+
 TEST_F(client_asan_test, batches_within_the_limit_and_single_calls_answer_in_order) {
   client_options o;
   o.batch_size_max = 64;
