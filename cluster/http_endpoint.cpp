@@ -27,14 +27,19 @@ kj::Promise<void> answer(kj::HttpService::Response& response, const kj::HttpHead
 
 http_endpoint::http_endpoint(const kj::HttpHeaderTable& table, kj::HttpHeaderId signature_header,
                              std::string webhook_secret, route_orders route, request_limits limits,
-                             kj::Timer& timer, int64_t body_timeout_ms)
+                             kj::Timer& timer, int64_t body_timeout_ms, probes checks)
   : table_(table), signature_header_(signature_header), secret_(std::move(webhook_secret)), route_(std::move(route)),
-    limits_(limits), timer_(timer), body_timeout_ms_(body_timeout_ms) {}
+    limits_(limits), timer_(timer), body_timeout_ms_(body_timeout_ms), probes_(std::move(checks)) {}
 
 kj::Promise<void> http_endpoint::request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
                                          kj::AsyncInputStream& body, Response& response) {
   std::string path = url.cStr();
   if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+  if (path == "/health" || path == "/ready" || path == "/metrics") {
+    if (method != kj::HttpMethod::GET && method != kj::HttpMethod::HEAD)
+      return answer(response, table_, 405, {{"error", "GET " + path}});
+    return probe(path, response);
+  }
   if (path != "/webhooks/payments") return answer(response, table_, 404, {{"error", "no such endpoint: " + path}});
   if (method == kj::HttpMethod::GET) {
     auto& c = counters_;
@@ -109,6 +114,19 @@ kj::Promise<void> http_endpoint::webhook(std::string signature, std::string body
         counters_.retry_later++;
         return answer(response, table_, 503, {{"error", r.message}});
     }
+  });
+}
+
+kj::Promise<void> http_endpoint::probe(const std::string& path, Response& response) {
+  if (path == "/health") return answer(response, table_, 200, {{"status", "serving"}});
+  if (path == "/ready") {
+    auto why = probes_.not_ready ? probes_.not_ready() : std::string();
+    if (why.empty()) return answer(response, table_, 200, {{"ready", true}});
+    return answer(response, table_, 503, {{"ready", false}, {"reason", why}});
+  }
+  if (!probes_.metrics) return answer(response, table_, 404, {{"error", "this node exports no metrics"}});
+  return probes_.metrics().then([this, &response](std::string text) {
+    return send_body(response, table_, 200, "text/plain; version=0.0.4; charset=utf-8", text);
   });
 }
 

@@ -10,7 +10,12 @@
 //                             the gateway retries.
 //   GET  /webhooks/payments   the counters below, as JSON.
 //
-// The operability issue adds /metrics and /health here.
+//   GET  /health              200 while the process serves HTTP at all (a liveness probe).
+//   GET  /ready               200 {"ready":true} once the node serves calls: recovery is
+//                             done (the endpoint starts after it) and, in a cluster, its
+//                             links let it serve; else 503 {"ready":false,"reason":...}.
+//   GET  /metrics             the node's counters, gauges and histograms in the Prometheus
+//                             text format (cluster/metrics.hpp).
 #pragma once
 
 #include <kj/compat/http.h>
@@ -37,17 +42,23 @@ struct webhook_counters {
 class http_endpoint final : public kj::HttpService {
 public:
   using route_orders = std::function<kj::Promise<std::vector<order_result>>(std::vector<order_op>)>;
+  struct probes {
+    std::function<kj::Promise<std::string>()> metrics;  // the /metrics text
+    std::function<std::string()> not_ready;              // "" when ready, else why not
+  };
   // A request body not complete within `body_timeout_ms` is answered 408 and its
   // connection closed (KJ's HttpServer bounds headers, not bodies: a client sending a
   // byte at a time would hold a connection for ever).
   http_endpoint(const kj::HttpHeaderTable& table, kj::HttpHeaderId signature_header, std::string webhook_secret,
-                route_orders route, request_limits limits, kj::Timer& timer, int64_t body_timeout_ms);
+                route_orders route, request_limits limits, kj::Timer& timer, int64_t body_timeout_ms,
+                probes checks);
   kj::Promise<void> request(kj::HttpMethod method, kj::StringPtr url, const kj::HttpHeaders& headers,
                             kj::AsyncInputStream& body, Response& response) override;
   const webhook_counters& counters() const { return counters_; }
 
 private:
   kj::Promise<void> webhook(std::string signature, std::string body, Response& response);
+  kj::Promise<void> probe(const std::string& path, Response& response);
   void remember(const std::string& event_id);
   void forget(const std::string& event_id);
 
@@ -58,6 +69,7 @@ private:
   request_limits limits_;
   kj::Timer& timer_;
   int64_t body_timeout_ms_;
+  probes probes_;
   webhook_counters counters_;
   // Event ids taken lately (bounded: the saga itself ignores an event it has seen, so
   // this only spares the owner a hop).

@@ -1,5 +1,6 @@
 #include "cluster/inventory_service.hpp"
 
+#include <chrono>
 #include <capnp/rpc-twoparty.h>
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
@@ -609,7 +610,19 @@ private:
   kj::Promise<std::vector<hold_result>> hold_ops(std::vector<hold_op> ops) {
     auto admitted = admit(ops.size());
     node_.calls_total += ops.size();
-    return local_holds(std::move(ops)).attach(kj::mv(admitted));
+    if (ops.empty()) return std::vector<hold_result>{};
+    auto kind = ops.front().kind;  // a call's operations are all of one kind
+    auto started = kind == hold_op_kind::reserve ? std::chrono::steady_clock::now()
+                                                 : std::chrono::steady_clock::time_point{};
+    return local_holds(std::move(ops))
+      .then([&node = node_, kind, started](std::vector<hold_result> rs) {
+        node.holds.answered_call(kind, rs);
+        if (kind == hold_op_kind::reserve)
+          node.holds.reserve_latency.record(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::steady_clock::now() - started).count());
+        return rs;
+      })
+      .attach(kj::mv(admitted));
   }
 
   template <class Context>

@@ -13,6 +13,7 @@
 
 #include "cluster/connection.hpp"
 #include "cluster/local_node.hpp"
+#include "cluster/metrics.hpp"
 #include "cluster/peer_links.hpp"
 #include "cluster/router.hpp"
 #include "protocol/inventory.capnp.h"
@@ -25,6 +26,7 @@ struct network_context {
   const server_options& options;
   size_t inflight_ops = 0;
   uint64_t calls_total = 0;
+  hold_call_metrics holds;  // /metrics
   std::deque<std::pair<int64_t, uint64_t>> samples;  // (steady ms, calls_total)
   int64_t started_ms = 0;
   // In a cluster only.

@@ -332,6 +332,7 @@ int run_node(const node_options& options) {
   effective.server.order_events = [env, events = orders_ctx.events, clock](uint64_t from, size_t limit) {
     return read_order_events(*env, *events, from, limit, clock->now_ms());
   };
+  effective.server.read_storage_stats = [env] { return env->stats(); };
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {
@@ -344,7 +345,8 @@ int run_node(const node_options& options) {
   std::printf("holdfast node listening on %s (data %s, %lld SKUs recovered with overdue holds)\n",
               address.c_str(), options.data_dir.c_str(), static_cast<long long>(recovered));
   if (auto http = server.http_address(); !http.empty())
-    std::printf("holdfast node http on %s (payment webhooks: POST /webhooks/payments)\n", http.c_str());
+    std::printf("holdfast node http on %s (GET /metrics /health /ready; payment webhooks: POST /webhooks/payments)\n",
+                http.c_str());
   std::fflush(stdout);
 
   int sig = 0;

@@ -29,6 +29,7 @@
 #include "cluster/local_node.hpp"
 #include "cluster/peer_service.hpp"
 #include "cluster/http_endpoint.hpp"
+#include "cluster/metrics.hpp"
 #include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
 #include "cluster/order_wire.hpp"
@@ -464,8 +465,33 @@ struct rpc_server::impl {
         if (route) return route->orders(std::move(ops));
         return net.local.orders(std::move(ops));
       };
+      http_endpoint::probes probes;
+      probes.not_ready = [&] { return links ? links->not_serving() : std::string(); };
+      probes.metrics = [&]() -> kj::Promise<std::string> {
+        return net.local.stats().then([&](directory_stats directory) {
+          metrics_view v;
+          v.node_id = role ? role->self : 0;
+          v.started_ms = net.started_ms;
+          v.calls_total = net.calls_total;
+          v.operations_in_flight = net.inflight_ops;
+          v.inflight_max = options.inflight_max;
+          v.forwarded_total = route ? route->forwarded() : 0;
+          v.not_serving = links ? links->not_serving() : std::string();
+          v.holds = &net.holds;
+          {
+            std::lock_guard<std::mutex> guard(mutex);
+            v.connections = {open.size(),       stats.accepted,     stats.refused_connections, stats.closed_idle,
+                             stats.closed_frame, stats.closed_stalled, stats.closed_unfinished};
+          }
+          if (options.read_storage_stats) v.storage = options.read_storage_stats();
+          v.directory = directory;
+          if (links) v.links = links->status();
+          v.webhooks = http_service->counters();
+          return render_metrics(v);
+        });
+      };
       http_service = kj::heap<http_endpoint>(*http_table, signature, options.webhook_secret, to_orders, options.limits,
-                                             timer, options.frame_timeout_ms);
+                                             timer, options.frame_timeout_ms, std::move(probes));
       http_server = kj::heap<kj::HttpServer>(timer, *http_table, *http_service);
       http_listener = io.provider->getNetwork().parseAddress(options.http_listen).wait(io.waitScope)->listen();
       {

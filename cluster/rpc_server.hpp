@@ -19,6 +19,7 @@
 #include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
 #include "cluster/cluster_file.hpp"
+#include "persistence/storage.hpp"
 #include "protocol/kj_inbox.hpp"
 
 namespace holdfast {
@@ -57,6 +58,7 @@ struct server_options {
   // The HTTP endpoint (cluster/http_endpoint.hpp): empty: none.
   std::string http_listen;
   std::string webhook_secret;  // payment webhooks must be signed with it
+  std::function<storage_stats()> read_storage_stats;  // for /metrics, any thread; empty: none
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the

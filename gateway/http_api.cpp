@@ -150,6 +150,11 @@ std::string ledger_json(const gateway& g) {
 
 kj::Promise<void> send_json(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
                             const std::string& body) {
+  return send_body(response, table, status, "application/json", body);
+}
+
+kj::Promise<void> send_body(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
+                            const char* content_type, const std::string& body) {
   const char* reason = status == 200   ? "OK"
                        : status == 400 ? "Bad Request"
                        : status == 402 ? "Payment Required"
@@ -161,7 +166,7 @@ kj::Promise<void> send_json(kj::HttpService::Response& response, const kj::HttpH
                        : status >= 500 ? "Internal Server Error"
                                        : "Error";
   kj::HttpHeaders headers(table);
-  headers.set(kj::HttpHeaderId::CONTENT_TYPE, "application/json");
+  headers.set(kj::HttpHeaderId::CONTENT_TYPE, content_type);
   auto text = kj::heapString(body.data(), body.size());
   auto out = response.send(status, reason, headers, text.size());
   auto written = out->write(text.begin(), text.size());

@@ -48,6 +48,8 @@ std::string ledger_json(const gateway& g);
 // gateway's and the node's endpoints alike).
 kj::Promise<void> send_json(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
                             const std::string& body);
+kj::Promise<void> send_body(kj::HttpService::Response& response, const kj::HttpHeaderTable& table, unsigned status,
+                            const char* content_type, const std::string& body);
 
 struct ledger_view {
   std::vector<ledger_entry> entries;

@@ -134,6 +134,21 @@ node_process::~node_process() {
 
 std::string node_process::log() const { return read_from(log_path_, 0); }
 
+std::string node_process::http_address(std::chrono::milliseconds limit) const {
+  std::string http;
+  wait_until(
+    [&] {
+      auto text = log();
+      auto at = text.find("http on ");
+      if (at == std::string::npos) return false;
+      at += 8;
+      http = text.substr(at, text.find_first_of(" \n", at) - at);
+      return true;
+    },
+    limit);
+  return http;
+}
+
 void node_process::kill9() {
   if (pid_ <= 0) return;
   forget_on_interrupt(pid_);

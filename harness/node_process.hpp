@@ -54,6 +54,9 @@ public:
   void continue_signal();  // SIGCONT
   // Everything the node printed so far (all runs on this data directory).
   std::string log() const;
+  // "host:port" of the node's HTTP endpoint (--http) once its log names it, or "" if it
+  // does not within `limit`.
+  std::string http_address(std::chrono::milliseconds limit = std::chrono::seconds(10)) const;
   const std::string& log_path() const { return log_path_; }
   int exit_status() const { return exit_status_; }  // once it exited by itself
   // Lets the node outlive this handle (`holdfast cluster up`); returns its pid.

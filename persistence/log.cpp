@@ -536,7 +536,11 @@ store_status node_log::append(std::string_view payload, uint64_t& seq, std::stri
   } while (w < 0 && errno == EINTR);
   bool ok = w == static_cast<ssize_t>(bytes);
   if (!ok && w >= 0) errno = ENOSPC;  // a short write: the space ran out
-  if (ok && options_.sync && fdatasync(fd_) != 0) ok = false;
+  if (ok && options_.sync) {
+    auto started = std::chrono::steady_clock::now();
+    ok = fdatasync(fd_) == 0;
+    sync_us_.record(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
+  }
   if (!ok) {
     int e = errno == 0 ? EIO : errno;
     error = std::string("log append: ") + strerror(e);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "persistence/lmdb_env.hpp"
+#include "protocol/histogram.hpp"
 
 namespace holdfast {
 
@@ -75,6 +76,8 @@ public:
 
   uint64_t last_seq() const;
   size_t segment_count() const;
+  // How long each append's fdatasync took (any thread).
+  histogram_counts sync_latency() const { return sync_us_.read(); }
   // Segment file names, oldest first.
   std::vector<std::string> segment_files() const;
   const std::string& directory() const { return options_.directory; }
@@ -109,6 +112,7 @@ private:
   int fd_ = -1;              // the segment being written
   uint64_t offset_ = 0;      // where its next record goes
   std::atomic<uint64_t> last_seq_{0};
+  histogram sync_us_ = latency_histogram();
   std::atomic<uint64_t> newest_{0};  // the segment `newest` names: never deleted
   bool broken_ = false;
 };

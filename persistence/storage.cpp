@@ -424,6 +424,7 @@ std::unique_ptr<storage::read_view> storage::read() const {
 store_status storage::commit(const std::vector<commit_part>& parts,
                              std::vector<store_status>& part_status) {
   part_status.assign(parts.size(), store_status::ok);
+  auto started = std::chrono::steady_clock::now();
   // A failed batch takes its writer's later batches with it: they build on its state.
   auto fail_batch = [&](size_t i, store_status why) {
     for (size_t j = i; j < parts.size(); ++j)
@@ -479,6 +480,8 @@ store_status storage::commit(const std::vector<commit_part>& parts,
     stats_.log_appends++;
     stats_.log_bytes += node_log::record_bytes(payload.size());
   }
+  commit_batches_.record(static_cast<int64_t>(batches.size()));
+  commit_us_.record(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
   bool due = overlay_.active_mutations() >= options_.snapshot_mutations;
   lock.unlock();
   if (due) {
@@ -684,6 +687,9 @@ storage_stats storage::stats() const {
     s.log_segments = log_->segment_count();
   }
   s.overlay_mutations = overlay_.active_mutations() + overlay_.frozen_mutations();
+  s.commit_latency = commit_us_.read();
+  s.commit_batches = commit_batches_.read();
+  if (log_) s.sync_latency = log_->sync_latency();
   return s;
 }
 

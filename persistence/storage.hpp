@@ -25,6 +25,7 @@
 #include "persistence/lmdb_env.hpp"
 #include "persistence/log.hpp"
 #include "persistence/overlay.hpp"
+#include "protocol/histogram.hpp"
 
 namespace holdfast {
 
@@ -69,6 +70,9 @@ struct storage_stats {
   uint64_t log_position = 0;
   uint64_t log_segments = 0;
   uint64_t overlay_mutations = 0;
+  histogram_counts commit_latency;  // a group commit: from the store's call to durable, seconds
+  histogram_counts sync_latency;    // the log append's fdatasync, seconds
+  histogram_counts commit_batches;  // entities' batches per group commit
 };
 
 class storage {
@@ -188,6 +192,8 @@ private:
 
   mutable std::mutex stats_mutex_;
   storage_stats stats_;
+  histogram commit_us_ = latency_histogram();
+  histogram commit_batches_ = size_histogram();
   std::string collect_cursor_;
 
   std::mutex wake_mutex_;

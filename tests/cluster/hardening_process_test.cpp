@@ -780,18 +780,8 @@ TEST_F(hardening_process_test, a_catalog_page_counts_its_rows_against_the_inflig
 // connection (and with --connections-max of them, the whole webhook port) for ever.
 TEST_F(hardening_process_test, a_webhook_body_that_never_finishes_is_cut_off_at_the_frame_deadline) {
   start({"--http", "127.0.0.1:0", "--webhook-secret", "s3cr3t", "--frame-timeout-ms", "500"});
-  std::string http;
-  ASSERT_TRUE(wait_until(
-    [&] {
-      auto log = node_->log();
-      auto at = log.find("http on ");
-      if (at == std::string::npos) return false;
-      at += 8;
-      http = log.substr(at, log.find_first_of(" \n", at) - at);
-      return true;
-    },
-    10s))
-    << node_->log();
+  std::string http = node_->http_address();
+  ASSERT_FALSE(http.empty()) << node_->log();
   int fd = connect_raw(http);
   ASSERT_GE(fd, 0) << http;
   std::string start_of_request =

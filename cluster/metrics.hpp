@@ -1,0 +1,54 @@
+// GET /metrics on the node's HTTP endpoint: what the node counts, in the Prometheus text
+// exposition format (0.0.4). Names start `holdfast_`; units are suffixes (`_seconds`),
+// counters end `_total`. What each family means is its HELP line (cluster/metrics.cpp).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "actors/sku_directory.hpp"
+#include "cluster/http_endpoint.hpp"
+#include "cluster/status.hpp"
+#include "persistence/storage.hpp"
+#include "protocol/histogram.hpp"
+
+namespace holdfast {
+
+constexpr size_t code_count = static_cast<size_t>(code::unknown_order) + 1;
+
+// Counted on the network thread as the Inventory service answers hold operations.
+struct hold_call_metrics {
+  std::array<std::array<uint64_t, code_count>, hold_op_kinds> answered{};  // by kind, outcome
+  histogram reserve_latency = latency_histogram();  // a reserve call, received to answered
+  histogram call_operations = size_histogram();     // operations in one hold call
+
+  void answered_call(hold_op_kind kind, const std::vector<hold_result>& results);
+};
+
+struct connection_counters {
+  uint64_t open = 0, accepted = 0, refused = 0, closed_idle = 0, closed_frame = 0, closed_stalled = 0,
+           closed_unfinished = 0;
+};
+
+// Everything one scrape shows, read on the network thread.
+struct metrics_view {
+  uint32_t node_id = 0;  // 0: a single node
+  int64_t started_ms = 0;
+  uint64_t calls_total = 0;
+  uint64_t operations_in_flight = 0;
+  uint64_t inflight_max = 0;
+  uint64_t forwarded_total = 0;
+  std::string not_serving;  // "" while it serves
+  const hold_call_metrics* holds = nullptr;
+  connection_counters connections;
+  storage_stats storage;
+  directory_stats directory;
+  std::vector<link_status> links;
+  webhook_counters webhooks;
+};
+
+std::string render_metrics(const metrics_view& v);
+
+}  // namespace holdfast
