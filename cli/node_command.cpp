@@ -11,8 +11,10 @@ void add_node_command(CLI::App& app, context& ctx) {
   auto* listen = cmd->add_option("--listen", node->server.listen, "HOST:PORT to serve (port 0: any)")
     ->capture_default_str();
   cmd->add_option("--map-size-mb", node->map_size_mb, "LMDB map size, MiB")
+    ->check(CLI::Range(size_t{16}, size_t{1} << 24))
     ->capture_default_str();
   cmd->add_option("--idle-ms", node->idle_ms, "passivate SKU and cart actors idle this long, ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{86'400'000}))
     ->capture_default_str();
   cmd->add_option("--payment-decline-rate", node->payment_decline_rate,
                   "the in-process simulated gateway declines this share of authorizations")
@@ -22,6 +24,7 @@ void add_node_command(CLI::App& app, context& ctx) {
                   "the payment gateway process, http://HOST:PORT (default: the simulated gateway in-process)");
   cmd->add_option("--payment-timeout-ms", node->payment_timeout_ms,
                   "a payment call not answered by then is unknown (looked up by its key), ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
     ->capture_default_str();
   cmd->add_option("--http", node->server.http_listen,
                   "HOST:PORT of the node's HTTP endpoint (payment webhooks); port 0: any");
@@ -41,35 +44,45 @@ void add_node_command(CLI::App& app, context& ctx) {
     ->capture_default_str();
   cmd->add_option("--worker-threads", node->worker_threads,
                   "CAF worker threads (0: the cores less two, at least 1)")
+    ->check(CLI::Range(0, 1024))
     ->capture_default_str();
   cmd->add_option("--request-timeout-ms", node->server.request_timeout_ms,
                   "answer outcome_unknown after this long, ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
     ->capture_default_str();
   cmd->add_option("--inflight-max", node->server.inflight_max,
                   "operations in flight before callers get OVERLOADED")
+    ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
     ->capture_default_str();
   cmd->add_option("--batch-max", node->server.limits.batch_size_max,
-                  "most hold or SKU operations in one batch call (cart and order batches: at most " +
-                    std::to_string(entity_batch_max) + ")")
-    ->check(CLI::Range(size_t{1}, hold_batch_limit))
+                  "most hold or SKU operations in one batch call, at least a cart's " +
+                    std::to_string(cart_lines_max) + " lines (a checkout holds them in one batch); cart and "
+                    "order batches: at most " + std::to_string(entity_batch_max))
+    ->check(CLI::Range(cart_lines_max, hold_batch_limit))
     ->capture_default_str();
   cmd->add_option("--connection-inflight-max", node->server.connection_inflight_max,
                   "operations in flight from one connection before it gets OVERLOADED")
+    ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
     ->capture_default_str();
   cmd->add_option("--connection-unfinished-max", node->server.connection_unfinished_max,
                   "calls a connection has not sent Finish for before it is closed")
+    ->check(CLI::Range(size_t{1}, size_t{100'000'000}))
     ->capture_default_str();
   cmd->add_option("--connections-max", node->server.connections_max,
                   "open client connections; more are closed at once")
+    ->check(CLI::Range(size_t{1}, size_t{1'000'000}))
     ->capture_default_str();
   cmd->add_option("--idle-timeout-ms", node->server.idle_timeout_ms,
                   "close a connection with nothing in flight and no bytes for this long, ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{7} * 86'400'000))
     ->capture_default_str();
   cmd->add_option("--frame-timeout-ms", node->server.frame_timeout_ms,
                   "close a connection that begins a frame (or an HTTP body) and does not finish it, ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
     ->capture_default_str();
   cmd->add_option("--write-stall-timeout-ms", node->server.write_stall_timeout_ms,
                   "close a connection that does not read its answers for this long, ms")
+    ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
     ->capture_default_str();
   auto retention = std::make_shared<std::string>("24h");
   cmd->add_option("--finished-hold-retention", *retention,

@@ -257,8 +257,11 @@ public:
   }
 
   kj::Promise<void> status(StatusContext ctx) override {
-    auto stats = node_.local.stats();
-    return stats.then([this, ctx](directory_stats s) mutable {
+    // Admitted like any call: a flood of them meets --inflight-max and
+    // --connection-inflight-max (OVERLOADED) rather than queueing without bound.
+    auto admitted = admit(1);
+    node_.calls_total += 1;
+    return node_.directory_counters().then([this, ctx](directory_stats s) mutable {
       auto out = ctx.getResults().initStatus();
       auto& net = node_;
       out.setSkusActive(s.active_actors);
@@ -288,7 +291,7 @@ public:
         list[i].setDowns(l.downs);
         list[i].setGeneration(l.generation);
       }
-    });
+    }).attach(kj::mv(admitted));
   }
 
   kj::Promise<void> orderEvents(OrderEventsContext ctx) override {

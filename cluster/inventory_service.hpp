@@ -77,6 +77,26 @@ struct network_context {
       return p;
     });
   }
+  // The SKU directory's counters (Inventory.status, /metrics): one request to the
+  // directory at a time, its answer shared by every caller that asked meanwhile, so a
+  // flood of status calls (each cancelled at once by its Finish) cannot fill the
+  // directory's mailbox and starve the calls behind them.
+  kj::Promise<directory_stats> directory_counters() {
+    auto paf = kj::newPromiseAndFulfiller<directory_stats>();
+    stats_waiters.push_back(kj::mv(paf.fulfiller));
+    if (stats_waiters.size() == 1)
+      stats_request = local.stats()
+                        .then([this](directory_stats s) {
+                          auto waiters = std::move(stats_waiters);
+                          stats_waiters.clear();
+                          for (auto& w : waiters) w->fulfill(directory_stats(s));
+                        })
+                        .eagerlyEvaluate(nullptr);
+    return kj::mv(paf.promise);
+  }
+  std::vector<kj::Own<kj::PromiseFulfiller<directory_stats>>> stats_waiters;
+  kj::Promise<void> stats_request = kj::READY_NOW;
+
   void close_peers(const std::set<uint32_t>& from) {
     for (auto& p : peers_in)
       if (from.count(p->from) && p->close) {

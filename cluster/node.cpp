@@ -5,6 +5,7 @@
 #include <caf/scoped_actor.hpp>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,6 +29,28 @@
 
 namespace holdfast {
 namespace {
+
+// Client and HTTP connections may each take --connections-max descriptors; the log, LMDB,
+// peer links and the runtime need the rest (fd_reserve). The soft limit is raised to the
+// hard one, and a --connections-max the limit cannot hold beside the rest is lowered, said
+// once at start: else a flood of connections would leave the log unable to open a segment.
+size_t connections_within_fd_limit(size_t wanted, size_t members) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return wanted;
+  if (lim.rlim_cur < lim.rlim_max) {
+    auto raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY) return wanted;
+  size_t reserve = fd_reserve + 4 * members;
+  size_t room = std::max<size_t>(1, lim.rlim_cur > reserve ? (lim.rlim_cur - reserve) / 2 : 0);
+  if (wanted <= room) return wanted;
+  spdlog::warn("--connections-max {} lowered to {}: this process may open {} files (ulimit -n), keeps {} for "
+               "its log, LMDB, peers and runtime, and the HTTP port may hold as many connections again",
+               wanted, room, static_cast<uint64_t>(lim.rlim_cur), reserve);
+  return room;
+}
 
 // What the directory must be for this start: a single node, or this member of this
 // cluster (the member list placement runs over included: Holdfast moves no SKU between
@@ -333,6 +356,8 @@ int run_node(const node_options& options) {
     return read_order_events(*env, *events, from, limit, clock->now_ms());
   };
   effective.server.read_storage_stats = [env] { return env->stats(); };
+  effective.server.connections_max = connections_within_fd_limit(
+    effective.server.connections_max, effective.server.cluster ? effective.server.cluster->config.members.size() : 0);
   rpc_server server(bridge, effective.server);
   auto address = server.start(error);
   if (address.empty()) {

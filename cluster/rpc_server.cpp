@@ -468,7 +468,7 @@ struct rpc_server::impl {
       http_endpoint::probes probes;
       probes.not_ready = [&] { return links ? links->not_serving() : std::string(); };
       probes.metrics = [&]() -> kj::Promise<std::string> {
-        return net.local.stats().then([&](directory_stats directory) {
+        return net.directory_counters().then([&](directory_stats directory) {
           metrics_view v;
           v.node_id = role ? role->self : 0;
           v.started_ms = net.started_ms;

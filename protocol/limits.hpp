@@ -52,6 +52,11 @@ constexpr size_t hold_batch_default = 4'096;
 constexpr size_t hold_batch_limit = 16'384;
 constexpr size_t entity_batch_max = 256;
 
+// File descriptors a node keeps for its log, LMDB, data directory and runtime, beyond its
+// connections (and 4 per cluster member for peer links): a --connections-max the process's
+// limit (ulimit -n) cannot hold beside them is lowered at start.
+constexpr size_t fd_reserve = 64;
+
 // The most a Cap'n Proto reader takes in one frame, on every wire: a client reading
 // answers, a node reading calls from clients and peers, a peer link reading answers.
 // A larger frame ends the connection.

@@ -535,7 +535,7 @@ TEST_F(cluster_test, forwarding_respects_the_owners_own_batch_and_inflight_limit
   ASSERT_EQ(on(1, [&](blocking_client& c) { return c.create_sku(sku, 5'000, 100); }).status, code::ok);
   nodes_->kill9(2);
   node_process owner(HOLDFAST_BINARY, dir_ + "/c/node-2",
-                     {"--cluster", nodes_->file(), "--id", "2", "--batch-max", "64", "--inflight-max", "200"});
+                     {"--cluster", nodes_->file(), "--id", "2", "--batch-max", "100", "--inflight-max", "200"});
   ASSERT_TRUE(wait_until(
     [&] {
       auto l = on(1, [](blocking_client& c) { return c.status(); }).links;
@@ -550,7 +550,7 @@ TEST_F(cluster_test, forwarding_respects_the_owners_own_batch_and_inflight_limit
   ASSERT_EQ(rs.size(), 1000u);
   for (auto& r : rs) ASSERT_EQ(r.status, code::ok) << r.message;
   EXPECT_EQ(on(1, [&](blocking_client& c) { return c.query_sku(sku); }).sku.reserved, 1000);
-  // A catalog load through node 1: node 2's 300 creates go in batches of at most 64.
+  // A catalog load through node 1: node 2's 300 creates go in batches of at most 100.
   auto keys = owned(301)[2];
   keys.erase(std::find(keys.begin(), keys.end(), sku));
   keys.resize(300);
