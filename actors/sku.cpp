@@ -123,12 +123,17 @@ void when_durable(self_ptr self, sku_change& c, std::function<void(const store_s
 template <class T>
 caf::result<T> reply_when_durable(self_ptr self, sku_change& c, T value) {
   auto rp = self->template make_response_promise<T>();
-  when_durable(self, c, [rp, value](const store_status* why) mutable {
-    if (why)
-      rp.deliver(failed(value, *why));
-    else
-      rp.deliver(std::move(value));
-  });
+  try {
+    when_durable(self, c, [rp, value](const store_status* why) mutable {
+      if (why)
+        rp.deliver(failed(value, *why));
+      else
+        rp.deliver(std::move(value));
+    });
+  } catch (const assertion_failed& e) {
+    // The promise owns the request now: it answers, or the caller would wait for ever.
+    rp.deliver(break_actor(self, e));
+  }
   return rp;
 }
 

@@ -86,13 +86,17 @@ struct network_context {
     stats_waiters.push_back(kj::mv(paf.fulfiller));
     if (stats_waiters.size() == 1)
       stats_request = local.stats()
-                        .then([this](directory_stats s) {
-                          auto waiters = std::move(stats_waiters);
-                          stats_waiters.clear();
-                          for (auto& w : waiters) w->fulfill(directory_stats(s));
-                        })
+                        .then([this](directory_stats s) { answer_stats_waiters(s); },
+                              // A failed request answers as a directory that could not be asked
+                              // does, and the next caller asks again.
+                              [this](kj::Exception&&) { answer_stats_waiters(directory_stats{-1, 0, 0, 0}); })
                         .eagerlyEvaluate(nullptr);
     return kj::mv(paf.promise);
+  }
+  void answer_stats_waiters(const directory_stats& s) {
+    auto waiters = std::move(stats_waiters);
+    stats_waiters.clear();
+    for (auto& w : waiters) w->fulfill(directory_stats(s));
   }
   std::vector<kj::Own<kj::PromiseFulfiller<directory_stats>>> stats_waiters;
   kj::Promise<void> stats_request = kj::READY_NOW;
