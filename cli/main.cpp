@@ -3,7 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
+#include <vector>
+
+#include "cli/version.hpp"
 
 namespace holdfast::cli {
 
@@ -14,6 +18,61 @@ int fail(const context& ctx, const char* status, const std::string& message) {
               << "\n";
   std::cerr << message << "\n";
   return exit_usage;
+}
+
+namespace {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+// The first word that is neither an option nor a global option's value, when it names
+// no command: "unknown command", with the nearest one, instead of CLI11's "A subcommand
+// is required".
+std::string unknown_command(CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word == "--") return {};
+    if (word.rfind("-", 0) == 0) {
+      // A global option that takes a value, given apart from it: skip the value.
+      if (word.find('=') == std::string::npos) {
+        auto* option = app.get_option_no_throw(word);
+        if (option && option->get_type_size() != 0 && option->get_expected_min() > 0) ++i;
+      }
+      continue;
+    }
+    std::vector<std::string> names;
+    for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), word) != names.end()) return {};
+    std::string nearest;
+    size_t best = 3;  // at most two edits away
+    for (auto& n : names)
+      if (auto d = edit_distance(word, n); d < best) {
+        best = d;
+        nearest = n;
+      }
+    if (nearest.empty())  // `sku-create`: a command and more
+      for (auto& n : names)
+        if (word.rfind(n, 0) == 0 && n.size() > nearest.size()) nearest = n;
+    std::string all;
+    for (auto& n : names) all += (all.empty() ? "" : ", ") + n;
+    return "unknown command '" + word + "'" + (nearest.empty() ? "." : "; did you mean '" + nearest + "'?") +
+           " The commands: " + all + " (holdfast --help)";
+  }
+  return {};
 }
 
 }  // namespace holdfast::cli
@@ -27,6 +86,7 @@ const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_deca
 int main(int argc, char** argv) {
   using namespace holdfast::cli;
   CLI::App app{"Holdfast: sells the last unit exactly once"};
+  app.set_version_flag("--version", std::string("holdfast ") + holdfast_version);
   app.require_subcommand(1);
   app.fallthrough();  // --node, --json and --timeout also work after the subcommand
   context ctx;
@@ -55,7 +115,14 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (app.get_subcommands().empty())
+      if (auto why = unknown_command(app, argc, argv); !why.empty()) {
+        ctx.as_json = ctx.as_json || std::find(argv + 1, argv + argc, std::string("--json")) != argv + argc;
+        return fail(ctx, "invalid", why);
+      }
     app.exit(e);
     return exit_usage;
   }

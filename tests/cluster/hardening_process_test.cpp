@@ -435,6 +435,25 @@ TEST_F(hardening_process_test, the_listener_survives_fd_exhaustion_and_idle_or_s
   EXPECT_NE(node_->log().find("--connections-max 1024 lowered to 1"), std::string::npos) << node_->log();
 }
 
+// Newcomer edges (issue 19): `--version`, and a mistyped command is named, with the
+// nearest one, as text or as JSON under --json; nothing is contacted.
+TEST_F(hardening_process_test, version_and_mistyped_commands_say_what_they_are) {
+  auto version = cli({"--version"});
+  EXPECT_EQ(version.status, 0) << version.output;
+  EXPECT_EQ(version.output.rfind("holdfast ", 0), 0u) << version.output;
+  auto typo = cli({"--node", "127.0.0.1:1", "resrve", "tee", "1", "--hold", "h"});
+  EXPECT_EQ(typo.status, 2) << typo.output;
+  EXPECT_NE(typo.output.find("unknown command 'resrve'; did you mean 'reserve'?"), std::string::npos) << typo.output;
+  auto more = cli({"sku-create", "tee"});
+  EXPECT_NE(more.output.find("did you mean 'sku'?"), std::string::npos) << more.output;
+  auto json = cli({"--json", "chekout"});
+  EXPECT_EQ(json.status, 2);
+  auto j = json_of(json);
+  ASSERT_TRUE(j.is_object()) << json.output;
+  EXPECT_EQ(j["status"], "invalid");
+  EXPECT_NE(j["error"].get<std::string>().find("did you mean 'checkout'?"), std::string::npos) << json.output;
+}
+
 // Found by the adversarial pass: node options out of their range started a node that
 // could not work (--request-timeout-ms -5 answered every call outcome_unknown at once,
 // --connections-max 0 refused every client, --batch-max below a cart's lines cancelled
