@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <random>
+#include <ctime>
 #include <cerrno>
 #include <filesystem>
 #include <functional>
@@ -333,18 +335,51 @@ std::string find_program(const std::string& name, const std::vector<std::string>
   return {};
 }
 
-int free_port() {
+namespace {
+
+// Binds `port` on loopback (0: any) and returns the port bound, or 0.
+int try_bind_loopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
+  a.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof a;
-  int port = 0;
+  int bound = 0;
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
+    bound = ntohs(a.sin_port);
   close(fd);
+  return bound;
+}
+
+}  // namespace
+
+// Below the kernel's ephemeral range: a port picked inside it can be taken by any outgoing
+// connection (a client's, a peer link's) between this check and the node's bind, which
+// made a cluster test fail with "Address already in use". Outside it only another
+// listener can race, and the pick is random over thousands of ports.
+int free_port() {
+  int ephemeral_low = 32768;
+  {
+    std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    range >> ephemeral_low;
+  }
+  constexpr int floor = 10'000;
+  if (ephemeral_low > floor + 1'000) {
+    static std::mutex mutex;
+    static std::minstd_rand pick(static_cast<unsigned>(getpid()) ^ static_cast<unsigned>(time(nullptr)));
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      int port;
+      {
+        std::lock_guard<std::mutex> guard(mutex);
+        port = floor + static_cast<int>(pick() % static_cast<unsigned>(ephemeral_low - floor));
+      }
+      if (try_bind_loopback(port) == port) return port;
+    }
+  }
+  int port = try_bind_loopback(0);
   if (port == 0) throw std::runtime_error("no free loopback port");
   return port;
 }
