@@ -72,9 +72,8 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   finished_cmd->add_option("--holds", finished->holds, "reserve+confirm per cycle")
     ->capture_default_str();
   finished_cmd->add_option("--cycles", finished->cycles)->capture_default_str();
-  finished_cmd->add_option("--retention-ms", finished->retention_ms,
-                           "the node's --finished-hold-retention, ms")
-    ->capture_default_str();
+  add_duration_ms(finished_cmd, "--retention-ms", finished->retention_ms, "the node's --finished-hold-retention", 1,
+                  86'400'000);
   finished_cmd->callback([&ctx, finished] {
     ctx.action = [&ctx, finished] {
       finished->json = ctx.as_json;
@@ -96,9 +95,8 @@ void add_bench_commands(CLI::App& app, context& ctx) {
     ->capture_default_str();
   many_cmd->add_option("--outstanding", many->outstanding, "calls in flight")
     ->capture_default_str();
-  many_cmd->add_option("--idle-ms", many->idle_ms,
-                       "node's SKU actor idle time before passivation")
-    ->capture_default_str();
+  add_duration_ms(many_cmd, "--idle-ms", many->idle_ms, "node's SKU actor idle time before passivation", 1,
+                  86'400'000);
   many_cmd->callback([&ctx, many] {
     ctx.action = [&ctx, many] {
       many->json = ctx.as_json;

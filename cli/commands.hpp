@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace holdfast {
 class blocking_client;
@@ -26,6 +27,7 @@ struct context {
   bool as_json = false;
   int64_t timeout_ms = 15'000;  // a call with no answer by then: outcome_unknown
   std::string tls_ca;           // connect with TLS, trusting this CA (PEM)
+  std::string token;            // log in with this bearer token (a node with --tokens)
   std::function<int()> action;
 };
 
@@ -47,6 +49,17 @@ int with_node(const context& ctx, bool mutation, const std::function<int(blockin
 void on_node(CLI::App* cmd, context& ctx, bool mutation, std::function<int(blocking_client&)> call);
 // The exit status of a domain outcome.
 int exit_code(code c);
+
+// "90s", "15m", "24h", "1500ms": the largest unit that divides `ms` whole.
+std::string duration_text(int64_t ms);
+// A duration option, in ms: "1500" (a bare number is ms, the old spelling), "1500ms",
+// "30s", "15m", "24h", within [min_ms, max_ms]. A `--x-ms` flag is also named `--x`.
+CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms, const std::string& description,
+                             int64_t min_ms, int64_t max_ms);
+// `holdfast CMD --config FILE` for a command with a --config option: the file's keys
+// (TOML, every long flag a key, without its dashes) are inserted into `args` as flags,
+// except those the command line gives itself. Returns why the file cannot be used, or "".
+std::string expand_config_file(CLI::App& app, std::vector<std::string>& args);
 
 // Usage and connection errors: exit 2, and under --json still one object on stdout.
 int fail(const context& ctx, const char* status, const std::string& message);

@@ -13,11 +13,10 @@ namespace {
 
 void add_holds_demo(CLI::App& parent, context& ctx) {
   auto demo = std::make_shared<demo_options>();
-  auto ttl = std::make_shared<std::string>("1500ms");
   auto* cmd = parent.add_subcommand("holds", "the reservation race: buyers reserve, confirm, release, abandon holds");
   cmd->add_option("--buyers", demo->buyers, "buyers racing")->check(CLI::Range(1, 1'000'000))->capture_default_str();
   cmd->add_option("--stock", demo->stock, "units of the hot SKU")->check(CLI::Range(0, 1'000'000'000))->capture_default_str();
-  cmd->add_option("--ttl", *ttl, "hold TTL")->capture_default_str();
+  add_duration_ms(cmd, "--ttl", demo->hold_ttl_ms, "hold TTL", 1, request_limits{}.hold_ttl_max_ms);
   cmd->add_option("--seed", demo->seed, "seed of the buyers' choices")->capture_default_str();
   cmd->add_option("--nodes", demo->nodes, "a local cluster of this many nodes (1: a single node)")
     ->check(CLI::Range(1, 16))
@@ -27,12 +26,8 @@ void add_holds_demo(CLI::App& parent, context& ctx) {
     ->capture_default_str();
   cmd->add_option("--data", demo->data_dir, "keep the nodes' data here (default: temporary)");
   cmd->add_option("--use-node", demo->node_address, "race on this running node instead of starting one");
-  cmd->callback([&ctx, demo, ttl] {
-    ctx.action = [&ctx, demo, ttl] {
-      demo->hold_ttl_ms = parse_duration_ms(*ttl);
-      // The node refuses holds longer than its limit (a week by default).
-      if (demo->hold_ttl_ms <= 0 || demo->hold_ttl_ms > request_limits{}.hold_ttl_max_ms)
-        return fail(ctx, "invalid", "--ttl: a duration of at most 168h, such as 500ms, 30s, 15m");
+  cmd->callback([&ctx, demo] {
+    ctx.action = [&ctx, demo] {
       demo->json = ctx.as_json;
       try {
         return run_demo(*demo);

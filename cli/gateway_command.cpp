@@ -92,12 +92,11 @@ void add_gateway_command(CLI::App& app, context& ctx) {
   cmd->add_option("--reorder-webhook-rate", o->core.reorder_webhook_rate,
                   "share of events held back behind later ones")
     ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--webhook-delay-max-ms", o->core.webhook_delay_max_ms, "events arrive up to this much late, ms")
-    ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
-  cmd->add_option("--latency-ms", o->latency_ms, "each request takes up to this long (seeded), ms")
-    ->check(CLI::Range(int64_t{0}, int64_t{60'000}));
-  cmd->add_option("--webhook-timeout-ms", o->webhook_timeout_ms, "a delivery not answered by then is retried, ms")
-    ->capture_default_str();
+  add_duration_ms(cmd, "--webhook-delay-max-ms", o->core.webhook_delay_max_ms, "events arrive up to this much late",
+                  0, 3'600'000);
+  add_duration_ms(cmd, "--latency-ms", o->latency_ms, "each request takes up to this long (seeded)", 0, 60'000);
+  add_duration_ms(cmd, "--webhook-timeout-ms", o->webhook_timeout_ms, "a delivery not answered by then is retried",
+                  1, 3'600'000);
 
   auto order = std::make_shared<std::string>();
   auto url = std::make_shared<std::string>("http://127.0.0.1:7500");

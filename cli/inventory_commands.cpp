@@ -77,7 +77,8 @@ int print(const sku_result& r, bool as_json) {
 }
 
 struct arguments {
-  std::string sku, hold_id, ttl = "15m", title, user;
+  std::string sku, hold_id, title, user;
+  int64_t ttl_ms = 15 * 60'000;
   int64_t stock = 0, price = 0, qty = 0, limit_per_user = 0;
   sku_list_query list;
   bool partial_ok = false;
@@ -117,10 +118,16 @@ int with_node(const context& ctx, bool mutation, const std::function<int(blockin
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
+  options.token = ctx.token;
   std::unique_ptr<blocking_client> c;
   try {
     c = std::make_unique<blocking_client>(ctx.node_address, options);
   } catch (const std::exception& e) {
+    std::string why = e.what();
+    if (why.find("forbidden: login refused") != std::string::npos) {
+      fail(ctx, "forbidden", why);
+      return exit_refused;
+    }
     return fail(ctx, "unreachable", e.what());
   }
   try {
@@ -177,13 +184,11 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   reserve_cmd->add_option("SKU", a->sku)->required();
   reserve_cmd->add_option("QTY", a->qty)->required();
   reserve_cmd->add_option("--hold", a->hold_id, "hold id (idempotency key)")->required();
-  reserve_cmd->add_option("--ttl", a->ttl, "how long the hold lasts: 500ms, 30s, 15m, 2h")
-    ->capture_default_str();
+  add_duration_ms(reserve_cmd, "--ttl", a->ttl_ms, "how long the hold lasts", request_limits{}.hold_ttl_min_ms,
+                  request_limits{}.hold_ttl_max_ms);
   reserve_cmd->add_option("--user", a->user, "who buys (an SKU with a per-user limit needs it)");
   on(reserve_cmd, true, [a, &ctx](blocking_client& c) {
-    auto ttl_ms = parse_duration_ms(a->ttl);
-    if (ttl_ms <= 0) return fail(ctx, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
-    return print(c.reserve(a->sku, a->qty, a->hold_id, ttl_ms, a->user), ctx.as_json, "reserved");
+    return print(c.reserve(a->sku, a->qty, a->hold_id, a->ttl_ms, a->user), ctx.as_json, "reserved");
   });
 
   auto* confirm_cmd = app.add_subcommand("confirm", "turn a hold into a sale");
@@ -200,12 +205,13 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   });
   auto* extend_cmd = app.add_subcommand("extend", "make a hold last at least --ttl from now");
   extend_cmd->add_option("HOLD", a->hold_id)->required();
-  extend_cmd->add_option("--ttl", a->ttl, "500ms, 30s, 15m, 2h")->required();
+  add_duration_ms(extend_cmd, "--ttl", a->ttl_ms, "the hold lasts at least this long from now",
+                  request_limits{}.hold_ttl_min_ms,
+                  request_limits{}.hold_ttl_max_ms)
+    ->required();
   extend_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
   on(extend_cmd, true, [a, &ctx](blocking_client& c) {
-    auto ttl_ms = parse_duration_ms(a->ttl);
-    if (ttl_ms <= 0) return fail(ctx, "invalid", "--ttl: expected a duration such as 500ms, 30s, 15m");
-    return print(c.extend(a->hold_id, ttl_ms, a->sku), ctx.as_json, "extended");
+    return print(c.extend(a->hold_id, a->ttl_ms, a->sku), ctx.as_json, "extended");
   });
 
   auto* hold_cmd = app.add_subcommand("hold", "inspect holds");

@@ -92,11 +92,11 @@ int main(int argc, char** argv) {
   context ctx;
   app.add_option("--node", ctx.node_address, "node to talk to, HOST:PORT")->capture_default_str();
   app.add_flag("--json", ctx.as_json, "one JSON object per command on stdout");
-  app.add_option("--timeout-ms", ctx.timeout_ms,
-                 "give up on a call after this long, ms (a mutation is then outcome_unknown)")
-    ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))
-    ->capture_default_str();
+  add_duration_ms(&app, "--timeout-ms", ctx.timeout_ms,
+                  "give up on a call after this long (a mutation is then outcome_unknown)", 1, 3'600'000);
 
+  app.add_option("--token", ctx.token, "log in with this bearer token (a node started with --tokens)")
+    ->envname("HOLDFAST_TOKEN");
   app.add_option("--tls-ca", ctx.tls_ca,
                  "connect with TLS; the node's certificate must chain to this CA (PEM file)");
 
@@ -111,6 +111,17 @@ int main(int argc, char** argv) {
   add_cart_commands(app, ctx);
   add_gateway_command(app, ctx);
 
+  // `holdfast node --config node.toml`: the file's keys become flags before parsing.
+  std::vector<std::string> args(argv, argv + argc);
+  bool json_given = std::find(args.begin() + 1, args.end(), std::string("--json")) != args.end();
+  if (auto why = expand_config_file(app, args); !why.empty()) {
+    ctx.as_json = json_given;
+    return fail(ctx, "invalid", why);
+  }
+  std::vector<char*> words;
+  for (auto& a : args) words.push_back(a.data());
+  argc = static_cast<int>(words.size());
+  argv = words.data();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -118,11 +129,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    ctx.as_json = ctx.as_json || json_given;
     if (app.get_subcommands().empty())
-      if (auto why = unknown_command(app, argc, argv); !why.empty()) {
-        ctx.as_json = ctx.as_json || std::find(argv + 1, argv + argc, std::string("--json")) != argv + argc;
-        return fail(ctx, "invalid", why);
-      }
+      if (auto why = unknown_command(app, argc, argv); !why.empty()) return fail(ctx, "invalid", why);
+    // Under --json an argument error is one JSON object too (with CLI11's text on stderr).
+    if (ctx.as_json) return fail(ctx, "invalid", e.what());
     app.exit(e);
     return exit_usage;
   }

@@ -481,8 +481,17 @@ kj::Promise<std::vector<order_result>> forward_orders(client& c, std::vector<ord
 kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std::string& address,
                                              client_options options) {
   return connect_stream(io, address, options)
-    .then([&io, options](kj::Own<kj::AsyncIoStream> s) {
-      return kj::heap<client>(kj::mv(s), io.getTimer(), options);
+    .then([&io, options](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<client>> {
+      auto c = kj::heap<client>(kj::mv(s), io.getTimer(), options);
+      if (options.token.empty()) return kj::mv(c);
+      auto login = c->impl_->inventory.loginRequest();
+      login.setToken(options.token);
+      return login.send().then([c = kj::mv(c)](capnp::Response<wire::Inventory::LoginResults>&& r) mutable {
+        if (r.hasRefused() && r.getRefused().size() > 0)
+          kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                                kj::str("forbidden: login refused (", r.getRefused(), ")")));
+        return kj::mv(c);
+      });
     });
 }
 

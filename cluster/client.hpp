@@ -48,6 +48,9 @@ struct client_options {
   // certificate must name `tls_name` (every member of a `cluster init` cluster does).
   std::string tls_ca;
   std::string tls_name = client_tls_name;
+  // A bearer token for a node started with --tokens: the connection logs in with it before
+  // any call (a node without --tokens ignores it). Empty: no login.
+  std::string token;
 };
 
 // TCP to `address`, then TLS when options.tls_ca is set.

@@ -15,6 +15,8 @@
 #include <set>
 #include <sstream>
 
+#include "protocol/domain.hpp"
+
 namespace holdfast {
 
 const cluster_member* cluster_config::member(uint32_t id) const {
@@ -28,6 +30,30 @@ std::string cluster_config::path_of(const std::string& relative) const {
   return directory + "/" + relative;
 }
 
+std::string hex_of(const unsigned char* bytes, size_t n) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += hex[bytes[i] >> 4];
+    out += hex[bytes[i] & 15];
+  }
+  return out;
+}
+
+std::string sha256_hex(const std::string& text, size_t bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  return hex_of(digest, std::min<size_t>(bytes, len));
+}
+
+std::string random_hex(size_t bytes) {
+  std::random_device rd;  // the kernel's random source (libstdc++ reads getrandom / urandom)
+  std::vector<unsigned char> b(bytes);
+  for (auto& x : b) x = static_cast<unsigned char>(rd());
+  return hex_of(b.data(), b.size());
+}
+
 namespace {
 
 bool valid_address(const std::string& a) {
@@ -39,18 +65,6 @@ bool valid_address(const std::string& a) {
   return n > 0 && n < 65536;
 }
 
-std::string sha256_hex16(const std::string& text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 8; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 // What members must agree on, in a fixed order.
 std::string canonical(const cluster_config& c) {
@@ -71,9 +85,16 @@ bool read_int(const toml::table& t, const char* key, T& out, int64_t lo, int64_t
   auto node = t.get(key);
   if (!node) return true;
   auto v = node->value<int64_t>();
-  if (!v || !node->is_integer() || *v < lo || *v > hi) {
-    error = where + key + ": expected an integer in [" + std::to_string(lo) + ", " +
-            std::to_string(hi) + "]";
+  // A `*_ms` key also takes a duration with its unit: "250ms", "2s", "1m".
+  std::string name = key;
+  bool duration = name.size() > 3 && name.compare(name.size() - 3, 3, "_ms") == 0;
+  if (duration && node->is_string()) {
+    auto ms = parse_duration_ms(*node->value<std::string>());
+    if (ms >= 0) v = ms;
+  }
+  if (!v || !(node->is_integer() || (duration && node->is_string())) || *v < lo || *v > hi) {
+    error = where + key + ": expected " + (duration ? "a duration (250ms, 2s; a bare number is ms)" : "an integer") +
+            " in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
     return false;
   }
   out = static_cast<T>(*v);
@@ -246,7 +267,7 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
   }
   std::sort(c.members.begin(), c.members.end(),
             [](auto& a, auto& b) { return a.id < b.id; });
-  c.hash = sha256_hex16(canonical(c));
+  c.hash = sha256_hex(canonical(c), 8);
   out = std::move(c);
   return true;
 }
@@ -266,18 +287,7 @@ bool load_cluster_file(const std::string& path, cluster_config& out, std::string
   return true;
 }
 
-std::string new_cluster_id() {
-  unsigned char bytes[16];
-  std::random_device rd;
-  for (auto& b : bytes) b = static_cast<unsigned char>(rd());
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (auto b : bytes) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
-}
+std::string new_cluster_id() { return random_hex(16); }
 
 std::string cluster_file_text(const cluster_config& c) {
   std::ostringstream s;

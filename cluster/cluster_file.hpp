@@ -56,6 +56,10 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
 std::string cluster_file_text(const cluster_config& cfg);
 // A new random cluster id (32 hex digits).
 std::string new_cluster_id();
+// The first `bytes` bytes of the SHA-256 of `text`, in hex.
+std::string sha256_hex(const std::string& text, size_t bytes = 32);
+// `bytes` random bytes from the kernel, in hex.
+std::string random_hex(size_t bytes);
 
 // This node's place in a cluster: the file every member shares and which member it is.
 struct cluster_role {

@@ -6,12 +6,14 @@
 
 #include <capnp/common.h>
 #include <kj/async-io.h>
+#include <kj/debug.h>
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "cluster/frame_watcher.hpp"
+#include "cluster/roles.hpp"
 
 namespace holdfast::net {
 
@@ -82,7 +84,8 @@ private:
 // One accepted connection's bookkeeping, shared by its stream wrapper, its Inventory
 // object and the sweeper. Network thread only.
 struct connection_state {
-  explicit connection_state(int64_t now_ms) : frames(now_ms) {}
+  explicit connection_state(int64_t now_ms, std::shared_ptr<frame_budget> budget = nullptr)
+    : frames(now_ms, std::move(budget)) {}
   frame_watcher frames;           // what was read: frames, last byte, questions open
   int64_t write_started_ms = 0;   // when the oldest unfinished write began
   size_t writes_pending = 0;
@@ -94,6 +97,9 @@ struct connection_state {
   // sweeper closes it. (Reading on until the sweep let a fast client put thousands more
   // past the limit.)
   int64_t unfinished_max = INT64_MAX;
+  // What the connection may do (cluster/roles.hpp): admin on a node without --tokens;
+  // with them, none until it logs in.
+  role granted = role::admin;
 };
 using connection_ptr = std::shared_ptr<connection_state>;
 
@@ -116,6 +122,12 @@ public:
     }
     return inner_->tryRead(buffer, min_bytes, max_bytes).then([this, buffer](size_t n) {
       state_->frames.take(static_cast<const kj::byte*>(buffer), n, steady_ms());
+      // Fails the read that brought the segment table, before Cap'n Proto allocates the
+      // body; the peer is told why (an RPC Abort) and the connection closes.
+      if (auto bytes = state_->frames.refused_frame_bytes())
+        kj::throwFatalException(KJ_EXCEPTION(OVERLOADED, "frame refused: the node is reading too many large frames "
+                                                         "at once (--read-budget-mb); retry later",
+                                             bytes));
       return n;
     });
   }

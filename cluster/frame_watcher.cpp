@@ -12,7 +12,7 @@ void frame_watcher::take(const kj::byte* p, size_t n, int64_t now_ms) {
     last_read_ms_ = now_ms;
     ever_read_ = true;
   }
-  while (n > 0) {
+  while (n > 0 && refused_bytes_ == 0) {
     if (at_ == phase::body && pad_left_ > 0) {
       ++p;
       --n;
@@ -48,12 +48,20 @@ void frame_watcher::take(const kj::byte* p, size_t n, int64_t now_ms) {
     if (++sizes_read_ < segments_) continue;
     // The segment table is padded to a whole word; the body starts after it.
     pad_left_ = segments_ % 2 == 0 ? 4 : 0;
+    if (budget_) {
+      if (!budget_->take(body_left_)) {
+        refused_bytes_ = body_left_;
+        return;
+      }
+      held_ = body_left_;
+    }
     at_ = phase::body;
     if (body_left_ == 0 && pad_left_ == 0) end_frame();
   }
 }
 
 void frame_watcher::end_frame() {
+  release();
   count_message();
   ++frames_;
   at_ = phase::count;

@@ -12,13 +12,48 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace holdfast {
+
+// Node-wide: the bytes of the frames being read (begun, not yet whole) over every
+// connection that shares it. Cap'n Proto allocates a frame's whole body as soon as it has
+// read the segment table, so without a budget N connections could each make the node
+// hold a frame of up to wire_words_max words (60 connections held 2 GB for the frame
+// timeout). A frame that would pass `max_bytes` is refused before Cap'n Proto reads its
+// body: its connection is closed. Network thread only.
+class frame_budget {
+public:
+  explicit frame_budget(uint64_t max_bytes) : max_(max_bytes) {}
+  // Takes `n` bytes for a frame; false (counted) when they do not fit.
+  bool take(uint64_t n) {
+    if (n > max_ - used_) {
+      ++refused_;
+      return false;
+    }
+    used_ += n;
+    return true;
+  }
+  void give(uint64_t n) { used_ -= n; }
+  uint64_t used() const { return used_; }
+  uint64_t max() const { return max_; }
+  uint64_t refused() const { return refused_; }
+
+private:
+  uint64_t max_;
+  uint64_t used_ = 0;
+  uint64_t refused_ = 0;
+};
 
 class frame_watcher {
 public:
   // `now_ms`: when the connection was accepted (its idle time counts from then).
-  explicit frame_watcher(int64_t now_ms = 0) : last_read_ms_(now_ms) {}
+  // `budget`: shared with the node's other connections; null: no budget.
+  explicit frame_watcher(int64_t now_ms = 0, std::shared_ptr<frame_budget> budget = nullptr)
+    : last_read_ms_(now_ms), budget_(std::move(budget)) {}
+  ~frame_watcher() { release(); }
+  frame_watcher(const frame_watcher&) = delete;
+  frame_watcher& operator=(const frame_watcher&) = delete;
 
   // `n` bytes read at `now_ms`.
   void take(const kj::byte* p, size_t n, int64_t now_ms);
@@ -34,9 +69,16 @@ public:
   // Calls and bootstraps read, less the finishes read (never below 0).
   int64_t unfinished() const { return unfinished_; }
   uint64_t frames() const { return frames_; }
+  // The body size of a frame the budget refused (0: none). Nothing after it is read: the
+  // stream fails the read that brought its segment table, before Cap'n Proto allocates.
+  uint64_t refused_frame_bytes() const { return refused_bytes_; }
 
 private:
   void end_frame();
+  void release() {
+    if (budget_ && held_ > 0) budget_->give(held_);
+    held_ = 0;
+  }
   void count_message();
 
   enum class phase { count, sizes, body } at_ = phase::count;
@@ -54,6 +96,9 @@ private:
   bool ever_read_ = false;
   int64_t unfinished_ = 0;
   uint64_t frames_ = 0;
+  std::shared_ptr<frame_budget> budget_;
+  uint64_t held_ = 0;           // taken from the budget for the frame being read
+  uint64_t refused_bytes_ = 0;
 };
 
 }  // namespace holdfast

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "cluster/dashboard_html.hpp"
 #include "gateway/http_api.hpp"
 #include "gateway/webhook.hpp"
 
@@ -39,6 +40,11 @@ kj::Promise<void> http_endpoint::request(kj::HttpMethod method, kj::StringPtr ur
     if (method != kj::HttpMethod::GET && method != kj::HttpMethod::HEAD)
       return answer(response, table_, 405, {{"error", "GET " + path}});
     return probe(path, response);
+  }
+  if (path == "/" || path == "/dashboard") {
+    if (method != kj::HttpMethod::GET && method != kj::HttpMethod::HEAD)
+      return answer(response, table_, 405, {{"error", "GET " + path}});
+    return send_body(response, table_, 200, "text/html; charset=utf-8", dashboard_html);
   }
   if (path != "/webhooks/payments") return answer(response, table_, 404, {{"error", "no such endpoint: " + path}});
   if (method == kj::HttpMethod::GET) {

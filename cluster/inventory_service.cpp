@@ -118,7 +118,9 @@ public:
   kj::Promise<void> listSkus(ListSkusContext ctx) override {
     auto in = ctx.getParams().getQuery();
     auto query = codec::read(in);
-    if (auto why = validate(query); !why.empty()) {
+    auto why = forbidden(role::client);
+    if (why.empty()) why = validate(query);
+    if (!why.empty()) {
       sku_page refused;
       refused.invalid = why;
       codec::write(ctx.getResults().initPage(), refused);
@@ -137,7 +139,7 @@ public:
 
   kj::Promise<void> reserveBatch(ReserveBatchContext ctx) override {
     auto list = ctx.getParams().getRequests();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
+    return batch(ctx, hold_op_kind::reserve, list.size(), [&](std::vector<hold_op>& ops) {
       for (auto r : list) ops.push_back(codec::read_reserve(r));
     });
   }
@@ -150,6 +152,11 @@ public:
       ctx.getResults().setRefused("batch of " + std::to_string(list.size()) +
                                   " operations exceeds " +
                                   std::to_string(options_.limits.batch_size_max));
+      return kj::READY_NOW;
+    }
+    if (auto why = forbidden(role::admin); !why.empty()) {
+      auto out = ctx.getResults().initResults(list.size());
+      for (auto r : out) r.setForbidden(why);
       return kj::READY_NOW;
     }
     std::vector<sku_op> ops;
@@ -165,9 +172,9 @@ public:
 
   kj::Promise<void> cartOps(CartOpsContext ctx) override {
     return entity_batch<cart_op, cart_result>(
-      ctx, [this](const cart_op& op) { return validate(op, options_.limits); },
+      ctx, [this](const cart_op& op) { return validate(op, options_.limits); }, [](const cart_op&) { return role::client; },
       [this](std::vector<cart_op> ops) { return cart_ops(std::move(ops)); },
-      [](std::string why) { return make_cart_error(code::invalid, std::move(why)); });
+      [](code c, std::string why) { return make_cart_error(c, std::move(why)); });
   }
 
   kj::Promise<void> orderOps(OrderOpsContext ctx) override {
@@ -178,14 +185,15 @@ public:
         if (op.kind == order_op_kind::place && !from_peer_) return "orders are placed by checkout";
         return validate(op, options_.limits);
       },
+      [](const order_op& op) { return needed(op.kind); },
       [this](std::vector<order_op> ops) { return order_ops(std::move(ops)); },
-      [](std::string why) { return order_result{code::invalid, std::move(why), {}}; });
+      [](code c, std::string why) { return order_result{c, std::move(why), {}}; });
   }
 
   // A batch of entity operations from the wire: each checked (`refused` says why not, or
   // ""), the sound ones run by `run`, every answer written in the caller's order.
-  template <class Op, class Result, class Context, class Refused, class Run, class Invalid>
-  kj::Promise<void> entity_batch(Context ctx, Refused refused, Run run, Invalid invalid) {
+  template <class Op, class Result, class Context, class Refused, class Need, class Run, class Invalid>
+  kj::Promise<void> entity_batch(Context ctx, Refused refused, Need need, Run run, Invalid invalid) {
     auto list = ctx.getParams().getOps();
     // Cart and order operations carry whole carts and orders: fewer in a batch
     // (protocol/limits.hpp), so the answer fits one frame.
@@ -200,8 +208,12 @@ public:
     std::vector<Op> ops;
     for (unsigned i = 0; i < list.size(); ++i) {
       auto op = codec::read(list[i]);
+      if (auto why = forbidden(need(op)); !why.empty()) {
+        (*out)[i] = invalid(code::forbidden, why);
+        continue;
+      }
       if (auto why = refused(op); !why.empty()) {
-        (*out)[i] = invalid(why);
+        (*out)[i] = invalid(code::invalid, why);
         continue;
       }
       at.push_back(i);
@@ -228,13 +240,14 @@ public:
   kj::Promise<void> checkout(CheckoutContext ctx) override {
     auto p = ctx.getParams();
     auto user = codec::str(p.getUser()), card = codec::str(p.getCard()), key = codec::str(p.getKey());
-    auto refuse = [ctx](std::string why) mutable {
+    auto refuse = [ctx](std::string why, code status = code::invalid) mutable {
       checkout_result r;
-      r.status = code::invalid;
+      r.status = status;
       r.message = std::move(why);
       codec::write(ctx.getResults().initResult(), r);
       return kj::READY_NOW;
     };
+    if (auto why = forbidden(role::client); !why.empty()) return refuse(why, code::forbidden);
     if (auto why = validate(cart_op{cart_op_kind::view, user, {}, 0, 0, 0, {}}, options_.limits); !why.empty())
       return refuse(why);
     auto printable = [](const std::string& s) {
@@ -298,6 +311,10 @@ public:
     auto p = ctx.getParams();
     auto out = ctx.getResults();
     if (node_.role) out.setNode(node_.role->self);
+    if (auto why = forbidden(role::client); !why.empty()) {
+      out.setRefused(why);
+      return kj::READY_NOW;
+    }
     if (!options_.order_events) {
       out.setRefused("this node keeps no order events");
       return kj::READY_NOW;
@@ -321,6 +338,10 @@ public:
     auto q = ctx.getParams().getQuery();
     auto out = ctx.getResults();
     if (node_.role) out.setNode(node_.role->self);
+    if (auto why = forbidden(role::client); !why.empty()) {
+      out.setRefused(why);
+      return kj::READY_NOW;
+    }
     if (!options_.list_orders) {
       out.setRefused("this node keeps no orders");
       return kj::READY_NOW;
@@ -357,6 +378,10 @@ public:
   }
 
   kj::Promise<void> faultPartition(FaultPartitionContext ctx) override {
+    if (auto why = forbidden(role::admin); !why.empty()) {
+      ctx.getResults().setRefused(why);
+      return kj::READY_NOW;
+    }
     if (!node_.role || !node_.role->fault_hooks || !node_.links) {
       ctx.getResults().setRefused("fault hooks are off: the node runs without --fault-hooks");
       return kj::READY_NOW;
@@ -369,7 +394,36 @@ public:
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> login(LoginContext ctx) override {
+    auto out = ctx.getResults();
+    if (!options_.tokens) {  // no roles: every connection may do everything
+      out.setRole(to_string(conn_->granted));
+      return kj::READY_NOW;
+    }
+    auto* entry = options_.tokens->find(codec::str(ctx.getParams().getToken()));
+    if (!entry) {
+      ++node_.logins_refused;
+      static rate_limit limit;
+      uint64_t suppressed = 0;
+      if (limit.allow(suppressed)) spdlog::warn("a login with an unknown token was refused ({} more)", suppressed);
+      out.setRefused("unknown token");
+      out.setRole(to_string(conn_->granted));
+      return kj::READY_NOW;
+    }
+    conn_->granted = entry->granted;
+    out.setRole(to_string(entry->granted));
+    return kj::READY_NOW;
+  }
+
 private:
+  // Why this connection may not make a call that needs `need` ("" when it may). Calls a
+  // peer forwarded were checked by the member that took them.
+  std::string forbidden(role need) {
+    if (from_peer_ || may(conn_->granted, need)) return {};
+    ++node_.forbidden_total;
+    return forbidden_text(conn_->granted, need);
+  }
+
   // Why this node may not serve entities now, or "" (peer_links::not_serving).
   std::string not_serving() const { return node_.links ? node_.links->not_serving() : std::string(); }
 
@@ -630,17 +684,26 @@ private:
 
   template <class Context>
   kj::Promise<void> one_hold(Context& ctx, hold_op op) {
+    if (auto why = forbidden(needed(op.kind)); !why.empty()) {
+      codec::write(ctx.getResults().initResult(), make_hold_error(code::forbidden, why));
+      return kj::READY_NOW;
+    }
     return hold_ops({std::move(op)}).then([ctx](std::vector<hold_result> rs) mutable {
       codec::write(ctx.getResults().initResult(), rs.at(0));
     });
   }
 
   template <class Context, class Fill>
-  kj::Promise<void> batch(Context& ctx, size_t n, Fill fill) {
+  kj::Promise<void> batch(Context& ctx, hold_op_kind kind, size_t n, Fill fill) {
     if (n > options_.limits.batch_size_max) {
       // Refused whole, before anything is decoded: one error, however many items.
       ctx.getResults().setRefused("batch of " + std::to_string(n) + " operations exceeds " +
                                   std::to_string(options_.limits.batch_size_max));
+      return kj::READY_NOW;
+    }
+    if (auto why = forbidden(needed(kind)); !why.empty()) {
+      auto out = ctx.getResults().initResults(static_cast<unsigned>(n));
+      for (auto r : out) r.setForbidden(why);
       return kj::READY_NOW;
     }
     std::vector<hold_op> ops;
@@ -656,13 +719,17 @@ private:
   template <class Context>
   kj::Promise<void> ref_batch(Context& ctx, hold_op_kind kind) {
     auto list = ctx.getParams().getHolds();
-    return batch(ctx, list.size(), [&](std::vector<hold_op>& ops) {
+    return batch(ctx, kind, list.size(), [&](std::vector<hold_op>& ops) {
       for (auto r : list) ops.push_back(codec::read_ref(r, kind));
     });
   }
 
   template <class Context>
   kj::Promise<void> sku_call(Context& ctx, sku_op op) {
+    if (auto why = forbidden(needed(op.kind)); !why.empty()) {
+      codec::write(ctx.getResults().initResult(), make_sku_error(code::forbidden, why));
+      return kj::READY_NOW;
+    }
     std::vector<sku_op> ops;
     ops.push_back(std::move(op));
     return sku_ops(std::move(ops)).then([ctx](std::vector<sku_result> rs) mutable {

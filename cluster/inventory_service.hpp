@@ -27,6 +27,8 @@ struct network_context {
   size_t inflight_ops = 0;
   uint64_t calls_total = 0;
   hold_call_metrics holds;  // /metrics
+  uint64_t forbidden_total = 0;   // calls refused for the connection's role
+  uint64_t logins_refused = 0;    // unknown tokens
   std::deque<std::pair<int64_t, uint64_t>> samples;  // (steady ms, calls_total)
   int64_t started_ms = 0;
   // In a cluster only.

@@ -60,6 +60,9 @@ void node_families(prometheus_text& p, const metrics_view& v) {
   p.one("holdfast_serving", "gauge", "1 while the node serves calls, 0 while it may not (see /ready)",
         v.not_serving.empty() ? 1 : 0);
   p.one("holdfast_calls_total", "counter", "operations received from clients and peers", v.calls_total);
+  p.one("holdfast_forbidden_total", "counter", "calls refused because the connection's role may not make them",
+        v.forbidden_total);
+  p.one("holdfast_logins_refused_total", "counter", "logins with a token the node does not know", v.logins_refused);
   p.one("holdfast_operations_in_flight", "gauge", "operations received and not yet answered",
         v.operations_in_flight);
   p.one("holdfast_operations_in_flight_max", "gauge", "--inflight-max: past it callers get OVERLOADED",
@@ -91,6 +94,10 @@ void connection_families(prometheus_text& p, const connection_counters& c) {
   p.sample("holdfast_client_connections_closed_total", c.closed_frame, "reason=\"unfinished_frame\"");
   p.sample("holdfast_client_connections_closed_total", c.closed_stalled, "reason=\"answers_not_read\"");
   p.sample("holdfast_client_connections_closed_total", c.closed_unfinished, "reason=\"calls_not_finished\"");
+  p.one("holdfast_frames_refused_total", "counter",
+        "frames refused over the read budget (--read-budget-mb), each closing its connection", c.frames_refused);
+  p.one("holdfast_frame_bytes_reading", "gauge",
+        "bytes of frames begun and not yet whole, over every connection (--read-budget-mb)", c.frame_bytes_reading);
 }
 
 void storage_families(prometheus_text& p, const storage_stats& s) {

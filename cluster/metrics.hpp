@@ -16,7 +16,7 @@
 
 namespace holdfast {
 
-constexpr size_t code_count = static_cast<size_t>(code::unknown_order) + 1;
+constexpr size_t code_count = static_cast<size_t>(code::forbidden) + 1;
 
 // Counted on the network thread as the Inventory service answers hold operations.
 struct hold_call_metrics {
@@ -27,11 +27,6 @@ struct hold_call_metrics {
   void answered_call(hold_op_kind kind, const std::vector<hold_result>& results);
 };
 
-struct connection_counters {
-  uint64_t open = 0, accepted = 0, refused = 0, closed_idle = 0, closed_frame = 0, closed_stalled = 0,
-           closed_unfinished = 0;
-};
-
 // Everything one scrape shows, read on the network thread.
 struct metrics_view {
   uint32_t node_id = 0;  // 0: a single node
@@ -40,6 +35,8 @@ struct metrics_view {
   uint64_t operations_in_flight = 0;
   uint64_t inflight_max = 0;
   uint64_t forwarded_total = 0;
+  uint64_t forbidden_total = 0;  // calls refused for the connection's role (--tokens)
+  uint64_t logins_refused = 0;   // logins with an unknown token
   std::string not_serving;  // "" while it serves
   const hold_call_metrics* holds = nullptr;
   connection_counters connections;

@@ -95,6 +95,7 @@ void write(wire::OrderResult::Builder out, const order_result& in) {
     case code::storage_full: out.setStorageFull(in.message); return;
     case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
     case code::unknown_order: out.setUnknownOrder(in.message); return;
+    case code::forbidden: out.setForbidden(in.message); return;
     default: break;
   }
   out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
@@ -114,6 +115,7 @@ order_result read(wire::OrderResult::Reader in) {
     case wire::OrderResult::STORAGE_FULL: r.status = code::storage_full; r.message = str(in.getStorageFull()); break;
     case wire::OrderResult::OUTCOME_UNKNOWN: r.status = code::outcome_unknown; r.message = str(in.getOutcomeUnknown()); break;
     case wire::OrderResult::UNKNOWN_ORDER: r.status = code::unknown_order; r.message = str(in.getUnknownOrder()); break;
+    case wire::OrderResult::FORBIDDEN: r.status = code::forbidden; r.message = str(in.getForbidden()); break;
     default:
       r.status = code::invalid;
       r.message = "result kind unknown to this client";
@@ -125,6 +127,7 @@ void write(wire::CheckoutResult::Builder out, const checkout_result& in) {
   if (in.status != code::ok) {
     if (in.status == code::unavailable) out.setUnavailable(in.message);
     else if (in.status == code::outcome_unknown) out.setOutcomeUnknown(in.message);
+    else if (in.status == code::forbidden) out.setForbidden(in.message);
     else out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
     return;
   }
@@ -159,6 +162,7 @@ checkout_result read(wire::CheckoutResult::Reader in) {
       break;
     case wire::CheckoutResult::EMPTY_CART: r.empty_cart = true; break;
     case wire::CheckoutResult::INVALID: r.status = code::invalid; r.message = str(in.getInvalid()); break;
+    case wire::CheckoutResult::FORBIDDEN: r.status = code::forbidden; r.message = str(in.getForbidden()); break;
     case wire::CheckoutResult::UNAVAILABLE: r.status = code::unavailable; r.message = str(in.getUnavailable()); break;
     case wire::CheckoutResult::OUTCOME_UNKNOWN:
       r.status = code::outcome_unknown;

@@ -82,12 +82,12 @@ struct rpc_server::impl {
   std::thread thread;
   kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_fulfiller;
   mutable std::mutex mutex;
-  counters stats;  // under mutex
+  connection_counters stats;  // under mutex
   std::string start_error;  // under mutex
   std::string http_address;  // under mutex
   std::atomic<bool> failed{false};
 
-  void count(uint64_t counters::*field) {
+  void count(uint64_t connection_counters::*field) {
     std::lock_guard<std::mutex> guard(mutex);
     ++(stats.*field);
   }
@@ -133,6 +133,7 @@ struct rpc_server::impl {
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
     std::list<connection_ptr> open;
+    auto read_budget = std::make_shared<frame_budget>(options.read_budget_mb << 20);
     connection_errors errors;
     rate_limit accept_log, close_log;
     auto& timer = io.provider->getTimer();
@@ -225,7 +226,7 @@ struct rpc_server::impl {
     for (size_t i = 0; role && i < members; ++i) member_hosts.insert(host_of(role->config.members[i].peer));
     rate_limit refuse_log;
     auto refuse = [&](const char* why) {
-      count(&counters::refused_connections);
+      count(&connection_counters::refused);
       uint64_t suppressed = 0;
       if (refuse_log.allow(suppressed))
         spdlog::warn("peer port: {} ({} more since the last line)", why, suppressed);
@@ -286,7 +287,7 @@ struct rpc_server::impl {
                 auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
                 if (id.hasCertificate()) name = id.getCommonName().cStr();
               }
-              auto state = std::make_shared<connection_state>(0);
+              auto state = std::make_shared<connection_state>(0, read_budget);
               capnp::Capability::Client bootstrap = make_peer_service(net, in, name);
               auto conn = kj::heap<accepted_connection>(kj::mv(s.stream), state, kj::mv(bootstrap),
                                                         reader_options);
@@ -298,7 +299,7 @@ struct rpc_server::impl {
             return accept_peer();
           },
           [&](kj::Exception&& e) -> kj::Promise<void> {
-            count(&counters::accept_errors);
+            count(&connection_counters::accept_errors);
             return timer.afterDelay(100 * kj::MILLISECONDS).then([&] { return accept_peer(); });
           });
     };
@@ -345,7 +346,7 @@ struct rpc_server::impl {
       return kj::evalNow([&] { return listener.accept(); }).then(
         [&](kj::Own<kj::AsyncIoStream>&& stream) -> kj::Promise<void> {
           if (open.size() >= options.connections_max) {
-            count(&counters::refused_connections);
+            count(&connection_counters::refused);
             uint64_t suppressed = 0;
             if (accept_log.allow(suppressed))
               spdlog::warn("refusing a connection: {} open (--connections-max); {} more refused",
@@ -356,9 +357,10 @@ struct rpc_server::impl {
                                                " connections open (--connections-max); back off and retry");
             return accept_next();
           }
-          count(&counters::accepted);
-          auto state = std::make_shared<connection_state>(steady_ms());
+          count(&connection_counters::accepted);
+          auto state = std::make_shared<connection_state>(steady_ms(), read_budget);
           state->unfinished_max = static_cast<int64_t>(options.connection_unfinished_max);
+          if (options.tokens) state->granted = role::none;
           auto closed = kj::newPromiseAndFulfiller<void>();
           state->close = kj::mv(closed.fulfiller);
           auto position = open.insert(open.end(), state);
@@ -385,7 +387,7 @@ struct rpc_server::impl {
         [&](kj::Exception&& e) -> kj::Promise<void> {
           // EMFILE, ENFILE, ENOBUFS...: the listener stays; try again shortly, when
           // closed connections (idle or refused) have given descriptors back.
-          count(&counters::accept_errors);
+          count(&connection_counters::accept_errors);
           uint64_t suppressed = 0;
           if (accept_log.allow(suppressed))
             spdlog::error("accept: {} ({} more suppressed); retrying", e.getDescription().cStr(),
@@ -407,28 +409,28 @@ struct rpc_server::impl {
                         static_cast<void*>(c.get()), c->frames.frame_started_ms() ? now - c->frames.frame_started_ms() : 0, c->writes_pending,
                         c->write_started_ms ? now - c->write_started_ms : 0, c->inflight_ops,
                         now - c->frames.last_read_ms());
-          uint64_t counters::*why = nullptr;
+          uint64_t connection_counters::*why = nullptr;
           if (c->frames.frame_started_ms() != 0 && now - c->frames.frame_started_ms() > options.frame_timeout_ms)
-            why = &counters::closed_frame;
+            why = &connection_counters::closed_frame;
           // Silent since it connected: not a client (or a stuck one); its slot is worth
           // more to the next connection than the idle timeout's patience.
           else if (!c->frames.ever_read() && now - c->frames.last_read_ms() > options.frame_timeout_ms)
-            why = &counters::closed_frame;
+            why = &connection_counters::closed_frame;
           else if (c->frames.unfinished() > static_cast<int64_t>(options.connection_unfinished_max))
-            why = &counters::closed_unfinished;
+            why = &connection_counters::closed_unfinished;
           else if (c->writes_pending > 0 && now - c->write_started_ms > options.write_stall_timeout_ms)
-            why = &counters::closed_stalled;
+            why = &connection_counters::closed_stalled;
           else if (c->frames.frame_started_ms() == 0 && c->inflight_ops == 0 && c->writes_pending == 0 &&
                    now - c->frames.last_read_ms() > options.idle_timeout_ms)
-            why = &counters::closed_idle;
+            why = &connection_counters::closed_idle;
           if (!why) continue;
           count(why);
           uint64_t suppressed = 0;
           if (close_log.allow(suppressed))
             spdlog::info("closing a connection: {} ({} more closed since the last line)",
-                         why == &counters::closed_frame       ? "a frame begun and not finished"
-                         : why == &counters::closed_stalled   ? "its answers are not being read"
-                         : why == &counters::closed_unfinished ? "too many calls never finished"
+                         why == &connection_counters::closed_frame       ? "a frame begun and not finished"
+                         : why == &connection_counters::closed_stalled   ? "its answers are not being read"
+                         : why == &connection_counters::closed_unfinished ? "too many calls never finished"
                                                               : "idle",
                          suppressed);
           auto close = kj::mv(c->close);
@@ -476,12 +478,16 @@ struct rpc_server::impl {
           v.operations_in_flight = net.inflight_ops;
           v.inflight_max = options.inflight_max;
           v.forwarded_total = route ? route->forwarded() : 0;
+          v.forbidden_total = net.forbidden_total;
+          v.logins_refused = net.logins_refused;
           v.not_serving = links ? links->not_serving() : std::string();
           v.holds = &net.holds;
           {
             std::lock_guard<std::mutex> guard(mutex);
-            v.connections = {open.size(),       stats.accepted,     stats.refused_connections, stats.closed_idle,
-                             stats.closed_frame, stats.closed_stalled, stats.closed_unfinished};
+            v.connections = stats;
+            v.connections.open = open.size();
+            v.connections.frames_refused = read_budget->refused();
+            v.connections.frame_bytes_reading = read_budget->used();
           }
           if (options.read_storage_stats) v.storage = options.read_storage_stats();
           v.directory = directory;
@@ -504,7 +510,7 @@ struct rpc_server::impl {
       accept_http = [&]() -> kj::Promise<void> {
         return http_listener->accept().then([&](kj::Own<kj::AsyncIoStream> stream) {
           if (http_open >= options.connections_max) {
-            count(&counters::refused_connections);
+            count(&connection_counters::refused);
             return accept_http();
           }
           ++http_open;
@@ -546,11 +552,6 @@ bool rpc_server::failed() const { return impl_->failed; }
 std::string rpc_server::http_address() const {
   std::lock_guard<std::mutex> guard(impl_->mutex);
   return impl_->http_address;
-}
-
-rpc_server::counters rpc_server::stats() const {
-  std::lock_guard<std::mutex> guard(impl_->mutex);
-  return impl_->stats;
 }
 
 void rpc_server::stop() {

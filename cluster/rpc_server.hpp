@@ -19,6 +19,7 @@
 #include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
 #include "cluster/cluster_file.hpp"
+#include "cluster/roles.hpp"
 #include "persistence/storage.hpp"
 #include "protocol/kj_inbox.hpp"
 
@@ -37,6 +38,9 @@ struct server_options {
   int64_t idle_timeout_ms = 300'000;    // a connection with nothing in flight and no bytes
                                         // for this long is closed
   int64_t frame_timeout_ms = 10'000;    // a frame begun but not finished within this: closed
+  // Bytes of frames being read at once over every connection (cluster/frame_watcher.hpp);
+  // a frame that would pass it closes its connection. At least one largest frame.
+  uint64_t read_budget_mb = 256;
   int64_t write_stall_timeout_ms = 30'000;  // answers the client has not read for this long:
                                             // closed
   size_t connection_unfinished_max = 32'768;  // calls a client has not sent Finish for (their
@@ -58,6 +62,8 @@ struct server_options {
   // The HTTP endpoint (cluster/http_endpoint.hpp): empty: none.
   std::string http_listen;
   std::string webhook_secret;  // payment webhooks must be signed with it
+  // Bearer tokens and their roles (--tokens); null: every connection may do everything.
+  std::shared_ptr<const token_table> tokens;
   std::function<storage_stats()> read_storage_stats;  // for /metrics, any thread; empty: none
 };
 
@@ -91,12 +97,6 @@ public:
   // Starts the network thread and binds; returns "host:port" (the client address) or ""
   // with `error` set.
   std::string start(std::string& error);
-  // Counters, read from any thread.
-  struct counters {
-    uint64_t accepted = 0, refused_connections = 0, closed_idle = 0, closed_frame = 0,
-             closed_stalled = 0, closed_unfinished = 0, accept_errors = 0;
-  };
-  counters stats() const;
   // "host:port" of the HTTP endpoint once started ("" without one).
   std::string http_address() const;
   // True when the network thread died after start (the node then gets SIGTERM).

@@ -19,6 +19,14 @@ struct link_status {
   uint64_t generation = 0;  // the peer's data directory generation
 };
 
+// The client connections the network thread accepted, refused and closed.
+struct connection_counters {
+  uint64_t open = 0, accepted = 0, refused = 0, closed_idle = 0, closed_frame = 0, closed_stalled = 0,
+           closed_unfinished = 0, accept_errors = 0;
+  uint64_t frames_refused = 0;       // over the read budget (--read-budget-mb)
+  uint64_t frame_bytes_reading = 0;  // of frames begun and not yet whole
+};
+
 struct node_status {
   uint32_t node_id = 0;  // 0: not in a cluster
   uint64_t incarnation = 0;

@@ -77,6 +77,7 @@ void write(wire::HoldResult::Builder out, const hold_result& in) {
       out.setLimitReached(in.available);
       if (!in.message.empty()) out.setDetail(in.message);
       return;
+    case code::forbidden: out.setForbidden(in.message); return;
     case code::unknown_order:
     case code::invalid:
     case code::sku_exists:
@@ -132,6 +133,10 @@ hold_result read(wire::HoldResult::Reader in) {
       r.available = in.getLimitReached();
       r.message = str(in.getDetail());
       break;
+    case wire::HoldResult::FORBIDDEN:
+      r.status = code::forbidden;
+      r.message = str(in.getForbidden());
+      break;
     default:
       r.status = code::invalid;
       r.message = "result kind unknown to this client";
@@ -148,6 +153,7 @@ void write(wire::SkuResult::Builder out, const sku_result& in) {
     case code::unavailable: out.setUnavailable(in.message); return;
     case code::storage_full: out.setStorageFull(in.message); return;
     case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
+    case code::forbidden: out.setForbidden(in.message); return;
     default: break;
   }
   out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
@@ -169,6 +175,10 @@ sku_result read(wire::SkuResult::Reader in) {
     case wire::SkuResult::INVALID:
       r.status = code::invalid;
       r.message = str(in.getInvalid());
+      break;
+    case wire::SkuResult::FORBIDDEN:
+      r.status = code::forbidden;
+      r.message = str(in.getForbidden());
       break;
     case wire::SkuResult::UNAVAILABLE:
       r.status = code::unavailable;
@@ -300,6 +310,7 @@ void write(wire::CartResult::Builder out, const cart_result& in) {
     case code::storage_full: out.setStorageFull(in.message); return;
     case code::outcome_unknown: out.setOutcomeUnknown(in.message); return;
     case code::unknown_sku: out.setUnknownSku(in.message); return;
+    case code::forbidden: out.setForbidden(in.message); return;
     default: break;
   }
   out.setInvalid(in.message.empty() ? std::string(to_string(in.status)) : in.message);
@@ -326,6 +337,7 @@ cart_result read(wire::CartResult::Reader in) {
       r.message = str(in.getOutcomeUnknown());
       break;
     case wire::CartResult::UNKNOWN_SKU: r.status = code::unknown_sku; r.message = str(in.getUnknownSku()); break;
+    case wire::CartResult::FORBIDDEN: r.status = code::forbidden; r.message = str(in.getForbidden()); break;
     default:
       r.status = code::invalid;
       r.message = "result kind unknown to this client";

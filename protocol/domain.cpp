@@ -23,6 +23,7 @@ const char* to_string(code c) {
     case code::outcome_unknown: return "outcome_unknown";
     case code::limit_reached: return "limit_reached";
     case code::unknown_order: return "unknown_order";
+    case code::forbidden: return "forbidden";
   }
   return "?";
 }

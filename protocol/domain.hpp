@@ -28,6 +28,7 @@ enum class code : uint8_t {
   outcome_unknown,
   limit_reached,  // the SKU's per-user limit
   unknown_order,
+  forbidden,  // the connection's role may not do this (a node started with --tokens)
 };
 
 const char* to_string(code c);

@@ -63,6 +63,7 @@ struct HoldResult {
     storageFull @9 :Text;
     outcomeUnknown @10 :Text;      # timed out inside the node: retry with the same hold id
     limitReached @12 :Int64;       # the user's per-user limit: units the user may still get
+    forbidden @13 :Text;           # the connection's role may not do this (login first)
   }
   detail @11 :Text;                # more words for an outcome that has none of its own,
                                    # e.g. where a hold named with the wrong SKU is
@@ -78,6 +79,7 @@ struct SkuResult {
     unavailable @5 :Text;
     storageFull @6 :Text;
     outcomeUnknown @7 :Text;
+    forbidden @8 :Text;            # the connection's role may not do this (login first)
   }
 }
 
@@ -145,6 +147,13 @@ interface Inventory {
   # not routed either; the CLI asks every member and merges. `next` is set when this node
   # may have more after it (a state filter reads a bounded number of orders per call).
   listOrders @25 (query :OrderQuery) -> (orders :List(OrderInfo), next :Text, node :UInt32, refused :Text);
+
+  # A node started with --tokens serves a connection only once it has logged in with a
+  # bearer token: the token's role (admin or client) decides what the connection may do
+  # for its lifetime; a call its role may not make answers `forbidden` and changes
+  # nothing. Without --tokens every connection may do everything (role "admin").
+  # `refused`: why not (an unknown token); the connection's role stays what it was.
+  login @26 (token :Text) -> (role :Text, refused :Text);
 }
 
 struct OrderQuery {
@@ -212,6 +221,7 @@ struct OrderResult {
     outcomeUnknown @4 :Text;
     unknownOrder @5 :Text;
     wrongState @6 :OrderInfo;  # the operation does not apply to the order as it is
+    forbidden @8 :Text;        # the connection's role may not do this (login first)
   }
   detail @7 :Text;             # wrongState: why
 }
@@ -233,6 +243,7 @@ struct CheckoutResult {
     invalid @3 :Text;
     unavailable @4 :Text;
     outcomeUnknown @5 :Text;           # retry with the same key
+    forbidden @6 :Text;                # the connection's role may not do this (login first)
   }
 }
 
@@ -278,6 +289,7 @@ struct CartResult {
     storageFull @3 :Text;
     outcomeUnknown @4 :Text;
     unknownSku @5 :Text;      # the SKU an add or set named
+    forbidden @6 :Text;       # the connection's role may not do this (login first)
   }
 }
 

@@ -12,12 +12,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <thread>
 
 #include "cluster/client.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
+#include "metrics_text.hpp"
 #include "raw_rpc.hpp"
+#include "gateway/http_api.hpp"
 #include "faultfs.hpp"
 
 namespace holdfast::testing {
@@ -472,6 +475,89 @@ TEST_F(hardening_process_test, node_options_out_of_range_are_refused_at_start) {
   }
 }
 
+// Issue 19: `holdfast node --config FILE` takes every long flag as a key; the command
+// line overrides the file; durations take units, in the file and as flags (the old
+// bare-ms spelling still works); a misspelt key or a bad value stops the node at start,
+// naming the file and line, and creates nothing.
+TEST_F(hardening_process_test, a_config_file_gives_the_flags_and_the_command_line_overrides_it) {
+  auto file = dir_ + "/node.toml";
+  std::ofstream(file) << "data = \"" << dir_ << "/from-the-file\"  # overridden by --data\n"
+                      << "batch-max = 100\n"
+                      << "http = \"127.0.0.1:0\"\n"
+                      << "request-timeout = \"7s\"\n"
+                      << "idle-timeout-ms = 300000\n";
+  auto accepted = [&](int n) {  // how many of one batch of n reserves were granted
+    blocking_client c(node_->address());
+    c.create_sku("cfg", 10'000, 1);
+    std::vector<hold_op> ops;
+    for (int i = 0; i < n; ++i)
+      ops.push_back({hold_op_kind::reserve, "cfg", "c" + std::to_string(n) + "-" + std::to_string(i), 1, 60'000, {}});
+    int ok = 0;
+    try {
+      for (auto& r : c.async().reserve_batch(ops).wait(c.io().waitScope)) ok += r.status == code::ok;
+    } catch (const kj::Exception&) {
+    }
+    return ok;
+  };
+  start({"--config", file});
+  EXPECT_FALSE(node_->http_address().empty()) << "the file's http key was not applied";
+  EXPECT_EQ(accepted(150), 0) << "the file's batch-max = 100 was not applied";
+  EXPECT_EQ(accepted(100), 100);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/from-the-file")) << "--data did not override the file";
+  EXPECT_EQ(node_->terminate(), 0);
+  start({"--config", file, "--batch-max", "200", "--request-timeout", "1500ms"});
+  EXPECT_EQ(accepted(150), 150) << "--batch-max on the command line did not override the file";
+  EXPECT_EQ(node_->terminate(), 0);
+
+  // Refused at start, naming the file and line, or the flag; nothing created.
+  std::filesystem::remove_all(data_);
+  for (auto [text, says] : std::vector<std::pair<std::string, std::string>>{
+         {"batch-max = 100\nbatch-mx = 5\n", "node.toml:2: 'batch-mx' is not an option"},
+         {"idle-timeout = \"0s\"\n", "0s not in range 1ms to 168h"},
+         {"request-timeout = \"10 parsecs\"\n", "is not a duration"},
+         {"batch-max = [\n", "node.toml:"},
+         {"batch-max = \"many\"\n", "--batch-max"},
+         {"batch-max = { a = 1 }\n", "'batch-max' takes a string, a number, true/false or a list"}}) {
+    std::ofstream(file) << text;
+    auto r = run_command_for({HOLDFAST_BINARY, "--json", "node", "--data", data_, "--listen", "127.0.0.1:0", "--config", file},
+                             10s);
+    EXPECT_FALSE(r.timed_out) << text << " started a node";
+    EXPECT_EQ(r.status, 2) << text << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << text << r.output;
+    EXPECT_EQ(json_of(r)["status"], "invalid") << r.output;
+    EXPECT_FALSE(std::filesystem::exists(data_)) << text;
+  }
+  // Durations as flags: units, the old bare ms, and a readable refusal.
+  auto r = cli({"--json", "reserve", "x", "1", "--hold", "h", "--ttl", "0s"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("--ttl: 0s not in range 1ms to 168h"), std::string::npos) << r.output;
+  EXPECT_EQ(json_of(r)["status"], "invalid") << r.output;
+}
+
+// examples/node.toml names every long flag of `holdfast node`, and a node starts from it.
+TEST_F(hardening_process_test, the_example_node_toml_lists_every_flag_and_starts_a_node) {
+  std::ifstream in(std::string(EXAMPLES_DIR) + "/node.toml");
+  std::string example((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(example.empty());
+  auto help = cli({"node", "--help"}).output;
+  std::regex flag(R"((?:^|\n)\s+--([a-z-]+))");
+  int flags = 0;
+  for (auto it = std::sregex_iterator(help.begin(), help.end(), flag); it != std::sregex_iterator(); ++it) {
+    auto name = (*it)[1].str();
+    if (name == "help" || name == "config") continue;
+    ++flags;
+    auto bare = name.size() > 3 && name.substr(name.size() - 3) == "-ms" ? name.substr(0, name.size() - 3) : name;
+    std::regex key("(^|\n)#? ?(" + name + "|" + bare + ") = ");
+    EXPECT_TRUE(std::regex_search(example, key)) << "examples/node.toml does not list " << name;
+  }
+  EXPECT_GT(flags, 25);
+  // The example's data and listen are the command line's here (a test's temporary
+  // directory and a free port); everything else is the file's.
+  start({"--config", std::string(EXAMPLES_DIR) + "/node.toml"});
+  blocking_client c(node_->address());
+  EXPECT_EQ(c.create_sku("from-example", 5, 1).status, code::ok);
+}
+
 // Defect 7: past --connections-max a connection is closed at once, and the node serves.
 TEST_F(hardening_process_test, connections_past_the_maximum_are_closed_at_once) {
   start({"--connections-max", "4"});
@@ -558,6 +644,56 @@ TEST_F(hardening_process_test, oversized_batches_and_frames_are_refused_whole) {
   close(huge);
   EXPECT_EQ(c.query_sku("o").sku.reserved, 900);
   close(fd);
+}
+
+// Found by the adversarial pass (F2): 60 connections, each sending a 32 MiB frame and
+// never its last bytes, held 2 GB until the frame timeout, because Cap'n Proto allocates
+// a frame's body once it has read the segment table. The node reads at most
+// --read-budget-mb of frames at once: a frame past it closes its connection before
+// anything is allocated, and the budget comes back as frames end or connections close.
+TEST_F(hardening_process_test, frames_past_the_read_budget_close_their_connection_at_once) {
+  start({"--read-budget-mb", "64", "--frame-timeout-ms", "120000", "--http", "127.0.0.1:0"});
+  auto http = "http://" + node_->http_address();
+  auto metric = [&](const std::string& series) {
+    std::string body, error;
+    return http_get(http + "/metrics", 5'000, body, error) == 200 ? metrics_sample(body, series) : -1.0;
+  };
+  // A frame of 30 MiB begun: its segment table and 1 KiB of body.
+  auto begin_frame = [&] {
+    int fd = connect_raw(node_->address());
+    uint32_t header[2] = {0, (30u << 20) / 8};
+    std::vector<char> some(1024, 'x');
+    EXPECT_EQ(write(fd, header, sizeof header), static_cast<ssize_t>(sizeof header));
+    EXPECT_EQ(write(fd, some.data(), some.size()), static_cast<ssize_t>(some.size()));
+    return fd;
+  };
+  auto closed_within = [](int fd, std::chrono::milliseconds limit) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(limit.count())) <= 0) return false;
+    char byte[4096];
+    while (true) {  // the node's Abort message, then the end
+      auto n = read(fd, byte, sizeof byte);
+      if (n <= 0) return true;
+    }
+  };
+  constexpr double mib = 1 << 20;
+  int a = begin_frame(), b = begin_frame();
+  ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 60 * mib; }, 10s));
+  int c = begin_frame();  // 90 MiB > 64: refused long before the frame timeout
+  EXPECT_TRUE(closed_within(c, 10'000ms)) << "the frame past the budget was not refused";
+  EXPECT_EQ(metric("holdfast_frames_refused_total"), 1);
+  {
+    blocking_client client(node_->address());  // small frames still fit
+    EXPECT_EQ(client.query_sku("nothing").status, code::unknown_sku);
+  }
+  // A connection that goes gives its frame's bytes back: another large frame fits.
+  close(a);
+  ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 30 * mib; }, 10s));
+  int d = begin_frame();
+  ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 60 * mib; }, 10s));
+  EXPECT_EQ(metric("holdfast_frames_refused_total"), 1);
+  for (int fd : {b, c, d}) close(fd);
+  ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 0; }, 10s));
 }
 
 // Defect 8: a client that sends and never reads its answers cannot make the node queue

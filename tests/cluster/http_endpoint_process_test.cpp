@@ -13,6 +13,9 @@
 #include "gateway/http_api.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
+#include "metrics_text.hpp"
+#include "png_pixels.hpp"
+#include "raw_rpc.hpp"
 
 namespace holdfast {
 namespace {
@@ -43,14 +46,7 @@ protected:
     EXPECT_NE(status, 0) << error;
     return status;
   }
-  // The value of one sample line ("name{labels}" exactly as printed), or -1.
-  static double sample(const std::string& text, const std::string& series) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line))
-      if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return -1;
-  }
+  static double sample(const std::string& text, const std::string& series) { return metrics_sample(text, series); }
 
   std::string dir_;
   std::string http_;
@@ -165,6 +161,47 @@ TEST_F(http_endpoint_process_test, a_real_prometheus_scrapes_the_node_and_answer
   // And the scrape itself was healthy: Prometheus's `up` for the target is 1.
   ASSERT_EQ(http_get(api + "/api/v1/query?query=up", 2'000, body, error), 200) << error;
   EXPECT_EQ(nlohmann::json::parse(body)["data"]["result"][0]["value"][1], "1") << body;
+}
+
+// The dashboard (GET /): one static page that polls /metrics and draws it. Headless
+// Chromium (Debian's `chromium`, which `scripts/run test` installs) loads it from the
+// node while a client holds a connection: the page's own counters show the node's
+// reserves, and the screenshot shows the connections chart's line.
+TEST_F(http_endpoint_process_test, the_dashboard_draws_the_node_s_metrics_in_headless_chromium) {
+  std::string page;
+  ASSERT_EQ(get("/", page), 200);
+  EXPECT_NE(page.find("<canvas"), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos) << "the page must fetch nothing from elsewhere";
+  EXPECT_EQ(page.find("https://"), std::string::npos) << "the page must fetch nothing from elsewhere";
+  auto chromium = find_program("chromium");
+  if (chromium.empty()) GTEST_SKIP() << "Debian's chromium is not installed (scripts/run test installs it)";
+
+  ASSERT_EQ(cli({"sku", "create", "tee", "--stock", "100", "--price", "100"}).status, 0);
+  for (int i = 0; i < 25; ++i) ASSERT_EQ(cli({"reserve", "tee", "1", "--hold", "d" + std::to_string(i)}).status, 0);
+  auto connection = testing::connect_raw(node_->address());  // one client connection open: the green line
+  ASSERT_GE(connection, 0);
+  auto browse = [&](const std::string& what) {
+    // Virtual time runs the page's one-second polls at once; fetches still go to the node.
+    return run_command_for({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            "--user-data-dir=" + dir_ + "/chromium", "--window-size=1200,900",
+                            "--virtual-time-budget=5000", what, http_ + "/"},
+                           60s);
+  };
+  auto dom = browse("--dump-dom");
+  ASSERT_EQ(dom.status, 0) << dom.output;
+  EXPECT_NE(dom.output.find("data-reserves=\"25\""), std::string::npos) << dom.output;
+  EXPECT_NE(dom.output.find(">serving<"), std::string::npos) << dom.output;
+  auto shot = dir_ + "/dashboard.png";
+  auto r = browse("--screenshot=" + shot);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto image = read_png(shot);
+  ASSERT_TRUE(image.error.empty()) << image.error;
+  EXPECT_EQ(image.width, 1200u);
+  // The connections chart's line (#2ca02c) and the reservations chart's (#1f77b4): a chart
+  // with data draws hundreds of pixels of its colour.
+  EXPECT_GT(count_pixels(image, 0x2c, 0xa0, 0x2c), 300u) << "the connections chart is empty";
+  EXPECT_GT(count_pixels(image, 0x1f, 0x77, 0xb4), 300u) << "the reservations chart is empty";
+  close(connection);
 }
 
 }  // namespace

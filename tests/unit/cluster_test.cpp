@@ -101,6 +101,15 @@ TEST(cluster_file, parses_sorts_and_hashes_what_members_agree_on) {
   EXPECT_EQ(c.name, "t");
   EXPECT_EQ(c.down_after_ms, 900);
   EXPECT_EQ(c.heartbeat_interval_ms, 250);  // default
+  // A `*_ms` key also takes a duration with its unit: the same setting, the same hash.
+  {
+    auto text = std::string(good_file);
+    text.replace(text.find("down_after_ms = 900"), 19, "down_after_ms = \"900ms\"");
+    cluster_config with_unit;
+    ASSERT_TRUE(parse_cluster_text(text, "/etc/hf", with_unit, error)) << error;
+    EXPECT_EQ(with_unit.down_after_ms, 900);
+    EXPECT_EQ(with_unit.hash, c.hash);
+  }
   ASSERT_EQ(c.members.size(), 2u);
   EXPECT_EQ(c.members[0].id, 1u);
   EXPECT_EQ(c.path_of(c.members[0].cert), "/etc/hf/n1.pem");
@@ -137,8 +146,11 @@ TEST(cluster_file, refuses_what_would_split_or_break_a_cluster) {
   bad(with("127.0.0.1:7501", "127.0.0.1:7402"), "used twice");
   bad(with("127.0.0.1:7501", "nowhere"), "HOST:PORT");
   bad(with("down_after_ms = 900", "down_aftr_ms = 900"), "unknown key");
-  bad(with("down_after_ms = 900", "down_after_ms = \"900\""), "integer");
-  bad(with("down_after_ms = 900", "down_after_ms = 0"), "integer");
+  // A `*_ms` key takes a bare number of ms or a duration with its unit, nothing else.
+  bad(with("down_after_ms = 900", "down_after_ms = \"900\""), "expected a duration");
+  bad(with("down_after_ms = 900", "down_after_ms = 0"), "expected a duration");
+  bad(with("down_after_ms = 900", "down_after_ms = \"2 fortnights\""), "expected a duration");
+  bad(with("down_after_ms = 900", "down_after_ms = 1.5"), "expected a duration");
   bad(with("down_after_ms = 900", "down_after_ms = 100"), "below heartbeat_interval_ms");
   bad(with("ca = \"ca.pem\"", ""), "mutual TLS");
   bad(with("cert = \"n1.pem\"", ""), "cert and key");

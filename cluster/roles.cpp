@@ -1,0 +1,87 @@
+#include "cluster/roles.hpp"
+
+#include <toml++/toml.h>
+
+#include <set>
+
+#include "actors/order.hpp"
+#include "cluster/cluster_file.hpp"
+
+namespace holdfast {
+
+const char* to_string(role r) {
+  switch (r) {
+    case role::none: return "none";
+    case role::client: return "client";
+    case role::admin: return "admin";
+  }
+  return "none";
+}
+
+role needed(hold_op_kind k) {
+  // Giving a sold unit back is a refund's, the shop's: not a buyer's.
+  return k == hold_op_kind::return_hold ? role::admin : role::client;
+}
+
+role needed(sku_op_kind k) { return k == sku_op_kind::query ? role::client : role::admin; }
+
+role needed(order_op_kind k) {
+  switch (k) {
+    case order_op_kind::show:
+    case order_op_kind::cancel: return role::client;
+    default: return role::admin;  // fulfilment (ship, deliver, shipping failed); place and
+                                  // payment events are a member's, never a client's
+  }
+}
+
+std::string forbidden_text(role have, role need) {
+  if (have == role::none)
+    return std::string("forbidden: this node requires a token; log in first (holdfast --token, or "
+                       "HOLDFAST_TOKEN); this call needs the ") + to_string(need) + " role";
+  return std::string("forbidden: this call needs the ") + to_string(need) + " role; this connection's is " +
+         to_string(have);
+}
+
+const token_table::entry* token_table::find(const std::string& token) const {
+  if (token.empty()) return nullptr;
+  auto it = by_sha256.find(sha256_hex(token));
+  return it == by_sha256.end() ? nullptr : &it->second;
+}
+
+std::string load_tokens(const std::string& path, token_table& out) {
+  toml::table file;
+  try {
+    file = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return "--tokens " + path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
+  }
+  auto where = [&](const toml::node& n) { return "--tokens " + path + ":" + std::to_string(n.source().begin.line) + ": "; };
+  for (auto& [key, value] : file)
+    if (key.str() != "token") return where(value) + "unknown key '" + std::string(key.str()) + "' (expected [[token]] tables)";
+  auto* list = file["token"].as_array();
+  if (!list || list->empty()) return "--tokens " + path + ": no [[token]] entries";
+  std::set<std::string> names;
+  for (auto& item : *list) {
+    auto* t = item.as_table();
+    if (!t) return where(item) + "each token is a [[token]] table";
+    for (auto& [key, value] : *t)
+      if (key.str() != "name" && key.str() != "role" && key.str() != "sha256")
+        return where(value) + "unknown key '" + std::string(key.str()) + "' (name, role, sha256)";
+    auto name = (*t)["name"].value<std::string>();
+    auto granted = (*t)["role"].value<std::string>();
+    auto hash = (*t)["sha256"].value<std::string>();
+    if (!name || name->empty()) return where(item) + "a token needs a name";
+    if (!names.insert(*name).second) return where(item) + "two tokens are named '" + *name + "'";
+    if (!granted || (*granted != "admin" && *granted != "client"))
+      return where(item) + "token '" + *name + "': role must be \"admin\" or \"client\"";
+    if (!hash || hash->size() != 64 || hash->find_first_not_of("0123456789abcdef") != std::string::npos)
+      return where(item) + "token '" + *name + "': sha256 must be 64 lowercase hex digits (holdfast token new)";
+    if (out.by_sha256.count(*hash)) return where(item) + "token '" + *name + "' repeats another token";
+    out.by_sha256[*hash] = {*name, *granted == "admin" ? role::admin : role::client};
+  }
+  return {};
+}
+
+std::string new_token() { return random_hex(32); }
+
+}  // namespace holdfast

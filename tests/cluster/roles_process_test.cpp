@@ -1,0 +1,151 @@
+// Who may do what (issue 19): a node started with --tokens serves a connection only once
+// it has logged in, and then only what its token's role allows; a refusal is `forbidden`,
+// changes nothing and is counted. Real node processes, the real CLI.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cluster/client.hpp"
+#include "gateway/http_api.hpp"
+#include "harness/node_process.hpp"
+#include "harness/processes.hpp"
+#include "metrics_text.hpp"
+
+using namespace holdfast;
+using namespace std::chrono_literals;
+
+class roles_process_test : public ::testing::Test {
+protected:
+  roles_process_test() : dir_(make_temp_dir("holdfast-roles")) {}
+  ~roles_process_test() override {
+    node_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // `holdfast token new`: the token, and the entry appended to the tokens file.
+  std::string new_token(const std::string& role, const std::string& name) {
+    auto r = run_command({HOLDFAST_BINARY, "--json", "token", "new", "--role", role, "--name", name});
+    EXPECT_EQ(r.status, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output);
+    std::ofstream(dir_ + "/tokens.toml", std::ios::app) << j["entry"].get<std::string>() << "\n";
+    return j["token"];
+  }
+  std::unique_ptr<blocking_client> as(const std::string& token) {
+    client_options o;
+    o.token = token;
+    return std::make_unique<blocking_client>(node_->address(), o);
+  }
+  command_result cli(const std::string& token, std::vector<std::string> args) {
+    args.insert(args.begin(), {HOLDFAST_BINARY, "--json", "--node", node_->address(), "--token", token});
+    return run_command(args);
+  }
+
+  std::string dir_;
+  std::unique_ptr<node_process> node_;
+};
+
+TEST_F(roles_process_test, each_role_does_what_it_may_and_is_refused_the_rest_changing_nothing) {
+  auto admin = new_token("admin", "ops");
+  auto shop = new_token("client", "shop-1");
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, dir_ + "/data",
+                                         std::vector<std::string>{"--tokens", dir_ + "/tokens.toml", "--http",
+                                                                  "127.0.0.1:0"});
+  {
+    auto ops = as(admin);
+    ASSERT_EQ(ops->create_sku("tee", 10, 500).status, code::ok);
+    EXPECT_EQ(ops->restock("tee", 5).status, code::ok);
+  }
+  {
+    auto owned = as(shop);  // one blocking client per thread at a time
+    auto& client = *owned;
+    // The client role buys.
+    EXPECT_EQ(client.reserve("tee", 2, "h1", 60'000).status, code::ok);
+    EXPECT_EQ(client.confirm("h1", "tee").status, code::ok);
+    EXPECT_EQ(client.reserve("tee", 1, "h2", 60'000).status, code::ok);
+    EXPECT_EQ(client.release("h2", "tee").status, code::ok);
+    ASSERT_EQ(client.query_sku("tee").status, code::ok);
+    // ...and may not change the catalog, nor give a sold unit back.
+    auto adjusted = client.adjust("tee", 1);
+    EXPECT_EQ(adjusted.status, code::forbidden);
+    EXPECT_NE(adjusted.message.find("needs the admin role"), std::string::npos) << adjusted.message;
+    EXPECT_EQ(client.restock("tee", 100).status, code::forbidden);
+    EXPECT_EQ(client.create_sku("free", 1'000, 0).status, code::forbidden);
+    EXPECT_EQ(client.set_price("tee", 1).status, code::forbidden);
+    EXPECT_EQ(client.create_skus({{sku_op_kind::create, "b1", 1, 1, {}, 0}}).at(0).status, code::forbidden);
+    auto returned = client.async().submit({{hold_op_kind::return_hold, "tee", "h1", 0, 0, {}}}).wait(client.io().waitScope);
+    EXPECT_EQ(returned.at(0).status, code::forbidden);
+    // Nothing of the refused calls happened.
+    auto tee = client.query_sku("tee").sku;
+    EXPECT_EQ(tee.on_hand, 13);  // 15 stocked, 2 sold
+    EXPECT_EQ(tee.price_cents, 500);
+    EXPECT_EQ(client.query_sku("free").status, code::unknown_sku);
+    EXPECT_EQ(client.query_hold("h1", "tee").hold.state, hold_state::confirmed);
+  }
+  // A connection that never logged in may do nothing but ask the node's status.
+  {
+    blocking_client anonymous(node_->address());
+    auto r = anonymous.reserve("tee", 1, "h3", 60'000);
+    EXPECT_EQ(r.status, code::forbidden);
+    EXPECT_NE(r.message.find("requires a token"), std::string::npos) << r.message;
+    EXPECT_EQ(anonymous.query_sku("tee").status, code::forbidden);
+    EXPECT_NO_THROW(anonymous.status());
+  }
+  // An unknown token is refused at login: the client says so and calls nothing.
+  try {
+    as("not-a-token");
+    ADD_FAILURE() << "a login with an unknown token was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("forbidden: login refused (unknown token)"), std::string::npos) << e.what();
+  }
+
+  // The CLI: --token (or HOLDFAST_TOKEN); a refusal exits 1 and says forbidden.
+  auto r = cli(shop, {"adjust", "tee", "1"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("forbidden"), std::string::npos) << r.output;
+  r = cli(admin, {"adjust", "tee", "20"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = cli("wrong", {"sku", "show", "tee"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("\"status\":\"forbidden\""), std::string::npos) << r.output;
+  EXPECT_EQ(as(admin)->query_sku("tee").sku.on_hand, 20);
+
+  // Counted on /metrics.
+  std::string body, error;
+  ASSERT_EQ(http_get("http://" + node_->http_address() + "/metrics", 5'000, body, error), 200) << error;
+  EXPECT_GE(metrics_sample(body, "holdfast_forbidden_total"), 9);
+  EXPECT_EQ(metrics_sample(body, "holdfast_logins_refused_total"), 2);
+}
+
+// Without --tokens nothing changes: every connection may do everything, and a client that
+// sends a token anyway is served.
+TEST_F(roles_process_test, without_tokens_every_connection_may_do_everything) {
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, dir_ + "/data");
+  {
+    blocking_client anonymous(node_->address());
+    EXPECT_EQ(anonymous.create_sku("tee", 10, 1).status, code::ok);
+    EXPECT_EQ(anonymous.adjust("tee", 3).status, code::ok);
+  }
+  EXPECT_EQ(as("anything")->reserve("tee", 1, "h", 60'000).status, code::ok);
+}
+
+// A tokens file that cannot be used stops the node at start, naming the line, before
+// anything is created.
+TEST_F(roles_process_test, a_bad_tokens_file_refuses_to_start) {
+  auto file = dir_ + "/tokens.toml";
+  for (auto [text, says] : std::vector<std::pair<std::string, std::string>>{
+         {"", "no [[token]] entries"},
+         {"[[token]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"" + std::string(64, 'a') + "\"\n",
+          "role must be \"admin\" or \"client\""},
+         {"[[token]]\nname = \"a\"\nrole = \"client\"\nsha256 = \"abc\"\n", "sha256 must be 64"},
+         {"[[token]]\nname = \"a\"\nrole = \"client\"\nsecret = \"x\"\n", "tokens.toml:4: unknown key 'secret'"}}) {
+    std::ofstream(file) << text;
+    auto r = run_command_for({HOLDFAST_BINARY, "node", "--data", dir_ + "/data", "--listen", "127.0.0.1:0",
+                              "--tokens", file},
+                             10s);
+    EXPECT_FALSE(r.timed_out) << text;
+    EXPECT_EQ(r.status, 2) << text << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << says << "\n" << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/data")) << text;
+  }
+}
