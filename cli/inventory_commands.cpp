@@ -2,10 +2,13 @@
 // release, hold show, restock, adjust.
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <ctime>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "cluster/client.hpp"
+#include "cluster/cluster_file.hpp"
 
 namespace holdfast::cli {
 namespace {
@@ -17,10 +20,33 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// A wall-clock time in Unix ms as people read it: "2026-12-06 18:45:12 UTC".
+std::string utc_text(int64_t unix_ms) {
+  auto t = static_cast<time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return out;
+}
+
+// When a hold's deadline falls, from now: "in 14m59s", "2m3s ago".
+std::string from_now(int64_t unix_ms) {
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count();
+  auto left_s = (unix_ms - now_ms) / 1000;
+  auto a = left_s < 0 ? -left_s : left_s;
+  std::string text = a >= 86'400 ? std::to_string(a / 86'400) + "d" + std::to_string(a % 86'400 / 3600) + "h"
+                     : a >= 3600 ? std::to_string(a / 3600) + "h" + std::to_string(a % 3600 / 60) + "m"
+                     : a >= 60   ? std::to_string(a / 60) + "m" + std::to_string(a % 60) + "s"
+                                 : std::to_string(a) + "s";
+  return left_s < 0 ? text + " ago" : "in " + text;
+}
+
 json to_json(const hold_info& h) {
   return {{"hold", h.hold_id},     {"sku", h.sku},
           {"qty", h.qty},          {"state", to_string(h.state)},
-          {"deadline_ms", h.deadline_ms}};
+          {"deadline_ms", h.deadline_ms}, {"deadline", utc_text(h.deadline_ms)}};
 }
 
 json to_json(const sku_info& s) {
@@ -41,8 +67,10 @@ int print(const hold_result& r, bool as_json, const char* verb) {
     std::cout << dump(j) << "\n";
   } else if (r.status == code::ok) {
     std::cout << verb << " hold " << r.hold.hold_id << ": " << r.hold.qty << " x " << r.hold.sku
-              << ", state " << to_string(r.hold.state) << ", deadline_ms " << r.hold.deadline_ms
-              << "\n";
+              << ", state " << to_string(r.hold.state);
+    if (r.hold.state == hold_state::active)
+      std::cout << ", until " << utc_text(r.hold.deadline_ms) << " (" << from_now(r.hold.deadline_ms) << ")";
+    std::cout << "\n";
   } else {
     std::cerr << to_string(r.status);
     if (r.status == code::out_of_stock) std::cerr << ": " << r.available << " available";
@@ -119,6 +147,10 @@ int with_node(const context& ctx, bool mutation, const std::function<int(blockin
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
   options.token = ctx.token;
+  // A malformed address is a usage error, said before anything is dialled (not KJ's
+  // "connection refused" or "expected port < 65536").
+  if (auto why = address_problem(ctx.node_address); !why.empty())
+    return fail(ctx, "invalid", "--node " + ctx.node_address + ": " + why);
   std::unique_ptr<blocking_client> c;
   try {
     c = std::make_unique<blocking_client>(ctx.node_address, options);

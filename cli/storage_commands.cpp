@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -104,6 +105,10 @@ void add_storage_commands(CLI::App& app, context& ctx) {
   check_cmd->add_option("--data", *data, "the data directory")->required();
   check_cmd->callback([&ctx, data] {
     ctx.action = [&ctx, data] {
+      // Nothing there is not damage: a mistyped path is a usage error (exit 2).
+      std::error_code ec;
+      if (!std::filesystem::exists(*data, ec))
+        return fail(ctx, "invalid", *data + ": no such directory (nothing to check)");
       // A running node changes the data between the check's reads: check a backup.
       if (data_directory::in_use(*data))
         return fail(ctx, "in_use",

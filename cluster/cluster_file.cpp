@@ -54,16 +54,21 @@ std::string random_hex(size_t bytes) {
   return hex_of(b.data(), b.size());
 }
 
+std::string address_problem(const std::string& a) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos) return "no port: expected HOST:PORT, e.g. 127.0.0.1:7400";
+  if (colon == 0) return "no host: expected HOST:PORT, e.g. 127.0.0.1:7400";
+  auto port = a.substr(colon + 1);
+  if (port.empty()) return "an empty port: expected HOST:PORT, e.g. 127.0.0.1:7400";
+  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stoi(port) == 0 ||
+      std::stoi(port) > 65535)
+    return "port '" + port + "' is not a number from 1 to 65535";
+  return {};
+}
+
 namespace {
 
-bool valid_address(const std::string& a) {
-  auto colon = a.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == a.size()) return false;
-  auto port = a.substr(colon + 1);
-  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
-  auto n = std::stoi(port);
-  return n > 0 && n < 65536;
-}
+bool valid_address(const std::string& a) { return address_problem(a).empty(); }
 
 
 // What members must agree on, in a fixed order.

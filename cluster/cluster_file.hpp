@@ -58,6 +58,8 @@ std::string cluster_file_text(const cluster_config& cfg);
 std::string new_cluster_id();
 // The first `bytes` bytes of the SHA-256 of `text`, in hex.
 std::string sha256_hex(const std::string& text, size_t bytes = 32);
+// Why `address` is not HOST:PORT with a port from 1 to 65535 ("" when it is).
+std::string address_problem(const std::string& address);
 // `bytes` random bytes from the kernel, in hex.
 std::string random_hex(size_t bytes);
 

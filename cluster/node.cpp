@@ -1,5 +1,7 @@
 #include "cluster/node.hpp"
 
+#include <systemd/sd-daemon.h>
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
@@ -375,7 +377,11 @@ int run_node(const node_options& options) {
   std::fflush(stdout);
 
   int sig = 0;
+  // Under systemd (Type=notify, examples/holdfast-node.service): ready once it serves.
+  // Without $NOTIFY_SOCKET this does nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=serving on %s", address.c_str());
   sigwait(&signals, &sig);
+  sd_notify(0, "STOPPING=1");
   std::printf("holdfast node: signal %d, stopping\n", sig);
   std::fflush(stdout);
   bool failed = server.failed();

@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <chrono>
 #include <filesystem>
@@ -532,6 +534,66 @@ TEST_F(hardening_process_test, a_config_file_gives_the_flags_and_the_command_lin
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("--ttl: 0s not in range 1ms to 168h"), std::string::npos) << r.output;
   EXPECT_EQ(json_of(r)["status"], "invalid") << r.output;
+}
+
+// Newcomer edges (issue 19): a malformed --node is a usage error before anything is
+// dialled, `check` of a directory that is not there says so (not DAMAGED), and a hold's
+// deadline reads as a time, not epoch ms.
+TEST_F(hardening_process_test, malformed_addresses_missing_directories_and_deadlines_read_as_people_expect) {
+  for (auto [address, says] : std::vector<std::pair<std::string, std::string>>{
+         {"127.0.0.1", "no port"}, {"127.0.0.1:", "an empty port"}, {"127.0.0.1:99999", "not a number from 1 to 65535"},
+         {":7400", "no host"}, {"127.0.0.1:http", "not a number from 1 to 65535"}}) {
+    auto r = run_command_for({HOLDFAST_BINARY, "--json", "--node", address, "sku", "show", "x"}, 10s);
+    EXPECT_EQ(r.status, 2) << address << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << address << r.output;
+    EXPECT_EQ(json_of(r)["status"], "invalid") << r.output;
+  }
+  auto r = cli({"--json", "check", "--data", dir_ + "/not-there"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("no such directory"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/not-there"));
+
+  start();
+  ASSERT_EQ(cli_node({"sku", "create", "tee", "--stock", "5", "--price", "100"}).status, 0);
+  r = cli_node({"reserve", "tee", "1", "--hold", "h1", "--ttl", "90s"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 1m[23]\ds\))")))
+    << r.output;
+  auto j = json_of(cli_node({"--json", "hold", "show", "h1", "--sku", "tee"}));
+  EXPECT_TRUE(j.contains("deadline_ms")) << j;
+  EXPECT_TRUE(std::regex_match(j.value("deadline", std::string()), std::regex(R"(20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC)")))
+    << j;
+}
+
+// Under systemd (Type=notify) the node says READY=1 once it serves, and STOPPING=1 when
+// it is told to stop: examples/holdfast-node.service relies on it.
+TEST_F(hardening_process_test, the_node_tells_systemd_when_it_serves_and_when_it_stops) {
+  auto path = dir_ + "/notify.sock";
+  int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un at{};
+  at.sun_family = AF_UNIX;
+  std::snprintf(at.sun_path, sizeof at.sun_path, "%s", path.c_str());
+  ASSERT_EQ(bind(sock, reinterpret_cast<sockaddr*>(&at), sizeof at), 0) << strerror(errno);
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, data_, std::vector<std::string>{}, 30s,
+                                         std::vector<std::string>{"NOTIFY_SOCKET=" + path});
+  auto next = [&] {
+    pollfd p{sock, POLLIN, 0};
+    if (poll(&p, 1, 10'000) <= 0) return std::string("(nothing within 10 s)");
+    char text[512];
+    auto n = recv(sock, text, sizeof text - 1, 0);
+    return std::string(text, n > 0 ? static_cast<size_t>(n) : 0);
+  };
+  auto ready = next();
+  EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+  EXPECT_NE(ready.find("STATUS=serving on " + node_->address()), std::string::npos) << ready;
+  {
+    blocking_client c(node_->address());  // it served by the time it said so
+    EXPECT_EQ(c.query_sku("x").status, code::unknown_sku);
+  }
+  EXPECT_EQ(node_->terminate(), 0);
+  EXPECT_NE(next().find("STOPPING=1"), std::string::npos);
+  close(sock);
 }
 
 // examples/node.toml names every long flag of `holdfast node`, and a node starts from it.
