@@ -50,6 +50,10 @@ void on_node(CLI::App* cmd, context& ctx, bool mutation, std::function<int(block
 // The exit status of a domain outcome.
 int exit_code(code c);
 
+// A wall-clock time in Unix ms as people read it: "2026-12-06 18:45:12 UTC".
+std::string utc_text(int64_t unix_ms);
+// A span of seconds: "45s", "14m59s", "3h2m", "2d4h".
+std::string span_text(int64_t seconds);
 // "90s", "15m", "24h", "1500ms": the largest unit that divides `ms` whole.
 std::string duration_text(int64_t ms);
 // A duration option, in ms: "1500" (a bare number is ms, the old spelling), "1500ms",
@@ -58,8 +62,11 @@ CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms
                              int64_t min_ms, int64_t max_ms);
 // `holdfast CMD --config FILE` for a command with a --config option: the file's keys
 // (TOML, every long flag a key, without its dashes) are inserted into `args` as flags,
-// except those the command line gives itself. Returns why the file cannot be used, or "".
-std::string expand_config_file(CLI::App& app, std::vector<std::string>& args);
+// except those the command line (or an option's environment variable) gives itself.
+// `origins`: each inserted option's name and the file:line it came from. Returns why the
+// file cannot be used, or "".
+std::string expand_config_file(CLI::App& app, std::vector<std::string>& args,
+                               std::vector<std::pair<std::string, std::string>>& origins);
 
 // Usage and connection errors: exit 2, and under --json still one object on stdout.
 int fail(const context& ctx, const char* status, const std::string& message);

@@ -20,27 +20,12 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// A wall-clock time in Unix ms as people read it: "2026-12-06 18:45:12 UTC".
-std::string utc_text(int64_t unix_ms) {
-  auto t = static_cast<time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
-  return out;
-}
-
 // When a hold's deadline falls, from now: "in 14m59s", "2m3s ago".
 std::string from_now(int64_t unix_ms) {
   auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::system_clock::now().time_since_epoch()).count();
   auto left_s = (unix_ms - now_ms) / 1000;
-  auto a = left_s < 0 ? -left_s : left_s;
-  std::string text = a >= 86'400 ? std::to_string(a / 86'400) + "d" + std::to_string(a % 86'400 / 3600) + "h"
-                     : a >= 3600 ? std::to_string(a / 3600) + "h" + std::to_string(a % 3600 / 60) + "m"
-                     : a >= 60   ? std::to_string(a / 60) + "m" + std::to_string(a % 60) + "s"
-                                 : std::to_string(a) + "s";
-  return left_s < 0 ? text + " ago" : "in " + text;
+  return left_s < 0 ? span_text(-left_s) + " ago" : "in " + span_text(left_s);
 }
 
 json to_json(const hold_info& h) {
@@ -102,6 +87,18 @@ int print(const sku_result& r, bool as_json) {
     std::cerr << to_string(r.status) << (r.message.empty() ? "" : ": " + r.message) << "\n";
   }
   return exit_code(r.status);
+}
+
+// A refusal that names nothing says what it is about ("unknown_sku: no SKU 'tee'").
+sku_result about(sku_result r, const std::string& sku) {
+  if (r.status == code::unknown_sku && r.message.empty()) r.message = "no SKU '" + sku + "'";
+  return r;
+}
+hold_result about(hold_result r, const std::string& sku, const std::string& hold) {
+  if (!r.message.empty()) return r;
+  if (r.status == code::unknown_sku) r.message = "no SKU '" + sku + "'";
+  if (r.status == code::unknown_hold) r.message = "no hold '" + hold + "'" + (sku.empty() ? "" : " on SKU '" + sku + "'");
+  return r;
 }
 
 struct arguments {
@@ -210,7 +207,54 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   auto* sku_show = sku_cmd->add_subcommand("show", "show an SKU");
   sku_show->add_option("SKU", a->sku)->required();
   on(sku_show, false,
-     [a, &ctx](blocking_client& c) { return print(c.query_sku(a->sku), ctx.as_json); });
+     [a, &ctx](blocking_client& c) { return print(about(c.query_sku(a->sku), a->sku), ctx.as_json); });
+
+  // `holdfast status`: what any node says of itself (a single node or a cluster member).
+  auto* status_cmd = app.add_subcommand("status", "what the node says of itself: version, uptime, calls, links");
+  on(status_cmd, false, [&ctx](blocking_client& c) {
+    auto s = c.status();
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch()).count();
+    auto up_s = s.started_ms > 0 ? std::max<int64_t>(0, (now_ms - s.started_ms) / 1000) : 0;
+    if (ctx.as_json) {
+      json links = json::array();
+      for (auto& l : s.links)
+        links.push_back({{"node", l.node}, {"state", l.state}, {"detail", l.detail}, {"rtt_us", l.rtt_us},
+                         {"since", utc_text(l.since_ms)}, {"since_ms", l.since_ms}, {"forwarded", l.forwarded},
+                         {"downs", l.downs}});
+      std::cout << dump({{"status", "ok"},
+                         {"address", ctx.node_address},
+                         {"version", s.version},
+                         {"node_id", s.node_id},
+                         {"cluster", s.cluster},
+                         {"serving", s.not_serving.empty()},
+                         {"not_serving", s.not_serving},
+                         {"started", utc_text(s.started_ms)},
+                         {"started_ms", s.started_ms},
+                         {"uptime_s", up_s},
+                         {"calls_total", s.calls_total},
+                         {"calls_per_second", s.calls_per_second},
+                         {"skus_active", s.skus_active},
+                         {"forwarded_total", s.forwarded_total},
+                         {"generation", s.generation},
+                         {"links", links}})
+                << "\n";
+      return 0;
+    }
+    std::cout << "node " << ctx.node_address << ": "
+              << (s.node_id == 0 ? std::string("a single node")
+                                 : "member " + std::to_string(s.node_id) + " of cluster '" + s.cluster + "'")
+              << ", Holdfast " << (s.version.empty() ? "(version not said)" : s.version) << ", "
+              << (s.not_serving.empty() ? "serving" : "NOT SERVING: " + s.not_serving) << "\n"
+              << "up " << span_text(up_s) << " (since " << utc_text(s.started_ms) << "); " << s.calls_total
+              << " operations, " << static_cast<int64_t>(s.calls_per_second) << "/s now; " << s.skus_active
+              << " SKU actors in memory\n";
+    for (auto& l : s.links)
+      std::cout << "  link to node " << l.node << ": " << l.state
+                << (l.state == "up" ? ", rtt " + std::to_string(l.rtt_us) + " us" : ", " + l.detail) << ", since "
+                << utc_text(l.since_ms) << "; " << l.forwarded << " operations forwarded, " << l.downs << " downs\n";
+    return 0;
+  });
 
   auto* reserve_cmd = app.add_subcommand("reserve", "hold units of an SKU");
   reserve_cmd->add_option("SKU", a->sku)->required();
@@ -220,20 +264,21 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
                   request_limits{}.hold_ttl_max_ms);
   reserve_cmd->add_option("--user", a->user, "who buys (an SKU with a per-user limit needs it)");
   on(reserve_cmd, true, [a, &ctx](blocking_client& c) {
-    return print(c.reserve(a->sku, a->qty, a->hold_id, a->ttl_ms, a->user), ctx.as_json, "reserved");
+    return print(about(c.reserve(a->sku, a->qty, a->hold_id, a->ttl_ms, a->user), a->sku, a->hold_id), ctx.as_json,
+                 "reserved");
   });
 
   auto* confirm_cmd = app.add_subcommand("confirm", "turn a hold into a sale");
   confirm_cmd->add_option("HOLD", a->hold_id)->required();
   confirm_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
   on(confirm_cmd, true, [a, &ctx](blocking_client& c) {
-    return print(c.confirm(a->hold_id, a->sku), ctx.as_json, "confirmed");
+    return print(about(c.confirm(a->hold_id, a->sku), a->sku, a->hold_id), ctx.as_json, "confirmed");
   });
   auto* release_cmd = app.add_subcommand("release", "give a hold's units back");
   release_cmd->add_option("HOLD", a->hold_id)->required();
   release_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
   on(release_cmd, true, [a, &ctx](blocking_client& c) {
-    return print(c.release(a->hold_id, a->sku), ctx.as_json, "released");
+    return print(about(c.release(a->hold_id, a->sku), a->sku, a->hold_id), ctx.as_json, "released");
   });
   auto* extend_cmd = app.add_subcommand("extend", "make a hold last at least --ttl from now");
   extend_cmd->add_option("HOLD", a->hold_id)->required();
@@ -243,7 +288,7 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
     ->required();
   extend_cmd->add_option("--sku", a->sku, "the hold's SKU (saves a lookup)");
   on(extend_cmd, true, [a, &ctx](blocking_client& c) {
-    return print(c.extend(a->hold_id, a->ttl_ms, a->sku), ctx.as_json, "extended");
+    return print(about(c.extend(a->hold_id, a->ttl_ms, a->sku), a->sku, a->hold_id), ctx.as_json, "extended");
   });
 
   auto* hold_cmd = app.add_subcommand("hold", "inspect holds");
@@ -252,23 +297,23 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   hold_show->add_option("HOLD", a->hold_id)->required();
   hold_show->add_option("--sku", a->sku, "the hold's SKU");
   on(hold_show, false, [a, &ctx](blocking_client& c) {
-    return print(c.query_hold(a->hold_id, a->sku), ctx.as_json, "");
+    return print(about(c.query_hold(a->hold_id, a->sku), a->sku, a->hold_id), ctx.as_json, "");
   });
 
   auto* price_cmd = sku_cmd->add_subcommand("price", "set an SKU's price (carts see price_changed at checkout)");
   price_cmd->add_option("SKU", a->sku)->required();
   price_cmd->add_option("--price", a->price, "price in cents")->required();
-  on(price_cmd, true, [a, &ctx](blocking_client& c) { return print(c.set_price(a->sku, a->price), ctx.as_json); });
+  on(price_cmd, true, [a, &ctx](blocking_client& c) { return print(about(c.set_price(a->sku, a->price), a->sku), ctx.as_json); });
   auto* restock_cmd = app.add_subcommand("restock", "add units to an SKU");
   restock_cmd->add_option("SKU", a->sku)->required();
   restock_cmd->add_option("QTY", a->qty)->required();
   on(restock_cmd, true,
-     [a, &ctx](blocking_client& c) { return print(c.restock(a->sku, a->qty), ctx.as_json); });
+     [a, &ctx](blocking_client& c) { return print(about(c.restock(a->sku, a->qty), a->sku), ctx.as_json); });
   auto* adjust_cmd = app.add_subcommand("adjust", "set an SKU's on-hand count (stock take)");
   adjust_cmd->add_option("SKU", a->sku)->required();
   adjust_cmd->add_option("ON_HAND", a->qty)->required();
   on(adjust_cmd, true,
-     [a, &ctx](blocking_client& c) { return print(c.adjust(a->sku, a->qty), ctx.as_json); });
+     [a, &ctx](blocking_client& c) { return print(about(c.adjust(a->sku, a->qty), a->sku), ctx.as_json); });
 }
 
 }  // namespace holdfast::cli

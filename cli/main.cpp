@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
   // `holdfast node --config node.toml`: the file's keys become flags before parsing.
   std::vector<std::string> args(argv, argv + argc);
   bool json_given = std::find(args.begin() + 1, args.end(), std::string("--json")) != args.end();
-  if (auto why = expand_config_file(app, args); !why.empty()) {
+  std::vector<std::pair<std::string, std::string>> from_file;  // option name, file:line
+  if (auto why = expand_config_file(app, args, from_file); !why.empty()) {
     ctx.as_json = json_given;
     return fail(ctx, "invalid", why);
   }
@@ -132,6 +133,14 @@ int main(int argc, char** argv) {
     ctx.as_json = ctx.as_json || json_given;
     if (app.get_subcommands().empty())
       if (auto why = unknown_command(app, argc, argv); !why.empty()) return fail(ctx, "invalid", why);
+    // A value from the config file is refused naming where it came from.
+    std::string why = e.what();
+    for (auto& [name, where] : from_file)
+      if (why.rfind(name + ":", 0) == 0 || why.find(name + " ") != std::string::npos) {
+        why = "--config " + where + ": " + why;
+        break;
+      }
+    if (why != e.what()) return fail(ctx, "invalid", why);
     // Under --json an argument error is one JSON object too (with CLI11's text on stderr).
     if (ctx.as_json) return fail(ctx, "invalid", e.what());
     app.exit(e);

@@ -8,12 +8,14 @@
 #include "cluster/cluster_file.hpp"
 #include "cluster/node.hpp"
 #include "cluster/roles.hpp"
+#include "cli/version.hpp"
 
 namespace holdfast::cli {
 
 void add_node_command(CLI::App& app, context& ctx) {
   auto node = std::make_shared<node_options>();
   auto* cmd = app.add_subcommand("node", "run a node");
+  node->server.version = holdfast_version;
   auto config_file = std::make_shared<std::string>();  // read before parsing: cli/options.cpp
   cmd->add_option("--config", *config_file, "read options from this TOML file: every long flag is a key, without its "
                               "dashes (examples/node.toml); flags given here override it")
@@ -142,7 +144,13 @@ void add_node_command(CLI::App& app, context& ctx) {
   auto made = std::make_shared<std::pair<std::string, std::string>>("", "client");
   auto* token_new = token_cmd->add_subcommand(
     "new", "print a new random token (give it to the client) and its [[token]] entry (append it to the tokens file)");
-  token_new->add_option("--name", made->first, "who holds it, e.g. shop-1 (named in the node's log)")->required();
+  token_new->add_option("--name", made->first, "who holds it, e.g. shop-1: 1..64 letters, digits, '.', '_', '-'")
+    ->required()
+    ->check(CLI::Validator(
+      [](std::string& name) -> std::string {
+        return valid_token_name(name) ? "" : "'" + name + "': 1..64 letters, digits, '.', '_' or '-'";
+      },
+      "NAME"));
   token_new->add_option("--role", made->second, "admin or client")
     ->check(CLI::IsMember({"admin", "client"}))
     ->capture_default_str();

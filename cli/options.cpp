@@ -4,11 +4,30 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <ctime>
 #include <set>
 
 #include "protocol/domain.hpp"
 
 namespace holdfast::cli {
+
+std::string utc_text(int64_t unix_ms) {
+  auto t = static_cast<time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return out;
+}
+
+std::string span_text(int64_t s) {
+  return s >= 86'400 ? std::to_string(s / 86'400) + "d" + std::to_string(s % 86'400 / 3600) + "h"
+         : s >= 3600 ? std::to_string(s / 3600) + "h" + std::to_string(s % 3600 / 60) + "m"
+         : s >= 60   ? std::to_string(s / 60) + "m" + std::to_string(s % 60) + "s"
+                     : std::to_string(s) + "s";
+}
 
 std::string duration_text(int64_t ms) {
   if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
@@ -77,7 +96,8 @@ std::string where(const std::string& file, const toml::source_region& at) {
 
 }  // namespace
 
-std::string expand_config_file(CLI::App& app, std::vector<std::string>& args) {
+std::string expand_config_file(CLI::App& app, std::vector<std::string>& args,
+                               std::vector<std::pair<std::string, std::string>>& origins) {
   // The command: the first word that is not an option (the global options that take a
   // value are given with '=' or before a value that is not a command).
   size_t at = 1;
@@ -103,6 +123,9 @@ std::string expand_config_file(CLI::App& app, std::vector<std::string>& args) {
     }
   }
   if (flag == 0) return {};
+  // Not a FIFO or a device: reading one would wait for ever or never end.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) return "--config " + file + ": not a regular file";
   toml::table table;
   try {
     table = toml::parse_file(file);
@@ -115,12 +138,15 @@ std::string expand_config_file(CLI::App& app, std::vector<std::string>& args) {
   std::vector<std::string> words;
   for (auto& [key, value] : table) {
     std::string name(key.str());
-    auto* option = name == "config" ? nullptr : cmd->get_option_no_throw("--" + name);
+    auto* option = name == "config" || name == "help" ? nullptr : cmd->get_option_no_throw("--" + name);
     if (!option)
       return "--config " + where(file, value.source()) + ": '" + name + "' is not an option of holdfast " +
              cmd->get_name() + " (every long flag is a key, without its dashes; holdfast " + cmd->get_name() +
              " --help)";
     if (already.count(option)) continue;  // the command line overrides the file
+    // ...and so does an option's environment variable (HOLDFAST_WEBHOOK_SECRET).
+    if (auto env = option->get_envname(); !env.empty() && std::getenv(env.c_str())) continue;
+    origins.emplace_back(option->get_name(), where(file, value.source()));
     std::vector<std::string> values;
     if (!words_of(value, values))
       return "--config " + where(file, value.source()) + ": '" + name + "' takes a string, a number, true/false or a list";

@@ -315,6 +315,7 @@ kj::Promise<node_status> client::status() {
     out.not_serving = codec::str(s.getNotServing());
     out.generation = s.getGeneration();
     out.cluster_id = codec::str(s.getClusterId());
+    out.version = codec::str(s.getVersion());
     for (auto l : s.getLinks())
       out.links.push_back({l.getNode(), codec::str(l.getState()), codec::str(l.getDetail()),
                            l.getIncarnation(), l.getRttMicros(), l.getSinceMs(), l.getForwarded(),

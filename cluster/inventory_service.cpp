@@ -119,7 +119,8 @@ public:
     auto in = ctx.getParams().getQuery();
     auto query = codec::read(in);
     auto why = forbidden(role::client);
-    if (why.empty()) why = validate(query);
+    if (!why.empty()) why = "forbidden: " + why;
+    else why = validate(query);
     if (!why.empty()) {
       sku_page refused;
       refused.invalid = why;
@@ -281,6 +282,7 @@ public:
       out.setCallsTotal(net.calls_total);
       out.setCallsPerSecond(net.calls_per_second());
       out.setStartedMs(net.started_ms);
+      out.setVersion(options_.version);
       if (!net.role) return;
       out.setNodeId(net.role->self);
       out.setIncarnation(net.role->incarnation);
@@ -312,7 +314,7 @@ public:
     auto out = ctx.getResults();
     if (node_.role) out.setNode(node_.role->self);
     if (auto why = forbidden(role::client); !why.empty()) {
-      out.setRefused(why);
+      out.setRefused("forbidden: " + why);
       return kj::READY_NOW;
     }
     if (!options_.order_events) {
@@ -339,7 +341,7 @@ public:
     auto out = ctx.getResults();
     if (node_.role) out.setNode(node_.role->self);
     if (auto why = forbidden(role::client); !why.empty()) {
-      out.setRefused(why);
+      out.setRefused("forbidden: " + why);
       return kj::READY_NOW;
     }
     if (!options_.list_orders) {
@@ -379,7 +381,7 @@ public:
 
   kj::Promise<void> faultPartition(FaultPartitionContext ctx) override {
     if (auto why = forbidden(role::admin); !why.empty()) {
-      ctx.getResults().setRefused(why);
+      ctx.getResults().setRefused("forbidden: " + why);
       return kj::READY_NOW;
     }
     if (!node_.role || !node_.role->fault_hooks || !node_.links) {

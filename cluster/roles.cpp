@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <set>
 
 #include "actors/order.hpp"
@@ -36,9 +37,9 @@ role needed(order_op_kind k) {
 
 std::string forbidden_text(role have, role need) {
   if (have == role::none)
-    return std::string("forbidden: this node requires a token; log in first (holdfast --token, or "
+    return std::string("this node requires a token; log in first (holdfast --token, or "
                        "HOLDFAST_TOKEN); this call needs the ") + to_string(need) + " role";
-  return std::string("forbidden: this call needs the ") + to_string(need) + " role; this connection's is " +
+  return std::string("this call needs the ") + to_string(need) + " role; this connection's is " +
          to_string(have);
 }
 
@@ -48,7 +49,15 @@ const token_table::entry* token_table::find(const std::string& token) const {
   return it == by_sha256.end() ? nullptr : &it->second;
 }
 
+bool valid_token_name(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                                      "0123456789._-") == std::string::npos;
+}
+
 std::string load_tokens(const std::string& path, token_table& out) {
+  // Not a FIFO or a device: reading one would wait or never end.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return "--tokens " + path + ": not a regular file";
   toml::table file;
   try {
     file = toml::parse_file(path);
@@ -70,7 +79,8 @@ std::string load_tokens(const std::string& path, token_table& out) {
     auto name = (*t)["name"].value<std::string>();
     auto granted = (*t)["role"].value<std::string>();
     auto hash = (*t)["sha256"].value<std::string>();
-    if (!name || name->empty()) return where(item) + "a token needs a name";
+    if (!name || !valid_token_name(*name))
+      return where(item) + "a token needs a name of 1..64 letters, digits, '.', '_' or '-'";
     if (!names.insert(*name).second) return where(item) + "two tokens are named '" + *name + "'";
     if (!granted || (*granted != "admin" && *granted != "client"))
       return where(item) + "token '" + *name + "': role must be \"admin\" or \"client\"";

@@ -27,7 +27,8 @@ role needed(hold_op_kind k);
 role needed(sku_op_kind k);
 role needed(order_op_kind k);
 inline bool may(role have, role need) { return static_cast<uint8_t>(have) >= static_cast<uint8_t>(need); }
-// The refusal text of a call `have` may not make.
+// Why a connection of role `have` may not make a call that needs `need` (the refusal's
+// text beside code::forbidden; "forbidden: " goes before it where only text is sent).
 std::string forbidden_text(role have, role need);
 
 // The tokens file (TOML): one [[token]] table per token, each with `name`, `role`
@@ -42,7 +43,9 @@ struct token_table {
   // The token's entry, or null.
   const entry* find(const std::string& token) const;
 };
-// Reads `path` into `out`; returns why it cannot be used, or "".
+// A token's name: 1..64 of [A-Za-z0-9._-] (it is written into the tokens file and logs).
+bool valid_token_name(const std::string& name);
+// Reads `path` (a regular file) into `out`; returns why it cannot be used, or "".
 std::string load_tokens(const std::string& path, token_table& out);
 // A new random token (32 bytes from the kernel, hex).
 std::string new_token();

@@ -287,7 +287,9 @@ struct rpc_server::impl {
                 auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
                 if (id.hasCertificate()) name = id.getCommonName().cStr();
               }
-              auto state = std::make_shared<connection_state>(0, read_budget);
+              // Peer connections are outside the read budget: each is a member's (mutual TLS) and
+              // a stranger's frames wait behind the handshake limit.
+              auto state = std::make_shared<connection_state>(0);
               capnp::Capability::Client bootstrap = make_peer_service(net, in, name);
               auto conn = kj::heap<accepted_connection>(kj::mv(s.stream), state, kj::mv(bootstrap),
                                                         reader_options);

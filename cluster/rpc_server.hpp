@@ -62,6 +62,7 @@ struct server_options {
   // The HTTP endpoint (cluster/http_endpoint.hpp): empty: none.
   std::string http_listen;
   std::string webhook_secret;  // payment webhooks must be signed with it
+  std::string version;  // the node's Holdfast version, for Inventory.status
   // Bearer tokens and their roles (--tokens); null: every connection may do everything.
   std::shared_ptr<const token_table> tokens;
   std::function<storage_stats()> read_storage_stats;  // for /metrics, any thread; empty: none

@@ -41,6 +41,7 @@ struct node_status {
   std::string not_serving;  // "" while it serves
   uint64_t generation = 0;
   std::string cluster_id;
+  std::string version;
 };
 
 struct member_address {

@@ -347,6 +347,7 @@ struct NodeStatus {
                            # (joining, or refused by every peer that answered)
   generation @11 :UInt64;  # its data directory's generation (raised by each restore)
   clusterId @12 :Text;
+  version @13 :Text;       # the node's Holdfast version (holdfast --version)
 }
 
 # Node <-> node. The dialing node says who it is, which cluster file it runs and which

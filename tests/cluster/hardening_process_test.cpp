@@ -23,6 +23,7 @@
 #include "metrics_text.hpp"
 #include "raw_rpc.hpp"
 #include "gateway/http_api.hpp"
+#include "gateway/webhook.hpp"
 #include "faultfs.hpp"
 
 namespace holdfast::testing {
@@ -519,7 +520,11 @@ TEST_F(hardening_process_test, a_config_file_gives_the_flags_and_the_command_lin
          {"request-timeout = \"10 parsecs\"\n", "is not a duration"},
          {"batch-max = [\n", "node.toml:"},
          {"batch-max = \"many\"\n", "--batch-max"},
-         {"batch-max = { a = 1 }\n", "'batch-max' takes a string, a number, true/false or a list"}}) {
+         {"batch-max = { a = 1 }\n", "'batch-max' takes a string, a number, true/false or a list"},
+         // Found by the adversarial pass: a `help` key printed help and exited 0; a bad
+         // value did not say which line of the file it came from.
+         {"help = true\n", "node.toml:1: 'help' is not an option"},
+         {"\n\nidle = \"abc\"\n", "--config " + file + ":3: --idle-ms"}}) {
     std::ofstream(file) << text;
     auto r = run_command_for({HOLDFAST_BINARY, "--json", "node", "--data", data_, "--listen", "127.0.0.1:0", "--config", file},
                              10s);
@@ -529,6 +534,42 @@ TEST_F(hardening_process_test, a_config_file_gives_the_flags_and_the_command_lin
     EXPECT_EQ(json_of(r)["status"], "invalid") << r.output;
     EXPECT_FALSE(std::filesystem::exists(data_)) << text;
   }
+  // Neither a FIFO nor a device is read as a config file (a FIFO waited for ever).
+  auto fifo = dir_ + "/fifo.toml";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (auto path : {fifo, std::string("/dev/zero")}) {
+    auto r = run_command_for({HOLDFAST_BINARY, "node", "--data", data_, "--listen", "127.0.0.1:0", "--config", path}, 10s);
+    EXPECT_FALSE(r.timed_out) << path;
+    EXPECT_EQ(r.status, 2) << path << r.output;
+    EXPECT_NE(r.output.find("not a regular file"), std::string::npos) << r.output;
+  }
+  // An option's environment variable beats the file, as the command line does (found by
+  // the adversarial pass: a webhook secret rotated through HOLDFAST_WEBHOOK_SECRET was
+  // silently overridden by the file's).
+  std::ofstream(file) << "webhook-secret = \"from-the-file\"\nhttp = \"127.0.0.1:0\"\n";
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, dir_ + "/env-data",  // a log of its own
+                                         std::vector<std::string>{"--config", file}, 30s,
+                                         std::vector<std::string>{"HOLDFAST_WEBHOOK_SECRET=from-the-env"});
+  std::string answer;
+  auto webhook = [&](const std::string& secret) {
+    auto now_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    webhook_event event;
+    event.id = "evt_1";
+    event.type = "payment_intent.succeeded";
+    event.created_ms = now_s * 1000;
+    event.intent.id = "pi_1";
+    event.intent.order_id = "nobody";
+    event.intent.amount_cents = 100;
+    event.intent.status = intent_status::captured;
+    auto body = webhook_body(event);
+    std::string error;
+    return http_post("http://" + node_->http_address() + "/webhooks/payments",
+                     {{"Holdfast-Signature", sign_webhook(secret, now_s, body)}}, body, 5'000, answer, error);
+  };
+  EXPECT_EQ(webhook("from-the-file"), 400) << "the file's secret beat the environment's: " << answer;
+  EXPECT_NE(webhook("from-the-env"), 400) << answer;
+  EXPECT_EQ(node_->terminate(), 0);
+
   // Durations as flags: units, the old bare ms, and a readable refusal.
   auto r = cli({"--json", "reserve", "x", "1", "--hold", "h", "--ttl", "0s"});
   EXPECT_EQ(r.status, 2);
@@ -559,6 +600,17 @@ TEST_F(hardening_process_test, malformed_addresses_missing_directories_and_deadl
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(until 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 1m[23]\ds\))")))
     << r.output;
+  // `holdfast status` on any node: version, uptime, calls (issue 19, item 6).
+  r = cli_node({"status"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("a single node, Holdfast " + std::string(cli({"--version"}).output.substr(9, 6))),
+            std::string::npos) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(up \d+s \(since 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC\))")))
+    << r.output;
+  auto st = json_of(cli_node({"--json", "status"}));
+  EXPECT_EQ(st["serving"], true) << st;
+  EXPECT_FALSE(st.value("version", std::string()).empty()) << st;
+  EXPECT_GE(st.value("calls_total", 0), 2) << st;
   auto j = json_of(cli_node({"--json", "hold", "show", "h1", "--sku", "tee"}));
   EXPECT_TRUE(j.contains("deadline_ms")) << j;
   EXPECT_TRUE(std::regex_match(j.value("deadline", std::string()), std::regex(R"(20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC)")))
@@ -720,10 +772,10 @@ TEST_F(hardening_process_test, frames_past_the_read_budget_close_their_connectio
     std::string body, error;
     return http_get(http + "/metrics", 5'000, body, error) == 200 ? metrics_sample(body, series) : -1.0;
   };
-  // A frame of 30 MiB begun: its segment table and 1 KiB of body.
-  auto begin_frame = [&] {
+  // A frame of `mib` MiB begun: its segment table and 1 KiB of body.
+  auto begin_frame = [&](uint32_t mib = 30) {
     int fd = connect_raw(node_->address());
-    uint32_t header[2] = {0, (30u << 20) / 8};
+    uint32_t header[2] = {0, (mib << 20) / 8};
     std::vector<char> some(1024, 'x');
     EXPECT_EQ(write(fd, header, sizeof header), static_cast<ssize_t>(sizeof header));
     EXPECT_EQ(write(fd, some.data(), some.size()), static_cast<ssize_t>(some.size()));
@@ -754,7 +806,16 @@ TEST_F(hardening_process_test, frames_past_the_read_budget_close_their_connectio
   int d = begin_frame();
   ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 60 * mib; }, 10s));
   EXPECT_EQ(metric("holdfast_frames_refused_total"), 1);
-  for (int fd : {b, c, d}) close(fd);
+  // The budget held whole by frames never finished (found by the adversarial pass: one
+  // stranger's 8-byte headers locked every client out): small frames are still read.
+  int e = begin_frame(4);
+  ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 64 * mib; }, 10s));
+  {
+    blocking_client client(node_->address());
+    EXPECT_EQ(client.query_sku("nothing").status, code::unknown_sku);
+  }
+  EXPECT_EQ(metric("holdfast_frames_refused_total"), 1);
+  for (int fd : {b, c, d, e}) close(fd);
   ASSERT_TRUE(wait_until([&] { return metric("holdfast_frame_bytes_reading") == 0; }, 10s));
 }
 

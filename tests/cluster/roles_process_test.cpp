@@ -149,3 +149,21 @@ TEST_F(roles_process_test, a_bad_tokens_file_refuses_to_start) {
     EXPECT_FALSE(std::filesystem::exists(dir_ + "/data")) << text;
   }
 }
+
+// A token's name is written into the tokens file: one that would break out of its TOML
+// string (found by the adversarial pass: a name with a quote and newlines made
+// `token new` print an entry granting another token admin) is refused.
+TEST_F(roles_process_test, token_names_that_could_rewrite_the_tokens_file_are_refused) {
+  for (auto name : {std::string("shop-7\"\nrole = \"admin\""), std::string(""), std::string("a b"), std::string(65, 'x')}) {
+    auto r = run_command({HOLDFAST_BINARY, "token", "new", "--role", "client", "--name", name});
+    EXPECT_EQ(r.status, 2) << name << r.output;
+    EXPECT_EQ(r.output.find("sha256"), std::string::npos) << r.output;
+  }
+  std::ofstream(dir_ + "/tokens.toml") << "[[token]]\nname = \"a\\\"b\"\nrole = \"client\"\nsha256 = \""
+                                        << std::string(64, 'a') << "\"\n";
+  auto r = run_command_for({HOLDFAST_BINARY, "node", "--data", dir_ + "/data", "--listen", "127.0.0.1:0", "--tokens",
+                            dir_ + "/tokens.toml"},
+                           10s);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("a token needs a name of 1..64"), std::string::npos) << r.output;
+}
