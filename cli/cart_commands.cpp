@@ -107,6 +107,7 @@ std::string ask_member(const context& ctx, const member_address& m, const std::f
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
+  options.token = ctx.token;
   try {
     blocking_client c(m.client, options);
     f(c);
@@ -225,7 +226,8 @@ int order_list(const context& ctx, order_list_query query, bool all, bool partia
         continue;
       }
       // Queries were validated here: what a node refuses now is its storage.
-      if (!page.error.empty()) return fail(ctx, "unavailable", "node " + std::to_string(m.id) + ": " + page.error);
+      if (!page.error.empty())
+        return fail(ctx, refusal_status(page.error, "unavailable"), "node " + std::to_string(m.id) + ": " + page.error);
       pages.push_back(std::move(page));
     }
     if (!unreachable.empty() && !partial_ok)

@@ -68,7 +68,11 @@ CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms
 std::string expand_config_file(CLI::App& app, std::vector<std::string>& args,
                                std::vector<std::pair<std::string, std::string>>& origins);
 
-// Usage and connection errors: exit 2, and under --json still one object on stdout.
+// Usage and connection errors: exit 2 (status "forbidden": 1, a role's refusal), and
+// under --json still one object on stdout.
 int fail(const context& ctx, const char* status, const std::string& message);
+// "forbidden" for a refusal text a node sent for the connection's role ("forbidden: ..."),
+// else `otherwise`.
+const char* refusal_status(const std::string& text, const char* otherwise);
 
 }  // namespace holdfast::cli

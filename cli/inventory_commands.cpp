@@ -112,7 +112,7 @@ struct arguments {
 // One page of the catalog. A page missing members
 // fails unless `partial_ok`: a storefront that pages on would skip their SKUs for good.
 int print(const sku_page& page, bool as_json, bool partial_ok, const context& ctx) {
-  if (!page.invalid.empty()) return fail(ctx, "invalid", page.invalid);
+  if (!page.invalid.empty()) return fail(ctx, refusal_status(page.invalid, "invalid"), page.invalid);
   if (!page.partial.empty() && !partial_ok)
     return fail(ctx, "unavailable", "some members could not be asked (--partial lists the rest): " + page.partial);
   if (as_json) {
@@ -153,10 +153,7 @@ int with_node(const context& ctx, bool mutation, const std::function<int(blockin
     c = std::make_unique<blocking_client>(ctx.node_address, options);
   } catch (const std::exception& e) {
     std::string why = e.what();
-    if (why.find("forbidden: login refused") != std::string::npos) {
-      fail(ctx, "forbidden", why);
-      return exit_refused;
-    }
+    if (why.find("forbidden: login refused") != std::string::npos) return fail(ctx, "forbidden", why);
     return fail(ctx, "unreachable", e.what());
   }
   try {

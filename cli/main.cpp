@@ -17,7 +17,12 @@ int fail(const context& ctx, const char* status, const std::string& message) {
                    -1, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
   std::cerr << message << "\n";
-  return exit_usage;
+  // A role's refusal is a domain outcome (exit 1), like code::forbidden's.
+  return std::string(status) == "forbidden" ? exit_refused : exit_usage;
+}
+
+const char* refusal_status(const std::string& text, const char* otherwise) {
+  return text.rfind("forbidden: ", 0) == 0 ? "forbidden" : otherwise;
 }
 
 namespace {

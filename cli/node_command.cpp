@@ -89,8 +89,9 @@ void add_node_command(CLI::App& app, context& ctx) {
                   1, 3'600'000);
   cmd->add_option("--read-budget-mb", node->server.read_budget_mb,
                   "MiB of request frames being read at once over every connection; a frame that would pass "
-                  "it closes its connection (at least one largest frame, 32)")
-    ->check(CLI::Range(uint64_t{wire_words_max * 8 >> 20}, uint64_t{1} << 20))
+                  "it closes its connection (at least one largest frame and 1 MiB, 33)")
+    // One largest frame beside the small ones in progress (which are never refused).
+    ->check(CLI::Range(uint64_t{(wire_words_max * 8 >> 20) + 1}, uint64_t{1} << 20))
     ->capture_default_str();
   add_duration_ms(cmd, "--write-stall-timeout-ms", node->server.write_stall_timeout_ms,
                   "close a connection that does not read its answers for this long",

@@ -1,6 +1,7 @@
 // Options shared by the commands: durations with units, and `holdfast node --config`.
 #include "cli/commands.hpp"
 
+#include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -79,7 +80,7 @@ std::set<const CLI::Option*> given(CLI::App& cmd, const std::vector<std::string>
 bool words_of(const toml::node& value, std::vector<std::string>& out) {
   if (auto s = value.as_string()) out.push_back(s->get());
   else if (auto i = value.as_integer()) out.push_back(std::to_string(i->get()));
-  else if (auto f = value.as_floating_point()) out.push_back(std::to_string(f->get()));
+  else if (auto f = value.as_floating_point()) out.push_back(fmt::format("{:.17g}", f->get()));
   else if (auto b = value.as_boolean()) out.push_back(b->get() ? "true" : "false");
   else if (auto a = value.as_array()) {
     for (auto& v : *a)

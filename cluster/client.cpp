@@ -487,7 +487,9 @@ kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std:
       if (options.token.empty()) return kj::mv(c);
       auto login = c->impl_->inventory.loginRequest();
       login.setToken(options.token);
-      return login.send().then([c = kj::mv(c)](capnp::Response<wire::Inventory::LoginResults>&& r) mutable {
+      // A node that never answers the login (frozen) ends the connect at the deadline.
+      kj::Promise<capnp::Response<wire::Inventory::LoginResults>> sent = login.send();
+      return c->impl_->or_timeout(kj::mv(sent)).then([c = kj::mv(c)](capnp::Response<wire::Inventory::LoginResults>&& r) mutable {
         if (r.hasRefused() && r.getRefused().size() > 0)
           kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
                                                 kj::str("forbidden: login refused (", r.getRefused(), ")")));

@@ -6,7 +6,8 @@
 // ship and deliver orders, cut links (chaos). A call the role may not make answers
 // `forbidden` and changes nothing. Without --tokens every connection is `admin` (as
 // before roles existed). Calls forwarded by a peer were checked by the member that took
-// them.
+// them. `status`, `members` and `login` are open to every connection: a client must learn
+// the members and log in, and `cluster status` reads the counters without a token.
 #pragma once
 
 #include <cstdint>

@@ -109,6 +109,18 @@ TEST_F(roles_process_test, each_role_does_what_it_may_and_is_refused_the_rest_ch
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("\"status\":\"forbidden\""), std::string::npos) << r.output;
   EXPECT_EQ(as(admin)->query_sku("tee").sku.on_hand, 20);
+  // Commands that ask every member log in on each connection (the review found `order
+  // list` and `order events` asked without the token), and a refusal sent only as text
+  // is still `forbidden`, exit 1.
+  r = cli(shop, {"order", "list"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = cli(shop, {"order", "events"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = cli(shop, {"sku", "list"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  r = run_command({HOLDFAST_BINARY, "--json", "--node", node_->address(), "sku", "list"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("\"status\":\"forbidden\""), std::string::npos) << r.output;
 
   // Counted on /metrics.
   std::string body, error;
