@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -46,8 +47,8 @@ int print_status(const context& ctx, const cluster_config& cfg) {
   o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
   if (cfg.client_tls) o.tls_ca = cfg.path_of(cfg.ca);
   if (!ctx.as_json)
-    std::printf("cluster %s (file hash %s)\n%-5s %-6s %-18s %8s %10s %10s  %s\n", cfg.name.c_str(),
-                cfg.hash.c_str(), "node", "state", "incarnation", "skus", "calls/s", "forwarded",
+    std::printf("cluster %s (file hash %s)\n%-5s %-6s %-21s %-9s %-8s %8s %10s %10s  %s\n", cfg.name.c_str(),
+                cfg.hash.c_str(), "node", "state", "address", "version", "up", "skus", "calls/s", "forwarded",
                 "links (peer:state rtt)");
   int down = 0;
   for (auto& m : cfg.members) {
@@ -66,6 +67,12 @@ int print_status(const context& ctx, const cluster_config& cfg) {
       j["calls_total"] = s.calls_total;
       j["forwarded_total"] = s.forwarded_total;
       j["file_hash"] = s.file_hash;
+      j["version"] = s.version;
+      j["started"] = utc_text(s.started_ms);
+      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+      auto up = span_text(std::max<int64_t>(0, (now_ms - s.started_ms) / 1000));
+      j["uptime"] = up;
       std::string links;
       nlohmann::json lj = nlohmann::json::array();
       for (auto& l : s.links) {
@@ -77,16 +84,15 @@ int print_status(const context& ctx, const cluster_config& cfg) {
       }
       j["links"] = lj;
       if (!ctx.as_json)
-        std::printf("%-5u %-6s %-18llu %8lld %10.0f %10llu  %s\n", m.id, "up",
-                    static_cast<unsigned long long>(s.incarnation),
-                    static_cast<long long>(s.skus_active), s.calls_per_second,
+        std::printf("%-5u %-6s %-21s %-9s %-8s %8lld %10.0f %10llu  %s\n", m.id, "up", m.client.c_str(),
+                    s.version.c_str(), up.c_str(), static_cast<long long>(s.skus_active), s.calls_per_second,
                     static_cast<unsigned long long>(s.forwarded_total), links.c_str());
       if (!ctx.as_json && !s.not_serving.empty()) std::printf("      NOT SERVING: %s\n", s.not_serving.c_str());
     } catch (const std::exception& e) {
       ++down;
       j["state"] = "down";
       j["error"] = e.what();
-      if (!ctx.as_json) std::printf("%-5u %-6s (%s)\n", m.id, "down", m.client.c_str());
+      if (!ctx.as_json) std::printf("%-5u %-6s %-21s\n", m.id, "down", m.client.c_str());
     }
     out.push_back(j);
   }

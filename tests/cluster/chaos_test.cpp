@@ -145,6 +145,13 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   for (auto pid : after) EXPECT_FALSE(process_gone(pid)) << pid;
   auto status = run_command({HOLDFAST_BINARY, "cluster", "status", "--dir", cluster});
   EXPECT_EQ(status.status, 0) << status.output;
+  // Each member's address, version and uptime (issue 19, item 6).
+  auto version = run_command({HOLDFAST_BINARY, "--version"}).output;
+  version = version.substr(9, version.find('\n') - 9);  // "holdfast X.Y.Z"
+  EXPECT_NE(status.output.find(" " + version + " "), std::string::npos) << version << "\n" << status.output;
+  auto as_json = run_command({HOLDFAST_BINARY, "--json", "cluster", "status", "--dir", cluster});
+  EXPECT_NE(as_json.output.find("\"uptime\":"), std::string::npos) << as_json.output;
+  EXPECT_NE(as_json.output.find("\"version\":\"" + version + "\""), std::string::npos) << as_json.output;
   auto down = run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster});
   EXPECT_EQ(down.status, 0) << down.output;
   for (auto pid : after) EXPECT_TRUE(process_gone(pid)) << pid;
