@@ -176,7 +176,8 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
         if (auto pid = local_cluster::live_pid(a->dir, m.id))
           return fail(ctx, "invalid", "node " + std::to_string(m.id) + " already runs (pid " +
                                         std::to_string(pid) + "): `holdfast cluster down --dir " +
-                                        a->dir + "` first");
+                                        a->dir + "` first, or start only the stopped members with "
+                                        "`holdfast cluster start --dir " + a->dir + " --id N`");
       std::vector<std::string> extra;
       if (a->fault_hooks) extra.push_back("--fault-hooks");
       try {
@@ -198,6 +199,40 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
                     "--dir %s` stops it\n",
                     cfg.members.front().client.c_str(), a->dir.c_str());
       return status;
+    };
+  });
+
+  // `cluster start --id N`: one member of a `cluster up` cluster back, after it stopped
+  // or was killed, without touching the others.
+  auto start_id = std::make_shared<uint32_t>(0);
+  auto* start = cluster->add_subcommand("start", "start one stopped member of a `cluster up` cluster again");
+  start->add_option("--dir", a->dir, "the cluster's directory (as for up)")->capture_default_str();
+  start->add_option("--id", *start_id, "the member to start")->required()->check(CLI::Range(1, 65535));
+  start->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")->group("Testing");
+  start->callback([&ctx, a, start_id] {
+    ctx.action = [&ctx, a, start_id] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      auto id = *start_id;
+      if (!cfg.member(id)) return fail(ctx, "invalid", "the cluster in " + a->dir + " has no node " + std::to_string(id));
+      if (auto pid = local_cluster::live_pid(a->dir, id))
+        return fail(ctx, "invalid", "node " + std::to_string(id) + " already runs (pid " + std::to_string(pid) + ")");
+      std::vector<std::string> extra;
+      if (a->fault_hooks) extra.push_back("--fault-hooks");
+      try {
+        local_cluster nodes(self_executable(), a->dir, static_cast<int>(cfg.members.size()), extra, false);
+        if (!ctx.as_json) std::printf("starting node %u (log %s/node-%u.log)\n", id, a->dir.c_str(), id);
+        nodes.start(id);
+        // With every other member running, its links come up at once: show them up.
+        bool others_run = true;
+        for (auto& m : cfg.members) others_run = others_run && (m.id == id || local_cluster::live_pid(a->dir, m.id));
+        if (others_run) nodes.wait_links_up(std::chrono::seconds(10));
+        nodes.release_to_pid_files();
+      } catch (const std::exception& e) {
+        return fail(ctx, "failed", e.what());
+      }
+      print_status(ctx, cfg);  // (exit 1 there means other members are down: not this command's)
+      return 0;
     };
   });
 

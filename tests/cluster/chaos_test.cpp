@@ -164,6 +164,21 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   auto none = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
   EXPECT_EQ(none.status, 2) << none.output;
   EXPECT_NE(none.output.find("is not running"), std::string::npos) << none.output;
+  // One stopped member back, alone (issue 19): `cluster start --id N` starts it and only it;
+  // a member that runs, or one the cluster has not, is refused.
+  auto one = run_command({HOLDFAST_BINARY, "cluster", "start", "--dir", cluster, "--id", "2"});
+  EXPECT_EQ(one.status, 0) << one.output;
+  EXPECT_NE(one.output.find("starting node 2"), std::string::npos) << one.output;
+  auto started = pids_in(cluster);
+  ASSERT_EQ(started.size(), 1u) << one.output;
+  EXPECT_FALSE(process_gone(started[0]));
+  auto again = run_command({HOLDFAST_BINARY, "cluster", "start", "--dir", cluster, "--id", "2"});
+  EXPECT_EQ(again.status, 2) << again.output;
+  EXPECT_NE(again.output.find("node 2 already runs"), std::string::npos) << again.output;
+  auto unknown = run_command({HOLDFAST_BINARY, "cluster", "start", "--dir", cluster, "--id", "9"});
+  EXPECT_EQ(unknown.status, 2) << unknown.output;
+  EXPECT_EQ(run_command({HOLDFAST_BINARY, "cluster", "down", "--dir", cluster}).status, 0);
+  EXPECT_TRUE(process_gone(started[0]));
   std::filesystem::remove_all(dir);
 }
 
