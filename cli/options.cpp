@@ -6,10 +6,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 #include <ctime>
 #include <set>
 
+#include "cluster/toml_file.hpp"
 #include "protocol/domain.hpp"
 
 namespace holdfast::cli {
@@ -124,17 +124,8 @@ std::string expand_config_file(CLI::App& app, std::vector<std::string>& args,
     }
   }
   if (flag == 0) return {};
-  // Not a FIFO or a device: reading one would wait for ever or never end.
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) return "--config " + file + ": not a regular file";
   toml::table table;
-  try {
-    table = toml::parse_file(file);
-  } catch (const toml::parse_error& e) {
-    auto& at_ = e.source().begin;
-    return "--config " + file + (at_.line ? ":" + std::to_string(at_.line) : std::string()) + ": " +
-           std::string(e.description());
-  }
+  if (auto why = read_toml_file("--config", file, table); !why.empty()) return why;
   auto already = given(*cmd, std::vector<std::string>(args.begin() + static_cast<long>(at) + 1, args.end()));
   std::vector<std::string> words;
   for (auto& [key, value] : table) {

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "protocol/limits.hpp"
+
 namespace holdfast {
 
 // Node-wide: the bytes of the frames being read (begun, not yet whole) over every
@@ -21,18 +23,17 @@ namespace holdfast {
 // read the segment table, so without a budget N connections could each make the node
 // hold a frame of up to wire_words_max words (60 connections held 2 GB for the frame
 // timeout). A large frame that would pass `max_bytes` is refused before Cap'n Proto
-// reads its body: its connection is closed. A small frame (at most `small_bytes`, what
+// reads its body: its connection is closed. A small frame (frame_small_bytes_max, what
 // ordinary calls send) is never refused, only counted: so connections that hold the
 // budget with large frames they never finish cannot lock ordinary clients out, and what
 // small frames hold is bounded by the connections the node admits. Network thread only.
 class frame_budget {
 public:
-  static constexpr uint64_t small_bytes = uint64_t{1} << 20;
   explicit frame_budget(uint64_t max_bytes) : max_(max_bytes) {}
   // Takes `n` bytes for a frame; false (counted) when a large one does not fit.
   bool take(uint64_t n) {
     // (Small frames may take `used_` past `max_`.)
-    if (n > small_bytes && (used_ > max_ || n > max_ - used_)) {
+    if (n > frame_small_bytes_max && (used_ > max_ || n > max_ - used_)) {
       ++refused_;
       return false;
     }

@@ -2,11 +2,12 @@
 
 #include <toml++/toml.h>
 
-#include <filesystem>
 #include <set>
 
 #include "actors/order.hpp"
 #include "cluster/cluster_file.hpp"
+#include "cluster/toml_file.hpp"
+#include "protocol/limits.hpp"
 
 namespace holdfast {
 
@@ -50,20 +51,13 @@ const token_table::entry* token_table::find(const std::string& token) const {
 }
 
 bool valid_token_name(const std::string& name) {
-  return !name.empty() && name.size() <= 64 && name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+  return !name.empty() && name.size() <= token_name_bytes_max && name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                                                       "0123456789._-") == std::string::npos;
 }
 
 std::string load_tokens(const std::string& path, token_table& out) {
-  // Not a FIFO or a device: reading one would wait or never end.
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return "--tokens " + path + ": not a regular file";
   toml::table file;
-  try {
-    file = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    return "--tokens " + path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
-  }
+  if (auto why = read_toml_file("--tokens", path, file); !why.empty()) return why;
   auto where = [&](const toml::node& n) { return "--tokens " + path + ":" + std::to_string(n.source().begin.line) + ": "; };
   for (auto& [key, value] : file)
     if (key.str() != "token") return where(value) + "unknown key '" + std::string(key.str()) + "' (expected [[token]] tables)";

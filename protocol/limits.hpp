@@ -61,5 +61,10 @@ constexpr size_t fd_reserve = 64;
 // answers, a node reading calls from clients and peers, a peer link reading answers.
 // A larger frame ends the connection.
 constexpr uint64_t wire_words_max = uint64_t{4} << 20;  // 32 MiB
+// The read budget (--read-budget-mb, cluster/frame_watcher.hpp) counts frames up to this
+// size but never refuses them: ordinary calls are smaller.
+constexpr uint64_t frame_small_bytes_max = uint64_t{1} << 20;
+// A bearer token's name (cluster/roles.hpp): written into the tokens file and logs.
+constexpr size_t token_name_bytes_max = 64;
 
 }  // namespace holdfast
