@@ -1,0 +1,546 @@
+// The Holdfast client for Node.js: one connection to a node, Cap'n Proto RPC through
+// capnp-es with the node's own schema (src/gen, generated from ../../protocol).
+//
+// The rules the C++ client and the CLI follow, built in:
+// - Every call has a deadline (`deadlineMs`, default 15 s). Before it, a hold operation
+//   whose answer was lost (`outcome_unknown`: the connection dropped, the node timed
+//   out inside) is sent again with the same hold id, which is safe: the node answers a
+//   repeated reserve, confirm, release or extend with the hold as it stands. A call the
+//   node did not take (`unavailable`: unreachable, overloaded, an owner down) is sent
+//   again after a backoff. At the deadline the call fails with the last such error.
+// - Auto-batching: hold operations of one kind made in the same turn of the event loop
+//   go out as one batch RPC; while a batch is on the wire, new calls wait for the next
+//   one (a second leaves only if the first is slow), so batches grow with the load.
+// - Domain refusals (out_of_stock, unknown_sku, hold_conflict, forbidden, ...) are not
+//   retried: the promise rejects with a HoldfastError whose `code` names the outcome.
+import net from "node:net";
+import tls from "node:tls";
+import { readFileSync } from "node:fs";
+import * as capnp from "capnp-es";
+import { Inventory, HoldResult, SkuResult } from "./gen/inventory.js";
+import { SocketTransport } from "./transport.js";
+
+/** The outcome names, as the CLI prints them (protocol/domain.hpp). */
+export const codes = Object.freeze([
+  "ok", "out_of_stock", "unknown_sku", "unknown_hold", "hold_expired", "hold_conflict",
+  "wrong_state", "sku_exists", "insufficient", "invalid", "unavailable", "storage_full",
+  "outcome_unknown", "limit_reached", "unknown_order", "forbidden",
+]);
+
+const holdStates = ["active", "confirmed", "released", "expired", "returned"];
+
+export class HoldfastError extends Error {
+  /**
+   * @param {string} code one of `codes`
+   * @param {string} message
+   * @param {object} [fields] sku, holdId, available, hold, sku info
+   */
+  constructor(code, message, fields = {}) {
+    super(`${code}: ${message}`);
+    this.name = "HoldfastError";
+    this.code = code;
+    Object.assign(this, fields);
+  }
+  /** True when the call may have taken effect: retry with the same hold id to learn. */
+  get mayHaveApplied() {
+    return this.code === "outcome_unknown";
+  }
+}
+
+// The node's hold-operation batch limit is at least this (--batch-max >= 100), so a
+// batch this size is never refused for its size.
+const batchFloor = 100;
+const kinds = {
+  reserve: { method: "reserveBatch", list: "_initRequests", fill: fillReserve },
+  confirm: { method: "confirmBatch", list: "_initHolds", fill: fillRef },
+  release: { method: "releaseBatch", list: "_initHolds", fill: fillRef },
+  extend: { method: "extendBatch", list: "_initHolds", fill: fillRef },
+};
+
+function fillReserve(r, op) {
+  r.sku = op.sku;
+  r.qty = BigInt(op.qty);
+  r.holdId = op.holdId;
+  r.ttlMs = BigInt(op.ttlMs);
+  if (op.user) r.user = op.user;
+}
+
+function fillRef(r, op) {
+  r.holdId = op.holdId;
+  if (op.sku) r.sku = op.sku;
+  if (op.ttlMs) r.ttlMs = BigInt(op.ttlMs);
+}
+
+function num(v) {
+  return typeof v === "bigint" ? Number(v) : v;
+}
+
+function holdOf(h) {
+  const deadlineMs = num(h.deadlineMs);
+  return { holdId: h.holdId, sku: h.sku, qty: num(h.qty), state: holdStates[h.state] ?? "unknown",
+           deadlineMs, deadline: new Date(deadlineMs) };
+}
+
+function skuOf(s) {
+  const onHand = num(s.onHand), reserved = num(s.reserved);
+  return { sku: s.sku, title: s.title, onHand, reserved, available: onHand - reserved,
+           priceCents: num(s.priceCents), sold: num(s.sold), stocked: num(s.stocked),
+           activeHolds: num(s.activeHolds), writtenOff: num(s.writtenOff),
+           limitPerUser: num(s.limitPerUser) };
+}
+
+// A HoldResult off the wire: the hold, or the HoldfastError it stands for.
+function holdResult(r, op) {
+  const who = { sku: op.sku || undefined, holdId: op.holdId };
+  const name = `hold '${op.holdId}'` + (op.sku ? ` on sku '${op.sku}'` : "");
+  const detail = r.detail;
+  const more = detail ? ` (${detail})` : "";
+  switch (r.which()) {
+    case HoldResult.HOLD: return holdOf(r.hold);
+    case HoldResult.OUT_OF_STOCK: {
+      const available = num(r.outOfStock);
+      return new HoldfastError("out_of_stock", `sku '${op.sku}' has ${available} available`, { ...who, available });
+    }
+    case HoldResult.UNKNOWN_SKU: return new HoldfastError("unknown_sku", `no sku '${op.sku}'${more}`, who);
+    case HoldResult.UNKNOWN_HOLD: return new HoldfastError("unknown_hold", `no ${name}${more}`, who);
+    case HoldResult.HOLD_EXPIRED:
+      return new HoldfastError("hold_expired", `${name} expired`, { ...who, hold: holdOf(r.holdExpired) });
+    case HoldResult.HOLD_CONFLICT: {
+      const hold = holdOf(r.holdConflict);
+      return new HoldfastError("hold_conflict", `${name}: the id is taken by another hold` +
+        (hold.sku ? ` on sku '${hold.sku}'` : ""), { ...who, hold });
+    }
+    case HoldResult.WRONG_STATE: {
+      const hold = holdOf(r.wrongState);
+      return new HoldfastError("wrong_state", `${name} is ${hold.state}${more}`, { ...who, hold });
+    }
+    case HoldResult.INVALID: return new HoldfastError("invalid", r.invalid, who);
+    case HoldResult.UNAVAILABLE: return new HoldfastError("unavailable", r.unavailable, who);
+    case HoldResult.STORAGE_FULL: return new HoldfastError("storage_full", r.storageFull, who);
+    case HoldResult.OUTCOME_UNKNOWN: return new HoldfastError("outcome_unknown", r.outcomeUnknown, who);
+    case HoldResult.LIMIT_REACHED: {
+      const remaining = num(r.limitReached);
+      return new HoldfastError("limit_reached", `${name}: the user may get ${remaining} more`, { ...who, remaining });
+    }
+    case HoldResult.FORBIDDEN: return new HoldfastError("forbidden", r.forbidden, who);
+    default: return new HoldfastError("invalid", `an answer this client does not know (${r.which()})`, who);
+  }
+}
+
+function skuResult(r, sku) {
+  switch (r.which()) {
+    case SkuResult.SKU: return skuOf(r.sku);
+    case SkuResult.UNKNOWN_SKU: return new HoldfastError("unknown_sku", `no sku '${sku}'`, { sku });
+    case SkuResult.SKU_EXISTS: return new HoldfastError("sku_exists", `sku '${sku}' exists`, { sku, info: skuOf(r.skuExists) });
+    case SkuResult.INSUFFICIENT: return new HoldfastError("insufficient", `sku '${sku}' has more reserved`, { sku, info: skuOf(r.insufficient) });
+    case SkuResult.INVALID: return new HoldfastError("invalid", r.invalid, { sku });
+    case SkuResult.UNAVAILABLE: return new HoldfastError("unavailable", r.unavailable, { sku });
+    case SkuResult.STORAGE_FULL: return new HoldfastError("storage_full", r.storageFull, { sku });
+    case SkuResult.OUTCOME_UNKNOWN: return new HoldfastError("outcome_unknown", r.outcomeUnknown, { sku });
+    case SkuResult.FORBIDDEN: return new HoldfastError("forbidden", r.forbidden, { sku });
+    default: return new HoldfastError("invalid", `an answer this client does not know (${r.which()})`, { sku });
+  }
+}
+
+// An RPC that failed (not a domain answer): did the node take it? An OVERLOADED
+// refusal and a connection the node refused before reading anything took nothing.
+function transportError(err, sent) {
+  const text = String(err?.message ?? err);
+  const refused = /OVERLOADED|too many operations in flight|refused this connection before reading/.test(text);
+  return new HoldfastError(sent && !refused ? "outcome_unknown" : "unavailable", text.replace(/^.*?remote exception: /, ""));
+}
+
+function checkText(name, v, required = true) {
+  if (v === undefined || v === null || v === "") {
+    if (required) throw new TypeError(`${name} is required`);
+    return;
+  }
+  if (typeof v !== "string") throw new TypeError(`${name} must be a string`);
+}
+
+function checkCount(name, v, min) {
+  if (!Number.isSafeInteger(v) || v < min) throw new TypeError(`${name} must be an integer >= ${min}`);
+}
+
+function splitAddress(address) {
+  const m = /^(.*):(\d+)$/.exec(address ?? "");
+  if (!m || !m[1] || Number(m[2]) > 65535) throw new TypeError(`address '${address}' is not HOST:PORT`);
+  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class Holdfast {
+  /**
+   * @param {string} address HOST:PORT of a node
+   * @param {object} [options]
+   * @param {string} [options.token] bearer token for a node started with --tokens
+   * @param {number} [options.deadlineMs] every call answers by then (default 15000)
+   * @param {number} [options.connectTimeoutMs] one connection attempt (default 3000)
+   * @param {number} [options.batchMax] operations per batch RPC (default 1024; learned down from the node)
+   * @param {boolean} [options.autoBatch] false: one RPC per call
+   * @param {{ca: string, servername?: string}} [options.tls] the CA (PEM file) the node's certificate chains to
+   */
+  constructor(address, options = {}) {
+    this.address = splitAddress(address);
+    this.options = { deadlineMs: 15000, connectTimeoutMs: 3000, batchMax: 1024, autoBatch: true, ...options };
+    checkCount("deadlineMs", this.options.deadlineMs, 1);
+    checkCount("batchMax", this.options.batchMax, 1);
+    if (this.options.tls) this.tlsCa = readFileSync(this.options.tls.ca);
+    this.link = null;
+    this.closed = false;
+    this.queues = new Map(); // kind -> { items, scheduled, sent: [{at}], rtt }
+    /** Counters: batch RPCs and the operations they carried, retries, connections made. */
+    this.stats = { batches: 0, batchedOps: 0, retries: 0, connections: 0 };
+  }
+
+  // --- connection --------------------------------------------------------------------
+
+  // The live connection, made (and logged in) if there is none.
+  linkUp() {
+    if (this.closed) return Promise.reject(new HoldfastError("unavailable", "the client is closed"));
+    if (this.link && !this.link.dead) return this.link.ready;
+    const link = { dead: null, calls: new Set() };
+    this.link = link;
+    link.ready = this.open(link).catch((err) => {
+      this.drop(link, err);
+      throw err instanceof HoldfastError ? err
+        : new HoldfastError("unavailable", `cannot reach node at ${this.address.host}:${this.address.port}: ${err.message}`);
+    });
+    return link.ready;
+  }
+
+  async open(link) {
+    const { host, port } = this.address;
+    const socket = this.options.tls
+      ? tls.connect({ host, port, ca: this.tlsCa, servername: this.options.tls.servername ?? "holdfast-node" })
+      : net.connect({ host, port });
+    link.socket = socket;
+    socket.setNoDelay(true);
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no connection within ${this.options.connectTimeoutMs} ms`)),
+                               this.options.connectTimeoutMs);
+      socket.once(this.options.tls ? "secureConnect" : "connect", () => { clearTimeout(timer); resolve(); });
+      socket.once("error", (e) => { clearTimeout(timer); reject(e); });
+    });
+    link.conn = new capnp.Conn(new SocketTransport(socket, (err) => this.drop(link, err)));
+    link.conn.onError = (err) => this.drop(link, err ?? new Error("connection failed"));
+    link.inventory = link.conn.bootstrap(Inventory);
+    this.stats.connections++;
+    if (this.options.token) {
+      const r = await this.guard(link, link.inventory.login((p) => { p.token = this.options.token; }).promise());
+      if (r.refused) throw new HoldfastError("forbidden", `login refused: ${r.refused}`);
+      link.role = r.role;
+    }
+    return link;
+  }
+
+  // Ends `link`: every RPC still waiting on it fails now (capnp-es would wait for ever).
+  drop(link, err) {
+    if (link.dead) return;
+    link.dead = err;
+    if (this.link === link) this.link = null;
+    for (const fail of link.calls) fail(err);
+    link.calls.clear();
+    link.socket?.destroy();
+  }
+
+  // `promise`, or its link's death, whichever comes first.
+  guard(link, promise) {
+    if (link.dead) return Promise.reject(link.dead);
+    return new Promise((resolve, reject) => {
+      const fail = (err) => reject(err);
+      link.calls.add(fail);
+      promise.then((v) => { link.calls.delete(fail); resolve(v); },
+                   (e) => { link.calls.delete(fail); reject(e); });
+    });
+  }
+
+  /** Closes the connection; calls still waiting fail with unavailable. */
+  close() {
+    this.closed = true;
+    for (const q of this.queues.values()) {
+      for (const item of q.items.splice(0)) this.settle(item, new HoldfastError("unavailable", "the client was closed"));
+    }
+    if (this.link) this.drop(this.link, new HoldfastError("unavailable", "the client was closed"));
+  }
+
+  // --- hold operations ---------------------------------------------------------------
+
+  /**
+   * Reserves `qty` units of `sku` under `holdId` for `ttlMs`. Resolves to the hold;
+   * rejects with a HoldfastError (out_of_stock, unknown_sku, hold_conflict, ...).
+   */
+  reserve({ sku, qty = 1, holdId, ttlMs, user } = {}) {
+    checkText("sku", sku);
+    checkText("holdId", holdId);
+    checkText("user", user, false);
+    checkCount("qty", qty, 1);
+    checkCount("ttlMs", ttlMs, 1);
+    return this.hold("reserve", { sku, qty, holdId, ttlMs, user });
+  }
+
+  /** Confirms (sells) a hold. `sku` is optional: without it the node looks the hold up. */
+  confirm({ holdId, sku } = {}) {
+    checkText("holdId", holdId);
+    checkText("sku", sku, false);
+    return this.hold("confirm", { holdId, sku });
+  }
+
+  /** Releases a hold: its units are available again. */
+  release({ holdId, sku } = {}) {
+    checkText("holdId", holdId);
+    checkText("sku", sku, false);
+    return this.hold("release", { holdId, sku });
+  }
+
+  /** Moves an active hold's deadline to at least now + ttlMs. */
+  extend({ holdId, sku, ttlMs } = {}) {
+    checkText("holdId", holdId);
+    checkText("sku", sku, false);
+    checkCount("ttlMs", ttlMs, 1);
+    return this.hold("extend", { holdId, sku, ttlMs });
+  }
+
+  /** The hold as it stands (any state). */
+  queryHold({ holdId, sku } = {}) {
+    checkText("holdId", holdId);
+    checkText("sku", sku, false);
+    return this.call(true, (inv) => inv.queryHold((p) => fillRef(p._initHold(), { holdId, sku })).promise(),
+                     (r) => holdResult(r.result, { holdId, sku }));
+  }
+
+  /**
+   * Several reserves at once; never rejects: each entry is the hold or the
+   * HoldfastError for that request (the batch rules above apply to each).
+   */
+  reserveMany(requests) {
+    return Promise.all(requests.map((r) => this.reserve(r).catch((e) => e)));
+  }
+
+  hold(kind, op) {
+    return new Promise((resolve, reject) => {
+      const item = { kind, op, resolve, reject, deadline: Date.now() + this.options.deadlineMs,
+                     error: null, mayHaveApplied: false, backoffMs: 5 };
+      item.timer = setTimeout(() => this.expire(item), this.options.deadlineMs);
+      this.enqueue(item);
+    });
+  }
+
+  queue(kind) {
+    let q = this.queues.get(kind);
+    if (!q) this.queues.set(kind, (q = { items: [], scheduled: false, sent: [], rtt: 0, slowTimer: null }));
+    return q;
+  }
+
+  enqueue(item, front = false) {
+    if (item.done) return;
+    const q = this.queue(item.kind);
+    if (front) q.items.unshift(item); else q.items.push(item);
+    if (!q.scheduled) {
+      q.scheduled = true;
+      setImmediate(() => { q.scheduled = false; this.flush(item.kind); });
+    }
+  }
+
+  // Sends what waits, within the in-flight rule: one batch per kind on the wire, a second
+  // only once the first has been out twice the usual round trip (1-50 ms).
+  flush(kind) {
+    const q = this.queue(kind);
+    while (q.items.length) {
+      if (this.options.autoBatch && q.sent.length >= 1) {
+        const slowAfter = Math.min(50, Math.max(1, 2 * q.rtt));
+        const waited = Date.now() - q.sent[0].at;
+        if (q.sent.length >= 2) return;
+        if (waited < slowAfter) {
+          if (!q.slowTimer) {
+            q.slowTimer = setTimeout(() => { q.slowTimer = null; this.flush(kind); }, slowAfter - waited);
+          }
+          return;
+        }
+      }
+      const n = this.options.autoBatch ? Math.min(q.items.length, this.options.batchMax) : 1;
+      this.send(kind, q, q.items.splice(0, n));
+    }
+  }
+
+  async send(kind, q, items) {
+    const entry = { at: Date.now() };
+    q.sent.push(entry);
+    this.stats.batches++;
+    this.stats.batchedOps += items.length;
+    let sent = false;
+    try {
+      const link = await this.linkUp();
+      const k = kinds[kind];
+      sent = true;
+      for (const item of items) item.onWire = true;
+      const call = link.inventory[k.method]((p) => {
+        const list = p[k.list](items.length);
+        items.forEach((item, i) => k.fill(list.get(i), item.op));
+      }).promise();
+      let timer;
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new HoldfastError("outcome_unknown", "no answer")), this.options.deadlineMs);
+      });
+      let r;
+      try {
+        r = await Promise.race([this.guard(link, call), late]);
+      } finally {
+        clearTimeout(timer);
+      }
+      q.rtt = q.rtt ? 0.8 * q.rtt + 0.2 * (Date.now() - entry.at) : Date.now() - entry.at;
+      const refused = r.refused;
+      if (refused) {
+        const most = /exceeds (\d+)/.exec(refused);
+        if (most && Number(most[1]) >= 1 && items.length > Number(most[1])) {
+          this.options.batchMax = Math.max(Math.min(Number(most[1]), this.options.batchMax), 1);
+          for (const item of items.reverse()) this.enqueue(item, true);
+          return;
+        }
+        const code = refused.startsWith("forbidden: ") ? "forbidden" : "invalid";
+        for (const item of items) this.settle(item, new HoldfastError(code, refused.replace(/^forbidden: /, "")));
+        return;
+      }
+      const results = r.results;
+      items.forEach((item, i) => {
+        const out = i < results.length ? holdResult(results.get(i), item.op)
+          : new HoldfastError("outcome_unknown", "the node's answer was short");
+        this.answer(item, out);
+      });
+    } catch (err) {
+      const e = err instanceof HoldfastError ? err : transportError(err, sent);
+      for (const item of items) this.answer(item, e);
+    } finally {
+      for (const item of items) item.onWire = false;
+      q.sent.splice(q.sent.indexOf(entry), 1);
+      if (q.items.length) this.flush(kind);
+    }
+  }
+
+  // An attempt's outcome: settle, or try again before the deadline (the rules above).
+  answer(item, out) {
+    if (item.done) return;
+    const retry = out instanceof HoldfastError && (out.code === "outcome_unknown" || out.code === "unavailable");
+    if (!retry) return this.settle(item, out);
+    item.error = out;
+    if (out.code === "outcome_unknown") item.mayHaveApplied = true;
+    const wait = Math.min(item.backoffMs, 500);
+    item.backoffMs *= 2;
+    if (Date.now() + wait >= item.deadline) return this.expire(item);
+    this.stats.retries++;
+    setTimeout(() => this.enqueue(item), wait);
+  }
+
+  // The deadline: the last error, as outcome_unknown if any attempt may have applied.
+  expire(item) {
+    if (item.done) return;
+    const last = item.error;
+    const code = item.mayHaveApplied || item.onWire ? "outcome_unknown" : "unavailable";
+    const why = last ? last.message.replace(/^\w+: /, "") : "no answer";
+    this.settle(item, new HoldfastError(code, `no answer within ${this.options.deadlineMs} ms (${why})`,
+                                        { sku: item.op.sku, holdId: item.op.holdId }));
+  }
+
+  settle(item, out) {
+    if (item.done) return;
+    item.done = true;
+    clearTimeout(item.timer);
+    if (out instanceof Error) item.reject(out); else item.resolve(out);
+  }
+
+  // --- SKUs and the node -------------------------------------------------------------
+
+  // One unbatched call: `query` calls (reads) are retried like hold operations; changes
+  // that are not idempotent (create, restock) are not: their outcome_unknown is final.
+  async call(query, invoke, convert) {
+    const deadline = Date.now() + this.options.deadlineMs;
+    let backoff = 5, last = null, applied = false;
+    for (;;) {
+      let sent = false, out;
+      try {
+        const left = deadline - Date.now();
+        const link = await Promise.race([this.linkUp(), sleep(left).then(() => { throw new HoldfastError("unavailable", "no connection"); })]);
+        sent = true;
+        let timer;
+        const late = new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new HoldfastError("outcome_unknown", "no answer")), Math.max(1, deadline - Date.now()));
+        });
+        try {
+          out = convert(await Promise.race([this.guard(link, invoke(link.inventory)), late]));
+        } finally {
+          clearTimeout(timer);
+        }
+      } catch (err) {
+        out = err instanceof HoldfastError ? err : transportError(err, sent);
+      }
+      if (!(out instanceof HoldfastError)) return out;
+      if (out.code === "outcome_unknown") applied = true;
+      const retry = out.code === "unavailable" || (query && out.code === "outcome_unknown");
+      if (!retry || (!query && applied)) throw out;
+      last = out;
+      if (Date.now() + backoff >= deadline) {
+        throw new HoldfastError(applied && !query ? "outcome_unknown" : "unavailable",
+                                `no answer within ${this.options.deadlineMs} ms (${last.message.replace(/^\w+: /, "")})`);
+      }
+      this.stats.retries++;
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 500);
+    }
+  }
+
+  /** The SKU's counters and availability. */
+  querySku(sku) {
+    checkText("sku", sku);
+    return this.call(true, (inv) => inv.querySku((p) => { p.sku = sku; }).promise(),
+                     (r) => skuResult(r.result, sku));
+  }
+
+  /** Creates an SKU (admin role on a node with --tokens). */
+  createSku({ sku, stock, priceCents = 0, title = "", limitPerUser = 0 } = {}) {
+    checkText("sku", sku);
+    checkCount("stock", stock, 0);
+    checkCount("priceCents", priceCents, 0);
+    checkCount("limitPerUser", limitPerUser, 0);
+    if (typeof title !== "string") throw new TypeError("title must be a string");
+    return this.call(false, (inv) => inv.createSku((p) => {
+      p.sku = sku; p.stock = BigInt(stock); p.priceCents = BigInt(priceCents);
+      p.title = title; p.limitPerUser = BigInt(limitPerUser);
+    }).promise(), (r) => skuResult(r.result, sku));
+  }
+
+  /** Adds `qty` units on hand (admin role). */
+  restock(sku, qty) {
+    checkText("sku", sku);
+    checkCount("qty", qty, 1);
+    return this.call(false, (inv) => inv.restock((p) => { p.sku = sku; p.qty = BigInt(qty); }).promise(),
+                     (r) => skuResult(r.result, sku));
+  }
+
+  /** The node: version, uptime, operations, SKU actors, cluster. */
+  status() {
+    return this.call(true, (inv) => inv.status().promise(), (r) => {
+      const s = r.status;
+      const startedMs = num(s.startedMs);
+      return { nodeId: s.nodeId, version: s.version, cluster: s.cluster, startedMs,
+               uptimeMs: Date.now() - startedMs, callsTotal: num(s.callsTotal),
+               callsPerSecond: s.callsPerSecond, skusActive: num(s.skusActive),
+               notServing: s.notServing };
+    });
+  }
+}
+
+/**
+ * A client for the node at `address`, connected (and logged in, with `options.token`)
+ * before it resolves; rejects with a HoldfastError if that fails.
+ */
+export async function connect(address, options = {}) {
+  const client = new Holdfast(address, options);
+  try {
+    await client.linkUp();
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  return client;
+}

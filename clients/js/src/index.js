@@ -1,0 +1,1 @@
+export { connect, Holdfast, HoldfastError, codes } from "./client.js";
