@@ -104,10 +104,7 @@ int members_of(const context& ctx, std::vector<member_address>& members) {
 
 // Asks one member; empty when it answered, else why it could not be asked.
 std::string ask_member(const context& ctx, const member_address& m, const std::function<void(blocking_client&)>& f) {
-  client_options options;
-  options.call_timeout_ms = ctx.timeout_ms;
-  options.tls_ca = ctx.tls_ca;
-  options.token = ctx.token;
+  auto options = connection_options(ctx);
   try {
     blocking_client c(m.client, options);
     f(c);

@@ -43,9 +43,8 @@ std::string ms_text(int64_t us) {
 // Every member's status; a member that does not answer is "down".
 int print_status(const context& ctx, const cluster_config& cfg) {
   nlohmann::json out = nlohmann::json::array();
-  client_options o;
+  auto o = connection_options(ctx, &cfg);
   o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
-  if (cfg.client_tls) o.tls_ca = cfg.path_of(cfg.ca);
   if (!ctx.as_json)
     std::printf("cluster %s (file hash %s)\n%-5s %-6s %-21s %-9s %-8s %8s %10s %10s  %s\n", cfg.name.c_str(),
                 cfg.hash.c_str(), "node", "state", "address", "version", "up", "skus", "calls/s", "forwarded",
@@ -141,6 +140,36 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       else
         std::printf("wrote %s (hash %s), ca.pem and a certificate per node in %s\n",
                     a->cluster_file().c_str(), cfg.hash.c_str(), a->dir.c_str());
+      return 0;
+    };
+  });
+
+  struct cert_args {
+    std::string role, name;
+    int days = 365;
+  };
+  auto c = std::make_shared<cert_args>();
+  auto* cert = cluster->add_subcommand(
+    "cert", "issue a client certificate signed by the cluster CA in --dir, for [tls] client_certs: "
+            "a connection presenting it has its role");
+  cert->add_option("--dir", a->dir, "the cluster's directory (its ca.pem and ca.key)")->capture_default_str();
+  cert->add_option("--role", c->role, "admin or client")->required()->check(CLI::IsMember({"admin", "client"}));
+  cert->add_option("--name", c->name, "who holds it: 1 to 64 of A-Z a-z 0-9 . _ -")->required();
+  cert->add_option("--days", c->days, "valid this many days")->check(CLI::Range(1, 3650))->capture_default_str();
+  cert->callback([&ctx, a, c] {
+    ctx.action = [&ctx, a, c] {
+      std::string written, error;
+      if (!write_client_certificate(a->dir, c->role, c->name, c->days, written, error))
+        return fail(ctx, "invalid", error);
+      auto key = written.substr(0, written.size() - 4) + ".key";
+      if (ctx.as_json)
+        std::cout << nlohmann::json{{"status", "ok"}, {"cert", written}, {"key", key}, {"role", c->role}}.dump()
+                  << "\n";
+      else
+        std::printf("wrote %s and %s (role %s, %d days)\nconnect with: holdfast --tls-ca %s/ca.pem --tls-cert %s "
+                    "--tls-key %s ...\n",
+                    written.c_str(), key.c_str(), c->role.c_str(), c->days, a->dir.c_str(), written.c_str(),
+                    key.c_str());
       return 0;
     };
   });

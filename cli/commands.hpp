@@ -14,6 +14,8 @@
 
 namespace holdfast {
 class blocking_client;
+struct client_options;
+struct cluster_config;
 enum class code : uint8_t;
 }  // namespace holdfast
 
@@ -27,9 +29,15 @@ struct context {
   bool as_json = false;
   int64_t timeout_ms = 15'000;  // a call with no answer by then: outcome_unknown
   std::string tls_ca;           // connect with TLS, trusting this CA (PEM)
+  std::string tls_cert;         // ...presenting this client certificate (PEM, `cluster cert`)
+  std::string tls_key;          // ...and its key
   std::string token;            // log in with this bearer token (a node with --tokens)
   std::function<int()> action;
 };
+
+// How the CLI connects: --timeout-ms, --token, --tls-ca (else, for a cluster file whose
+// clients use TLS, its CA), --tls-cert and --tls-key.
+client_options connection_options(const context& ctx, const cluster_config* cfg = nullptr);
 
 void add_node_command(CLI::App& app, context& ctx);
 void add_inventory_commands(CLI::App& app, context& ctx);

@@ -139,11 +139,19 @@ int exit_code(code c) {
   return exit_refused;
 }
 
-int with_node(const context& ctx, bool mutation, const std::function<int(blocking_client&)>& call) {
+client_options connection_options(const context& ctx, const cluster_config* cfg) {
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
+  if (options.tls_ca.empty() && cfg && cfg->client_tls) options.tls_ca = cfg->path_of(cfg->ca);
+  options.tls_cert = ctx.tls_cert;
+  options.tls_key = ctx.tls_key;
   options.token = ctx.token;
+  return options;
+}
+
+int with_node(const context& ctx, bool mutation, const std::function<int(blocking_client&)>& call) {
+  auto options = connection_options(ctx);
   // A malformed address is a usage error, said before anything is dialled (not KJ's
   // "connection refused" or "expected port < 65536").
   if (auto why = address_problem(ctx.node_address); !why.empty())

@@ -104,6 +104,10 @@ int main(int argc, char** argv) {
     ->envname("HOLDFAST_TOKEN");
   app.add_option("--tls-ca", ctx.tls_ca,
                  "connect with TLS; the node's certificate must chain to this CA (PEM file)");
+  app.add_option("--tls-cert", ctx.tls_cert,
+                 "with --tls-ca: present this client certificate (PEM, holdfast cluster cert): its role applies")
+    ->envname("HOLDFAST_TLS_CERT");
+  app.add_option("--tls-key", ctx.tls_key, "the client certificate's key (PEM)")->envname("HOLDFAST_TLS_KEY");
 
   add_node_command(app, ctx);
   add_demo_command(app, ctx);

@@ -32,11 +32,10 @@ struct member_check {
   size_t answered = 0;
 };
 
-member_check ask_members(const cluster_config& cfg, uint32_t member, int64_t timeout_ms) {
+member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t member) {
   member_check out;
-  client_options o;
-  o.call_timeout_ms = timeout_ms;
-  if (cfg.client_tls) o.tls_ca = cfg.path_of(cfg.ca);
+  auto o = connection_options(ctx, &cfg);
+  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
   for (auto& m : cfg.members) {
     try {
       blocking_client c(m.client, o);
@@ -81,7 +80,7 @@ int restore(const context& ctx, const restore_args& a) {
     if (cfg.name != identity.cluster_name || (!identity.cluster_id.empty() && cfg.id != identity.cluster_id) ||
         !cfg.member(identity.member) || (!identity.members.empty() && ids != identity.members))
       return fail(ctx, "invalid", a.cluster_file + " is not the cluster of this backup (" + identity.describe() + ")");
-    auto said = ask_members(cfg, identity.member, std::min<int64_t>(ctx.timeout_ms, 3'000));
+    auto said = ask_members(ctx, cfg, identity.member);
     if (!said.alive.empty())
       return fail(ctx, "refused", "refusing to restore: " + said.alive +
                                     "; stop it (and be sure its directory is lost) before restoring a backup of it");

@@ -1,5 +1,7 @@
 #include "cluster/certs.hpp"
 
+#include "cluster/roles.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -132,8 +134,11 @@ bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, st
   return pem_of(key.get(), cert.get(), out, error);
 }
 
-bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
-                            std::string& error) {
+namespace {
+// A leaf certificate named `common_name`, signed by `ca`, with these extended key usages
+// and (if not empty) subject alternative names.
+bool issue_leaf(const pem_pair& ca, const std::string& common_name, const char* key_usage, const std::string& san,
+                int days, pem_pair& out, std::string& error) {
   auto ca_key = load_key(ca.key);
   auto ca_cert = load_cert(ca.cert);
   if (!ca_key || !ca_cert) {
@@ -145,20 +150,39 @@ bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_
     error = openssl_error("key generation");
     return false;
   }
-  auto name = node_tls_name(node_id);
-  auto cert = new_cert(key.get(), name, days);
+  auto cert = new_cert(key.get(), common_name, days);
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
-  std::string san = "DNS:" + name + ",DNS:" + client_tls_name + ",DNS:localhost,IP:127.0.0.1";
   if (!add_ext(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE", error) ||
       !add_ext(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature", error) ||
-      !add_ext(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth", error) ||
-      !add_ext(cert.get(), ca_cert.get(), NID_subject_alt_name, san.c_str(), error))
+      !add_ext(cert.get(), ca_cert.get(), NID_ext_key_usage, key_usage, error) ||
+      (!san.empty() && !add_ext(cert.get(), ca_cert.get(), NID_subject_alt_name, san.c_str(), error)))
     return false;
   if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) {
     error = openssl_error("signing");
     return false;
   }
   return pem_of(key.get(), cert.get(), out, error);
+}
+}  // namespace
+
+bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
+                            std::string& error) {
+  auto name = node_tls_name(node_id);
+  return issue_leaf(ca, name, "serverAuth,clientAuth",
+                    "DNS:" + name + ",DNS:" + client_tls_name + ",DNS:localhost,IP:127.0.0.1", days, out, error);
+}
+
+bool issue_client_certificate(const pem_pair& ca, const std::string& role, const std::string& name, int days,
+                              pem_pair& out, std::string& error) {
+  if (role != "admin" && role != "client") {
+    error = "--role: expected admin or client";
+    return false;
+  }
+  if (!valid_token_name(name)) {
+    error = "--name: 1 to 64 of A-Z a-z 0-9 . _ -";
+    return false;
+  }
+  return issue_leaf(ca, role + ":" + name, "clientAuth", "", days, out, error);
 }
 
 }  // namespace holdfast
@@ -206,6 +230,28 @@ int probe_free_port() {
 }
 
 }  // namespace
+
+bool write_client_certificate(const std::string& dir, const std::string& role, const std::string& name, int days,
+                              std::string& written, std::string& error) {
+  pem_pair ca;
+  std::string problem;
+  if (!(problem = read_small_file(dir + "/ca.pem", 1u << 20, ca.cert)).empty() ||
+      !(problem = read_small_file(dir + "/ca.key", 1u << 20, ca.key)).empty()) {
+    error = problem + " (--dir must hold the cluster CA: ca.pem and ca.key, as cluster init writes)";
+    return false;
+  }
+  pem_pair cert;
+  if (!issue_client_certificate(ca, role, name, days, cert, error)) return false;
+  auto base = dir + "/" + role + "-" + name;
+  if (::access((base + ".pem").c_str(), F_OK) == 0 || ::access((base + ".key").c_str(), F_OK) == 0) {
+    error = base + ".pem exists: refusing to overwrite a certificate (another --name, or remove it)";
+    return false;
+  }
+  if (!write_file(base + ".key", cert.key, 0600, error) || !write_file(base + ".pem", cert.cert, 0644, error))
+    return false;
+  written = base + ".pem";
+  return true;
+}
 
 bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
                       bool client_tls, cluster_config& out, std::string& error) {

@@ -20,6 +20,17 @@ bool make_cluster_ca(const std::string& common_name, int days, pem_pair& out, st
 bool issue_node_certificate(const pem_pair& ca, uint32_t node_id, int days, pem_pair& out,
                             std::string& error);
 
+// A client certificate for a cluster whose [tls] client_certs is on: common name
+// "<role>:<name>" (role "admin" or "client", name as a token's: 1..64 of [A-Za-z0-9._-]),
+// extended key usage clientAuth only, signed by the cluster CA. The node gives a
+// connection that presents it that role (cluster/roles.hpp, role_of_certificate).
+bool issue_client_certificate(const pem_pair& ca, const std::string& role, const std::string& name, int days,
+                              pem_pair& out, std::string& error);
+// `holdfast cluster cert`: reads `dir`/ca.pem and ca.key, writes `dir`/<role>-<name>.pem and
+// .key (mode 0600); refuses to overwrite. `written` gets the certificate's path.
+bool write_client_certificate(const std::string& dir, const std::string& role, const std::string& name, int days,
+                              std::string& written, std::string& error);
+
 // Checks a node's TLS material before it serves: both PEMs parse, the key is the
 // certificate's, the certificate names node-<id> and is signed by the CA and valid now.
 // Returns "" or what is wrong.

@@ -276,17 +276,24 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
     [](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); });
   if (options.tls_ca.empty()) return connected;
   auto ca = read_pem_file(options.tls_ca);
-  return connected.then([ca = kj::mv(ca), name = options.tls_name](
+  if (options.tls_cert.empty() != options.tls_key.empty())
+    throw KJ_EXCEPTION(FAILED, "a client certificate needs its key: give both --tls-cert and --tls-key");
+  kj::Maybe<kj::Own<kj::TlsKeypair>> keypair;
+  if (!options.tls_cert.empty())
+    keypair = kj::heap<kj::TlsKeypair>(kj::TlsKeypair{kj::TlsPrivateKey(read_pem_file(options.tls_key)),
+                                                      kj::TlsCertificate(read_pem_file(options.tls_cert))});
+  return connected.then([ca = kj::mv(ca), name = options.tls_name, keypair = kj::mv(keypair)](
                           kj::Own<kj::AsyncIoStream> s) mutable {
     auto cert = kj::heap<kj::TlsCertificate>(ca);
     kj::TlsContext::Options o;
     o.useSystemTrustStore = false;
     o.trustedCertificates = kj::arrayPtr(cert.get(), 1);
+    KJ_IF_MAYBE(k, keypair) { o.defaultKeypair = **k; }
     auto tls = kj::heap<kj::TlsContext>(kj::mv(o));
     auto wrapped = tls->wrapClient(kj::mv(s), name);
-    return wrapped.then([tls = kj::mv(tls), cert = kj::mv(cert)](
+    return wrapped.then([tls = kj::mv(tls), cert = kj::mv(cert), keypair = kj::mv(keypair)](
                           kj::Own<kj::AsyncIoStream> t) mutable {
-      return t.attach(kj::mv(tls), kj::mv(cert));
+      return t.attach(kj::mv(tls), kj::mv(cert), kj::mv(keypair));
     });
   });
 }
@@ -385,6 +392,9 @@ kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> 
 
 std::string describe(const kj::Exception& e) {
   std::string text = e.getDescription().cStr();
+  // KJ's TLS errors put OpenSSL's reason in a `message` argument: that one is for people.
+  const std::string openssl = "OpenSSL error; message = ";
+  if (text.rfind(openssl, 0) == 0) text = "TLS: " + text.substr(openssl.size());
   // KJ appends the values of its macro's arguments ("; why.c_str() = ..."): debug text.
   static const std::regex debug_suffix("; [A-Za-z_][A-Za-z0-9_.>()\\-]* = ");
   std::smatch m;
@@ -399,6 +409,19 @@ std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, con
   auto text = describe(e);
   if (e.getType() == kj::Exception::Type::OVERLOADED || text.find(refused_connection_text) != std::string::npos)
     return {code::unavailable, who + ": " + text};
+  // The node's TLS refused this client's certificate (or its lack of one) in the handshake,
+  // before any call was read.
+  for (auto* alert : {"alert certificate required", "alert unknown ca", "alert bad certificate",
+                      "alert certificate unknown", "alert handshake failure", "alert decrypt error"})
+    if (text.find(alert) != std::string::npos)
+      return {code::unavailable, who + " refused this client's TLS certificate (" + text +
+                                   "): a cluster with client_certs takes one from holdfast cluster cert, signed by "
+                                   "its CA (--tls-cert, --tls-key)"};
+  // A TLS 1.3 server refuses a client's certificate after the client's handshake is done:
+  // the client learns it only as its first write fails, which a node dying looks like too.
+  if (text.find("ssl connection ended") != std::string::npos)
+    text += " (a node whose cluster has client_certs closes a connection without a client certificate: "
+            "--tls-cert, --tls-key)";
   return {query ? code::unavailable : code::outcome_unknown, who + " did not answer: " + text};
 }
 

@@ -48,6 +48,10 @@ struct client_options {
   // certificate must name `tls_name` (every member of a `cluster init` cluster does).
   std::string tls_ca;
   std::string tls_name = client_tls_name;
+  // A client certificate and its key (PEM files, `holdfast cluster cert`) for a cluster with
+  // [tls] client_certs: the node gives the connection the certificate's role. Both or neither.
+  std::string tls_cert;
+  std::string tls_key;
   // A bearer token for a node started with --tokens: the connection logs in with it before
   // any call (a node without --tokens ignores it). Empty: no login.
   std::string token;

@@ -80,6 +80,8 @@ std::string canonical(const cluster_config& c) {
     << "\nforward_timeout_ms=" << c.forward_timeout_ms << "\npeer_batch=" << c.peer_batch_max
     << "," << c.peer_batches_in_flight << "\ntls=" << !c.ca.empty() << "," << c.client_tls << ","
     << c.insecure_plaintext_peers << "\n";
+  // Only when on, so the hash of every file written before the key existed stays the same.
+  if (c.client_certs) s << "client_certs=1\n";
   for (auto& m : c.members) s << "node " << m.id << " " << m.client << " " << m.peer << "\n";
   return s.str();
 }
@@ -184,9 +186,10 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
   }
   if (auto* t = root["tls"].as_table()) {
     std::string w = "[tls] ";
-    if (!only_keys(*t, {"ca", "client_tls", "insecure_plaintext_peers"}, error, w) ||
+    if (!only_keys(*t, {"ca", "client_tls", "client_certs", "insecure_plaintext_peers"}, error, w) ||
         !read_string(*t, "ca", c.ca, error, w) ||
         !read_bool(*t, "client_tls", c.client_tls, error, w) ||
+        !read_bool(*t, "client_certs", c.client_certs, error, w) ||
         !read_bool(*t, "insecure_plaintext_peers", c.insecure_plaintext_peers, error, w))
       return false;
   } else if (root.contains("tls")) {
@@ -260,6 +263,10 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     error = "[tls] client_tls needs ca and node certificates";
     return false;
   }
+  if (c.client_certs && !c.client_tls) {
+    error = "[tls] client_certs needs client_tls = true (client certificates are part of the TLS handshake)";
+    return false;
+  }
   if (c.down_after_ms < c.heartbeat_interval_ms) {
     error = "[cluster] down_after_ms (" + std::to_string(c.down_after_ms) +
             ") is below heartbeat_interval_ms (" + std::to_string(c.heartbeat_interval_ms) +
@@ -320,6 +327,8 @@ std::string cluster_file_text(const cluster_config& c) {
     << "ca = \"" << c.ca << "\"              # cluster CA certificate (PEM), relative to this file\n"
     << "client_tls = " << (c.client_tls ? "true" : "false")
     << "         # clients must connect with TLS (holdfast --tls-ca ca.pem)\n"
+    << "client_certs = " << (c.client_certs ? "true" : "false")
+    << "       # ...with a certificate from `holdfast cluster cert`, which gives its role\n"
     << "insecure_plaintext_peers = " << (c.insecure_plaintext_peers ? "true" : "false")
     << "  # peer links without TLS: for tests of that path only\n";
   for (auto& m : c.members)

@@ -38,6 +38,8 @@ struct cluster_config {
   uint32_t peer_batches_in_flight = 8;  // batches of a kind on a link before calls queue
   std::string ca;                       // the cluster CA certificate (PEM); empty: plaintext
   bool client_tls = false;              // clients must connect with TLS too
+  bool client_certs = false;            // ...and present a certificate the cluster CA signed,
+                                        // whose name gives the connection its role
   bool insecure_plaintext_peers = false;  // allow peer links without TLS (tests of the
                                           // plaintext path only)
   std::vector<cluster_member> members;    // sorted by id

@@ -38,8 +38,9 @@ role needed(order_op_kind k) {
 
 std::string forbidden_text(role have, role need) {
   if (have == role::none)
-    return std::string("this node requires a token; log in first (holdfast --token, or "
-                       "HOLDFAST_TOKEN); this call needs the ") + to_string(need) + " role";
+    return std::string("this connection has no role: this node requires a token (log in first: holdfast "
+                       "--token, or HOLDFAST_TOKEN) or a client certificate from holdfast cluster cert "
+                       "(--tls-cert, --tls-key); this call needs the ") + to_string(need) + " role";
   return std::string("this call needs the ") + to_string(need) + " role; this connection's is " +
          to_string(have);
 }
@@ -87,5 +88,12 @@ std::string load_tokens(const std::string& path, token_table& out) {
 }
 
 std::string new_token() { return random_hex(32); }
+
+role role_of_certificate(const std::string& common_name) {
+  auto colon = common_name.find(':');
+  if (colon == std::string::npos || !valid_token_name(common_name.substr(colon + 1))) return role::none;
+  auto granted = common_name.substr(0, colon);
+  return granted == "admin" ? role::admin : granted == "client" ? role::client : role::none;
+}
 
 }  // namespace holdfast

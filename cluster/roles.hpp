@@ -51,4 +51,9 @@ std::string load_tokens(const std::string& path, token_table& out);
 // A new random token (32 bytes from the kernel, hex).
 std::string new_token();
 
+// The role a client certificate grants (a cluster with [tls] client_certs): its common
+// name is "admin:<name>" or "client:<name>" (`holdfast cluster cert`); anything else,
+// a node's certificate among them, grants none.
+role role_of_certificate(const std::string& common_name);
+
 }  // namespace holdfast

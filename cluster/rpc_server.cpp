@@ -170,6 +170,10 @@ struct rpc_server::impl {
           kj::TlsContext::Options client_options;
           client_options.useSystemTrustStore = false;
           client_options.defaultKeypair = *keypair;
+          if (cfg.client_certs) {  // a client's certificate is its role (role_of_certificate)
+            client_options.verifyClients = true;
+            client_options.trustedCertificates = kj::arrayPtr(ca.get(), 1);
+          }
           client_tls = kj::heap<kj::TlsContext>(kj::mv(client_options));
         }
       }
@@ -366,9 +370,20 @@ struct rpc_server::impl {
           auto closed = kj::newPromiseAndFulfiller<void>();
           state->close = kj::mv(closed.fulfiller);
           auto position = open.insert(open.end(), state);
+          // With client certificates the handshake names the client: its certificate's role is
+          // the connection's (a login with a token may change it).
+          bool certs = role && role->config.client_certs;
           kj::Promise<kj::Own<kj::AsyncIoStream>> ready =
-            client_tls ? handshake(tls_or_tell(kj::mv(stream)).then([&](kj::Own<kj::AsyncIoStream>&& s) {
-              return client_tls->wrapServer(kj::mv(s));
+            client_tls ? handshake(tls_or_tell(kj::mv(stream)).then([&, certs, state](kj::Own<kj::AsyncIoStream>&& s) {
+              auto unknown = kj::Own<kj::PeerIdentity>(kj::UnknownPeerIdentity::newInstance());
+              return client_tls->wrapServer(kj::AuthenticatedStream{kj::mv(s), kj::mv(unknown)})
+                .then([certs, state](kj::AuthenticatedStream&& a) {
+                  if (certs) {
+                    auto& id = kj::downcast<kj::TlsPeerIdentity>(*a.peerIdentity);
+                    state->granted = id.hasCertificate() ? role_of_certificate(id.getCommonName().cStr()) : holdfast::role::none;
+                  }
+                  return kj::mv(a.stream);
+                });
             }))
                        : kj::Promise<kj::Own<kj::AsyncIoStream>>(kj::mv(stream));
           auto serve_it = ready.then([&, state](kj::Own<kj::AsyncIoStream>&& s) {

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "cluster/cluster_file.hpp"
+#include "cluster/roles.hpp"
 #include "cluster/peer_links.hpp"
 #include "cluster/placement.hpp"
 #include "cluster/router.hpp"
@@ -195,6 +196,29 @@ TEST(cluster_file, the_cluster_id_is_part_of_the_hash) {
   ASSERT_TRUE(parse_cluster_text(other, ".", b, error)) << error;
   EXPECT_NE(a.hash, b.hash);
   EXPECT_NE(new_cluster_id(), new_cluster_id());
+}
+
+TEST(cluster_file, client_certificates_need_client_tls_and_leave_older_files_hash_alone) {
+  auto with = [](const std::string& tls) {
+    auto s = std::string(good_file);
+    s.replace(s.find("ca = \"ca.pem\""), std::string("ca = \"ca.pem\"").size(), "ca = \"ca.pem\"\n" + tls);
+    return s;
+  };
+  cluster_config plain, off, on;
+  std::string error;
+  ASSERT_TRUE(parse_cluster_text(good_file, ".", plain, error)) << error;
+  ASSERT_TRUE(parse_cluster_text(with("client_certs = false"), ".", off, error)) << error;
+  EXPECT_EQ(plain.hash, off.hash) << "a file written before the key existed keeps its hash";
+  EXPECT_FALSE(parse_cluster_text(with("client_certs = true"), ".", on, error));
+  EXPECT_NE(error.find("client_certs needs client_tls"), std::string::npos) << error;
+  ASSERT_TRUE(parse_cluster_text(with("client_tls = true\nclient_certs = true"), ".", on, error)) << error;
+  EXPECT_TRUE(on.client_certs);
+  EXPECT_NE(on.hash, plain.hash);
+  // The role a certificate grants comes from its common name, as `cluster cert` writes it.
+  EXPECT_EQ(role_of_certificate("admin:ops"), role::admin);
+  EXPECT_EQ(role_of_certificate("client:shop-1"), role::client);
+  for (auto* none : {"node-1", "holdfast-node", "root:x", "admin:", "client:a b", ":client", "admin"})
+    EXPECT_EQ(role_of_certificate(none), role::none) << none;
 }
 
 TEST(cluster_file, only_a_regular_file_is_read) {

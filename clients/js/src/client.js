@@ -96,7 +96,14 @@ function holdResult(r, op) {
   const detail = r.detail;
   const more = detail ? ` (${detail})` : "";
   switch (r.which()) {
-    case HoldResult.HOLD: return holdOf(r.hold);
+    case HoldResult.HOLD: {
+      const hold = holdOf(r.hold);
+      // An answer for another hold is a broken (or hostile) node's, never this call's.
+      if (hold.holdId !== op.holdId) {
+        return new HoldfastError("invalid", `the node answered for hold '${hold.holdId}', not '${op.holdId}'`, who);
+      }
+      return hold;
+    }
     case HoldResult.OUT_OF_STOCK: {
       const available = num(r.outOfStock);
       return new HoldfastError("out_of_stock", `sku '${op.sku}' has ${available} available`, { ...who, available });
@@ -150,25 +157,55 @@ function transportError(err, sent) {
   return new HoldfastError(sent && !refused ? "outcome_unknown" : "unavailable", text.replace(/^.*?remote exception: /, ""));
 }
 
+// The node's byte limits (protocol/limits.hpp): a longer name is refused `invalid` by the
+// node; this client refuses it before sending, so one oversized call cannot make a batch
+// frame too large for the node and fail every other call in it.
+const bytesMax = { sku: 128, holdId: 256, user: 256, title: 256 };
+// setTimeout's longest delay: a longer one fires at once.
+const timerMax = 2 ** 31 - 1;
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+// A wrong JavaScript type or an ill-formed string: a TypeError (a lone surrogate would be
+// sent as U+FFFD, so two different ids would name one hold).
 function checkText(name, v, required = true) {
   if (v === undefined || v === null || v === "") {
     if (required) throw new TypeError(`${name} is required`);
     return;
   }
   if (typeof v !== "string") throw new TypeError(`${name} must be a string`);
+  if (loneSurrogate.test(v)) throw new TypeError(`${name} is not well-formed UTF-16 (a lone surrogate)`);
 }
 
-function checkCount(name, v, min) {
-  if (!Number.isSafeInteger(v) || v < min) throw new TypeError(`${name} must be an integer >= ${min}`);
+// A name longer than the node takes: the HoldfastError it would answer, or null.
+function tooLong(fields) {
+  for (const [name, v] of Object.entries(fields)) {
+    if (typeof v === "string" && Buffer.byteLength(v) > bytesMax[name]) {
+      return new HoldfastError("invalid", `${name} longer than ${bytesMax[name]} bytes`,
+                               { sku: fields.sku, holdId: fields.holdId });
+    }
+  }
+  return null;
+}
+
+function checkCount(name, v, min, max = Number.MAX_SAFE_INTEGER) {
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new TypeError(`${name} must be an integer from ${min} to ${max}`);
+  }
 }
 
 function splitAddress(address) {
-  const m = /^(.*):(\d+)$/.exec(address ?? "");
-  if (!m || !m[1] || Number(m[2]) > 65535) throw new TypeError(`address '${address}' is not HOST:PORT`);
-  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
+  const m = typeof address === "string" ? /^(\[[0-9A-Fa-f:.]+\]|[^\s\[\]]+):(\d{1,5})$/.exec(address) : null;
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) throw new TypeError(`address '${address}' is not HOST:PORT`);
+  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// A timer that can be cancelled: `promise` resolves after `ms` unless `cancel()` first.
+function delay(ms) {
+  let timer, resolve;
+  const promise = new Promise((r) => { resolve = r; timer = setTimeout(r, Math.max(0, Math.min(ms, timerMax))); });
+  return { promise, cancel() { clearTimeout(timer); resolve(); } };
+}
 
 export class Holdfast {
   /**
@@ -179,16 +216,28 @@ export class Holdfast {
    * @param {number} [options.connectTimeoutMs] one connection attempt (default 3000)
    * @param {number} [options.batchMax] operations per batch RPC (default 1024; learned down from the node)
    * @param {boolean} [options.autoBatch] false: one RPC per call
-   * @param {{ca: string, servername?: string}} [options.tls] the CA (PEM file) the node's certificate chains to
+   * @param {{ca: string, cert?: string, key?: string, servername?: string}} [options.tls] PEM files: the CA
+   *   the node's certificate chains to; a client certificate and its key (`holdfast cluster cert`)
    */
   constructor(address, options = {}) {
     this.address = splitAddress(address);
     this.options = { deadlineMs: 15000, connectTimeoutMs: 3000, batchMax: 1024, autoBatch: true, ...options };
-    checkCount("deadlineMs", this.options.deadlineMs, 1);
-    checkCount("batchMax", this.options.batchMax, 1);
-    if (this.options.tls) this.tlsCa = readFileSync(this.options.tls.ca);
+    checkCount("deadlineMs", this.options.deadlineMs, 1, timerMax);
+    checkCount("connectTimeoutMs", this.options.connectTimeoutMs, 1, timerMax);
+    checkCount("batchMax", this.options.batchMax, 1, 16384);
+    const t = this.options.tls;
+    if (t) {
+      if (typeof t.ca !== "string") throw new TypeError("tls.ca must be the path of the CA's PEM file");
+      if (!t.cert !== !t.key) throw new TypeError("tls.cert and tls.key go together");
+      this.tlsFiles = { ca: readFileSync(t.ca), cert: t.cert && readFileSync(t.cert), key: t.key && readFileSync(t.key) };
+    }
+    // Operations per batch: at most what the node said it takes (learned), and fewer for a
+    // while after the node refused a batch as OVERLOADED (halved; grown back as batches pass).
+    this.batchCap = this.options.batchMax;
+    this.batchNow = this.options.batchMax;
     this.link = null;
     this.closed = false;
+    this.pending = new Set(); // hold operations not settled yet
     this.queues = new Map(); // kind -> { items, scheduled, sent: [{at}], rtt }
     /** Counters: batch RPCs and the operations they carried, retries, connections made. */
     this.stats = { batches: 0, batchedOps: 0, retries: 0, connections: 0 };
@@ -202,7 +251,12 @@ export class Holdfast {
     if (this.link && !this.link.dead) return this.link.ready;
     const link = { dead: null, calls: new Set() };
     this.link = link;
-    link.ready = this.open(link).catch((err) => {
+    // Connecting, the TLS handshake and the login, all within connectTimeoutMs.
+    const late = delay(this.options.connectTimeoutMs);
+    const timeout = late.promise.then(() => {
+      throw new Error(`no connection${this.options.token ? " and login" : ""} within ${this.options.connectTimeoutMs} ms`);
+    });
+    link.ready = Promise.race([this.open(link), timeout]).finally(() => late.cancel()).catch((err) => {
       this.drop(link, err);
       throw err instanceof HoldfastError ? err
         : new HoldfastError("unavailable", `cannot reach node at ${this.address.host}:${this.address.port}: ${err.message}`);
@@ -212,17 +266,19 @@ export class Holdfast {
 
   async open(link) {
     const { host, port } = this.address;
-    const socket = this.options.tls
-      ? tls.connect({ host, port, ca: this.tlsCa, servername: this.options.tls.servername ?? "holdfast-node" })
+    const f = this.tlsFiles;
+    const socket = f
+      ? tls.connect({ host, port, ca: f.ca, cert: f.cert, key: f.key,
+                      servername: this.options.tls.servername ?? "holdfast-node" })
       : net.connect({ host, port });
     link.socket = socket;
     socket.setNoDelay(true);
     await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no connection within ${this.options.connectTimeoutMs} ms`)),
-                               this.options.connectTimeoutMs);
-      socket.once(this.options.tls ? "secureConnect" : "connect", () => { clearTimeout(timer); resolve(); });
-      socket.once("error", (e) => { clearTimeout(timer); reject(e); });
+      socket.once(f ? "secureConnect" : "connect", resolve);
+      socket.once("error", reject);
+      socket.once("close", () => reject(new Error("connection closed")));
     });
+    if (link.dead) throw link.dead;
     link.conn = new capnp.Conn(new SocketTransport(socket, (err) => this.drop(link, err)));
     link.conn.onError = (err) => this.drop(link, err ?? new Error("connection failed"));
     link.inventory = link.conn.bootstrap(Inventory);
@@ -256,13 +312,25 @@ export class Holdfast {
     });
   }
 
-  /** Closes the connection; calls still waiting fail with unavailable. */
+  /**
+   * Closes the connection. Calls not answered yet reject at once: outcome_unknown for those
+   * that were sent (they may have applied), unavailable for the rest; later calls reject
+   * with unavailable.
+   */
   close() {
+    if (this.closed) return;
     this.closed = true;
     for (const q of this.queues.values()) {
-      for (const item of q.items.splice(0)) this.settle(item, new HoldfastError("unavailable", "the client was closed"));
+      q.items.length = 0;
+      clearTimeout(q.slowTimer);
     }
-    if (this.link) this.drop(this.link, new HoldfastError("unavailable", "the client was closed"));
+    for (const item of [...this.pending]) {
+      const applied = item.mayHaveApplied || item.onWire;
+      this.settle(item, new HoldfastError(applied ? "outcome_unknown" : "unavailable",
+                                          `the client was closed${applied ? " with the call sent" : ""}`,
+                                          { sku: item.op.sku, holdId: item.op.holdId }));
+    }
+    if (this.link) this.drop(this.link, new Error("the client was closed"));
   }
 
   // --- hold operations ---------------------------------------------------------------
@@ -278,6 +346,15 @@ export class Holdfast {
     checkCount("qty", qty, 1);
     checkCount("ttlMs", ttlMs, 1);
     return this.hold("reserve", { sku, qty, holdId, ttlMs, user });
+  }
+
+  // The checks of reserve(), without sending: a TypeError for a wrong type.
+  static checkReserve({ sku, qty = 1, holdId, ttlMs, user } = {}) {
+    checkText("sku", sku);
+    checkText("holdId", holdId);
+    checkText("user", user, false);
+    checkCount("qty", qty, 1);
+    checkCount("ttlMs", ttlMs, 1);
   }
 
   /** Confirms (sells) a hold. `sku` is optional: without it the node looks the hold up. */
@@ -306,6 +383,8 @@ export class Holdfast {
   queryHold({ holdId, sku } = {}) {
     checkText("holdId", holdId);
     checkText("sku", sku, false);
+    const long = tooLong({ holdId, sku });
+    if (long) return Promise.reject(long);
     return this.call(true, (inv) => inv.queryHold((p) => fillRef(p._initHold(), { holdId, sku })).promise(),
                      (r) => holdResult(r.result, { holdId, sku }));
   }
@@ -315,14 +394,20 @@ export class Holdfast {
    * HoldfastError for that request (the batch rules above apply to each).
    */
   reserveMany(requests) {
+    if (!Array.isArray(requests)) throw new TypeError("reserveMany takes an array of requests");
+    requests.forEach((r) => Holdfast.checkReserve(r)); // every one checked before any is sent
     return Promise.all(requests.map((r) => this.reserve(r).catch((e) => e)));
   }
 
   hold(kind, op) {
+    if (this.closed) return Promise.reject(new HoldfastError("unavailable", "the client is closed", { sku: op.sku, holdId: op.holdId }));
+    const long = tooLong({ sku: op.sku, holdId: op.holdId, user: op.user });
+    if (long) return Promise.reject(long);
     return new Promise((resolve, reject) => {
       const item = { kind, op, resolve, reject, deadline: Date.now() + this.options.deadlineMs,
-                     error: null, mayHaveApplied: false, backoffMs: 5 };
+                     error: null, mayHaveApplied: false, onWire: false, backoffMs: 5 };
       item.timer = setTimeout(() => this.expire(item), this.options.deadlineMs);
+      this.pending.add(item);
       this.enqueue(item);
     });
   }
@@ -359,21 +444,26 @@ export class Holdfast {
           return;
         }
       }
-      const n = this.options.autoBatch ? Math.min(q.items.length, this.options.batchMax) : 1;
-      this.send(kind, q, q.items.splice(0, n));
+      const n = this.options.autoBatch ? Math.min(q.items.length, this.batchCap, this.batchNow) : 1;
+      const items = q.items.splice(0, n).filter((item) => !item.done);
+      if (items.length) this.send(kind, q, items);
     }
   }
 
   async send(kind, q, items) {
     const entry = { at: Date.now() };
     q.sent.push(entry);
-    this.stats.batches++;
-    this.stats.batchedOps += items.length;
-    let sent = false;
+    const roundTrip = () => { const ms = Date.now() - entry.at; q.rtt = q.rtt ? 0.8 * q.rtt + 0.2 * ms : ms; };
+    let sent = false, link = null;
     try {
-      const link = await this.linkUp();
+      link = await this.linkUp();
+      // Calls that ended meanwhile (their deadline, close()) are not sent: they answered.
+      items = items.filter((item) => !item.done);
+      if (!items.length) return;
       const k = kinds[kind];
       sent = true;
+      this.stats.batches++;
+      this.stats.batchedOps += items.length;
       for (const item of items) item.onWire = true;
       const call = link.inventory[k.method]((p) => {
         const list = p[k.list](items.length);
@@ -386,15 +476,21 @@ export class Holdfast {
       let r;
       try {
         r = await Promise.race([this.guard(link, call), late]);
+      } catch (err) {
+        // The node's own refusal (an RPC exception) is a round trip too; a lost link or no
+        // answer is not.
+        if (!(err instanceof HoldfastError) && !link.dead) roundTrip();
+        throw err;
       } finally {
         clearTimeout(timer);
+        for (const item of items) item.onWire = false;
       }
-      q.rtt = q.rtt ? 0.8 * q.rtt + 0.2 * (Date.now() - entry.at) : Date.now() - entry.at;
+      roundTrip();
       const refused = r.refused;
       if (refused) {
         const most = /exceeds (\d+)/.exec(refused);
         if (most && Number(most[1]) >= 1 && items.length > Number(most[1])) {
-          this.options.batchMax = Math.max(Math.min(Number(most[1]), this.options.batchMax), 1);
+          this.batchCap = Math.max(Math.min(Number(most[1]), this.batchCap), 1);
           for (const item of items.reverse()) this.enqueue(item, true);
           return;
         }
@@ -402,6 +498,7 @@ export class Holdfast {
         for (const item of items) this.settle(item, new HoldfastError(code, refused.replace(/^forbidden: /, "")));
         return;
       }
+      if (this.batchNow < this.batchCap) this.batchNow = Math.min(this.batchCap, this.batchNow * 2);
       const results = r.results;
       items.forEach((item, i) => {
         const out = i < results.length ? holdResult(results.get(i), item.op)
@@ -410,9 +507,17 @@ export class Holdfast {
       });
     } catch (err) {
       const e = err instanceof HoldfastError ? err : transportError(err, sent);
+      if (e.code === "unavailable" && sent && items.length > 1) {
+        // OVERLOADED: the node took none of it; smaller batches fit under its in-flight limits.
+        this.batchNow = Math.max(1, Math.floor(items.length / 2));
+      }
+      // No answer by the deadline: the connection is taken as lost (a node that stopped, a
+      // path that drops everything), so its unanswered calls do not pile up on it.
+      if (e.code === "outcome_unknown" && /^outcome_unknown: no answer$/.test(e.message) && link) {
+        this.drop(link, new Error("no answer within the deadline"));
+      }
       for (const item of items) this.answer(item, e);
     } finally {
-      for (const item of items) item.onWire = false;
       q.sent.splice(q.sent.indexOf(entry), 1);
       if (q.items.length) this.flush(kind);
     }
@@ -425,9 +530,14 @@ export class Holdfast {
     if (!retry) return this.settle(item, out);
     item.error = out;
     if (out.code === "outcome_unknown") item.mayHaveApplied = true;
-    const wait = Math.min(item.backoffMs, 500);
+    if (this.closed) return this.expire(item);
+    // The backoff, but never past the deadline: a last, shorter wait still gets a try if
+    // the attempt has time to answer (twice the usual round trip, at least 20 ms: timers
+    // fire late), so it is not left on the wire at the deadline ("may have applied").
+    const answerMs = Math.max(20, 2 * (this.queue(item.kind).rtt || 0));
+    const wait = Math.min(item.backoffMs, 500, item.deadline - Date.now() - answerMs);
     item.backoffMs *= 2;
-    if (Date.now() + wait >= item.deadline) return this.expire(item);
+    if (wait <= 0) return this.expire(item);
     this.stats.retries++;
     setTimeout(() => this.enqueue(item), wait);
   }
@@ -445,6 +555,7 @@ export class Holdfast {
   settle(item, out) {
     if (item.done) return;
     item.done = true;
+    this.pending.delete(item);
     clearTimeout(item.timer);
     if (out instanceof Error) item.reject(out); else item.resolve(out);
   }
@@ -455,36 +566,38 @@ export class Holdfast {
   // that are not idempotent (create, restock) are not: their outcome_unknown is final.
   async call(query, invoke, convert) {
     const deadline = Date.now() + this.options.deadlineMs;
-    let backoff = 5, last = null, applied = false;
+    let backoff = 5, applied = false;
     for (;;) {
-      let sent = false, out;
+      let sent = false, out, link = null;
+      const late = delay(deadline - Date.now());
       try {
-        const left = deadline - Date.now();
-        const link = await Promise.race([this.linkUp(), sleep(left).then(() => { throw new HoldfastError("unavailable", "no connection"); })]);
+        const timeout = late.promise.then(() => { throw new HoldfastError(sent ? "outcome_unknown" : "unavailable", "no answer"); });
+        link = await Promise.race([this.linkUp(), timeout]);
+        if (this.closed) throw new HoldfastError("unavailable", "the client is closed");
         sent = true;
-        let timer;
-        const late = new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new HoldfastError("outcome_unknown", "no answer")), Math.max(1, deadline - Date.now()));
-        });
-        try {
-          out = convert(await Promise.race([this.guard(link, invoke(link.inventory)), late]));
-        } finally {
-          clearTimeout(timer);
-        }
+        out = convert(await Promise.race([this.guard(link, invoke(link.inventory)), timeout]));
       } catch (err) {
         out = err instanceof HoldfastError ? err : transportError(err, sent);
+        if (sent && out.code === "outcome_unknown" && out.message === "outcome_unknown: no answer") {
+          this.drop(link, new Error("no answer within the deadline"));
+        }
+      } finally {
+        late.cancel();
       }
       if (!(out instanceof HoldfastError)) return out;
       if (out.code === "outcome_unknown") applied = true;
+      if (this.closed) {
+        throw new HoldfastError(sent ? "outcome_unknown" : "unavailable", `the client was closed${sent ? " with the call sent" : ""}`);
+      }
       const retry = out.code === "unavailable" || (query && out.code === "outcome_unknown");
       if (!retry || (!query && applied)) throw out;
-      last = out;
-      if (Date.now() + backoff >= deadline) {
+      const wait = Math.min(backoff, deadline - Date.now() - 1);
+      if (wait <= 0) {
         throw new HoldfastError(applied && !query ? "outcome_unknown" : "unavailable",
-                                `no answer within ${this.options.deadlineMs} ms (${last.message.replace(/^\w+: /, "")})`);
+                                `no answer within ${this.options.deadlineMs} ms (${out.message.replace(/^\w+: /, "")})`);
       }
       this.stats.retries++;
-      await sleep(backoff);
+      await delay(wait).promise;
       backoff = Math.min(backoff * 2, 500);
     }
   }
@@ -492,6 +605,8 @@ export class Holdfast {
   /** The SKU's counters and availability. */
   querySku(sku) {
     checkText("sku", sku);
+    const long = tooLong({ sku });
+    if (long) return Promise.reject(long);
     return this.call(true, (inv) => inv.querySku((p) => { p.sku = sku; }).promise(),
                      (r) => skuResult(r.result, sku));
   }
@@ -503,6 +618,9 @@ export class Holdfast {
     checkCount("priceCents", priceCents, 0);
     checkCount("limitPerUser", limitPerUser, 0);
     if (typeof title !== "string") throw new TypeError("title must be a string");
+    if (title) checkText("title", title);
+    const long = tooLong({ sku, title });
+    if (long) return Promise.reject(long);
     return this.call(false, (inv) => inv.createSku((p) => {
       p.sku = sku; p.stock = BigInt(stock); p.priceCents = BigInt(priceCents);
       p.title = title; p.limitPerUser = BigInt(limitPerUser);
@@ -513,6 +631,8 @@ export class Holdfast {
   restock(sku, qty) {
     checkText("sku", sku);
     checkCount("qty", qty, 1);
+    const long = tooLong({ sku });
+    if (long) return Promise.reject(long);
     return this.call(false, (inv) => inv.restock((p) => { p.sku = sku; p.qty = BigInt(qty); }).promise(),
                      (r) => skuResult(r.result, sku));
   }

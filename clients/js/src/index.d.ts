@@ -37,7 +37,8 @@ export interface Options {
   connectTimeoutMs?: number;
   batchMax?: number;
   autoBatch?: boolean;
-  tls?: { ca: string; servername?: string };
+  /** PEM files: the cluster CA; a client certificate and its key (`holdfast cluster cert`). */
+  tls?: { ca: string; cert?: string; key?: string; servername?: string };
 }
 export interface ReserveRequest { sku: string; qty?: number; holdId: string; ttlMs: number; user?: string }
 export interface HoldRef { holdId: string; sku?: string }
@@ -45,6 +46,8 @@ export interface HoldRef { holdId: string; sku?: string }
 export declare class Holdfast {
   constructor(address: string, options?: Options);
   readonly stats: { batches: number; batchedOps: number; retries: number; connections: number };
+  /** Operations per batch RPC: at most what the node said it takes. */
+  readonly batchCap: number;
   reserve(request: ReserveRequest): Promise<Hold>;
   reserveMany(requests: ReserveRequest[]): Promise<Array<Hold | HoldfastError>>;
   confirm(ref: HoldRef): Promise<Hold>;

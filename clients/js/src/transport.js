@@ -64,7 +64,14 @@ export class SocketTransport {
     this.needed = 0;
     // capnp-es reads from an ArrayBuffer of its own.
     const bytes = frame.buffer.slice(frame.byteOffset, frame.byteOffset + frame.length);
-    this.deliver(new capnp.Message(bytes, false).getRoot(RpcMessage));
+    const message = new capnp.Message(bytes, false).getRoot(RpcMessage);
+    // This client exports nothing: a node never calls it or asks for its bootstrap. capnp-es
+    // would answer such a message with a promise nobody handles (which ends the process).
+    const which = message.which();
+    if (which === RpcMessage.CALL || which === RpcMessage.BOOTSTRAP) {
+      throw new Error("the node sent a call or a bootstrap request, which a client never gets");
+    }
+    this.deliver(message);
     return true;
   }
 

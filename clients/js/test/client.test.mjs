@@ -2,19 +2,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect, Holdfast, HoldfastError } from "../src/index.js";
-import { startNode, tempDir, tokensFile, eventually, holdfast } from "./node.mjs";
+import { startNode, tempDir, tokensFile, eventually, holdfast, rejectsWith } from "./node.mjs";
 
 const ttlMs = 60_000;
 let ids = 0;
 const holdId = (tag) => `${tag}-${process.pid}-${++ids}`;
 
-async function rejectsWith(promise, code) {
-  const err = await promise.then(() => null, (e) => e);
-  assert.ok(err instanceof HoldfastError, `expected HoldfastError ${code}, got ${err}`);
-  assert.equal(err.code, code, err.message);
-  return err;
-}
 
 test("a hold's life: reserve, confirm, release, with the SKU's counters", async (t) => {
   const node = await startNode({ data: `${tempDir(t)}/n`, t });
@@ -103,7 +98,7 @@ test("a batch over the node's --batch-max is split at the limit the node names",
   await hf.createSku({ sku: "s", stock: 1000 });
   const results = await hf.reserveMany(Array.from({ length: 350 }, (_, i) => ({ sku: "s", holdId: `s-${i}`, ttlMs })));
   assert.ok(results.every((r) => !(r instanceof Error)), String(results.find((r) => r instanceof Error)));
-  assert.equal(hf.options.batchMax, 100);
+  assert.equal(hf.batchCap, 100);
   assert.equal((await hf.querySku("s")).reserved, 350);
 });
 
@@ -143,14 +138,14 @@ test("a stopped node: calls end by their deadline as outcome_unknown; the same h
   t.after(() => hf.close());
   await hf.createSku({ sku: "slow", stock: 10 });
   await hf.reserve({ sku: "slow", holdId: "warm", ttlMs });
-  node.process.kill("SIGSTOP");
+  await node.stop();
   let resumed = false;
-  t.after(() => { if (!resumed) node.process.kill("SIGCONT"); });
+  t.after(() => { if (!resumed) node.resume(); });
   const started = Date.now();
   const err = await rejectsWith(hf.reserve({ sku: "slow", holdId: "s1", ttlMs }), "outcome_unknown");
   assert.ok(err.mayHaveApplied);
   assert.ok(Date.now() - started < 3000, "answered by the deadline");
-  node.process.kill("SIGCONT");
+  node.resume();
   resumed = true;
   const again = await hf.reserve({ sku: "slow", holdId: "s1", ttlMs });
   assert.equal(again.state, "active");
@@ -226,4 +221,29 @@ test("TLS: a node of a --client-tls cluster is reached with the cluster CA; plai
   holdfast("cluster", "init", "--nodes", "1", "--dir", `${dir}/other`, "--base-port", "0");
   const err = await connect(node.address, { tls: { ca: `${dir}/other/ca.pem` }, deadlineMs: 1500 }).then(() => null, (e) => e);
   assert.ok(err instanceof HoldfastError && err.code === "unavailable", String(err));
+});
+
+test("client certificates: the role in the certificate applies; without one nothing is served", async (t) => {
+  const dir = tempDir(t);
+  holdfast("cluster", "init", "--nodes", "1", "--dir", `${dir}/c`, "--base-port", "0", "--client-tls");
+  const file = `${dir}/c/cluster.toml`;
+  writeFileSync(file, readFileSync(file, "utf8").replace("client_certs = false", "client_certs = true"));
+  holdfast("cluster", "cert", "--dir", `${dir}/c`, "--role", "admin", "--name", "ops");
+  holdfast("cluster", "cert", "--dir", `${dir}/c`, "--role", "client", "--name", "shop-js");
+  const node = await startNode({ data: `${dir}/n`, listen: "", args: ["--cluster", file, "--id", "1"], t });
+  const tlsAs = (who) => ({ ca: `${dir}/c/ca.pem`, cert: `${dir}/c/${who}.pem`, key: `${dir}/c/${who}.key` });
+  const admin = await connect(node.address, { tls: tlsAs("admin-ops") });
+  t.after(() => admin.close());
+  await admin.createSku({ sku: "cert-sku", stock: 3 });
+  const shop = await connect(node.address, { tls: tlsAs("client-shop-js") });
+  t.after(() => shop.close());
+  assert.equal((await shop.reserve({ sku: "cert-sku", holdId: "cs-1", ttlMs })).state, "active");
+  await rejectsWith(shop.restock("cert-sku", 10), "forbidden");
+  const bare = new Holdfast(node.address, { tls: { ca: `${dir}/c/ca.pem` }, deadlineMs: 1500 });
+  t.after(() => bare.close());
+  const err = await bare.querySku("cert-sku").then(() => null, (e) => e);
+  assert.ok(err instanceof HoldfastError && ["unavailable", "outcome_unknown"].includes(err.code), String(err));
+  assert.throws(() => new Holdfast(node.address, { tls: { ca: `${dir}/c/ca.pem`, cert: `${dir}/c/admin-ops.pem` } }), TypeError);
+  const sku = await admin.querySku("cert-sku");
+  assert.deepEqual([sku.onHand, sku.reserved], [3, 1]);
 });

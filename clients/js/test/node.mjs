@@ -1,8 +1,9 @@
 // Real holdfast node processes for the tests: the binary from HOLDFAST_BIN (default:
 // the checkout's build/cli/holdfast), a temporary data directory, a port the node picks
 // (port 0) or one given, waited for by its "listening on" line, killed by PID.
+import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +41,13 @@ export async function startNode({ data, listen = "127.0.0.1:0", args = [], t, de
   const exited = new Promise((res) => child.once("exit", res));
   const node = {
     address, port: Number(address.split(":").pop()), process: child,
+    // SIGSTOP, returning once the kernel has stopped it (state T in /proc): a signal is
+    // delivered asynchronously, and a call made meanwhile could still be answered.
+    async stop() {
+      child.kill("SIGSTOP");
+      await eventually(() => /^\d+ \(.*\) T /.test(readFileSync(`/proc/${child.pid}/stat`, "utf8")), 5000, "node stopped");
+    },
+    resume() { child.kill("SIGCONT"); },
     async kill(signal = "SIGKILL") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
@@ -77,4 +85,12 @@ export async function eventually(check, deadlineMs = 10000, what = "condition") 
     if (Date.now() > end) throw new Error(`${what} not reached within ${deadlineMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+// Awaits `promise` and checks it rejected with a HoldfastError of `code`; returns it.
+export async function rejectsWith(promise, code) {
+  const err = await promise.then(() => null, (e) => e);
+  assert.equal(err?.name, "HoldfastError", `expected HoldfastError ${code}, got ${err}`);
+  assert.equal(err.code, code, err.message);
+  return err;
 }
