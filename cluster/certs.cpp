@@ -194,6 +194,8 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
 
@@ -202,10 +204,13 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 namespace holdfast {
 namespace {
 
+// Creates `path`, which must not exist (nor be a symlink, even a dangling one): a key is
+// never written through a file or link someone planted, keeping their owner and mode.
 bool write_file(const std::string& path, const std::string& text, mode_t mode, std::string& error) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
   if (fd < 0) {
-    error = "cannot write " + path;
+    error = errno == EEXIST ? path + " exists: refusing to overwrite it (remove it, or use another --dir or --name)"
+                            : "cannot write " + path + ": " + std::strerror(errno);
     return false;
   }
   bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
@@ -243,12 +248,16 @@ bool write_client_certificate(const std::string& dir, const std::string& role, c
   pem_pair cert;
   if (!issue_client_certificate(ca, role, name, days, cert, error)) return false;
   auto base = dir + "/" + role + "-" + name;
-  if (::access((base + ".pem").c_str(), F_OK) == 0 || ::access((base + ".key").c_str(), F_OK) == 0) {
+  struct stat st;
+  if (::lstat((base + ".pem").c_str(), &st) == 0) {  // before the key, so a refusal writes nothing
     error = base + ".pem exists: refusing to overwrite a certificate (another --name, or remove it)";
     return false;
   }
-  if (!write_file(base + ".key", cert.key, 0600, error) || !write_file(base + ".pem", cert.cert, 0644, error))
+  if (!write_file(base + ".key", cert.key, 0600, error)) return false;
+  if (!write_file(base + ".pem", cert.cert, 0644, error)) {
+    ::unlink((base + ".key").c_str());
     return false;
+  }
   written = base + ".pem";
   return true;
 }

@@ -412,7 +412,9 @@ std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, con
   // The node's TLS refused this client's certificate (or its lack of one) in the handshake,
   // before any call was read.
   for (auto* alert : {"alert certificate required", "alert unknown ca", "alert bad certificate",
-                      "alert certificate unknown", "alert handshake failure", "alert decrypt error"})
+                      "alert certificate unknown", "alert handshake failure", "alert decrypt error",
+                      "alert certificate expired", "alert unsupported certificate", "alert certificate revoked",
+                      "alert access denied"})
     if (text.find(alert) != std::string::npos)
       return {code::unavailable, who + " refused this client's TLS certificate (" + text +
                                    "): a cluster with client_certs takes one from holdfast cluster cert, signed by "

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <capnp/rpc-twoparty.h>
+#include <capnp/schema.h>
 #include <capnp/rpc.capnp.h>
 #include <capnp/serialize.h>
 #include <kj/async-io.h>
@@ -70,6 +71,28 @@ public:
   inventory_impl(network_context& net, connection_ptr conn, bool from_peer)
     : options_(net.options), node_(net), conn_(std::move(conn)),
       from_peer_(from_peer) {}
+
+  // Every call, counted by method as it answers or fails (holdfast_rpc_calls_total).
+  DispatchCallResult dispatchCall(uint64_t interface_id, uint16_t method_id,
+                                  capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    if (interface_id != capnp::typeId<wire::Inventory>() || method_id >= node_.rpc_calls.size())
+      return wire::Inventory::Server::dispatchCall(interface_id, method_id, context);
+    auto* counts = &node_.rpc_calls[method_id];  // sized once, never moves
+    auto r = [&] {
+      try {  // admission refuses (OVERLOADED) by throwing before the method's promise exists
+        return wire::Inventory::Server::dispatchCall(interface_id, method_id, context);
+      } catch (...) {
+        ++counts->failed;
+        throw;
+      }
+    }();
+    r.promise = r.promise.then([counts] { ++counts->answered; },
+                               [counts](kj::Exception&& e) {
+                                 ++counts->failed;
+                                 kj::throwFatalException(kj::mv(e));
+                               });
+    return r;
+  }
 
   kj::Promise<void> createSku(CreateSkuContext ctx) override {
     auto p = ctx.getParams();
@@ -746,6 +769,13 @@ private:
 };
 
 }  // namespace
+
+std::vector<rpc_call_counts> rpc_methods() {
+  std::vector<rpc_call_counts> out;
+  for (auto m : capnp::Schema::from<wire::Inventory>().getMethods())
+    out.push_back({m.getProto().getName().cStr(), 0, 0});
+  return out;
+}
 
 kj::Own<wire::Inventory::Server> make_inventory(network_context& net, connection_ptr conn, bool from_peer) {
   return kj::heap<inventory_impl>(net, std::move(conn), from_peer);

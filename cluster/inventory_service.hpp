@@ -20,6 +20,9 @@
 
 namespace holdfast::net {
 
+// One entry per method of the Inventory interface, named as in the schema.
+std::vector<rpc_call_counts> rpc_methods();
+
 // What every connection of a server shares; network thread only.
 struct network_context {
   local_node local;
@@ -27,6 +30,7 @@ struct network_context {
   size_t inflight_ops = 0;
   uint64_t calls_total = 0;
   hold_call_metrics holds;  // /metrics
+  std::vector<rpc_call_counts> rpc_calls = rpc_methods();  // by method id, /metrics
   uint64_t forbidden_total = 0;   // calls refused for the connection's role
   uint64_t logins_refused = 0;    // unknown tokens
   std::deque<std::pair<int64_t, uint64_t>> samples;  // (steady ms, calls_total)

@@ -84,6 +84,20 @@ void hold_families(prometheus_text& p, const hold_call_metrics& h) {
   p.histogram("holdfast_hold_call_operations", "hold operations in one call", h.call_operations.read());
 }
 
+void rpc_families(prometheus_text& p, const std::vector<rpc_call_counts>& calls) {
+  p.family("holdfast_rpc_calls_total", "counter",
+           "Inventory RPC calls by method and result: answered (whatever the domain outcome) or failed (an RPC "
+           "exception such as OVERLOADED)");
+  for (auto& c : calls) {
+    if (c.answered)
+      p.sample("holdfast_rpc_calls_total", static_cast<double>(c.answered),
+               fmt::format("method=\"{}\",result=\"answered\"", c.method));
+    if (c.failed)
+      p.sample("holdfast_rpc_calls_total", static_cast<double>(c.failed),
+               fmt::format("method=\"{}\",result=\"failed\"", c.method));
+  }
+}
+
 void connection_families(prometheus_text& p, const connection_counters& c) {
   p.one("holdfast_client_connections", "gauge", "client connections open", c.open);
   p.one("holdfast_client_connections_accepted_total", "counter", "client connections accepted", c.accepted);
@@ -170,6 +184,7 @@ std::string render_metrics(const metrics_view& v) {
   prometheus_text p;
   node_families(p, v);
   if (v.holds) hold_families(p, *v.holds);
+  if (v.rpc_calls) rpc_families(p, *v.rpc_calls);
   connection_families(p, v.connections);
   storage_families(p, v.storage);
   actor_families(p, v.directory);

@@ -27,6 +27,14 @@ struct hold_call_metrics {
   void answered_call(hold_op_kind kind, const std::vector<hold_result>& results);
 };
 
+// RPC calls of the Inventory interface by method: answered (the method returned, whatever
+// its domain outcome) and failed (an RPC exception: OVERLOADED, a lost connection, a bug).
+struct rpc_call_counts {
+  std::string method;
+  uint64_t answered = 0;
+  uint64_t failed = 0;
+};
+
 // Everything one scrape shows, read on the network thread.
 struct metrics_view {
   uint32_t node_id = 0;  // 0: a single node
@@ -39,6 +47,7 @@ struct metrics_view {
   uint64_t logins_refused = 0;   // logins with an unknown token
   std::string not_serving;  // "" while it serves
   const hold_call_metrics* holds = nullptr;
+  const std::vector<rpc_call_counts>* rpc_calls = nullptr;
   connection_counters connections;
   storage_stats storage;
   directory_stats directory;

@@ -284,13 +284,29 @@ struct rpc_server::impl {
             kj::Promise<kj::AuthenticatedStream> ready =
               peer_tls ? handshake(peer_tls->wrapServer(kj::mv(raw)))
                        : kj::Promise<kj::AuthenticatedStream>(kj::mv(raw));
-            auto served = ready.then([&, in](kj::AuthenticatedStream&& s) {
-              in->handshaken = true;
+            auto served = ready.then([&, in](kj::AuthenticatedStream&& s) -> kj::Promise<void> {
               std::string name;
               if (peer_tls) {
                 auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
-                if (id.hasCertificate()) name = id.getCommonName().cStr();
+                if (id.hasCertificate()) {
+                  auto cn = id.getCommonName();
+                  name.assign(cn.begin(), cn.size());
+                }
+                // The cluster CA also signs client certificates (cluster cert), which complete
+                // this handshake too: only a member's certificate (node-<id>) holds a member's
+                // slot here, else a shop's certificate could fill them and keep members out.
+                auto& members = role->config.members;
+                if (std::none_of(members.begin(), members.end(),
+                                 [&](const cluster_member& m) { return node_tls_name(m.id) == name; })) {
+                  uint64_t suppressed = 0;
+                  static rate_limit limit;
+                  if (limit.allow(suppressed))
+                    spdlog::warn("peer port: a certificate that names no member ('{}') from {}; closed ({} more)",
+                                 name.substr(0, 80), in->source, suppressed);
+                  return kj::READY_NOW;
+                }
               }
+              in->handshaken = true;
               // Peer connections are outside the read budget: each is a member's (mutual TLS) and
               // a stranger's frames wait behind the handshake limit.
               auto state = std::make_shared<connection_state>(0);
@@ -380,7 +396,11 @@ struct rpc_server::impl {
                 .then([certs, state](kj::AuthenticatedStream&& a) {
                   if (certs) {
                     auto& id = kj::downcast<kj::TlsPeerIdentity>(*a.peerIdentity);
-                    state->granted = id.hasCertificate() ? role_of_certificate(id.getCommonName().cStr()) : holdfast::role::none;
+                    state->granted = holdfast::role::none;
+                    if (id.hasCertificate()) {  // the whole name: one with a NUL in it names no role
+                      auto cn = id.getCommonName();
+                      state->granted = role_of_certificate(std::string(cn.begin(), cn.size()));
+                    }
                   }
                   return kj::mv(a.stream);
                 });
@@ -499,6 +519,7 @@ struct rpc_server::impl {
           v.logins_refused = net.logins_refused;
           v.not_serving = links ? links->not_serving() : std::string();
           v.holds = &net.holds;
+          v.rpc_calls = &net.rpc_calls;
           {
             std::lock_guard<std::mutex> guard(mutex);
             v.connections = stats;

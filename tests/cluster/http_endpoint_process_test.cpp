@@ -67,6 +67,10 @@ TEST_F(http_endpoint_process_test, health_ready_and_metrics_in_the_prometheus_te
   EXPECT_EQ(sample(body, "holdfast_hold_operations_total{kind=\"reserve\",outcome=\"ok\"}"), 2) << body;
   EXPECT_EQ(sample(body, "holdfast_hold_operations_total{kind=\"reserve\",outcome=\"out_of_stock\"}"), 1);
   EXPECT_EQ(sample(body, "holdfast_reserve_call_duration_seconds_count"), 3);
+  // Calls by method: each CLI reserve is one batch call (the client batches), whatever its outcome.
+  EXPECT_EQ(sample(body, "holdfast_rpc_calls_total{method=\"createSku\",result=\"answered\"}"), 1) << body;
+  EXPECT_EQ(sample(body, "holdfast_rpc_calls_total{method=\"reserveBatch\",result=\"answered\"}"), 3) << body;
+  EXPECT_EQ(sample(body, "holdfast_rpc_calls_total{method=\"restock\",result=\"answered\"}"), -1) << body;
   EXPECT_GE(sample(body, "holdfast_group_commit_duration_seconds_count"), 3);  // the create and two reserves
   EXPECT_GE(sample(body, "holdfast_log_fdatasync_duration_seconds_count"), 3);
   EXPECT_GT(sample(body, "holdfast_log_fdatasync_duration_seconds_sum"), 0);

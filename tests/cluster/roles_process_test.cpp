@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cluster/certs.hpp"
 #include "cluster/client.hpp"
+#include "cluster/cluster_file.hpp"
 #include "gateway/http_api.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
@@ -250,6 +252,28 @@ TEST_F(roles_process_test, client_certificates_give_their_role_and_nothing_else_
   EXPECT_EQ(j["on_hand"], 5) << shown.output;
   EXPECT_EQ(j["reserved"], 2) << shown.output;
   EXPECT_NE(with(admin, {"sku", "show", "mug"}).status, 0);
+  // The peer port trusts the same CA: a client certificate completes the handshake there,
+  // and is closed at once rather than holding a member's slot (it could keep members out).
+  {
+    cluster_config cfg;
+    std::string error;
+    ASSERT_TRUE(load_cluster_file(cluster_dir + "/cluster.toml", cfg, error)) << error;
+    auto io = kj::setupAsyncIo();
+    client_options o;
+    o.tls_ca = cluster_dir + "/ca.pem";
+    o.tls_cert = shop + ".pem";
+    o.tls_key = shop + ".key";
+    o.tls_name = node_tls_name(1);
+    auto stream = connect_stream(*io.provider, cfg.members[0].peer, o).wait(io.waitScope);
+    char byte;
+    auto read = stream->tryRead(&byte, 1, 1).then([](size_t n) { return n; }, [](kj::Exception&&) { return size_t{0}; });
+    auto n = io.provider->getTimer().timeoutAfter(5 * kj::SECONDS, kj::mv(read)).wait(io.waitScope);
+    EXPECT_EQ(n, 0u) << "the node closed the peer connection of a client certificate";
+  }
+  // cluster cert writes no key through a link someone planted, even a dangling one.
+  std::filesystem::create_symlink(dir_ + "/planted.key", cluster_dir + "/client-sym.key");
+  EXPECT_NE(cert(cluster_dir, "client", "sym").status, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/planted.key"));
   // cluster status with the client certificate (status is open to every role).
   auto status = run_command({HOLDFAST_BINARY, "cluster", "status", "--cluster", cluster_dir + "/cluster.toml",
                              "--tls-cert", shop + ".pem", "--tls-key", shop + ".key"});

@@ -219,6 +219,7 @@ TEST(cluster_file, client_certificates_need_client_tls_and_leave_older_files_has
   EXPECT_EQ(role_of_certificate("client:shop-1"), role::client);
   for (auto* none : {"node-1", "holdfast-node", "root:x", "admin:", "client:a b", ":client", "admin"})
     EXPECT_EQ(role_of_certificate(none), role::none) << none;
+  EXPECT_EQ(role_of_certificate(std::string("admin:x\0client", 14)), role::none) << "a NUL in the name";
 }
 
 TEST(cluster_file, only_a_regular_file_is_read) {

@@ -108,13 +108,17 @@ test("a node that refuses every attempt as overloaded: unavailable, never 'may h
 });
 
 test("batches shrink when the node's in-flight limit refuses them, and every call gets through", async (t) => {
-  const node = await startNode({ data: `${tempDir(t)}/n`, args: ["--connection-inflight-max", "100"], t });
+  const node = await startNode({ data: `${tempDir(t)}/n`, args: ["--connection-inflight-max", "100", "--http", "127.0.0.1:0"], t });
   const hf = await connect(node.address);
   t.after(() => hf.close());
   await hf.createSku({ sku: "o", stock: 1000 });
   const results = await hf.reserveMany(Array.from({ length: 600 }, (_, i) => ({ sku: "o", holdId: `o-${i}`, ttlMs })));
   assert.deepEqual(results.filter((r) => r instanceof Error).map(String).slice(0, 3), []);
   assert.equal((await hf.querySku("o")).reserved, 600);
+  // The node counted the refused batches by method (/metrics).
+  const metrics = await (await fetch(`http://${node.http}/metrics`)).text();
+  const failed = /^holdfast_rpc_calls_total\{method="reserveBatch",result="failed"\} (\d+)$/m.exec(metrics);
+  assert.ok(failed && Number(failed[1]) >= 1, metrics.split("\n").filter((l) => l.includes("rpc_calls")).join("\n"));
 });
 
 test("inputs: a bad request in reserveMany sends none; lone surrogates and oversized names never reach the node", async (t) => {

@@ -39,8 +39,14 @@ export async function startNode({ data, listen = "127.0.0.1:0", args = [], t, de
     child.once("exit", (code) => { clearTimeout(timer); rej(new Error(`node exited (${code}) before listening:\n${output}`)); });
   });
   const exited = new Promise((res) => child.once("exit", res));
+  const http = /node http on (\S+)/.exec(output)?.[1] ?? await new Promise((res) => {
+    if (!args.includes("--http")) return res(null);
+    const look = () => { const m = /node http on (\S+)/.exec(output); if (m) res(m[1]); };
+    child.stdout.on("data", look);
+    look();
+  });
   const node = {
-    address, port: Number(address.split(":").pop()), process: child,
+    address, http, port: Number(address.split(":").pop()), process: child,
     // SIGSTOP, returning once the kernel has stopped it (state T in /proc): a signal is
     // delivered asynchronously, and a call made meanwhile could still be answered.
     async stop() {
