@@ -191,6 +191,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
   up->add_option("--base-port", a->base_port, "as for init (0: any free ports)")
     ->check(CLI::Range(0, 65000))
     ->capture_default_str();
+  up->add_flag("--client-tls", a->client_tls, "as for init: clients must connect with TLS (a new cluster only)");
   up->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")
     ->group("Testing");
   up->callback([&ctx, a] {
@@ -198,7 +199,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       std::string error;
       cluster_config cfg;
       if (::access(a->cluster_file().c_str(), F_OK) != 0 &&
-          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, false, cfg, error))
+          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error))
         return fail(ctx, "invalid", error);
       if (!load(ctx, *a, cfg)) return exit_usage;
       for (auto& m : cfg.members)

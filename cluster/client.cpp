@@ -419,6 +419,13 @@ std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, con
       return {code::unavailable, who + " refused this client's TLS certificate (" + text +
                                    "): a cluster with client_certs takes one from holdfast cluster cert, signed by "
                                    "its CA (--tls-cert, --tls-key)"};
+  // Something that is not a node's client port (an HTTP server, a peer port without TLS)
+  // answers bytes Cap'n Proto cannot frame: say so rather than KJ's framing complaint.
+  // (Not "Message ends prematurely": a node that died mid-answer ends a frame early too.)
+  for (auto* framing : {"Message has too many segments", "Message is too large"})
+    if (text.find(framing) != std::string::npos)
+      return {code::unavailable, who + " did not answer in Cap'n Proto (" + text +
+                                   "): is this a Holdfast node's client port, not its HTTP or peer port?"};
   // A TLS 1.3 server refuses a client's certificate after the client's handshake is done:
   // the client learns it only as its first write fails, which a node dying looks like too.
   if (text.find("ssl connection ended") != std::string::npos)

@@ -231,6 +231,7 @@ int run_node(const node_options& options) {
   std::string error;
   directory_identity identity;
   std::error_code created;
+  bool existed = std::filesystem::exists(options.data_dir, created);
   std::filesystem::create_directories(options.data_dir, created);
   bool had_data = false;
   if (!check_identity(options.data_dir, effective.server.cluster.get(), true, had_data, identity, error)) {
@@ -366,6 +367,12 @@ int run_node(const node_options& options) {
     spdlog::critical("holdfast node: {}", error);
     caf::anon_send_exit(bridge, caf::exit_reason::kill);
     shutdown();
+    // A directory this start made has served nothing: a port in use leaves no 64 MiB log
+    // segment behind (a directory that was there stays as it was found, and is never removed).
+    if (!existed) {
+      std::error_code ec;
+      std::filesystem::remove_all(options.data_dir, ec);
+    }
     return 2;
   }
   // Tests and the demo read this line to learn the port.

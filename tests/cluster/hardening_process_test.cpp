@@ -617,6 +617,21 @@ TEST_F(hardening_process_test, malformed_addresses_missing_directories_and_deadl
     << j;
 }
 
+// A node that cannot bind its port (in use) exits 2 and leaves no data directory it made;
+// one that was there stays.
+TEST_F(hardening_process_test, a_node_that_cannot_bind_leaves_no_directory_it_made) {
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, data_);
+  auto fresh = dir_ + "/fresh";
+  auto r = run_command({HOLDFAST_BINARY, "node", "--data", fresh, "--listen", node_->address()});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(fresh)) << r.output;
+  auto kept = dir_ + "/kept";  // an empty directory the operator made
+  std::filesystem::create_directories(kept);
+  r = run_command({HOLDFAST_BINARY, "node", "--data", kept, "--listen", node_->address()});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(std::filesystem::is_directory(kept));
+}
+
 // Under systemd (Type=notify) the node says READY=1 once it serves, and STOPPING=1 when
 // it is told to stop: examples/holdfast-node.service relies on it.
 TEST_F(hardening_process_test, the_node_tells_systemd_when_it_serves_and_when_it_stops) {

@@ -2,6 +2,11 @@
 // node process, the metrics text checked line by line against the exposition format, and
 // a real Prometheus (Debian's `prometheus`) scraping the node and answering a query.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -53,6 +58,36 @@ protected:
   std::unique_ptr<node_process> node_;
   std::unique_ptr<child_process> prometheus_;
 };
+
+// The CLI pointed at an HTTP server (which answers a stranger's bytes with 400) says so,
+// rather than Cap'n Proto's "Message has too many segments".
+TEST_F(http_endpoint_process_test, the_cli_at_an_http_server_is_told_it_is_not_a_client_port) {
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::thread http([listener] {
+    int c = accept(listener, nullptr, nullptr);
+    if (c < 0) return;
+    const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    (void)!write(c, answer, sizeof answer - 1);
+    shutdown(c, SHUT_WR);
+    char sink[256];
+    while (read(c, sink, sizeof sink) > 0) {}
+    close(c);
+  });
+  auto r = run_command({HOLDFAST_BINARY, "--timeout-ms", "5000", "--node", "127.0.0.1:" + std::to_string(ntohs(at.sin_port)),
+                        "sku", "show", "tee"});
+  http.join();
+  close(listener);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("is this a Holdfast node's client port"), std::string::npos) << r.output;
+}
 
 TEST_F(http_endpoint_process_test, health_ready_and_metrics_in_the_prometheus_text_format) {
   std::string body;

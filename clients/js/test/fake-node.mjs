@@ -39,7 +39,10 @@ export function okBatch(id, call) {
 // Starts a server; onCall(sock, {questionId, methodId, name, params}) for every Call.
 export function fakeNode(onCall, { onConnect } = {}) {
   return new Promise((res) => {
+    const sockets = new Set();
     const srv = net.createServer((sock) => {
+      sockets.add(sock);
+      sock.on("close", () => sockets.delete(sock));
       sock.on("error", () => {});
       onConnect?.(sock);
       let buf = Buffer.alloc(0);
@@ -66,6 +69,6 @@ export function fakeNode(onCall, { onConnect } = {}) {
         }
       });
     });
-    srv.listen(0, "127.0.0.1", () => res({ srv, address: `127.0.0.1:${srv.address().port}`, close: () => srv.close() }));
+    srv.listen(0, "127.0.0.1", () => res({ srv, address: `127.0.0.1:${srv.address().port}`, close: () => { srv.close(); for (const s of sockets) s.destroy(); } }));
   });
 }
