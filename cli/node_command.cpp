@@ -101,6 +101,10 @@ void add_node_command(CLI::App& app, context& ctx) {
   cmd->add_option("--log-level", node->log_level, "trace, debug, info, warn, error, off")
     ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
     ->capture_default_str();
+  cmd->add_option("--log-format", node->log_format,
+                  "text, or json: each log line one JSON object (time UTC, level, thread, msg) for log shippers")
+    ->check(CLI::IsMember({"text", "json"}))
+    ->capture_default_str();
   cmd->add_option("--log-segment-mb", node->log_segment_mb,
                   "preallocated size of a log segment, MiB")
     ->check(CLI::Range(1, 4096));

@@ -177,6 +177,7 @@ int run_node(const node_options& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   spdlog::set_level(spdlog::level::from_str(options.log_level));
+  set_log_format(options.log_format);
   node_options effective = options;
   if (!options.cluster_file.empty()) {
     auto role = std::make_shared<cluster_role>();

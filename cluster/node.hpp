@@ -24,6 +24,7 @@ struct node_options {
   // Finished holds answer repeated calls this long, then are deleted (idempotency window).
   int64_t finished_hold_retention_ms = 24LL * 3600 * 1000;
   std::string log_level = "info";    // spdlog level: trace, debug, info, warn, error, off
+  std::string log_format = "text";   // text, or json: one JSON object per line (protocol/log.hpp)
   bool unsafe_no_sync = false;       // test-only: nothing is fsync'd (log nor LMDB)
   size_t log_segment_mb = 64;        // preallocated size of a log segment
   int64_t snapshot_interval_ms = 1'000;  // changes wait at most this long for a snapshot

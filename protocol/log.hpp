@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <string>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -37,5 +39,10 @@ private:
   std::atomic<int64_t> last_ms_{INT64_MIN / 2};
   std::atomic<uint64_t> held_back_{0};
 };
+
+// The node's log lines as JSON objects, one per line (--log-format json), for log shippers:
+// {"time":"2026-12-06T21:16:29.078Z","level":"info","thread":1234,"msg":"..."} in UTC, the
+// message escaped as a JSON string. `text` keeps spdlog's default pattern.
+void set_log_format(const std::string& format);
 
 }  // namespace holdfast

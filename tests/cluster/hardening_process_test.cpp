@@ -1,6 +1,7 @@
 // The hardening issue's defects (#8) as a user or an attacker meets them: real
 // `holdfast` processes on loopback, the CLI as a user types it, hand-made RPC frames.
 #include <gtest/gtest.h>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <poll.h>
@@ -615,6 +616,26 @@ TEST_F(hardening_process_test, malformed_addresses_missing_directories_and_deadl
   EXPECT_TRUE(j.contains("deadline_ms")) << j;
   EXPECT_TRUE(std::regex_match(j.value("deadline", std::string()), std::regex(R"(20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC)")))
     << j;
+}
+
+// --log-format json: every log line is one JSON object a log shipper can parse.
+TEST_F(hardening_process_test, json_log_lines_parse_and_carry_level_and_message) {
+  node_ = std::make_unique<node_process>(HOLDFAST_BINARY, data_);
+  auto r = run_command({HOLDFAST_BINARY, "node", "--data", data_, "--listen", "127.0.0.1:0", "--log-format", "json"});
+  EXPECT_EQ(r.status, 2) << r.output;  // the directory is the running node's
+  std::istringstream lines(r.output);
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_TRUE(std::regex_match(j.value("time", std::string()), std::regex(R"(20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"))) << line;
+    if (j["level"] == "critical" && j.value("msg", std::string()).find("in use by another Holdfast process") != std::string::npos)
+      ++parsed;
+  }
+  EXPECT_EQ(parsed, 1) << r.output;
+  EXPECT_NE(cli({"node", "--data", data_, "--log-format", "xml"}).status, 0);
 }
 
 // A node that cannot bind its port (in use) exits 2 and leaves no data directory it made;
