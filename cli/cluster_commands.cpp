@@ -29,6 +29,7 @@ struct cluster_args {
   int base_port = 7401;
   std::string name = "holdfast-local";
   bool client_tls = false;
+  bool client_certs = false;
   bool fault_hooks = false;
   std::vector<std::string> keys;
   std::string cluster_file() const { return file.empty() ? dir + "/cluster.toml" : file; }
@@ -127,11 +128,14 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ->capture_default_str();
   init->add_option("--name", a->name, "the cluster's name")->capture_default_str();
   init->add_flag("--client-tls", a->client_tls, "clients must connect with TLS too");
+  init->add_flag("--client-certs", a->client_certs,
+                 "clients must present a certificate from `cluster cert`, which gives their role (implies --client-tls; "
+                 "writes admin-local.pem for the cluster commands)");
   init->callback([&ctx, a] {
     ctx.action = [&ctx, a] {
       cluster_config cfg;
       std::string error;
-      if (!init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error))
+      if (!init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
         return fail(ctx, "invalid", error);
       if (ctx.as_json)
         std::cout << nlohmann::json{{"status", "ok"}, {"file", a->cluster_file()}, {"hash", cfg.hash}}
@@ -192,6 +196,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ->check(CLI::Range(0, 65000))
     ->capture_default_str();
   up->add_flag("--client-tls", a->client_tls, "as for init: clients must connect with TLS (a new cluster only)");
+  up->add_flag("--client-certs", a->client_certs, "as for init: clients present certificates (a new cluster only)");
   up->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")
     ->group("Testing");
   up->callback([&ctx, a] {
@@ -199,7 +204,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       std::string error;
       cluster_config cfg;
       if (::access(a->cluster_file().c_str(), F_OK) != 0 &&
-          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error))
+          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
         return fail(ctx, "invalid", error);
       if (!load(ctx, *a, cfg)) return exit_usage;
       for (auto& m : cfg.members)

@@ -143,10 +143,10 @@ client_options connection_options(const context& ctx, const cluster_config* cfg)
   client_options options;
   options.call_timeout_ms = ctx.timeout_ms;
   options.tls_ca = ctx.tls_ca;
-  if (options.tls_ca.empty() && cfg && cfg->client_tls) options.tls_ca = cfg->path_of(cfg->ca);
   options.tls_cert = ctx.tls_cert;
   options.tls_key = ctx.tls_key;
   options.token = ctx.token;
+  if (cfg) cluster_tls_defaults(options, *cfg);
   return options;
 }
 

@@ -53,8 +53,14 @@ member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t
           out.alive = "node " + std::to_string(m.id) + " has a live link to node " + std::to_string(member) +
                       " (incarnation " + std::to_string(l.incarnation) + ")";
       }
-    } catch (const std::exception&) {
-      // Not answering: it says nothing about the member.
+    } catch (const std::exception& e) {
+      // Not answering says nothing about the member; a node whose TLS refused this client's
+      // certificate is up, though, and may be the member itself: refuse rather than guess.
+      std::string why = e.what();
+      if (tls_refusal(why) || why.find("ssl connection ended") != std::string::npos)
+        out.alive = "node " + std::to_string(m.id) + " answers at " + m.client +
+                    " but refused this client's TLS certificate: pass --tls-cert and --tls-key (holdfast cluster "
+                    "cert) so it can be asked";
     }
   }
   return out;

@@ -199,6 +199,7 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 #include <filesystem>
 #include <set>
 
+#include "cluster/client.hpp"
 #include "cluster/cluster_file.hpp"
 
 namespace holdfast {
@@ -262,8 +263,20 @@ bool write_client_certificate(const std::string& dir, const std::string& role, c
   return true;
 }
 
+bool ensure_local_admin_certificate(const cluster_config& cfg, std::string& error) {
+  auto base = cfg.path_of(std::string("admin-") + local_admin_name);
+  struct stat st;
+  if (::lstat((base + ".pem").c_str(), &st) == 0) return true;
+  std::string written;
+  if (write_client_certificate(cfg.directory.empty() ? "." : cfg.directory, "admin", local_admin_name, 3650, written,
+                               error))
+    return true;
+  error = "client_certs is on and " + base + ".pem is missing: " + error;
+  return false;
+}
+
 bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
-                      bool client_tls, cluster_config& out, std::string& error) {
+                      bool client_tls, cluster_config& out, std::string& error, bool client_certs) {
   if (nodes < 1 || nodes > 64) {
     error = "--nodes: expected 1 to 64";
     return false;
@@ -296,7 +309,8 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
   cfg.name = name;
   cfg.id = new_cluster_id();
   cfg.ca = "ca.pem";
-  cfg.client_tls = client_tls;
+  cfg.client_tls = client_tls || client_certs;
+  cfg.client_certs = client_certs;
   for (int i = 1; i <= nodes; ++i) {
     auto id = static_cast<uint32_t>(i);
     pem_pair node;
@@ -317,7 +331,8 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     cfg.members.push_back(m);
   }
   if (!write_file(file, cluster_file_text(cfg), 0644, error)) return false;
-  return load_cluster_file(file, out, error);
+  if (!load_cluster_file(file, out, error)) return false;
+  return !client_certs || ensure_local_admin_certificate(out, error);
 }
 
 }  // namespace holdfast

@@ -10,6 +10,8 @@
 
 namespace holdfast {
 
+struct cluster_config;
+
 struct pem_pair {
   std::string cert;
   std::string key;
@@ -31,6 +33,11 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 bool write_client_certificate(const std::string& dir, const std::string& role, const std::string& name, int days,
                               std::string& written, std::string& error);
 
+// The admin certificate `cluster up` and the harness use on a client_certs cluster
+// (admin-local.pem beside the file): written from the CA key beside the file when missing.
+// Without the CA key there, returns false with why (the operator must pass --tls-cert).
+bool ensure_local_admin_certificate(const cluster_config& cfg, std::string& error);
+
 // Checks a node's TLS material before it serves: both PEMs parse, the key is the
 // certificate's, the certificate names node-<id> and is signed by the CA and valid now.
 // Returns "" or what is wrong.
@@ -47,6 +54,8 @@ struct cluster_config;
 // mode 0600) and cluster.toml naming them, with nodes 1..n on 127.0.0.1: client ports
 // base_port.., peer ports base_port+100.., HTTP ports base_port+200.. (base_port 0: ports free right now). Refuses to
 // overwrite an existing cluster.toml. Fills `out` with the parsed result.
+// `client_certs` (implies client_tls): clients present a certificate (`cluster cert`); the
+// local admin one (admin-local.pem) is written too.
 bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
-                      bool client_tls, cluster_config& out, std::string& error);
+                      bool client_tls, cluster_config& out, std::string& error, bool client_certs = false);
 }  // namespace holdfast

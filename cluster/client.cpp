@@ -4,6 +4,7 @@
 #include <kj/compat/tls.h>
 
 #include <fcntl.h>
+#include <unistd.h>
 #include <kj/io.h>
 
 #include <algorithm>
@@ -274,10 +275,12 @@ kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
                                                        const client_options& options) {
   auto connected = io.getNetwork().parseAddress(address).then(
     [](kj::Own<kj::NetworkAddress> a) { return a->connect().attach(kj::mv(a)); });
-  if (options.tls_ca.empty()) return connected;
-  auto ca = read_pem_file(options.tls_ca);
   if (options.tls_cert.empty() != options.tls_key.empty())
     throw KJ_EXCEPTION(FAILED, "a client certificate needs its key: give both --tls-cert and --tls-key");
+  if (options.tls_ca.empty() && !options.tls_cert.empty())
+    throw KJ_EXCEPTION(FAILED, "a client certificate is presented over TLS: give --tls-ca (the cluster's ca.pem) too");
+  if (options.tls_ca.empty()) return connected;
+  auto ca = read_pem_file(options.tls_ca);
   kj::Maybe<kj::Own<kj::TlsKeypair>> keypair;
   if (!options.tls_cert.empty())
     keypair = kj::heap<kj::TlsKeypair>(kj::TlsKeypair{kj::TlsPrivateKey(read_pem_file(options.tls_key)),
@@ -390,6 +393,25 @@ kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> 
 }
 }  // namespace
 
+bool tls_refusal(const std::string& text) {
+  for (auto* alert : {"alert certificate required", "alert unknown ca", "alert bad certificate",
+                      "alert certificate unknown", "alert handshake failure", "alert decrypt error",
+                      "alert certificate expired", "alert unsupported certificate", "alert certificate revoked",
+                      "alert access denied"})
+    if (text.find(alert) != std::string::npos) return true;
+  return false;
+}
+
+void cluster_tls_defaults(client_options& o, const cluster_config& cfg) {
+  if (cfg.client_tls && o.tls_ca.empty()) o.tls_ca = cfg.path_of(cfg.ca);
+  if (!cfg.client_certs || !o.tls_cert.empty() || !o.tls_key.empty()) return;
+  auto base = cfg.path_of(std::string("admin-") + local_admin_name);
+  if (::access((base + ".pem").c_str(), R_OK) == 0 && ::access((base + ".key").c_str(), R_OK) == 0) {
+    o.tls_cert = base + ".pem";
+    o.tls_key = base + ".key";
+  }
+}
+
 std::string describe(const kj::Exception& e) {
   std::string text = e.getDescription().cStr();
   // KJ's TLS errors put OpenSSL's reason in a `message` argument: that one is for people.
@@ -409,21 +431,20 @@ std::pair<code, std::string> failed_call(const kj::Exception& e, bool query, con
   auto text = describe(e);
   if (e.getType() == kj::Exception::Type::OVERLOADED || text.find(refused_connection_text) != std::string::npos)
     return {code::unavailable, who + ": " + text};
+  // What this side's own TLS and framing found, never a remote exception's text (a node's
+  // Abort of a connection reaches every call pending on it, some of them applied).
+  bool local = std::string(e.getDescription().cStr()).rfind("remote exception: ", 0) != 0;
   // The node's TLS refused this client's certificate (or its lack of one) in the handshake,
   // before any call was read.
-  for (auto* alert : {"alert certificate required", "alert unknown ca", "alert bad certificate",
-                      "alert certificate unknown", "alert handshake failure", "alert decrypt error",
-                      "alert certificate expired", "alert unsupported certificate", "alert certificate revoked",
-                      "alert access denied"})
-    if (text.find(alert) != std::string::npos)
-      return {code::unavailable, who + " refused this client's TLS certificate (" + text +
-                                   "): a cluster with client_certs takes one from holdfast cluster cert, signed by "
-                                   "its CA (--tls-cert, --tls-key)"};
+  if (local && tls_refusal(text))
+    return {code::unavailable, who + " refused this client's TLS certificate (" + text +
+                                 "): a cluster with client_certs takes one from holdfast cluster cert, signed by "
+                                 "its CA (--tls-cert, --tls-key)"};
   // Something that is not a node's client port (an HTTP server, a peer port without TLS)
   // answers bytes Cap'n Proto cannot frame: say so rather than KJ's framing complaint.
   // (Not "Message ends prematurely": a node that died mid-answer ends a frame early too.)
   for (auto* framing : {"Message has too many segments", "Message is too large"})
-    if (text.find(framing) != std::string::npos)
+    if (local && text.find(framing) != std::string::npos)
       return {code::unavailable, who + " did not answer in Cap'n Proto (" + text +
                                    "): is this a Holdfast node's client port, not its HTTP or peer port?"};
   // A TLS 1.3 server refuses a client's certificate after the client's handshake is done:

@@ -57,6 +57,18 @@ struct client_options {
   std::string token;
 };
 
+struct cluster_config;
+// The certificate `cluster up` writes beside a client_certs cluster's file for its own use
+// (and any tool that reads the file): admin-local.pem and .key.
+constexpr const char* local_admin_name = "local";
+// How to reach a cluster file's members: its CA when its clients use TLS (unless the
+// options name one), and on a client_certs cluster with no certificate given, the local
+// admin certificate beside the file if it is there.
+void cluster_tls_defaults(client_options& options, const cluster_config& cfg);
+// True when a failed call's text says the node's TLS refused this client (no certificate,
+// an expired one, another CA's): nothing was read, so nothing was applied.
+bool tls_refusal(const std::string& text);
+
 // TCP to `address`, then TLS when options.tls_ca is set.
 kj::Promise<kj::Own<kj::AsyncIoStream>> connect_stream(kj::AsyncIoProvider& io,
                                                        const std::string& address,

@@ -153,7 +153,7 @@ kj::Promise<kj::Own<cluster_client>> cluster_client::connect(kj::AsyncIoProvider
                                                              client_options options) {
   std::vector<member_address> members;
   for (auto& m : cfg.members) members.push_back({m.id, m.client});
-  if (cfg.client_tls && options.tls_ca.empty()) options.tls_ca = cfg.path_of(cfg.ca);
+  cluster_tls_defaults(options, cfg);
   auto c = kj::heap<cluster_client>(io, std::move(members), options);
   // Dial everyone now; calls made before a dial finishes answer unavailable.
   auto dials = kj::heapArrayBuilder<kj::Promise<void>>(c->impl_->nodes.size());

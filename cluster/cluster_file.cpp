@@ -327,8 +327,9 @@ std::string cluster_file_text(const cluster_config& c) {
     << "ca = \"" << c.ca << "\"              # cluster CA certificate (PEM), relative to this file\n"
     << "client_tls = " << (c.client_tls ? "true" : "false")
     << "         # clients must connect with TLS (holdfast --tls-ca ca.pem)\n"
-    << "client_certs = " << (c.client_certs ? "true" : "false")
-    << "       # ...with a certificate from `holdfast cluster cert`, which gives its role\n"
+    << (c.client_certs ? "client_certs = true        # ...with a certificate from `holdfast cluster cert`, which "
+                         "gives its role\n"
+                       : "")
     << "insecure_plaintext_peers = " << (c.insecure_plaintext_peers ? "true" : "false")
     << "  # peer links without TLS: for tests of that path only\n";
   for (auto& m : c.members)

@@ -75,7 +75,8 @@ public:
   // Every call, counted by method as it answers or fails (holdfast_rpc_calls_total).
   DispatchCallResult dispatchCall(uint64_t interface_id, uint16_t method_id,
                                   capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
-    if (interface_id != capnp::typeId<wire::Inventory>() || method_id >= node_.rpc_calls.size())
+    // Clients' calls only: a call a peer forwarded was counted by the member that took it.
+    if (from_peer_ || interface_id != capnp::typeId<wire::Inventory>() || method_id >= node_.rpc_calls.size())
       return wire::Inventory::Server::dispatchCall(interface_id, method_id, context);
     auto* counts = &node_.rpc_calls[method_id];  // sized once, never moves
     auto r = [&] {

@@ -86,8 +86,8 @@ void hold_families(prometheus_text& p, const hold_call_metrics& h) {
 
 void rpc_families(prometheus_text& p, const std::vector<rpc_call_counts>& calls) {
   p.family("holdfast_rpc_calls_total", "counter",
-           "Inventory RPC calls by method and result: answered (whatever the domain outcome) or failed (an RPC "
-           "exception such as OVERLOADED)");
+           "Inventory RPC calls from clients by method and result: answered (whatever the domain outcome) or "
+           "failed (an RPC exception such as OVERLOADED)");
   for (auto& c : calls) {
     if (c.answered)
       p.sample("holdfast_rpc_calls_total", static_cast<double>(c.answered),

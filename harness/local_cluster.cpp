@@ -25,6 +25,9 @@ local_cluster::local_cluster(const std::string& binary, const std::string& dir, 
   } else if (!load_cluster_file(file(), cfg_, error)) {
     throw std::runtime_error(error);
   }
+  // A client_certs cluster answers only certificates: this harness (cluster up's link
+  // check, chaos) uses the local admin one, made here once from the CA beside the file.
+  if (cfg_.client_certs && !ensure_local_admin_certificate(cfg_, error)) throw std::runtime_error(error);
   if (start_nodes)
     for (auto id : ids()) start(id);
 }
@@ -50,7 +53,7 @@ std::vector<std::string> local_cluster::webhook_urls() const {
 client_options local_cluster::client_config(int64_t timeout_ms) const {
   client_options o;
   o.call_timeout_ms = timeout_ms;
-  if (cfg_.client_tls) o.tls_ca = cfg_.path_of(cfg_.ca);
+  cluster_tls_defaults(o, cfg_);
   return o;
 }
 
@@ -216,6 +219,11 @@ void local_cluster::attach() {
       throw std::runtime_error("node " + std::to_string(id) + " of " + dir_ +
                                " is not running (no live pid in " + pid_file(dir_, id) +
                                "): `holdfast cluster up --dir " + dir_ + "` first");
+    // A stopped member (SIGSTOP, ^Z) would hold its links down: say so now, not after the
+    // 30 s the run waits for its links.
+    if (auto fields = proc_stat_fields(pid); !fields.empty() && (fields[0] == 'T' || fields[0] == 't'))
+      throw std::runtime_error("node " + std::to_string(id) + " of " + dir_ + " is stopped (pid " +
+                               std::to_string(pid) + "): `kill -CONT " + std::to_string(pid) + "` first");
     // Its own options, without those start() sets.
     auto args = command_line(pid);
     std::vector<std::string> own;

@@ -105,6 +105,13 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   EXPECT_EQ(foreign.status, 2) << foreign.output;
   EXPECT_NE(foreign.output.find("node 1 of " + cluster + " is not running"), std::string::npos) << foreign.output;
   std::ofstream(pid1) << before[0] << "\n";
+  // A stopped member is named at once (its links would be down for the whole wait).
+  ::kill(before[0], SIGSTOP);
+  auto stopped = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
+  ::kill(before[0], SIGCONT);
+  EXPECT_EQ(stopped.status, 2) << stopped.output;
+  EXPECT_NE(stopped.output.find("is stopped (pid " + std::to_string(before[0]) + ")"), std::string::npos)
+    << stopped.output;
   // One run at a time: while another holds the cluster, chaos and `cluster down` refuse.
   {
     int lock = ::open((cluster + "/chaos.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

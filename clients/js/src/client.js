@@ -47,9 +47,6 @@ export class HoldfastError extends Error {
   }
 }
 
-// The node's hold-operation batch limit is at least this (--batch-max >= 100), so a
-// batch this size is never refused for its size.
-const batchFloor = 100;
 const kinds = {
   reserve: { method: "reserveBatch", list: "_initRequests", fill: fillReserve },
   confirm: { method: "confirmBatch", list: "_initHolds", fill: fillRef },
@@ -153,7 +150,13 @@ function skuResult(r, sku) {
 // refusal and a connection the node refused before reading anything took nothing.
 function transportError(err, sent) {
   const text = String(err?.message ?? err);
-  const refused = /OVERLOADED|too many operations in flight|refused this connection before reading/.test(text);
+  // The node's TLS refused this client's certificate (or its lack of one): nothing was read,
+  // and trying again will not change it.
+  if (typeof err?.code === "string" && /^ERR_SSL_.*(ALERT|CERT)|CERT_|UNABLE_TO_VERIFY|SELF_SIGNED/.test(err.code)) {
+    return new HoldfastError("unavailable", `the node's TLS refused this client (${err.code}): ${text}`, { final: true });
+  }
+  const refused = err?.overloaded ||
+    /OVERLOADED|too many operations in flight|refused this connection before reading/.test(text);
   return new HoldfastError(sent && !refused ? "outcome_unknown" : "unavailable", text.replace(/^.*?remote exception: /, ""));
 }
 
@@ -238,6 +241,7 @@ export class Holdfast {
     this.link = null;
     this.closed = false;
     this.pending = new Set(); // hold operations not settled yet
+    this.pauses = new Set();  // unbatched calls waiting to try again (close() ends them)
     this.queues = new Map(); // kind -> { items, scheduled, sent: [{at}], rtt }
     /** Counters: batch RPCs and the operations they carried, retries, connections made. */
     this.stats = { batches: 0, batchedOps: 0, retries: 0, connections: 0 };
@@ -258,7 +262,9 @@ export class Holdfast {
     });
     link.ready = Promise.race([this.open(link), timeout]).finally(() => late.cancel()).catch((err) => {
       this.drop(link, err);
-      throw err instanceof HoldfastError ? err
+      if (err instanceof HoldfastError) throw err;
+      const refused = transportError(err, false);
+      throw refused.final ? refused
         : new HoldfastError("unavailable", `cannot reach node at ${this.address.host}:${this.address.port}: ${err.message}`);
     });
     return link.ready;
@@ -283,6 +289,12 @@ export class Holdfast {
     link.conn.onError = (err) => this.drop(link, err ?? new Error("connection failed"));
     link.inventory = link.conn.bootstrap(Inventory);
     this.stats.connections++;
+    if (f) {
+      // Under TLS 1.3 the node judges this client's certificate after the client's handshake
+      // is done: one round trip (status is open to every role) before any call is sent, so a
+      // refusal is known to have taken nothing.
+      await this.guard(link, link.inventory.status().promise());
+    }
     if (this.options.token) {
       const r = await this.guard(link, link.inventory.login((p) => { p.token = this.options.token; }).promise());
       if (r.refused) throw new HoldfastError("forbidden", `login refused: ${r.refused}`);
@@ -324,6 +336,7 @@ export class Holdfast {
       q.items.length = 0;
       clearTimeout(q.slowTimer);
     }
+    for (const pause of this.pauses) pause.cancel();
     for (const item of [...this.pending]) {
       const applied = item.mayHaveApplied || item.onWire;
       this.settle(item, new HoldfastError(applied ? "outcome_unknown" : "unavailable",
@@ -339,12 +352,9 @@ export class Holdfast {
    * Reserves `qty` units of `sku` under `holdId` for `ttlMs`. Resolves to the hold;
    * rejects with a HoldfastError (out_of_stock, unknown_sku, hold_conflict, ...).
    */
-  reserve({ sku, qty = 1, holdId, ttlMs, user } = {}) {
-    checkText("sku", sku);
-    checkText("holdId", holdId);
-    checkText("user", user, false);
-    checkCount("qty", qty, 1);
-    checkCount("ttlMs", ttlMs, 1);
+  reserve(request = {}) {
+    Holdfast.checkReserve(request);
+    const { sku, qty = 1, holdId, ttlMs, user } = request;
     return this.hold("reserve", { sku, qty, holdId, ttlMs, user });
   }
 
@@ -526,7 +536,7 @@ export class Holdfast {
   // An attempt's outcome: settle, or try again before the deadline (the rules above).
   answer(item, out) {
     if (item.done) return;
-    const retry = out instanceof HoldfastError && (out.code === "outcome_unknown" || out.code === "unavailable");
+    const retry = out instanceof HoldfastError && !out.final && (out.code === "outcome_unknown" || out.code === "unavailable");
     if (!retry) return this.settle(item, out);
     item.error = out;
     if (out.code === "outcome_unknown") item.mayHaveApplied = true;
@@ -589,7 +599,7 @@ export class Holdfast {
       if (this.closed) {
         throw new HoldfastError(sent ? "outcome_unknown" : "unavailable", `the client was closed${sent ? " with the call sent" : ""}`);
       }
-      const retry = out.code === "unavailable" || (query && out.code === "outcome_unknown");
+      const retry = !out.final && (out.code === "unavailable" || (query && out.code === "outcome_unknown"));
       if (!retry || (!query && applied)) throw out;
       const wait = Math.min(backoff, deadline - Date.now() - 1);
       if (wait <= 0) {
@@ -597,7 +607,14 @@ export class Holdfast {
                                 `no answer within ${this.options.deadlineMs} ms (${out.message.replace(/^\w+: /, "")})`);
       }
       this.stats.retries++;
-      await delay(wait).promise;
+      const pause = delay(wait);
+      this.pauses.add(pause);
+      await pause.promise;
+      this.pauses.delete(pause);
+      if (this.closed) {
+        throw new HoldfastError(applied ? "outcome_unknown" : "unavailable",
+                                `the client was closed${applied ? " with the call sent" : ""}`);
+      }
       backoff = Math.min(backoff * 2, 500);
     }
   }

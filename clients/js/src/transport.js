@@ -71,6 +71,14 @@ export class SocketTransport {
     if (which === RpcMessage.CALL || which === RpcMessage.BOOTSTRAP) {
       throw new Error("the node sent a call or a bootstrap request, which a client never gets");
     }
+    // capnp-es ends the connection on an Abort and drops its reason; the reason says whether
+    // the node read anything (a refused connection: it did not), so it is kept here.
+    if (which === RpcMessage.ABORT) {
+      const abort = message.abort;
+      const err = new Error(`the node ended the connection: ${abort.reason}`);
+      err.overloaded = abort.type === 1; // Exception.Type.overloaded
+      throw err;
+    }
     this.deliver(message);
     return true;
   }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { connect, Holdfast, HoldfastError } from "../src/index.js";
 import { startNode, tempDir, tokensFile, eventually, rejectsWith } from "./node.mjs";
-import { fakeNode, frameOf, returnException, okBatch, gen } from "./fake-node.mjs";
+import { fakeNode, frameOf, returnException, okBatch, abort, gen } from "./fake-node.mjs";
 
 const ttlMs = 60_000;
 const outcome = (p) => p.then((v) => v, (e) => e);
@@ -150,4 +150,15 @@ test("an answer for another hold is refused as invalid, never taken as this call
   const hf = new Holdfast(fake.address, { deadlineMs: 1000 });
   t.after(() => hf.close());
   await rejectsWith(hf.reserve({ sku: "a", holdId: "mine", ttlMs }), "invalid");
+});
+
+test("a node's Abort that says it read nothing (connection refused) reads as unavailable", async (t) => {
+  const fake = await fakeNode((s) => s.write(abort(
+    "the node refused this connection before reading any call: 1024 connections open (--connections-max); back off and retry")));
+  t.after(() => fake.close());
+  const hf = new Holdfast(fake.address, { deadlineMs: 500 });
+  t.after(() => hf.close());
+  const e = await rejectsWith(hf.reserve({ sku: "a", holdId: "h1", ttlMs }), "unavailable");
+  assert.equal(e.mayHaveApplied, false);
+  assert.match(e.message, /connections open/);
 });
