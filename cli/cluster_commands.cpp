@@ -203,9 +203,12 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, a] {
       std::string error;
       cluster_config cfg;
-      if (::access(a->cluster_file().c_str(), F_OK) != 0 &&
-          !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
+      bool fresh = ::access(a->cluster_file().c_str(), F_OK) != 0;
+      if (fresh && !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
         return fail(ctx, "invalid", error);
+      if (!fresh && (a->client_tls || a->client_certs))
+        std::fprintf(stderr, "holdfast cluster up: %s exists, so --client-tls and --client-certs change nothing: its "
+                             "[tls] section decides\n", a->cluster_file().c_str());
       if (!load(ctx, *a, cfg)) return exit_usage;
       for (auto& m : cfg.members)
         if (auto pid = local_cluster::live_pid(a->dir, m.id))

@@ -197,6 +197,9 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
+
+#include <kj/common.h>
 #include <set>
 
 #include "cluster/client.hpp"
@@ -292,10 +295,22 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     error = file + " exists: refusing to overwrite a cluster (remove it, or use another --dir)";
     return false;
   }
+  // What this run wrote goes again if it fails part way, so the next init is not refused
+  // by half a cluster (every file is created new: a file that was there is never touched).
+  std::vector<std::string> written;
+  bool done = false;
+  auto undo = kj::defer([&] {
+    if (!done)
+      for (auto& path : written) ::unlink(path.c_str());
+  });
+  auto write = [&](const std::string& path, const std::string& text, mode_t mode) {
+    if (!write_file(path, text, mode, error)) return false;
+    written.push_back(path);
+    return true;
+  };
   pem_pair ca;
-  if (!make_cluster_ca(name + " cluster CA", 3650, ca, error) ||
-      !write_file(dir + "/ca.pem", ca.cert, 0644, error) ||
-      !write_file(dir + "/ca.key", ca.key, 0600, error))
+  if (!make_cluster_ca(name + " cluster CA", 3650, ca, error) || !write(dir + "/ca.pem", ca.cert, 0644) ||
+      !write(dir + "/ca.key", ca.key, 0600))
     return false;
   std::set<int> ports;
   auto port = [&](int fixed) {
@@ -316,8 +331,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     pem_pair node;
     auto base = dir + "/" + node_tls_name(id);
     if (!issue_node_certificate(ca, id, 3650, node, error) ||
-        !write_file(base + ".pem", node.cert, 0644, error) ||
-        !write_file(base + ".key", node.key, 0600, error))
+        !write(base + ".pem", node.cert, 0644) || !write(base + ".key", node.key, 0600))
       return false;
     cluster_member m;
     m.id = id;
@@ -330,9 +344,10 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     m.key = node_tls_name(id) + ".key";
     cfg.members.push_back(m);
   }
-  if (!write_file(file, cluster_file_text(cfg), 0644, error)) return false;
-  if (!load_cluster_file(file, out, error)) return false;
-  return !client_certs || ensure_local_admin_certificate(out, error);
+  if (!write(file, cluster_file_text(cfg), 0644) || !load_cluster_file(file, out, error)) return false;
+  if (client_certs && !ensure_local_admin_certificate(out, error)) return false;
+  done = true;
+  return true;
 }
 
 }  // namespace holdfast

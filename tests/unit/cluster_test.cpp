@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 
+#include "cluster/certs.hpp"
 #include "cluster/cluster_file.hpp"
 #include "cluster/roles.hpp"
 #include "cluster/peer_links.hpp"
@@ -220,6 +221,27 @@ TEST(cluster_file, client_certificates_need_client_tls_and_leave_older_files_has
   for (auto* none : {"node-1", "holdfast-node", "root:x", "admin:", "client:a b", ":client", "admin"})
     EXPECT_EQ(role_of_certificate(none), role::none) << none;
   EXPECT_EQ(role_of_certificate(std::string("admin:x\0client", 14)), role::none) << "a NUL in the name";
+}
+
+TEST(cluster_init, a_failed_init_removes_what_it_wrote_and_never_touches_what_was_there) {
+  std::string pattern = (std::filesystem::temp_directory_path() / "holdfast-init-XXXXXX").string();
+  ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+  auto dir = pattern;
+  std::ofstream(dir + "/node-2.pem") << "planted";  // init fails at node 2: the file exists
+  cluster_config cfg;
+  std::string error;
+  EXPECT_FALSE(init_cluster_dir(dir, 3, 0, "t", false, cfg, error));
+  EXPECT_NE(error.find("node-2.pem exists"), std::string::npos) << error;
+  for (auto* gone : {"ca.pem", "ca.key", "node-1.pem", "node-1.key", "cluster.toml"})
+    EXPECT_FALSE(std::filesystem::exists(dir + "/" + gone)) << gone;
+  std::ifstream in(dir + "/node-2.pem");
+  std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept, "planted");
+  std::filesystem::remove(dir + "/node-2.pem");
+  EXPECT_TRUE(init_cluster_dir(dir, 3, 0, "t", false, cfg, error, true)) << error;  // and now it can run
+  EXPECT_TRUE(cfg.client_certs && cfg.client_tls);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/admin-local.pem"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(cluster_file, only_a_regular_file_is_read) {
