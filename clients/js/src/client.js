@@ -313,6 +313,21 @@ export class Holdfast {
     link.socket?.destroy();
   }
 
+  // A call on `link` got no answer by its deadline: ask the node for its status. A node that
+  // answers is slow, and the link (with every other call on it) stays; one that does not
+  // within connectTimeoutMs is taken as lost (stopped, or a path that drops everything), so
+  // unanswered calls do not pile up on it.
+  suspect(link) {
+    if (link.dead || link.probing) return;
+    link.probing = true;
+    const late = delay(this.options.connectTimeoutMs);
+    const silence = late.promise.then(() => { throw new Error("no answer to a status probe either"); });
+    Promise.race([this.guard(link, link.inventory.status().promise()), silence])
+      .then(() => { link.probing = false; },
+            (err) => this.drop(link, new Error(`no answer within the deadline (${err.message})`)))
+      .finally(() => late.cancel());
+  }
+
   // `promise`, or its link's death, whichever comes first.
   guard(link, promise) {
     if (link.dead) return Promise.reject(link.dead);
@@ -524,7 +539,7 @@ export class Holdfast {
       // No answer by the deadline: the connection is taken as lost (a node that stopped, a
       // path that drops everything), so its unanswered calls do not pile up on it.
       if (e.code === "outcome_unknown" && /^outcome_unknown: no answer$/.test(e.message) && link) {
-        this.drop(link, new Error("no answer within the deadline"));
+        this.suspect(link);
       }
       for (const item of items) this.answer(item, e);
     } finally {
@@ -589,7 +604,7 @@ export class Holdfast {
       } catch (err) {
         out = err instanceof HoldfastError ? err : transportError(err, sent);
         if (sent && out.code === "outcome_unknown" && out.message === "outcome_unknown: no answer") {
-          this.drop(link, new Error("no answer within the deadline"));
+          this.suspect(link);
         }
       } finally {
         late.cancel();

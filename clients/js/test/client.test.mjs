@@ -150,6 +150,8 @@ test("a stopped node: calls end by their deadline as outcome_unknown; the same h
   const again = await hf.reserve({ sku: "slow", holdId: "s1", ttlMs });
   assert.equal(again.state, "active");
   assert.equal((await hf.querySku("slow")).reserved, 2);
+  // The node answered the status probe once it ran again: a slow node keeps its connection.
+  assert.equal(hf.stats.connections, 1);
 });
 
 test("an unreachable node answers unavailable: nothing was applied", async (t) => {
