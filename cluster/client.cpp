@@ -537,7 +537,15 @@ kj::Promise<kj::Own<client>> client::connect(kj::AsyncIoProvider& io, const std:
   return connect_stream(io, address, options)
     .then([&io, options](kj::Own<kj::AsyncIoStream> s) -> kj::Promise<kj::Own<client>> {
       auto c = kj::heap<client>(kj::mv(s), io.getTimer(), options);
-      if (options.token.empty()) return kj::mv(c);
+      if (options.token.empty()) {
+        if (options.tls_ca.empty()) return kj::mv(c);
+        // Under TLS 1.3 a node judges the client's certificate (or its absence) after this
+        // side's handshake is done: one status round trip (open to every role) learns its
+        // verdict before any call is sent, so a refusal is known to have taken nothing.
+        kj::Promise<capnp::Response<wire::Inventory::StatusResults>> asked = c->impl_->inventory.statusRequest().send();
+        return c->impl_->or_timeout(kj::mv(asked)).then(
+          [c = kj::mv(c)](capnp::Response<wire::Inventory::StatusResults>&&) mutable { return kj::mv(c); });
+      }
       auto login = c->impl_->inventory.loginRequest();
       login.setToken(options.token);
       // A node that never answers the login (frozen) ends the connect at the deadline.
@@ -897,7 +905,11 @@ blocking_client::blocking_client(const std::string& address, client_options opti
                     options.call_timeout_ms * kj::MILLISECONDS, kj::mv(connecting));
                 client_ = connecting.wait(io_.waitScope);
               })) {
-    throw std::runtime_error("cannot reach node at " + address + ": " + describe(*e));
+    auto why = describe(*e);
+    if (!options.tls_ca.empty() && (tls_refusal(why) || why.find("ssl connection ended") != std::string::npos))
+      why += " (the node's TLS refused this client: a cluster with client_certs takes a certificate from holdfast "
+             "cluster cert, signed by its CA: --tls-cert, --tls-key)";
+    throw std::runtime_error("cannot reach node at " + address + ": " + why);
   }
 }
 

@@ -233,6 +233,12 @@ TEST_F(roles_process_test, client_certificates_give_their_role_and_nothing_else_
   auto unnamed = with(cluster_dir + "/node-1", {"reserve", "tee", "1", "--hold", "n1"});
   EXPECT_EQ(unnamed.status, 1) << "a node's certificate names no role: " << unnamed.output;
   EXPECT_NE(unnamed.output.find("no role"), std::string::npos) << unnamed.output;
+  // A mutation without a certificate is refused before it is sent: unreachable (exit 2),
+  // never outcome_unknown (the client asks status first on a TLS connection).
+  auto bare = with("", {"reserve", "tee", "1", "--hold", "bare-1"});
+  EXPECT_EQ(bare.status, 2) << bare.output;
+  EXPECT_EQ(bare.output.find("outcome_unknown"), std::string::npos) << bare.output;
+  EXPECT_NE(bare.output.find("--tls-cert"), std::string::npos) << bare.output;
   auto stranger = with(dir_ + "/other/admin-evil", {"sku", "show", "tee"});
   EXPECT_EQ(stranger.status, 2) << stranger.output;
   // The node's alert, or (TLS 1.3: the client's handshake is done before the node judges its
