@@ -76,6 +76,17 @@ void node_hold_calls::holds(std::vector<hold_op> ops, std::function<void(std::ve
   inbox_.put({std::move(ops), std::move(done)});
 }
 
+namespace {
+// The common name of the certificate a TLS peer presented ("" without one), whole: a name
+// with a NUL in it stays whole, so it matches no member and grants no role.
+std::string certificate_name(kj::PeerIdentity& identity) {
+  auto& id = kj::downcast<kj::TlsPeerIdentity>(identity);
+  if (!id.hasCertificate()) return {};
+  auto cn = id.getCommonName();
+  return std::string(cn.begin(), cn.size());
+}
+}  // namespace
+
 struct rpc_server::impl {
   caf::actor bridge;
   server_options options;
@@ -287,11 +298,7 @@ struct rpc_server::impl {
             auto served = ready.then([&, in](kj::AuthenticatedStream&& s) -> kj::Promise<void> {
               std::string name;
               if (peer_tls) {
-                auto& id = kj::downcast<kj::TlsPeerIdentity>(*s.peerIdentity);
-                if (id.hasCertificate()) {
-                  auto cn = id.getCommonName();
-                  name.assign(cn.begin(), cn.size());
-                }
+                name = certificate_name(*s.peerIdentity);
                 // The cluster CA also signs client certificates (cluster cert), which complete
                 // this handshake too: only a member's certificate (node-<id>) holds a member's
                 // slot here, else a shop's certificate could fill them and keep members out.
@@ -394,14 +401,7 @@ struct rpc_server::impl {
               auto unknown = kj::Own<kj::PeerIdentity>(kj::UnknownPeerIdentity::newInstance());
               return client_tls->wrapServer(kj::AuthenticatedStream{kj::mv(s), kj::mv(unknown)})
                 .then([certs, state](kj::AuthenticatedStream&& a) {
-                  if (certs) {
-                    auto& id = kj::downcast<kj::TlsPeerIdentity>(*a.peerIdentity);
-                    state->granted = holdfast::role::none;
-                    if (id.hasCertificate()) {  // the whole name: one with a NUL in it names no role
-                      auto cn = id.getCommonName();
-                      state->granted = role_of_certificate(std::string(cn.begin(), cn.size()));
-                    }
-                  }
+                  if (certs) state->granted = role_of_certificate(certificate_name(*a.peerIdentity));
                   return kj::mv(a.stream);
                 });
             }))
