@@ -57,49 +57,9 @@ bool decode_order(const std::string& order_id, const std::string& value, order_r
 // A user's orders are indexed by these keys (space user_order), written in the batch of
 // the order's first record: the user's length, the user, the order id.
 std::string user_order_key(const std::string& user, const std::string& order_id);
-// Empty when the query can be answered, else why not.
-std::string validate(const order_list_query& q);
 // This node's orders for one page of `order list`: a user's through their index, all in
 // id order otherwise; at most `scan_max` orders are read for a state filter.
 order_page list_orders(const storage& env, const order_list_query& q, size_t scan_max = order_list_scan_max);
-// Members' pages of one query merged into the cluster's: orders up to the first point a
-// member stopped at are complete in every page, so the first `limit` of them are the
-// cluster's; `next` is set when any member has more.
-order_page merge_order_pages(std::vector<order_page> pages, uint32_t limit);
-
-// What the user or an operator asks of an order.
-// payment_event: a webhook from the payment gateway, as it came (body and signature):
-// whoever passes it on, the order directory verifies the signature before the order
-// sees it, so a forged, altered or replayed event changes nothing.
-enum class order_op_kind : uint8_t { show = 0, cancel, ship, deliver, shipping_failed, place, payment_event };
-struct order_op {
-  order_op_kind kind = order_op_kind::show;
-  std::string order_id;
-  std::string detail;  // shipping_failed: why
-  std::string user;    // place
-  std::string card;    // place
-  std::vector<order_line> lines;  // place
-  std::string webhook_body;       // payment_event
-  std::string webhook_signature;  // payment_event: the Holdfast-Signature header
-  payment_intent intent;          // payment_event, once verified (never from the wire)
-};
-// An operation on an existing order (show, cancel, ship, deliver, shipping_failed).
-inline order_op order_op_on(order_op_kind kind, std::string order_id, std::string detail = {}) {
-  order_op op;
-  op.kind = kind;
-  op.order_id = std::move(order_id);
-  op.detail = std::move(detail);
-  return op;
-}
-// Empty when well-formed, else why not.
-std::string validate(const order_op& op, const request_limits& limits);
-
-struct order_result {
-  code status = code::ok;
-  std::string message;
-  order_record order;
-};
-
 struct order_context {
   std::shared_ptr<const storage> env;
   store_actor store;

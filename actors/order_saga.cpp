@@ -5,36 +5,6 @@
 
 namespace holdfast {
 
-const char* to_string(order_state s) {
-  switch (s) {
-    case order_state::placed: return "placed";
-    case order_state::reserved: return "reserved";
-    case order_state::authorized: return "authorized";
-    case order_state::confirmed: return "confirmed";
-    case order_state::captured: return "captured";
-    case order_state::shipped: return "shipped";
-    case order_state::delivered: return "delivered";
-    case order_state::cancelled: return "cancelled";
-    case order_state::refunded: return "refunded";
-  }
-  return "?";
-}
-
-const char* to_string(saga_phase p) {
-  switch (p) {
-    case saga_phase::reserve: return "reserve";
-    case saga_phase::authorize: return "authorize";
-    case saga_phase::confirm: return "confirm";
-    case saga_phase::capture: return "capture";
-    case saga_phase::done: return "done";
-    case saga_phase::release: return "release";
-    case saga_phase::restock: return "restock";
-    case saga_phase::void_auth: return "void";
-    case saga_phase::refund: return "refund";
-  }
-  return "?";
-}
-
 namespace {
 
 bool forward(saga_phase p) { return p < saga_phase::done; }

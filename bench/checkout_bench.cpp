@@ -14,7 +14,7 @@
 #include <random>
 
 #include "bench/cpu.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/checkout_cluster.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"

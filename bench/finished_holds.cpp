@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 

@@ -20,7 +20,7 @@
 #include "bench/cpu.hpp"
 #include "bench/load.hpp"
 #include "bench/rows.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 
 namespace holdfast::bench {

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "bench/rows.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 
 namespace holdfast::bench {
 

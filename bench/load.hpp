@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "protocol/domain.hpp"
 
 namespace holdfast::bench {

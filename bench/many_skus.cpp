@@ -12,7 +12,7 @@
 #include <random>
 
 #include "harness/processes.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 
 namespace holdfast::bench {

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 
 namespace holdfast::cli {
 namespace {

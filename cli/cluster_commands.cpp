@@ -14,8 +14,8 @@
 
 #include "cli/commands.hpp"
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
-#include "cluster/placement.hpp"
+#include "client/client.hpp"
+#include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 

@@ -7,8 +7,8 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
-#include "cluster/client.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/client.hpp"
+#include "client/cluster_file.hpp"
 
 namespace holdfast::cli {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <iostream>
 
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 #include "cluster/node.hpp"
 #include "cluster/roles.hpp"
 #include "cli/version.hpp"

@@ -11,8 +11,8 @@
 
 #include "cli/commands.hpp"
 #include "cluster/announce.hpp"
-#include "cluster/client.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/client.hpp"
+#include "client/cluster_file.hpp"
 #include "persistence/identity.hpp"
 #include "persistence/storage.hpp"
 

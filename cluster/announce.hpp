@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 
 namespace holdfast {
 

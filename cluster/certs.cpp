@@ -202,8 +202,8 @@ bool issue_client_certificate(const pem_pair& ca, const std::string& role, const
 #include <kj/common.h>
 #include <set>
 
-#include "cluster/client.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/client.hpp"
+#include "client/cluster_file.hpp"
 
 namespace holdfast {
 namespace {

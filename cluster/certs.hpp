@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "client/cluster_file.hpp"  // client_tls_name
+
 namespace holdfast {
 
 struct cluster_config;
@@ -44,8 +46,6 @@ bool ensure_local_admin_certificate(const cluster_config& cfg, std::string& erro
 std::string check_node_material(const std::string& ca_pem, const std::string& cert_pem,
                                 const std::string& key_pem, uint32_t node_id);
 
-// The DNS name clients verify every member's certificate against.
-constexpr const char* client_tls_name = "holdfast-node";
 std::string node_tls_name(uint32_t node_id);  // "node-<id>"
 
 struct cluster_config;

@@ -21,13 +21,13 @@
 #include <set>
 #include <thread>
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "cluster/frame_watcher.hpp"
 #include "cluster/http_endpoint.hpp"
 #include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
-#include "cluster/order_wire.hpp"
-#include "cluster/router.hpp"
+#include "protocol/order_wire.hpp"
+#include "client/router.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/log.hpp"
 

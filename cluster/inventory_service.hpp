@@ -15,7 +15,7 @@
 #include "cluster/local_node.hpp"
 #include "cluster/metrics.hpp"
 #include "cluster/peer_links.hpp"
-#include "cluster/router.hpp"
+#include "client/router.hpp"
 #include "protocol/inventory.capnp.h"
 
 namespace holdfast::net {

@@ -10,7 +10,7 @@
 
 #include "actors/sku_directory.hpp"
 #include "cluster/http_endpoint.hpp"
-#include "cluster/status.hpp"
+#include "client/status.hpp"
 #include "persistence/storage.hpp"
 #include "protocol/histogram.hpp"
 

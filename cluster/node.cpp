@@ -20,12 +20,12 @@
 #include <thread>
 
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "cluster/rpc_server.hpp"
 #include "gateway/http_provider.hpp"
 #include "gateway/in_process.hpp"
 #include "gateway/webhook.hpp"
-#include "persistence/files.hpp"
+#include "protocol/files.hpp"
 #include "persistence/identity.hpp"
 #include "protocol/log.hpp"
 

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/inventory.capnp.h"
 #include "protocol/log.hpp"

@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "cluster/cluster_file.hpp"
-#include "cluster/router.hpp"
-#include "cluster/status.hpp"
+#include "cluster/cluster_role.hpp"
+#include "client/router.hpp"
+#include "client/status.hpp"
 
 namespace kj {
 class TlsContext;

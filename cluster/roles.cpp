@@ -5,7 +5,7 @@
 #include <set>
 
 #include "actors/order.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 #include "cluster/toml_file.hpp"
 #include "protocol/limits.hpp"
 

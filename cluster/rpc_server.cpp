@@ -23,7 +23,7 @@
 #include <thread>
 
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "cluster/connection.hpp"
 #include "cluster/inventory_service.hpp"
 #include "cluster/local_node.hpp"
@@ -32,8 +32,8 @@
 #include "cluster/metrics.hpp"
 #include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
-#include "cluster/order_wire.hpp"
-#include "cluster/router.hpp"
+#include "protocol/order_wire.hpp"
+#include "client/router.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/log.hpp"
 

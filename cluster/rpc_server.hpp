@@ -18,7 +18,7 @@
 #include "actors/cart.hpp"
 #include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
-#include "cluster/cluster_file.hpp"
+#include "cluster/cluster_role.hpp"
 #include "cluster/roles.hpp"
 #include "persistence/storage.hpp"
 #include "protocol/kj_inbox.hpp"

@@ -17,8 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cluster/client.hpp"
-#include "cluster/order_wire.hpp"
+#include "client/client.hpp"
+#include "protocol/order_wire.hpp"
 #include "harness/checkout_cluster.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"

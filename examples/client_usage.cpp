@@ -6,7 +6,7 @@
 // wrong_state, never as a fresh reservation.
 #include <iostream>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 
 using namespace holdfast;
 

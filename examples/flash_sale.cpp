@@ -15,8 +15,8 @@
 #include <map>
 #include <random>
 
-#include "cluster/client.hpp"
-#include "cluster/placement.hpp"
+#include "client/client.hpp"
+#include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"

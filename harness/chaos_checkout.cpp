@@ -6,7 +6,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cluster/order_wire.hpp"
+#include "protocol/order_wire.hpp"
 
 namespace holdfast {
 namespace {

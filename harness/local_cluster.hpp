@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "cluster/client.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/client.hpp"
+#include "client/cluster_file.hpp"
 #include "harness/node_process.hpp"
 
 namespace holdfast {

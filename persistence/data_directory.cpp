@@ -14,7 +14,7 @@
 #include <random>
 #include <sstream>
 
-#include "persistence/regular_file.hpp"
+#include "protocol/regular_file.hpp"
 
 namespace holdfast {
 namespace {

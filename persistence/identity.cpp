@@ -5,7 +5,7 @@
 #include <random>
 #include <sstream>
 
-#include "persistence/files.hpp"
+#include "protocol/files.hpp"
 
 namespace holdfast {
 namespace {

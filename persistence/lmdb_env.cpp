@@ -17,7 +17,7 @@
 
 #include "persistence/clock.hpp"
 #include "persistence/data_directory.hpp"
-#include "persistence/regular_file.hpp"
+#include "protocol/regular_file.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "persistence/crc32c.hpp"
-#include "persistence/regular_file.hpp"
+#include "protocol/regular_file.hpp"
 
 namespace holdfast {
 namespace {

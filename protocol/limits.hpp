@@ -1,7 +1,7 @@
 // Every fixed bound of the protocol in one place: name lengths, list and page sizes,
 // batch sizes, and the one read limit every Cap'n Proto reader uses. Fixed, not
 // configurable (the configurable intervals and bounds are the node's options, each with
-// its default beside it: cluster/rpc_server.hpp, cluster/cluster_file.hpp).
+// its default beside it: cluster/rpc_server.hpp, client/cluster_file.hpp).
 //
 // They fit together: the largest request and the largest answer any call can carry within
 // these bounds are smaller than wire_words_max (tests/unit/wire_limits_test.cpp builds

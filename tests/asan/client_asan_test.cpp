@@ -9,7 +9,7 @@
 
 #include <filesystem>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cluster/order_wire.hpp"
+#include "protocol/order_wire.hpp"
 #include "gateway/http_api.hpp"
 #include "gateway/webhook.hpp"
 #include "harness/gateway_process.hpp"

@@ -12,8 +12,8 @@
 #include <map>
 #include <thread>
 
-#include "cluster/client.hpp"
-#include "cluster/placement.hpp"
+#include "client/client.hpp"
+#include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 

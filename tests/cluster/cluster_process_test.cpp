@@ -21,9 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
-#include "cluster/cluster_client.hpp"
-#include "cluster/placement.hpp"
+#include "client/client.hpp"
+#include "client/cluster_client.hpp"
+#include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 #include "cluster_fixture.hpp"

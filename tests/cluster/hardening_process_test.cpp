@@ -18,7 +18,7 @@
 #include <regex>
 #include <thread>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 #include "metrics_text.hpp"

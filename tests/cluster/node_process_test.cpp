@@ -12,7 +12,7 @@
 #include <map>
 #include <random>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "harness/node_process.hpp"
 #include "raw_rpc.hpp"
 

@@ -13,7 +13,7 @@
 #include <map>
 #include <random>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "faultfs.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"

@@ -8,8 +8,8 @@
 #include <fstream>
 
 #include "cluster/certs.hpp"
-#include "cluster/client.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/client.hpp"
+#include "client/cluster_file.hpp"
 #include "gateway/http_api.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"

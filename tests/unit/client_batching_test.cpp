@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cstdint>
 
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 #include "protocol/codec.hpp"
 
 namespace holdfast::testing {

@@ -12,11 +12,11 @@
 #include <random>
 
 #include "cluster/certs.hpp"
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 #include "cluster/roles.hpp"
 #include "cluster/peer_links.hpp"
-#include "cluster/placement.hpp"
-#include "cluster/router.hpp"
+#include "client/placement.hpp"
+#include "client/router.hpp"
 
 namespace holdfast {
 namespace {

@@ -5,7 +5,7 @@
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
-#include "cluster/order_wire.hpp"
+#include "protocol/order_wire.hpp"
 #include "protocol/codec.hpp"
 
 namespace holdfast {

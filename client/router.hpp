@@ -13,8 +13,8 @@
 #include <functional>
 #include <vector>
 
-#include "actors/order.hpp"
-#include "cluster/placement.hpp"
+#include "protocol/orders.hpp"
+#include "client/placement.hpp"
 #include "protocol/domain.hpp"
 
 namespace holdfast {

@@ -1,4 +1,4 @@
-#include "persistence/regular_file.hpp"
+#include "protocol/regular_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "cluster/router.hpp"
+#include "client/router.hpp"
 
 #include <algorithm>
 #include <map>

@@ -1,4 +1,4 @@
-#include "cluster/client.hpp"
+#include "client/client.hpp"
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/compat/tls.h>
@@ -11,7 +11,7 @@
 #include <regex>
 #include <stdexcept>
 
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 
 #include "protocol/codec.hpp"
 

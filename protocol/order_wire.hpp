@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/order.hpp"
+#include "protocol/orders.hpp"
 #include "protocol/inventory.capnp.h"
 
 namespace holdfast {

@@ -1,6 +1,6 @@
-#include "persistence/files.hpp"
+#include "protocol/files.hpp"
 
-#include "persistence/regular_file.hpp"
+#include "protocol/regular_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

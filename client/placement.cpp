@@ -1,4 +1,4 @@
-#include "cluster/placement.hpp"
+#include "client/placement.hpp"
 
 namespace holdfast {
 namespace {

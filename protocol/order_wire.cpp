@@ -1,4 +1,4 @@
-#include "cluster/order_wire.hpp"
+#include "protocol/order_wire.hpp"
 
 #include <openssl/sha.h>
 

@@ -1,4 +1,4 @@
-#include "cluster/cluster_file.hpp"
+#include "client/cluster_file.hpp"
 
 #include <openssl/evp.h>
 #include <toml++/toml.h>

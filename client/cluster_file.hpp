@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "persistence/files.hpp"  // read_small_file
-#include "persistence/identity.hpp"  // peer_record
+#include "protocol/files.hpp"  // read_small_file
 
 namespace holdfast {
+
+// The DNS name clients verify every member's certificate against.
+constexpr const char* client_tls_name = "holdfast-node";
 
 struct cluster_member {
   uint32_t id = 0;
@@ -64,21 +66,5 @@ std::string sha256_hex(const std::string& text, size_t bytes = 32);
 std::string address_problem(const std::string& address);
 // `bytes` random bytes from the kernel, in hex.
 std::string random_hex(size_t bytes);
-
-// This node's place in a cluster: the file every member shares and which member it is.
-struct cluster_role {
-  cluster_config config;
-  uint32_t self = 0;
-  uint64_t incarnation = 0;
-  bool fault_hooks = false;  // test-only: faultPartition is served
-  // The data directory's identity (persistence/identity.hpp): its generation (raised by
-  // each restore), its lineage (a token per start), where it is, and what it last accepted
-  // of each peer.
-  uint64_t generation = 1;
-  std::vector<std::string> lineage;
-  std::string directory_id;
-  std::string data_dir;
-  std::map<uint32_t, peer_record> peer_records;
-};
 
 }  // namespace holdfast

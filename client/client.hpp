@@ -17,9 +17,9 @@
 
 #include <kj/async-io.h>
 
-#include "cluster/certs.hpp"
-#include "cluster/order_wire.hpp"
-#include "cluster/status.hpp"
+#include "client/cluster_file.hpp"
+#include "protocol/order_wire.hpp"
+#include "client/status.hpp"
 #include "protocol/domain.hpp"
 #include "protocol/inventory.capnp.h"
 

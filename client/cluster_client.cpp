@@ -1,10 +1,10 @@
-#include "cluster/cluster_client.hpp"
+#include "client/cluster_client.hpp"
 
 #include <kj/debug.h>
 
 #include <map>
 
-#include "cluster/router.hpp"
+#include "client/router.hpp"
 
 namespace holdfast {
 
