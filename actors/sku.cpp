@@ -280,7 +280,7 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       auto& st = self->state;
       auto c = begin_change(self, st.ctx.clock->now_ms());
       if (writes_refused(self, c.now_ms)) {
-        if (op.kind != sku_op_kind::query) return failed(sku_result{}, st.storage_failure);
+        if (!reads_only(op.kind)) return failed(sku_result{}, st.storage_failure);
       } else {
         st.book->expire_due(c.now_ms, c, st.expire_batch);
       }

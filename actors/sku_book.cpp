@@ -533,6 +533,8 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
   }
   if (!exists_) return make_sku_error(code::unknown_sku);
   switch (op.kind) {
+    case sku_op_kind::list_holds:
+      return c.env ? list_holds(op, *c.env) : make_sku_error(code::unavailable, "no storage to list holds from");
     case sku_op_kind::restock:
       // The edge checks the amount; only here is on_hand known.
       if (op.amount > on_hand_max - s.on_hand)
@@ -565,6 +567,45 @@ sku_result sku_book::apply(const sku_op& op, sku_change& c) {
       break;
   }
   return snapshot();
+}
+
+sku_result sku_book::list_holds(const sku_op& op, const storage& env) const {
+  size_t limit = op.limit ? op.limit : hold_list_limit_default;
+  // The book's own holds are newer than storage's: storage lists the others.
+  auto in_memory = [this](const std::string& id) { return active_.find(id) || finishing_.count(id); };
+  std::vector<hold_record> stored;
+  std::string next;
+  if (op.state != "active") {  // every active hold is in the book
+    auto st = env.hold_page(
+      sku_, op.after,
+      [&](const hold_record& r) { return !in_memory(r.hold.hold_id) && hold_state_wanted(op.state, r.hold.state); },
+      limit, hold_list_scan_max, stored, next);
+    if (st != store_status::ok)
+      return make_sku_error(code::unavailable, "sku '" + sku_ + "': its finished holds cannot be read: " + to_string(st));
+  }
+  // Storage's page covers ids up to `next`: the book's holds past it wait for a later page.
+  auto in_page = [&](const std::string& id) { return id > op.after && (next.empty() || id <= next); };
+  std::vector<hold_info> page;
+  for (auto& r : stored) page.push_back(std::move(r.hold));
+  if (hold_state_wanted(op.state, hold_state::active))
+    active_.each([&](const std::string& id, const active_hold& h) {
+      if (in_page(id)) page.push_back(hold_info{id, sku_, h.qty, hold_state::active, h.deadline_ms});
+    });
+  for (auto& [id, entry] : finishing_)
+    if (in_page(id) && hold_state_wanted(op.state, entry.second.hold.state)) page.push_back(entry.second.hold);
+  auto by_id = [](const hold_info& a, const hold_info& b) { return a.hold_id < b.hold_id; };
+  if (page.size() > limit) {
+    std::nth_element(page.begin(), page.begin() + limit, page.end(), by_id);
+    page.resize(limit);
+    std::sort(page.begin(), page.end(), by_id);
+    next = page.back().hold_id;
+  } else {
+    std::sort(page.begin(), page.end(), by_id);
+  }
+  auto out = snapshot();
+  out.holds = std::move(page);
+  out.next = std::move(next);
+  return out;
 }
 
 std::vector<mutation> sku_book::seal(sku_change& c) {

@@ -76,6 +76,9 @@ public:
   hold_result apply(const hold_op& op, int64_t now_ms, sku_change& c);
   sku_result apply(const sku_op& op, sku_change& c);
   sku_result snapshot(code status = code::ok) const;
+  // list_holds: one page of this SKU's holds, the book's (active, and ended but not yet
+  // durable) over storage's (finished, and changed since the last snapshot).
+  sku_result list_holds(const sku_op& op, const storage& env) const;
 
   // The mutations of the change's write batch: its holds' new states, then the SKU
   // record. Empty when the change changed nothing.

@@ -101,8 +101,31 @@ hold_result about(hold_result r, const std::string& sku, const std::string& hold
   return r;
 }
 
+// One page of an SKU's holds (`hold list`).
+int print_holds(const sku_result& r, bool as_json, const context& ctx) {
+  if (r.status != code::ok) return print(r, as_json);
+  if (as_json) {
+    json list = json::array();
+    for (auto& h : r.holds) list.push_back(to_json(h));
+    std::cout << dump({{"status", "ok"}, {"sku", to_json(r.sku)}, {"holds", list}, {"next", r.next}}) << "\n";
+    return 0;
+  }
+  for (auto& h : r.holds) {
+    std::cout << h.hold_id << "\t" << to_string(h.state) << "\t" << h.qty << "\t";
+    if (h.state == hold_state::active)
+      std::cout << "until " << utc_text(h.deadline_ms) << " (" << from_now(h.deadline_ms) << ")";
+    else
+      std::cout << "deadline " << utc_text(h.deadline_ms);
+    std::cout << "\n";
+  }
+  if (r.holds.empty()) std::cerr << "no holds" << (r.next.empty() ? "" : " in this page") << "\n";
+  if (!r.next.empty()) std::cout << "# more: --after " << r.next << "\n";
+  return 0;
+}
+
 struct arguments {
-  std::string sku, hold_id, title, user;
+  std::string sku, hold_id, title, user, state;
+  uint32_t limit = hold_list_limit_default;
   int64_t ttl_ms = 15 * 60'000;
   int64_t stock = 0, price = 0, qty = 0, limit_per_user = 0;
   sku_list_query list;
@@ -303,6 +326,18 @@ void add_inventory_commands(CLI::App& app, context& ctx) {
   hold_show->add_option("--sku", a->sku, "the hold's SKU");
   on(hold_show, false, [a, &ctx](blocking_client& c) {
     return print(about(c.query_hold(a->hold_id, a->sku), a->sku, a->hold_id), ctx.as_json, "");
+  });
+  auto* hold_list = hold_cmd->add_subcommand(
+    "list", "page through an SKU's holds in hold-id order: active ones, and finished ones the node still keeps "
+            "(admin)");
+  hold_list->add_option("SKU", a->sku)->required();
+  hold_list->add_option("--state", a->state, "active, finished, confirmed, released, expired or returned (default: any)")
+    ->check(CLI::IsMember({"active", "finished", "confirmed", "released", "expired", "returned"}));
+  hold_list->add_option("--after", a->hold_id, "only holds after this id (the last page's 'next')");
+  hold_list->add_option("--limit", a->limit, "at most this many (1..1000)")->default_val(hold_list_limit_default)
+    ->check(CLI::Range(1u, hold_list_limit_max));
+  on(hold_list, false, [a, &ctx](blocking_client& c) {
+    return print_holds(about(c.list_holds(a->sku, a->state, a->hold_id, a->limit), a->sku), ctx.as_json, ctx);
   });
 
   auto* price_cmd = sku_cmd->add_subcommand("price", "set an SKU's price (carts see price_changed at checkout)");

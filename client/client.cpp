@@ -472,7 +472,7 @@ kj::Promise<std::vector<hold_result>> forward_holds(client& c, std::vector<hold_
 kj::Promise<std::vector<sku_result>> forward_skus(client& c, std::vector<sku_op> ops,
                                                   const std::string& who, kj::Canceler& calls) {
   auto n = ops.size();
-  bool query = n == 1 && ops.front().kind == sku_op_kind::query;
+  bool query = n == 1 && reads_only(ops.front().kind);
   kj::Promise<std::vector<sku_result>> call = nullptr;
   if (n == 1) {
     call = c.sku(ops.front()).then([](sku_result r) {
@@ -743,7 +743,7 @@ kj::Promise<std::vector<hold_result>> client::extend_batch(const std::vector<hol
 }
 
 kj::Promise<sku_result> client::sku(const sku_op& op) {
-  auto late = make_sku_error(op.kind == sku_op_kind::query ? code::unavailable : code::outcome_unknown,
+  auto late = make_sku_error(reads_only(op.kind) ? code::unavailable : code::outcome_unknown,
                              impl_->late_message());
   return impl_->deadline(send_sku(op), std::move(late));
 }
@@ -886,6 +886,20 @@ kj::Promise<sku_result> client::send_sku(const sku_op& op) {
       req.setPriceCents(op.price_cents);
       return req.send().then(kj::cp(read));
     }
+    case sku_op_kind::list_holds: {
+      auto req = impl_->inventory.listHoldsRequest();
+      auto q = req.initQuery();
+      q.setSku(op.sku);
+      q.setState(op.state);
+      q.setAfter(op.after);
+      q.setLimit(op.limit);
+      return req.send().then([](auto r) {
+        auto out = codec::read(r.getResult());
+        for (auto h : r.getHolds()) out.holds.push_back(codec::read(h));
+        out.next = codec::str(r.getNext());
+        return out;
+      });
+    }
     case sku_op_kind::query:
       break;
   }
@@ -950,6 +964,14 @@ std::vector<sku_result> blocking_client::create_skus(const std::vector<sku_op>& 
 }
 sku_result blocking_client::query_sku(const std::string& sku) {
   return wait(client_->sku({sku_op_kind::query, sku, 0, 0, {}}));
+}
+sku_result blocking_client::list_holds(const std::string& sku, const std::string& state, const std::string& after,
+                                       uint32_t limit) {
+  sku_op op{sku_op_kind::list_holds, sku, 0, 0, {}};
+  op.state = state;
+  op.after = after;
+  op.limit = limit;
+  return wait(client_->sku(op));
 }
 sku_result blocking_client::restock(const std::string& sku, int64_t qty) {
   return wait(client_->sku({sku_op_kind::restock, sku, qty, 0, {}}));

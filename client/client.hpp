@@ -198,6 +198,9 @@ public:
   std::vector<member_address> members(std::string* cluster = nullptr);
   std::string fault_partition(const std::vector<uint32_t>& peers);
   sku_result query_sku(const std::string& sku);
+  // One page of the SKU's holds (admin): `holds` and `next` of the result; see sku_op.
+  sku_result list_holds(const std::string& sku, const std::string& state = {}, const std::string& after = {},
+                        uint32_t limit = 0);
   sku_result restock(const std::string& sku, int64_t qty);
   sku_result adjust(const std::string& sku, int64_t on_hand);
   sku_result set_price(const std::string& sku, int64_t price_cents);

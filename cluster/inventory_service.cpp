@@ -139,6 +139,19 @@ public:
   kj::Promise<void> returnBatch(ReturnBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::return_hold); }
   kj::Promise<void> extendBatch(ExtendBatchContext ctx) override { return ref_batch(ctx, hold_op_kind::extend); }
 
+  kj::Promise<void> listHolds(ListHoldsContext ctx) override {
+    auto q = ctx.getParams().getQuery();
+    sku_op op{sku_op_kind::list_holds, codec::str(q.getSku()), 0, 0, {}};
+    op.state = codec::str(q.getState());
+    op.after = codec::str(q.getAfter());
+    op.limit = q.getLimit();
+    return sku_call(ctx, std::move(op), [](auto results, const sku_result& r) {
+      auto holds = results.initHolds(r.holds.size());
+      for (size_t i = 0; i < r.holds.size(); ++i) codec::write(holds[i], r.holds[i]);
+      results.setNext(r.next);
+    });
+  }
+
   kj::Promise<void> listSkus(ListSkusContext ctx) override {
     auto in = ctx.getParams().getQuery();
     auto query = codec::read(in);
@@ -752,14 +765,20 @@ private:
 
   template <class Context>
   kj::Promise<void> sku_call(Context& ctx, sku_op op) {
+    return sku_call(ctx, std::move(op), [](auto, const sku_result&) {});
+  }
+  // `more` writes what the method answers besides its result.
+  template <class Context, class More>
+  kj::Promise<void> sku_call(Context& ctx, sku_op op, More more) {
     if (auto why = forbidden(needed(op.kind)); !why.empty()) {
       codec::write(ctx.getResults().initResult(), make_sku_error(code::forbidden, why));
       return kj::READY_NOW;
     }
     std::vector<sku_op> ops;
     ops.push_back(std::move(op));
-    return sku_ops(std::move(ops)).then([ctx](std::vector<sku_result> rs) mutable {
+    return sku_ops(std::move(ops)).then([ctx, more](std::vector<sku_result> rs) mutable {
       codec::write(ctx.getResults().initResult(), rs.at(0));
+      more(ctx.getResults(), rs.at(0));
     });
   }
 

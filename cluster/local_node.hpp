@@ -107,14 +107,16 @@ struct local_node {
 
   // One operation of any kind, or many creates.
   kj::Promise<std::vector<sku_result>> skus(std::vector<sku_op> ops) {
-    if (ops.size() == 1 && ops.front().kind != sku_op_kind::create)
+    if (ops.size() == 1 && ops.front().kind != sku_op_kind::create) {
+      auto late = reads_only(ops.front().kind) ? code::unavailable : code::outcome_unknown;
       return ask<sku_result>(sku_op_atom_v, std::move(ops.front()), 1,
-                             [](const std::string& why) { return make_sku_error(code::outcome_unknown, why); })
+                             [late](const std::string& why) { return make_sku_error(late, why); })
         .then([](sku_result r) {
           std::vector<sku_result> out;
           out.push_back(std::move(r));
           return out;
         });
+    }
     auto n = ops.size();
     return ask<std::vector<sku_result>>(create_batch_atom_v, std::move(ops), n, [n](const std::string& why) {
       return std::vector<sku_result>(n, make_sku_error(code::outcome_unknown, why));

@@ -383,6 +383,9 @@ int run_node(const node_options& options) {
     std::printf("holdfast node http on %s (GET /metrics /health /ready; payment webhooks: POST /webhooks/payments)\n",
                 http.c_str());
   std::fflush(stdout);
+  // The same, for the log (a shipper reading --log-format json sees the start too).
+  spdlog::info("holdfast node serving on {} (data {}, http {}, {} SKUs recovered with overdue holds)", address,
+               options.data_dir, server.http_address().empty() ? "off" : server.http_address(), recovered);
 
   int sig = 0;
   // Under systemd (Type=notify, examples/holdfast-node.service): ready once it serves.
@@ -392,6 +395,7 @@ int run_node(const node_options& options) {
   sd_notify(0, "STOPPING=1");
   std::printf("holdfast node: signal %d, stopping\n", sig);
   std::fflush(stdout);
+  spdlog::info("holdfast node: signal {}, stopping", sig);
   bool failed = server.failed();
   server.stop();
   caf::anon_send_exit(bridge, caf::exit_reason::kill);

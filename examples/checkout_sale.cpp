@@ -217,6 +217,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
   std::fflush(stdout);
   checkout_cluster_options co;
   co.nodes = o.nodes;
+  co.client_certs = true;  // shoppers hold the client role; only the catalog is made as admin
   auto rate = [](double r) { return std::to_string(r); };
   co.gateway_args = {"--seed", std::to_string(o.seed), "--decline-rate", rate(o.decline_rate),
                      "--lost-reply-rate", rate(o.lost_reply_rate), "--duplicate-webhook-rate",
@@ -250,7 +251,13 @@ int run_checkout_demo(const checkout_demo_options& o) {
     }
     for (auto id : nodes.ids())
       for (int k = 0; k < 4; ++k)
-        s.clients.push_back(client::connect(*io.provider, nodes.address(id), nodes.client_config(15'000)).wait(io.waitScope));
+        s.clients.push_back(client::connect(*io.provider, nodes.address(id), cluster->shop_config(15'000)).wait(io.waitScope));
+    // The shoppers' connections hold the client role: a restock through one is refused.
+    auto probe = s.clients.front()->sku({sku_op_kind::restock, s.hot, 1, 0, {}}).wait(io.waitScope);
+    bool shoppers_client_role = probe.status == code::forbidden;
+    std::printf("shoppers connect with TLS and the client role (certificate client:%s: a restock through it is %s); "
+                "the catalog was made as admin\n",
+                co.shop_name.c_str(), shoppers_client_role ? "forbidden" : "NOT REFUSED");
     std::printf("%d nodes; hot SKU %s: %lld units, %lld per user; %d long-tail SKUs of 20; %lld users, %d at once\n"
                 "gateway: %.0f%% declined, %.0f%% replies lost, %.0f%% webhooks twice, %.0f%% reordered, up to %lld ms late\n",
                 o.nodes, s.hot.c_str(), (long long)o.hot_stock, (long long)o.limit_per_user, o.tail_skus,
@@ -305,7 +312,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
     std::vector<double> settle_ms;
     for (auto& [id, r] : final)
       if (r.phase == saga_phase::done) settle_ms.push_back(static_cast<double>(r.updated_ms - r.created_ms));
-    // The warehouse: most paid orders ship (half of those arrive), a few fail to ship.
+    // The warehouse (the admin role): most paid orders ship (half of those arrive), a few fail to ship.
     std::vector<order_op> warehouse, arrivals;
     for (auto& [id, r] : final) {
       if (r.state != order_state::captured) continue;
@@ -322,7 +329,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
         std::vector<order_op> chunk(batch->begin() + static_cast<long>(at),
                                     batch->begin() + static_cast<long>(std::min(batch->size(), at + 200)));
         for (auto& op : chunk) shipping_failures += op.kind == order_op_kind::shipping_failed;
-        for (auto& r : s.clients.front()->order_ops(chunk).wait(io.waitScope))
+        for (auto& r : admin.async().order_ops(chunk).wait(io.waitScope))  // ship, deliver: admin
           if (r.status != code::ok) s.error("warehouse: " + std::string(to_string(r.status)) + " " + r.message);
       }
     // Read again after the warehouse, refunds or not: shipped and delivered count too.
@@ -383,7 +390,8 @@ int run_checkout_demo(const checkout_demo_options& o) {
     bool ok = ledger_error.empty() && ledger.max_captures() <= 1 && captures_wrong == 0 && oversold == 0 &&
               limit_violations == 0 && books_wrong == 0 && outcomes.open == 0 && s.errors == 0 &&
               s.twice_other == 0 && hooks.refused == 0 && reserved_left == 0 &&
-              final.size() == ids.size();  // every acknowledged order was read back
+              final.size() == ids.size() &&  // every acknowledged order was read back
+              shoppers_client_role;
     if (o.json) {
       json why = json::object();
       for (auto& [k, v] : outcomes.why) why[k] = v;
@@ -404,7 +412,7 @@ int run_checkout_demo(const checkout_demo_options& o) {
                                {"checkout_p50_ms", p50}, {"checkout_p99_ms", p99},
                                {"order_end_p50_ms", percentile_of_sorted(settle_ms, 0.5)},
                                {"order_end_p99_ms", percentile_of_sorted(settle_ms, 0.99)},
-                               {"errors", s.errors}, {"ok", ok}}
+                               {"errors", s.errors}, {"shoppers_client_role", shoppers_client_role}, {"ok", ok}}
                                 .dump()
                                 .c_str());
     } else {

@@ -7,6 +7,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include <unistd.h>
+
+#include "cluster/certs.hpp"
+
 namespace holdfast {
 
 checkout_cluster::checkout_cluster(const std::string& binary, const std::string& dir, checkout_cluster_options options)
@@ -18,7 +22,15 @@ checkout_cluster::checkout_cluster(const std::string& binary, const std::string&
     std::snprintf(hex, sizeof hex, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
     options_.secret = std::string("whsec_") + hex;
   }
-  nodes_ = std::make_unique<local_cluster>(binary, dir + "/cluster", options_.nodes, std::vector<std::string>{}, false);
+  std::string cluster_dir = dir + "/cluster";
+  if (options_.client_certs && ::access((cluster_dir + "/cluster.toml").c_str(), F_OK) != 0) {
+    cluster_config cfg;
+    std::string error, written;
+    if (!init_cluster_dir(cluster_dir, options_.nodes, 0, "holdfast-local", true, cfg, error, true) ||
+        !write_client_certificate(cluster_dir, "client", options_.shop_name, 30, written, error))
+      throw std::runtime_error(error);
+  }
+  nodes_ = std::make_unique<local_cluster>(binary, cluster_dir, options_.nodes, std::vector<std::string>{}, false);
   gateway_args_ = {"--secret", options_.secret};
   for (auto& url : nodes_->webhook_urls()) gateway_args_.insert(gateway_args_.end(), {"--webhook", url});
   gateway_args_.insert(gateway_args_.end(), options_.gateway_args.begin(), options_.gateway_args.end());
@@ -33,6 +45,16 @@ checkout_cluster::checkout_cluster(const std::string& binary, const std::string&
 }
 
 checkout_cluster::~checkout_cluster() = default;
+
+client_options checkout_cluster::shop_config(int64_t timeout_ms) const {
+  auto o = nodes_->client_config(timeout_ms);
+  auto base = nodes_->dir() + "/client-" + options_.shop_name;
+  if (nodes_->config().client_certs && ::access((base + ".pem").c_str(), R_OK) == 0) {
+    o.tls_cert = base + ".pem";
+    o.tls_key = base + ".key";
+  }
+  return o;
+}
 
 void checkout_cluster::restart_gateway() {
   auto address = gateway_->url().substr(std::string("http://").size());

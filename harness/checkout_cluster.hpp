@@ -19,6 +19,11 @@ struct checkout_cluster_options {
   std::vector<std::string> node_args;     // beside --gateway, --webhook-secret
   std::string secret;  // the webhook secret; empty: a random one for this cluster
   int64_t payment_timeout_ms = 2'000;
+  // A new cluster directory is made with client_certs on (clients connect with TLS and
+  // present a certificate whose role the node enforces), and a `client`-role certificate
+  // `client-<shop_name>` beside it for the shoppers; this harness keeps the admin one.
+  bool client_certs = false;
+  std::string shop_name = "demo-shop";
 };
 
 class checkout_cluster {
@@ -28,6 +33,9 @@ public:
   ~checkout_cluster();
 
   local_cluster& nodes() { return *nodes_; }
+  // What the shoppers connect with: the cluster's TLS, and with client_certs the
+  // client-role certificate (the admin one stays the harness's, for the catalog).
+  client_options shop_config(int64_t timeout_ms) const;
   gateway_process& gateway() { return *gateway_; }
   // The gateway stopped and started again on its port: it remembers nothing.
   void restart_gateway();

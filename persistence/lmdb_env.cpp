@@ -471,35 +471,47 @@ store_status lmdb_env::read_sku(const std::string& sku, sku_record& out) const {
 
 namespace {
 
+// What a walk's visitor says after one key.
+enum class walk_step { next, stop, corrupt };
+
+// `dbi` in key order from the first key at or after `from` (from the first key when
+// empty) while `f(key, value)` says next; corrupt when `f` says so, else ok or LMDB's error.
+template <class F>
+store_status walk_keys(MDB_txn* txn, MDB_dbi dbi, const std::string& from, F&& f) {
+  MDB_cursor* cursor = nullptr;
+  int rc = mdb_cursor_open(txn, dbi, &cursor);
+  if (rc != 0) return from_mdb(rc);
+  MDB_val k = val(from), v;
+  store_status st = store_status::ok;
+  for (rc = mdb_cursor_get(cursor, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    auto step = f(std::string_view(static_cast<const char*>(k.mv_data), k.mv_size), v);
+    if (step == walk_step::corrupt) st = store_status::corrupt;
+    if (step != walk_step::next) break;
+  }
+  mdb_cursor_close(cursor);
+  if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
+  return st;
+}
+
 // Every entity record from `space` on (all of them when `only` is false), each checked
 // against its checksum and its key; corrupt with `problem` at the first that fails.
 template <class F>
 store_status walk_records(MDB_txn* txn, MDB_dbi dbi, record_space space, bool only, F&& f,
                           std::string& problem, const std::string& from_key = {}, size_t max = SIZE_MAX) {
-  MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(txn, dbi, &cursor);
-  if (rc != 0) return from_mdb(rc);
-  std::string from = record_key(space, from_key);
-  MDB_val k = val(from), v;
+  std::string from = only ? record_key(space, from_key) : std::string();
   size_t seen = 0;
-  store_status st = store_status::ok;
-  for (rc = mdb_cursor_get(cursor, &k, &v, only ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-    std::string key(static_cast<const char*>(k.mv_data), k.mv_size);
-    if (only && (key.empty() || key[0] != from[0])) break;
+  return walk_keys(txn, dbi, from, [&](std::string_view key, const MDB_val& v) {
+    if (only && (key.empty() || key[0] != from[0])) return walk_step::stop;
     entity_record r;
     if (!decode(v.mv_data, v.mv_size, r) || record_key(r.space, r.key) != key) {
       problem = "entity record " + std::to_string(key.empty() ? 0 : uint8_t(key[0])) + " '" +
-                (key.empty() ? key : key.substr(1)) + "': fails its checksum or names another key";
-      st = store_status::corrupt;
-      break;
+                std::string(key.empty() ? key : key.substr(1)) + "': fails its checksum or names another key";
+      return walk_step::corrupt;
     }
     f(r);
-    if (++seen >= max) break;
-  }
-  mdb_cursor_close(cursor);
-  if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
-  return st;
+    return ++seen >= max ? walk_step::stop : walk_step::next;
+  });
 }
 
 }  // namespace
@@ -582,6 +594,23 @@ store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hol
   return impl_->replay_holds(t.txn, sku, out);
 }
 
+store_status lmdb_env::scan_finished_holds(const std::string& sku, const std::string& after,
+                                           const std::function<bool(const hold_record&)>& f) const {
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  auto prefix = hold_key(sku, {});
+  // The least key past every id up to `after`: ids hold no NUL (validate_name).
+  auto from = hold_key(sku, after);
+  if (!after.empty()) from.push_back('\0');
+  return walk_keys(t.txn, impl_->finished_holds, from, [&](std::string_view key, const MDB_val& v) {
+    if (key.substr(0, prefix.size()) != prefix) return walk_step::stop;
+    hold_record r;
+    if (!decode(v.mv_data, v.mv_size, r) || r.hold.sku != sku || r.hold.hold_id != key.substr(prefix.size()))
+      return walk_step::corrupt;
+    return f(r) ? walk_step::next : walk_step::stop;
+  });
+}
+
 store_status lmdb_env::scan_skus(const std::function<void(const sku_record&)>& f,
                                  std::string& problem) const {
   return scan_skus_from({}, [&f](const sku_record& r) {
@@ -595,30 +624,19 @@ store_status lmdb_env::scan_skus_from(const std::string& from,
                                       std::string& problem) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
-  MDB_cursor* cursor = nullptr;
-  int rc = mdb_cursor_open(t.txn, impl_->skus, &cursor);
-  if (rc != 0) return from_mdb(rc);
-  MDB_val k = val(from), v;
-  store_status st = store_status::ok;
-  for (rc = mdb_cursor_get(cursor, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE); rc == 0;
-       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+  return walk_keys(t.txn, impl_->skus, from, [&](std::string_view key, const MDB_val& v) {
     sku_record r;
-    std::string name(static_cast<const char*>(k.mv_data), k.mv_size);
+    std::string name(key);
     if (!decode(v.mv_data, v.mv_size, r)) {
       problem = "sku '" + name + "': record fails its checksum";
-      st = store_status::corrupt;
-      break;
+      return walk_step::corrupt;
     }
     if (auto broken = check_invariants(r.sku); !broken.empty() || r.sku.sku != name) {
       problem = "sku '" + name + "': " + (broken.empty() ? "record names another sku" : broken);
-      st = store_status::corrupt;
-      break;
+      return walk_step::corrupt;
     }
-    if (!f(r)) break;
-  }
-  mdb_cursor_close(cursor);
-  if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
-  return st;
+    return f(r) ? walk_step::next : walk_step::stop;
+  });
 }
 
 store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t position,

@@ -99,6 +99,9 @@ public:
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
+  // `sku`'s finished holds with ids after `after`, in id order, while `f` returns true.
+  store_status scan_finished_holds(const std::string& sku, const std::string& after,
+                                   const std::function<bool(const hold_record&)>& f) const;
   // Calls f for every SKU record, in key order. A record that fails its checksum or
   // invariants stops the scan with `corrupt`, and `problem` names it.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,

@@ -282,6 +282,42 @@ store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& s
   return env_->lookup_hold_sku(hold_id, sku);
 }
 
+store_status storage::hold_page(const std::string& sku, const std::string& after,
+                                const std::function<bool(const hold_record&)>& wanted, size_t limit,
+                                size_t scan_max, std::vector<hold_record>& out, std::string& next) const {
+  for (;;) {
+    auto generation = overlay_.generation();
+    std::unordered_map<std::string, hold_record> newer;
+    overlay_.holds_of(sku, newer);
+    std::map<std::string, hold_record> page;
+    std::string last;    // the last id read from the snapshot
+    bool cut = false;    // the scan stopped with ids unread
+    size_t read = 0;
+    auto st = env_->scan_finished_holds(sku, after, [&](const hold_record& r) {
+      last = r.hold.hold_id;
+      if (!newer.count(last) && wanted(r)) page.emplace(last, r);
+      cut = ++read >= scan_max || page.size() > limit;
+      return !cut;
+    });
+    // A snapshot froze or landed between the two reads: they may not fit together.
+    if (overlay_.generation() != generation) continue;
+    if (st != store_status::ok) return st;
+    for (auto& [id, r] : newer)
+      if (id > after && (!cut || id <= last) && wanted(r)) page[id] = std::move(r);
+    out.clear();
+    next.clear();
+    for (auto& [id, r] : page) {
+      if (out.size() == limit) {
+        next = out.back().hold.hold_id;
+        return store_status::ok;
+      }
+      out.push_back(std::move(r));
+    }
+    if (cut) next = last;
+    return store_status::ok;
+  }
+}
+
 store_status storage::read_active_holds(const std::string& sku,
                                         std::vector<hold_record>& out) const {
   for (;;) {

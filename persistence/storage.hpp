@@ -90,6 +90,14 @@ public:
   store_status read_sku(const std::string& sku, sku_record& out) const;
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
+  // One page of `sku`'s holds as they are durable (the overlay's latest state over the
+  // snapshot's finished holds; the snapshot's active holds are not read: the SKU's book
+  // has them): ids after `after`, in id order, that `wanted` accepts, at most `limit`.
+  // At most `scan_max` finished holds are read from the snapshot. `next` is set when more
+  // may follow (the last id listed, or the last one read when the scan stopped early).
+  store_status hold_page(const std::string& sku, const std::string& after,
+                         const std::function<bool(const hold_record&)>& wanted, size_t limit, size_t scan_max,
+                         std::vector<hold_record>& out, std::string& next) const;
   // An entity record's latest value: not_found when it was never written or is deleted.
   store_status read_record(record_space space, const std::string& key, std::string& value) const;
   // Every live entity record of `space` (deleted ones left out), in key order.

@@ -169,6 +169,12 @@ std::string validate(const hold_op& op, const request_limits& limits) {
   return {};
 }
 
+bool hold_state_wanted(const std::string& filter, hold_state s) {
+  if (filter.empty()) return true;
+  if (filter == "finished") return s != hold_state::active;
+  return filter == to_string(s);
+}
+
 std::string validate(const sku_op& op, const request_limits& limits) {
   if (auto e = validate_name("sku", op.sku, sku_bytes_max); !e.empty()) return e;
   switch (op.kind) {
@@ -194,6 +200,14 @@ std::string validate(const sku_op& op, const request_limits& limits) {
       return {};
     case sku_op_kind::query:
       return {};
+    case sku_op_kind::list_holds:
+      if (op.after.size() > hold_id_bytes_max || !valid_utf8(op.after))
+        return "after: a hold id of at most " + std::to_string(hold_id_bytes_max) + " bytes of UTF-8";
+      if (op.limit > hold_list_limit_max) return "limit: 1.." + std::to_string(hold_list_limit_max) + " (0: the default)";
+      if (op.state.empty() || op.state == "active" || op.state == "finished") return {};
+      for (auto s : {hold_state::confirmed, hold_state::released, hold_state::expired, hold_state::returned})
+        if (op.state == to_string(s)) return {};
+      return "state: active, finished, confirmed, released, expired or returned (empty: any)";
   }
   return "unknown operation";
 }

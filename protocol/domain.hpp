@@ -75,6 +75,10 @@ struct sku_result {
   code status = code::ok;
   sku_info sku;  // set for ok, sku_exists, insufficient
   std::string message;
+  // list_holds: one page of the SKU's holds in hold-id order, and where the next page
+  // starts (empty: nothing follows).
+  std::vector<hold_info> holds;
+  std::string next;
 };
 
 enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query, extend, return_hold };
@@ -91,7 +95,11 @@ struct hold_op {
   std::string user;  // reserve: who buys (required by an SKU with a per-user limit)
 };
 
-enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust, set_price };
+// list_holds: a page of the SKU's holds (`hold list`): active ones from the SKU's memory,
+// finished ones from storage while the idempotency window keeps them.
+enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust, set_price, list_holds };
+// Reads: served while writes are refused, and a late answer is `unavailable`.
+inline bool reads_only(sku_op_kind k) { return k == sku_op_kind::query || k == sku_op_kind::list_holds; }
 
 struct sku_op {
   sku_op_kind kind = sku_op_kind::query;
@@ -100,7 +108,14 @@ struct sku_op {
   int64_t price_cents = 0;  // create, set_price
   std::string title;        // create only
   int64_t limit_per_user = 0;  // create only; 0: none
+  // list_holds: holds whose ids sort after `after`, in state `state` ("" any, "active",
+  // "finished" any ended state, or one state's name), at most `limit` (0: the default).
+  std::string after;
+  std::string state;
+  uint32_t limit = 0;
 };
+// list_holds' state filter: true when a hold in state `s` is wanted.
+bool hold_state_wanted(const std::string& filter, hold_state s);
 
 // Carts, one per user id, owned by the user's node.
 enum class cart_op_kind : uint8_t { view = 0, add, remove, set, clear, take };
@@ -189,7 +204,7 @@ typename Inspector::result_type inspect(Inspector& f, sku_info& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_result& x) {
-  return f(x.status, x.sku, x.message);
+  return f(x.status, x.sku, x.message, x.holds, x.next);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, hold_op& x) {
@@ -197,7 +212,7 @@ typename Inspector::result_type inspect(Inspector& f, hold_op& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_op& x) {
-  return f(x.kind, x.sku, x.amount, x.price_cents, x.title, x.limit_per_user);
+  return f(x.kind, x.sku, x.amount, x.price_cents, x.title, x.limit_per_user, x.after, x.state, x.limit);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sku_list_query& x) {

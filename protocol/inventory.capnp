@@ -154,6 +154,20 @@ interface Inventory {
   # nothing. Without --tokens every connection may do everything (role "admin").
   # `refused`: why not (an unknown token); the connection's role stays what it was.
   login @26 (token :Text) -> (role :Text, refused :Text);
+
+  # One page of an SKU's holds in hold-id order (`holdfast hold list`), asked of the SKU's
+  # owner: active holds, and finished ones while the idempotency window keeps them.
+  # `result`: the SKU as it is now, or why no page (unknownSku, invalid, forbidden:
+  # admin only, since a hold id is all a confirm or release needs). `next`: empty when
+  # nothing follows, else pass it as `after`.
+  listHolds @27 (query :HoldQuery) -> (result :SkuResult, holds :List(HoldInfo), next :Text);
+}
+
+struct HoldQuery {
+  sku @0 :Text;
+  state @1 :Text;          # "" any, "active", "finished", or confirmed/released/expired/returned
+  after @2 :Text;          # only holds whose ids sort after this: the previous page's `next`
+  limit @3 :UInt32;        # at most this many (0: the node's default, 100; at most 1000)
 }
 
 struct OrderQuery {

@@ -38,6 +38,11 @@ constexpr size_t idempotency_key_bytes_max = 255;  // a checkout's, a payment's
 constexpr size_t order_events_limit_max = 1'000;  // order events in one page
 constexpr uint32_t sku_list_limit_default = 100;
 constexpr uint32_t sku_list_limit_max = 1'000;
+constexpr uint32_t hold_list_limit_default = 100;
+constexpr uint32_t hold_list_limit_max = 1'000;
+// Finished holds read from the snapshot for one page of `hold list` with a state filter:
+// a rare state costs bounded work, and the page ends early with `next` set.
+constexpr size_t hold_list_scan_max = 10'000;
 constexpr uint32_t order_list_limit_default = 100;
 constexpr uint32_t order_list_limit_max = 1'000;
 // A node reads at most this many orders for one page of a state filter, so a rare state

@@ -174,6 +174,52 @@ TEST_F(cluster_test, a_killed_node_fails_fast_the_others_keep_selling_and_it_com
   EXPECT_EQ(s.sku.on_hand, 10);
 }
 
+// `hold list` (issue 19): an SKU's holds page through any member (forwarded to the owner),
+// and the finished ones are still listed after the owner is killed and restarted.
+TEST_F(cluster_test, an_skus_holds_list_through_any_member_and_survive_the_owners_kill9) {
+  start();
+  auto skus = owned(1);
+  auto& sku = skus[2][0];
+  ASSERT_EQ(on(1, [&](blocking_client& x) { return x.create_sku(sku, 100, 1); }).status, code::ok);
+  on(1, [&](blocking_client& x) {
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(x.reserve(sku, 1, "h" + std::to_string(i), 600'000).status, code::ok);
+    EXPECT_EQ(x.confirm("h1", sku).status, code::ok);
+    EXPECT_EQ(x.release("h3", sku).status, code::ok);
+    return 0;
+  });
+  // The CLI pages through member 3 (not the owner): every hold once, in id order.
+  auto walk = [&](uint32_t via, const std::string& state) {
+    std::string seen, after;
+    for (int page = 0; page < 10; ++page) {
+      std::vector<std::string> args{HOLDFAST_BINARY, "--json", "--node", nodes_->address(via), "hold", "list", sku,
+                                    "--limit", "2"};
+      if (!state.empty()) args.insert(args.end(), {"--state", state});
+      if (!after.empty()) args.insert(args.end(), {"--after", after});
+      auto r = run_command(args);
+      EXPECT_EQ(r.status, 0) << r.output;
+      auto j = nlohmann::json::parse(r.output);
+      EXPECT_LE(j["holds"].size(), 2u);
+      for (auto& h : j["holds"]) seen += h["hold"].get<std::string>() + ":" + h["state"].get<std::string>() + " ";
+      after = j["next"];
+      if (after.empty()) return seen;
+    }
+    ADD_FAILURE() << "the pages never end";
+    return seen;
+  };
+  EXPECT_EQ(walk(3, ""), "h0:active h1:confirmed h2:active h3:released h4:active ");
+  nodes_->kill9(2);
+  nodes_->start(2);
+  ASSERT_TRUE(nodes_->wait_links_up(20s));
+  EXPECT_EQ(walk(1, "finished"), "h1:confirmed h3:released ");
+  EXPECT_EQ(walk(1, "active"), "h0:active h2:active h4:active ");
+  // Refusals are typed and exit as the rest of the CLI does.
+  auto r = run_command({HOLDFAST_BINARY, "--json", "--node", nodes_->address(3), "hold", "list", "no-such-sku"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("\"status\":\"unknown_sku\""), std::string::npos) << r.output;
+  r = run_command({HOLDFAST_BINARY, "--node", nodes_->address(3), "hold", "list", sku, "--limit", "0"});
+  EXPECT_EQ(r.status, 2) << r.output;
+}
+
 TEST_F(cluster_test, a_frozen_node_is_marked_down_within_the_bound_and_traffic_resumes) {
   start();
   auto skus = owned(1);

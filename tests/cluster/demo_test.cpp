@@ -55,6 +55,7 @@ TEST(demo, the_checkout_flash_sale_keeps_every_promise) {
   ASSERT_FALSE(report.is_discarded()) << out;
   EXPECT_EQ(report["ok"], true) << out;
   EXPECT_EQ(report["max_captures_per_order"], 1) << out;
+  EXPECT_EQ(report["shoppers_client_role"], true) << "the shoppers' connections could restock: not the client role";
   EXPECT_EQ(report["capture_mismatches"], 0);
   EXPECT_EQ(report["oversold"], 0);
   EXPECT_EQ(report["limit_violations"], 0);

@@ -83,6 +83,18 @@ TEST_F(roles_process_test, each_role_does_what_it_may_and_is_refused_the_rest_ch
     EXPECT_EQ(tee.price_cents, 500);
     EXPECT_EQ(client.query_sku("free").status, code::unknown_sku);
     EXPECT_EQ(client.query_hold("h1", "tee").hold.state, hold_state::confirmed);
+    // Listing an SKU's holds hands out ids any client could confirm or release: admin only.
+    auto listed = client.list_holds("tee");
+    EXPECT_EQ(listed.status, code::forbidden);
+    EXPECT_TRUE(listed.holds.empty());
+  }
+  {
+    auto listed = as(admin)->list_holds("tee");
+    ASSERT_EQ(listed.status, code::ok) << listed.message;
+    ASSERT_EQ(listed.holds.size(), 2u);
+    EXPECT_EQ(listed.holds[0].hold_id, "h1");
+    EXPECT_EQ(listed.holds[0].state, hold_state::confirmed);
+    EXPECT_EQ(listed.holds[1].state, hold_state::released);
   }
   // A connection that never logged in may do nothing but ask the node's status.
   {
@@ -127,7 +139,7 @@ TEST_F(roles_process_test, each_role_does_what_it_may_and_is_refused_the_rest_ch
   // Counted on /metrics.
   std::string body, error;
   ASSERT_EQ(http_get("http://" + node_->http_address() + "/metrics", 5'000, body, error), 200) << error;
-  EXPECT_GE(metrics_sample(body, "holdfast_forbidden_total"), 9);
+  EXPECT_GE(metrics_sample(body, "holdfast_forbidden_total"), 10);
   EXPECT_EQ(metrics_sample(body, "holdfast_logins_refused_total"), 2);
 }
 

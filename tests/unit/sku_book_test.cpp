@@ -468,6 +468,118 @@ TEST_F(sku_book_test, a_returned_hold_gives_its_units_back_once_and_its_user_the
   EXPECT_EQ(reloaded.broken_invariant(), "");
 }
 
+// `hold list`: pages in hold-id order over three sources at once, the snapshot's finished
+// holds, the overlay's changes since (a confirmed hold returned since overrules its
+// snapshot state) and the book's memory (an ended hold not yet durable); every hold once,
+// whatever the page size and filter.
+TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_each_hold_once) {
+  auto op = [](hold_op_kind k, const std::string& id) {
+    return hold_op{k, "tee", id, k == hold_op_kind::reserve ? 1 : 0, k == hold_op_kind::reserve ? 60'000 : 0, {}};
+  };
+  sku_book book("tee", {});
+  std::vector<store_status> status;
+  auto commit = [&](sku_change& c) {
+    auto ms = book.seal(c);
+    ASSERT_EQ(env_->commit({{&ms, 1}}, status), store_status::ok);
+    book.durable(c.seq);
+  };
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 100, 100, {}}, c).status, code::ok);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(book.apply(op(hold_op_kind::reserve, "a" + std::to_string(i)), now_, c).status, code::ok);
+  commit(c);
+  auto d = change();
+  for (auto [k, id] : {std::pair{hold_op_kind::confirm, "a1"}, {hold_op_kind::confirm, "a3"}, {hold_op_kind::release, "a5"}})
+    ASSERT_EQ(book.apply(op(k, id), now_, d).status, code::ok);
+  commit(d);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);  // a1, a3, a5 finished in LMDB
+  auto e = change();
+  ASSERT_EQ(book.apply(op(hold_op_kind::confirm, "a7"), now_, e).status, code::ok);
+  ASSERT_EQ(book.apply(op(hold_op_kind::return_hold, "a1"), now_, e).status, code::ok);
+  commit(e);  // the overlay: a7 confirmed, a1 returned
+  auto f = change();
+  ASSERT_EQ(book.apply(op(hold_op_kind::release, "a9"), now_, f).status, code::ok);
+  book.seal(f);  // memory only: not durable
+
+  auto list = [&](const std::string& state, const std::string& after, uint32_t limit) {
+    sku_op q{sku_op_kind::list_holds, "tee", 0, 0, {}};
+    q.state = state;
+    q.after = after;
+    q.limit = limit;
+    auto g = change();
+    auto r = book.apply(q, g);
+    EXPECT_EQ(r.status, code::ok) << r.message;
+    EXPECT_TRUE(book.seal(g).empty()) << "a listing writes nothing";
+    return r;
+  };
+  // Every page of every size: the walk sees each hold once, in order.
+  auto walk = [&](const std::string& state, uint32_t limit) {
+    std::string seen, after;
+    for (int pages = 0; pages < 20; ++pages) {
+      auto r = list(state, after, limit);
+      EXPECT_LE(r.holds.size(), limit);
+      for (auto& h : r.holds) seen += h.hold_id + ":" + to_string(h.state) + " ";
+      if (r.next.empty()) return seen;
+      EXPECT_GT(r.next, after);
+      after = r.next;
+    }
+    ADD_FAILURE() << "the pages never end";
+    return seen;
+  };
+  const std::string all = "a0:active a1:returned a2:active a3:confirmed a4:active a5:released a6:active "
+                          "a7:confirmed a8:active a9:released ";
+  for (uint32_t limit : {1u, 2u, 3u, 10u, 100u}) {
+    EXPECT_EQ(walk("", limit), all) << "limit " << limit;
+    EXPECT_EQ(walk("finished", limit), "a1:returned a3:confirmed a5:released a7:confirmed a9:released ");
+    EXPECT_EQ(walk("confirmed", limit), "a3:confirmed a7:confirmed ") << "a1 was returned since the snapshot";
+    EXPECT_EQ(walk("returned", limit), "a1:returned ");
+    EXPECT_EQ(walk("active", limit), "a0:active a2:active a4:active a6:active a8:active ");
+  }
+  auto page = list("", "a4", 2);
+  ASSERT_EQ(page.holds.size(), 2u);
+  EXPECT_EQ(page.holds[0].hold_id, "a5");
+  EXPECT_EQ(page.next, "a6");
+  EXPECT_EQ(page.sku.active_holds, 5) << "the page carries the SKU as it is";
+  EXPECT_TRUE(list("", "a9", 5).holds.empty());
+  EXPECT_EQ(list("", "a9", 5).next, "");
+
+  sku_book none("nope", {});
+  auto g = change();
+  EXPECT_EQ(none.apply(sku_op{sku_op_kind::list_holds, "nope", 0, 0, {}}, g).status, code::unknown_sku);
+}
+
+// Storage's page stops reading the snapshot after `scan_max` finished holds when a filter
+// keeps few: the page is short, `next` says where to go on, and no hold is skipped.
+TEST_F(sku_book_test, a_rare_state_costs_a_bounded_scan_per_page_and_skips_nothing) {
+  sku_book book("tee", {});
+  std::vector<store_status> status;
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 1000, 100, {}}, c).status, code::ok);
+  for (int i = 0; i < 50; ++i) {
+    char id[8];
+    std::snprintf(id, sizeof id, "h%02d", i);
+    ASSERT_EQ(book.apply(hold_op{hold_op_kind::reserve, "tee", id, 1, 60'000, {}}, now_, c).status, code::ok);
+    auto end = i % 10 == 3 ? hold_op_kind::confirm : hold_op_kind::release;
+    ASSERT_EQ(book.apply(hold_op{end, "tee", id, 0, 0, {}}, now_, c).status, code::ok);
+  }
+  auto ms = book.seal(c);
+  ASSERT_EQ(env_->commit({{&ms, 1}}, status), store_status::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  auto confirmed = [](const hold_record& r) { return r.hold.state == hold_state::confirmed; };
+  std::string seen, after;
+  int pages = 0;
+  for (; pages < 30; ++pages) {
+    std::vector<hold_record> out;
+    std::string next;
+    ASSERT_EQ(env_->hold_page("tee", after, confirmed, 100, 7, out, next), store_status::ok);
+    for (auto& r : out) seen += r.hold.hold_id + " ";
+    if (next.empty()) break;
+    ASSERT_GT(next, after);
+    after = next;
+  }
+  EXPECT_EQ(seen, "h03 h13 h23 h33 h43 ");
+  EXPECT_GE(pages, 6) << "50 holds read 7 at a time";
+}
+
 }  // namespace
 }  // namespace holdfast::testing
 
