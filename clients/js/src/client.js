@@ -164,6 +164,7 @@ function transportError(err, sent) {
 // node; this client refuses it before sending, so one oversized call cannot make a batch
 // frame too large for the node and fail every other call in it.
 const bytesMax = { sku: 128, holdId: 256, user: 256, title: 256 };
+const holdListStates = ["", "active", "finished", "confirmed", "released", "expired", "returned"];
 // setTimeout's longest delay: a longer one fires at once.
 const timerMax = 2 ** 31 - 1;
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -641,6 +642,29 @@ export class Holdfast {
     if (long) return Promise.reject(long);
     return this.call(true, (inv) => inv.querySku((p) => { p.sku = sku; }).promise(),
                      (r) => skuResult(r.result, sku));
+  }
+
+  /**
+   * One page of the SKU's holds in hold-id order (admin role): `state` "" (any), "active",
+   * "finished", or one of confirmed/released/expired/returned; `after` the last page's
+   * `next`; `limit` 1..1000 (0: the node's default, 100). Resolves to { sku, holds, next }:
+   * page on until `next` is "".
+   */
+  listHolds(sku, { state = "", after = "", limit = 0 } = {}) {
+    checkText("sku", sku);
+    if (!holdListStates.includes(state)) throw new TypeError(`state must be one of "", ${holdListStates.slice(1).join(", ")}`);
+    checkText("after", after, false);
+    checkCount("limit", limit, 0, 1000);
+    const long = tooLong({ sku, holdId: after });
+    if (long) return Promise.reject(long);
+    return this.call(true, (inv) => inv.listHolds((p) => {
+      const q = p._initQuery();
+      q.sku = sku; q.state = state; q.after = after; q.limit = limit;
+    }).promise(), (r) => {
+      const s = skuResult(r.result, sku);
+      if (s instanceof HoldfastError) return s;
+      return { sku: s, holds: r.holds.map(holdOf), next: r.next };
+    });
   }
 
   /** Creates an SKU (admin role on a node with --tokens). */

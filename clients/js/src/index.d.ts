@@ -55,6 +55,9 @@ export declare class Holdfast {
   extend(ref: HoldRef & { ttlMs: number }): Promise<Hold>;
   queryHold(ref: HoldRef): Promise<Hold>;
   querySku(sku: string): Promise<Sku>;
+  /** One page of the SKU's holds in id order (admin); page on with `after: next` until `next` is "". */
+  listHolds(sku: string, query?: { state?: "" | "active" | "finished" | "confirmed" | "released" | "expired" | "returned";
+                                   after?: string; limit?: number }): Promise<{ sku: Sku; holds: Hold[]; next: string }>;
   createSku(request: { sku: string; stock: number; priceCents?: number; title?: string; limitPerUser?: number }): Promise<Sku>;
   restock(sku: string, qty: number): Promise<Sku>;
   status(): Promise<NodeStatus>;

@@ -33,6 +33,23 @@ test("a hold's life: reserve, confirm, release, with the SKU's counters", async 
   assert.equal((await hf.confirm({ holdId: a.holdId })).state, "confirmed");
   const extended = await hf.extend({ holdId: (await hf.reserve({ sku: "tee", holdId: "c", ttlMs: 1000 })).holdId, ttlMs });
   assert.ok(extended.deadlineMs >= Date.now() + ttlMs - 5000);
+  // The SKU's holds, paged in id order: every hold once, whatever the page size.
+  for (const limit of [1, 2, 100]) {
+    const seen = [];
+    let after = "";
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await hf.listHolds("tee", { after, limit });
+      assert.ok(page.holds.length <= limit);
+      seen.push(...page.holds.map((h) => `${h.holdId}:${h.state}`));
+      if (!page.next) break;
+      after = page.next;
+    }
+    assert.deepEqual(seen, [`${a.holdId}:confirmed`, `${b.holdId}:released`, "c:active"].sort(), `limit ${limit}`);
+  }
+  assert.deepEqual((await hf.listHolds("tee", { state: "finished" })).holds.map((h) => h.state), ["confirmed", "released"].sort());
+  await rejectsWith(hf.listHolds("nope"), "unknown_sku");
+  assert.throws(() => hf.listHolds("tee", { state: "bogus" }), TypeError);
+  assert.throws(() => hf.listHolds("tee", { limit: 1001 }), TypeError);
   const st = await hf.status();
   assert.match(st.version, /^\d+\.\d+/);
   assert.ok(st.callsTotal > 0 && st.uptimeMs >= 0);
@@ -198,6 +215,9 @@ test("tokens: a client token may buy but not create; an unknown token is refused
   assert.equal((await shop.reserve({ sku: "t", holdId: "t1", ttlMs })).state, "active");
   await rejectsWith(shop.createSku({ sku: "u", stock: 1 }), "forbidden");
   await rejectsWith(shop.restock("t", 5), "forbidden");
+  await rejectsWith(shop.listHolds("t"), "forbidden");  // hold ids are what a confirm needs: admin only
+  const listed = await admin.listHolds("t");
+  assert.deepEqual(listed.holds.map((h) => [h.holdId, h.state]), [["t1", "active"]]);
   assert.equal((await admin.querySku("t")).onHand, 2);
   const err = await connect(node.address, { token: "0".repeat(64) }).then(() => null, (e) => e);
   assert.ok(err instanceof HoldfastError && err.code === "forbidden", String(err));
