@@ -579,28 +579,50 @@ sku_result sku_book::list_holds(const sku_op& op, const storage& env) const {
     auto st = env.hold_page(
       sku_, op.after,
       [&](const hold_record& r) { return !in_memory(r.hold.hold_id) && hold_state_wanted(op.state, r.hold.state); },
-      limit, hold_list_scan_max, stored, next);
+      limit, policy_.hold_list_scan_max, stored, next);
     if (st != store_status::ok)
       return make_sku_error(code::unavailable, "sku '" + sku_ + "': its finished holds cannot be read: " + to_string(st));
   }
-  // Storage's page covers ids up to `next`: the book's holds past it wait for a later page.
+  // The book's first `limit` in range, kept in a bounded max-heap of pointers: a hot SKU's
+  // million active holds cost one comparison each, not a copy or a sort. Storage's page
+  // covers ids up to `next` only.
+  struct mine {
+    const std::string* id;
+    const active_hold* active;  // or
+    const hold_record* ended;
+  };
+  auto mine_by_id = [](const mine& a, const mine& b) { return *a.id < *b.id; };
+  std::vector<mine> found;  // a heap by id, largest on top, at most `limit`
+  found.reserve(std::min<size_t>(limit, active_.size() + finishing_.size()));
+  bool more = false;        // some of the book's own wait for a later page
+  auto consider = [&](mine m) {
+    if (found.size() == limit) {
+      more = true;
+      if (!(*m.id < *found.front().id)) return;
+      std::pop_heap(found.begin(), found.end(), mine_by_id);
+      found.back() = m;
+    } else {
+      found.push_back(m);
+    }
+    std::push_heap(found.begin(), found.end(), mine_by_id);
+  };
   auto in_page = [&](const std::string& id) { return id > op.after && (next.empty() || id <= next); };
-  std::vector<hold_info> page;
-  for (auto& r : stored) page.push_back(std::move(r.hold));
   if (hold_state_wanted(op.state, hold_state::active))
     active_.each([&](const std::string& id, const active_hold& h) {
-      if (in_page(id)) page.push_back(hold_info{id, sku_, h.qty, hold_state::active, h.deadline_ms});
+      if (in_page(id)) consider({&id, &h, nullptr});
     });
   for (auto& [id, entry] : finishing_)
-    if (in_page(id) && hold_state_wanted(op.state, entry.second.hold.state)) page.push_back(entry.second.hold);
-  auto by_id = [](const hold_info& a, const hold_info& b) { return a.hold_id < b.hold_id; };
-  if (page.size() > limit) {
-    std::nth_element(page.begin(), page.begin() + limit, page.end(), by_id);
-    page.resize(limit);
-    std::sort(page.begin(), page.end(), by_id);
+    if (in_page(id) && hold_state_wanted(op.state, entry.second.hold.state)) consider({&id, nullptr, &entry.second});
+  std::vector<hold_info> page;
+  page.reserve(stored.size() + found.size());
+  for (auto& r : stored) page.push_back(std::move(r.hold));
+  for (auto& m : found)
+    page.push_back(m.active ? hold_info{*m.id, sku_, m.active->qty, hold_state::active, m.active->deadline_ms}
+                            : m.ended->hold);
+  std::sort(page.begin(), page.end(), [](const hold_info& a, const hold_info& b) { return a.hold_id < b.hold_id; });
+  if (page.size() > limit || more) {
+    page.resize(std::min(page.size(), limit));
     next = page.back().hold_id;
-  } else {
-    std::sort(page.begin(), page.end(), by_id);
   }
   auto out = snapshot();
   out.holds = std::move(page);

@@ -27,6 +27,8 @@ struct sku_book_policy {
   // in bounded batches (the timer comes back at once for the rest), so no batch grows
   // too large to commit when storage is tight, and calls never wait behind one.
   size_t expire_batch_max = 256;
+  // `hold list` with a state filter reads at most this many finished holds per page.
+  size_t hold_list_scan_max = holdfast::hold_list_scan_max;
 };
 
 // The changes one handled message makes; becomes one write batch.

@@ -376,16 +376,16 @@ int run_node(const node_options& options) {
     }
     return 2;
   }
-  // Tests and the demo read this line to learn the port.
-  std::printf("holdfast node listening on %s (data %s, %lld SKUs recovered with overdue holds)\n",
-              address.c_str(), options.data_dir.c_str(), static_cast<long long>(recovered));
+  // Tests and the demo read "listening on ADDR" on stdout to learn the port. The line is
+  // the log's (timestamped, and a JSON object under --log-format json), whatever the level.
+  auto say = [&](const std::string& line) {
+    std::printf("%s\n", log_line(options.log_format, line).c_str());
+    std::fflush(stdout);
+  };
+  say("holdfast node listening on " + address + " (data " + options.data_dir + ", " + std::to_string(recovered) +
+      " SKUs recovered with overdue holds)");
   if (auto http = server.http_address(); !http.empty())
-    std::printf("holdfast node http on %s (GET /metrics /health /ready; payment webhooks: POST /webhooks/payments)\n",
-                http.c_str());
-  std::fflush(stdout);
-  // The same, for the log (a shipper reading --log-format json sees the start too).
-  spdlog::info("holdfast node serving on {} (data {}, http {}, {} SKUs recovered with overdue holds)", address,
-               options.data_dir, server.http_address().empty() ? "off" : server.http_address(), recovered);
+    say("holdfast node http on " + http + " (GET /metrics /health /ready; payment webhooks: POST /webhooks/payments)");
 
   int sig = 0;
   // Under systemd (Type=notify, examples/holdfast-node.service): ready once it serves.
@@ -393,9 +393,7 @@ int run_node(const node_options& options) {
   sd_notifyf(0, "READY=1\nSTATUS=serving on %s", address.c_str());
   sigwait(&signals, &sig);
   sd_notify(0, "STOPPING=1");
-  std::printf("holdfast node: signal %d, stopping\n", sig);
-  std::fflush(stdout);
-  spdlog::info("holdfast node: signal {}, stopping", sig);
+  say("holdfast node: signal " + std::to_string(sig) + ", stopping");
   bool failed = server.failed();
   server.stop();
   caf::anon_send_exit(bridge, caf::exit_reason::kill);

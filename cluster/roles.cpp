@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "actors/order.hpp"
+#include "protocol/orders.hpp"
 #include "client/cluster_file.hpp"
 #include "cluster/toml_file.hpp"
 #include "protocol/limits.hpp"

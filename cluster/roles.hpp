@@ -18,7 +18,7 @@
 
 namespace holdfast {
 
-enum class order_op_kind : uint8_t;  // actors/order.hpp
+enum class order_op_kind : uint8_t;  // protocol/orders.hpp
 
 enum class role : uint8_t { none, client, admin };  // none: not logged in
 const char* to_string(role r);

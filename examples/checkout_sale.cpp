@@ -252,8 +252,9 @@ int run_checkout_demo(const checkout_demo_options& o) {
     for (auto id : nodes.ids())
       for (int k = 0; k < 4; ++k)
         s.clients.push_back(client::connect(*io.provider, nodes.address(id), cluster->shop_config(15'000)).wait(io.waitScope));
-    // The shoppers' connections hold the client role: a restock through one is refused.
-    auto probe = s.clients.front()->sku({sku_op_kind::restock, s.hot, 1, 0, {}}).wait(io.waitScope);
+    // The shoppers' connections hold the client role: a restock through one is refused (of
+    // an SKU that does not exist: the role is checked first, and a broken check changes no stock).
+    auto probe = s.clients.front()->sku({sku_op_kind::restock, s.hot + "-probe", 1, 0, {}}).wait(io.waitScope);
     bool shoppers_client_role = probe.status == code::forbidden;
     std::printf("shoppers connect with TLS and the client role (certificate client:%s: a restock through it is %s); "
                 "the catalog was made as admin\n",

@@ -599,7 +599,7 @@ store_status lmdb_env::scan_finished_holds(const std::string& sku, const std::st
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   auto prefix = hold_key(sku, {});
-  // The least key past every id up to `after`: ids hold no NUL (validate_name).
+  // The least key greater than (sku, after): `after` followed by a NUL.
   auto from = hold_key(sku, after);
   if (!after.empty()) from.push_back('\0');
   return walk_keys(t.txn, impl_->finished_holds, from, [&](std::string_view key, const MDB_val& v) {

@@ -219,6 +219,36 @@ void overlay::holds_of(const std::string& sku,
     }
 }
 
+std::vector<hold_record> overlay::ended_holds(const std::string& sku, const std::string& after,
+                                             const std::function<bool(const hold_record&)>& wanted,
+                                             size_t max) const {
+  auto& s = shard_of(sku);
+  std::lock_guard<std::mutex> guard(s.mutex);
+  int a = active_index_.load(std::memory_order_relaxed);
+  auto* newer = s.gens[a].skus.find(sku);
+  auto* older = s.gens[1 - a].skus.find(sku);
+  std::vector<const hold_record*> found;
+  auto take = [&](const std::string& id, const hold_record& h) {
+    if (id > after && wanted(h)) found.push_back(&h);
+  };
+  if (newer) newer->ended.each(take);
+  // The active generation's record of an id overrules the frozen one's.
+  if (older)
+    older->ended.each([&](const std::string& id, const hold_record& h) {
+      if (!newer || !newer->ended.find(id)) take(id, h);
+    });
+  auto by_id = [](const hold_record* x, const hold_record* y) { return x->hold.hold_id < y->hold.hold_id; };
+  if (found.size() > max) {
+    std::nth_element(found.begin(), found.begin() + static_cast<long>(max), found.end(), by_id);
+    found.resize(max);
+  }
+  std::sort(found.begin(), found.end(), by_id);
+  std::vector<hold_record> out;
+  out.reserve(found.size());
+  for (auto* h : found) out.push_back(*h);
+  return out;
+}
+
 void overlay::each_sku(const std::function<void(const sku_record&)>& f) const {
   for (size_t i = 0; i < shard_count; ++i) {
     auto& s = shards_[i];

@@ -85,6 +85,11 @@ public:
   bool find_hold(const std::string& sku, const std::string& hold_id, hold_record& out) const;
   // Every hold of `sku` the overlay knows, latest state, keyed by hold id.
   void holds_of(const std::string& sku, std::unordered_map<std::string, hold_record>& out) const;
+  // The holds of `sku` that ended since the last snapshot (the latest record of each id)
+  // with ids after `after` that `wanted` accepts: the first `max` in id order. Copies
+  // only those: a hot SKU's changes are walked in place under its shard's mutex.
+  std::vector<hold_record> ended_holds(const std::string& sku, const std::string& after,
+                                       const std::function<bool(const hold_record&)>& wanted, size_t max) const;
   void each_sku(const std::function<void(const sku_record&)>& f) const;
   // Up to `max` names of SKUs the overlay has records of, in order, from the first after
   // `after` that starts with `prefix` (the catalog's page, without a walk of the overlay).

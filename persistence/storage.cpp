@@ -285,25 +285,28 @@ store_status storage::lookup_hold_sku(const std::string& hold_id, std::string& s
 store_status storage::hold_page(const std::string& sku, const std::string& after,
                                 const std::function<bool(const hold_record&)>& wanted, size_t limit,
                                 size_t scan_max, std::vector<hold_record>& out, std::string& next) const {
+  // Only ended holds are read: every active one is in the SKU's book (the caller's), and
+  // an id the overlay has as ended overrules the snapshot's record of it.
   for (;;) {
     auto generation = overlay_.generation();
-    std::unordered_map<std::string, hold_record> newer;
-    overlay_.holds_of(sku, newer);
     std::map<std::string, hold_record> page;
     std::string last;    // the last id read from the snapshot
     bool cut = false;    // the scan stopped with ids unread
     size_t read = 0;
+    hold_record newer;
     auto st = env_->scan_finished_holds(sku, after, [&](const hold_record& r) {
       last = r.hold.hold_id;
-      if (!newer.count(last) && wanted(r)) page.emplace(last, r);
+      if (!overlay_.find_hold(sku, last, newer) && wanted(r)) page.emplace(last, r);
       cut = ++read >= scan_max || page.size() > limit;
       return !cut;
     });
-    // A snapshot froze or landed between the two reads: they may not fit together.
+    // The overlay's first limit + 1: no later one of them can be in the page.
+    auto ended = overlay_.ended_holds(sku, after, wanted, limit + 1);
+    // A snapshot froze or landed between the reads: they may not fit together.
     if (overlay_.generation() != generation) continue;
     if (st != store_status::ok) return st;
-    for (auto& [id, r] : newer)
-      if (id > after && (!cut || id <= last) && wanted(r)) page[id] = std::move(r);
+    for (auto& r : ended)
+      if (!cut || r.hold.hold_id <= last) page[r.hold.hold_id] = std::move(r);
     out.clear();
     next.clear();
     for (auto& [id, r] : page) {

@@ -90,9 +90,10 @@ public:
   store_status read_sku(const std::string& sku, sku_record& out) const;
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
-  // One page of `sku`'s holds as they are durable (the overlay's latest state over the
-  // snapshot's finished holds; the snapshot's active holds are not read: the SKU's book
-  // has them): ids after `after`, in id order, that `wanted` accepts, at most `limit`.
+  // One page of `sku`'s finished holds as they are durable (the overlay's records of holds
+  // that ended since the last snapshot overrule the snapshot's; active holds are not read:
+  // the SKU's book has them): ids after `after`, in id order, that `wanted` accepts, at
+  // most `limit`.
   // At most `scan_max` finished holds are read from the snapshot. `next` is set when more
   // may follow (the last id listed, or the last one read when the scan stopped early).
   store_status hold_page(const std::string& sku, const std::string& after,

@@ -44,5 +44,8 @@ private:
 // {"time":"2026-12-06T21:16:29.078Z","level":"info","thread":1234,"msg":"..."} in UTC, the
 // message escaped as a JSON string. `text` keeps spdlog's default pattern.
 void set_log_format(const std::string& format);
+// One info line as the log writes it in `format` (spdlog's timestamped pattern, or the JSON
+// object), for a stream of its own: the node's stdout. No newline.
+std::string log_line(const std::string& format, const std::string& message);
 
 }  // namespace holdfast

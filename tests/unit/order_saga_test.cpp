@@ -400,7 +400,7 @@ TEST_F(order_saga_test, an_overflowing_total_is_refused_and_a_free_order_needs_n
 // resume from a record older than several of its effects, cannot happen: a record is
 // written before its command is sent, so only the last command can be repeated).
 // P1. Cancel while the authorization's outcome is unknown: compensation() only voids when
-// `authorized` is set, so an authorization that did happen is never voided (order_saga.cpp:166,
+// `authorized` is set, so an authorization that did happen is never voided (order_saga.cpp:136,
 // 202-204). Same with the give-up after attempts_max (187-191) and an extend loss (228-231).
 TEST_F(order_saga_test, cancel_while_authorize_outcome_unknown_leaves_the_authorization_standing) {
   stock("tee", 10);
@@ -432,7 +432,7 @@ TEST_F(order_saga_test, giving_up_on_an_unknown_authorize_leaves_the_authorizati
   saga.on_payment(cmd.payment, lost(), clock_->now);     // gives up at once
   auto trace = run(saga);
   auto id = authorized_intent("r1b");
-  // The webhook that would tell: ignored, the saga is terminal (order_saga.cpp:405-424).
+  // The webhook that would tell: ignored, the saga is terminal (order_saga.cpp:375-394).
   saga.on_payment_event(*gateway_->core().intent(id), clock_->now);
   trace += run(saga);
   EXPECT_EQ(saga.record().state, order_state::cancelled) << trace;
@@ -441,7 +441,7 @@ TEST_F(order_saga_test, giving_up_on_an_unknown_authorize_leaves_the_authorizati
 
 // P2. A capture refused with an empty intent ("in progress", key reused, ...) is read as
 // "not captured": authorized=false, restock, cancelled. The in-flight capture lands: the
-// customer is charged for a cancelled order whose units went back (order_saga.cpp:368-371).
+// customer is charged for a cancelled order whose units went back (order_saga.cpp:338-341).
 TEST_F(order_saga_test, a_capture_refused_as_in_progress_is_not_a_capture_that_failed) {
   stock("tee", 10);
   make_gateway();
@@ -459,7 +459,7 @@ TEST_F(order_saga_test, a_capture_refused_as_in_progress_is_not_a_capture_that_f
                           << to_string(in.status) << ", sold " << sku("tee").sold;
 }
 
-// P3. Same for authorize: refused "in progress" -> compensate without void (order_saga.cpp:356-361).
+// P3. Same for authorize: refused "in progress" -> compensate without void (order_saga.cpp:326-331).
 TEST_F(order_saga_test, an_authorize_refused_as_in_progress_is_voided_or_used_never_left) {
   stock("tee", 10);
   make_gateway();
@@ -477,7 +477,7 @@ TEST_F(order_saga_test, an_authorize_refused_as_in_progress_is_voided_or_used_ne
 }
 
 // P4. A void refused with an empty intent (in progress, key reused, rate limited) counts as
-// voided: `in.status != authorized` is true for status none (order_saga.cpp:375-377).
+// voided: `in.status != authorized` is true for status none (order_saga.cpp:345-347).
 TEST_F(order_saga_test, a_void_refused_without_an_intent_is_not_a_void) {
   stock("tee", 10);
   make_gateway();
@@ -496,7 +496,7 @@ TEST_F(order_saga_test, a_void_refused_without_an_intent_is_not_a_void) {
 
 // P5. Finished holds are collected after finished_hold_retention_ms (24 h, storage.cpp:523,
 // lmdb_env.cpp collect_finished deletes record and index): return_hold then answers
-// unknown_hold and the saga takes it as "never sold" (order_saga.cpp:281-283). A shipping
+// unknown_hold and the saga takes it as "never sold" (order_saga.cpp:251-253). A shipping
 // failure two days after the capture refunds the money and never gives the units back.
 TEST_F(order_saga_test, a_restock_after_the_hold_was_collected_does_not_forget_the_sale) {
   stock("tee", 10);
@@ -521,7 +521,7 @@ TEST_F(order_saga_test, a_restock_after_the_hold_was_collected_does_not_forget_t
 // P6. A restock answer that is neither ok/unknown_hold/wrong_state/unanswered (unknown_sku,
 // invalid from give_back's on_hand_max, hold_conflict) sets done=1 but keeps sold=1;
 // compensate() re-enters restock with attempt=0, retry_at=0: a hot loop with no backoff,
-// a persisted write per turn, forever (order_saga.cpp:280-286, 314-315, 165, 140-153).
+// a persisted write per turn, forever (order_saga.cpp:250-256, 284-285, 135, 110-123).
 TEST_F(order_saga_test, a_restock_that_keeps_failing_backs_off) {
   stock("tee", 10);
   make_gateway();
@@ -542,7 +542,7 @@ TEST_F(order_saga_test, a_restock_that_keeps_failing_backs_off) {
 
 // P7. ship()/deliver() look at the state only; during the refund's compensations the
 // state is still `captured`: an order being refunded and restocked is shipped, then ends
-// `refunded` (order_saga.cpp:441-457).
+// `refunded` (order_saga.cpp:411-427).
 TEST_F(order_saga_test, an_order_being_refunded_cannot_be_shipped) {
   stock("tee", 10);
   make_gateway();
@@ -556,7 +556,7 @@ TEST_F(order_saga_test, an_order_being_refunded_cannot_be_shipped) {
 }
 
 // P8. An order with no lines: next() answers `holds` with an empty batch; on_holds ignores
-// empty batches (order_saga.cpp:211), nothing changes, next() asks the same: stuck forever
+// empty batches (order_saga.cpp:181), nothing changes, next() asks the same: stuck forever
 // (order.cpp step() -> inventory->holds({}) -> learn -> step ...). Nothing validates lines.
 TEST_F(order_saga_test, an_order_without_lines_ends) {
   make_gateway();
@@ -572,7 +572,7 @@ TEST_F(order_saga_test, an_order_without_lines_ends) {
 
 // P9. A confirm whose answer was lost, then the lease renewal (due at ttl/2) extends that
 // line: the book says wrong_state (hold confirmed); the extend branch reads every non-ok
-// answer as "the hold ended" and cancels a fully confirmed order (order_saga.cpp:222-231).
+// answer as "the hold ended" and cancels a fully confirmed order (order_saga.cpp:192-201).
 TEST_F(order_saga_test, an_extend_that_finds_the_hold_confirmed_does_not_cancel) {
   stock("tee", 10);
   make_gateway();

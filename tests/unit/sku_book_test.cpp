@@ -472,11 +472,22 @@ TEST_F(sku_book_test, a_returned_hold_gives_its_units_back_once_and_its_user_the
 // holds, the overlay's changes since (a confirmed hold returned since overrules its
 // snapshot state) and the book's memory (an ended hold not yet durable); every hold once,
 // whatever the page size and filter.
+// With a snapshot scan cap of 1 or 2, storage's pages end early on every filter and the
+// book's own holds past its `next` must wait for a later page.
 TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_each_hold_once) {
-  auto op = [](hold_op_kind k, const std::string& id) {
-    return hold_op{k, "tee", id, k == hold_op_kind::reserve ? 1 : 0, k == hold_op_kind::reserve ? 60'000 : 0, {}};
+ std::vector<std::unique_ptr<temp_dir>> dirs;  // hold ids are node-wide: a node per cap
+ for (size_t cap : {size_t{1}, size_t{2}, hold_list_scan_max}) {
+  SCOPED_TRACE("scan cap " + std::to_string(cap));
+  dirs.push_back(std::make_unique<temp_dir>());
+  env_ = open_test_storage(dirs.back()->path());
+  ASSERT_TRUE(env_);
+  const std::string sku = "tee-" + std::to_string(cap);
+  auto op = [&](hold_op_kind k, const std::string& id) {
+    return hold_op{k, sku, id, k == hold_op_kind::reserve ? 1 : 0, k == hold_op_kind::reserve ? 60'000 : 0, {}};
   };
-  sku_book book("tee", {});
+  sku_book_policy policy;
+  policy.hold_list_scan_max = cap;
+  sku_book book(sku, policy);
   std::vector<store_status> status;
   auto commit = [&](sku_change& c) {
     auto ms = book.seal(c);
@@ -484,7 +495,7 @@ TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_e
     book.durable(c.seq);
   };
   auto c = change();
-  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 100, 100, {}}, c).status, code::ok);
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, sku, 100, 100, {}}, c).status, code::ok);
   for (int i = 0; i < 10; ++i) ASSERT_EQ(book.apply(op(hold_op_kind::reserve, "a" + std::to_string(i)), now_, c).status, code::ok);
   commit(c);
   auto d = change();
@@ -501,7 +512,7 @@ TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_e
   book.seal(f);  // memory only: not durable
 
   auto list = [&](const std::string& state, const std::string& after, uint32_t limit) {
-    sku_op q{sku_op_kind::list_holds, "tee", 0, 0, {}};
+    sku_op q{sku_op_kind::list_holds, sku, 0, 0, {}};
     q.state = state;
     q.after = after;
     q.limit = limit;
@@ -535,9 +546,12 @@ TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_e
     EXPECT_EQ(walk("active", limit), "a0:active a2:active a4:active a6:active a8:active ");
   }
   auto page = list("", "a4", 2);
-  ASSERT_EQ(page.holds.size(), 2u);
+  ASSERT_GE(page.holds.size(), 1u);
   EXPECT_EQ(page.holds[0].hold_id, "a5");
-  EXPECT_EQ(page.next, "a6");
+  if (cap > 2) {
+    ASSERT_EQ(page.holds.size(), 2u);
+    EXPECT_EQ(page.next, "a6");
+  }
   EXPECT_EQ(page.sku.active_holds, 5) << "the page carries the SKU as it is";
   EXPECT_TRUE(list("", "a9", 5).holds.empty());
   EXPECT_EQ(list("", "a9", 5).next, "");
@@ -545,6 +559,8 @@ TEST_F(sku_book_test, hold_pages_merge_snapshot_overlay_and_memory_in_id_order_e
   sku_book none("nope", {});
   auto g = change();
   EXPECT_EQ(none.apply(sku_op{sku_op_kind::list_holds, "nope", 0, 0, {}}, g).status, code::unknown_sku);
+ }
+ env_.reset();  // before its directory goes
 }
 
 // Storage's page stops reading the snapshot after `scan_max` finished holds when a filter

@@ -137,5 +137,19 @@ TEST(wire_limits, hold_batches_and_sku_pages_fit) {
   expect_fits("listSkus page", words(skus));
 }
 
+TEST(wire_limits, hold_pages_fit) {
+  hold_info h{longest(hold_id_bytes_max), longest(sku_bytes_max), on_hand_max, hold_state::active, 1};
+  sku_info info;
+  info.sku = longest(sku_bytes_max);
+  info.title = longest(title_bytes_max);
+  capnp::MallocMessageBuilder m;
+  auto page = m.initRoot<wire::Inventory::ListHoldsResults>();
+  codec::write(page.initResult(), sku_result{code::ok, info, {}});
+  auto holds = page.initHolds(hold_list_limit_max);
+  for (unsigned i = 0; i < hold_list_limit_max; ++i) codec::write(holds[i], h);
+  page.setNext(longest(hold_id_bytes_max));
+  expect_fits("listHolds page", words(m));
+}
+
 }  // namespace
 }  // namespace holdfast
