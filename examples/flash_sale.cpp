@@ -32,9 +32,12 @@ double ms_since(steady::time_point t) {
 
 struct sale {
   sale(const demo_options& options, std::string name, kj::Timer& t)
-    : o(options), sku(std::move(name)), timer(t), rng(options.seed) {}
+    : o(options), sku(std::move(name)), run(sku.substr(sku.rfind('-') + 1)), timer(t), rng(options.seed) {}
   const demo_options& o;
   std::string sku;
+  // This run's stamp, in every hold id: hold ids are node-wide, so a second run against
+  // the same node (--use-node) must not meet the first run's holds (hold_conflict).
+  std::string run;
   kj::Timer& timer;
   std::vector<kj::Own<client>> clients;
   std::mt19937_64 rng;
@@ -53,7 +56,7 @@ struct sale {
     if (tail.empty()) return kj::READY_NOW;
     auto& c = *clients[static_cast<size_t>(i + 1) % clients.size()];
     auto sku_name = tail[rng() % tail.size()];
-    auto hold_id = "tail-" + std::to_string(i);
+    auto hold_id = "tail-" + run + "-" + std::to_string(i);
     return c.reserve({hold_op_kind::reserve, sku_name, hold_id, 1, 60'000, {}})
       .then([this, &c, hold_id, sku_name](hold_result r) -> kj::Promise<void> {
         if (r.status == code::out_of_stock) {
@@ -73,7 +76,7 @@ struct sale {
   bool sold_out() const { return confirmed >= o.stock; }
 
   kj::Promise<void> buyer(int64_t i, int attempt) {
-    auto hold_id = "buyer-" + std::to_string(i);
+    auto hold_id = "buyer-" + run + "-" + std::to_string(i);
     auto& c = *clients[static_cast<size_t>(i) % clients.size()];
     auto t0 = steady::now();
     hold_op op{hold_op_kind::reserve, sku, hold_id, 1, o.hold_ttl_ms, {}};

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <string>
 
+#include "harness/node_process.hpp"
 #include "harness/processes.hpp"
 
 namespace {
@@ -45,6 +46,24 @@ TEST(demo, sells_every_unit_once_and_buyers_stop_when_it_is_sold_out) {
   // all its attempts and the race ran for the whole backoff schedule.
   EXPECT_GE(report["sold_out_s"].get<double>(), 0.0);
   EXPECT_LT(report["reserve_calls"].get<int>(), buyers * attempts_max / 2) << out;
+}
+
+// `demo holds --use-node` run twice against one node: the second run's hold ids are its own
+// (hold ids are node-wide), so it meets none of the first run's holds as hold_conflict.
+TEST(demo, a_second_race_on_the_same_node_meets_none_of_the_first_races_holds) {
+  auto dir = holdfast::make_temp_dir("holdfast-demo-twice");
+  {
+    holdfast::node_process node(HOLDFAST_BINARY, dir + "/data");
+    for (int round = 0; round < 2; ++round) {
+      auto out = run(std::string(HOLDFAST_BINARY) + " demo holds --json --use-node " + node.address() +
+                     " --buyers 300 --stock 30 --tail-skus 10 --ttl 500ms");
+      auto report = nlohmann::json::parse(out.substr(out.rfind('{')), nullptr, false);
+      ASSERT_FALSE(report.is_discarded()) << out;
+      EXPECT_EQ(report["unexpected_answers"], 0) << "round " << round << ": " << out;
+      EXPECT_EQ(report["sold"], 30) << out;
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // The checkout flash sale, judged by its witnesses: the gateway's ledger (one capture per
