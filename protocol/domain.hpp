@@ -77,8 +77,8 @@ struct sku_result {
   std::string message;
   // list_holds: one page of the SKU's holds in hold-id order, and where the next page
   // starts (empty: nothing follows).
-  std::vector<hold_info> holds;
-  std::string next;
+  std::vector<hold_info> holds = {};
+  std::string next = {};
 };
 
 enum class hold_op_kind : uint8_t { reserve = 0, confirm, release, query, extend, return_hold };
@@ -110,8 +110,8 @@ struct sku_op {
   int64_t limit_per_user = 0;  // create only; 0: none
   // list_holds: holds whose ids sort after `after`, in state `state` ("" any, "active",
   // "finished" any ended state, or one state's name), at most `limit` (0: the default).
-  std::string after;
-  std::string state;
+  std::string after = {};  // (initialized: aggregate initializers of the fields above may stop early)
+  std::string state = {};
   uint32_t limit = 0;
 };
 // list_holds' state filter: true when a hold in state `s` is wanted.
