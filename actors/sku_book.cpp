@@ -1,5 +1,6 @@
 #include "actors/sku_book.hpp"
 
+#include "persistence/least_n.hpp"
 #include "protocol/assert.hpp"
 
 #include <algorithm>
@@ -583,36 +584,25 @@ sku_result sku_book::list_holds(const sku_op& op, const storage& env) const {
     if (st != store_status::ok)
       return make_sku_error(code::unavailable, "sku '" + sku_ + "': its finished holds cannot be read: " + to_string(st));
   }
-  // The book's first `limit` in range, kept in a bounded max-heap of pointers: a hot SKU's
-  // million active holds cost one comparison each, not a copy or a sort. Storage's page
-  // covers ids up to `next` only.
+  // The book's first `limit` in range, chosen by pointer (persistence/least_n.hpp): a hot
+  // SKU's million active holds cost one comparison each, not a copy or a sort. Storage's
+  // page covers ids up to `next` only.
   struct mine {
     const std::string* id;
     const active_hold* active;  // or
     const hold_record* ended;
   };
-  auto mine_by_id = [](const mine& a, const mine& b) { return *a.id < *b.id; };
-  std::vector<mine> found;  // a heap by id, largest on top, at most `limit`
-  found.reserve(std::min<size_t>(limit, active_.size() + finishing_.size()));
-  bool more = false;        // some of the book's own wait for a later page
-  auto consider = [&](mine m) {
-    if (found.size() == limit) {
-      more = true;
-      if (!(*m.id < *found.front().id)) return;
-      std::pop_heap(found.begin(), found.end(), mine_by_id);
-      found.back() = m;
-    } else {
-      found.push_back(m);
-    }
-    std::push_heap(found.begin(), found.end(), mine_by_id);
-  };
+  auto by_id = [](const mine& a, const mine& b) { return *a.id < *b.id; };
+  least_n<mine, decltype(by_id)> first(limit, by_id);
   auto in_page = [&](const std::string& id) { return id > op.after && (next.empty() || id <= next); };
   if (hold_state_wanted(op.state, hold_state::active))
     active_.each([&](const std::string& id, const active_hold& h) {
-      if (in_page(id)) consider({&id, &h, nullptr});
+      if (in_page(id)) first.offer({&id, &h, nullptr});
     });
   for (auto& [id, entry] : finishing_)
-    if (in_page(id) && hold_state_wanted(op.state, entry.second.hold.state)) consider({&id, nullptr, &entry.second});
+    if (in_page(id) && hold_state_wanted(op.state, entry.second.hold.state)) first.offer({&id, nullptr, &entry.second});
+  bool more = first.more();  // some of the book's own wait for a later page
+  auto found = std::move(first).sorted();
   std::vector<hold_info> page;
   page.reserve(stored.size() + found.size());
   for (auto& r : stored) page.push_back(std::move(r.hold));

@@ -1,5 +1,7 @@
 #include "persistence/overlay.hpp"
 
+#include "persistence/least_n.hpp"
+
 #include <algorithm>
 
 namespace holdfast {
@@ -227,9 +229,10 @@ std::vector<hold_record> overlay::ended_holds(const std::string& sku, const std:
   int a = active_index_.load(std::memory_order_relaxed);
   auto* newer = s.gens[a].skus.find(sku);
   auto* older = s.gens[1 - a].skus.find(sku);
-  std::vector<const hold_record*> found;
+  auto by_id = [](const hold_record* x, const hold_record* y) { return x->hold.hold_id < y->hold.hold_id; };
+  least_n<const hold_record*, decltype(by_id)> first(max, by_id);
   auto take = [&](const std::string& id, const hold_record& h) {
-    if (id > after && wanted(h)) found.push_back(&h);
+    if (id > after && wanted(h)) first.offer(&h);
   };
   if (newer) newer->ended.each(take);
   // The active generation's record of an id overrules the frozen one's.
@@ -237,12 +240,7 @@ std::vector<hold_record> overlay::ended_holds(const std::string& sku, const std:
     older->ended.each([&](const std::string& id, const hold_record& h) {
       if (!newer || !newer->ended.find(id)) take(id, h);
     });
-  auto by_id = [](const hold_record* x, const hold_record* y) { return x->hold.hold_id < y->hold.hold_id; };
-  if (found.size() > max) {
-    std::nth_element(found.begin(), found.begin() + static_cast<long>(max), found.end(), by_id);
-    found.resize(max);
-  }
-  std::sort(found.begin(), found.end(), by_id);
+  auto found = std::move(first).sorted();
   std::vector<hold_record> out;
   out.reserve(found.size());
   for (auto* h : found) out.push_back(*h);
