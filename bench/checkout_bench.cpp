@@ -15,6 +15,7 @@
 
 #include "bench/cpu.hpp"
 #include "client/client.hpp"
+#include "bench/progress.hpp"
 #include "harness/checkout_cluster.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"
@@ -25,12 +26,6 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-bool quiet = false;
-
-void say(const std::string& line) {
-  std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
-  std::fflush(quiet ? stderr : stdout);
-}
 
 double ms_between(steady::time_point a, steady::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -49,14 +44,14 @@ struct checkout_row {
   std::string error;
 };
 
-struct target {
+struct checkout_target {
   std::vector<std::string> entries;  // client addresses
   client_options options;
   std::vector<std::pair<std::string, pid_t>> processes;  // whose CPU is counted
 };
 
 checkout_row measure(const checkout_bench_options& o, const std::string& id, const std::string& what,
-                     const target& t) {
+                     const checkout_target& t) {
   checkout_row row;
   row.id = id;
   row.what = what;
@@ -206,43 +201,43 @@ std::string cpu_text(const checkout_row& r) {
 }  // namespace
 
 int run_checkout_bench(const checkout_bench_options& o) {
-  quiet = o.json;
+  set_progress_quiet(o.json);
   auto dir = make_temp_dir("holdfast-bench-checkout");
   remove_on_interrupt(dir);  // an interrupted run leaves no data behind
   std::vector<checkout_row> rows;
-  auto progress = [&](const checkout_row& r) {
+  auto report_row = [&](const checkout_row& r) {
     char line[256];
     std::snprintf(line, sizeof line, "(%s) %.0f checkouts/s, p50 %.1f ms, p99 %.1f ms; %lld orders ended in +%.1fs",
                   r.id.c_str(), r.per_second, r.p50_ms, r.p99_ms, (long long)r.ended, r.drain_s);
-    say(line);
+    progress(line);
   };
-  say("checkout benchmark: " + std::to_string(o.shoppers) + " checkouts in flight, carts of 1-3 lines over a hot SKU and " +
+  progress("checkout benchmark: " + std::to_string(o.shoppers) + " checkouts in flight, carts of 1-3 lines over a hot SKU and " +
       std::to_string(o.tail_skus) + " tail SKUs; " + std::to_string(int(o.seconds)) + " s per row; in " + dir);
   {
-    say("(a) one node, in-process gateway at zero latency ...");
+    progress("(a) one node, in-process gateway at zero latency ...");
     node_process node(self_executable(), dir + "/a");
     rows.push_back(measure(o, "a", "one node, in-process gateway", {{node.address()}, {}, {{"node", node.pid()}}}));
-    progress(rows.back());
+    report_row(rows.back());
   }
   {
-    say("(b) a " + std::to_string(o.nodes) + "-node cluster (mutual TLS), in-process gateway on each node ...");
+    progress("(b) a " + std::to_string(o.nodes) + "-node cluster (mutual TLS), in-process gateway on each node ...");
     local_cluster cluster(self_executable(), dir + "/b", o.nodes);
     if (!cluster.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("the cluster's links stayed down");
-    target t;
+    checkout_target t;
     t.options = cluster.client_config(15'000);
     for (auto id : cluster.ids()) {
       t.entries.push_back(cluster.address(id));
       t.processes.emplace_back("node " + std::to_string(id), cluster.process(id)->pid());
     }
     rows.push_back(measure(o, "b", std::to_string(o.nodes) + " nodes, in-process gateway", t));
-    progress(rows.back());
+    report_row(rows.back());
   }
   if (o.gateway_process) {
-    say("(c) the same cluster paying through the gateway process (HTTP, signed webhooks, no faults) ...");
+    progress("(c) the same cluster paying through the gateway process (HTTP, signed webhooks, no faults) ...");
     checkout_cluster_options co;
     co.nodes = o.nodes;
     checkout_cluster cluster(self_executable(), dir + "/c", co);
-    target t;
+    checkout_target t;
     t.options = cluster.nodes().client_config(15'000);
     for (auto id : cluster.nodes().ids()) {
       t.entries.push_back(cluster.nodes().address(id));
@@ -250,7 +245,7 @@ int run_checkout_bench(const checkout_bench_options& o) {
     }
     t.processes.emplace_back("gateway", cluster.gateway().pid());
     rows.push_back(measure(o, "c", std::to_string(o.nodes) + " nodes, gateway process", t));
-    progress(rows.back());
+    report_row(rows.back());
   }
   std::filesystem::remove_all(dir);
 

@@ -18,6 +18,7 @@
 #include "client/client.hpp"
 #include "client/cluster_client.hpp"
 #include "client/placement.hpp"
+#include "bench/progress.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
@@ -25,12 +26,6 @@
 namespace holdfast::bench {
 namespace {
 
-bool quiet = false;
-
-void progress(const std::string& line) {
-  std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
-  std::fflush(quiet ? stderr : stdout);
-}
 
 // Where a row's CPU went: per process, microseconds of CPU per reservation.
 struct cpu_use {
@@ -97,10 +92,10 @@ void create(const std::string& address, const client_options& options, const std
 }  // namespace
 
 int run_cluster_bench(const cluster_bench_options& o) {
-  quiet = o.json;
+  set_progress_quiet(o.json);
   auto tmp = make_temp_dir("holdfast-bench-cluster");
   remove_on_interrupt(tmp);  // an interrupted run leaves no data behind
-  std::printf("%s", quiet ? "" : "holdfast bench cluster\n");
+  std::printf("%s", progress_quiet() ? "" : "holdfast bench cluster\n");
   progress("environment: " + std::to_string(std::thread::hardware_concurrency()) +
            " cores; nodes and the load generator share them");
   // SKUs node 1 does not own: row (b) enters at node 1, so every call is forwarded.

@@ -16,6 +16,7 @@
 #include <thread>
 #include <tuple>
 
+#include "bench/progress.hpp"
 #include "harness/processes.hpp"
 #include "bench/cpu.hpp"
 #include "bench/load.hpp"
@@ -29,12 +30,6 @@ namespace {
 using steady = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-bool quiet = false;  // --json: progress goes to stderr, the report to stdout
-
-void progress(const std::string& line) {
-  std::fprintf(quiet ? stderr : stdout, "  %s\n", line.c_str());
-  std::fflush(quiet ? stderr : stdout);
-}
 
 std::string base36(uint64_t v) {
   std::string s;
@@ -254,7 +249,7 @@ void write_png(const std::string& path, const std::vector<row>& rows, const std:
 }  // namespace
 
 double measure_hot_sku_1a(const std::string& address, double seconds) {
-  quiet = true;
+  set_progress_quiet(true);
   hot_sku_options o;
   o.seconds = seconds;
   auto r = run_holdfast_row(o, address, 0, "1a", 1, true);
@@ -262,10 +257,10 @@ double measure_hot_sku_1a(const std::string& address, double seconds) {
 }
 
 int run_hot_sku(const hot_sku_options& o) {
-  quiet = o.json;
+  set_progress_quiet(o.json);
   auto tmp = make_temp_dir("holdfast-bench");
   remove_on_interrupt(tmp);  // an interrupted run leaves no data behind
-  std::printf("%s", quiet ? "" : "holdfast bench hot-sku\n");
+  std::printf("%s", progress_quiet() ? "" : "holdfast bench hot-sku\n");
   auto fsync = measure_fsync(tmp);
   utsname un{};
   uname(&un);

@@ -17,15 +17,12 @@
 
 namespace holdfast {
 
-namespace {
-
+// Not in an anonymous namespace: client::impl holds one.
 class batch_errors final : public kj::TaskSet::ErrorHandler {
 public:
   // Every batch task delivers its own failure to its callers; nothing reaches here.
   void taskFailed(kj::Exception&&) override {}
 };
-
-}  // namespace
 
 // The answers to one caller's operations, filled in as the batches that carry them
 // answer (a caller's operations may be split over several batches).
@@ -594,16 +591,6 @@ kj::Promise<hold_result> client::reserve(const hold_op& op) {
                          hold_op_kind::reserve);
 }
 
-namespace {
-hold_op ref(hold_op_kind kind, const std::string& hold_id, const std::string& sku) {
-  hold_op op;
-  op.kind = kind;
-  op.hold_id = hold_id;
-  op.sku = sku;
-  return op;
-}
-}  // namespace
-
 kj::Promise<hold_result> client::impl::one(hold_op op) {
   auto kind = op.kind;
   if (options.auto_batch && kind != hold_op_kind::query) return enqueue(std::move(op));
@@ -645,26 +632,26 @@ kj::Promise<hold_result> client::impl::one(hold_op op) {
 }
 
 kj::Promise<hold_result> client::confirm(const std::string& hold_id, const std::string& sku) {
-  return impl_->one(ref(hold_op_kind::confirm, hold_id, sku));
+  return impl_->one(hold_ref(hold_op_kind::confirm, hold_id, sku));
 }
 
 kj::Promise<hold_result> client::release(const std::string& hold_id, const std::string& sku) {
-  return impl_->one(ref(hold_op_kind::release, hold_id, sku));
+  return impl_->one(hold_ref(hold_op_kind::release, hold_id, sku));
 }
 
 kj::Promise<hold_result> client::query_hold(const std::string& hold_id, const std::string& sku) {
-  return impl_->one(ref(hold_op_kind::query, hold_id, sku));
+  return impl_->one(hold_ref(hold_op_kind::query, hold_id, sku));
 }
 
 kj::Promise<hold_result> client::extend(const std::string& hold_id, int64_t ttl_ms,
                                         const std::string& sku) {
-  auto op = ref(hold_op_kind::extend, hold_id, sku);
+  auto op = hold_ref(hold_op_kind::extend, hold_id, sku);
   op.ttl_ms = ttl_ms;
   return impl_->one(std::move(op));
 }
 
 kj::Promise<hold_result> client::return_hold(const std::string& hold_id, const std::string& sku) {
-  return impl_->one(ref(hold_op_kind::return_hold, hold_id, sku));
+  return impl_->one(hold_ref(hold_op_kind::return_hold, hold_id, sku));
 }
 
 kj::Promise<sku_page> client::list_skus(const sku_list_query& query, bool local_only) {

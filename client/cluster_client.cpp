@@ -180,13 +180,6 @@ namespace {
 kj::Promise<hold_result> first(kj::Promise<std::vector<hold_result>> p) {
   return p.then([](std::vector<hold_result> rs) { return std::move(rs.at(0)); });
 }
-hold_op ref(hold_op_kind kind, const std::string& id, const std::string& sku) {
-  hold_op op;
-  op.kind = kind;
-  op.hold_id = id;
-  op.sku = sku;
-  return op;
-}
 }  // namespace
 
 kj::Promise<hold_result> cluster_client::reserve(const hold_op& op) {
@@ -195,16 +188,16 @@ kj::Promise<hold_result> cluster_client::reserve(const hold_op& op) {
   return impl_->one(std::move(copy));
 }
 kj::Promise<hold_result> cluster_client::confirm(const std::string& id, const std::string& sku) {
-  if (sku.empty()) return first(submit({ref(hold_op_kind::confirm, id, sku)}));
-  return impl_->one(ref(hold_op_kind::confirm, id, sku));
+  if (sku.empty()) return first(submit({hold_ref(hold_op_kind::confirm, id, sku)}));
+  return impl_->one(hold_ref(hold_op_kind::confirm, id, sku));
 }
 kj::Promise<hold_result> cluster_client::release(const std::string& id, const std::string& sku) {
-  if (sku.empty()) return first(submit({ref(hold_op_kind::release, id, sku)}));
-  return impl_->one(ref(hold_op_kind::release, id, sku));
+  if (sku.empty()) return first(submit({hold_ref(hold_op_kind::release, id, sku)}));
+  return impl_->one(hold_ref(hold_op_kind::release, id, sku));
 }
 kj::Promise<hold_result> cluster_client::query_hold(const std::string& id, const std::string& sku) {
-  if (sku.empty()) return first(submit({ref(hold_op_kind::query, id, sku)}));
-  return impl_->one(ref(hold_op_kind::query, id, sku));
+  if (sku.empty()) return first(submit({hold_ref(hold_op_kind::query, id, sku)}));
+  return impl_->one(hold_ref(hold_op_kind::query, id, sku));
 }
 kj::Promise<std::vector<hold_result>> cluster_client::submit(std::vector<hold_op> ops) {
   return impl_->route->holds(std::move(ops));

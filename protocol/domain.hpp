@@ -95,6 +95,15 @@ struct hold_op {
   std::string user;  // reserve: who buys (required by an SKU with a per-user limit)
 };
 
+// An operation that names an existing hold (confirm, release, query, extend, return).
+inline hold_op hold_ref(hold_op_kind kind, const std::string& hold_id, const std::string& sku) {
+  hold_op op;
+  op.kind = kind;
+  op.hold_id = hold_id;
+  op.sku = sku;
+  return op;
+}
+
 // list_holds: a page of the SKU's holds (`hold list`): active ones from the SKU's memory,
 // finished ones from storage while the idempotency window keeps them.
 enum class sku_op_kind : uint8_t { create = 0, query, restock, adjust, set_price, list_holds };

@@ -133,7 +133,9 @@ TEST_F(http_endpoint_process_test, health_ready_and_metrics_in_the_prometheus_te
       t >> name >> type;
       EXPECT_EQ(name, last_help) << "TYPE without its HELP: " << line;
       EXPECT_TRUE(type == "counter" || type == "gauge" || type == "histogram") << line;
-      if (type == "counter") EXPECT_TRUE(name.size() > 6 && name.substr(name.size() - 6) == "_total") << name;
+      if (type == "counter") {
+        EXPECT_TRUE(name.size() > 6 && name.substr(name.size() - 6) == "_total") << name;
+      }
       type_of[name] = type;
       continue;
     }
@@ -153,7 +155,9 @@ TEST_F(http_endpoint_process_test, health_ready_and_metrics_in_the_prometheus_te
       EXPECT_GE(value, previous_bucket) << line;
       previous_bucket = value;
     }
-    if (name == family + "_count" && type_of[family] == "histogram") EXPECT_EQ(value, previous_bucket) << line;
+    if (name == family + "_count" && type_of[family] == "histogram") {
+      EXPECT_EQ(value, previous_bucket) << line;
+    }
   }
   EXPECT_GT(samples, 50);
 
