@@ -83,7 +83,7 @@ void add_bench_commands(CLI::App& app, context& ctx) {
 
   auto many = std::make_shared<bench::many_skus_options>();
   auto* many_cmd = bench_cmd->add_subcommand(
-    "many-skus", "a large catalog: create, random reserves, memory per idle SKU, restart time");
+    "many-skus", "a large catalog: create, random reserves, memory per idle SKU and per hold, restart time");
   many_cmd->add_option("--skus", many->skus, "SKUs to create")->capture_default_str();
   many_cmd->add_option("--compare-seconds", many->compare_seconds,
                        "seconds of hot-SKU row 1a on the same node, for the ratio (0: skip)")

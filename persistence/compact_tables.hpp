@@ -156,8 +156,10 @@ private:
 // passing the SKU avoids that.
 class hash_owner_table {
 public:
-  static uint64_t hash(const std::string& id) {
-    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+  static uint64_t hash(const std::string& id) { return of_std_hash(std::hash<std::string>{}(id)); }
+  // The same from the id's std::hash, for a caller that has it already.
+  static uint64_t of_std_hash(size_t std_hash) {
+    uint64_t h = mix_hash(std_hash);
     return h == 0 ? 1 : h;  // 0 marks an empty slot
   }
   size_t size() const { return size_; }

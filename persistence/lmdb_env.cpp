@@ -178,6 +178,15 @@ struct lmdb_env::impl {
     MDB_cursor* cursor = nullptr;
     int rc = mdb_cursor_open(txn, hold_log, &cursor);
     if (rc != 0) return from_mdb(rc);
+    auto st = replay_holds(cursor, sku, out, entries, all);
+    mdb_cursor_close(cursor);
+    return st;
+  }
+  // The same with a cursor on hold_log that the caller keeps: SKUs read in key order
+  // through one cursor find each next range on the page the cursor is on.
+  store_status replay_holds(MDB_cursor* cursor, const std::string& sku, std::vector<hold_record>& out,
+                            size_t* entries = nullptr, bool all = false) const {
+    int rc = 0;
     std::string prefix = sku;
     prefix.push_back('\0');
     MDB_val k = val(prefix), v;
@@ -192,7 +201,6 @@ struct lmdb_env::impl {
         break;
       }
     }
-    mdb_cursor_close(cursor);
     if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
     if (st != store_status::ok) return st;
     // Newest first: the first entry seen of each hold id is its latest state. The set of
@@ -592,6 +600,23 @@ store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hol
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   return impl_->replay_holds(t.txn, sku, out);
+}
+
+store_status lmdb_env::read_active_holds_of(
+  const std::vector<std::string>& skus,
+  const std::function<bool(const std::string&, store_status, std::vector<hold_record>&)>& f) const {
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(t.txn, impl_->hold_log, &cursor); rc != 0) return from_mdb(rc);
+  std::vector<hold_record> holds;
+  for (auto& sku : skus) {
+    holds.clear();
+    auto st = impl_->replay_holds(cursor, sku, holds);
+    if (!f(sku, st, holds)) break;
+  }
+  mdb_cursor_close(cursor);
+  return store_status::ok;
 }
 
 store_status lmdb_env::scan_finished_holds(const std::string& sku, const std::string& after,

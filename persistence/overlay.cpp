@@ -118,22 +118,24 @@ std::string overlay::sku_name(uint32_t number) const {
   return std::string(names_.name(number));
 }
 
-void overlay::index_active(const std::vector<hold_record>& holds, const std::string& sku) {
-  // By shard, one lock each, each shard's table sized once.
-  auto number = sku_number(sku);
-  std::vector<std::vector<uint64_t>> by_shard(shard_count);
-  for (auto& h : holds) {
-    // The shard as shard_of() picks it: by the id's std::hash, which hash() is too.
-    auto hash = hash_owner_table::hash(h.hold.hold_id);
-    by_shard[std::hash<std::string>{}(h.hold.hold_id) % shard_count].push_back(hash);
-  }
+void overlay::active_batch::add(const std::string& hold_id, uint32_t number) {
+  // The shard as shard_of() picks it: by the id's std::hash, which the table's hash remixes.
+  auto h = std::hash<std::string>{}(hold_id);
+  by_shard_[h % shard_count].emplace_back(hash_owner_table::of_std_hash(h), number);
+}
+
+void overlay::active_batch::clear() {
+  for (auto& ids : by_shard_) ids.clear();
+}
+
+void overlay::index_active(active_batch& batch) {
   for (size_t i = 0; i < shard_count; ++i) {
-    if (by_shard[i].empty()) continue;
+    auto& ids = batch.by_shard_[i];
+    if (ids.empty()) continue;
     auto& s = shards_[i];
     std::lock_guard<std::mutex> guard(s.mutex);
-    s.active.reserve(s.active.size() + by_shard[i].size());
-    for (auto hash : by_shard[i])
-      s.active.put(hash, number);
+    s.active.reserve(s.active.size() + ids.size());
+    for (auto [hash, number] : ids) s.active.put(hash, number);
   }
 }
 

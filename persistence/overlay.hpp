@@ -76,8 +76,20 @@ public:
   void unclaim_hold(const std::string& hold_id, uint32_t number);
   // The number that names `sku` in the active-id index (never reused).
   uint32_t sku_number(const std::string& sku);
-  // At open, before the log is replayed: the active holds of one SKU of the snapshot.
-  void index_active(const std::vector<hold_record>& holds, const std::string& sku);
+  // At open, before the log is replayed: the snapshot's active hold ids, many SKUs' at
+  // a time, gathered by shard so that each shard is locked once per batch.
+  class active_batch {
+  public:
+    active_batch() : by_shard_(shard_count) {}
+    // `number`: the hold's SKU, from sku_number().
+    void add(const std::string& hold_id, uint32_t number);
+    void clear();
+
+  private:
+    friend class overlay;
+    std::vector<std::vector<std::pair<uint64_t, uint32_t>>> by_shard_;  // (id hash, number)
+  };
+  void index_active(active_batch& batch);
 
   // Reads: true when the overlay knows the key.
   bool find_sku(const std::string& sku, sku_record& out) const;

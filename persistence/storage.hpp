@@ -110,6 +110,12 @@ public:
   // Every SKU record in key order; see lmdb_env::scan_skus.
   store_status scan_skus(const std::function<void(const sku_record&)>& f,
                          std::string& problem) const;
+  // Every SKU with active holds, as the node stands (snapshot and log), in no order: its
+  // name and its earliest deadline. The first call after open answers from what open's
+  // own scan of the records kept, and frees it (the directory's start: one scan of a
+  // million records, not two); later calls scan the records.
+  store_status scan_skus_with_holds(const std::function<void(const std::string&, int64_t)>& f,
+                                    std::string& problem) const;
   // One page of SKUs in name order (durable state); `out.next` is set when more follow.
   store_status list_skus(const sku_list_query& query, sku_page& out, std::string& problem) const;
 
@@ -199,6 +205,11 @@ private:
   // Steady-clock ms when the oldest change not yet frozen was committed; 0: none.
   std::atomic<int64_t> changes_since_ms_{0};
 
+  // SKUs with holds in the snapshot, as open's scan found them: (earliest deadline,
+  // name), until scan_skus_with_holds takes them.
+  mutable std::mutex holders_mutex_;
+  mutable std::vector<std::pair<int64_t, std::string>> holders_at_open_;
+  mutable bool holders_kept_ = false;  // set by a complete scan at open
   mutable std::mutex stats_mutex_;
   storage_stats stats_;
   histogram commit_us_ = latency_histogram();

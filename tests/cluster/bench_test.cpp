@@ -60,6 +60,11 @@ TEST(bench, many_skus_restart_serves_every_outstanding_hold) {
   // Fewer than 1000 SKUs: the sample is the whole catalog, so it holds every hold.
   EXPECT_EQ(report["reserved_in_first_1000_skus"], 2000);
   EXPECT_GT(report["rss_anon_idle_bytes"].get<int64_t>(), 0);
+  // Two memory figures, each read once the node settled: the catalog alone, then with the
+  // holds (300 SKUs are too few for the figures themselves to mean anything).
+  EXPECT_GT(report["rss_anon_catalog_bytes"].get<int64_t>(), 0);
+  EXPECT_TRUE(report["rss_per_idle_sku_bytes"].is_number()) << report;
+  EXPECT_TRUE(report["rss_per_outstanding_hold_bytes"].is_number()) << report;
 }
 
 TEST(bench, finished_holds_are_collected_and_the_data_file_stops_growing) {

@@ -34,7 +34,9 @@ TEST(flat_string_map, random_operations_agree_with_unordered_map) {
         auto* found = flat.find(key);
         auto it = model.find(key);
         ASSERT_EQ(found != nullptr, it != model.end()) << key;
-        if (found) ASSERT_EQ(*found, it->second) << key;
+        if (found) {
+          ASSERT_EQ(*found, it->second) << key;
+        }
         break;
       }
     }

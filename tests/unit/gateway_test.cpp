@@ -277,7 +277,9 @@ TEST(gateway_http, requests_round_trip_and_odd_answers_are_unknown) {
     EXPECT_EQ(back.op, r.op) << call.path;
     EXPECT_EQ(back.idempotency_key, r.idempotency_key);
     EXPECT_EQ(back.intent_id, r.intent_id) << call.path;
-    if (r.op != payment_op::lookup) EXPECT_EQ(back.order_id, r.order_id);
+    if (r.op != payment_op::lookup) {
+      EXPECT_EQ(back.order_id, r.order_id);
+    }
     EXPECT_EQ(back.amount_cents, r.amount_cents);
     EXPECT_EQ(back.card, r.card);
   }

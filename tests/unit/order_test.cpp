@@ -223,8 +223,12 @@ TEST_F(order_test, orders_list_by_user_and_state_in_pages_that_neither_skip_nor_
       EXPECT_TRUE(page.error.empty()) << page.error;
       EXPECT_LE(page.orders.size(), q.limit);
       for (auto& o : page.orders) {
-        if (!q.user.empty()) EXPECT_EQ(o.user, q.user) << o.order_id;
-        if (!q.state.empty()) EXPECT_EQ(to_string(o.state), q.state) << o.order_id;
+        if (!q.user.empty()) {
+          EXPECT_EQ(o.user, q.user) << o.order_id;
+        }
+        if (!q.state.empty()) {
+          EXPECT_EQ(to_string(o.state), q.state) << o.order_id;
+        }
         ids.push_back(o.order_id);
       }
       if (page.next.empty()) return ids;

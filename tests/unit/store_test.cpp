@@ -73,6 +73,55 @@ TEST_F(store_test, holds_come_and_go_across_snapshots_and_replay_to_the_active_h
   EXPECT_EQ(report.active_holds, 5);
 }
 
+// A restart reads the snapshot's active holds on a thread of its own, in chunks of 4096
+// SKUs, while it scans the SKU records; the directory wakes SKUs from what that scan kept,
+// overruled by the log. More SKUs with holds than one chunk, one changed only in the log
+// (its holds ended), one that exists only in the log: every id indexed, every hold ends.
+TEST_F(store_test, a_restart_indexes_every_held_id_and_wakes_every_sku_with_holds) {
+  config_.storage.map_size_bytes = size_t{256} << 20;
+  start();
+  const int n = 4200;
+  auto name = [](int i) { return "s-" + std::to_string(i); };
+  for (int from = 0; from < n; from += 250) {
+    std::vector<sku_op> creates;
+    std::vector<hold_op> reserves;
+    for (int i = from; i < std::min(n, from + 250); ++i) {
+      creates.push_back({sku_op_kind::create, name(i), 5, 100, {}});
+      reserves.push_back(reserve(name(i), "h-" + std::to_string(i), 1 + i % 3, 600'000));
+    }
+    for (auto& r : call<std::vector<sku_result>>(create_batch_atom_v, creates)) ASSERT_EQ(r.status, code::ok);
+    for (auto& r : ops(reserves)) ASSERT_EQ(r.status, code::ok);
+  }
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  ASSERT_EQ(op(release("h-0")).status, code::ok);  // s-0 holds nothing, said only by the log
+  create("late", 5);
+  ASSERT_EQ(op(reserve("late", "late-h", 2, 300'000)).status, code::ok);
+  restart();
+  for (int from = 0; from < n; from += 250) {
+    std::vector<hold_op> taken;
+    for (int i = from; i < std::min(n, from + 250); ++i)
+      taken.push_back(reserve("late", "h-" + std::to_string(i), 1, 60'000));
+    auto rs = ops(taken);
+    for (size_t k = 0; k < rs.size(); ++k)
+      ASSERT_EQ(rs[k].status, code::hold_conflict) << taken[k].hold_id << " is not indexed";
+  }
+  EXPECT_EQ(op(reserve("s-1", "late-h", 2, 300'000)).status, code::hold_conflict);
+  EXPECT_EQ(show("s-0").reserved, 0);
+  EXPECT_EQ(show("s-7").reserved, 2);
+  advance_ms(600'001);
+  // Read from storage, not asked of the SKU: asking would load it, and a load expires
+  // what is overdue whether or not the SKU was woken.
+  for (int i = 0; i < n; ++i) {
+    sku_record r;
+    ASSERT_EQ(env_->read_sku(name(i), r), store_status::ok);
+    ASSERT_EQ(r.sku.active_holds, 0) << name(i) << " was never woken";
+    ASSERT_EQ(r.sku.reserved, 0) << name(i);
+  }
+  sku_record late;
+  ASSERT_EQ(env_->read_sku("late", late), store_status::ok);
+  EXPECT_EQ(late.sku.active_holds, 0);
+}
+
 TEST_F(store_test, holds_are_found_by_id_in_the_log_and_in_the_snapshot) {
   start();
   create("k", 10);
