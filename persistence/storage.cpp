@@ -253,7 +253,7 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
       [&](const sku_record& r) {
         if (r.sku.active_holds <= 0) return;
         loader.add(r);
-        s->holders_at_open_.emplace_back(r.earliest_deadline_ms, r.sku.sku);
+        if (!options.read_only) s->holders_at_open_.emplace_back(r.earliest_deadline_ms, r.sku.sku);
       },
       problem);
     auto unreadable = loader.finish();
@@ -265,7 +265,7 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
       error = unreadable;
       return nullptr;
     }
-    s->holders_kept_ = st == store_status::ok;
+    s->holders_kept_ = !options.read_only && st == store_status::ok;  // for the directory
     // The same verdict `check` gives: a damaged entity record is refused, not served.
     if (!options.read_only) {
       st = s->env_->verify_records(problem);
