@@ -105,6 +105,7 @@ public:
   void add(const sku_record& r) {
     if (r.sku.active_holds <= 0) return;
     filling_.names.push_back(r.sku.sku);
+    filling_.counts.push_back(r.sku.active_holds);
     if (filling_.names.size() >= chunk_size) hand_over();
   }
   // Waits for the reader. Empty, or why a writer cannot start: an SKU whose active holds
@@ -125,6 +126,7 @@ public:
 private:
   struct chunk {
     std::vector<std::string> names;  // in key order
+    std::vector<int64_t> counts;     // the active holds each one's record says it has
   };
   static constexpr size_t chunk_size = 4096;
 
@@ -150,8 +152,19 @@ private:
       }
       if (!error_.empty()) continue;  // drain: the scan goes on to its end
       batch.clear();
+      size_t n = 0;
       auto st = env_.read_active_holds_of(
         c.names, [&](const std::string& name, store_status hs, std::vector<hold_record>& hs_holds) {
+          auto expected = c.counts[n++];
+          // Record and hold log are written in one transaction: a hold log that reads
+          // "ok" with another count has lost blocks (damage), and an id it lost would
+          // not be indexed. (`check`, which opens read-only, reports it.)
+          if (hs == store_status::ok && static_cast<int64_t>(hs_holds.size()) != expected &&
+              !read_only_) {
+            error_ = "sku '" + name + "': its record says " + std::to_string(expected) +
+                     " active holds, its hold log has " + std::to_string(hs_holds.size());
+            return false;
+          }
           if (hs == store_status::ok) {
             auto number = overlay_.sku_number(name);
             for (auto& h : hs_holds) batch.add(h.hold.hold_id, number);
@@ -266,6 +279,7 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
       return nullptr;
     }
     s->holders_kept_ = !options.read_only && st == store_status::ok;  // for the directory
+    s->holders_generation_ = s->overlay_.generation();
     // The same verdict `check` gives: a damaged entity record is refused, not served.
     if (!options.read_only) {
       st = s->env_->verify_records(problem);
@@ -478,16 +492,22 @@ store_status storage::scan_skus_with_holds(const std::function<void(const std::s
     holders.swap(holders_at_open_);
     holders_kept_ = false;
   }
+  // What changed since the snapshot overrules it (a record open's scan checked is not
+  // checked again; the overlay's are). Read between two looks at the generation: with
+  // no freeze or drop since open, the overlay holds every change since that snapshot.
+  std::unordered_map<std::string, sku_record> changed;
+  if (from_open && overlay_.generation() == holders_generation_) {
+    overlay_.each_sku([&](const sku_record& r) { changed.emplace(r.sku.sku, r); });
+    from_open = overlay_.generation() == holders_generation_;
+  } else {
+    from_open = false;
+  }
   if (!from_open)
     return scan_skus(
       [&](const sku_record& r) {
         if (r.sku.active_holds > 0) f(r.sku.sku, r.earliest_deadline_ms);
       },
       problem);
-  // What changed since the snapshot overrules it (a record open's scan checked is not
-  // checked again; the overlay's are).
-  std::unordered_map<std::string, sku_record> changed;
-  overlay_.each_sku([&](const sku_record& r) { changed.emplace(r.sku.sku, r); });
   for (auto& [name, r] : changed) {
     if (auto why = check_invariants(r.sku); !why.empty()) {
       problem = "sku '" + name + "': " + why;

@@ -113,7 +113,9 @@ public:
   // Every SKU with active holds, as the node stands (snapshot and log), in no order: its
   // name and its earliest deadline. The first call after open answers from what open's
   // own scan of the records kept, and frees it (the directory's start: one scan of a
-  // million records, not two); later calls scan the records.
+  // million records, not two), unless a snapshot has been taken since (the log's
+  // records that overrule it would have left the overlay); otherwise, and on later
+  // calls, it scans the records.
   store_status scan_skus_with_holds(const std::function<void(const std::string&, int64_t)>& f,
                                     std::string& problem) const;
   // One page of SKUs in name order (durable state); `out.next` is set when more follow.
@@ -210,6 +212,7 @@ private:
   mutable std::mutex holders_mutex_;
   mutable std::vector<std::pair<int64_t, std::string>> holders_at_open_;
   mutable bool holders_kept_ = false;  // set by a complete scan at open
+  uint64_t holders_generation_ = 0;     // the overlay's then: a snapshot since makes them stale
   mutable std::mutex stats_mutex_;
   storage_stats stats_;
   histogram commit_us_ = latency_histogram();

@@ -271,6 +271,44 @@ TEST_F(hardening_test, a_record_breaking_its_invariants_is_never_served) {
 }
 
 
+// A hold log that reads "ok" but holds fewer active holds than its SKU's record (blocks
+// lost to damage) refuses a writer's start: the ids it lost would not be indexed, and
+// another SKU could grant them again (found by an adversarial pass on the restart).
+TEST_F(hardening_test, a_hold_log_short_of_its_records_holds_refuses_the_start) {
+  create("short", 10);
+  create("fine", 3);
+  ASSERT_EQ(op(reserve("short", "kept", 2, 600'000)).status, code::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  stop();
+  // The record, rewritten with a valid checksum, claims one more hold than its log has.
+  std::string error;
+  sku_record honest;
+  {
+    auto env = storage::open(config_.storage, error);
+    ASSERT_TRUE(env) << error;
+    ASSERT_EQ(env->read_sku("short", honest), store_status::ok);
+  }
+  auto forged = honest;
+  forged.sku.active_holds += 1;
+  forged.sku.reserved += 1;
+  auto from = encode(honest), to = encode(forged);
+  ASSERT_EQ(from.size(), to.size());
+  ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", from,
+                            [&](std::string& bytes, size_t at) { bytes.replace(at, to.size(), to); }),
+            0u);
+  EXPECT_FALSE(storage::open(config_.storage, error));
+  EXPECT_NE(error.find("'short': its record says 2 active holds, its hold log has 1"), std::string::npos)
+    << error;
+  // `check` opens read-only and reports it.
+  auto read_only = config_.storage;
+  read_only.read_only = true;
+  auto env = storage::open(read_only, error);
+  ASSERT_TRUE(env) << error;
+  auto report = env->check();
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_NE(report.problems[0].find("short"), std::string::npos) << report.problems[0];
+}
+
 // Defect 9: the operations an SKU holds while its actor passivates are bounded.
 TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_passivates) {
   stop();
