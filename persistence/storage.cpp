@@ -100,7 +100,18 @@ class active_hold_loader {
 public:
   active_hold_loader(const lmdb_env& env, overlay& ov, bool read_only)
     : env_(env), overlay_(ov), read_only_(read_only), thread_([this] { run(); }) {}
-  ~active_hold_loader() { finish(); }
+  // Reached without finish() only when the scan threw: the reader is stopped and joined,
+  // the chunks it has not read dropped (the open fails).
+  ~active_hold_loader() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      chunks_.clear();
+      done_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
 
   void add(const sku_record& r) {
     if (r.sku.active_holds <= 0) return;
@@ -139,7 +150,24 @@ private:
     filling_ = {};
     wake_.notify_one();
   }
+  // Nothing escapes the thread: an exception becomes the reason the open fails.
   void run() {
+    try {
+      read_chunks();
+    } catch (const std::exception& e) {
+      if (error_.empty()) error_ = std::string("indexing the active holds: ") + e.what();
+      drain();
+    }
+  }
+  void drain() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      chunks_.clear();
+      if (done_) return;
+      wake_.wait(lock);
+    }
+  }
+  void read_chunks() {
     overlay::active_batch batch;
     for (;;) {
       chunk c;

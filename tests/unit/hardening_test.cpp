@@ -309,6 +309,31 @@ TEST_F(hardening_test, a_hold_log_short_of_its_records_holds_refuses_the_start) 
   EXPECT_NE(report.problems[0].find("short"), std::string::npos) << report.problems[0];
 }
 
+// A hold log whose block fails its checksum: the writer refuses to start, naming the SKU;
+// `check` opens read-only, goes on and reports it.
+TEST_F(hardening_test, an_unreadable_hold_log_refuses_the_start_and_check_reports_it) {
+  create("damaged", 10);
+  create("fine", 3);
+  const std::string id = "a-hold-id-found-only-in-its-hold-log-block";
+  ASSERT_EQ(op(reserve("damaged", id, 2, 600'000)).status, code::ok);
+  ASSERT_EQ(op(reserve("fine", "other", 1, 600'000)).status, code::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  stop();
+  ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", id,
+                            [&](std::string& bytes, size_t at) { bytes[at] = 'A'; }),
+            0u);
+  std::string error;
+  EXPECT_FALSE(storage::open(config_.storage, error));
+  EXPECT_NE(error.find("'damaged': its active holds cannot be read"), std::string::npos) << error;
+  auto read_only = config_.storage;
+  read_only.read_only = true;
+  auto env = storage::open(read_only, error);
+  ASSERT_TRUE(env) << error;
+  auto report = env->check();
+  ASSERT_FALSE(report.problems.empty());
+  EXPECT_NE(report.problems[0].find("damaged"), std::string::npos) << report.problems[0];
+}
+
 // Defect 9: the operations an SKU holds while its actor passivates are bounded.
 TEST_F(hardening_test, an_sku_holds_a_bounded_number_of_operations_while_it_passivates) {
   stop();

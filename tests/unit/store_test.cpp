@@ -150,6 +150,31 @@ TEST_F(store_test, skus_changed_in_the_log_are_woken_when_a_snapshot_lands_befor
   EXPECT_EQ(r.sku.active_holds, 0);
 }
 
+// The usual start: no snapshot before the directory asks. The log's records overrule
+// what open's scan kept: an SKU only in the log is woken, and an SKU whose log brought its
+// earliest deadline forward is woken then. Neither is touched after the restart (a load
+// would expire its holds whether or not it was woken).
+TEST_F(store_test, skus_changed_in_the_log_are_woken_at_the_logs_deadlines) {
+  start();
+  create("in-snapshot", 5);
+  ASSERT_EQ(op(reserve("in-snapshot", "a", 1, 600'000)).status, code::ok);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  create("in-log", 5);
+  ASSERT_EQ(op(reserve("in-log", "b", 2, 300'000)).status, code::ok);
+  ASSERT_EQ(op(reserve("in-snapshot", "c", 1, 200'000)).status, code::ok);
+  restart();
+  advance_ms(200'001);
+  sku_record r;
+  ASSERT_EQ(env_->read_sku("in-snapshot", r), store_status::ok);
+  EXPECT_EQ(r.sku.active_holds, 1) << "woken at the log's earlier deadline, not the snapshot's";
+  advance_ms(100'000);
+  ASSERT_EQ(env_->read_sku("in-log", r), store_status::ok);
+  EXPECT_EQ(r.sku.active_holds, 0) << "never woken";
+  advance_ms(300'000);
+  ASSERT_EQ(env_->read_sku("in-snapshot", r), store_status::ok);
+  EXPECT_EQ(r.sku.active_holds, 0);
+}
+
 TEST_F(store_test, holds_are_found_by_id_in_the_log_and_in_the_snapshot) {
   start();
   create("k", 10);
