@@ -11,6 +11,20 @@ namespace {
 class hardening_test : public node_fixture {
 protected:
   void SetUp() override { start(); }
+  // A writer refuses to start, saying `why`; `check` (a read-only open) goes on and
+  // reports the SKU.
+  void expect_refused_and_reported(const std::string& why, const std::string& sku) {
+    std::string error;
+    EXPECT_FALSE(storage::open(config_.storage, error));
+    EXPECT_NE(error.find(why), std::string::npos) << error;
+    auto read_only = config_.storage;
+    read_only.read_only = true;
+    auto env = storage::open(read_only, error);
+    ASSERT_TRUE(env) << error;
+    auto report = env->check();
+    ASSERT_FALSE(report.problems.empty());
+    EXPECT_NE(report.problems[0].find(sku), std::string::npos) << report.problems[0];
+  }
 };
 
 // Defect 2: the longest names fit every key the store builds, on every path.
@@ -296,17 +310,7 @@ TEST_F(hardening_test, a_hold_log_short_of_its_records_holds_refuses_the_start) 
   ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", from,
                             [&](std::string& bytes, size_t at) { bytes.replace(at, to.size(), to); }),
             0u);
-  EXPECT_FALSE(storage::open(config_.storage, error));
-  EXPECT_NE(error.find("'short': its record says 2 active holds, its hold log has 1"), std::string::npos)
-    << error;
-  // `check` opens read-only and reports it.
-  auto read_only = config_.storage;
-  read_only.read_only = true;
-  auto env = storage::open(read_only, error);
-  ASSERT_TRUE(env) << error;
-  auto report = env->check();
-  ASSERT_FALSE(report.problems.empty());
-  EXPECT_NE(report.problems[0].find("short"), std::string::npos) << report.problems[0];
+  expect_refused_and_reported("'short': its record says 2 active holds, its hold log has 1", "short");
 }
 
 // A hold log whose block fails its checksum: the writer refuses to start, naming the SKU;
@@ -322,16 +326,7 @@ TEST_F(hardening_test, an_unreadable_hold_log_refuses_the_start_and_check_report
   ASSERT_GT(edit_every_copy(config_.storage.path + "/data.mdb", id,
                             [&](std::string& bytes, size_t at) { bytes[at] = 'A'; }),
             0u);
-  std::string error;
-  EXPECT_FALSE(storage::open(config_.storage, error));
-  EXPECT_NE(error.find("'damaged': its active holds cannot be read"), std::string::npos) << error;
-  auto read_only = config_.storage;
-  read_only.read_only = true;
-  auto env = storage::open(read_only, error);
-  ASSERT_TRUE(env) << error;
-  auto report = env->check();
-  ASSERT_FALSE(report.problems.empty());
-  EXPECT_NE(report.problems[0].find("damaged"), std::string::npos) << report.problems[0];
+  expect_refused_and_reported("'damaged': its active holds cannot be read", "damaged");
 }
 
 // Defect 9: the operations an SKU holds while its actor passivates are bounded.
