@@ -8,17 +8,15 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <ctime>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
+#include "persistence/active_hold_loader.hpp"
 #include "persistence/data_directory.hpp"
 #include "persistence/identity.hpp"
 #include "protocol/log.hpp"
@@ -92,136 +90,6 @@ std::string utc_now_text() {
 
 }  // namespace
 
-namespace {
-
-// At open: the snapshot's active hold ids into the overlay's index, read on a thread of
-// its own while the caller scans the SKU records and passes each one to add().
-class active_hold_loader {
-public:
-  active_hold_loader(const lmdb_env& env, overlay& ov, bool read_only)
-    : env_(env), overlay_(ov), read_only_(read_only), thread_([this] { run(); }) {}
-  // Reached without finish() only when the scan threw: the reader is stopped and joined,
-  // the chunks it has not read dropped (the open fails).
-  ~active_hold_loader() {
-    if (!thread_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> guard(mutex_);
-      chunks_.clear();
-      done_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-  }
-
-  void add(const sku_record& r) {
-    if (r.sku.active_holds <= 0) return;
-    filling_.names.push_back(r.sku.sku);
-    filling_.counts.push_back(r.sku.active_holds);
-    if (filling_.names.size() >= chunk_size) hand_over();
-  }
-  // Waits for the reader. Empty, or why a writer cannot start: an SKU whose active holds
-  // cannot be read (an id it missed could be granted twice). A read-only open goes on.
-  std::string finish() {
-    if (thread_.joinable()) {
-      hand_over();
-      {
-        std::lock_guard<std::mutex> guard(mutex_);
-        done_ = true;
-      }
-      wake_.notify_one();
-      thread_.join();
-    }
-    return error_;
-  }
-
-private:
-  struct chunk {
-    std::vector<std::string> names;  // in key order
-    std::vector<int64_t> counts;     // the active holds each one's record says it has
-  };
-  static constexpr size_t chunk_size = 4096;
-
-  void hand_over() {
-    if (filling_.names.empty()) return;
-    {
-      std::lock_guard<std::mutex> guard(mutex_);
-      chunks_.push_back(std::move(filling_));
-    }
-    filling_ = {};
-    wake_.notify_one();
-  }
-  // Nothing escapes the thread: an exception becomes the reason the open fails.
-  void run() {
-    try {
-      read_chunks();
-    } catch (const std::exception& e) {
-      if (error_.empty()) error_ = std::string("indexing the active holds: ") + e.what();
-      drain();
-    }
-  }
-  void drain() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      chunks_.clear();
-      if (done_) return;
-      wake_.wait(lock);
-    }
-  }
-  void read_chunks() {
-    overlay::active_batch batch;
-    for (;;) {
-      chunk c;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return done_ || !chunks_.empty(); });
-        if (chunks_.empty()) return;
-        c = std::move(chunks_.front());
-        chunks_.pop_front();
-      }
-      if (!error_.empty()) continue;  // drain: the scan goes on to its end
-      batch.clear();
-      size_t n = 0;
-      auto st = env_.read_active_holds_of(
-        c.names, [&](const std::string& name, store_status hs, std::vector<hold_record>& hs_holds) {
-          auto expected = c.counts[n++];
-          // Record and hold log are written in one transaction: a hold log that reads
-          // "ok" with another count has lost blocks (damage), and an id it lost would
-          // not be indexed. (`check`, which opens read-only, reports it.)
-          if (hs == store_status::ok && static_cast<int64_t>(hs_holds.size()) != expected &&
-              !read_only_) {
-            error_ = "sku '" + name + "': its record says " + std::to_string(expected) +
-                     " active holds, its hold log has " + std::to_string(hs_holds.size());
-            return false;
-          }
-          if (hs == store_status::ok) {
-            auto number = overlay_.sku_number(name);
-            for (auto& h : hs_holds) batch.add(h.hold.hold_id, number);
-            return true;
-          }
-          if (read_only_) return true;
-          error_ = "sku '" + name + "': its active holds cannot be read: " + to_string(hs);
-          return false;
-        });
-      if (st != store_status::ok && !read_only_ && error_.empty())
-        error_ = std::string("reading the active holds: ") + to_string(st);
-      overlay_.index_active(batch);
-    }
-  }
-
-  const lmdb_env& env_;
-  overlay& overlay_;
-  const bool read_only_;
-  chunk filling_;  // the scanning thread's
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<chunk> chunks_;
-  bool done_ = false;
-  std::string error_;  // the reader's until joined
-  std::thread thread_;  // last: starts once the rest is built
-};
-
-}  // namespace
-
 std::unique_ptr<storage> storage::open(const storage_options& options, std::string& error) {
   std::unique_ptr<storage> s(new storage());
   s->options_ = options;
@@ -284,17 +152,16 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
   // the log. A writer refuses to start when a record or a hold log cannot be read (an
   // id it missed could be granted twice); `check` goes on and reports everything.
   {
-    // Two threads: this one scans the SKU records (checksums, invariants) and hands the
-    // names of those with holds, in key order and in chunks, to a reader that replays
-    // their hold logs into the index through one cursor. A million holds over as many
-    // SKUs took 3-5 s one after the other, most of it B-tree walks and page faults.
+    // Two threads: this one scans the SKU records (checksums, invariants), the loader's
+    // reads the hold logs of those with holds into the index (active_hold_loader.hpp).
     active_hold_loader loader(*s->env_, s->overlay_, options.read_only);
     std::string problem;
+    std::vector<std::pair<int64_t, std::string>> holders;
     auto st = s->env_->scan_skus(
       [&](const sku_record& r) {
         if (r.sku.active_holds <= 0) return;
         loader.add(r);
-        if (!options.read_only) s->holders_at_open_.emplace_back(r.earliest_deadline_ms, r.sku.sku);
+        if (!options.read_only) holders.emplace_back(r.earliest_deadline_ms, r.sku.sku);
       },
       problem);
     auto unreadable = loader.finish();
@@ -306,8 +173,10 @@ std::unique_ptr<storage> storage::open(const storage_options& options, std::stri
       error = unreadable;
       return nullptr;
     }
-    s->holders_kept_ = !options.read_only && st == store_status::ok;  // for the directory
-    s->holders_generation_ = s->overlay_.generation();
+    if (!options.read_only && st == store_status::ok) {  // for the directory's start
+      s->holders_at_open_ = std::move(holders);
+      s->holders_generation_ = s->overlay_.generation();
+    }
     // The same verdict `check` gives: a damaged entity record is refused, not served.
     if (!options.read_only) {
       st = s->env_->verify_records(problem);
@@ -512,23 +381,19 @@ store_status storage::scan_skus(const std::function<void(const sku_record&)>& f,
 
 store_status storage::scan_skus_with_holds(const std::function<void(const std::string&, int64_t)>& f,
                                            std::string& problem) const {
-  std::vector<std::pair<int64_t, std::string>> holders;
-  bool from_open = false;
+  std::optional<std::vector<std::pair<int64_t, std::string>>> holders;
   {
     std::lock_guard<std::mutex> guard(holders_mutex_);
-    from_open = holders_kept_;
     holders.swap(holders_at_open_);
-    holders_kept_ = false;
   }
   // What changed since the snapshot overrules it (a record open's scan checked is not
   // checked again; the overlay's are). Read between two looks at the generation: with
   // no freeze or drop since open, the overlay holds every change since that snapshot.
   std::unordered_map<std::string, sku_record> changed;
-  if (from_open && overlay_.generation() == holders_generation_) {
+  bool from_open = holders && overlay_.generation() == holders_generation_;
+  if (from_open) {
     overlay_.each_sku([&](const sku_record& r) { changed.emplace(r.sku.sku, r); });
     from_open = overlay_.generation() == holders_generation_;
-  } else {
-    from_open = false;
   }
   if (!from_open)
     return scan_skus(
@@ -544,7 +409,7 @@ store_status storage::scan_skus_with_holds(const std::function<void(const std::s
   }
   for (auto& [name, r] : changed)
     if (r.sku.active_holds > 0) f(name, r.earliest_deadline_ms);
-  for (auto& [deadline, name] : holders)
+  for (auto& [deadline, name] : *holders)
     if (!changed.count(name)) f(name, deadline);
   return store_status::ok;
 }

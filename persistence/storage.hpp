@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "persistence/clock.hpp"
@@ -207,12 +208,11 @@ private:
   // Steady-clock ms when the oldest change not yet frozen was committed; 0: none.
   std::atomic<int64_t> changes_since_ms_{0};
 
-  // SKUs with holds in the snapshot, as open's scan found them: (earliest deadline,
-  // name), until scan_skus_with_holds takes them.
+  // SKUs with holds in the snapshot, as a writer's open scan found them all: (earliest
+  // deadline, name), until scan_skus_with_holds takes them.
   mutable std::mutex holders_mutex_;
-  mutable std::vector<std::pair<int64_t, std::string>> holders_at_open_;
-  mutable bool holders_kept_ = false;  // set by a complete scan at open
-  uint64_t holders_generation_ = 0;     // the overlay's then: a snapshot since makes them stale
+  mutable std::optional<std::vector<std::pair<int64_t, std::string>>> holders_at_open_;
+  uint64_t holders_generation_ = 0;  // the overlay's then: a snapshot since makes them stale
   mutable std::mutex stats_mutex_;
   storage_stats stats_;
   histogram commit_us_ = latency_histogram();
