@@ -174,8 +174,8 @@ int run_many_skus(const many_skus_options& o) {
     report["rss_per_outstanding_hold_bytes"] =
       static_cast<double>(rss - catalog_rss) / std::max<int64_t>(1, report["holds_outstanding"].get<int64_t>());
 
-    // The hot-SKU row 1a on the same node, after the memory is read (its holds would
-    // count as the catalog's): the target is a ratio to it.
+    // The hot-SKU row 1a on the same node, after the memory is read (its own holds would
+    // count in the per-hold figure): the target is a ratio to it.
     if (o.compare_seconds > 0) {
       say("row 1a (one hot SKU, 50 callers x 1, UUID ids) for comparison ...");
       auto hot = measure_hot_sku_1a(node->address(), o.compare_seconds);
