@@ -88,7 +88,7 @@ std::string sku_book::load(const storage& env, const sku_record* known) {
   deadlines_.reserve(holds.size());
   for (auto& h : holds) {
     reserved += h.hold.qty;
-    deadlines_.push_back({h.hold.deadline_ms, h.hold.hold_id});
+    deadlines_.push_back({h.hold.deadline_ms, active_map::hash(h.hold.hold_id)});
     active_[h.hold.hold_id] = active_hold{h.hold.qty, h.hold.deadline_ms, h.ttl_ms, h.lease()};
     if (h.user.empty()) continue;
     hold_users_[h.hold.hold_id] = h.user;
@@ -181,15 +181,17 @@ hold_result sku_book::over_limit(const std::string& user, const buyer& b, int64_
 }
 
 void sku_book::push_deadline(int64_t deadline_ms, const std::string& hold_id) {
-  deadlines_.push_back({deadline_ms, hold_id});
+  deadlines_.push_back({deadline_ms, active_map::hash(hold_id)});
   std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+}
+
+const std::string* sku_book::deadline_holder(const deadline_entry& e) const {
+  return active_.find_key(e.hash, [&](const active_hold& h) { return h.deadline_ms == e.deadline_ms; });
 }
 
 void sku_book::drop_stale_deadlines() {
   while (!deadlines_.empty()) {
-    auto& top = deadlines_.front();
-    auto* h = active_.find(top.hold_id);
-    if (h && h->deadline_ms == top.deadline_ms) return;
+    if (deadline_holder(deadlines_.front())) return;
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
     deadlines_.pop_back();
   }
@@ -203,7 +205,7 @@ int64_t sku_book::earliest_deadline_ms() {
 void sku_book::rebuild_deadlines() {
   deadlines_.clear();
   active_.each([&](const std::string& id, const active_hold& h) {
-    deadlines_.push_back({h.deadline_ms, id});
+    deadlines_.push_back({h.deadline_ms, active_map::hash(id)});
   });
   std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
 }
@@ -256,10 +258,10 @@ void sku_book::expire_due(int64_t now_ms, sku_change& c, size_t max) {
   while (!deadlines_.empty() && deadlines_.front().deadline_ms <= now_ms &&
          ended < max) {
     std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
-    auto entry = std::move(deadlines_.back());
+    auto entry = deadlines_.back();
     deadlines_.pop_back();
-    if (auto* h = active_.find(entry.hold_id); h && h->deadline_ms == entry.deadline_ms) {
-      finish(entry.hold_id, hold_state::expired, c);
+    if (auto* id = deadline_holder(entry)) {
+      finish(std::string(*id), hold_state::expired, c);  // a copy: finish erases the entry
       ++ended;
     }
   }

@@ -99,11 +99,17 @@ private:
     int64_t ttl_ms;
     int64_t lease_ms;  // max(ttl_ms, every extend's ttl): a restart cuts to now + this
   };
+  // A hold in the deadline heap: its deadline and its id's hash in active_, 16 bytes
+  // (a copy of the id was 80 and an allocation per reserve). It stands for any active
+  // hold with that hash and that deadline: each has its own entry, and whichever of them
+  // an entry finds is due when it reaches the top.
   struct deadline_entry {
     int64_t deadline_ms;
-    std::string hold_id;
+    uint32_t hash;
     bool operator>(const deadline_entry& o) const { return deadline_ms > o.deadline_ms; }
   };
+  // The id of an active hold `e` stands for, null if none (the entry is stale).
+  const std::string* deadline_holder(const deadline_entry& e) const;
   // Open addressing in one array (persistence/overlay.hpp): no node per hold, which
   // with a million holds was a tenth of the CPU on row 1b and most of an SKU's load.
   using active_map = flat_string_map<active_hold>;
@@ -139,7 +145,7 @@ private:
   // Min-heap of active holds by deadline. Holds that end early leave their entry
   // behind; it is skipped when it reaches the top and the heap is rebuilt when stale
   // entries outnumber live ones.
-  std::vector<deadline_entry> deadlines_;
+  std::vector<deadline_entry, table_allocator<deadline_entry>> deadlines_;
   // Finished in memory, not yet durable: hold id -> (seq that makes it durable, record).
   std::unordered_map<std::string, std::pair<uint64_t, hold_record>> finishing_;
   std::deque<std::pair<uint64_t, std::string>> finishing_order_;  // (seq, hold id), seq order

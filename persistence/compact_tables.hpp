@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "persistence/table_memory.hpp"
+
 namespace holdfast {
 
 // std::hash of a string, remixed (splitmix64's finalizer): the overlay picks its shard
@@ -90,9 +92,25 @@ public:
   void each(F&& f) {
     for (auto& e : entries_) f(static_cast<const std::string&>(e.key), e.value);
   }
+  // The 32 bits of `key`'s hash an entry keeps.
+  static uint32_t hash(const std::string& key) {
+    return static_cast<uint32_t>(mix_hash(std::hash<std::string>{}(key)));
+  }
+  // The key of an entry whose hash is `h` and whose value `pred` accepts, null if none:
+  // for a caller that remembers an entry by hash and some of its value (a deadline)
+  // rather than by a copy of its key. Several may qualify; this is one of them.
+  template <class P>
+  const std::string* find_key(uint32_t h, P&& pred) const {
+    if (entries_.empty()) return nullptr;
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask; slots_[i]; i = (i + 1) & mask)
+      if (hash_of(slots_[i]) == h && pred(entries_[index_of(slots_[i])].value))
+        return &entries_[index_of(slots_[i])].key;
+    return nullptr;
+  }
   void clear() {
-    std::vector<entry>().swap(entries_);
-    std::vector<uint64_t>().swap(slots_);
+    decltype(entries_)().swap(entries_);
+    decltype(slots_)().swap(slots_);
   }
 
 private:
@@ -105,9 +123,6 @@ private:
   static uint64_t slot_of(uint32_t h, size_t index) { return (uint64_t{h} << 32) | (index + 1); }
   static size_t index_of(uint64_t slot) { return static_cast<uint32_t>(slot) - 1; }
   static uint32_t hash_of(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
-  static uint32_t hash(const std::string& key) {
-    return static_cast<uint32_t>(mix_hash(std::hash<std::string>{}(key)));
-  }
   size_t probe(const std::string& key, uint32_t h) const {
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask)
@@ -134,7 +149,7 @@ private:
   }
   void rehash(size_t count) {
     // Slots hold 32 bits of hash: an index of up to 2^32 slots.
-    std::vector<uint64_t>(count).swap(slots_);
+    decltype(slots_)(count).swap(slots_);
     size_t mask = count - 1;
     for (size_t k = 0; k < entries_.size(); ++k) {
       size_t i = entries_[k].hash & mask;
@@ -144,8 +159,9 @@ private:
   }
   // A vector (an empty deque costs ~600 bytes, and there are maps per SKU): its doublings
   // move entries, which costs a hot SKU's book a few percent while holds accumulate.
-  std::vector<entry> entries_;
-  std::vector<uint64_t> slots_;
+  // Both in table memory: a hot SKU's book grows to tens of megabytes during a sale.
+  std::vector<entry, table_allocator<entry>> entries_;
+  std::vector<uint64_t, table_allocator<uint64_t>> slots_;
 };
 
 // Active hold ids as 64-bit hashes -> a number naming the SKU: 16 bytes a slot, no
@@ -216,7 +232,7 @@ private:
     uint32_t owner = 0;
   };
   void rehash(size_t count) {
-    std::vector<slot> old(count);
+    decltype(slots_) old(count);
     old.swap(slots_);
     size_t mask = slots_.size() - 1;
     for (auto& s : old) {
@@ -226,7 +242,7 @@ private:
       slots_[i] = s;
     }
   }
-  std::vector<slot> slots_;
+  std::vector<slot, table_allocator<slot>> slots_;
   size_t size_ = 0;
 };
 

@@ -81,6 +81,26 @@ TEST(flat_string_map, grows_through_many_doublings_and_reserve_keeps_every_key) 
 namespace holdfast::testing {
 namespace {
 
+// Blocks of 2 MiB and more are mapped on 2 MiB boundaries (what a huge page needs) and
+// given back whole; a vector grows and shrinks through both kinds of block.
+TEST(table_allocator, large_blocks_sit_on_huge_page_boundaries_and_keep_their_contents) {
+  std::vector<uint64_t, table_allocator<uint64_t>> v;
+  for (uint64_t i = 0; i < 1'000'000; ++i) {
+    v.push_back(i * 7);
+    if (v.size() * sizeof(uint64_t) >= huge_page_bytes && v.size() == v.capacity())
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(v.data()) % huge_page_bytes, 0u) << v.size();
+  }
+  for (uint64_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], i * 7);
+  v.resize(1000);
+  v.shrink_to_fit();
+  EXPECT_EQ(v[999], 999u * 7);
+  // An odd size, not a multiple of a page: its whole mapping is given back on free.
+  auto* p = static_cast<char*>(table_allocate(huge_page_bytes * 3 + 5));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % huge_page_bytes, 0u);
+  p[huge_page_bytes * 3 + 4] = 1;
+  table_deallocate(p, huge_page_bytes * 3 + 5);
+}
+
 TEST(name_table, numbers_names_in_first_seen_order_and_finds_them_again) {
   name_table t;
   std::vector<std::string> names;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <unordered_map>
 
 #include "actors/sku_book.hpp"
 #include "protocol/assert.hpp"
@@ -97,6 +98,60 @@ TEST_F(sku_book_test, holds_that_end_early_never_expire_and_the_rest_expire_in_t
   EXPECT_EQ(book.active_holds(), 0u);
   EXPECT_EQ(book.earliest_deadline_ms(), 0);
   EXPECT_EQ(book.record().sku.on_hand, 10'000);
+  EXPECT_EQ(book.broken_invariant(), "");
+}
+
+// The deadline heap remembers a hold by its id's 32-bit hash and its deadline, not by a
+// copy of the id: ids that share a hash must still each expire at their own deadline,
+// and an entry left behind by one that ended early must never end the other before its.
+TEST_F(sku_book_test, holds_whose_ids_share_a_hash_expire_each_at_its_own_deadline) {
+  std::unordered_map<uint32_t, std::string> seen;
+  std::string a, b;
+  for (int i = 0; a.empty(); ++i) {
+    ASSERT_LT(i, 4'000'000) << "no two ids with one 32-bit hash";
+    auto id = "c" + std::to_string(i);
+    auto [it, fresh] = seen.emplace(flat_string_map<int>::hash(id), id);
+    if (!fresh) a = it->second, b = id;
+  }
+  auto expired_ids = [&](sku_book& book, int64_t at) {
+    auto e = change();
+    e.now_ms = at;
+    book.expire_due(at, e);
+    std::vector<std::string> ids;
+    for (auto& m : e.mutations)
+      if (m.kind == mutation::put_hold && m.hold.hold.state == hold_state::expired) ids.push_back(m.hold.hold.hold_id);
+    return ids;
+  };
+  // Different deadlines, in both orders of arrival (the first one reserved is the first
+  // its hash finds).
+  for (bool later_first : {false, true}) {
+    sku_book book("tee", {});
+    auto c = change();
+    ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}}, c).status, code::ok);
+    if (later_first) ASSERT_EQ(book.apply(reserve(b, 2'000), now_, c).status, code::ok);
+    ASSERT_EQ(book.apply(reserve(a, 1'000), now_, c).status, code::ok);
+    if (!later_first) ASSERT_EQ(book.apply(reserve(b, 2'000), now_, c).status, code::ok);
+    book.seal(c);
+    EXPECT_EQ(book.earliest_deadline_ms(), now_ + 1'000);
+    EXPECT_EQ(expired_ids(book, now_ + 1'500), std::vector<std::string>{a}) << later_first;
+    EXPECT_EQ(book.earliest_deadline_ms(), now_ + 2'000);
+    EXPECT_EQ(expired_ids(book, now_ + 1'999), std::vector<std::string>{});
+    EXPECT_EQ(expired_ids(book, now_ + 2'000), std::vector<std::string>{b});
+    EXPECT_EQ(book.active_holds(), 0u);
+    EXPECT_EQ(book.earliest_deadline_ms(), 0);
+  }
+  // One deadline, one of the two released early: the other expires once, at it.
+  sku_book book("tee", {});
+  auto c = change();
+  ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}}, c).status, code::ok);
+  ASSERT_EQ(book.apply(reserve(a, 3'000), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(reserve(b, 3'000), now_, c).status, code::ok);
+  ASSERT_EQ(book.apply(release(a), now_, c).status, code::ok);
+  book.seal(c);
+  EXPECT_EQ(expired_ids(book, now_ + 2'999), std::vector<std::string>{});
+  EXPECT_EQ(expired_ids(book, now_ + 3'000), std::vector<std::string>{b});
+  EXPECT_EQ(expired_ids(book, now_ + 9'000), std::vector<std::string>{});
+  EXPECT_EQ(book.record().sku.reserved, 0);
   EXPECT_EQ(book.broken_invariant(), "");
 }
 
