@@ -246,6 +246,49 @@ private:
   size_t size_ = 0;
 };
 
+// Where in a sequence each string id was first seen, when the ids live in the items
+// themselves: slots of (hash, position), no copy of any id. Deduplicates a snapshot's
+// hold changes (one state per hold) and a replay of hold-log blocks (the latest state
+// of each hold), where a map keyed by copies of the ids cost an allocation per hold.
+class first_seen_index {
+public:
+  static constexpr size_t npos = size_t(-1);
+  explicit first_seen_index(size_t expected = 0) {
+    size_t want = 16;
+    while (want < 2 * expected) want *= 2;
+    slots_.assign(want, {0, 0});
+  }
+  // The position recorded for `id` if there is one (`id_at(p)` is the id at position p);
+  // else records `pos` for it and returns npos.
+  template <class IdAt>
+  size_t find_or_add(const std::string& id, size_t pos, IdAt&& id_at) {
+    if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
+    uint64_t h = mix_hash(std::hash<std::string>{}(id)) | 1;  // 0 marks an empty slot
+    size_t mask = slots_.size() - 1;
+    size_t i = h & mask;
+    for (; slots_[i].first != 0; i = (i + 1) & mask)
+      if (slots_[i].first == h && id_at(slots_[i].second) == id) return slots_[i].second;
+    slots_[i] = {h, pos};
+    ++size_;
+    return npos;
+  }
+
+private:
+  void rehash(size_t count) {
+    std::vector<std::pair<uint64_t, size_t>> old(count, {0, 0});
+    old.swap(slots_);
+    size_t mask = count - 1;
+    for (auto& s : old) {
+      if (s.first == 0) continue;
+      size_t i = s.first & mask;
+      while (slots_[i].first != 0) i = (i + 1) & mask;
+      slots_[i] = s;
+    }
+  }
+  std::vector<std::pair<uint64_t, size_t>> slots_;
+  size_t size_ = 0;
+};
+
 // Interned names, numbered from 0 in the order first seen: every name's bytes once, in
 // one arena, and an open-addressing index of 4-byte numbers (at most half full). About 16
 // bytes and the name's length per name, where a vector of strings beside a hash map from

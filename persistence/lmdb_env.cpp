@@ -203,24 +203,13 @@ struct lmdb_env::impl {
     }
     if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
     if (st != store_status::ok) return st;
-    // Newest first: the first entry seen of each hold id is its latest state. The set of
-    // ids seen holds (hash, entry number) in one flat array: no copies of the ids.
-    size_t slots = 16;
-    while (slots < 2 * entries_read.size()) slots *= 2;
-    std::vector<std::pair<uint64_t, uint32_t>> seen(slots, {0, 0});
+    // Newest first: the first entry seen of each hold id is its latest state.
+    first_seen_index seen(entries_read.size());
+    auto id_at = [&](size_t p) -> const std::string& { return entries_read[p].hold.hold_id; };
     out.reserve(out.size() + entries_read.size());
     for (size_t n = entries_read.size(); n-- > 0;) {
       auto& h = entries_read[n];
-      uint64_t hash = mix_hash(std::hash<std::string>{}(h.hold.hold_id)) | 1;
-      size_t i = hash & (slots - 1);
-      bool dup = false;
-      for (; seen[i].first != 0; i = (i + 1) & (slots - 1))
-        if (seen[i].first == hash && entries_read[seen[i].second].hold.hold_id == h.hold.hold_id) {
-          dup = true;
-          break;
-        }
-      if (dup) continue;
-      seen[i] = {hash, static_cast<uint32_t>(n)};
+      if (seen.find_or_add(h.hold.hold_id, n, id_at) != first_seen_index::npos) continue;
       if (all || h.hold.state == hold_state::active) out.push_back(h);
     }
     if (entries) *entries = entries_read.size();
@@ -701,10 +690,26 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
     r.log_block = before.log_block;
     r.checkpoint_block = before.checkpoint_block;
     r.log_entries = before.log_entries;
+    // `holds` as blocks of at most hold_block_max (one, empty, when there are none),
+    // each encoded straight into the value LMDB reserves for it.
+    auto put_blocks = [&](const std::vector<const hold_record*>& holds) {
+      int put = 0;
+      size_t at = 0;
+      do {
+        size_t n = std::min(hold_block_max, holds.size() - at);
+        auto key = block_key(name, ++r.log_block);
+        MDB_val bk = val(key);
+        encode_block_into(holds.data() + at, n, [&](size_t size) -> void* {
+          MDB_val bv{size, nullptr};
+          put = mdb_put(txn, impl_->hold_log, &bk, &bv, MDB_RESERVE);
+          return put == 0 ? bv.mv_data : nullptr;
+        });
+        at += n;
+      } while (put == 0 && at < holds.size());
+      return put;
+    };
     if (!changed.empty()) {
-      r.log_block++;
       r.log_entries += changed.size();
-      std::string bytes;
       if (r.log_entries > 4 * static_cast<uint64_t>(r.sku.active_holds) + 4096) {
         restated.clear();
         if (auto st = impl_->replay_holds(txn, name, restated); st != store_status::ok) {
@@ -734,15 +739,12 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
         }
         mdb_cursor_close(cursor);
         if (rc != 0 && rc != MDB_NOTFOUND) return fail(rc);
-        bytes = encode_block(active);
-        r.checkpoint_block = r.log_block;
+        r.checkpoint_block = r.log_block + 1;
         r.log_entries = active.size();
-      } else {
-        bytes = encode_block(changed);
+        if ((rc = put_blocks(active)) != 0) return fail(rc);
+      } else if ((rc = put_blocks(changed)) != 0) {
+        return fail(rc);
       }
-      auto key = block_key(name, r.log_block);
-      MDB_val bk = val(key), bv = val(bytes);
-      if ((rc = mdb_put(txn, impl_->hold_log, &bk, &bv, 0)) != 0) return fail(rc);
     }
     auto bytes = encode(r);
     MDB_val rv = val(bytes);

@@ -305,17 +305,13 @@ snapshot_contents overlay::frozen_contents() const {
       if (!e.has_record) return;
       snapshot_contents::sku_changes changes{&e.record, {}};
       // The latest active state of each hold, unless it ended in this generation.
-      flat_string_map<size_t> at;
-      if (e.change_count() > 0) at.reserve(e.change_count());  // grown once, not by doubling from 16
+      first_seen_index at(e.change_count());  // sized once, not grown by doubling from 16
+      auto id_at = [&](size_t p) -> const std::string& { return changes.holds[p]->hold.hold_id; };
       e.each_change([&](const hold_record& h) {
         if (e.ended.find(h.hold.hold_id)) return;
-        auto& slot = at[h.hold.hold_id];
-        if (slot == 0) {
-          changes.holds.push_back(&h);
-          slot = changes.holds.size();
-        } else {
-          changes.holds[slot - 1] = &h;
-        }
+        auto p = at.find_or_add(h.hold.hold_id, changes.holds.size(), id_at);
+        if (p == first_seen_index::npos) changes.holds.push_back(&h);
+        else changes.holds[p] = &h;
       });
       e.ended.each([&](const std::string&, const hold_record& h) {
         changes.holds.push_back(&h);

@@ -22,17 +22,27 @@ using codec::str;
 constexpr size_t trailer_bytes = 8;
 constexpr uint32_t trailer_tag = 0x31434648;  // "HFC1"
 
-std::string to_bytes(capnp::MallocMessageBuilder& message) {
-  // Serialized straight into the string (a flat array first, then a copy of it, cost a
-  // snapshot of a hot SKU's block two copies of every byte).
+// The message's bytes and their trailer, written into `place(size)`'s memory.
+bool write_bytes(capnp::MessageBuilder& message, const std::function<void*(size_t)>& place) {
   auto segments = message.getSegmentsForOutput();
   size_t size = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
-  std::string out(size + trailer_bytes, '\0');
-  auto* bytes = reinterpret_cast<kj::byte*>(out.data());
+  auto* bytes = static_cast<kj::byte*>(place(size + trailer_bytes));
+  if (!bytes) return false;
   kj::ArrayOutputStream stream(kj::arrayPtr(bytes, size));
   capnp::writeMessage(stream, segments);
   uint32_t trailer[2] = {crc32c(bytes, size), trailer_tag};
   std::memcpy(bytes + size, trailer, trailer_bytes);
+  return true;
+}
+
+std::string to_bytes(capnp::MessageBuilder& message) {
+  // Serialized straight into the string (a flat array first, then a copy of it, cost a
+  // snapshot of a hot SKU's block two copies of every byte).
+  std::string out;
+  write_bytes(message, [&](size_t size) {
+    out.resize(size);
+    return out.data();
+  });
   return out;
 }
 
@@ -156,17 +166,32 @@ bool decode(const void* data, size_t size, hold_record& out) {
   return ok && state_ok;
 }
 
-std::string encode_block(const std::vector<const hold_record*>& holds) {
+bool encode_block_into(const hold_record* const* holds, size_t n,
+                       const std::function<void*(size_t)>& place) {
   // One segment sized for the whole block: a hold's struct (~9 words) and its texts (a
-  // UUID id is 5 words more): a segment too small grew by allocating and copying.
-  auto text_words = [](size_t n) { return n == 0 ? size_t{0} : (n + 1 + 7) / 8; };
+  // UUID id is 5 words more): a segment too small grew by allocating and copying. The
+  // segment is this thread's, reused (capnp zeroes what a message used when it is done
+  // with it): a fresh one per block was zeroed and faulted in every time.
+  auto text_words = [](size_t len) { return len == 0 ? size_t{0} : (len + 1 + 7) / 8; };
   size_t words = 16;
-  for (auto* h : holds) words += 10 + text_words(h->hold.hold_id.size()) + text_words(h->user.size());
-  capnp::MallocMessageBuilder message(static_cast<unsigned>(std::min<size_t>(words, 1u << 28)));
-  auto list = message.initRoot<stored::HoldLogBlock>().initHolds(
-    static_cast<unsigned>(holds.size()));
-  for (size_t i = 0; i < holds.size(); ++i) write_hold(list[static_cast<unsigned>(i)], *holds[i], false);
-  return to_bytes(message);
+  for (size_t i = 0; i < n; ++i)
+    words += 10 + text_words(holds[i]->hold.hold_id.size()) + text_words(holds[i]->user.size());
+  words = std::min<size_t>(words, 1u << 28);
+  thread_local std::vector<capnp::word> scratch;
+  if (scratch.size() < words) scratch.assign(words, capnp::word{});
+  capnp::MallocMessageBuilder message(kj::arrayPtr(scratch.data(), scratch.size()));
+  auto list = message.initRoot<stored::HoldLogBlock>().initHolds(static_cast<unsigned>(n));
+  for (size_t i = 0; i < n; ++i) write_hold(list[static_cast<unsigned>(i)], *holds[i], false);
+  return write_bytes(message, place);
+}
+
+std::string encode_block(const std::vector<const hold_record*>& holds) {
+  std::string out;
+  encode_block_into(holds.data(), holds.size(), [&](size_t size) {
+    out.resize(size);
+    return out.data();
+  });
+  return out;
 }
 
 bool decode_block(const void* data, size_t size, const std::string& sku,

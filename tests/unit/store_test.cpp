@@ -1,6 +1,8 @@
 // Group commit, recovery from the committed state, and a full map.
 #include "test_support.hpp"
 
+#include <set>
+
 namespace holdfast::testing {
 namespace {
 
@@ -71,6 +73,68 @@ TEST_F(store_test, holds_come_and_go_across_snapshots_and_replay_to_the_active_h
   auto report = env_->check();
   EXPECT_TRUE(report.problems.empty());
   EXPECT_EQ(report.active_holds, 5);
+}
+
+// A snapshot writes a hot SKU's changed holds as blocks of at most hold_block_max, and a
+// checkpoint restates its active holds the same way: every hold replays, the latest state
+// of each, through the log-only restart and `holdfast check`.
+TEST_F(store_test, a_hot_skus_holds_span_several_blocks_and_replay_whole_through_a_checkpoint) {
+  config_.storage.snapshot_mutations = 1'000'000;  // only the snapshots this test takes
+  config_.storage.overlay_mutations_max = 1'000'000;
+  start();
+  create("hot", 100'000);
+  auto in_batches = [&](int from, int to, auto make) {
+    for (int i = from; i < to; i += 1000) {
+      std::vector<hold_op> batch;
+      for (int j = i; j < std::min(to, i + 1000); ++j) batch.push_back(make("h" + std::to_string(j)));
+      for (auto& r : ops(batch)) ASSERT_EQ(r.status, code::ok) << r.message;
+    }
+  };
+  auto hold = [](std::string id) { return reserve("hot", std::move(id), 1, 600'000); };
+  auto let_go = [](std::string id) { return release(std::move(id), "hot"); };
+  auto record = [&] {
+    sku_record r;
+    EXPECT_EQ(env_->read_sku("hot", r), store_status::ok);
+    return r;
+  };
+  auto active_ids = [&] {
+    std::vector<hold_record> active;
+    EXPECT_EQ(env_->read_active_holds("hot", active), store_status::ok);
+    std::set<std::string> ids;
+    for (auto& h : active) ids.insert(h.hold.hold_id);
+    EXPECT_EQ(ids.size(), active.size()) << "each hold once";
+    return ids;
+  };
+  const int n = static_cast<int>(hold_block_max) * 2 + 904;  // 5000: three blocks
+  in_batches(0, n, hold);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  EXPECT_EQ(record().log_block, 3u);
+  EXPECT_EQ(active_ids().size(), static_cast<size_t>(n));
+  // Half go; 3500 come and go: the blocks since the checkpoint then hold more than four
+  // entries per active hold and 4096 besides, and the next snapshot restates the 2500
+  // active holds in two blocks.
+  in_batches(0, n / 2, let_go);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  in_batches(n, n + 3500, hold);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  in_batches(n, n + 3500, let_go);
+  ASSERT_EQ(env_->snapshot_now(), store_status::ok);
+  auto r = record();
+  EXPECT_EQ(r.log_entries, static_cast<uint64_t>(n / 2)) << "a checkpoint restated the active holds";
+  EXPECT_EQ(r.checkpoint_block + 1, r.log_block) << "in two blocks";
+  std::set<std::string> expected;
+  for (int i = n / 2; i < n; ++i) expected.insert("h" + std::to_string(i));
+  EXPECT_EQ(active_ids(), expected);
+  restart();
+  auto s = show("hot");
+  EXPECT_EQ(s.active_holds, n / 2);
+  EXPECT_EQ(s.reserved, n / 2);
+  EXPECT_EQ(op(query("h4999")).hold.state, hold_state::active);
+  EXPECT_EQ(op(query("h0")).hold.state, hold_state::released);
+  EXPECT_EQ(op(query("h" + std::to_string(n + 3499))).hold.state, hold_state::released);
+  auto report = env_->check();
+  EXPECT_TRUE(report.problems.empty());
+  EXPECT_EQ(report.active_holds, n / 2);
 }
 
 // A restart reads the snapshot's active holds on a thread of its own, in chunks of 4096
