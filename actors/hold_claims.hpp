@@ -22,11 +22,12 @@ public:
   uint32_t number(const std::string& sku) { return env_->sku_number(sku); }
   // Claims `hold_id` for `sku` (numbered `number`). `theirs`: another SKU's active hold,
   // or one that ended since the last snapshot, has it: named in `owner`.
-  outcome claim(const std::string& hold_id, const std::string& sku, uint32_t number, std::string& owner) {
+  outcome claim(const hashed_key& hold_id, const std::string& sku, uint32_t number, std::string& owner) {
     return env_->claim_hold_id(hold_id, sku, number, owner);
   }
-  // Drops a fresh claim whose reserve was refused or whose batch failed.
-  void release(const std::string& hold_id, uint32_t number) { env_->unclaim_hold_id(hold_id, number); }
+  // Drops a fresh claim whose reserve was refused or whose batch failed; `hold_id_hash`
+  // is the id's std::hash (hashed_key::hash), all a claimer needs to keep.
+  void release(size_t hold_id_hash, uint32_t number) { env_->unclaim_hold_id(hold_id_hash, number); }
 
 private:
   std::shared_ptr<storage> env_;

@@ -180,8 +180,8 @@ hold_result sku_book::over_limit(const std::string& user, const buyer& b, int64_
   return r;
 }
 
-void sku_book::push_deadline(int64_t deadline_ms, const std::string& hold_id) {
-  deadlines_.push_back({deadline_ms, active_map::hash(hold_id)});
+void sku_book::push_deadline(int64_t deadline_ms, uint32_t hash) {
+  deadlines_.push_back({deadline_ms, hash});
   std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
 }
 
@@ -306,7 +306,8 @@ hold_result sku_book::repeated(const hold_record& done, const hold_op& op) const
 
 hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) {
   hold_record done;
-  if (auto* h = active_.find(op.hold_id)) {
+  const hashed_key id(op.hold_id);  // hashed once for the book's and the claims' tables
+  if (auto* h = active_.find(id)) {
     // Overdue but not yet reached by a bounded expiry batch: it has ended all the same.
     if (h->deadline_ms <= c.now_ms) return repeated(finish(op.hold_id, hold_state::expired, c), op);
     return repeated(to_record(op.hold_id, *h, hold_state::active), op);
@@ -324,13 +325,13 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
   };
   std::string owner;
   if (claims_ && number_ == UINT32_MAX) number_ = claims_->number(sku_);
-  auto claim = claims_ ? claims_->claim(op.hold_id, sku_, number_, owner) : hold_claims::outcome::fresh;
+  auto claim = claims_ ? claims_->claim(id, sku_, number_, owner) : hold_claims::outcome::fresh;
   if (claim == hold_claims::outcome::theirs) return conflict(owner);
   // Claimed now: a fresh id, or one that ended here since the last snapshot (claimed
   // again, so that a grant after its finished record was collected is indexed too).
   bool claimed = claim == hold_claims::outcome::fresh || claim == hold_claims::outcome::ended_ours;
   auto give_back = [&] {
-    if (claims_ && claimed) claims_->release(op.hold_id, number_);
+    if (claims_ && claimed) claims_->release(id.hash, number_);
   };
   // A fresh claim looked in memory's index; ids that ended before the last snapshot are
   // in LMDB's (a bloom filter answers most misses without a read). Without claims (a
@@ -388,7 +389,7 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
       return over_limit(op.user, *b, op.qty);
     }
   }
-  if (claims_ && claimed) claimed_.emplace_back(c.seq, op.hold_id);
+  if (claims_ && claimed) claimed_.emplace_back(c.seq, id.hash);
   HF_ASSERT(op.qty > 0 && op.qty <= s.available(), "sku '{}': reserve of {} with {} available",
             sku_, op.qty, s.available());
   active_hold h{op.qty, now_ms + op.ttl_ms, op.ttl_ms, op.ttl_ms};
@@ -397,8 +398,8 @@ hold_result sku_book::reserve(const hold_op& op, int64_t now_ms, sku_change& c) 
   if (!op.user.empty()) hold_users_[op.hold_id] = op.user;
   if (b) b->held += op.qty;
   auto rec = to_record(op.hold_id, h, hold_state::active);
-  active_[op.hold_id] = h;
-  push_deadline(h.deadline_ms, op.hold_id);
+  active_[id] = h;
+  push_deadline(h.deadline_ms, active_map::hash(id));
   HF_ASSERT(s.available() >= 0 && s.active_holds == static_cast<int64_t>(active_.size()),
             "sku '{}': reserving hold '{}' left reserved {} of {} in {} holds, {} in memory", sku_,
             op.hold_id, s.reserved, s.on_hand, s.active_holds, active_.size());
@@ -493,7 +494,7 @@ hold_record sku_book::extend(const std::string& hold_id, active_hold& h, int64_t
   if (deadline > h.deadline_ms) {
     h.deadline_ms = deadline;
     h.lease_ms = std::max(h.lease_ms, ttl_ms);
-    push_deadline(deadline, hold_id);
+    push_deadline(deadline, active_map::hash(hold_id));
     c.mutations.push_back(mutation{mutation::put_hold, {}, to_record(hold_id, h, hold_state::active), {}});
     c.dirty = true;
   }

@@ -26,6 +26,15 @@ inline uint64_t mix_hash(uint64_t h) {
   return h;
 }
 
+// A string key and its std::hash, computed once for every table that indexes the key: a
+// reserve's hold id is looked up in the book's holds, the claims' shard and slot and the
+// indexes of holds that ended, and each hashed all 36 bytes of it again.
+struct hashed_key {
+  explicit hashed_key(const std::string& k) : key(k), hash(std::hash<std::string>{}(k)) {}
+  const std::string& key;
+  size_t hash;
+};
+
 // A hash map of strings: the entries in one dense vector (key, value and 32 bits of the
 // key's hash), and an open-addressing index (linear probing, at most half full) of
 // 8-byte slots naming them. No node per entry, which at a million holds is what a
@@ -39,27 +48,28 @@ public:
   flat_string_map() = default;
   size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
-  V* find(const std::string& key) {
+  V* find(const hashed_key& k) {
     if (entries_.empty()) return nullptr;
-    auto h = hash(key);
-    auto i = probe(key, h);
+    auto h = hash(k);
+    auto i = probe(k.key, h);
     return slots_[i] ? &entries_[index_of(slots_[i])].value : nullptr;
   }
-  const V* find(const std::string& key) const {
-    return const_cast<flat_string_map*>(this)->find(key);
-  }
-  V& operator[](const std::string& key) {
+  const V* find(const hashed_key& k) const { return const_cast<flat_string_map*>(this)->find(k); }
+  V* find(const std::string& key) { return find(hashed_key(key)); }
+  const V* find(const std::string& key) const { return find(hashed_key(key)); }
+  V& operator[](const hashed_key& k) {
     // At most half full: a lookup of an absent key (every new hold id) then probes about
     // 2.5 slots where three quarters full took 8.5.
     if ((entries_.size() + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
-    auto h = hash(key);
-    auto i = probe(key, h);
+    auto h = hash(k);
+    auto i = probe(k.key, h);
     if (!slots_[i]) {
-      entries_.push_back(entry{key, V{}, h});
+      entries_.push_back(entry{k.key, V{}, h});
       slots_[i] = slot_of(h, entries_.size() - 1);
     }
     return entries_[index_of(slots_[i])].value;
   }
+  V& operator[](const std::string& key) { return (*this)[hashed_key(key)]; }
   // Room for `n` keys without growing.
   void reserve(size_t n) {
     entries_.reserve(n);
@@ -71,7 +81,7 @@ public:
   // last entry moves into the erased one's place.
   bool erase(const std::string& key) {
     if (entries_.empty()) return false;
-    size_t i = probe(key, hash(key));
+    size_t i = probe(key, hash(hashed_key(key)));
     if (!slots_[i]) return false;
     size_t gone = index_of(slots_[i]);
     remove_slot(i);
@@ -93,9 +103,8 @@ public:
     for (auto& e : entries_) f(static_cast<const std::string&>(e.key), e.value);
   }
   // The 32 bits of `key`'s hash an entry keeps.
-  static uint32_t hash(const std::string& key) {
-    return static_cast<uint32_t>(mix_hash(std::hash<std::string>{}(key)));
-  }
+  static uint32_t hash(const hashed_key& k) { return static_cast<uint32_t>(mix_hash(k.hash)); }
+  static uint32_t hash(const std::string& key) { return hash(hashed_key(key)); }
   // The key of an entry whose hash is `h` and whose value `pred` accepts, null if none:
   // for a caller that remembers an entry by hash and some of its value (a deadline)
   // rather than by a copy of its key. Several may qualify; this is one of them.
@@ -253,7 +262,9 @@ private:
 class first_seen_index {
 public:
   static constexpr size_t npos = size_t(-1);
+  // Room for `expected` ids without growing; none allocated while it is 0.
   explicit first_seen_index(size_t expected = 0) {
+    if (expected == 0) return;
     size_t want = 16;
     while (want < 2 * expected) want *= 2;
     slots_.assign(want, {0, 0});
@@ -262,8 +273,9 @@ public:
   // else records `pos` for it and returns npos.
   template <class IdAt>
   size_t find_or_add(const std::string& id, size_t pos, IdAt&& id_at) {
-    if ((size_ + 1) * 2 > slots_.size()) rehash(slots_.size() * 2);
-    uint64_t h = mix_hash(std::hash<std::string>{}(id)) | 1;  // 0 marks an empty slot
+    if ((size_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
+    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+    if (h == 0) h = 1;  // 0 marks an empty slot
     size_t mask = slots_.size() - 1;
     size_t i = h & mask;
     for (; slots_[i].first != 0; i = (i + 1) & mask)

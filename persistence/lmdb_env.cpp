@@ -716,12 +716,15 @@ store_status lmdb_env::write_snapshot(const snapshot_contents& c, uint64_t posit
           mdb_txn_abort(txn);
           return st;
         }
-        std::unordered_map<std::string, size_t> at;
-        for (size_t i = 0; i < restated.size(); ++i) at.emplace(restated[i].hold.hold_id, i);
+        first_seen_index at(restated.size() + changed.size());
+        auto id_at = [&](size_t p) -> const std::string& { return restated[p].hold.hold_id; };
+        for (size_t i = 0; i < restated.size(); ++i) at.find_or_add(restated[i].hold.hold_id, i, id_at);
         for (auto* h : changed) {
-          auto it = at.find(h->hold.hold_id);
-          if (it != at.end()) restated[it->second] = *h;
-          else if (h->hold.state == hold_state::active) restated.push_back(*h);
+          // A new id is recorded at the position it is pushed to, active or not (the
+          // ones that ended are left out below).
+          auto p = at.find_or_add(h->hold.hold_id, restated.size(), id_at);
+          if (p != first_seen_index::npos) restated[p] = *h;
+          else restated.push_back(*h);
         }
         std::vector<const hold_record*> active;
         for (auto& h : restated)

@@ -10,7 +10,7 @@ overlay::overlay() : shards_(new shard[shard_count]) {}
 overlay::~overlay() = default;
 
 overlay::shard& overlay::shard_of(const std::string& key) const {
-  return shards_[std::hash<std::string>{}(key) % shard_count];
+  return shard_of_hash(std::hash<std::string>{}(key));
 }
 
 void overlay::apply(const std::vector<mutation>& batch, bool index_active) {
@@ -139,10 +139,10 @@ void overlay::index_active(active_batch& batch) {
   }
 }
 
-overlay::claim_outcome overlay::claim_hold(const std::string& hold_id, const std::string& sku,
+overlay::claim_outcome overlay::claim_hold(const hashed_key& hold_id, const std::string& sku,
                                            uint32_t number, std::string& owner) {
-  auto& s = shard_of(hold_id);
-  auto h = hash_owner_table::hash(hold_id);
+  auto& s = shard_of_hash(hold_id.hash);
+  auto h = hash_owner_table::of_std_hash(hold_id.hash);
   uint32_t holder = 0;
   {
     std::lock_guard<std::mutex> guard(s.mutex);
@@ -168,9 +168,9 @@ overlay::claim_outcome overlay::claim_hold(const std::string& hold_id, const std
   return claim_outcome::theirs;
 }
 
-void overlay::unclaim_hold(const std::string& hold_id, uint32_t number) {
-  auto& s = shard_of(hold_id);
-  auto h = hash_owner_table::hash(hold_id);
+void overlay::unclaim_hold(size_t hold_id_hash, uint32_t number) {
+  auto& s = shard_of_hash(hold_id_hash);
+  auto h = hash_owner_table::of_std_hash(hold_id_hash);
   std::lock_guard<std::mutex> guard(s.mutex);
   if (auto* e = s.active.find(h); e && *e == number) s.active.erase(h);
 }

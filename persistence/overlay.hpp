@@ -69,11 +69,19 @@ public:
   // claim back). `theirs`: another SKU's, named in `owner`. LMDB's index (ids that ended
   // before the last snapshot) is the caller's to check after a fresh claim.
   enum class claim_outcome { fresh, ours, ended_ours, theirs };
-  claim_outcome claim_hold(const std::string& hold_id, const std::string& sku, uint32_t number,
+  claim_outcome claim_hold(const hashed_key& hold_id, const std::string& sku, uint32_t number,
                            std::string& owner);
+  claim_outcome claim_hold(const std::string& hold_id, const std::string& sku, uint32_t number,
+                           std::string& owner) {
+    return claim_hold(hashed_key(hold_id), sku, number, owner);
+  }
   // Undoes a fresh claim whose reserve was refused or whose batch failed: the entry goes
   // if it still names `number`.
-  void unclaim_hold(const std::string& hold_id, uint32_t number);
+  // `hold_id_hash`: the id's std::hash (what a claimer keeps instead of a copy of the id).
+  void unclaim_hold(size_t hold_id_hash, uint32_t number);
+  void unclaim_hold(const std::string& hold_id, uint32_t number) {
+    unclaim_hold(std::hash<std::string>{}(hold_id), number);
+  }
   // The number that names `sku` in the active-id index (never reused).
   uint32_t sku_number(const std::string& sku);
   // At open, before the log is replayed: the snapshot's active hold ids, many SKUs' at
@@ -165,6 +173,7 @@ private:
   std::set<std::string> ordered_[2];
   static constexpr size_t shard_count = 64;
   shard& shard_of(const std::string& key) const;
+  shard& shard_of_hash(size_t std_hash) const { return shards_[std_hash % shard_count]; }
 
   std::unique_ptr<shard[]> shards_;
   std::atomic<int> active_index_{0};  // read under a shard mutex

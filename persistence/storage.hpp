@@ -150,11 +150,12 @@ public:
   // -- the node-wide claim on hold ids (actors/hold_claims.hpp), any thread -----
   using claim_outcome = overlay::claim_outcome;
   uint32_t sku_number(const std::string& sku) { return overlay_.sku_number(sku); }
-  claim_outcome claim_hold_id(const std::string& hold_id, const std::string& sku, uint32_t number,
+  claim_outcome claim_hold_id(const hashed_key& hold_id, const std::string& sku, uint32_t number,
                               std::string& owner) {
     return overlay_.claim_hold(hold_id, sku, number, owner);
   }
-  void unclaim_hold_id(const std::string& hold_id, uint32_t number) { overlay_.unclaim_hold(hold_id, number); }
+  // `hold_id_hash`: the id's std::hash.
+  void unclaim_hold_id(size_t hold_id_hash, uint32_t number) { overlay_.unclaim_hold(hold_id_hash, number); }
 
   // -- writes, the store actor only -------------------------------------------
   struct commit_part {

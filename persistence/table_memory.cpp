@@ -20,7 +20,7 @@ void* table_allocate(size_t bytes) {
   // Huge pages need 2 MiB-aligned addresses: map one huge page more and trim both ends.
   size_t length = mapped_length(bytes);
   void* raw = ::mmap(nullptr, length + huge_page_bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   auto start = reinterpret_cast<uintptr_t>(raw);
   auto aligned = (start + huge_page_bytes - 1) & ~(uintptr_t{huge_page_bytes} - 1);

@@ -2,6 +2,9 @@
 // inserts, finds, updates and erases (with the entry moves and backward shifts they
 // cause), and growth across many doublings.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cerrno>
 
 #include <random>
 #include <string>
@@ -99,6 +102,10 @@ TEST(table_allocator, large_blocks_sit_on_huge_page_boundaries_and_keep_their_co
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % huge_page_bytes, 0u);
   p[huge_page_bytes * 3 + 4] = 1;
   table_deallocate(p, huge_page_bytes * 3 + 5);
+  std::vector<unsigned char> resident(4 * huge_page_bytes / 4096);
+  errno = 0;
+  EXPECT_EQ(mincore(p, 4 * huge_page_bytes, resident.data()), -1) << "still mapped";
+  EXPECT_EQ(errno, ENOMEM);
 }
 
 TEST(name_table, numbers_names_in_first_seen_order_and_finds_them_again) {

@@ -140,6 +140,23 @@ TEST_F(sku_book_test, holds_whose_ids_share_a_hash_expire_each_at_its_own_deadli
     EXPECT_EQ(book.active_holds(), 0u);
     EXPECT_EQ(book.earliest_deadline_ms(), 0);
   }
+  // The earlier one released early, or extended past the other: the entry it left behind
+  // ends nothing before the other's deadline.
+  for (bool extend : {false, true}) {
+    sku_book book("tee", {});
+    auto c = change();
+    ASSERT_EQ(book.apply(sku_op{sku_op_kind::create, "tee", 10, 100, {}}, c).status, code::ok);
+    ASSERT_EQ(book.apply(reserve(a, 1'000), now_, c).status, code::ok);
+    ASSERT_EQ(book.apply(reserve(b, 2'000), now_, c).status, code::ok);
+    auto later = hold_op{hold_op_kind::extend, "tee", a, 0, 3'000, {}};
+    ASSERT_EQ(book.apply(extend ? later : release(a), now_, c).status, code::ok);
+    book.seal(c);
+    EXPECT_EQ(expired_ids(book, now_ + 1'000), std::vector<std::string>{}) << extend;
+    EXPECT_EQ(expired_ids(book, now_ + 1'999), std::vector<std::string>{}) << extend;
+    EXPECT_EQ(expired_ids(book, now_ + 2'000), std::vector<std::string>{b}) << extend;
+    EXPECT_EQ(expired_ids(book, now_ + 3'000), extend ? std::vector<std::string>{a} : std::vector<std::string>{});
+    EXPECT_EQ(book.active_holds(), 0u);
+  }
   // One deadline, one of the two released early: the other expires once, at it.
   sku_book book("tee", {});
   auto c = change();

@@ -90,7 +90,14 @@ TEST_F(store_test, a_hot_skus_holds_span_several_blocks_and_replay_whole_through
       for (auto& r : ops(batch)) ASSERT_EQ(r.status, code::ok) << r.message;
     }
   };
-  auto hold = [](std::string id) { return reserve("hot", std::move(id), 1, 600'000); };
+  // Every third hold names a user: blocks then differ in which texts they carry, which a
+  // reused encoding buffer left dirty would garble.
+  int made = 0;
+  auto hold = [&](std::string id) {
+    auto op = reserve("hot", std::move(id), 1, 600'000);
+    if (made++ % 3 == 0) op.user = "buyer-" + std::to_string(made);
+    return op;
+  };
   auto let_go = [](std::string id) { return release(std::move(id), "hot"); };
   auto record = [&] {
     sku_record r;
