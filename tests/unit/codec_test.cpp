@@ -120,6 +120,12 @@ TEST(names, invalid_utf8_and_invisible_controls_are_refused) {
   EXPECT_EQ(check("\xf0\x9f\x91\x95"), "");      // a T-shirt emoji is a fine name
   EXPECT_NE(check(std::string(sku_bytes_max + 1, 'a')), "");
   EXPECT_EQ(check(std::string(sku_bytes_max, 'a')), "");
+  // Printable ASCII passes without the UTF-8 scans; one byte past it still gets them.
+  std::string every_printable;
+  for (char ch = '!'; ch <= '~'; ++ch) every_printable.push_back(ch);
+  EXPECT_EQ(check(every_printable), "");
+  EXPECT_NE(check(every_printable + "\x80"), "");
+  EXPECT_NE(check(every_printable + "\xe2\x80\x8b"), "");
 }
 
 }  // namespace
