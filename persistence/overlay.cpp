@@ -13,7 +13,7 @@ overlay::shard& overlay::shard_of(const std::string& key) const {
   return shard_of_hash(std::hash<std::string>{}(key));
 }
 
-void overlay::apply(const std::vector<mutation>& batch, bool index_active) {
+void overlay::apply(std::vector<mutation>& batch, bool index_active) {
   const sku_record* record = nullptr;
   for (const auto& m : batch) {
     if (m.kind == mutation::put_sku) record = &m.sku;
@@ -41,10 +41,13 @@ void overlay::apply(const std::vector<mutation>& batch, bool index_active) {
     }
     e.has_record = true;
     e.record = *record;
-    for (const auto& m : batch) {
+    for (auto& m : batch) {
       if (m.kind != mutation::put_hold) continue;
-      auto& h = m.hold.hold.state == hold_state::active ? e.changes().emplace_back(m.hold)
-                                                        : (e.ended[m.hold.hold.hold_id] = m.hold);
+      // An active hold's id is not read again below unless `index_active`: take it.
+      bool active = m.hold.hold.state == hold_state::active;
+      auto& h = active && !index_active ? e.changes().emplace_back(std::move(m.hold))
+                : active                ? e.changes().emplace_back(m.hold)
+                                        : (e.ended[m.hold.hold.hold_id] = m.hold);
       h.hold.sku = name;
     }
   }

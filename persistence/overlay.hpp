@@ -57,7 +57,10 @@ public:
   // The store thread (or recovery): one write batch, already durable in the log. Its
   // active holds enter the active-id index only when `index_active` (recovery): a
   // commit's new holds are there already, put by their reserves' claims.
-  void apply(const std::vector<mutation>& batch, bool index_active = true);
+  // Without `index_active`, the batch's active hold records are moved into the overlay
+  // (the batch is the store's, done with once committed): a copy of each was an
+  // allocation and a copy of its id on the store thread.
+  void apply(std::vector<mutation>& batch, bool index_active = true);
 
   // The node-wide claim on hold ids, made in the active-id index itself: one probe per
   // reserve, and the claim simply stays as the id's entry once its hold is durable.

@@ -283,7 +283,7 @@ bool decode(const void* data, size_t size, entity_record& out) {
   });
 }
 
-std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches) {
+std::string encode_commit(const std::vector<std::vector<mutation>*>& batches) {
   size_t holds = 0;
   for (auto* b : batches) holds += b->size();
   capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + batches.size() * 24 + holds * 10));

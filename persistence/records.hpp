@@ -82,7 +82,7 @@ bool decode(const void* data, size_t size, entity_record& out);
 std::string encode(const directory_meta& m);
 bool decode(const void* data, size_t size, directory_meta& out);
 // A group commit's batches as one log record's payload, and back.
-std::string encode_commit(const std::vector<const std::vector<mutation>*>& batches);
+std::string encode_commit(const std::vector<std::vector<mutation>*>& batches);
 bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out);
 // One snapshot's changes to an SKU's holds (or a checkpoint of its active holds).
 std::string encode_block(const std::vector<const hold_record*>& holds);

@@ -537,7 +537,7 @@ store_status storage::commit(const std::vector<commit_part>& parts,
   // check per new hold here cost the store thread 6% of the node's CPU on row 1b. The
   // snapshot keeps the first SKU an id was indexed on, and `holdfast check` reports a
   // second.
-  std::vector<const std::vector<mutation>*> batches;
+  std::vector<std::vector<mutation>*> batches;
   batches.reserve(parts.size());
   for (size_t i = 0; i < parts.size(); ++i)
     if (part_status[i] == store_status::ok) batches.push_back(parts[i].mutations);

@@ -159,12 +159,13 @@ public:
 
   // -- writes, the store actor only -------------------------------------------
   struct commit_part {
-    const std::vector<mutation>* mutations;
+    std::vector<mutation>* mutations;
     uint64_t writer;
   };
   // Appends every sound batch as one log record and syncs it. A batch that breaks its
   // writer's invariants or a key rule is left out with the same writer's later batches; `part_status` says why. The result is the
-  // commit's: on failure nothing was written and every batch failed with it.
+  // commit's: on failure nothing was written and every batch failed with it. A batch
+  // committed may be moved from (the overlay takes its new holds' records).
   store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
 
   // -- maintenance --------------------------------------------------------------
