@@ -316,17 +316,22 @@ sku_actor::behavior_type sku_behavior(self_ptr self, std::string sku, sku_contex
       st.expire_batch = std::max<size_t>(1, st.expire_batch / 4);
       st.storage_backoff_ms = std::clamp(st.storage_backoff_ms * 2, st.ctx.storage_backoff_min_ms,
                                          st.ctx.storage_backoff_max_ms);
-      st.storage_retry_ms = now + st.storage_backoff_ms;
-      static rate_limit limit;
-      uint64_t suppressed = 0;
-      if (limit.allow(suppressed))
-        spdlog::warn("sku '{}': write failed ({}); writes refused for {} ms ({} more suppressed)",
-                     st.book->record().sku.sku, to_string(why), st.storage_backoff_ms, suppressed);
       st.broken = st.book->load(*st.ctx.env);
       if (!st.broken.empty()) {
         self->become(broken_behavior(self));
         return;
       }
+      // Refused for at least four times what the reload took: an SKU with millions of
+      // holds reloads for seconds, on a worker other actors share, and a backoff shorter
+      // than that kept the worker reloading while storage stayed full.
+      auto loaded = st.ctx.clock->now_ms();
+      st.storage_backoff_ms = std::max(st.storage_backoff_ms, 4 * (loaded - now));
+      st.storage_retry_ms = loaded + st.storage_backoff_ms;
+      static rate_limit limit;
+      uint64_t suppressed = 0;
+      if (limit.allow(suppressed))
+        spdlog::warn("sku '{}': write failed ({}); reloaded in {} ms; writes refused for {} ms ({} more suppressed)",
+                     st.book->record().sku.sku, to_string(why), loaded - now, st.storage_backoff_ms, suppressed);
       arm_timer(self, now);
     },
     [self](expire_atom) {

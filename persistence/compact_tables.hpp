@@ -269,6 +269,17 @@ public:
     while (want < 2 * expected) want *= 2;
     slots_.assign(want, {0, 0});
   }
+  // The position recorded for `id`, npos if none (`id_at(p)` is the id at position p).
+  template <class IdAt>
+  size_t find(const std::string& id, IdAt&& id_at) const {
+    if (size_ == 0) return npos;
+    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+    if (h == 0) h = 1;
+    size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask; slots_[i].first != 0; i = (i + 1) & mask)
+      if (slots_[i].first == h && id_at(slots_[i].second) == id) return slots_[i].second;
+    return npos;
+  }
   // The position recorded for `id` if there is one (`id_at(p)` is the id at position p);
   // else records `pos` for it and returns npos.
   template <class IdAt>

@@ -213,16 +213,31 @@ bool overlay::find_hold(const std::string& sku, const std::string& hold_id,
   return false;
 }
 
-void overlay::holds_of(const std::string& sku,
-                       std::unordered_map<std::string, hold_record>& out) const {
+void overlay::holds_of(const std::string& sku, std::vector<hold_record>& out) const {
   auto& s = shard_of(sku);
   std::lock_guard<std::mutex> guard(s.mutex);
   int a = active_index_.load(std::memory_order_relaxed);
-  // Older generation first: the active one overrules it.
-  for (int g : {1 - a, a})
-    if (auto* e = s.gens[g].skus.find(sku)) {
-      e->each_change([&](const hold_record& h) { out[h.hold.hold_id] = h; });
-      e->ended.each([&](const std::string& id, const hold_record& h) { out[id] = h; });
+  const sku_entry* gens[2] = {s.gens[1 - a].skus.find(sku), s.gens[a].skus.find(sku)};
+  size_t n = 0;
+  for (auto* e : gens)
+    if (e) n += e->change_count() + e->ended.size();
+  // Latest state by position, the ids read in place (a map keyed by copies of the ids made
+  // reloading an SKU with millions of holds in the overlay take seconds more).
+  size_t first = out.size();
+  out.reserve(first + n);
+  first_seen_index at(n);
+  auto id_at = [&](size_t p) -> const std::string& { return out[first + p].hold.hold_id; };
+  auto put = [&](const hold_record& h) {
+    auto p = at.find_or_add(h.hold.hold_id, out.size() - first, id_at);
+    if (p == first_seen_index::npos) out.push_back(h);
+    else out[first + p] = h;
+  };
+  // Older generation first: the active one overrules it; in each, an ended state
+  // overrules an active one.
+  for (auto* e : gens)
+    if (e) {
+      e->each_change(put);
+      e->ended.each([&](const std::string&, const hold_record& h) { put(h); });
     }
 }
 

@@ -106,8 +106,8 @@ public:
   bool find_sku(const std::string& sku, sku_record& out) const;
   bool find_hold_sku(const std::string& hold_id, std::string& sku) const;
   bool find_hold(const std::string& sku, const std::string& hold_id, hold_record& out) const;
-  // Every hold of `sku` the overlay knows, latest state, keyed by hold id.
-  void holds_of(const std::string& sku, std::unordered_map<std::string, hold_record>& out) const;
+  // Every hold of `sku` the overlay knows, its latest state, each once (appended to `out`).
+  void holds_of(const std::string& sku, std::vector<hold_record>& out) const;
   // The holds of `sku` that ended since the last snapshot (the latest record of each id)
   // with ids after `after` that `wanted` accepts: the first `max` in id order. Copies
   // only those: a hot SKU's changes are walked in place under its shard's mutex.

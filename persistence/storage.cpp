@@ -331,16 +331,20 @@ store_status storage::read_active_holds(const std::string& sku,
                                         std::vector<hold_record>& out) const {
   for (;;) {
     auto generation = overlay_.generation();
-    std::unordered_map<std::string, hold_record> changed;
+    std::vector<hold_record> changed;
     overlay_.holds_of(sku, changed);
     std::vector<hold_record> base;
     auto st = env_->read_active_holds(sku, base);
     // A snapshot froze or landed between the two reads: they may not fit together.
     if (overlay_.generation() != generation) continue;
     if (st != store_status::ok) return st;
+    first_seen_index in_overlay(changed.size());
+    auto id_at = [&](size_t p) -> const std::string& { return changed[p].hold.hold_id; };
+    for (size_t i = 0; i < changed.size(); ++i) in_overlay.find_or_add(changed[i].hold.hold_id, i, id_at);
+    out.reserve(out.size() + base.size() + changed.size());
     for (auto& h : base)
-      if (!changed.count(h.hold.hold_id)) out.push_back(std::move(h));
-    for (auto& [id, h] : changed)
+      if (in_overlay.find(h.hold.hold_id, id_at) == first_seen_index::npos) out.push_back(std::move(h));
+    for (auto& h : changed)
       if (h.hold.state == hold_state::active) out.push_back(std::move(h));
     return store_status::ok;
   }
@@ -649,7 +653,11 @@ void storage::run_background() {
   // calls (they still get their share, and a full overlay makes commits wait for them).
   setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 5);
   int64_t next_collect = steady_ms() + options_.collect_interval_ms;
-  int64_t retry_ms = 0;  // after a failed snapshot: 100 ms, doubling to 2 s
+  // After a failed snapshot: 100 ms, doubling to 2 s, and never less than four times what
+  // the failed attempt took: an overlay of millions of changes that cannot fit (a full
+  // map) costs seconds of CPU per attempt, and retrying every 2 s kept a core busy on a
+  // node that could only refuse writes.
+  int64_t retry_ms = 0;
   int64_t next_retry = 0;
   for (;;) {
     auto now = steady_ms();
@@ -661,8 +669,10 @@ void storage::run_background() {
       if (snapshot_once() == store_status::ok) {
         retry_ms = 0;
       } else {
+        auto took = steady_ms() - now;
         retry_ms = std::min<int64_t>(2'000, retry_ms == 0 ? 100 : retry_ms * 2);
-        next_retry = now + retry_ms;
+        retry_ms = std::max(retry_ms, 4 * took);
+        next_retry = steady_ms() + retry_ms;
       }
       continue;
     }
