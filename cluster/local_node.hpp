@@ -97,12 +97,22 @@ struct local_node {
   // Straight to the directory; the SKU actors fulfill the call through its sink.
   kj::Promise<std::vector<hold_result>> holds(std::vector<hold_op> ops) {
     auto n = ops.size();
+    // Late: a change may still be applied (outcome_unknown); a query changes nothing and
+    // is simply unavailable.
+    std::vector<bool> queries(n);
+    for (size_t i = 0; i < n; ++i) queries[i] = ops[i].kind == hold_op_kind::query;
     return await<std::vector<hold_result>>(
       [&](std::shared_ptr<completion<std::vector<hold_result>>> done) {
         caf::anon_send(directory, hold_ops_atom_v, std::move(ops),
                        make_hold_sink(n, [done](std::vector<hold_result> rs) { done->fulfill(std::move(rs)); }));
       },
-      n, [n](const std::string& why) { return std::vector<hold_result>(n, make_hold_error(code::outcome_unknown, why)); });
+      n, [queries = std::move(queries)](const std::string& why) {
+        std::vector<hold_result> late;
+        late.reserve(queries.size());
+        for (bool query : queries)
+          late.push_back(make_hold_error(query ? code::unavailable : code::outcome_unknown, why));
+        return late;
+      });
   }
 
   // One operation of any kind, or many creates.

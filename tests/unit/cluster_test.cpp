@@ -17,6 +17,7 @@
 #include "cluster/peer_links.hpp"
 #include "client/placement.hpp"
 #include "client/router.hpp"
+#include "cluster/local_node.hpp"
 
 namespace holdfast {
 namespace {
@@ -554,3 +555,32 @@ TEST_F(router_fixture, catalog_pages_merge_every_node_in_order_exactly_once) {
 
 }  // namespace
 }  // namespace holdfast
+
+namespace holdfast::testing {
+namespace {
+
+// The node's own deadline on a batch of holds its actors do not answer in time: a change
+// may still be applied (outcome_unknown), a query changes nothing (unavailable).
+TEST(local_node, a_late_query_is_unavailable_and_a_late_change_outcome_unknown) {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+  auto kept = std::make_shared<std::vector<hold_sink_ptr>>();  // never answered
+  auto silent = sys.spawn([kept](caf::event_based_actor*) -> caf::behavior {
+    return {[kept](hold_ops_atom, std::vector<hold_op>&, hold_sink_ptr& sink) { kept->push_back(sink); }};
+  });
+  auto io = kj::setupAsyncIo();
+  net::local_node node(caf::actor{}, caf::actor_cast<directory_actor>(silent), io.provider->getTimer(), 5);
+  auto answers = node.holds({{hold_op_kind::query, "tee", "h1", 0, 0, {}},
+                             {hold_op_kind::reserve, "tee", "h2", 1, 60'000, {}},
+                             {hold_op_kind::release, "tee", "h3", 0, 0, {}}})
+                   .wait(io.waitScope);
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[0].status, code::unavailable) << answers[0].message;
+  EXPECT_EQ(answers[1].status, code::outcome_unknown) << answers[1].message;
+  EXPECT_EQ(answers[2].status, code::outcome_unknown) << answers[2].message;
+  EXPECT_NE(answers[0].message.find("no answer within 5 ms"), std::string::npos) << answers[0].message;
+  caf::anon_send_exit(silent, caf::exit_reason::kill);
+}
+
+}  // namespace
+}  // namespace holdfast::testing
