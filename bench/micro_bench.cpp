@@ -71,6 +71,42 @@ void hold_log_block(benchmark::State& state) {
 }
 BENCHMARK(hold_log_block)->Arg(1)->Arg(64)->Arg(1024);
 
+// A group commit's log payload: `range(0)` batches of one SKU with 16 new holds each (row
+// 1b's shape), or of a new SKU alone (a batch create's) when range(1) is 0. The payload is
+// built in buffers the thread reuses.
+void log_commit_encode(benchmark::State& state) {
+  auto n = static_cast<size_t>(state.range(0));
+  size_t holds_per = static_cast<size_t>(state.range(1));
+  std::vector<std::vector<mutation>> batches(n);
+  for (size_t b = 0; b < n; ++b) {
+    mutation sku;
+    sku.kind = mutation::put_sku;
+    sku.sku.sku.sku = "sku-" + std::to_string(b);
+    sku.sku.sku.title = "A catalog title of some length";
+    sku.sku.sku.on_hand = sku.sku.sku.stocked = 1'000;
+    batches[b].push_back(sku);
+    for (size_t i = 0; i < holds_per; ++i) {
+      mutation h;
+      h.kind = mutation::put_hold;
+      h.hold.hold = {"3f2c8a1e-5b7d-4e0a-9c61-" + std::to_string(100'000'000'000 + b * holds_per + i),
+                     sku.sku.sku.sku, 1, hold_state::active, 1'800'000'000'000};
+      h.hold.ttl_ms = 900'000;
+      batches[b].push_back(std::move(h));
+    }
+  }
+  std::vector<std::vector<mutation>*> ptrs;
+  for (auto& b : batches) ptrs.push_back(&b);
+  size_t bytes = 0;
+  for (auto _ : state) {
+    auto payload = encode_commit(ptrs);
+    bytes = payload.size();
+    benchmark::DoNotOptimize(payload.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n * std::max<size_t>(1, holds_per)));
+  state.counters["payload_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(log_commit_encode)->Args({50, 16})->Args({1000, 0})->ArgNames({"batches", "holds"});
+
 // An LMDB environment in a temporary directory, removed afterwards: the book's reads
 // (hold index, finished holds) go to a real, empty database as on a fresh node.
 struct scratch_env {

@@ -283,10 +283,33 @@ bool decode(const void* data, size_t size, entity_record& out) {
   });
 }
 
-std::string encode_commit(const std::vector<std::vector<mutation>*>& batches) {
-  size_t holds = 0;
-  for (auto* b : batches) holds += b->size();
-  capnp::MallocMessageBuilder message(static_cast<unsigned>(16 + batches.size() * 24 + holds * 10));
+std::string_view encode_commit(const std::vector<std::vector<mutation>*>& batches) {
+  // The builder's one segment and the payload are this thread's, reused: a commit's
+  // message was allocated fresh, flattened into a second array and copied into a string,
+  // and every new page of the three was zeroed and faulted in (a batch create's commits
+  // spent a fifth of the store thread there). Buffers that a rare large commit grew are
+  // let go at the next commit rather than kept.
+  constexpr size_t keep_words = size_t{1} << 20;  // 8 MiB
+  auto text_words = [](size_t len) { return len == 0 ? size_t{0} : (len + 1 + 7) / 8; };
+  size_t words = 16;
+  for (auto* b : batches) {
+    words += 8;
+    for (const auto& m : *b) {
+      if (m.kind == mutation::put_sku)
+        words += 16 + text_words(m.sku.sku.sku.size()) + text_words(m.sku.sku.title.size());
+      else if (m.kind == mutation::put_hold)
+        words += 10 + text_words(m.hold.hold.hold_id.size()) + text_words(m.hold.user.size());
+      else
+        words += 8 + text_words(m.record.key.size()) + text_words(m.record.value.size());
+    }
+  }
+  thread_local std::vector<capnp::word> scratch;
+  thread_local std::string payload;
+  if (scratch.size() > keep_words && words <= keep_words) std::vector<capnp::word>().swap(scratch);
+  if (payload.capacity() > keep_words * sizeof(capnp::word)) std::string().swap(payload);
+  words = std::min<size_t>(words, 1u << 28);
+  if (scratch.size() < words) scratch.assign(words, capnp::word{});
+  capnp::MallocMessageBuilder message(kj::arrayPtr(scratch.data(), scratch.size()));
   auto list = message.initRoot<stored::LogCommit>().initBatches(static_cast<unsigned>(batches.size()));
   for (size_t i = 0; i < batches.size(); ++i) {
     auto b = list[static_cast<unsigned>(i)];
@@ -308,9 +331,12 @@ std::string encode_commit(const std::vector<std::vector<mutation>*>& batches) {
         if (m.kind == mutation::put_record) write_record(rl[records++], m.record);
     }
   }
-  auto words = capnp::messageToFlatArray(message);
-  auto bytes = words.asBytes();
-  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+  auto segments = message.getSegmentsForOutput();
+  size_t size = capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word);
+  payload.resize(size);
+  kj::ArrayOutputStream stream(kj::arrayPtr(reinterpret_cast<kj::byte*>(payload.data()), size));
+  capnp::writeMessage(stream, segments);
+  return payload;
 }
 
 bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out) {

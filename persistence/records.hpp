@@ -81,8 +81,9 @@ std::string encode(const entity_record& r);
 bool decode(const void* data, size_t size, entity_record& out);
 std::string encode(const directory_meta& m);
 bool decode(const void* data, size_t size, directory_meta& out);
-// A group commit's batches as one log record's payload, and back.
-std::string encode_commit(const std::vector<std::vector<mutation>*>& batches);
+// A group commit's batches as one log record's payload, and back. The payload is in a
+// buffer of the calling thread, valid until its next encode_commit.
+std::string_view encode_commit(const std::vector<std::vector<mutation>*>& batches);
 bool decode_commit(std::string_view payload, std::vector<std::vector<mutation>>& out);
 // One snapshot's changes to an SKU's holds (or a checkpoint of its active holds).
 std::string encode_block(const std::vector<const hold_record*>& holds);
