@@ -105,7 +105,7 @@ void log_commit_encode(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n * std::max<size_t>(1, holds_per)));
   state.counters["payload_bytes"] = static_cast<double>(bytes);
 }
-BENCHMARK(log_commit_encode)->Args({50, 16})->Args({1000, 0})->ArgNames({"batches", "holds"});
+BENCHMARK(log_commit_encode)->Args({1, 25})->Args({50, 16})->Args({1000, 0})->ArgNames({"batches", "holds"});
 
 // An LMDB environment in a temporary directory, removed afterwards: the book's reads
 // (hold index, finished holds) go to a real, empty database as on a fresh node.
