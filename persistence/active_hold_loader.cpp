@@ -83,8 +83,8 @@ void active_hold_loader::read_chunks() {
 
 bool active_hold_loader::read(const chunk& c, overlay::active_batch& batch) {
   size_t n = 0;
-  auto st = env_.read_active_holds_of(
-    c.names, [&](const std::string& name, store_status hs, std::vector<hold_record>& holds) {
+  auto st = env_.read_active_hold_ids_of(
+    c.names, [&](const std::string& name, store_status hs, const std::vector<std::string_view>& holds) {
       auto expected = c.counts[n++];
       if (hs != store_status::ok) {
         if (read_only_) return true;
@@ -100,7 +100,7 @@ bool active_hold_loader::read(const chunk& c, overlay::active_batch& batch) {
         return false;
       }
       auto number = overlay_.sku_number(name);
-      for (auto& h : holds) batch.add(h.hold.hold_id, number);
+      for (auto id : holds) batch.add(id, number);
       return true;
     });
   if (st != store_status::ok && !read_only_ && error_.empty())

@@ -271,9 +271,9 @@ public:
   }
   // The position recorded for `id`, npos if none (`id_at(p)` is the id at position p).
   template <class IdAt>
-  size_t find(const std::string& id, IdAt&& id_at) const {
+  size_t find(std::string_view id, IdAt&& id_at) const {
     if (size_ == 0) return npos;
-    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+    uint64_t h = mix_hash(std::hash<std::string_view>{}(id));
     if (h == 0) h = 1;
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask; slots_[i].first != 0; i = (i + 1) & mask)
@@ -283,9 +283,9 @@ public:
   // The position recorded for `id` if there is one (`id_at(p)` is the id at position p);
   // else records `pos` for it and returns npos.
   template <class IdAt>
-  size_t find_or_add(const std::string& id, size_t pos, IdAt&& id_at) {
+  size_t find_or_add(std::string_view id, size_t pos, IdAt&& id_at) {
     if ((size_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
-    uint64_t h = mix_hash(std::hash<std::string>{}(id));
+    uint64_t h = mix_hash(std::hash<std::string_view>{}(id));
     if (h == 0) h = 1;  // 0 marks an empty slot
     size_t mask = slots_.size() - 1;
     size_t i = h & mask;

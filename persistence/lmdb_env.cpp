@@ -186,22 +186,10 @@ struct lmdb_env::impl {
   // through one cursor find each next range on the page the cursor is on.
   store_status replay_holds(MDB_cursor* cursor, const std::string& sku, std::vector<hold_record>& out,
                             size_t* entries = nullptr, bool all = false) const {
-    int rc = 0;
-    std::string prefix = sku;
-    prefix.push_back('\0');
-    MDB_val k = val(prefix), v;
-    store_status st = store_status::ok;
     std::vector<hold_record> entries_read;
-    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-      if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
-        break;
-      if (!decode_block(v.mv_data, v.mv_size, sku, entries_read)) {
-        st = store_status::corrupt;
-        break;
-      }
-    }
-    if (st == store_status::ok && rc != 0 && rc != MDB_NOTFOUND) st = from_mdb(rc);
+    auto st = walk_blocks(cursor, sku, [&](const MDB_val& v) {
+      return decode_block(v.mv_data, v.mv_size, sku, entries_read);
+    });
     if (st != store_status::ok) return st;
     // Newest first: the first entry seen of each hold id is its latest state.
     first_seen_index seen(entries_read.size());
@@ -214,6 +202,43 @@ struct lmdb_env::impl {
     }
     if (entries) *entries = entries_read.size();
     return st;
+  }
+  // The same for the ids of the active holds only, as views into `arena`.
+  store_status replay_active_ids(MDB_cursor* cursor, const std::string& sku, std::string& arena,
+                                 std::vector<block_id>& entries_read, std::vector<std::string_view>& out) const {
+    arena.clear();
+    entries_read.clear();
+    out.clear();
+    auto st = walk_blocks(cursor, sku, [&](const MDB_val& v) {
+      return decode_block_ids(v.mv_data, v.mv_size, arena, entries_read);
+    });
+    if (st != store_status::ok) return st;
+    auto id_of = [&](size_t p) {
+      return std::string_view(arena).substr(entries_read[p].offset, entries_read[p].size);
+    };
+    first_seen_index seen(entries_read.size());
+    for (size_t n = entries_read.size(); n-- > 0;) {
+      auto id = id_of(n);
+      if (seen.find_or_add(id, n, id_of) != first_seen_index::npos) continue;
+      if (entries_read[n].state == hold_state::active) out.push_back(id);
+    }
+    return st;
+  }
+  // Hands each of `sku`'s hold-log blocks, oldest first, to `block` (false: corrupt).
+  template <class Block>
+  store_status walk_blocks(MDB_cursor* cursor, const std::string& sku, Block&& block) const {
+    int rc = 0;
+    std::string prefix = sku;
+    prefix.push_back('\0');
+    MDB_val k = val(prefix), v;
+    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+      if (k.mv_size != prefix.size() + 8 || memcmp(k.mv_data, prefix.data(), prefix.size()) != 0)
+        break;
+      if (!block(v)) return store_status::corrupt;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return from_mdb(rc);
+    return store_status::ok;
   }
 
   // A directory without holdfast.format whose data.mdb holds nothing was left by a first
@@ -591,18 +616,19 @@ store_status lmdb_env::read_active_holds(const std::string& sku, std::vector<hol
   return impl_->replay_holds(t.txn, sku, out);
 }
 
-store_status lmdb_env::read_active_holds_of(
+store_status lmdb_env::read_active_hold_ids_of(
   const std::vector<std::string>& skus,
-  const std::function<bool(const std::string&, store_status, std::vector<hold_record>&)>& f) const {
+  const std::function<bool(const std::string&, store_status, const std::vector<std::string_view>&)>& f) const {
   read_txn t(impl_->env);
   if (t.rc != 0) return from_mdb(t.rc);
   MDB_cursor* cursor = nullptr;
   if (int rc = mdb_cursor_open(t.txn, impl_->hold_log, &cursor); rc != 0) return from_mdb(rc);
-  std::vector<hold_record> holds;
+  std::string arena;
+  std::vector<block_id> entries;
+  std::vector<std::string_view> ids;
   for (auto& sku : skus) {
-    holds.clear();
-    auto st = impl_->replay_holds(cursor, sku, holds);
-    if (!f(sku, st, holds)) break;
+    auto st = impl_->replay_active_ids(cursor, sku, arena, entries, ids);
+    if (!f(sku, st, ids)) break;
   }
   mdb_cursor_close(cursor);
   return store_status::ok;

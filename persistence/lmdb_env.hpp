@@ -99,12 +99,14 @@ public:
   // The SKU the hold id was first reserved on.
   store_status lookup_hold_sku(const std::string& hold_id, std::string& sku) const;
   store_status read_active_holds(const std::string& sku, std::vector<hold_record>& out) const;
-  // The active holds of each of `skus` (best in key order), from one read transaction
-  // and one cursor: `f(sku, status, holds)` for each, until it answers false. Returns
-  // why the transaction could not be had; each SKU's own outcome goes to `f`.
-  store_status read_active_holds_of(
+  // The ids of the active holds of each of `skus` (best in key order), from one read
+  // transaction and one cursor: `f(sku, status, ids)` for each, until it answers false
+  // (the views are valid during the call). Only ids and states are decoded: indexing the
+  // active ids at open needs nothing else. Returns why the transaction could not be had;
+  // each SKU's own outcome goes to `f`.
+  store_status read_active_hold_ids_of(
     const std::vector<std::string>& skus,
-    const std::function<bool(const std::string&, store_status, std::vector<hold_record>&)>& f) const;
+    const std::function<bool(const std::string&, store_status, const std::vector<std::string_view>&)>& f) const;
   // `sku`'s finished holds with ids after `after`, in id order, while `f` returns true.
   store_status scan_finished_holds(const std::string& sku, const std::string& after,
                                    const std::function<bool(const hold_record&)>& f) const;

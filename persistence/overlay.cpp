@@ -121,9 +121,10 @@ std::string overlay::sku_name(uint32_t number) const {
   return std::string(names_.name(number));
 }
 
-void overlay::active_batch::add(const std::string& hold_id, uint32_t number) {
-  // The shard as shard_of() picks it: by the id's std::hash, which the table's hash remixes.
-  auto h = std::hash<std::string>{}(hold_id);
+void overlay::active_batch::add(std::string_view hold_id, uint32_t number) {
+  // The shard as shard_of() picks it: by the id's std::hash (a view hashes as its string
+  // does), which the table's hash remixes.
+  auto h = std::hash<std::string_view>{}(hold_id);
   by_shard_[h % shard_count].emplace_back(hash_owner_table::of_std_hash(h), number);
 }
 

@@ -93,7 +93,7 @@ public:
   public:
     active_batch() : by_shard_(shard_count) {}
     // `number`: the hold's SKU, from sku_number().
-    void add(const std::string& hold_id, uint32_t number);
+    void add(std::string_view hold_id, uint32_t number);
     void clear();
 
   private:

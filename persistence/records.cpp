@@ -208,6 +208,20 @@ bool decode_block(const void* data, size_t size, const std::string& sku,
   return ok && states_ok;
 }
 
+bool decode_block_ids(const void* data, size_t size, std::string& arena, std::vector<block_id>& out) {
+  bool states_ok = true;
+  bool ok = with_reader(data, size, [&](capnp::MessageReader& reader) {
+    for (auto h : reader.getRoot<stored::HoldLogBlock>().getHolds()) {
+      auto id = h.getHoldId();
+      auto state = static_cast<uint16_t>(h.getState());
+      states_ok = states_ok && state <= static_cast<uint16_t>(hold_state::returned);
+      out.push_back({arena.size(), id.size(), static_cast<hold_state>(state)});
+      arena.append(id.begin(), id.size());
+    }
+  });
+  return ok && states_ok;
+}
+
 namespace {
 void write_record(stored::EntityRecord::Builder b, const entity_record& r) {
   b.setSpace(static_cast<uint8_t>(r.space));
