@@ -213,6 +213,10 @@ bool decode_block_ids(const void* data, size_t size, std::string& arena, std::ve
   bool ok = with_reader(data, size, [&](capnp::MessageReader& reader) {
     for (auto h : reader.getRoot<stored::HoldLogBlock>().getHolds()) {
       auto id = h.getHoldId();
+      // The other texts are not needed, but read (bounds-checked) all the same: the open
+      // still refuses a block that a full decode would refuse.
+      (void)h.getSku();
+      (void)h.getUser();
       auto state = static_cast<uint16_t>(h.getState());
       states_ok = states_ok && state <= static_cast<uint16_t>(hold_state::returned);
       out.push_back({arena.size(), id.size(), static_cast<hold_state>(state)});

@@ -98,7 +98,6 @@ constexpr size_t hold_block_max = 2048;
 // for exactly `size` bytes. False (nothing written) when `place` returns null.
 bool encode_block_into(const hold_record* const* holds, size_t n,
                        const std::function<void*(size_t size)>& place);
-// Appends the block's holds (their sku set to `sku`) to `out`.
 // A block's hold ids and states only (what indexing the active ids at open needs): each
 // id's bytes appended to `arena`, its place there and its state to `out`.
 struct block_id {
@@ -107,6 +106,7 @@ struct block_id {
   hold_state state;
 };
 bool decode_block_ids(const void* data, size_t size, std::string& arena, std::vector<block_id>& out);
+// Appends the block's holds (their sku set to `sku`) to `out`.
 bool decode_block(const void* data, size_t size, const std::string& sku,
                   std::vector<hold_record>& out);
 
