@@ -82,12 +82,6 @@ std::string unknown_command(CLI::App& app, int argc, char** argv) {
 
 }  // namespace holdfast::cli
 
-// jemalloc (linked into this binary) reads its options from this symbol: a background
-// thread returns freed pages after a second, so an idle node's resident size follows
-// what it holds rather than its peak (MALLOC_CONF in the environment still overrides).
-extern "C" const char* malloc_conf;
-const char* malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
-
 int main(int argc, char** argv) {
   using namespace holdfast::cli;
   CLI::App app{"Holdfast: sells the last unit exactly once"};
