@@ -26,6 +26,10 @@
 namespace holdfast::bench {
 namespace {
 
+// The targets, as ratios of row (a): forwarded through a node, and one hop with the
+// cluster-aware client.
+constexpr double b_over_a_min = 0.6;
+constexpr double c_over_a_min = 0.9;
 
 // Where a row's CPU went: per process, microseconds of CPU per reservation.
 struct cpu_use {
@@ -157,7 +161,7 @@ int run_cluster_bench(const cluster_bench_options& o) {
       for (auto& [who, us] : use.us_per_reservation) u["cpu_us_per_reservation"][who] = us;
       j["cpu"][r.id] = u;
     }
-    j["targets"] = {{"b_over_a_min", 0.5}, {"c_over_a_min", 0.9}, {"b_over_a", ratio(rows[1])},
+    j["targets"] = {{"b_over_a_min", b_over_a_min}, {"c_over_a_min", c_over_a_min}, {"b_over_a", ratio(rows[1])},
                     {"c_over_a", ratio(rows[2])}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -171,9 +175,9 @@ int run_cluster_bench(const cluster_bench_options& o) {
     std::printf("%-4s %-92s %12.0f %8.3f %8.3f %7.2fx\n", r.id.c_str(), r.system.c_str(), r.per_second,
                 r.p50_ms, r.p99_ms, ratio(r));
   }
-  std::printf("\ntargets: (b) >= 0.50x (a): %s (%.2fx); (c) >= 0.90x (a): %s (%.2fx)\n",
-              ratio(rows[1]) >= 0.5 ? "met" : "MISSED", ratio(rows[1]),
-              ratio(rows[2]) >= 0.9 ? "met" : "MISSED", ratio(rows[2]));
+  std::printf("\ntargets: (b) >= %.2fx (a): %s (%.2fx); (c) >= %.2fx (a): %s (%.2fx)\n", b_over_a_min,
+              ratio(rows[1]) >= b_over_a_min ? "met" : "MISSED", ratio(rows[1]), c_over_a_min,
+              ratio(rows[2]) >= c_over_a_min ? "met" : "MISSED", ratio(rows[2]));
   std::printf("shape: %s; %d load threads on the same machine as the nodes\n", rows[0].shape.c_str(), o.threads);
   // Where the time goes: a row limited by the machine shows it busy near 100%.
   std::printf("\nWhere the time goes: CPU per reservation (microseconds, every thread of each process), how\n"
