@@ -3,6 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
 #include <iostream>
 
 #include "client/cluster_file.hpp"
@@ -139,7 +142,18 @@ void add_node_command(CLI::App& app, context& ctx) {
         return fail(ctx, "invalid",
                     "--listen does not apply with --cluster: the node serves the client "
                     "address its [[node]] entry names");
-      return run_node(*node);
+      // Out of memory or threads (ulimit -v, a container's limits) throws from wherever it
+      // happens, most often while the node starts (its storage, CAF's scheduler): refuse
+      // to start with why rather than abort. Nothing unlogged was acknowledged, and other
+      // threads may be running, so exit without unwinding them.
+      try {
+        return run_node(*node);
+      } catch (const std::exception& e) {
+        spdlog::critical("holdfast node: refusing to start (or stopping) on {}: {}", node->data_dir,
+                         dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory" : e.what());
+        spdlog::shutdown();
+        std::_Exit(2);
+      }
     };
   });
 

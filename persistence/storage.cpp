@@ -91,6 +91,17 @@ std::string utc_now_text() {
 }  // namespace
 
 std::unique_ptr<storage> storage::open(const storage_options& options, std::string& error) {
+  try {
+    return open_or_throw(options, error);
+  } catch (const std::bad_alloc&) {
+    error = "out of memory while opening " + options.path;
+  } catch (const std::exception& e) {
+    error = "opening " + options.path + ": " + e.what();
+  }
+  return nullptr;
+}
+
+std::unique_ptr<storage> storage::open_or_throw(const storage_options& options, std::string& error) {
   std::unique_ptr<storage> s(new storage());
   s->options_ = options;
   if (!s->options_.clock) s->options_.clock = std::make_shared<system_wall_clock>();

@@ -79,7 +79,8 @@ struct storage_stats {
 class storage {
 public:
   // Opens (creating if needed) the directory, recovers, and in write mode starts the
-  // background thread. On failure returns null and says why.
+  // background thread. On failure returns null and says why (out of memory or threads
+  // included: an allocation or a thread start that throws is a failed open, not an abort).
   static std::unique_ptr<storage> open(const storage_options& options, std::string& error);
   // Stops the background thread and (write mode) takes a last snapshot, so the next
   // start replays little.
@@ -190,6 +191,7 @@ public:
   storage_stats stats() const;
 
 private:
+  static std::unique_ptr<storage> open_or_throw(const storage_options& options, std::string& error);
   storage() = default;
   void run_background();
   store_status snapshot_once();
