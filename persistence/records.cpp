@@ -166,13 +166,15 @@ bool decode(const void* data, size_t size, hold_record& out) {
   return ok && state_ok;
 }
 
+// Words a Text of `len` bytes takes in a message (its NUL included): for sizing segments.
+static size_t text_words(size_t len) { return len == 0 ? 0 : (len + 1 + 7) / 8; }
+
 bool encode_block_into(const hold_record* const* holds, size_t n,
                        const std::function<void*(size_t)>& place) {
   // One segment sized for the whole block: a hold's struct (~9 words) and its texts (a
   // UUID id is 5 words more): a segment too small grew by allocating and copying. The
   // segment is this thread's, reused (capnp zeroes what a message used when it is done
   // with it): a fresh one per block was zeroed and faulted in every time.
-  auto text_words = [](size_t len) { return len == 0 ? size_t{0} : (len + 1 + 7) / 8; };
   size_t words = 16;
   for (size_t i = 0; i < n; ++i)
     words += 10 + text_words(holds[i]->hold.hold_id.size()) + text_words(holds[i]->user.size());
@@ -308,7 +310,6 @@ std::string_view encode_commit(const std::vector<std::vector<mutation>*>& batche
   // spent a fifth of the store thread there). Buffers that a rare large commit grew are
   // let go at the next commit rather than kept.
   constexpr size_t keep_words = size_t{1} << 20;  // 8 MiB
-  auto text_words = [](size_t len) { return len == 0 ? size_t{0} : (len + 1 + 7) / 8; };
   size_t words = 16;
   for (auto* b : batches) {
     words += 8;
