@@ -42,7 +42,9 @@ int64_t rss_anon_bytes(pid_t pid) {
 std::string sku_name(int64_t i) { return "s" + std::to_string(i); }
 
 // The node's heap once it has settled: idle actors passivated (after `idle_ms`), the
-// overlay snapshotted and trimmed, so two reads a poll apart differ by under 0.5%.
+// overlay snapshotted and trimmed, the allocator's freed pages returned (its dirty decay,
+// cli/allocator.cpp), so two reads a poll apart differ by under 0.5%.
+constexpr double allocator_decay_s = 10;
 int64_t settled_rss(pid_t pid, int64_t idle_ms) {
   auto start = steady::now();
   int64_t rss = rss_anon_bytes(pid), previous = -1;
@@ -51,7 +53,7 @@ int64_t settled_rss(pid_t pid, int64_t idle_ms) {
       previous = rss;
       rss = rss_anon_bytes(pid);
       return previous >= 0 && std::llabs(rss - previous) < previous / 200 &&
-             seconds_since(start) > 2.0 * idle_ms / 1000 + 2;
+             seconds_since(start) > std::max(2.0 * idle_ms / 1000 + 2, allocator_decay_s + 2);
     },
     std::chrono::seconds(120));
   return rss;
