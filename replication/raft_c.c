@@ -1,0 +1,171 @@
+/* The only file that includes raft.h: see raft_c.h. */
+#include "replication/raft_c.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <raft.h>
+
+struct hf_fsm {
+  struct raft_fsm fsm; /* first: a struct raft_fsm * is a struct hf_fsm * */
+  const hf_fsm_callbacks *cb;
+  struct raft_buffer snapshot;
+};
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
+  struct hf_fsm *f = (struct hf_fsm *)fsm;
+  struct raft *r = (struct raft *)f->fsm.data;
+  /* libraft sets last_applied once apply returns: this entry is the next one. */
+  f->cb->apply(f->cb->data, raft_last_applied(r) + 1, (const char *)buf->base, buf->len);
+  *result = NULL;
+  return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
+  struct hf_fsm *f = (struct hf_fsm *)fsm;
+  const char *bytes = NULL;
+  size_t len = 0;
+  if (f->cb->snapshot(f->cb->data, &bytes, &len) != 0) return RAFT_NOMEM;
+  f->snapshot.base = (void *)bytes;
+  f->snapshot.len = len;
+  *bufs = &f->snapshot;
+  *n_bufs = 1;
+  return 0;
+}
+
+/* Version 2: libraft no longer owns the buffers; we release ours here. */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs) {
+  struct hf_fsm *f = (struct hf_fsm *)fsm;
+  f->cb->snapshot_done(f->cb->data);
+  f->snapshot.base = NULL;
+  f->snapshot.len = 0;
+  *bufs = NULL;
+  *n_bufs = 0;
+  return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
+  struct hf_fsm *f = (struct hf_fsm *)fsm;
+  if (f->cb->restore(f->cb->data, (const char *)buf->base, buf->len) != 0) return RAFT_MALFORMED;
+  raft_free(buf->base); /* ours once restored (raft.h's FSM contract) */
+  return 0;
+}
+
+struct raft_fsm *hf_fsm_create(const hf_fsm_callbacks *callbacks) {
+  struct hf_fsm *f = calloc(1, sizeof *f);
+  if (f == NULL) return NULL;
+  f->cb = callbacks;
+  f->fsm.version = 2;
+  f->fsm.apply = fsm_apply;
+  f->fsm.snapshot = fsm_snapshot;
+  f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+  f->fsm.restore = fsm_restore;
+  return &f->fsm;
+}
+
+void hf_fsm_destroy(struct raft_fsm *fsm) { free(fsm); }
+
+static void on_step(struct raft *r) {
+  struct hf_fsm *f = (struct hf_fsm *)r->data;
+  if (f != NULL && f->cb->stepped != NULL) f->cb->stepped(f->cb->data);
+}
+
+void hf_attach(struct raft *r, struct raft_fsm *fsm) {
+  fsm->data = r;
+  r->data = fsm;
+  r->legacy.step_cb = on_step;
+}
+
+void hf_detach(struct raft *r) {
+  r->data = NULL;
+  r->legacy.step_cb = NULL;
+}
+
+void hf_info(struct raft *r, hf_raft_info *out) {
+  raft_id leader = 0;
+  const char *address = NULL;
+  memset(out, 0, sizeof *out);
+  switch (raft_state(r)) {
+    case RAFT_FOLLOWER: out->state = HF_FOLLOWER; break;
+    case RAFT_CANDIDATE: out->state = HF_CANDIDATE; break;
+    case RAFT_LEADER: out->state = HF_LEADER; break;
+    default: out->state = HF_UNAVAILABLE; break;
+  }
+  out->id = r->id;
+  out->term = raft_current_term(r);
+  out->commit_index = raft_commit_index(r);
+  out->last_applied = raft_last_applied(r);
+  out->last_index = raft_last_index(r);
+  raft_leader(r, &leader, &address);
+  out->leader_id = leader;
+  out->leader_address = address;
+}
+
+unsigned long long hf_last_applied(struct raft *r) { return raft_last_applied(r); }
+
+unsigned hf_other_voters(struct raft *r, unsigned long long *ids, unsigned max) {
+  unsigned n = 0;
+  for (unsigned i = 0; i < r->configuration.n && n < max; ++i) {
+    const struct raft_server *s = &r->configuration.servers[i];
+    if (s->id != r->id && s->role == RAFT_VOTER) ids[n++] = s->id;
+  }
+  return n;
+}
+
+int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *match) {
+  raft_index index = 0;
+  int rv = raft_match_index(r, id, &index);
+  *match = index;
+  return rv;
+}
+
+void hf_set_snapshot_policy(struct raft *r, unsigned threshold, unsigned trailing) {
+  raft_set_snapshot_threshold(r, threshold);
+  raft_set_snapshot_trailing(r, trailing);
+}
+
+struct hf_apply {
+  struct raft_apply req;
+  hf_apply_cb cb;
+  void *data;
+};
+
+static int outcome_of(int status) {
+  switch (status) {
+    case 0: return HF_COMMITTED;
+    case RAFT_NOTLEADER: return HF_NOT_LEADER;
+    case RAFT_LEADERSHIPLOST: return HF_LEADERSHIP_LOST;
+    case RAFT_SHUTDOWN: return HF_SHUTDOWN;
+    default: return HF_FAILED;
+  }
+}
+
+static void apply_done(struct raft_apply *req, int status, void *result) {
+  struct hf_apply *a = (struct hf_apply *)req;
+  (void)result;
+  a->cb(a->data, outcome_of(status));
+  free(a);
+}
+
+int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void *data) {
+  struct raft_buffer buf;
+  struct hf_apply *a = calloc(1, sizeof *a);
+  int rv;
+  buf.len = len;
+  buf.base = raft_malloc(len > 0 ? len : 1);
+  if (a == NULL || buf.base == NULL) {
+    free(a);
+    raft_free(buf.base);
+    return HF_FAILED;
+  }
+  if (len > 0) memcpy(buf.base, bytes, len);
+  a->cb = cb;
+  a->data = data;
+  rv = raft_apply(r, &a->req, &buf, 1, apply_done);
+  if (rv != 0) {
+    raft_free(buf.base);
+    free(a);
+    return outcome_of(rv) == HF_COMMITTED ? HF_FAILED : outcome_of(rv);
+  }
+  return HF_COMMITTED;
+}

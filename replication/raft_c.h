@@ -1,0 +1,67 @@
+/* The part of libraft's API the replica uses, behind plain C types.
+ *
+ * raft.h does not compile as C++ (its ABI checks define structs inside sizeof), so the
+ * only file that includes it is raft_c.c; C++ sees `struct raft` and `struct raft_fsm` as
+ * opaque. */
+#ifndef HOLDFAST_REPLICATION_RAFT_C_H
+#define HOLDFAST_REPLICATION_RAFT_C_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct raft;
+struct raft_fsm;
+
+/* What raft_c.c calls back into. Every call on the raft loop's thread. */
+typedef struct hf_fsm_callbacks {
+  void *data;
+  /* One committed command entry at `index`. */
+  void (*apply)(void *data, unsigned long long index, const char *bytes, size_t len);
+  /* The whole state: `*bytes` stays valid until snapshot_done. 0, or nonzero: no memory. */
+  int (*snapshot)(void *data, const char **bytes, size_t *len);
+  void (*snapshot_done)(void *data);
+  /* 0: restored; nonzero: refused (malformed). */
+  int (*restore)(void *data, const char *bytes, size_t len);
+  /* After every step of the engine. */
+  void (*stepped)(void *data);
+} hf_fsm_callbacks;
+
+/* A raft_fsm (version 2) calling `callbacks`, which must outlive it. NULL: no memory. */
+struct raft_fsm *hf_fsm_create(const hf_fsm_callbacks *callbacks);
+void hf_fsm_destroy(struct raft_fsm *fsm);
+/* Routes the engine's step callback of `r` to callbacks->stepped. */
+void hf_attach(struct raft *r, struct raft_fsm *fsm);
+void hf_detach(struct raft *r);
+
+enum { HF_UNAVAILABLE = 0, HF_FOLLOWER, HF_CANDIDATE, HF_LEADER };
+
+typedef struct hf_raft_info {
+  int state;
+  unsigned long long id, term, commit_index, last_applied, last_index, leader_id;
+  const char *leader_address; /* NULL when no leader is known */
+} hf_raft_info;
+void hf_info(struct raft *r, hf_raft_info *out);
+unsigned long long hf_last_applied(struct raft *r);
+
+/* Voters other than this server, at most `max`; and a voter's match index (leader only:
+ * nonzero return when unknown). */
+unsigned hf_other_voters(struct raft *r, unsigned long long *ids, unsigned max);
+int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *match);
+
+void hf_set_snapshot_policy(struct raft *r, unsigned threshold, unsigned trailing);
+
+/* Outcomes of a submission. */
+enum { HF_COMMITTED = 0, HF_NOT_LEADER, HF_LEADERSHIP_LOST, HF_FAILED, HF_SHUTDOWN };
+typedef void (*hf_apply_cb)(void *data, int outcome);
+/* Appends `bytes` as one command entry. Returns HF_COMMITTED when submitted (cb fires
+ * later, once), or the refusal (cb not called). */
+int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,163 @@
+#include "replication/replica.hpp"
+
+#include <new>
+
+namespace holdfast::replication {
+
+const char* outcome_name(outcome o) {
+  switch (o) {
+    case outcome::committed: return "committed";
+    case outcome::not_leader: return "not_leader";
+    case outcome::outcome_unknown: return "outcome_unknown";
+    case outcome::failed: return "failed";
+  }
+  return "?";
+}
+
+replica::replica(state_machine& machine) : machine_(machine) {
+  callbacks_.data = this;
+  callbacks_.apply = [](void* data, unsigned long long index, const char* bytes, size_t len) {
+    auto* self = static_cast<replica*>(data);
+    ++self->counters_.applied;
+    self->machine_.apply(index, std::string_view(bytes, len));
+  };
+  callbacks_.snapshot = [](void* data, const char** bytes, size_t* len) -> int {
+    auto* self = static_cast<replica*>(data);
+    try {
+      self->snapshot_ = self->machine_.snapshot();
+    } catch (const std::bad_alloc&) {
+      return 1;
+    }
+    *bytes = self->snapshot_.data();
+    *len = self->snapshot_.size();
+    ++self->counters_.snapshots_taken;
+    return 0;
+  };
+  callbacks_.snapshot_done = [](void* data) { std::string().swap(static_cast<replica*>(data)->snapshot_); };
+  callbacks_.restore = [](void* data, const char* bytes, size_t len) -> int {
+    auto* self = static_cast<replica*>(data);
+    if (!self->machine_.restore(std::string_view(bytes, len))) return 1;
+    ++self->counters_.snapshots_restored;
+    return 0;
+  };
+  callbacks_.stepped = [](void* data) { static_cast<replica*>(data)->stepped(); };
+  fsm_ = hf_fsm_create(&callbacks_);
+  if (fsm_ == nullptr) throw std::bad_alloc();
+}
+
+// The raft instance is closed first (closing fires pending callbacks into this replica).
+replica::~replica() { hf_fsm_destroy(fsm_); }
+
+void replica::attach(raft* r) {
+  raft_ = r;
+  hf_attach(r, fsm_);
+}
+
+// After every step of the engine: did this replica start or stop leading, and has it
+// applied the log it was elected with?
+void replica::stepped() {
+  hf_raft_info info;
+  hf_info(raft_, &info);
+  const bool leader = info.state == HF_LEADER;
+  if (!leader || (serving_term_ != 0 && serving_term_ != info.term)) stop_serving();
+  if (!leader) return;
+  if (led_term_ != info.term) {
+    led_term_ = info.term;
+    serve_from_ = info.last_index;
+  }
+  if (serving_term_ == 0 && info.last_applied >= serve_from_) {
+    serving_term_ = info.term;
+    ++counters_.terms_led;
+    machine_.leading(info.term);
+  }
+}
+
+void replica::stop_serving() {
+  if (serving_term_ == 0) return;
+  serving_term_ = 0;
+  machine_.following();
+}
+
+void replica::finish(outcome o, const done_fn& done) {
+  switch (o) {
+    case outcome::committed: ++counters_.committed; break;
+    case outcome::not_leader: ++counters_.not_leader; break;
+    case outcome::outcome_unknown: ++counters_.outcome_unknown; break;
+    case outcome::failed: ++counters_.failed; break;
+  }
+  if (done) done(o);
+}
+
+struct replica::apply_request {
+  replica* self;
+  done_fn done;
+};
+
+namespace {
+outcome outcome_of(int hf) {
+  switch (hf) {
+    case HF_COMMITTED: return outcome::committed;
+    case HF_NOT_LEADER: return outcome::not_leader;
+    // Shutting down with the entry in flight: it may be on a majority already.
+    case HF_LEADERSHIP_LOST:
+    case HF_SHUTDOWN: return outcome::outcome_unknown;
+    default: return outcome::failed;
+  }
+}
+}  // namespace
+
+void replica::submit(std::string_view command, done_fn done) {
+  ++counters_.submitted;
+  // The engine's own state too: a step that deposed this replica may not have reached our
+  // step callback yet (libraft skips it while a storage-full refusal waits).
+  hf_raft_info info{};
+  if (raft_ != nullptr) hf_info(raft_, &info);
+  if (serving_term_ == 0 || info.state != HF_LEADER || info.term != serving_term_) {
+    finish(outcome::not_leader, done);
+    return;
+  }
+  auto* request = new (std::nothrow) apply_request{this, std::move(done)};
+  if (request == nullptr) {
+    finish(outcome::failed, done);
+    return;
+  }
+  int rv = hf_apply(raft_, command.data(), command.size(), [](void* data, int result) {
+    auto* request = static_cast<apply_request*>(data);
+    request->self->finish(outcome_of(result), request->done);
+    delete request;
+  }, request);
+  if (rv != HF_COMMITTED) {
+    auto refused = std::move(request->done);
+    delete request;
+    finish(outcome_of(rv) == outcome::outcome_unknown ? outcome::failed : outcome_of(rv), refused);
+  }
+}
+
+replica_status replica::status() const {
+  replica_status s;
+  if (raft_ == nullptr) return s;
+  hf_raft_info info;
+  hf_info(raft_, &info);
+  static const char* names[] = {"unavailable", "follower", "candidate", "leader"};
+  s.id = info.id;
+  s.state = names[info.state];
+  s.serving = serving_term_ != 0;
+  s.term = info.term;
+  s.commit_index = info.commit_index;
+  s.last_applied = info.last_applied;
+  s.last_index = info.last_index;
+  s.leader_id = info.leader_id;
+  if (info.leader_address != nullptr) s.leader_address = info.leader_address;
+  if (info.state == HF_LEADER) {
+    unsigned long long ids[16];
+    unsigned n = hf_other_voters(raft_, ids, 16);
+    for (unsigned i = 0; i < n; ++i) {
+      unsigned long long match = 0;
+      if (hf_match_index(raft_, ids[i], &match) != 0) continue;
+      s.followers.push_back({ids[i], match, s.last_index > match ? s.last_index - match : 0});
+    }
+  }
+  return s;
+}
+
+}  // namespace holdfast::replication

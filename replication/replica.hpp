@@ -1,0 +1,126 @@
+// One replica of a replica group: a C++ face over a libraft instance (raft.h's "legacy"
+// API: raft_io, raft_fsm, raft_apply, raft_barrier), which is what Debian's libraft 0.22
+// drives its FSM through.
+//
+// What libraft does and this relies on (read in raft.h, src/legacy.c of 0.22.1):
+// - The FSM is synchronous: a committed entry is applied on the raft loop as soon as
+//   the commit index passes it, on every replica, in log order; the snapshot callback
+//   runs on the same loop and must hand back the whole state (its buffers stay ours until
+//   snapshot_finalize).
+// - A raft_apply callback fires after its entry was applied (status 0), or with
+//   RAFT_LEADERSHIPLOST when this server stopped leading first: the entry may still be
+//   committed by the next leader, so the caller's answer is "outcome unknown".
+// - `legacy.step_cb` runs after every step of the engine: the only place to notice that
+//   leadership began or ended before the next client call (raft.h has no state callback).
+//
+// The rule this adds, for whoever decides on the leader (an SKU actor deciding against its
+// book before the entry commits): a replica *serves* only once it has applied every entry
+// its log held when it became leader (libraft appends a barrier entry then when any of them
+// was not known committed). By Raft's leader completeness every entry an earlier leader got
+// committed is in that log, so the state is complete before anything is decided. When it
+// stops leading, `following()` tells the state machine to drop whatever it decided that the
+// group has not applied.
+//
+// Single-threaded: every call on the thread that runs the raft loop. The replica must
+// outlive the raft instance (raft_close fires pending callbacks): close the raft first.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replication/raft_c.h"
+
+namespace holdfast::replication {
+
+// What a replica group replicates: a deterministic function of the committed commands.
+class state_machine {
+public:
+  virtual ~state_machine() = default;
+  // One committed command, at log `index`: the same bytes, in the same order, everywhere.
+  virtual void apply(uint64_t index, std::string_view command) = 0;
+  // The whole applied state, and its inverse (a follower that fell behind the leader's
+  // log receives the leader's snapshot instead of the entries). restore: false = refused.
+  virtual std::string snapshot() = 0;
+  virtual bool restore(std::string_view data) = 0;
+  // This replica leads `term` and everything committed before it is applied: it may decide.
+  virtual void leading(uint64_t term) {}
+  // It stopped leading (or never served): anything decided but not applied is void.
+  virtual void following() {}
+};
+
+enum class outcome {
+  committed,        // applied on this replica; a majority has it on disk
+  not_leader,       // refused: this replica is not serving (see leader())
+  outcome_unknown,  // leadership was lost while in flight: it may or may not commit
+  failed,           // refused by the engine (out of memory, shutting down)
+};
+const char* outcome_name(outcome o);
+
+struct follower_progress {
+  uint64_t id = 0;
+  uint64_t match_index = 0;  // highest entry known to be on its log
+  uint64_t lag = 0;          // leader's last index minus match_index
+};
+
+struct replica_status {
+  uint64_t id = 0;
+  const char* state = "unavailable";  // follower, candidate, leader, unavailable
+  bool serving = false;
+  uint64_t term = 0;
+  uint64_t commit_index = 0;
+  uint64_t last_applied = 0;
+  uint64_t last_index = 0;
+  uint64_t leader_id = 0;
+  std::string leader_address;
+  std::vector<follower_progress> followers;  // when leading: every other voter
+};
+
+struct replica_counters {
+  uint64_t submitted = 0, committed = 0, not_leader = 0, outcome_unknown = 0, failed = 0;
+  uint64_t applied = 0, snapshots_taken = 0, snapshots_restored = 0;
+  uint64_t terms_led = 0;
+};
+
+class replica {
+public:
+  explicit replica(state_machine& machine);
+  ~replica();
+  replica(const replica&) = delete;
+  replica& operator=(const replica&) = delete;
+
+  // The FSM to give libraft (raft_init, raft_fixture_grow); then attach() the raft instance
+  // before it starts.
+  raft_fsm* fsm() { return fsm_; }
+  void attach(raft* r);
+
+  // Appends `command` as one entry when serving; `done` is called once, on the raft loop:
+  // a refusal (not serving, engine error) before submit returns, the rest when the entry
+  // is applied or leadership is lost.
+  using done_fn = std::function<void(outcome)>;
+  void submit(std::string_view command, done_fn done);
+
+  bool serving() const { return serving_term_ != 0; }
+  replica_status status() const;
+  const replica_counters& counters() const { return counters_; }
+
+private:
+  struct apply_request;
+  void stepped();
+  void stop_serving();
+  void finish(outcome o, const done_fn& done);
+
+  state_machine& machine_;
+  hf_fsm_callbacks callbacks_{};
+  raft_fsm* fsm_ = nullptr;
+  raft* raft_ = nullptr;
+  uint64_t led_term_ = 0;     // the term this replica last became leader in
+  uint64_t serve_from_ = 0;   // serving once applied up to here (its log when it was elected)
+  uint64_t serving_term_ = 0; // 0: not serving
+  std::string snapshot_;      // handed to libraft until it is written
+  replica_counters counters_;
+};
+
+}  // namespace holdfast::replication
