@@ -44,10 +44,13 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
   return 0;
 }
 
+/* libraft 0.22.1 (legacy.c) frees the buffer itself only when a restore at start fails, and
+ * after a snapshot install not at all: ours on success; on failure left alone (a leak after
+ * an install, and that replica no longer applies: the replica treats it as fatal). */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf) {
   struct hf_fsm *f = (struct hf_fsm *)fsm;
   if (f->cb->restore(f->cb->data, (const char *)buf->base, buf->len) != 0) return RAFT_MALFORMED;
-  raft_free(buf->base); /* ours once restored (raft.h's FSM contract) */
+  raft_free(buf->base);
   return 0;
 }
 
@@ -150,6 +153,7 @@ static void apply_done(struct raft_apply *req, int status, void *result) {
 int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void *data) {
   struct raft_buffer buf;
   struct hf_apply *a = calloc(1, sizeof *a);
+  raft_index last = raft_last_index(r);
   int rv;
   buf.len = len;
   buf.base = raft_malloc(len > 0 ? len : 1);
@@ -163,9 +167,12 @@ int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void
   a->data = data;
   rv = raft_apply(r, &a->req, &buf, 1, apply_done);
   if (rv != 0) {
+    free(a); /* not queued: its callback never fires */
+    /* Once the engine took the entry (its log grew), legacy.c has freed our buffer
+     * (legacyHandleUpdateEntries) before the disk or network call that failed. */
+    if (raft_last_index(r) > last) return HF_IO_FAILED;
     raft_free(buf.base);
-    free(a);
-    return outcome_of(rv) == HF_COMMITTED ? HF_FAILED : outcome_of(rv);
+    return rv == RAFT_NOTLEADER ? HF_NOT_LEADER : HF_FAILED;
   }
-  return HF_COMMITTED;
+  return HF_SUBMITTED;
 }

@@ -53,11 +53,14 @@ int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *ma
 
 void hf_set_snapshot_policy(struct raft *r, unsigned threshold, unsigned trailing);
 
-/* Outcomes of a submission. */
-enum { HF_COMMITTED = 0, HF_NOT_LEADER, HF_LEADERSHIP_LOST, HF_FAILED, HF_SHUTDOWN };
+/* Outcomes of a submission. HF_SUBMITTED is hf_apply's "accepted": the callback follows. */
+enum { HF_COMMITTED = 0, HF_SUBMITTED = 0, HF_NOT_LEADER, HF_LEADERSHIP_LOST, HF_FAILED,
+       HF_SHUTDOWN, HF_IO_FAILED };
 typedef void (*hf_apply_cb)(void *data, int outcome);
-/* Appends `bytes` as one command entry. Returns HF_COMMITTED when submitted (cb fires
- * later, once), or the refusal (cb not called). */
+/* Appends `bytes` as one command entry. Returns HF_SUBMITTED (cb fires later, once), or
+ * without calling cb: a refusal (HF_NOT_LEADER, HF_FAILED: nothing was appended), or
+ * HF_IO_FAILED: the entry reached the engine's log but the local disk or network refused it
+ * at once; it may still commit, and this replica cannot be trusted to go on. */
 int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void *data);
 
 #ifdef __cplusplus

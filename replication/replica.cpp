@@ -1,8 +1,27 @@
 #include "replication/replica.hpp"
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <new>
 
 namespace holdfast::replication {
+
+namespace {
+// Every call from libraft into C++ goes through this: an exception must not unwind through
+// the engine's C frames (its state would be half updated), so it ends the process loudly.
+template <class F>
+auto guarded(const char* what, F&& f) noexcept -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "holdfast: replica %s threw: %s\n", what, e.what());
+  } catch (...) {
+    std::fprintf(stderr, "holdfast: replica %s threw\n", what);
+  }
+  std::abort();
+}
+}  // namespace
 
 const char* outcome_name(outcome o) {
   switch (o) {
@@ -19,15 +38,19 @@ replica::replica(state_machine& machine) : machine_(machine) {
   callbacks_.apply = [](void* data, unsigned long long index, const char* bytes, size_t len) {
     auto* self = static_cast<replica*>(data);
     ++self->counters_.applied;
-    self->machine_.apply(index, std::string_view(bytes, len));
+    guarded("apply", [&] { self->machine_.apply(index, std::string_view(bytes, len)); });
   };
   callbacks_.snapshot = [](void* data, const char** bytes, size_t* len) -> int {
     auto* self = static_cast<replica*>(data);
-    try {
-      self->snapshot_ = self->machine_.snapshot();
-    } catch (const std::bad_alloc&) {
-      return 1;
-    }
+    bool ok = guarded("snapshot", [&] {
+      try {
+        self->snapshot_ = self->machine_.snapshot();
+        return true;
+      } catch (const std::bad_alloc&) {
+        return false;
+      }
+    });
+    if (!ok) return 1;
     *bytes = self->snapshot_.data();
     *len = self->snapshot_.size();
     ++self->counters_.snapshots_taken;
@@ -36,11 +59,17 @@ replica::replica(state_machine& machine) : machine_(machine) {
   callbacks_.snapshot_done = [](void* data) { std::string().swap(static_cast<replica*>(data)->snapshot_); };
   callbacks_.restore = [](void* data, const char* bytes, size_t len) -> int {
     auto* self = static_cast<replica*>(data);
-    if (!self->machine_.restore(std::string_view(bytes, len))) return 1;
+    // A snapshot the group committed that this replica cannot load: it would stop applying
+    // (libraft does not retry), so it stops instead.
+    if (!guarded("restore", [&] { return self->machine_.restore(std::string_view(bytes, len)); })) {
+      std::fprintf(stderr, "holdfast: replica %llu cannot restore the group's snapshot\n",
+                   static_cast<unsigned long long>(self->status().id));
+      std::abort();
+    }
     ++self->counters_.snapshots_restored;
     return 0;
   };
-  callbacks_.stepped = [](void* data) { static_cast<replica*>(data)->stepped(); };
+  callbacks_.stepped = [](void* data) { guarded("step", [&] { static_cast<replica*>(data)->stepped(); }); };
   fsm_ = hf_fsm_create(&callbacks_);
   if (fsm_ == nullptr) throw std::bad_alloc();
 }
@@ -85,7 +114,7 @@ void replica::finish(outcome o, const done_fn& done) {
     case outcome::outcome_unknown: ++counters_.outcome_unknown; break;
     case outcome::failed: ++counters_.failed; break;
   }
-  if (done) done(o);
+  if (done) guarded("callback", [&] { done(o); });
 }
 
 struct replica::apply_request {
@@ -108,8 +137,7 @@ outcome outcome_of(int hf) {
 
 void replica::submit(std::string_view command, done_fn done) {
   ++counters_.submitted;
-  // The engine's own state too: a step that deposed this replica may not have reached our
-  // step callback yet (libraft skips it while a storage-full refusal waits).
+  // The engine's own state too: a step that failed, or the close, skips our step callback.
   hf_raft_info info{};
   if (raft_ != nullptr) hf_info(raft_, &info);
   if (serving_term_ == 0 || info.state != HF_LEADER || info.term != serving_term_) {
@@ -126,10 +154,16 @@ void replica::submit(std::string_view command, done_fn done) {
     request->self->finish(outcome_of(result), request->done);
     delete request;
   }, request);
-  if (rv != HF_COMMITTED) {
+  if (rv != HF_SUBMITTED) {
     auto refused = std::move(request->done);
     delete request;
-    finish(outcome_of(rv) == outcome::outcome_unknown ? outcome::failed : outcome_of(rv), refused);
+    if (rv == HF_IO_FAILED) {
+      // In the engine's log, refused by the local disk: it may still commit elsewhere.
+      ++counters_.io_failures;
+      finish(outcome::outcome_unknown, refused);
+    } else {
+      finish(rv == HF_NOT_LEADER ? outcome::not_leader : outcome::failed, refused);
+    }
   }
 }
 

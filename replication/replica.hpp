@@ -13,11 +13,15 @@
 // - `legacy.step_cb` runs after every step of the engine: the only place to notice that
 //   leadership began or ended before the next client call (raft.h has no state callback).
 //
+// Callbacks into the state machine and `done` must not throw (the process aborts: an
+// exception cannot unwind through libraft). A snapshot that cannot be restored aborts too.
+//
 // The rule this adds, for whoever decides on the leader (an SKU actor deciding against its
 // book before the entry commits): a replica *serves* only once it has applied every entry
 // its log held when it became leader (libraft appends a barrier entry then when any of them
 // was not known committed). By Raft's leader completeness every entry an earlier leader got
-// committed is in that log, so the state is complete before anything is decided. When it
+// committed is in that log, so the state is complete before anything is decided (noticed at
+// the engine's next step after that apply: a tick at most later). When it
 // stops leading, `following()` tells the state machine to drop whatever it decided that the
 // group has not applied.
 //
@@ -55,7 +59,7 @@ enum class outcome {
   committed,        // applied on this replica; a majority has it on disk
   not_leader,       // refused: this replica is not serving (see leader())
   outcome_unknown,  // leadership was lost while in flight: it may or may not commit
-  failed,           // refused by the engine (out of memory, shutting down)
+  failed,           // refused by the engine (out of memory): nothing was appended
 };
 const char* outcome_name(outcome o);
 
@@ -82,6 +86,7 @@ struct replica_counters {
   uint64_t submitted = 0, committed = 0, not_leader = 0, outcome_unknown = 0, failed = 0;
   uint64_t applied = 0, snapshots_taken = 0, snapshots_restored = 0;
   uint64_t terms_led = 0;
+  uint64_t io_failures = 0;  // the local disk refused an entry at once: see hf_apply
 };
 
 class replica {
