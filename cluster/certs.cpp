@@ -12,6 +12,8 @@
 
 #include <memory>
 
+#include <kj/compat/tls.h>
+
 namespace holdfast {
 namespace {
 
@@ -348,6 +350,13 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
   if (client_certs && !ensure_local_admin_certificate(out, error)) return false;
   done = true;
   return true;
+}
+
+std::string certificate_name(kj::PeerIdentity& identity) {
+  auto& id = kj::downcast<kj::TlsPeerIdentity>(identity);
+  if (!id.hasCertificate()) return {};
+  auto cn = id.getCommonName();
+  return std::string(cn.begin(), cn.size());
 }
 
 }  // namespace holdfast

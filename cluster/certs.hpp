@@ -10,9 +10,17 @@
 
 #include "client/cluster_file.hpp"  // client_tls_name
 
+namespace kj {
+class PeerIdentity;
+}
+
 namespace holdfast {
 
 struct cluster_config;
+
+// The common name of the certificate a TLS peer presented ("" without one), whole: a name
+// with a NUL in it stays whole, so it matches no member and grants no role.
+std::string certificate_name(kj::PeerIdentity& identity);
 
 struct pem_pair {
   std::string cert;

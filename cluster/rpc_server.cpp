@@ -76,17 +76,6 @@ void node_hold_calls::holds(std::vector<hold_op> ops, std::function<void(std::ve
   inbox_.put({std::move(ops), std::move(done)});
 }
 
-namespace {
-// The common name of the certificate a TLS peer presented ("" without one), whole: a name
-// with a NUL in it stays whole, so it matches no member and grants no role.
-std::string certificate_name(kj::PeerIdentity& identity) {
-  auto& id = kj::downcast<kj::TlsPeerIdentity>(identity);
-  if (!id.hasCertificate()) return {};
-  auto cn = id.getCommonName();
-  return std::string(cn.begin(), cn.size());
-}
-}  // namespace
-
 struct rpc_server::impl {
   caf::actor bridge;
   server_options options;

@@ -12,11 +12,20 @@ struct hf_fsm {
   struct raft_buffer snapshot;
 };
 
+/* An entry is [4-byte little-endian length][command][zeros to a multiple of 8 bytes]:
+ * raft_uv refuses entries whose length is not a multiple of 8 (uv_append.c). */
+static size_t entry_size(size_t len) { return (4 + len + 7) / 8 * 8; }
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result) {
   struct hf_fsm *f = (struct hf_fsm *)fsm;
   struct raft *r = (struct raft *)f->fsm.data;
+  const unsigned char *p = buf->base;
+  size_t len;
+  if (buf->len < 4) return RAFT_MALFORMED;
+  len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+  if (len > buf->len - 4) return RAFT_MALFORMED;
   /* libraft sets last_applied once apply returns: this entry is the next one. */
-  f->cb->apply(f->cb->data, raft_last_applied(r) + 1, (const char *)buf->base, buf->len);
+  f->cb->apply(f->cb->data, raft_last_applied(r) + 1, (const char *)p + 4, len);
   *result = NULL;
   return 0;
 }
@@ -155,14 +164,22 @@ int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void
   struct hf_apply *a = calloc(1, sizeof *a);
   raft_index last = raft_last_index(r);
   int rv;
-  buf.len = len;
-  buf.base = raft_malloc(len > 0 ? len : 1);
+  if (len > 0xffffffffu - 8) {
+    free(a);
+    return HF_FAILED;
+  }
+  buf.len = entry_size(len);
+  buf.base = raft_calloc(1, buf.len);
   if (a == NULL || buf.base == NULL) {
     free(a);
     raft_free(buf.base);
     return HF_FAILED;
   }
-  if (len > 0) memcpy(buf.base, bytes, len);
+  ((unsigned char *)buf.base)[0] = (unsigned char)len;
+  ((unsigned char *)buf.base)[1] = (unsigned char)(len >> 8);
+  ((unsigned char *)buf.base)[2] = (unsigned char)(len >> 16);
+  ((unsigned char *)buf.base)[3] = (unsigned char)(len >> 24);
+  if (len > 0) memcpy((unsigned char *)buf.base + 4, bytes, len);
   a->cb = cb;
   a->data = data;
   rv = raft_apply(r, &a->req, &buf, 1, apply_done);

@@ -88,8 +88,8 @@ void replica::stepped() {
   hf_raft_info info;
   hf_info(raft_, &info);
   const bool leader = info.state == HF_LEADER;
-  if (!leader || (serving_term_ != 0 && serving_term_ != info.term)) stop_serving();
-  if (!leader) return;
+  if (!leader || broken_ || (serving_term_ != 0 && serving_term_ != info.term)) stop_serving();
+  if (!leader || broken_) return;
   if (led_term_ != info.term) {
     led_term_ = info.term;
     serve_from_ = info.last_index;
@@ -140,6 +140,10 @@ void replica::submit(std::string_view command, done_fn done) {
   // The engine's own state too: a step that failed, or the close, skips our step callback.
   hf_raft_info info{};
   if (raft_ != nullptr) hf_info(raft_, &info);
+  if (broken_) {
+    finish(outcome::failed, done);
+    return;
+  }
   if (serving_term_ == 0 || info.state != HF_LEADER || info.term != serving_term_) {
     finish(outcome::not_leader, done);
     return;
@@ -158,8 +162,14 @@ void replica::submit(std::string_view command, done_fn done) {
     auto refused = std::move(request->done);
     delete request;
     if (rv == HF_IO_FAILED) {
-      // In the engine's log, refused by the local disk: it may still commit elsewhere.
+      // In the engine's log, refused by the local disk or network at once: it may still
+      // commit elsewhere, and libraft 0.22 does not recover from it (its legacy layer's
+      // log and the engine's disagree): this replica takes nothing more.
       ++counters_.io_failures;
+      broken_ = true;
+      stop_serving();
+      std::fprintf(stderr, "holdfast: replica %llu: its log refused an entry; it takes no more\n",
+                   static_cast<unsigned long long>(status().id));
       finish(outcome::outcome_unknown, refused);
     } else {
       finish(rv == HF_NOT_LEADER ? outcome::not_leader : outcome::failed, refused);

@@ -108,6 +108,7 @@ public:
   void submit(std::string_view command, done_fn done);
 
   bool serving() const { return serving_term_ != 0; }
+  bool broken() const { return broken_; }
   replica_status status() const;
   const replica_counters& counters() const { return counters_; }
 
@@ -124,6 +125,7 @@ private:
   uint64_t led_term_ = 0;     // the term this replica last became leader in
   uint64_t serve_from_ = 0;   // serving once applied up to here (its log when it was elected)
   uint64_t serving_term_ = 0; // 0: not serving
+  bool broken_ = false;       // its log refused an entry: it takes no more (see submit)
   std::string snapshot_;      // handed to libraft until it is written
   replica_counters counters_;
 };

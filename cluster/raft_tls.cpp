@@ -1,0 +1,248 @@
+#include "cluster/raft_tls.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include <kj/async-io.h>
+#include <kj/compat/tls.h>
+
+#include "cluster/certs.hpp"
+
+namespace holdfast {
+
+namespace {
+constexpr size_t max_address = 255;
+
+// The dialer's hello: its id (8 bytes, little endian), its address length (1 byte), address.
+kj::Array<kj::byte> encode_hello(uint64_t id, const std::string& address) {
+  auto out = kj::heapArray<kj::byte>(9 + address.size());
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<kj::byte>(id >> (8 * i));
+  out[8] = static_cast<kj::byte>(address.size());
+  memcpy(out.begin() + 9, address.data(), address.size());
+  return out;
+}
+}  // namespace
+
+struct raft_tls_connector::impl {
+  raft_tls_options options;
+  std::thread thread;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool ready = false;
+  std::string error;
+  uint16_t port = 0;
+  const kj::Executor* executor = nullptr;
+  kj::Own<kj::CrossThreadPromiseFulfiller<void>> stop_thread;
+
+  // The KJ thread's, touched there only.
+  kj::AsyncIoProvider* provider = nullptr;
+  kj::LowLevelAsyncIoProvider* low_level = nullptr;
+  kj::TlsContext* tls = nullptr;
+  kj::TaskSet* tasks = nullptr;
+  replication::raft_host* host = nullptr;
+  bool stopped = false;
+  std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, dials{0}, dial_failures{0};
+
+  struct error_handler : kj::TaskSet::ErrorHandler {
+    void taskFailed(kj::Exception&&) override {}  // a connection that failed is Raft's to redial
+  } errors;
+
+  template <class T>
+  kj::Promise<T> in_time(kj::Promise<T> p) {
+    return p.exclusiveJoin(provider->getTimer().afterDelay(options.connect_timeout_ms * kj::MILLISECONDS)
+                             .then([]() -> kj::Promise<T> {
+                               return KJ_EXCEPTION(DISCONNECTED, "raft connection not set up in time");
+                             }));
+  }
+
+  // Joins a TLS stream to a new socketpair; returns libraft's end, or -1.
+  int splice(kj::Own<kj::AsyncIoStream> remote) {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return -1;
+    auto local = low_level->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
+    auto& l = *local;
+    auto& r = *remote;
+    auto in = r.pumpTo(l).ignoreResult();
+    auto out = l.pumpTo(r).ignoreResult();
+    // Either direction ending ends both: libraft sees its socket close and redials.
+    tasks->add(in.exclusiveJoin(kj::mv(out)).attach(kj::mv(local), kj::mv(remote)));
+    return fds[1];
+  }
+
+  kj::Promise<void> dial(uint64_t id, std::string address, std::function<void(int)> done) {
+    auto answer = std::make_shared<std::function<void(int)>>(std::move(done));
+    auto reply = [this, answer](int fd) {
+      if (stopped) {
+        if (fd >= 0) ::close(fd);
+        return;
+      }
+      (*answer)(fd);
+    };
+    auto hello = std::make_shared<kj::Array<kj::byte>>(encode_hello(options.self, options.listen));
+    auto setup = provider->getNetwork()
+                   .parseAddress(address)
+                   .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
+                   .then([this, id](kj::Own<kj::AsyncIoStream> raw) {
+                     // The target's certificate must name it: node-<id>.
+                     auto name = kj::str(node_tls_name(static_cast<uint32_t>(id)));
+                     auto wrapped = tls->wrapClient(kj::mv(raw), name);
+                     return wrapped.attach(kj::mv(name));
+                   })
+                   .then([hello](kj::Own<kj::AsyncIoStream> s) {
+                     auto& stream = *s;
+                     return stream.write(hello->begin(), hello->size()).then([s = kj::mv(s)]() mutable {
+                       return kj::mv(s);
+                     });
+                   });
+    ++dials;
+    return in_time(kj::mv(setup))
+      .then([this, reply](kj::Own<kj::AsyncIoStream> s) { reply(splice(kj::mv(s))); },
+            [this, reply](kj::Exception&&) {
+              ++dial_failures;
+              reply(-1);
+            });
+  }
+
+  kj::Promise<void> serve(kj::AuthenticatedStream raw) {
+    auto handshake = tls->wrapServer(kj::mv(raw)).catch_([this](kj::Exception&& e) -> kj::AuthenticatedStream {
+      ++refused_handshake;
+      kj::throwFatalException(kj::mv(e));
+    });
+    auto setup = handshake.then([this](kj::AuthenticatedStream s) {
+      auto name = certificate_name(*s.peerIdentity);
+      auto head = kj::heapArray<kj::byte>(9);
+      auto& stream = *s.stream;
+      auto read = stream.read(head.begin(), head.size());
+      return read.then([this, s = kj::mv(s), head = kj::mv(head), name]() mutable {
+        uint64_t id = 0;
+        for (int i = 0; i < 8; ++i) id |= uint64_t(head[i]) << (8 * i);
+        if (id == 0 || id > UINT32_MAX || name != node_tls_name(static_cast<uint32_t>(id))) {
+          ++refused_name;
+          return kj::Promise<void>(KJ_EXCEPTION(FAILED, "raft hello names another node than its certificate"));
+        }
+        auto address = std::make_shared<std::string>(head[8], '\0');
+        auto& stream = *s.stream;
+        return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
+          if (stopped || host == nullptr) return;
+          int fd = splice(kj::mv(s.stream));
+          if (fd < 0) return;
+          ++accepted;
+          host->accept(id, *address, fd);
+        });
+      });
+    });
+    return in_time(kj::mv(setup));
+  }
+
+  kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener) {
+    return listener.acceptAuthenticated().then([this, &listener](kj::AuthenticatedStream raw) {
+      tasks->add(serve(kj::mv(raw)));
+      return accept_loop(listener);
+    });
+  }
+
+  void run() {
+    try {
+      auto io = kj::setupAsyncIo();
+      provider = io.provider.get();
+      low_level = io.lowLevelProvider.get();
+      kj::TlsCertificate ca(kj::StringPtr(options.ca_pem.c_str()));
+      kj::TlsKeypair keypair{kj::TlsPrivateKey(kj::StringPtr(options.key_pem.c_str())),
+                             kj::TlsCertificate(kj::StringPtr(options.cert_pem.c_str()))};
+      kj::TlsContext::Options tls_options;
+      tls_options.useSystemTrustStore = false;
+      tls_options.verifyClients = true;
+      tls_options.trustedCertificates = kj::arrayPtr(&ca, 1);
+      tls_options.defaultKeypair = keypair;
+      kj::TlsContext context(kj::mv(tls_options));
+      tls = &context;
+      kj::TaskSet task_set(errors);
+      tasks = &task_set;
+      auto listener = io.provider->getNetwork().parseAddress(options.listen).wait(io.waitScope)->listen();
+      auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        port = static_cast<uint16_t>(listener->getPort());
+        // The hello names this replica as the others dial it (libraft answers there): the
+        // port bound, when the option asked for any.
+        auto colon = options.listen.rfind(':');
+        options.listen = options.listen.substr(0, colon) + ":" + std::to_string(port);
+        executor = &kj::getCurrentThreadExecutor();
+        stop_thread = kj::mv(stop.fulfiller);
+        ready = true;
+      }
+      cv.notify_all();
+      auto accepting = accept_loop(*listener).eagerlyEvaluate([](kj::Exception&&) {});
+      stop.promise.wait(io.waitScope);
+      tasks = nullptr;
+    } catch (const kj::Exception& e) {
+      std::lock_guard<std::mutex> lock(mutex);
+      error = e.getDescription().cStr();
+      ready = true;
+      cv.notify_all();
+    }
+  }
+};
+
+raft_tls_connector::raft_tls_connector(raft_tls_options options) : impl_(std::make_unique<impl>()) {
+  auto& s = *impl_;
+  s.options = std::move(options);
+  if (s.options.listen.size() > max_address) throw std::runtime_error("raft address too long");
+  s.thread = std::thread([&s] { s.run(); });
+  std::unique_lock<std::mutex> lock(s.mutex);
+  s.cv.wait(lock, [&] { return s.ready; });
+  if (!s.error.empty()) {
+    lock.unlock();
+    s.thread.join();
+    throw std::runtime_error("raft port " + s.options.listen + ": " + s.error);
+  }
+}
+
+raft_tls_connector::~raft_tls_connector() {
+  auto& s = *impl_;
+  stop();
+  s.stop_thread->fulfill();
+  s.thread.join();
+}
+
+uint16_t raft_tls_connector::port() const { return impl_->port; }
+
+raft_tls_stats raft_tls_connector::stats() const {
+  auto& s = *impl_;
+  return {s.accepted, s.refused_handshake, s.refused_name, s.dials, s.dial_failures};
+}
+
+void raft_tls_connector::start(replication::raft_host& host) {
+  auto& s = *impl_;
+  s.executor->executeSync([&] {
+    s.host = &host;
+    s.stopped = false;
+  });
+}
+
+void raft_tls_connector::dial(uint64_t id, const std::string& address, std::function<void(int)> done) {
+  auto& s = *impl_;
+  s.executor->executeSync([&] {
+    if (s.stopped || s.tasks == nullptr) {
+      done(-1);
+      return;
+    }
+    s.tasks->add(s.dial(id, address, std::move(done)));
+  });
+}
+
+void raft_tls_connector::stop() {
+  auto& s = *impl_;
+  s.executor->executeSync([&] {
+    s.stopped = true;
+    s.host = nullptr;
+  });
+}
+
+}  // namespace holdfast

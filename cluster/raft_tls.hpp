@@ -1,0 +1,50 @@
+// Raft's connections between replicas, over mutual TLS with the cluster's CA (never
+// plaintext: libraft's own TCP transport has no TLS).
+//
+// Each Raft connection is one TLS connection to the target node's raft port, whose
+// certificate must name it (node-<id>). The dialer then says who it is (its id and raft
+// address); the acceptor checks that its certificate names that id. Then bytes are pumped
+// between the TLS stream and a socketpair whose other end libraft reads and writes as a
+// libuv stream (raft_host). The pumps run on this connector's own KJ thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "replication/raft_host.hpp"
+
+namespace holdfast {
+
+struct raft_tls_options {
+  std::string listen;  // HOST:PORT (port 0: any free one; see port())
+  uint64_t self = 0;   // this node's id: its certificate names node-<self>
+  std::string ca_pem, cert_pem, key_pem;
+  int connect_timeout_ms = 2'000;  // a dial, TLS handshake and hello included
+};
+
+struct raft_tls_stats {
+  uint64_t accepted = 0;          // handed to Raft
+  uint64_t refused_handshake = 0; // TLS failed (no certificate, another CA's) or too slow
+  uint64_t refused_name = 0;      // a member's certificate, a hello claiming another id
+  uint64_t dials = 0, dial_failures = 0;
+};
+
+class raft_tls_connector : public replication::raft_connector {
+public:
+  // Binds the listener; throws std::runtime_error with why.
+  explicit raft_tls_connector(raft_tls_options options);
+  ~raft_tls_connector() override;
+  uint16_t port() const;
+  raft_tls_stats stats() const;
+
+  void start(replication::raft_host& host) override;
+  void dial(uint64_t id, const std::string& address, std::function<void(int fd)> done) override;
+  void stop() override;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace holdfast

@@ -1,0 +1,178 @@
+#include "replication/raft_host.hpp"
+
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <set>
+#include <thread>
+
+#include <uv.h>
+
+#include "replication/raft_uv_c.h"
+
+namespace holdfast::replication {
+
+struct raft_host::impl {
+  raft_host_options options;
+  replica rep;
+  raft_connector& connector;
+  hf_transport_callbacks transport_callbacks{};
+  raft_uv_transport* transport = nullptr;
+  hf_node* node = nullptr;
+  std::set<void*> dialing;  // connect tokens libraft waits on (loop thread)
+
+  uv_loop_t loop{};
+  uv_async_t wake{};
+  std::mutex mutex;
+  std::deque<std::function<void()>> tasks;  // to run on the loop
+  bool stopping = false;
+  std::thread thread;
+
+  impl(raft_host_options o, state_machine& machine, raft_connector& c)
+    : options(std::move(o)), rep(machine), connector(c) {}
+
+  // Queues `f` for the loop thread.
+  void post(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      tasks.push_back(std::move(f));
+    }
+    uv_async_send(&wake);
+  }
+
+  void drain() {
+    std::deque<std::function<void()>> now;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      now.swap(tasks);
+    }
+    for (auto& f : now) f();
+  }
+};
+
+raft_host::raft_host(raft_host_options options, state_machine& machine, raft_connector& connector)
+  : impl_(std::make_unique<impl>(std::move(options), machine, connector)) {
+  auto& s = *impl_;
+  std::error_code ec;
+  std::filesystem::create_directories(s.options.dir, ec);
+  if (ec) throw std::runtime_error("raft directory " + s.options.dir + ": " + ec.message());
+  if (uv_loop_init(&s.loop) != 0) throw std::runtime_error("uv_loop_init failed");
+  s.wake.data = &s;
+  uv_async_init(&s.loop, &s.wake, [](uv_async_t* a) { static_cast<impl*>(a->data)->drain(); });
+
+  s.transport_callbacks.data = &s;
+  // Accepted connections come through raft_host::accept.
+  s.transport_callbacks.listen = [](void*) -> int { return 0; };
+  s.transport_callbacks.connect = [](void* data, void* token, unsigned long long id, const char* address) {
+    auto* s = static_cast<impl*>(data);
+    s->dialing.insert(token);
+    s->connector.dial(id, address, [s, token](int fd) {
+      s->post([s, token, fd] {
+        if (s->dialing.erase(token) == 0) {  // canceled by the close meanwhile
+          if (fd >= 0) ::close(fd);
+          return;
+        }
+        uv_stream_s* stream = fd >= 0 ? hf_stream_open(&s->loop, fd) : nullptr;
+        if (stream == nullptr && fd >= 0) ::close(fd);
+        hf_transport_connected(token, stream);
+      });
+    });
+  };
+  // libraft's close waits for every connect it started to be answered.
+  s.transport_callbacks.close = [](void* data) {
+    auto* s = static_cast<impl*>(data);
+    auto pending = std::move(s->dialing);
+    s->dialing.clear();
+    for (void* token : pending) hf_transport_canceled(token);
+  };
+  s.transport = hf_transport_create(&s.transport_callbacks);
+  if (s.transport == nullptr) throw std::bad_alloc();
+
+  char error[256] = "";
+  s.node = hf_node_create(&s.loop, s.options.dir.c_str(), s.transport, s.options.id,
+                          s.options.address.c_str(), s.rep.fsm(), error);
+  if (s.node == nullptr) {
+    hf_transport_destroy(s.transport);
+    throw std::runtime_error(error);
+  }
+  s.rep.attach(hf_node_raft(s.node));
+  std::vector<unsigned long long> ids;
+  std::vector<const char*> addresses;
+  for (auto& v : s.options.voters) {
+    ids.push_back(v.id);
+    addresses.push_back(v.address.c_str());
+  }
+  if (hf_node_bootstrap(s.node, ids.data(), addresses.data(), static_cast<unsigned>(ids.size()), error) < 0 ||
+      hf_node_start(s.node, s.options.election_timeout_ms, s.options.heartbeat_ms, s.options.pre_vote,
+                    s.options.snapshot_threshold, s.options.snapshot_trailing, error) != 0) {
+    // Close what was opened, on this thread (the loop has not run yet).
+    hf_node_close(s.node, nullptr, nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.loop);
+    hf_transport_destroy(s.transport);
+    throw std::runtime_error(error);
+  }
+  s.connector.start(*this);
+  s.thread = std::thread([&s] { uv_run(&s.loop, UV_RUN_DEFAULT); });
+}
+
+raft_host::~raft_host() {
+  auto& s = *impl_;
+  s.connector.stop();  // a dial answered later finds its token gone and closes its socket
+  s.post([&s] {
+    hf_node_close(s.node, [](void* data) {
+      auto& s = *static_cast<impl*>(data);
+      uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
+    }, &s);
+  });
+  s.thread.join();
+  uv_loop_close(&s.loop);
+  hf_transport_destroy(s.transport);
+}
+
+void raft_host::submit(std::string command, replica::done_fn done) {
+  auto& s = *impl_;
+  s.post([&s, command = std::move(command), done = std::move(done)]() mutable {
+    s.rep.submit(command, std::move(done));
+  });
+}
+
+void raft_host::run(const std::function<void(replica&)>& f) {
+  auto& s = *impl_;
+  std::mutex m;
+  std::condition_variable cv;
+  bool ran = false;
+  s.post([&] {
+    f(s.rep);
+    std::lock_guard<std::mutex> lock(m);
+    ran = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(m);
+  cv.wait(lock, [&] { return ran; });
+}
+
+replica_status raft_host::status() {
+  replica_status out;
+  run([&](replica& r) { out = r.status(); });
+  return out;
+}
+
+void raft_host::accept(uint64_t id, std::string address, int fd) {
+  auto& s = *impl_;
+  s.post([&s, id, address = std::move(address), fd] {
+    uv_stream_s* stream = hf_stream_open(&s.loop, fd);
+    if (stream == nullptr) {
+      ::close(fd);
+      return;
+    }
+    hf_transport_accepted(s.transport, id, address.c_str(), stream);
+  });
+}
+
+}  // namespace holdfast::replication

@@ -1,0 +1,74 @@
+// A replica's home in a process: a thread running a libuv loop with one libraft instance on
+// its own directory (raft_uv: the Raft log and its snapshots, fsync'd), whose connections to
+// the other replicas come from a `raft_connector` (the node's mutual-TLS links).
+//
+// Threads: everything libraft does (and so the state machine's callbacks and submit's
+// `done`) runs on the host's thread. The other methods may be called from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "replication/replica.hpp"
+
+namespace holdfast::replication {
+
+class raft_host;
+
+// Makes the connections Raft runs over. A dial's answer and an accepted connection are a
+// connected socket (a socketpair's end whose other end the connector carries over TLS).
+class raft_connector {
+public:
+  virtual ~raft_connector() = default;
+  // Incoming connections go to `host.accept` from now on (until stop()).
+  virtual void start(raft_host& host) = 0;
+  // Connect to server `id` at `address`: `done(fd)` once, from any thread; -1 = failed.
+  virtual void dial(uint64_t id, const std::string& address, std::function<void(int fd)> done) = 0;
+  // No accept or dial answer after this returns.
+  virtual void stop() = 0;
+};
+
+struct raft_voter {
+  uint64_t id = 0;
+  std::string address;  // what the connector dials
+};
+
+struct raft_host_options {
+  std::string dir;      // created if missing; Raft's own files
+  uint64_t id = 0;
+  std::string address;  // this replica's, as the others dial it
+  std::vector<raft_voter> voters;  // the group's first configuration (a fresh directory only)
+  unsigned election_timeout_ms = 1000;  // randomized between 1x and 2x by libraft
+  unsigned heartbeat_ms = 100;
+  bool pre_vote = true;
+  unsigned snapshot_threshold = 0;  // 0: libraft's default (1024 entries)
+  unsigned snapshot_trailing = 0;
+};
+
+class raft_host {
+public:
+  // Starts the thread and the replica; throws std::runtime_error with why on failure.
+  raft_host(raft_host_options options, state_machine& machine, raft_connector& connector);
+  // Closes the replica (pending submissions answer outcome_unknown) and joins the thread.
+  ~raft_host();
+  raft_host(const raft_host&) = delete;
+  raft_host& operator=(const raft_host&) = delete;
+
+  // From any thread: appends `command` on this replica (see replica::submit); `done` runs
+  // on the host's thread.
+  void submit(std::string command, replica::done_fn done);
+  // From any thread: runs `f` on the host's thread and waits for it.
+  void run(const std::function<void(replica&)>& f);
+  replica_status status();
+  // From the connector, any thread: a connection from server `id` at `address`.
+  void accept(uint64_t id, std::string address, int fd);
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace holdfast::replication

@@ -1,0 +1,193 @@
+/* The only file that includes raft/uv.h: see raft_uv_c.h. */
+#include "replication/raft_uv_c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+/* -- transport -------------------------------------------------------------- */
+
+struct hf_transport {
+  struct raft_uv_transport t; /* first */
+  const hf_transport_callbacks *cb;
+  raft_uv_accept_cb accept;
+};
+
+struct hf_connect {
+  struct raft_uv_connect *req;
+};
+
+static int transport_init(struct raft_uv_transport *t, raft_id id, const char *address) {
+  (void)t;
+  (void)id;
+  (void)address;
+  return 0;
+}
+
+static int transport_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb) {
+  struct hf_transport *h = (struct hf_transport *)t;
+  h->accept = cb;
+  return h->cb->listen(h->cb->data) == 0 ? 0 : RAFT_IOERR;
+}
+
+static int transport_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                             const char *address, raft_uv_connect_cb cb) {
+  struct hf_transport *h = (struct hf_transport *)t;
+  req->cb = cb;
+  h->cb->connect(h->cb->data, req, id, address);
+  return 0;
+}
+
+static void transport_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb) {
+  struct hf_transport *h = (struct hf_transport *)t;
+  h->accept = NULL;
+  h->cb->close(h->cb->data);
+  if (cb != NULL) cb(t);
+}
+
+struct raft_uv_transport *hf_transport_create(const hf_transport_callbacks *callbacks) {
+  struct hf_transport *h = calloc(1, sizeof *h);
+  if (h == NULL) return NULL;
+  h->cb = callbacks;
+  h->t.version = 1;
+  h->t.init = transport_init;
+  h->t.listen = transport_listen;
+  h->t.connect = transport_connect;
+  h->t.close = transport_close;
+  return &h->t;
+}
+
+void hf_transport_destroy(struct raft_uv_transport *t) { free(t); }
+
+struct uv_stream_s *hf_stream_open(struct uv_loop_s *loop, int fd) {
+  /* raft_uv releases a stream with raft_free once it is closed. */
+  uv_pipe_t *pipe = raft_malloc(sizeof *pipe);
+  if (pipe == NULL) return NULL;
+  if (uv_pipe_init(loop, pipe, 0) != 0) {
+    raft_free(pipe);
+    return NULL;
+  }
+  if (uv_pipe_open(pipe, fd) != 0) {
+    uv_close((uv_handle_t *)pipe, (uv_close_cb)raft_free);
+    return NULL;
+  }
+  return (struct uv_stream_s *)pipe;
+}
+
+void hf_transport_connected(void *token, struct uv_stream_s *stream) {
+  struct raft_uv_connect *req = token;
+  req->cb(req, stream, stream != NULL ? 0 : RAFT_NOCONNECTION);
+}
+
+void hf_transport_canceled(void *token) {
+  struct raft_uv_connect *req = token;
+  req->cb(req, NULL, RAFT_CANCELED);
+}
+
+void hf_transport_accepted(struct raft_uv_transport *t, unsigned long long id, const char *address,
+                           struct uv_stream_s *stream) {
+  struct hf_transport *h = (struct hf_transport *)t;
+  if (h->accept == NULL) {
+    uv_close((uv_handle_t *)stream, (uv_close_cb)raft_free);
+    return;
+  }
+  h->accept(t, id, address, stream);
+}
+
+/* -- node ------------------------------------------------------------------- */
+
+struct hf_node {
+  struct raft raft;
+  struct raft_io io;
+  void (*done)(void *);
+  void *done_data;
+  int started;
+};
+
+struct hf_node *hf_node_create(struct uv_loop_s *loop, const char *dir, struct raft_uv_transport *transport,
+                               unsigned long long id, const char *address, struct raft_fsm *fsm, char *error) {
+  struct hf_node *n = calloc(1, sizeof *n);
+  int rv;
+  if (n == NULL) {
+    snprintf(error, 256, "out of memory");
+    return NULL;
+  }
+  rv = raft_uv_init(&n->io, loop, dir, transport);
+  if (rv != 0) {
+    snprintf(error, 256, "raft_uv_init %.100s: %.140s", dir, n->io.errmsg);
+    free(n);
+    return NULL;
+  }
+  rv = raft_init(&n->raft, &n->io, fsm, id, address);
+  if (rv != 0) {
+    snprintf(error, 256, "raft_init: %s", raft_errmsg(&n->raft));
+    raft_uv_close(&n->io);
+    free(n);
+    return NULL;
+  }
+  return n;
+}
+
+struct raft *hf_node_raft(struct hf_node *n) { return &n->raft; }
+
+int hf_node_bootstrap(struct hf_node *n, const unsigned long long *ids, const char *const *addresses,
+                      unsigned count, char *error) {
+  struct raft_configuration conf;
+  unsigned i;
+  int rv;
+  raft_configuration_init(&conf);
+  for (i = 0; i < count; ++i) {
+    rv = raft_configuration_add(&conf, ids[i], addresses[i], RAFT_VOTER);
+    if (rv != 0) {
+      snprintf(error, 256, "configuration: %s", raft_strerror(rv));
+      raft_configuration_close(&conf);
+      return -1;
+    }
+  }
+  rv = raft_bootstrap(&n->raft, &conf);
+  raft_configuration_close(&conf);
+  if (rv == RAFT_CANTBOOTSTRAP) return 1;
+  if (rv != 0) {
+    snprintf(error, 256, "bootstrap: %s", raft_errmsg(&n->raft));
+    return -1;
+  }
+  return 0;
+}
+
+int hf_node_start(struct hf_node *n, unsigned election_timeout_ms, unsigned heartbeat_ms, int pre_vote,
+                  unsigned snapshot_threshold, unsigned snapshot_trailing, char *error) {
+  int rv;
+  raft_set_election_timeout(&n->raft, election_timeout_ms);
+  raft_set_heartbeat_timeout(&n->raft, heartbeat_ms);
+  raft_set_pre_vote(&n->raft, pre_vote != 0);
+  if (snapshot_threshold > 0) {
+    raft_set_snapshot_threshold(&n->raft, snapshot_threshold);
+    raft_set_snapshot_trailing(&n->raft, snapshot_trailing);
+  }
+  rv = raft_start(&n->raft);
+  if (rv != 0) {
+    snprintf(error, 256, "start: %s", raft_errmsg(&n->raft));
+    return -1;
+  }
+  n->started = 1;
+  return 0;
+}
+
+static void node_closed(struct raft *r) {
+  struct hf_node *n = (struct hf_node *)r; /* raft is the first member */
+  void (*done)(void *) = n->done;
+  void *data = n->done_data;
+  raft_uv_close(&n->io);
+  free(n);
+  if (done != NULL) done(data);
+}
+
+void hf_node_close(struct hf_node *n, void (*done)(void *data), void *data) {
+  n->done = done;
+  n->done_data = data;
+  raft_close(&n->raft, node_closed);
+}

@@ -1,0 +1,221 @@
+// Replicas in one process, each on its own libuv thread with libraft's disk layer (raft_uv,
+// a real directory) and its connections over mutual TLS on loopback (raft_tls_connector):
+// election, replication, a leader stopped and the group serving again, the stopped replica
+// coming back from its directory and catching up. (Process-level tests come with the node.)
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <filesystem>
+#include <thread>
+
+#include "cluster/certs.hpp"
+#include "cluster/raft_tls.hpp"
+#include "replication/raft_host.hpp"
+#include "tests/replication/inventory_model.hpp"
+
+namespace holdfast::replication {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  auto until = steady::now() + limit;
+  while (!done()) {
+    if (steady::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+struct member {
+  pem_pair cert;
+  std::unique_ptr<raft_tls_connector> connector;
+  std::unique_ptr<inventory_machine> machine;
+  std::unique_ptr<raft_host> host;
+};
+
+class raft_group : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("holdfast-raft-" + std::to_string(::getpid()) + "-" + std::to_string(steady::now().time_since_epoch().count()));
+    std::string error;
+    ASSERT_TRUE(make_cluster_ca("raft test CA", 1, ca_, error)) << error;
+    members_.resize(3);
+    for (unsigned i = 0; i < 3; ++i) {
+      ASSERT_TRUE(issue_node_certificate(ca_, i + 1, 1, members_[i].cert, error)) << error;
+      members_[i].connector = std::make_unique<raft_tls_connector>(connector_options(i));
+      voters_.push_back({i + 1, "127.0.0.1:" + std::to_string(members_[i].connector->port())});
+    }
+    for (unsigned i = 0; i < 3; ++i) start(i);
+  }
+  void TearDown() override {
+    for (auto& m : members_) {
+      m.host.reset();
+      m.connector.reset();
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  raft_tls_options connector_options(unsigned i) {
+    raft_tls_options o;
+    o.listen = voters_.size() > i ? voters_[i].address : "127.0.0.1:0";
+    o.self = i + 1;
+    o.ca_pem = ca_.cert;
+    o.cert_pem = members_[i].cert.cert;
+    o.key_pem = members_[i].cert.key;
+    return o;
+  }
+
+  void start(unsigned i) {
+    raft_host_options o;
+    o.dir = (dir_ / ("replica-" + std::to_string(i + 1))).string();
+    o.id = i + 1;
+    o.address = voters_[i].address;
+    o.voters = voters_;
+    o.election_timeout_ms = 500;
+    o.heartbeat_ms = 50;
+    if (!members_[i].connector) members_[i].connector = std::make_unique<raft_tls_connector>(connector_options(i));
+    members_[i].machine = std::make_unique<inventory_machine>(std::map<std::string, int>{{"tee", 100'000}});
+    members_[i].host = std::make_unique<raft_host>(o, *members_[i].machine, *members_[i].connector);
+  }
+  void stop(unsigned i) {
+    members_[i].host.reset();
+    members_[i].connector.reset();
+  }
+
+  int serving() {
+    for (unsigned i = 0; i < members_.size(); ++i)
+      if (members_[i].host && members_[i].host->status().serving) return static_cast<int>(i);
+    return -1;
+  }
+
+  // `n` reservations through replica `i`, waited for: the ids that committed.
+  std::vector<std::string> reserve(unsigned i, const std::string& prefix, int n) {
+    std::mutex m;
+    std::vector<std::string> committed;
+    int answered = 0;
+    for (int k = 0; k < n; ++k) {
+      std::string id = prefix + std::to_string(k);
+      members_[i].host->submit("R " + id + " tee 1", [&, id](outcome o) {
+        std::lock_guard<std::mutex> lock(m);
+        ++answered;
+        if (o == outcome::committed) committed.push_back(id);
+      });
+    }
+    EXPECT_TRUE(wait_until([&] { std::lock_guard<std::mutex> lock(m); return answered == n; },
+                           std::chrono::seconds(20)));
+    std::lock_guard<std::mutex> lock(m);
+    return committed;
+  }
+
+  std::string state_of(unsigned i) {
+    std::string out;
+    members_[i].host->run([&](replica&) { out = members_[i].machine->applied.encode(); });
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  pem_pair ca_;
+  std::vector<member> members_;
+  std::vector<raft_voter> voters_;
+};
+
+TEST_F(raft_group, elects_replicates_fails_over_and_a_returning_replica_catches_up) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  unsigned leader = serving();
+  auto first = reserve(leader, "a", 200);
+  EXPECT_EQ(first.size(), 200u);
+  // Followers refuse and name the leader.
+  unsigned follower = (leader + 1) % 3;
+  auto s = members_[follower].host->status();
+  EXPECT_FALSE(s.serving);
+  EXPECT_EQ(s.leader_id, leader + 1);
+
+  // The leader goes away: the other two elect one of themselves and serve again.
+  auto stopped_at = steady::now();
+  stop(leader);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no new leader";
+  auto failover = std::chrono::duration<double>(steady::now() - stopped_at).count();
+  RecordProperty("failover_ms", static_cast<int>(failover * 1000));
+  EXPECT_LT(failover, 2.0) << "the group served again after " << failover << " s";
+  unsigned next = serving();
+  EXPECT_NE(next, leader);
+  auto second = reserve(next, "b", 200);
+  EXPECT_EQ(second.size(), 200u);
+
+  // The stopped replica comes back from its directory and catches up.
+  start(leader);
+  auto target = [&] { return members_[next].host->status().commit_index; };
+  ASSERT_TRUE(wait_until([&] {
+    for (unsigned i = 0; i < 3; ++i)
+      if (members_[i].host->status().last_applied < target()) return false;
+    return true;
+  }, std::chrono::seconds(20))) << "replicas did not converge";
+  auto state = state_of(next);
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(state_of(i), state) << "replica " << i + 1 << " differs";
+    members_[i].host->run([&](replica&) {
+      EXPECT_TRUE(members_[i].machine->violations.empty());
+      for (auto& id : first) EXPECT_EQ(members_[i].machine->applied.holds.count(id), 1u) << id;
+      for (auto& id : second) EXPECT_EQ(members_[i].machine->applied.holds.count(id), 1u) << id;
+    });
+  }
+}
+
+// Only members take part: a certificate from another CA fails the handshake both ways; a
+// member's certificate whose hello claims another member's id is refused; the group keeps
+// serving meanwhile.
+TEST_F(raft_group, strangers_and_impostors_are_refused) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  std::string error;
+  pem_pair other_ca, stranger_cert;
+  ASSERT_TRUE(make_cluster_ca("another cluster", 1, other_ca, error)) << error;
+  ASSERT_TRUE(issue_node_certificate(other_ca, 2, 1, stranger_cert, error)) << error;
+  auto target = voters_[0].address;
+  auto dial = [&](raft_tls_connector& c) {
+    std::promise<int> fd;
+    c.dial(1, target, [&](int f) { fd.set_value(f); });
+    return fd.get_future().get();
+  };
+
+  raft_tls_options stranger;
+  stranger.listen = "127.0.0.1:0";
+  stranger.self = 2;
+  stranger.ca_pem = other_ca.cert;
+  stranger.cert_pem = stranger_cert.cert;
+  stranger.key_pem = stranger_cert.key;
+  raft_tls_connector outsider(stranger);
+  auto before = members_[0].connector->stats();
+  EXPECT_EQ(dial(outsider), -1) << "a dial verified against another CA must fail";
+  // A client that trusts anything still has no certificate of this cluster's CA.
+  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_handshake > before.refused_handshake; },
+                         std::chrono::seconds(5)));
+
+  // Member 2's real certificate, claiming to be member 3.
+  raft_tls_options impostor;
+  impostor.listen = "127.0.0.1:0";
+  impostor.self = 3;
+  impostor.ca_pem = ca_.cert;
+  impostor.cert_pem = members_[1].cert.cert;
+  impostor.key_pem = members_[1].cert.key;
+  raft_tls_connector liar(impostor);
+  int fd = dial(liar);
+  ASSERT_GE(fd, 0) << "the TLS side of an impostor's dial succeeds";
+  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_name > before.refused_name; },
+                         std::chrono::seconds(5)));
+  char byte;
+  EXPECT_EQ(::read(fd, &byte, 1), 0) << "the refused connection is closed";
+  ::close(fd);
+
+  // The group never noticed.
+  int leader = serving();
+  ASSERT_GE(leader, 0);
+  EXPECT_EQ(reserve(leader, "c", 10).size(), 10u);
+}
+
+}  // namespace
+}  // namespace holdfast::replication
