@@ -1,5 +1,7 @@
 #include "cluster/raft_tls.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +29,22 @@ kj::Array<kj::byte> encode_hello(uint64_t id, const std::string& address) {
   memcpy(out.begin() + 9, address.data(), address.size());
   return out;
 }
+// Raft's links are one-way (libraft only writes to the connections it dialed and only
+// reads those it accepted): a peer that vanished or stopped reading would hold its
+// connection, and the queue behind it, forever. The kernel ends it instead.
+void keep_alive(kj::AsyncIoStream& s) {
+  int on = 1, idle = 5, interval = 2, count = 3;
+  unsigned user_timeout_ms = 10'000;
+  try {
+    s.setsockopt(SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    s.setsockopt(IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    s.setsockopt(IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    s.setsockopt(IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+    s.setsockopt(IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+  } catch (const kj::Exception&) {
+    // not a TCP socket (tests over other streams): nothing to set
+  }
+}
 }  // namespace
 
 struct raft_tls_connector::impl {
@@ -47,7 +65,9 @@ struct raft_tls_connector::impl {
   kj::TaskSet* tasks = nullptr;
   replication::raft_host* host = nullptr;
   bool stopped = false;
-  std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, dials{0}, dial_failures{0};
+  std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
+    refused_timeout{0}, accept_errors{0}, dials{0}, dial_failures{0};
+  size_t handshaking = 0;
 
   struct error_handler : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}  // a connection that failed is Raft's to redial
@@ -88,6 +108,10 @@ struct raft_tls_connector::impl {
     auto setup = provider->getNetwork()
                    .parseAddress(address)
                    .then([](kj::Own<kj::NetworkAddress> a) { return a->connect(); })
+                   .then([](kj::Own<kj::AsyncIoStream> raw) {
+                     keep_alive(*raw);
+                     return raw;
+                   })
                    .then([this, id](kj::Own<kj::AsyncIoStream> raw) {
                      // The target's certificate must name it: node-<id>.
                      auto name = kj::str(node_tls_name(static_cast<uint32_t>(id)));
@@ -110,6 +134,7 @@ struct raft_tls_connector::impl {
   }
 
   kj::Promise<void> serve(kj::AuthenticatedStream raw) {
+    keep_alive(*raw.stream);
     auto handshake = tls->wrapServer(kj::mv(raw)).catch_([this](kj::Exception&& e) -> kj::AuthenticatedStream {
       ++refused_handshake;
       kj::throwFatalException(kj::mv(e));
@@ -137,14 +162,35 @@ struct raft_tls_connector::impl {
         });
       });
     });
-    return in_time(kj::mv(setup));
+    return in_time(kj::mv(setup)).catch_([this](kj::Exception&& e) {
+      if (e.getType() == kj::Exception::Type::DISCONNECTED &&
+          e.getDescription() == "raft connection not set up in time")
+        ++refused_timeout;
+      kj::throwFatalException(kj::mv(e));
+    });
   }
 
+  // Accepts for as long as the connector runs: a failed accept (out of descriptors) waits a
+  // little and goes on, and at most `max_handshakes` connections may be between accept and
+  // hello at once (the rest are closed at once), so a flood of strangers cannot close the
+  // port or take every descriptor.
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener) {
-    return listener.acceptAuthenticated().then([this, &listener](kj::AuthenticatedStream raw) {
-      tasks->add(serve(kj::mv(raw)));
-      return accept_loop(listener);
-    });
+    return listener.acceptAuthenticated().then(
+      [this, &listener](kj::AuthenticatedStream raw) {
+        if (handshaking >= options.max_handshakes) {
+          ++refused_busy;
+        } else {
+          ++handshaking;
+          tasks->add(serve(kj::mv(raw)).attach(kj::defer([this] { --handshaking; })));
+        }
+        return accept_loop(listener);
+      },
+      [this, &listener](kj::Exception&&) {
+        ++accept_errors;
+        return provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, &listener] {
+          return accept_loop(listener);
+        });
+      });
   }
 
   void run() {
@@ -173,6 +219,7 @@ struct raft_tls_connector::impl {
         // port bound, when the option asked for any.
         auto colon = options.listen.rfind(':');
         options.listen = options.listen.substr(0, colon) + ":" + std::to_string(port);
+        if (options.listen.size() > max_address) throw std::runtime_error("raft address longer than 255 bytes");
         executor = &kj::getCurrentThreadExecutor();
         stop_thread = kj::mv(stop.fulfiller);
         ready = true;
@@ -184,6 +231,11 @@ struct raft_tls_connector::impl {
     } catch (const kj::Exception& e) {
       std::lock_guard<std::mutex> lock(mutex);
       error = e.getDescription().cStr();
+      ready = true;
+      cv.notify_all();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mutex);
+      error = e.what();
       ready = true;
       cv.notify_all();
     }
@@ -215,7 +267,8 @@ uint16_t raft_tls_connector::port() const { return impl_->port; }
 
 raft_tls_stats raft_tls_connector::stats() const {
   auto& s = *impl_;
-  return {s.accepted, s.refused_handshake, s.refused_name, s.dials, s.dial_failures};
+  return {s.accepted, s.refused_handshake, s.refused_name, s.refused_busy, s.refused_timeout,
+          s.accept_errors, s.dials, s.dial_failures};
 }
 
 void raft_tls_connector::start(replication::raft_host& host) {

@@ -21,12 +21,16 @@ struct raft_tls_options {
   uint64_t self = 0;   // this node's id: its certificate names node-<self>
   std::string ca_pem, cert_pem, key_pem;
   int connect_timeout_ms = 2'000;  // a dial, TLS handshake and hello included
+  size_t max_handshakes = 64;      // accepted connections not yet past their hello
 };
 
 struct raft_tls_stats {
   uint64_t accepted = 0;          // handed to Raft
   uint64_t refused_handshake = 0; // TLS failed (no certificate, another CA's) or too slow
   uint64_t refused_name = 0;      // a member's certificate, a hello claiming another id
+  uint64_t refused_busy = 0;      // closed at once: max_handshakes were under way
+  uint64_t refused_timeout = 0;   // no handshake and hello within connect_timeout_ms
+  uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms
   uint64_t dials = 0, dial_failures = 0;
 };
 

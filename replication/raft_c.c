@@ -21,9 +21,18 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
   struct raft *r = (struct raft *)f->fsm.data;
   const unsigned char *p = buf->base;
   size_t len;
-  if (buf->len < 4) return RAFT_MALFORMED;
+  *result = NULL;
+  /* Returning an error here would stop this replica applying for good (legacy.c never
+   * advances past it), on every replica and every restart: skip it the same way instead. */
+  if (buf->len < 4) {
+    f->cb->malformed(f->cb->data, raft_last_applied(r) + 1);
+    return 0;
+  }
   len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
-  if (len > buf->len - 4) return RAFT_MALFORMED;
+  if (len > buf->len - 4 || buf->len != entry_size(len)) {
+    f->cb->malformed(f->cb->data, raft_last_applied(r) + 1);
+    return 0;
+  }
   /* libraft sets last_applied once apply returns: this entry is the next one. */
   f->cb->apply(f->cb->data, raft_last_applied(r) + 1, (const char *)p + 4, len);
   *result = NULL;
@@ -129,6 +138,13 @@ int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *ma
   int rv = raft_match_index(r, id, &index);
   *match = index;
   return rv;
+}
+
+const char *hf_server_address(struct raft *r, unsigned long long id) {
+  unsigned i;
+  for (i = 0; i < r->configuration.n; ++i)
+    if (r->configuration.servers[i].id == id) return r->configuration.servers[i].address;
+  return NULL;
 }
 
 void hf_set_snapshot_policy(struct raft *r, unsigned threshold, unsigned trailing) {

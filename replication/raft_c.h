@@ -18,7 +18,8 @@ struct raft_fsm;
 /* What raft_c.c calls back into. Every call on the raft loop's thread. */
 typedef struct hf_fsm_callbacks {
   void *data;
-  /* One committed command entry at `index`. */
+  /* One committed command entry at `index` (an entry not in hf_apply's framing is skipped
+   * on every replica alike, and counted by malformed). */
   void (*apply)(void *data, unsigned long long index, const char *bytes, size_t len);
   /* The whole state: `*bytes` stays valid until snapshot_done. 0, or nonzero: no memory. */
   int (*snapshot)(void *data, const char **bytes, size_t *len);
@@ -27,6 +28,8 @@ typedef struct hf_fsm_callbacks {
   int (*restore)(void *data, const char *bytes, size_t len);
   /* After every step of the engine. */
   void (*stepped)(void *data);
+  /* A committed entry that is not a framed command, at `index`: skipped. */
+  void (*malformed)(void *data, unsigned long long index);
 } hf_fsm_callbacks;
 
 /* A raft_fsm (version 2) calling `callbacks`, which must outlive it. NULL: no memory. */
@@ -50,6 +53,9 @@ unsigned long long hf_last_applied(struct raft *r);
  * nonzero return when unknown). */
 unsigned hf_other_voters(struct raft *r, unsigned long long *ids, unsigned max);
 int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *match);
+
+/* The address the current configuration gives server `id` (any role), or NULL. */
+const char *hf_server_address(struct raft *r, unsigned long long id);
 
 void hf_set_snapshot_policy(struct raft *r, unsigned threshold, unsigned trailing);
 

@@ -2,7 +2,12 @@
 
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -24,6 +29,8 @@ struct raft_host::impl {
   raft_uv_transport* transport = nullptr;
   hf_node* node = nullptr;
   std::set<void*> dialing;  // connect tokens libraft waits on (loop thread)
+  std::atomic<uint64_t> refused_strangers{0};  // connections from servers not in the group
+  int lock_fd = -1;  // flock on the directory's lock file, for the host's life
 
   uv_loop_t loop{};
   uv_async_t wake{};
@@ -60,7 +67,38 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   std::error_code ec;
   std::filesystem::create_directories(s.options.dir, ec);
   if (ec) throw std::runtime_error("raft directory " + s.options.dir + ": " + ec.message());
-  if (uv_loop_init(&s.loop) != 0) throw std::runtime_error("uv_loop_init failed");
+  // One replica per directory (libraft takes no lock: two would both accept entries and
+  // one's would vanish), and always the same one (libraft records term and vote, not whose
+  // they are: swapped directories would go unnoticed).
+  auto lock_path = s.options.dir + "/holdfast.lock";
+  s.lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s.lock_fd < 0 || ::flock(s.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (s.lock_fd >= 0) ::close(s.lock_fd);
+    throw std::runtime_error("raft directory " + s.options.dir + " is in use by another replica");
+  }
+  auto unlock = [&s] { ::close(s.lock_fd); };
+  auto id_path = s.options.dir + "/holdfast-replica-id";
+  if (std::ifstream in{id_path}) {
+    uint64_t recorded = 0;
+    in >> recorded;
+    if (recorded != s.options.id) {
+      unlock();
+      throw std::runtime_error("raft directory " + s.options.dir + " belongs to replica " +
+                               std::to_string(recorded) + ", not " + std::to_string(s.options.id));
+    }
+  } else {
+    std::ofstream out{id_path};
+    out << s.options.id << '\n';
+    out.flush();
+    if (!out) {
+      unlock();
+      throw std::runtime_error("raft directory " + s.options.dir + ": cannot record the replica's id");
+    }
+  }
+  if (uv_loop_init(&s.loop) != 0) {
+    unlock();
+    throw std::runtime_error("uv_loop_init failed");
+  }
   s.wake.data = &s;
   uv_async_init(&s.loop, &s.wake, [](uv_async_t* a) { static_cast<impl*>(a->data)->drain(); });
 
@@ -89,16 +127,22 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
     s->dialing.clear();
     for (void* token : pending) hf_transport_canceled(token);
   };
+  // Undoes what was set up so far, on this thread (the loop has not run yet), and throws.
+  auto fail = [&s](const std::string& why) {
+    if (s.node != nullptr) hf_node_close(s.node, nullptr, nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.loop);
+    if (s.transport != nullptr) hf_transport_destroy(s.transport);
+    ::close(s.lock_fd);
+    throw std::runtime_error(why);
+  };
   s.transport = hf_transport_create(&s.transport_callbacks);
-  if (s.transport == nullptr) throw std::bad_alloc();
-
+  if (s.transport == nullptr) fail("out of memory");
   char error[256] = "";
   s.node = hf_node_create(&s.loop, s.options.dir.c_str(), s.transport, s.options.id,
                           s.options.address.c_str(), s.rep.fsm(), error);
-  if (s.node == nullptr) {
-    hf_transport_destroy(s.transport);
-    throw std::runtime_error(error);
-  }
+  if (s.node == nullptr) fail(error);
   s.rep.attach(hf_node_raft(s.node));
   std::vector<unsigned long long> ids;
   std::vector<const char*> addresses;
@@ -108,15 +152,13 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   }
   if (hf_node_bootstrap(s.node, ids.data(), addresses.data(), static_cast<unsigned>(ids.size()), error) < 0 ||
       hf_node_start(s.node, s.options.election_timeout_ms, s.options.heartbeat_ms, s.options.pre_vote,
-                    s.options.snapshot_threshold, s.options.snapshot_trailing, error) != 0) {
-    // Close what was opened, on this thread (the loop has not run yet).
-    hf_node_close(s.node, nullptr, nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
-    uv_run(&s.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s.loop);
-    hf_transport_destroy(s.transport);
-    throw std::runtime_error(error);
-  }
+                    s.options.snapshot_threshold, s.options.snapshot_trailing, error) != 0)
+    fail(error);
+  // A directory keeps the configuration it was bootstrapped with (later ones come through
+  // Raft): a replica that is not in it would never vote or lead. Say so instead.
+  if (hf_server_address(hf_node_raft(s.node), s.options.id) == nullptr)
+    fail("raft directory " + s.options.dir + ": its configuration does not include replica " +
+         std::to_string(s.options.id));
   s.connector.start(*this);
   s.thread = std::thread([&s] { uv_run(&s.loop, UV_RUN_DEFAULT); });
 }
@@ -133,6 +175,7 @@ raft_host::~raft_host() {
   s.thread.join();
   uv_loop_close(&s.loop);
   hf_transport_destroy(s.transport);
+  ::close(s.lock_fd);
 }
 
 void raft_host::submit(std::string command, replica::done_fn done) {
@@ -163,15 +206,20 @@ replica_status raft_host::status() {
   return out;
 }
 
-void raft_host::accept(uint64_t id, std::string address, int fd) {
+void raft_host::accept(uint64_t id, std::string, int fd) {
   auto& s = *impl_;
-  s.post([&s, id, address = std::move(address), fd] {
-    uv_stream_s* stream = hf_stream_open(&s.loop, fd);
+  s.post([&s, id, fd] {
+    // Only this group's servers, at the address its configuration gives them: libraft
+    // answers at the address a connection names, and a name the peer chose (a wildcard,
+    // another interface) would send its answers nowhere.
+    const char* address = id == s.options.id ? nullptr : hf_server_address(hf_node_raft(s.node), id);
+    uv_stream_s* stream = address != nullptr ? hf_stream_open(&s.loop, fd) : nullptr;
     if (stream == nullptr) {
+      ++s.refused_strangers;
       ::close(fd);
       return;
     }
-    hf_transport_accepted(s.transport, id, address.c_str(), stream);
+    hf_transport_accepted(s.transport, id, address, stream);
   });
 }
 

@@ -3,7 +3,16 @@
 // the other replicas come from a `raft_connector` (the node's mutual-TLS links).
 //
 // Threads: everything libraft does (and so the state machine's callbacks and submit's
-// `done`) runs on the host's thread. The other methods may be called from any thread.
+// `done`) runs on the host's thread. The other methods may be called from any other thread
+// (run() and status() wait for the host's thread: never from a callback). The connector
+// outlives the host.
+//
+// The directory: locked for the host's life (a second host on it is refused), and bound to
+// the replica's id at first use. libraft's auto-recovery is off: a damaged log segment stops
+// the start with why instead of being set aside with the entries it held (which this
+// replica may have acknowledged). Connections are accepted only from servers in the group's
+// configuration, and libraft answers them at the address the configuration gives, never at
+// one the peer named.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +59,9 @@ struct raft_host_options {
 
 class raft_host {
 public:
-  // Starts the thread and the replica; throws std::runtime_error with why on failure.
+  // Starts the thread and the replica; throws std::runtime_error with why on failure (the
+  // directory in use or another replica's, its log damaged, this replica not in its
+  // configuration).
   raft_host(raft_host_options options, state_machine& machine, raft_connector& connector);
   // Closes the replica (pending submissions answer outcome_unknown) and joins the thread.
   ~raft_host();

@@ -122,6 +122,10 @@ struct hf_node *hf_node_create(struct uv_loop_s *loop, const char *dir, struct r
     free(n);
     return NULL;
   }
+  /* Never: libraft would set a damaged segment aside and start without its entries, and
+   * a replica that had acknowledged them could then vote for a leader that lacks them. A
+   * damaged log stops the start with why; the operator replaces the replica. */
+  raft_uv_set_auto_recovery(&n->io, false);
   rv = raft_init(&n->raft, &n->io, fsm, id, address);
   if (rv != 0) {
     snprintf(error, 256, "raft_init: %s", raft_errmsg(&n->raft));

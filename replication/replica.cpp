@@ -69,6 +69,11 @@ replica::replica(state_machine& machine) : machine_(machine) {
     ++self->counters_.snapshots_restored;
     return 0;
   };
+  callbacks_.malformed = [](void* data, unsigned long long index) {
+    auto* self = static_cast<replica*>(data);
+    if (self->counters_.malformed++ == 0)
+      std::fprintf(stderr, "holdfast: replica: entry %llu is not a command; skipped (as every replica does)\n", index);
+  };
   callbacks_.stepped = [](void* data) { guarded("step", [&] { static_cast<replica*>(data)->stepped(); }); };
   fsm_ = hf_fsm_create(&callbacks_);
   if (fsm_ == nullptr) throw std::bad_alloc();

@@ -87,6 +87,7 @@ struct replica_counters {
   uint64_t applied = 0, snapshots_taken = 0, snapshots_restored = 0;
   uint64_t terms_led = 0;
   uint64_t io_failures = 0;  // the local disk refused an entry at once: see hf_apply
+  uint64_t malformed = 0;    // committed entries that were not commands: skipped
 };
 
 class replica {

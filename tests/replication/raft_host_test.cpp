@@ -4,9 +4,13 @@
 // coming back from its directory and catching up. (Process-level tests come with the node.)
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <filesystem>
 #include <thread>
@@ -60,9 +64,12 @@ protected:
     std::filesystem::remove_all(dir_);
   }
 
+  // Where the connectors listen at first (the voters are configured on 127.0.0.1 anyway).
+  virtual std::string listen_host() { return "127.0.0.1"; }
+
   raft_tls_options connector_options(unsigned i) {
     raft_tls_options o;
-    o.listen = voters_.size() > i ? voters_[i].address : "127.0.0.1:0";
+    o.listen = voters_.size() > i ? voters_[i].address : listen_host() + ":0";
     o.self = i + 1;
     o.ca_pem = ca_.cert;
     o.cert_pem = members_[i].cert.cert;
@@ -215,6 +222,116 @@ TEST_F(raft_group, strangers_and_impostors_are_refused) {
   int leader = serving();
   ASSERT_GE(leader, 0);
   EXPECT_EQ(reserve(leader, "c", 10).size(), 10u);
+}
+
+// Replicas listening on every interface (0.0.0.0) still answer each other at the
+// configured addresses: libraft replies at the address of a connection's server, which
+// must come from the configuration, never from the hello (it would name 0.0.0.0).
+class raft_group_on_every_interface : public raft_group {
+protected:
+  std::string listen_host() override { return "0.0.0.0"; }
+};
+
+TEST_F(raft_group_on_every_interface, elects_and_replicates) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  unsigned leader = serving();
+  EXPECT_EQ(reserve(leader, "a", 50).size(), 50u);
+  auto s = members_[(leader + 1) % 3].host->status();
+  EXPECT_EQ(s.leader_address, voters_[leader].address);
+}
+
+// A flood of connections that never start TLS: past max_handshakes they are closed at once,
+// the port keeps accepting, and members still get through.
+TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  auto port = members_[0].connector->port();
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) flood.push_back(fd);
+    else ::close(fd);
+  }
+  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_busy > 0; }, std::chrono::seconds(5)))
+    << "no connection was refused as busy";
+  for (int fd : flood) ::close(fd);
+  // Member 2 (its own certificate) still gets through to member 1.
+  raft_tls_options two = connector_options(1);
+  two.listen = "127.0.0.1:0";
+  raft_tls_connector dialer(two);
+  std::promise<int> answer;
+  dialer.dial(1, voters_[0].address, [&](int f) { answer.set_value(f); });
+  int fd = answer.get_future().get();
+  EXPECT_GE(fd, 0) << "a member could not connect after the flood";
+  if (fd >= 0) ::close(fd);
+  int leader = serving();
+  ASSERT_GE(leader, 0);
+  EXPECT_EQ(reserve(leader, "f", 10).size(), 10u);
+}
+
+// The directory is the replica's: a second host on it, or another replica's id, is refused;
+// a damaged log segment stops the start instead of being set aside with its entries.
+TEST_F(raft_group, a_directory_is_one_replicas_and_a_damaged_log_stops_the_start) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  unsigned leader = serving();
+  EXPECT_EQ(reserve(leader, "a", 100).size(), 100u);
+  unsigned victim = (leader + 1) % 3;
+  ASSERT_TRUE(wait_until([&] { return members_[victim].host->status().last_applied >= 101; },
+                         std::chrono::seconds(10)));
+  raft_host_options o;
+  o.dir = (dir_ / ("replica-" + std::to_string(victim + 1))).string();
+  o.id = victim + 1;
+  o.address = voters_[victim].address;
+  o.voters = voters_;
+  inventory_machine spare({{"tee", 1}});
+  auto any_port = connector_options(victim);
+  any_port.listen = "127.0.0.1:0";
+  auto spare_connector = std::make_unique<raft_tls_connector>(any_port);
+  try {
+    raft_host twice(o, spare, *spare_connector);
+    ADD_FAILURE() << "a second host started on a directory in use";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
+  stop(victim);
+  spare_connector = std::make_unique<raft_tls_connector>(connector_options(victim));  // its port
+  o.id = victim == 0 ? 2 : 1;  // another replica's id on this directory
+  try {
+    raft_host other(o, spare, *spare_connector);
+    ADD_FAILURE() << "a host started on another replica's directory";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to replica"), std::string::npos) << e.what();
+  }
+  // Flip bytes in the middle of a log segment's entries.
+  o.id = victim + 1;
+  std::string segment;
+  for (auto& f : std::filesystem::directory_iterator(o.dir)) {
+    auto name = f.path().filename().string();
+    if ((name.rfind("open-", 0) == 0 || name.find('-') != std::string::npos) && name != "holdfast-replica-id" &&
+        std::filesystem::file_size(f.path()) > 4096 && (segment.empty() || name.rfind("open-", 0) != 0))
+      segment = f.path().string();
+  }
+  ASSERT_FALSE(segment.empty()) << "no log segment in " << o.dir;
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.write("\xde\xad\xbe\xef", 4);
+  }
+  try {
+    inventory_machine fresh({{"tee", 100'000}});
+    raft_host damaged(o, fresh, *spare_connector);
+    // An open segment's damaged tail may be taken for a torn write (libraft's rule for the
+    // segment being appended to): then nothing acknowledged can be missing from it, and the
+    // replica must still end up with every entry the group has.
+    auto ok = wait_until([&] { return damaged.status().last_applied >= 101; }, std::chrono::seconds(10));
+    EXPECT_TRUE(ok) << "a replica that started on a damaged segment " << segment << " lacks entries";
+    RecordProperty("damaged_segment", "started: a torn tail of the open segment");
+  } catch (const std::runtime_error& e) {
+    RecordProperty("damaged_segment", std::string("refused: ") + e.what());
+  }
 }
 
 }  // namespace
