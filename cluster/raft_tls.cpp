@@ -14,7 +14,10 @@
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
+#include <spdlog/spdlog.h>
+
 #include "cluster/certs.hpp"
+#include "protocol/log.hpp"
 
 namespace holdfast {
 
@@ -66,7 +69,8 @@ struct raft_tls_connector::impl {
   replication::raft_host* host = nullptr;
   bool stopped = false;
   std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
-    refused_timeout{0}, accept_errors{0}, dials{0}, dial_failures{0};
+    refused_timeout{0}, accept_errors{0}, refused_frames{0}, dials{0}, dial_failures{0};
+  static constexpr uint64_t max_header_bytes = uint64_t{4} << 20;
   size_t handshaking = 0;
 
   struct error_handler : kj::TaskSet::ErrorHandler {
@@ -81,18 +85,144 @@ struct raft_tls_connector::impl {
                              }));
   }
 
-  // Joins a TLS stream to a new socketpair; returns libraft's end, or -1.
-  int splice(kj::Own<kj::AsyncIoStream> remote) {
+  // Joins a TLS stream to a new socketpair; returns libraft's end, or -1. libraft only
+  // writes to the connections it dialed and only reads those it accepted: a dialed link
+  // carries bytes out only (what the far side sends is never read), an accepted one in only,
+  // through `relay`, which passes whole, checked messages.
+  int splice(kj::Own<kj::AsyncIoStream> remote, bool accepted) {
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return -1;
     auto local = low_level->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
     auto& l = *local;
     auto& r = *remote;
-    auto in = r.pumpTo(l).ignoreResult();
-    auto out = l.pumpTo(r).ignoreResult();
-    // Either direction ending ends both: libraft sees its socket close and redials.
-    tasks->add(in.exclusiveJoin(kj::mv(out)).attach(kj::mv(local), kj::mv(remote)));
+    // A dialed link still reads what the far side sends, to drop it: its end (the peer
+    // closed or died) must end the link at once, not at libraft's next write.
+    kj::Promise<void> flow = accepted ? relay(r, l) : l.pumpTo(r).ignoreResult().exclusiveJoin(drain(r));
+    // The flow ending (either side closed, or a message refused) ends the connection:
+    // libraft sees its socket close and redials.
+    tasks->add(flow.attach(kj::mv(local), kj::mv(remote)));
     return fds[1];
+  }
+
+  // Passes Raft messages (raft_uv's wire format, src/uv_encoding.c of libraft 0.22.1) from
+  // a peer to libraft, one at a time, after checking what libraft's decoder trusts: it reads
+  // fixed fields without checking the header's length, allocates whatever payload the
+  // header declares, and a follower whose disk append is refused (raft_uv takes only entries
+  // of a multiple of 8 bytes) breaks. A message that fails a check closes the connection.
+  struct frame {
+    kj::byte preamble[16];
+    kj::Array<kj::byte> header;
+  };
+  static uint64_t le64(const kj::byte* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+    return v;
+  }
+  static uint32_t le32(const kj::byte* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+
+  // The payload length the header declares, or why it is refused.
+  kj::Maybe<uint64_t> checked_payload(const frame& f, std::string& why) {
+    auto type = f.preamble[0];
+    auto& h = f.header;
+    size_t n = h.size();
+    switch (type) {
+      case 3:  // RequestVote
+        if (n < 32) break;
+        return uint64_t(0);
+      case 4:  // RequestVote result
+      case 2:  // AppendEntries result
+        if (n < 16) break;
+        return uint64_t(0);
+      case 6:  // TimeoutNow
+        if (n < 24) break;
+        return uint64_t(0);
+      case 1: {  // AppendEntries: 4 words, then the batch header (count, 16 bytes per entry)
+        if (n < 40) break;
+        uint64_t count = le64(h.begin() + 32);
+        if (count > (n - 40) / 16) {
+          why = "entries beyond its header";
+          return nullptr;
+        }
+        uint64_t payload = 0;
+        for (uint64_t i = 0; i < count; ++i) {
+          const kj::byte* e = h.begin() + 40 + 16 * i;
+          auto kind = e[8];
+          uint32_t len = le32(e + 12);
+          if (kind < 1 || kind > 3 || len % 8 != 0) {
+            why = "an entry of an unknown kind or not a multiple of 8 bytes";
+            return nullptr;
+          }
+          payload += len;
+        }
+        if (payload > options.max_entries_bytes) {
+          why = "entries over max_entries_bytes";
+          return nullptr;
+        }
+        return payload;
+      }
+      case 5: {  // InstallSnapshot: 4 words, configuration length and bytes, data length
+        if (n < 48) break;
+        uint64_t conf = le64(h.begin() + 32);
+        if (conf > n - 48) break;
+        uint64_t data = le64(h.begin() + 40 + conf);
+        if (data > options.max_snapshot_bytes) {
+          why = "a snapshot over max_snapshot_bytes";
+          return nullptr;
+        }
+        return data;
+      }
+      default:
+        why = "an unknown message type";
+        return nullptr;
+    }
+    why = "a header shorter than its type's";
+    return nullptr;
+  }
+
+  kj::Promise<void> relay(kj::AsyncIoStream& from, kj::AsyncIoStream& to) {
+    auto f = kj::heap<frame>();
+    auto& preamble = f->preamble;
+    return from.read(preamble, sizeof preamble).then([this, &from, &to, f = kj::mv(f)]() mutable {
+      uint64_t header_bytes = le64(f->preamble + 8);
+      if (header_bytes == 0 || header_bytes > max_header_bytes) return refuse("a header length out of range");
+      f->header = kj::heapArray<kj::byte>(header_bytes);
+      auto& header = f->header;
+      return from.read(header.begin(), header.size()).then([this, &from, &to, f = kj::mv(f)]() mutable {
+        std::string why;
+        uint64_t payload = 0;
+        KJ_IF_MAYBE(p, checked_payload(*f, why)) { payload = *p; } else { return refuse(why); }
+        auto& frame = *f;
+        auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(
+          {kj::arrayPtr(frame.preamble, sizeof frame.preamble), frame.header.asPtr()});
+        auto& parts = pieces;
+        return to.write(parts).attach(kj::mv(pieces), kj::mv(f))
+          .then([this, &from, &to, payload]() -> kj::Promise<void> {
+            if (payload == 0) return relay(from, to);
+            return from.pumpTo(to, payload).then([this, &from, &to, payload](uint64_t moved) -> kj::Promise<void> {
+              if (moved != payload) return KJ_EXCEPTION(DISCONNECTED, "raft peer closed mid-message");
+              return relay(from, to);
+            });
+          });
+      });
+    });
+  }
+
+  static kj::Promise<void> drain(kj::AsyncIoStream& from) {
+    auto buffer = kj::heapArray<kj::byte>(4096);
+    auto& b = buffer;
+    return from.tryRead(b.begin(), 1, b.size()).then([&from, buffer = kj::mv(buffer)](size_t n) -> kj::Promise<void> {
+      if (n == 0) return kj::READY_NOW;
+      return drain(from);
+    });
+  }
+
+  kj::Promise<void> refuse(const std::string& why) {
+    ++refused_frames;
+    uint64_t suppressed = 0;
+    static rate_limit limit;
+    if (limit.allow(suppressed))
+      spdlog::warn("raft port: a peer sent {}; connection closed ({} more)", why, suppressed);
+    return KJ_EXCEPTION(FAILED, "raft message refused", why);
   }
 
   kj::Promise<void> dial(uint64_t id, std::string address, std::function<void(int)> done) {
@@ -126,7 +256,7 @@ struct raft_tls_connector::impl {
                    });
     ++dials;
     return in_time(kj::mv(setup))
-      .then([this, reply](kj::Own<kj::AsyncIoStream> s) { reply(splice(kj::mv(s))); },
+      .then([this, reply](kj::Own<kj::AsyncIoStream> s) { reply(splice(kj::mv(s), false)); },
             [this, reply](kj::Exception&&) {
               ++dial_failures;
               reply(-1);
@@ -155,7 +285,7 @@ struct raft_tls_connector::impl {
         auto& stream = *s.stream;
         return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
           if (stopped || host == nullptr) return;
-          int fd = splice(kj::mv(s.stream));
+          int fd = splice(kj::mv(s.stream), true);
           if (fd < 0) return;
           ++accepted;
           host->accept(id, *address, fd);
@@ -268,7 +398,7 @@ uint16_t raft_tls_connector::port() const { return impl_->port; }
 raft_tls_stats raft_tls_connector::stats() const {
   auto& s = *impl_;
   return {s.accepted, s.refused_handshake, s.refused_name, s.refused_busy, s.refused_timeout,
-          s.accept_errors, s.dials, s.dial_failures};
+          s.accept_errors, s.refused_frames, s.dials, s.dial_failures};
 }
 
 void raft_tls_connector::start(replication::raft_host& host) {

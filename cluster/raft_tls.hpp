@@ -22,6 +22,8 @@ struct raft_tls_options {
   std::string ca_pem, cert_pem, key_pem;
   int connect_timeout_ms = 2'000;  // a dial, TLS handshake and hello included
   size_t max_handshakes = 64;      // accepted connections not yet past their hello
+  uint64_t max_entries_bytes = uint64_t{64} << 20;   // one AppendEntries' entries
+  uint64_t max_snapshot_bytes = uint64_t{4} << 30;   // one InstallSnapshot's data
 };
 
 struct raft_tls_stats {
@@ -31,6 +33,7 @@ struct raft_tls_stats {
   uint64_t refused_busy = 0;      // closed at once: max_handshakes were under way
   uint64_t refused_timeout = 0;   // no handshake and hello within connect_timeout_ms
   uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms
+  uint64_t refused_frames = 0;    // a member sent a message libraft's decoder must not see
   uint64_t dials = 0, dial_failures = 0;
 };
 

@@ -240,6 +240,65 @@ TEST_F(raft_group_on_every_interface, elects_and_replicates) {
   EXPECT_EQ(s.leader_address, voters_[leader].address);
 }
 
+// A member (its own certificate and id) that sends what libraft's decoder would trust and
+// break on: an entry not a multiple of 8 bytes (a follower's disk append refuses it, and
+// libraft 0.22 crashes), a header length out of range, a header too short for its type,
+// entries beyond the header. Each closes that connection; the group keeps serving.
+TEST_F(raft_group, a_member_sending_malformed_messages_is_cut_off) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  raft_tls_options two = connector_options(1);
+  two.listen = "127.0.0.1:0";
+  raft_tls_connector member(two);
+  auto le = [](std::string& out, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+  };
+  auto append_entries = [&](uint64_t count, uint32_t entry_len, uint64_t header_len) {
+    std::string header;
+    for (int i = 0; i < 4; ++i) le(header, 1, 8);  // term, prev index, prev term, commit
+    le(header, count, 8);
+    le(header, 1, 8);                                // entry: term
+    header.push_back(1);                             // kind: command
+    header.append(3, '\0');
+    le(header, entry_len, 4);
+    le(header, 0, 8);                                // unused
+    std::string m;
+    le(m, 1 | (1u << 16), 8);                        // AppendEntries, version 1
+    le(m, header_len ? header_len : header.size(), 8);
+    return m + header;
+  };
+  std::string short_vote;
+  le(short_vote, 3, 8);  // RequestVote with a 4-byte header
+  le(short_vote, 4, 8);
+  short_vote.append(4, '\0');
+  std::string huge;
+  le(huge, 1, 8);
+  le(huge, uint64_t{1} << 40, 8);
+  std::vector<std::pair<const char*, std::string>> cases{
+    {"an entry of 5 bytes", append_entries(1, 5, 0)},
+    {"a header length of 1 TiB", huge},
+    {"a header shorter than its type's", short_vote},
+    {"entries beyond the header", append_entries(1000, 8, 0)},
+  };
+  for (auto& [what, bytes] : cases) {
+    auto before = members_[0].connector->stats().refused_frames;
+    std::promise<int> answer;
+    member.dial(1, voters_[0].address, [&](int f) { answer.set_value(f); });
+    int fd = answer.get_future().get();
+    ASSERT_GE(fd, 0) << what;
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())) << what;
+    EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_frames > before; },
+                           std::chrono::seconds(5))) << what << " was not refused";
+    char byte;
+    EXPECT_EQ(::read(fd, &byte, 1), 0) << what << ": the connection stays open";
+    ::close(fd);
+  }
+  int leader = serving();
+  ASSERT_GE(leader, 0);
+  EXPECT_EQ(reserve(leader, "m", 10).size(), 10u);
+  for (auto& m : members_)
+    m.host->run([&](replica& r) { EXPECT_EQ(r.counters().malformed, 0u); });
+}
+
 // A flood of connections that never start TLS: past max_handshakes they are closed at once,
 // the port keeps accepting, and members still get through.
 TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
