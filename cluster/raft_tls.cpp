@@ -69,7 +69,7 @@ struct raft_tls_connector::impl {
   replication::raft_host* host = nullptr;
   bool stopped = false;
   std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
-    refused_timeout{0}, accept_errors{0}, refused_frames{0}, dials{0}, dial_failures{0};
+    refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
   static constexpr uint64_t max_header_bytes = uint64_t{4} << 20;
   size_t handshaking = 0;
 
@@ -97,7 +97,7 @@ struct raft_tls_connector::impl {
     auto& r = *remote;
     // A dialed link still reads what the far side sends, to drop it: its end (the peer
     // closed or died) must end the link at once, not at libraft's next write.
-    kj::Promise<void> flow = accepted ? relay(r, l) : l.pumpTo(r).ignoreResult().exclusiveJoin(drain(r));
+    kj::Promise<void> flow = accepted ? relay(r, l) : forward(l, r).exclusiveJoin(drain(r));
     // The flow ending (either side closed, or a message refused) ends the connection:
     // libraft sees its socket close and redials.
     tasks->add(flow.attach(kj::mv(local), kj::mv(remote)));
@@ -204,6 +204,27 @@ struct raft_tls_connector::impl {
             });
           });
       });
+    });
+  }
+
+  // libraft's messages out, each write bounded in time: a peer that is alive to TCP but
+  // never reads (a stopped process) would otherwise back everything up into libuv's write
+  // queue, which has no bound. A stalled link closes; libraft drops what it queued for it
+  // and redials.
+  kj::Promise<void> forward(kj::AsyncIoStream& from, kj::AsyncIoStream& to) {
+    auto buffer = kj::heap<kj::Array<kj::byte>>(kj::heapArray<kj::byte>(64 * 1024));
+    auto& b = *buffer;  // lives on the heap, with the promise
+    return forward_with(from, to, b).attach(kj::mv(buffer));
+  }
+  kj::Promise<void> forward_with(kj::AsyncIoStream& from, kj::AsyncIoStream& to, kj::Array<kj::byte>& buffer) {
+    return from.tryRead(buffer.begin(), 1, buffer.size()).then([this, &from, &to, &buffer](size_t n) -> kj::Promise<void> {
+      if (n == 0) return kj::READY_NOW;
+      auto written = to.write(buffer.begin(), n).exclusiveJoin(
+        provider->getTimer().afterDelay(options.write_stall_ms * kj::MILLISECONDS).then([this]() -> kj::Promise<void> {
+          ++stalled_links;
+          return KJ_EXCEPTION(DISCONNECTED, "raft peer took nothing for write_stall_ms");
+        }));
+      return written.then([this, &from, &to, &buffer] { return forward_with(from, to, buffer); });
     });
   }
 
@@ -398,7 +419,7 @@ uint16_t raft_tls_connector::port() const { return impl_->port; }
 raft_tls_stats raft_tls_connector::stats() const {
   auto& s = *impl_;
   return {s.accepted, s.refused_handshake, s.refused_name, s.refused_busy, s.refused_timeout,
-          s.accept_errors, s.refused_frames, s.dials, s.dial_failures};
+          s.accept_errors, s.refused_frames, s.stalled_links, s.dials, s.dial_failures};
 }
 
 void raft_tls_connector::start(replication::raft_host& host) {

@@ -24,6 +24,7 @@ struct raft_tls_options {
   size_t max_handshakes = 64;      // accepted connections not yet past their hello
   uint64_t max_entries_bytes = uint64_t{64} << 20;   // one AppendEntries' entries
   uint64_t max_snapshot_bytes = uint64_t{4} << 30;   // one InstallSnapshot's data
+  int write_stall_ms = 5'000;  // a dialed link whose peer takes no bytes this long closes
 };
 
 struct raft_tls_stats {
@@ -34,6 +35,7 @@ struct raft_tls_stats {
   uint64_t refused_timeout = 0;   // no handshake and hello within connect_timeout_ms
   uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms
   uint64_t refused_frames = 0;    // a member sent a message libraft's decoder must not see
+  uint64_t stalled_links = 0;     // dialed links closed: the peer took nothing for write_stall_ms
   uint64_t dials = 0, dial_failures = 0;
 };
 

@@ -5,6 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +19,8 @@
 #include <future>
 #include <filesystem>
 #include <thread>
+
+#include <kj/common.h>
 
 #include "cluster/certs.hpp"
 #include "cluster/raft_tls.hpp"
@@ -297,6 +304,91 @@ TEST_F(raft_group, a_member_sending_malformed_messages_is_cut_off) {
   EXPECT_EQ(reserve(leader, "m", 10).size(), 10u);
   for (auto& m : members_)
     m.host->run([&](replica& r) { EXPECT_EQ(r.counters().malformed, 0u); });
+}
+
+// A peer that is alive to TCP but takes nothing (a stopped process: here openssl s_server
+// with member 2's certificate, stopped with SIGSTOP after the handshake): the dialed link
+// closes once a write has made no progress for write_stall_ms, instead of libuv queueing
+// libraft's messages for it without bound.
+TEST_F(raft_group, a_peer_that_stops_reading_is_cut_off) {
+  ::signal(SIGPIPE, SIG_IGN);
+  auto write_file = [&](const std::string& name, const std::string& text) {
+    auto path = (dir_ / name).string();
+    std::ofstream(path) << text;
+    return path;
+  };
+  auto cert = write_file("peer.pem", members_[1].cert.cert);
+  auto key = write_file("peer.key", members_[1].cert.key);
+  int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  int port = ntohs(a.sin_port);
+  ::close(probe);
+  int out[2], in[2];  // s_server ends a connection when its standard input ends: keep it open
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::string accept = "127.0.0.1:" + std::to_string(port);
+  std::vector<std::string> args{"openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key,
+                                "-naccept", "1"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawnp(&pid, "openssl", &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  ::close(in[0]);
+  auto reap = kj::defer([&] {
+    ::kill(pid, SIGKILL);
+    ::kill(pid, SIGCONT);
+    ::waitpid(pid, nullptr, 0);
+    ::close(out[0]);
+    ::close(in[1]);
+  });
+  std::string said;
+  ASSERT_TRUE(wait_until([&] {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 10) > 0) {
+      char buf[256];
+      auto n = ::read(out[0], buf, sizeof buf);
+      if (n > 0) said.append(buf, n);
+    }
+    return said.find("ACCEPT") != std::string::npos;
+  }, std::chrono::seconds(10))) << "openssl s_server did not start: " << said;
+
+  raft_tls_options one = connector_options(0);
+  one.listen = "127.0.0.1:0";
+  one.write_stall_ms = 1'000;
+  raft_tls_connector dialer(one);
+  std::promise<int> answer;
+  dialer.dial(2, accept, [&](int f) { answer.set_value(f); });
+  int fd = answer.get_future().get();
+  ASSERT_GE(fd, 0) << "could not reach the s_server peer";
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  std::vector<char> chunk(64 * 1024, 'x');
+  size_t written = 0;
+  int error = 0;
+  bool closed = wait_until([&] {
+    auto n = ::write(fd, chunk.data(), chunk.size());
+    if (n > 0) written += n;
+    error = n < 0 ? errno : 0;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+  }, std::chrono::seconds(20));
+  RecordProperty("written_before_close", static_cast<int>(written));
+  RecordProperty("close_errno", error);
+  EXPECT_TRUE(closed) << "the link to a peer that reads nothing stayed open (" << written << " bytes queued)";
+  EXPECT_GE(dialer.stats().stalled_links, 1u);
+  ::close(fd);
 }
 
 // A flood of connections that never start TLS: past max_handshakes they are closed at once,
