@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
+#include <map>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -72,6 +74,8 @@ struct raft_tls_connector::impl {
     refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
   static constexpr uint64_t max_header_bytes = uint64_t{4} << 20;
   size_t handshaking = 0;
+  std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> peer_links;  // accepted, oldest first
+  std::atomic<uint64_t> closed_excess{0};
 
   struct error_handler : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}  // a connection that failed is Raft's to redial
@@ -89,7 +93,10 @@ struct raft_tls_connector::impl {
   // writes to the connections it dialed and only reads those it accepted: a dialed link
   // carries bytes out only (what the far side sends is never read), an accepted one in only,
   // through `relay`, which passes whole, checked messages.
-  int splice(kj::Own<kj::AsyncIoStream> remote, bool accepted) {
+  // `from_peer`: the id an accepted link came from (0 for a dialed one). A peer keeps at
+  // most max_links_per_peer accepted links: a newer one closes its oldest (libraft redials
+  // over a new connection, so an old one is dead or a loop's leftover).
+  int splice(kj::Own<kj::AsyncIoStream> remote, bool accepted, uint64_t from_peer = 0) {
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return -1;
     auto local = low_level->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
@@ -98,6 +105,25 @@ struct raft_tls_connector::impl {
     // A dialed link still reads what the far side sends, to drop it: its end (the peer
     // closed or died) must end the link at once, not at libraft's next write.
     kj::Promise<void> flow = accepted ? relay(r, l) : forward(l, r).exclusiveJoin(drain(r));
+    if (accepted) {
+      auto closer = kj::newPromiseAndFulfiller<void>();
+      auto& links = peer_links[from_peer];
+      links.push_back(kj::mv(closer.fulfiller));
+      auto* mine = links.back().get();
+      while (links.size() > options.max_links_per_peer) {
+        links.front()->fulfill();
+        links.pop_front();
+        ++closed_excess;
+      }
+      flow = flow.exclusiveJoin(kj::mv(closer.promise)).attach(kj::defer([this, from_peer, mine] {
+        auto& links = peer_links[from_peer];
+        for (auto it = links.begin(); it != links.end(); ++it)
+          if (it->get() == mine) {
+            links.erase(it);
+            break;
+          }
+      }));
+    }
     // The flow ending (either side closed, or a message refused) ends the connection:
     // libraft sees its socket close and redials.
     tasks->add(flow.attach(kj::mv(local), kj::mv(remote)));
@@ -306,7 +332,7 @@ struct raft_tls_connector::impl {
         auto& stream = *s.stream;
         return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
           if (stopped || host == nullptr) return;
-          int fd = splice(kj::mv(s.stream), true);
+          int fd = splice(kj::mv(s.stream), true, id);
           if (fd < 0) return;
           ++accepted;
           host->accept(id, *address, fd);
@@ -419,7 +445,7 @@ uint16_t raft_tls_connector::port() const { return impl_->port; }
 raft_tls_stats raft_tls_connector::stats() const {
   auto& s = *impl_;
   return {s.accepted, s.refused_handshake, s.refused_name, s.refused_busy, s.refused_timeout,
-          s.accept_errors, s.refused_frames, s.stalled_links, s.dials, s.dial_failures};
+          s.accept_errors, s.refused_frames, s.stalled_links, s.closed_excess, s.dials, s.dial_failures};
 }
 
 void raft_tls_connector::start(replication::raft_host& host) {

@@ -25,6 +25,7 @@ struct raft_tls_options {
   uint64_t max_entries_bytes = uint64_t{64} << 20;   // one AppendEntries' entries
   uint64_t max_snapshot_bytes = uint64_t{4} << 30;   // one InstallSnapshot's data
   int write_stall_ms = 5'000;  // a dialed link whose peer takes no bytes this long closes
+  size_t max_links_per_peer = 4;  // accepted links kept per peer id: a newer one closes the oldest
 };
 
 struct raft_tls_stats {
@@ -36,6 +37,7 @@ struct raft_tls_stats {
   uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms
   uint64_t refused_frames = 0;    // a member sent a message libraft's decoder must not see
   uint64_t stalled_links = 0;     // dialed links closed: the peer took nothing for write_stall_ms
+  uint64_t closed_excess = 0;     // accepted links closed: their peer had max_links_per_peer newer
   uint64_t dials = 0, dial_failures = 0;
 };
 

@@ -391,6 +391,38 @@ TEST_F(raft_group, a_peer_that_stops_reading_is_cut_off) {
   ::close(fd);
 }
 
+// A member that opens link after link (a redial loop's leftovers) keeps at most
+// max_links_per_peer of them accepted: each newer one closes its oldest.
+TEST_F(raft_group, a_peer_keeps_a_bounded_number_of_accepted_links) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  raft_tls_options two = connector_options(1);
+  two.listen = "127.0.0.1:0";
+  raft_tls_connector member(two);
+  auto before = members_[0].connector->stats().closed_excess;
+  auto accepted = members_[0].connector->stats().accepted;
+  std::vector<int> fds;
+  for (int i = 0; i < 8; ++i) {
+    std::promise<int> answer;
+    member.dial(1, voters_[0].address, [&](int f) { answer.set_value(f); });
+    int fd = answer.get_future().get();
+    ASSERT_GE(fd, 0);
+    fds.push_back(fd);
+    // Each is accepted before the next: its hello handled on member 1's side.
+    ASSERT_TRUE(wait_until([&] { return members_[0].connector->stats().accepted >= accepted + 1 + i; },
+                           std::chrono::seconds(5)));
+  }
+  // Member 2's own Raft link to member 1 counts too: at least the first four test links go.
+  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().closed_excess >= before + 4; },
+                         std::chrono::seconds(5)));
+  char byte;
+  ::fcntl(fds.front(), F_SETFL, ::fcntl(fds.front(), F_GETFL) & ~O_NONBLOCK);
+  EXPECT_EQ(::read(fds.front(), &byte, 1), 0) << "the oldest link stayed open";
+  for (int fd : fds) ::close(fd);
+  int leader = serving();
+  ASSERT_GE(leader, 0);
+  EXPECT_EQ(reserve(leader, "l", 10).size(), 10u);
+}
+
 // A flood of connections that never start TLS: past max_handshakes they are closed at once,
 // the port keeps accepting, and members still get through.
 TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
