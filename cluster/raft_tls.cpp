@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cluster/certs.hpp"
+#include "cluster/raft_frames.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -72,7 +73,6 @@ struct raft_tls_connector::impl {
   bool stopped = false;
   std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
     refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
-  static constexpr uint64_t max_header_bytes = uint64_t{4} << 20;
   size_t handshaking = 0;
   std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> peer_links;  // accepted, oldest first
   std::atomic<uint64_t> closed_excess{0};
@@ -130,93 +130,28 @@ struct raft_tls_connector::impl {
     return fds[1];
   }
 
-  // Passes Raft messages (raft_uv's wire format, src/uv_encoding.c of libraft 0.22.1) from
-  // a peer to libraft, one at a time, after checking what libraft's decoder trusts: it reads
-  // fixed fields without checking the header's length, allocates whatever payload the
-  // header declares, and a follower whose disk append is refused (raft_uv takes only entries
-  // of a multiple of 8 bytes) breaks. A message that fails a check closes the connection.
+  // Passes Raft messages from a peer to libraft, one at a time, each checked first
+  // (cluster/raft_frames.hpp); one that fails closes the connection.
   struct frame {
-    kj::byte preamble[16];
+    kj::byte preamble[raft_preamble_bytes];
     kj::Array<kj::byte> header;
   };
-  static uint64_t le64(const kj::byte* p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-    return v;
-  }
-  static uint32_t le32(const kj::byte* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-
-  // The payload length the header declares, or why it is refused.
-  kj::Maybe<uint64_t> checked_payload(const frame& f, std::string& why) {
-    auto type = f.preamble[0];
-    auto& h = f.header;
-    size_t n = h.size();
-    switch (type) {
-      case 3:  // RequestVote
-        if (n < 32) break;
-        return uint64_t(0);
-      case 4:  // RequestVote result
-      case 2:  // AppendEntries result
-        if (n < 16) break;
-        return uint64_t(0);
-      case 6:  // TimeoutNow
-        if (n < 24) break;
-        return uint64_t(0);
-      case 1: {  // AppendEntries: 4 words, then the batch header (count, 16 bytes per entry)
-        if (n < 40) break;
-        uint64_t count = le64(h.begin() + 32);
-        if (count > (n - 40) / 16) {
-          why = "entries beyond its header";
-          return nullptr;
-        }
-        uint64_t payload = 0;
-        for (uint64_t i = 0; i < count; ++i) {
-          const kj::byte* e = h.begin() + 40 + 16 * i;
-          auto kind = e[8];
-          uint32_t len = le32(e + 12);
-          if (kind < 1 || kind > 3 || len % 8 != 0) {
-            why = "an entry of an unknown kind or not a multiple of 8 bytes";
-            return nullptr;
-          }
-          payload += len;
-        }
-        if (payload > options.max_entries_bytes) {
-          why = "entries over max_entries_bytes";
-          return nullptr;
-        }
-        return payload;
-      }
-      case 5: {  // InstallSnapshot: 4 words, configuration length and bytes, data length
-        if (n < 48) break;
-        uint64_t conf = le64(h.begin() + 32);
-        if (conf > n - 48) break;
-        uint64_t data = le64(h.begin() + 40 + conf);
-        if (data > options.max_snapshot_bytes) {
-          why = "a snapshot over max_snapshot_bytes";
-          return nullptr;
-        }
-        return data;
-      }
-      default:
-        why = "an unknown message type";
-        return nullptr;
-    }
-    why = "a header shorter than its type's";
-    return nullptr;
-  }
 
   kj::Promise<void> relay(kj::AsyncIoStream& from, kj::AsyncIoStream& to) {
     auto f = kj::heap<frame>();
     auto& preamble = f->preamble;
     return from.read(preamble, sizeof preamble).then([this, &from, &to, f = kj::mv(f)]() mutable {
-      uint64_t header_bytes = le64(f->preamble + 8);
-      if (header_bytes == 0 || header_bytes > max_header_bytes) return refuse("a header length out of range");
-      f->header = kj::heapArray<kj::byte>(header_bytes);
+      std::string why;
+      auto header_bytes = raft_header_bytes(f->preamble, why);
+      if (!header_bytes) return refuse(why);
+      f->header = kj::heapArray<kj::byte>(*header_bytes);
       auto& header = f->header;
       return from.read(header.begin(), header.size()).then([this, &from, &to, f = kj::mv(f)]() mutable {
         std::string why;
-        uint64_t payload = 0;
-        KJ_IF_MAYBE(p, checked_payload(*f, why)) { payload = *p; } else { return refuse(why); }
+        auto declared = raft_payload_bytes(f->preamble, f->header.begin(), f->header.size(),
+                                           {options.max_entries_bytes, options.max_snapshot_bytes}, why);
+        if (!declared) return refuse(why);
+        uint64_t payload = *declared;
         auto& frame = *f;
         auto pieces = kj::heapArray<kj::ArrayPtr<const kj::byte>>(
           {kj::arrayPtr(frame.preamble, sizeof frame.preamble), frame.header.asPtr()});

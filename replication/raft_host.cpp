@@ -7,7 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <fstream>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include "protocol/files.hpp"
 #include "replication/raft_uv_c.h"
 
 namespace holdfast::replication {
@@ -61,40 +62,44 @@ struct raft_host::impl {
   }
 };
 
+namespace {
+// One replica per directory (libraft takes no lock: two would both accept entries and one's
+// would vanish), and always the same one (libraft records term and vote, not whose they
+// are: swapped directories would go unnoticed). Returns the locked file's descriptor; throws
+// with why.
+int claim_directory(const std::string& dir, uint64_t id) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("raft directory " + dir + ": " + ec.message());
+  auto lock_path = dir + "/holdfast.lock";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 || ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("raft directory " + dir + " is in use by another replica");
+  }
+  auto fail = [&](const std::string& why) {
+    ::close(fd);
+    throw std::runtime_error("raft directory " + dir + ": " + why);
+  };
+  auto id_path = dir + "/holdfast-replica-id";
+  std::string text, error;
+  if (file_absent(id_path)) {
+    if (!write_file_atomically(id_path, std::to_string(id) + "\n", error)) fail("recording the replica's id: " + error);
+  } else if (auto why = read_small_file(id_path, 64, text); !why.empty()) {
+    fail("reading the replica's id: " + why);
+  } else if (std::strtoull(text.c_str(), nullptr, 10) != id) {
+    fail("it belongs to replica " + std::to_string(std::strtoull(text.c_str(), nullptr, 10)) + ", not " +
+         std::to_string(id));
+  }
+  return fd;
+}
+}  // namespace
+
 raft_host::raft_host(raft_host_options options, state_machine& machine, raft_connector& connector)
   : impl_(std::make_unique<impl>(std::move(options), machine, connector)) {
   auto& s = *impl_;
-  std::error_code ec;
-  std::filesystem::create_directories(s.options.dir, ec);
-  if (ec) throw std::runtime_error("raft directory " + s.options.dir + ": " + ec.message());
-  // One replica per directory (libraft takes no lock: two would both accept entries and
-  // one's would vanish), and always the same one (libraft records term and vote, not whose
-  // they are: swapped directories would go unnoticed).
-  auto lock_path = s.options.dir + "/holdfast.lock";
-  s.lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (s.lock_fd < 0 || ::flock(s.lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    if (s.lock_fd >= 0) ::close(s.lock_fd);
-    throw std::runtime_error("raft directory " + s.options.dir + " is in use by another replica");
-  }
+  s.lock_fd = claim_directory(s.options.dir, s.options.id);
   auto unlock = [&s] { ::close(s.lock_fd); };
-  auto id_path = s.options.dir + "/holdfast-replica-id";
-  if (std::ifstream in{id_path}) {
-    uint64_t recorded = 0;
-    in >> recorded;
-    if (recorded != s.options.id) {
-      unlock();
-      throw std::runtime_error("raft directory " + s.options.dir + " belongs to replica " +
-                               std::to_string(recorded) + ", not " + std::to_string(s.options.id));
-    }
-  } else {
-    std::ofstream out{id_path};
-    out << s.options.id << '\n';
-    out.flush();
-    if (!out) {
-      unlock();
-      throw std::runtime_error("raft directory " + s.options.dir + ": cannot record the replica's id");
-    }
-  }
   if (uv_loop_init(&s.loop) != 0) {
     unlock();
     throw std::runtime_error("uv_loop_init failed");
