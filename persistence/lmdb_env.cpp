@@ -33,7 +33,9 @@ const char* to_string(store_status s) {
     case store_status::io_error: return "i/o error";
     case store_status::rejected: return "write rejected";
     case store_status::outcome_unknown:
-      return "a failed log append could not be undone; the outcome is unknown until restart";
+      return "the write may or may not be durable (a log append that could not be undone, or "
+             "its group's leadership lost): retry with the same ids";
+    case store_status::not_leader: return "this replica does not lead its group";
   }
   return "?";
 }

@@ -40,9 +40,13 @@ enum class store_status : uint8_t {
   corrupt,        // a record failed its checksum, decoding or invariants
   io_error,
   rejected,       // a write batch failed its checks: only its writer fails
-  // A log append failed and could not be undone: it may or may not be replayed at the
-  // next start, so its callers hear outcome_unknown (and retry with the same ids).
+  // A log append failed and could not be undone (it may or may not be replayed at the
+  // next start), or a replica lost its group's leadership with the entry in flight (the
+  // next leader may or may not commit it): callers hear outcome_unknown and retry with
+  // the same ids.
   outcome_unknown,
+  // Replicated mode: this replica does not lead its group; nothing was appended.
+  not_leader,
 };
 
 const char* to_string(store_status s);

@@ -115,7 +115,8 @@ std::unique_ptr<storage> storage::open_or_throw(const storage_options& options, 
       error = "create " + path + ": " + ec.message();
       return nullptr;
     }
-    if (!exists(path + "/holdfast.format") && !exists(path + "/data.mdb") && !exists(log_dir))
+    if (!options.replicated && !exists(path + "/holdfast.format") && !exists(path + "/data.mdb") &&
+        !exists(log_dir))
       mkdir(log_dir.c_str(), 0755);
   }
   // A read-only open (check) reads the snapshot's position and then the log: the node
@@ -132,7 +133,18 @@ std::unique_ptr<storage> storage::open_or_throw(const storage_options& options, 
   if (!s->env_) return nullptr;
   auto& directory = s->env_->directory();
   bool migrating = directory.marked_format() == 1;
-  if (!exists(log_dir)) {
+  // A replica's directory has the group's Raft log instead of a log of its own.
+  if (options.replicated && exists(log_dir)) {
+    error = path + " has a node log: it is a single node's or an unreplicated member's data "
+                   "directory, not a replica group's";
+    return nullptr;
+  }
+  if (!options.replicated && !exists(log_dir) && exists(path + "/raft")) {
+    error = path + " is a replica group's directory (its changes are in raft/): it opens only "
+                   "as a replica";
+    return nullptr;
+  }
+  if (!options.replicated && !exists(log_dir)) {
     if (options.read_only || !migrating) {
       error = path + " has no log directory: a data directory of format " +
               std::to_string(data_directory::format) +
@@ -197,8 +209,13 @@ std::unique_ptr<storage> storage::open_or_throw(const storage_options& options, 
       }
     }
   }
-  s->log_ = node_log::open(lopts, s->env_->meta().snapshot_position, replay, s->recovery_, error);
-  if (!s->log_) return nullptr;
+  if (options.replicated) {
+    // The group's replica hands the entries after the snapshot to apply_committed.
+    s->applied_index_ = s->env_->meta().snapshot_position;
+  } else {
+    s->log_ = node_log::open(lopts, s->env_->meta().snapshot_position, replay, s->recovery_, error);
+    if (!s->log_) return nullptr;
+  }
   if (migrating && !options.read_only && !directory.mark(s->env_->meta().directory_id, error))
     return nullptr;
   if (s->recovery_.torn_bytes > 0)
@@ -557,6 +574,7 @@ store_status storage::commit(const std::vector<commit_part>& parts,
   for (size_t i = 0; i < parts.size(); ++i)
     if (part_status[i] == store_status::ok) batches.push_back(parts[i].mutations);
   if (batches.empty()) return store_status::ok;
+  if (options_.replicated) return commit_replicated(batches, lock, started);
   auto payload = encode_commit(batches);
   uint64_t seq = 0;
   std::string error;
@@ -586,6 +604,47 @@ store_status storage::commit(const std::vector<commit_part>& parts,
   return store_status::ok;
 }
 
+store_status storage::commit_replicated(std::vector<std::vector<mutation>*>& batches,
+                                       std::unique_lock<std::mutex>& lock,
+                                       std::chrono::steady_clock::time_point started) {
+  auto payload = encode_commit(batches);
+  // The replica applies the entry (apply_committed takes the mutex) before it answers.
+  lock.unlock();
+  auto* r = replicator_.load();
+  auto st = r ? r->replicate(std::string(payload)) : store_status::not_leader;
+  if (st != store_status::ok) return st;
+  commit_batches_.record(static_cast<int64_t>(batches.size()));
+  commit_us_.record(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
+  return store_status::ok;
+}
+
+bool storage::apply_committed(uint64_t index, std::string_view payload) {
+  std::vector<std::vector<mutation>> batches;
+  bool decoded = decode_commit(payload, batches);
+  bool due = false;
+  {
+    std::lock_guard<std::mutex> lock(commit_mutex_);
+    if (index <= applied_index_.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> guard(stats_mutex_);
+      stats_.entries_skipped++;
+      return true;
+    }
+    applied_index_.store(index, std::memory_order_release);
+    if (!decoded) return false;
+    for (auto& b : batches) overlay_.apply(b);
+    if (changes_since_ms_ == 0) changes_since_ms_ = steady_ms();
+    due = overlay_.active_mutations() >= options_.snapshot_mutations;
+    std::lock_guard<std::mutex> guard(stats_mutex_);
+    stats_.entries_applied++;
+    stats_.log_bytes += payload.size();
+  }
+  if (due) {
+    if (options_.background) wake_.notify_one();
+    else snapshot_once();
+  }
+  return true;
+}
+
 // -- snapshots and collection ----------------------------------------------------------
 
 store_status storage::snapshot_once() {
@@ -595,7 +654,7 @@ store_status storage::snapshot_once() {
     if (!overlay_.has_frozen()) {
       if (overlay_.active_mutations() == 0) return store_status::ok;
       overlay_.freeze();
-      frozen_position_ = log_->last_seq();
+      frozen_position_ = log_ ? log_->last_seq() : applied_index_.load();
       changes_since_ms_ = 0;
     }
   }
@@ -608,7 +667,7 @@ store_status storage::snapshot_once() {
     // The generation's many small blocks go back to the system, not to a free list
     // that keeps the node's resident size at its peak.
     malloc_trim(0);
-    deleted = log_->drop_through(frozen_position_);
+    if (log_) deleted = log_->drop_through(frozen_position_);
   } else {
     static rate_limit limit;
     uint64_t held = 0;
@@ -720,6 +779,11 @@ store_status storage::backup(const std::string& directory, std::string& error) c
     error = directory + " is not empty: a backup goes into a new or empty directory";
     return store_status::io_error;
   }
+  if (options_.replicated) {
+    error = "a replica's directory is not backed up this way: its group's other replicas "
+            "hold its data (replace the replica instead)";
+    return store_status::io_error;
+  }
   const auto log_dir = path() + "/log";
   log_reading_lock reading(log_dir);
   if (auto st = env_->copy_to(directory, error); st != store_status::ok) return st;
@@ -751,7 +815,7 @@ store_status storage::backup(const std::string& directory, std::string& error) c
 
 check_report storage::check() const {
   auto report = env_->check();
-  if (!log_) report.problems.push_back("the log was not read");
+  if (!log_ && !options_.replicated) report.problems.push_back("the log was not read");
   report.snapshot_position = meta().snapshot_position;
   report.log_records = static_cast<int64_t>(recovery_.replayed);
   report.log_torn_bytes = recovery_.torn_bytes;
@@ -788,6 +852,7 @@ storage_stats storage::stats() const {
     s.log_segments = log_->segment_count();
   }
   s.overlay_mutations = overlay_.active_mutations() + overlay_.frozen_mutations();
+  if (options_.replicated) s.log_position = s.applied_index = applied_index();
   s.commit_latency = commit_us_.read();
   s.commit_batches = commit_batches_.read();
   if (log_) s.sync_latency = log_->sync_latency();

@@ -10,12 +10,21 @@
 // in LMDB. Finished holds past the idempotency window are deleted from the snapshot by
 // the same background thread, in bounded steps.
 //
+// Replicated mode (`storage_options::replicated`): the group's Raft log takes the node log's
+// place. A group commit is handed to the replicator (the group's Raft replica) and returns
+// once the entry is committed and applied; apply_committed() is the replica's apply, on
+// every replica, for every committed entry in log order: the decode and overlay apply that
+// recovery's log replay is. LMDB snapshots are stamped with the Raft index they cover, and
+// entries at or below it are skipped when Raft hands them again at a restart: one recovery
+// path (snapshot, then the entries after it) in both modes. The directory has no `log/`.
+//
 // When a snapshot cannot be written (map or disk full) the overlay grows until
 // `overlay_mutations_max`; from there commits are refused with the snapshot's status,
 // and reads keep working. Commits wait, instead, while a healthy snapshot catches up.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -54,6 +63,20 @@ struct storage_options {
   bool snapshot_at_close = true;  // false: closing is a crash (recovery tests)
   // Read-only: false skips reading the log (a backup copies it instead of replaying it).
   bool replay_log = true;
+  // A replica group's storage: commits go through the replicator (see the top), there is
+  // no node log. A directory is one or the other for its life.
+  bool replicated = false;
+};
+
+// Replicated mode: what carries a group commit to the group.
+class replicator {
+public:
+  virtual ~replicator() = default;
+  // Appends `payload` as one entry and waits: ok once it is committed and this storage
+  // applied it (apply_committed ran); not_leader when refused without being appended;
+  // outcome_unknown when it may or may not commit (leadership lost, the replica closing);
+  // io_error when the replica refused it (nothing appended).
+  virtual store_status replicate(std::string payload) = 0;
 };
 
 struct storage_stats {
@@ -71,6 +94,9 @@ struct storage_stats {
   uint64_t log_position = 0;
   uint64_t log_segments = 0;
   uint64_t overlay_mutations = 0;
+  uint64_t entries_applied = 0;     // replicated: committed entries applied
+  uint64_t entries_skipped = 0;     // replicated: entries the snapshot already had
+  uint64_t applied_index = 0;       // replicated: the last entry applied
   histogram_counts commit_latency;  // a group commit: from the store's call to durable, seconds
   histogram_counts sync_latency;    // the log append's fdatasync, seconds
   histogram_counts commit_batches;  // entities' batches per group commit
@@ -169,6 +195,17 @@ public:
   // committed may be moved from (the overlay takes its new holds' records).
   store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
 
+  // -- replicated mode ------------------------------------------------------------
+  bool replicated() const { return options_.replicated; }
+  // Commits go to `r` from now on (null: refused with not_leader). Set before the first
+  // commit; `r` outlives the storage's commits.
+  void attach(replicator* r) { replicator_.store(r); }
+  // The replica's apply: entry `index` of the group's log. False: the payload is not a
+  // commit (it changed nothing). Entries at or below applied_index() are skipped.
+  bool apply_committed(uint64_t index, std::string_view payload);
+  // The last entry applied (at open: the one the LMDB snapshot covers).
+  uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
+
   // -- maintenance --------------------------------------------------------------
   bool background() const { return options_.background; }
   // Without the background thread: a snapshot of whatever waits, then one collection step.
@@ -195,6 +232,9 @@ private:
   storage() = default;
   void run_background();
   store_status snapshot_once();
+  store_status commit_replicated(std::vector<std::vector<mutation>*>& batches,
+                                 std::unique_lock<std::mutex>& lock,
+                                 std::chrono::steady_clock::time_point started);
   void collect_step(int64_t now_ms, bool& backlog);
   int64_t now_ms() const { return options_.clock->now_ms(); }
 
@@ -208,6 +248,8 @@ private:
   std::mutex commit_mutex_;    // a commit's append + apply; a freeze
   std::condition_variable snapshot_done_;
   uint64_t frozen_position_ = 0;
+  std::atomic<replicator*> replicator_{nullptr};
+  std::atomic<uint64_t> applied_index_{0};  // replicated: guarded by commit_mutex_ for writes
   store_status snapshot_status_ = store_status::ok;  // of the last attempt
   // Steady-clock ms when the oldest change not yet frozen was committed; 0: none.
   std::atomic<int64_t> changes_since_ms_{0};

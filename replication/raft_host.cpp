@@ -43,13 +43,16 @@ struct raft_host::impl {
   impl(raft_host_options o, state_machine& machine, raft_connector& c)
     : options(std::move(o)), rep(machine), connector(c) {}
 
-  // Queues `f` for the loop thread.
-  void post(std::function<void()> f) {
+  // Queues `f` for the loop thread; false (and `f` dropped) once the host is closing.
+  bool post(std::function<void()> f, bool closing = false) {
     {
       std::lock_guard<std::mutex> lock(mutex);
+      if (stopping) return false;
+      stopping = closing;
       tasks.push_back(std::move(f));
     }
     uv_async_send(&wake);
+    return true;
   }
 
   void drain() {
@@ -176,7 +179,7 @@ raft_host::~raft_host() {
       auto& s = *static_cast<impl*>(data);
       uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
     }, &s);
-  });
+  }, /*closing=*/true);
   s.thread.join();
   uv_loop_close(&s.loop);
   hf_transport_destroy(s.transport);
@@ -185,9 +188,11 @@ raft_host::~raft_host() {
 
 void raft_host::submit(std::string command, replica::done_fn done) {
   auto& s = *impl_;
-  s.post([&s, command = std::move(command), done = std::move(done)]() mutable {
-    s.rep.submit(command, std::move(done));
-  });
+  auto answer = std::make_shared<replica::done_fn>(std::move(done));
+  if (!s.post([&s, command = std::move(command), answer]() mutable {
+        s.rep.submit(command, std::move(*answer));
+      }))
+    (*answer)(outcome::not_leader);  // closing: nothing was appended
 }
 
 void raft_host::run(const std::function<void(replica&)>& f) {
@@ -195,12 +200,13 @@ void raft_host::run(const std::function<void(replica&)>& f) {
   std::mutex m;
   std::condition_variable cv;
   bool ran = false;
-  s.post([&] {
-    f(s.rep);
-    std::lock_guard<std::mutex> lock(m);
-    ran = true;
-    cv.notify_one();
-  });
+  if (!s.post([&] {
+        f(s.rep);
+        std::lock_guard<std::mutex> lock(m);
+        ran = true;
+        cv.notify_one();
+      }))
+    return;  // closing
   std::unique_lock<std::mutex> lock(m);
   cv.wait(lock, [&] { return ran; });
 }

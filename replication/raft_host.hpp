@@ -69,9 +69,11 @@ public:
   raft_host& operator=(const raft_host&) = delete;
 
   // From any thread: appends `command` on this replica (see replica::submit); `done` runs
-  // on the host's thread.
+  // on the host's thread, or at once on the caller's with not_leader once the host is
+  // closing (its destructor began).
   void submit(std::string command, replica::done_fn done);
-  // From any thread: runs `f` on the host's thread and waits for it.
+  // From any thread: runs `f` on the host's thread and waits for it; once the host is
+  // closing, returns without running it (status() then answers "unavailable").
   void run(const std::function<void(replica&)>& f);
   replica_status status();
   // From the connector, any thread: a connection from server `id` at `address`.

@@ -26,62 +26,28 @@
 #include "cluster/raft_tls.hpp"
 #include "replication/raft_host.hpp"
 #include "tests/replication/inventory_model.hpp"
+#include "tests/replication/tls_links_fixture.hpp"
 
 namespace holdfast::replication {
 namespace {
 
 using steady = std::chrono::steady_clock;
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
-  auto until = steady::now() + limit;
-  while (!done()) {
-    if (steady::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 struct member {
-  pem_pair cert;
-  std::unique_ptr<raft_tls_connector> connector;
   std::unique_ptr<inventory_machine> machine;
   std::unique_ptr<raft_host> host;
 };
 
-class raft_group : public ::testing::Test {
+class raft_group : public tls_links {
 protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("holdfast-raft-" + std::to_string(::getpid()) + "-" + std::to_string(steady::now().time_since_epoch().count()));
-    std::string error;
-    ASSERT_TRUE(make_cluster_ca("raft test CA", 1, ca_, error)) << error;
+    make_links(3);
     members_.resize(3);
-    for (unsigned i = 0; i < 3; ++i) {
-      ASSERT_TRUE(issue_node_certificate(ca_, i + 1, 1, members_[i].cert, error)) << error;
-      members_[i].connector = std::make_unique<raft_tls_connector>(connector_options(i));
-      voters_.push_back({i + 1, "127.0.0.1:" + std::to_string(members_[i].connector->port())});
-    }
     for (unsigned i = 0; i < 3; ++i) start(i);
   }
   void TearDown() override {
-    for (auto& m : members_) {
-      m.host.reset();
-      m.connector.reset();
-    }
-    std::filesystem::remove_all(dir_);
-  }
-
-  // Where the connectors listen at first (the voters are configured on 127.0.0.1 anyway).
-  virtual std::string listen_host() { return "127.0.0.1"; }
-
-  raft_tls_options connector_options(unsigned i) {
-    raft_tls_options o;
-    o.listen = voters_.size() > i ? voters_[i].address : listen_host() + ":0";
-    o.self = i + 1;
-    o.ca_pem = ca_.cert;
-    o.cert_pem = members_[i].cert.cert;
-    o.key_pem = members_[i].cert.key;
-    return o;
+    for (unsigned i = 0; i < members_.size(); ++i) stop(i);
+    remove_directory();
   }
 
   void start(unsigned i) {
@@ -92,13 +58,12 @@ protected:
     o.voters = voters_;
     o.election_timeout_ms = 500;
     o.heartbeat_ms = 50;
-    if (!members_[i].connector) members_[i].connector = std::make_unique<raft_tls_connector>(connector_options(i));
     members_[i].machine = std::make_unique<inventory_machine>(std::map<std::string, int>{{"tee", 100'000}});
-    members_[i].host = std::make_unique<raft_host>(o, *members_[i].machine, *members_[i].connector);
+    members_[i].host = std::make_unique<raft_host>(o, *members_[i].machine, connector(i));
   }
   void stop(unsigned i) {
     members_[i].host.reset();
-    members_[i].connector.reset();
+    links_[i].connector.reset();
   }
 
   int serving() {
@@ -132,10 +97,7 @@ protected:
     return out;
   }
 
-  std::filesystem::path dir_;
-  pem_pair ca_;
   std::vector<member> members_;
-  std::vector<raft_voter> voters_;
 };
 
 TEST_F(raft_group, elects_replicates_fails_over_and_a_returning_replica_catches_up) {
@@ -203,10 +165,10 @@ TEST_F(raft_group, strangers_and_impostors_are_refused) {
   stranger.cert_pem = stranger_cert.cert;
   stranger.key_pem = stranger_cert.key;
   raft_tls_connector outsider(stranger);
-  auto before = members_[0].connector->stats();
+  auto before = links_[0].connector->stats();
   EXPECT_EQ(dial(outsider), -1) << "a dial verified against another CA must fail";
   // A client that trusts anything still has no certificate of this cluster's CA.
-  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_handshake > before.refused_handshake; },
+  EXPECT_TRUE(wait_until([&] { return links_[0].connector->stats().refused_handshake > before.refused_handshake; },
                          std::chrono::seconds(5)));
 
   // Member 2's real certificate, claiming to be member 3.
@@ -214,12 +176,12 @@ TEST_F(raft_group, strangers_and_impostors_are_refused) {
   impostor.listen = "127.0.0.1:0";
   impostor.self = 3;
   impostor.ca_pem = ca_.cert;
-  impostor.cert_pem = members_[1].cert.cert;
-  impostor.key_pem = members_[1].cert.key;
+  impostor.cert_pem = links_[1].cert.cert;
+  impostor.key_pem = links_[1].cert.key;
   raft_tls_connector liar(impostor);
   int fd = dial(liar);
   ASSERT_GE(fd, 0) << "the TLS side of an impostor's dial succeeds";
-  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_name > before.refused_name; },
+  EXPECT_TRUE(wait_until([&] { return links_[0].connector->stats().refused_name > before.refused_name; },
                          std::chrono::seconds(5)));
   char byte;
   EXPECT_EQ(::read(fd, &byte, 1), 0) << "the refused connection is closed";
@@ -287,13 +249,13 @@ TEST_F(raft_group, a_member_sending_malformed_messages_is_cut_off) {
     {"entries beyond the header", append_entries(1000, 8, 0)},
   };
   for (auto& [what, bytes] : cases) {
-    auto before = members_[0].connector->stats().refused_frames;
+    auto before = links_[0].connector->stats().refused_frames;
     std::promise<int> answer;
     member.dial(1, voters_[0].address, [&](int f) { answer.set_value(f); });
     int fd = answer.get_future().get();
     ASSERT_GE(fd, 0) << what;
     ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())) << what;
-    EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_frames > before; },
+    EXPECT_TRUE(wait_until([&] { return links_[0].connector->stats().refused_frames > before; },
                            std::chrono::seconds(5))) << what << " was not refused";
     char byte;
     EXPECT_EQ(::read(fd, &byte, 1), 0) << what << ": the connection stays open";
@@ -317,8 +279,8 @@ TEST_F(raft_group, a_peer_that_stops_reading_is_cut_off) {
     std::ofstream(path) << text;
     return path;
   };
-  auto cert = write_file("peer.pem", members_[1].cert.cert);
-  auto key = write_file("peer.key", members_[1].cert.key);
+  auto cert = write_file("peer.pem", links_[1].cert.cert);
+  auto key = write_file("peer.key", links_[1].cert.key);
   int probe = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -398,8 +360,8 @@ TEST_F(raft_group, a_peer_keeps_a_bounded_number_of_accepted_links) {
   raft_tls_options two = connector_options(1);
   two.listen = "127.0.0.1:0";
   raft_tls_connector member(two);
-  auto before = members_[0].connector->stats().closed_excess;
-  auto accepted = members_[0].connector->stats().accepted;
+  auto before = links_[0].connector->stats().closed_excess;
+  auto accepted = links_[0].connector->stats().accepted;
   std::vector<int> fds;
   for (int i = 0; i < 8; ++i) {
     std::promise<int> answer;
@@ -408,11 +370,11 @@ TEST_F(raft_group, a_peer_keeps_a_bounded_number_of_accepted_links) {
     ASSERT_GE(fd, 0);
     fds.push_back(fd);
     // Each is accepted before the next: its hello handled on member 1's side.
-    ASSERT_TRUE(wait_until([&] { return members_[0].connector->stats().accepted >= accepted + 1 + i; },
+    ASSERT_TRUE(wait_until([&] { return links_[0].connector->stats().accepted >= accepted + 1 + i; },
                            std::chrono::seconds(5)));
   }
   // Member 2's own Raft link to member 1 counts too: at least the first four test links go.
-  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().closed_excess >= before + 4; },
+  EXPECT_TRUE(wait_until([&] { return links_[0].connector->stats().closed_excess >= before + 4; },
                          std::chrono::seconds(5)));
   char byte;
   ::fcntl(fds.front(), F_SETFL, ::fcntl(fds.front(), F_GETFL) & ~O_NONBLOCK);
@@ -427,7 +389,7 @@ TEST_F(raft_group, a_peer_keeps_a_bounded_number_of_accepted_links) {
 // the port keeps accepting, and members still get through.
 TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
   ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
-  auto port = members_[0].connector->port();
+  auto port = links_[0].connector->port();
   std::vector<int> flood;
   for (int i = 0; i < 200; ++i) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -438,7 +400,7 @@ TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) flood.push_back(fd);
     else ::close(fd);
   }
-  EXPECT_TRUE(wait_until([&] { return members_[0].connector->stats().refused_busy > 0; }, std::chrono::seconds(5)))
+  EXPECT_TRUE(wait_until([&] { return links_[0].connector->stats().refused_busy > 0; }, std::chrono::seconds(5)))
     << "no connection was refused as busy";
   for (int fd : flood) ::close(fd);
   // Member 2 (its own certificate) gets through to member 1 again, redialing as Raft does

@@ -1,0 +1,62 @@
+// One node's replica of a replica group's storage: the storage (persistence/storage.hpp)
+// in replicated mode on DIR, and the group's Raft replica (replication/raft_host.hpp) on
+// DIR/raft. Each serves the other: the storage's group commits go to Raft as entries
+// (replicate: submitted, then waited for until committed on a majority's disks and
+// applied here), and the replica's state machine is the storage (apply = the storage's
+// apply_committed, the log replay of the unreplicated node). Leadership changes reach
+// `on_leading` / `on_following` on the replica's thread (they must not block).
+//
+// Snapshots: the LMDB snapshot the storage writes in the background is what a restart
+// starts from (entries at or below its stamped Raft index are skipped when Raft hands
+// them again). Raft snapshots (the state shipped to a follower whose log the leader no
+// longer has) are not taken yet: the Raft log is kept whole (snapshot threshold at its
+// maximum), so a lagging or new replica catches up from entries.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "persistence/storage.hpp"
+#include "replication/raft_host.hpp"
+
+namespace holdfast {
+
+struct group_storage_options {
+  storage_options storage;            // path: the group's directory on this node
+  replication::raft_host_options raft;  // dir: set to storage.path + "/raft"
+  std::function<void(uint64_t term)> on_leading;
+  std::function<void()> on_following;
+};
+
+class group_storage final : public replication::state_machine, public replicator {
+public:
+  // Opens the storage, then starts the replica on it. Null with why on failure.
+  static std::unique_ptr<group_storage> open(group_storage_options options,
+                                             replication::raft_connector& connector, std::string& error);
+  // Closes the replica first (commits in flight answer outcome_unknown, later ones
+  // not_leader), then lets go of the storage.
+  ~group_storage() override;
+
+  const std::shared_ptr<storage>& store() const { return storage_; }
+  replication::raft_host& host() { return *host_; }
+  replication::replica_status status() { return host_->status(); }
+
+  // replication::state_machine, on the replica's thread.
+  void apply(uint64_t index, std::string_view command) override;
+  std::string snapshot() override;
+  bool restore(std::string_view data) override;
+  void leading(uint64_t term) override;
+  void following() override;
+
+  // replicator: the storage's commit thread.
+  store_status replicate(std::string payload) override;
+
+private:
+  group_storage() = default;
+  group_storage_options options_;
+  std::shared_ptr<storage> storage_;
+  std::unique_ptr<replication::raft_host> host_;
+};
+
+}  // namespace holdfast

@@ -1,0 +1,206 @@
+// A replica group's storage (cluster/group_storage.hpp): three replicas in one process, each
+// the real storage (LMDB on disk, replicated mode) under a real Raft replica (raft_uv on
+// disk) over mutual TLS on loopback. The leader's group commits come back only once a
+// majority has them and this replica applied them; followers apply the same entries (their
+// reads see them, hold ids included); a stopped leader's group serves again from another
+// replica with every acknowledged commit; a restarted replica starts from its LMDB snapshot
+// and skips the entries it already has.
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "cluster/group_storage.hpp"
+#include "tests/replication/tls_links_fixture.hpp"
+
+namespace holdfast::replication {
+namespace {
+
+struct replica_node {
+  std::unique_ptr<group_storage> group;
+  std::atomic<int> leading{0}, following{0};
+};
+
+class group_storages : public tls_links {
+protected:
+  void SetUp() override {
+    make_links(3);
+    nodes_ = std::vector<replica_node>(3);
+    for (unsigned i = 0; i < 3; ++i) start(i);
+  }
+  void TearDown() override {
+    for (unsigned i = 0; i < nodes_.size(); ++i) stop(i);
+    remove_directory();
+  }
+
+  std::string path(unsigned i) { return (dir_ / ("node-" + std::to_string(i + 1))).string(); }
+
+  void start(unsigned i) {
+    group_storage_options o;
+    o.storage.path = path(i);
+    o.storage.map_size_bytes = size_t{64} << 20;
+    o.storage.background = false;         // snapshots when the test says
+    o.storage.snapshot_at_close = false;  // a stop is a crash
+    o.raft.id = i + 1;
+    o.raft.address = voters_[i].address;
+    o.raft.voters = voters_;
+    o.raft.election_timeout_ms = 500;
+    o.raft.heartbeat_ms = 50;
+    auto* n = &nodes_[i];
+    o.on_leading = [n](uint64_t) { ++n->leading; };
+    o.on_following = [n] { ++n->following; };
+    std::string error;
+    n->group = group_storage::open(o, connector(i), error);
+    ASSERT_TRUE(n->group) << error;
+  }
+  void stop(unsigned i) {
+    nodes_[i].group.reset();
+    links_[i].connector.reset();
+  }
+  storage& store(unsigned i) { return *nodes_[i].group->store(); }
+
+  int serving() {
+    for (unsigned i = 0; i < nodes_.size(); ++i)
+      if (nodes_[i].group && nodes_[i].group->status().serving) return static_cast<int>(i);
+    return -1;
+  }
+  unsigned leader() {
+    EXPECT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader";
+    return static_cast<unsigned>(std::max(serving(), 0));
+  }
+
+  // One SKU's record with `holds` active holds of one unit each (ids "<sku>-h<k>").
+  static std::vector<mutation> sku_batch(const std::string& sku, int64_t stock, int holds) {
+    std::vector<mutation> batch(1);
+    batch[0].kind = mutation::put_sku;
+    auto& s = batch[0].sku.sku;
+    s.sku = sku;
+    s.on_hand = s.stocked = stock;
+    s.reserved = s.active_holds = holds;
+    for (int k = 0; k < holds; ++k) {
+      mutation m;
+      m.kind = mutation::put_hold;
+      m.hold.hold.hold_id = sku + "-h" + std::to_string(k);
+      m.hold.hold.sku = sku;
+      m.hold.hold.qty = 1;
+      m.hold.hold.deadline_ms = 4'000'000'000'000;
+      batch.push_back(m);
+    }
+    return batch;
+  }
+  store_status commit(unsigned i, std::vector<std::vector<mutation>> batches) {
+    std::vector<storage::commit_part> parts;
+    for (auto& b : batches) parts.push_back({&b, parts.size() + 1});
+    std::vector<store_status> statuses;
+    return store(i).commit(parts, statuses);
+  }
+  int64_t stock_at(unsigned i, const std::string& sku) {
+    sku_record r;
+    return store(i).read_sku(sku, r) == store_status::ok ? r.sku.on_hand : -1;
+  }
+  bool all_have(const std::vector<unsigned>& replicas, const std::string& sku, int64_t stock) {
+    for (auto i : replicas)
+      if (stock_at(i, sku) != stock) return false;
+    return true;
+  }
+
+  std::vector<replica_node> nodes_;
+};
+
+TEST_F(group_storages, commits_replicate_to_every_replica_and_survive_the_leader) {
+  unsigned first = leader();
+  EXPECT_GE(nodes_[first].leading.load(), 1);
+  // Group commits of one and of several batches, each acknowledged only once applied here.
+  for (int k = 0; k < 20; ++k)
+    ASSERT_EQ(commit(first, {sku_batch("sku-" + std::to_string(k), 10 + k, k % 3)}), store_status::ok);
+  ASSERT_EQ(commit(first, {sku_batch("multi-a", 5, 1), sku_batch("multi-b", 6, 2)}), store_status::ok);
+  EXPECT_EQ(stock_at(first, "sku-19"), 29);  // applied before the commit returned
+
+  // A follower refuses, and its refusal changed nothing anywhere.
+  unsigned follower = (first + 1) % 3;
+  EXPECT_EQ(commit(follower, {sku_batch("refused", 1, 0)}), store_status::not_leader);
+
+  // Followers apply the same entries: records, and active hold ids in the node-wide index.
+  ASSERT_TRUE(wait_until([&] { return all_have({0, 1, 2}, "multi-b", 6); }, std::chrono::seconds(10)));
+  for (unsigned i = 0; i < 3; ++i) {
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(stock_at(i, "sku-" + std::to_string(k)), 10 + k) << i;
+    EXPECT_EQ(stock_at(i, "refused"), -1);
+    std::string owner;
+    EXPECT_EQ(store(i).lookup_hold_sku("sku-2-h1", owner), store_status::ok) << i;
+    EXPECT_EQ(owner, "sku-2");
+    std::vector<hold_record> holds;
+    EXPECT_EQ(store(i).read_active_holds("multi-b", holds), store_status::ok);
+    EXPECT_EQ(holds.size(), 2u) << i;
+  }
+
+  // The leader goes (a crash: no snapshot at close). Another serves within the bound, with
+  // everything acknowledged, and takes commits.
+  auto stopped = std::chrono::steady_clock::now();
+  stop(first);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no new leader";
+  auto failover = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  RecordProperty("failover_ms", static_cast<int>(failover * 1000));
+  EXPECT_LT(failover, 2.0);
+  unsigned second = serving();
+  for (int k = 0; k < 20; ++k) EXPECT_EQ(stock_at(second, "sku-" + std::to_string(k)), 10 + k);
+  ASSERT_EQ(commit(second, {sku_batch("sku-0", 100, 0)}), store_status::ok);
+  ASSERT_EQ(commit(second, {sku_batch("after", 7, 1)}), store_status::ok);
+
+  // The old leader comes back from its directories (nothing was snapshotted: Raft hands it
+  // every entry) and converges, the newer value of sku-0 included.
+  start(first);
+  ASSERT_TRUE(wait_until([&] { return all_have({0, 1, 2}, "after", 7); }, std::chrono::seconds(20)));
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(stock_at(i, "sku-0"), 100) << i;
+    EXPECT_EQ(stock_at(i, "multi-a"), 5) << i;
+  }
+  EXPECT_EQ(store(first).stats().entries_skipped, 0u);
+}
+
+TEST_F(group_storages, a_restart_starts_from_the_lmdb_snapshot_and_skips_what_it_has) {
+  unsigned l = leader();
+  for (int k = 0; k < 10; ++k) ASSERT_EQ(commit(l, {sku_batch("s" + std::to_string(k), 1 + k, 1)}), store_status::ok);
+  ASSERT_EQ(commit(l, {sku_batch("s0", 50, 0)}), store_status::ok);  // a later value
+  unsigned f = (l + 1) % 3;
+  ASSERT_TRUE(wait_until([&] { return all_have({f}, "s0", 50); }, std::chrono::seconds(10)));
+  // The follower writes its snapshot, stamped with the Raft index it covers, and stops.
+  ASSERT_EQ(store(f).snapshot_now(), store_status::ok);
+  auto covered = store(f).stats().snapshot_position;
+  EXPECT_GE(covered, 11u);
+  EXPECT_EQ(covered, store(f).applied_index());
+  stop(f);
+  ASSERT_EQ(commit(l, {sku_batch("s1", 70, 0)}), store_status::ok);  // while it is away
+  start(f);
+  EXPECT_EQ(store(f).applied_index(), covered);  // at open: the snapshot's position
+  ASSERT_TRUE(wait_until([&] { return all_have({f}, "s1", 70); }, std::chrono::seconds(20)));
+  auto stats = store(f).stats();
+  EXPECT_GE(stats.entries_skipped, 11u) << "entries the snapshot had were applied again";
+  EXPECT_GE(stats.entries_applied, 1u);
+  EXPECT_EQ(stock_at(f, "s0"), 50);
+  EXPECT_EQ(stock_at(f, "s9"), 10);
+  std::string owner;
+  EXPECT_EQ(store(f).lookup_hold_sku("s5-h0", owner), store_status::ok);
+}
+
+// A directory is a replica's or a node's for its life: each refuses to open as the other.
+TEST_F(group_storages, a_replica_directory_and_a_node_directory_do_not_mix) {
+  unsigned l = leader();
+  ASSERT_EQ(commit(l, {sku_batch("x", 1, 0)}), store_status::ok);
+  stop(l);
+  storage_options as_node;
+  as_node.path = path(l);
+  as_node.background = false;
+  std::string error;
+  EXPECT_FALSE(storage::open(as_node, error));
+  EXPECT_NE(error.find("replica group's directory"), std::string::npos) << error;
+
+  storage_options node;
+  node.path = (dir_ / "single").string();
+  node.background = false;
+  ASSERT_TRUE(storage::open(node, error)) << error;
+  node.replicated = true;
+  EXPECT_FALSE(storage::open(node, error));
+  EXPECT_NE(error.find("has a node log"), std::string::npos) << error;
+}
+
+}  // namespace
+}  // namespace holdfast::replication
