@@ -55,4 +55,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_payment_atom, "ordpay")
   CAF_ADD_ATOM(holdfast_actors, holdfast, order_ops_atom, "ordops")
   CAF_ADD_ATOM(holdfast_actors, holdfast, conflicts_atom, "conflicts")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, lead_atom, "lead")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, follow_atom, "follow")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

@@ -24,6 +24,7 @@ namespace {
 
 struct cluster_args {
   int nodes = 3;
+  int replicas = 1;
   std::string dir = "holdfast-cluster";
   std::string file;  // --cluster; default DIR/cluster.toml
   int base_port = 7401;
@@ -53,6 +54,7 @@ int print_status(const context& ctx, const cluster_config& cfg) {
   int down = 0;
   for (auto& m : cfg.members) {
     nlohmann::json j{{"node", m.id}, {"address", m.client}};
+    std::string raft_lines;
     try {
       blocking_client c(m.client, o);
       auto s = c.status();
@@ -83,11 +85,28 @@ int print_status(const context& ctx, const cluster_config& cfg) {
                       {"since_ms", l.since_ms}, {"forwarded", l.forwarded}, {"downs", l.downs}});
       }
       j["links"] = lj;
+      if (s.raft.present) {
+        auto& r = s.raft;
+        nlohmann::json fj = nlohmann::json::array();
+        std::string lags;
+        for (auto& f : r.followers) {
+          fj.push_back({{"node", f.node}, {"match_index", f.match_index}, {"lag", f.lag}});
+          lags += " " + std::to_string(f.node) + ":" + std::to_string(f.lag);
+        }
+        j["raft"] = {{"state", r.state}, {"serving", r.serving}, {"term", r.term}, {"commit_index", r.commit_index},
+                     {"last_applied", r.last_applied}, {"leader", r.leader}, {"followers", fj}};
+        raft_lines += "      sku group: " + r.state + (r.serving ? " (serving)" : "") + ", term " +
+                      std::to_string(r.term) + ", commit " + std::to_string(r.commit_index) + ", applied " +
+                      std::to_string(r.last_applied) + ", leader " +
+                      (r.leader ? "node " + std::to_string(r.leader) : std::string("none")) +
+                      (lags.empty() ? "" : ", lag per follower" + lags) + "\n";
+      }
       if (!ctx.as_json)
         std::printf("%-5u %-6s %-21s %-9s %-8s %8lld %10.0f %10llu  %s\n", m.id, "up", m.client.c_str(),
                     s.version.c_str(), up.c_str(), static_cast<long long>(s.skus_active), s.calls_per_second,
                     static_cast<unsigned long long>(s.forwarded_total), links.c_str());
       if (!ctx.as_json && !s.not_serving.empty()) std::printf("      NOT SERVING: %s\n", s.not_serving.c_str());
+      if (!ctx.as_json) std::printf("%s", raft_lines.c_str());
     } catch (const std::exception& e) {
       ++down;
       j["state"] = "down";
@@ -127,6 +146,11 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ->check(CLI::Range(0, 65000))
     ->capture_default_str();
   init->add_option("--name", a->name, "the cluster's name")->capture_default_str();
+  init->add_option("--replicas", a->replicas,
+                   "1: every SKU on one node; the number of nodes: the SKUs are one Raft group on every node "
+                   "(every acknowledged write on a majority's disks; a lost node's SKUs served again by another)")
+    ->check(CLI::Range(1, 64))
+    ->capture_default_str();
   init->add_flag("--client-tls", a->client_tls, "clients must connect with TLS too");
   init->add_flag("--client-certs", a->client_certs,
                  "clients must present a certificate from `cluster cert`, which gives their role (implies --client-tls; "
@@ -135,7 +159,8 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
     ctx.action = [&ctx, a] {
       cluster_config cfg;
       std::string error;
-      if (!init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
+      if (!init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs,
+                                    a->replicas))
         return fail(ctx, "invalid", error);
       if (ctx.as_json)
         std::cout << nlohmann::json{{"status", "ok"}, {"file", a->cluster_file()}, {"hash", cfg.hash}}
@@ -195,6 +220,7 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
   up->add_option("--base-port", a->base_port, "as for init (0: any free ports)")
     ->check(CLI::Range(0, 65000))
     ->capture_default_str();
+  up->add_option("--replicas", a->replicas, "as for init (a new cluster only)")->check(CLI::Range(1, 64))->capture_default_str();
   up->add_flag("--client-tls", a->client_tls, "as for init: clients must connect with TLS (a new cluster only)");
   up->add_flag("--client-certs", a->client_certs, "as for init: clients present certificates (a new cluster only)");
   up->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")
@@ -204,7 +230,8 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       std::string error;
       cluster_config cfg;
       bool fresh = ::access(a->cluster_file().c_str(), F_OK) != 0;
-      if (fresh && !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs))
+      if (fresh && !init_cluster_dir(a->dir, a->nodes, a->base_port, a->name, a->client_tls, cfg, error, a->client_certs,
+                                    a->replicas))
         return fail(ctx, "invalid", error);
       if (!fresh && (a->client_tls || a->client_certs))
         std::fprintf(stderr, "holdfast cluster up: %s exists, so --client-tls and --client-certs change nothing: its "

@@ -323,6 +323,18 @@ kj::Promise<node_status> client::status() {
     out.generation = s.getGeneration();
     out.cluster_id = codec::str(s.getClusterId());
     out.version = codec::str(s.getVersion());
+    if (s.hasRaft() && s.getRaft().getPresent()) {
+      auto r = s.getRaft();
+      auto& g = out.raft;
+      g.present = true;
+      g.state = codec::str(r.getState());
+      g.serving = r.getServing();
+      g.term = r.getTerm();
+      g.commit_index = r.getCommitIndex();
+      g.last_applied = r.getLastApplied();
+      g.leader = r.getLeader();
+      for (auto f : r.getFollowers()) g.followers.push_back({f.getNode(), f.getMatchIndex(), f.getLag()});
+    }
     for (auto l : s.getLinks())
       out.links.push_back({l.getNode(), codec::str(l.getState()), codec::str(l.getDetail()),
                            l.getIncarnation(), l.getRttMicros(), l.getSinceMs(), l.getForwarded(),

@@ -82,7 +82,11 @@ std::string canonical(const cluster_config& c) {
     << c.insecure_plaintext_peers << "\n";
   // Only when on, so the hash of every file written before the key existed stays the same.
   if (c.client_certs) s << "client_certs=1\n";
-  for (auto& m : c.members) s << "node " << m.id << " " << m.client << " " << m.peer << "\n";
+  // Replication, only when on (the hash of every unreplicated file stays the same).
+  if (c.replicas > 1)
+    s << "replicas=" << c.replicas << "," << c.election_timeout_ms << "," << c.raft_heartbeat_ms << "\n";
+  for (auto& m : c.members)
+    s << "node " << m.id << " " << m.client << " " << m.peer << (c.replicas > 1 ? " " + m.raft : "") << "\n";
   return s.str();
 }
 
@@ -168,7 +172,8 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     if (!only_keys(*t,
                    {"name", "id", "heartbeat_interval_ms", "down_after_ms", "connect_timeout_ms",
                     "reconnect_min_ms", "reconnect_max_ms", "forward_timeout_ms",
-                    "peer_batch_max", "peer_batches_in_flight"},
+                    "peer_batch_max", "peer_batches_in_flight", "replicas", "election_timeout_ms",
+                    "raft_heartbeat_ms"},
                    error, w) ||
         !read_string(*t, "name", c.name, error, w) || !read_string(*t, "id", c.id, error, w) ||
         !read_int(*t, "heartbeat_interval_ms", c.heartbeat_interval_ms, 10, 60'000, error, w) ||
@@ -178,7 +183,10 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
         !read_int(*t, "reconnect_max_ms", c.reconnect_max_ms, 1, 3'600'000, error, w) ||
         !read_int(*t, "forward_timeout_ms", c.forward_timeout_ms, 10, 3'600'000, error, w) ||
         !read_int(*t, "peer_batch_max", c.peer_batch_max, 1, 4096, error, w) ||
-        !read_int(*t, "peer_batches_in_flight", c.peer_batches_in_flight, 1, 1024, error, w))
+        !read_int(*t, "peer_batches_in_flight", c.peer_batches_in_flight, 1, 1024, error, w) ||
+        !read_int(*t, "replicas", c.replicas, 1, 64, error, w) ||
+        !read_int(*t, "election_timeout_ms", c.election_timeout_ms, 50, 60'000, error, w) ||
+        !read_int(*t, "raft_heartbeat_ms", c.raft_heartbeat_ms, 5, 10'000, error, w))
       return false;
   } else if (root.contains("cluster")) {
     error = "cluster: expected a table [cluster]";
@@ -211,8 +219,8 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     }
     cluster_member m;
     std::string w = "[[node]] ";
-    if (!only_keys(*t, {"id", "client", "peer", "http", "cert", "key"}, error, w) ||
-        !read_string(*t, "http", m.http, error, w) ||
+    if (!only_keys(*t, {"id", "client", "peer", "http", "raft", "cert", "key"}, error, w) ||
+        !read_string(*t, "http", m.http, error, w) || !read_string(*t, "raft", m.raft, error, w) ||
         !read_int(*t, "id", m.id, 1, 65'535, error, w) || !read_string(*t, "client", m.client, error, w) ||
         !read_string(*t, "peer", m.peer, error, w) || !read_string(*t, "cert", m.cert, error, w) ||
         !read_string(*t, "key", m.key, error, w))
@@ -226,10 +234,11 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
       error = w + "listed twice";
       return false;
     }
-    for (auto* a : {&m.client, &m.peer, &m.http}) {
-      if (a == &m.http && a->empty()) continue;
+    for (auto* a : {&m.client, &m.peer, &m.http, &m.raft}) {
+      if ((a == &m.http || a == &m.raft) && a->empty()) continue;
       if (!valid_address(*a)) {
-        error = w + (a == &m.client ? "client" : a == &m.peer ? "peer" : "http") + " = \"" + *a + "\": expected HOST:PORT";
+        error = w + (a == &m.client ? "client" : a == &m.peer ? "peer" : a == &m.http ? "http" : "raft") + " = \"" +
+                *a + "\": expected HOST:PORT";
         return false;
       }
       if (!addresses.insert(*a).second) {
@@ -277,6 +286,27 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
     error = "[cluster] reconnect_max_ms is below reconnect_min_ms";
     return false;
   }
+  if (c.replicas > 1) {
+    if (c.replicas != c.members.size()) {
+      error = "[cluster] replicas = " + std::to_string(c.replicas) + " with " + std::to_string(c.members.size()) +
+              " nodes: this version keeps one replica group on every node, so replicas is 1 or the number of "
+              "nodes";
+      return false;
+    }
+    if (c.ca.empty()) {
+      error = "[cluster] replicas > 1 needs [tls] ca: Raft runs only over mutual TLS";
+      return false;
+    }
+    for (auto& m : c.members)
+      if (m.raft.empty()) {
+        error = "[[node]] id " + std::to_string(m.id) + ": replicas > 1, so every node needs raft = \"HOST:PORT\"";
+        return false;
+      }
+    if (c.raft_heartbeat_ms * 2 > c.election_timeout_ms) {
+      error = "[cluster] raft_heartbeat_ms must be at most half of election_timeout_ms";
+      return false;
+    }
+  }
   std::sort(c.members.begin(), c.members.end(),
             [](auto& a, auto& b) { return a.id < b.id; });
   c.hash = sha256_hex(canonical(c), 8);
@@ -322,7 +352,11 @@ std::string cluster_file_text(const cluster_config& c) {
     << "     # a forwarded call with no answer by then: outcome_unknown, ms\n"
     << "peer_batch_max = " << c.peer_batch_max << "         # operations in one forwarded batch\n"
     << "peer_batches_in_flight = " << c.peer_batches_in_flight
-    << "    # batches of a kind on a link before calls queue\n\n"
+    << "    # batches of a kind on a link before calls queue\n"
+    << "replicas = " << c.replicas
+    << "               # 1: no replication; the number of nodes: one Raft group on every node\n"
+    << "election_timeout_ms = " << c.election_timeout_ms << "   # Raft: randomized between 1x and 2x this, ms\n"
+    << "raft_heartbeat_ms = " << c.raft_heartbeat_ms << "      # Raft: the leader's heartbeat, ms\n\n"
     << "[tls]\n"
     << "ca = \"" << c.ca << "\"              # cluster CA certificate (PEM), relative to this file\n"
     << "client_tls = " << (c.client_tls ? "true" : "false")
@@ -336,6 +370,7 @@ std::string cluster_file_text(const cluster_config& c) {
     s << "\n[[node]]\nid = " << m.id << "\nclient = \"" << m.client << "\"   # clients connect here\n"
       << "peer = \"" << m.peer << "\"     # peers connect here (mutual TLS)\n"
       << (m.http.empty() ? std::string() : "http = \"" + m.http + "\"     # payment webhooks come here (HTTP)\n")
+      << (m.raft.empty() ? std::string() : "raft = \"" + m.raft + "\"     # Raft replicas connect here (mutual TLS)\n")
       << "cert = \"" << m.cert << "\"\nkey = \"" << m.key << "\"\n";
   return s.str();
 }

@@ -21,6 +21,7 @@ struct cluster_member {
   std::string client;  // HOST:PORT clients connect to
   std::string peer;    // HOST:PORT peers connect to (mutual TLS)
   std::string http;    // HOST:PORT of its HTTP endpoint (payment webhooks); optional
+  std::string raft;    // HOST:PORT of its Raft replica (mutual TLS); required with replicas > 1
   std::string cert;    // this node's certificate (PEM), relative to the file's directory
   std::string key;     // its private key (PEM)
 };
@@ -38,6 +39,12 @@ struct cluster_config {
   int64_t forward_timeout_ms = 8'000;   // a forwarded call not answered by then: outcome_unknown
   uint32_t peer_batch_max = 1'024;      // operations in one forwarded batch
   uint32_t peer_batches_in_flight = 8;  // batches of a kind on a link before calls queue
+  // Replication: 1 = every SKU on one node (no Raft). More: the SKUs are one replica group
+  // on Raft whose replicas are every node (so `replicas` equals the number of nodes); its
+  // leader owns them and every acknowledged write is on a majority's disks.
+  uint32_t replicas = 1;
+  int64_t election_timeout_ms = 500;  // Raft: randomized between 1x and 2x this
+  int64_t raft_heartbeat_ms = 50;     // Raft: the leader's heartbeat
   std::string ca;                       // the cluster CA certificate (PEM); empty: plaintext
   bool client_tls = false;              // clients must connect with TLS too
   bool client_certs = false;            // ...and present a certificate the cluster CA signed,

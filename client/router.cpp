@@ -9,7 +9,16 @@ namespace holdfast {
 router::router(placement where, uint32_t self, transport& remote, local_calls local)
   : where_(std::move(where)), self_(self), remote_(remote), local_(std::move(local)) {}
 
+uint32_t router::sku_owner(const std::string& sku) const {
+  if (!sku_leader_) return where_.owner(sku);
+  auto leader = sku_leader_();
+  return leader == 0 ? no_owner : leader;
+}
+
 namespace {
+const char* no_leader_known =
+  "no leader of the SKU group is known to this node (an election may be under way): retry shortly";
+
 // Hold ids are unique per node, not across the cluster: an id found on several nodes is
 // not answered for one of them.
 hold_result held_on_several(const std::vector<const hold_result*>& found) {
@@ -81,11 +90,14 @@ kj::Promise<std::vector<hold_result>> router::holds(std::vector<hold_op> ops) {
   // or query without one is looked for everywhere.
   constexpr uint32_t everywhere = 0;
   std::function<uint32_t(const hold_op&)> owner_of = [this, kind](const hold_op& op) {
+    if (sku_leader_) return sku_owner(op.sku);
     if (op.sku.empty())
       return kind == hold_op_kind::reserve ? (self_ ? self_ : where_.nodes().front()) : everywhere;
     return where_.owner(op.sku);
   };
   auto send = [this](uint32_t node, std::vector<hold_op> part) -> kj::Promise<std::vector<hold_result>> {
+    if (node == no_owner)
+      return std::vector<hold_result>(part.size(), make_hold_error(code::unavailable, no_leader_known));
     if (node != everywhere && node == self_) return local_.holds(std::move(part));
     if (node != everywhere) {
       forwarded_ += part.size();
@@ -159,9 +171,12 @@ kj::Promise<std::vector<hold_result>> router::holds(std::vector<hold_op> ops) {
 kj::Promise<std::vector<sku_result>> router::skus(std::vector<sku_op> ops) {
   std::function<uint32_t(const sku_op&)> owner_of = [this](const sku_op& op) {
     // A nameless SKU is refused by the local checks.
+    if (sku_leader_) return sku_owner(op.sku);
     return op.sku.empty() ? (self_ ? self_ : where_.nodes().front()) : where_.owner(op.sku);
   };
   auto send = [this](uint32_t node, std::vector<sku_op> part) -> kj::Promise<std::vector<sku_result>> {
+    if (node == no_owner)
+      return std::vector<sku_result>(part.size(), make_sku_error(code::unavailable, no_leader_known));
     if (node == self_) return local_.skus(std::move(part));
     forwarded_ += part.size();
     return remote_.sku_ops(node, std::move(part));
@@ -216,6 +231,16 @@ sku_page merge_pages(std::vector<sku_page> pages, uint32_t limit) {
 
 kj::Promise<sku_page> router::list_skus(sku_list_query query) {
   if (query.limit == 0) query.limit = sku_list_limit_default;
+  if (sku_leader_) {  // the leader has the whole catalog
+    auto node = sku_owner("");
+    if (node == no_owner) {
+      sku_page p;
+      p.partial = no_leader_known;
+      return p;
+    }
+    if (node == self_ && local_.list) return local_.list(std::move(query));
+    return remote_.list_skus(node, std::move(query));
+  }
   auto pages = kj::heapArrayBuilder<kj::Promise<sku_page>>(where_.nodes().size());
   for (auto node : where_.nodes())
     pages.add(node == self_ && local_.list ? local_.list(query) : remote_.list_skus(node, query));

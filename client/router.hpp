@@ -63,6 +63,15 @@ public:
   kj::Promise<std::vector<order_result>> orders(std::vector<order_op> ops);
   // The owner of an entity key: an SKU's name, a user id.
   uint32_t owner(const std::string& key) const { return where_.owner(key); }
+  // Replicated mode (a cluster file's replicas > 1): every SKU belongs to the one replica
+  // group, whose leader owns them all; `leader()` is the node this node last knew as its
+  // leader (0: none known). SKU operations (lookups of holds named without their SKU
+  // included: the leader has every hold) and catalog pages then go to it; carts and
+  // orders keep their placement.
+  void lead_skus_by(std::function<uint32_t()> leader) { sku_leader_ = std::move(leader); }
+  bool replicated_skus() const { return bool(sku_leader_); }
+  static constexpr uint32_t no_owner = UINT32_MAX;  // replicated, no leader known
+  uint32_t sku_owner(const std::string& sku) const;
   uint32_t self() const { return self_; }
   uint64_t forwarded() const { return forwarded_; }  // operations sent to other nodes
 
@@ -71,6 +80,7 @@ private:
   uint32_t self_;
   transport& remote_;
   local_calls local_;
+  std::function<uint32_t()> sku_leader_;
   uint64_t forwarded_ = 0;
 };
 

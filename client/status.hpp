@@ -27,6 +27,20 @@ struct connection_counters {
   uint64_t frame_bytes_reading = 0;  // of frames begun and not yet whole
 };
 
+// A replicated cluster's: one node's replica of the SKU group (Raft).
+struct raft_group_status {
+  bool present = false;  // false: the SKUs are not replicated
+  std::string state;     // follower, candidate, leader, unavailable
+  bool serving = false;
+  uint64_t term = 0, commit_index = 0, last_applied = 0;
+  uint32_t leader = 0;   // 0: none known
+  struct follower {
+    uint32_t node = 0;
+    uint64_t match_index = 0, lag = 0;
+  };
+  std::vector<follower> followers;  // when leading
+};
+
 struct node_status {
   uint32_t node_id = 0;  // 0: not in a cluster
   uint64_t incarnation = 0;
@@ -42,6 +56,7 @@ struct node_status {
   uint64_t generation = 0;
   std::string cluster_id;
   std::string version;
+  raft_group_status raft;
 };
 
 struct member_address {

@@ -281,12 +281,18 @@ bool ensure_local_admin_certificate(const cluster_config& cfg, std::string& erro
 }
 
 bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
-                      bool client_tls, cluster_config& out, std::string& error, bool client_certs) {
+                      bool client_tls, cluster_config& out, std::string& error, bool client_certs,
+                      int replicas) {
   if (nodes < 1 || nodes > 64) {
     error = "--nodes: expected 1 to 64";
     return false;
   }
-  if (base_port < 0 || base_port + 200 + nodes > 65535) {
+  if (replicas != 1 && replicas != nodes) {
+    error = "--replicas: 1 (no replication) or the number of nodes (one Raft group on every node), not " +
+            std::to_string(replicas);
+    return false;
+  }
+  if (base_port < 0 || base_port + 300 + nodes > 65535) {
     error = "--base-port: the ports would pass 65535";
     return false;
   }
@@ -328,6 +334,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
   cfg.ca = "ca.pem";
   cfg.client_tls = client_tls || client_certs;
   cfg.client_certs = client_certs;
+  cfg.replicas = static_cast<uint32_t>(replicas);
   for (int i = 1; i <= nodes; ++i) {
     auto id = static_cast<uint32_t>(i);
     pem_pair node;
@@ -342,6 +349,7 @@ bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const st
     m.client = "127.0.0.1:" + std::to_string(client_port);
     m.peer = "127.0.0.1:" + std::to_string(peer_port);
     m.http = "127.0.0.1:" + std::to_string(port(base_port ? base_port + 200 + i - 1 : 0));
+    if (replicas > 1) m.raft = "127.0.0.1:" + std::to_string(port(base_port ? base_port + 300 + i - 1 : 0));
     m.cert = node_tls_name(id) + ".pem";
     m.key = node_tls_name(id) + ".key";
     cfg.members.push_back(m);

@@ -60,10 +60,12 @@ struct cluster_config;
 // `holdfast cluster init`: writes into `dir` (created if missing) the cluster CA
 // (ca.pem, ca.key), a certificate and key per node (node-<id>.pem, node-<id>.key; keys
 // mode 0600) and cluster.toml naming them, with nodes 1..n on 127.0.0.1: client ports
-// base_port.., peer ports base_port+100.., HTTP ports base_port+200.. (base_port 0: ports free right now). Refuses to
+// base_port.., peer ports base_port+100.., HTTP ports base_port+200.., with `replicas` > 1
+// (which must then equal `nodes`) Raft ports base_port+300.. (base_port 0: ports free right now). Refuses to
 // overwrite an existing cluster.toml. Fills `out` with the parsed result.
 // `client_certs` (implies client_tls): clients present a certificate (`cluster cert`); the
 // local admin one (admin-local.pem) is written too.
 bool init_cluster_dir(const std::string& dir, int nodes, int base_port, const std::string& name,
-                      bool client_tls, cluster_config& out, std::string& error, bool client_certs = false);
+                      bool client_tls, cluster_config& out, std::string& error, bool client_certs = false,
+                      int replicas = 1);
 }  // namespace holdfast

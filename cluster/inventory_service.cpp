@@ -27,6 +27,8 @@
 #include "gateway/webhook.hpp"
 #include "cluster/peer_links.hpp"
 #include "protocol/order_wire.hpp"
+#include <type_traits>
+
 #include "client/router.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/log.hpp"
@@ -42,13 +44,22 @@ const std::string& entity_key(const sku_op& op) { return op.sku; }
 const std::string& entity_key(const cart_op& op) { return op.user; }
 const std::string& entity_key(const order_op& op) { return op.order_id; }
 
+// Whether this node serves `op` when a peer forwards it: placement's owner, or (replicated
+// SKUs) always: the replica group's gate answers for itself when this node does not lead.
+template <class Op>
+bool serves_here(const router& route, const Op& op) {
+  if constexpr (std::is_same_v<Op, hold_op> || std::is_same_v<Op, sku_op>)
+    if (route.replicated_skus()) return true;
+  return entity_key(op).empty() || route.owner(entity_key(op)) == route.self();
+}
+
 template <class Op, class Result, class Mine, class Foreign>
 kj::Promise<std::vector<Result>> owned_only(const router& route, std::vector<Op> ops, Mine mine,
                                             Foreign foreign) {
   std::vector<size_t> kept;
   std::vector<Op> owned;
   for (size_t i = 0; i < ops.size(); ++i)
-    if (entity_key(ops[i]).empty() || route.owner(entity_key(ops[i])) == route.self()) {
+    if (serves_here(route, ops[i])) {
       kept.push_back(i);
       owned.push_back(std::move(ops[i]));
     }
@@ -328,6 +339,23 @@ public:
       out.setClusterId(net.role->config.id);
       out.setGeneration(net.role->generation);
       if (net.links) out.setNotServing(net.links->not_serving());
+      if (options_.raft_status) {
+        auto g = options_.raft_status();
+        auto r = out.initRaft();
+        r.setPresent(true);
+        r.setState(g.state);
+        r.setServing(g.serving);
+        r.setTerm(g.term);
+        r.setCommitIndex(g.commit_index);
+        r.setLastApplied(g.last_applied);
+        r.setLeader(g.leader);
+        auto fs = r.initFollowers(static_cast<unsigned>(g.followers.size()));
+        for (unsigned i = 0; i < g.followers.size(); ++i) {
+          fs[i].setNode(g.followers[i].node);
+          fs[i].setMatchIndex(g.followers[i].match_index);
+          fs[i].setLag(g.followers[i].lag);
+        }
+      }
       out.setForwardedTotal(net.route ? net.route->forwarded() : 0);
       auto links = net.links ? net.links->status() : std::vector<link_status>{};
       auto list = out.initLinks(static_cast<unsigned>(links.size()));

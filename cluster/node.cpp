@@ -21,6 +21,7 @@
 
 #include "cluster/certs.hpp"
 #include "client/client.hpp"
+#include "cluster/replicated_skus.hpp"
 #include "cluster/rpc_server.hpp"
 #include "gateway/http_provider.hpp"
 #include "gateway/in_process.hpp"
@@ -276,15 +277,42 @@ int run_node(const node_options& options) {
   caf::actor_system sys{cfg};
   auto clock = std::make_shared<system_wall_clock>();
   auto store = sys.spawn<caf::detached>(store_behavior, env, store_config{});
-  sku_context ctx;
-  ctx.env = env;
-  ctx.store = store;
-  ctx.clock = clock;
-  ctx.claims = std::make_shared<hold_claims>(env);
   directory_config directory_cfg;
   directory_cfg.limits = options.server.limits;
   directory_cfg.idle_ms = options.idle_ms;
-  auto directory = sys.spawn(directory_behavior, ctx, directory_cfg);
+  // Replicated: the SKUs are the replica group's (DATA/group), served while this node
+  // leads it; else this node's own.
+  std::unique_ptr<replicated_skus> replicated;
+  directory_actor directory;
+  auto* role = effective.server.cluster.get();
+  if (role && role->config.replicas > 1) {
+    replicated_skus_options r;
+    r.dir = options.data_dir + "/group";
+    r.cluster = &role->config;
+    r.self = role->self;
+    r.storage = storage_cfg;
+    r.directory = directory_cfg;
+    r.clock = clock;
+    replicated = replicated_skus::start(sys, r, error);
+    if (!replicated) {
+      spdlog::critical("holdfast node: refusing to start: the SKU group's replica in {}/group: {}", options.data_dir,
+                       error);
+      caf::anon_send_exit(store, caf::exit_reason::kill);
+      return 2;
+    }
+    directory = replicated->directory();
+    effective.server.sku_leader = [r = replicated.get()] { return r->leader(); };
+    effective.server.raft_status = [r = replicated.get()] { return r->status(); };
+    spdlog::info("holdfast node: the SKUs are replicated on Raft over {} nodes (raft port {})",
+                 role->config.replicas, role->config.member(role->self)->raft);
+  } else {
+    sku_context ctx;
+    ctx.env = env;
+    ctx.store = store;
+    ctx.clock = clock;
+    ctx.claims = std::make_shared<hold_claims>(env);
+    directory = sys.spawn(directory_behavior, ctx, directory_cfg);
+  }
   cart_context carts_ctx;
   carts_ctx.env = env;
   carts_ctx.store = store;

@@ -188,6 +188,7 @@ struct rpc_server::impl {
                         [&net](std::vector<cart_op> ops) { return net.local.carts(std::move(ops)); },
                         [&net](std::vector<order_op> ops) { return net.local.orders(std::move(ops)); }};
       route = kj::heap<router>(placement(ids), role->self, *links, std::move(local));
+      if (options.sku_leader) route->lead_skus_by(options.sku_leader);
       net.role = role;
       net.links = links.get();
       net.route = route.get();

@@ -18,6 +18,7 @@
 #include "actors/cart.hpp"
 #include "actors/order.hpp"
 #include "actors/sku_directory.hpp"
+#include "client/status.hpp"
 #include "cluster/cluster_role.hpp"
 #include "cluster/roles.hpp"
 #include "persistence/storage.hpp"
@@ -66,6 +67,10 @@ struct server_options {
   // Bearer tokens and their roles (--tokens); null: every connection may do everything.
   std::shared_ptr<const token_table> tokens;
   std::function<storage_stats()> read_storage_stats;  // for /metrics, any thread; empty: none
+  // Replicated SKUs (cluster/replicated_skus.hpp): the group's leader as this node knows it
+  // (0: none), any thread. Empty: SKUs are placed over the nodes.
+  std::function<uint32_t()> sku_leader;
+  std::function<raft_group_status()> raft_status;  // the replica's, for Inventory.status
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the

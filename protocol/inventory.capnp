@@ -362,6 +362,24 @@ struct NodeStatus {
   generation @11 :UInt64;  # its data directory's generation (raised by each restore)
   clusterId @12 :Text;
   version @13 :Text;       # the node's Holdfast version (holdfast --version)
+  raft @14 :RaftStatus;    # a replicated cluster's: this node's replica of the SKU group
+}
+
+struct RaftStatus {
+  present @0 :Bool;        # false: the SKUs are not replicated
+  state @1 :Text;          # follower, candidate, leader, unavailable
+  serving @2 :Bool;        # leading, with every entry its log held when elected applied
+  term @3 :UInt64;
+  commitIndex @4 :UInt64;
+  lastApplied @5 :UInt64;
+  leader @6 :UInt32;       # the leader this replica knows; 0: none
+  followers @7 :List(FollowerLag);  # when leading
+}
+
+struct FollowerLag {
+  node @0 :UInt32;
+  matchIndex @1 :UInt64;   # the highest entry known to be on its log
+  lag @2 :UInt64;          # entries it lacks of the leader's log
 }
 
 # Node <-> node. The dialing node says who it is, which cluster file it runs and which

@@ -217,6 +217,8 @@ replica_status raft_host::status() {
   return out;
 }
 
+uint64_t raft_host::leader_hint() const { return impl_->rep.known_leader(); }
+
 void raft_host::accept(uint64_t id, std::string, int fd) {
   auto& s = *impl_;
   s.post([&s, id, fd] {

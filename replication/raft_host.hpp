@@ -76,6 +76,8 @@ public:
   // closing, returns without running it (status() then answers "unavailable").
   void run(const std::function<void(replica&)>& f);
   replica_status status();
+  // From any thread, without waiting: the leader as this replica last knew it (0: none).
+  uint64_t leader_hint() const;
   // From the connector, any thread: a connection from server `id` at `address`.
   void accept(uint64_t id, std::string address, int fd);
 

@@ -92,6 +92,7 @@ void replica::attach(raft* r) {
 void replica::stepped() {
   hf_raft_info info;
   hf_info(raft_, &info);
+  known_leader_.store(info.leader_id, std::memory_order_relaxed);
   const bool leader = info.state == HF_LEADER;
   if (!leader || broken_ || (serving_term_ != 0 && serving_term_ != info.term)) stop_serving();
   if (!leader || broken_) return;

@@ -29,6 +29,7 @@
 // outlive the raft instance (raft_close fires pending callbacks): close the raft first.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -109,6 +110,9 @@ public:
   void submit(std::string_view command, done_fn done);
 
   bool serving() const { return serving_term_ != 0; }
+  // The leader this replica knew at its engine's last step (0: none): readable from any
+  // thread, for routing hints.
+  uint64_t known_leader() const { return known_leader_.load(std::memory_order_relaxed); }
   bool broken() const { return broken_; }
   replica_status status() const;
   const replica_counters& counters() const { return counters_; }
@@ -128,6 +132,7 @@ private:
   uint64_t serving_term_ = 0; // 0: not serving
   bool broken_ = false;       // its log refused an entry: it takes no more (see submit)
   std::string snapshot_;      // handed to libraft until it is written
+  std::atomic<uint64_t> known_leader_{0};
   replica_counters counters_;
 };
 

@@ -1,0 +1,230 @@
+#include "cluster/replicated_skus.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include <mutex>
+
+#include "actors/hold_claims.hpp"
+#include "client/client.hpp"
+#include "protocol/log.hpp"
+
+namespace holdfast {
+namespace {
+
+using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t>, caf::reacts_to<follow_atom>>;
+
+struct gate_state {
+  sku_context ctx;
+  directory_config config;
+  std::function<std::string()> why_not;  // why this node does not serve now
+  directory_actor current;  // the directory while this node leads and its sweep is done
+  uint64_t term = 0;        // the term `current` serves, or is starting for
+  ~gate_state() {
+    if (current) caf::anon_send_exit(current, caf::exit_reason::kill);
+  }
+  static inline const char* name = "holdfast.sku_gate";
+};
+
+gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state> self, sku_context ctx,
+                                        directory_config config, std::function<std::string()> why_not) {
+  self->state.ctx = std::move(ctx);
+  self->state.config = std::move(config);
+  self->state.why_not = std::move(why_not);
+  auto stop = [self] {
+    auto& st = self->state;
+    if (st.current) caf::anon_send_exit(st.current, caf::exit_reason::kill);
+    st.current = nullptr;
+    st.term = 0;
+  };
+  auto hold_errors = [self](size_t n) {
+    return std::vector<hold_result>(n, make_hold_error(code::unavailable, self->state.why_not()));
+  };
+  return {
+    [self, hold_errors](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+      if (self->state.current) self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
+      else sink->deliver(hold_errors(ops.size()));
+    },
+    [self, hold_errors](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
+      if (self->state.current) return self->delegate(self->state.current, hold_ops_atom_v, std::move(ops));
+      return hold_errors(ops.size());
+    },
+    // Sent by a directory's own SKU actors to it, never to the gate.
+    [](conflicts_atom, std::vector<hold_op>&, std::vector<hold_result>&, hold_sink_ptr&) {},
+    [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
+      if (self->state.current) return self->delegate(self->state.current, sku_op_atom_v, std::move(op));
+      return make_sku_error(code::unavailable, self->state.why_not());
+    },
+    [self](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
+      if (self->state.current) return self->delegate(self->state.current, create_batch_atom_v, std::move(ops));
+      return std::vector<sku_result>(ops.size(), make_sku_error(code::unavailable, self->state.why_not()));
+    },
+    [](durable_atom, uint64_t) {},
+    [](write_failed_atom, uint64_t, uint64_t, store_status) {},
+    [](routed_results_atom, uint64_t, std::vector<hold_result>&) {},
+    [](passivated_atom, std::string&, bool, int64_t) {},
+    // The node's start: the sweep runs when this node begins to lead instead.
+    [](recover_atom) -> caf::result<int64_t> { return int64_t{0}; },
+    [self](list_skus_atom, sku_list_query& query) -> caf::result<sku_page> {
+      if (self->state.current) return self->delegate(self->state.current, list_skus_atom_v, std::move(query));
+      sku_page p;
+      p.partial = self->state.why_not();
+      return p;
+    },
+    [](idle_check_atom) {},
+    [](wake_atom) {},
+    [self](stats_atom) -> caf::result<directory_stats> {
+      if (self->state.current) return self->delegate(self->state.current, stats_atom_v);
+      return directory_stats{};
+    },
+    [self, stop](lead_atom, uint64_t term) {
+      auto& st = self->state;
+      if (st.term == term) return;
+      stop();
+      st.term = term;
+      // A fresh directory on the group's state as applied: it ends the holds that are
+      // overdue (the old leader's timers are gone with it) and arms the rest, then serves.
+      auto d = self->spawn(directory_behavior, st.ctx, st.config);
+      self->request(d, caf::infinite, recover_atom_v)
+        .then(
+          [self, d, term](int64_t n) {
+            auto& st = self->state;
+            if (st.term != term || st.current) {  // leadership moved on meanwhile
+              caf::anon_send_exit(d, caf::exit_reason::kill);
+              return;
+            }
+            st.current = d;
+            spdlog::info("sku group: leading in term {} ({} SKUs had overdue holds)", term, n);
+          },
+          [self, d, term](caf::error& e) {
+            caf::anon_send_exit(d, caf::exit_reason::kill);
+            if (self->state.term == term) self->state.term = 0;
+            spdlog::error("sku group: leading in term {}, but the SKUs could not be recovered: {}", term,
+                          self->system().render(e));
+          });
+    },
+    [stop](follow_atom) {
+      stop();
+      spdlog::info("sku group: no longer leading; SKU calls go to the leader");
+    },
+  };
+}
+
+}  // namespace
+
+// Leadership events come from the replica's thread, possibly before the gate exists: the
+// latest is kept and handed over when the gate is set.
+struct replicated_skus::leadership {
+  std::mutex mutex;
+  gate_actor gate;
+  uint64_t term = 0;  // 0: following
+  replication::raft_host* host = nullptr;  // while the replica runs
+  uint32_t leader() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return host ? static_cast<uint32_t>(host->leader_hint()) : 0;
+  }
+  void tell(uint64_t t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    term = t;
+    if (!gate) return;
+    if (t) caf::anon_send(gate, lead_atom_v, t);
+    else caf::anon_send(gate, follow_atom_v);
+  }
+  void set(gate_actor g) {
+    std::lock_guard<std::mutex> lock(mutex);
+    gate = std::move(g);
+    if (term) caf::anon_send(gate, lead_atom_v, term);
+  }
+};
+
+std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, const replicated_skus_options& o,
+                                                        std::string& error) {
+  std::unique_ptr<replicated_skus> r(new replicated_skus());
+  auto& cfg = *o.cluster;
+  auto* me = cfg.member(o.self);
+  r->leadership_ = std::make_shared<leadership>();
+  try {
+    raft_tls_options t;
+    t.listen = me->raft;
+    t.self = o.self;
+    t.ca_pem = read_pem_file(cfg.path_of(cfg.ca)).cStr();
+    t.cert_pem = read_pem_file(cfg.path_of(me->cert)).cStr();
+    t.key_pem = read_pem_file(cfg.path_of(me->key)).cStr();
+    t.connect_timeout_ms = static_cast<int>(cfg.connect_timeout_ms);
+    r->connector_ = std::make_unique<raft_tls_connector>(t);
+  } catch (const std::exception& e) {
+    error = "the raft port " + me->raft + ": " + e.what();
+    return nullptr;
+  } catch (const kj::Exception& e) {
+    error = "the raft port " + me->raft + ": " + std::string(e.getDescription().cStr());
+    return nullptr;
+  }
+  group_storage_options g;
+  g.storage = o.storage;
+  g.storage.path = o.dir;
+  g.raft.id = o.self;
+  g.raft.address = me->raft;
+  for (auto& m : cfg.members) g.raft.voters.push_back({m.id, m.raft});
+  g.raft.election_timeout_ms = static_cast<unsigned>(cfg.election_timeout_ms);
+  g.raft.heartbeat_ms = static_cast<unsigned>(cfg.raft_heartbeat_ms);
+  std::weak_ptr<leadership> events = r->leadership_;
+  g.on_leading = [events](uint64_t term) {
+    if (auto l = events.lock()) l->tell(term);
+  };
+  g.on_following = [events] {
+    if (auto l = events.lock()) l->tell(0);
+  };
+  r->group_ = group_storage::open(std::move(g), *r->connector_, error);
+  if (!r->group_) return nullptr;
+  auto env = r->group_->store();
+  r->store_ = sys.spawn<caf::detached>(store_behavior, env, store_config{});
+  sku_context ctx;
+  ctx.env = env;
+  ctx.store = r->store_;
+  ctx.clock = o.clock;
+  ctx.claims = std::make_shared<hold_claims>(env);
+  {
+    std::lock_guard<std::mutex> lock(r->leadership_->mutex);
+    r->leadership_->host = &r->group_->host();
+  }
+  auto self_id = o.self;
+  auto gate = sys.spawn(gate_behavior, ctx, o.directory, [l = r->leadership_, self_id]() -> std::string {
+    auto leader = l->leader();
+    if (leader == 0) return "no leader of the SKU group is known (an election may be under way): retry shortly";
+    if (leader == self_id) return "node " + std::to_string(self_id) + " is becoming the SKU group's leader: retry shortly";
+    return "node " + std::to_string(self_id) + " does not lead the SKU group; its leader is node " +
+           std::to_string(leader);
+  });
+  r->gate_ = gate;
+  r->leadership_->set(gate);
+  return r;
+}
+
+replicated_skus::~replicated_skus() {
+  if (gate_) caf::anon_send_exit(gate_, caf::exit_reason::kill);
+  {
+    std::lock_guard<std::mutex> lock(leadership_->mutex);
+    leadership_->host = nullptr;
+  }
+  group_.reset();  // commits in flight answer; no more leadership events
+  if (store_) caf::anon_send_exit(store_, caf::exit_reason::kill);
+}
+
+raft_group_status replicated_skus::status() {
+  auto s = group_->status();
+  raft_group_status g;
+  g.present = true;
+  g.state = s.state;
+  g.serving = s.serving;
+  g.term = s.term;
+  g.commit_index = s.commit_index;
+  g.last_applied = s.last_applied;
+  g.leader = static_cast<uint32_t>(s.leader_id);
+  for (auto& f : s.followers) g.followers.push_back({static_cast<uint32_t>(f.id), f.match_index, f.lag});
+  return g;
+}
+
+uint32_t replicated_skus::leader() const { return leadership_->leader(); }
+
+}  // namespace holdfast

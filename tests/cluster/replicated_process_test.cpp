@@ -1,0 +1,178 @@
+// A replicated cluster (replicas = 3): three `holdfast node` processes on loopback whose SKUs
+// are one Raft replica group over mutual TLS. Under a steady stream of reservations sent to
+// a follower (which forwards them to the leader), the leader is killed with kill -9: another
+// node serves again, every reservation that was acknowledged is there, the stock counts
+// no more than was acknowledged or left unknown, and the killed node comes back, catches
+// up and carries the group when the next leader is killed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "cluster/certs.hpp"
+#include "tests/cluster/cluster_fixture.hpp"
+
+namespace holdfast {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+class replicated_cluster : public cluster_test {
+protected:
+  void start_replicated() {
+    cluster_config cfg;
+    std::string error;
+    ASSERT_TRUE(init_cluster_dir(dir_ + "/c", 3, 0, "holdfast-local", false, cfg, error, false, 3)) << error;
+    EXPECT_EQ(cfg.replicas, 3u);
+    start();
+  }
+  // The node whose replica serves as leader, as it says itself (0 when none within `limit`).
+  uint32_t leader(std::chrono::milliseconds limit = std::chrono::seconds(15)) {
+    uint32_t found = 0;
+    wait_until([&] {
+      for (auto id : nodes_->ids()) {
+        if (!nodes_->running(id)) continue;
+        try {
+          auto s = on(id, [](blocking_client& c) { return c.status(); }, 1'000);
+          if (s.raft.present && s.raft.serving) {
+            found = id;
+            return true;
+          }
+        } catch (const std::exception&) {
+        }
+      }
+      return false;
+    }, limit);
+    return found;
+  }
+  raft_group_status raft_of(uint32_t id) {
+    return on(id, [](blocking_client& c) { return c.status().raft; }, 2'000);
+  }
+};
+
+// Reserves one unit after another through one node, recording each answer and when it came;
+// when its connection fails it goes on through the next node.
+struct reserver {
+  std::mutex mutex;
+  std::vector<std::string> acked, unknown;
+  std::vector<steady::time_point> acked_at;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  void run(std::vector<std::string> addresses, client_options options) {
+    thread = std::thread([this, addresses, options] {
+      std::unique_ptr<blocking_client> c;
+      size_t at = 0;
+      for (int i = 0; !stop; ++i) {
+        auto id = "h" + std::to_string(i);
+        try {
+          if (!c) c = std::make_unique<blocking_client>(addresses[at++ % addresses.size()], options);
+          auto r = c->reserve("tee", 1, id, 600'000);
+          std::lock_guard<std::mutex> lock(mutex);
+          if (r.status == code::ok) {
+            acked.push_back(id);
+            acked_at.push_back(steady::now());
+          } else if (r.status == code::outcome_unknown) {
+            unknown.push_back(id);
+          }
+        } catch (const std::exception&) {  // the connection went: its call's outcome is unknown
+          std::lock_guard<std::mutex> lock(mutex);
+          unknown.push_back(id);
+          c.reset();
+        }
+      }
+    });
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return acked.size();
+  }
+  // The first acknowledgement after `t`.
+  std::optional<steady::time_point> first_after(steady::time_point t) {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto& at : acked_at)
+      if (at > t) return at;
+    return std::nullopt;
+  }
+  void finish() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  ~reserver() { finish(); }
+};
+
+TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_group_serves_again) {
+  start_replicated();
+  auto first = leader();
+  ASSERT_NE(first, 0u) << "no leader elected\n" << log(1);
+  uint32_t via = first % 3 + 1;  // a follower: it forwards to the leader
+  ASSERT_TRUE(wait_until([&] {
+    return on(via, [](blocking_client& c) { return c.create_sku("tee", 1'000'000, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+
+  reserver load;
+  std::vector<std::string> addresses;
+  for (uint32_t k = 0; k < 3; ++k) addresses.push_back(nodes_->address((via - 1 + k) % 3 + 1));
+  load.run(addresses, nodes_->client_config(1'000));
+  ASSERT_TRUE(wait_until([&] { return load.count() >= 200; }, std::chrono::seconds(30))) << log(first);
+  auto killed_at = steady::now();
+  nodes_->kill9(first);
+  ASSERT_TRUE(wait_until([&] { return load.first_after(killed_at).has_value(); }, std::chrono::seconds(15)))
+    << "the group did not serve again\n" << log(via);
+  auto failover = std::chrono::duration<double>(*load.first_after(killed_at) - killed_at).count();
+  RecordProperty("failover_ms", static_cast<int>(failover * 1000));
+  // The bound the issue sets (2 s at the default election timeout) is measured by the
+  // benchmark; here the group must come back at all, well within a client's patience.
+  EXPECT_LT(failover, 5.0);
+  auto second = leader();
+  ASSERT_NE(second, 0u);
+  EXPECT_NE(second, first);
+  auto before = load.count();
+  ASSERT_TRUE(wait_until([&] { return load.count() >= before + 100; }, std::chrono::seconds(30)));
+
+  // The killed node comes back from its directory and catches up with the group.
+  nodes_->start(first);
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      auto lead = raft_of(second), back = raft_of(first);
+      return back.last_applied >= lead.commit_index && back.leader == second;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, std::chrono::seconds(30))) << log(first);
+
+  // The second leader goes too: the returned node and the third make the majority.
+  killed_at = steady::now();
+  nodes_->kill9(second);
+  ASSERT_TRUE(wait_until([&] { return load.first_after(killed_at).has_value(); }, std::chrono::seconds(15)))
+    << "the group did not serve after its second leader was killed\n" << log(first);
+  load.finish();
+
+  // Every acknowledged reservation is there, once, and the stock counts no more than the
+  // acknowledged ones and those whose outcome was unknown.
+  std::vector<std::string> acked, unknown;
+  {
+    std::lock_guard<std::mutex> lock(load.mutex);
+    acked = load.acked;
+    unknown = load.unknown;
+  }
+  auto check_on = leader();
+  ASSERT_NE(check_on, 0u);
+  auto missing = on(check_on, [&](blocking_client& c) {
+    std::vector<std::string> out;
+    for (auto& id : acked) {
+      auto r = c.query_hold(id, "tee");
+      if (r.status != code::ok || r.hold.state != hold_state::active || r.hold.qty != 1) out.push_back(id);
+    }
+    return out;
+  }, 10'000);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " acknowledged holds missing, first " << missing.front();
+  auto tee = on(check_on, [](blocking_client& c) { return c.query_sku("tee"); });
+  ASSERT_EQ(tee.status, code::ok);
+  EXPECT_GE(tee.sku.reserved, static_cast<int64_t>(acked.size()));
+  EXPECT_LE(tee.sku.reserved, static_cast<int64_t>(acked.size() + unknown.size()));
+  EXPECT_EQ(tee.sku.on_hand, 1'000'000);  // nothing sold, nothing lost
+}
+
+}  // namespace
+}  // namespace holdfast
