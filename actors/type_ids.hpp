@@ -57,4 +57,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(holdfast_actors, caf::id_block::holdfast_persistence_las
   CAF_ADD_ATOM(holdfast_actors, holdfast, conflicts_atom, "conflicts")
   CAF_ADD_ATOM(holdfast_actors, holdfast, lead_atom, "lead")
   CAF_ADD_ATOM(holdfast_actors, holdfast, follow_atom, "follow")
+  CAF_ADD_ATOM(holdfast_actors, holdfast, barrier_atom, "barrier")
 CAF_END_TYPE_ID_BLOCK(holdfast_actors)

@@ -458,6 +458,7 @@ public:
       if (id != node_.role->self && node_.role->config.member(id)) peers.insert(id);
     node_.links->partition(peers);
     node_.close_peers(peers);
+    if (options_.raft_partition) options_.raft_partition(peers);
     return kj::READY_NOW;
   }
 

@@ -303,6 +303,9 @@ int run_node(const node_options& options) {
     directory = replicated->directory();
     effective.server.sku_leader = [r = replicated.get()] { return r->leader(); };
     effective.server.raft_status = [r = replicated.get()] { return r->status(); };
+    effective.server.raft_partition = [r = replicated.get()](const std::set<uint32_t>& peers) {
+      r->partition(peers);
+    };
     spdlog::info("holdfast node: the SKUs are replicated on Raft over {} nodes (raft port {})",
                  role->config.replicas, role->config.member(role->self)->raft);
   } else {

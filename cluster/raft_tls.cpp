@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <map>
+#include <set>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -75,6 +76,8 @@ struct raft_tls_connector::impl {
     refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
   size_t handshaking = 0;
   std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> peer_links;  // accepted, oldest first
+  std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> dialed_links;  // by target
+  std::set<uint64_t> partitioned;  // test-only fault hook: peers cut off
   std::atomic<uint64_t> closed_excess{0};
 
   struct error_handler : kj::TaskSet::ErrorHandler {
@@ -96,7 +99,7 @@ struct raft_tls_connector::impl {
   // `from_peer`: the id an accepted link came from (0 for a dialed one). A peer keeps at
   // most max_links_per_peer accepted links: a newer one closes its oldest (libraft redials
   // over a new connection, so an old one is dead or a loop's leftover).
-  int splice(kj::Own<kj::AsyncIoStream> remote, bool accepted, uint64_t from_peer = 0) {
+  int splice(kj::Own<kj::AsyncIoStream> remote, bool accepted, uint64_t peer) {
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return -1;
     auto local = low_level->wrapSocketFd(fds[0], kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
@@ -105,18 +108,19 @@ struct raft_tls_connector::impl {
     // A dialed link still reads what the far side sends, to drop it: its end (the peer
     // closed or died) must end the link at once, not at libraft's next write.
     kj::Promise<void> flow = accepted ? relay(r, l) : forward(l, r).exclusiveJoin(drain(r));
-    if (accepted) {
+    {
       auto closer = kj::newPromiseAndFulfiller<void>();
-      auto& links = peer_links[from_peer];
+      auto* table = accepted ? &peer_links : &dialed_links;
+      auto& links = (*table)[peer];
       links.push_back(kj::mv(closer.fulfiller));
       auto* mine = links.back().get();
-      while (links.size() > options.max_links_per_peer) {
+      while (accepted && links.size() > options.max_links_per_peer) {
         links.front()->fulfill();
         links.pop_front();
         ++closed_excess;
       }
-      flow = flow.exclusiveJoin(kj::mv(closer.promise)).attach(kj::defer([this, from_peer, mine] {
-        auto& links = peer_links[from_peer];
+      flow = flow.exclusiveJoin(kj::mv(closer.promise)).attach(kj::defer([table, peer, mine] {
+        auto& links = (*table)[peer];
         for (auto it = links.begin(); it != links.end(); ++it)
           if (it->get() == mine) {
             links.erase(it);
@@ -238,7 +242,10 @@ struct raft_tls_connector::impl {
                    });
     ++dials;
     return in_time(kj::mv(setup))
-      .then([this, reply](kj::Own<kj::AsyncIoStream> s) { reply(splice(kj::mv(s), false)); },
+      .then([this, reply, id](kj::Own<kj::AsyncIoStream> s) {
+              if (partitioned.count(id)) return reply(-1);
+              reply(splice(kj::mv(s), false, id));
+            },
             [this, reply](kj::Exception&&) {
               ++dial_failures;
               reply(-1);
@@ -266,7 +273,7 @@ struct raft_tls_connector::impl {
         auto address = std::make_shared<std::string>(head[8], '\0');
         auto& stream = *s.stream;
         return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
-          if (stopped || host == nullptr) return;
+          if (stopped || host == nullptr || partitioned.count(id)) return;
           int fd = splice(kj::mv(s.stream), true, id);
           if (fd < 0) return;
           ++accepted;
@@ -399,6 +406,19 @@ void raft_tls_connector::dial(uint64_t id, const std::string& address, std::func
       return;
     }
     s.tasks->add(s.dial(id, address, std::move(done)));
+  });
+}
+
+void raft_tls_connector::partition(const std::set<uint64_t>& peers) {
+  auto& s = *impl_;
+  s.executor->executeSync([&] {
+    s.partitioned = peers;
+    for (auto* table : {&s.peer_links, &s.dialed_links})
+      for (auto id : peers) {
+        auto links = std::move((*table)[id]);
+        (*table)[id].clear();
+        for (auto& l : links) l->fulfill();
+      }
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "replication/raft_host.hpp"
@@ -52,6 +53,9 @@ public:
   void start(replication::raft_host& host) override;
   void dial(uint64_t id, const std::string& address, std::function<void(int fd)> done) override;
   void stop() override;
+  // Test-only fault hook (a node's --fault-hooks): the links with these peers close, and
+  // none is made or accepted until a call without them.
+  void partition(const std::set<uint64_t>& peers);
 
 private:
   struct impl;

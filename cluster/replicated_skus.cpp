@@ -4,6 +4,7 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <algorithm>
 #include <mutex>
 
 #include "actors/hold_claims.hpp"
@@ -13,14 +14,31 @@
 namespace holdfast {
 namespace {
 
-using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t>, caf::reacts_to<follow_atom>>;
+using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t>, caf::reacts_to<follow_atom>,
+                                           caf::reacts_to<barrier_atom, bool>>;
+
+// What the gate needs of the group besides the directory's context.
+struct gate_hooks {
+  std::function<std::string()> why_not;  // why this node does not serve now
+  // Confirms leadership: an empty entry through Raft; `done(true)` once it is committed
+  // and applied here while leading, from any thread.
+  std::function<void(std::function<void(bool)>)> barrier;
+  std::function<store_status(std::string&)> rebuild_claims;  // storage::rebuild_hold_claims
+};
 
 struct gate_state {
   sku_context ctx;
   directory_config config;
-  std::function<std::string()> why_not;  // why this node does not serve now
+  gate_hooks hooks;
   directory_actor current;  // the directory while this node leads and its sweep is done
   uint64_t term = 0;        // the term `current` serves, or is starting for
+  bool led_before = false;  // its SKU actors may have left claims of writes that never committed
+  // Reads wait for a barrier submitted after they arrived: a leader that was deposed
+  // without knowing it (partitioned, stopped) cannot confirm one, so it answers no read
+  // from a state the new leader has moved past. One barrier at a time serves every read
+  // that was waiting when it was submitted.
+  std::vector<std::function<void(bool)>> reads_waiting, reads_in_flight;
+  bool barrier_in_flight = false;
   ~gate_state() {
     if (current) caf::anon_send_exit(current, caf::exit_reason::kill);
   }
@@ -28,37 +46,71 @@ struct gate_state {
 };
 
 gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state> self, sku_context ctx,
-                                        directory_config config, std::function<std::string()> why_not) {
+                                        directory_config config, gate_hooks hooks) {
   self->state.ctx = std::move(ctx);
   self->state.config = std::move(config);
-  self->state.why_not = std::move(why_not);
+  self->state.hooks = std::move(hooks);
   auto stop = [self] {
     auto& st = self->state;
     if (st.current) caf::anon_send_exit(st.current, caf::exit_reason::kill);
     st.current = nullptr;
     st.term = 0;
   };
-  auto hold_errors = [self](size_t n) {
-    return std::vector<hold_result>(n, make_hold_error(code::unavailable, self->state.why_not()));
+  auto why_not = [self] { return self->state.hooks.why_not(); };
+  auto hold_errors = [why_not](size_t n) {
+    return std::vector<hold_result>(n, make_hold_error(code::unavailable, why_not()));
+  };
+  // `read(served)` once a barrier confirmed this node still leads: served true with the
+  // directory to ask, false when it could not be confirmed.
+  auto start_barrier = [self] {
+    auto& st = self->state;
+    if (st.barrier_in_flight || st.reads_waiting.empty()) return;
+    st.barrier_in_flight = true;
+    st.reads_in_flight.swap(st.reads_waiting);
+    st.hooks.barrier([me = caf::actor_cast<gate_actor>(self)](bool ok) { caf::anon_send(me, barrier_atom_v, ok); });
+  };
+  auto after_barrier = [self, start_barrier](std::function<void(bool)> read) {
+    self->state.reads_waiting.push_back(std::move(read));
+    start_barrier();
+  };
+  auto is_query = [](const std::vector<hold_op>& ops) {
+    return !ops.empty() && std::all_of(ops.begin(), ops.end(), [](const hold_op& op) { return op.kind == hold_op_kind::query; });
   };
   return {
-    [self, hold_errors](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
-      if (self->state.current) self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
-      else sink->deliver(hold_errors(ops.size()));
+    [self, hold_errors, after_barrier, is_query](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+      if (!self->state.current) return sink->deliver(hold_errors(ops.size()));
+      if (!is_query(ops)) return self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
+      after_barrier([self, hold_errors, ops = std::move(ops), sink = std::move(sink)](bool ok) mutable {
+        if (ok && self->state.current) self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
+        else sink->deliver(hold_errors(ops.size()));
+      });
     },
-    [self, hold_errors](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
-      if (self->state.current) return self->delegate(self->state.current, hold_ops_atom_v, std::move(ops));
-      return hold_errors(ops.size());
+    [self, hold_errors, after_barrier, is_query](hold_ops_atom, std::vector<hold_op>& ops)
+      -> caf::result<std::vector<hold_result>> {
+      if (!self->state.current) return hold_errors(ops.size());
+      if (!is_query(ops)) return self->delegate(self->state.current, hold_ops_atom_v, std::move(ops));
+      auto rp = self->make_response_promise<std::vector<hold_result>>();
+      after_barrier([self, hold_errors, rp, ops = std::move(ops)](bool ok) mutable {
+        if (ok && self->state.current) rp.delegate(self->state.current, hold_ops_atom_v, std::move(ops));
+        else rp.deliver(hold_errors(ops.size()));
+      });
+      return rp;
     },
     // Sent by a directory's own SKU actors to it, never to the gate.
     [](conflicts_atom, std::vector<hold_op>&, std::vector<hold_result>&, hold_sink_ptr&) {},
-    [self](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
-      if (self->state.current) return self->delegate(self->state.current, sku_op_atom_v, std::move(op));
-      return make_sku_error(code::unavailable, self->state.why_not());
+    [self, why_not, after_barrier](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
+      if (!self->state.current) return make_sku_error(code::unavailable, why_not());
+      if (!reads_only(op.kind)) return self->delegate(self->state.current, sku_op_atom_v, std::move(op));
+      auto rp = self->make_response_promise<sku_result>();
+      after_barrier([self, why_not, rp, op = std::move(op)](bool ok) mutable {
+        if (ok && self->state.current) rp.delegate(self->state.current, sku_op_atom_v, std::move(op));
+        else rp.deliver(make_sku_error(code::unavailable, why_not()));
+      });
+      return rp;
     },
-    [self](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
+    [self, why_not](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
       if (self->state.current) return self->delegate(self->state.current, create_batch_atom_v, std::move(ops));
-      return std::vector<sku_result>(ops.size(), make_sku_error(code::unavailable, self->state.why_not()));
+      return std::vector<sku_result>(ops.size(), make_sku_error(code::unavailable, why_not()));
     },
     [](durable_atom, uint64_t) {},
     [](write_failed_atom, uint64_t, uint64_t, store_status) {},
@@ -66,11 +118,27 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
     [](passivated_atom, std::string&, bool, int64_t) {},
     // The node's start: the sweep runs when this node begins to lead instead.
     [](recover_atom) -> caf::result<int64_t> { return int64_t{0}; },
-    [self](list_skus_atom, sku_list_query& query) -> caf::result<sku_page> {
-      if (self->state.current) return self->delegate(self->state.current, list_skus_atom_v, std::move(query));
-      sku_page p;
-      p.partial = self->state.why_not();
-      return p;
+    [self, why_not, after_barrier](list_skus_atom, sku_list_query& query) -> caf::result<sku_page> {
+      auto refused = [why_not] {
+        sku_page p;
+        p.partial = why_not();
+        return p;
+      };
+      if (!self->state.current) return refused();
+      auto rp = self->make_response_promise<sku_page>();
+      after_barrier([self, refused, rp, query = std::move(query)](bool ok) mutable {
+        if (ok && self->state.current) rp.delegate(self->state.current, list_skus_atom_v, std::move(query));
+        else rp.deliver(refused());
+      });
+      return rp;
+    },
+    [self, start_barrier](barrier_atom, bool ok) {
+      auto& st = self->state;
+      auto reads = std::move(st.reads_in_flight);
+      st.reads_in_flight.clear();
+      st.barrier_in_flight = false;
+      for (auto& read : reads) read(ok);
+      start_barrier();  // for the reads that came meanwhile
     },
     [](idle_check_atom) {},
     [](wake_atom) {},
@@ -83,6 +151,16 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
       if (st.term == term) return;
       stop();
       st.term = term;
+      if (st.led_before) {
+        std::string problem;
+        if (auto rebuilt = st.hooks.rebuild_claims(problem); rebuilt != store_status::ok) {
+          st.term = 0;
+          spdlog::error("sku group: leading in term {}, but the hold ids could not be indexed ({}: {}); not serving",
+                        term, to_string(rebuilt), problem);
+          return;
+        }
+      }
+      st.led_before = true;
       // A fresh directory on the group's state as applied: it ends the holds that are
       // overdue (the old leader's timers are gone with it) and arms the rest, then serves.
       auto d = self->spawn(directory_behavior, st.ctx, st.config);
@@ -123,6 +201,13 @@ struct replicated_skus::leadership {
   uint32_t leader() {
     std::lock_guard<std::mutex> lock(mutex);
     return host ? static_cast<uint32_t>(host->leader_hint()) : 0;
+  }
+  void barrier(std::function<void(bool)> done) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!host) return done(false);
+    host->submit(std::string(), [done = std::move(done)](replication::outcome o) {
+      done(o == replication::outcome::committed);
+    });
   }
   void tell(uint64_t t) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -189,13 +274,18 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
     r->leadership_->host = &r->group_->host();
   }
   auto self_id = o.self;
-  auto gate = sys.spawn(gate_behavior, ctx, o.directory, [l = r->leadership_, self_id]() -> std::string {
+  gate_hooks hooks;
+  hooks.why_not = [l = r->leadership_, self_id]() -> std::string {
     auto leader = l->leader();
     if (leader == 0) return "no leader of the SKU group is known (an election may be under way): retry shortly";
-    if (leader == self_id) return "node " + std::to_string(self_id) + " is becoming the SKU group's leader: retry shortly";
+    if (leader == self_id)
+      return "node " + std::to_string(self_id) + " could not confirm that it leads the SKU group: retry shortly";
     return "node " + std::to_string(self_id) + " does not lead the SKU group; its leader is node " +
            std::to_string(leader);
-  });
+  };
+  hooks.barrier = [l = r->leadership_](std::function<void(bool)> done) { l->barrier(std::move(done)); };
+  hooks.rebuild_claims = [env](std::string& problem) { return env->rebuild_hold_claims(problem); };
+  auto gate = sys.spawn(gate_behavior, ctx, o.directory, std::move(hooks));
   r->gate_ = gate;
   r->leadership_->set(gate);
   return r;

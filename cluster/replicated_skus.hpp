@@ -50,6 +50,10 @@ public:
   raft_group_status status();
   std::shared_ptr<storage> store() const { return group_->store(); }
   raft_tls_stats transport_stats() const { return connector_->stats(); }
+  // Test-only fault hook: the Raft links with these members are cut until the next call.
+  void partition(const std::set<uint32_t>& peers) {
+    connector_->partition(std::set<uint64_t>(peers.begin(), peers.end()));
+  }
 
 private:
   replicated_skus() = default;

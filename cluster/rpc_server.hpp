@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -71,6 +72,7 @@ struct server_options {
   // (0: none), any thread. Empty: SKUs are placed over the nodes.
   std::function<uint32_t()> sku_leader;
   std::function<raft_group_status()> raft_status;  // the replica's, for Inventory.status
+  std::function<void(const std::set<uint32_t>&)> raft_partition;  // the fault hook's cut of Raft links
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the

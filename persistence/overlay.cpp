@@ -143,6 +143,13 @@ void overlay::index_active(active_batch& batch) {
   }
 }
 
+void overlay::clear_active_index() {
+  for (size_t i = 0; i < shard_count; ++i) {
+    std::lock_guard<std::mutex> guard(shards_[i].mutex);
+    shards_[i].active = hash_owner_table{};
+  }
+}
+
 overlay::claim_outcome overlay::claim_hold(const hashed_key& hold_id, const std::string& sku,
                                            uint32_t number, std::string& owner) {
   auto& s = shard_of_hash(hold_id.hash);

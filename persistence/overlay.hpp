@@ -101,6 +101,9 @@ public:
     std::vector<std::vector<std::pair<uint64_t, uint32_t>>> by_shard_;  // (id hash, number)
   };
   void index_active(active_batch& batch);
+  // Empties the active-id index (claims included): before it is built again from the
+  // durable state (storage::rebuild_hold_claims).
+  void clear_active_index();
 
   // Reads: true when the overlay knows the key.
   bool find_sku(const std::string& sku, sku_record& out) const;

@@ -620,7 +620,8 @@ store_status storage::commit_replicated(std::vector<std::vector<mutation>*>& bat
 
 bool storage::apply_committed(uint64_t index, std::string_view payload) {
   std::vector<std::vector<mutation>> batches;
-  bool decoded = decode_commit(payload, batches);
+  // An empty entry changes nothing: a leader's read barrier (cluster/replicated_skus.cpp).
+  bool decoded = payload.empty() || decode_commit(payload, batches);
   bool due = false;
   {
     std::lock_guard<std::mutex> lock(commit_mutex_);
@@ -643,6 +644,28 @@ bool storage::apply_committed(uint64_t index, std::string_view payload) {
     else snapshot_once();
   }
   return true;
+}
+
+store_status storage::rebuild_hold_claims(std::string& problem) {
+  std::lock_guard<std::mutex> lock(commit_mutex_);
+  overlay_.clear_active_index();
+  overlay::active_batch batch;
+  store_status failed = store_status::ok;
+  auto st = scan_skus_with_holds(
+    [&](const std::string& name, int64_t) {
+      std::vector<hold_record> holds;
+      auto read = read_active_holds(name, holds);
+      if (read != store_status::ok) {
+        failed = read;
+        problem = "sku '" + name + "': its active holds: " + to_string(read);
+        return;
+      }
+      auto number = overlay_.sku_number(name);
+      for (auto& h : holds) batch.add(h.hold.hold_id, number);
+    },
+    problem);
+  overlay_.index_active(batch);
+  return st != store_status::ok ? st : failed;
 }
 
 // -- snapshots and collection ----------------------------------------------------------

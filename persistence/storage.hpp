@@ -201,8 +201,13 @@ public:
   // commit; `r` outlives the storage's commits.
   void attach(replicator* r) { replicator_.store(r); }
   // The replica's apply: entry `index` of the group's log. False: the payload is not a
-  // commit (it changed nothing). Entries at or below applied_index() are skipped.
+  // commit (it changed nothing). Entries at or below applied_index() are skipped. An empty
+  // payload is a no-op entry (a leader's read barrier).
   bool apply_committed(uint64_t index, std::string_view payload);
+  // The active-id index built again from the durable state: every claim an SKU actor made
+  // for a write that never committed goes (a replica that led, stopped leading with writes
+  // in flight, and leads again). Applies wait meanwhile.
+  store_status rebuild_hold_claims(std::string& problem);
   // The last entry applied (at open: the one the LMDB snapshot covers).
   uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
 

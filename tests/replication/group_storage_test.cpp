@@ -154,6 +154,20 @@ TEST_F(group_storages, commits_replicate_to_every_replica_and_survive_the_leader
     EXPECT_EQ(stock_at(i, "multi-a"), 5) << i;
   }
   EXPECT_EQ(store(first).stats().entries_skipped, 0u);
+
+  // A claim an SKU actor made for a write that never committed (its leader lost the
+  // group) goes when the index is built again; durable holds' ids stay.
+  auto& s = store(second);
+  std::string owner;
+  auto number = s.sku_number("sku-1");
+  ASSERT_EQ(s.claim_hold_id(hashed_key(std::string("ghost")), "sku-1", number, owner), storage::claim_outcome::fresh);
+  EXPECT_EQ(s.lookup_hold_sku("ghost", owner), store_status::ok);
+  std::string problem;
+  ASSERT_EQ(s.rebuild_hold_claims(problem), store_status::ok) << problem;
+  EXPECT_EQ(s.lookup_hold_sku("ghost", owner), store_status::not_found);
+  EXPECT_EQ(s.lookup_hold_sku("sku-2-h1", owner), store_status::ok);
+  EXPECT_EQ(owner, "sku-2");
+  EXPECT_EQ(s.lookup_hold_sku("after-h0", owner), store_status::ok);
 }
 
 TEST_F(group_storages, a_restart_starts_from_the_lmdb_snapshot_and_skips_what_it_has) {
