@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include "client/cluster_client.hpp"
 #include "client/placement.hpp"
 #include "bench/progress.hpp"
+#include "cluster/certs.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
@@ -93,10 +95,173 @@ void create(const std::string& address, const client_options& options, const std
       throw std::runtime_error(std::string("cannot create the SKUs: ") + to_string(r.status) + " " + r.message);
 }
 
+// Runs `body`, which fills the rows; the temporary directory goes either way. False: it
+// failed, and said why.
+bool run_rows(const std::string& tmp, const std::function<void()>& body) {
+  bool ok = true;
+  try {
+    body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench cluster: %s\n", e.what());
+    ok = false;
+  }
+  std::filesystem::remove_all(tmp);
+  return ok;
+}
+
+// Row (a): one node in `dir`, clients connected to it.
+row single_node_row(const cluster_bench_options& o, const std::string& dir, const std::vector<std::string>& skus,
+                    const std::vector<std::string>& node_args, const std::string& what) {
+  node_process node(self_executable(), dir, node_args);
+  create(node.address(), {}, skus);
+  auto r = measure(o, "a", what, skus, connect_to(node.address()), {{"node", node.pid()}});
+  node.terminate();
+  return r;
+}
+
+double vs_first(const std::vector<row>& rows, const row& r) {
+  double base = rows[0].ran ? rows[0].per_second : 0;
+  return base > 0 && r.ran ? r.per_second / base : 0.0;
+}
+
+// Failover: kill -9 of the leader, then reservations through another member, one after
+// another, until one succeeds; the time from the kill to when that one was sent. The killed
+// node restarts and catches up before the next trial.
+std::vector<double> failover_trials(const cluster_bench_options& o, local_cluster& nodes, const std::string& sku) {
+  std::vector<double> out;
+  for (int t = 0; t < o.trials; ++t) {
+    auto leader = nodes.raft_leader(std::chrono::seconds(15));
+    if (leader == 0) throw std::runtime_error("no leader to kill (trial " + std::to_string(t + 1) + ")");
+    uint32_t via = leader % static_cast<uint32_t>(o.nodes) + 1;
+    auto killed = steady::now();
+    nodes.kill9(leader);
+    std::unique_ptr<blocking_client> c;
+    double took = -1;
+    for (int attempt = 0; took < 0; ++attempt) {
+      if (steady::now() - killed > std::chrono::seconds(30)) throw std::runtime_error("the group did not serve again in 30 s");
+      auto sent = steady::now();
+      try {
+        if (!c) c = std::make_unique<blocking_client>(nodes.address(via), nodes.client_config(1'000));
+        auto r = c->reserve(sku, 1, "failover-" + std::to_string(getpid()) + "-" + std::to_string(t) + "-" +
+                                      std::to_string(attempt), 60'000);
+        if (r.status == code::ok) took = std::chrono::duration<double, std::milli>(sent - killed).count();
+      } catch (const std::exception&) {
+        c.reset();
+      }
+      if (took < 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    c.reset();
+    out.push_back(took);
+    progress("  trial " + std::to_string(t + 1) + "/" + std::to_string(o.trials) + ": node " +
+             std::to_string(leader) + " killed, served again after " + std::to_string(static_cast<int>(took)) + " ms");
+    nodes.start(leader);
+    // Caught up: its replica has applied what the leader committed.
+    wait_until([&] {
+      try {
+        auto now_leader = nodes.raft_leader(std::chrono::seconds(5));
+        return now_leader != 0 &&
+               nodes.raft_status(leader).last_applied >= nodes.raft_status(now_leader).commit_index;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }, std::chrono::seconds(30));
+  }
+  return out;
+}
+
+int run_replicated_bench(const cluster_bench_options& o) {
+  if (o.replicas != o.nodes) {
+    std::fprintf(stderr, "bench cluster: --replicas %d with --nodes %d: a replicated cluster keeps one replica on "
+                         "every node (give both the same number)\n", o.replicas, o.nodes);
+    return 2;
+  }
+  auto tmp = make_temp_dir("holdfast-bench-replicated");
+  remove_on_interrupt(tmp);
+  std::printf("%s", progress_quiet() ? "" : "holdfast bench cluster --replicas\n");
+  progress("environment: " + std::to_string(std::thread::hardware_concurrency()) +
+           " cores; nodes and the load generator share them");
+  std::vector<std::string> skus;
+  for (int i = 0; static_cast<int>(skus.size()) < o.skus; ++i)
+    skus.push_back("bench-" + std::to_string(getpid()) + "-" + std::to_string(i));
+  std::vector<std::string> node_args;
+  if (o.worker_threads > 0) node_args = {"--worker-threads", std::to_string(o.worker_threads)};
+  std::vector<row> rows;
+  std::vector<double> failovers;
+  if (!run_rows(tmp, [&] {
+    rows.push_back(single_node_row(o, tmp + "/single", skus, node_args, "one node, unreplicated, clients connected to it"));
+    cluster_config cfg;
+    std::string error;
+    if (!init_cluster_dir(tmp + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.nodes))
+      throw std::runtime_error(error);
+    local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes, node_args);
+    if (!nodes.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("cluster links did not come up");
+    auto leader = nodes.raft_leader(std::chrono::seconds(15));
+    if (leader == 0) throw std::runtime_error("no leader elected");
+    auto options = nodes.client_config(15'000);
+    std::vector<std::pair<std::string, pid_t>> members;
+    for (auto id : nodes.ids())
+      members.push_back({"node " + std::to_string(id) + (id == leader ? " (leader)" : ""), nodes.process(id)->pid()});
+    create(nodes.address(leader), options, skus);
+    auto what = std::to_string(o.nodes) + " replicas on Raft, clients connected to the leader";
+    rows.push_back(measure(o, "r", what, skus, connect_to(nodes.address(leader)), members));
+    auto half = o;
+    half.callers = std::max(1, o.callers / 2);
+    rows.push_back(measure(half, "r/2", what + ", half the callers", skus, connect_to(nodes.address(leader)), members));
+    progress("failover: " + std::to_string(o.trials) + " kill -9s of the leader");
+    failovers = failover_trials(o, nodes, skus.front());
+  }))
+    return 2;
+  auto ratio = [&](const row& r) { return vs_first(rows, r); };
+  std::sort(failovers.begin(), failovers.end());
+  auto f50 = percentile_of_sorted(failovers, 50), fmax = failovers.empty() ? 0 : failovers.back();
+  constexpr double r_over_a_min = 0.5, half_p99_max_ms = 5, failover_max_ms = 2'000;
+  if (o.json) {
+    nlohmann::json j;
+    for (auto& r : rows)
+      j["rows"].push_back({{"id", r.id}, {"what", r.system}, {"shape", r.shape}, {"ran", r.ran},
+                           {"per_second", r.per_second}, {"p50_ms", r.p50_ms}, {"p99_ms", r.p99_ms},
+                           {"vs_a", ratio(r)}});
+    for (auto& r : rows) {
+      auto& use = cpu_of[r.id];
+      nlohmann::json u{{"busy", use.busy}};
+      for (auto& [who, us] : use.us_per_reservation) u["cpu_us_per_reservation"][who] = us;
+      j["cpu"][r.id] = u;
+    }
+    j["failover_ms"] = {{"trials", failovers}, {"p50", f50}, {"max", fmax}};
+    j["targets"] = {{"r_over_a_min", r_over_a_min}, {"r_over_a", ratio(rows[1])},
+                    {"half_p99_max_ms", half_p99_max_ms}, {"half_p99_ms", rows[2].p99_ms},
+                    {"failover_max_ms", failover_max_ms}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("\n%-5s %-80s %12s %8s %8s %8s\n", "row", "path", "reserv./s", "p50 ms", "p99 ms", "vs (a)");
+  for (auto& r : rows)
+    std::printf("%-5s %-80s %12.0f %8.3f %8.3f %7.2fx\n", r.id.c_str(), (r.system + " (" + r.shape + ")").c_str(),
+                r.per_second, r.p50_ms, r.p99_ms, ratio(r));
+  std::printf("\nfailover (kill -9 of the leader -> first reservation sent after it that succeeded), %zu trials:\n"
+              "  p50 %.0f ms, max %.0f ms; every trial:", failovers.size(), f50, fmax);
+  for (auto f : failovers) std::printf(" %.0f", f);
+  std::printf("\n\ntargets: (r) >= %.2fx (a): %s (%.2fx); (r/2) p99 <= %.0f ms: %s (%.2f ms); failover max <= %.0f ms: "
+              "%s (%.0f ms)\n",
+              r_over_a_min, ratio(rows[1]) >= r_over_a_min ? "met" : "MISSED", ratio(rows[1]), half_p99_max_ms,
+              rows[2].p99_ms <= half_p99_max_ms ? "met" : "MISSED", rows[2].p99_ms, failover_max_ms,
+              fmax <= failover_max_ms ? "met" : "MISSED", fmax);
+  std::printf("\nWhere the time goes: CPU per reservation (microseconds, every thread of each process) and how\n"
+              "busy the machine was (%% of %u cores):\n", std::thread::hardware_concurrency());
+  for (auto& r : rows) {
+    auto& use = cpu_of[r.id];
+    std::printf("  %-4s busy %3.0f%%  ", r.id.c_str(), use.busy * 100);
+    for (auto& [who, us] : use.us_per_reservation) std::printf(" %s %5.1f ", who.c_str(), us);
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_cluster_bench(const cluster_bench_options& o) {
   set_progress_quiet(o.json);
+  if (o.replicas > 1) return run_replicated_bench(o);
   auto tmp = make_temp_dir("holdfast-bench-cluster");
   remove_on_interrupt(tmp);  // an interrupted run leaves no data behind
   std::printf("%s", progress_quiet() ? "" : "holdfast bench cluster\n");
@@ -114,14 +279,8 @@ int run_cluster_bench(const cluster_bench_options& o) {
   std::vector<std::string> node_args;
   if (o.worker_threads > 0) node_args = {"--worker-threads", std::to_string(o.worker_threads)};
   std::vector<row> rows;
-  try {
-    {
-      node_process node(self_executable(), tmp + "/single", node_args);
-      create(node.address(), {}, skus);
-      rows.push_back(measure(o, "a", "one node, clients connected to it", skus, connect_to(node.address()),
-                             {{"node", node.pid()}}));
-      node.terminate();
-    }
+  if (!run_rows(tmp, [&] {
+    rows.push_back(single_node_row(o, tmp + "/single", skus, node_args, "one node, clients connected to it"));
     local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes, node_args);
     if (!nodes.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("cluster links did not come up");
     auto options = nodes.client_config(15'000);
@@ -141,14 +300,9 @@ int run_cluster_bench(const cluster_bench_options& o) {
                                      [c] { return (*c)->batched(); }};
                            },
                            members));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench cluster: %s\n", e.what());
-    std::filesystem::remove_all(tmp);
+  }))
     return 2;
-  }
-  std::filesystem::remove_all(tmp);
-  double base = rows[0].ran ? rows[0].per_second : 0;
-  auto ratio = [&](const row& r) { return base > 0 && r.ran ? r.per_second / base : 0.0; };
+  auto ratio = [&](const row& r) { return vs_first(rows, r); };
   if (o.json) {
     nlohmann::json j;
     for (auto& r : rows)

@@ -2,7 +2,8 @@
 // connected to it; (b) a 3-node cluster, clients connected to a node that owns none of
 // the SKUs (every call is forwarded over a peer link); (c) the same cluster with the
 // cluster-aware client (every call goes straight to its owner). Same SKUs, same callers,
-// in one run; (b) and (c) as ratios of (a).
+// in one run; (b) and (c) as ratios of (a). With --replicas N: (a) against a replicated
+// cluster's leader, at full and half load, and the failover time over repeated kill -9s.
 #pragma once
 
 #include <string>
@@ -17,6 +18,11 @@ struct cluster_bench_options {
   int skus = 48;               // SKUs the reservations spread over (none owned by node 1)
   int nodes = 3;
   int worker_threads = 0;      // CAF workers per node, every row (0: the node's default)
+  // > 1: instead of (b) and (c), a replicated cluster of `nodes` (replicas = nodes): (r) its
+  // leader at the full load, (r/2) with half the callers, and failover over `trials` kill -9s
+  // of the leader (each: the kill to the first reservation sent after it that succeeded).
+  int replicas = 1;
+  int trials = 20;
   bool json = false;
 };
 

@@ -129,6 +129,14 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   cluster_cmd->add_option("--skus", cl->skus)->capture_default_str();
   cluster_cmd->add_option("--nodes", cl->nodes)->check(CLI::Range(2, 16))->capture_default_str();
   cluster_cmd->add_option("--threads", cl->threads, "load generator threads")->capture_default_str();
+  cluster_cmd->add_option("--replicas", cl->replicas,
+                          "> 1: compare (a) with a replicated cluster (replicas = --nodes) at full and half load, "
+                          "and measure failover over --trials kill -9s of its leader")
+    ->check(CLI::Range(1, 16))
+    ->capture_default_str();
+  cluster_cmd->add_option("--trials", cl->trials, "failover trials with --replicas")
+    ->check(CLI::Range(1, 1000))
+    ->capture_default_str();
   cluster_cmd->add_option("--worker-threads", cl->worker_threads,
                           "CAF worker threads per node, in every row (0: the node's default)")
     ->capture_default_str();

@@ -1,5 +1,6 @@
 #include "cluster/group_storage.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <future>
@@ -20,6 +21,7 @@ std::unique_ptr<group_storage> group_storage::open(group_storage_options options
   std::unique_ptr<storage> s = storage::open(g->options_.storage, error);
   if (!s) return nullptr;
   g->storage_ = std::move(s);
+  g->options_.raft.applied_at_start = g->storage_->applied_index();
   try {
     g->host_ = std::make_unique<replication::raft_host>(g->options_.raft, *g, connector);
   } catch (const std::exception& e) {
@@ -59,13 +61,94 @@ void group_storage::leading(uint64_t term) {
 }
 
 void group_storage::following() {
+  refuse_waiting();
   if (options_.on_following) options_.on_following();
+}
+
+uint64_t group_storage::submit_tracked(std::string payload, replication::replica::done_fn done) {
+  uint64_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    n = ++submitted_;
+  }
+  host_->submit(std::move(payload), [this, n, done = std::move(done)](replication::outcome o) {
+    if (o == replication::outcome::committed) committed(n);
+    done(o);
+  });
+  return n;
+}
+
+void group_storage::committed(uint64_t submission) {
+  std::vector<waiting> ready;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    if (submission <= confirmed_) return;
+    confirmed_ = submission;
+    auto keep = std::partition(waiting_.begin(), waiting_.end(),
+                               [&](const waiting& w) { return w.stamp >= confirmed_; });
+    std::move(keep, waiting_.end(), std::back_inserter(ready));
+    waiting_.erase(keep, waiting_.end());
+  }
+  for (auto& w : ready) w.release();
+}
+
+uint64_t group_storage::stamp() {
+  std::lock_guard<std::mutex> lock(confirm_mutex_);
+  return submitted_;
+}
+
+void group_storage::after(uint64_t stamp, std::function<void()> release, std::function<void()> refuse) {
+  bool now = false, barrier = false;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    now = confirmed_ > stamp;
+    if (!now) {
+      waiting_.push_back({stamp, std::move(release), std::move(refuse)});
+      // An entry submitted after the stamp may be in flight already (a write's); if not,
+      // an empty one. One barrier at a time: the next one for whatever waits when it ends.
+      barrier = submitted_ <= stamp && !barrier_in_flight_;
+      barrier_in_flight_ = barrier_in_flight_ || barrier;
+    }
+  }
+  if (now) return release();
+  if (barrier) submit_barrier();
+}
+
+void group_storage::submit_barrier() {
+  submit_tracked(std::string(), [this](replication::outcome o) { barrier_done(o == replication::outcome::committed); });
+}
+
+void group_storage::barrier_done(bool ok) {
+  if (!ok) {
+    {
+      std::lock_guard<std::mutex> lock(confirm_mutex_);
+      barrier_in_flight_ = false;
+    }
+    return refuse_waiting();
+  }
+  bool again = false;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    // What still waits arrived after this barrier was submitted: another one.
+    again = !waiting_.empty();
+    barrier_in_flight_ = again;
+  }
+  if (again) submit_barrier();
+}
+
+void group_storage::refuse_waiting() {
+  std::vector<waiting> refused;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    refused.swap(waiting_);
+  }
+  for (auto& w : refused) w.refuse();
 }
 
 store_status group_storage::replicate(std::string payload) {
   auto answer = std::make_shared<std::promise<replication::outcome>>();
   auto outcome = answer->get_future();
-  host_->submit(std::move(payload), [answer](replication::outcome o) { answer->set_value(o); });
+  submit_tracked(std::move(payload), [answer](replication::outcome o) { answer->set_value(o); });
   switch (outcome.get()) {
     case replication::outcome::committed: return store_status::ok;
     case replication::outcome::not_leader: return store_status::not_leader;

@@ -15,6 +15,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <string>
 
 #include "persistence/storage.hpp"
@@ -52,8 +54,37 @@ public:
   // replicator: the storage's commit thread.
   store_status replicate(std::string payload) override;
 
+  // -- answers confirmed by the group ---------------------------------------------
+  // An answer computed on this replica while it leads (a read, the replay of a finished
+  // write, a write's result) is sent only once an entry this replica submitted *after* the
+  // call arrived has committed: that proves no newer leader can have acknowledged anything
+  // the answer does not show. A write's own entry is such an entry, so its answer waits for
+  // nothing more; an answer with none behind it gets an empty entry (one at a time, for
+  // every answer waiting). A replica that lost leadership without knowing it (partitioned,
+  // stopped) cannot commit one, so it answers nothing from its memory.
+  //
+  // stamp(): taken when a call arrives. after(stamp, release, refuse): runs `release` once
+  // an entry submitted after the stamp committed (at once if one has), or `refuse` when
+  // this replica stops leading first (refuse_waiting), from any thread.
+  uint64_t stamp();
+  void after(uint64_t stamp, std::function<void()> release, std::function<void()> refuse);
+  void refuse_waiting();
+
 private:
   group_storage() = default;
+  uint64_t submit_tracked(std::string payload, replication::replica::done_fn done);
+  void committed(uint64_t submission);
+  void submit_barrier();
+  void barrier_done(bool ok);
+  struct waiting {
+    uint64_t stamp;
+    std::function<void()> release, refuse;
+  };
+  std::mutex confirm_mutex_;
+  uint64_t submitted_ = 0;  // entries this replica submitted (writes and barriers), counted
+  uint64_t confirmed_ = 0;  // the highest submission known committed
+  bool barrier_in_flight_ = false;
+  std::vector<waiting> waiting_;
   group_storage_options options_;
   std::shared_ptr<storage> storage_;
   std::unique_ptr<replication::raft_host> host_;

@@ -286,6 +286,18 @@ int run_node(const node_options& options) {
   directory_actor directory;
   auto* role = effective.server.cluster.get();
   if (role && role->config.replicas > 1) {
+    // A member that ran before had its replica there since its first start: without it the
+    // replica would come back empty, having forgotten the entries and votes it gave.
+    std::error_code ec;
+    if (had_data && !std::filesystem::exists(options.data_dir + "/group/raft", ec)) {
+      spdlog::critical("holdfast node: refusing to start: {}/group/raft is missing, but this member ran before: its "
+                       "replica of the SKU group lost its data and must not rejoin as if it were new (it would "
+                       "forget entries and votes it gave). Replacing a member's lost replica through the group "
+                       "(holdfast cluster replace) is not built yet: the group serves on with the other members",
+                       options.data_dir);
+      caf::anon_send_exit(store, caf::exit_reason::kill);
+      return 2;
+    }
     replicated_skus_options r;
     r.dir = options.data_dir + "/group";
     r.cluster = &role->config;

@@ -14,15 +14,29 @@
 namespace holdfast {
 namespace {
 
+// Work handed back to the gate's own thread (a response promise is delivered there).
+struct gate_task {
+  std::function<void()> run;
+};
+
+}  // namespace
+}  // namespace holdfast
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::gate_task)
+
+namespace holdfast {
+namespace {
+
 using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t>, caf::reacts_to<follow_atom>,
-                                           caf::reacts_to<barrier_atom, bool>>;
+                                           caf::reacts_to<barrier_atom, gate_task>>;
 
 // What the gate needs of the group besides the directory's context.
 struct gate_hooks {
   std::function<std::string()> why_not;  // why this node does not serve now
-  // Confirms leadership: an empty entry through Raft; `done(true)` once it is committed
-  // and applied here while leading, from any thread.
-  std::function<void(std::function<void(bool)>)> barrier;
+  // group_storage::stamp and ::after: every answer waits for an entry submitted after its
+  // call arrived to commit (see group_storage.hpp).
+  std::function<uint64_t()> stamp;
+  std::function<void(uint64_t, std::function<void()>, std::function<void()>)> after;
   std::function<store_status(std::string&)> rebuild_claims;  // storage::rebuild_hold_claims
 };
 
@@ -33,12 +47,6 @@ struct gate_state {
   directory_actor current;  // the directory while this node leads and its sweep is done
   uint64_t term = 0;        // the term `current` serves, or is starting for
   bool led_before = false;  // its SKU actors may have left claims of writes that never committed
-  // Reads wait for a barrier submitted after they arrived: a leader that was deposed
-  // without knowing it (partitioned, stopped) cannot confirm one, so it answers no read
-  // from a state the new leader has moved past. One barrier at a time serves every read
-  // that was waiting when it was submitted.
-  std::vector<std::function<void(bool)>> reads_waiting, reads_in_flight;
-  bool barrier_in_flight = false;
   ~gate_state() {
     if (current) caf::anon_send_exit(current, caf::exit_reason::kill);
   }
@@ -60,57 +68,62 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
   auto hold_errors = [why_not](size_t n) {
     return std::vector<hold_result>(n, make_hold_error(code::unavailable, why_not()));
   };
-  // `read(served)` once a barrier confirmed this node still leads: served true with the
-  // directory to ask, false when it could not be confirmed.
-  auto start_barrier = [self] {
-    auto& st = self->state;
-    if (st.barrier_in_flight || st.reads_waiting.empty()) return;
-    st.barrier_in_flight = true;
-    st.reads_in_flight.swap(st.reads_waiting);
-    st.hooks.barrier([me = caf::actor_cast<gate_actor>(self)](bool ok) { caf::anon_send(me, barrier_atom_v, ok); });
-  };
-  auto after_barrier = [self, start_barrier](std::function<void(bool)> read) {
-    self->state.reads_waiting.push_back(std::move(read));
-    start_barrier();
-  };
-  auto is_query = [](const std::vector<hold_op>& ops) {
-    return !ops.empty() && std::all_of(ops.begin(), ops.end(), [](const hold_op& op) { return op.kind == hold_op_kind::query; });
+  // Asks the directory, and delivers its answer once the group confirmed it (else
+  // `refused()`), on the gate's thread.
+  auto ask = [self](auto rp, auto refused, auto... xs) {
+    auto stamp = self->state.hooks.stamp();
+    auto me = caf::actor_cast<gate_actor>(self);
+    self->request(self->state.current, caf::infinite, xs...)
+      .then(
+        [self, rp, refused, stamp, me](decltype(refused()) answer) mutable {
+          auto shared = std::make_shared<decltype(answer)>(std::move(answer));
+          self->state.hooks.after(
+            stamp,
+            [me, rp, shared]() mutable {
+              caf::anon_send(me, barrier_atom_v, gate_task{[rp, shared]() mutable { rp.deliver(std::move(*shared)); }});
+            },
+            [me, rp, refused]() mutable {
+              caf::anon_send(me, barrier_atom_v, gate_task{[rp, refused]() mutable { rp.deliver(refused()); }});
+            });
+        },
+        [rp, refused](caf::error&) mutable { rp.deliver(refused()); });
+    return rp;
   };
   return {
-    [self, hold_errors, after_barrier, is_query](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
+    // The hot path: the answers go to the caller's sink, through the group's confirmation.
+    [self, hold_errors, why_not](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
       if (!self->state.current) return sink->deliver(hold_errors(ops.size()));
-      if (!is_query(ops)) return self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
-      after_barrier([self, hold_errors, ops = std::move(ops), sink = std::move(sink)](bool ok) mutable {
-        if (ok && self->state.current) self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(sink));
-        else sink->deliver(hold_errors(ops.size()));
+      auto stamp = self->state.hooks.stamp();
+      auto after = self->state.hooks.after;
+      auto n = ops.size();
+      auto confirmed = make_hold_sink(n, [sink, stamp, after, n, why_not](std::vector<hold_result> rs) {
+        auto shared = std::make_shared<std::vector<hold_result>>(std::move(rs));
+        after(
+          stamp, [sink, shared] { sink->deliver(std::move(*shared)); },
+          [sink, n, why_not] {
+            sink->deliver(std::vector<hold_result>(n, make_hold_error(code::unavailable, why_not())));
+          });
       });
+      self->send(self->state.current, hold_ops_atom_v, std::move(ops), std::move(confirmed));
     },
-    [self, hold_errors, after_barrier, is_query](hold_ops_atom, std::vector<hold_op>& ops)
-      -> caf::result<std::vector<hold_result>> {
+    [self, hold_errors, ask](hold_ops_atom, std::vector<hold_op>& ops) -> caf::result<std::vector<hold_result>> {
       if (!self->state.current) return hold_errors(ops.size());
-      if (!is_query(ops)) return self->delegate(self->state.current, hold_ops_atom_v, std::move(ops));
-      auto rp = self->make_response_promise<std::vector<hold_result>>();
-      after_barrier([self, hold_errors, rp, ops = std::move(ops)](bool ok) mutable {
-        if (ok && self->state.current) rp.delegate(self->state.current, hold_ops_atom_v, std::move(ops));
-        else rp.deliver(hold_errors(ops.size()));
-      });
-      return rp;
+      auto n = ops.size();
+      return ask(self->make_response_promise<std::vector<hold_result>>(), [hold_errors, n] { return hold_errors(n); },
+                 hold_ops_atom_v, std::move(ops));
     },
     // Sent by a directory's own SKU actors to it, never to the gate.
     [](conflicts_atom, std::vector<hold_op>&, std::vector<hold_result>&, hold_sink_ptr&) {},
-    [self, why_not, after_barrier](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
-      if (!self->state.current) return make_sku_error(code::unavailable, why_not());
-      if (!reads_only(op.kind)) return self->delegate(self->state.current, sku_op_atom_v, std::move(op));
-      auto rp = self->make_response_promise<sku_result>();
-      after_barrier([self, why_not, rp, op = std::move(op)](bool ok) mutable {
-        if (ok && self->state.current) rp.delegate(self->state.current, sku_op_atom_v, std::move(op));
-        else rp.deliver(make_sku_error(code::unavailable, why_not()));
-      });
-      return rp;
+    [self, why_not, ask](sku_op_atom, sku_op& op) -> caf::result<sku_result> {
+      auto refused = [why_not] { return make_sku_error(code::unavailable, why_not()); };
+      if (!self->state.current) return refused();
+      return ask(self->make_response_promise<sku_result>(), refused, sku_op_atom_v, std::move(op));
     },
-    [self, why_not](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
-      if (self->state.current) return self->delegate(self->state.current, create_batch_atom_v, std::move(ops));
-      return std::vector<sku_result>(ops.size(), make_sku_error(code::unavailable, why_not()));
+    [self, why_not, ask](create_batch_atom, std::vector<sku_op>& ops) -> caf::result<std::vector<sku_result>> {
+      auto n = ops.size();
+      auto refused = [why_not, n] { return std::vector<sku_result>(n, make_sku_error(code::unavailable, why_not())); };
+      if (!self->state.current) return refused();
+      return ask(self->make_response_promise<std::vector<sku_result>>(), refused, create_batch_atom_v, std::move(ops));
     },
     [](durable_atom, uint64_t) {},
     [](write_failed_atom, uint64_t, uint64_t, store_status) {},
@@ -118,28 +131,16 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
     [](passivated_atom, std::string&, bool, int64_t) {},
     // The node's start: the sweep runs when this node begins to lead instead.
     [](recover_atom) -> caf::result<int64_t> { return int64_t{0}; },
-    [self, why_not, after_barrier](list_skus_atom, sku_list_query& query) -> caf::result<sku_page> {
+    [self, why_not, ask](list_skus_atom, sku_list_query& query) -> caf::result<sku_page> {
       auto refused = [why_not] {
         sku_page p;
         p.partial = why_not();
         return p;
       };
       if (!self->state.current) return refused();
-      auto rp = self->make_response_promise<sku_page>();
-      after_barrier([self, refused, rp, query = std::move(query)](bool ok) mutable {
-        if (ok && self->state.current) rp.delegate(self->state.current, list_skus_atom_v, std::move(query));
-        else rp.deliver(refused());
-      });
-      return rp;
+      return ask(self->make_response_promise<sku_page>(), refused, list_skus_atom_v, std::move(query));
     },
-    [self, start_barrier](barrier_atom, bool ok) {
-      auto& st = self->state;
-      auto reads = std::move(st.reads_in_flight);
-      st.reads_in_flight.clear();
-      st.barrier_in_flight = false;
-      for (auto& read : reads) read(ok);
-      start_barrier();  // for the reads that came meanwhile
-    },
+    [](barrier_atom, gate_task& task) { task.run(); },
     [](idle_check_atom) {},
     [](wake_atom) {},
     [self](stats_atom) -> caf::result<directory_stats> {
@@ -201,13 +202,6 @@ struct replicated_skus::leadership {
   uint32_t leader() {
     std::lock_guard<std::mutex> lock(mutex);
     return host ? static_cast<uint32_t>(host->leader_hint()) : 0;
-  }
-  void barrier(std::function<void(bool)> done) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!host) return done(false);
-    host->submit(std::string(), [done = std::move(done)](replication::outcome o) {
-      done(o == replication::outcome::committed);
-    });
   }
   void tell(uint64_t t) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -283,7 +277,16 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
     return "node " + std::to_string(self_id) + " does not lead the SKU group; its leader is node " +
            std::to_string(leader);
   };
-  hooks.barrier = [l = r->leadership_](std::function<void(bool)> done) { l->barrier(std::move(done)); };
+  // Answers in flight when the node stops may outlive the group: they are refused.
+  std::weak_ptr<group_storage> group = r->group_;
+  hooks.stamp = [group] {
+    auto g = group.lock();
+    return g ? g->stamp() : 0;
+  };
+  hooks.after = [group](uint64_t stamp, std::function<void()> release, std::function<void()> refuse) {
+    if (auto g = group.lock()) g->after(stamp, std::move(release), std::move(refuse));
+    else refuse();
+  };
   hooks.rebuild_claims = [env](std::string& problem) { return env->rebuild_hold_claims(problem); };
   auto gate = sys.spawn(gate_behavior, ctx, o.directory, std::move(hooks));
   r->gate_ = gate;

@@ -60,7 +60,7 @@ private:
   struct leadership;
   std::shared_ptr<leadership> leadership_;
   std::unique_ptr<raft_tls_connector> connector_;
-  std::unique_ptr<group_storage> group_;
+  std::shared_ptr<group_storage> group_;
   store_actor store_;
   directory_actor gate_;
 };

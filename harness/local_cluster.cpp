@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 #include "cluster/certs.hpp"
 #include "harness/processes.hpp"
@@ -55,6 +56,40 @@ client_options local_cluster::client_config(int64_t timeout_ms) const {
   o.call_timeout_ms = timeout_ms;
   cluster_tls_defaults(o, cfg_);
   return o;
+}
+
+raft_group_status local_cluster::raft_status(uint32_t id) const {
+  // A thread of its own: a thread has at most one KJ event loop, and the caller's may have one.
+  raft_group_status out;
+  std::exception_ptr failed;
+  std::thread([&] {
+    try {
+      blocking_client c(address(id), client_config(1'000));
+      out = c.status().raft;
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  }).join();
+  if (failed) std::rethrow_exception(failed);
+  return out;
+}
+
+uint32_t local_cluster::raft_leader(std::chrono::milliseconds limit) const {
+  uint32_t found = 0;
+  wait_until([&] {
+    for (auto id : ids()) {
+      if (!running(id) || stopped(id)) continue;
+      try {
+        if (raft_status(id).serving) {
+          found = id;
+          return true;
+        }
+      } catch (const std::exception&) {
+      }
+    }
+    return false;
+  }, limit);
+  return found;
 }
 
 void local_cluster::start(uint32_t id) {

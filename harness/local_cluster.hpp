@@ -46,6 +46,12 @@ public:
   // True once every running, unstopped node reports every other such node's link up.
   bool links_up() const;
   bool wait_links_up(std::chrono::milliseconds limit) const;
+  // A replicated cluster's: the running member whose replica serves as the SKU group's
+  // leader, as it says itself; 0 when none does within `limit`.
+  uint32_t raft_leader(std::chrono::milliseconds limit) const;
+  // Member `id`'s replica as it reports it (a client on a thread of its own); throws when
+  // it does not answer.
+  raft_group_status raft_status(uint32_t id) const;
   // Lets the nodes outlive this handle; returns id -> pid.
   std::map<uint32_t, pid_t> release();
   // ...and records each pid in DIR/node-<id>.pid, as `holdfast cluster up` leaves them.

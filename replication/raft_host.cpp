@@ -167,6 +167,30 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   if (hf_server_address(hf_node_raft(s.node), s.options.id) == nullptr)
     fail("raft directory " + s.options.dir + ": its configuration does not include replica " +
          std::to_string(s.options.id));
+  // The connector dials the addresses the group's configuration holds: one changed in the
+  // cluster file alone would cut that member off without a word. Changing an address is a
+  // configuration change of the group, not an edit.
+  for (auto& v : s.options.voters) {
+    const char* configured = hf_server_address(hf_node_raft(s.node), v.id);
+    if (configured == nullptr || v.address != configured)
+      fail("raft directory " + s.options.dir + ": the group's configuration has replica " + std::to_string(v.id) +
+           (configured ? " at " + std::string(configured) : std::string(" not at all")) + ", the given one " +
+           v.address + " (a replica's address or the group's members change only through the group, not by "
+           "editing the cluster file)");
+  }
+  // Entries the state machine has applied (its snapshot covers them) must still be in the
+  // log it restarts from: a log cut short (a damaged open segment libraft read as torn, a
+  // copy restored from an older backup) forgot entries this replica acknowledged, and a
+  // replica that forgot them must not vote or be counted again.
+  if (s.options.applied_at_start > 0) {
+    hf_raft_info info;
+    hf_info(hf_node_raft(s.node), &info);
+    if (info.last_index < s.options.applied_at_start)
+      fail("raft directory " + s.options.dir + ": its log ends at entry " + std::to_string(info.last_index) +
+           " but this replica's data already has entries up to " + std::to_string(s.options.applied_at_start) +
+           ": the log lost entries it had accepted (damaged or restored from an older copy), so this replica "
+           "must not rejoin as it was");
+  }
   s.connector.start(*this);
   s.thread = std::thread([&s] { uv_run(&s.loop, UV_RUN_DEFAULT); });
 }

@@ -55,6 +55,9 @@ struct raft_host_options {
   bool pre_vote = true;
   unsigned snapshot_threshold = 0;  // 0: libraft's default (1024 entries)
   unsigned snapshot_trailing = 0;
+  // The last entry the state machine has durably applied (0: unknown): a log that ends
+  // before it refuses to start.
+  uint64_t applied_at_start = 0;
 };
 
 class raft_host {

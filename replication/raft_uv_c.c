@@ -156,7 +156,8 @@ int hf_node_bootstrap(struct hf_node *n, const unsigned long long *ids, const ch
   raft_configuration_close(&conf);
   if (rv == RAFT_CANTBOOTSTRAP) return 1;
   if (rv != 0) {
-    snprintf(error, 256, "bootstrap: %s", raft_errmsg(&n->raft));
+    snprintf(error, 256, "bootstrap: %s%s%s", raft_strerror(rv), raft_errmsg(&n->raft)[0] ? ": " : "",
+             raft_errmsg(&n->raft));
     return -1;
   }
   return 0;
@@ -174,7 +175,8 @@ int hf_node_start(struct hf_node *n, unsigned election_timeout_ms, unsigned hear
   }
   rv = raft_start(&n->raft);
   if (rv != 0) {
-    snprintf(error, 256, "start: %s", raft_errmsg(&n->raft));
+    snprintf(error, 256, "start: %s%s%s", raft_strerror(rv), raft_errmsg(&n->raft)[0] ? ": " : "",
+             raft_errmsg(&n->raft));
     return -1;
   }
   n->started = 1;

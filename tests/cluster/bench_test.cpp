@@ -93,4 +93,19 @@ TEST(bench, cluster_rows_run_direct_forwarded_and_cluster_aware) {
   EXPECT_GT(report["targets"]["b_over_a"].get<double>(), 0);
   EXPECT_GT(report["targets"]["c_over_a"].get<double>(), 0);
 }
+
+// The replicated comparison: rows (a), (r), (r/2) run, and each failover trial kills the
+// leader and measures until a reservation succeeds again.
+TEST(bench, cluster_replicated_rows_and_failover_trials_run) {
+  auto report = run_json("bench cluster --replicas 3 --json --seconds 0.5 --skus 6 --trials 2");
+  ASSERT_TRUE(report.is_object()) << report;
+  ASSERT_EQ(report["rows"].size(), 3u) << report;
+  for (auto& row : report["rows"]) {
+    ASSERT_TRUE(row["ran"].get<bool>()) << row;
+    EXPECT_GT(row["per_second"].get<double>(), 0) << row;
+  }
+  ASSERT_EQ(report["failover_ms"]["trials"].size(), 2u) << report;
+  for (auto& ms : report["failover_ms"]["trials"]) EXPECT_GT(ms.get<double>(), 0) << report;
+  EXPECT_GT(report["targets"]["r_over_a"].get<double>(), 0);
+}
 }  // namespace

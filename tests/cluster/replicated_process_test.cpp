@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include <filesystem>
+
 #include "cluster/certs.hpp"
 #include "tests/cluster/cluster_fixture.hpp"
 
@@ -27,28 +29,8 @@ protected:
     EXPECT_EQ(cfg.replicas, 3u);
     start();
   }
-  // The node whose replica serves as leader, as it says itself (0 when none within `limit`).
-  uint32_t leader(std::chrono::milliseconds limit = std::chrono::seconds(15)) {
-    uint32_t found = 0;
-    wait_until([&] {
-      for (auto id : nodes_->ids()) {
-        if (!nodes_->running(id)) continue;
-        try {
-          auto s = on(id, [](blocking_client& c) { return c.status(); }, 1'000);
-          if (s.raft.present && s.raft.serving) {
-            found = id;
-            return true;
-          }
-        } catch (const std::exception&) {
-        }
-      }
-      return false;
-    }, limit);
-    return found;
-  }
-  raft_group_status raft_of(uint32_t id) {
-    return on(id, [](blocking_client& c) { return c.status().raft; }, 2'000);
-  }
+  uint32_t leader() { return nodes_->raft_leader(std::chrono::seconds(15)); }
+  raft_group_status raft_of(uint32_t id) { return nodes_->raft_status(id); }
 };
 
 // Reserves one unit after another through one node, recording each answer and when it came;
@@ -177,9 +159,10 @@ TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_gr
 }
 
 // The leader is cut off from the other two (the fault hooks cut its Raft and peer links):
-// the majority elects another and serves; the old leader acknowledges nothing and answers no
-// read from the state it had (a read there waits for a barrier it cannot commit); once the
-// partition heals it follows and has what the majority decided.
+// the majority elects another and serves; the old leader acknowledges nothing and answers
+// nothing from the state it had (every answer waits for an entry submitted after its call
+// to commit, which it cannot do); once the partition heals it follows and has what the
+// majority decided.
 TEST_F(replicated_cluster, a_partitioned_leader_acknowledges_nothing_and_the_majority_serves) {
   cluster_config cfg;
   std::string error;
@@ -203,6 +186,10 @@ TEST_F(replicated_cluster, a_partitioned_leader_acknowledges_nothing_and_the_maj
   // memory (it waits for a barrier it cannot commit, and is refused when it steps down).
   auto early = on(old, [](blocking_client& c) { return c.query_hold("p1", "tee"); }, 5'000);
   EXPECT_NE(early.status, code::ok) << "a leader without a majority answered a read";
+  // Nor the replay of a reservation it had made (the same id and arguments): that answer
+  // writes nothing, and by the time it is read the majority may have released the hold.
+  auto replay = on(old, [](blocking_client& c) { return c.reserve("tee", 1, "p1", 600'000); }, 5'000);
+  EXPECT_NE(replay.status, code::ok) << "a leader without a majority answered a replayed reservation";
   // The majority side elects a leader of its own and confirms the hold.
   ASSERT_TRUE(wait_until([&] {
     try {
@@ -244,6 +231,27 @@ TEST_F(replicated_cluster, a_partitioned_leader_acknowledges_nothing_and_the_maj
   auto tee = on(b, [](blocking_client& c) { return c.query_sku("tee"); });
   EXPECT_EQ(tee.sku.sold, 1);
   EXPECT_EQ(tee.sku.reserved, 0);
+}
+
+// A member whose replica data is gone (its group directory deleted) is refused at start, and
+// says why: coming back empty it would have forgotten the entries and votes it gave.
+TEST_F(replicated_cluster, a_member_that_lost_its_replica_data_is_refused) {
+  start_replicated();
+  auto l = leader();
+  ASSERT_NE(l, 0u);
+  uint32_t f = l % 3 + 1;
+  ASSERT_TRUE(wait_until([&] {
+    return on(l, [](blocking_client& c) { return c.create_sku("tee", 5, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  nodes_->kill9(f);
+  auto data = nodes_->dir() + "/node-" + std::to_string(f);
+  std::filesystem::remove_all(data + "/group");
+  auto started = run_command({find_program("timeout"), "30", HOLDFAST_BINARY, "node", "--data", data, "--cluster",
+                              nodes_->file(), "--id", std::to_string(f)});
+  EXPECT_EQ(started.status, 2) << started.output;
+  EXPECT_NE(started.output.find("lost its data"), std::string::npos) << started.output;
+  // The other two serve on.
+  EXPECT_EQ(on(l, [](blocking_client& c) { return c.reserve("tee", 1, "x1", 600'000).status; }), code::ok);
 }
 
 }  // namespace

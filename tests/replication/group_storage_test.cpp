@@ -34,7 +34,7 @@ protected:
 
   std::string path(unsigned i) { return (dir_ / ("node-" + std::to_string(i + 1))).string(); }
 
-  void start(unsigned i) {
+  group_storage_options options(unsigned i) {
     group_storage_options o;
     o.storage.path = path(i);
     o.storage.map_size_bytes = size_t{64} << 20;
@@ -45,6 +45,11 @@ protected:
     o.raft.voters = voters_;
     o.raft.election_timeout_ms = 500;
     o.raft.heartbeat_ms = 50;
+    return o;
+  }
+
+  void start(unsigned i) {
+    auto o = options(i);
     auto* n = &nodes_[i];
     o.on_leading = [n](uint64_t) { ++n->leading; };
     o.on_following = [n] { ++n->following; };
@@ -193,6 +198,28 @@ TEST_F(group_storages, a_restart_starts_from_the_lmdb_snapshot_and_skips_what_it
   EXPECT_EQ(stock_at(f, "s9"), 10);
   std::string owner;
   EXPECT_EQ(store(f).lookup_hold_sku("s5-h0", owner), store_status::ok);
+
+  // Its Raft log lost (a new one would start at entry 1) while its data has the entries up
+  // to its snapshot: it refuses to rejoin as if it were new.
+  ASSERT_EQ(store(f).snapshot_now(), store_status::ok);
+  stop(f);
+  std::filesystem::rename(path(f) + "/raft", path(f) + "/raft-lost");
+  std::string error;
+  EXPECT_FALSE(group_storage::open(options(f), connector(f), error));
+  EXPECT_NE(error.find("lost entries it had accepted"), std::string::npos) << error;
+}
+
+// A replica's address changes only through the group: a cluster file that moved one is
+// refused with why (the others would go on dialing the configured address).
+TEST_F(group_storages, an_address_the_group_does_not_have_is_refused) {
+  unsigned l = leader();
+  unsigned f = (l + 1) % 3;
+  stop(f);
+  auto o = options(f);
+  o.raft.voters[(f + 1) % 3].address = "127.0.0.1:1";
+  std::string error;
+  EXPECT_FALSE(group_storage::open(o, connector(f), error));
+  EXPECT_NE(error.find("the group's configuration has replica"), std::string::npos) << error;
 }
 
 // A directory is a replica's or a node's for its life: each refuses to open as the other.
