@@ -15,6 +15,11 @@ void add_chaos_command(CLI::App& app, context& ctx) {
     ->check(CLI::Range(1.0, 86400.0))
     ->capture_default_str();
   cmd->add_option("--nodes", o->nodes, "nodes of its own cluster")->check(CLI::Range(1, 16))->capture_default_str();
+  cmd->add_option("--replicas", o->replicas,
+                  "the number of nodes: its own cluster replicates the SKUs on Raft, and the run ends by killing "
+                  "the leader and checking every hold again")
+    ->check(CLI::Range(1, 16))
+    ->capture_default_str();
   cmd->add_option("--skus", o->skus)->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--stock", o->stock, "units per SKU")->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--workers", o->workers, "client threads")->check(CLI::Range(1, 64))->capture_default_str();

@@ -18,6 +18,7 @@
 
 #include "harness/chaos_checkout.hpp"
 #include "harness/checkout_cluster.hpp"
+#include "cluster/certs.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 
@@ -281,6 +282,12 @@ int run_chaos(const chaos_options& opt) {
     std::cerr << "holdfast chaos: --workload is holds, checkout or mixed\n";
     return 2;
   }
+  if (o.replicas > 1 && (attached || shopping || o.replicas != o.nodes)) {
+    std::cerr << "holdfast chaos: --replicas runs its own cluster with the holds workload, and equals --nodes (one "
+                 "Raft group on every node)\n";
+    return 2;
+  }
+  if (o.replicas > 1) replay += " --replicas " + std::to_string(o.replicas);
   if (shopping && attached) {
     std::cerr << "holdfast chaos: the checkout workload starts its own cluster and gateway: drop --attach\n";
     return 2;
@@ -310,6 +317,12 @@ int run_chaos(const chaos_options& opt) {
       cluster->attach();
       o.nodes = static_cast<int>(cluster->ids().size());
     } else {
+      if (o.replicas > 1) {
+        cluster_config cfg;
+        std::string error;
+        if (!init_cluster_dir(o.dir + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.replicas))
+          throw std::runtime_error(error);
+      }
       own = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
                                             std::vector<std::string>{"--fault-hooks"});
       cluster = own.get();
@@ -347,6 +360,10 @@ int run_chaos(const chaos_options& opt) {
     // The first checkout SKU is the flash-sale one: at most limit_per_user per user.
     for (auto& s : shop_skus)
       creates.push_back({sku_op_kind::create, s, o.stock, 250, {}, s == shop_skus.front() ? limit_per_user : 0});
+    if (o.replicas > 1 && cluster->raft_leader(std::chrono::seconds(15)) == 0) {
+      std::cerr << "chaos: the SKU group elected no leader in 15 s\n";
+      return 2;
+    }
     blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
     for (auto& r : c.create_skus(creates))
       if (r.status != code::ok) {
@@ -443,12 +460,12 @@ int run_chaos(const chaos_options& opt) {
   if (!not_restarted.empty()) heal.detail = not_restarted;
   std::map<std::string, int64_t> confirmed_units;
   size_t checked = 0;
-  {
-    blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
-    // Every hold ever asked for, queried 512 at a time.
-    std::vector<std::pair<const std::string*, expect*>> asked;
-    for (auto& [id, e] : holds)
-      if (!e.sku.empty()) asked.push_back({&id, &e});
+  // Every hold ever asked for, queried through `via` 512 at a time.
+  std::vector<std::pair<const std::string*, expect*>> asked;
+  for (auto& [id, e] : holds)
+    if (!e.sku.empty()) asked.push_back({&id, &e});
+  auto query_all = [&](uint32_t via) {
+    blocking_client c(cluster->address(via), cluster->client_config(10'000));
     std::vector<hold_result> answers;
     for (size_t at = 0; at < asked.size(); at += 512) {
       auto calls = kj::heapArrayBuilder<kj::Promise<hold_result>>(std::min<size_t>(512, asked.size() - at));
@@ -456,6 +473,11 @@ int run_chaos(const chaos_options& opt) {
         calls.add(c.async().query_hold(*asked[i].first, asked[i].second->sku));
       for (auto& r : kj::joinPromises(calls.finish()).wait(c.io().waitScope)) answers.push_back(std::move(r));
     }
+    return answers;
+  };
+  auto answers = query_all(cluster->ids().front());  // (its client goes before the next one comes)
+  {
+    blocking_client c(cluster->address(cluster->ids().front()), cluster->client_config(10'000));
     for (size_t i = 0; i < asked.size(); ++i) {
       auto& id = *asked[i].first;
       auto& e = *asked[i].second;
@@ -522,6 +544,44 @@ int run_chaos(const chaos_options& opt) {
   hung.detail = "slowest call " + std::to_string(int64_t(max_latency)) + " ms, timeout " +
                 std::to_string(o.call_timeout_ms) + " ms";
   std::vector<chaos_verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung};
+  if (o.replicas > 1) {
+    // The loss of a machine: the leader goes for good, and every hold must read the same
+    // through the others once they elected a new one.
+    verdict survived{"every hold survived the loss of the leader's machine"};
+    auto leader = cluster->raft_leader(std::chrono::seconds(15));
+    if (leader == 0) {
+      survived.ok = false;
+      survived.detail = "no leader to kill";
+    } else {
+      say("killing the leader, node " + std::to_string(leader) + ", and checking every hold through the others");
+      cluster->kill9(leader);
+      auto next = cluster->raft_leader(std::chrono::seconds(15));
+      uint32_t via = leader % static_cast<uint32_t>(o.nodes) + 1;
+      std::vector<hold_result> again;
+      try {
+        if (next == 0) throw std::runtime_error("no new leader within 15 s");
+        again = query_all(via);
+      } catch (const std::exception& e) {
+        survived.ok = false;
+        survived.detail = e.what();
+      }
+      for (size_t i = 0; survived.ok && i < again.size(); ++i) {
+        auto& before = answers[i];
+        auto& after = again[i];
+        if (after.status != before.status || (before.status == code::ok && after.hold.state != before.hold.state)) {
+          survived.ok = false;
+          survived.detail = "hold " + *asked[i].first + ": " + to_string(before.status) + "/" +
+                            to_string(before.hold.state) + " before, " + to_string(after.status) + "/" +
+                            to_string(after.hold.state) + " after";
+        }
+      }
+      if (survived.ok)
+        survived.detail = std::to_string(again.size()) + " holds read the same through node " + std::to_string(via) +
+                          " after node " + std::to_string(leader) + " was killed; node " + std::to_string(next) +
+                          " leads";
+    }
+    verdicts.push_back(survived);
+  }
   if (shop) {
     // Every order ends once healed (a step that found no answer retries with backoff of
     // up to 5 s, and gives up after 20 tries); then the gateway's ledger and the books.

@@ -16,6 +16,10 @@ struct chaos_options {
   uint64_t seed = 0;           // 0: from the clock (printed either way)
   double seconds = 60;         // of workload and faults
   int nodes = 3;
+  // > 1 (its own cluster, holds workload): the SKUs are a Raft group on every node
+  // (replicas = nodes); after the usual checks the leader is killed and every hold is
+  // checked again through the others: it must have survived the loss of that machine.
+  int replicas = 1;
   int skus = 24;
   int64_t stock = 30;          // units per SKU
   int workers = 6;             // client threads, spread over the nodes as entry points

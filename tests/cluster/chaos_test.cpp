@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include "harness/processes.hpp"
@@ -22,26 +23,43 @@
 namespace holdfast {
 namespace {
 
-TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
+// One seed per run: HOLDFAST_CHAOS_SEED, else from the clock; printed and recorded with how
+// to replay it (`replay` takes the seed).
+uint64_t chaos_seed(const std::function<std::string(uint64_t)>& replay) {
   uint64_t seed = 0;
   if (auto* s = std::getenv("HOLDFAST_CHAOS_SEED")) seed = std::strtoull(s, nullptr, 10);
   if (seed == 0)
     seed = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()) % 1'000'000'007ULL + 1;
-  std::cout << "chaos seed " << seed << " (replay: HOLDFAST_CHAOS_SEED=" << seed
-            << " or holdfast chaos --seed " << seed << " --seconds 60 --workload mixed)" << std::endl;
-  RecordProperty("seed", std::to_string(seed));
-  auto dir = make_temp_dir("holdfast-chaos-test");
-  // Mixed: half the workers reserve/confirm/release, half check out through the gateway
-  // process (with its own faults), so both sets of invariants are checked every run.
-  auto result = run_command({HOLDFAST_BINARY, "--json", "chaos", "--seconds", "60", "--seed",
-                             std::to_string(seed), "--workload", "mixed", "--dir", dir + "/run", "--png",
-                             dir + "/chaos.png"});
+  std::cout << "chaos seed " << seed << " (replay: " << replay(seed) << ")" << std::endl;
+  ::testing::Test::RecordProperty("seed", std::to_string(seed));
+  return seed;
+}
+
+// `holdfast --json chaos ARGS` to its end: its exit status (checked) and its report, the
+// last JSON object it printed (null when there is none).
+nlohmann::json run_chaos_json(std::vector<std::string> args, uint64_t seed, const std::string& dir) {
+  args.insert(args.begin(), {HOLDFAST_BINARY, "--json", "chaos"});
+  auto result = run_command(args);
   std::cout << result.output << std::endl;
   EXPECT_EQ(result.status, 0) << "seed " << seed << "; the cluster's logs are kept in " << dir;
   auto last = result.output.rfind("\n{");
-  ASSERT_NE(last, std::string::npos);
+  if (last == std::string::npos) return nullptr;
   auto report = nlohmann::json::parse(result.output.substr(last + 1), nullptr, false);
-  ASSERT_FALSE(report.is_discarded());
+  return report.is_discarded() ? nlohmann::json(nullptr) : report;
+}
+
+TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
+  auto seed = chaos_seed([](uint64_t s) {
+    return "HOLDFAST_CHAOS_SEED=" + std::to_string(s) + " or holdfast chaos --seed " + std::to_string(s) +
+           " --seconds 60 --workload mixed";
+  });
+  auto dir = make_temp_dir("holdfast-chaos-test");
+  // Mixed: half the workers reserve/confirm/release, half check out through the gateway
+  // process (with its own faults), so both sets of invariants are checked every run.
+  auto report = run_chaos_json({"--seconds", "60", "--seed", std::to_string(seed), "--workload", "mixed", "--dir",
+                                dir + "/run", "--png", dir + "/chaos.png"},
+                               seed, dir);
+  ASSERT_TRUE(report.is_object());
   EXPECT_TRUE(report["pass"].get<bool>());
   EXPECT_EQ(report["seed"].get<uint64_t>(), seed);
   // The run did what it claims: faults were injected and traffic flowed through them.
@@ -58,7 +76,29 @@ TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
   for (auto& v : report["invariants"])
     checkout_checks += v["name"].get<std::string>().find("capture") != std::string::npos;
   EXPECT_GE(checkout_checks, 2u);
-  if (result.status == 0) std::filesystem::remove_all(dir);
+  if (report["pass"].get<bool>()) std::filesystem::remove_all(dir);
+}
+
+// The same on a replicated cluster (replicas = 3): leader kills, SIGSTOPs and partitions
+// (the fault hooks cut Raft links too), and at the end the leader's machine is lost for
+// good and every hold must read the same through the others.
+TEST(chaos, a_replicated_cluster_keeps_every_promise_and_survives_losing_the_leader) {
+  auto seed = chaos_seed([](uint64_t s) { return "holdfast chaos --replicas 3 --seed " + std::to_string(s) + " --seconds 20"; });
+  auto dir = make_temp_dir("holdfast-chaos-replicated");
+  auto report = run_chaos_json(
+    {"--replicas", "3", "--seconds", "20", "--seed", std::to_string(seed), "--dir", dir + "/run", "--png", ""}, seed,
+    dir);
+  ASSERT_TRUE(report.is_object());
+  EXPECT_TRUE(report["pass"].get<bool>());
+  EXPECT_GE(report["fault_log"].size(), 3u);
+  EXPECT_GT(report["outcomes"]["ok"].get<uint64_t>(), 500u);
+  bool survived = false;
+  for (auto& v : report["invariants"]) {
+    EXPECT_TRUE(v["ok"].get<bool>()) << v.dump();
+    survived = survived || v["name"].get<std::string>().find("loss of the leader") != std::string::npos;
+  }
+  EXPECT_TRUE(survived) << "the leader-loss check did not run";
+  if (report["pass"].get<bool>()) std::filesystem::remove_all(dir);
 }
 
 std::vector<pid_t> pids_in(const std::string& dir) {
