@@ -213,7 +213,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
     return 2;
   auto ratio = [&](const row& r) { return vs_first(rows, r); };
   std::sort(failovers.begin(), failovers.end());
-  auto f50 = percentile_of_sorted(failovers, 50), fmax = failovers.empty() ? 0 : failovers.back();
+  auto f50 = percentile_of_sorted(failovers, 0.5), fmax = failovers.empty() ? 0 : failovers.back();
   constexpr double r_over_a_min = 0.5, half_p99_max_ms = 5, failover_max_ms = 2'000;
   if (o.json) {
     nlohmann::json j;

@@ -2,6 +2,8 @@
 // business; these tests check that every row runs and that its books balance.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -97,15 +99,20 @@ TEST(bench, cluster_rows_run_direct_forwarded_and_cluster_aware) {
 // The replicated comparison: rows (a), (r), (r/2) run, and each failover trial kills the
 // leader and measures until a reservation succeeds again.
 TEST(bench, cluster_replicated_rows_and_failover_trials_run) {
-  auto report = run_json("bench cluster --replicas 3 --json --seconds 0.5 --skus 6 --trials 2");
+  auto report = run_json("bench cluster --replicas 3 --json --seconds 0.5 --skus 6 --trials 3");
   ASSERT_TRUE(report.is_object()) << report;
   ASSERT_EQ(report["rows"].size(), 3u) << report;
   for (auto& row : report["rows"]) {
     ASSERT_TRUE(row["ran"].get<bool>()) << row;
     EXPECT_GT(row["per_second"].get<double>(), 0) << row;
   }
-  ASSERT_EQ(report["failover_ms"]["trials"].size(), 2u) << report;
+  ASSERT_EQ(report["failover_ms"]["trials"].size(), 3u) << report;
   for (auto& ms : report["failover_ms"]["trials"]) EXPECT_GT(ms.get<double>(), 0) << report;
+  // p50 and max are the trials' median and largest.
+  auto trials = report["failover_ms"]["trials"].get<std::vector<double>>();
+  std::sort(trials.begin(), trials.end());
+  EXPECT_EQ(report["failover_ms"]["p50"].get<double>(), trials[trials.size() / 2]);
+  EXPECT_EQ(report["failover_ms"]["max"].get<double>(), trials.back());
   EXPECT_GT(report["targets"]["r_over_a"].get<double>(), 0);
 }
 }  // namespace
