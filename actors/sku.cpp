@@ -62,7 +62,8 @@ uint64_t issue(self_ptr self, sku_change& c, std::function<void(const store_stat
     return st.next_seq - 1;
   }
   bool writes = !mutations.empty();
-  write_batch batch{st.epoch, writes ? c.seq : st.next_seq - 1, std::move(mutations), std::move(done)};
+  write_batch batch{st.epoch, writes ? c.seq : st.next_seq - 1, std::move(mutations), std::move(done),
+                    st.ctx.tenure};
   self->send(st.ctx.store, write_atom_v, caf::actor_cast<store_listener>(self), std::move(batch));
   return writes ? st.next_seq++ : st.next_seq - 1;
 }

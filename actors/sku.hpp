@@ -58,6 +58,7 @@ struct sku_context {
   int64_t timer_horizon_ms = 30'000;
   sku_book_policy book;
   std::shared_ptr<hold_claims> claims;  // node-wide; null only in single-SKU tests
+  uint64_t tenure = 0;  // replicated SKUs: the leadership tenure its writes carry (store.hpp)
   int64_t storage_backoff_min_ms = 100;   // refuse writes this long after a failed write,
   int64_t storage_backoff_max_ms = 5'000; // doubling up to this while failures repeat
 };

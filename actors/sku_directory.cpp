@@ -187,6 +187,7 @@ caf::result<std::vector<sku_result>> create_batch(self_ptr self, std::vector<sku
     rec.sku.title = op.title;
     rec.sku.limit_per_user = op.limit_per_user;
     write_batch batch;
+    batch.tenure = st.ctx.tenure;
     batch.epoch = st.create_epoch;
     batch.seq = ++st.create_seq;
     batch.mutations.push_back(mutation{mutation::put_sku, rec, {}, {}});

@@ -33,7 +33,12 @@ std::unique_ptr<group_storage> group_storage::open(group_storage_options options
 }
 
 group_storage::~group_storage() {
+  // The replica closes first: a commit in flight answers (outcome_unknown), later ones
+  // not_leader at once; then the storage lets go of it (attach waits for a commit that is
+  // still in replicate()), and what waits for a confirmation is refused.
+  if (host_) host_->close();
   if (storage_) storage_->attach(nullptr);
+  end_tenure();
   host_.reset();
 }
 
@@ -57,12 +62,40 @@ bool group_storage::restore(std::string_view) {
 }
 
 void group_storage::leading(uint64_t term) {
-  if (options_.on_leading) options_.on_leading(term);
+  uint64_t tenure = 0;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    tenure = ++tenure_;  // odd: leading
+    confirmed_ = submitted_;  // only entries of this tenure confirm its answers
+  }
+  if (options_.on_leading) options_.on_leading(term, tenure);
 }
 
 void group_storage::following() {
-  refuse_waiting();
-  if (options_.on_following) options_.on_following();
+  end_tenure();
+  uint64_t tenure = 0;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    tenure = tenure_;
+  }
+  if (options_.on_following) options_.on_following(tenure);
+}
+
+void group_storage::end_tenure() {
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    if (tenure_ % 2 == 1) ++tenure_;  // even: not leading
+  }
+  refuse_all();
+}
+
+void group_storage::refuse_all() {
+  std::vector<waiting> refused;
+  {
+    std::lock_guard<std::mutex> lock(confirm_mutex_);
+    refused.swap(waiting_);
+  }
+  for (auto& w : refused) w.refuse();
 }
 
 uint64_t group_storage::submit_tracked(std::string payload, replication::replica::done_fn done) {
@@ -72,7 +105,19 @@ uint64_t group_storage::submit_tracked(std::string payload, replication::replica
     n = ++submitted_;
   }
   host_->submit(std::move(payload), [this, n, done = std::move(done)](replication::outcome o) {
-    if (o == replication::outcome::committed) committed(n);
+    if (o == replication::outcome::committed) {
+      committed(n);
+    } else {
+      // Answers may wait on this entry: a barrier of their own commits, or fails and
+      // ends the tenure's waiting.
+      bool barrier = false;
+      {
+        std::lock_guard<std::mutex> lock(confirm_mutex_);
+        barrier = !waiting_.empty() && !barrier_in_flight_ && tenure_ % 2 == 1;
+        barrier_in_flight_ = barrier_in_flight_ || barrier;
+      }
+      if (barrier) submit_barrier();
+    }
     done(o);
   });
   return n;
@@ -92,24 +137,27 @@ void group_storage::committed(uint64_t submission) {
   for (auto& w : ready) w.release();
 }
 
-uint64_t group_storage::stamp() {
+group_storage::confirmation_stamp group_storage::stamp(uint64_t tenure) {
   std::lock_guard<std::mutex> lock(confirm_mutex_);
-  return submitted_;
+  return {tenure, submitted_};
 }
 
-void group_storage::after(uint64_t stamp, std::function<void()> release, std::function<void()> refuse) {
-  bool now = false, barrier = false;
+void group_storage::after(confirmation_stamp stamp, std::function<void()> release, std::function<void()> refuse) {
+  bool now = false, over = false, barrier = false;
   {
     std::lock_guard<std::mutex> lock(confirm_mutex_);
-    now = confirmed_ > stamp;
-    if (!now) {
-      waiting_.push_back({stamp, std::move(release), std::move(refuse)});
-      // An entry submitted after the stamp may be in flight already (a write's); if not,
-      // an empty one. One barrier at a time: the next one for whatever waits when it ends.
-      barrier = submitted_ <= stamp && !barrier_in_flight_;
+    over = stamp.tenure != tenure_ || tenure_ % 2 == 0;
+    now = !over && confirmed_ > stamp.submitted;
+    if (!over && !now) {
+      waiting_.push_back({stamp.submitted, std::move(release), std::move(refuse)});
+      // An entry submitted after the stamp may be in flight already (a write's: if it
+      // fails, a barrier follows); if not, an empty one. One barrier at a time: the next
+      // one for whatever waits when it ends.
+      barrier = submitted_ <= stamp.submitted && !barrier_in_flight_;
       barrier_in_flight_ = barrier_in_flight_ || barrier;
     }
   }
+  if (over) return refuse();
   if (now) return release();
   if (barrier) submit_barrier();
 }
@@ -124,7 +172,7 @@ void group_storage::barrier_done(bool ok) {
       std::lock_guard<std::mutex> lock(confirm_mutex_);
       barrier_in_flight_ = false;
     }
-    return refuse_waiting();
+    return refuse_all();  // (the tenure ends when the replica says it stopped leading)
   }
   bool again = false;
   {
@@ -134,15 +182,6 @@ void group_storage::barrier_done(bool ok) {
     barrier_in_flight_ = again;
   }
   if (again) submit_barrier();
-}
-
-void group_storage::refuse_waiting() {
-  std::vector<waiting> refused;
-  {
-    std::lock_guard<std::mutex> lock(confirm_mutex_);
-    refused.swap(waiting_);
-  }
-  for (auto& w : refused) w.refuse();
 }
 
 store_status group_storage::replicate(std::string payload) {

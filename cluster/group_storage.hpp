@@ -27,8 +27,11 @@ namespace holdfast {
 struct group_storage_options {
   storage_options storage;            // path: the group's directory on this node
   replication::raft_host_options raft;  // dir: set to storage.path + "/raft"
-  std::function<void(uint64_t term)> on_leading;
-  std::function<void()> on_following;
+  // `tenure` counts this replica's changes of leadership (see stamp()): an SKU directory
+  // started for one serves only its answers.
+  std::function<void(uint64_t term, uint64_t tenure)> on_leading;
+  std::function<void(uint64_t tenure)> on_following;
+  std::shared_ptr<void> keep_alive;  // held until the replica is closed (its connector)
 };
 
 class group_storage final : public replication::state_machine, public replicator {
@@ -63,12 +66,20 @@ public:
   // every answer waiting). A replica that lost leadership without knowing it (partitioned,
   // stopped) cannot commit one, so it answers nothing from its memory.
   //
-  // stamp(): taken when a call arrives. after(stamp, release, refuse): runs `release` once
-  // an entry submitted after the stamp committed (at once if one has), or `refuse` when
-  // this replica stops leading first (refuse_waiting), from any thread.
-  uint64_t stamp();
-  void after(uint64_t stamp, std::function<void()> release, std::function<void()> refuse);
-  void refuse_waiting();
+  // Answers are tied to a tenure (bumped at every start and end of leading): one computed
+  // by a directory of an earlier tenure is refused, never released by a later tenure's
+  // commits.
+  //
+  // stamp(tenure): taken when a call reaches the directory of `tenure`. after(stamp,
+  // release, refuse): runs `release` once an entry submitted after the stamp committed in
+  // the same tenure (at once if one has), or `refuse` when the tenure is over (at once if
+  // it is), from any thread.
+  struct confirmation_stamp {
+    uint64_t tenure = 0;
+    uint64_t submitted = 0;
+  };
+  confirmation_stamp stamp(uint64_t tenure);
+  void after(confirmation_stamp stamp, std::function<void()> release, std::function<void()> refuse);
 
 private:
   group_storage() = default;
@@ -76,13 +87,16 @@ private:
   void committed(uint64_t submission);
   void submit_barrier();
   void barrier_done(bool ok);
+  void end_tenure();  // and refuses what waits
+  void refuse_all();
   struct waiting {
     uint64_t stamp;
     std::function<void()> release, refuse;
   };
   std::mutex confirm_mutex_;
+  uint64_t tenure_ = 0;     // odd while leading
   uint64_t submitted_ = 0;  // entries this replica submitted (writes and barriers), counted
-  uint64_t confirmed_ = 0;  // the highest submission known committed
+  uint64_t confirmed_ = 0;  // the highest submission known committed in this tenure
   bool barrier_in_flight_ = false;
   std::vector<waiting> waiting_;
   group_storage_options options_;

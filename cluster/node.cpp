@@ -289,7 +289,8 @@ int run_node(const node_options& options) {
     // A member that ran before had its replica there since its first start: without it the
     // replica would come back empty, having forgotten the entries and votes it gave.
     std::error_code ec;
-    if (had_data && !std::filesystem::exists(options.data_dir + "/group/raft", ec)) {
+    const auto joined = options.data_dir + "/group-joined";  // written once its replica first started
+    if (!file_absent(joined) && !std::filesystem::exists(options.data_dir + "/group/raft", ec)) {
       spdlog::critical("holdfast node: refusing to start: {}/group/raft is missing, but this member ran before: its "
                        "replica of the SKU group lost its data and must not rejoin as if it were new (it would "
                        "forget entries and votes it gave). Replacing a member's lost replica through the group "
@@ -309,6 +310,11 @@ int run_node(const node_options& options) {
     if (!replicated) {
       spdlog::critical("holdfast node: refusing to start: the SKU group's replica in {}/group: {}", options.data_dir,
                        error);
+      caf::anon_send_exit(store, caf::exit_reason::kill);
+      return 2;
+    }
+    if (file_absent(joined) && !write_file_atomically(joined, "the SKU group's replica started here\n", error)) {
+      spdlog::critical("holdfast node: refusing to start: {}", error);
       caf::anon_send_exit(store, caf::exit_reason::kill);
       return 2;
     }

@@ -27,28 +27,33 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(holdfast::gate_task)
 namespace holdfast {
 namespace {
 
-using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t>, caf::reacts_to<follow_atom>,
-                                           caf::reacts_to<barrier_atom, gate_task>>;
+// lead_atom(term, tenure), follow_atom(tenure): see group_storage's tenures.
+using gate_actor = directory_actor::extend<caf::reacts_to<lead_atom, uint64_t, uint64_t>,
+                                           caf::reacts_to<follow_atom, uint64_t>, caf::reacts_to<barrier_atom, gate_task>>;
 
 // What the gate needs of the group besides the directory's context.
 struct gate_hooks {
   std::function<std::string()> why_not;  // why this node does not serve now
   // group_storage::stamp and ::after: every answer waits for an entry submitted after its
   // call arrived to commit (see group_storage.hpp).
-  std::function<uint64_t()> stamp;
-  std::function<void(uint64_t, std::function<void()>, std::function<void()>)> after;
+  std::function<group_storage::confirmation_stamp(uint64_t tenure)> stamp;
+  std::function<void(group_storage::confirmation_stamp, std::function<void()>, std::function<void()>)> after;
   std::function<store_status(std::string&)> rebuild_claims;  // storage::rebuild_hold_claims
+  std::function<void(uint64_t tenure)> fence;  // the store refuses batches of earlier tenures
 };
 
 struct gate_state {
   sku_context ctx;
   directory_config config;
   gate_hooks hooks;
-  directory_actor current;  // the directory while this node leads and its sweep is done
-  uint64_t term = 0;        // the term `current` serves, or is starting for
-  bool led_before = false;  // its SKU actors may have left claims of writes that never committed
+  directory_actor current;   // the directory while this node leads and its sweep is done
+  directory_actor starting;  // one whose sweep runs
+  uint64_t tenure = 0;       // the tenure `current` (or `starting`) serves; 0: none
+  uint64_t latest = 0;       // the latest tenure announced (lead or follow)
+  bool led_before = false;   // its SKU actors may have left claims of writes that never committed
   ~gate_state() {
-    if (current) caf::anon_send_exit(current, caf::exit_reason::kill);
+    for (auto* d : {&current, &starting})
+      if (*d) caf::anon_send_exit(*d, caf::exit_reason::kill);
   }
   static inline const char* name = "holdfast.sku_gate";
 };
@@ -60,9 +65,11 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
   self->state.hooks = std::move(hooks);
   auto stop = [self] {
     auto& st = self->state;
-    if (st.current) caf::anon_send_exit(st.current, caf::exit_reason::kill);
-    st.current = nullptr;
-    st.term = 0;
+    for (auto* d : {&st.current, &st.starting}) {
+      if (*d) caf::anon_send_exit(*d, caf::exit_reason::kill);
+      *d = nullptr;
+    }
+    st.tenure = 0;
   };
   auto why_not = [self] { return self->state.hooks.why_not(); };
   auto hold_errors = [why_not](size_t n) {
@@ -71,7 +78,7 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
   // Asks the directory, and delivers its answer once the group confirmed it (else
   // `refused()`), on the gate's thread.
   auto ask = [self](auto rp, auto refused, auto... xs) {
-    auto stamp = self->state.hooks.stamp();
+    auto stamp = self->state.hooks.stamp(self->state.tenure);
     auto me = caf::actor_cast<gate_actor>(self);
     self->request(self->state.current, caf::infinite, xs...)
       .then(
@@ -93,7 +100,7 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
     // The hot path: the answers go to the caller's sink, through the group's confirmation.
     [self, hold_errors, why_not](hold_ops_atom, std::vector<hold_op>& ops, hold_sink_ptr& sink) {
       if (!self->state.current) return sink->deliver(hold_errors(ops.size()));
-      auto stamp = self->state.hooks.stamp();
+      auto stamp = self->state.hooks.stamp(self->state.tenure);
       auto after = self->state.hooks.after;
       auto n = ops.size();
       auto confirmed = make_hold_sink(n, [sink, stamp, after, n, why_not](std::vector<hold_result> rs) {
@@ -147,43 +154,54 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
       if (self->state.current) return self->delegate(self->state.current, stats_atom_v);
       return directory_stats{};
     },
-    [self, stop](lead_atom, uint64_t term) {
+    [self, stop](lead_atom, uint64_t term, uint64_t tenure) {
       auto& st = self->state;
-      if (st.term == term) return;
+      st.latest = std::max(st.latest, tenure);
+      if (st.latest != tenure || st.tenure == tenure) return;  // moved on, or under way
       stop();
-      st.term = term;
+      st.tenure = tenure;
+      // Tried again in a second when it cannot start, for as long as this tenure lasts: the
+      // replica leads, and every router sends its SKU calls here.
+      auto retry = [self, term, tenure](const std::string& why) {
+        spdlog::error("sku group: leading in term {}, but {}; not serving, trying again in 1 s", term, why);
+        if (self->state.tenure == tenure) self->state.tenure = 0;
+        self->delayed_send(self, std::chrono::seconds(1), lead_atom_v, term, tenure);
+      };
       if (st.led_before) {
         std::string problem;
-        if (auto rebuilt = st.hooks.rebuild_claims(problem); rebuilt != store_status::ok) {
-          st.term = 0;
-          spdlog::error("sku group: leading in term {}, but the hold ids could not be indexed ({}: {}); not serving",
-                        term, to_string(rebuilt), problem);
-          return;
-        }
+        if (auto rebuilt = st.hooks.rebuild_claims(problem); rebuilt != store_status::ok)
+          return retry("the hold ids could not be indexed (" + std::string(to_string(rebuilt)) + ": " + problem + ")");
       }
       st.led_before = true;
+      // Writes of an earlier tenure's actors still in the store's mailbox fail from here on.
+      st.hooks.fence(tenure);
+      auto ctx = st.ctx;
+      ctx.tenure = tenure;
       // A fresh directory on the group's state as applied: it ends the holds that are
       // overdue (the old leader's timers are gone with it) and arms the rest, then serves.
-      auto d = self->spawn(directory_behavior, st.ctx, st.config);
+      auto d = self->spawn(directory_behavior, ctx, st.config);
+      st.starting = d;
       self->request(d, caf::infinite, recover_atom_v)
         .then(
-          [self, d, term](int64_t n) {
+          [self, d, term, tenure](int64_t n) {
             auto& st = self->state;
-            if (st.term != term || st.current) {  // leadership moved on meanwhile
+            if (st.tenure != tenure || st.starting != d) {  // leadership moved on meanwhile
               caf::anon_send_exit(d, caf::exit_reason::kill);
               return;
             }
             st.current = d;
+            st.starting = nullptr;
             spdlog::info("sku group: leading in term {} ({} SKUs had overdue holds)", term, n);
           },
-          [self, d, term](caf::error& e) {
+          [self, d, tenure, retry](caf::error& e) {
             caf::anon_send_exit(d, caf::exit_reason::kill);
-            if (self->state.term == term) self->state.term = 0;
-            spdlog::error("sku group: leading in term {}, but the SKUs could not be recovered: {}", term,
-                          self->system().render(e));
+            if (self->state.starting == d) self->state.starting = nullptr;
+            if (self->state.tenure == tenure) retry("the SKUs could not be recovered: " + self->system().render(e));
           });
     },
-    [stop](follow_atom) {
+    [self, stop](follow_atom, uint64_t tenure) {
+      auto& st = self->state;
+      st.latest = std::max(st.latest, tenure);
       stop();
       spdlog::info("sku group: no longer leading; SKU calls go to the leader");
     },
@@ -197,23 +215,29 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
 struct replicated_skus::leadership {
   std::mutex mutex;
   gate_actor gate;
-  uint64_t term = 0;  // 0: following
+  uint64_t term = 0, tenure = 0;  // the latest event: lead (term != 0) or follow
   replication::raft_host* host = nullptr;  // while the replica runs
   uint32_t leader() {
     std::lock_guard<std::mutex> lock(mutex);
     return host ? static_cast<uint32_t>(host->leader_hint()) : 0;
   }
-  void tell(uint64_t t) {
+  void tell(uint64_t t, uint64_t n) {
     std::lock_guard<std::mutex> lock(mutex);
     term = t;
-    if (!gate) return;
-    if (t) caf::anon_send(gate, lead_atom_v, t);
-    else caf::anon_send(gate, follow_atom_v);
+    tenure = n;
+    send();
   }
   void set(gate_actor g) {
     std::lock_guard<std::mutex> lock(mutex);
     gate = std::move(g);
-    if (term) caf::anon_send(gate, lead_atom_v, term);
+    if (tenure) send();
+  }
+
+private:
+  void send() {
+    if (!gate) return;
+    if (term) caf::anon_send(gate, lead_atom_v, term, tenure);
+    else caf::anon_send(gate, follow_atom_v, tenure);
   }
 };
 
@@ -248,16 +272,19 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   g.raft.election_timeout_ms = static_cast<unsigned>(cfg.election_timeout_ms);
   g.raft.heartbeat_ms = static_cast<unsigned>(cfg.raft_heartbeat_ms);
   std::weak_ptr<leadership> events = r->leadership_;
-  g.on_leading = [events](uint64_t term) {
-    if (auto l = events.lock()) l->tell(term);
+  g.on_leading = [events](uint64_t term, uint64_t tenure) {
+    if (auto l = events.lock()) l->tell(term, tenure);
   };
-  g.on_following = [events] {
-    if (auto l = events.lock()) l->tell(0);
+  g.on_following = [events](uint64_t tenure) {
+    if (auto l = events.lock()) l->tell(0, tenure);
   };
+  g.keep_alive = r->connector_;  // the replica may outlive this object a little (see hooks)
   r->group_ = group_storage::open(std::move(g), *r->connector_, error);
   if (!r->group_) return nullptr;
   auto env = r->group_->store();
-  r->store_ = sys.spawn<caf::detached>(store_behavior, env, store_config{});
+  store_config sc;
+  sc.fence = std::make_shared<std::atomic<uint64_t>>(0);
+  r->store_ = sys.spawn<caf::detached>(store_behavior, env, sc);
   sku_context ctx;
   ctx.env = env;
   ctx.store = r->store_;
@@ -279,14 +306,16 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   };
   // Answers in flight when the node stops may outlive the group: they are refused.
   std::weak_ptr<group_storage> group = r->group_;
-  hooks.stamp = [group] {
+  hooks.stamp = [group](uint64_t tenure) {
     auto g = group.lock();
-    return g ? g->stamp() : 0;
+    return g ? g->stamp(tenure) : group_storage::confirmation_stamp{};
   };
-  hooks.after = [group](uint64_t stamp, std::function<void()> release, std::function<void()> refuse) {
+  hooks.after = [group](group_storage::confirmation_stamp stamp, std::function<void()> release,
+                        std::function<void()> refuse) {
     if (auto g = group.lock()) g->after(stamp, std::move(release), std::move(refuse));
     else refuse();
   };
+  hooks.fence = [fence = sc.fence](uint64_t tenure) { fence->store(tenure); };
   hooks.rebuild_claims = [env](std::string& problem) { return env->rebuild_hold_claims(problem); };
   auto gate = sys.spawn(gate_behavior, ctx, o.directory, std::move(hooks));
   r->gate_ = gate;

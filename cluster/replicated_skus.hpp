@@ -59,7 +59,7 @@ private:
   replicated_skus() = default;
   struct leadership;
   std::shared_ptr<leadership> leadership_;
-  std::unique_ptr<raft_tls_connector> connector_;
+  std::shared_ptr<raft_tls_connector> connector_;
   std::shared_ptr<group_storage> group_;
   store_actor store_;
   directory_actor gate_;

@@ -610,8 +610,11 @@ store_status storage::commit_replicated(std::vector<std::vector<mutation>*>& bat
   auto payload = encode_commit(batches);
   // The replica applies the entry (apply_committed takes the mutex) before it answers.
   lock.unlock();
-  auto* r = replicator_.load();
-  auto st = r ? r->replicate(std::string(payload)) : store_status::not_leader;
+  store_status st = store_status::not_leader;
+  {
+    std::lock_guard<std::mutex> hold(replicator_mutex_);
+    if (replicator_) st = replicator_->replicate(std::string(payload));
+  }
   if (st != store_status::ok) return st;
   commit_batches_.record(static_cast<int64_t>(batches.size()));
   commit_us_.record(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
@@ -647,8 +650,9 @@ bool storage::apply_committed(uint64_t index, std::string_view payload) {
 }
 
 store_status storage::rebuild_hold_claims(std::string& problem) {
-  std::lock_guard<std::mutex> lock(commit_mutex_);
-  overlay_.clear_active_index();
+  // Read without holding up applies (a long scan would stop the replica's heartbeats): a
+  // leader rebuilds before its directory runs, when nothing of its own is in flight and the
+  // earlier entries are applied, so nothing changes the holds meanwhile.
   overlay::active_batch batch;
   store_status failed = store_status::ok;
   auto st = scan_skus_with_holds(
@@ -664,8 +668,11 @@ store_status storage::rebuild_hold_claims(std::string& problem) {
       for (auto& h : holds) batch.add(h.hold.hold_id, number);
     },
     problem);
+  if (st != store_status::ok || failed != store_status::ok) return st != store_status::ok ? st : failed;
+  std::lock_guard<std::mutex> lock(commit_mutex_);
+  overlay_.clear_active_index();
   overlay_.index_active(batch);
-  return st != store_status::ok ? st : failed;
+  return store_status::ok;
 }
 
 // -- snapshots and collection ----------------------------------------------------------

@@ -197,9 +197,12 @@ public:
 
   // -- replicated mode ------------------------------------------------------------
   bool replicated() const { return options_.replicated; }
-  // Commits go to `r` from now on (null: refused with not_leader). Set before the first
-  // commit; `r` outlives the storage's commits.
-  void attach(replicator* r) { replicator_.store(r); }
+  // Commits go to `r` from now on (null: refused with not_leader). Waits for a commit in
+  // replicate() to return: after attach(nullptr) the old replicator is not used again.
+  void attach(replicator* r) {
+    std::lock_guard<std::mutex> lock(replicator_mutex_);
+    replicator_ = r;
+  }
   // The replica's apply: entry `index` of the group's log. False: the payload is not a
   // commit (it changed nothing). Entries at or below applied_index() are skipped. An empty
   // payload is a no-op entry (a leader's read barrier).
@@ -253,7 +256,8 @@ private:
   std::mutex commit_mutex_;    // a commit's append + apply; a freeze
   std::condition_variable snapshot_done_;
   uint64_t frozen_position_ = 0;
-  std::atomic<replicator*> replicator_{nullptr};
+  std::mutex replicator_mutex_;  // held across replicate(): see attach
+  replicator* replicator_ = nullptr;
   std::atomic<uint64_t> applied_index_{0};  // replicated: guarded by commit_mutex_ for writes
   store_status snapshot_status_ = store_status::ok;  // of the last attempt
   // Steady-clock ms when the oldest change not yet frozen was committed; 0: none.

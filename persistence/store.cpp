@@ -14,9 +14,12 @@ void commit(store_actor::stateful_pointer<store_state> self) {
   std::vector<storage::commit_part> parts;
   std::vector<size_t> part_of(st.batches.size(), SIZE_MAX);
   parts.reserve(st.batches.size());
+  // Batches of an earlier leadership tenure (replicated SKUs) are not written.
+  const uint64_t fence = st.config.fence ? st.config.fence->load() : 0;
+  auto fenced = [&](const write_batch& b) { return b.tenure < fence; };
   for (size_t i = 0; i < st.batches.size(); ++i) {
     auto& p = st.batches[i];
-    if (p.batch.mutations.empty()) continue;
+    if (p.batch.mutations.empty() || fenced(p.batch)) continue;
     part_of[i] = parts.size();
     parts.push_back({&p.batch.mutations, p.writer.id()});
   }
@@ -38,7 +41,8 @@ void commit(store_actor::stateful_pointer<store_state> self) {
     auto& n = it->second;
     // A batch that writes nothing hears only its own writer's failure, not another
     // writer's in the same commit: it waited for its writer's batches, nothing else.
-    auto why = part_of[i] == SIZE_MAX     ? store_status::ok
+    auto why = fenced(p.batch)             ? store_status::not_leader
+               : part_of[i] == SIZE_MAX     ? store_status::ok
                : status != store_status::ok ? status
                                             : part_status[part_of[i]];
     // A batch behind a failed one of its writer fails with it: it was built on its state.

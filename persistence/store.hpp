@@ -16,6 +16,7 @@
 // on the deterministic scheduler.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -36,6 +37,10 @@ struct write_batch {
   // failed (why): an answer that waits for the disk leaves from there, not through the
   // writer's mailbox. Local only: not serialized.
   std::function<void(const store_status*)> done;
+  // Replicated SKUs: the leadership tenure of the directory whose actor wrote it; a batch
+  // of an earlier tenure than the store's fence fails with not_leader (a killed
+  // directory's actors may have left batches in the store's mailbox). Local only.
+  uint64_t tenure = 0;
 };
 
 template <class Inspector>
@@ -85,6 +90,8 @@ using store_actor = caf::typed_actor<
 
 struct store_config {
   size_t commit_mutations_max = 16384;  // a larger backlog commits without waiting
+  // Replicated SKUs: batches of a tenure below this fail (see write_batch::tenure). Null: none.
+  std::shared_ptr<std::atomic<uint64_t>> fence;
   int64_t collect_interval_ms = 1'000;  // maintenance steps of a storage without a thread
 };
 

@@ -117,7 +117,7 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
     auto* s = static_cast<impl*>(data);
     s->dialing.insert(token);
     s->connector.dial(id, address, [s, token](int fd) {
-      s->post([s, token, fd] {
+      auto posted = s->post([s, token, fd] {
         if (s->dialing.erase(token) == 0) {  // canceled by the close meanwhile
           if (fd >= 0) ::close(fd);
           return;
@@ -126,6 +126,7 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
         if (stream == nullptr && fd >= 0) ::close(fd);
         hf_transport_connected(token, stream);
       });
+      if (!posted && fd >= 0) ::close(fd);  // closing: nobody waits for it
     });
   };
   // libraft's close waits for every connect it started to be answered.
@@ -195,8 +196,11 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   s.thread = std::thread([&s] { uv_run(&s.loop, UV_RUN_DEFAULT); });
 }
 
-raft_host::~raft_host() {
+raft_host::~raft_host() { close(); }
+
+void raft_host::close() {
   auto& s = *impl_;
+  if (!s.thread.joinable()) return;
   s.connector.stop();  // a dial answered later finds its token gone and closes its socket
   s.post([&s] {
     hf_node_close(s.node, [](void* data) {
@@ -245,7 +249,7 @@ uint64_t raft_host::leader_hint() const { return impl_->rep.known_leader(); }
 
 void raft_host::accept(uint64_t id, std::string, int fd) {
   auto& s = *impl_;
-  s.post([&s, id, fd] {
+  auto posted = s.post([&s, id, fd] {
     // Only this group's servers, at the address its configuration gives them: libraft
     // answers at the address a connection names, and a name the peer chose (a wildcard,
     // another interface) would send its answers nowhere.
@@ -258,6 +262,7 @@ void raft_host::accept(uint64_t id, std::string, int fd) {
     }
     hf_transport_accepted(s.transport, id, address, stream);
   });
+  if (!posted) ::close(fd);  // closing
 }
 
 }  // namespace holdfast::replication

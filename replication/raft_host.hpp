@@ -68,6 +68,9 @@ public:
   raft_host(raft_host_options options, state_machine& machine, raft_connector& connector);
   // Closes the replica (pending submissions answer outcome_unknown) and joins the thread.
   ~raft_host();
+  // The same, keeping the object: later submissions answer not_leader at once, status()
+  // "unavailable", leader_hint() what was last known. Idempotent.
+  void close();
   raft_host(const raft_host&) = delete;
   raft_host& operator=(const raft_host&) = delete;
 

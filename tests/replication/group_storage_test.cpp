@@ -18,6 +18,7 @@ namespace {
 struct replica_node {
   std::unique_ptr<group_storage> group;
   std::atomic<int> leading{0}, following{0};
+  std::atomic<uint64_t> tenure{0};  // the latest tenure it led in
 };
 
 class group_storages : public tls_links {
@@ -51,8 +52,11 @@ protected:
   void start(unsigned i) {
     auto o = options(i);
     auto* n = &nodes_[i];
-    o.on_leading = [n](uint64_t) { ++n->leading; };
-    o.on_following = [n] { ++n->following; };
+    o.on_leading = [n](uint64_t, uint64_t tenure) {
+      n->tenure = tenure;
+      ++n->leading;
+    };
+    o.on_following = [n](uint64_t) { ++n->following; };
     std::string error;
     n->group = group_storage::open(o, connector(i), error);
     ASSERT_TRUE(n->group) << error;
@@ -220,6 +224,35 @@ TEST_F(group_storages, an_address_the_group_does_not_have_is_refused) {
   std::string error;
   EXPECT_FALSE(group_storage::open(o, connector(f), error));
   EXPECT_NE(error.find("the group's configuration has replica"), std::string::npos) << error;
+}
+
+// Answers are released only by a commit of the same tenure after their stamp: a read with
+// no write behind it gets an empty entry; an answer stamped in an earlier tenure, or still
+// waiting when the replica closes, is refused.
+TEST_F(group_storages, answers_are_released_by_a_later_commit_of_their_tenure_only) {
+  unsigned l = leader();
+  auto& g = *nodes_[l].group;
+  auto tenure = nodes_[l].tenure.load();
+  ASSERT_EQ(tenure % 2, 1u) << "a leading tenure is odd";
+  std::atomic<int> released{0}, refused{0};
+  auto count = [&](std::atomic<int>& c) { return [&c] { ++c; }; };
+  // A read: nothing in flight behind it, so a barrier entry commits and releases it.
+  auto applied_before = store(l).applied_index();
+  g.after(g.stamp(tenure), count(released), count(refused));
+  ASSERT_TRUE(wait_until([&] { return released == 1; }, std::chrono::seconds(5)));
+  EXPECT_GT(store(l).applied_index(), applied_before) << "no entry was committed for it";
+  // A write's own entry releases an answer stamped before it, with no barrier of its own.
+  auto s = g.stamp(tenure);
+  ASSERT_EQ(commit(l, {sku_batch("w", 1, 0)}), store_status::ok);
+  auto applied = store(l).applied_index();
+  g.after(s, count(released), count(refused));
+  EXPECT_EQ(released, 2);
+  EXPECT_EQ(store(l).applied_index(), applied);
+  // Another tenure's stamp: refused at once.
+  g.after(g.stamp(tenure + 2), count(released), count(refused));
+  g.after(g.stamp(tenure - 1), count(released), count(refused));
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(released, 2);
 }
 
 // A directory is a replica's or a node's for its life: each refuses to open as the other.

@@ -311,6 +311,39 @@ TEST_F(store_test, each_batch_is_answered_once_and_later_batches_fail_with_a_fai
   caf::anon_send_exit(writer, caf::exit_reason::kill);
 }
 
+// Replicated SKUs: once the fence says a new leadership tenure began, batches of earlier
+// tenures (a killed directory's actors may have left some in the mailbox) fail with
+// not_leader and write nothing; the new tenure's commit.
+TEST_F(store_test, batches_of_an_earlier_tenure_fail_behind_the_fence) {
+  store_config_.fence = std::make_shared<std::atomic<uint64_t>>(3);
+  start();
+  auto writer = caf::actor_cast<store_listener>(sys_->spawn([]() -> caf::behavior {
+    return {[](durable_atom, uint64_t) {}, [](write_failed_atom, uint64_t, uint64_t, store_status) {}};
+  }));
+  std::vector<std::pair<std::string, store_status>> answers;
+  auto send = [&](uint64_t tenure, std::string key, uint64_t epoch) {
+    write_batch b{epoch, 1, {}, {}};
+    b.tenure = tenure;
+    mutation m;
+    m.kind = mutation::put_record;
+    m.record = {record_space::buyer, key, "1", false};
+    b.mutations.push_back(std::move(m));
+    b.done = [&answers, key](const store_status* why) { answers.push_back({key, why ? *why : store_status::ok}); };
+    caf::anon_send(store_, write_atom_v, writer, std::move(b));
+  };
+  send(1, "stale", 1);
+  sched_->run();
+  send(3, "current", 2);  // the writer reloaded (a new epoch), in the current tenure
+  sched_->run();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0], std::make_pair(std::string("stale"), store_status::not_leader));
+  EXPECT_EQ(answers[1], std::make_pair(std::string("current"), store_status::ok));
+  std::string value;
+  EXPECT_EQ(env_->read_record(record_space::buyer, "stale", value), store_status::not_found);
+  EXPECT_EQ(env_->read_record(record_space::buyer, "current", value), store_status::ok);
+  caf::anon_send_exit(writer, caf::exit_reason::kill);
+}
+
 // A batch that writes nothing waited only for its own writer's batches: a commit that
 // fails for another writer's changes (here: a full map) is not its failure.
 TEST_F(store_test, an_empty_batch_does_not_fail_with_another_writers_commit) {
