@@ -98,12 +98,20 @@ void group_storage::refuse_all() {
   for (auto& w : refused) w.refuse();
 }
 
-uint64_t group_storage::submit_tracked(std::string payload, replication::replica::done_fn done) {
+uint64_t group_storage::submit_tracked(std::string payload, replication::replica::done_fn done, uint64_t tenure) {
   uint64_t n = 0;
   {
     std::lock_guard<std::mutex> lock(confirm_mutex_);
     n = ++submitted_;
   }
+  // Checked on the replica's thread, where tenures change: writes of a tenure that ended
+  // (this replica led again meanwhile) are not appended.
+  std::function<bool()> still;
+  if (tenure != 0)
+    still = [this, tenure] {
+      std::lock_guard<std::mutex> lock(confirm_mutex_);
+      return tenure_ == tenure;
+    };
   host_->submit(std::move(payload), [this, n, done = std::move(done)](replication::outcome o) {
     if (o == replication::outcome::committed) {
       committed(n);
@@ -119,7 +127,7 @@ uint64_t group_storage::submit_tracked(std::string payload, replication::replica
       if (barrier) submit_barrier();
     }
     done(o);
-  });
+  }, std::move(still));
   return n;
 }
 
@@ -184,10 +192,10 @@ void group_storage::barrier_done(bool ok) {
   if (again) submit_barrier();
 }
 
-store_status group_storage::replicate(std::string payload) {
+store_status group_storage::replicate(std::string payload, uint64_t tenure) {
   auto answer = std::make_shared<std::promise<replication::outcome>>();
   auto outcome = answer->get_future();
-  submit_tracked(std::move(payload), [answer](replication::outcome o) { answer->set_value(o); });
+  submit_tracked(std::move(payload), [answer](replication::outcome o) { answer->set_value(o); }, tenure);
   switch (outcome.get()) {
     case replication::outcome::committed: return store_status::ok;
     case replication::outcome::not_leader: return store_status::not_leader;

@@ -55,7 +55,7 @@ public:
   void following() override;
 
   // replicator: the storage's commit thread.
-  store_status replicate(std::string payload) override;
+  store_status replicate(std::string payload, uint64_t tenure) override;
 
   // -- answers confirmed by the group ---------------------------------------------
   // An answer computed on this replica while it leads (a read, the replay of a finished
@@ -83,7 +83,8 @@ public:
 
 private:
   group_storage() = default;
-  uint64_t submit_tracked(std::string payload, replication::replica::done_fn done);
+  // `tenure` (0: any): refused (not_leader) unless still leading in it on the replica's thread.
+  uint64_t submit_tracked(std::string payload, replication::replica::done_fn done, uint64_t tenure = 0);
   void committed(uint64_t submission);
   void submit_barrier();
   void barrier_done(bool ok);

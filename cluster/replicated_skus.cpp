@@ -39,7 +39,6 @@ struct gate_hooks {
   std::function<group_storage::confirmation_stamp(uint64_t tenure)> stamp;
   std::function<void(group_storage::confirmation_stamp, std::function<void()>, std::function<void()>)> after;
   std::function<store_status(std::string&)> rebuild_claims;  // storage::rebuild_hold_claims
-  std::function<void(uint64_t tenure)> fence;  // the store refuses batches of earlier tenures
 };
 
 struct gate_state {
@@ -173,8 +172,8 @@ gate_actor::behavior_type gate_behavior(gate_actor::stateful_pointer<gate_state>
           return retry("the hold ids could not be indexed (" + std::string(to_string(rebuilt)) + ": " + problem + ")");
       }
       st.led_before = true;
-      // Writes of an earlier tenure's actors still in the store's mailbox fail from here on.
-      st.hooks.fence(tenure);
+      // (Writes of an earlier tenure's actors still in the store's mailbox fail: the fence
+      // rose with the tenure, on the replica's thread.)
       auto ctx = st.ctx;
       ctx.tenure = tenure;
       // A fresh directory on the group's state as applied: it ends the holds that are
@@ -272,7 +271,12 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   g.raft.election_timeout_ms = static_cast<unsigned>(cfg.election_timeout_ms);
   g.raft.heartbeat_ms = static_cast<unsigned>(cfg.raft_heartbeat_ms);
   std::weak_ptr<leadership> events = r->leadership_;
-  g.on_leading = [events](uint64_t term, uint64_t tenure) {
+  // The store's fence rises here, on the replica's thread, as the tenure begins: the store
+  // then drops an earlier tenure's batches, and the replica refuses a commit of them that
+  // was already on its way (see group_storage::replicate).
+  auto fence = std::make_shared<std::atomic<uint64_t>>(0);
+  g.on_leading = [events, fence](uint64_t term, uint64_t tenure) {
+    fence->store(tenure);
     if (auto l = events.lock()) l->tell(term, tenure);
   };
   g.on_following = [events](uint64_t tenure) {
@@ -283,7 +287,7 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   if (!r->group_) return nullptr;
   auto env = r->group_->store();
   store_config sc;
-  sc.fence = std::make_shared<std::atomic<uint64_t>>(0);
+  sc.fence = fence;
   r->store_ = sys.spawn<caf::detached>(store_behavior, env, sc);
   sku_context ctx;
   ctx.env = env;
@@ -315,7 +319,6 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
     if (auto g = group.lock()) g->after(stamp, std::move(release), std::move(refuse));
     else refuse();
   };
-  hooks.fence = [fence = sc.fence](uint64_t tenure) { fence->store(tenure); };
   hooks.rebuild_claims = [env](std::string& problem) { return env->rebuild_hold_claims(problem); };
   auto gate = sys.spawn(gate_behavior, ctx, o.directory, std::move(hooks));
   r->gate_ = gate;

@@ -534,7 +534,7 @@ std::unique_ptr<storage::read_view> storage::read() const {
 // -- writes -----------------------------------------------------------------------
 
 store_status storage::commit(const std::vector<commit_part>& parts,
-                             std::vector<store_status>& part_status) {
+                             std::vector<store_status>& part_status, uint64_t tenure) {
   part_status.assign(parts.size(), store_status::ok);
   auto started = std::chrono::steady_clock::now();
   // A failed batch takes its writer's later batches with it: they build on its state.
@@ -574,7 +574,7 @@ store_status storage::commit(const std::vector<commit_part>& parts,
   for (size_t i = 0; i < parts.size(); ++i)
     if (part_status[i] == store_status::ok) batches.push_back(parts[i].mutations);
   if (batches.empty()) return store_status::ok;
-  if (options_.replicated) return commit_replicated(batches, lock, started);
+  if (options_.replicated) return commit_replicated(batches, lock, started, tenure);
   auto payload = encode_commit(batches);
   uint64_t seq = 0;
   std::string error;
@@ -606,14 +606,14 @@ store_status storage::commit(const std::vector<commit_part>& parts,
 
 store_status storage::commit_replicated(std::vector<std::vector<mutation>*>& batches,
                                        std::unique_lock<std::mutex>& lock,
-                                       std::chrono::steady_clock::time_point started) {
+                                       std::chrono::steady_clock::time_point started, uint64_t tenure) {
   auto payload = encode_commit(batches);
   // The replica applies the entry (apply_committed takes the mutex) before it answers.
   lock.unlock();
   store_status st = store_status::not_leader;
   {
     std::lock_guard<std::mutex> hold(replicator_mutex_);
-    if (replicator_) st = replicator_->replicate(std::string(payload));
+    if (replicator_) st = replicator_->replicate(std::string(payload), tenure);
   }
   if (st != store_status::ok) return st;
   commit_batches_.record(static_cast<int64_t>(batches.size()));

@@ -75,8 +75,10 @@ public:
   // Appends `payload` as one entry and waits: ok once it is committed and this storage
   // applied it (apply_committed ran); not_leader when refused without being appended;
   // outcome_unknown when it may or may not commit (leadership lost, the replica closing);
-  // io_error when the replica refused it (nothing appended).
-  virtual store_status replicate(std::string payload) = 0;
+  // io_error when the replica refused it (nothing appended). `tenure` (0: any): the
+  // leadership tenure the commit's batches were written in; refused with not_leader unless
+  // the replica still leads in it when the entry is appended.
+  virtual store_status replicate(std::string payload, uint64_t tenure) = 0;
 };
 
 struct storage_stats {
@@ -193,7 +195,9 @@ public:
   // writer's invariants or a key rule is left out with the same writer's later batches; `part_status` says why. The result is the
   // commit's: on failure nothing was written and every batch failed with it. A batch
   // committed may be moved from (the overlay takes its new holds' records).
-  store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status);
+  // `tenure`: replicated mode, see replicator::replicate.
+  store_status commit(const std::vector<commit_part>& parts, std::vector<store_status>& part_status,
+                      uint64_t tenure = 0);
 
   // -- replicated mode ------------------------------------------------------------
   bool replicated() const { return options_.replicated; }
@@ -242,7 +246,7 @@ private:
   store_status snapshot_once();
   store_status commit_replicated(std::vector<std::vector<mutation>*>& batches,
                                  std::unique_lock<std::mutex>& lock,
-                                 std::chrono::steady_clock::time_point started);
+                                 std::chrono::steady_clock::time_point started, uint64_t tenure);
   void collect_step(int64_t now_ms, bool& backlog);
   int64_t now_ms() const { return options_.clock->now_ms(); }
 

@@ -24,7 +24,9 @@ void commit(store_actor::stateful_pointer<store_state> self) {
     parts.push_back({&p.batch.mutations, p.writer.id()});
   }
   std::vector<store_status> part_status;
-  auto status = parts.empty() ? store_status::ok : st.env->commit(parts, part_status);
+  // The tenure the batches were filtered for: the replica refuses the entry if it no longer
+  // leads in it by the time it would append it.
+  auto status = parts.empty() ? store_status::ok : st.env->commit(parts, part_status, fence);
   // One notification per writer: batches of a writer arrive in seq order. A writer whose
   // batch failed hears about the batches before it (durable) and then the failure.
   struct note {

@@ -214,10 +214,11 @@ void raft_host::close() {
   ::close(s.lock_fd);
 }
 
-void raft_host::submit(std::string command, replica::done_fn done) {
+void raft_host::submit(std::string command, replica::done_fn done, std::function<bool()> still) {
   auto& s = *impl_;
   auto answer = std::make_shared<replica::done_fn>(std::move(done));
-  if (!s.post([&s, command = std::move(command), answer]() mutable {
+  if (!s.post([&s, command = std::move(command), answer, still = std::move(still)]() mutable {
+        if (still && !still()) return (*answer)(outcome::not_leader);
         s.rep.submit(command, std::move(*answer));
       }))
     (*answer)(outcome::not_leader);  // closing: nothing was appended

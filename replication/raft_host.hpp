@@ -77,7 +77,9 @@ public:
   // From any thread: appends `command` on this replica (see replica::submit); `done` runs
   // on the host's thread, or at once on the caller's with not_leader once the host is
   // closing (its destructor began).
-  void submit(std::string command, replica::done_fn done);
+  // `still` (optional) runs on the host's thread first: false answers not_leader without
+  // appending (a condition that only that thread changes, checked where it holds).
+  void submit(std::string command, replica::done_fn done, std::function<bool()> still = {});
   // From any thread: runs `f` on the host's thread and waits for it; once the host is
   // closing, returns without running it (status() then answers "unavailable").
   void run(const std::function<void(replica&)>& f);

@@ -253,6 +253,16 @@ TEST_F(group_storages, answers_are_released_by_a_later_commit_of_their_tenure_on
   g.after(g.stamp(tenure - 1), count(released), count(refused));
   EXPECT_EQ(refused, 2);
   EXPECT_EQ(released, 2);
+
+  // A commit of batches written in another tenure is not appended; one of this tenure is.
+  std::vector<std::vector<mutation>> stale{sku_batch("stale", 1, 0)}, fresh{sku_batch("fresh", 1, 0)};
+  std::vector<storage::commit_part> parts{{&stale[0], 1}};
+  std::vector<store_status> statuses;
+  EXPECT_EQ(store(l).commit(parts, statuses, tenure - 1 == 0 ? tenure + 2 : tenure - 1), store_status::not_leader);
+  EXPECT_EQ(stock_at(l, "stale"), -1);
+  parts = {{&fresh[0], 1}};
+  EXPECT_EQ(store(l).commit(parts, statuses, tenure), store_status::ok);
+  EXPECT_EQ(stock_at(l, "fresh"), 1);
 }
 
 // A directory is a replica's or a node's for its life: each refuses to open as the other.
