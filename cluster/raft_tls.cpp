@@ -74,7 +74,9 @@ struct raft_tls_connector::impl {
   bool stopped = false;
   std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
     refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
-  size_t handshaking = 0;
+  // Connections between accept and hello, oldest first, each with what cancels it.
+  std::deque<std::pair<uint64_t, kj::Own<kj::PromiseFulfiller<void>>>> handshakes;
+  uint64_t next_handshake = 0;
   std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> peer_links;  // accepted, oldest first
   std::map<uint64_t, std::deque<kj::Own<kj::PromiseFulfiller<void>>>> dialed_links;  // by target
   std::set<uint64_t> partitioned;  // test-only fault hook: peers cut off
@@ -291,17 +293,29 @@ struct raft_tls_connector::impl {
 
   // Accepts for as long as the connector runs: a failed accept (out of descriptors) waits a
   // little and goes on, and at most `max_handshakes` connections may be between accept and
-  // hello at once (the rest are closed at once), so a flood of strangers cannot close the
-  // port or take every descriptor.
+  // hello at once (past that the oldest of them is closed), so a flood of strangers can
+  // neither close the port, nor take every descriptor, nor keep a member's connection out.
   kj::Promise<void> accept_loop(kj::ConnectionReceiver& listener) {
     return listener.acceptAuthenticated().then(
       [this, &listener](kj::AuthenticatedStream raw) {
-        if (handshaking >= options.max_handshakes) {
+        // Full: the oldest handshake goes, not the newest. A flood of idle connections then
+        // cannot keep a member out: its connection finishes its handshake in milliseconds,
+        // long before max_handshakes newer ones could push it out.
+        if (handshakes.size() >= options.max_handshakes) {
           ++refused_busy;
-        } else {
-          ++handshaking;
-          tasks->add(serve(kj::mv(raw)).attach(kj::defer([this] { --handshaking; })));
+          handshakes.front().second->fulfill();
+          handshakes.pop_front();
         }
+        auto id = ++next_handshake;
+        auto cancel = kj::newPromiseAndFulfiller<void>();
+        handshakes.emplace_back(id, kj::mv(cancel.fulfiller));
+        tasks->add(serve(kj::mv(raw)).exclusiveJoin(kj::mv(cancel.promise)).attach(kj::defer([this, id] {
+          for (auto it = handshakes.begin(); it != handshakes.end(); ++it)
+            if (it->first == id) {
+              handshakes.erase(it);
+              break;
+            }
+        })));
         return accept_loop(listener);
       },
       [this, &listener](kj::Exception&&) {

@@ -33,7 +33,7 @@ struct raft_tls_stats {
   uint64_t accepted = 0;          // handed to Raft
   uint64_t refused_handshake = 0; // TLS failed (no certificate, another CA's) or too slow
   uint64_t refused_name = 0;      // a member's certificate, a hello claiming another id
-  uint64_t refused_busy = 0;      // closed at once: max_handshakes were under way
+  uint64_t refused_busy = 0;      // max_handshakes were under way: the oldest of them closed
   uint64_t refused_timeout = 0;   // no handshake and hello within connect_timeout_ms
   uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms
   uint64_t refused_frames = 0;    // a member sent a message libraft's decoder must not see
