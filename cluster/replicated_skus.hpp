@@ -49,7 +49,6 @@ public:
   // This node's replica, for Inventory.status (waits for the replica's thread).
   raft_group_status status();
   std::shared_ptr<storage> store() const { return group_->store(); }
-  raft_tls_stats transport_stats() const { return connector_->stats(); }
   // Test-only fault hook: the Raft links with these members are cut until the next call.
   void partition(const std::set<uint32_t>& peers) {
     connector_->partition(std::set<uint64_t>(peers.begin(), peers.end()));

@@ -385,8 +385,8 @@ TEST_F(raft_group, a_peer_keeps_a_bounded_number_of_accepted_links) {
   EXPECT_EQ(reserve(leader, "l", 10).size(), 10u);
 }
 
-// A flood of connections that never start TLS: past max_handshakes they are closed at once,
-// the port keeps accepting, and members still get through.
+// A flood of connections that never start TLS: past max_handshakes the oldest are closed,
+// the port keeps accepting, and a member gets through while the flood lasts.
 TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
   ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
   auto port = links_[0].connector->port();
