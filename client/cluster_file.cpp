@@ -173,7 +173,7 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
                    {"name", "id", "heartbeat_interval_ms", "down_after_ms", "connect_timeout_ms",
                     "reconnect_min_ms", "reconnect_max_ms", "forward_timeout_ms",
                     "peer_batch_max", "peer_batches_in_flight", "replicas", "election_timeout_ms",
-                    "raft_heartbeat_ms"},
+                    "raft_heartbeat_ms", "raft_snapshot_entries"},
                    error, w) ||
         !read_string(*t, "name", c.name, error, w) || !read_string(*t, "id", c.id, error, w) ||
         !read_int(*t, "heartbeat_interval_ms", c.heartbeat_interval_ms, 10, 60'000, error, w) ||
@@ -186,7 +186,8 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
         !read_int(*t, "peer_batches_in_flight", c.peer_batches_in_flight, 1, 1024, error, w) ||
         !read_int(*t, "replicas", c.replicas, 1, 64, error, w) ||
         !read_int(*t, "election_timeout_ms", c.election_timeout_ms, 50, 60'000, error, w) ||
-        !read_int(*t, "raft_heartbeat_ms", c.raft_heartbeat_ms, 5, 10'000, error, w))
+        !read_int(*t, "raft_heartbeat_ms", c.raft_heartbeat_ms, 5, 10'000, error, w) ||
+        !read_int(*t, "raft_snapshot_entries", c.raft_snapshot_entries, 16, 1'000'000'000, error, w))
       return false;
   } else if (root.contains("cluster")) {
     error = "cluster: expected a table [cluster]";
@@ -356,7 +357,9 @@ std::string cluster_file_text(const cluster_config& c) {
     << "replicas = " << c.replicas
     << "               # 1: no replication; the number of nodes: one Raft group on every node\n"
     << "election_timeout_ms = " << c.election_timeout_ms << "   # Raft: randomized between 1x and 2x this, ms\n"
-    << "raft_heartbeat_ms = " << c.raft_heartbeat_ms << "      # Raft: the leader's heartbeat, ms\n\n"
+    << "raft_heartbeat_ms = " << c.raft_heartbeat_ms << "      # Raft: the leader's heartbeat, ms\n"
+    << "raft_snapshot_entries = " << c.raft_snapshot_entries
+    << " # Raft: state snapshot every this many entries, as many kept behind it\n\n"
     << "[tls]\n"
     << "ca = \"" << c.ca << "\"              # cluster CA certificate (PEM), relative to this file\n"
     << "client_tls = " << (c.client_tls ? "true" : "false")

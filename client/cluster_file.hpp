@@ -45,6 +45,9 @@ struct cluster_config {
   uint32_t replicas = 1;
   int64_t election_timeout_ms = 500;  // Raft: randomized between 1x and 2x this
   int64_t raft_heartbeat_ms = 50;     // Raft: the leader's heartbeat
+  // Raft: a replica snapshots its state every this many entries and keeps as many behind
+  // it (a follower further behind is sent the state). Each replica's own: not in the hash.
+  int64_t raft_snapshot_entries = 65'536;
   std::string ca;                       // the cluster CA certificate (PEM); empty: plaintext
   bool client_tls = false;              // clients must connect with TLS too
   bool client_certs = false;            // ...and present a certificate the cluster CA signed,

@@ -15,8 +15,6 @@ std::unique_ptr<group_storage> group_storage::open(group_storage_options options
   std::unique_ptr<group_storage> g(new group_storage());
   options.storage.replicated = true;
   options.raft.dir = options.storage.path + "/raft";
-  // No Raft snapshots yet (see the header): libraft would ask for one every 1024 entries.
-  options.raft.snapshot_threshold = UINT_MAX;
   g->options_ = std::move(options);
   std::unique_ptr<storage> s = storage::open(g->options_.storage, error);
   if (!s) return nullptr;
@@ -47,18 +45,36 @@ void group_storage::apply(uint64_t index, std::string_view command) {
     spdlog::error("group storage {}: entry {} is not a commit; skipped", storage_->path(), index);
 }
 
-std::string group_storage::snapshot() {
-  // The threshold is at its maximum: libraft never asks (see the header).
-  spdlog::critical("group storage {}: Raft asked for a snapshot, which this version does not take",
-                   storage_->path());
-  std::abort();
+bool group_storage::snapshot(std::string& out) {
+  // libraft asks again after every apply while one is due: a failure waits a while (the
+  // log keeps its entries meanwhile; a disk that is full stays full for a bit).
+  auto now = std::chrono::steady_clock::now();
+  if (now < snapshot_retry_at_) return false;
+  uint64_t index = 0;
+  auto st = storage_->export_state(out, index);
+  if (st != store_status::ok) {
+    snapshot_retry_at_ = now + std::chrono::seconds(10);
+    spdlog::warn("group storage {}: no Raft snapshot ({}); the log keeps its entries, next try in 10 s",
+                 storage_->path(), to_string(st));
+    return false;
+  }
+  spdlog::info("group storage {}: Raft snapshot at entry {}, {} bytes", storage_->path(), index, out.size());
+  return true;
 }
 
-bool group_storage::restore(std::string_view) {
-  // No replica takes Raft snapshots, so none is ever installed.
-  spdlog::critical("group storage {}: offered a Raft snapshot, which this version cannot restore",
-                   storage_->path());
-  return false;
+bool group_storage::restore(std::string_view data) {
+  std::string problem;
+  auto before = storage_->applied_index();
+  auto st = storage_->install_state(data, problem);
+  if (st != store_status::ok) {
+    spdlog::critical("group storage {}: cannot install the group's state: {}{}{}", storage_->path(),
+                     to_string(st), problem.empty() ? "" : ": ", problem);
+    return false;
+  }
+  if (storage_->applied_index() != before)
+    spdlog::info("group storage {}: installed the group's state at entry {} (had {})", storage_->path(),
+                 storage_->applied_index(), before);
+  return true;
 }
 
 void group_storage::leading(uint64_t term) {

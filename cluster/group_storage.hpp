@@ -8,11 +8,16 @@
 //
 // Snapshots: the LMDB snapshot the storage writes in the background is what a restart
 // starts from (entries at or below its stamped Raft index are skipped when Raft hands
-// them again). Raft snapshots (the state shipped to a follower whose log the leader no
-// longer has) are not taken yet: the Raft log is kept whole (snapshot threshold at its
-// maximum), so a lagging or new replica catches up from entries.
+// them again). A Raft snapshot (libraft asks every `snapshot_threshold` entries, then
+// drops the log behind it but `snapshot_trailing` entries) is the storage's whole state
+// at the applied entry (storage::export_state: what waits written to LMDB, then every
+// record read out), taken on the replica's thread; it is what a follower whose next entry
+// the leader no longer has receives and installs (storage::install_state). At a restart
+// libraft hands back this replica's own latest one, which LMDB already covers: nothing
+// is installed then.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -49,7 +54,7 @@ public:
 
   // replication::state_machine, on the replica's thread.
   void apply(uint64_t index, std::string_view command) override;
-  std::string snapshot() override;
+  bool snapshot(std::string& out) override;
   bool restore(std::string_view data) override;
   void leading(uint64_t term) override;
   void following() override;
@@ -99,6 +104,7 @@ private:
   uint64_t submitted_ = 0;  // entries this replica submitted (writes and barriers), counted
   uint64_t confirmed_ = 0;  // the highest submission known committed in this tenure
   bool barrier_in_flight_ = false;
+  std::chrono::steady_clock::time_point snapshot_retry_at_{};  // the replica's thread
   std::vector<waiting> waiting_;
   group_storage_options options_;
   std::shared_ptr<storage> storage_;

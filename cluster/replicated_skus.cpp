@@ -270,6 +270,7 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   for (auto& m : cfg.members) g.raft.voters.push_back({m.id, m.raft});
   g.raft.election_timeout_ms = static_cast<unsigned>(cfg.election_timeout_ms);
   g.raft.heartbeat_ms = static_cast<unsigned>(cfg.raft_heartbeat_ms);
+  g.raft.snapshot_threshold = g.raft.snapshot_trailing = static_cast<unsigned>(cfg.raft_snapshot_entries);
   std::weak_ptr<leadership> events = r->leadership_;
   // The store's fence rises here, on the replica's thread, as the tenure begins: the store
   // then drops an earlier tenure's batches, and the replica refuses a commit of them that

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "persistence/clock.hpp"
+#include "persistence/crc32c.hpp"
 #include "persistence/data_directory.hpp"
 #include "protocol/regular_file.hpp"
 #include "protocol/log.hpp"
@@ -880,6 +881,142 @@ collect_result lmdb_env::collect_finished(int64_t ended_before_ms, size_t scan_m
   if (rc == 0 && now_ms > impl_->meta.clock_high_water_ms) impl_->meta.clock_high_water_ms = now_ms;
   result.status = impl_->classify(rc);
   return result;
+}
+
+// The state's framing: "HFSTATE1", the position and the clock's high-water mark (u64 LE
+// each), then records [database u8][key length u32][value length u32][key][value], a 0
+// byte, and the CRC32C of everything before it (u32 LE).
+namespace {
+constexpr std::string_view state_magic = "HFSTATE1";
+enum state_db : uint8_t { state_end = 0, state_skus, state_hold_log, state_finished, state_index, state_records };
+
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t get_le(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+}  // namespace
+
+store_status lmdb_env::export_state(std::string& out, uint64_t& position) const {
+  read_txn t(impl_->env);
+  if (t.rc != 0) return from_mdb(t.rc);
+  MDB_val mk{9, const_cast<char*>("directory")}, mv;
+  directory_meta meta;
+  int rc = mdb_get(t.txn, impl_->meta_db, &mk, &mv);
+  if (rc != 0) return from_mdb(rc);
+  if (!decode(mv.mv_data, mv.mv_size, meta)) return store_status::corrupt;
+  out.clear();
+  out.append(state_magic);
+  put_le(out, meta.snapshot_position, 8);
+  put_le(out, static_cast<uint64_t>(meta.clock_high_water_ms), 8);
+  const std::pair<state_db, MDB_dbi> dbs[] = {{state_skus, impl_->skus},
+                                              {state_hold_log, impl_->hold_log},
+                                              {state_finished, impl_->finished_holds},
+                                              {state_index, impl_->hold_index},
+                                              {state_records, impl_->records}};
+  for (auto [tag, dbi] : dbs) {
+    if (tag == state_records && !impl_->has_records) continue;
+    auto st = walk_keys(t.txn, dbi, {}, [&](std::string_view key, const MDB_val& v) {
+      out.push_back(static_cast<char>(tag));
+      put_le(out, key.size(), 4);
+      put_le(out, v.mv_size, 4);
+      out.append(key);
+      out.append(static_cast<const char*>(v.mv_data), v.mv_size);
+      return walk_step::next;
+    });
+    if (st != store_status::ok) return st;
+  }
+  out.push_back(static_cast<char>(state_end));
+  put_le(out, crc32c(out.data(), out.size()), 4);
+  position = meta.snapshot_position;
+  return store_status::ok;
+}
+
+bool lmdb_env::state_position(std::string_view state, uint64_t& position) {
+  if (state.size() < state_magic.size() + 16 || state.substr(0, state_magic.size()) != state_magic) return false;
+  position = get_le(state.data() + state_magic.size(), 8);
+  return true;
+}
+
+store_status lmdb_env::import_state(std::string_view state, int64_t now_ms, uint64_t& position,
+                                    std::string& problem) {
+  const size_t head = state_magic.size() + 16;
+  if (state.size() < head + 1 + 4 || state.substr(0, state_magic.size()) != state_magic) {
+    problem = "not a Holdfast state (its header)";
+    return store_status::corrupt;
+  }
+  size_t body = state.size() - 4;
+  if (crc32c(state.data(), body) != static_cast<uint32_t>(get_le(state.data() + body, 4))) {
+    problem = "the state fails its checksum";
+    return store_status::corrupt;
+  }
+  uint64_t at = get_le(state.data() + state_magic.size(), 8);
+  auto clock_mark = static_cast<int64_t>(get_le(state.data() + state_magic.size() + 8, 8));
+  MDB_txn* txn = nullptr;
+  int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
+  if (rc != 0) return impl_->classify(rc);
+  auto fail = [&](store_status st, std::string why) {
+    mdb_txn_abort(txn);
+    problem = std::move(why);
+    return st;
+  };
+  const MDB_dbi dbis[] = {0, impl_->skus, impl_->hold_log, impl_->finished_holds, impl_->hold_index,
+                          impl_->records};
+  for (int tag = state_skus; tag <= state_records; ++tag)
+    if ((rc = mdb_drop(txn, dbis[tag], 0)) != 0) return fail(impl_->classify(rc), mdb_strerror(rc));
+  size_t p = head;
+  uint64_t count = 0;
+  while (true) {
+    if (p >= body) return fail(store_status::corrupt, "the state has no end");
+    auto tag = static_cast<uint8_t>(state[p++]);
+    if (tag == state_end) break;
+    if (tag > state_records || body - p < 8) return fail(store_status::corrupt, "a record's framing");
+    size_t klen = get_le(state.data() + p, 4), vlen = get_le(state.data() + p + 4, 4);
+    p += 8;
+    if (klen == 0 || klen > lmdb_key_bytes_max || body - p < klen || body - p - klen < vlen)
+      return fail(store_status::corrupt, "a record's lengths");
+    std::string_view key = state.substr(p, klen), value = state.substr(p + klen, vlen);
+    p += klen + vlen;
+    // Each record's own check, where it has one (the hold log's blocks are read per SKU).
+    bool sound = true;
+    if (tag == state_skus) {
+      sku_record r;
+      sound = decode(value.data(), value.size(), r) && r.sku.sku == key;
+    } else if (tag == state_finished) {
+      hold_record h;
+      sound = decode(value.data(), value.size(), h);
+    } else if (tag == state_records) {
+      entity_record r;
+      sound = decode(value.data(), value.size(), r);
+    }
+    if (!sound) return fail(store_status::corrupt, "record " + std::to_string(count) + " fails its check");
+    MDB_val k{klen, const_cast<char*>(key.data())}, v{vlen, const_cast<char*>(value.data())};
+    // In key order, as exported: anything else is not an export.
+    rc = mdb_put(txn, dbis[tag], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) return fail(store_status::corrupt, "records out of key order");
+    if (rc != 0) return fail(impl_->classify(rc), mdb_strerror(rc));
+    if (tag == state_index) impl_->bloom_add(key.data(), key.size());
+    ++count;
+  }
+  if (p != body) return fail(store_status::corrupt, "bytes after the state's end");
+  auto meta = impl_->meta;
+  meta.snapshot_position = at;
+  meta.clock_high_water_ms = std::max({meta.clock_high_water_ms, clock_mark, now_ms});
+  std::string meta_key = "directory";
+  auto bytes = encode(meta);
+  MDB_val mk = val(meta_key), mv = val(bytes);
+  if ((rc = mdb_put(txn, impl_->meta_db, &mk, &mv, 0)) != 0) return fail(impl_->classify(rc), mdb_strerror(rc));
+  rc = mdb_txn_commit(txn);
+  if (rc != 0) {
+    problem = mdb_strerror(rc);
+    return impl_->classify(rc);
+  }
+  impl_->meta = meta;
+  position = at;
+  return store_status::ok;
 }
 
 store_status lmdb_env::copy_to(const std::string& directory, std::string& error) const {

@@ -162,6 +162,20 @@ public:
   collect_result collect_finished(int64_t ended_before_ms, size_t scan_max, std::string& cursor,
                                   int64_t now_ms);
 
+  // -- the whole state, as a replica group ships it (a Raft snapshot) ------------------
+  // Every record of the data databases from one read transaction, with the position that
+  // transaction's snapshot covers, checksummed. The directory record (the directory's
+  // identity) is not part of it.
+  store_status export_state(std::string& out, uint64_t& position) const;
+  // Replaces every data database's contents with `state` (export_state's) and stamps the
+  // snapshot with its position, in one transaction; the directory record keeps its
+  // identity. A state that fails its checksum, its framing, key order, or a record's own
+  // check is refused as corrupt with `problem`, and nothing changes.
+  store_status import_state(std::string_view state, int64_t now_ms, uint64_t& position,
+                            std::string& problem);
+  // The position a state says it covers (its header alone); false: not a state.
+  static bool state_position(std::string_view state, uint64_t& position);
+
   // Consistent hot copy with compaction of data.mdb into `directory`, synced.
   store_status copy_to(const std::string& directory, std::string& error) const;
 

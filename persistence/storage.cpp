@@ -675,6 +675,47 @@ store_status storage::rebuild_hold_claims(std::string& problem) {
   return store_status::ok;
 }
 
+store_status storage::export_state(std::string& out, uint64_t& index) {
+  // Applies run on the caller's thread: once what waits is in LMDB, LMDB is the state.
+  auto st = snapshot_now();
+  if (st != store_status::ok) return st;
+  return env_->export_state(out, index);
+}
+
+store_status storage::install_state(std::string_view state, std::string& problem) {
+  uint64_t at = 0;
+  if (!lmdb_env::state_position(state, at)) {
+    problem = "not a Holdfast state (its header)";
+    return store_status::corrupt;
+  }
+  if (at <= applied_index()) return store_status::ok;
+  // Everything waiting in memory is older than the state: written out first, so the
+  // overlay is empty and reads see only what the state has once it is in.
+  auto st = snapshot_now();
+  if (st != store_status::ok) {
+    problem = std::string("writing the changes that waited: ") + to_string(st);
+    return st;
+  }
+  {
+    std::lock_guard<std::mutex> one(snapshot_mutex_);
+    uint64_t position = 0;
+    st = env_->import_state(state, now_ms(), position, problem);
+    if (st != store_status::ok) return st;
+    std::lock_guard<std::mutex> lock(commit_mutex_);
+    applied_index_.store(position, std::memory_order_release);
+  }
+  {
+    std::lock_guard<std::mutex> guard(holders_mutex_);
+    holders_at_open_.reset();
+  }
+  {
+    std::lock_guard<std::mutex> guard(stats_mutex_);
+    stats_.snapshot_position = at;
+    stats_.states_installed++;
+  }
+  return rebuild_hold_claims(problem);
+}
+
 // -- snapshots and collection ----------------------------------------------------------
 
 store_status storage::snapshot_once() {

@@ -98,6 +98,7 @@ struct storage_stats {
   uint64_t overlay_mutations = 0;
   uint64_t entries_applied = 0;     // replicated: committed entries applied
   uint64_t entries_skipped = 0;     // replicated: entries the snapshot already had
+  uint64_t states_installed = 0;    // replicated: group states installed (install_state)
   uint64_t applied_index = 0;       // replicated: the last entry applied
   histogram_counts commit_latency;  // a group commit: from the store's call to durable, seconds
   histogram_counts sync_latency;    // the log append's fdatasync, seconds
@@ -217,6 +218,17 @@ public:
   store_status rebuild_hold_claims(std::string& problem);
   // The last entry applied (at open: the one the LMDB snapshot covers).
   uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
+  // Raft snapshots, on the replica's thread (no entry is applied meanwhile):
+  // The state at applied_index(): what waits in memory is written to LMDB first, then
+  // every record is read out in one transaction (lmdb_env::export_state). `index` is the
+  // entry it covers.
+  store_status export_state(std::string& out, uint64_t& index);
+  // The group's state at a later entry than this replica has applied (a replica that fell
+  // behind the leader's log): what waits in memory is written, LMDB's contents replaced in
+  // one transaction, and the active-hold index rebuilt. A state at or below
+  // applied_index() changes nothing: this replica's own snapshot, handed back at a restart
+  // (its LMDB is at least that far). corrupt with `problem` when `state` is not sound.
+  store_status install_state(std::string_view state, std::string& problem);
 
   // -- maintenance --------------------------------------------------------------
   bool background() const { return options_.background; }

@@ -1,6 +1,7 @@
 /* The only file that includes raft/uv.h: see raft_uv_c.h. */
 #include "replication/raft_uv_c.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +107,73 @@ struct hf_node {
   void (*done)(void *);
   void *done_data;
   int started;
+  /* raft_uv's start, and libraft's callbacks it was given: see on_recv. */
+  int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+  raft_io_tick_cb tick;
+  raft_io_recv_cb recv;
+  int holding;              /* an InstallSnapshot waits in `held` */
+  struct raft_message held; /* its data and configuration are ours until delivered */
+  char *held_address;
 };
+
+static struct hf_node *node_of(struct raft_io *io) {
+  return (struct hf_node *)((char *)io - offsetof(struct hf_node, io));
+}
+
+static void held_free(struct hf_node *n) {
+  if (!n->holding) return;
+  raft_configuration_close(&n->held.install_snapshot.conf);
+  raft_free(n->held.install_snapshot.data.base);
+  raft_free(n->held_address);
+  n->held_address = NULL;
+  n->holding = 0;
+}
+
+/* libraft 0.22.1 loses an InstallSnapshot that arrives while this replica writes a
+ * snapshot of its own: legacyHandleUpdateSnapshot parks it in legacy.snapshot_pending, and
+ * takeSnapshotCb sets that to NULL before reading it, then persists NULL (src/legacy.c,
+ * lines 528-534: a crash). So such a message waits here until the replica's own snapshot
+ * is written, and is delivered at the next tick (a newer one replaces it meanwhile). */
+static void on_recv(struct raft_io *io, struct raft_message *m) {
+  struct hf_node *n = node_of(io);
+  char *address;
+  if (m->type != RAFT_INSTALL_SNAPSHOT || (!n->raft.legacy.snapshot_taking && !n->holding)) {
+    n->recv(io, m);
+    return;
+  }
+  address = raft_malloc(strlen(m->server_address) + 1);
+  if (address == NULL) { /* dropped: the leader sends it again */
+    raft_configuration_close(&m->install_snapshot.conf);
+    raft_free(m->install_snapshot.data.base);
+    return;
+  }
+  held_free(n);
+  strcpy(address, m->server_address);
+  n->held = *m; /* raft_uv reuses *m once this returns; the buffers it points at are ours */
+  n->held.server_address = address;
+  n->held_address = address;
+  n->holding = 1;
+}
+
+static void on_tick(struct raft_io *io) {
+  struct hf_node *n = node_of(io);
+  n->tick(io);
+  if (n->holding && !n->raft.legacy.snapshot_taking) {
+    struct raft_message m = n->held;
+    char *address = n->held_address;
+    n->holding = 0;
+    n->held_address = NULL;
+    n->recv(io, &m); /* takes the buffers (or frees them when closing) */
+    raft_free(address);
+  }
+}
+
+static int node_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
+  struct hf_node *n = node_of(io);
+  n->tick = tick;
+  n->recv = recv;
+  return n->uv_start(io, msecs, on_tick, on_recv);
+}
 
 struct hf_node *hf_node_create(struct uv_loop_s *loop, const char *dir, struct raft_uv_transport *transport,
                                unsigned long long id, const char *address, struct raft_fsm *fsm, char *error) {
@@ -126,6 +193,8 @@ struct hf_node *hf_node_create(struct uv_loop_s *loop, const char *dir, struct r
    * a replica that had acknowledged them could then vote for a leader that lacks them. A
    * damaged log stops the start with why; the operator replaces the replica. */
   raft_uv_set_auto_recovery(&n->io, false);
+  n->uv_start = n->io.start;
+  n->io.start = node_start;
   rv = raft_init(&n->raft, &n->io, fsm, id, address);
   if (rv != 0) {
     snprintf(error, 256, "raft_init: %s", raft_errmsg(&n->raft));
@@ -188,6 +257,7 @@ static void node_closed(struct raft *r) {
   void (*done)(void *) = n->done;
   void *data = n->done_data;
   raft_uv_close(&n->io);
+  held_free(n);
   free(n);
   if (done != NULL) done(data);
 }

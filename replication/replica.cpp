@@ -44,13 +44,15 @@ replica::replica(state_machine& machine) : machine_(machine) {
     auto* self = static_cast<replica*>(data);
     bool ok = guarded("snapshot", [&] {
       try {
-        self->snapshot_ = self->machine_.snapshot();
-        return true;
+        return self->machine_.snapshot(self->snapshot_);
       } catch (const std::bad_alloc&) {
         return false;
       }
     });
-    if (!ok) return 1;
+    if (!ok) {
+      std::string().swap(self->snapshot_);
+      return 1;
+    }
     *bytes = self->snapshot_.data();
     *len = self->snapshot_.size();
     ++self->counters_.snapshots_taken;

@@ -47,8 +47,9 @@ public:
   // One committed command, at log `index`: the same bytes, in the same order, everywhere.
   virtual void apply(uint64_t index, std::string_view command) = 0;
   // The whole applied state, and its inverse (a follower that fell behind the leader's
-  // log receives the leader's snapshot instead of the entries). restore: false = refused.
-  virtual std::string snapshot() = 0;
+  // log receives the leader's snapshot instead of the entries). snapshot: false = not now
+  // (libraft asks again after a later apply); restore: false = refused.
+  virtual bool snapshot(std::string& out) = 0;
   virtual bool restore(std::string_view data) = 0;
   // This replica leads `term` and everything committed before it is applied: it may decide.
   virtual void leading(uint64_t term) {}

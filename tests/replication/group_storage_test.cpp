@@ -46,6 +46,7 @@ protected:
     o.raft.voters = voters_;
     o.raft.election_timeout_ms = 500;
     o.raft.heartbeat_ms = 50;
+    if (snapshot_entries_ > 0) o.raft.snapshot_threshold = o.raft.snapshot_trailing = snapshot_entries_;
     return o;
   }
 
@@ -112,7 +113,30 @@ protected:
     return true;
   }
 
+  // The replica's whole state as export_state reads it, on the replica's thread, without
+  // its header (position and clock mark) and checksum: the records alone.
+  std::string records_of(unsigned i) {
+    std::string state;
+    uint64_t index = 0;
+    store_status st = store_status::io_error;
+    nodes_[i].group->host().run([&](replica&) { st = store(i).export_state(state, index); });
+    EXPECT_EQ(st, store_status::ok) << i;
+    return state.size() > 28 ? state.substr(24, state.size() - 28) : std::string();
+  }
+  replica_counters counters(unsigned i) {
+    replica_counters c;
+    nodes_[i].group->host().run([&](replica& r) { c = r.counters(); });
+    return c;
+  }
+
   std::vector<replica_node> nodes_;
+  unsigned snapshot_entries_ = 0;  // 0: raft_host's default
+};
+
+// Raft snapshots every 16 entries, 16 kept behind.
+class group_storages_snapshotting : public group_storages {
+protected:
+  group_storages_snapshotting() { snapshot_entries_ = 16; }
 };
 
 TEST_F(group_storages, commits_replicate_to_every_replica_and_survive_the_leader) {
@@ -284,6 +308,111 @@ TEST_F(group_storages, a_replica_directory_and_a_node_directory_do_not_mix) {
   node.replicated = true;
   EXPECT_FALSE(storage::open(node, error));
   EXPECT_NE(error.find("has a node log"), std::string::npos) << error;
+}
+
+// A replica that was away while the group moved past what its leader keeps of the log is
+// sent the group's state (the leader's Raft snapshot: its storage read out whole),
+// installs it, and ends with the same records and the same active hold ids; then every
+// replica restarts from logs cut behind their snapshots, and nothing is installed again.
+TEST_F(group_storages_snapshotting, a_replica_the_log_left_behind_installs_the_groups_state) {
+  unsigned l = leader();
+  for (int k = 0; k < 10; ++k) ASSERT_EQ(commit(l, {sku_batch("early-" + std::to_string(k), 5 + k, 1)}), store_status::ok);
+  unsigned f = (l + 1) % 3;
+  ASSERT_TRUE(wait_until([&] { return all_have({f}, "early-9", 14); }, std::chrono::seconds(10)));
+  stop(f);
+  // 120 entries while it is away: the leader snapshots and cuts its log several times.
+  for (int k = 0; k < 120; ++k)
+    ASSERT_EQ(commit(l, {sku_batch("late-" + std::to_string(k), 100 + k, k % 3)}), store_status::ok);
+  ASSERT_EQ(commit(l, {sku_batch("early-0", 77, 1)}), store_status::ok);  // a later value
+  EXPECT_GE(counters(l).snapshots_taken, 2u);
+
+  start(f);
+  ASSERT_TRUE(wait_until([&] { return all_have({f}, "early-0", 77); }, std::chrono::seconds(20)));
+  EXPECT_GE(store(f).stats().states_installed, 1u) << "caught up from entries: the leader kept them";
+  EXPECT_GE(counters(f).snapshots_restored, 1u);
+  // The same state: every record byte for byte, and the hold-id index rebuilt from it.
+  ASSERT_TRUE(wait_until([&] { return records_of(f) == records_of(l); }, std::chrono::seconds(10)));
+  std::string owner;
+  EXPECT_EQ(store(f).lookup_hold_sku("late-38-h1", owner), store_status::ok);
+  EXPECT_EQ(owner, "late-38");
+  EXPECT_EQ(store(f).lookup_hold_sku("early-4-h0", owner), store_status::ok);
+  EXPECT_EQ(stock_at(f, "late-119"), 100 + 119);
+
+  // It serves as leader on that state when the others go.
+  unsigned other = 3 - l - f;
+  stop(l);
+  stop(other);
+  start(other);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10)));
+  unsigned next = static_cast<unsigned>(serving());
+  ASSERT_EQ(commit(next, {sku_batch("after", 1, 1)}), store_status::ok);
+  start(l);
+  ASSERT_TRUE(wait_until([&] { return all_have({0, 1, 2}, "after", 1); }, std::chrono::seconds(20)));
+
+  // Every replica restarts from a log cut behind its snapshots: LMDB is at least as far
+  // as the snapshot libraft hands back, so nothing is installed, and nothing is lost.
+  for (unsigned i = 0; i < 3; ++i) stop(i);
+  for (unsigned i = 0; i < 3; ++i) start(i);
+  unsigned again = leader();
+  ASSERT_EQ(commit(again, {sku_batch("restarted", 2, 0)}), store_status::ok);
+  ASSERT_TRUE(wait_until([&] { return all_have({0, 1, 2}, "restarted", 2); }, std::chrono::seconds(20)));
+  for (unsigned i = 0; i < 3; ++i) {
+    EXPECT_EQ(store(i).stats().states_installed, 0u) << i;
+    EXPECT_EQ(stock_at(i, "early-0"), 77) << i;
+    EXPECT_EQ(stock_at(i, "late-80"), 100 + 80) << i;
+    EXPECT_EQ(stock_at(i, "after"), 1) << i;
+  }
+  ASSERT_TRUE(wait_until([&] { return records_of(0) == records_of(1) && records_of(1) == records_of(2); },
+                         std::chrono::seconds(10)));
+}
+
+// A state that is not sound (damaged, cut short, another format) is refused and changes
+// nothing; one at or below what the replica applied changes nothing either.
+TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
+  unsigned l = leader();
+  for (int k = 0; k < 5; ++k) ASSERT_EQ(commit(l, {sku_batch("s" + std::to_string(k), 1 + k, 1)}), store_status::ok);
+  std::string state;
+  uint64_t index = 0;
+  nodes_[l].group->host().run([&](replica&) { ASSERT_EQ(store(l).export_state(state, index), store_status::ok); });
+  ASSERT_GE(index, 5u);
+  ASSERT_EQ(commit(l, {sku_batch("s9", 9, 0)}), store_status::ok);
+  stop(l);
+  // A plain storage stands in for a replica that is further behind.
+  storage_options o;
+  o.path = (dir_ / "behind").string();
+  o.replicated = true;
+  o.background = false;
+  std::string error;
+  auto behind = storage::open(o, error);
+  ASSERT_TRUE(behind) << error;
+  auto refused = [&](std::string bad) {
+    std::string problem;
+    EXPECT_EQ(behind->install_state(bad, problem), store_status::corrupt);
+    EXPECT_FALSE(problem.empty());
+    sku_record r;
+    EXPECT_EQ(behind->read_sku("s1", r), store_status::not_found);
+    EXPECT_EQ(behind->applied_index(), 0u);
+  };
+  std::string flipped = state;
+  flipped[flipped.size() / 2] ^= 0x20;
+  refused(flipped);
+  refused(state.substr(0, state.size() - 9));
+  refused("HFSTATE1" + std::string("\xe8\x03", 2) + std::string(28, '\0'));  // entry 1000, no records
+  refused("not a state at all");
+  std::string problem;
+  ASSERT_EQ(behind->install_state(state, problem), store_status::ok) << problem;
+  EXPECT_EQ(behind->applied_index(), index);
+  sku_record r;
+  ASSERT_EQ(behind->read_sku("s4", r), store_status::ok);
+  EXPECT_EQ(r.sku.on_hand, 5);
+  EXPECT_EQ(behind->read_sku("s9", r), store_status::not_found);
+  std::string owner;
+  EXPECT_EQ(behind->lookup_hold_sku("s3-h0", owner), store_status::ok);
+  EXPECT_EQ(owner, "s3");
+  EXPECT_EQ(behind->stats().states_installed, 1u);
+  // Once more, or an older one: nothing to do.
+  ASSERT_EQ(behind->install_state(state, problem), store_status::ok) << problem;
+  EXPECT_EQ(behind->stats().states_installed, 1u);
 }
 
 }  // namespace

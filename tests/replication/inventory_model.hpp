@@ -111,7 +111,10 @@ public:
       violations.push_back("malformed command");
     }
   }
-  std::string snapshot() override { return applied.encode(); }
+  bool snapshot(std::string& out) override {
+    out = applied.encode();
+    return true;
+  }
   bool restore(std::string_view data) override { return applied.decode(data); }
   void leading(uint64_t) override {
     book = applied;
