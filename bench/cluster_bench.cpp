@@ -187,11 +187,13 @@ int run_replicated_bench(const cluster_bench_options& o) {
   if (o.worker_threads > 0) node_args = {"--worker-threads", std::to_string(o.worker_threads)};
   std::vector<row> rows;
   std::vector<double> failovers;
+  uint64_t snapshots = 0;  // Raft snapshots the leader took during (r) and (r/2)
   if (!run_rows(tmp, [&] {
     rows.push_back(single_node_row(o, tmp + "/single", skus, node_args, "one node, unreplicated, clients connected to it"));
     cluster_config cfg;
     std::string error;
-    if (!init_cluster_dir(tmp + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.nodes))
+    if (!init_cluster_dir(tmp + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.nodes) ||
+        (o.snapshot_entries > 0 && !set_raft_snapshot_entries(tmp + "/cluster", o.snapshot_entries, error)))
       throw std::runtime_error(error);
     local_cluster nodes(self_executable(), tmp + "/cluster", o.nodes, node_args);
     if (!nodes.wait_links_up(std::chrono::seconds(30))) throw std::runtime_error("cluster links did not come up");
@@ -207,6 +209,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
     auto half = o;
     half.callers = std::max(1, o.callers / 2);
     rows.push_back(measure(half, "r/2", what + ", half the callers", skus, connect_to(nodes.address(leader)), members));
+    snapshots = nodes.raft_status(leader).snapshots_taken;
     progress("failover: " + std::to_string(o.trials) + " kill -9s of the leader");
     failovers = failover_trials(o, nodes, skus.front());
   }))
@@ -228,6 +231,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
       j["cpu"][r.id] = u;
     }
     j["failover_ms"] = {{"trials", failovers}, {"p50", f50}, {"max", fmax}};
+    j["raft_snapshots_in_r_rows"] = snapshots;
     j["targets"] = {{"r_over_a_min", r_over_a_min}, {"r_over_a", ratio(rows[1])},
                     {"half_p99_max_ms", half_p99_max_ms}, {"half_p99_ms", rows[2].p99_ms},
                     {"failover_max_ms", failover_max_ms}};
@@ -238,6 +242,8 @@ int run_replicated_bench(const cluster_bench_options& o) {
   for (auto& r : rows)
     std::printf("%-5s %-80s %12.0f %8.3f %8.3f %7.2fx\n", r.id.c_str(), (r.system + " (" + r.shape + ")").c_str(),
                 r.per_second, r.p50_ms, r.p99_ms, ratio(r));
+  std::printf("\nRaft snapshots of the state the leader took during (r) and (r/2): %llu (every %d entries)\n",
+              static_cast<unsigned long long>(snapshots), o.snapshot_entries > 0 ? o.snapshot_entries : static_cast<int>(cluster_config{}.raft_snapshot_entries));
   std::printf("\nfailover (kill -9 of the leader -> first reservation sent after it that succeeded), %zu trials:\n"
               "  p50 %.0f ms, max %.0f ms; every trial:", failovers.size(), f50, fmax);
   for (auto f : failovers) std::printf(" %.0f", f);

@@ -23,6 +23,7 @@ struct cluster_bench_options {
   // of the leader (each: the kill to the first reservation sent after it that succeeded).
   int replicas = 1;
   int trials = 20;
+  int snapshot_entries = 0;  // > 0: the replicated cluster's raft_snapshot_entries
   bool json = false;
 };
 

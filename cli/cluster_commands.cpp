@@ -94,12 +94,17 @@ int print_status(const context& ctx, const cluster_config& cfg) {
           lags += " " + std::to_string(f.node) + ":" + std::to_string(f.lag);
         }
         j["raft"] = {{"state", r.state}, {"serving", r.serving}, {"term", r.term}, {"commit_index", r.commit_index},
-                     {"last_applied", r.last_applied}, {"leader", r.leader}, {"followers", fj}};
+                     {"last_applied", r.last_applied}, {"leader", r.leader}, {"followers", fj},
+                     {"snapshot_index", r.snapshot_index}, {"snapshots_taken", r.snapshots_taken},
+                     {"states_installed", r.states_installed}};
         raft_lines += "      sku group: " + r.state + (r.serving ? " (serving)" : "") + ", term " +
                       std::to_string(r.term) + ", commit " + std::to_string(r.commit_index) + ", applied " +
                       std::to_string(r.last_applied) + ", leader " +
                       (r.leader ? "node " + std::to_string(r.leader) : std::string("none")) +
-                      (lags.empty() ? "" : ", lag per follower" + lags) + "\n";
+                      (lags.empty() ? "" : ", lag per follower" + lags) +
+                      (r.snapshot_index ? ", snapshot at " + std::to_string(r.snapshot_index) : std::string()) +
+                      (r.states_installed ? ", " + std::to_string(r.states_installed) + " states installed"
+                                          : std::string()) + "\n";
       }
       if (!ctx.as_json)
         std::printf("%-5u %-6s %-21s %-9s %-8s %8lld %10.0f %10llu  %s\n", m.id, "up", m.client.c_str(),

@@ -333,6 +333,9 @@ kj::Promise<node_status> client::status() {
       g.commit_index = r.getCommitIndex();
       g.last_applied = r.getLastApplied();
       g.leader = r.getLeader();
+      g.snapshot_index = r.getSnapshotIndex();
+      g.snapshots_taken = r.getSnapshotsTaken();
+      g.states_installed = r.getStatesInstalled();
       for (auto f : r.getFollowers()) g.followers.push_back({f.getNode(), f.getMatchIndex(), f.getLag()});
     }
     for (auto l : s.getLinks())

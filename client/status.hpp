@@ -34,6 +34,8 @@ struct raft_group_status {
   bool serving = false;
   uint64_t term = 0, commit_index = 0, last_applied = 0;
   uint32_t leader = 0;   // 0: none known
+  uint64_t snapshot_index = 0;    // its latest Raft snapshot's entry (0: none since it started)
+  uint64_t snapshots_taken = 0, states_installed = 0;  // since it started
   struct follower {
     uint32_t node = 0;
     uint64_t match_index = 0, lag = 0;

@@ -58,12 +58,15 @@ bool group_storage::snapshot(std::string& out) {
                  storage_->path(), to_string(st));
     return false;
   }
-  spdlog::info("group storage {}: Raft snapshot at entry {}, {} bytes", storage_->path(), index, out.size());
+  spdlog::info("group storage {}: Raft snapshot of the state at entry {}: {} bytes in {:.1f} ms", storage_->path(),
+               index, out.size(),
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - now).count());
   return true;
 }
 
 bool group_storage::restore(std::string_view data) {
   std::string problem;
+  auto started = std::chrono::steady_clock::now();
   auto before = storage_->applied_index();
   auto st = storage_->install_state(data, problem);
   if (st != store_status::ok) {
@@ -72,8 +75,9 @@ bool group_storage::restore(std::string_view data) {
     return false;
   }
   if (storage_->applied_index() != before)
-    spdlog::info("group storage {}: installed the group's state at entry {} (had {})", storage_->path(),
-                 storage_->applied_index(), before);
+    spdlog::info("group storage {}: installed the group's state at entry {} (had {}): {} bytes in {:.1f} ms",
+                 storage_->path(), storage_->applied_index(), before, data.size(),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
   return true;
 }
 

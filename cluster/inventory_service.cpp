@@ -349,6 +349,9 @@ public:
         r.setCommitIndex(g.commit_index);
         r.setLastApplied(g.last_applied);
         r.setLeader(g.leader);
+        r.setSnapshotIndex(g.snapshot_index);
+        r.setSnapshotsTaken(g.snapshots_taken);
+        r.setStatesInstalled(g.states_installed);
         auto fs = r.initFollowers(static_cast<unsigned>(g.followers.size()));
         for (unsigned i = 0; i < g.followers.size(); ++i) {
           fs[i].setNode(g.followers[i].node);

@@ -347,6 +347,9 @@ raft_group_status replicated_skus::status() {
   g.commit_index = s.commit_index;
   g.last_applied = s.last_applied;
   g.leader = static_cast<uint32_t>(s.leader_id);
+  g.snapshot_index = s.snapshot_index;
+  g.snapshots_taken = s.snapshots_taken;
+  g.states_installed = group_->store()->stats().states_installed;
   for (auto& f : s.followers) g.followers.push_back({static_cast<uint32_t>(f.id), f.match_index, f.lag});
   return g;
 }

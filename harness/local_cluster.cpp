@@ -13,6 +13,7 @@
 
 #include "cluster/certs.hpp"
 #include "harness/processes.hpp"
+#include "protocol/files.hpp"
 
 namespace holdfast {
 
@@ -278,6 +279,23 @@ void local_cluster::attach() {
     nodes_[id] = node_process::adopt(pid, address(id), dir_ + "/node-" + std::to_string(id) + ".log");
     stopped_[id] = false;
   }
+}
+
+bool set_raft_snapshot_entries(const std::string& dir, int entries, std::string& error) {
+  std::string file = dir + "/cluster.toml", text;
+  if (auto why = read_small_file(file, 1 << 20, text); !why.empty()) {
+    error = file + ": " + why;
+    return false;
+  }
+  const std::string key = "raft_snapshot_entries = ";
+  auto at = text.find(key);
+  if (at == std::string::npos) {
+    error = file + " has no raft_snapshot_entries line";
+    return false;
+  }
+  auto end = text.find_first_not_of("0123456789", at + key.size());
+  text.replace(at, end - at, key + std::to_string(entries));
+  return write_file_atomically(file, text, error);
 }
 
 }  // namespace holdfast

@@ -80,4 +80,8 @@ private:
   std::map<uint32_t, bool> stopped_;
 };
 
+// Sets [cluster] raft_snapshot_entries in DIR/cluster.toml as `cluster init` wrote it (each
+// replica's own setting: the file's hash stays). False with why.
+bool set_raft_snapshot_entries(const std::string& dir, int entries, std::string& error);
+
 }  // namespace holdfast

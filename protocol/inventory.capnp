@@ -374,6 +374,9 @@ struct RaftStatus {
   lastApplied @5 :UInt64;
   leader @6 :UInt32;       # the leader this replica knows; 0: none
   followers @7 :List(FollowerLag);  # when leading
+  snapshotIndex @8 :UInt64;   # the entry its latest Raft snapshot covers (0: none since it started)
+  snapshotsTaken @9 :UInt64;  # since it started
+  statesInstalled @10 :UInt64;  # the group's state sent by a leader and installed, since it started
 }
 
 struct FollowerLag {

@@ -56,6 +56,7 @@ replica::replica(state_machine& machine) : machine_(machine) {
     *bytes = self->snapshot_.data();
     *len = self->snapshot_.size();
     ++self->counters_.snapshots_taken;
+    self->snapshot_index_ = hf_last_applied(self->raft_);  // libraft snapshots at the applied entry
     return 0;
   };
   callbacks_.snapshot_done = [](void* data) { std::string().swap(static_cast<replica*>(data)->snapshot_); };
@@ -198,6 +199,8 @@ replica_status replica::status() const {
   s.commit_index = info.commit_index;
   s.last_applied = info.last_applied;
   s.last_index = info.last_index;
+  s.snapshot_index = snapshot_index_;
+  s.snapshots_taken = counters_.snapshots_taken;
   s.leader_id = info.leader_id;
   if (info.leader_address != nullptr) s.leader_address = info.leader_address;
   if (info.state == HF_LEADER) {

@@ -82,6 +82,8 @@ struct replica_status {
   uint64_t leader_id = 0;
   std::string leader_address;
   std::vector<follower_progress> followers;  // when leading: every other voter
+  uint64_t snapshot_index = 0;   // the entry its latest snapshot covers (0: none taken yet)
+  uint64_t snapshots_taken = 0;
 };
 
 struct replica_counters {
@@ -133,6 +135,7 @@ private:
   uint64_t serving_term_ = 0; // 0: not serving
   bool broken_ = false;       // its log refused an entry: it takes no more (see submit)
   std::string snapshot_;      // handed to libraft until it is written
+  uint64_t snapshot_index_ = 0;
   std::atomic<uint64_t> known_leader_{0};
   replica_counters counters_;
 };

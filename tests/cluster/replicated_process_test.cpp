@@ -22,11 +22,13 @@ using steady = std::chrono::steady_clock;
 
 class replicated_cluster : public cluster_test {
 protected:
-  void start_replicated() {
+  // `snapshot_entries`: the cluster file's raft_snapshot_entries (0: as `cluster init` writes it).
+  void start_replicated(int snapshot_entries = 0) {
     cluster_config cfg;
     std::string error;
     ASSERT_TRUE(init_cluster_dir(dir_ + "/c", 3, 0, "holdfast-local", false, cfg, error, false, 3)) << error;
     EXPECT_EQ(cfg.replicas, 3u);
+    if (snapshot_entries > 0) ASSERT_TRUE(set_raft_snapshot_entries(dir_ + "/c", snapshot_entries, error)) << error;
     start();
   }
   uint32_t leader() { return nodes_->raft_leader(std::chrono::seconds(15)); }
@@ -86,7 +88,7 @@ struct reserver {
 };
 
 TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_group_serves_again) {
-  start_replicated();
+  start_replicated(/*snapshot_entries=*/64);
   auto first = leader();
   ASSERT_NE(first, 0u) << "no leader elected\n" << log(1);
   uint32_t via = first % 3 + 1;  // a follower: it forwards to the leader
@@ -113,8 +115,14 @@ TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_gr
   EXPECT_NE(second, first);
   auto before = load.count();
   ASSERT_TRUE(wait_until([&] { return load.count() >= before + 100; }, std::chrono::seconds(30)));
+  // Until the group's log has moved past what its leader keeps (64 entries behind its
+  // latest snapshot, taken every 64): the killed node gets the group's state.
+  auto away_from = raft_of(second).commit_index;
+  ASSERT_TRUE(wait_until([&] { return raft_of(second).commit_index > away_from + 3 * 64; }, std::chrono::seconds(30)));
+  EXPECT_GT(raft_of(second).snapshot_index, 0u);
 
-  // The killed node comes back from its directory and catches up with the group.
+  // The killed node comes back from its directory and catches up with the group: from the
+  // state the leader sends, then the entries after it.
   nodes_->start(first);
   ASSERT_TRUE(wait_until([&] {
     try {
@@ -124,6 +132,7 @@ TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_gr
       return false;
     }
   }, std::chrono::seconds(30))) << log(first);
+  EXPECT_GE(raft_of(first).states_installed, 1u) << log(first);
 
   // The second leader goes too: the returned node and the third make the majority.
   killed_at = steady::now();
