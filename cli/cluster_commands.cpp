@@ -33,6 +33,7 @@ struct cluster_args {
   bool client_certs = false;
   bool fault_hooks = false;
   std::vector<std::string> keys;
+  uint32_t to = 0;  // rebalance: 0 = the preferred node
   std::string cluster_file() const { return file.empty() ? dir + "/cluster.toml" : file; }
 };
 
@@ -124,6 +125,52 @@ int print_status(const context& ctx, const cluster_config& cfg) {
     std::cout << nlohmann::json{{"cluster", cfg.name}, {"file_hash", cfg.hash}, {"nodes", out}}.dump()
               << "\n";
   return down == 0 ? 0 : exit_refused;
+}
+
+// Moves the SKU group's leadership to node `to` (0: the preferred one, the first member):
+// finds the leader from the members' statuses and asks it to transfer.
+int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
+  if (cfg.replicas <= 1) return fail(ctx, "invalid", "the cluster is not replicated ([cluster] replicas = 1)");
+  if (to == 0) to = cfg.members.front().id;
+  if (!cfg.member(to)) return fail(ctx, "invalid", "node " + std::to_string(to) + " is not a member");
+  auto o = connection_options(ctx, &cfg);
+  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+  uint32_t leader = 0;
+  uint64_t term = 0;
+  for (auto& m : cfg.members) {
+    try {
+      blocking_client c(m.client, o);
+      auto s = c.status();
+      if (s.raft.present && s.raft.state == "leader" && s.raft.term >= term) {
+        leader = m.id;
+        term = s.raft.term;
+      }
+    } catch (const std::exception&) {  // down: not the leader we ask
+    }
+  }
+  nlohmann::json j{{"to", to}, {"leader_before", leader}};
+  if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");
+  if (leader == to) {
+    j["leader"] = to;
+    if (ctx.as_json) std::cout << j.dump() << "\n";
+    else std::printf("node %u leads the SKU group already\n", to);
+    return 0;
+  }
+  // The transfer takes up to an election timeout (the leader answers then).
+  o.call_timeout_ms = std::max<int64_t>(ctx.timeout_ms, 4 * cfg.election_timeout_ms);
+  std::pair<uint32_t, std::string> answer;
+  try {
+    blocking_client c(cfg.member(leader)->client, o);
+    answer = c.transfer_leadership(to);
+  } catch (const std::exception& e) {
+    return fail(ctx, "unavailable", "node " + std::to_string(leader) + ", the leader: " + e.what());
+  }
+  if (!answer.second.empty())
+    return fail(ctx, "refused", "node " + std::to_string(leader) + " did not hand over: " + answer.second);
+  j["leader"] = answer.first;
+  if (ctx.as_json) std::cout << j.dump() << "\n";
+  else std::printf("the SKU group's leadership moved from node %u to node %u\n", leader, answer.first);
+  return 0;
 }
 
 bool load(const context& ctx, const cluster_args& a, cluster_config& cfg) {
@@ -314,6 +361,20 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       cluster_config cfg;
       if (!load(ctx, *a, cfg)) return exit_usage;
       return print_status(ctx, cfg);
+    };
+  });
+
+  auto* rebalance_cmd = cluster->add_subcommand(
+    "rebalance", "a replicated cluster: move the SKU group's leadership back to its preferred node (the first "
+                 "member), or to --to, by Raft's leadership transfer");
+  rebalance_cmd->add_option("--dir", a->dir)->capture_default_str();
+  rebalance_cmd->add_option("--cluster", a->file, "cluster file (default: DIR/cluster.toml)");
+  rebalance_cmd->add_option("--to", a->to, "the node to lead (default: the first member)");
+  rebalance_cmd->callback([&ctx, a] {
+    ctx.action = [&ctx, a] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      return rebalance(ctx, cfg, a->to);
     };
   });
 

@@ -393,6 +393,14 @@ kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& pe
   return impl_->or_timeout(req.send().then([](auto r) { return codec::str(r.getRefused()); }));
 }
 
+kj::Promise<std::pair<uint32_t, std::string>> client::transfer_leadership(uint32_t to) {
+  auto req = impl_->inventory.transferLeadershipRequest();
+  req.setTo(to);
+  return impl_->or_timeout(req.send().then([](auto r) {
+    return std::make_pair(r.getLeader(), codec::str(r.getRefused()));
+  }));
+}
+
 namespace {
 template <class Result, class Make>
 kj::Promise<std::vector<Result>> never_rejects(kj::Promise<std::vector<Result>> call, size_t n,
@@ -1005,6 +1013,10 @@ order_event_page blocking_client::order_events(uint64_t from, uint32_t limit) {
 order_page blocking_client::list_orders(const order_list_query& query) {
   return wait(client_->list_orders(query));
 }
+std::pair<uint32_t, std::string> blocking_client::transfer_leadership(uint32_t to) {
+  return wait(client_->transfer_leadership(to));
+}
+
 std::string blocking_client::fault_partition(const std::vector<uint32_t>& peers) {
   return wait(client_->fault_partition(peers));
 }

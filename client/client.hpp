@@ -131,6 +131,9 @@ public:
   kj::Promise<order_page> list_orders(const order_list_query& query);
   // Test-only fault hook; answers why it was refused, or "".
   kj::Promise<std::string> fault_partition(const std::vector<uint32_t>& peers);
+  // Inventory.transferLeadership: the leader afterwards (`to` when it took over), and why
+  // not ("" when it did).
+  kj::Promise<std::pair<uint32_t, std::string>> transfer_leadership(uint32_t to);
 
   kj::Promise<hold_result> reserve(const hold_op& op);
   kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
@@ -197,6 +200,7 @@ public:
   node_status status();
   std::vector<member_address> members(std::string* cluster = nullptr);
   std::string fault_partition(const std::vector<uint32_t>& peers);
+  std::pair<uint32_t, std::string> transfer_leadership(uint32_t to);
   sku_result query_sku(const std::string& sku);
   // One page of the SKU's holds (admin): `holds` and `next` of the result; see sku_op.
   sku_result list_holds(const std::string& sku, const std::string& state = {}, const std::string& after = {},

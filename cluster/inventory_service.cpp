@@ -465,6 +465,34 @@ public:
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> transferLeadership(TransferLeadershipContext ctx) override {
+    auto out = ctx.getResults();
+    uint32_t to = ctx.getParams().getTo();
+    std::string refused;
+    if (auto why = forbidden(role::admin); !why.empty())
+      refused = "forbidden: " + why;
+    else if (!options_.raft_transfer)
+      refused = "the SKUs are not replicated in this cluster";
+    else if (!node_.role || !node_.role->config.member(to))
+      refused = "node " + std::to_string(to) + " is not a member of this cluster";
+    if (!refused.empty()) {
+      out.setRefused(refused);
+      return kj::READY_NOW;
+    }
+    // The replica answers on its own thread, within an election timeout.
+    using answer = std::pair<uint32_t, std::string>;
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
+    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<answer>>>(kj::mv(paf.fulfiller));
+    options_.raft_transfer(to, [fulfiller](uint32_t leader, std::string why) {
+      (*fulfiller)->fulfill(answer{leader, std::move(why)});
+    });
+    return paf.promise.then([ctx](answer a) mutable {
+      auto out = ctx.getResults();
+      out.setLeader(a.first);
+      out.setRefused(a.second);
+    });
+  }
+
   kj::Promise<void> login(LoginContext ctx) override {
     auto out = ctx.getResults();
     if (!options_.tokens) {  // no roles: every connection may do everything

@@ -321,6 +321,7 @@ int run_node(const node_options& options) {
     directory = replicated->directory();
     effective.server.sku_leader = [r = replicated.get()] { return r->leader(); };
     effective.server.raft_status = [r = replicated.get()] { return r->status(); };
+    effective.server.raft_transfer = [r = replicated.get()](uint32_t to, auto done) { r->transfer(to, std::move(done)); };
     effective.server.raft_partition = [r = replicated.get()](const std::set<uint32_t>& peers) {
       r->partition(peers);
     };

@@ -354,6 +354,13 @@ raft_group_status replicated_skus::status() {
   return g;
 }
 
+void replicated_skus::transfer(uint32_t to, std::function<void(uint32_t, std::string)> done) {
+  auto& host = group_->host();
+  host.transfer(to, [&host, to, done = std::move(done)](std::string refused) {
+    done(refused.empty() ? to : static_cast<uint32_t>(host.leader_hint()), std::move(refused));
+  });
+}
+
 uint32_t replicated_skus::leader() const { return leadership_->leader(); }
 
 }  // namespace holdfast

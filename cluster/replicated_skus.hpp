@@ -48,6 +48,9 @@ public:
   uint32_t leader() const;
   // This node's replica, for Inventory.status (waits for the replica's thread).
   raft_group_status status();
+  // Hands the group's leadership to member `to` when this node's replica leads:
+  // `done(leader, refused)` once, on the replica's thread (see replica::transfer).
+  void transfer(uint32_t to, std::function<void(uint32_t leader, std::string refused)> done);
   std::shared_ptr<storage> store() const { return group_->store(); }
   // Test-only fault hook: the Raft links with these members are cut until the next call.
   void partition(const std::set<uint32_t>& peers) {

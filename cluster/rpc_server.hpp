@@ -73,6 +73,8 @@ struct server_options {
   std::function<uint32_t()> sku_leader;
   std::function<raft_group_status()> raft_status;  // the replica's, for Inventory.status
   std::function<void(const std::set<uint32_t>&)> raft_partition;  // the fault hook's cut of Raft links
+  // Inventory.transferLeadership: `done(leader, refused)` once, from any thread.
+  std::function<void(uint32_t to, std::function<void(uint32_t leader, std::string refused)> done)> raft_transfer;
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the

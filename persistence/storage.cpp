@@ -636,7 +636,8 @@ bool storage::apply_committed(uint64_t index, std::string_view payload) {
     applied_index_.store(index, std::memory_order_release);
     if (!decoded) return false;
     for (auto& b : batches) overlay_.apply(b);
-    if (changes_since_ms_ == 0) changes_since_ms_ = steady_ms();
+    // An empty entry (a read barrier) changed nothing: no snapshot is due for it.
+    if (changes_since_ms_ == 0 && !batches.empty()) changes_since_ms_ = steady_ms();
     due = overlay_.active_mutations() >= options_.snapshot_mutations;
     std::lock_guard<std::mutex> guard(stats_mutex_);
     stats_.entries_applied++;
@@ -723,7 +724,10 @@ store_status storage::snapshot_once() {
   {
     std::lock_guard<std::mutex> lock(commit_mutex_);
     if (!overlay_.has_frozen()) {
-      if (overlay_.active_mutations() == 0) return store_status::ok;
+      if (overlay_.active_mutations() == 0) {
+        changes_since_ms_ = 0;  // nothing waits: the background thread has nothing due
+        return store_status::ok;
+      }
       overlay_.freeze();
       frozen_position_ = log_ ? log_->last_seq() : applied_index_.load();
       changes_since_ms_ = 0;
@@ -801,6 +805,10 @@ void storage::run_background() {
   int64_t retry_ms = 0;
   int64_t next_retry = 0;
   for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(wake_mutex_);
+      if (stopping_) return;
+    }
     auto now = steady_ms();
     auto since = changes_since_ms_.load();
     bool due = overlay_.has_frozen() ||

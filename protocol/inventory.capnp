@@ -161,6 +161,13 @@ interface Inventory {
   # admin only, since a hold id is all a confirm or release needs). `next`: empty when
   # nothing follows, else pass it as `after`.
   listHolds @27 (query :HoldQuery) -> (result :SkuResult, holds :List(HoldInfo), next :Text);
+
+  # A replicated cluster: this node's replica, if it leads the SKU group, hands leadership
+  # to node `to` (Raft's leadership transfer: `to` is sent what it lacks, then elects itself
+  # at once) and answers when `to` leads (`leader` = to) or why not (`refused`: this node
+  # does not lead, `to` is not a member, or it did not take over within an election
+  # timeout). Admin only. `holdfast cluster rebalance` asks the leader.
+  transferLeadership @28 (to :UInt32) -> (leader :UInt32, refused :Text);
 }
 
 struct HoldQuery {

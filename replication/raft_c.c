@@ -209,3 +209,28 @@ int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void
   }
   return HF_SUBMITTED;
 }
+
+struct hf_transfer {
+  struct raft_transfer req; /* first */
+  void (*cb)(void *data);
+  void *data;
+};
+
+static void transfer_done(struct raft_transfer *req) {
+  struct hf_transfer *t = (struct hf_transfer *)req;
+  t->cb(t->data);
+  free(t);
+}
+
+int hf_transfer(struct raft *r, unsigned long long id, void (*cb)(void *data), void *data) {
+  struct hf_transfer *t = calloc(1, sizeof *t);
+  int rv;
+  if (t == NULL) return RAFT_NOMEM;
+  t->cb = cb;
+  t->data = data;
+  rv = raft_transfer(r, &t->req, id, transfer_done);
+  if (rv != 0) free(t);
+  return rv;
+}
+
+const char *hf_strerror(int rv) { return raft_strerror(rv); }

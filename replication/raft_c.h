@@ -69,6 +69,12 @@ typedef void (*hf_apply_cb)(void *data, int outcome);
  * at once; it may still commit, and this replica cannot be trusted to go on. */
 int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void *data);
 
+/* Asks the leader `r` to hand leadership to voter `id` (raft_transfer): 0, and `cb` runs
+ * once (on the loop) when `id` leads, the attempt timed out (an election timeout), or the
+ * instance closes; or libraft's error code without calling it (see hf_strerror). */
+int hf_transfer(struct raft *r, unsigned long long id, void (*cb)(void *data), void *data);
+const char *hf_strerror(int rv);
+
 #ifdef __cplusplus
 }
 #endif

@@ -240,6 +240,12 @@ void raft_host::run(const std::function<void(replica&)>& f) {
   cv.wait(lock, [&] { return ran; });
 }
 
+void raft_host::transfer(uint64_t to, std::function<void(std::string refused)> done) {
+  auto& s = *impl_;
+  auto answer = std::make_shared<std::function<void(std::string)>>(std::move(done));
+  if (!s.post([&s, to, answer] { s.rep.transfer(to, std::move(*answer)); })) (*answer)("the replica is closing");
+}
+
 replica_status raft_host::status() {
   replica_status out;
   run([&](replica& r) { out = r.status(); });

@@ -84,6 +84,9 @@ public:
   // closing, returns without running it (status() then answers "unavailable").
   void run(const std::function<void(replica&)>& f);
   replica_status status();
+  // From any thread: replica::transfer on the host's thread; `done` runs there, or at once
+  // on the caller's when the host is closing.
+  void transfer(uint64_t to, std::function<void(std::string refused)> done);
   // From any thread, without waiting: the leader as this replica last knew it (0: none).
   uint64_t leader_hint() const;
   // From the connector, any thread: a connection from server `id` at `address`.

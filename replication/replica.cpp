@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <new>
 
 namespace holdfast::replication {
@@ -184,6 +185,37 @@ void replica::submit(std::string_view command, done_fn done) {
       finish(rv == HF_NOT_LEADER ? outcome::not_leader : outcome::failed, refused);
     }
   }
+}
+
+void replica::transfer(uint64_t to, std::function<void(std::string refused)> done) {
+  if (raft_ == nullptr) return done("the replica is not running");
+  struct request {
+    replica* self;
+    uint64_t to;
+    std::function<void(std::string)> done;
+  };
+  auto req = std::make_unique<request>(request{this, to, std::move(done)});
+  int rv = hf_transfer(raft_, to, [](void* data) {
+    std::unique_ptr<request> r(static_cast<request*>(data));
+    hf_raft_info info;
+    hf_info(r->self->raft_, &info);
+    guarded("transfer", [&] {
+      if (info.leader_id == r->to) return r->done("");
+      r->done("replica " + std::to_string(r->to) + " did not take over within an election timeout (leader now " +
+              (info.leader_id ? "replica " + std::to_string(info.leader_id) : std::string("unknown")) +
+              "): is it up, and can it reach the others?");
+    });
+  }, req.get());
+  if (rv == 0) {
+    req.release();  // the callback's now
+    return;
+  }
+  hf_raft_info info;
+  hf_info(raft_, &info);
+  req->done(info.state != HF_LEADER ? "this replica does not lead the group"
+            : to == info.id         ? "replica " + std::to_string(to) + " leads already"
+                                    : std::string(hf_strerror(rv)) + " (replica " + std::to_string(to) +
+                                        ": a voter of the group, and no transfer under way?)");
 }
 
 replica_status replica::status() const {

@@ -112,6 +112,12 @@ public:
   using done_fn = std::function<void(outcome)>;
   void submit(std::string_view command, done_fn done);
 
+  // Hands leadership to voter `to` (raft_transfer: it is sent the entries it lacks, then
+  // told to start an election at once). `done` runs once on the raft loop: "" when `to`
+  // leads, else why not (this replica does not lead, `to` is not a voter or is this one,
+  // a transfer is already under way, or `to` did not take over within an election timeout).
+  void transfer(uint64_t to, std::function<void(std::string refused)> done);
+
   bool serving() const { return serving_term_ != 0; }
   // The leader this replica knew at its engine's last step (0: none): readable from any
   // thread, for routing hints.

@@ -5,6 +5,8 @@
 // no more than was acknowledged or left unknown, and the killed node comes back, catches
 // up and carries the group when the next leader is killed.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <mutex>
@@ -261,6 +263,75 @@ TEST_F(replicated_cluster, a_member_that_lost_its_replica_data_is_refused) {
   EXPECT_NE(started.output.find("lost its data"), std::string::npos) << started.output;
   // The other two serve on.
   EXPECT_EQ(on(l, [](blocking_client& c) { return c.reserve("tee", 1, "x1", 600'000).status; }), code::ok);
+}
+
+// `holdfast cluster rebalance` hands the SKU group's leadership back to its preferred node
+// (the first member) once that node returns, by Raft's leadership transfer: the new leader
+// serves at once and has everything. Asking a follower, naming a stranger, or a target that
+// is down is refused with why, and leadership stays where it was.
+TEST_F(replicated_cluster, rebalance_hands_leadership_back_to_the_preferred_node) {
+  start_replicated();
+  auto cli = [&](const std::string& args) {
+    std::string out;
+    FILE* pipe = popen((std::string(HOLDFAST_BINARY) + " --json cluster rebalance --dir " + dir_ + "/c " + args + " 2>&1").c_str(), "r");
+    char buf[4096];
+    while (pipe && !feof(pipe))
+      if (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    int rc = pipe ? pclose(pipe) : -1;
+    return std::make_pair(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out);
+  };
+  auto first = leader();
+  ASSERT_NE(first, 0u);
+  ASSERT_TRUE(wait_until([&] {
+    return on(first, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  // Node 1 stops leading: it is killed if it leads, and comes back as a follower.
+  if (first == 1) {
+    nodes_->kill9(1);
+    ASSERT_TRUE(wait_until([&] { return nodes_->raft_leader(std::chrono::seconds(1)) > 1; }, std::chrono::seconds(15)));
+    nodes_->start(1);
+  }
+  auto before = leader();
+  ASSERT_GT(before, 1u);
+  ASSERT_EQ(on(before, [](blocking_client& c) { return c.reserve("tee", 3, "before-move", 600'000).status; }), code::ok);
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      return raft_of(1).last_applied >= raft_of(before).commit_index;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, std::chrono::seconds(20)));
+
+  // Refusals change nothing: a follower asked, a stranger named, a target that is down.
+  auto follower = before == 2 ? 3u : 2u;
+  auto asked = on(follower, [](blocking_client& c) { return c.transfer_leadership(1); });
+  EXPECT_NE(asked.second.find("does not lead"), std::string::npos) << asked.second;
+  auto stranger = on(before, [](blocking_client& c) { return c.transfer_leadership(9); });
+  EXPECT_NE(stranger.second.find("not a member"), std::string::npos) << stranger.second;
+  auto [bad_rc, bad_out] = cli("--to 9");
+  EXPECT_NE(bad_rc, 0) << bad_out;
+  nodes_->kill9(follower);
+  auto [down_rc, down_out] = cli("--to " + std::to_string(follower));
+  EXPECT_NE(down_rc, 0) << down_out;
+  EXPECT_NE(down_out.find("did not take over"), std::string::npos) << down_out;
+  EXPECT_EQ(leader(), before);
+  nodes_->start(follower);
+
+  // The preferred node takes over and serves what the group had.
+  auto [rc, out] = cli("");
+  ASSERT_EQ(rc, 0) << out;
+  auto j = nlohmann::json::parse(out.substr(out.find('{')), nullptr, false);
+  EXPECT_EQ(j.value("leader", 0u), 1u) << out;
+  EXPECT_EQ(j.value("leader_before", 0u), before) << out;
+  ASSERT_TRUE(wait_until([&] { return raft_of(1).serving; }, std::chrono::seconds(10)));
+  auto held = on(1, [](blocking_client& c) { return c.query_hold("before-move", "tee"); });
+  EXPECT_EQ(held.status, code::ok);
+  EXPECT_EQ(held.hold.qty, 3);
+  EXPECT_EQ(on(1, [](blocking_client& c) { return c.reserve("tee", 1, "after-move", 600'000).status; }), code::ok);
+  // Once more: nothing to do.
+  auto [again_rc, again_out] = cli("");
+  EXPECT_EQ(again_rc, 0) << again_out;
+  EXPECT_NE(again_out.find("\"leader_before\":1"), std::string::npos) << again_out;
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
+#include <time.h>
 
 #include "cluster/group_storage.hpp"
 #include "tests/replication/tls_links_fixture.hpp"
@@ -413,6 +415,37 @@ TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
   // Once more, or an older one: nothing to do.
   ASSERT_EQ(behind->install_state(state, problem), store_status::ok) << problem;
   EXPECT_EQ(behind->stats().states_installed, 1u);
+}
+
+// An empty entry (a leader's read barrier) changes nothing, so nothing is due: the
+// background thread stays idle (it spun at full speed, and never saw its stop, once one was
+// applied), and the storage closes.
+TEST_F(group_storages, an_empty_entry_leaves_nothing_to_snapshot_and_the_storage_closes) {
+  storage_options o;
+  o.path = (dir_ / "idle").string();
+  o.replicated = true;
+  o.background = true;
+  o.snapshot_interval_ms = 1;
+  std::string error;
+  auto s = storage::open(o, error);
+  ASSERT_TRUE(s) << error;
+  ASSERT_TRUE(s->apply_committed(1, ""));
+  ASSERT_TRUE(s->apply_committed(2, ""));
+  // The thread's CPU time stays flat while it waits (the spin used a core).
+  auto cpu_ms = [] {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1000 + t.tv_nsec / 1'000'000;
+  };
+  auto started = std::chrono::steady_clock::now();
+  auto cpu_before = cpu_ms();
+  ASSERT_FALSE(wait_until([&] { return cpu_ms() - cpu_before > 150; }, std::chrono::milliseconds(500)))
+    << "the process burned CPU with nothing to do";
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(500));
+  EXPECT_EQ(s->stats().snapshots, 0u);
+  EXPECT_EQ(s->applied_index(), 2u);
+  auto closing = std::async(std::launch::async, [&] { s.reset(); });
+  ASSERT_EQ(closing.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the storage did not close";
 }
 
 }  // namespace
