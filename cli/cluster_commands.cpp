@@ -136,17 +136,23 @@ int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
   auto o = connection_options(ctx, &cfg);
   o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
   uint32_t leader = 0;
-  uint64_t term = 0;
-  for (auto& m : cfg.members) {
-    try {
-      blocking_client c(m.client, o);
-      auto s = c.status();
-      if (s.raft.present && s.raft.state == "leader" && s.raft.term >= term) {
-        leader = m.id;
-        term = s.raft.term;
+  // An election may be under way: asked again until one leads, for a few election timeouts.
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4 * cfg.election_timeout_ms);
+  for (;;) {
+    uint64_t term = 0;
+    for (auto& m : cfg.members) {
+      try {
+        blocking_client c(m.client, o);
+        auto s = c.status();
+        if (s.raft.present && s.raft.state == "leader" && s.raft.term >= term) {
+          leader = m.id;
+          term = s.raft.term;
+        }
+      } catch (const std::exception&) {  // down: not the leader we ask
       }
-    } catch (const std::exception&) {  // down: not the leader we ask
     }
+    if (leader != 0 || std::chrono::steady_clock::now() > until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   nlohmann::json j{{"to", to}, {"leader_before", leader}};
   if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");

@@ -1,9 +1,13 @@
 #include "cluster/group_storage.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <future>
+#include <thread>
 
 #include "protocol/log.hpp"
 
@@ -50,17 +54,75 @@ bool group_storage::snapshot(std::string& out) {
   // log keeps its entries meanwhile; a disk that is full stays full for a bit).
   auto now = std::chrono::steady_clock::now();
   if (now < snapshot_retry_at_) return false;
+  {
+    std::lock_guard<std::mutex> one(ship_mutex_);  // a read-out kept for a burst of sends goes
+    if (now - shipped_at_ > std::chrono::seconds(10)) std::string().swap(shipped_);
+  }
   uint64_t index = 0;
-  auto st = storage_->export_state(out, index);
+  auto st = storage_->snapshot_reference(out, index);
   if (st != store_status::ok) {
     snapshot_retry_at_ = now + std::chrono::seconds(10);
     spdlog::warn("group storage {}: no Raft snapshot ({}); the log keeps its entries, next try in 10 s",
                  storage_->path(), to_string(st));
     return false;
   }
-  spdlog::info("group storage {}: Raft snapshot of the state at entry {}: {} bytes in {:.1f} ms", storage_->path(),
-               index, out.size(),
-               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - now).count());
+  spdlog::info("group storage {}: Raft snapshot (the state in LMDB at entry {}) in {:.1f} ms", storage_->path(),
+               index, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - now).count());
+  return true;
+}
+
+bool group_storage::ship(uint64_t index, std::string_view stored, std::string& out) {
+  try {
+    return ship_or_throw(index, stored, out);
+  } catch (const std::exception& e) {
+    spdlog::error("group storage {}: the Raft snapshot at entry {} goes as stored (a reference the follower "
+                  "will refuse): {}", storage_->path(), index, e.what());
+    return false;
+  }
+}
+
+bool group_storage::ship_or_throw(uint64_t index, std::string_view stored, std::string& out) {
+  // Whatever was stored (a reference, or a state this replica installed), the state sent is
+  // LMDB's now: it covers at least what the snapshot does, and entries it already has are
+  // skipped when they come after it.
+  auto started = std::chrono::steady_clock::now();
+  uint64_t covers = 0, at = 0;
+  if (!lmdb_env::state_position(stored, covers))
+    throw std::runtime_error("the Raft snapshot at entry " + std::to_string(index) + " is damaged");
+  // Background work on a libuv pool thread (shared with raft_uv's disk work): it yields
+  // to the threads that heartbeat and answer calls, as the storage's snapshots do.
+  struct niced {
+    int before = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+    niced() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10); }
+    ~niced() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), before); }
+  } yield;
+  // libraft sends a follower that is catching up the snapshot several times in a burst
+  // (each reply that shows it still behind): they share one read-out while LMDB stands.
+  std::lock_guard<std::mutex> one(ship_mutex_);
+  auto lmdb_at = storage_->stats().snapshot_position;
+  if (!shipped_.empty() && shipped_position_ == lmdb_at && started - shipped_at_ < std::chrono::seconds(10)) {
+    out = shipped_;
+    at = shipped_position_;
+  } else {
+    std::string().swap(shipped_);
+    // A failed read cannot be answered as one (see replica.hpp): tried for a while; then
+    // the reference goes, and the follower refuses it with why.
+    auto st = storage_->read_state(out, at);
+    for (int tries = 1; st != store_status::ok && tries < 10; ++tries) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      st = storage_->read_state(out, at);
+    }
+    if (st != store_status::ok) throw std::runtime_error(std::string("reading the state: ") + to_string(st));
+    shipped_ = out;
+    shipped_position_ = at;
+    shipped_at_ = std::chrono::steady_clock::now();
+  }
+  if (at < covers)
+    throw std::runtime_error("the data is at entry " + std::to_string(at) + ", behind its Raft snapshot's " +
+                             std::to_string(covers));
+  spdlog::info("group storage {}: sending the state at entry {} (Raft snapshot {}): {} bytes read in {:.1f} ms",
+               storage_->path(), at, index, out.size(),
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
   return true;
 }
 

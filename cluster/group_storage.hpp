@@ -8,13 +8,16 @@
 //
 // Snapshots: the LMDB snapshot the storage writes in the background is what a restart
 // starts from (entries at or below its stamped Raft index are skipped when Raft hands
-// them again). A Raft snapshot (libraft asks every `snapshot_threshold` entries, then
-// drops the log behind it but `snapshot_trailing` entries) is the storage's whole state
-// at the applied entry (storage::export_state: what waits written to LMDB, then every
-// record read out), taken on the replica's thread; it is what a follower whose next entry
-// the leader no longer has receives and installs (storage::install_state). At a restart
-// libraft hands back this replica's own latest one, which LMDB already covers: nothing
-// is installed then.
+// them again). A Raft snapshot (libraft asks every `snapshot_threshold` entries on the
+// replica's thread, synchronously, then drops the log behind it but `snapshot_trailing`
+// entries) is a reference: what waits in memory is written to LMDB, and the snapshot says
+// "LMDB at entry N or later" (storage::snapshot_reference), so taking one costs a flush, not
+// a read-out of the whole state on the thread that heartbeats. When a follower needs it
+// (its next entry is gone from the leader's log), `ship` reads the whole state out of LMDB
+// on a libuv pool thread (raft_uv_c.c wraps raft_uv's snapshot_get) and that is sent; the
+// follower installs it (storage::install_state) and skips the entries it already covers.
+// At a restart libraft hands back this replica's own latest snapshot, which LMDB covers:
+// nothing is installed then (a reference LMDB does not cover refuses the start).
 #pragma once
 
 #include <chrono>
@@ -56,6 +59,7 @@ public:
   void apply(uint64_t index, std::string_view command) override;
   bool snapshot(std::string& out) override;
   bool restore(std::string_view data) override;
+  bool ship(uint64_t index, std::string_view stored, std::string& out) override;
   void leading(uint64_t term) override;
   void following() override;
 
@@ -88,6 +92,7 @@ public:
 
 private:
   group_storage() = default;
+  bool ship_or_throw(uint64_t index, std::string_view stored, std::string& out);
   // `tenure` (0: any): refused (not_leader) unless still leading in it on the replica's thread.
   uint64_t submit_tracked(std::string payload, replication::replica::done_fn done, uint64_t tenure = 0);
   void committed(uint64_t submission);
@@ -105,6 +110,10 @@ private:
   uint64_t confirmed_ = 0;  // the highest submission known committed in this tenure
   bool barrier_in_flight_ = false;
   std::chrono::steady_clock::time_point snapshot_retry_at_{};  // the replica's thread
+  std::mutex ship_mutex_;  // one ship at a time; the last read-out, for the sends of a burst
+  std::string shipped_;
+  uint64_t shipped_position_ = 0;
+  std::chrono::steady_clock::time_point shipped_at_{};
   std::vector<waiting> waiting_;
   group_storage_options options_;
   std::shared_ptr<storage> storage_;

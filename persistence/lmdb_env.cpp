@@ -935,7 +935,27 @@ store_status lmdb_env::export_state(std::string& out, uint64_t& position) const 
   return store_status::ok;
 }
 
+constexpr std::string_view reference_magic = "HFSTREF1";  // [magic][position u64][CRC32C u32]
+
+std::string lmdb_env::state_reference(uint64_t position) {
+  std::string out(reference_magic);
+  put_le(out, position, 8);
+  put_le(out, crc32c(out.data(), out.size()), 4);
+  return out;
+}
+
+bool lmdb_env::is_state_reference(std::string_view state) {
+  return state.substr(0, reference_magic.size()) == reference_magic;
+}
+
 bool lmdb_env::state_position(std::string_view state, uint64_t& position) {
+  if (is_state_reference(state)) {
+    if (state.size() != reference_magic.size() + 12 ||
+        crc32c(state.data(), state.size() - 4) != static_cast<uint32_t>(get_le(state.data() + state.size() - 4, 4)))
+      return false;
+    position = get_le(state.data() + reference_magic.size(), 8);
+    return true;
+  }
   if (state.size() < state_magic.size() + 16 || state.substr(0, state_magic.size()) != state_magic) return false;
   position = get_le(state.data() + state_magic.size(), 8);
   return true;

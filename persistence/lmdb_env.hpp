@@ -173,7 +173,12 @@ public:
   // check is refused as corrupt with `problem`, and nothing changes.
   store_status import_state(std::string_view state, int64_t now_ms, uint64_t& position,
                             std::string& problem);
-  // The position a state says it covers (its header alone); false: not a state.
+  // A reference to the state as LMDB holds it at `position` or later (a Raft snapshot
+  // that costs nothing to take: the state itself is read out when it is sent), checksummed.
+  static std::string state_reference(uint64_t position);
+  static bool is_state_reference(std::string_view state);
+  // The position a state or a reference says it covers (a state's header alone; a
+  // reference whole, checksum included); false: neither.
   static bool state_position(std::string_view state, uint64_t& position);
 
   // Consistent hot copy with compaction of data.mdb into `directory`, synced.

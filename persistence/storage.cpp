@@ -683,13 +683,30 @@ store_status storage::export_state(std::string& out, uint64_t& index) {
   return env_->export_state(out, index);
 }
 
+store_status storage::snapshot_reference(std::string& out, uint64_t& index) {
+  auto st = snapshot_now();
+  if (st != store_status::ok) return st;
+  {
+    std::lock_guard<std::mutex> guard(stats_mutex_);
+    index = stats_.snapshot_position;  // what LMDB is stamped with: nothing applies meanwhile
+  }
+  out = lmdb_env::state_reference(index);
+  return store_status::ok;
+}
+
 store_status storage::install_state(std::string_view state, std::string& problem) {
   uint64_t at = 0;
   if (!lmdb_env::state_position(state, at)) {
-    problem = "not a Holdfast state (its header)";
+    problem = "not a Holdfast state or reference (its header or checksum)";
     return store_status::corrupt;
   }
   if (at <= applied_index()) return store_status::ok;
+  if (lmdb_env::is_state_reference(state)) {
+    problem = "this replica's Raft snapshot refers to its data at entry " + std::to_string(at) +
+              ", and its data is at entry " + std::to_string(applied_index()) +
+              ": the data was lost or replaced by an older copy (replace the replica)";
+    return store_status::corrupt;
+  }
   // Everything waiting in memory is older than the state: written out first, so the
   // overlay is empty and reads see only what the state has once it is in.
   auto st = snapshot_now();

@@ -219,15 +219,22 @@ public:
   // The last entry applied (at open: the one the LMDB snapshot covers).
   uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
   // Raft snapshots, on the replica's thread (no entry is applied meanwhile):
-  // The state at applied_index(): what waits in memory is written to LMDB first, then
-  // every record is read out in one transaction (lmdb_env::export_state). `index` is the
-  // entry it covers.
+  // A reference to the state at applied_index() (lmdb_env::state_reference): what waits in
+  // memory is written to LMDB, which from then on holds that state or a later one. Cheap
+  // beside the state itself, which is read out only when a follower needs it (read_state).
+  store_status snapshot_reference(std::string& out, uint64_t& index);
+  // The state at applied_index(), whole: what waits is written, then every record read out
+  // in one transaction (lmdb_env::export_state). `index`: the entry it covers.
   store_status export_state(std::string& out, uint64_t& index);
+  // Any thread: the state as LMDB holds it now, whole, and the entry it covers.
+  store_status read_state(std::string& out, uint64_t& index) const { return env_->export_state(out, index); }
   // The group's state at a later entry than this replica has applied (a replica that fell
   // behind the leader's log): what waits in memory is written, LMDB's contents replaced in
   // one transaction, and the active-hold index rebuilt. A state at or below
   // applied_index() changes nothing: this replica's own snapshot, handed back at a restart
-  // (its LMDB is at least that far). corrupt with `problem` when `state` is not sound.
+  // (its LMDB is at least that far); so does a reference at or below it. A reference to a
+  // later state (this replica's LMDB lost or replaced by an older copy) is refused, and so
+  // is anything not sound: corrupt with `problem`.
   store_status install_state(std::string_view state, std::string& problem);
 
   // -- maintenance --------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -24,6 +25,7 @@ namespace holdfast::replication {
 
 struct raft_host::impl {
   raft_host_options options;
+  state_machine& machine;
   replica rep;
   raft_connector& connector;
   hf_transport_callbacks transport_callbacks{};
@@ -40,8 +42,8 @@ struct raft_host::impl {
   bool stopping = false;
   std::thread thread;
 
-  impl(raft_host_options o, state_machine& machine, raft_connector& c)
-    : options(std::move(o)), rep(machine), connector(c) {}
+  impl(raft_host_options o, state_machine& m, raft_connector& c)
+    : options(std::move(o)), machine(m), rep(m), connector(c) {}
 
   // Queues `f` for the loop thread; false (and `f` dropped) once the host is closing.
   bool post(std::function<void()> f, bool closing = false) {
@@ -152,6 +154,17 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   s.node = hf_node_create(&s.loop, s.options.dir.c_str(), s.transport, s.options.id,
                           s.options.address.c_str(), s.rep.fsm(), error);
   if (s.node == nullptr) fail(error);
+  hf_node_set_ship(s.node, [](void* data, unsigned long long index, const char* bytes, size_t len, void* sink) {
+    auto* m = static_cast<state_machine*>(data);
+    try {
+      std::string out;
+      if (!m->ship(index, std::string_view(bytes, len), out)) return 1;
+      return hf_put(sink, out.data(), out.size()) == 0 ? 0 : -1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "holdfast: replica: the snapshot goes as stored: %s\n", e.what());
+      return -1;
+    }
+  }, &s.machine);
   s.rep.attach(hf_node_raft(s.node));
   std::vector<unsigned long long> ids;
   std::vector<const char*> addresses;

@@ -111,6 +111,12 @@ struct hf_node {
   int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
   raft_io_tick_cb tick;
   raft_io_recv_cb recv;
+  struct uv_loop_s *loop;
+  int (*uv_snapshot_get)(struct raft_io *io, struct raft_io_snapshot_get *req, raft_io_snapshot_get_cb cb);
+  hf_ship_fn ship;
+  void *ship_data;
+  unsigned shipping; /* ships on the pool: closing waits for them */
+  int closing;       /* hf_node_close was called; raft_close waits while shipping */
   int holding;              /* an InstallSnapshot waits in `held` */
   struct raft_message held; /* its data and configuration are ours until delivered */
   char *held_address;
@@ -168,6 +174,92 @@ static void on_tick(struct raft_io *io) {
   }
 }
 
+/* -- snapshots sent to followers -------------------------------------------- */
+
+struct hf_get {
+  struct hf_node *n;
+  struct raft_io_snapshot_get inner; /* what raft_uv answers */
+  struct raft_io_snapshot_get *outer; /* libraft's request */
+  raft_io_snapshot_get_cb cb;
+  struct raft_snapshot *snapshot;
+  uv_work_t work;
+  int status;
+  struct raft_buffer out;
+};
+
+int hf_put(void *sink, const char *bytes, size_t len) {
+  struct hf_get *g = sink;
+  g->out.base = raft_malloc(len > 0 ? len : 1);
+  if (g->out.base == NULL) return 1;
+  memcpy(g->out.base, bytes, len);
+  g->out.len = len;
+  return 0;
+}
+
+static void node_really_close(struct hf_node *n);
+
+static void ship_work(uv_work_t *w) { /* a pool thread */
+  struct hf_get *g = w->data;
+  struct raft_buffer *b = &g->snapshot->bufs[0];
+  g->status = g->n->ship(g->n->ship_data, g->snapshot->index, b->base, b->len, g);
+}
+
+static void ship_done(uv_work_t *w, int status) {
+  struct hf_get *g = w->data;
+  struct hf_node *n = g->n;
+  (void)status;
+  /* Never a failure: libraft 0.22.1's load callback frees the message's configuration and
+   * data on one (legacyLoadSnapshotCb's abort path), which replication.c's sendSnapshot
+   * left uninitialized. What was stored goes when the ship did not answer (closing: the
+   * send then fails and frees it properly). */
+  if (g->status == 0 && !n->closing) {
+    raft_free(g->snapshot->bufs[0].base);
+    g->snapshot->bufs[0] = g->out;
+  } else {
+    raft_free(g->out.base);
+  }
+  g->cb(g->outer, g->snapshot, 0);
+  free(g);
+  if (--n->shipping == 0 && n->closing) node_really_close(n);
+}
+
+static void on_snapshot_got(struct raft_io_snapshot_get *inner, struct raft_snapshot *s, int status) {
+  struct hf_get *g = inner->data;
+  struct hf_node *n = g->n;
+  if (status != 0 || s == NULL || s->n_bufs != 1 || n->ship == NULL || n->closing) {
+    g->cb(g->outer, s, status);
+    free(g);
+    return;
+  }
+  g->snapshot = s;
+  g->work.data = g;
+  if (uv_queue_work(n->loop, &g->work, ship_work, ship_done) != 0) {
+    g->cb(g->outer, s, status);
+    free(g);
+    return;
+  }
+  ++n->shipping;
+}
+
+static int node_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req, raft_io_snapshot_get_cb cb) {
+  struct hf_node *n = node_of(io);
+  struct hf_get *g = calloc(1, sizeof *g);
+  int rv;
+  if (g == NULL) return RAFT_NOMEM;
+  g->n = n;
+  g->outer = req;
+  g->cb = cb;
+  g->inner.data = g;
+  rv = n->uv_snapshot_get(io, &g->inner, on_snapshot_got);
+  if (rv != 0) free(g);
+  return rv;
+}
+
+void hf_node_set_ship(struct hf_node *n, hf_ship_fn ship, void *data) {
+  n->ship = ship;
+  n->ship_data = data;
+}
+
 static int node_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv) {
   struct hf_node *n = node_of(io);
   n->tick = tick;
@@ -195,6 +287,9 @@ struct hf_node *hf_node_create(struct uv_loop_s *loop, const char *dir, struct r
   raft_uv_set_auto_recovery(&n->io, false);
   n->uv_start = n->io.start;
   n->io.start = node_start;
+  n->uv_snapshot_get = n->io.snapshot_get;
+  n->io.snapshot_get = node_snapshot_get;
+  n->loop = loop;
   rv = raft_init(&n->raft, &n->io, fsm, id, address);
   if (rv != 0) {
     snprintf(error, 256, "raft_init: %s", raft_errmsg(&n->raft));
@@ -262,8 +357,11 @@ static void node_closed(struct raft *r) {
   if (done != NULL) done(data);
 }
 
+static void node_really_close(struct hf_node *n) { raft_close(&n->raft, node_closed); }
+
 void hf_node_close(struct hf_node *n, void (*done)(void *data), void *data) {
   n->done = done;
   n->done_data = data;
-  raft_close(&n->raft, node_closed);
+  n->closing = 1;
+  if (n->shipping == 0) node_really_close(n); /* else once the last ship is done */
 }

@@ -52,6 +52,14 @@ int hf_node_bootstrap(struct hf_node *n, const unsigned long long *ids, const ch
                       unsigned count, char *error);
 int hf_node_start(struct hf_node *n, unsigned election_timeout_ms, unsigned heartbeat_ms, int pre_vote,
                   unsigned snapshot_threshold, unsigned snapshot_trailing, char *error);
+/* Sending a snapshot to a follower: `ship` runs on a libuv pool thread with the snapshot
+ * libraft loaded (its index and bytes) and answers what to send instead through hf_put
+ * (then 0), or nonzero to send it as stored (libraft cannot take a failed load: see
+ * raft_uv_c.c). Closing waits for a ship in progress. */
+typedef int (*hf_ship_fn)(void *data, unsigned long long index, const char *bytes, size_t len, void *sink);
+void hf_node_set_ship(struct hf_node *n, hf_ship_fn ship, void *data);
+/* From ship: the bytes to send (copied). 0, or nonzero: no memory. */
+int hf_put(void *sink, const char *bytes, size_t len);
 /* Closes the raft instance and its disk and network layer; `done` runs (on the loop) once
  * the memory is released and the loop may stop. */
 void hf_node_close(struct hf_node *n, void (*done)(void *data), void *data);

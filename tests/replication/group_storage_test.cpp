@@ -313,8 +313,8 @@ TEST_F(group_storages, a_replica_directory_and_a_node_directory_do_not_mix) {
 }
 
 // A replica that was away while the group moved past what its leader keeps of the log is
-// sent the group's state (the leader's Raft snapshot: its storage read out whole),
-// installs it, and ends with the same records and the same active hold ids; then every
+// sent the group's state (the leader's Raft snapshot is a reference to its LMDB; the state
+// is read out of it when sent), installs it, and ends with the same records and the same active hold ids; then every
 // replica restarts from logs cut behind their snapshots, and nothing is installed again.
 TEST_F(group_storages_snapshotting, a_replica_the_log_left_behind_installs_the_groups_state) {
   unsigned l = leader();
@@ -398,6 +398,12 @@ TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
   std::string flipped = state;
   flipped[flipped.size() / 2] ^= 0x20;
   refused(flipped);
+  // A Raft snapshot is a reference to LMDB's state: one this replica's data does not reach
+  // (its LMDB lost or replaced by an older copy) is refused, as is a damaged one.
+  refused(lmdb_env::state_reference(index));
+  std::string bad_reference = lmdb_env::state_reference(0);
+  bad_reference[9] ^= 1;
+  refused(bad_reference);
   refused(state.substr(0, state.size() - 9));
   refused("HFSTATE1" + std::string("\xe8\x03", 2) + std::string(28, '\0'));  // entry 1000, no records
   refused("not a state at all");
@@ -412,8 +418,9 @@ TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
   EXPECT_EQ(behind->lookup_hold_sku("s3-h0", owner), store_status::ok);
   EXPECT_EQ(owner, "s3");
   EXPECT_EQ(behind->stats().states_installed, 1u);
-  // Once more, or an older one: nothing to do.
+  // Once more, or an older one, or a reference it covers: nothing to do.
   ASSERT_EQ(behind->install_state(state, problem), store_status::ok) << problem;
+  ASSERT_EQ(behind->install_state(lmdb_env::state_reference(index), problem), store_status::ok) << problem;
   EXPECT_EQ(behind->stats().states_installed, 1u);
 }
 
