@@ -375,7 +375,8 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
                  "member), or to --to, by Raft's leadership transfer");
   rebalance_cmd->add_option("--dir", a->dir)->capture_default_str();
   rebalance_cmd->add_option("--cluster", a->file, "cluster file (default: DIR/cluster.toml)");
-  rebalance_cmd->add_option("--to", a->to, "the node to lead (default: the first member)");
+  rebalance_cmd->add_option("--to", a->to, "the node to lead (default: the first member)")
+    ->check(CLI::Range(1, 65535));
   rebalance_cmd->callback([&ctx, a] {
     ctx.action = [&ctx, a] {
       cluster_config cfg;

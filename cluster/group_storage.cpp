@@ -1,14 +1,12 @@
 #include "cluster/group_storage.hpp"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <future>
 #include <thread>
 
+#include "protocol/files.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -24,6 +22,13 @@ std::unique_ptr<group_storage> group_storage::open(group_storage_options options
   if (!s) return nullptr;
   g->storage_ = std::move(s);
   g->options_.raft.applied_at_start = g->storage_->applied_index();
+  // Data that came whole from a leader (an installed state) is ahead of this replica's own
+  // log until the entries after it arrive: the check that the log reaches the data is for
+  // entries this replica applied from its log, so it starts past the installed state.
+  std::string installed;
+  if (read_small_file(g->options_.storage.path + "/installed", 64, installed).empty() &&
+      std::strtoull(installed.c_str(), nullptr, 10) >= g->options_.raft.applied_at_start)
+    g->options_.raft.applied_at_start = 0;
   try {
     g->host_ = std::make_unique<replication::raft_host>(g->options_.raft, *g, connector);
   } catch (const std::exception& e) {
@@ -54,10 +59,6 @@ bool group_storage::snapshot(std::string& out) {
   // log keeps its entries meanwhile; a disk that is full stays full for a bit).
   auto now = std::chrono::steady_clock::now();
   if (now < snapshot_retry_at_) return false;
-  {
-    std::lock_guard<std::mutex> one(ship_mutex_);  // a read-out kept for a burst of sends goes
-    if (now - shipped_at_ > std::chrono::seconds(10)) std::string().swap(shipped_);
-  }
   uint64_t index = 0;
   auto st = storage_->snapshot_reference(out, index);
   if (st != store_status::ok) {
@@ -75,8 +76,8 @@ bool group_storage::ship(uint64_t index, std::string_view stored, std::string& o
   try {
     return ship_or_throw(index, stored, out);
   } catch (const std::exception& e) {
-    spdlog::error("group storage {}: the Raft snapshot at entry {} goes as stored (a reference the follower "
-                  "will refuse): {}", storage_->path(), index, e.what());
+    spdlog::error("group storage {}: the state is not sent now (libraft tries again after its install "
+                  "timeout): {}", storage_->path(), e.what());
     return false;
   }
 }
@@ -89,34 +90,10 @@ bool group_storage::ship_or_throw(uint64_t index, std::string_view stored, std::
   uint64_t covers = 0, at = 0;
   if (!lmdb_env::state_position(stored, covers))
     throw std::runtime_error("the Raft snapshot at entry " + std::to_string(index) + " is damaged");
-  // Background work on a libuv pool thread (shared with raft_uv's disk work): it yields
-  // to the threads that heartbeat and answer calls, as the storage's snapshots do.
-  struct niced {
-    int before = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-    niced() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10); }
-    ~niced() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), before); }
-  } yield;
-  // libraft sends a follower that is catching up the snapshot several times in a burst
-  // (each reply that shows it still behind): they share one read-out while LMDB stands.
-  std::lock_guard<std::mutex> one(ship_mutex_);
-  auto lmdb_at = storage_->stats().snapshot_position;
-  if (!shipped_.empty() && shipped_position_ == lmdb_at && started - shipped_at_ < std::chrono::seconds(10)) {
-    out = shipped_;
-    at = shipped_position_;
-  } else {
-    std::string().swap(shipped_);
-    // A failed read cannot be answered as one (see replica.hpp): tried for a while; then
-    // the reference goes, and the follower refuses it with why.
-    auto st = storage_->read_state(out, at);
-    for (int tries = 1; st != store_status::ok && tries < 10; ++tries) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      st = storage_->read_state(out, at);
-    }
-    if (st != store_status::ok) throw std::runtime_error(std::string("reading the state: ") + to_string(st));
-    shipped_ = out;
-    shipped_position_ = at;
-    shipped_at_ = std::chrono::steady_clock::now();
-  }
+  // On a libuv pool thread, one at a time (raft_uv_c.c drops the sends libraft repeats
+  // while one is under way).
+  auto st = storage_->read_state(out, at);
+  if (st != store_status::ok) throw std::runtime_error(std::string("reading the state: ") + to_string(st));
   if (at < covers)
     throw std::runtime_error("the data is at entry " + std::to_string(at) + ", behind its Raft snapshot's " +
                              std::to_string(covers));
@@ -130,6 +107,14 @@ bool group_storage::restore(std::string_view data) {
   std::string problem;
   auto started = std::chrono::steady_clock::now();
   auto before = storage_->applied_index();
+  // Noted before the state goes in (see open): a start after it must not take the data's
+  // position for entries this replica's log accepted.
+  uint64_t at = 0;
+  if (!lmdb_env::is_state_reference(data) && lmdb_env::state_position(data, at) && at > before &&
+      !write_file_atomically(storage_->path() + "/installed", std::to_string(at) + "\n", problem)) {
+    spdlog::critical("group storage {}: cannot note the state it installs: {}", storage_->path(), problem);
+    return false;
+  }
   auto st = storage_->install_state(data, problem);
   if (st != store_status::ok) {
     spdlog::critical("group storage {}: cannot install the group's state: {}{}{}", storage_->path(),

@@ -110,10 +110,7 @@ private:
   uint64_t confirmed_ = 0;  // the highest submission known committed in this tenure
   bool barrier_in_flight_ = false;
   std::chrono::steady_clock::time_point snapshot_retry_at_{};  // the replica's thread
-  std::mutex ship_mutex_;  // one ship at a time; the last read-out, for the sends of a burst
-  std::string shipped_;
-  uint64_t shipped_position_ = 0;
-  std::chrono::steady_clock::time_point shipped_at_{};
+
   std::vector<waiting> waiting_;
   group_storage_options options_;
   std::shared_ptr<storage> storage_;

@@ -140,17 +140,34 @@ static void held_free(struct hf_node *n) {
  * takeSnapshotCb sets that to NULL before reading it, then persists NULL (src/legacy.c,
  * lines 528-534: a crash). So such a message waits here until the replica's own snapshot
  * is written, and is delivered at the next tick (a newer one replaces it meanwhile). */
+/* A Holdfast snapshot that is only a reference to the sender's LMDB ("HFSTREF1", see
+ * persistence/lmdb_env.hpp): never installable elsewhere. libraft would persist it and cut
+ * the log before the state machine could refuse it, and the replica would then refuse its
+ * own snapshot at every start. It is dropped; the leader sends again after its timeout. */
+static int is_reference(const struct raft_message *m) {
+  const struct raft_buffer *d = &m->install_snapshot.data;
+  return d->len == 20 && d->base != NULL && memcmp(d->base, "HFSTREF1", 8) == 0;
+}
+
+static void drop_install(struct raft_message *m) {
+  raft_configuration_close(&m->install_snapshot.conf);
+  raft_free(m->install_snapshot.data.base);
+}
+
 static void on_recv(struct raft_io *io, struct raft_message *m) {
   struct hf_node *n = node_of(io);
   char *address;
+  if (m->type == RAFT_INSTALL_SNAPSHOT && is_reference(m)) {
+    drop_install(m);
+    return;
+  }
   if (m->type != RAFT_INSTALL_SNAPSHOT || (!n->raft.legacy.snapshot_taking && !n->holding)) {
     n->recv(io, m);
     return;
   }
   address = raft_malloc(strlen(m->server_address) + 1);
   if (address == NULL) { /* dropped: the leader sends it again */
-    raft_configuration_close(&m->install_snapshot.conf);
-    raft_free(m->install_snapshot.data.base);
+    drop_install(m);
     return;
   }
   held_free(n);
@@ -198,6 +215,24 @@ int hf_put(void *sink, const char *bytes, size_t len) {
 
 static void node_really_close(struct hf_node *n);
 
+static void free_snapshot(struct raft_snapshot *s) {
+  unsigned i;
+  raft_configuration_close(&s->configuration);
+  for (i = 0; i < s->n_bufs; ++i) raft_free(s->bufs[i].base);
+  raft_free(s->bufs);
+  raft_free(s);
+}
+
+/* A load that is not answered: libraft's callback cannot take a failure (it frees the
+ * message's configuration and data, which sendSnapshot left uninitialized), so the send is
+ * dropped instead, leaking libraft's small send request; the follower's progress stays in
+ * snapshot mode until libraft's install timeout, then it is sent again. */
+static void drop_load(struct hf_get *g, struct raft_snapshot *s) {
+  if (s != NULL) free_snapshot(s);
+  free(g);
+}
+
+
 static void ship_work(uv_work_t *w) { /* a pool thread */
   struct hf_get *g = w->data;
   struct raft_buffer *b = &g->snapshot->bufs[0];
@@ -208,34 +243,37 @@ static void ship_done(uv_work_t *w, int status) {
   struct hf_get *g = w->data;
   struct hf_node *n = g->n;
   (void)status;
-  /* Never a failure: libraft 0.22.1's load callback frees the message's configuration and
-   * data on one (legacyLoadSnapshotCb's abort path), which replication.c's sendSnapshot
-   * left uninitialized. What was stored goes when the ship did not answer (closing: the
-   * send then fails and frees it properly). */
+  /* Only the state read out is sent: what was stored may be a reference (see is_reference). */
   if (g->status == 0 && !n->closing) {
     raft_free(g->snapshot->bufs[0].base);
     g->snapshot->bufs[0] = g->out;
+    g->cb(g->outer, g->snapshot, 0);
+    free(g);
   } else {
     raft_free(g->out.base);
+    drop_load(g, g->snapshot);
   }
-  g->cb(g->outer, g->snapshot, 0);
-  free(g);
   if (--n->shipping == 0 && n->closing) node_really_close(n);
 }
 
 static void on_snapshot_got(struct raft_io_snapshot_get *inner, struct raft_snapshot *s, int status) {
   struct hf_get *g = inner->data;
   struct hf_node *n = g->n;
-  if (status != 0 || s == NULL || s->n_bufs != 1 || n->ship == NULL || n->closing) {
+  if (n->ship == NULL) {
     g->cb(g->outer, s, status);
     free(g);
+    return;
+  }
+  /* Failed, closing, or a ship under way (libraft re-sends to a follower while it catches
+   * up: one read-out and one send of the state at a time, on one pool thread). */
+  if (status != 0 || s == NULL || s->n_bufs != 1 || n->closing || n->shipping > 0) {
+    drop_load(g, s);
     return;
   }
   g->snapshot = s;
   g->work.data = g;
   if (uv_queue_work(n->loop, &g->work, ship_work, ship_done) != 0) {
-    g->cb(g->outer, s, status);
-    free(g);
+    drop_load(g, s);
     return;
   }
   ++n->shipping;

@@ -54,8 +54,8 @@ int hf_node_start(struct hf_node *n, unsigned election_timeout_ms, unsigned hear
                   unsigned snapshot_threshold, unsigned snapshot_trailing, char *error);
 /* Sending a snapshot to a follower: `ship` runs on a libuv pool thread with the snapshot
  * libraft loaded (its index and bytes) and answers what to send instead through hf_put
- * (then 0), or nonzero to send it as stored (libraft cannot take a failed load: see
- * raft_uv_c.c). Closing waits for a ship in progress. */
+ * (then 0); nonzero: nothing is sent now (libraft sends again after its install timeout).
+ * One ship at a time; closing waits for it. */
 typedef int (*hf_ship_fn)(void *data, unsigned long long index, const char *bytes, size_t len, void *sink);
 void hf_node_set_ship(struct hf_node *n, hf_ship_fn ship, void *data);
 /* From ship: the bytes to send (copied). 0, or nonzero: no memory. */

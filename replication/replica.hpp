@@ -53,9 +53,12 @@ public:
   virtual bool restore(std::string_view data) = 0;
   // Sending the state to a follower the leader's log no longer reaches: what to send in
   // place of `stored` (the snapshot this replica took or installed at entry `index`), on a
-  // thread of its own while the replica goes on: true with `out`, false (or throwing) to
-  // send `stored` as it is: a load that fails is not something libraft 0.22.1 survives.
-  virtual bool ship(uint64_t index, std::string_view stored, std::string& out) { return false; }
+  // thread of its own while the replica goes on: true with `out`; false (or throwing):
+  // nothing now, libraft sends again after its install timeout. Not overridden: `stored`.
+  virtual bool ship(uint64_t index, std::string_view stored, std::string& out) {
+    out.assign(stored);
+    return true;
+  }
   // This replica leads `term` and everything committed before it is applied: it may decide.
   virtual void leading(uint64_t term) {}
   // It stopped leading (or never served): anything decided but not applied is void.

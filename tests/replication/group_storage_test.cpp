@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cluster/group_storage.hpp"
+#include "protocol/files.hpp"
 #include "tests/replication/tls_links_fixture.hpp"
 
 namespace holdfast::replication {
@@ -327,11 +328,23 @@ TEST_F(group_storages_snapshotting, a_replica_the_log_left_behind_installs_the_g
     ASSERT_EQ(commit(l, {sku_batch("late-" + std::to_string(k), 100 + k, k % 3)}), store_status::ok);
   ASSERT_EQ(commit(l, {sku_batch("early-0", 77, 1)}), store_status::ok);  // a later value
   EXPECT_GE(counters(l).snapshots_taken, 2u);
+  // The leader's LMDB moves past its latest Raft snapshot: the state it sends is ahead of
+  // the snapshot, so the follower's data is ahead of its log until the entries arrive.
+  for (int k = 0; k < 6; ++k) ASSERT_EQ(commit(l, {sku_batch("past-" + std::to_string(k), 3, 0)}), store_status::ok);
+  nodes_[l].group->host().run([&](replica&) { ASSERT_EQ(store(l).snapshot_now(), store_status::ok); });
 
   start(f);
   ASSERT_TRUE(wait_until([&] { return all_have({f}, "early-0", 77); }, std::chrono::seconds(20)));
   EXPECT_GE(store(f).stats().states_installed, 1u) << "caught up from entries: the leader kept them";
   EXPECT_GE(counters(f).snapshots_restored, 1u);
+  // Noted before it went in: a restart takes the data's position for what came whole, not
+  // for entries its own log accepted (it was refused, "the log lost entries", for good).
+  std::string installed;
+  ASSERT_EQ(read_small_file(path(f) + "/installed", 64, installed), "");
+  EXPECT_GE(std::stoull(installed), 130u);
+  stop(f);
+  start(f);
+  ASSERT_TRUE(nodes_[f].group);
   // The same state: every record byte for byte, and the hold-id index rebuilt from it.
   ASSERT_TRUE(wait_until([&] { return records_of(f) == records_of(l); }, std::chrono::seconds(10)));
   std::string owner;
@@ -426,10 +439,17 @@ TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
 
 // An empty entry (a leader's read barrier) changes nothing, so nothing is due: the
 // background thread stays idle (it spun at full speed, and never saw its stop, once one was
-// applied), and the storage closes.
-TEST_F(group_storages, an_empty_entry_leaves_nothing_to_snapshot_and_the_storage_closes) {
+// applied), and the storage closes. Alone in the process (no replicas electing meanwhile):
+// the process's CPU time is the storage's.
+TEST(replicated_storage, an_empty_entry_leaves_nothing_to_snapshot_and_the_storage_closes) {
+  char dir[] = "/tmp/holdfast-idle-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  struct removed {
+    std::string path;
+    ~removed() { std::filesystem::remove_all(path); }
+  } cleanup{dir};
   storage_options o;
-  o.path = (dir_ / "idle").string();
+  o.path = std::string(dir) + "/idle";
   o.replicated = true;
   o.background = true;
   o.snapshot_interval_ms = 1;
