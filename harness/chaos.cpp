@@ -288,6 +288,7 @@ int run_chaos(const chaos_options& opt) {
     return 2;
   }
   if (o.replicas > 1) replay += " --replicas " + std::to_string(o.replicas);
+  if (o.replicas > 1 && o.snapshot_entries > 0) replay += " --snapshot-entries " + std::to_string(o.snapshot_entries);
   if (shopping && attached) {
     std::cerr << "holdfast chaos: the checkout workload starts its own cluster and gateway: drop --attach\n";
     return 2;
@@ -320,7 +321,8 @@ int run_chaos(const chaos_options& opt) {
       if (o.replicas > 1) {
         cluster_config cfg;
         std::string error;
-        if (!init_cluster_dir(o.dir + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.replicas))
+        if (!init_cluster_dir(o.dir + "/cluster", o.nodes, 0, "holdfast-local", false, cfg, error, false, o.replicas) ||
+            (o.snapshot_entries > 0 && !set_raft_snapshot_entries(o.dir + "/cluster", o.snapshot_entries, error)))
           throw std::runtime_error(error);
       }
       own = std::make_unique<local_cluster>(o.binary, o.dir + "/cluster", o.nodes,
@@ -549,6 +551,17 @@ int run_chaos(const chaos_options& opt) {
     // through the others once they elected a new one.
     verdict survived{"every hold survived the loss of the leader's machine"};
     auto leader = cluster->raft_leader(std::chrono::seconds(15));
+    uint64_t installed = 0, snapshots = 0;
+    for (auto id : cluster->ids()) {
+      try {
+        auto s = cluster->raft_status(id);
+        installed += s.states_installed;
+        snapshots += s.snapshots_taken;
+      } catch (const std::exception&) {  // down: its counts went with it
+      }
+    }
+    say("Raft: " + std::to_string(snapshots) + " snapshots taken, " + std::to_string(installed) +
+        " states installed by followers that fell behind (counted by the nodes up now, since their last start)");
     if (leader == 0) {
       survived.ok = false;
       survived.detail = "no leader to kill";

@@ -20,6 +20,7 @@ struct chaos_options {
   // (replicas = nodes); after the usual checks the leader is killed and every hold is
   // checked again through the others: it must have survived the loss of that machine.
   int replicas = 1;
+  int snapshot_entries = 0;    // > 0 with replicas: the cluster file's raft_snapshot_entries
   int skus = 24;
   int64_t stock = 30;          // units per SKU
   int workers = 6;             // client threads, spread over the nodes as entry points

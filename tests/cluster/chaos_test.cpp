@@ -83,10 +83,13 @@ TEST(chaos, sixty_seconds_of_faults_break_no_promise) {
 // (the fault hooks cut Raft links too), and at the end the leader's machine is lost for
 // good and every hold must read the same through the others.
 TEST(chaos, a_replicated_cluster_keeps_every_promise_and_survives_losing_the_leader) {
-  auto seed = chaos_seed([](uint64_t s) { return "holdfast chaos --replicas 3 --seed " + std::to_string(s) + " --seconds 20"; });
+  auto seed = chaos_seed([](uint64_t s) {
+    return "holdfast chaos --replicas 3 --snapshot-entries 64 --seed " + std::to_string(s) + " --seconds 20";
+  });
   auto dir = make_temp_dir("holdfast-chaos-replicated");
   auto report = run_chaos_json(
-    {"--replicas", "3", "--seconds", "20", "--seed", std::to_string(seed), "--dir", dir + "/run", "--png", ""}, seed,
+    {"--replicas", "3", "--snapshot-entries", "64", "--seconds", "20", "--seed", std::to_string(seed), "--dir",
+     dir + "/run", "--png", ""}, seed,
     dir);
   ASSERT_TRUE(report.is_object());
   EXPECT_TRUE(report["pass"].get<bool>());
