@@ -338,7 +338,8 @@ replicated_skus::~replicated_skus() {
 }
 
 raft_group_status replicated_skus::status() {
-  auto s = group_->status();
+  // The copy: the network thread that asks never waits on the replica's thread.
+  auto s = group_->host().published_status();
   raft_group_status g;
   g.present = true;
   g.state = s.state;

@@ -37,6 +37,9 @@ struct raft_host::impl {
 
   uv_loop_t loop{};
   uv_async_t wake{};
+  uv_timer_t publish{};  // copies the replica's status for published_status()
+  std::mutex status_mutex;
+  replica_status published;
   std::mutex mutex;
   std::deque<std::function<void()>> tasks;  // to run on the loop
   bool stopping = false;
@@ -111,6 +114,8 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   }
   s.wake.data = &s;
   uv_async_init(&s.loop, &s.wake, [](uv_async_t* a) { static_cast<impl*>(a->data)->drain(); });
+  s.publish.data = &s;
+  uv_timer_init(&s.loop, &s.publish);
 
   s.transport_callbacks.data = &s;
   // Accepted connections come through raft_host::accept.
@@ -142,6 +147,7 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
   auto fail = [&s](const std::string& why) {
     if (s.node != nullptr) hf_node_close(s.node, nullptr, nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.publish), nullptr);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
     if (s.transport != nullptr) hf_transport_destroy(s.transport);
@@ -206,6 +212,15 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
            "must not rejoin as it was");
   }
   s.connector.start(*this);
+  // Every 100 ms (and once at once): readers that must not wait for this thread (the node's
+  // network thread answering Inventory.status) read the copy; this thread may be busy for
+  // a second installing a state a leader sent.
+  uv_timer_start(&s.publish, [](uv_timer_t* t) {
+    auto& s = *static_cast<impl*>(t->data);
+    auto now = s.rep.status();
+    std::lock_guard<std::mutex> lock(s.status_mutex);
+    s.published = std::move(now);
+  }, 0, 100);
   s.thread = std::thread([&s] { uv_run(&s.loop, UV_RUN_DEFAULT); });
 }
 
@@ -216,6 +231,11 @@ void raft_host::close() {
   if (!s.thread.joinable()) return;
   s.connector.stop();  // a dial answered later finds its token gone and closes its socket
   s.post([&s] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.publish), nullptr);
+    {
+      std::lock_guard<std::mutex> lock(s.status_mutex);
+      s.published = replica_status{};  // "unavailable"
+    }
     hf_node_close(s.node, [](void* data) {
       auto& s = *static_cast<impl*>(data);
       uv_close(reinterpret_cast<uv_handle_t*>(&s.wake), nullptr);
@@ -263,6 +283,11 @@ replica_status raft_host::status() {
   replica_status out;
   run([&](replica& r) { out = r.status(); });
   return out;
+}
+
+replica_status raft_host::published_status() const {
+  std::lock_guard<std::mutex> lock(impl_->status_mutex);
+  return impl_->published;
 }
 
 uint64_t raft_host::leader_hint() const { return impl_->rep.known_leader(); }

@@ -84,6 +84,9 @@ public:
   // closing, returns without running it (status() then answers "unavailable").
   void run(const std::function<void(replica&)>& f);
   replica_status status();
+  // From any thread, without waiting: the status as the host's thread copied it at most
+  // about 100 ms ago ("unavailable" once closing).
+  replica_status published_status() const;
   // From any thread: replica::transfer on the host's thread; `done` runs there, or at once
   // on the caller's when the host is closing.
   void transfer(uint64_t to, std::function<void(std::string refused)> done);
