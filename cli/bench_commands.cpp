@@ -137,10 +137,7 @@ void add_bench_commands(CLI::App& app, context& ctx) {
   cluster_cmd->add_option("--trials", cl->trials, "failover trials with --replicas")
     ->check(CLI::Range(1, 1000))
     ->capture_default_str();
-  cluster_cmd->add_option("--snapshot-entries", cl->snapshot_entries,
-                          "with --replicas: the cluster file's raft_snapshot_entries (a Raft snapshot of the "
-                          "state every this many entries; default 65536)")
-    ->check(CLI::Range(16, 1'000'000'000));
+  add_snapshot_entries(cluster_cmd, cl->snapshot_entries, "the report counts the leader's during (r) and (r/2)");
   cluster_cmd->add_option("--worker-threads", cl->worker_threads,
                           "CAF worker threads per node, in every row (0: the node's default)")
     ->capture_default_str();

@@ -20,10 +20,8 @@ void add_chaos_command(CLI::App& app, context& ctx) {
                   "the leader and checking every hold again")
     ->check(CLI::Range(1, 16))
     ->capture_default_str();
-  cmd->add_option("--snapshot-entries", o->snapshot_entries,
-                  "with --replicas: the cluster file's raft_snapshot_entries (small values make followers the "
-                  "nemesis kept away catch up through a sent state)")
-    ->check(CLI::Range(16, 1'000'000'000));
+  add_snapshot_entries(cmd, o->snapshot_entries,
+                       "small values make followers the nemesis kept away catch up through a sent state");
   cmd->add_option("--skus", o->skus)->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--stock", o->stock, "units per SKU")->check(CLI::Range(1, 1000000))->capture_default_str();
   cmd->add_option("--workers", o->workers, "client threads")->check(CLI::Range(1, 64))->capture_default_str();

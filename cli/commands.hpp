@@ -64,6 +64,10 @@ std::string utc_text(int64_t unix_ms);
 std::string span_text(int64_t seconds);
 // "90s", "15m", "24h", "1500ms": the largest unit that divides `ms` whole.
 std::string duration_text(int64_t ms);
+// --snapshot-entries of a command that makes its own replicated cluster (bench cluster,
+// chaos): the cluster file's raft_snapshot_entries, within its bounds; 0 (not given) keeps
+// the file's default. `what` says what small values do there.
+CLI::Option* add_snapshot_entries(CLI::App* cmd, int& entries, const std::string& what);
 // A duration option, in ms: "1500" (a bare number is ms, the old spelling), "1500ms",
 // "30s", "15m", "24h", within [min_ms, max_ms]. A `--x-ms` flag is also named `--x`.
 CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms, const std::string& description,

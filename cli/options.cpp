@@ -9,6 +9,7 @@
 #include <ctime>
 #include <set>
 
+#include "client/cluster_file.hpp"
 #include "cluster/toml_file.hpp"
 #include "protocol/domain.hpp"
 
@@ -60,6 +61,14 @@ CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms
   return cmd->add_option(names, ms, description + " (30s, 15m, 1500ms; a bare number is ms)")
     ->transform(duration)
     ->default_str(duration_text(ms));
+}
+
+CLI::Option* add_snapshot_entries(CLI::App* cmd, int& entries, const std::string& what) {
+  return cmd
+    ->add_option("--snapshot-entries", entries,
+                 "with --replicas: the cluster file's raft_snapshot_entries, a Raft snapshot every this many "
+                 "entries (default " + std::to_string(cluster_config{}.raft_snapshot_entries) + "); " + what)
+    ->check(CLI::Range(cluster_config::raft_snapshot_entries_min, cluster_config::raft_snapshot_entries_max));
 }
 
 namespace {

@@ -187,7 +187,8 @@ bool parse_cluster_text(const std::string& text, const std::string& directory, c
         !read_int(*t, "replicas", c.replicas, 1, 64, error, w) ||
         !read_int(*t, "election_timeout_ms", c.election_timeout_ms, 50, 60'000, error, w) ||
         !read_int(*t, "raft_heartbeat_ms", c.raft_heartbeat_ms, 5, 10'000, error, w) ||
-        !read_int(*t, "raft_snapshot_entries", c.raft_snapshot_entries, 16, 1'000'000'000, error, w))
+        !read_int(*t, "raft_snapshot_entries", c.raft_snapshot_entries, cluster_config::raft_snapshot_entries_min,
+                  cluster_config::raft_snapshot_entries_max, error, w))
       return false;
   } else if (root.contains("cluster")) {
     error = "cluster: expected a table [cluster]";

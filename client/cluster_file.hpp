@@ -48,6 +48,7 @@ struct cluster_config {
   // Raft: a replica snapshots its state every this many entries and keeps as many behind
   // it (a follower further behind is sent the state). Each replica's own: not in the hash.
   int64_t raft_snapshot_entries = 65'536;
+  static constexpr int64_t raft_snapshot_entries_min = 16, raft_snapshot_entries_max = 1'000'000'000;
   std::string ca;                       // the cluster CA certificate (PEM); empty: plaintext
   bool client_tls = false;              // clients must connect with TLS too
   bool client_certs = false;            // ...and present a certificate the cluster CA signed,

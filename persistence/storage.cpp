@@ -676,13 +676,6 @@ store_status storage::rebuild_hold_claims(std::string& problem) {
   return store_status::ok;
 }
 
-store_status storage::export_state(std::string& out, uint64_t& index) {
-  // Applies run on the caller's thread: once what waits is in LMDB, LMDB is the state.
-  auto st = snapshot_now();
-  if (st != store_status::ok) return st;
-  return env_->export_state(out, index);
-}
-
 store_status storage::snapshot_reference(std::string& out, uint64_t& index) {
   auto st = snapshot_now();
   if (st != store_status::ok) return st;

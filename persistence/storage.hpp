@@ -223,10 +223,8 @@ public:
   // memory is written to LMDB, which from then on holds that state or a later one. Cheap
   // beside the state itself, which is read out only when a follower needs it (read_state).
   store_status snapshot_reference(std::string& out, uint64_t& index);
-  // The state at applied_index(), whole: what waits is written, then every record read out
-  // in one transaction (lmdb_env::export_state). `index`: the entry it covers.
-  store_status export_state(std::string& out, uint64_t& index);
-  // Any thread: the state as LMDB holds it now, whole, and the entry it covers.
+  // Any thread: the state as LMDB holds it now, whole (lmdb_env::export_state), and the
+  // entry it covers (snapshot_now first: the state at applied_index()).
   store_status read_state(std::string& out, uint64_t& index) const { return env_->export_state(out, index); }
   // The group's state at a later entry than this replica has applied (a replica that fell
   // behind the leader's log): what waits in memory is written, LMDB's contents replaced in

@@ -116,13 +116,16 @@ protected:
     return true;
   }
 
-  // The replica's whole state as export_state reads it, on the replica's thread, without
+  // The replica's whole state as read_state reads it, on the replica's thread, without
   // its header (position and clock mark) and checksum: the records alone.
   std::string records_of(unsigned i) {
     std::string state;
     uint64_t index = 0;
     store_status st = store_status::io_error;
-    nodes_[i].group->host().run([&](replica&) { st = store(i).export_state(state, index); });
+    nodes_[i].group->host().run([&](replica&) {
+      st = store(i).snapshot_now();
+      if (st == store_status::ok) st = store(i).read_state(state, index);
+    });
     EXPECT_EQ(st, store_status::ok) << i;
     return state.size() > 28 ? state.substr(24, state.size() - 28) : std::string();
   }
@@ -388,7 +391,10 @@ TEST_F(group_storages, a_damaged_state_is_refused_and_changes_nothing) {
   for (int k = 0; k < 5; ++k) ASSERT_EQ(commit(l, {sku_batch("s" + std::to_string(k), 1 + k, 1)}), store_status::ok);
   std::string state;
   uint64_t index = 0;
-  nodes_[l].group->host().run([&](replica&) { ASSERT_EQ(store(l).export_state(state, index), store_status::ok); });
+  nodes_[l].group->host().run([&](replica&) {
+    ASSERT_EQ(store(l).snapshot_now(), store_status::ok);
+    ASSERT_EQ(store(l).read_state(state, index), store_status::ok);
+  });
   ASSERT_GE(index, 5u);
   ASSERT_EQ(commit(l, {sku_batch("s9", 9, 0)}), store_status::ok);
   stop(l);
