@@ -8,16 +8,20 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "cli/commands.hpp"
 #include "cluster/certs.hpp"
+#include "cluster/replicated_skus.hpp"  // group_replacement_file
 #include "client/client.hpp"
 #include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
+#include "persistence/identity.hpp"
+#include "protocol/files.hpp"
 
 namespace holdfast::cli {
 namespace {
@@ -34,6 +38,7 @@ struct cluster_args {
   bool fault_hooks = false;
   std::vector<std::string> keys;
   uint32_t to = 0;  // rebalance: 0 = the preferred node
+  bool force = false;  // replace: though fewer than a majority of the others answered
   std::string cluster_file() const { return file.empty() ? dir + "/cluster.toml" : file; }
 };
 
@@ -94,7 +99,16 @@ int print_status(const context& ctx, const cluster_config& cfg) {
           fj.push_back({{"node", f.node}, {"match_index", f.match_index}, {"lag", f.lag}});
           lags += " " + std::to_string(f.node) + ":" + std::to_string(f.lag);
         }
+        nlohmann::json sj = nlohmann::json::array();
+        std::string group;
+        for (auto& v : r.servers) {
+          sj.push_back({{"replica", v.replica}, {"node", v.node}, {"role", v.role}, {"address", v.address}});
+          group += std::string(group.empty() ? "" : " ") + std::to_string(v.node) +
+                   (v.replica != v.node ? "(replica " + std::to_string(v.replica) + ")" : "") +
+                   (v.role != "voter" ? "(" + v.role + ")" : "");
+        }
         j["raft"] = {{"state", r.state}, {"serving", r.serving}, {"term", r.term}, {"commit_index", r.commit_index},
+                     {"replica", r.replica}, {"servers", sj},
                      {"last_applied", r.last_applied}, {"leader", r.leader}, {"followers", fj},
                      {"snapshot_index", r.snapshot_index}, {"snapshots_taken", r.snapshots_taken},
                      {"states_installed", r.states_installed}};
@@ -105,7 +119,8 @@ int print_status(const context& ctx, const cluster_config& cfg) {
                       (lags.empty() ? "" : ", lag per follower" + lags) +
                       (r.snapshot_index ? ", snapshot at " + std::to_string(r.snapshot_index) : std::string()) +
                       (r.states_installed ? ", " + std::to_string(r.states_installed) + " states installed"
-                                          : std::string()) + "\n";
+                                          : std::string()) +
+                      (r.state == "leader" ? ", members " + group : std::string()) + "\n";
       }
       if (!ctx.as_json)
         std::printf("%-5u %-6s %-21s %-9s %-8s %8lld %10.0f %10llu  %s\n", m.id, "up", m.client.c_str(),
@@ -127,16 +142,10 @@ int print_status(const context& ctx, const cluster_config& cfg) {
   return down == 0 ? 0 : exit_refused;
 }
 
-// Moves the SKU group's leadership to node `to` (0: the preferred one, the first member):
-// finds the leader from the members' statuses and asks it to transfer.
-int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
-  if (cfg.replicas <= 1) return fail(ctx, "invalid", "the cluster is not replicated ([cluster] replicas = 1)");
-  if (to == 0) to = cfg.members.front().id;
-  if (!cfg.member(to)) return fail(ctx, "invalid", "node " + std::to_string(to) + " is not a member");
-  auto o = connection_options(ctx, &cfg);
-  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+// The member whose replica leads the SKU group, from the members' statuses (the newest
+// term's); an election may be under way, so asked again for a few election timeouts. 0: none.
+uint32_t find_leader(const cluster_config& cfg, const client_options& o) {
   uint32_t leader = 0;
-  // An election may be under way: asked again until one leads, for a few election timeouts.
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4 * cfg.election_timeout_ms);
   for (;;) {
     uint64_t term = 0;
@@ -151,9 +160,20 @@ int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
       } catch (const std::exception&) {  // down: not the leader we ask
       }
     }
-    if (leader != 0 || std::chrono::steady_clock::now() > until) break;
+    if (leader != 0 || std::chrono::steady_clock::now() > until) return leader;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+}
+
+// Moves the SKU group's leadership to node `to` (0: the preferred one, the first member):
+// finds the leader from the members' statuses and asks it to transfer.
+int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
+  if (cfg.replicas <= 1) return fail(ctx, "invalid", "the cluster is not replicated ([cluster] replicas = 1)");
+  if (to == 0) to = cfg.members.front().id;
+  if (!cfg.member(to)) return fail(ctx, "invalid", "node " + std::to_string(to) + " is not a member");
+  auto o = connection_options(ctx, &cfg);
+  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+  uint32_t leader = find_leader(cfg, o);
   nlohmann::json j{{"to", to}, {"leader_before", leader}};
   if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");
   if (leader == to) {
@@ -176,6 +196,146 @@ int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
   j["leader"] = answer.first;
   if (ctx.as_json) std::cout << j.dump() << "\n";
   else std::printf("the SKU group's leadership moved from node %u to node %u\n", leader, answer.first);
+  return 0;
+}
+
+// `cluster replace --node N`: node N's replica of the SKU group is lost (its machine or its
+// data directory); a new one takes its place at the same addresses through Raft's own
+// configuration change, while the group serves on:
+//   1. N must be gone: it does not answer and no member has a live link to it.
+//   2. The leader removes N's lost replica from the group and adds a new one, with an id
+//      the group never had, as a spare (Inventory.replaceReplica).
+//   3. N's new data directory (DIR/node-N) is made: its identity succeeds the lost one's
+//      (the members record the new generation first, so the lost process, if it was only
+//      frozen, is refused when it wakes), and it names the replica to join as.
+//   4. N starts; its replica joins empty and the leader sends it the group's state and log.
+//   5. The leader makes it a voter once it caught up (Inventory.promoteReplica; libraft
+//      gives up on a catch-up round longer than 5 s, so this asks again until it is).
+// Run again after a stop midway, it goes on from where it was.
+int replace(const context& ctx, const cluster_args& a, const cluster_config& cfg, uint32_t n) {
+  if (cfg.replicas <= 1) return fail(ctx, "invalid", "the cluster is not replicated ([cluster] replicas = 1)");
+  if (!cfg.member(n)) return fail(ctx, "invalid", "node " + std::to_string(n) + " is not a member");
+  auto say = [&ctx](const std::string& line) {
+    if (!ctx.as_json) std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  const std::string data = a.dir + "/node-" + std::to_string(n);
+  const std::string prepared = data + "/" + group_replacement_file;
+  auto o = connection_options(ctx, &cfg);
+  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+  std::string error;
+  uint64_t replica = 0;  // the new replica's id
+  directory_identity recorded;
+  if (!file_absent(prepared)) {
+    // Made by an earlier run, which stopped before the replica was a voter.
+    std::string text;
+    if (auto why = read_small_file(prepared, 64, text); !why.empty()) return fail(ctx, "failed", prepared + ": " + why);
+    replica = std::strtoull(text.c_str(), nullptr, 10);
+    say("going on with the replacement prepared in " + data + " (replica " + std::to_string(replica) + ")");
+  } else {
+    if (auto pid = local_cluster::live_pid(a.dir, n))
+      return fail(ctx, "refused", "node " + std::to_string(n) + " runs (pid " + std::to_string(pid) +
+                                    "): a running node's replica is not lost");
+    std::error_code ec;
+    if (std::filesystem::exists(data, ec) && !std::filesystem::is_empty(data, ec))
+      return fail(ctx, "refused", data + " holds node " + std::to_string(n) +
+                                    "'s data: if its replica is lost (its disk failed, its raft log is damaged), move "
+                                    "that directory away first (keep it until the replacement serves); the new "
+                                    "replica gets a new directory there");
+    auto said = ask_members(ctx, cfg, n);
+    if (!said.alive.empty())
+      return fail(ctx, "refused", "refusing to replace: " + said.alive + "; stop it first");
+    if (said.answered < (cfg.members.size() - 1) / 2 + 1 && !a.force)
+      return fail(ctx, "refused", "refusing to replace: " + std::to_string(said.answered) +
+                                    " other members answered, fewer than a majority: the group cannot change its "
+                                    "members without one (bring them up)");
+    uint32_t leader = find_leader(cfg, o);
+    if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");
+    say("node " + std::to_string(n) + " is gone; node " + std::to_string(leader) +
+        ", the leader, removes its replica from the SKU group and adds a new one");
+    std::pair<uint64_t, std::string> answer;
+    try {
+      auto slow = o;
+      slow.call_timeout_ms = std::max<int64_t>(ctx.timeout_ms, 4 * cfg.election_timeout_ms);
+      blocking_client c(cfg.member(leader)->client, slow);
+      answer = c.replace_replica(n);
+    } catch (const std::exception& e) {
+      return fail(ctx, "unavailable", "node " + std::to_string(leader) + ", the leader: " + e.what() +
+                                        " (run this again: it goes on from what the group has)");
+    }
+    if (!answer.second.empty())
+      return fail(ctx, refusal_status(answer.second, "refused"),
+                  "node " + std::to_string(leader) + " did not replace the replica: " + answer.second);
+    replica = answer.first;
+    // The new directory succeeds the lost one: the members record its generation before it
+    // ever starts. Its replica id is written last: with it, the directory is ready.
+    directory_identity id;
+    id.kind = directory_identity::role::member;
+    id.cluster_name = cfg.name;
+    id.cluster_id = cfg.id;
+    id.member = n;
+    for (auto& m : cfg.members) id.members.push_back(m.id);
+    id.generation = std::max<uint64_t>(said.generation_seen, 1) + 1;
+    id.extend_lineage();
+    if (auto why = announce_successor(ctx, cfg, id, a.force, "node " + std::to_string(n) + " was not started");
+        !why.empty())
+      return fail(ctx, "refused", "the group has replica " + std::to_string(replica) + " for node " +
+                                    std::to_string(n) + ", but its directory was " + why +
+                                    " (run this again: it goes on from there)");
+    std::filesystem::create_directories(data, ec);
+    if (ec) return fail(ctx, "failed", data + ": " + ec.message());
+    if (!write_identity(data, id, error) ||
+        !write_file_atomically(prepared, std::to_string(replica) + "\n", error))
+      return fail(ctx, "failed", error);
+    say("made " + data + " for replica " + std::to_string(replica) + " (generation " +
+        std::to_string(id.generation) + " of node " + std::to_string(n) + "'s directory)");
+  }
+  if (!local_cluster::live_pid(a.dir, n)) {
+    std::vector<std::string> extra;
+    if (a.fault_hooks) extra.push_back("--fault-hooks");
+    try {
+      local_cluster nodes(self_executable(), a.dir, static_cast<int>(cfg.members.size()), extra, false);
+      say("starting node " + std::to_string(n) + " (log " + a.dir + "/node-" + std::to_string(n) + ".log)");
+      nodes.start(n);
+      nodes.release_to_pid_files();
+    } catch (const std::exception& e) {
+      return fail(ctx, "failed", e.what());
+    }
+  }
+  // Made a voter once caught up: asked again while it is not, for up to 10 minutes.
+  auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  uint32_t leader = 0;
+  for (int attempt = 1;; ++attempt) {
+    leader = find_leader(cfg, o);
+    std::string refused = leader == 0 ? "no member leads the SKU group" : "";
+    if (leader != 0) {
+      try {
+        auto slow = o;
+        slow.call_timeout_ms = std::max<int64_t>(ctx.timeout_ms, 120'000);
+        blocking_client c(cfg.member(leader)->client, slow);
+        refused = c.promote_replica(replica);
+        if (refused.empty()) break;
+        // How far it got, from the leader.
+        for (auto& f : c.status().raft.followers)
+          if (f.replica == replica) refused += " (it lacks " + std::to_string(f.lag) + " entries)";
+      } catch (const std::exception& e) {
+        refused = "node " + std::to_string(leader) + ", the leader: " + e.what();
+      }
+    }
+    if (refused.rfind("forbidden", 0) == 0) return fail(ctx, "forbidden", refused);
+    if (std::chrono::steady_clock::now() > until)
+      return fail(ctx, "unavailable", "replica " + std::to_string(replica) + " of node " + std::to_string(n) +
+                                        " is not a voter yet: " + refused + " (run this again to go on)");
+    say("not a voter yet (attempt " + std::to_string(attempt) + "): " + refused);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::error_code ec;
+  std::filesystem::remove(prepared, ec);  // its replica has a directory of its own now
+  if (ctx.as_json)
+    std::cout << nlohmann::json{{"status", "ok"}, {"node", n}, {"replica", replica}, {"leader", leader}}.dump() << "\n";
+  else
+    std::printf("node %u's new replica %llu caught up and votes in the SKU group (leader: node %u)\n", n,
+                static_cast<unsigned long long>(replica), leader);
   return 0;
 }
 
@@ -382,6 +542,21 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
       cluster_config cfg;
       if (!load(ctx, *a, cfg)) return exit_usage;
       return rebalance(ctx, cfg, a->to);
+    };
+  });
+
+  auto replace_node = std::make_shared<uint32_t>(0);
+  auto* replace_cmd = cluster->add_subcommand(
+    "replace", "replace a lost node's replica of the SKU group (its disk or machine) with a new one, at its addresses");
+  replace_cmd->add_option("--dir", a->dir, "the cluster's directory (as for up)")->capture_default_str();
+  replace_cmd->add_option("--node", *replace_node, "the node whose replica is lost")->required()->check(CLI::Range(1, 65535));
+  replace_cmd->add_flag("--force", a->force, "go on though fewer than a majority of the other members answered");
+  replace_cmd->add_flag("--fault-hooks", a->fault_hooks, "TESTS ONLY: let `holdfast chaos` cut links")->group("Testing");
+  replace_cmd->callback([&ctx, a, replace_node] {
+    ctx.action = [&ctx, a, replace_node] {
+      cluster_config cfg;
+      if (!load(ctx, *a, cfg)) return exit_usage;
+      return replace(ctx, *a, cfg, *replace_node);
     };
   });
 

@@ -17,20 +17,6 @@
 #include "persistence/storage.hpp"
 
 namespace holdfast::cli {
-namespace {
-
-struct restore_args {
-  std::string from, data, cluster_file;
-  bool force = false;
-};
-
-// What the other members say of `member`: refused when it answers anyone; else the newest
-// generation any of them saw, and how many answered.
-struct member_check {
-  std::string alive;  // why the member counts as alive, or ""
-  uint64_t generation_seen = 0;
-  size_t answered = 0;
-};
 
 member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t member) {
   member_check out;
@@ -65,6 +51,42 @@ member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t
   }
   return out;
 }
+
+std::string announce_successor(const context& ctx, const cluster_config& cfg, const directory_identity& identity,
+                               bool force, const std::string& otherwise) {
+  // The members learn the new generation now, before the copy ever starts: the process
+  // it replaces, if it was only frozen, is refused when it wakes.
+  auto told = announce_generation(cfg, identity.member, identity.generation, identity.lineage.back(),
+                                   std::min<int64_t>(ctx.timeout_ms, 3'000));
+  std::string refusals;
+  for (auto& r : told.refused) refusals += "; " + r;
+  bool live = refusals.find("already running") != std::string::npos;
+  // A member that refuses the announced generation as old or behind would fence the
+  // new directory for good: stop, and run again (the next generation).
+  if (refusals.find("replaced by `holdfast restore`") != std::string::npos ||
+      refusals.find("is behind") != std::string::npos)
+    return "stopped: a member knows a newer generation of node " + std::to_string(identity.member) + refusals +
+           "; run it again with every member up";
+  // A majority of the other members must record it (with three members: both others),
+  // so that a member which missed it, and would accept the replaced directory, is at most
+  // a minority.
+  size_t others = cfg.members.size() - 1, majority = others / 2 + 1;
+  if (live || (told.accepted < majority && !force))
+    return "stopped: " +
+           (live ? std::string("the member still runs")
+                 : std::to_string(told.accepted) + " of the other " + std::to_string(others) +
+                     " members recorded the new generation, fewer than a majority (" + std::to_string(majority) +
+                     "); bring them up, or pass --force") +
+           refusals + "; " + otherwise;
+  return "";
+}
+
+namespace {
+
+struct restore_args {
+  std::string from, data, cluster_file;
+  bool force = false;
+};
 
 int restore(const context& ctx, const restore_args& a) {
   directory_identity identity;
@@ -112,30 +134,9 @@ int restore(const context& ctx, const restore_args& a) {
   identity.lineage.clear();
   identity.extend_lineage();
   if (identity.kind == directory_identity::role::member && cfg_loaded.members.size() > 1) {
-    // The members learn the new generation now, before the copy ever starts: the process
-    // it replaces, if it was only frozen, is refused when it wakes.
-    auto told = announce_generation(cfg_loaded, identity.member, identity.generation, identity.lineage.back(),
-                                     std::min<int64_t>(ctx.timeout_ms, 3'000));
-    std::string refusals;
-    for (auto& r : told.refused) refusals += "; " + r;
-    bool live = refusals.find("already running") != std::string::npos;
-    // A member that refuses the announced generation as old or behind would fence the
-    // restored node for good: stop, and restore again (the next generation).
-    if (refusals.find("replaced by `holdfast restore`") != std::string::npos ||
-        refusals.find("is behind") != std::string::npos)
-      return fail(ctx, "refused", "restore stopped: a member knows a newer generation of node " +
-                                    std::to_string(identity.member) + refusals + "; run restore again with every member up");
-    // A majority of the other members must record it (with three members: both others),
-    // so that a member which missed it, and would accept the replaced directory, is at most
-    // a minority.
-    size_t others = cfg_loaded.members.size() - 1, majority = others / 2 + 1;
-    if (live || (told.accepted < majority && !a.force))
-      return fail(ctx, "refused", "restore stopped: " +
-                                    (live ? std::string("the member still runs")
-                                          : std::to_string(told.accepted) + " of the other " + std::to_string(others) +
-                                              " members recorded the new generation, fewer than a majority (" +
-                                              std::to_string(majority) + "); bring them up, or pass --force") +
-                                    refusals + "; " + a.data + " stays a backup (it does not start)");
+    if (auto why = announce_successor(ctx, cfg_loaded, identity, a.force, a.data + " stays a backup (it does not start)");
+        !why.empty())
+      return fail(ctx, "refused", why);
   }
   identity.backup = false;
   identity.backup_taken.clear();

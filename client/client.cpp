@@ -336,7 +336,11 @@ kj::Promise<node_status> client::status() {
       g.snapshot_index = r.getSnapshotIndex();
       g.snapshots_taken = r.getSnapshotsTaken();
       g.states_installed = r.getStatesInstalled();
-      for (auto f : r.getFollowers()) g.followers.push_back({f.getNode(), f.getMatchIndex(), f.getLag()});
+      g.replica = r.getReplica();
+      for (auto f : r.getFollowers())
+        g.followers.push_back({f.getNode(), f.getMatchIndex(), f.getLag(), f.getReplica()});
+      for (auto v : r.getServers())
+        g.servers.push_back({v.getReplica(), v.getNode(), codec::str(v.getRole()), codec::str(v.getAddress())});
     }
     for (auto l : s.getLinks())
       out.links.push_back({l.getNode(), codec::str(l.getState()), codec::str(l.getDetail()),
@@ -390,6 +394,20 @@ kj::Promise<std::string> client::fault_partition(const std::vector<uint32_t>& pe
   auto req = impl_->inventory.faultPartitionRequest();
   auto list = req.initPeers(static_cast<unsigned>(peers.size()));
   for (unsigned i = 0; i < peers.size(); ++i) list.set(i, peers[i]);
+  return impl_->or_timeout(req.send().then([](auto r) { return codec::str(r.getRefused()); }));
+}
+
+kj::Promise<std::pair<uint64_t, std::string>> client::replace_replica(uint32_t node) {
+  auto req = impl_->inventory.replaceReplicaRequest();
+  req.setNode(node);
+  return impl_->or_timeout(req.send().then([](auto r) {
+    return std::pair<uint64_t, std::string>(r.getReplica(), codec::str(r.getRefused()));
+  }));
+}
+
+kj::Promise<std::string> client::promote_replica(uint64_t replica) {
+  auto req = impl_->inventory.promoteReplicaRequest();
+  req.setReplica(replica);
   return impl_->or_timeout(req.send().then([](auto r) { return codec::str(r.getRefused()); }));
 }
 
@@ -1013,6 +1031,10 @@ order_event_page blocking_client::order_events(uint64_t from, uint32_t limit) {
 order_page blocking_client::list_orders(const order_list_query& query) {
   return wait(client_->list_orders(query));
 }
+std::pair<uint64_t, std::string> blocking_client::replace_replica(uint32_t node) {
+  return wait(client_->replace_replica(node));
+}
+std::string blocking_client::promote_replica(uint64_t replica) { return wait(client_->promote_replica(replica)); }
 std::pair<uint32_t, std::string> blocking_client::transfer_leadership(uint32_t to) {
   return wait(client_->transfer_leadership(to));
 }

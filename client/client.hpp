@@ -134,6 +134,9 @@ public:
   // Inventory.transferLeadership: the leader afterwards (`to` when it took over), and why
   // not ("" when it did).
   kj::Promise<std::pair<uint32_t, std::string>> transfer_leadership(uint32_t to);
+  // Inventory.replaceReplica and .promoteReplica: the new replica's id and why not.
+  kj::Promise<std::pair<uint64_t, std::string>> replace_replica(uint32_t node);
+  kj::Promise<std::string> promote_replica(uint64_t replica);
 
   kj::Promise<hold_result> reserve(const hold_op& op);
   kj::Promise<hold_result> confirm(const std::string& hold_id, const std::string& sku = {});
@@ -201,6 +204,8 @@ public:
   std::vector<member_address> members(std::string* cluster = nullptr);
   std::string fault_partition(const std::vector<uint32_t>& peers);
   std::pair<uint32_t, std::string> transfer_leadership(uint32_t to);
+  std::pair<uint64_t, std::string> replace_replica(uint32_t node);
+  std::string promote_replica(uint64_t replica);
   sku_result query_sku(const std::string& sku);
   // One page of the SKU's holds (admin): `holds` and `next` of the result; see sku_op.
   sku_result list_holds(const std::string& sku, const std::string& state = {}, const std::string& after = {},

@@ -36,11 +36,19 @@ struct raft_group_status {
   uint32_t leader = 0;   // 0: none known
   uint64_t snapshot_index = 0;    // its latest Raft snapshot's entry (0: none since it started)
   uint64_t snapshots_taken = 0, states_installed = 0;  // since it started
+  uint64_t replica = 0;  // this node's replica's Raft id (cluster/replica_ids.hpp)
   struct follower {
     uint32_t node = 0;
     uint64_t match_index = 0, lag = 0;
+    uint64_t replica = 0;
   };
-  std::vector<follower> followers;  // when leading
+  std::vector<follower> followers;  // when leading: every other replica in the group
+  struct server {
+    uint64_t replica = 0;
+    uint32_t node = 0;
+    std::string role, address;  // voter, standby, spare
+  };
+  std::vector<server> servers;  // the group's configuration as this replica has it
 };
 
 struct node_status {

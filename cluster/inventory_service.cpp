@@ -357,6 +357,15 @@ public:
           fs[i].setNode(g.followers[i].node);
           fs[i].setMatchIndex(g.followers[i].match_index);
           fs[i].setLag(g.followers[i].lag);
+          fs[i].setReplica(g.followers[i].replica);
+        }
+        r.setReplica(g.replica);
+        auto vs = r.initServers(static_cast<unsigned>(g.servers.size()));
+        for (unsigned i = 0; i < g.servers.size(); ++i) {
+          vs[i].setReplica(g.servers[i].replica);
+          vs[i].setNode(g.servers[i].node);
+          vs[i].setRole(g.servers[i].role);
+          vs[i].setAddress(g.servers[i].address);
         }
       }
       out.setForwardedTotal(net.route ? net.route->forwarded() : 0);
@@ -465,32 +474,66 @@ public:
     return kj::READY_NOW;
   }
 
+  // Why an admin's call about the SKU group's replicas is refused here ("" when it is not):
+  // `wired`: this node has a replica; `member`: a node the call names (0: none).
+  std::string replica_call_refused(bool wired, uint32_t member = 0) {
+    if (auto why = forbidden(role::admin); !why.empty()) return "forbidden: " + why;
+    if (!wired) return "the SKUs are not replicated in this cluster";
+    if (member != 0 && (!node_.role || !node_.role->config.member(member)))
+      return "node " + std::to_string(member) + " is not a member of this cluster";
+    return "";
+  }
+
+  // The replica answers on its own thread: a promise here, and the function that fulfils it
+  // from there.
+  template <typename T>
+  static std::pair<kj::Promise<T>, std::function<void(T)>> replica_answer() {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<T>>>(kj::mv(paf.fulfiller));
+    return {kj::mv(paf.promise), [fulfiller](T value) { (*fulfiller)->fulfill(kj::mv(value)); }};
+  }
+
   kj::Promise<void> transferLeadership(TransferLeadershipContext ctx) override {
-    auto out = ctx.getResults();
     uint32_t to = ctx.getParams().getTo();
-    std::string refused;
-    if (auto why = forbidden(role::admin); !why.empty())
-      refused = "forbidden: " + why;
-    else if (!options_.raft_transfer)
-      refused = "the SKUs are not replicated in this cluster";
-    else if (!node_.role || !node_.role->config.member(to))
-      refused = "node " + std::to_string(to) + " is not a member of this cluster";
-    if (!refused.empty()) {
-      out.setRefused(refused);
+    if (auto refused = replica_call_refused(bool(options_.raft_transfer), to); !refused.empty()) {
+      ctx.getResults().setRefused(refused);
       return kj::READY_NOW;
     }
-    // The replica answers on its own thread, within an election timeout.
+    // Answered within an election timeout.
     using answer = std::pair<uint32_t, std::string>;
-    auto paf = kj::newPromiseAndCrossThreadFulfiller<answer>();
-    auto fulfiller = std::make_shared<kj::Own<kj::CrossThreadPromiseFulfiller<answer>>>(kj::mv(paf.fulfiller));
-    options_.raft_transfer(to, [fulfiller](uint32_t leader, std::string why) {
-      (*fulfiller)->fulfill(answer{leader, std::move(why)});
-    });
-    return paf.promise.then([ctx](answer a) mutable {
+    auto [promise, fulfil] = replica_answer<answer>();
+    options_.raft_transfer(to, [fulfil = fulfil](uint32_t leader, std::string why) { fulfil({leader, std::move(why)}); });
+    return promise.then([ctx](answer a) mutable {
       auto out = ctx.getResults();
       out.setLeader(a.first);
       out.setRefused(a.second);
     });
+  }
+
+  kj::Promise<void> replaceReplica(ReplaceReplicaContext ctx) override {
+    uint32_t node = ctx.getParams().getNode();
+    if (auto refused = replica_call_refused(bool(options_.raft_replace), node); !refused.empty()) {
+      ctx.getResults().setRefused(refused);
+      return kj::READY_NOW;
+    }
+    using answer = std::pair<uint64_t, std::string>;
+    auto [promise, fulfil] = replica_answer<answer>();
+    options_.raft_replace(node, [fulfil = fulfil](uint64_t replica, std::string why) { fulfil({replica, std::move(why)}); });
+    return promise.then([ctx](answer a) mutable {
+      auto out = ctx.getResults();
+      out.setReplica(a.first);
+      out.setRefused(a.second);
+    });
+  }
+
+  kj::Promise<void> promoteReplica(PromoteReplicaContext ctx) override {
+    if (auto refused = replica_call_refused(bool(options_.raft_promote)); !refused.empty()) {
+      ctx.getResults().setRefused(refused);
+      return kj::READY_NOW;
+    }
+    auto [promise, fulfil] = replica_answer<std::string>();
+    options_.raft_promote(ctx.getParams().getReplica(), fulfil);
+    return promise.then([ctx](std::string why) mutable { ctx.getResults().setRefused(why); });
   }
 
   kj::Promise<void> login(LoginContext ctx) override {

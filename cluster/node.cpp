@@ -293,9 +293,9 @@ int run_node(const node_options& options) {
     if (!file_absent(joined) && !std::filesystem::exists(options.data_dir + "/group/raft", ec)) {
       spdlog::critical("holdfast node: refusing to start: {}/group/raft is missing, but this member ran before: its "
                        "replica of the SKU group lost its data and must not rejoin as if it were new (it would "
-                       "forget entries and votes it gave). Replacing a member's lost replica through the group "
-                       "(holdfast cluster replace) is not built yet: the group serves on with the other members",
-                       options.data_dir);
+                       "forget entries and votes it gave). Move {} away and replace the replica through the group "
+                       "(holdfast cluster replace --node {}): the group serves on with the other members meanwhile",
+                       options.data_dir, options.data_dir, role->self);
       caf::anon_send_exit(store, caf::exit_reason::kill);
       return 2;
     }
@@ -306,6 +306,17 @@ int run_node(const node_options& options) {
     r.storage = storage_cfg;
     r.directory = directory_cfg;
     r.clock = clock;
+    // A replacement prepared by `holdfast cluster replace`: the id of the replica it joins as.
+    if (const auto replacement = options.data_dir + "/" + std::string(group_replacement_file);
+        !file_absent(replacement)) {
+      std::string text;
+      if (auto why = read_small_file(replacement, 64, text); !why.empty()) {
+        spdlog::critical("holdfast node: refusing to start: {}: {}", replacement, why);
+        caf::anon_send_exit(store, caf::exit_reason::kill);
+        return 2;
+      }
+      r.replacement = std::strtoull(text.c_str(), nullptr, 10);
+    }
     replicated = replicated_skus::start(sys, r, error);
     if (!replicated) {
       spdlog::critical("holdfast node: refusing to start: the SKU group's replica in {}/group: {}", options.data_dir,
@@ -322,6 +333,10 @@ int run_node(const node_options& options) {
     effective.server.sku_leader = [r = replicated.get()] { return r->leader(); };
     effective.server.raft_status = [r = replicated.get()] { return r->status(); };
     effective.server.raft_transfer = [r = replicated.get()](uint32_t to, auto done) { r->transfer(to, std::move(done)); };
+    effective.server.raft_replace = [r = replicated.get()](uint32_t node, auto done) { r->replace(node, std::move(done)); };
+    effective.server.raft_promote = [r = replicated.get()](uint64_t replica, auto done) {
+      r->promote(replica, std::move(done));
+    };
     effective.server.raft_partition = [r = replicated.get()](const std::set<uint32_t>& peers) {
       r->partition(peers);
     };

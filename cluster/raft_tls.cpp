@@ -1,4 +1,5 @@
 #include "cluster/raft_tls.hpp"
+#include "cluster/replica_ids.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -231,8 +232,8 @@ struct raft_tls_connector::impl {
                      return raw;
                    })
                    .then([this, id](kj::Own<kj::AsyncIoStream> raw) {
-                     // The target's certificate must name it: node-<id>.
-                     auto name = kj::str(node_tls_name(static_cast<uint32_t>(id)));
+                     // The target's certificate must name its member: node-<member>.
+                     auto name = kj::str(node_tls_name(member_of_replica(id)));
                      auto wrapped = tls->wrapClient(kj::mv(raw), name);
                      return wrapped.attach(kj::mv(name));
                    })
@@ -245,7 +246,7 @@ struct raft_tls_connector::impl {
     ++dials;
     return in_time(kj::mv(setup))
       .then([this, reply, id](kj::Own<kj::AsyncIoStream> s) {
-              if (partitioned.count(id)) return reply(-1);
+              if (partitioned.count(member_of_replica(id))) return reply(-1);
               reply(splice(kj::mv(s), false, id));
             },
             [this, reply](kj::Exception&&) {
@@ -268,14 +269,14 @@ struct raft_tls_connector::impl {
       return read.then([this, s = kj::mv(s), head = kj::mv(head), name]() mutable {
         uint64_t id = 0;
         for (int i = 0; i < 8; ++i) id |= uint64_t(head[i]) << (8 * i);
-        if (id == 0 || id > UINT32_MAX || name != node_tls_name(static_cast<uint32_t>(id))) {
+        if (member_of_replica(id) == 0 || name != node_tls_name(member_of_replica(id))) {
           ++refused_name;
           return kj::Promise<void>(KJ_EXCEPTION(FAILED, "raft hello names another node than its certificate"));
         }
         auto address = std::make_shared<std::string>(head[8], '\0');
         auto& stream = *s.stream;
         return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
-          if (stopped || host == nullptr || partitioned.count(id)) return;
+          if (stopped || host == nullptr || partitioned.count(member_of_replica(id))) return;
           int fd = splice(kj::mv(s.stream), true, id);
           if (fd < 0) return;
           ++accepted;
@@ -428,10 +429,11 @@ void raft_tls_connector::partition(const std::set<uint64_t>& peers) {
   s.executor->executeSync([&] {
     s.partitioned = peers;
     for (auto* table : {&s.peer_links, &s.dialed_links})
-      for (auto id : peers) {
-        auto links = std::move((*table)[id]);
-        (*table)[id].clear();
-        for (auto& l : links) l->fulfill();
+      for (auto& [id, links] : *table) {
+        if (!peers.count(member_of_replica(id))) continue;
+        auto cut = std::move(links);
+        links.clear();
+        for (auto& l : cut) l->fulfill();
       }
   });
 }

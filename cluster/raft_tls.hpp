@@ -2,7 +2,7 @@
 // plaintext: libraft's own TCP transport has no TLS).
 //
 // Each Raft connection is one TLS connection to the target node's raft port, whose
-// certificate must name it (node-<id>). The dialer then says who it is (its id and raft
+// certificate must name its member (node-<member>, cluster/replica_ids.hpp). The dialer then says who it is (its replica id and raft
 // address); the acceptor checks that its certificate names that id. Then bytes are pumped
 // between the TLS stream and a socketpair whose other end libraft reads and writes as a
 // libuv stream (raft_host). The pumps run on this connector's own KJ thread.
@@ -19,7 +19,7 @@ namespace holdfast {
 
 struct raft_tls_options {
   std::string listen;  // HOST:PORT (port 0: any free one; see port())
-  uint64_t self = 0;   // this node's id: its certificate names node-<self>
+  uint64_t self = 0;   // this replica's id (cluster/replica_ids.hpp): its certificate names its member
   std::string ca_pem, cert_pem, key_pem;
   int connect_timeout_ms = 2'000;  // a dial, TLS handshake and hello included
   size_t max_handshakes = 64;      // accepted connections not yet past their hello
@@ -53,7 +53,7 @@ public:
   void start(replication::raft_host& host) override;
   void dial(uint64_t id, const std::string& address, std::function<void(int fd)> done) override;
   void stop() override;
-  // Test-only fault hook (a node's --fault-hooks): the links with these peers close, and
+  // Test-only fault hook (a node's --fault-hooks): the links with these members' replicas close, and
   // none is made or accepted until a call without them.
   void partition(const std::set<uint64_t>& peers);
 

@@ -9,6 +9,8 @@
 
 #include "actors/hold_claims.hpp"
 #include "client/client.hpp"
+#include "cluster/replica_ids.hpp"
+#include "protocol/files.hpp"
 #include "protocol/log.hpp"
 
 namespace holdfast {
@@ -218,7 +220,7 @@ struct replicated_skus::leadership {
   replication::raft_host* host = nullptr;  // while the replica runs
   uint32_t leader() {
     std::lock_guard<std::mutex> lock(mutex);
-    return host ? static_cast<uint32_t>(host->leader_hint()) : 0;
+    return host ? member_of_replica(host->leader_hint()) : 0;
   }
   void tell(uint64_t t, uint64_t n) {
     std::lock_guard<std::mutex> lock(mutex);
@@ -246,10 +248,30 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   auto& cfg = *o.cluster;
   auto* me = cfg.member(o.self);
   r->leadership_ = std::make_shared<leadership>();
+  // Which replica of this member runs here: the one the directory holds; else the
+  // replacement `cluster replace` prepared (it joins the running group); else the member's
+  // first, bootstrapped with every member.
+  uint64_t id = replica_id(o.self, 0);
+  auto id_file = o.dir + "/raft/holdfast-replica-id";
+  if (!file_absent(id_file)) {
+    std::string text;
+    if (auto why = read_small_file(id_file, 64, text); !why.empty()) {
+      error = "reading " + id_file + ": " + why;
+      return nullptr;
+    }
+    id = std::strtoull(text.c_str(), nullptr, 10);
+  } else if (o.replacement != 0) {
+    id = o.replacement;
+  }
+  if (member_of_replica(id) != o.self) {
+    error = o.dir + " holds replica " + std::to_string(id) + " of node " + std::to_string(member_of_replica(id)) +
+            ", not one of node " + std::to_string(o.self);
+    return nullptr;
+  }
   try {
     raft_tls_options t;
     t.listen = me->raft;
-    t.self = o.self;
+    t.self = id;
     t.ca_pem = read_pem_file(cfg.path_of(cfg.ca)).cStr();
     t.cert_pem = read_pem_file(cfg.path_of(me->cert)).cStr();
     t.key_pem = read_pem_file(cfg.path_of(me->key)).cStr();
@@ -265,9 +287,27 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   group_storage_options g;
   g.storage = o.storage;
   g.storage.path = o.dir;
-  g.raft.id = o.self;
+  g.raft.id = id;
   g.raft.address = me->raft;
-  for (auto& m : cfg.members) g.raft.voters.push_back({m.id, m.raft});
+  g.raft.joining = sequence_of_replica(id) != 0;
+  for (auto& m : cfg.members) g.raft.voters.push_back({replica_id(m.id, 0), m.raft});
+  // Every replica in the group's configuration must be a member's, at the member's raft
+  // address: the connector dials what the configuration says, and an address changed in the
+  // file alone would cut that member off without a word.
+  g.raft.check_configuration = [&cfg](const std::vector<replication::server_info>& servers) -> std::string {
+    for (auto& s : servers) {
+      auto* m = cfg.member(member_of_replica(s.id));
+      if (m == nullptr)
+        return "the group's configuration has replica " + std::to_string(s.id) + " of node " +
+               std::to_string(member_of_replica(s.id)) + ", which the cluster file does not list";
+      if (m->raft != s.address)
+        return "the group's configuration has replica " + std::to_string(s.id) + " of node " +
+               std::to_string(m->id) + " at " + s.address + ", the cluster file " + m->raft +
+               " (a replica's address or the group's members change only through the group, not by editing the "
+               "cluster file)";
+    }
+    return "";
+  };
   g.raft.election_timeout_ms = static_cast<unsigned>(cfg.election_timeout_ms);
   g.raft.heartbeat_ms = static_cast<unsigned>(cfg.raft_heartbeat_ms);
   g.raft.snapshot_threshold = g.raft.snapshot_trailing = static_cast<unsigned>(cfg.raft_snapshot_entries);
@@ -286,6 +326,7 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   g.keep_alive = r->connector_;  // the replica may outlive this object a little (see hooks)
   r->group_ = group_storage::open(std::move(g), *r->connector_, error);
   if (!r->group_) return nullptr;
+  r->cluster_ = o.cluster;
   auto env = r->group_->store();
   store_config sc;
   sc.fence = fence;
@@ -347,19 +388,72 @@ raft_group_status replicated_skus::status() {
   g.term = s.term;
   g.commit_index = s.commit_index;
   g.last_applied = s.last_applied;
-  g.leader = static_cast<uint32_t>(s.leader_id);
+  g.leader = member_of_replica(s.leader_id);
+  g.replica = s.id;
   g.snapshot_index = s.snapshot_index;
   g.snapshots_taken = s.snapshots_taken;
   g.states_installed = group_->store()->stats().states_installed;
-  for (auto& f : s.followers) g.followers.push_back({static_cast<uint32_t>(f.id), f.match_index, f.lag});
+  for (auto& f : s.followers) g.followers.push_back({member_of_replica(f.id), f.match_index, f.lag, f.id});
+  for (auto& v : s.servers) g.servers.push_back({v.id, member_of_replica(v.id), v.role, v.address});
   return g;
 }
 
 void replicated_skus::transfer(uint32_t to, std::function<void(uint32_t, std::string)> done) {
-  auto& host = group_->host();
-  host.transfer(to, [&host, to, done = std::move(done)](std::string refused) {
-    done(refused.empty() ? to : static_cast<uint32_t>(host.leader_hint()), std::move(refused));
+  auto answer = std::make_shared<std::function<void(uint32_t, std::string)>>(std::move(done));
+  bool posted = group_->host().post([to, answer](replication::replica& r) {
+    // To the member's voting replica.
+    uint64_t id = 0;
+    for (auto& v : r.status().servers)
+      if (member_of_replica(v.id) == to && std::string(v.role) == "voter") id = v.id;
+    if (id == 0) return (*answer)(member_of_replica(r.known_leader()), "node " + std::to_string(to) +
+                                                                      " has no voting replica in the group");
+    r.transfer(id, [&r, answer](std::string refused) { (*answer)(member_of_replica(r.known_leader()), std::move(refused)); });
   });
+  if (!posted) (*answer)(0, "the replica is closing");
+}
+
+void replicated_skus::replace(uint32_t member, std::function<void(uint64_t, std::string)> done) {
+  auto answer = std::make_shared<std::function<void(uint64_t, std::string)>>(std::move(done));
+  auto* me = cluster_->member(member);
+  if (me == nullptr) return (*answer)(0, "node " + std::to_string(member) + " is not a member");
+  bool posted = group_->host().post([member, address = me->raft, answer](replication::replica& r) {
+    auto s = r.status();
+    if (std::string(s.state) != "leader") return (*answer)(0, "this replica does not lead the group");
+    if (member_of_replica(s.id) == member) return (*answer)(0, "node " + std::to_string(member) + " leads the group: it is not lost");
+    uint64_t voter = 0;
+    for (auto& v : s.servers) {
+      if (member_of_replica(v.id) != member) continue;
+      // A replacement added before (this command stopped midway): it is the one.
+      if (std::string(v.role) != "voter") return (*answer)(v.id, "");
+      voter = v.id;
+    }
+    // The new replica, at the same address (libraft refuses two servers at one address).
+    // Its id was never the group's: see cluster/replica_ids.hpp.
+    auto add = [&r, member, address, answer] {
+      auto id = replica_id(member, r.status().last_index + 1);
+      r.change(HF_CHANGE_ADD, id, address, [id, answer](std::string refused) {
+        (*answer)(refused.empty() ? id : 0, std::move(refused));
+      });
+    };
+    if (voter == 0) return add();
+    // The lost replica goes first. With it gone the group needs as many of the others as it
+    // did with it lost, so nothing is less available meanwhile.
+    r.change(HF_CHANGE_REMOVE, voter, "", [add, answer](std::string refused) {
+      if (!refused.empty()) return (*answer)(0, std::move(refused));
+      add();
+    });
+  });
+  if (!posted) (*answer)(0, "the replica is closing");
+}
+
+void replicated_skus::promote(uint64_t replica, std::function<void(std::string)> done) {
+  auto answer = std::make_shared<std::function<void(std::string)>>(std::move(done));
+  bool posted = group_->host().post([replica, answer](replication::replica& r) {
+    for (auto& v : r.status().servers)
+      if (v.id == replica && std::string(v.role) == "voter") return (*answer)("");  // done before
+    r.change(HF_CHANGE_PROMOTE, replica, "", [answer](std::string refused) { (*answer)(std::move(refused)); });
+  });
+  if (!posted) (*answer)("the replica is closing");
 }
 
 uint32_t replicated_skus::leader() const { return leadership_->leader(); }

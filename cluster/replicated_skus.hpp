@@ -25,6 +25,11 @@
 
 namespace holdfast {
 
+// In a node's data directory, written by `holdfast cluster replace`: the Raft id of the
+// replica the node joins the group as (cluster/replica_ids.hpp), until its replica has a
+// directory of its own.
+constexpr const char* group_replacement_file = "group-replica";
+
 struct replicated_skus_options {
   std::string dir;  // the group's directory (DATA/group)
   const cluster_config* cluster = nullptr;
@@ -32,6 +37,9 @@ struct replicated_skus_options {
   storage_options storage;  // path, sync, sizes; replicated mode is set here
   directory_config directory;
   std::shared_ptr<const wall_clock> clock;
+  // The replica `cluster replace` prepared (DATA/group-replica), for a directory that holds
+  // none yet: it joins the running group. 0: the member's first replica.
+  uint64_t replacement = 0;
 };
 
 class replicated_skus {
@@ -51,6 +59,13 @@ public:
   // Hands the group's leadership to member `to` when this node's replica leads:
   // `done(leader, refused)` once, on the replica's thread (see replica::transfer).
   void transfer(uint32_t to, std::function<void(uint32_t leader, std::string refused)> done);
+  // When this node's replica leads: removes `member`'s lost replica from the group and adds
+  // a new one at its address as a spare; `done(replica, refused)` once, on the replica's
+  // thread, with the new replica's id (or the spare of `member` an earlier call added).
+  void replace(uint32_t member, std::function<void(uint64_t replica, std::string refused)> done);
+  // When leading: makes spare `replica` a voter once its log caught up with the leader's
+  // (rounds of replication; libraft gives up on a round longer than 5 s: ask again).
+  void promote(uint64_t replica, std::function<void(std::string refused)> done);
   std::shared_ptr<storage> store() const { return group_->store(); }
   // Test-only fault hook: the Raft links with these members are cut until the next call.
   void partition(const std::set<uint32_t>& peers) {
@@ -61,6 +76,7 @@ private:
   replicated_skus() = default;
   struct leadership;
   std::shared_ptr<leadership> leadership_;
+  const cluster_config* cluster_ = nullptr;
   std::shared_ptr<raft_tls_connector> connector_;
   std::shared_ptr<group_storage> group_;
   store_actor store_;

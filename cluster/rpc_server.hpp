@@ -75,6 +75,10 @@ struct server_options {
   std::function<void(const std::set<uint32_t>&)> raft_partition;  // the fault hook's cut of Raft links
   // Inventory.transferLeadership: `done(leader, refused)` once, from any thread.
   std::function<void(uint32_t to, std::function<void(uint32_t leader, std::string refused)> done)> raft_transfer;
+  // Inventory.replaceReplica and .promoteReplica (replicated_skus::replace, ::promote):
+  // `done` once, from any thread.
+  std::function<void(uint32_t node, std::function<void(uint64_t replica, std::string refused)> done)> raft_replace;
+  std::function<void(uint64_t replica, std::function<void(std::string refused)> done)> raft_promote;
 };
 
 // The order actors' way to SKUs (actors/order.hpp hold_calls): a call is queued and the

@@ -239,6 +239,8 @@ bool data_directory::fresh(const std::vector<std::string>& also_ignored) const {
     if (name == "." || name == ".." || name == lock_name) continue;
     // The identity (persistence/identity.hpp) is recorded before the data it describes.
     if (name == "identity" || name == "identity.tmp") continue;
+    // So is the replica a replacement joins its group as (`holdfast cluster replace`).
+    if (name == "group-replica" || name == "group-replica.tmp") continue;
     // The log directory is made first, empty, before anything is marked.
     if (name == "log" && empty_directory(path_ + "/log")) continue;
     if (std::find(also_ignored.begin(), also_ignored.end(), name) != also_ignored.end()) continue;

@@ -168,6 +168,18 @@ interface Inventory {
   # does not lead, `to` is not a member, or it did not take over within an election
   # timeout). Admin only. `holdfast cluster rebalance` asks the leader.
   transferLeadership @28 (to :UInt32) -> (leader :UInt32, refused :Text);
+
+  # A replicated cluster, on the leader: replaces node `node`'s lost replica through Raft's
+  # configuration change. The lost replica is removed from the group, and a new one, with a
+  # Raft id the group never had, is added at the node's raft address as a spare (it gets
+  # nothing yet). `replica`: its id, to prepare the node's new data directory with; a spare
+  # of `node` an earlier call added is answered again. Admin only; `holdfast cluster
+  # replace` calls it once the node is known to be gone.
+  replaceReplica @29 (node :UInt32) -> (replica :UInt64, refused :Text);
+  # On the leader: makes spare `replica` a voter once its log caught up with the leader's
+  # (it must run); answers when that configuration is committed, or why not (it did not
+  # catch up: ask again). Admin only.
+  promoteReplica @30 (replica :UInt64) -> (refused :Text);
 }
 
 struct HoldQuery {
@@ -384,12 +396,24 @@ struct RaftStatus {
   snapshotIndex @8 :UInt64;   # the entry its latest Raft snapshot covers (0: none since it started)
   snapshotsTaken @9 :UInt64;  # since it started
   statesInstalled @10 :UInt64;  # the group's state sent by a leader and installed, since it started
+  replica @11 :UInt64;     # this replica's Raft id: the node's id in the low 16 bits, above them
+                           # 0 for the group's first replica of the node, else the entry where
+                           # the leader added it (a replacement)
+  servers @12 :List(RaftServer);  # the group's configuration as this replica has it
+}
+
+struct RaftServer {
+  replica @0 :UInt64;
+  node @1 :UInt32;
+  role @2 :Text;           # voter, standby (gets entries, no vote), spare (gets nothing)
+  address @3 :Text;        # its raft address
 }
 
 struct FollowerLag {
   node @0 :UInt32;
   matchIndex @1 :UInt64;   # the highest entry known to be on its log
   lag @2 :UInt64;          # entries it lacks of the leader's log
+  replica @3 :UInt64;      # its Raft id
 }
 
 # Node <-> node. The dialing node says who it is, which cluster file it runs and which

@@ -124,15 +124,6 @@ void hf_info(struct raft *r, hf_raft_info *out) {
 
 unsigned long long hf_last_applied(struct raft *r) { return raft_last_applied(r); }
 
-unsigned hf_other_voters(struct raft *r, unsigned long long *ids, unsigned max) {
-  unsigned n = 0;
-  for (unsigned i = 0; i < r->configuration.n && n < max; ++i) {
-    const struct raft_server *s = &r->configuration.servers[i];
-    if (s->id != r->id && s->role == RAFT_VOTER) ids[n++] = s->id;
-  }
-  return n;
-}
-
 int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *match) {
   raft_index index = 0;
   int rv = raft_match_index(r, id, &index);
@@ -234,3 +225,49 @@ int hf_transfer(struct raft *r, unsigned long long id, void (*cb)(void *data), v
 }
 
 const char *hf_strerror(int rv) { return raft_strerror(rv); }
+
+unsigned hf_servers(struct raft *r, hf_server *out, unsigned max) {
+  unsigned i, n = 0;
+  for (i = 0; i < r->configuration.n && n < max; ++i) {
+    const struct raft_server *s = &r->configuration.servers[i];
+    out[n].id = s->id;
+    out[n].role = s->role == RAFT_VOTER ? HF_ROLE_VOTER : s->role == RAFT_STANDBY ? HF_ROLE_STANDBY : HF_ROLE_SPARE;
+    out[n].address = s->address;
+    ++n;
+  }
+  return n;
+}
+
+struct hf_change {
+  struct raft_change req; /* first */
+  void (*cb)(void *data, int status);
+  void *data;
+};
+
+static void change_done(struct raft_change *req, int status) {
+  struct hf_change *c = (struct hf_change *)req;
+  c->cb(c->data, status);
+  free(c);
+}
+
+int hf_change(struct raft *r, int kind, unsigned long long id, const char *address,
+              void (*cb)(void *data, int status), void *data) {
+  struct hf_change *c;
+  int rv;
+  /* legacy.c asserts that no change is pending once its own check passed; a catch-up under
+   * way passes that check in some paths, so it is refused here first. */
+  if (raft_state(r) != RAFT_LEADER) return RAFT_NOTLEADER;
+  if (r->legacy.change != NULL) return RAFT_CANTCHANGE;
+  c = calloc(1, sizeof *c);
+  if (c == NULL) return RAFT_NOMEM;
+  c->cb = cb;
+  c->data = data;
+  switch (kind) {
+    case HF_CHANGE_ADD: rv = raft_add(r, &c->req, id, address, change_done); break;
+    case HF_CHANGE_PROMOTE: rv = raft_assign(r, &c->req, id, RAFT_VOTER, change_done); break;
+    case HF_CHANGE_REMOVE: rv = raft_remove(r, &c->req, id, change_done); break;
+    default: rv = RAFT_INVALID; break;
+  }
+  if (rv != 0) free(c);
+  return rv;
+}

@@ -49,9 +49,7 @@ typedef struct hf_raft_info {
 void hf_info(struct raft *r, hf_raft_info *out);
 unsigned long long hf_last_applied(struct raft *r);
 
-/* Voters other than this server, at most `max`; and a voter's match index (leader only:
- * nonzero return when unknown). */
-unsigned hf_other_voters(struct raft *r, unsigned long long *ids, unsigned max);
+/* A server's match index (leader only: nonzero return when unknown). */
 int hf_match_index(struct raft *r, unsigned long long id, unsigned long long *match);
 
 /* The address the current configuration gives server `id` (any role), or NULL. */
@@ -74,6 +72,28 @@ int hf_apply(struct raft *r, const char *bytes, size_t len, hf_apply_cb cb, void
  * instance closes; or libraft's error code without calling it (see hf_strerror). */
 int hf_transfer(struct raft *r, unsigned long long id, void (*cb)(void *data), void *data);
 const char *hf_strerror(int rv);
+
+/* The current configuration's servers, at most `max`; `address` stays valid until the
+ * configuration next changes (read it on the loop). */
+enum { HF_ROLE_VOTER = 0, HF_ROLE_STANDBY, HF_ROLE_SPARE };
+typedef struct hf_server {
+  unsigned long long id;
+  int role;
+  const char *address;
+} hf_server;
+unsigned hf_servers(struct raft *r, hf_server *out, unsigned max);
+
+/* A configuration change on the leader `r`: HF_CHANGE_ADD adds server `id` at `address` as
+ * a spare (raft_add), HF_CHANGE_PROMOTE makes spare or standby `id` a voter once its log
+ * caught up with the leader's (raft_assign: rounds of replication, each shorter than an
+ * election timeout at the end), HF_CHANGE_REMOVE removes `id` (raft_remove). 0, and `cb`
+ * runs once on the loop with 0 when the new configuration is committed, else libraft's
+ * code (leadership lost, the promoted server did not catch up, closing); or libraft's code
+ * without calling it (not the leader, another change under way, unknown id, duplicate id
+ * or address). */
+enum { HF_CHANGE_ADD = 0, HF_CHANGE_PROMOTE, HF_CHANGE_REMOVE };
+int hf_change(struct raft *r, int kind, unsigned long long id, const char *address,
+              void (*cb)(void *data, int status), void *data);
 
 #ifdef __cplusplus
 }

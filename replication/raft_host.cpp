@@ -178,25 +178,31 @@ raft_host::raft_host(raft_host_options options, state_machine& machine, raft_con
     ids.push_back(v.id);
     addresses.push_back(v.address.c_str());
   }
-  if (hf_node_bootstrap(s.node, ids.data(), addresses.data(), static_cast<unsigned>(ids.size()), error) < 0 ||
+  if ((!s.options.joining &&
+       hf_node_bootstrap(s.node, ids.data(), addresses.data(), static_cast<unsigned>(ids.size()), error) < 0) ||
       hf_node_start(s.node, s.options.election_timeout_ms, s.options.heartbeat_ms, s.options.pre_vote,
                     s.options.snapshot_threshold, s.options.snapshot_trailing, error) != 0)
     fail(error);
+  auto servers = s.rep.status().servers;
   // A directory keeps the configuration it was bootstrapped with (later ones come through
   // Raft): a replica that is not in it would never vote or lead. Say so instead.
-  if (hf_server_address(hf_node_raft(s.node), s.options.id) == nullptr)
+  if (!(s.options.joining && servers.empty()) && hf_server_address(hf_node_raft(s.node), s.options.id) == nullptr)
     fail("raft directory " + s.options.dir + ": its configuration does not include replica " +
          std::to_string(s.options.id));
   // The connector dials the addresses the group's configuration holds: one changed in the
   // cluster file alone would cut that member off without a word. Changing an address is a
   // configuration change of the group, not an edit.
-  for (auto& v : s.options.voters) {
-    const char* configured = hf_server_address(hf_node_raft(s.node), v.id);
-    if (configured == nullptr || v.address != configured)
-      fail("raft directory " + s.options.dir + ": the group's configuration has replica " + std::to_string(v.id) +
-           (configured ? " at " + std::string(configured) : std::string(" not at all")) + ", the given one " +
-           v.address + " (a replica's address or the group's members change only through the group, not by "
-           "editing the cluster file)");
+  if (s.options.check_configuration) {
+    if (auto why = s.options.check_configuration(servers); !why.empty()) fail("raft directory " + s.options.dir + ": " + why);
+  } else {
+    for (auto& v : s.options.voters) {
+      const char* configured = hf_server_address(hf_node_raft(s.node), v.id);
+      if (configured == nullptr || v.address != configured)
+        fail("raft directory " + s.options.dir + ": the group's configuration has replica " + std::to_string(v.id) +
+             (configured ? " at " + std::string(configured) : std::string(" not at all")) + ", the given one " +
+             v.address + " (a replica's address or the group's members change only through the group, not by "
+             "editing the cluster file)");
+    }
   }
   // Entries the state machine has applied (its snapshot covers them) must still be in the
   // log it restarts from: a log cut short (a damaged open segment libraft read as torn, a
@@ -279,6 +285,11 @@ void raft_host::transfer(uint64_t to, std::function<void(std::string refused)> d
   if (!s.post([&s, to, answer] { s.rep.transfer(to, std::move(*answer)); })) (*answer)("the replica is closing");
 }
 
+bool raft_host::post(std::function<void(replica&)> f) {
+  auto& s = *impl_;
+  return s.post([&s, f = std::move(f)] { f(s.rep); });
+}
+
 replica_status raft_host::status() {
   replica_status out;
   run([&](replica& r) { out = r.status(); });
@@ -292,13 +303,17 @@ replica_status raft_host::published_status() const {
 
 uint64_t raft_host::leader_hint() const { return impl_->rep.known_leader(); }
 
-void raft_host::accept(uint64_t id, std::string, int fd) {
+void raft_host::accept(uint64_t id, std::string named, int fd) {
   auto& s = *impl_;
-  auto posted = s.post([&s, id, fd] {
+  auto posted = s.post([&s, id, fd, named = std::move(named)] {
     // Only this group's servers, at the address its configuration gives them: libraft
     // answers at the address a connection names, and a name the peer chose (a wildcard,
-    // another interface) would send its answers nowhere.
+    // another interface) would send its answers nowhere. A joining replica has no
+    // configuration until the leader sends one: it takes the leader at its word.
     const char* address = id == s.options.id ? nullptr : hf_server_address(hf_node_raft(s.node), id);
+    hf_server none[1];
+    if (address == nullptr && id != s.options.id && s.options.joining && hf_servers(hf_node_raft(s.node), none, 1) == 0)
+      address = named.c_str();
     uv_stream_s* stream = address != nullptr ? hf_stream_open(&s.loop, fd) : nullptr;
     if (stream == nullptr) {
       ++s.refused_strangers;

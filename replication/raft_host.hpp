@@ -12,7 +12,8 @@
 // the start with why instead of being set aside with the entries it held (which this
 // replica may have acknowledged). Connections are accepted only from servers in the group's
 // configuration, and libraft answers them at the address the configuration gives, never at
-// one the peer named.
+// one the peer named (but for a joining replica that has no configuration yet: the leader's
+// first message brings it).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +51,13 @@ struct raft_host_options {
   uint64_t id = 0;
   std::string address;  // this replica's, as the others dial it
   std::vector<raft_voter> voters;  // the group's first configuration (a fresh directory only)
+  // Added to a running group (raft_add by its leader): never bootstrapped; its configuration
+  // and entries arrive from the leader, and until they do it neither votes nor campaigns.
+  bool joining = false;
+  // Checks the configuration the directory holds at start (empty for a joining replica
+  // that has received none yet): "" or why this replica must not start with it. Unset: each
+  // of `voters` must be in it at its address.
+  std::function<std::string(const std::vector<server_info>&)> check_configuration;
   unsigned election_timeout_ms = 1000;  // randomized between 1x and 2x by libraft
   unsigned heartbeat_ms = 100;
   bool pre_vote = true;
@@ -90,6 +98,9 @@ public:
   // From any thread: replica::transfer on the host's thread; `done` runs there, or at once
   // on the caller's when the host is closing.
   void transfer(uint64_t to, std::function<void(std::string refused)> done);
+  // From any thread: `f` on the host's thread, without waiting; false (`f` dropped) once
+  // the host is closing.
+  bool post(std::function<void(replica&)> f);
   // From any thread, without waiting: the leader as this replica last knew it (0: none).
   uint64_t leader_hint() const;
   // From the connector, any thread: a connection from server `id` at `address`.

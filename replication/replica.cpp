@@ -218,6 +218,37 @@ void replica::transfer(uint64_t to, std::function<void(std::string refused)> don
                                         ": a voter of the group, and no transfer under way?)");
 }
 
+void replica::change(int kind, uint64_t id, const std::string& address,
+                     std::function<void(std::string refused)> done) {
+  if (raft_ == nullptr) return done("the replica is not running");
+  struct request {
+    int kind;
+    uint64_t id;
+    std::function<void(std::string)> done;
+  };
+  static const char* verbs[] = {"adding", "promoting", "removing"};
+  auto req = std::make_unique<request>(request{kind, id, std::move(done)});
+  int rv = hf_change(raft_, kind, id, address.c_str(), [](void* data, int status) {
+    std::unique_ptr<request> r(static_cast<request*>(data));
+    guarded("configuration change", [&] {
+      if (status == 0) return r->done("");
+      r->done(std::string(verbs[r->kind]) + " replica " + std::to_string(r->id) + " failed: " + hf_strerror(status) +
+              (r->kind == HF_CHANGE_PROMOTE ? " (it did not catch up with the leader's log: is it running, and can "
+                                              "it reach the leader?)"
+                                            : ""));
+    });
+  }, req.get());
+  if (rv == 0) {
+    req.release();  // the callback's now
+    return;
+  }
+  hf_raft_info info;
+  hf_info(raft_, &info);
+  req->done(info.state != HF_LEADER ? std::string("this replica does not lead the group")
+                                    : std::string(verbs[kind]) + " replica " + std::to_string(id) + ": " +
+                                        hf_strerror(rv));
+}
+
 replica_status replica::status() const {
   replica_status s;
   if (raft_ == nullptr) return s;
@@ -235,14 +266,15 @@ replica_status replica::status() const {
   s.snapshots_taken = counters_.snapshots_taken;
   s.leader_id = info.leader_id;
   if (info.leader_address != nullptr) s.leader_address = info.leader_address;
-  if (info.state == HF_LEADER) {
-    unsigned long long ids[16];
-    unsigned n = hf_other_voters(raft_, ids, 16);
-    for (unsigned i = 0; i < n; ++i) {
-      unsigned long long match = 0;
-      if (hf_match_index(raft_, ids[i], &match) != 0) continue;
-      s.followers.push_back({ids[i], match, s.last_index > match ? s.last_index - match : 0});
-    }
+  hf_server servers[32];
+  unsigned n = hf_servers(raft_, servers, 32);
+  static const char* roles[] = {"voter", "standby", "spare"};
+  for (unsigned i = 0; i < n; ++i) {
+    s.servers.push_back({servers[i].id, roles[servers[i].role], servers[i].address});
+    unsigned long long match = 0;
+    if (info.state != HF_LEADER || servers[i].id == info.id || hf_match_index(raft_, servers[i].id, &match) != 0)
+      continue;
+    s.followers.push_back({servers[i].id, match, s.last_index > match ? s.last_index - match : 0});
   }
   return s;
 }

@@ -79,6 +79,12 @@ struct follower_progress {
   uint64_t lag = 0;          // leader's last index minus match_index
 };
 
+struct server_info {
+  uint64_t id = 0;
+  const char* role = "voter";  // voter, standby, spare
+  std::string address;
+};
+
 struct replica_status {
   uint64_t id = 0;
   const char* state = "unavailable";  // follower, candidate, leader, unavailable
@@ -89,7 +95,8 @@ struct replica_status {
   uint64_t last_index = 0;
   uint64_t leader_id = 0;
   std::string leader_address;
-  std::vector<follower_progress> followers;  // when leading: every other voter
+  std::vector<follower_progress> followers;  // when leading: every other server
+  std::vector<server_info> servers;  // the configuration this replica has (its last, committed or not)
   uint64_t snapshot_index = 0;   // the entry its latest snapshot covers (0: none taken yet)
   uint64_t snapshots_taken = 0;
 };
@@ -125,6 +132,12 @@ public:
   // leads, else why not (this replica does not lead, `to` is not a voter or is this one,
   // a transfer is already under way, or `to` did not take over within an election timeout).
   void transfer(uint64_t to, std::function<void(std::string refused)> done);
+
+  // A change of the group's configuration, on the leader (see hf_change in raft_c.h):
+  // HF_CHANGE_ADD `id` at `address` as a spare, HF_CHANGE_PROMOTE spare `id` to voter
+  // once it caught up, HF_CHANGE_REMOVE `id`. `done` runs once on the raft loop: "" when
+  // the new configuration is committed, else why not.
+  void change(int kind, uint64_t id, const std::string& address, std::function<void(std::string refused)> done);
 
   bool serving() const { return serving_term_ != 0; }
   // The leader this replica knew at its engine's last step (0: none): readable from any

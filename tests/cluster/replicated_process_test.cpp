@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <csignal>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -263,6 +265,104 @@ TEST_F(replicated_cluster, a_member_that_lost_its_replica_data_is_refused) {
   EXPECT_NE(started.output.find("lost its data"), std::string::npos) << started.output;
   // The other two serve on.
   EXPECT_EQ(on(l, [](blocking_client& c) { return c.reserve("tee", 1, "x1", 600'000).status; }), code::ok);
+}
+
+// A follower whose data directory is lost (its disk failed) is replaced through the group
+// with `holdfast cluster replace`: the leader removes its lost replica and adds a new one
+// (an id the group never had) at the same addresses; the node starts on a new directory,
+// gets the group's state and log, and becomes a voter. Then the leader is killed: the new
+// replica and the third node are the majority, and every acknowledged hold is there.
+TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_through_the_group) {
+  start_replicated(/*snapshot_entries=*/64);  // the new replica is sent the state, not the log from 1
+  auto l = leader();
+  ASSERT_NE(l, 0u);
+  uint32_t f = l % 3 + 1, other = 6 - l - f;
+  ASSERT_TRUE(wait_until([&] {
+    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  auto reserve = [&](uint32_t via, int from, int to) {
+    for (int i = from; i < to; ++i)
+      ASSERT_EQ(on(via, [i](blocking_client& c) { return c.reserve("tee", 1, "h" + std::to_string(i), 600'000).status; }),
+                code::ok) << i;
+  };
+  reserve(l, 0, 100);
+  nodes_->kill9(f);
+  auto data = nodes_->dir() + "/node-" + std::to_string(f);
+  auto cli = [&] {
+    return run_command_for({HOLDFAST_BINARY, "--json", "cluster", "replace", "--dir", nodes_->dir(), "--node",
+                            std::to_string(f)}, std::chrono::seconds(240));
+  };
+  // Its directory is still there: refused, nothing changes.
+  auto kept = cli();
+  EXPECT_NE(kept.status, 0) << kept.output;
+  EXPECT_NE(kept.output.find("move that directory away"), std::string::npos) << kept.output;
+  EXPECT_EQ(raft_of(l).servers.size(), 3u);
+  std::filesystem::remove_all(data);
+  reserve(l, 100, 200);  // the group serves on with two
+
+  auto replaced = cli();
+  pid_t pid = 0;
+  {
+    std::ifstream in(local_cluster::pid_file(nodes_->dir(), f));
+    in >> pid;
+  }
+  struct killer {
+    pid_t pid;
+    ~killer() {
+      if (pid > 0) ::kill(pid, SIGKILL);
+    }
+  } cleanup{pid};
+  ASSERT_EQ(replaced.status, 0) << replaced.output << log(l);
+  auto out = nlohmann::json::parse(replaced.output.substr(replaced.output.rfind('{')), nullptr, false);
+  uint64_t replica = out.value("replica", uint64_t{0});
+  EXPECT_EQ(replica & 0xffff, f) << replaced.output;
+  EXPECT_NE(replica, f) << "a replacement never takes an id the group had";
+  EXPECT_GT(pid, 0);
+  // The group: the leader, the third node and the new replica, all voters (as the leader's
+  // status shows it: a copy made every 100 ms).
+  auto members = [&] {
+    std::string text;
+    for (auto& s : raft_of(l).servers) text += std::to_string(s.replica) + ":" + s.role + " ";
+    return text;
+  };
+  auto wanted = std::to_string(l) + ":voter " + std::to_string(other) + ":voter " + std::to_string(replica) + ":voter ";
+  auto sorted = [](std::string t) {
+    std::vector<std::string> parts;
+    for (size_t at = 0, sp; (sp = t.find(' ', at)) != std::string::npos; at = sp + 1) parts.push_back(t.substr(at, sp - at));
+    std::sort(parts.begin(), parts.end());
+    std::string out;
+    for (auto& p : parts) out += p + " ";
+    return out;
+  };
+  EXPECT_TRUE(wait_until([&] { return sorted(members()) == sorted(wanted); }, std::chrono::seconds(5)))
+    << members() << " (wanted " << wanted << ")";
+  // Its replica has the group's data (it was sent the state: the log moved past 64 entries).
+  ASSERT_TRUE(wait_until([&] {
+    try {
+      return raft_of(f).last_applied >= raft_of(l).commit_index;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }, std::chrono::seconds(20)));
+  EXPECT_EQ(raft_of(f).replica, replica);
+  EXPECT_GE(raft_of(f).states_installed, 1u);
+  // Run again while it runs: refused.
+  auto again = cli();
+  EXPECT_NE(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("not lost"), std::string::npos) << again.output;
+
+  // The leader dies: the third node and the new replica are the majority.
+  nodes_->kill9(l);
+  ASSERT_TRUE(wait_until([&] {
+    return on(other, [](blocking_client& c) { return c.reserve("tee", 1, "after", 600'000).status; }) == code::ok;
+  }, std::chrono::seconds(20))) << log(other);
+  for (uint32_t via : {other, f})
+    for (int i = 0; i < 200; ++i) {
+      auto h = on(via, [i](blocking_client& c) { return c.query_hold("h" + std::to_string(i), "tee"); });
+      ASSERT_EQ(h.status, code::ok) << "h" << i << " through node " << via;
+    }
+  auto tee = on(f, [](blocking_client& c) { return c.query_sku("tee"); });
+  EXPECT_EQ(tee.sku.reserved, 201);
 }
 
 // `holdfast cluster rebalance` hands the SKU group's leadership back to its preferred node
