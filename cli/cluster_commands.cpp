@@ -472,6 +472,11 @@ void add_cluster_commands(CLI::App& app, context& ctx) {
         if (!nodes.wait_links_up(std::chrono::seconds(30)))
           return fail(ctx, "failed", "the nodes started but their links did not all come up "
                                      "within 30 s; see the logs in " + a->dir);
+        // Replicated: ready once the SKU group has a leader that serves (an election after
+        // the links are up, since Raft talks only to members whose hello was accepted).
+        if (cfg.replicas > 1 && nodes.raft_leader(std::chrono::seconds(30)) == 0)
+          return fail(ctx, "failed", "the nodes started but the SKU group elected no leader within 30 s; see the "
+                                     "logs in " + a->dir);
         nodes.release_to_pid_files();
       } catch (const std::exception& e) {
         return fail(ctx, "failed", e.what());

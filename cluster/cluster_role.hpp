@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "client/cluster_file.hpp"
+#include "cluster/raft_peer_gate.hpp"
 #include "persistence/identity.hpp"  // peer_record
 
 namespace holdfast {
@@ -26,6 +28,9 @@ struct cluster_role {
   std::string directory_id;
   std::string data_dir;
   std::map<uint32_t, peer_record> peer_records;
+  // A replicated cluster's: the members this node's hellos accepted, whose replicas it
+  // exchanges Raft traffic with (null: not replicated).
+  std::shared_ptr<raft_peer_gate> raft_gate;
 };
 
 }  // namespace holdfast

@@ -264,6 +264,7 @@ int run_node(const node_options& options) {
     role->generation = identity.generation;
     role->lineage = identity.lineage;
     role->directory_id = env->meta().directory_id;
+    if (role->config.replicas > 1) role->raft_gate = std::make_shared<raft_peer_gate>();
     role->data_dir = options.data_dir;
     effective.server.cluster = role;
   }
@@ -306,6 +307,7 @@ int run_node(const node_options& options) {
     r.storage = storage_cfg;
     r.directory = directory_cfg;
     r.clock = clock;
+    r.gate = role->raft_gate;
     // A replacement prepared by `holdfast cluster replace`: the id of the replica it joins as.
     if (const auto replacement = options.data_dir + "/" + std::string(group_replacement_file);
         !file_absent(replacement)) {

@@ -415,6 +415,14 @@ std::string peer_links::lineage_text() const {
 }
 
 hello_verdict peer_links::accept_lineage(uint32_t node, uint64_t generation, const std::string& lineage) {
+  auto verdict = judge_lineage(node, generation, lineage);
+  // Raft traffic goes only to members accepted here, and stops for one fenced here.
+  if (role_.raft_gate && verdict.refused.empty()) role_.raft_gate->accepted(node);
+  if (role_.raft_gate && verdict.fenced) role_.raft_gate->refused(node);
+  return verdict;
+}
+
+hello_verdict peer_links::judge_lineage(uint32_t node, uint64_t generation, const std::string& lineage) {
   generation = std::max<uint64_t>(generation, 1);
   std::vector<std::string> tokens;
   for (size_t at = 0; at < lineage.size();) {

@@ -100,6 +100,7 @@ private:
   std::string why_not_up(uint32_t node, const link* l) const;
 
   void first_attempt_done(link& l);
+  hello_verdict judge_lineage(uint32_t node, uint64_t generation, const std::string& lineage);
 
   kj::AsyncIoProvider& io_;
   const cluster_role& role_;

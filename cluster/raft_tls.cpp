@@ -73,7 +73,7 @@ struct raft_tls_connector::impl {
   kj::TaskSet* tasks = nullptr;
   replication::raft_host* host = nullptr;
   bool stopped = false;
-  std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_busy{0},
+  std::atomic<uint64_t> accepted{0}, refused_handshake{0}, refused_name{0}, refused_gate{0}, refused_busy{0},
     refused_timeout{0}, accept_errors{0}, refused_frames{0}, stalled_links{0}, dials{0}, dial_failures{0};
   // Connections between accept and hello, oldest first, each with what cancels it.
   std::deque<std::pair<uint64_t, kj::Own<kj::PromiseFulfiller<void>>>> handshakes;
@@ -223,6 +223,11 @@ struct raft_tls_connector::impl {
       }
       (*answer)(fd);
     };
+    if (options.gate && !options.gate->allows(member_of_replica(id))) {
+      ++refused_gate;
+      reply(-1);
+      return kj::READY_NOW;
+    }
     auto hello = std::make_shared<kj::Array<kj::byte>>(encode_hello(options.self, options.listen));
     auto setup = provider->getNetwork()
                    .parseAddress(address)
@@ -277,6 +282,10 @@ struct raft_tls_connector::impl {
         auto& stream = *s.stream;
         return stream.read(&(*address)[0], address->size()).then([this, s = kj::mv(s), id, address]() mutable {
           if (stopped || host == nullptr || partitioned.count(member_of_replica(id))) return;
+          if (options.gate && !options.gate->allows(member_of_replica(id))) {
+            ++refused_gate;
+            return;
+          }
           int fd = splice(kj::mv(s.stream), true, id);
           if (fd < 0) return;
           ++accepted;
@@ -401,7 +410,7 @@ uint16_t raft_tls_connector::port() const { return impl_->port; }
 
 raft_tls_stats raft_tls_connector::stats() const {
   auto& s = *impl_;
-  return {s.accepted, s.refused_handshake, s.refused_name, s.refused_busy, s.refused_timeout,
+  return {s.accepted, s.refused_handshake, s.refused_name, s.refused_gate, s.refused_busy, s.refused_timeout,
           s.accept_errors, s.refused_frames, s.stalled_links, s.closed_excess, s.dials, s.dial_failures};
 }
 

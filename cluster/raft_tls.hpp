@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "cluster/raft_peer_gate.hpp"
 #include "replication/raft_host.hpp"
 
 namespace holdfast {
@@ -27,12 +28,15 @@ struct raft_tls_options {
   uint64_t max_snapshot_bytes = uint64_t{4} << 30;   // one InstallSnapshot's data
   int write_stall_ms = 5'000;  // a dialed link whose peer takes no bytes this long closes
   size_t max_links_per_peer = 4;  // accepted links kept per peer id: a newer one closes the oldest
+  // Only members it allows are dialed or accepted (null: every member's certificate is).
+  std::shared_ptr<const raft_peer_gate> gate;
 };
 
 struct raft_tls_stats {
   uint64_t accepted = 0;          // handed to Raft
   uint64_t refused_handshake = 0; // TLS failed (no certificate, another CA's) or too slow
   uint64_t refused_name = 0;      // a member's certificate, a hello claiming another id
+  uint64_t refused_gate = 0;      // a member the gate does not allow (yet): see raft_peer_gate
   uint64_t refused_busy = 0;      // max_handshakes were under way: the oldest of them closed
   uint64_t refused_timeout = 0;   // no handshake and hello within connect_timeout_ms
   uint64_t accept_errors = 0;     // accept failed (out of descriptors): retried after 100 ms

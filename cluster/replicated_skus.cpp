@@ -276,6 +276,7 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
     t.cert_pem = read_pem_file(cfg.path_of(me->cert)).cStr();
     t.key_pem = read_pem_file(cfg.path_of(me->key)).cStr();
     t.connect_timeout_ms = static_cast<int>(cfg.connect_timeout_ms);
+    t.gate = o.gate;
     r->connector_ = std::make_unique<raft_tls_connector>(t);
   } catch (const std::exception& e) {
     error = "the raft port " + me->raft + ": " + e.what();

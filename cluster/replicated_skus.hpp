@@ -40,6 +40,8 @@ struct replicated_skus_options {
   // The replica `cluster replace` prepared (DATA/group-replica), for a directory that holds
   // none yet: it joins the running group. 0: the member's first replica.
   uint64_t replacement = 0;
+  // The members whose replicas it talks Raft with (cluster_role::raft_gate); null: all.
+  std::shared_ptr<const raft_peer_gate> gate;
 };
 
 class replicated_skus {

@@ -365,6 +365,57 @@ TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_t
   EXPECT_EQ(tee.sku.reserved, 201);
 }
 
+// A member whose whole data directory was lost and that is started again on an empty one
+// (its peers refuse it: a new lineage) never reaches the group: its replica, with an empty
+// log, could otherwise vote for a replica that lacks entries the group committed. Holds
+// committed by the leader and this member alone (the third node cut off) stay safe while
+// the leader is down: the third node cannot be elected with the empty replica's vote, and
+// once the leader returns every hold is there.
+TEST_F(replicated_cluster, a_member_restarted_on_an_empty_directory_never_votes) {
+  cluster_config cfg;
+  std::string error;
+  ASSERT_TRUE(init_cluster_dir(dir_ + "/c", 3, 0, "holdfast-local", false, cfg, error, false, 3)) << error;
+  start({"--fault-hooks"});
+  auto l = leader();
+  ASSERT_NE(l, 0u);
+  uint32_t f1 = l % 3 + 1, f2 = 6 - l - f1;
+  ASSERT_TRUE(wait_until([&] {
+    return on(l, [](blocking_client& c) { return c.create_sku("tee", 100, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  auto cut = [&](uint32_t id, std::vector<uint32_t> peers) {
+    EXPECT_EQ(on(id, [&](blocking_client& c) { return c.fault_partition(peers); }), "");
+  };
+  cut(f2, {l, f1});
+  cut(l, {f2});
+  cut(f1, {f2});
+  for (int i = 0; i < 10; ++i)  // on the leader's and f1's disks only
+    ASSERT_EQ(on(l, [i](blocking_client& c) { return c.reserve("tee", 1, "x" + std::to_string(i), 600'000).status; }),
+              code::ok);
+  nodes_->kill9(f1);
+  std::filesystem::remove_all(nodes_->dir() + "/node-" + std::to_string(f1));
+  nodes_->start(f1);  // an empty directory: it starts, and its peers refuse it
+  nodes_->kill9(l);
+  cut(f2, {});
+  // f2 lacks the holds; only the empty replica's vote could elect it.
+  EXPECT_FALSE(wait_until([&] {
+    for (auto id : {f1, f2})
+      try {
+        if (raft_of(id).state == "leader") return true;
+      } catch (const std::exception&) {
+      }
+    return false;
+  }, std::chrono::seconds(5))) << log(f2) << log(f1);
+  nodes_->start(l);
+  for (int i = 0; i < 10; ++i) {
+    hold_result h;
+    ASSERT_TRUE(wait_until([&] {
+      h = on(f2, [i](blocking_client& c) { return c.query_hold("x" + std::to_string(i), "tee"); });
+      return h.status != code::unavailable;
+    }, std::chrono::seconds(20)));
+    EXPECT_EQ(h.status, code::ok) << "x" << i;
+  }
+}
+
 // `holdfast cluster rebalance` hands the SKU group's leadership back to its preferred node
 // (the first member) once that node returns, by Raft's leadership transfer: the new leader
 // serves at once and has everything. Asking a follower, naming a stranger, or a target that
