@@ -15,13 +15,11 @@
 
 #include "cli/commands.hpp"
 #include "cluster/certs.hpp"
-#include "cluster/replicated_skus.hpp"  // group_replacement_file
 #include "client/client.hpp"
 #include "client/placement.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
-#include "persistence/identity.hpp"
-#include "protocol/files.hpp"
+#include "harness/replace_member.hpp"
 
 namespace holdfast::cli {
 namespace {
@@ -142,29 +140,6 @@ int print_status(const context& ctx, const cluster_config& cfg) {
   return down == 0 ? 0 : exit_refused;
 }
 
-// The member whose replica leads the SKU group, from the members' statuses (the newest
-// term's); an election may be under way, so asked again for a few election timeouts. 0: none.
-uint32_t find_leader(const cluster_config& cfg, const client_options& o) {
-  uint32_t leader = 0;
-  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(4 * cfg.election_timeout_ms);
-  for (;;) {
-    uint64_t term = 0;
-    for (auto& m : cfg.members) {
-      try {
-        blocking_client c(m.client, o);
-        auto s = c.status();
-        if (s.raft.present && s.raft.state == "leader" && s.raft.term >= term) {
-          leader = m.id;
-          term = s.raft.term;
-        }
-      } catch (const std::exception&) {  // down: not the leader we ask
-      }
-    }
-    if (leader != 0 || std::chrono::steady_clock::now() > until) return leader;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-}
-
 // Moves the SKU group's leadership to node `to` (0: the preferred one, the first member):
 // finds the leader from the members' statuses and asks it to transfer.
 int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
@@ -173,7 +148,7 @@ int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
   if (!cfg.member(to)) return fail(ctx, "invalid", "node " + std::to_string(to) + " is not a member");
   auto o = connection_options(ctx, &cfg);
   o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
-  uint32_t leader = find_leader(cfg, o);
+  uint32_t leader = find_raft_leader(cfg, o);
   nlohmann::json j{{"to", to}, {"leader_before", leader}};
   if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");
   if (leader == to) {
@@ -199,143 +174,35 @@ int rebalance(const context& ctx, const cluster_config& cfg, uint32_t to) {
   return 0;
 }
 
-// `cluster replace --node N`: node N's replica of the SKU group is lost (its machine or its
-// data directory); a new one takes its place at the same addresses through Raft's own
-// configuration change, while the group serves on:
-//   1. N must be gone: it does not answer and no member has a live link to it.
-//   2. The leader removes N's lost replica from the group and adds a new one, with an id
-//      the group never had, as a spare (Inventory.replaceReplica).
-//   3. N's new data directory (DIR/node-N) is made: its identity succeeds the lost one's
-//      (the members record the new generation first, so the lost process, if it was only
-//      frozen, is refused when it wakes), and it names the replica to join as.
-//   4. N starts; its replica joins empty and the leader sends it the group's state and log.
-//   5. The leader makes it a voter once it caught up (Inventory.promoteReplica; libraft
-//      gives up on a catch-up round longer than 5 s, so this asks again until it is).
-// Run again after a stop midway, it goes on from where it was.
+// `cluster replace --node N` (harness/replace_member.hpp), in a `cluster up` directory: the
+// node's data goes in DIR/node-N and it is started as `cluster start` does.
 int replace(const context& ctx, const cluster_args& a, const cluster_config& cfg, uint32_t n) {
-  if (cfg.replicas <= 1) return fail(ctx, "invalid", "the cluster is not replicated ([cluster] replicas = 1)");
-  if (!cfg.member(n)) return fail(ctx, "invalid", "node " + std::to_string(n) + " is not a member");
-  auto say = [&ctx](const std::string& line) {
+  replace_options r;
+  r.node = n;
+  r.data_dir = a.dir + "/node-" + std::to_string(n);
+  r.force = a.force;
+  r.client = connection_options(ctx, &cfg);
+  r.timeout_ms = ctx.timeout_ms;
+  r.running = local_cluster::live_pid(a.dir, n) != 0;
+  r.start = [&] {
+    std::vector<std::string> extra;
+    if (a.fault_hooks) extra.push_back("--fault-hooks");
+    local_cluster nodes(self_executable(), a.dir, static_cast<int>(cfg.members.size()), extra, false);
+    nodes.start(n);
+    nodes.release_to_pid_files();
+  };
+  r.progress = [&ctx](const std::string& line) {
     if (!ctx.as_json) std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  const std::string data = a.dir + "/node-" + std::to_string(n);
-  const std::string prepared = data + "/" + group_replacement_file;
-  auto o = connection_options(ctx, &cfg);
-  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
-  std::string error;
-  uint64_t replica = 0;  // the new replica's id
-  directory_identity recorded;
-  if (!file_absent(prepared)) {
-    // Made by an earlier run, which stopped before the replica was a voter.
-    std::string text;
-    if (auto why = read_small_file(prepared, 64, text); !why.empty()) return fail(ctx, "failed", prepared + ": " + why);
-    replica = std::strtoull(text.c_str(), nullptr, 10);
-    say("going on with the replacement prepared in " + data + " (replica " + std::to_string(replica) + ")");
-  } else {
-    if (auto pid = local_cluster::live_pid(a.dir, n))
-      return fail(ctx, "refused", "node " + std::to_string(n) + " runs (pid " + std::to_string(pid) +
-                                    "): a running node's replica is not lost");
-    std::error_code ec;
-    if (std::filesystem::exists(data, ec) && !std::filesystem::is_empty(data, ec))
-      return fail(ctx, "refused", data + " holds node " + std::to_string(n) +
-                                    "'s data: if its replica is lost (its disk failed, its raft log is damaged), move "
-                                    "that directory away first (keep it until the replacement serves); the new "
-                                    "replica gets a new directory there");
-    auto said = ask_members(ctx, cfg, n);
-    if (!said.alive.empty())
-      return fail(ctx, "refused", "refusing to replace: " + said.alive + "; stop it first");
-    if (said.answered < (cfg.members.size() - 1) / 2 + 1 && !a.force)
-      return fail(ctx, "refused", "refusing to replace: " + std::to_string(said.answered) +
-                                    " other members answered, fewer than a majority: the group cannot change its "
-                                    "members without one (bring them up)");
-    uint32_t leader = find_leader(cfg, o);
-    if (leader == 0) return fail(ctx, "unavailable", "no member leads the SKU group (is a majority up?)");
-    say("node " + std::to_string(n) + " is gone; node " + std::to_string(leader) +
-        ", the leader, removes its replica from the SKU group and adds a new one");
-    std::pair<uint64_t, std::string> answer;
-    try {
-      auto slow = o;
-      slow.call_timeout_ms = std::max<int64_t>(ctx.timeout_ms, 4 * cfg.election_timeout_ms);
-      blocking_client c(cfg.member(leader)->client, slow);
-      answer = c.replace_replica(n);
-    } catch (const std::exception& e) {
-      return fail(ctx, "unavailable", "node " + std::to_string(leader) + ", the leader: " + e.what() +
-                                        " (run this again: it goes on from what the group has)");
-    }
-    if (!answer.second.empty())
-      return fail(ctx, refusal_status(answer.second, "refused"),
-                  "node " + std::to_string(leader) + " did not replace the replica: " + answer.second);
-    replica = answer.first;
-    // The new directory succeeds the lost one: the members record its generation before it
-    // ever starts. Its replica id is written last: with it, the directory is ready.
-    directory_identity id;
-    id.kind = directory_identity::role::member;
-    id.cluster_name = cfg.name;
-    id.cluster_id = cfg.id;
-    id.member = n;
-    for (auto& m : cfg.members) id.members.push_back(m.id);
-    id.generation = std::max<uint64_t>(said.generation_seen, 1) + 1;
-    id.extend_lineage();
-    if (auto why = announce_successor(ctx, cfg, id, a.force, "node " + std::to_string(n) + " was not started");
-        !why.empty())
-      return fail(ctx, "refused", "the group has replica " + std::to_string(replica) + " for node " +
-                                    std::to_string(n) + ", but its directory was " + why +
-                                    " (run this again: it goes on from there)");
-    std::filesystem::create_directories(data, ec);
-    if (ec) return fail(ctx, "failed", data + ": " + ec.message());
-    if (!write_identity(data, id, error) ||
-        !write_file_atomically(prepared, std::to_string(replica) + "\n", error))
-      return fail(ctx, "failed", error);
-    say("made " + data + " for replica " + std::to_string(replica) + " (generation " +
-        std::to_string(id.generation) + " of node " + std::to_string(n) + "'s directory)");
-  }
-  if (!local_cluster::live_pid(a.dir, n)) {
-    std::vector<std::string> extra;
-    if (a.fault_hooks) extra.push_back("--fault-hooks");
-    try {
-      local_cluster nodes(self_executable(), a.dir, static_cast<int>(cfg.members.size()), extra, false);
-      say("starting node " + std::to_string(n) + " (log " + a.dir + "/node-" + std::to_string(n) + ".log)");
-      nodes.start(n);
-      nodes.release_to_pid_files();
-    } catch (const std::exception& e) {
-      return fail(ctx, "failed", e.what());
-    }
-  }
-  // Made a voter once caught up: asked again while it is not, for up to 10 minutes.
-  auto until = std::chrono::steady_clock::now() + std::chrono::minutes(10);
-  uint32_t leader = 0;
-  for (int attempt = 1;; ++attempt) {
-    leader = find_leader(cfg, o);
-    std::string refused = leader == 0 ? "no member leads the SKU group" : "";
-    if (leader != 0) {
-      try {
-        auto slow = o;
-        slow.call_timeout_ms = std::max<int64_t>(ctx.timeout_ms, 120'000);
-        blocking_client c(cfg.member(leader)->client, slow);
-        refused = c.promote_replica(replica);
-        if (refused.empty()) break;
-        // How far it got, from the leader.
-        for (auto& f : c.status().raft.followers)
-          if (f.replica == replica) refused += " (it lacks " + std::to_string(f.lag) + " entries)";
-      } catch (const std::exception& e) {
-        refused = "node " + std::to_string(leader) + ", the leader: " + e.what();
-      }
-    }
-    if (refused.rfind("forbidden", 0) == 0) return fail(ctx, "forbidden", refused);
-    if (std::chrono::steady_clock::now() > until)
-      return fail(ctx, "unavailable", "replica " + std::to_string(replica) + " of node " + std::to_string(n) +
-                                        " is not a voter yet: " + refused + " (run this again to go on)");
-    say("not a voter yet (attempt " + std::to_string(attempt) + "): " + refused);
-    std::this_thread::sleep_for(std::chrono::seconds(1));
-  }
-  std::error_code ec;
-  std::filesystem::remove(prepared, ec);  // its replica has a directory of its own now
+  auto done = replace_member(cfg, r);
+  if (done.status != "ok") return fail(ctx, done.status.c_str(), done.message);
   if (ctx.as_json)
-    std::cout << nlohmann::json{{"status", "ok"}, {"node", n}, {"replica", replica}, {"leader", leader}}.dump() << "\n";
+    std::cout << nlohmann::json{{"status", "ok"}, {"node", n}, {"replica", done.replica}, {"leader", done.leader}}.dump()
+              << "\n";
   else
     std::printf("node %u's new replica %llu caught up and votes in the SKU group (leader: node %u)\n", n,
-                static_cast<unsigned long long>(replica), leader);
+                static_cast<unsigned long long>(done.replica), done.leader);
   return 0;
 }
 

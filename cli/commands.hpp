@@ -13,7 +13,6 @@
 #include <vector>
 
 namespace holdfast {
-struct directory_identity;
 class blocking_client;
 struct client_options;
 struct cluster_config;
@@ -80,22 +79,6 @@ CLI::Option* add_duration_ms(CLI::App* cmd, const std::string& flag, int64_t& ms
 // file cannot be used, or "".
 std::string expand_config_file(CLI::App& app, std::vector<std::string>& args,
                                std::vector<std::pair<std::string, std::string>>& origins);
-
-// What the other members say of `member` (their statuses): alive when it answers or any
-// of them has a live link to it; else the newest generation of its directory any of them
-// saw, and how many answered. What `restore` and `cluster replace` ask first.
-struct member_check {
-  std::string alive;  // why the member counts as alive, or ""
-  uint64_t generation_seen = 0;
-  size_t answered = 0;
-};
-member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t member);
-// Tells every member the new generation and lineage in `identity` (a directory that
-// succeeds a lost member's: a restore, a replacement) before it ever starts, so that the
-// process it succeeds is refused if it was only frozen. "" once a majority of the others
-// recorded it (or `force`), else why not, ending with `otherwise` (what that leaves).
-std::string announce_successor(const context& ctx, const cluster_config& cfg, const directory_identity& identity,
-                               bool force, const std::string& otherwise);
 
 // Usage and connection errors: exit 2 (status "forbidden": 1, a role's refusal), and
 // under --json still one object on stdout.

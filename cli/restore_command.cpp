@@ -10,76 +10,13 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
-#include "cluster/announce.hpp"
+#include "harness/replace_member.hpp"
 #include "client/client.hpp"
 #include "client/cluster_file.hpp"
 #include "persistence/identity.hpp"
 #include "persistence/storage.hpp"
 
 namespace holdfast::cli {
-
-member_check ask_members(const context& ctx, const cluster_config& cfg, uint32_t member) {
-  member_check out;
-  auto o = connection_options(ctx, &cfg);
-  o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
-  for (auto& m : cfg.members) {
-    try {
-      blocking_client c(m.client, o);
-      auto s = c.status();
-      if (m.id == member) {
-        out.alive = "node " + std::to_string(member) + " answers at " + m.client + " (incarnation " +
-                    std::to_string(s.incarnation) + ")";
-        continue;
-      }
-      ++out.answered;
-      for (auto& l : s.links) {
-        if (l.node != member) continue;
-        out.generation_seen = std::max(out.generation_seen, l.generation);
-        if (l.state == "up")
-          out.alive = "node " + std::to_string(m.id) + " has a live link to node " + std::to_string(member) +
-                      " (incarnation " + std::to_string(l.incarnation) + ")";
-      }
-    } catch (const std::exception& e) {
-      // Not answering says nothing about the member; a node whose TLS refused this client's
-      // certificate is up, though, and may be the member itself: refuse rather than guess.
-      std::string why = e.what();
-      if (tls_refusal(why) || why.find("ssl connection ended") != std::string::npos)
-        out.alive = "node " + std::to_string(m.id) + " answers at " + m.client +
-                    " but refused this client's TLS certificate: pass --tls-cert and --tls-key (holdfast cluster "
-                    "cert) so it can be asked";
-    }
-  }
-  return out;
-}
-
-std::string announce_successor(const context& ctx, const cluster_config& cfg, const directory_identity& identity,
-                               bool force, const std::string& otherwise) {
-  // The members learn the new generation now, before the copy ever starts: the process
-  // it replaces, if it was only frozen, is refused when it wakes.
-  auto told = announce_generation(cfg, identity.member, identity.generation, identity.lineage.back(),
-                                   std::min<int64_t>(ctx.timeout_ms, 3'000));
-  std::string refusals;
-  for (auto& r : told.refused) refusals += "; " + r;
-  bool live = refusals.find("already running") != std::string::npos;
-  // A member that refuses the announced generation as old or behind would fence the
-  // new directory for good: stop, and run again (the next generation).
-  if (refusals.find("replaced by `holdfast restore`") != std::string::npos ||
-      refusals.find("is behind") != std::string::npos)
-    return "stopped: a member knows a newer generation of node " + std::to_string(identity.member) + refusals +
-           "; run it again with every member up";
-  // A majority of the other members must record it (with three members: both others),
-  // so that a member which missed it, and would accept the replaced directory, is at most
-  // a minority.
-  size_t others = cfg.members.size() - 1, majority = others / 2 + 1;
-  if (live || (told.accepted < majority && !force))
-    return "stopped: " +
-           (live ? std::string("the member still runs")
-                 : std::to_string(told.accepted) + " of the other " + std::to_string(others) +
-                     " members recorded the new generation, fewer than a majority (" + std::to_string(majority) +
-                     "); bring them up, or pass --force") +
-           refusals + "; " + otherwise;
-  return "";
-}
 
 namespace {
 
@@ -108,7 +45,9 @@ int restore(const context& ctx, const restore_args& a) {
     if (cfg.name != identity.cluster_name || (!identity.cluster_id.empty() && cfg.id != identity.cluster_id) ||
         !cfg.member(identity.member) || (!identity.members.empty() && ids != identity.members))
       return fail(ctx, "invalid", a.cluster_file + " is not the cluster of this backup (" + identity.describe() + ")");
-    auto said = ask_members(ctx, cfg, identity.member);
+    auto o = connection_options(ctx, &cfg);
+    o.call_timeout_ms = std::min<int64_t>(ctx.timeout_ms, 3'000);
+    auto said = ask_members(cfg, identity.member, o);
     if (!said.alive.empty())
       return fail(ctx, "refused", "refusing to restore: " + said.alive +
                                     "; stop it (and be sure its directory is lost) before restoring a backup of it");
@@ -134,7 +73,7 @@ int restore(const context& ctx, const restore_args& a) {
   identity.lineage.clear();
   identity.extend_lineage();
   if (identity.kind == directory_identity::role::member && cfg_loaded.members.size() > 1) {
-    if (auto why = announce_successor(ctx, cfg_loaded, identity, a.force, a.data + " stays a backup (it does not start)");
+    if (auto why = announce_successor(cfg_loaded, identity, a.force, std::min<int64_t>(ctx.timeout_ms, 3'000), a.data + " stays a backup (it does not start)");
         !why.empty())
       return fail(ctx, "refused", why);
   }
