@@ -1,4 +1,5 @@
 #include "harness/chaos.hpp"
+#include "harness/replace_member.hpp"
 
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -171,6 +172,29 @@ std::string describe(const std::string& what, uint32_t node, uint32_t other = 0)
   return what + " node " + std::to_string(node) + (other ? " from node " + std::to_string(other) : "");
 }
 
+// The nemesis's data loss: node `id`'s data directory is gone; its replica is replaced
+// through the group (harness/replace_member.hpp), asked again while its peers still see
+// its links up (for down_after_ms after the kill). " (replaced: replica R)" or why not.
+// Done even when the run's time is up: the heal needs every node.
+std::string replace_lost(local_cluster& cluster, uint32_t id) {
+  replace_options r;
+  r.node = id;
+  r.data_dir = cluster.dir() + "/node-" + std::to_string(id);
+  r.client = cluster.client_config(3'000);
+  r.timeout_ms = 5'000;
+  r.catch_up_limit = std::chrono::seconds(60);
+  r.start = [&cluster, id] { cluster.start(id); };
+  replace_result done;
+  for (int attempt = 0; attempt < 20; ++attempt) {  // also when the run is over: it heals
+    done = replace_member(cluster.config(), r);
+    if (done.status == "ok" || done.message.find("live link") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // until the peers see it down
+  }
+  if (done.status == "ok") return " (replaced: replica " + std::to_string(done.replica) + ")";
+  if (!cluster.running(id)) cluster.start(id);  // the run heals with every node up: as it was
+  return " (REPLACE FAILED: " + done.status + ": " + done.message + ")";
+}
+
 // The nemesis: one fault at a time, each healed before the next.
 void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, shared_state& st,
              std::vector<fault_record>& faults, std::map<std::string, int>& fault_counts) {
@@ -186,11 +210,22 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
   pause(o.fault_min_s, o.fault_max_s);
   while (!st.stop) {
     auto node = ids[rng() % ids.size()];
-    int kind = static_cast<int>(rng() % (partitions ? 3 : 2));
+    // A replicated cluster's also lose a replica's data directory (the first fault always).
+    bool replicated = o.replicas > 1 && o.attach.empty();
+    int kinds = (partitions ? 3 : 2) + (replicated ? 1 : 0);
+    int kind = replicated && fault_counts.empty() ? 3 : static_cast<int>(rng() % kinds);
+    if (!partitions && kind == 2) kind = 3;
     fault_record f;
     f.from_s = since(st.started);
     try {
-      if (kind == 0) {
+      if (kind == 3) {
+        f.what = describe("data loss of", node);
+        cluster.kill9(node);
+        std::filesystem::remove_all(cluster.dir() + "/node-" + std::to_string(node));
+        ++fault_counts["data loss"];
+        pause(o.fault_min_s, o.fault_max_s);
+        f.what += replace_lost(cluster, node);
+      } else if (kind == 0) {
         f.what = describe("kill -9", node);
         cluster.kill9(node);
         ++fault_counts["kill -9"];
@@ -594,6 +629,20 @@ int run_chaos(const chaos_options& opt) {
                           " leads";
     }
     verdicts.push_back(survived);
+    // Each data directory the nemesis took was replaced through the group.
+    verdict replaced{"every lost data directory was replaced through the group"};
+    int lost = 0, failed = 0;
+    for (auto& f : faults) {
+      if (f.what.rfind("data loss", 0) != 0) continue;
+      ++lost;
+      if (f.what.find("(replaced: replica") == std::string::npos) {
+        ++failed;
+        replaced.ok = false;
+        replaced.detail = f.what;
+      }
+    }
+    if (replaced.ok) replaced.detail = std::to_string(lost) + " of " + std::to_string(lost) + " replaced";
+    verdicts.push_back(replaced);
   }
   if (shop) {
     // Every order ends once healed (a step that found no answer retries with backoff of
@@ -645,12 +694,15 @@ int run_chaos(const chaos_options& opt) {
     std::ostringstream body;
     body << " size 1400,520 noenhanced\nset output '" << o.png << "'\n"
          << "set title 'holdfast chaos, seed " << o.seed << ": calls per second by outcome; shaded: faults "
-         << "(red kill -9, orange SIGSTOP, blue partition)'\n"
+         << "(red kill -9, orange SIGSTOP, blue partition, grey data loss)'\n"
          << "set xlabel 'seconds'\nset ylabel 'calls/s'\nset grid\nset key outside right\n"
          << "set xrange [0:" << secs << "]\n";
     int n = 1;
     for (auto& f : faults) {
-      auto color = f.what.rfind("kill", 0) == 0 ? "#ffb3b3" : f.what.rfind("SIGSTOP", 0) == 0 ? "#ffd9a0" : "#b3ccff";
+      auto color = f.what.rfind("kill", 0) == 0      ? "#ffb3b3"
+                   : f.what.rfind("SIGSTOP", 0) == 0 ? "#ffd9a0"
+                   : f.what.rfind("data", 0) == 0    ? "#c8c8c8"
+                                                      : "#b3ccff";
       body << "set object " << n++ << " rect from " << f.from_s << ", graph 0 to " << std::max(f.to_s, f.from_s + 0.1)
            << ", graph 1 fc rgb '" << color << "' fs solid 0.5 noborder behind\n";
     }

@@ -2,8 +2,9 @@
 // cluster up` started), a seeded workload of reserve/confirm/release over many SKUs that
 // logs every acknowledged operation (and, with --workload checkout or mixed, shoppers
 // checking out through the gateway process: harness/chaos_checkout.hpp), and a
-// seeded nemesis that kill -9s, SIGSTOPs and restarts nodes and cuts peer links (through
-// the nodes' test-only fault hook). At the end it heals everything, waits out every TTL,
+// seeded nemesis that kill -9s, SIGSTOPs and restarts nodes, cuts peer links (through
+// the nodes' test-only fault hook) and, in a replicated cluster, destroys a node's data
+// directory and replaces its replica through the group (harness/replace_member.hpp). At the end it heals everything, waits out every TTL,
 // and checks the promises against what was acknowledged.
 #pragma once
 
