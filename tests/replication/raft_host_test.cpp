@@ -24,6 +24,7 @@
 
 #include "cluster/certs.hpp"
 #include "cluster/raft_tls.hpp"
+#include "cluster/replica_ids.hpp"
 #include "replication/raft_host.hpp"
 #include "tests/replication/inventory_model.hpp"
 #include "tests/replication/tls_links_fixture.hpp"
@@ -416,6 +417,71 @@ TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
   int leader = serving();
   ASSERT_GE(leader, 0);
   EXPECT_EQ(reserve(leader, "f", 10).size(), 10u);
+}
+
+// A replica whose directory is lost is replaced through the group's own configuration
+// changes: the leader removes it, adds a new replica (another id, the same address, the
+// member's certificate) as a spare, and makes it a voter once it caught up. The new replica
+// starts without a configuration (joining) and gets everything from the leader; then the
+// leader stops, and the other follower and the new replica serve what was committed.
+TEST_F(raft_group, a_lost_replica_is_replaced_through_configuration_changes) {
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  unsigned leader = serving(), lost = (leader + 1) % 3, other = (leader + 2) % 3;
+  auto first = reserve(leader, "a", 100);
+  ASSERT_EQ(first.size(), 100u);
+  stop(lost);
+  std::filesystem::remove_all(dir_ / ("replica-" + std::to_string(lost + 1)));
+  auto change = [&](int kind, uint64_t id, const std::string& address) {
+    std::promise<std::string> answer;
+    EXPECT_TRUE(members_[leader].host->post([&](replica& r) {
+      r.change(kind, id, address, [&](std::string refused) { answer.set_value(std::move(refused)); });
+    }));
+    return answer.get_future().get();
+  };
+  // Two servers at one address are refused (libraft's configurationAdd): the lost one goes first.
+  const uint64_t replacement = replica_id(lost + 1, 7);
+  EXPECT_NE(change(HF_CHANGE_ADD, replacement, voters_[lost].address), "");
+  ASSERT_EQ(change(HF_CHANGE_REMOVE, lost + 1, ""), "");
+  ASSERT_EQ(change(HF_CHANGE_ADD, replacement, voters_[lost].address), "");
+  auto second = reserve(leader, "b", 100);  // the two voters left commit on their own
+  ASSERT_EQ(second.size(), 100u);
+
+  // The new replica: another id, the member's certificate, a directory of its own.
+  auto o = connector_options(lost);
+  o.self = replacement;
+  links_[lost].connector = std::make_unique<raft_tls_connector>(o);
+  raft_host_options h;
+  h.dir = (dir_ / "replacement").string();
+  h.id = replacement;
+  h.address = voters_[lost].address;
+  h.joining = true;
+  h.election_timeout_ms = 500;
+  h.heartbeat_ms = 50;
+  members_[lost].machine = std::make_unique<inventory_machine>(std::map<std::string, int>{{"tee", 100'000}});
+  members_[lost].host = std::make_unique<raft_host>(h, *members_[lost].machine, *links_[lost].connector);
+  std::string promoted = "not asked";
+  ASSERT_TRUE(wait_until([&] { return (promoted = change(HF_CHANGE_PROMOTE, replacement, "")).empty(); },
+                         std::chrono::seconds(30))) << promoted;
+  auto voters = members_[leader].host->status().servers;
+  ASSERT_EQ(voters.size(), 3u);
+  for (auto& v : voters) EXPECT_STREQ(v.role, "voter") << v.id;
+
+  // The leader stops: the other follower and the new replica are the majority.
+  stop(leader);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no new leader";
+  unsigned next = serving();
+  auto third = reserve(next, "c", 50);
+  EXPECT_EQ(third.size(), 50u);
+  ASSERT_TRUE(wait_until([&] {
+    return members_[lost].host->status().last_applied >= members_[next].host->status().commit_index &&
+           members_[other].host->status().last_applied >= members_[next].host->status().commit_index;
+  }, std::chrono::seconds(20)));
+  EXPECT_EQ(state_of(lost), state_of(other));
+  members_[lost].host->run([&](replica&) {
+    EXPECT_TRUE(members_[lost].machine->violations.empty());
+    for (auto* ids : {&first, &second, &third})
+      for (auto& id : *ids) EXPECT_EQ(members_[lost].machine->applied.holds.count(id), 1u) << id;
+  });
 }
 
 // The directory is the replica's: a second host on it, or another replica's id, is refused;
