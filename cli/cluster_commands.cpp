@@ -183,7 +183,12 @@ int replace(const context& ctx, const cluster_args& a, const cluster_config& cfg
   r.force = a.force;
   r.client = connection_options(ctx, &cfg);
   r.timeout_ms = ctx.timeout_ms;
-  r.running = local_cluster::live_pid(a.dir, n) != 0;
+  // A node a killed run started before it wrote the pid file is found by its directory's
+  // lock, and recorded now, so `cluster down` stops it.
+  if (auto pid = local_cluster::live_pid(a.dir, n)) {
+    r.running = true;
+    std::ofstream(local_cluster::pid_file(a.dir, n)) << pid << "\n";
+  }
   r.start = [&] {
     std::vector<std::string> extra;
     if (a.fault_hooks) extra.push_back("--fault-hooks");

@@ -308,17 +308,7 @@ int run_node(const node_options& options) {
     r.directory = directory_cfg;
     r.clock = clock;
     r.gate = role->raft_gate;
-    // A replacement prepared by `holdfast cluster replace`: the id of the replica it joins as.
-    if (const auto replacement = options.data_dir + "/" + std::string(group_replacement_file);
-        !file_absent(replacement)) {
-      std::string text;
-      if (auto why = read_small_file(replacement, 64, text); !why.empty()) {
-        spdlog::critical("holdfast node: refusing to start: {}: {}", replacement, why);
-        caf::anon_send_exit(store, caf::exit_reason::kill);
-        return 2;
-      }
-      r.replacement = std::strtoull(text.c_str(), nullptr, 10);
-    }
+    r.replacement_file = options.data_dir + "/" + std::string(group_replacement_file);
     replicated = replicated_skus::start(sys, r, error);
     if (!replicated) {
       spdlog::critical("holdfast node: refusing to start: the SKU group's replica in {}/group: {}", options.data_dir,

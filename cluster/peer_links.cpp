@@ -443,7 +443,7 @@ hello_verdict peer_links::judge_lineage(uint32_t node, uint64_t generation, cons
     if (generation < r.generation)
       return {who + " runs generation " + std::to_string(generation) + " of its data directory, but generation " +
                 std::to_string(r.generation) + " was accepted here: that directory was replaced by `holdfast restore` "
-                "and must not serve again",
+                "(or `holdfast cluster replace`) and must not serve again",
               true};
     if (generation == r.generation && !r.token.empty() &&
         std::find(tokens.begin(), tokens.end(), r.token) == tokens.end())

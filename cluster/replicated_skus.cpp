@@ -251,17 +251,43 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   // Which replica of this member runs here: the one the directory holds; else the
   // replacement `cluster replace` prepared (it joins the running group); else the member's
   // first, bootstrapped with every member.
-  uint64_t id = replica_id(o.self, 0);
-  auto id_file = o.dir + "/raft/holdfast-replica-id";
-  if (!file_absent(id_file)) {
+  // Both files hold a replica id in decimal, and nothing else.
+  auto read_id = [](const std::string& path, uint64_t& out, std::string& why) {
     std::string text;
-    if (auto why = read_small_file(id_file, 64, text); !why.empty()) {
-      error = "reading " + id_file + ": " + why;
+    if (why = read_small_file(path, 64, text); !why.empty()) return false;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos ||
+        (out = std::strtoull(text.c_str(), nullptr, 10)) == 0) {
+      why = "it does not hold a replica id";
+      return false;
+    }
+    return true;
+  };
+  uint64_t id = replica_id(o.self, 0), prepared = 0;
+  std::string why;
+  auto id_file = o.dir + "/raft/holdfast-replica-id";
+  if (!o.replacement_file.empty() && !file_absent(o.replacement_file)) {
+    if (!read_id(o.replacement_file, prepared, why) || member_of_replica(prepared) != o.self ||
+        sequence_of_replica(prepared) == 0) {
+      error = o.replacement_file + " (written by `holdfast cluster replace`): " +
+              (why.empty() ? "replica " + std::to_string(prepared) + " is not a replacement of node " +
+                               std::to_string(o.self)
+                           : why) +
+              "; run `holdfast cluster replace` again on an empty directory";
       return nullptr;
     }
-    id = std::strtoull(text.c_str(), nullptr, 10);
-  } else if (o.replacement != 0) {
-    id = o.replacement;
+    id = prepared;
+  }
+  if (!file_absent(id_file)) {
+    if (!read_id(id_file, id, why)) {
+      error = id_file + ": " + why;
+      return nullptr;
+    }
+    if (prepared != 0 && prepared != id) {
+      error = o.replacement_file + " names replica " + std::to_string(prepared) + ", but " + o.dir +
+              " holds replica " + std::to_string(id) + ": one of them was changed by hand";
+      return nullptr;
+    }
   }
   if (member_of_replica(id) != o.self) {
     error = o.dir + " holds replica " + std::to_string(id) + " of node " + std::to_string(member_of_replica(id)) +
@@ -292,6 +318,12 @@ std::unique_ptr<replicated_skus> replicated_skus::start(caf::actor_system& sys, 
   g.raft.address = me->raft;
   g.raft.joining = sequence_of_replica(id) != 0;
   for (auto& m : cfg.members) g.raft.voters.push_back({replica_id(m.id, 0), m.raft});
+  // A replica of a member the file lists is answered at the member's raft address, in the
+  // group's configuration or not (a leader an uncommitted change removed, a joiner's leader).
+  g.raft.address_of = [&cfg](uint64_t replica) -> std::string {
+    auto* m = cfg.member(member_of_replica(replica));
+    return m ? m->raft : std::string();
+  };
   // Every replica in the group's configuration must be a member's, at the member's raft
   // address: the connector dials what the configuration says, and an address changed in the
   // file alone would cut that member off without a word.

@@ -37,9 +37,10 @@ struct replicated_skus_options {
   storage_options storage;  // path, sync, sizes; replicated mode is set here
   directory_config directory;
   std::shared_ptr<const wall_clock> clock;
-  // The replica `cluster replace` prepared (DATA/group-replica), for a directory that holds
-  // none yet: it joins the running group. 0: the member's first replica.
-  uint64_t replacement = 0;
+  // DATA/group-replica: the replica `cluster replace` prepared, when it exists. It joins
+  // the running group (the directory holds it afterwards and must agree). Absent: the
+  // member's first replica.
+  std::string replacement_file;
   // The members whose replicas it talks Raft with (cluster_role::raft_gate); null: all.
   std::shared_ptr<const raft_peer_gate> gate;
 };

@@ -204,20 +204,25 @@ std::string real_path(const std::string& path, const std::string& cwd) {
 }  // namespace
 
 pid_t local_cluster::live_pid(const std::string& dir, uint32_t id) {
-  std::ifstream in(pid_file(dir, id));
-  pid_t pid = 0;
-  if (!(in >> pid) || pid <= 0 || process_gone(pid)) return 0;
-  // A recycled pid is somebody else's process, possibly a node of another cluster: it
-  // must be `holdfast node` as member `id` of this directory's cluster file.
-  auto args = command_line(pid);
-  if (std::find(args.begin(), args.end(), "node") == args.end()) return 0;
-  if (option_value(args, "--id") != std::to_string(id)) return 0;
-  std::error_code ec;
-  auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/cwd", ec);
-  if (ec) return 0;
-  auto theirs = real_path(option_value(args, "--cluster"), cwd.string());
-  auto ours = real_path(dir + "/cluster.toml", std::filesystem::current_path(ec).string());
-  return theirs == ours ? pid : 0;
+  // The pid file; else whoever holds the node's data directory (DIR/node-N/holdfast.lock
+  // names it): a node started by a command killed before it wrote the pid file.
+  for (auto path : {pid_file(dir, id), dir + "/node-" + std::to_string(id) + "/holdfast.lock"}) {
+    std::ifstream in(path);
+    pid_t pid = 0;
+    if (!(in >> pid) || pid <= 0 || process_gone(pid)) continue;
+    // A recycled pid is somebody else's process, possibly a node of another cluster: it
+    // must be `holdfast node` as member `id` of this directory's cluster file.
+    auto args = command_line(pid);
+    if (std::find(args.begin(), args.end(), "node") == args.end()) continue;
+    if (option_value(args, "--id") != std::to_string(id)) continue;
+    std::error_code ec;
+    auto cwd = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/cwd", ec);
+    if (ec) continue;
+    auto theirs = real_path(option_value(args, "--cluster"), cwd.string());
+    auto ours = real_path(dir + "/cluster.toml", std::filesystem::current_path(ec).string());
+    if (theirs == ours) return pid;
+  }
+  return 0;
 }
 
 pid_t local_cluster::attached_by(const std::string& dir) {

@@ -62,8 +62,9 @@ public:
   // A restart reuses the options the node was started with.
   void attach();
   static std::string pid_file(const std::string& dir, uint32_t id);
-  // The pid in pid_file(dir, id) if that process is still `holdfast node` as member `id`
-  // of DIR/cluster.toml, else 0.
+  // The pid in pid_file(dir, id) (else the one DIR/node-<id>/holdfast.lock names: a node
+  // whose starter died before writing the pid file) if that process is still `holdfast
+  // node` as member `id` of DIR/cluster.toml, else 0.
   static pid_t live_pid(const std::string& dir, uint32_t id);
   // The pid of the run attached to `dir` (it holds DIR/chaos.lock), -1 if that pid is
   // unknown, 0 if none is.

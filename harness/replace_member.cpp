@@ -1,6 +1,12 @@
 #include "harness/replace_member.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -106,6 +112,27 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
   if (cfg.replicas <= 1) return refuse("invalid", "the cluster is not replicated ([cluster] replicas = 1)");
   if (!cfg.member(n)) return refuse("invalid", "node " + std::to_string(n) + " is not a member");
   const std::string prepared = o.data_dir + "/" + group_replacement_file;
+  // One replacement of a directory at a time: a second would announce another generation
+  // and write another identity under the node the first one started.
+  const std::string lock_path = o.data_dir + ".replace.lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return refuse("failed", "cannot open " + lock_path + ": " + std::strerror(errno));
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } unlock{lock_fd};
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {};
+    (void)!::pread(lock_fd, holder, sizeof holder - 1, 0);
+    return refuse("refused", "another replacement of node " + std::to_string(n) + " runs (" + lock_path +
+                               (holder[0] ? ", pid " + std::string(holder, std::strcspn(holder, "\n")) : std::string()) +
+                               ")");
+  }
+  {
+    auto me = std::to_string(::getpid()) + "\n";
+    (void)!::ftruncate(lock_fd, 0);
+    (void)!::pwrite(lock_fd, me.data(), me.size(), 0);
+  }
   auto quick = o.client;
   quick.call_timeout_ms = std::min<int64_t>(o.timeout_ms, 3'000);
   std::string error;

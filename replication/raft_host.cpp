@@ -311,9 +311,16 @@ void raft_host::accept(uint64_t id, std::string named, int fd) {
     // another interface) would send its answers nowhere. A joining replica has no
     // configuration until the leader sends one: it takes the leader at its word.
     const char* address = id == s.options.id ? nullptr : hf_server_address(hf_node_raft(s.node), id);
+    // A server the configuration does not name may still be one Raft must hear: a leader an
+    // uncommitted change of this replica's log removed (its AppendEntries truncate that
+    // change), or a joining replica's first leader.
+    std::string known;
+    if (address == nullptr && id != s.options.id && s.options.address_of) known = s.options.address_of(id);
     hf_server none[1];
-    if (address == nullptr && id != s.options.id && s.options.joining && hf_servers(hf_node_raft(s.node), none, 1) == 0)
-      address = named.c_str();
+    if (address == nullptr && known.empty() && id != s.options.id && !s.options.address_of && s.options.joining &&
+        hf_servers(hf_node_raft(s.node), none, 1) == 0)
+      known = named;
+    if (address == nullptr && !known.empty()) address = known.c_str();
     uv_stream_s* stream = address != nullptr ? hf_stream_open(&s.loop, fd) : nullptr;
     if (stream == nullptr) {
       ++s.refused_strangers;

@@ -11,9 +11,9 @@
 // the replica's id at first use. libraft's auto-recovery is off: a damaged log segment stops
 // the start with why instead of being set aside with the entries it held (which this
 // replica may have acknowledged). Connections are accepted only from servers in the group's
-// configuration, and libraft answers them at the address the configuration gives, never at
-// one the peer named (but for a joining replica that has no configuration yet: the leader's
-// first message brings it).
+// configuration (or `address_of` knows), and libraft answers them at the address the
+// configuration gives, never at one the peer named (but for a joining replica that has no
+// configuration yet and no `address_of`: the leader's first message brings it).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +58,11 @@ struct raft_host_options {
   // that has received none yet): "" or why this replica must not start with it. Unset: each
   // of `voters` must be in it at its address.
   std::function<std::string(const std::vector<server_info>&)> check_configuration;
+  // Where server `id` is answered when the configuration does not name it ("" refuses it):
+  // a leader that an uncommitted change in this replica's log removed (Raft needs its
+  // AppendEntries to truncate that change), or a joining replica's first leader. Unset:
+  // only a joining replica without a configuration answers at the address a connection names.
+  std::function<std::string(uint64_t id)> address_of;
   unsigned election_timeout_ms = 1000;  // randomized between 1x and 2x by libraft
   unsigned heartbeat_ms = 100;
   bool pre_vote = true;

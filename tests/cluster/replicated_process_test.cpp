@@ -6,6 +6,8 @@
 // up and carries the group when the next leader is killed.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -263,6 +265,18 @@ TEST_F(replicated_cluster, a_member_that_lost_its_replica_data_is_refused) {
                               nodes_->file(), "--id", std::to_string(f)});
   EXPECT_EQ(started.status, 2) << started.output;
   EXPECT_NE(started.output.find("lost its data"), std::string::npos) << started.output;
+  // A replacement's directory whose replica id is not one (garbage, or the node's first
+  // replica's) is refused, not started as the node's first replica.
+  std::filesystem::remove_all(data);
+  std::filesystem::create_directories(data);
+  for (std::string bad : std::vector<std::string>{"hello\n", std::to_string(f) + "\n", "\n"}) {
+    std::ofstream(data + "/group-replica") << bad;
+    auto refused = run_command({find_program("timeout"), "30", HOLDFAST_BINARY, "node", "--data", data, "--cluster",
+                                nodes_->file(), "--id", std::to_string(f)});
+    EXPECT_EQ(refused.status, 2) << bad << refused.output;
+    EXPECT_NE(refused.output.find("group-replica"), std::string::npos) << refused.output;
+    EXPECT_FALSE(std::filesystem::exists(data + "/group/raft/holdfast-replica-id")) << bad;
+  }
   // The other two serve on.
   EXPECT_EQ(on(l, [](blocking_client& c) { return c.reserve("tee", 1, "x1", 600'000).status; }), code::ok);
 }
@@ -299,6 +313,18 @@ TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_t
   EXPECT_EQ(raft_of(l).servers.size(), 3u);
   std::filesystem::remove_all(data);
   reserve(l, 100, 200);  // the group serves on with two
+  {
+    // Another replacement of the node under way (its lock held): refused, nothing changes.
+    int held = ::open((data + ".replace.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(held, 0);
+    ASSERT_EQ(::flock(held, LOCK_EX), 0);
+    auto busy = cli();
+    ::close(held);
+    EXPECT_NE(busy.status, 0) << busy.output;
+    EXPECT_NE(busy.output.find("another replacement of node"), std::string::npos) << busy.output;
+    EXPECT_FALSE(std::filesystem::exists(data));
+    EXPECT_EQ(raft_of(l).servers.size(), 3u);
+  }
 
   auto replaced = cli();
   pid_t pid = 0;
@@ -346,10 +372,13 @@ TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_t
   }, std::chrono::seconds(20)));
   EXPECT_EQ(raft_of(f).replica, replica);
   EXPECT_GE(raft_of(f).states_installed, 1u);
-  // Run again while it runs: refused.
+  // Run again while it runs: refused. Even when its pid file is gone (the command that
+  // started it was killed first): its directory's lock names it, and the pid file is back.
+  std::filesystem::remove(local_cluster::pid_file(nodes_->dir(), f));
   auto again = cli();
   EXPECT_NE(again.status, 0) << again.output;
   EXPECT_NE(again.output.find("not lost"), std::string::npos) << again.output;
+  EXPECT_EQ(local_cluster::live_pid(nodes_->dir(), f), pid);
 
   // The leader dies: the third node and the new replica are the majority.
   nodes_->kill9(l);

@@ -59,9 +59,24 @@ protected:
     o.voters = voters_;
     o.election_timeout_ms = 500;
     o.heartbeat_ms = 50;
+    if (members_known_) {  // as the cluster answers a member its configuration does not name
+      o.address_of = [voters = voters_](uint64_t id) {
+        for (auto& v : voters)
+          if (v.id == id) return v.address;
+        return std::string();
+      };
+      // Members may leave the configuration (as the cluster checks it: only addresses).
+      o.check_configuration = [voters = voters_](const std::vector<server_info>& servers) {
+        for (auto& s : servers)
+          for (auto& v : voters)
+            if (v.id == s.id && v.address != s.address) return "replica " + std::to_string(s.id) + " moved";
+        return std::string();
+      };
+    }
     members_[i].machine = std::make_unique<inventory_machine>(std::map<std::string, int>{{"tee", 100'000}});
     members_[i].host = std::make_unique<raft_host>(o, *members_[i].machine, connector(i));
   }
+  bool members_known_ = false;
   void stop(unsigned i) {
     members_[i].host.reset();
     links_[i].connector.reset();
@@ -417,6 +432,43 @@ TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
   int leader = serving();
   ASSERT_GE(leader, 0);
   EXPECT_EQ(reserve(leader, "f", 10).size(), 10u);
+}
+
+// A replica whose log holds an uncommitted change removing another must still hear that
+// other one when it leads: its AppendEntries are what truncate the change. The leader
+// removes X while the third replica Y is down (the change cannot commit), then stops; X and
+// Y elect X (its log has no such change); the old leader comes back, still configured
+// without X, and converges on X's log and configuration.
+TEST_F(raft_group, a_replica_hears_a_leader_its_uncommitted_change_removed) {
+  for (unsigned i = 0; i < 3; ++i) stop(i);
+  members_known_ = true;
+  for (unsigned i = 0; i < 3; ++i) start(i);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "no leader elected";
+  unsigned l = serving(), x = (l + 1) % 3, y = (l + 2) % 3;
+  ASSERT_EQ(reserve(l, "a", 20).size(), 20u);
+  stop(y);
+  std::promise<std::string> removed;
+  ASSERT_TRUE(members_[l].host->post([&](replica& r) {
+    r.change(HF_CHANGE_REMOVE, x + 1, "", [&](std::string refused) { removed.set_value(std::move(refused)); });
+  }));
+  ASSERT_TRUE(wait_until([&] { return members_[l].host->status().servers.size() == 2; }, std::chrono::seconds(5)));
+  stop(l);  // the change (uncommitted: y is down) stays in its log
+  EXPECT_NE(removed.get_future().get(), "") << "the removal cannot have committed";
+  start(y);
+  ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "x and y elected nobody";
+  if (serving() == static_cast<int>(y)) {
+    std::promise<std::string> moved;
+    members_[y].host->transfer(x + 1, [&](std::string refused) { moved.set_value(std::move(refused)); });
+    ASSERT_EQ(moved.get_future().get(), "");
+  }
+  ASSERT_TRUE(wait_until([&] { return serving() == static_cast<int>(x); }, std::chrono::seconds(10)));
+  ASSERT_EQ(reserve(x, "b", 20).size(), 20u);
+  start(l);
+  EXPECT_TRUE(wait_until([&] {
+    auto s = members_[l].host->status();
+    return s.servers.size() == 3 && s.last_applied >= members_[x].host->status().commit_index;
+  }, std::chrono::seconds(20))) << "the old leader never heard the new one: " << members_[l].host->status().servers.size()
+                                 << " servers, applied " << members_[l].host->status().last_applied;
 }
 
 // A replica whose directory is lost is replaced through the group's own configuration
