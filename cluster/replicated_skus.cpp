@@ -472,7 +472,9 @@ void replicated_skus::replace(uint32_t member, std::function<void(uint64_t, std:
     // The lost replica goes first. With it gone the group needs as many of the others as it
     // did with it lost, so nothing is less available meanwhile.
     r.change(HF_CHANGE_REMOVE, voter, "", [add, answer](std::string refused) {
-      if (!refused.empty()) return (*answer)(0, std::move(refused));
+      // Appended but not known committed (leadership lost): a later leader may still commit it.
+      if (!refused.empty())
+        return (*answer)(0, refused + " (the removal may still take effect; run this again once the group has a leader)");
       add();
     });
   });
