@@ -1,4 +1,5 @@
 #include "harness/chaos.hpp"
+#include "harness/linearizability.hpp"
 #include "harness/replace_member.hpp"
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -72,8 +74,17 @@ double since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+// The SKU whose history is checked for linearizability (harness/linearizability.hpp): never
+// restocked, and its holds' deadlines fall after the run's last call could be answered, so
+// none expires within the history.
+struct linear_sku {
+  std::string name;
+  int64_t stock = 8;
+  int64_t deadline_wall_ms = 0;
+};
+
 void worker(int index, const chaos_options& o, const local_cluster& cluster,
-            const std::vector<std::string>& skus, shared_state& st) {
+            const std::vector<std::string>& skus, const linear_sku& lin, shared_state& st) {
   std::mt19937_64 rng(o.seed * 1000003 + index);
   auto ids = cluster.ids();
   std::unique_ptr<blocking_client> c;
@@ -112,10 +123,11 @@ void worker(int index, const chaos_options& o, const local_cluster& cluster,
       r.sku = h.sku;
     } else {
       op.kind = hold_op_kind::reserve;
-      op.sku = skus[rng() % skus.size()];
+      op.sku = rng() % 6 == 0 ? lin.name : skus[rng() % skus.size()];
       op.hold_id = "c" + std::to_string(o.seed) + "-w" + std::to_string(index) + "-" + std::to_string(n++);
       op.qty = 1 + static_cast<int64_t>(rng() % 3);
       op.ttl_ms = o.ttl_min_ms + static_cast<int64_t>(rng() % static_cast<uint64_t>(o.ttl_max_ms - o.ttl_min_ms + 1));
+      if (op.sku == lin.name) op.ttl_ms = std::max<int64_t>(o.ttl_min_ms, lin.deadline_wall_ms - wall_ms());
       r.sku = op.sku;
     }
     r.kind = op.kind;
@@ -142,7 +154,7 @@ void worker(int index, const chaos_options& o, const local_cluster& cluster,
     } else {
       r.outcome = to_string(res.status);
       r.state = res.hold.state;
-      if (res.status == code::out_of_stock && rng() % 3 == 0) {
+      if (res.status == code::out_of_stock && op.sku != lin.name && rng() % 3 == 0) {
         // Sold out: the warehouse restocks, so the sale goes on for the whole run.
         try {
           auto restocked = c->restock(op.sku, 20);
@@ -388,12 +400,16 @@ int run_chaos(const chaos_options& opt) {
   if (attached) prefix += std::to_string(wall_ms()) + "-";
   std::vector<std::string> skus, shop_skus;
   for (int i = 0; i < o.skus; ++i) skus.push_back(prefix + std::to_string(i));
+  linear_sku lin;
+  lin.name = prefix + "lin";
+
   const int64_t limit_per_user = 2;
   if (shopping)
     for (int i = 0; i < 8; ++i) shop_skus.push_back(prefix + "shop-" + std::to_string(i));
   {
     std::vector<sku_op> creates;
     for (auto& s : skus) creates.push_back({sku_op_kind::create, s, o.stock, 100, {}});
+    creates.push_back({sku_op_kind::create, lin.name, lin.stock, 100, {}});
     // The first checkout SKU is the flash-sale one: at most limit_per_user per user.
     for (auto& s : shop_skus)
       creates.push_back({sku_op_kind::create, s, o.stock, 250, {}, s == shop_skus.front() ? limit_per_user : 0});
@@ -409,6 +425,9 @@ int run_chaos(const chaos_options& opt) {
       }
   }
 
+  // Past the last answer any call of the run can get (a call sent before the end answers
+  // within its timeout): the linearizable SKU's holds do not expire within its history.
+  lin.deadline_wall_ms = wall_ms() + static_cast<int64_t>(o.seconds * 1000) + o.call_timeout_ms + 2'000;
   shared_state st;
   st.started = clock_type::now();
   std::vector<fault_record> faults;
@@ -419,7 +438,7 @@ int run_chaos(const chaos_options& opt) {
   for (int w = 0; w < o.workers; ++w) {
     bool shopper = o.workload == "checkout" || (o.workload == "mixed" && w % 2 == 1);
     if (shopper) threads.emplace_back([&, w] { shop->run(w, st.stop); });
-    else threads.emplace_back([&, w] { worker(w, o, *cluster, skus, st); });
+    else threads.emplace_back([&, w] { worker(w, o, *cluster, skus, lin, st); });
   }
   std::thread chaos_thread([&] { nemesis(o, *cluster, partitions, st, faults, fault_counts); });
   // Progress every 5 s until the time is up.
@@ -459,7 +478,7 @@ int run_chaos(const chaos_options& opt) {
     } catch (const std::exception&) {
     }
   bool healed = cluster->wait_links_up(std::chrono::seconds(30));
-  int64_t last_deadline = wall_ms() + o.ttl_max_ms;
+  int64_t last_deadline = std::max(wall_ms() + o.ttl_max_ms, lin.deadline_wall_ms);
   // Every hold ends by its deadline; expiry runs on the owner's timer right after.
   while (wall_ms() < last_deadline + 1'500) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 
@@ -547,7 +566,9 @@ int run_chaos(const chaos_options& opt) {
         present.detail = "hold " + id + ": " + bad;
       }
     }
-    for (auto& sku : skus) {
+    auto every_sku = skus;
+    every_sku.push_back(lin.name);
+    for (auto& sku : every_sku) {
       auto q = c.query_sku(sku);
       if (q.status != code::ok) {
         balance.ok = false;
@@ -580,7 +601,50 @@ int run_chaos(const chaos_options& opt) {
   hung.ok = max_latency <= o.call_timeout_ms + 1'000;
   hung.detail = "slowest call " + std::to_string(int64_t(max_latency)) + " ms, timeout " +
                 std::to_string(o.call_timeout_ms) + " ms";
-  std::vector<chaos_verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung};
+  // The linearizable SKU's calls, as its clients saw them: an order of them, each at a
+  // moment between its sending and its answer, must explain every answer.
+  verdict linear{"one SKU's history is linearizable (Wing-Gong search, Lowe's cache)"};
+  std::vector<lin_call> history;
+  for (auto& r : st.ops) {
+    if (r.sku != lin.name) continue;
+    lin_call call;
+    call.kind = r.kind == hold_op_kind::reserve ? lin_call::reserve
+                : r.kind == hold_op_kind::confirm ? lin_call::confirm
+                                                  : lin_call::release;
+    call.hold = r.hold_id;
+    call.qty = r.qty;
+    call.sent = r.at_s;
+    call.answered = r.at_s + r.latency_ms / 1000;
+    if (r.outcome == "ok") {
+      call.answer = lin_call::ok;
+    } else if (r.outcome == "out_of_stock" && call.kind == lin_call::reserve) {
+      call.answer = lin_call::out_of_stock;
+    } else if (r.outcome == "outcome_unknown" || r.outcome == "transport") {
+      call.answer = lin_call::unknown;
+      call.answered = std::numeric_limits<double>::infinity();
+    } else if (r.outcome == "unavailable") {
+      continue;  // nothing was done
+    } else {
+      // An acknowledged hold answered as missing or ended, within its lifetime.
+      linear.ok = false;
+      linear.detail = r.hold_id + ": " + r.outcome;
+      break;
+    }
+    history.push_back(std::move(call));
+  }
+  // Confirms and releases carry their hold's units (the model frees them on a release).
+  std::map<std::string, int64_t> units;
+  for (auto& c : history)
+    if (c.kind == lin_call::reserve) units[c.hold] = c.qty;
+  for (auto& c : history)
+    if (c.kind != lin_call::reserve) c.qty = units[c.hold];
+  if (linear.ok) {
+    auto v = check_linearizable(lin.stock, history);
+    linear.ok = v.linearizable;
+    linear.detail = lin.name + ": " + v.detail + (v.decided ? "" : " (no verdict)") + ", " + std::to_string(v.steps) +
+                    " search steps";
+  }
+  std::vector<chaos_verdict> verdicts{heal, oversold, present, ended, balance, sold_matches, hung, linear};
   if (o.replicas > 1) {
     // The loss of a machine: the leader goes for good, and every hold must read the same
     // through the others once they elected a new one.

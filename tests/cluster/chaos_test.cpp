@@ -95,15 +95,17 @@ TEST(chaos, a_replicated_cluster_keeps_every_promise_and_survives_losing_the_lea
   EXPECT_TRUE(report["pass"].get<bool>());
   EXPECT_GE(report["fault_log"].size(), 3u);
   EXPECT_GT(report["outcomes"]["ok"].get<uint64_t>(), 500u);
-  bool survived = false, replaced = false;
+  bool survived = false, replaced = false, linear = false;
   for (auto& v : report["invariants"]) {
     EXPECT_TRUE(v["ok"].get<bool>()) << v.dump();
     survived = survived || v["name"].get<std::string>().find("loss of the leader") != std::string::npos;
     replaced = replaced || v["name"].get<std::string>().find("lost data directory was replaced") != std::string::npos;
+    linear = linear || v["name"].get<std::string>().find("linearizable") != std::string::npos;
   }
   EXPECT_TRUE(survived) << "the leader-loss check did not run";
   // The nemesis's first fault in a replicated run destroys a data directory.
   EXPECT_TRUE(replaced) << "the replacement check did not run";
+  EXPECT_TRUE(linear) << "the linearizability check did not run";
   EXPECT_GE(report["faults"].value("data loss", 0), 1);
   if (report["pass"].get<bool>()) std::filesystem::remove_all(dir);
 }
