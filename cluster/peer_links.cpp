@@ -282,6 +282,9 @@ kj::Promise<std::string> peer_links::heartbeats(link& l) {
 
 void peer_links::teardown(link& l, const std::string& why, bool refused) {
   bool was_up = l.state == "up";
+  // No Raft traffic with the member until a hello of it is accepted again: the process that
+  // comes back may be a directory that lost its data.
+  if (role_.raft_gate) role_.raft_gate->withdraw(l.member->id);
   l.interrupt = nullptr;
   // Calls in flight end now, as outcome_unknown: their batch may have been applied.
   l.calls.cancel(kj::str("link to node ", l.member->id, " lost: ", why.c_str()));
@@ -416,9 +419,10 @@ std::string peer_links::lineage_text() const {
 
 hello_verdict peer_links::accept_lineage(uint32_t node, uint64_t generation, const std::string& lineage) {
   auto verdict = judge_lineage(node, generation, lineage);
-  // Raft traffic goes only to members accepted here, and stops for one fenced here.
-  if (role_.raft_gate && verdict.refused.empty()) role_.raft_gate->accepted(node);
-  if (role_.raft_gate && verdict.fenced) role_.raft_gate->refused(node);
+  // Raft traffic goes only to members accepted here, and stops for one fenced here unless
+  // the link to it is up (another process claiming it must not cut the one accepted).
+  if (role_.raft_gate && verdict.refused.empty()) role_.raft_gate->allow(node);
+  if (role_.raft_gate && verdict.fenced && live_incarnation(node) == 0) role_.raft_gate->withdraw(node);
   return verdict;
 }
 

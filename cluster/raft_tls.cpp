@@ -214,6 +214,17 @@ struct raft_tls_connector::impl {
     return KJ_EXCEPTION(FAILED, "raft message refused", why);
   }
 
+  // Closes the links (accepted and dialed) with the replicas of members `which` names.
+  void cut(const std::function<bool(uint32_t member)>& which) {
+    for (auto* table : {&peer_links, &dialed_links})
+      for (auto& [id, links] : *table) {
+        if (!which(member_of_replica(id))) continue;
+        auto closing = std::move(links);
+        links.clear();
+        for (auto& l : closing) l->fulfill();
+      }
+  }
+
   kj::Promise<void> dial(uint64_t id, std::string address, std::function<void(int)> done) {
     auto answer = std::make_shared<std::function<void(int)>>(std::move(done));
     auto reply = [this, answer](int fd) {
@@ -252,6 +263,10 @@ struct raft_tls_connector::impl {
     return in_time(kj::mv(setup))
       .then([this, reply, id](kj::Own<kj::AsyncIoStream> s) {
               if (partitioned.count(member_of_replica(id))) return reply(-1);
+              if (options.gate && !options.gate->allows(member_of_replica(id))) {  // withdrawn meanwhile
+                ++refused_gate;
+                return reply(-1);
+              }
               reply(splice(kj::mv(s), false, id));
             },
             [this, reply](kj::Exception&&) {
@@ -397,10 +412,17 @@ raft_tls_connector::raft_tls_connector(raft_tls_options options) : impl_(std::ma
     s.thread.join();
     throw std::runtime_error("raft port " + s.options.listen + ": " + s.error);
   }
+  lock.unlock();
+  // A member withdrawn from the gate has its connections closed.
+  if (s.options.gate)
+    s.options.gate->on_withdraw([&s](uint32_t member) {
+      s.executor->executeSync([&s, member] { s.cut([member](uint32_t m) { return m == member; }); });
+    });
 }
 
 raft_tls_connector::~raft_tls_connector() {
   auto& s = *impl_;
+  if (s.options.gate) s.options.gate->on_withdraw(nullptr);
   stop();
   s.stop_thread->fulfill();
   s.thread.join();
@@ -437,13 +459,7 @@ void raft_tls_connector::partition(const std::set<uint64_t>& peers) {
   auto& s = *impl_;
   s.executor->executeSync([&] {
     s.partitioned = peers;
-    for (auto* table : {&s.peer_links, &s.dialed_links})
-      for (auto& [id, links] : *table) {
-        if (!peers.count(member_of_replica(id))) continue;
-        auto cut = std::move(links);
-        links.clear();
-        for (auto& l : cut) l->fulfill();
-      }
+    s.cut([&peers](uint32_t m) { return peers.count(m) > 0; });
   });
 }
 

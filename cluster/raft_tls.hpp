@@ -28,8 +28,9 @@ struct raft_tls_options {
   uint64_t max_snapshot_bytes = uint64_t{4} << 30;   // one InstallSnapshot's data
   int write_stall_ms = 5'000;  // a dialed link whose peer takes no bytes this long closes
   size_t max_links_per_peer = 4;  // accepted links kept per peer id: a newer one closes the oldest
-  // Only members it allows are dialed or accepted (null: every member's certificate is).
-  std::shared_ptr<const raft_peer_gate> gate;
+  // Only members it allows are dialed or accepted, and a member it withdraws has its
+  // connections closed (null: every member's certificate is accepted).
+  std::shared_ptr<raft_peer_gate> gate;
 };
 
 struct raft_tls_stats {

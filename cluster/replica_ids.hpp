@@ -2,8 +2,9 @@
 // member's id (1-65535) in the low 16 bits and, above them, 0 for the replica the group was
 // bootstrapped with, or for a replacement (`holdfast cluster replace`) the leader's last log
 // index when it added it: a replacement never takes an id the group ever had, so a replica
-// that was removed and comes back (a frozen process, a copy of its directory) is a stranger
-// to the group, whose connections are refused. A replica's certificate is its member's.
+// that was removed and comes back (a frozen process, a copy of its directory) is not in the
+// group's configuration and is never counted (and its node's peers refuse its directory once
+// the replacement's generation was announced). A replica's certificate is its member's.
 #pragma once
 
 #include <cstdint>

@@ -452,6 +452,8 @@ void replicated_skus::replace(uint32_t member, std::function<void(uint64_t, std:
   bool posted = group_->host().post([member, address = me->raft, answer](replication::replica& r) {
     auto s = r.status();
     if (std::string(s.state) != "leader") return (*answer)(0, "this replica does not lead the group");
+    // What an earlier call did counts once it is committed.
+    if (s.configuration_pending) return (*answer)(0, "a change of the group's members is under way: ask again shortly");
     if (member_of_replica(s.id) == member) return (*answer)(0, "node " + std::to_string(member) + " leads the group: it is not lost");
     uint64_t voter = 0;
     for (auto& v : s.servers) {
@@ -484,8 +486,10 @@ void replicated_skus::replace(uint32_t member, std::function<void(uint64_t, std:
 void replicated_skus::promote(uint64_t replica, std::function<void(std::string)> done) {
   auto answer = std::make_shared<std::function<void(std::string)>>(std::move(done));
   bool posted = group_->host().post([replica, answer](replication::replica& r) {
-    for (auto& v : r.status().servers)
-      if (v.id == replica && std::string(v.role) == "voter") return (*answer)("");  // done before
+    auto s = r.status();
+    if (s.configuration_pending) return (*answer)("a change of the group's members is under way: ask again shortly");
+    for (auto& v : s.servers)
+      if (v.id == replica && std::string(v.role) == "voter") return (*answer)("");  // done before, committed
     r.change(HF_CHANGE_PROMOTE, replica, "", [answer](std::string refused) { (*answer)(std::move(refused)); });
   });
   if (!posted) (*answer)("the replica is closing");

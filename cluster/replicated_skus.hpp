@@ -42,7 +42,7 @@ struct replicated_skus_options {
   // member's first replica.
   std::string replacement_file;
   // The members whose replicas it talks Raft with (cluster_role::raft_gate); null: all.
-  std::shared_ptr<const raft_peer_gate> gate;
+  std::shared_ptr<raft_peer_gate> gate;
 };
 
 class replicated_skus {

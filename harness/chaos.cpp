@@ -203,7 +203,8 @@ std::string replace_lost(local_cluster& cluster, uint32_t id) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));  // until the peers see it down
   }
   if (done.status == "ok") return " (replaced: replica " + std::to_string(done.replica) + ")";
-  if (!cluster.running(id)) cluster.start(id);  // the run heals with every node up: as it was
+  // The node stays down (started on an empty directory it would only be fenced): the
+  // verdict says why.
   return " (REPLACE FAILED: " + done.status + ": " + done.message + ")";
 }
 

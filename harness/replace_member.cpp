@@ -193,11 +193,17 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
       return refuse("refused", "the group has replica " + std::to_string(out.replica) + " for node " +
                                  std::to_string(n) + ", but its directory was " + why +
                                  " (run this again: it goes on from there)");
-    std::filesystem::create_directories(o.data_dir, ec);
-    if (ec) return refuse("failed", o.data_dir + ": " + ec.message());
-    if (!write_identity(o.data_dir, id, error) ||
-        !write_file_atomically(prepared, std::to_string(out.replica) + "\n", error))
+    // Made aside and renamed into place: a stop midway leaves nothing at data_dir.
+    const std::string aside = o.data_dir + ".replacing";
+    std::filesystem::remove_all(aside, ec);
+    std::filesystem::create_directories(aside, ec);
+    if (ec) return refuse("failed", aside + ": " + ec.message());
+    if (!write_identity(aside, id, error) ||
+        !write_file_atomically(aside + "/" + group_replacement_file, std::to_string(out.replica) + "\n", error))
       return refuse("failed", error);
+    std::filesystem::remove(o.data_dir, ec);  // empty, if there at all
+    std::filesystem::rename(aside, o.data_dir, ec);
+    if (ec) return refuse("failed", "renaming " + aside + " to " + o.data_dir + ": " + ec.message());
     say("made " + o.data_dir + " for replica " + std::to_string(out.replica) + " (generation " +
         std::to_string(id.generation) + " of node " + std::to_string(n) + "'s directory)");
   }
@@ -221,6 +227,12 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
         blocking_client c(cfg.member(out.leader)->client, slow);
         refused = c.promote_replica(out.replica);
         if (refused.empty()) break;
+        // Not in the group (removed since, or the directory names another replica): asking
+        // again will not help.
+        if (refused.find("no server has ID") != std::string::npos)
+          return refuse("failed", "the group has no replica " + std::to_string(out.replica) + " (" + refused +
+                                    "): " + prepared + " names a replica the group no longer has; move " + o.data_dir +
+                                    " away and run this again");
         // How far it got, from the leader.
         for (auto& f : c.status().raft.followers)
           if (f.replica == out.replica) refused += " (it lacks " + std::to_string(f.lag) + " entries)";

@@ -226,6 +226,8 @@ int hf_transfer(struct raft *r, unsigned long long id, void (*cb)(void *data), v
 
 const char *hf_strerror(int rv) { return raft_strerror(rv); }
 
+int hf_configuration_pending(struct raft *r) { return r->configuration_uncommitted_index != 0; }
+
 unsigned hf_servers(struct raft *r, hf_server *out, unsigned max) {
   unsigned i, n = 0;
   for (i = 0; i < r->configuration.n && n < max; ++i) {
@@ -256,7 +258,7 @@ int hf_change(struct raft *r, int kind, unsigned long long id, const char *addre
   int rv;
   /* legacy.c asserts that no change is pending once its own check passed; a catch-up under
    * way passes that check in some paths, so it is refused here first. */
-  if (raft_state(r) != RAFT_LEADER) return RAFT_NOTLEADER;
+  if (raft_state(r) != RAFT_LEADER || r->legacy.closing) return RAFT_NOTLEADER;
   if (r->legacy.change != NULL) return RAFT_CANTCHANGE;
   c = calloc(1, sizeof *c);
   if (c == NULL) return RAFT_NOMEM;
@@ -268,6 +270,10 @@ int hf_change(struct raft *r, int kind, unsigned long long id, const char *addre
     case HF_CHANGE_REMOVE: rv = raft_remove(r, &c->req, id, change_done); break;
     default: rv = RAFT_INVALID; break;
   }
-  if (rv != 0) free(c);
+  if (rv != 0) {
+    /* raft_assign records the request before steps that can fail, and does not take it back. */
+    if (r->legacy.change == &c->req) r->legacy.change = NULL;
+    free(c);
+  }
   return rv;
 }

@@ -82,6 +82,8 @@ typedef struct hf_server {
   const char *address;
 } hf_server;
 unsigned hf_servers(struct raft *r, hf_server *out, unsigned max);
+/* Nonzero while the configuration hf_servers gives is not committed yet. */
+int hf_configuration_pending(struct raft *r);
 
 /* A configuration change on the leader `r`: HF_CHANGE_ADD adds server `id` at `address` as
  * a spare (raft_add), HF_CHANGE_PROMOTE makes spare or standby `id` a voter once its log

@@ -268,6 +268,7 @@ replica_status replica::status() const {
   if (info.leader_address != nullptr) s.leader_address = info.leader_address;
   hf_server servers[32];
   unsigned n = hf_servers(raft_, servers, 32);
+  s.configuration_pending = hf_configuration_pending(raft_) != 0;
   static const char* roles[] = {"voter", "standby", "spare"};
   for (unsigned i = 0; i < n; ++i) {
     s.servers.push_back({servers[i].id, roles[servers[i].role], servers[i].address});

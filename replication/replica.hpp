@@ -97,6 +97,7 @@ struct replica_status {
   std::string leader_address;
   std::vector<follower_progress> followers;  // when leading: every other server
   std::vector<server_info> servers;  // the configuration this replica has (its last, committed or not)
+  bool configuration_pending = false;  // `servers` is not committed yet
   uint64_t snapshot_index = 0;   // the entry its latest snapshot covers (0: none taken yet)
   uint64_t snapshots_taken = 0;
 };

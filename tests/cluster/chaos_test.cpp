@@ -18,6 +18,7 @@
 #include <functional>
 #include <iostream>
 
+#include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 
 namespace holdfast {
@@ -147,12 +148,21 @@ TEST(chaos, attaches_to_a_cluster_up_cluster_and_leaves_it_running) {
   EXPECT_NE(foreign_down.output.find("no node of " + other + " was running"), std::string::npos)
     << foreign_down.output;
   for (auto pid : before) EXPECT_FALSE(process_gone(pid)) << "cluster down stopped another cluster's node";
-  // A PID file naming some other process (here this test) is never taken for a node.
+  // A PID file naming some other process (here this test) is never taken for a node: the
+  // node is found by its data directory's lock instead.
   auto pid1 = cluster + "/node-1.pid";
   std::ofstream(pid1) << ::getpid() << "\n";
-  auto foreign = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
-  EXPECT_EQ(foreign.status, 2) << foreign.output;
-  EXPECT_NE(foreign.output.find("node 1 of " + cluster + " is not running"), std::string::npos) << foreign.output;
+  EXPECT_EQ(local_cluster::live_pid(cluster, 1), before[0]);
+  auto foreign = run_command({HOLDFAST_BINARY, "cluster", "start", "--dir", cluster, "--id", "1"});
+  EXPECT_NE(foreign.status, 0) << foreign.output;
+  EXPECT_NE(foreign.output.find("already runs (pid " + std::to_string(before[0]) + ")"), std::string::npos)
+    << foreign.output;
+  // Without its lock's word either (the directory gone), nothing runs as node 1.
+  std::filesystem::rename(cluster + "/node-1/holdfast.lock", cluster + "/node-1/holdfast.lock.aside");
+  auto unnamed = run_command({HOLDFAST_BINARY, "chaos", "--attach", cluster, "--seconds", "1"});
+  std::filesystem::rename(cluster + "/node-1/holdfast.lock.aside", cluster + "/node-1/holdfast.lock");
+  EXPECT_EQ(unnamed.status, 2) << unnamed.output;
+  EXPECT_NE(unnamed.output.find("node 1 of " + cluster + " is not running"), std::string::npos) << unnamed.output;
   std::ofstream(pid1) << before[0] << "\n";
   // A stopped member is named at once (its links would be down for the whole wait).
   ::kill(before[0], SIGSTOP);

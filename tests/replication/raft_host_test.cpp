@@ -447,19 +447,23 @@ TEST_F(raft_group, a_replica_hears_a_leader_its_uncommitted_change_removed) {
   unsigned l = serving(), x = (l + 1) % 3, y = (l + 2) % 3;
   ASSERT_EQ(reserve(l, "a", 20).size(), 20u);
   stop(y);
-  std::promise<std::string> removed;
-  ASSERT_TRUE(members_[l].host->post([&](replica& r) {
-    r.change(HF_CHANGE_REMOVE, x + 1, "", [&](std::string refused) { removed.set_value(std::move(refused)); });
+  auto removed = std::make_shared<std::promise<std::string>>();
+  auto removal = removed->get_future();
+  ASSERT_TRUE(members_[l].host->post([removed, x](replica& r) {
+    r.change(HF_CHANGE_REMOVE, x + 1, "", [removed](std::string refused) { removed->set_value(std::move(refused)); });
   }));
   ASSERT_TRUE(wait_until([&] { return members_[l].host->status().servers.size() == 2; }, std::chrono::seconds(5)));
   stop(l);  // the change (uncommitted: y is down) stays in its log
-  EXPECT_NE(removed.get_future().get(), "") << "the removal cannot have committed";
+  ASSERT_EQ(removal.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_NE(removal.get(), "") << "the removal cannot have committed";
   start(y);
   ASSERT_TRUE(wait_until([&] { return serving() >= 0; }, std::chrono::seconds(10))) << "x and y elected nobody";
   if (serving() == static_cast<int>(y)) {
-    std::promise<std::string> moved;
-    members_[y].host->transfer(x + 1, [&](std::string refused) { moved.set_value(std::move(refused)); });
-    ASSERT_EQ(moved.get_future().get(), "");
+    auto moved = std::make_shared<std::promise<std::string>>();
+    auto move = moved->get_future();
+    members_[y].host->transfer(x + 1, [moved](std::string refused) { moved->set_value(std::move(refused)); });
+    ASSERT_EQ(move.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    ASSERT_EQ(move.get(), "");
   }
   ASSERT_TRUE(wait_until([&] { return serving() == static_cast<int>(x); }, std::chrono::seconds(10)));
   ASSERT_EQ(reserve(x, "b", 20).size(), 20u);
@@ -483,12 +487,15 @@ TEST_F(raft_group, a_lost_replica_is_replaced_through_configuration_changes) {
   ASSERT_EQ(first.size(), 100u);
   stop(lost);
   std::filesystem::remove_all(dir_ / ("replica-" + std::to_string(lost + 1)));
-  auto change = [&](int kind, uint64_t id, const std::string& address) {
-    std::promise<std::string> answer;
-    EXPECT_TRUE(members_[leader].host->post([&](replica& r) {
-      r.change(kind, id, address, [&](std::string refused) { answer.set_value(std::move(refused)); });
-    }));
-    return answer.get_future().get();
+  auto change = [&](int kind, uint64_t id, const std::string& address) -> std::string {
+    auto answer = std::make_shared<std::promise<std::string>>();
+    auto done = answer->get_future();
+    if (!members_[leader].host->post([answer, kind, id, address](replica& r) {
+          r.change(kind, id, address, [answer](std::string refused) { answer->set_value(std::move(refused)); });
+        }))
+      return "the host is closing";
+    if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return "no answer in 30 s";
+    return done.get();
   };
   // Two servers at one address are refused (libraft's configurationAdd): the lost one goes first.
   const uint64_t replacement = replica_id(lost + 1, 7);
