@@ -662,13 +662,14 @@ int run_chaos(const chaos_options& opt) {
     }
     say("Raft: " + std::to_string(snapshots) + " snapshots taken, " + std::to_string(installed) +
         " states installed by followers that fell behind (counted by the nodes up now, since their last start)");
+    uint32_t next = 0;  // the leader after the kill
     if (leader == 0) {
       survived.ok = false;
       survived.detail = "no leader to kill";
     } else {
       say("killing the leader, node " + std::to_string(leader) + ", and checking every hold through the others");
       cluster->kill9(leader);
-      auto next = cluster->raft_leader(std::chrono::seconds(15));
+      next = cluster->raft_leader(std::chrono::seconds(15));
       uint32_t via = leader % static_cast<uint32_t>(o.nodes) + 1;
       std::vector<hold_result> again;
       try {
@@ -707,6 +708,27 @@ int run_chaos(const chaos_options& opt) {
       }
     }
     if (replaced.ok) replaced.detail = std::to_string(lost) + " of " + std::to_string(lost) + " replaced";
+    // And the group ends with one voting replica per member, nothing half-added.
+    if (replaced.ok && next != 0) {
+      try {
+        auto s = cluster->raft_status(next);
+        std::map<uint32_t, int> voters;
+        std::string odd;
+        for (auto& v : s.servers) {
+          if (v.role == "voter") ++voters[v.node];
+          else odd += " " + std::to_string(v.replica) + " (" + v.role + ")";
+        }
+        for (auto id : cluster->ids())
+          if (voters[id] != 1) odd += " node " + std::to_string(id) + " has " + std::to_string(voters[id]) + " voters";
+        if (!odd.empty()) {
+          replaced.ok = false;
+          replaced.detail = "the group's configuration:" + odd;
+        }
+      } catch (const std::exception& e) {
+        replaced.ok = false;
+        replaced.detail = std::string("the new leader's status: ") + e.what();
+      }
+    }
     verdicts.push_back(replaced);
   }
   if (shop) {

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <fstream>
@@ -443,6 +444,52 @@ TEST_F(replicated_cluster, a_member_restarted_on_an_empty_directory_never_votes)
     }, std::chrono::seconds(20)));
     EXPECT_EQ(h.status, code::ok) << "x" << i;
   }
+}
+
+// Five replicas: a follower's data directory is lost and replaced, then two more nodes die
+// (the leader among them): the new replica and the two others are three of five, elect a
+// leader, and every acknowledged hold is there.
+TEST_F(replicated_cluster, five_replicas_replace_one_and_survive_two_more_losses) {
+  cluster_config cfg;
+  std::string error;
+  ASSERT_TRUE(init_cluster_dir(dir_ + "/c", 5, 0, "holdfast-local", false, cfg, error, false, 5)) << error;
+  start();
+  auto l = leader();
+  ASSERT_NE(l, 0u);
+  ASSERT_TRUE(wait_until([&] {
+    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(on(l, [i](blocking_client& c) { return c.reserve("tee", 1, "h" + std::to_string(i), 600'000).status; }),
+              code::ok) << i;
+  uint32_t f = l % 5 + 1, g = f % 5 + 1;
+  nodes_->kill9(f);
+  std::filesystem::remove_all(nodes_->dir() + "/node-" + std::to_string(f));
+  auto replaced = run_command_for({HOLDFAST_BINARY, "--json", "cluster", "replace", "--dir", nodes_->dir(), "--node",
+                                   std::to_string(f)}, std::chrono::seconds(240));
+  struct killer {
+    pid_t pid;
+    ~killer() {
+      if (pid > 0) ::kill(pid, SIGKILL);
+    }
+  } cleanup{local_cluster::live_pid(nodes_->dir(), f)};
+  ASSERT_EQ(replaced.status, 0) << replaced.output << log(l);
+  EXPECT_TRUE(wait_until([&] {
+    auto servers = raft_of(l).servers;
+    return servers.size() == 5 && std::all_of(servers.begin(), servers.end(), [](auto& s) { return s.role == "voter"; });
+  }, std::chrono::seconds(5)));
+  nodes_->kill9(l);
+  nodes_->kill9(g);
+  uint32_t via = 0;
+  for (uint32_t id = 1; id <= 5; ++id)
+    if (id != l && id != g && id != f) via = id;
+  ASSERT_TRUE(wait_until([&] {
+    return on(via, [](blocking_client& c) { return c.reserve("tee", 1, "after", 600'000).status; }) == code::ok;
+  }, std::chrono::seconds(20))) << log(via);
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(on(f, [i](blocking_client& c) { return c.query_hold("h" + std::to_string(i), "tee").status; }), code::ok)
+      << "h" << i;
+  EXPECT_EQ(on(f, [](blocking_client& c) { return c.query_sku("tee"); }).sku.reserved, 101);
 }
 
 // `holdfast cluster rebalance` hands the SKU group's leadership back to its preferred node
