@@ -434,6 +434,55 @@ TEST_F(raft_group, a_connection_flood_leaves_the_port_open) {
   EXPECT_EQ(reserve(leader, "f", 10).size(), 10u);
 }
 
+// The gate a node keeps of the members whose hello it accepted (cluster/raft_peer_gate.hpp):
+// a member it does not allow is refused, one it allows is accepted, and withdrawing it
+// closes the connection at once.
+TEST_F(raft_group, a_gate_admits_only_allowed_members_and_cuts_a_withdrawn_one) {
+  auto gate = std::make_shared<raft_peer_gate>();
+  auto o = connector_options(0);
+  o.listen = "127.0.0.1:0";
+  o.gate = gate;
+  raft_tls_connector guarded(o);
+  auto address = "127.0.0.1:" + std::to_string(guarded.port());
+  // A one-replica group behind it that answers any member (as a cluster node does).
+  raft_host_options h;
+  h.dir = (dir_ / "guarded").string();
+  h.id = 1;
+  h.address = address;
+  h.voters = {{1, address}};
+  h.address_of = [&](uint64_t id) { return id == 2 ? voters_[1].address : std::string(); };
+  inventory_machine machine(std::map<std::string, int>{{"tee", 10}});
+  raft_host host(h, machine, guarded);
+  auto dial = [&] {
+    std::promise<int> fd;
+    links_[1].connector->dial(1, address, [&](int f) { fd.set_value(f); });
+    return fd.get_future().get();
+  };
+  auto closed_within = [](int fd, int ms) {
+    pollfd p{fd, POLLIN, 0};
+    char byte;
+    return ::poll(&p, 1, ms) == 1 && ::read(fd, &byte, 1) == 0;
+  };
+  // Not allowed: refused once its hello is read, and closed.
+  int fd = dial();
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(wait_until([&] { return guarded.stats().refused_gate >= 1; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(closed_within(fd, 5'000));
+  ::close(fd);
+  // Allowed: accepted, and it stays open...
+  gate->allow(2);
+  auto before = guarded.stats().accepted;
+  fd = dial();
+  ASSERT_GE(fd, 0);
+  EXPECT_TRUE(wait_until([&] { return guarded.stats().accepted > before; }, std::chrono::seconds(5)));
+  EXPECT_FALSE(closed_within(fd, 300));
+  // ...until the member is withdrawn.
+  gate->withdraw(2);
+  EXPECT_TRUE(closed_within(fd, 5'000));
+  ::close(fd);
+  EXPECT_FALSE(gate->allows(2));
+}
+
 // A replica whose log holds an uncommitted change removing another must still hear that
 // other one when it leads: its AppendEntries are what truncate the change. The leader
 // removes X while the third replica Y is down (the change cannot commit), then stops; X and
