@@ -98,9 +98,73 @@ uint32_t find_raft_leader(const cluster_config& cfg, const client_options& o) {
   }
 }
 
+// Takes `path`'s lock (flock, naming this process) for one replacement of node `n`: the
+// descriptor, or -1 with why ("another replacement ..." when one holds it).
+int lock_replacement(const std::string& path, uint32_t n, std::string& error) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = "cannot open " + path + ": " + std::strerror(errno);
+    return -1;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char holder[32] = {};
+    (void)!::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    error = "another replacement of node " + std::to_string(n) + " runs (" + path +
+            (holder[0] ? ", pid " + std::string(holder, std::strcspn(holder, "\n")) : std::string()) + ")";
+    return -1;
+  }
+  auto me = std::to_string(::getpid()) + "\n";
+  (void)!::ftruncate(fd, 0);
+  (void)!::pwrite(fd, me.data(), me.size(), 0);
+  return fd;
+}
+
+// Step 5: asks the leader to make `out.replica` a voter until it is (it catches up
+// meanwhile), for up to o.catch_up_limit. {"", ""} when it votes, else {status, why};
+// out.leader is the leader asked last.
+std::pair<std::string, std::string> promote_until_voter(const cluster_config& cfg, const replace_options& o,
+                                                        const std::string& prepared, replace_result& out) {
+  auto quick = o.client;
+  quick.call_timeout_ms = std::min<int64_t>(o.timeout_ms, 3'000);
+  // Made a voter once caught up: asked again while it is not.
+  auto until = std::chrono::steady_clock::now() + o.catch_up_limit;
+  for (int attempt = 1;; ++attempt) {
+    out.leader = find_raft_leader(cfg, quick);
+    std::string refused = out.leader == 0 ? "no member leads the SKU group" : "";
+    if (out.leader != 0) {
+      try {
+        auto slow = o.client;
+        slow.call_timeout_ms = std::max<int64_t>(o.timeout_ms, 120'000);
+        blocking_client c(cfg.member(out.leader)->client, slow);
+        refused = c.promote_replica(out.replica);
+        if (refused.empty()) break;
+        // Not in the group (removed since, or the directory names another replica): asking
+        // again will not help.
+        if (refused.find("no server has ID") != std::string::npos)
+          return {"failed", "the group has no replica " + std::to_string(out.replica) + " (" + refused +
+                                    "): " + prepared + " names a replica the group no longer has; move " + o.data_dir +
+                                    " away and run this again"};
+        // How far it got, from the leader.
+        for (auto& f : c.status().raft.followers)
+          if (f.replica == out.replica) refused += " (it lacks " + std::to_string(f.lag) + " entries)";
+      } catch (const std::exception& e) {
+        refused = "node " + std::to_string(out.leader) + ", the leader: " + e.what();
+      }
+    }
+    if (refused.rfind("forbidden", 0) == 0) return {"forbidden", refused};
+    if (std::chrono::steady_clock::now() > until)
+      return {"unavailable", "replica " + std::to_string(out.replica) + " of node " + std::to_string(o.node) +
+                                     " is not a voter yet: " + refused + " (run this again to go on)"};
+    if (o.progress) o.progress("not a voter yet (attempt " + std::to_string(attempt) + "): " + refused);
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // between attempts
+  }
+  return {};
+}
+
 replace_result replace_member(const cluster_config& cfg, const replace_options& o) {
   replace_result out;
-  auto refuse = [&out](const char* status, std::string why) {
+  auto refuse = [&out](std::string status, std::string why) {
     out.status = status;
     out.message = std::move(why);
     return out;
@@ -114,28 +178,15 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
   const std::string prepared = o.data_dir + "/" + group_replacement_file;
   // One replacement of a directory at a time: a second would announce another generation
   // and write another identity under the node the first one started.
-  const std::string lock_path = o.data_dir + ".replace.lock";
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) return refuse("failed", "cannot open " + lock_path + ": " + std::strerror(errno));
+  std::string error;
+  int lock_fd = lock_replacement(o.data_dir + ".replace.lock", n, error);
+  if (lock_fd < 0) return refuse(error.rfind("another", 0) == 0 ? "refused" : "failed", error);
   struct closer {
     int fd;
     ~closer() { ::close(fd); }
   } unlock{lock_fd};
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    char holder[32] = {};
-    (void)!::pread(lock_fd, holder, sizeof holder - 1, 0);
-    return refuse("refused", "another replacement of node " + std::to_string(n) + " runs (" + lock_path +
-                               (holder[0] ? ", pid " + std::string(holder, std::strcspn(holder, "\n")) : std::string()) +
-                               ")");
-  }
-  {
-    auto me = std::to_string(::getpid()) + "\n";
-    (void)!::ftruncate(lock_fd, 0);
-    (void)!::pwrite(lock_fd, me.data(), me.size(), 0);
-  }
   auto quick = o.client;
   quick.call_timeout_ms = std::min<int64_t>(o.timeout_ms, 3'000);
-  std::string error;
   if (!file_absent(prepared)) {
     // Made by an earlier run, which stopped before the replica was a voter.
     std::string text;
@@ -215,38 +266,7 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
       return refuse("failed", e.what());
     }
   }
-  // Made a voter once caught up: asked again while it is not.
-  auto until = std::chrono::steady_clock::now() + o.catch_up_limit;
-  for (int attempt = 1;; ++attempt) {
-    out.leader = find_raft_leader(cfg, quick);
-    std::string refused = out.leader == 0 ? "no member leads the SKU group" : "";
-    if (out.leader != 0) {
-      try {
-        auto slow = o.client;
-        slow.call_timeout_ms = std::max<int64_t>(o.timeout_ms, 120'000);
-        blocking_client c(cfg.member(out.leader)->client, slow);
-        refused = c.promote_replica(out.replica);
-        if (refused.empty()) break;
-        // Not in the group (removed since, or the directory names another replica): asking
-        // again will not help.
-        if (refused.find("no server has ID") != std::string::npos)
-          return refuse("failed", "the group has no replica " + std::to_string(out.replica) + " (" + refused +
-                                    "): " + prepared + " names a replica the group no longer has; move " + o.data_dir +
-                                    " away and run this again");
-        // How far it got, from the leader.
-        for (auto& f : c.status().raft.followers)
-          if (f.replica == out.replica) refused += " (it lacks " + std::to_string(f.lag) + " entries)";
-      } catch (const std::exception& e) {
-        refused = "node " + std::to_string(out.leader) + ", the leader: " + e.what();
-      }
-    }
-    if (refused.rfind("forbidden", 0) == 0) return refuse("forbidden", refused);
-    if (std::chrono::steady_clock::now() > until)
-      return refuse("unavailable", "replica " + std::to_string(out.replica) + " of node " + std::to_string(n) +
-                                     " is not a voter yet: " + refused + " (run this again to go on)");
-    say("not a voter yet (attempt " + std::to_string(attempt) + "): " + refused);
-    std::this_thread::sleep_for(std::chrono::seconds(1));  // between attempts
-  }
+  if (auto why = promote_until_voter(cfg, o, prepared, out); !why.first.empty()) return refuse(why.first, why.second);
   std::error_code ec;
   std::filesystem::remove(prepared, ec);  // its replica has a directory of its own now
   return out;
