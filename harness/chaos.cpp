@@ -22,6 +22,7 @@
 #include "harness/chaos_checkout.hpp"
 #include "harness/checkout_cluster.hpp"
 #include "cluster/certs.hpp"
+#include "cluster/replicated_skus.hpp"  // group_replacement_file
 #include "harness/local_cluster.hpp"
 #include "harness/processes.hpp"
 
@@ -467,7 +468,18 @@ int run_chaos(const chaos_options& opt) {
   for (auto id : cluster->ids()) {
     if (cluster->stopped(id)) cluster->continue_signal(id);
     try {
-      if (!cluster->running(id)) cluster->start(id);
+      // A lost directory whose replacement failed (or stopped before its replica voted) is
+      // replaced now, as its operator would: started on an empty directory it would only be
+      // fenced. The fault's line keeps the
+      // failure.
+      auto dir = cluster->dir() + "/node-" + std::to_string(id);
+      if (!cluster->running(id) && o.replicas > 1 && o.attach.empty() && (!std::filesystem::exists(dir) || std::filesystem::exists(dir + "/" + group_replacement_file))) {
+        auto replaced = replace_lost(*cluster, id);
+        if (replaced.find("FAILED") != std::string::npos)
+          not_restarted += "node " + std::to_string(id) + " was not replaced at the heal" + replaced + "; ";
+      } else if (!cluster->running(id)) {
+        cluster->start(id);
+      }
     } catch (const std::exception& e) {
       not_restarted += "node " + std::to_string(id) + " did not restart: " + e.what() + "; ";
     }
