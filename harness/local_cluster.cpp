@@ -98,7 +98,8 @@ void local_cluster::start(uint32_t id) {
   std::vector<std::string> args{"--cluster", file(), "--id", std::to_string(id)};
   auto& extra = extra_of_.count(id) ? extra_of_[id] : extra_;
   args.insert(args.end(), extra.begin(), extra.end());
-  nodes_[id] = std::make_unique<node_process>(binary_, dir_ + "/node-" + std::to_string(id), args);
+  nodes_[id] = std::make_unique<node_process>(binary_, dir_ + "/node-" + std::to_string(id), args,
+                                              std::chrono::seconds(30), env_of_[id]);
   stopped_[id] = false;
   if (attached_) {
     // A node of someone else's cluster: it stays if we are interrupted, and `cluster

@@ -35,6 +35,8 @@ public:
   void start(uint32_t id);  // (re)starts a node that is not running
   // The options every later start() passes (replacing those given so far).
   void set_args(std::vector<std::string> extra_args) { extra_ = std::move(extra_args); }
+  // "NAME=value" entries node `id`'s later starts add to its environment (a test's faultfs shim).
+  void set_env(uint32_t id, std::vector<std::string> env) { env_of_[id] = std::move(env); }
   // Each member's HTTP endpoint's webhook URL, http://HOST:PORT/webhooks/payments.
   std::vector<std::string> webhook_urls() const;
   void kill9(uint32_t id);
@@ -74,6 +76,7 @@ private:
   std::string binary_, dir_;
   std::vector<std::string> extra_;
   std::map<uint32_t, std::vector<std::string>> extra_of_;  // adopted nodes' own options
+  std::map<uint32_t, std::vector<std::string>> env_of_;
   bool attached_ = false;
   int lock_fd_ = -1;  // DIR/chaos.lock, held while attached
   cluster_config cfg_;

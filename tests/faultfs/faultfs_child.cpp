@@ -10,6 +10,9 @@
 //   write SLOT TEXT             pwrite SLOT OFFSET TEXT      seek SLOT OFFSET
 //   writev SLOT A,B,...         pwritev SLOT OFFSET A,B,...
 //   pwritev2 SLOT OFFSET FLAGS A,B,...   FLAGS: d=RWF_DSYNC a=RWF_APPEND or "-"
+//   aio SLOT OFFSET FLAGS A,B,...        one IOCB_CMD_PWRITEV through Linux AIO (io_submit
+//                               and io_getevents by syscall(), as libraft does); FLAGS as
+//                               for pwritev2 (d=RWF_DSYNC) or "-"
 //   fill SLOT OFFSET LENGTH CHAR         one pwrite of LENGTH copies of CHAR
 //   fsync SLOT   fdatasync SLOT   syncfs SLOT   sync
 //   ftruncate SLOT SIZE   fallocate SLOT OFFSET LENGTH (posix_fallocate)
@@ -31,10 +34,12 @@
 //   lmdb-verify DIR LAST        exit 0 if keys 0..LAST are all present (LAST -1: none needed),
 //                               2 if the environment does not open, 3 if a key is missing
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -279,6 +284,37 @@ int main(int argc, char** argv) {
       auto strings = parts(next());
       auto iov = iovecs(strings);
       report(c, pwritev2(fd, iov.data(), static_cast<int>(iov.size()), offset, flags));
+    } else if (cmd == "aio") {
+      int fd = slot();
+      off_t offset = num();
+      int flags = 0;
+      for (char f : next()) flags |= f == 'd' ? RWF_DSYNC : 0;
+      auto strings = parts(next());
+      auto iov = iovecs(strings);
+      aio_context_t ctx = 0;
+      if (syscall(__NR_io_setup, 1, &ctx) != 0) {
+        report(c, -1);
+        continue;
+      }
+      iocb cb{};
+      cb.aio_fildes = static_cast<uint32_t>(fd);
+      cb.aio_lio_opcode = IOCB_CMD_PWRITEV;
+      cb.aio_buf = reinterpret_cast<uintptr_t>(iov.data());
+      cb.aio_nbytes = iov.size();
+      cb.aio_offset = offset;
+      cb.aio_rw_flags = flags;
+      iocb* cbs[1] = {&cb};
+      io_event event{};
+      long r = syscall(__NR_io_submit, ctx, 1, cbs);
+      if (r == 1) r = syscall(__NR_io_getevents, ctx, 1, 1, &event, nullptr);
+      if (r == 1 && event.res < 0) {
+        errno = static_cast<int>(-event.res);
+        r = -1;
+      } else if (r == 1) {
+        r = event.res;
+      }
+      syscall(__NR_io_destroy, ctx);
+      report(c, r);
     } else if (cmd == "fill") {
       int fd = slot();
       off_t offset = num();

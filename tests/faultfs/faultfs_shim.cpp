@@ -26,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/aio_abi.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -77,6 +79,7 @@ using renameat2_fn = int (*)(int, const char*, int, const char*, unsigned);
 using fopen_fn = FILE* (*)(const char*, const char*);
 using fdopen_fn = FILE* (*)(int, const char*);
 using fclose_fn = int (*)(FILE*);
+using syscall_fn = long (*)(long, ...);
 
 struct real_functions {
   open_fn open, open64;
@@ -650,6 +653,18 @@ inline mode_t mode_arg(int flags, va_list ap) {
   return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
 }
 
+// Journals `r` bytes of `iov` written at `start` to d's file (mutex held); `durable`: they
+// are on disk already (O_DSYNC, RWF_DSYNC).
+void record_write(open_desc* d, const iovec* iov, int count, off_t start, size_t r, bool durable) {
+  std::vector<iovec> written = prefix(iov, count, r);
+  journal(d->file, fmt::record_write, durable ? fmt::flag_durable : 0, start, written);
+  if (durable) {
+    int dfd = open_state(durable_path(d->file->rel), O_WRONLY | O_CREAT);
+    write_all(dfd, written, start);
+    real.close(dfd);
+  }
+}
+
 // Common path of every write entry point. `offset` < 0 means "at the fd's position";
 // `call_real` performs the real call with the (possibly shortened) iovec array.
 template <class Call>
@@ -691,13 +706,7 @@ ssize_t do_write(int fd, const iovec* iov, int count, off_t offset, bool append,
     else if (fstat(fd, &st) == 0) start = st.st_size - r;
   }
   if (start < 0) fatal("cannot tell the offset of a tracked write");
-  std::vector<iovec> written = prefix(iov, count, r);
-  journal(d->file, fmt::record_write, durable ? fmt::flag_durable : 0, start, written);
-  if (durable) {
-    int dfd = open_state(durable_path(d->file->rel), O_WRONLY | O_CREAT);
-    write_all(dfd, written, start);
-    real.close(dfd);
-  }
+  record_write(d, iov, count, start, r, durable);
   return r;
 }
 
@@ -1171,4 +1180,71 @@ FAULTFS_EXPORT int renameat2(int fromdir, const char* from, int todir, const cha
   }
   return do_rename(fromdir, from, todir, to, flags & RENAME_EXCHANGE,
                    [&] { return real.renameat2(fromdir, from, todir, to, flags); });
+}
+
+namespace {
+// The writes of Linux AIO requests whose completions were just collected (mutex taken). The
+// kernel did them; the shim learns of each when its completion is read.
+void record_aio_completions(const io_event* events, long n) {
+  std::lock_guard<std::mutex> lock(g->mu);
+  for (long i = 0; i < n; ++i) {
+    const io_event& e = events[i];
+    const auto* cb = reinterpret_cast<const iocb*>(static_cast<uintptr_t>(e.obj));
+    if (e.res <= 0 || cb == nullptr) continue;
+    open_desc* d = tracked(static_cast<int>(cb->aio_fildes));
+    if (!d) continue;
+    iovec one{reinterpret_cast<void*>(static_cast<uintptr_t>(cb->aio_buf)), static_cast<size_t>(cb->aio_nbytes)};
+    const iovec* iov = &one;
+    int count = 1;
+    if (cb->aio_lio_opcode == IOCB_CMD_PWRITEV) {
+      iov = reinterpret_cast<const iovec*>(static_cast<uintptr_t>(cb->aio_buf));
+      count = static_cast<int>(cb->aio_nbytes);
+    } else if (cb->aio_lio_opcode != IOCB_CMD_PWRITE) {
+      continue;
+    }
+    bool durable = (cb->aio_rw_flags & (RWF_DSYNC | RWF_SYNC)) || (d->status_flags & O_DSYNC);
+    record_write(d, iov, count, static_cast<off_t>(cb->aio_offset), static_cast<size_t>(e.res), durable);
+  }
+}
+}  // namespace
+
+// The system call itself, as glibc's syscall() makes it: the wrapper below is reached from
+// allocators and thread libraries before the shim is initialised, and must not call dlsym.
+long raw_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
+#if defined(__x86_64__)
+  long ret;
+  register long r10 asm("r10") = a4;
+  register long r8 asm("r8") = a5;
+  register long r9 asm("r9") = a6;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  if (ret < 0 && ret > -4096) {
+    errno = static_cast<int>(-ret);
+    return -1;
+  }
+  return ret;
+#else
+  static auto next = reinterpret_cast<syscall_fn>(dlsym(RTLD_NEXT, "syscall"));
+  return next(n, a1, a2, a3, a4, a5, a6);
+#endif
+}
+
+// libraft writes its log segments with Linux AIO (io_submit through syscall(), RWF_DSYNC):
+// what io_getevents reports done is journaled, as a pwritev2 would have been. Every other
+// system call passes through.
+FAULTFS_EXPORT long syscall(long number, ...) {
+  va_list ap;
+  va_start(ap, number);
+  long a[6];
+  for (long& x : a) x = va_arg(ap, long);
+  va_end(ap);
+  long r = raw_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+  if ((number == __NR_io_getevents || number == __NR_io_pgetevents) && r > 0) {
+    errno_keeper keep;
+    ensure_init();
+    if (g->enabled) record_aio_completions(reinterpret_cast<const io_event*>(a[3]), r);
+  }
+  return r;
 }
