@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <limits>
+#include <cmath>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -21,6 +23,7 @@
 #include "client/placement.hpp"
 #include "bench/progress.hpp"
 #include "cluster/certs.hpp"
+#include "gateway/http_api.hpp"
 #include "harness/local_cluster.hpp"
 #include "harness/node_process.hpp"
 #include "harness/processes.hpp"
@@ -40,11 +43,84 @@ struct cpu_use {
 };
 std::map<std::string, cpu_use> cpu_of;  // by row id
 
+// One histogram family of a node's /metrics text: cumulative (upper bound s, count), sum, count.
+struct scraped_histogram {
+  std::vector<std::pair<double, double>> buckets;
+  double sum = 0, count = 0;
+  // What was recorded between `before` and this scrape (same bounds).
+  scraped_histogram since(const scraped_histogram& before) const {
+    scraped_histogram d = *this;
+    for (size_t i = 0; i < d.buckets.size() && i < before.buckets.size(); ++i) d.buckets[i].second -= before.buckets[i].second;
+    d.sum -= before.sum;
+    d.count -= before.count;
+    return d;
+  }
+  double mean_ms() const { return count > 0 ? sum / count * 1e3 : 0; }
+  // Interpolated within its bucket, as Prometheus's histogram_quantile does.
+  double quantile_ms(double q) const {
+    if (count <= 0) return 0;
+    double rank = q * count, lower = 0, below = 0;
+    for (auto& [bound, cumulative] : buckets) {
+      if (cumulative >= rank) {
+        if (std::isinf(bound)) return lower * 1e3;
+        double in = cumulative - below;
+        return (lower + (bound - lower) * (in > 0 ? (rank - below) / in : 0)) * 1e3;
+      }
+      lower = bound;
+      below = cumulative;
+    }
+    return lower * 1e3;
+  }
+};
+
+scraped_histogram scrape_histogram(const std::string& text, const std::string& name) {
+  scraped_histogram h;
+  std::istringstream in(text);
+  std::string line;
+  const std::string bucket = name + "_bucket{le=\"", sum = name + "_sum ", count = name + "_count ";
+  while (std::getline(in, line)) {
+    if (line.rfind(bucket, 0) == 0) {
+      auto end = line.find('"', bucket.size());
+      auto le = line.substr(bucket.size(), end - bucket.size());
+      double bound = le == "+Inf" ? std::numeric_limits<double>::infinity() : std::stod(le);
+      h.buckets.push_back({bound, std::stod(line.substr(line.rfind(' ') + 1))});
+    } else if (line.rfind(sum, 0) == 0) {
+      h.sum = std::stod(line.substr(sum.size()));
+    } else if (line.rfind(count, 0) == 0) {
+      h.count = std::stod(line.substr(count.size()));
+    }
+  }
+  return h;
+}
+
+// Where a row's time went at the node the clients call, from its /metrics over the row.
+struct server_time {
+  bool present = false;
+  scraped_histogram reserve_call, group_commit, batches, fdatasync;
+  double seconds = 0;
+};
+std::map<std::string, server_time> server_time_of;  // by row id
+
+const char* const timed_families[] = {"holdfast_reserve_call_duration_seconds", "holdfast_group_commit_duration_seconds",
+                                      "holdfast_group_commit_batches", "holdfast_log_fdatasync_duration_seconds"};
+// A replicated node's SKU commits (its own log's families count carts and orders).
+const char* const sku_group_families[] = {"holdfast_sku_group_commit_duration_seconds",
+                                          "holdfast_sku_group_commit_batches"};
+
+// The node's /metrics text, empty when it did not answer.
+std::string metrics_text(const std::string& url) {
+  std::string body, error;
+  if (url.empty() || http_get(url, 5'000, body, error) != 200) return {};
+  return body;
+}
+
 row measure(const cluster_bench_options& o, const std::string& id, const std::string& what,
             const std::vector<std::string>& skus,
             std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> open,
-            const std::vector<std::pair<std::string, pid_t>>& nodes) {
+            const std::vector<std::pair<std::string, pid_t>>& nodes, const std::string& metrics_url = "") {
   std::vector<std::pair<std::string, pid_t>> processes{{"load", getpid()}};
+  auto metrics_before = metrics_text(metrics_url);
+  auto metrics_from = steady::now();
   processes.insert(processes.end(), nodes.begin(), nodes.end());
   std::vector<double> cpu_before;
   for (auto& [name, pid] : processes) cpu_before.push_back(cpu_seconds(pid));
@@ -81,6 +157,22 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
                                          : 0});
   auto total = machine_after.second - machine_before.second;
   use.busy = total > 0 ? (machine_after.first - machine_before.first) / total : 0;
+  auto metrics_after = metrics_text(metrics_url);
+  if (!metrics_before.empty() && !metrics_after.empty()) {
+    auto& t = server_time_of[id];
+    t.present = true;
+    t.seconds = std::chrono::duration<double>(steady::now() - metrics_from).count();
+    scraped_histogram* into[] = {&t.reserve_call, &t.group_commit, &t.batches, &t.fdatasync};
+    for (size_t i = 0; i < 4; ++i)
+      *into[i] = scrape_histogram(metrics_after, timed_families[i]).since(scrape_histogram(metrics_before, timed_families[i]));
+    if (metrics_after.find(sku_group_families[0]) != std::string::npos) {
+      t.group_commit = scrape_histogram(metrics_after, sku_group_families[0])
+                         .since(scrape_histogram(metrics_before, sku_group_families[0]));
+      t.batches = scrape_histogram(metrics_after, sku_group_families[1])
+                    .since(scrape_histogram(metrics_before, sku_group_families[1]));
+      t.fdatasync = {};  // libraft's appends (RWF_DSYNC) are not timed apart
+    }
+  }
   progress("  " + std::to_string(static_cast<int64_t>(r.per_second)) + " reservations/s");
   return r;
 }
@@ -112,9 +204,12 @@ bool run_rows(const std::string& tmp, const std::function<void()>& body) {
 // Row (a): one node in `dir`, clients connected to it.
 row single_node_row(const cluster_bench_options& o, const std::string& dir, const std::vector<std::string>& skus,
                     const std::vector<std::string>& node_args, const std::string& what) {
-  node_process node(self_executable(), dir, node_args);
+  auto args = node_args;
+  auto http = "127.0.0.1:" + std::to_string(free_port());
+  args.insert(args.end(), {"--http", http});
+  node_process node(self_executable(), dir, args);
   create(node.address(), {}, skus);
-  auto r = measure(o, "a", what, skus, connect_to(node.address()), {{"node", node.pid()}});
+  auto r = measure(o, "a", what, skus, connect_to(node.address()), {{"node", node.pid()}}, "http://" + http + "/metrics");
   node.terminate();
   return r;
 }
@@ -169,6 +264,32 @@ std::vector<double> failover_trials(const cluster_bench_options& o, local_cluste
   return out;
 }
 
+// A call's time at the node the clients call (the leader), from its /metrics: the reserve
+// call from arrival to answer, and within it the group commit (a node: log append and
+// fdatasync; a replica group: the Raft entry appended on the leader and a majority,
+// committed and applied). What the client saw beyond the call is the network and the
+// client; what the call took beyond its commit is the actors and the wait for the commit
+// before it.
+void print_server_time(const std::vector<row>& rows) {
+  bool any = false;
+  for (auto& r : rows) any = any || server_time_of[r.id].present;
+  if (!any) return;
+  std::printf("\nWhere a reservation's time goes, at the node the clients call (its /metrics over the row; mean / p50 ms):\n");
+  std::printf("  %-4s %-17s %-17s %-30s %s\n", "row", "client saw (p50)", "reserve call", "group commit", "fdatasync");
+  for (auto& r : rows) {
+    auto& t = server_time_of[r.id];
+    if (!t.present) continue;
+    auto commits = t.batches.count;
+    char commit[64], sync[32] = "-";
+    std::snprintf(commit, sizeof commit, "%.2f / %.2f (%.0f/s, %.0f batches)", t.group_commit.mean_ms(),
+                  t.group_commit.quantile_ms(0.5), t.seconds > 0 ? commits / t.seconds : 0,
+                  commits > 0 ? t.batches.sum / commits : 0);
+    if (t.fdatasync.count > 0) std::snprintf(sync, sizeof sync, "%.2f / %.2f", t.fdatasync.mean_ms(), t.fdatasync.quantile_ms(0.5));
+    std::printf("  %-4s %-17.2f %5.2f / %-9.2f %-30s %s\n", r.id.c_str(), r.p50_ms, t.reserve_call.mean_ms(),
+                t.reserve_call.quantile_ms(0.5), commit, sync);
+  }
+}
+
 int run_replicated_bench(const cluster_bench_options& o) {
   if (o.replicas != o.nodes) {
     std::fprintf(stderr, "bench cluster: --replicas %d with --nodes %d: a replicated cluster keeps one replica on "
@@ -205,10 +326,13 @@ int run_replicated_bench(const cluster_bench_options& o) {
       members.push_back({"node " + std::to_string(id) + (id == leader ? " (leader)" : ""), nodes.process(id)->pid()});
     create(nodes.address(leader), options, skus);
     auto what = std::to_string(o.nodes) + " replicas on Raft, clients connected to the leader";
-    rows.push_back(measure(o, "r", what, skus, connect_to(nodes.address(leader)), members));
+    auto leader_http = nodes.config().member(leader)->http;
+    auto metrics = leader_http.empty() ? std::string() : "http://" + leader_http + "/metrics";
+    rows.push_back(measure(o, "r", what, skus, connect_to(nodes.address(leader)), members, metrics));
     auto half = o;
     half.callers = std::max(1, o.callers / 2);
-    rows.push_back(measure(half, "r/2", what + ", half the callers", skus, connect_to(nodes.address(leader)), members));
+    rows.push_back(
+      measure(half, "r/2", what + ", half the callers", skus, connect_to(nodes.address(leader)), members, metrics));
     snapshots = nodes.raft_status(leader).snapshots_taken;
     progress("failover: " + std::to_string(o.trials) + " kill -9s of the leader");
     failovers = failover_trials(o, nodes, skus.front());
@@ -229,6 +353,17 @@ int run_replicated_bench(const cluster_bench_options& o) {
       nlohmann::json u{{"busy", use.busy}};
       for (auto& [who, us] : use.us_per_reservation) u["cpu_us_per_reservation"][who] = us;
       j["cpu"][r.id] = u;
+    }
+    for (auto& r : rows) {
+      auto& t = server_time_of[r.id];
+      if (!t.present) continue;
+      j["server_time"][r.id] = {{"reserve_call_mean_ms", t.reserve_call.mean_ms()},
+                                {"reserve_call_p50_ms", t.reserve_call.quantile_ms(0.5)},
+                                {"group_commit_mean_ms", t.group_commit.mean_ms()},
+                                {"group_commit_p50_ms", t.group_commit.quantile_ms(0.5)},
+                                {"group_commits", t.batches.count},
+                                {"batches_per_commit", t.batches.count > 0 ? t.batches.sum / t.batches.count : 0},
+                                {"fdatasync_mean_ms", t.fdatasync.mean_ms()}};
     }
     j["failover_ms"] = {{"trials", failovers}, {"p50", f50}, {"max", fmax}};
     j["raft_snapshots_in_r_rows"] = snapshots;
@@ -260,6 +395,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
     for (auto& [who, us] : use.us_per_reservation) std::printf(" %s %5.1f ", who.c_str(), us);
     std::printf("\n");
   }
+  print_server_time(rows);
   return 0;
 }
 

@@ -114,6 +114,19 @@ void connection_families(prometheus_text& p, const connection_counters& c) {
         "bytes of frames begun and not yet whole, over every connection (--read-budget-mb)", c.frame_bytes_reading);
 }
 
+// Replicated SKUs: their group commits are Raft entries (the families above are then the
+// node's own log: carts, orders, payments).
+void sku_group_families(prometheus_text& p, const storage_stats& s) {
+  p.histogram("holdfast_sku_group_commit_duration_seconds",
+              "an SKU group commit, from the store's call to committed on a majority and applied here (a Raft "
+              "entry)", s.commit_latency);
+  p.histogram("holdfast_sku_group_commit_batches", "SKU actors' write batches in one Raft entry", s.commit_batches);
+  p.one("holdfast_sku_group_entries_applied_total", "counter", "committed Raft entries applied here",
+        s.entries_applied);
+  p.one("holdfast_sku_group_states_installed_total", "counter", "group states installed (sent by a leader)",
+        s.states_installed);
+}
+
 void storage_families(prometheus_text& p, const storage_stats& s) {
   p.histogram("holdfast_group_commit_duration_seconds",
               "a group commit, from the store's call to durable (log append, fdatasync, overlay)", s.commit_latency);
@@ -187,6 +200,7 @@ std::string render_metrics(const metrics_view& v) {
   if (v.rpc_calls) rpc_families(p, *v.rpc_calls);
   connection_families(p, v.connections);
   storage_families(p, v.storage);
+  if (v.sku_group) sku_group_families(p, *v.sku_group);
   actor_families(p, v.directory);
   link_families(p, v.links);
   webhook_families(p, v.webhooks);

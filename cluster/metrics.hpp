@@ -3,6 +3,8 @@
 // counters end `_total`. What each family means is its HELP line (cluster/metrics.cpp).
 #pragma once
 
+#include <optional>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -50,6 +52,7 @@ struct metrics_view {
   const std::vector<rpc_call_counts>* rpc_calls = nullptr;
   connection_counters connections;
   storage_stats storage;
+  std::optional<storage_stats> sku_group;  // replicated SKUs: the group's storage on this node
   directory_stats directory;
   std::vector<link_status> links;
   webhook_counters webhooks;

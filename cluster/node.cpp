@@ -324,6 +324,7 @@ int run_node(const node_options& options) {
     directory = replicated->directory();
     effective.server.sku_leader = [r = replicated.get()] { return r->leader(); };
     effective.server.raft_status = [r = replicated.get()] { return r->status(); };
+    effective.server.read_sku_group_stats = [r = replicated.get()] { return r->store()->stats(); };
     effective.server.raft_transfer = [r = replicated.get()](uint32_t to, auto done) { r->transfer(to, std::move(done)); };
     effective.server.raft_replace = [r = replicated.get()](uint32_t node, auto done) { r->replace(node, std::move(done)); };
     effective.server.raft_promote = [r = replicated.get()](uint64_t replica, auto done) {

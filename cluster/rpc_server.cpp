@@ -518,6 +518,7 @@ struct rpc_server::impl {
             v.connections.frame_bytes_reading = read_budget->used();
           }
           if (options.read_storage_stats) v.storage = options.read_storage_stats();
+          if (options.read_sku_group_stats) v.sku_group = options.read_sku_group_stats();
           v.directory = directory;
           if (links) v.links = links->status();
           v.webhooks = http_service->counters();

@@ -68,6 +68,7 @@ struct server_options {
   // Bearer tokens and their roles (--tokens); null: every connection may do everything.
   std::shared_ptr<const token_table> tokens;
   std::function<storage_stats()> read_storage_stats;  // for /metrics, any thread; empty: none
+  std::function<storage_stats()> read_sku_group_stats;  // replicated SKUs' storage, likewise
   // Replicated SKUs (cluster/replicated_skus.hpp): the group's leader as this node knows it
   // (0: none), any thread. Empty: SKUs are placed over the nodes.
   std::function<uint32_t()> sku_leader;
