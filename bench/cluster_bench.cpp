@@ -119,8 +119,6 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
             std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> open,
             const std::vector<std::pair<std::string, pid_t>>& nodes, const std::string& metrics_url = "") {
   std::vector<std::pair<std::string, pid_t>> processes{{"load", getpid()}};
-  auto metrics_before = metrics_text(metrics_url);
-  auto metrics_from = steady::now();
   processes.insert(processes.end(), nodes.begin(), nodes.end());
   std::vector<double> cpu_before;
   for (auto& [name, pid] : processes) cpu_before.push_back(cpu_seconds(pid));
@@ -147,7 +145,22 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
     lt.measure_from = measure_from;
     lt.stop_at = stop_at;
   }
+  // The serving node's /metrics at the start and the end of the measured window (not the
+  // warm-up), from a thread of its own.
+  std::string metrics_before, metrics_after;
+  double metrics_seconds = 0;
+  std::thread scraper;
+  if (!metrics_url.empty())
+    scraper = std::thread([&] {
+      std::this_thread::sleep_until(measure_from);
+      auto from = steady::now();
+      metrics_before = metrics_text(metrics_url);
+      std::this_thread::sleep_until(stop_at);
+      metrics_after = metrics_text(metrics_url);
+      metrics_seconds = std::chrono::duration<double>(steady::now() - from).count();
+    });
   run_threads(threads, o.seconds, r);
+  if (scraper.joinable()) scraper.join();
   auto machine_after = machine_cpu();
   auto& use = cpu_of[id];
   for (size_t i = 0; i < processes.size(); ++i)
@@ -157,11 +170,10 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
                                          : 0});
   auto total = machine_after.second - machine_before.second;
   use.busy = total > 0 ? (machine_after.first - machine_before.first) / total : 0;
-  auto metrics_after = metrics_text(metrics_url);
   if (!metrics_before.empty() && !metrics_after.empty()) {
     auto& t = server_time_of[id];
     t.present = true;
-    t.seconds = std::chrono::duration<double>(steady::now() - metrics_from).count();
+    t.seconds = metrics_seconds;
     scraped_histogram* into[] = {&t.reserve_call, &t.group_commit, &t.batches, &t.fdatasync};
     for (size_t i = 0; i < 4; ++i)
       *into[i] = scrape_histogram(metrics_after, timed_families[i]).since(scrape_histogram(metrics_before, timed_families[i]));

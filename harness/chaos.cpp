@@ -465,21 +465,21 @@ int run_chaos(const chaos_options& opt) {
 
   say("healing: every node running, no partition; waiting for the links and every TTL");
   std::string not_restarted;
+  // A lost directory whose replacement failed (or stopped before its replica voted) is
+  // replaced, as its operator would, once the others run unpartitioned: started on an
+  // empty directory it would only be fenced. The fault's line keeps the failure.
+  auto lost = [&](uint32_t id) {
+    auto dir = cluster->dir() + "/node-" + std::to_string(id);
+    return o.replicas > 1 && o.attach.empty() &&
+           (!std::filesystem::exists(dir) || std::filesystem::exists(dir + "/" + group_replacement_file));
+  };
+  std::vector<uint32_t> to_replace;
   for (auto id : cluster->ids()) {
     if (cluster->stopped(id)) cluster->continue_signal(id);
     try {
-      // A lost directory whose replacement failed (or stopped before its replica voted) is
-      // replaced now, as its operator would: started on an empty directory it would only be
-      // fenced. The fault's line keeps the
-      // failure.
-      auto dir = cluster->dir() + "/node-" + std::to_string(id);
-      if (!cluster->running(id) && o.replicas > 1 && o.attach.empty() && (!std::filesystem::exists(dir) || std::filesystem::exists(dir + "/" + group_replacement_file))) {
-        auto replaced = replace_lost(*cluster, id);
-        if (replaced.find("FAILED") != std::string::npos)
-          not_restarted += "node " + std::to_string(id) + " was not replaced at the heal" + replaced + "; ";
-      } else if (!cluster->running(id)) {
-        cluster->start(id);
-      }
+      if (cluster->running(id)) continue;
+      if (lost(id)) to_replace.push_back(id);
+      else cluster->start(id);
     } catch (const std::exception& e) {
       not_restarted += "node " + std::to_string(id) + " did not restart: " + e.what() + "; ";
     }
@@ -490,6 +490,11 @@ int run_chaos(const chaos_options& opt) {
       c.fault_partition({});
     } catch (const std::exception&) {
     }
+  for (auto id : to_replace) {
+    auto replaced = replace_lost(*cluster, id);
+    if (replaced.find("FAILED") != std::string::npos)
+      not_restarted += "node " + std::to_string(id) + " was not replaced at the heal" + replaced + "; ";
+  }
   bool healed = cluster->wait_links_up(std::chrono::seconds(30));
   int64_t last_deadline = std::max(wall_ms() + o.ttl_max_ms, lin.deadline_wall_ms);
   // Every hold ends by its deadline; expiry runs on the owner's timer right after.

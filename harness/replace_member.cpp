@@ -234,8 +234,11 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
       bool transient = answer.second.find("under way") != std::string::npos ||
                        answer.second.find("does not lead") != std::string::npos;
       if (!transient || std::chrono::steady_clock::now() > until)
-        return refuse(answer.second.rfind("forbidden", 0) == 0 ? "forbidden" : "refused",
-                      "node " + std::to_string(leader) + " did not replace the replica: " + answer.second);
+        return refuse(answer.second.rfind("forbidden", 0) == 0 ? "forbidden"
+                      : transient                               ? "unavailable"
+                                                                : "refused",
+                      "node " + std::to_string(leader) + " did not replace the replica: " + answer.second +
+                        (transient ? " (run this again: it goes on from what the group has)" : ""));
       say("node " + std::to_string(leader) + ": " + answer.second);
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // between asks
     }

@@ -10,7 +10,11 @@
 //     and files it creates (as empty files);
 //   - everything written before a successful fsync/fdatasync on any fd of the file, or before a
 //     successful sync()/syncfs() (which sync every tracked file), including the file size;
-//   - writes through an fd opened O_SYNC/O_DSYNC, and pwritev2 with RWF_SYNC/RWF_DSYNC, at once.
+//   - writes through an fd opened O_SYNC/O_DSYNC, and pwritev2 with RWF_SYNC/RWF_DSYNC, at once;
+//   - Linux AIO writes (IOCB_CMD_PWRITE/PWRITEV handed to io_submit through libc's syscall(),
+//     as libraft writes its Raft log) with RWF_SYNC/RWF_DSYNC, from their submission: a
+//     power loss while one is in flight keeps it (lenient by one write), and a kill -9 then
+//     a restart never loses a write the kernel took. Without those flags they are pending.
 // Everything else (write, pwrite, writev, pwritev[2], ftruncate, truncate, fallocate,
 // posix_fallocate, O_TRUNC) is pending until the next sync.
 //
@@ -33,8 +37,9 @@
 //     durable, and power_loss() drops all of its unsynced data whatever keep_probability says.
 //   - Otherwise only writes through libc's exported functions are seen. mmap stores (so LMDB's
 //     MDB_WRITEMAP is not supported; msync and sync_file_range give no durability here either),
-//     copy_file_range and sendfile (coreutils cp, std::filesystem::copy_file), io_uring and raw
-//     syscall() bypass the shim: such data is neither journaled nor made durable by a later
+//     copy_file_range and sendfile (coreutils cp, std::filesystem::copy_file), io_uring and system
+//     calls not made through libc's syscall() bypass the shim (so do the fault modes and
+//     IOCB fsync commands for AIO): such data is neither journaled nor made durable by a later
 //     fsync, so it looks lost after power_loss() (a spurious failure, never a vacuous pass).
 //   - The shim's own state files count against RLIMIT_FSIZE, and a signal handler that writes
 //     to a tracked file can deadlock the shim; a failure to write state aborts the process.

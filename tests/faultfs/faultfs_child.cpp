@@ -13,6 +13,8 @@
 //   aio SLOT OFFSET FLAGS A,B,...        one IOCB_CMD_PWRITEV through Linux AIO (io_submit
 //                               and io_getevents by syscall(), as libraft does); FLAGS as
 //                               for pwritev2 (d=RWF_DSYNC) or "-"
+//   sys-check                   syscall() passes other calls through: getpid's result, and
+//                               io_setup(0) failing with EINVAL ("sys-check 0 OK" when so)
 //   fill SLOT OFFSET LENGTH CHAR         one pwrite of LENGTH copies of CHAR
 //   fsync SLOT   fdatasync SLOT   syncfs SLOT   sync
 //   ftruncate SLOT SIZE   fallocate SLOT OFFSET LENGTH (posix_fallocate)
@@ -315,6 +317,13 @@ int main(int argc, char** argv) {
       }
       syscall(__NR_io_destroy, ctx);
       report(c, r);
+    } else if (cmd == "sys-check") {
+      aio_context_t ctx = 0;
+      bool pid = syscall(SYS_getpid) == getpid();
+      long setup = syscall(__NR_io_setup, 0, &ctx);
+      bool einval = setup == -1 && errno == EINVAL;
+      errno = 0;
+      report(c, pid && einval ? 0 : -1);
     } else if (cmd == "fill") {
       int fd = slot();
       off_t offset = num();

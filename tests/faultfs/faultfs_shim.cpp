@@ -79,7 +79,6 @@ using renameat2_fn = int (*)(int, const char*, int, const char*, unsigned);
 using fopen_fn = FILE* (*)(const char*, const char*);
 using fdopen_fn = FILE* (*)(int, const char*);
 using fclose_fn = int (*)(FILE*);
-using syscall_fn = long (*)(long, ...);
 
 struct real_functions {
   open_fn open, open64;
@@ -1183,14 +1182,15 @@ FAULTFS_EXPORT int renameat2(int fromdir, const char* from, int todir, const cha
 }
 
 namespace {
-// The writes of Linux AIO requests whose completions were just collected (mutex taken). The
-// kernel did them; the shim learns of each when its completion is read.
-void record_aio_completions(const io_event* events, long n) {
+// The writes of the Linux AIO requests about to be submitted (mutex taken): durable at once
+// with RWF_DSYNC/RWF_SYNC or an O_DSYNC fd (a kill -9 does not stop a write the kernel took,
+// and the next process may read and act on it), else pending until a sync. Journaled before
+// the kernel has them, so no moment exists when a write is done and not journaled.
+void record_aio_submissions(long n, iocb* const* cbs) {
   std::lock_guard<std::mutex> lock(g->mu);
   for (long i = 0; i < n; ++i) {
-    const io_event& e = events[i];
-    const auto* cb = reinterpret_cast<const iocb*>(static_cast<uintptr_t>(e.obj));
-    if (e.res <= 0 || cb == nullptr) continue;
+    const iocb* cb = cbs[i];
+    if (cb == nullptr) continue;
     open_desc* d = tracked(static_cast<int>(cb->aio_fildes));
     if (!d) continue;
     iovec one{reinterpret_cast<void*>(static_cast<uintptr_t>(cb->aio_buf)), static_cast<size_t>(cb->aio_nbytes)};
@@ -1202,8 +1202,10 @@ void record_aio_completions(const io_event* events, long n) {
     } else if (cb->aio_lio_opcode != IOCB_CMD_PWRITE) {
       continue;
     }
+    size_t total = 0;
+    for (int k = 0; k < count; ++k) total += iov[k].iov_len;
     bool durable = (cb->aio_rw_flags & (RWF_DSYNC | RWF_SYNC)) || (d->status_flags & O_DSYNC);
-    record_write(d, iov, count, static_cast<off_t>(cb->aio_offset), static_cast<size_t>(e.res), durable);
+    record_write(d, iov, count, static_cast<off_t>(cb->aio_offset), total, durable);
   }
 }
 }  // namespace
@@ -1226,13 +1228,12 @@ long raw_syscall(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
   }
   return ret;
 #else
-  static auto next = reinterpret_cast<syscall_fn>(dlsym(RTLD_NEXT, "syscall"));
-  return next(n, a1, a2, a3, a4, a5, a6);
+#error "faultfs_shim: syscall() passes through with inline x86-64 code only"
 #endif
 }
 
 // libraft writes its log segments with Linux AIO (io_submit through syscall(), RWF_DSYNC):
-// what io_getevents reports done is journaled, as a pwritev2 would have been. Every other
+// each write is journaled as it is submitted, as a pwritev2 would have been. Every other
 // system call passes through.
 FAULTFS_EXPORT long syscall(long number, ...) {
   va_list ap;
@@ -1240,11 +1241,10 @@ FAULTFS_EXPORT long syscall(long number, ...) {
   long a[6];
   for (long& x : a) x = va_arg(ap, long);
   va_end(ap);
-  long r = raw_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
-  if ((number == __NR_io_getevents || number == __NR_io_pgetevents) && r > 0) {
+  if (number == __NR_io_submit && a[1] > 0 && a[2] != 0) {
     errno_keeper keep;
     ensure_init();
-    if (g->enabled) record_aio_completions(reinterpret_cast<const io_event*>(a[3]), r);
+    if (g->enabled) record_aio_submissions(a[1], reinterpret_cast<iocb* const*>(a[2]));
   }
-  return r;
+  return raw_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
