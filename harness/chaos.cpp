@@ -229,6 +229,15 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
     int kinds = (partitions ? 3 : 2) + (replicated ? 1 : 0);
     int kind = replicated && fault_counts.empty() ? 3 : static_cast<int>(rng() % kinds);
     if (!partitions && kind == 2) kind = 3;
+    // In a replicated cluster the first kill, freeze or partition goes to the group's leader,
+    // and half of those after it (a partition then cuts the leader off from every other
+    // node): the faults Raft must fail over from.
+    bool at_leader = replicated && kind != 3 && (fault_counts.count("at the leader") == 0 || rng() % 2 == 0);
+    uint32_t leader = at_leader ? cluster.raft_leader(std::chrono::seconds(2)) : 0;
+    if (leader != 0) node = leader;
+    auto who = [&](const std::string& what) {
+      return describe(what, node) + (leader != 0 ? " (the leader)" : "");
+    };
     fault_record f;
     f.from_s = since(st.started);
     try {
@@ -240,27 +249,37 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
         pause(o.fault_min_s, o.fault_max_s);
         f.what += replace_lost(cluster, node);
       } else if (kind == 0) {
-        f.what = describe("kill -9", node);
+        f.what = who("kill -9");
         cluster.kill9(node);
         ++fault_counts["kill -9"];
+        if (leader != 0) ++fault_counts["at the leader"];
         pause(o.fault_min_s, o.fault_max_s);
         cluster.start(node);
       } else if (kind == 1) {
-        f.what = describe("SIGSTOP", node);
+        f.what = who("SIGSTOP");
         cluster.stop_signal(node);
         ++fault_counts["SIGSTOP"];
+        if (leader != 0) ++fault_counts["at the leader"];
         pause(o.fault_min_s, o.fault_max_s);
         cluster.continue_signal(node);
       } else if (ids.size() > 1) {
         auto other = node;
         while (other == node) other = ids[rng() % ids.size()];
+        std::vector<uint32_t> cut{other};
         f.what = describe("partition", node, other);
+        if (leader != 0) {
+          cut.clear();
+          for (auto id : ids)
+            if (id != node) cut.push_back(id);
+          f.what = "partition of the leader, node " + std::to_string(node) + ", from every other node";
+        }
         {
           blocking_client c(cluster.address(node), cluster.client_config(2'000));
-          auto refused = c.fault_partition({other});
+          auto refused = c.fault_partition(cut);
           if (!refused.empty()) throw std::runtime_error(refused);
         }  // one event loop per thread: this client goes before the healing one comes
         ++fault_counts["partition"];
+        if (leader != 0) ++fault_counts["at the leader"];
         pause(o.fault_min_s, o.fault_max_s);
         // Healed through the node itself, retried: it may be busy.
         auto heal_from = clock_type::now();

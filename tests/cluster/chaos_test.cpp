@@ -108,6 +108,8 @@ TEST(chaos, a_replicated_cluster_keeps_every_promise_and_survives_losing_the_lea
   EXPECT_TRUE(replaced) << "the replacement check did not run";
   EXPECT_TRUE(linear) << "the linearizability check did not run";
   EXPECT_GE(report["faults"].value("data loss", 0), 1);
+  // ...and its next kill, freeze or partition goes to the leader.
+  EXPECT_GE(report["faults"].value("at the leader", 0), 1) << report["fault_log"].dump();
   if (report["pass"].get<bool>()) std::filesystem::remove_all(dir);
 }
 
