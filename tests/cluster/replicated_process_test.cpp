@@ -68,7 +68,7 @@ protected:
 };
 
 // Reserves one unit after another through one node, recording each answer and when it came;
-// when its connection fails it goes on through the next node.
+// when its connection fails or the node refuses, it goes on through the next node.
 struct reserver {
   std::mutex mutex;
   std::vector<std::string> acked, unknown;
@@ -91,6 +91,8 @@ struct reserver {
             acked_sent.push_back(sent);
           } else if (r.status == code::outcome_unknown) {
             unknown.push_back(id);
+          } else {
+            c.reset();  // refused (the node cannot reach a leader): the next node
           }
         } catch (const std::exception&) {  // the connection went: its call's outcome is unknown
           std::lock_guard<std::mutex> lock(mutex);
