@@ -21,6 +21,11 @@ struct cluster_client::impl final : transport {
   std::vector<member_address> addresses;
   std::map<uint32_t, std::unique_ptr<member>> nodes;
   std::unique_ptr<router> route;
+  // Replicated SKUs: the group's leader as last learned (0: none known; SKU calls then go
+  // to any connected member, which forwards them), and whether a search for it runs.
+  bool replicated = false;
+  uint32_t leader = 0;
+  bool searching = false;
   struct errors final : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}
   } error_handler;
@@ -37,6 +42,59 @@ struct cluster_client::impl final : transport {
       nodes[m.id] = std::move(n);
     }
     route = std::make_unique<router>(placement(ids), 0, *this, local_calls{});
+  }
+
+  // Replicated SKUs: SKU calls go to the leader the client knows, else to any member with a
+  // connection (it forwards them), and the leader is looked for.
+  void lead_skus() {
+    replicated = true;
+    route->lead_skus_by([this]() -> uint32_t {
+      if (leader != 0) return leader;
+      search_leader();
+      for (auto& [id, m] : nodes)
+        if (m->connection) return id;
+      return nodes.begin()->first;  // none connected: its call answers unavailable, and redials
+    });
+    search_leader();
+  }
+
+  // Asks every connected member who leads (the serving leader with the highest term wins);
+  // asked again every 100 ms, up to 50 times, while nobody does.
+  void search_leader(int attempt = 0) {
+    if (!replicated || (searching && attempt == 0)) return;
+    searching = true;
+    auto asks = kj::heapArrayBuilder<kj::Promise<std::pair<uint32_t, uint64_t>>>(nodes.size());
+    for (auto& [id, m] : nodes) {
+      auto* c = usable(id);
+      if (!c) {
+        asks.add(std::pair<uint32_t, uint64_t>{0, 0});
+        continue;
+      }
+      asks.add(c->status().then(
+        [id = id](node_status s) {
+          return s.raft.serving && s.raft.state == "leader" ? std::pair<uint32_t, uint64_t>{id, s.raft.term}
+                                                             : std::pair<uint32_t, uint64_t>{0, 0};
+        },
+        [](kj::Exception&&) { return std::pair<uint32_t, uint64_t>{0, 0}; }));
+    }
+    tasks.add(kj::joinPromises(asks.finish()).then([this, attempt](kj::Array<std::pair<uint32_t, uint64_t>> found) {
+      std::pair<uint32_t, uint64_t> best{0, 0};
+      for (auto& f : found)
+        if (f.first != 0 && f.second >= best.second) best = f;
+      if (best.first != 0 || attempt >= 50) {
+        if (best.first != 0) leader = best.first;
+        searching = false;
+        return kj::Promise<void>(kj::READY_NOW);
+      }
+      return io.getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, attempt] { search_leader(attempt + 1); });
+    }));
+  }
+
+  // An answer from the SKU group that says its leader may be gone: look for the next one.
+  void heard(code status) {
+    if (!replicated || (status != code::unavailable && status != code::outcome_unknown)) return;
+    leader = 0;
+    search_leader();
   }
 
   kj::Promise<void> dial(member& m) {
@@ -84,12 +142,16 @@ struct cluster_client::impl final : transport {
                                       make_hold_error(code::unavailable, who(node) + ": " + m.last_error));
     auto n = ops.size();
     bool query = n > 0 && ops.front().kind == hold_op_kind::query;
-    return answer_all(watch(m, c->submit(std::move(ops))), n, query, who(node), m.calls);
+    return answer_all(watch(m, c->submit(std::move(ops))), n, query, who(node), m.calls)
+      .then([this](std::vector<hold_result> rs) {
+        for (auto& r : rs) heard(r.status);
+        return rs;
+      });
   }
   // One operation naming its SKU: straight into the owner's auto-batching, without the
   // router's split and gather (what a caller making single calls pays per call).
   kj::Promise<hold_result> one(hold_op op) {
-    auto node = route->owner(op.sku);
+    auto node = route->sku_owner(op.sku);
     auto* c = usable(node);
     auto& m = *nodes.at(node);
     if (!c) return make_hold_error(code::unavailable, who(node) + ": " + m.last_error);
@@ -103,11 +165,16 @@ struct cluster_client::impl final : transport {
       case hold_op_kind::extend: call = c->extend(op.hold_id, op.ttl_ms, op.sku); break;
       case hold_op_kind::return_hold: call = c->return_hold(op.hold_id, op.sku); break;
     }
-    return call.catch_([this, &m, node, query](kj::Exception&& e) {
-      note_failure(m, e);
-      auto [status, message] = failed_call(e, query, who(node));
-      return make_hold_error(status, message);
-    });
+    return call
+      .catch_([this, &m, node, query](kj::Exception&& e) {
+        note_failure(m, e);
+        auto [status, message] = failed_call(e, query, who(node));
+        return make_hold_error(status, message);
+      })
+      .then([this](hold_result r) {
+        heard(r.status);
+        return r;
+      });
   }
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
     auto* c = usable(node);
@@ -158,20 +225,34 @@ kj::Promise<kj::Own<cluster_client>> cluster_client::connect(kj::AsyncIoProvider
   // Dial everyone now; calls made before a dial finishes answer unavailable.
   auto dials = kj::heapArrayBuilder<kj::Promise<void>>(c->impl_->nodes.size());
   for (auto& [id, m] : c->impl_->nodes) dials.add(c->impl_->dial(*m));
-  return kj::joinPromises(dials.finish()).then([c = kj::mv(c)]() mutable { return kj::mv(c); });
+  bool replicated = cfg.replicas > 1;
+  return kj::joinPromises(dials.finish()).then([c = kj::mv(c), replicated]() mutable {
+    if (replicated) c->impl_->lead_skus();
+    return kj::mv(c);
+  });
 }
 
 kj::Promise<kj::Own<cluster_client>> cluster_client::discover(kj::AsyncIoProvider& io,
                                                               const std::string& any_node,
                                                               client_options options) {
   return client::connect(io, any_node, options).then([&io, options](kj::Own<client> seed) {
-    auto members = seed->members();
-    return members.attach(kj::mv(seed)).then([&io, options](std::vector<member_address> ms) {
+    auto& s = *seed;
+    auto members = s.members();
+    // Whether its SKUs are replicated: the seed says so in its status.
+    return members.then([&s](std::vector<member_address> ms) {
+      return s.status().then([ms = std::move(ms)](node_status st) mutable {
+        return std::make_pair(std::move(ms), st.raft.present);
+      });
+    }).attach(kj::mv(seed)).then([&io, options](std::pair<std::vector<member_address>, bool> found) {
+      auto& [ms, replicated] = found;
       if (ms.empty()) throw KJ_EXCEPTION(FAILED, "that node is not in a cluster (no members)");
       auto c = kj::heap<cluster_client>(io, std::move(ms), options);
       auto dials = kj::heapArrayBuilder<kj::Promise<void>>(c->impl_->nodes.size());
       for (auto& [id, m] : c->impl_->nodes) dials.add(c->impl_->dial(*m));
-      return kj::joinPromises(dials.finish()).then([c = kj::mv(c)]() mutable { return kj::mv(c); });
+      return kj::joinPromises(dials.finish()).then([c = kj::mv(c), replicated = replicated]() mutable {
+        if (replicated) c->impl_->lead_skus();
+        return kj::mv(c);
+      });
     });
   });
 }
@@ -213,6 +294,7 @@ kj::Promise<sku_page> cluster_client::list_skus(sku_list_query query) {
   return impl_->route->list_skus(std::move(query));
 }
 uint32_t cluster_client::owner(const std::string& sku) const { return impl_->route->owner(sku); }
+uint32_t cluster_client::sku_leader() const { return impl_->replicated ? impl_->leader : 0; }
 const std::vector<member_address>& cluster_client::members() const { return impl_->addresses; }
 client::batching cluster_client::batched() const {
   client::batching sum;

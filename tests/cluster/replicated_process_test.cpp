@@ -21,6 +21,7 @@
 
 #include <filesystem>
 
+#include "client/cluster_client.hpp"
 #include "cluster/certs.hpp"
 #include "faultfs.hpp"
 #include "tests/cluster/cluster_fixture.hpp"
@@ -590,6 +591,60 @@ TEST_F(replicated_cluster, five_replicas_replace_one_and_survive_two_more_losses
 // (the first member) once that node returns, by Raft's leadership transfer: the new leader
 // serves at once and has everything. Asking a follower, naming a stranger, or a target that
 // is down is refused with why, and leadership stays where it was.
+// The cluster-aware client learns the group's leader from the members and sends SKU calls
+// straight to it (the others forward nothing); when the leader is killed its calls answer
+// unavailable or unknown until it finds the next leader, and then go there.
+TEST_F(replicated_cluster, the_cluster_aware_client_sends_sku_calls_to_the_leader_and_follows_it) {
+  start_replicated();
+  auto l = leader();
+  ASSERT_NE(l, 0u);
+  ASSERT_TRUE(wait_until([&] {
+    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
+  }, std::chrono::seconds(10)));
+  // What the members other than `lead` forwarded so far.
+  auto forwarded = [&](uint32_t lead) {
+    uint64_t n = 0;
+    for (auto id : nodes_->ids())
+      if (id != lead && nodes_->running(id)) n += on(id, [](blocking_client& c) { return c.status().forwarded_total; });
+    return n;
+  };
+  auto io = kj::setupAsyncIo();
+  auto pump_until = [&](const std::function<bool()>& done, std::chrono::seconds limit) {
+    auto until = steady::now() + limit;
+    while (!done() && steady::now() < until) io.provider->getTimer().afterDelay(20 * kj::MILLISECONDS).wait(io.waitScope);
+    return done();
+  };
+  auto cc = cluster_client::connect(*io.provider, nodes_->config(), nodes_->client_config()).wait(io.waitScope);
+  ASSERT_TRUE(pump_until([&] { return cc->sku_leader() == l; }, std::chrono::seconds(10))) << cc->sku_leader();
+  auto reserve_all = [&](const std::string& prefix) {
+    for (int i = 0; i < 50; ++i)
+      ASSERT_EQ(
+        cc->reserve({hold_op_kind::reserve, "tee", prefix + std::to_string(i), 1, 600'000, {}}).wait(io.waitScope).status,
+        code::ok) << prefix << i;
+  };
+  auto before = forwarded(l);
+  reserve_all("a");
+  EXPECT_EQ(forwarded(l), before) << "SKU calls went through a member that is not the leader";
+
+  nodes_->kill9(l);
+  int i = 0;
+  bool served = pump_until([&] {
+    return cc->reserve({hold_op_kind::reserve, "tee", "b" + std::to_string(i++), 1, 600'000, {}}).wait(io.waitScope).status ==
+           code::ok;
+  }, std::chrono::seconds(20));
+  ASSERT_TRUE(served) << "no reservation succeeded after the leader was killed";
+  auto next = leader();
+  ASSERT_NE(next, 0u);
+  EXPECT_NE(next, l);
+  // Meanwhile calls may have gone through the other member; the client finds the leader.
+  ASSERT_TRUE(pump_until([&] { return cc->sku_leader() == next; }, std::chrono::seconds(10))) << cc->sku_leader();
+  before = forwarded(next);
+  reserve_all("c");
+  EXPECT_EQ(forwarded(next), before) << "SKU calls went through a member that is not the new leader";
+  for (int k = 0; k < 50; ++k)
+    EXPECT_EQ(cc->query_hold("a" + std::to_string(k), "tee").wait(io.waitScope).hold.state, hold_state::active) << k;
+}
+
 TEST_F(replicated_cluster, rebalance_hands_leadership_back_to_the_preferred_node) {
   start_replicated();
   auto cli = [&](const std::string& args) {
