@@ -189,6 +189,14 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
   return r;
 }
 
+// Load threads' connections through the cluster-aware client of `cfg`'s cluster.
+std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> cluster_aware(cluster_config cfg) {
+  return [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::link {
+    auto c = std::make_shared<kj::Own<cluster_client>>(cluster_client::connect(io, cfg).wait(ws));
+    return {[c](const hold_op& op) { return (*c)->reserve(op); }, [c] { return (*c)->batched(); }};
+  };
+}
+
 // Creates `skus` (ample stock) through `address`.
 void create(const std::string& address, const client_options& options, const std::vector<std::string>& skus) {
   blocking_client admin(address, options);
@@ -320,7 +328,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
   if (o.worker_threads > 0) node_args = {"--worker-threads", std::to_string(o.worker_threads)};
   std::vector<row> rows;
   std::vector<double> failovers;
-  uint64_t snapshots = 0;  // Raft snapshots the leader took during (r) and (r/2)
+  uint64_t snapshots = 0;  // Raft snapshots the leader took during (r), (r/2) and (rc)
   if (!run_rows(tmp, [&] {
     rows.push_back(single_node_row(o, tmp + "/single", skus, node_args, "one node, unreplicated, clients connected to it"));
     cluster_config cfg;
@@ -345,6 +353,9 @@ int run_replicated_bench(const cluster_bench_options& o) {
     half.callers = std::max(1, o.callers / 2);
     rows.push_back(
       measure(half, "r/2", what + ", half the callers", skus, connect_to(nodes.address(leader)), members, metrics));
+    // The cluster-aware client finds the leader itself (the others would forward).
+    rows.push_back(measure(o, "rc", std::to_string(o.nodes) + " replicas on Raft, cluster-aware client (to the leader)",
+                           skus, cluster_aware(nodes.config()), members, metrics));
     snapshots = nodes.raft_status(leader).snapshots_taken;
     progress("failover: " + std::to_string(o.trials) + " kill -9s of the leader");
     failovers = failover_trials(o, nodes, skus.front());
@@ -389,7 +400,7 @@ int run_replicated_bench(const cluster_bench_options& o) {
   for (auto& r : rows)
     std::printf("%-5s %-80s %12.0f %8.3f %8.3f %7.2fx\n", r.id.c_str(), (r.system + " (" + r.shape + ")").c_str(),
                 r.per_second, r.p50_ms, r.p99_ms, ratio(r));
-  std::printf("\nRaft snapshots of the state the leader took during (r) and (r/2): %llu (every %d entries)\n",
+  std::printf("\nRaft snapshots of the state the leader took during (r), (r/2) and (rc): %llu (every %d entries)\n",
               static_cast<unsigned long long>(snapshots), o.snapshot_entries > 0 ? o.snapshot_entries : static_cast<int>(cluster_config{}.raft_snapshot_entries));
   std::printf("\nfailover (kill -9 of the leader -> first reservation sent after it that succeeded), %zu trials:\n"
               "  p50 %.0f ms, max %.0f ms; every trial:", failovers.size(), f50, fmax);
@@ -447,13 +458,7 @@ int run_cluster_bench(const cluster_bench_options& o) {
                            skus, connect_to(nodes.address(1)), members));
     auto cfg = nodes.config();
     rows.push_back(measure(o, "c", std::to_string(o.nodes) + " nodes, cluster-aware client (one hop to the owner)",
-                           skus, [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::link {
-                             auto c = std::make_shared<kj::Own<cluster_client>>(
-                               cluster_client::connect(io, cfg).wait(ws));
-                             return {[c](const hold_op& op) { return (*c)->reserve(op); },
-                                     [c] { return (*c)->batched(); }};
-                           },
-                           members));
+                           skus, cluster_aware(nodes.config()), members));
   }))
     return 2;
   auto ratio = [&](const row& r) { return vs_first(rows, r); };

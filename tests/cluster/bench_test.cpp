@@ -101,7 +101,7 @@ TEST(bench, cluster_rows_run_direct_forwarded_and_cluster_aware) {
 TEST(bench, cluster_replicated_rows_and_failover_trials_run) {
   auto report = run_json("bench cluster --replicas 3 --json --seconds 0.5 --skus 6 --trials 3");
   ASSERT_TRUE(report.is_object()) << report;
-  ASSERT_EQ(report["rows"].size(), 3u) << report;
+  ASSERT_EQ(report["rows"].size(), 4u) << report;  // (a), (r), (r/2), (rc): the cluster-aware client
   for (auto& row : report["rows"]) {
     ASSERT_TRUE(row["ran"].get<bool>()) << row;
     EXPECT_GT(row["per_second"].get<double>(), 0) << row;
@@ -117,7 +117,7 @@ TEST(bench, cluster_replicated_rows_and_failover_trials_run) {
   // Where the time goes, from the serving node's /metrics: every row's reservations went
   // through group commits (the replicated rows' are the SKU group's Raft entries), each
   // taking time, and the node's own log was synced for row (a) only.
-  for (std::string id : {"a", "r", "r/2"}) {
+  for (std::string id : {"a", "r", "r/2", "rc"}) {
     auto& t = report["server_time"][id];
     ASSERT_TRUE(t.is_object()) << id << " " << report;
     EXPECT_GT(t["group_commits"].get<double>(), 0) << id << " " << t;
