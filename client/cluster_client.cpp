@@ -26,12 +26,16 @@ struct cluster_client::impl final : transport {
   bool replicated = false;
   uint32_t leader = 0;
   bool searching = false;
+  uint64_t given_up = 0;     // times the leader was given up: older searches' answers are stale
+  uint32_t failed_last = 0;  // the member whose SKU call failed last
+  // False once the client is gone: answers of calls that outlive it touch nothing.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   struct errors final : kj::TaskSet::ErrorHandler {
     void taskFailed(kj::Exception&&) override {}
   } error_handler;
   kj::TaskSet tasks{error_handler};
 
-  ~impl() noexcept override {}
+  ~impl() noexcept override { *alive = false; }
   impl(kj::AsyncIoProvider& p, std::vector<member_address> members, client_options o)
     : io(p), options(std::move(o)), addresses(std::move(members)) {
     std::vector<uint32_t> ids;
@@ -44,56 +48,77 @@ struct cluster_client::impl final : transport {
     route = std::make_unique<router>(placement(ids), 0, *this, local_calls{});
   }
 
-  // Replicated SKUs: SKU calls go to the leader the client knows, else to any member with a
-  // connection (it forwards them), and the leader is looked for.
+  // Replicated SKUs: SKU calls go to the leader the client knows, else to a connected member
+  // other than the one that failed last (it forwards them), and the leader is looked for:
+  // after an answer that says it may be gone, and every 2 s (a leader that stepped down
+  // forwards, and answers ok through another hop).
   void lead_skus() {
     replicated = true;
     route->lead_skus_by([this]() -> uint32_t {
       if (leader != 0) return leader;
       search_leader();
+      uint32_t fallback = 0;
       for (auto& [id, m] : nodes)
-        if (m->connection) return id;
-      return nodes.begin()->first;  // none connected: its call answers unavailable, and redials
+        if (m->connection && (fallback == 0 || fallback == failed_last)) fallback = id;
+      return fallback != 0 ? fallback : nodes.begin()->first;  // none connected: unavailable, and redials
     });
     search_leader();
+    tasks.add(recheck());
+  }
+  kj::Promise<void> recheck() {
+    return io.getTimer().afterDelay(2 * kj::SECONDS).then([this] {
+      search_leader();
+      return recheck();
+    });
   }
 
-  // Asks every connected member who leads (the serving leader with the highest term wins);
-  // asked again every 100 ms, up to 50 times, while nobody does.
+  // Asks every connected member who leads: a serving leader that serves calls, the highest
+  // term winning; each ask waits 500 ms at most. Asked again every 100 ms, up to 50 times,
+  // while nobody does. A search that began before the leader was last given up is not
+  // believed.
   void search_leader(int attempt = 0) {
     if (!replicated || (searching && attempt == 0)) return;
     searching = true;
-    auto asks = kj::heapArrayBuilder<kj::Promise<std::pair<uint32_t, uint64_t>>>(nodes.size());
+    using found = std::pair<uint32_t, uint64_t>;  // (member, term); member 0: not the leader
+    auto asks = kj::heapArrayBuilder<kj::Promise<found>>(nodes.size());
     for (auto& [id, m] : nodes) {
       auto* c = usable(id);
       if (!c) {
-        asks.add(std::pair<uint32_t, uint64_t>{0, 0});
+        asks.add(found{0, 0});
         continue;
       }
-      asks.add(c->status().then(
-        [id = id](node_status s) {
-          return s.raft.serving && s.raft.state == "leader" ? std::pair<uint32_t, uint64_t>{id, s.raft.term}
-                                                             : std::pair<uint32_t, uint64_t>{0, 0};
-        },
-        [](kj::Exception&&) { return std::pair<uint32_t, uint64_t>{0, 0}; }));
+      asks.add(c->status()
+                 .then(
+                   [id = id](node_status s) {
+                     bool leads = s.raft.serving && s.raft.state == "leader" && s.not_serving.empty();
+                     return leads ? found{id, s.raft.term} : found{0, 0};
+                   },
+                   [](kj::Exception&&) { return found{0, 0}; })
+                 .exclusiveJoin(io.getTimer().afterDelay(500 * kj::MILLISECONDS).then([] { return found{0, 0}; })));
     }
-    tasks.add(kj::joinPromises(asks.finish()).then([this, attempt](kj::Array<std::pair<uint32_t, uint64_t>> found) {
-      std::pair<uint32_t, uint64_t> best{0, 0};
-      for (auto& f : found)
+    auto began = given_up;
+    tasks.add(kj::joinPromises(asks.finish()).then([this, attempt, began](kj::Array<found> answers) {
+      found best{0, 0};
+      for (auto& f : answers)
         if (f.first != 0 && f.second >= best.second) best = f;
-      if (best.first != 0 || attempt >= 50) {
-        if (best.first != 0) leader = best.first;
-        searching = false;
-        return kj::Promise<void>(kj::READY_NOW);
+      if (best.first != 0 && began == given_up) {
+        leader = best.first;
+      } else if (attempt < 50) {
+        return io.getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, attempt] { search_leader(attempt + 1); });
       }
-      return io.getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, attempt] { search_leader(attempt + 1); });
+      searching = false;
+      return kj::Promise<void>(kj::READY_NOW);
     }));
   }
 
-  // An answer from the SKU group that says its leader may be gone: look for the next one.
-  void heard(code status) {
+  // An answer from `node` for the SKU group that says its leader may be gone: look for the
+  // next one.
+  void heard(uint32_t node, code status) {
     if (!replicated || (status != code::unavailable && status != code::outcome_unknown)) return;
+    failed_last = node;
+    if (node != leader && leader != 0) return;  // through another member: the leader may be fine
     leader = 0;
+    ++given_up;
     search_leader();
   }
 
@@ -137,14 +162,17 @@ struct cluster_client::impl final : transport {
   kj::Promise<std::vector<hold_result>> hold_ops(uint32_t node, std::vector<hold_op> ops) override {
     auto* c = usable(node);
     auto& m = *nodes.at(node);
-    if (!c)
+    if (!c) {
+      heard(node, code::unavailable);
       return std::vector<hold_result>(ops.size(),
                                       make_hold_error(code::unavailable, who(node) + ": " + m.last_error));
+    }
     auto n = ops.size();
     bool query = n > 0 && ops.front().kind == hold_op_kind::query;
     return answer_all(watch(m, c->submit(std::move(ops))), n, query, who(node), m.calls)
-      .then([this](std::vector<hold_result> rs) {
-        for (auto& r : rs) heard(r.status);
+      .then([this, node, alive = alive](std::vector<hold_result> rs) {
+        if (*alive)
+          for (auto& r : rs) heard(node, r.status);
         return rs;
       });
   }
@@ -154,7 +182,10 @@ struct cluster_client::impl final : transport {
     auto node = route->sku_owner(op.sku);
     auto* c = usable(node);
     auto& m = *nodes.at(node);
-    if (!c) return make_hold_error(code::unavailable, who(node) + ": " + m.last_error);
+    if (!c) {
+      heard(node, code::unavailable);
+      return make_hold_error(code::unavailable, who(node) + ": " + m.last_error);
+    }
     bool query = op.kind == hold_op_kind::query;
     kj::Promise<hold_result> call = nullptr;
     switch (op.kind) {
@@ -166,33 +197,45 @@ struct cluster_client::impl final : transport {
       case hold_op_kind::return_hold: call = c->return_hold(op.hold_id, op.sku); break;
     }
     return call
-      .catch_([this, &m, node, query](kj::Exception&& e) {
+      .catch_([this, &m, node, query, alive = alive](kj::Exception&& e) {
+        if (!*alive) return make_hold_error(code::unavailable, "the client is gone");
         note_failure(m, e);
         auto [status, message] = failed_call(e, query, who(node));
         return make_hold_error(status, message);
       })
-      .then([this](hold_result r) {
-        heard(r.status);
+      .then([this, node, alive = alive](hold_result r) {
+        if (*alive) heard(node, r.status);
         return r;
       });
   }
   kj::Promise<std::vector<sku_result>> sku_ops(uint32_t node, std::vector<sku_op> ops) override {
     auto* c = usable(node);
     auto& m = *nodes.at(node);
-    if (!c)
+    if (!c) {
+      heard(node, code::unavailable);
       return std::vector<sku_result>(ops.size(),
                                      make_sku_error(code::unavailable, who(node) + ": " + m.last_error));
-    return forward_skus(*c, std::move(ops), who(node), m.calls);
+    }
+    return forward_skus(*c, std::move(ops), who(node), m.calls)
+      .then([this, node, alive = alive](std::vector<sku_result> rs) {
+        if (*alive)
+          for (auto& r : rs) heard(node, r.status);
+        return rs;
+      });
   }
   kj::Promise<sku_page> list_skus(uint32_t node, sku_list_query query) override {
     auto* c = usable(node);
     auto& m = *nodes.at(node);
     if (!c) {
+      heard(node, code::unavailable);
       sku_page p;
       p.partial = who(node) + ": " + m.last_error;
       return p;
     }
-    return forward_list(*c, std::move(query), who(node), m.calls);
+    return forward_list(*c, std::move(query), who(node), m.calls).then([this, node, alive = alive](sku_page p) {
+      if (*alive && !p.partial.empty()) heard(node, code::unavailable);
+      return p;
+    });
   }
   kj::Promise<std::vector<cart_result>> cart_ops(uint32_t node, std::vector<cart_op> ops) override {
     auto* c = usable(node);
@@ -240,9 +283,9 @@ kj::Promise<kj::Own<cluster_client>> cluster_client::discover(kj::AsyncIoProvide
     auto members = s.members();
     // Whether its SKUs are replicated: the seed says so in its status.
     return members.then([&s](std::vector<member_address> ms) {
-      return s.status().then([ms = std::move(ms)](node_status st) mutable {
-        return std::make_pair(std::move(ms), st.raft.present);
-      });
+      // A seed that does not say: routed by placement (the members forward).
+      return s.status().then([](node_status st) { return st.raft.present; }, [](kj::Exception&&) { return false; })
+        .then([ms = std::move(ms)](bool replicated) mutable { return std::make_pair(std::move(ms), replicated); });
     }).attach(kj::mv(seed)).then([&io, options](std::pair<std::vector<member_address>, bool> found) {
       auto& [ms, replicated] = found;
       if (ms.empty()) throw KJ_EXCEPTION(FAILED, "that node is not in a cluster (no members)");

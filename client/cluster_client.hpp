@@ -2,9 +2,10 @@
 // the node that owns its SKU (placement.hpp), one hop, with the same auto-batching per
 // connection as `client`. When the SKUs are replicated (the cluster file's replicas > 1, or
 // the seed node's status says so) their calls go to the group's leader, learned from the
-// members' status and looked for again when an SKU call answers `unavailable` or
-// `outcome_unknown` (meanwhile they go to any member, which forwards them); retry such a
-// call with the same hold id. A batch spanning owners is split and answered in order; a hold
+// members' status, checked every 2 s and looked for again when an SKU call answers
+// `unavailable` or `outcome_unknown` (meanwhile they go to another member, which forwards
+// them); retry such a call with the same hold id. Promises of calls must not outlive the
+// client (their answers then say it is gone). A batch spanning owners is split and answered in order; a hold
 // named without its SKU is looked for on every member. A member that cannot be reached
 // answers `unavailable` and is redialed in the background on later calls. One thread's
 // KJ event loop, like `client`.
@@ -43,6 +44,7 @@ public:
   // Cart operations, each straight to its user's owner. The SKU of an add or set is not
   // checked on this path (a member taking the call checks it): use a node for that.
   kj::Promise<std::vector<cart_result>> carts(std::vector<cart_op> ops);
+  // The member owning `sku` by placement (unreplicated SKUs; carts by user id alike).
   uint32_t owner(const std::string& sku) const;
   // Replicated SKUs: the leader this client sends SKU calls to (0: none known, or not
   // replicated).

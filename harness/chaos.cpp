@@ -222,6 +222,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
       std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the nemesis's own pacing
   };
   pause(o.fault_min_s, o.fault_max_s);
+  bool hit_leader = false;  // a fault went to the leader
   while (!st.stop) {
     auto node = ids[rng() % ids.size()];
     // A replicated cluster's also lose a replica's data directory (the first fault always).
@@ -232,7 +233,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
     // In a replicated cluster the first kill, freeze or partition goes to the group's leader,
     // and half of those after it (a partition then cuts the leader off from every other
     // node): the faults Raft must fail over from.
-    bool at_leader = replicated && kind != 3 && (fault_counts.count("at the leader") == 0 || rng() % 2 == 0);
+    bool at_leader = replicated && kind != 3 && (!hit_leader || rng() % 2 == 0);
     uint32_t leader = at_leader ? cluster.raft_leader(std::chrono::seconds(2)) : 0;
     if (leader != 0) node = leader;
     auto who = [&](const std::string& what) {
@@ -251,15 +252,13 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
       } else if (kind == 0) {
         f.what = who("kill -9");
         cluster.kill9(node);
-        ++fault_counts["kill -9"];
-        if (leader != 0) ++fault_counts["at the leader"];
+        ++fault_counts[leader != 0 ? "kill -9 of the leader" : "kill -9"];
         pause(o.fault_min_s, o.fault_max_s);
         cluster.start(node);
       } else if (kind == 1) {
         f.what = who("SIGSTOP");
         cluster.stop_signal(node);
-        ++fault_counts["SIGSTOP"];
-        if (leader != 0) ++fault_counts["at the leader"];
+        ++fault_counts[leader != 0 ? "SIGSTOP of the leader" : "SIGSTOP"];
         pause(o.fault_min_s, o.fault_max_s);
         cluster.continue_signal(node);
       } else if (ids.size() > 1) {
@@ -278,8 +277,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
           auto refused = c.fault_partition(cut);
           if (!refused.empty()) throw std::runtime_error(refused);
         }  // one event loop per thread: this client goes before the healing one comes
-        ++fault_counts["partition"];
-        if (leader != 0) ++fault_counts["at the leader"];
+        ++fault_counts[leader != 0 ? "partition of the leader" : "partition"];
         pause(o.fault_min_s, o.fault_max_s);
         // Healed through the node itself, retried: it may be busy.
         auto heal_from = clock_type::now();
@@ -304,6 +302,7 @@ void nemesis(const chaos_options& o, local_cluster& cluster, bool partitions, sh
       f.what += std::string(" (failed: ") + e.what() + ")";
     }
     f.to_s = since(st.started);
+    hit_leader = hit_leader || (leader != 0 && f.what.find("(failed") == std::string::npos);
     {
       std::lock_guard<std::mutex> g(st.mutex);
       faults.push_back(f);
