@@ -66,6 +66,16 @@ protected:
     EXPECT_EQ(tee.sku.on_hand, 1'000'000);  // nothing sold, nothing lost
   }
   raft_group_status raft_of(uint32_t id) { return nodes_->raft_status(id); }
+  // Waits (20 s at most) until `id`'s replica has applied what `lead` has committed.
+  bool caught_up(uint32_t id, uint32_t lead) {
+    return wait_until([&] {
+      try {
+        return raft_of(id).last_applied >= raft_of(lead).commit_index;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }, std::chrono::seconds(20));
+  }
 };
 
 // Reserves one unit after another through one node, recording each answer and when it came;
@@ -464,13 +474,7 @@ TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_t
   EXPECT_TRUE(wait_until([&] { return sorted(members()) == sorted(wanted); }, std::chrono::seconds(5)))
     << members() << " (wanted " << wanted << ")";
   // Its replica has the group's data (it was sent the state: the log moved past 64 entries).
-  ASSERT_TRUE(wait_until([&] {
-    try {
-      return raft_of(f).last_applied >= raft_of(l).commit_index;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, std::chrono::seconds(20)));
+  ASSERT_TRUE(caught_up(f, l));
   EXPECT_EQ(raft_of(f).replica, replica);
   EXPECT_GE(raft_of(f).states_installed, 1u);
   // Run again while it runs: refused. Even when its pid file is gone (the command that
@@ -649,13 +653,7 @@ TEST_F(replicated_cluster, the_cluster_aware_client_sends_sku_calls_to_the_leade
   // Leadership moves without a failure (the old leader forwards and answers ok): the
   // client's periodic check finds the new one.
   nodes_->start(l);
-  ASSERT_TRUE(wait_until([&] {
-    try {
-      return raft_of(l).last_applied >= raft_of(next).commit_index;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, std::chrono::seconds(20)));
+  ASSERT_TRUE(caught_up(l, next));
   ASSERT_EQ(on(next, [&](blocking_client& c) { return c.transfer_leadership(l).second; }), "");
   ASSERT_TRUE(pump_until([&] { return cc->sku_leader() == l; }, std::chrono::seconds(10))) << cc->sku_leader();
   before = forwarded(l);
@@ -692,13 +690,7 @@ TEST_F(replicated_cluster, rebalance_hands_leadership_back_to_the_preferred_node
   auto before = leader();
   ASSERT_GT(before, 1u);
   ASSERT_EQ(on(before, [](blocking_client& c) { return c.reserve("tee", 3, "before-move", 600'000).status; }), code::ok);
-  ASSERT_TRUE(wait_until([&] {
-    try {
-      return raft_of(1).last_applied >= raft_of(before).commit_index;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, std::chrono::seconds(20)));
+  ASSERT_TRUE(caught_up(1, before));
 
   // Refusals change nothing: a follower asked, a stranger named, a target that is down.
   auto follower = before == 2 ? 3u : 2u;
@@ -714,13 +706,7 @@ TEST_F(replicated_cluster, rebalance_hands_leadership_back_to_the_preferred_node
   EXPECT_NE(down_out.find("did not take over"), std::string::npos) << down_out;
   EXPECT_EQ(leader(), before);
   nodes_->start(follower);
-  ASSERT_TRUE(wait_until([&] {
-    try {
-      return raft_of(follower).last_applied >= raft_of(before).commit_index;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }, std::chrono::seconds(20)));
+  ASSERT_TRUE(caught_up(follower, before));
 
   // The preferred node takes over and serves what the group had.
   auto [rc, out] = cli("");
