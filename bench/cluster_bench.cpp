@@ -193,6 +193,9 @@ row measure(const cluster_bench_options& o, const std::string& id, const std::st
 std::function<load_thread::link(kj::AsyncIoProvider&, kj::WaitScope&)> cluster_aware(cluster_config cfg) {
   return [cfg](kj::AsyncIoProvider& io, kj::WaitScope& ws) -> load_thread::link {
     auto c = std::make_shared<kj::Own<cluster_client>>(cluster_client::connect(io, cfg).wait(ws));
+    // Replicated: the load starts once it knows the leader (else its first calls take a hop).
+    for (int i = 0; cfg.replicas > 1 && (*c)->sku_leader() == 0 && i < 250; ++i)
+      io.getTimer().afterDelay(20 * kj::MILLISECONDS).wait(ws);
     return {[c](const hold_op& op) { return (*c)->reserve(op); }, [c] { return (*c)->batched(); }};
   };
 }
