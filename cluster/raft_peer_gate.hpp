@@ -14,19 +14,22 @@
 #include <mutex>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 namespace holdfast {
 
 class raft_peer_gate {
 public:
   void allow(uint32_t member) {
     std::lock_guard<std::mutex> lock(mutex_);
-    allowed_.insert(member);
+    if (allowed_.insert(member).second) spdlog::info("raft: traffic with node {} allowed (its hello accepted)", member);
   }
   void withdraw(uint32_t member) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (allowed_.erase(member) == 0) return;
     }
+    spdlog::info("raft: traffic with node {} stopped until a hello of it is accepted again", member);
     std::lock_guard<std::mutex> lock(callback_mutex_);
     if (on_withdraw_) on_withdraw_(member);
   }

@@ -708,7 +708,21 @@ int run_chaos(const chaos_options& opt) {
       uint32_t via = leader % static_cast<uint32_t>(o.nodes) + 1;
       std::vector<hold_result> again;
       try {
-        if (next == 0) throw std::runtime_error("no new leader within 15 s");
+        if (next == 0) {
+          // What each replica says: for whoever looks into it.
+          std::string said;
+          for (auto id : cluster->ids()) {
+            if (!cluster->running(id)) continue;
+            try {
+              auto r = cluster->raft_status(id);
+              said += "; node " + std::to_string(id) + ": " + r.state + " term " + std::to_string(r.term) +
+                      ", commit " + std::to_string(r.commit_index) + ", leader " + std::to_string(r.leader);
+            } catch (const std::exception& e) {
+              said += "; node " + std::to_string(id) + ": " + e.what();
+            }
+          }
+          throw std::runtime_error("no new leader within 15 s" + said);
+        }
         again = query_all(via);
       } catch (const std::exception& e) {
         survived.ok = false;
