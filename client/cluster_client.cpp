@@ -5,6 +5,7 @@
 #include <map>
 
 #include "client/router.hpp"
+#include "protocol/limits.hpp"
 
 namespace holdfast {
 
@@ -50,8 +51,8 @@ struct cluster_client::impl final : transport {
 
   // Replicated SKUs: SKU calls go to the leader the client knows, else to a connected member
   // other than the one that failed last (it forwards them), and the leader is looked for:
-  // after an answer that says it may be gone, and every 2 s (a leader that stepped down
-  // forwards, and answers ok through another hop).
+  // after an answer that says it may be gone, and every leader_check_interval_ms (a leader
+  // that stepped down forwards, and answers ok through another hop).
   void lead_skus() {
     replicated = true;
     route->lead_skus_by([this]() -> uint32_t {
@@ -66,14 +67,14 @@ struct cluster_client::impl final : transport {
     tasks.add(recheck());
   }
   kj::Promise<void> recheck() {
-    return io.getTimer().afterDelay(2 * kj::SECONDS).then([this] {
+    return io.getTimer().afterDelay(leader_check_interval_ms * kj::MILLISECONDS).then([this] {
       search_leader();
       return recheck();
     });
   }
 
   // Asks every connected member who leads: a serving leader that serves calls, the highest
-  // term winning; each ask waits 500 ms at most. Asked again every 100 ms, up to 50 times,
+  // term winning; each ask waits leader_ask_timeout_ms at most. Asked again (limits.hpp)
   // while nobody does. A search that began before the leader was last given up is not
   // believed.
   void search_leader(int attempt = 0) {
@@ -94,7 +95,8 @@ struct cluster_client::impl final : transport {
                      return leads ? found{id, s.raft.term} : found{0, 0};
                    },
                    [](kj::Exception&&) { return found{0, 0}; })
-                 .exclusiveJoin(io.getTimer().afterDelay(500 * kj::MILLISECONDS).then([] { return found{0, 0}; })));
+                 .exclusiveJoin(
+                   io.getTimer().afterDelay(leader_ask_timeout_ms * kj::MILLISECONDS).then([] { return found{0, 0}; })));
     }
     auto began = given_up;
     tasks.add(kj::joinPromises(asks.finish()).then([this, attempt, began](kj::Array<found> answers) {
@@ -103,8 +105,10 @@ struct cluster_client::impl final : transport {
         if (f.first != 0 && f.second >= best.second) best = f;
       if (best.first != 0 && began == given_up) {
         leader = best.first;
-      } else if (attempt < 50) {
-        return io.getTimer().afterDelay(100 * kj::MILLISECONDS).then([this, attempt] { search_leader(attempt + 1); });
+      } else if (attempt < leader_search_attempts_max) {
+        return io.getTimer().afterDelay(leader_search_interval_ms * kj::MILLISECONDS).then([this, attempt] {
+          search_leader(attempt + 1);
+        });
       }
       searching = false;
       return kj::Promise<void>(kj::READY_NOW);

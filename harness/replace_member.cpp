@@ -13,6 +13,7 @@
 #include "cluster/announce.hpp"
 #include "cluster/replicated_skus.hpp"  // group_replacement_file
 #include "protocol/files.hpp"
+#include "protocol/limits.hpp"
 
 namespace holdfast {
 
@@ -213,7 +214,8 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
     // Asked of the leader, again while it answers that a change is under way (a new leader's
     // configuration counts once its first entry commits) or leadership moves.
     auto until = std::chrono::steady_clock::now() +
-                 std::chrono::milliseconds(std::max<int64_t>(o.timeout_ms, 10 * cfg.election_timeout_ms));
+                 std::chrono::milliseconds(std::max<int64_t>(
+                   o.timeout_ms, replace_transient_election_timeouts * cfg.election_timeout_ms));
     std::pair<uint64_t, std::string> answer;
     for (bool first = true;; first = false) {
       uint32_t leader = find_raft_leader(cfg, quick);
@@ -240,7 +242,7 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
                       "node " + std::to_string(leader) + " did not replace the replica: " + answer.second +
                         (transient ? " (run this again: it goes on from what the group has)" : ""));
       say("node " + std::to_string(leader) + ": " + answer.second);
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // between asks
+      std::this_thread::sleep_for(std::chrono::milliseconds(replace_ask_interval_ms));
     }
     out.replica = answer.first;
     // The new directory succeeds the lost one: the members record its generation before it

@@ -72,4 +72,18 @@ constexpr uint64_t frame_small_bytes_max = uint64_t{1} << 20;
 // A bearer token's name (cluster/roles.hpp): written into the tokens file and logs.
 constexpr size_t token_name_bytes_max = 64;
 
+// The cluster-aware client in a replicated cluster (client/cluster_client.hpp): it checks
+// which member leads every leader_check_interval_ms; after a call says the leader may be
+// gone it asks every leader_search_interval_ms, at most leader_search_attempts_max times,
+// each member's answer waited for leader_ask_timeout_ms at most.
+constexpr int64_t leader_check_interval_ms = 2'000;
+constexpr int64_t leader_search_interval_ms = 100;
+constexpr int leader_search_attempts_max = 50;
+constexpr int64_t leader_ask_timeout_ms = 500;
+static_assert(leader_ask_timeout_ms < leader_check_interval_ms, "one check ends before the next begins");
+// `holdfast cluster replace` asks the leader again this often while a change of the group's
+// members is under way (for ten election timeouts, or its --timeout if longer).
+constexpr int64_t replace_ask_interval_ms = 200;
+constexpr int replace_transient_election_timeouts = 10;
+
 }  // namespace holdfast

@@ -66,6 +66,12 @@ protected:
     EXPECT_EQ(tee.sku.on_hand, 1'000'000);  // nothing sold, nothing lost
   }
   raft_group_status raft_of(uint32_t id) { return nodes_->raft_status(id); }
+  // Creates SKU "tee" with `stock` units through `via` (asked again while the group elects).
+  bool create_tee(uint32_t via, int64_t stock) {
+    return wait_until([&] {
+      return on(via, [stock](blocking_client& c) { return c.create_sku("tee", stock, 100).status; }) == code::ok;
+    }, std::chrono::seconds(10));
+  }
   // Waits (20 s at most) until `id`'s replica has applied what `lead` has committed.
   bool caught_up(uint32_t id, uint32_t lead) {
     return wait_until([&] {
@@ -142,9 +148,7 @@ TEST_F(replicated_cluster, a_killed_leader_loses_no_acknowledged_hold_and_the_gr
   auto first = leader();
   ASSERT_NE(first, 0u) << "no leader elected\n" << log(1);
   uint32_t via = first % 3 + 1;  // a follower: it forwards to the leader
-  ASSERT_TRUE(wait_until([&] {
-    return on(via, [](blocking_client& c) { return c.create_sku("tee", 1'000'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(via, 1'000'000));
 
   reserver load;
   std::vector<std::string> addresses;
@@ -206,9 +210,7 @@ TEST_F(replicated_cluster, a_partitioned_leader_acknowledges_nothing_and_the_maj
   auto old = leader();
   ASSERT_NE(old, 0u);
   uint32_t a = old % 3 + 1, b = a % 3 + 1;
-  ASSERT_TRUE(wait_until([&] {
-    return on(a, [](blocking_client& c) { return c.create_sku("tee", 10, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(a, 10));
   ASSERT_EQ(on(a, [](blocking_client& c) { return c.reserve("tee", 1, "p1", 600'000).status; }), code::ok);
 
   auto cut = [&](uint32_t id, std::vector<uint32_t> peers) {
@@ -275,9 +277,7 @@ TEST_F(replicated_cluster, a_member_that_lost_its_replica_data_is_refused) {
   auto l = leader();
   ASSERT_NE(l, 0u);
   uint32_t f = l % 3 + 1;
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 5, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 5));
   nodes_->kill9(f);
   auto data = nodes_->dir() + "/node-" + std::to_string(f);
   std::filesystem::remove_all(data + "/group");
@@ -330,9 +330,7 @@ TEST_F(replicated_cluster, a_power_loss_of_one_member_at_a_time_loses_no_acknowl
   ASSERT_TRUE(nodes_->wait_links_up(std::chrono::seconds(20))) << log(1);
   auto l = leader();
   ASSERT_NE(l, 0u);
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 1'000'000));
   reserver load;
   std::vector<std::string> addresses;
   for (uint32_t id : nodes_->ids()) addresses.push_back(nodes_->address(id));
@@ -402,9 +400,7 @@ TEST_F(replicated_cluster, a_follower_whose_data_directory_is_lost_is_replaced_t
   auto l = leader();
   ASSERT_NE(l, 0u);
   uint32_t f = l % 3 + 1, other = 6 - l - f;
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 1'000));
   auto reserve = [&](uint32_t via, int from, int to) {
     for (int i = from; i < to; ++i)
       ASSERT_EQ(on(via, [i](blocking_client& c) { return c.reserve("tee", 1, "h" + std::to_string(i), 600'000).status; }),
@@ -513,9 +509,7 @@ TEST_F(replicated_cluster, a_member_restarted_on_an_empty_directory_never_votes)
   auto l = leader();
   ASSERT_NE(l, 0u);
   uint32_t f1 = l % 3 + 1, f2 = 6 - l - f1;
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 100, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 100));
   auto cut = [&](uint32_t id, std::vector<uint32_t> peers) {
     EXPECT_EQ(on(id, [&](blocking_client& c) { return c.fault_partition(peers); }), "");
   };
@@ -560,9 +554,7 @@ TEST_F(replicated_cluster, five_replicas_replace_one_and_survive_two_more_losses
   start();
   auto l = leader();
   ASSERT_NE(l, 0u);
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 1'000));
   for (int i = 0; i < 100; ++i)
     ASSERT_EQ(on(l, [i](blocking_client& c) { return c.reserve("tee", 1, "h" + std::to_string(i), 600'000).status; }),
               code::ok) << i;
@@ -604,9 +596,7 @@ TEST_F(replicated_cluster, the_cluster_aware_client_sends_sku_calls_to_the_leade
   start_replicated();
   auto l = leader();
   ASSERT_NE(l, 0u);
-  ASSERT_TRUE(wait_until([&] {
-    return on(l, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(l, 1'000));
   // What the members other than `lead` forwarded so far.
   auto forwarded = [&](uint32_t lead) {
     uint64_t n = 0;
@@ -678,9 +668,7 @@ TEST_F(replicated_cluster, rebalance_hands_leadership_back_to_the_preferred_node
   };
   auto first = leader();
   ASSERT_NE(first, 0u);
-  ASSERT_TRUE(wait_until([&] {
-    return on(first, [](blocking_client& c) { return c.create_sku("tee", 1'000, 100).status; }) == code::ok;
-  }, std::chrono::seconds(10)));
+  ASSERT_TRUE(create_tee(first, 1'000));
   // Node 1 stops leading: it is killed if it leads, and comes back as a follower.
   if (first == 1) {
     nodes_->kill9(1);
