@@ -163,6 +163,50 @@ std::pair<std::string, std::string> promote_until_voter(const cluster_config& cf
   return {};
 }
 
+// Step 2: asks the leader to remove node `o.node`'s lost replica and add a new one, again
+// while it answers that a change is under way (a new leader's configuration counts once its
+// first entry commits) or leadership moves. {"", ""} with out.replica set, else {status, why}.
+std::pair<std::string, std::string> replace_at_leader(const cluster_config& cfg, const replace_options& o,
+                                                      replace_result& out) {
+  const auto n = o.node;
+  auto quick = o.client;
+  quick.call_timeout_ms = std::min<int64_t>(o.timeout_ms, 3'000);
+  auto until = std::chrono::steady_clock::now() +
+               std::chrono::milliseconds(
+                 std::max<int64_t>(o.timeout_ms, replace_transient_election_timeouts * cfg.election_timeout_ms));
+  for (bool first = true;; first = false) {
+    uint32_t leader = find_raft_leader(cfg, quick);
+    if (leader == 0) return {"unavailable", "no member leads the SKU group (is a majority up?)"};
+    if (first && o.progress)
+      o.progress("node " + std::to_string(n) + " is gone; node " + std::to_string(leader) +
+                 ", the leader, removes its replica from the SKU group and adds a new one");
+    std::pair<uint64_t, std::string> answer;
+    try {
+      auto slow = o.client;
+      slow.call_timeout_ms = std::max<int64_t>(o.timeout_ms, 4 * cfg.election_timeout_ms);
+      blocking_client c(cfg.member(leader)->client, slow);
+      answer = c.replace_replica(n);
+    } catch (const std::exception& e) {
+      return {"unavailable", "node " + std::to_string(leader) + ", the leader: " + e.what() +
+                               " (run this again: it goes on from what the group has)"};
+    }
+    if (answer.second.empty()) {
+      out.replica = answer.first;
+      return {};
+    }
+    bool transient = answer.second.find("under way") != std::string::npos ||
+                     answer.second.find("does not lead") != std::string::npos;
+    if (!transient || std::chrono::steady_clock::now() > until)
+      return {answer.second.rfind("forbidden", 0) == 0 ? "forbidden"
+              : transient                               ? "unavailable"
+                                                        : "refused",
+              "node " + std::to_string(leader) + " did not replace the replica: " + answer.second +
+                (transient ? " (run this again: it goes on from what the group has)" : "")};
+    if (o.progress) o.progress("node " + std::to_string(leader) + ": " + answer.second);
+    std::this_thread::sleep_for(std::chrono::milliseconds(replace_ask_interval_ms));
+  }
+}
+
 replace_result replace_member(const cluster_config& cfg, const replace_options& o) {
   replace_result out;
   auto refuse = [&out](std::string status, std::string why) {
@@ -211,40 +255,8 @@ replace_result replace_member(const cluster_config& cfg, const replace_options& 
       return refuse("refused", "refusing to replace: " + std::to_string(said.answered) +
                                  " other members answered, fewer than a majority: the group cannot change its "
                                  "members without one (bring them up)");
-    // Asked of the leader, again while it answers that a change is under way (a new leader's
-    // configuration counts once its first entry commits) or leadership moves.
-    auto until = std::chrono::steady_clock::now() +
-                 std::chrono::milliseconds(std::max<int64_t>(
-                   o.timeout_ms, replace_transient_election_timeouts * cfg.election_timeout_ms));
-    std::pair<uint64_t, std::string> answer;
-    for (bool first = true;; first = false) {
-      uint32_t leader = find_raft_leader(cfg, quick);
-      if (leader == 0) return refuse("unavailable", "no member leads the SKU group (is a majority up?)");
-      if (first)
-        say("node " + std::to_string(n) + " is gone; node " + std::to_string(leader) +
-            ", the leader, removes its replica from the SKU group and adds a new one");
-      try {
-        auto slow = o.client;
-        slow.call_timeout_ms = std::max<int64_t>(o.timeout_ms, 4 * cfg.election_timeout_ms);
-        blocking_client c(cfg.member(leader)->client, slow);
-        answer = c.replace_replica(n);
-      } catch (const std::exception& e) {
-        return refuse("unavailable", "node " + std::to_string(leader) + ", the leader: " + e.what() +
-                                       " (run this again: it goes on from what the group has)");
-      }
-      if (answer.second.empty()) break;
-      bool transient = answer.second.find("under way") != std::string::npos ||
-                       answer.second.find("does not lead") != std::string::npos;
-      if (!transient || std::chrono::steady_clock::now() > until)
-        return refuse(answer.second.rfind("forbidden", 0) == 0 ? "forbidden"
-                      : transient                               ? "unavailable"
-                                                                : "refused",
-                      "node " + std::to_string(leader) + " did not replace the replica: " + answer.second +
-                        (transient ? " (run this again: it goes on from what the group has)" : ""));
-      say("node " + std::to_string(leader) + ": " + answer.second);
-      std::this_thread::sleep_for(std::chrono::milliseconds(replace_ask_interval_ms));
-    }
-    out.replica = answer.first;
+    auto asked = replace_at_leader(cfg, o, out);
+    if (!asked.first.empty()) return refuse(asked.first, asked.second);
     // The new directory succeeds the lost one: the members record its generation before it
     // ever starts. Its replica id is written last: with it, the directory is ready.
     directory_identity id;
